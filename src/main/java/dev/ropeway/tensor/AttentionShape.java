@@ -1,0 +1,30 @@
+package dev.ropeway.tensor;
+
+/**
+ * Shape of one causal attention call.
+ *
+ * <p>Queries: {@code q[batch * seqQ, heads * headDim]}. Keys and values of sequence b start at row
+ * {@code b * kvRowsPerBatch} of {@code k} / {@code v}, whose rows are {@code kvHeads * headDim} wide; keys
+ * {@code [0, seqKv)} are valid. Query i of a sequence sits at key index {@code qStart + i} and attends to keys
+ * {@code j <= qStart + i} (so {@code qStart = seqKv - seqQ} for a prefill chunk appended to a KV cache, and 0
+ * for a whole sequence). Query head h reads key/value head {@code h / (heads / kvHeads)} (grouped-query attention).
+ * Scores are multiplied by {@code scale} (usually 1/sqrt(headDim)) before the softmax.
+ */
+public record AttentionShape(int batch, long seqQ, long seqKv, long kvRowsPerBatch, long qStart,
+                             int heads, int kvHeads, int headDim, float scale) {
+    public AttentionShape {
+        if (batch <= 0 || seqQ <= 0 || seqKv <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0)
+            throw new IllegalArgumentException("attention dimensions must be positive: " + this);
+        if (heads % kvHeads != 0)
+            throw new IllegalArgumentException("heads (" + heads + ") must be a multiple of kvHeads (" + kvHeads + ")");
+        if (qStart < 0 || qStart + seqQ > seqKv)
+            throw new IllegalArgumentException("queries [" + qStart + ", " + (qStart + seqQ) + ") fall outside keys [0, " + seqKv + ")");
+        if (kvRowsPerBatch < seqKv)
+            throw new IllegalArgumentException("kvRowsPerBatch " + kvRowsPerBatch + " < seqKv " + seqKv);
+    }
+
+    /** A whole-sequence causal self-attention (no cache). */
+    public static AttentionShape selfAttention(int batch, long seq, int heads, int kvHeads, int headDim) {
+        return new AttentionShape(batch, seq, seq, seq, 0, heads, kvHeads, headDim, (float) (1.0 / Math.sqrt(headDim)));
+    }
+}

@@ -1,0 +1,91 @@
+package dev.ropeway.tensor;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The compute contract every backend implements (CPU now, CUDA later). Each op is explicit, llm.c-style:
+ * the caller owns the buffers and passes the dimensions. All buffers hold float32. Matrices are row-major.
+ *
+ * <p>Memory use must stay linear in the sequence length: in particular {@link #attention} never allocates
+ * a seq x seq buffer.
+ */
+public interface Backend extends AutoCloseable {
+
+    String name();
+
+    /** A zero-filled buffer of {@code size} floats. */
+    Tensor allocate(long size);
+
+    /** Copies host floats into a new buffer. */
+    Tensor upload(float[] data);
+
+    /**
+     * Converts {@code count} elements of type {@code dtype} (F32, F16, BF16 or F64, little-endian) starting at
+     * {@code src} into a new float32 buffer. {@code src} may be a memory-mapped file region.
+     */
+    Tensor upload(MemorySegment src, DType dtype, long count);
+
+    /** Copies {@code length} floats starting at element {@code offset} of {@code src} into {@code dst[dstOffset..]}. */
+    void download(Tensor src, long offset, float[] dst, int dstOffset, int length);
+
+    /** Copies {@code length} floats from {@code src[srcOffset..]} to {@code dst[dstOffset..]}. */
+    void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length);
+
+    /**
+     * General matrix multiply, BLAS semantics on row-major matrices:
+     * {@code C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C}, where op transposes when asked.
+     * Offsets are in elements; leading dimensions are row strides.
+     */
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+              Tensor a, long aOffset, int lda, Tensor b, long bOffset, int ldb,
+              float beta, Tensor c, long cOffset, int ldc);
+
+    /**
+     * A linear layer as Hugging Face stores it: {@code y[rows, out] = x[rows, in] * w[out, in]^T + bias[out]}.
+     * {@code bias} may be null. {@code rows} may exceed int range (long sequences); the backend splits the call.
+     */
+    void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out);
+
+    /** {@code out[r, :] = table[ids[r], :]}; ids must already be validated against the vocabulary. */
+    void embedding(Tensor out, Tensor table, int[] ids, int dim);
+
+    /** {@code out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight} (computed in float32, like HF). */
+    void rmsNorm(Tensor out, Tensor x, Tensor weight, long rows, int dim, float eps);
+
+    /**
+     * Builds the rotary table for {@code positions.length} rows: angle = (float) positions[r] * invFreq[j] in
+     * float32, then cos and sin (each multiplied by {@code attentionScale}).
+     */
+    RotaryTable rotaryTable(float[] positions, float[] invFreq, float attentionScale);
+
+    /**
+     * Rotates, in place, the first {@code 2 * table.half()} features of every head of {@code x[rows, heads * headDim]}
+     * with the Hugging Face pairing (feature j with j + half, "rotate_half").
+     */
+    void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim);
+
+    /**
+     * Causal attention with grouped-query heads, computed in tiles with an online softmax.
+     * Writes {@code out[batch * seqQ, heads * headDim]}. If {@code lse} is not null it receives the log-sum-exp of the
+     * scaled scores for each (row, head), {@code lse[row * heads + h]}, which the backward pass needs.
+     */
+    void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape);
+
+    /** {@code out[i] = silu(gate[i]) * up[i]} for i in [0, n). */
+    void swiglu(Tensor out, Tensor gate, Tensor up, long n);
+
+    /** {@code y[i] += x[i]} for i in [0, n). */
+    void addInPlace(Tensor y, Tensor x, long n);
+
+    /**
+     * Softmax cross-entropy of each row of {@code logits[rows, vocab]} against {@code targets[r]}; a target below 0 is
+     * ignored (loss 0, not counted). Returns per-row losses (-log p[target]) in double.
+     */
+    double[] crossEntropy(Tensor logits, int[] targets, long rows, int vocab);
+
+    /** Number of worker threads the backend uses. */
+    int threads();
+
+    @Override
+    void close();
+}
