@@ -1,0 +1,53 @@
+# Sourced by the launchers: finds a JDK 25 or newer and Maven, and knows the JVM flags Ropeway needs.
+# shellcheck shell=bash
+
+ROPEWAY_JVM_FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
+
+# Prints the feature release (e.g. 25) of the JDK at $1, or nothing.
+ropeway_jdk_major() {
+  local home="$1" v=""
+  [ -x "$home/bin/java" ] && [ -x "$home/bin/javac" ] || return 0
+  if [ -f "$home/release" ]; then
+    v=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$home/release")
+  fi
+  if [ -z "$v" ]; then
+    v=$("$home/bin/java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+  fi
+  echo "$v"
+}
+
+# Prints the home of the first JDK >= 25: $ROPEWAY_JAVA_HOME, $JAVA_HOME, the java on PATH, then the usual folders.
+ropeway_find_jdk() {
+  local c candidates=()
+  [ -n "${ROPEWAY_JAVA_HOME:-}" ] && candidates+=("$ROPEWAY_JAVA_HOME")
+  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME")
+  if command -v java >/dev/null 2>&1; then
+    candidates+=("$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")")
+  fi
+  for c in /usr/lib/jvm/* /opt/java/* /opt/jdk* /usr/local/jdk* /usr/java/* \
+           "$HOME"/.sdkman/candidates/java/* "$HOME"/.jdks/* "$HOME"/.local/jdk* \
+           /Library/Java/JavaVirtualMachines/*/Contents/Home; do
+    [ -d "$c" ] && candidates+=("$c")
+  done
+  for c in "${candidates[@]}"; do
+    local major
+    major=$(ropeway_jdk_major "$c")
+    if [ -n "$major" ] && [ "$major" -ge 25 ] 2>/dev/null; then
+      echo "$c"
+      return 0
+    fi
+  done
+  {
+    echo "ropeway: no JDK 25 or newer found (looked at ROPEWAY_JAVA_HOME, JAVA_HOME, the java on PATH,"
+    echo "  /usr/lib/jvm, /opt/java, ~/.sdkman and ~/.jdks)."
+    echo "  Install one (for example Eclipse Temurin 25) and set JAVA_HOME to it."
+  } >&2
+  return 1
+}
+
+ropeway_require_maven() {
+  if ! command -v mvn >/dev/null 2>&1; then
+    echo "ropeway: Maven 3.8 or newer is needed to build Ropeway (Debian/Ubuntu: apt-get install maven)." >&2
+    return 1
+  fi
+}

@@ -1,0 +1,144 @@
+package dev.ropeway.cli;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.model.CheckpointWriter;
+import dev.ropeway.model.ModelPreset;
+import dev.ropeway.model.TokenBatch;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.RopeContext;
+import dev.ropeway.rope.RopeSpec;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.KernelBenchmark;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.Callable;
+
+/** {@code ropeway bench}: measured speed of the kernels and of whole forward passes. */
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (results for BENCHMARKS.md).",
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class})
+final class BenchCommand implements Runnable {
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    @Command(name = "kernels", aliases = "gemm", mixinStandardHelpOptions = true,
+            description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, and attention GFLOP/s.")
+    static final class Gemm implements Callable<Integer> {
+        @Option(names = "--threads", description = "Threads (default: all cores).")
+        Integer threads;
+
+        @Override
+        public Integer call() {
+            KernelBenchmark.main(threads == null ? new String[0] : new String[]{"--threads", String.valueOf(threads)});
+            return 0;
+        }
+    }
+
+    @Command(name = "forward", mixinStandardHelpOptions = true,
+            description = "Forward-pass tokens/s and peak resident memory at given sequence lengths.")
+    static final class Forward implements Callable<Integer> {
+        @Option(names = "--model", paramLabel = "<dir>", description = "Checkpoint to run (default: a random model of --preset).")
+        Path model;
+
+        @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
+        String preset;
+
+        @Option(names = "--tokens", split = ",", defaultValue = "1024", description = "Sequence lengths (comma-separated).")
+        long[] lengths;
+
+        @Option(names = "--repeat", defaultValue = "3", description = "Timed runs per length; the median is reported.")
+        int repeat;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() throws IOException {
+            if (repeat < 1) throw new RopewayException("--repeat must be at least 1");
+            Path dir = model;
+            Path temp = null;
+            if (dir == null) {
+                ModelPreset p = ModelPreset.parse(preset);
+                long maxLen = Arrays.stream(lengths).max().orElse(1024);
+                temp = Files.createTempDirectory("ropeway-bench");
+                RopeContext ctx = new RopeContext(p.headDim, maxLen, 0, 10000);
+                CheckpointWriter.writeRandom(temp, CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers,
+                        p.heads, p.kvHeads, p.headDim, maxLen, RopeSpec.parse("default", ctx), false), 1);
+                dir = temp;
+            }
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
+                int vocab = t.config().vocabSize();
+                Random random = new Random(7);
+                for (long len : lengths) {
+                    if (len < 1 || len > Integer.MAX_VALUE) throw new RopewayException("bad --tokens value " + len);
+                    int[] ids = random.ints((int) len, 0, vocab).toArray();
+                    TokenBatch batch = TokenBatch.of(ids, 1, (int) len);
+                    t.forward(batch, (first, n, logits) -> { });   // warm-up
+                    double[] secs = new double[repeat];
+                    for (int i = 0; i < repeat; i++) {
+                        long s = System.nanoTime();
+                        t.forward(batch, (first, n, logits) -> { });
+                        secs[i] = (System.nanoTime() - s) / 1e9;
+                    }
+                    Arrays.sort(secs);
+                    double median = secs[repeat / 2];
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("tokens", len);
+                    row.put("median_seconds", median);
+                    row.put("tokens_per_second", len / median);
+                    row.put("peak_rss_mib", peakRssMiB());
+                    rows.add(row);
+                    if (!json)
+                        System.out.printf("%,8d tokens  %8.3f s  %,10.0f tokens/s  peak RSS %,d MiB%n", len, median,
+                                len / median, (Long) row.get("peak_rss_mib"));
+                }
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("model", model == null ? "random " + preset : model.toString());
+                out.put("parameters", t.config().parameterCount());
+                out.put("threads", backend.threads());
+                out.put("results", rows);
+                if (json) System.out.println(Output.json(out));
+            } finally {
+                if (temp != null) deleteTree(temp);
+            }
+            return 0;
+        }
+    }
+
+    /** Peak resident set size of this process (Linux VmHWM), or -1 where unavailable. */
+    static long peakRssMiB() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
+                if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024;
+        } catch (IOException | NumberFormatException e) {
+            return -1;
+        }
+        return -1;
+    }
+
+    static void deleteTree(Path dir) throws IOException {
+        try (var s = Files.walk(dir)) {
+            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) Files.deleteIfExists(p);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+package dev.ropeway.model;
+
+import dev.ropeway.RopewayException;
+
+import java.util.Arrays;
+import java.util.stream.Collectors;
+
+/**
+ * The decoder families Ropeway runs. They share one transformer (pre-norm, RMSNorm, rotary attention with
+ * grouped-query heads, SwiGLU MLP) and differ in which projections carry biases.
+ */
+public enum Architecture {
+    LLAMA("LlamaForCausalLM", "llama"),
+    MISTRAL("MistralForCausalLM", "mistral"),
+    QWEN2("Qwen2ForCausalLM", "qwen2");
+
+    private final String hfClass;
+    private final String modelType;
+
+    Architecture(String hfClass, String modelType) {
+        this.hfClass = hfClass;
+        this.modelType = modelType;
+    }
+
+    public String hfClass() { return hfClass; }
+
+    public String modelType() { return modelType; }
+
+    /** Resolves from the config's "architectures" entry, falling back to "model_type". */
+    public static Architecture resolve(String hfClass, String modelType, String source) {
+        for (Architecture a : values()) if (a.hfClass.equals(hfClass)) return a;
+        if (hfClass == null) for (Architecture a : values()) if (a.modelType.equals(modelType)) return a;
+        String known = Arrays.stream(values()).map(Architecture::hfClass).collect(Collectors.joining(", "));
+        String what = hfClass != null ? "architecture '" + hfClass + "'" : "model_type '" + modelType + "'";
+        throw new RopewayException(source + ": unsupported " + what + " (supported: " + known + ")");
+    }
+}

@@ -1,0 +1,99 @@
+package dev.ropeway.model;
+
+import dev.ropeway.io.Json;
+import dev.ropeway.io.SafeTensorsWriter;
+import dev.ropeway.rope.RopeScaling;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.BiConsumer;
+
+/**
+ * Writes Llama checkpoints in the Hugging Face layout: {@code config.json} (carrying the RoPE settings in both the
+ * 5.x {@code rope_parameters} and the 4.x {@code rope_scaling} + {@code rope_theta} forms, so either generation of
+ * transformers loads it) and {@code model.safetensors}.
+ */
+public final class CheckpointWriter {
+    private CheckpointWriter() {}
+
+    /** The config.json map of a Llama with the given sizes and RoPE method. */
+    public static Map<String, Object> llamaConfig(int vocab, int hidden, int ffn, int layers, int heads, int kvHeads,
+                                                  int headDim, long maxPositions, RopeScaling rope, boolean tied) {
+        Map<String, Object> c = new LinkedHashMap<>();
+        c.put("architectures", java.util.List.of("LlamaForCausalLM"));
+        c.put("model_type", "llama");
+        c.put("vocab_size", vocab);
+        c.put("hidden_size", hidden);
+        c.put("intermediate_size", ffn);
+        c.put("num_hidden_layers", layers);
+        c.put("num_attention_heads", heads);
+        c.put("num_key_value_heads", kvHeads);
+        c.put("head_dim", headDim);
+        c.put("hidden_act", "silu");
+        c.put("max_position_embeddings", maxPositions);
+        c.put("rms_norm_eps", 1e-5);
+        c.put("initializer_range", 0.02);
+        c.put("tie_word_embeddings", tied);
+        c.put("attention_bias", false);
+        c.put("mlp_bias", false);
+        c.put("bos_token_id", 1);
+        c.put("eos_token_id", 2);
+        c.put("torch_dtype", "float32");
+        Map<String, Object> params = rope.toParameters();
+        c.put("rope_theta", rope.theta());
+        Map<String, Object> legacy = new LinkedHashMap<>(params);
+        legacy.remove("rope_theta");
+        c.put("rope_scaling", rope.type().equals("default") ? null : legacy);
+        c.put("rope_parameters", params);
+        return c;
+    }
+
+    /**
+     * Writes a freshly initialised model (normal(0, 0.02) matrices, unit norms, seeded) to {@code dir}.
+     * Returns the parsed config.
+     */
+    public static ModelConfig writeRandom(Path dir, Map<String, Object> config, long seed) {
+        ModelConfig c = ModelConfig.parse(config, "generated config");
+        Random random = new Random(seed);
+        SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
+        BiConsumer<String, long[]> matrix = (name, shape) -> {
+            float[] data = new float[Math.toIntExact(shape[0] * shape[1])];
+            for (int i = 0; i < data.length; i++) data[i] = (float) (random.nextGaussian() * 0.02);
+            w.add(name, data, shape);
+        };
+        BiConsumer<String, Integer> ones = (name, n) -> {
+            float[] data = new float[n];
+            java.util.Arrays.fill(data, 1f);
+            w.add(name, data, n);
+        };
+        long h = c.hiddenSize();
+        matrix.accept("model.embed_tokens.weight", new long[]{c.vocabSize(), h});
+        for (int i = 0; i < c.numLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            ones.accept(p + "input_layernorm.weight", c.hiddenSize());
+            ones.accept(p + "post_attention_layernorm.weight", c.hiddenSize());
+            matrix.accept(p + "self_attn.q_proj.weight", new long[]{c.qDim(), h});
+            matrix.accept(p + "self_attn.k_proj.weight", new long[]{c.kvDim(), h});
+            matrix.accept(p + "self_attn.v_proj.weight", new long[]{c.kvDim(), h});
+            matrix.accept(p + "self_attn.o_proj.weight", new long[]{h, c.qDim()});
+            matrix.accept(p + "mlp.gate_proj.weight", new long[]{c.intermediateSize(), h});
+            matrix.accept(p + "mlp.up_proj.weight", new long[]{c.intermediateSize(), h});
+            matrix.accept(p + "mlp.down_proj.weight", new long[]{h, c.intermediateSize()});
+        }
+        ones.accept("model.norm.weight", c.hiddenSize());
+        if (!c.tieWordEmbeddings()) matrix.accept("lm_head.weight", new long[]{c.vocabSize(), h});
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create " + dir, e);
+        }
+        w.write(dir.resolve("model.safetensors"));
+        Json.writeAtomic(dir.resolve("config.json"), config);
+        return c;
+    }
+}

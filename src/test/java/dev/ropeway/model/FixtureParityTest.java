@@ -1,0 +1,104 @@
+package dev.ropeway.model;
+
+import dev.ropeway.io.Json;
+import dev.ropeway.io.SafeTensors;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.tensor.CpuBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Logits and loss of every Hugging Face fixture (computed by transformers in float64), for the 5.x config form and
+ * for the same config rewritten into the 4.x form.
+ */
+class FixtureParityTest {
+    static final Path FIXTURES = Path.of("../shared/fixtures");
+    static CpuBackend backend;
+
+    @BeforeAll
+    static void open() { backend = new CpuBackend(); }
+
+    @AfterAll
+    static void close() { backend.close(); }
+
+    static List<Path> cases() throws IOException {
+        try (Stream<Path> s = Files.list(FIXTURES)) {
+            List<Path> dirs = s.filter(p -> {
+                String n = p.getFileName().toString();
+                return n.startsWith("llama-") || n.startsWith("qwen2-");
+            }).sorted().toList();
+            assertTrue(dirs.size() >= 11, "expected the llama-* and qwen2-* fixtures in " + FIXTURES.toAbsolutePath());
+            return dirs;
+        }
+    }
+
+    /** The 5.x config rewritten in the 4.x form: rope_scaling (with "type") plus a top-level rope_theta. */
+    static Map<String, Object> legacyForm(Map<String, Object> config) {
+        Map<String, Object> c = new LinkedHashMap<>(config);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> params = new LinkedHashMap<>((Map<String, Object>) c.remove("rope_parameters"));
+        c.put("rope_theta", params.remove("rope_theta"));
+        Object type = params.remove("rope_type");
+        if ("default".equals(type)) {
+            c.put("rope_scaling", null);
+        } else {
+            params.put("type", type);
+            c.put("rope_scaling", params);
+        }
+        return c;
+    }
+
+    @TestFactory
+    Stream<DynamicTest> logitsAndLossMatchTransformers() throws IOException {
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Path dir : cases()) {
+            Map<String, Object> modern = Json.readObject(dir.resolve("config.json"));
+            tests.add(DynamicTest.dynamicTest(dir.getFileName() + " (rope_parameters)", () -> check(dir, modern)));
+            tests.add(DynamicTest.dynamicTest(dir.getFileName() + " (rope_scaling + rope_theta)", () -> check(dir, legacyForm(modern))));
+        }
+        return tests.stream();
+    }
+
+    private static void check(Path dir, Map<String, Object> configMap) {
+        Map<String, Object> ref = Json.readObject(dir.resolve("reference.json"));
+        @SuppressWarnings("unchecked")
+        List<List<Number>> idLists = (List<List<Number>>) ref.get("input_ids");
+        int[][] ids = idLists.stream().map(l -> l.stream().mapToInt(Number::intValue).toArray()).toArray(int[][]::new);
+        ModelConfig config = ModelConfig.parse(configMap, dir + "/config.json");
+        float[] expected;
+        try (SafeTensors refs = SafeTensors.open(dir.resolve("reference.safetensors"))) {
+            expected = refs.readFloats("logits");
+        }
+        Scorer.Score score;
+        try (WeightStore store = WeightStore.open(dir);
+             Transformer model = new Transformer(backend, config, ModelWeights.load(backend, config, store))) {
+            score = new Scorer(model).score(TokenBatch.of(ids), config.rope(), true);
+        }
+        assertEquals(expected.length, score.logits().length, "logits size");
+        double diff = 0, norm = 0;
+        for (int i = 0; i < expected.length; i++) {
+            double d = score.logits()[i] - expected[i];
+            diff += d * d;
+            norm += (double) expected[i] * expected[i];
+        }
+        double rel = Math.sqrt(diff / norm);
+        assertTrue(rel < 1e-4, dir.getFileName() + ": logits relative error " + rel);
+        double refLoss = ((Number) ref.get("loss")).doubleValue();
+        assertEquals(refLoss, score.loss(), 1e-5, dir.getFileName() + ": loss");
+        assertEquals((long) ids.length * (ids[0].length - 1), score.tokens());
+    }
+}
