@@ -3,8 +3,8 @@ package dev.ropeway.rope;
 /**
  * What a RoPE method needs to know about the model it scales: the rotary dimension (head_dim times
  * partial_rotary_factor), the checkpoint's max_position_embeddings, and its top-level
- * original_max_position_embeddings if the config has one (Phi-3 style; 0 when absent), and the top-level
- * rope_theta used when the parameters do not name one.
+ * original_max_position_embeddings if the config has one (Phi-3 style; 0 when absent), and the model's rope_theta
+ * (from rope_parameters in the 5.x form, else the top-level key, else 10000), used when parameters do not name one.
  */
 public record RopeContext(int rotaryDim, long maxPositionEmbeddings, long topLevelOriginalMax, double defaultTheta) {
     public RopeContext {
