@@ -7,7 +7,8 @@ import java.util.Map;
  * the attention scaling. Implementations are small immutable records, one per method, matching
  * Hugging Face transformers 5.x bit for bit in float32.
  */
-public interface RopeScaling {
+public sealed interface RopeScaling
+        permits DefaultRope, LinearRope, DynamicNtkRope, StaticNtkRope, YarnRope, Llama3Rope, LongRope {
 
     /** The rope_type name as Hugging Face writes it ("default", "linear", "dynamic", "yarn", "llama3", "longrope", ...). */
     String type();

@@ -109,7 +109,6 @@ public final class RopeSpec {
             case LongRope r -> "longrope factor=" + number(r.factor()) + " original=" + r.originalMaxPositionEmbeddings()
                     + " attention_scaling=" + number(r.resolvedAttentionFactor())
                     + " short=" + span(r.shortFactor()) + " long=" + span(r.longFactor());
-            default -> rope.type() + " attention_scaling=" + number(rope.attentionScaling());
         };
         return body + " theta=" + number(rope.theta());
     }
