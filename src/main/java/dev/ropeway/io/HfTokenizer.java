@@ -60,11 +60,32 @@ public final class HfTokenizer implements Tokenizer {
 
     @Override
     public int[] encode(String text, boolean addSpecialTokens) {
-        Objects.requireNonNull(text, "text");
-        long[] ids = tokenizer.encode(text, addSpecialTokens, false).getIds();
+        long[] ids = tokenizer.encode(wellFormed(Objects.requireNonNull(text, "text")), addSpecialTokens, false).getIds();
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) out[i] = Math.toIntExact(ids[i]);
         return out;
+    }
+
+    /**
+     * {@code text} with each unpaired surrogate replaced by U+FFFD. Such a string has no UTF-8 form; passed as is,
+     * the native side would turn each into three replacement characters.
+     */
+    static String wellFormed(String text) {
+        StringBuilder fixed = null;
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            boolean paired = Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1));
+            if (paired) {
+                if (fixed != null) fixed.append(c).append(text.charAt(i + 1));
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                if (fixed == null) fixed = new StringBuilder(text.length()).append(text, 0, i);
+                fixed.append('\uFFFD');
+            } else if (fixed != null) {
+                fixed.append(c);
+            }
+        }
+        return fixed == null ? text : fixed.toString();
     }
 
     @Override
