@@ -7,7 +7,6 @@ import com.fasterxml.jackson.core.json.JsonReadFeature;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 
 import java.io.IOException;
@@ -25,12 +24,14 @@ public final class Json {
             // Python's json module writes NaN and Infinity for float fields; Hugging Face configs can hold them.
             .enable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
-            .enable(SerializationFeature.INDENT_OUTPUT)
             .build();
 
     private Json() {}
 
-    /** The shared mapper: lenient about NaN, strict about trailing garbage, pretty-printing. */
+    /**
+     * The shared mapper: reads NaN and Infinity, refuses trailing garbage, and writes compact single-line JSON (so it
+     * also serves JSON-lines logs); {@link #writeAtomic} pretty-prints.
+     */
     public static ObjectMapper mapper() {
         return MAPPER;
     }
@@ -75,7 +76,7 @@ public final class Json {
     public static void writeAtomic(Path file, Object value) {
         byte[] bytes;
         try {
-            bytes = MAPPER.writeValueAsBytes(value);
+            bytes = MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(value);
         } catch (JsonProcessingException e) {
             throw new IllegalArgumentException("cannot write " + value.getClass().getName() + " as JSON: " + e.getOriginalMessage(), e);
         }

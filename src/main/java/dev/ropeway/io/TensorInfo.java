@@ -14,7 +14,7 @@ public record TensorInfo(String name, DType dtype, long[] shape, long offset, lo
     public TensorInfo {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(dtype, "dtype");
-        shape = shape.clone(); // a record is a value: nobody may change its shape from outside
+        shape = Objects.requireNonNull(shape, "shape").clone(); // a record is a value: nobody may change its shape from outside
     }
 
     /** A copy, so that callers cannot change this record. */
