@@ -1,0 +1,123 @@
+package dev.ropeway.io;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import dev.ropeway.RopewayException;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Objects;
+import java.util.OptionalInt;
+
+/** A Hugging Face {@code tokenizer.json}, run by the native tokenizers library that DJL bundles. */
+public final class HfTokenizer implements Tokenizer {
+    private final HuggingFaceTokenizer tokenizer;
+    private final int vocabSize;
+    private final SpecialTokenIds special;
+
+    private HfTokenizer(HuggingFaceTokenizer tokenizer, int vocabSize, SpecialTokenIds special) {
+        this.tokenizer = tokenizer;
+        this.vocabSize = vocabSize;
+        this.special = special;
+    }
+
+    /** Loads {@code tokenizer.json} from a checkpoint folder, or the given tokenizer file itself. */
+    public static HfTokenizer load(Path dirOrTokenizerJson) {
+        Path folder;
+        Path json;
+        if (Files.isDirectory(dirOrTokenizerJson)) {
+            folder = dirOrTokenizerJson;
+            json = folder.resolve("tokenizer.json");
+            if (!Files.isRegularFile(json)) {
+                throw new CheckpointException("no tokenizer.json in " + folder + "; pass token ids with --ids instead");
+            }
+        } else {
+            json = dirOrTokenizerJson;
+            folder = json.toAbsolutePath().getParent();
+            if (!Files.isRegularFile(json)) {
+                throw new CheckpointException("no tokenizer file " + json + "; pass token ids with --ids instead");
+            }
+        }
+        // Read with Jackson first: a broken file then gets a message with line and column, not a native error.
+        TokenizerVocabulary vocabulary = TokenizerVocabulary.read(json);
+        SpecialTokenIds special = SpecialTokenIds.resolve(folder, vocabulary);
+        // DJL otherwise probes cloud metadata endpoints on first use, which stalls on a machine without network.
+        if (System.getProperty("ai.djl.offline") == null) System.setProperty("ai.djl.offline", "true");
+        HuggingFaceTokenizer tokenizer;
+        try {
+            tokenizer = HuggingFaceTokenizer.builder()
+                    .optTokenizerPath(json)
+                    // DJL's defaults truncate to 512 tokens and pad; a long-context tool must see every token.
+                    .optTruncation(false)
+                    .optPadding(false)
+                    .optAddSpecialTokens(true)
+                    .build();
+        } catch (IOException | RuntimeException e) {
+            throw new CheckpointException("cannot load tokenizer " + json + ": " + e.getMessage(), e);
+        }
+        return new HfTokenizer(tokenizer, vocabulary.size(), special);
+    }
+
+    @Override
+    public int[] encode(String text, boolean addSpecialTokens) {
+        long[] ids = tokenizer.encode(wellFormed(Objects.requireNonNull(text, "text")), addSpecialTokens, false).getIds();
+        int[] out = new int[ids.length];
+        for (int i = 0; i < ids.length; i++) out[i] = Math.toIntExact(ids[i]);
+        return out;
+    }
+
+    /**
+     * {@code text} with each unpaired surrogate replaced by U+FFFD. Such a string has no UTF-8 form; passed as is,
+     * the native side would turn each into three replacement characters.
+     */
+    static String wellFormed(String text) {
+        StringBuilder fixed = null;
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            boolean paired = Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1));
+            if (paired) {
+                if (fixed != null) fixed.append(c).append(text.charAt(i + 1));
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                if (fixed == null) fixed = new StringBuilder(text.length()).append(text, 0, i);
+                fixed.append('\uFFFD');
+            } else if (fixed != null) {
+                fixed.append(c);
+            }
+        }
+        return fixed == null ? text : fixed.toString();
+    }
+
+    @Override
+    public String decode(int[] ids, boolean skipSpecialTokens) {
+        long[] wide = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            // The native decoder silently drops unknown ids; a wrong id is the caller's mistake and should say so.
+            if (ids[i] < 0 || ids[i] >= vocabSize) {
+                throw new RopewayException("token id " + ids[i] + " is outside the vocabulary (0.." + (vocabSize - 1) + ")");
+            }
+            wide[i] = ids[i];
+        }
+        return tokenizer.decode(wide, skipSpecialTokens);
+    }
+
+    @Override
+    public int vocabSize() {
+        return vocabSize;
+    }
+
+    @Override
+    public OptionalInt bosId() {
+        return special.bos();
+    }
+
+    @Override
+    public OptionalInt eosId() {
+        return special.eos();
+    }
+
+    @Override
+    public void close() {
+        tokenizer.close();
+    }
+}

@@ -1,0 +1,165 @@
+package dev.ropeway.io;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.ropeway.tensor.DType;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+
+/**
+ * Builds a safetensors file: tensors are laid out contiguously in the order they were added, the JSON header is
+ * padded with spaces to a multiple of 8 bytes (so the data region starts 8-aligned), and the file replaces any
+ * previous one atomically. Arrays and segments are read when {@link #write} runs, not copied when added, so a
+ * large model is never held twice; do not change them in between.
+ */
+public final class SafeTensorsWriter {
+    private static final ObjectMapper HEADER_JSON = new ObjectMapper();
+    private static final int CHUNK = 1 << 20;
+
+    private final Map<String, String> metadata = new LinkedHashMap<>();
+    private final List<Entry> entries = new ArrayList<>();
+    private final Set<String> names = new HashSet<>();
+
+    /** One tensor to write: its bytes come from exactly one of {@code floats} and {@code bytes}. */
+    private record Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize) {}
+
+    /** Adds a "__metadata__" entry (a later value for the same key wins). */
+    public SafeTensorsWriter metadata(String key, String value) {
+        metadata.put(Objects.requireNonNull(key, "key"), Objects.requireNonNull(value, "value"));
+        return this;
+    }
+
+    /** Adds an F32 tensor; {@code shape} must hold exactly {@code data.length} elements (an empty shape is a scalar). */
+    public SafeTensorsWriter add(String name, float[] data, long... shape) {
+        Objects.requireNonNull(data, "data");
+        long elements = checkNameAndShape(name, shape);
+        if (elements != data.length) {
+            throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
+                    + elements + " elements but " + data.length + " floats were given");
+        }
+        return add(new Entry(name, DType.F32, shape.clone(), data, null, 4L * data.length));
+    }
+
+    /** Adds a tensor from its raw little-endian bytes, which must be exactly shape x dtype size long. */
+    public SafeTensorsWriter add(String name, DType dtype, MemorySegment bytes, long... shape) {
+        Objects.requireNonNull(dtype, "dtype");
+        Objects.requireNonNull(bytes, "bytes");
+        long elements = checkNameAndShape(name, shape);
+        long expected;
+        try {
+            expected = Math.multiplyExact(elements, (long) dtype.bytes());
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " is too large");
+        }
+        if (expected != bytes.byteSize()) {
+            throw new IllegalArgumentException("tensor '" + name + "': " + dtype + " " + Arrays.toString(shape)
+                    + " needs " + expected + " bytes but " + bytes.byteSize() + " were given");
+        }
+        return add(new Entry(name, dtype, shape.clone(), null, bytes, expected));
+    }
+
+    private SafeTensorsWriter add(Entry entry) {
+        names.add(entry.name());
+        entries.add(entry);
+        return this;
+    }
+
+    private long checkNameAndShape(String name, long[] shape) {
+        Objects.requireNonNull(name, "name");
+        Objects.requireNonNull(shape, "shape");
+        if (name.equals(SafeTensorsHeader.METADATA_KEY)) {
+            throw new IllegalArgumentException("'" + name + "' is reserved for metadata and cannot name a tensor");
+        }
+        if (names.contains(name)) throw new IllegalArgumentException("duplicate tensor name '" + name + "'");
+        long elements = 1;
+        for (long d : shape) {
+            if (d < 0) throw new IllegalArgumentException("tensor '" + name + "': negative dimension in shape " + Arrays.toString(shape));
+            try {
+                elements = Math.multiplyExact(elements, d);
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " is too large");
+            }
+        }
+        return elements;
+    }
+
+    /** Writes the file: to a temp file beside it first, then renamed over {@code file}. */
+    public void write(Path file) {
+        byte[] header = header();
+        AtomicFiles.write(file, channel -> {
+            ByteBuffer length = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length).flip();
+            writeFully(channel, length);
+            writeFully(channel, ByteBuffer.wrap(header));
+            for (Entry e : entries) {
+                if (e.floats() != null) writeFloats(channel, e.floats());
+                else writeSegment(channel, e.bytes());
+            }
+        });
+    }
+
+    private byte[] header() {
+        Map<String, Object> root = new LinkedHashMap<>();
+        if (!metadata.isEmpty()) root.put(SafeTensorsHeader.METADATA_KEY, metadata);
+        long offset = 0;
+        for (Entry e : entries) {
+            Map<String, Object> fields = new LinkedHashMap<>();
+            fields.put("dtype", e.dtype().safetensorsName());
+            fields.put("shape", e.shape());
+            fields.put("data_offsets", new long[] {offset, offset + e.byteSize()});
+            root.put(e.name(), fields);
+            offset += e.byteSize();
+        }
+        byte[] json;
+        try {
+            json = HEADER_JSON.writeValueAsString(root).getBytes(StandardCharsets.UTF_8);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot serialise a safetensors header", e);
+        }
+        // Trailing spaces are legal JSON whitespace; they put the data region on an 8-byte boundary.
+        int padded = (json.length + 7) & ~7;
+        byte[] header = Arrays.copyOf(json, padded);
+        Arrays.fill(header, json.length, padded, (byte) ' ');
+        return header;
+    }
+
+    private static void writeFloats(FileChannel channel, float[] data) throws IOException {
+        ByteBuffer buffer = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+        for (int from = 0; from < data.length; from += CHUNK / 4) {
+            int count = Math.min(CHUNK / 4, data.length - from);
+            buffer.clear();
+            buffer.asFloatBuffer().put(data, from, count);
+            buffer.limit(4 * count);
+            writeFully(channel, buffer);
+        }
+    }
+
+    private static void writeSegment(FileChannel channel, MemorySegment bytes) throws IOException {
+        // Copy through a byte[]: any segment (native, mapped or backed by a float[]) can be copied, but not all can
+        // be viewed as a ByteBuffer.
+        byte[] chunk = new byte[(int) Math.min(CHUNK, bytes.byteSize())];
+        for (long from = 0; from < bytes.byteSize(); from += CHUNK) {
+            int count = (int) Math.min(CHUNK, bytes.byteSize() - from);
+            MemorySegment.copy(bytes, ValueLayout.JAVA_BYTE, from, chunk, 0, count);
+            writeFully(channel, ByteBuffer.wrap(chunk, 0, count));
+        }
+    }
+
+    private static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {
+        while (buffer.hasRemaining()) channel.write(buffer);
+    }
+}
