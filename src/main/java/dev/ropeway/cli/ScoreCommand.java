@@ -128,7 +128,7 @@ final class ScoreCommand implements Callable<Integer> {
         JsonNode root;
         try {
             root = Json.mapper().readTree(file.toFile());
-        } catch (IOException e) {
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new RopewayException("--ids " + file + ": not valid JSON (" + e.getOriginalMessage() + ")");
         }
         if (root == null || !root.isArray() || root.isEmpty())

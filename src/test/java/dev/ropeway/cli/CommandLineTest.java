@@ -1,0 +1,174 @@
+package dev.ropeway.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ropeway.io.Json;
+import dev.ropeway.io.SafeTensors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The commands end to end on the fixtures, including the errors a user sees for bad input. */
+class CommandLineTest {
+    static final Path FIXTURES = Path.of("../shared/fixtures");
+
+    @TempDir
+    Path tmp;
+
+    private Path idsFile(Path fixture) throws IOException {
+        Map<String, Object> ref = Json.readObject(fixture.resolve("reference.json"));
+        Path ids = tmp.resolve(fixture.getFileName() + "-ids.json");
+        Files.writeString(ids, Json.mapper().writeValueAsString(ref.get("input_ids")));
+        return ids;
+    }
+
+    private static double refLoss(Path fixture) {
+        return ((Number) Json.readObject(fixture.resolve("reference.json")).get("loss")).doubleValue();
+    }
+
+    private Path copyFixture(String name) throws IOException {
+        Path dst = tmp.resolve(name);
+        Files.createDirectories(dst);
+        for (String f : List.of("config.json", "model.safetensors"))
+            Files.copy(FIXTURES.resolve(name).resolve(f), dst.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+        return dst;
+    }
+
+    @Test
+    void scorePrintsLossPerplexityAndTokensAsJson() throws IOException {
+        Path fx = FIXTURES.resolve("llama-default");
+        var r = CliRunner.run("score", "--model", fx.toString(), "--ids", idsFile(fx).toString(), "--json");
+        assertEquals(0, r.exitCode(), r.err());
+        JsonNode out = Json.mapper().readTree(r.out());
+        assertEquals(refLoss(fx), out.get("loss").asDouble(), 1e-5);
+        assertEquals(Math.exp(refLoss(fx)), out.get("perplexity").asDouble(), 1e-3);
+        assertEquals(2 * 47, out.get("tokens").asLong());
+    }
+
+    @Test
+    void scoreWritesLogits() throws IOException {
+        Path fx = FIXTURES.resolve("qwen2-bias");
+        Path logits = tmp.resolve("logits.safetensors");
+        var r = CliRunner.run("score", "--model", fx.toString(), "--ids", idsFile(fx).toString(), "--logits", logits.toString());
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.out().contains("perplexity"), r.out());
+        try (SafeTensors ours = SafeTensors.open(logits); SafeTensors ref = SafeTensors.open(fx.resolve("reference.safetensors"))) {
+            assertEquals(List.of(1L, 40L, 256L), java.util.Arrays.stream(ours.info("logits").shape()).boxed().toList());
+            float[] a = ours.readFloats("logits"), b = ref.readFloats("logits");
+            double d = 0, n = 0;
+            for (int i = 0; i < a.length; i++) { d += (a[i] - b[i]) * (a[i] - b[i]); n += b[i] * b[i]; }
+            assertTrue(Math.sqrt(d / n) < 1e-4);
+        }
+    }
+
+    @Test
+    void ropeOverrideChangesTheScalingUsed() throws IOException {
+        Path fx = FIXTURES.resolve("llama-yarn");
+        Path ids = idsFile(fx);
+        var same = CliRunner.run("score", "--model", fx.toString(), "--ids", ids.toString(), "--json",
+                "--rope", "yarn:factor=8,original_max_position_embeddings=64");
+        assertEquals(0, same.exitCode(), same.err());
+        assertEquals(refLoss(fx), Json.mapper().readTree(same.out()).get("loss").asDouble(), 1e-5);
+        var plain = CliRunner.run("score", "--model", fx.toString(), "--ids", ids.toString(), "--json", "--rope", "default");
+        assertEquals(0, plain.exitCode(), plain.err());
+        assertTrue(Math.abs(Json.mapper().readTree(plain.out()).get("loss").asDouble() - refLoss(fx)) > 1e-3);
+        var bad = CliRunner.run("score", "--model", fx.toString(), "--ids", ids.toString(), "--rope", "warp:factor=2");
+        assertEquals(1, bad.exitCode());
+        assertTrue(bad.err().contains("warp"), bad.err());
+    }
+
+    @Test
+    void infoDescribesTheCheckpoint() throws IOException {
+        var r = CliRunner.run("info", FIXTURES.resolve("llama-llama3").toString(), "--json");
+        assertEquals(0, r.exitCode(), r.err());
+        JsonNode out = Json.mapper().readTree(r.out());
+        assertEquals("LlamaForCausalLM", out.get("architecture").asText());
+        assertEquals("llama3", out.get("rope_type").asText());
+        assertEquals(32, out.get("trained_context").asLong());
+        assertEquals(256, out.get("claimed_context").asLong());
+        assertEquals(1, out.get("kv_heads").asInt());
+        assertEquals(out.get("parameters").asLong(), out.get("parameters_from_config").asLong());
+        var bf16 = CliRunner.run("info", FIXTURES.resolve("llama-gqa-bf16").toString());
+        assertEquals(0, bf16.exitCode(), bf16.err());
+        assertTrue(bf16.out().contains("BF16"), bf16.out());
+        var tied = CliRunner.run("info", FIXTURES.resolve("llama-tied").toString(), "--json");
+        JsonNode t = Json.mapper().readTree(tied.out());
+        assertTrue(t.get("tied_embeddings").asBoolean());
+        assertEquals(t.get("parameters").asLong(), t.get("parameters_from_config").asLong());
+    }
+
+    private void assertFailsWith(String expected, String... args) {
+        var r = CliRunner.run(args);
+        assertEquals(1, r.exitCode(), "exit code; out=" + r.out() + " err=" + r.err());
+        assertTrue(r.err().contains(expected), "expected '" + expected + "' in: " + r.err());
+        assertFalse(r.err().contains("\tat "), "no stack trace for input errors: " + r.err());
+    }
+
+    @Test
+    void truncatedWeightsAreReportedClearly() throws IOException {
+        Path m = copyFixture("llama-default");
+        Path f = m.resolve("model.safetensors");
+        try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+            raf.setLength(raf.length() / 2);
+        }
+        assertFailsWith("model.safetensors", "score", "--model", m.toString(), "--ids", idsFile(FIXTURES.resolve("llama-default")).toString());
+    }
+
+    @Test
+    void wrongShapeAndMissingTensorAreNamed() throws IOException {
+        Path m = copyFixture("llama-default");
+        Path ids = idsFile(FIXTURES.resolve("llama-default"));
+        Map<String, Object> config = Json.readObject(m.resolve("config.json"));
+        config.put("intermediate_size", 161);
+        Json.writeAtomic(m.resolve("config.json"), config);
+        assertFailsWith("model.layers.0.mlp.gate_proj.weight", "score", "--model", m.toString(), "--ids", ids.toString());
+
+        config.put("intermediate_size", 160);
+        config.put("num_hidden_layers", 3);
+        Json.writeAtomic(m.resolve("config.json"), config);
+        assertFailsWith("model.layers.2.", "score", "--model", m.toString(), "--ids", ids.toString());
+    }
+
+    @Test
+    void unknownRopeTypeAndArchitectureAreNamed() throws IOException {
+        Path m = copyFixture("llama-default");
+        Map<String, Object> config = Json.readObject(m.resolve("config.json"));
+        config.put("rope_parameters", Map.of("rope_type", "spiral", "rope_theta", 10000.0));
+        Json.writeAtomic(m.resolve("config.json"), config);
+        assertFailsWith("spiral", "info", m.toString());
+
+        config = Json.readObject(FIXTURES.resolve("llama-default/config.json"));
+        config.put("architectures", List.of("GPT2LMHeadModel"));
+        Json.writeAtomic(m.resolve("config.json"), config);
+        assertFailsWith("GPT2LMHeadModel", "info", m.toString());
+    }
+
+    @Test
+    void tokenIdsOutsideTheVocabularyAreRejected() throws IOException {
+        Path ids = tmp.resolve("ids.json");
+        Files.writeString(ids, "[[1, 2, 320, 4]]");
+        assertFailsWith("token id 320", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
+        Files.writeString(ids, "[[1, 2, -5, 4]]");
+        assertFailsWith("token id -5", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
+        Files.writeString(ids, "[[1, 2], [3]]");
+        assertFailsWith("same length", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
+        Files.writeString(ids, "{\"ids\": 3}");
+        assertFailsWith("JSON array", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
+    }
+
+    @Test
+    void missingFolderAndTokenizerAreReported() {
+        assertFailsWith("config.json", "info", tmp.resolve("nowhere").toString());
+        assertFailsWith("tokenizer.json", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--text", "hello");
+    }
+}
