@@ -160,7 +160,7 @@ class CommandLineTest {
         assertFailsWith("token id 320", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
         Files.writeString(ids, "[[1, 2, -5, 4]]");
         assertFailsWith("token id -5", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
-        Files.writeString(ids, "[[1, 2], [3]]");
+        Files.writeString(ids, "[[1, 2], [3, 4, 5]]");
         assertFailsWith("same length", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
         Files.writeString(ids, "{\"ids\": 3}");
         assertFailsWith("JSON array", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--ids", ids.toString());
