@@ -167,6 +167,29 @@ class CommandLineTest {
     }
 
     @Test
+    void scoresTextThroughTheCheckpointTokenizer() throws IOException {
+        Path m = copyFixture("llama-default");
+        dev.ropeway.io.ByteLevelBpeFixture.write(m);
+        String text = "the weather there: \u00e9t\u00e9 \u2014 hotter than the last";
+        var byText = CliRunner.run("score", "--model", m.toString(), "--text", text, "--json");
+        assertEquals(0, byText.exitCode(), byText.err());
+        int[] ids;
+        try (var tok = dev.ropeway.io.HfTokenizer.load(m)) {
+            ids = tok.encode(text, true);
+        }
+        Path idsFile = tmp.resolve("text-ids.json");
+        Files.writeString(idsFile, Json.mapper().writeValueAsString(List.of(java.util.Arrays.stream(ids).boxed().toList())));
+        var byIds = CliRunner.run("score", "--model", m.toString(), "--ids", idsFile.toString(), "--json");
+        JsonNode a = Json.mapper().readTree(byText.out()), b = Json.mapper().readTree(byIds.out());
+        assertEquals(ids.length - 1, a.get("tokens").asLong());
+        assertEquals(b.get("loss").asDouble(), a.get("loss").asDouble(), 1e-12);
+        Path textFile = tmp.resolve("text.txt");
+        Files.writeString(textFile, text);
+        var byFile = CliRunner.run("score", "--model", m.toString(), "--text-file", textFile.toString(), "--json");
+        assertEquals(a.get("loss").asDouble(), Json.mapper().readTree(byFile.out()).get("loss").asDouble(), 1e-12);
+    }
+
+    @Test
     void missingFolderAndTokenizerAreReported() {
         assertFailsWith("config.json", "info", tmp.resolve("nowhere").toString());
         assertFailsWith("tokenizer.json", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--text", "hello");

@@ -10,7 +10,7 @@ import java.util.Map;
  * then one token per byte (so any text encodes and round-trips), then four merges. The post-processor puts
  * {@code <s>} in front when special tokens are asked for, as Llama's does.
  */
-final class ByteLevelBpeFixture {
+public final class ByteLevelBpeFixture {
     static final int BOS = 0;
     static final int EOS = 1;
     static final int FIRST_BYTE = 2;
@@ -40,7 +40,7 @@ final class ByteLevelBpeFixture {
         return FIRST_BYTE + b;
     }
 
-    static Path write(Path dir) {
+    public static Path write(Path dir) {
         Map<String, Integer> vocab = new LinkedHashMap<>();
         vocab.put("<s>", BOS);
         vocab.put("</s>", EOS);
