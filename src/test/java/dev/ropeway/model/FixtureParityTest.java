@@ -73,6 +73,19 @@ class FixtureParityTest {
         return tests.stream();
     }
 
+    /** Mistral is Llama without biases: the same weights relabelled must give the same logits and loss. */
+    @TestFactory
+    Stream<DynamicTest> mistralRelabelledLlamaMatches() {
+        return Stream.of("llama-default", "llama-gqa-bf16").map(name -> DynamicTest.dynamicTest(name + " as Mistral", () -> {
+            Path dir = FIXTURES.resolve(name);
+            Map<String, Object> c = Json.readObject(dir.resolve("config.json"));
+            c.put("architectures", List.of("MistralForCausalLM"));
+            c.put("model_type", "mistral");
+            c.put("sliding_window", null);
+            check(dir, c);
+        }));
+    }
+
     private static void check(Path dir, Map<String, Object> configMap) {
         Map<String, Object> ref = Json.readObject(dir.resolve("reference.json"));
         @SuppressWarnings("unchecked")
