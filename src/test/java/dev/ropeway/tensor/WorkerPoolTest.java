@@ -15,19 +15,30 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class WorkerPoolTest {
     @Test
-    void everyTaskRunsExactlyOnceAndOnSeveralThreads() {
+    void everyTaskRunsExactlyOnce() {
         try (WorkerPool pool = new WorkerPool(4, "test")) {
             for (int round = 0; round < 50; round++) {
                 AtomicLongArray hits = new AtomicLongArray(1000);
-                var threads = ConcurrentHashMap.<Thread>newKeySet();
                 pool.run(1000, i -> {
                     hits.incrementAndGet(i);
-                    threads.add(Thread.currentThread());
-                    if (i % 100 == 0) busyWait(200_000);
+                    if (i % 100 == 0) busyWait(100_000);
                 });
                 for (int i = 0; i < 1000; i++) assertEquals(1, hits.get(i), "task " + i);
-                if (round == 49) assertTrue(threads.size() > 1, "ran on " + threads.size() + " thread(s)");
             }
+        }
+    }
+
+    @Test
+    void workersJoinTheCaller() {
+        try (WorkerPool pool = new WorkerPool(3, "test")) {
+            var threads = ConcurrentHashMap.<Thread>newKeySet();
+            pool.run(100, i -> {
+                threads.add(Thread.currentThread());
+                // Whoever takes the first task waits (up to 10 s) for a second thread to show up.
+                long end = System.nanoTime() + 10_000_000_000L;
+                while (i == 0 && threads.size() < 2 && System.nanoTime() < end) Thread.onSpinWait();
+            });
+            assertTrue(threads.size() > 1, "ran on " + threads.size() + " thread(s)");
         }
     }
 
