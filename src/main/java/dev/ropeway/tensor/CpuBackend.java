@@ -1,0 +1,284 @@
+package dev.ropeway.tensor;
+
+import java.lang.foreign.MemorySegment;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * The CPU backend: off-heap float32 tensors, products through OpenBLAS (single-threaded calls, split across this
+ * backend's worker threads), every other kernel in the Vector API.
+ *
+ * <p>Threading: each backend owns a pool of {@code threads} workers (the calling thread counts as one). Ops may be
+ * called from several threads at once: one op at a time gets the pool, and an op that finds it busy runs on its
+ * caller's thread alone, so results are always the same, only slower. Tensors are not locked: two ops writing the
+ * same tensor at once is a caller error.
+ *
+ * <p>Every op checks its arguments on entry and throws {@link IllegalArgumentException} naming the op, the buffer
+ * and the size it needed.
+ */
+public final class CpuBackend implements Backend {
+    /** Rows per sgemm call in {@link #linear}: row counts past int range are split into chunks of this many. */
+    static final long LINEAR_ROW_CHUNK = 1L << 30;
+
+    private final WorkerPool pool;
+    private volatile boolean closed;
+
+    /** A backend using every available processor. */
+    public CpuBackend() {
+        this(Runtime.getRuntime().availableProcessors());
+    }
+
+    public CpuBackend(int threads) {
+        if (threads <= 0) throw new IllegalArgumentException("threads must be positive, got " + threads);
+        // This backend runs its own threads; OpenBLAS's own would spin after each call and slow the next kernel.
+        OpenBlas.setThreads(1);
+        this.pool = new WorkerPool(threads, "ropeway-cpu");
+    }
+
+    /** The native memory of a CPU tensor, for other CPU code; fails for other tensors and closed ones. */
+    public static MemorySegment segment(Tensor t) {
+        return Checks.segment("segment", "tensor", t);
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public int threads() {
+        return pool.threads();
+    }
+
+    /** The worker pool, for other kernels in this package. */
+    WorkerPool workerPool() {
+        return pool();
+    }
+
+    private WorkerPool pool() {
+        if (closed) throw new IllegalStateException("CpuBackend is closed");
+        return pool;
+    }
+
+    @Override
+    public CpuTensor allocate(long size) {
+        return new CpuTensor(size);
+    }
+
+    @Override
+    public CpuTensor upload(float[] data) {
+        CpuTensor t = new CpuTensor(data.length);
+        MemorySegment.copy(data, 0, t.segment(), JAVA_FLOAT, 0, data.length);
+        return t;
+    }
+
+    @Override
+    public CpuTensor upload(MemorySegment src, DType dtype, long count) {
+        if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
+        if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
+        Checks.nonNegative("upload", "count", count);
+        long bytes = Checks.product("upload", count, dtype.bytes());
+        if (src.byteSize() < bytes)
+            throw new IllegalArgumentException("upload: src has " + src.byteSize() + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        CpuTensor t = new CpuTensor(count);
+        Convert.toFloat32(pool(), src, dtype, count, t.segment());
+        return t;
+    }
+
+    @Override
+    public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
+        MemorySegment s = Checks.range("download", "src", src, offset, length);
+        if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
+            throw new IllegalArgumentException("download: dst range [" + dstOffset + ", " + ((long) dstOffset + length)
+                    + ") is outside its " + (dst == null ? "null" : dst.length + " floats"));
+        MemorySegment.copy(s, JAVA_FLOAT, offset * Float.BYTES, dst, dstOffset, length);
+    }
+
+    @Override
+    public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
+        MemorySegment d = Checks.range("copy", "dst", dst, dstOffset, length);
+        MemorySegment s = Checks.range("copy", "src", src, srcOffset, length);
+        if (d.equals(s) && Math.abs(dstOffset - srcOffset) < length) {
+            MemorySegment.copy(s, srcOffset * Float.BYTES, d, dstOffset * Float.BYTES, length * Float.BYTES);
+            return;
+        }
+        pool().forRange(length, 1 << 18, (from, to) -> MemorySegment.copy(s, (srcOffset + from) * Float.BYTES,
+                d, (dstOffset + from) * Float.BYTES, (to - from) * Float.BYTES));
+    }
+
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     Tensor a, long aOffset, int lda, Tensor b, long bOffset, int ldb,
+                     float beta, Tensor c, long cOffset, int ldc) {
+        String op = "gemm";
+        Checks.nonNegative(op, "m", m);
+        Checks.nonNegative(op, "n", n);
+        Checks.nonNegative(op, "k", k);
+        int aRows = transA ? k : m, aCols = transA ? m : k;
+        int bRows = transB ? n : k, bCols = transB ? k : n;
+        checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
+        checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, m > 0 && n > 0 && k > 0);
+        checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
+        if (m == 0 || n == 0) return;
+        ParallelGemm.sgemm(pool(), transA, transB, m, n, k, alpha, Checks.segment(op, "a", a), aOffset, lda,
+                Checks.segment(op, "b", b), bOffset, ldb, beta, Checks.segment(op, "c", c), cOffset, ldc, null);
+    }
+
+    /** A row-major [rows, cols] matrix with row stride ld at offset must fit inside t (when it is read at all). */
+    private static void checkMatrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
+        MemorySegment unused = Checks.segment(op, name, t);
+        if (ld < Math.max(1, cols))
+            throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
+        Checks.nonNegative(op, name + "Offset", offset);
+        if (!read || rows == 0 || cols == 0) return;
+        long end = offset + (long) (rows - 1) * ld + cols;
+        if (end > t.size())
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " floats, needs offset + (rows-1)*ld + cols = "
+                    + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
+    }
+
+    @Override
+    public void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out) {
+        linear(y, x, w, bias, rows, in, out, LINEAR_ROW_CHUNK);
+    }
+
+    /** {@link #linear} issuing at most {@code rowChunk} rows per product (small values let tests cover the split). */
+    void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out, long rowChunk) {
+        String op = "linear";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "in", in);
+        Checks.positive(op, "out", out);
+        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, in), "rows*in");
+        MemorySegment ws = Checks.atLeast(op, "w", w, (long) out * in, "out*in");
+        MemorySegment ys = Checks.atLeast(op, "y", y, Checks.product(op, rows, out), "rows*out");
+        MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
+        WorkerPool p = pool();
+        for (long r0 = 0; r0 < rows; r0 += rowChunk) {
+            int m = (int) Math.min(rowChunk, rows - r0);
+            long xOffset = r0 * in, yOffset = r0 * out;
+            ParallelGemm.Epilogue addBias = bs == null ? null
+                    : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
+            ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
+        }
+    }
+
+    @Override
+    public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
+        String op = "embedding";
+        Checks.positive(op, "dim", dim);
+        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
+        MemorySegment t = Checks.segment(op, "table", table);
+        long vocab = table.size() / dim;
+        for (int r = 0; r < ids.length; r++)
+            if (ids[r] < 0 || ids[r] >= vocab)
+                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + vocab + " rows");
+        pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
+            for (long r = from; r < to; r++)
+                MemorySegment.copy(t, (long) ids[(int) r] * dim * Float.BYTES, o, r * dim * Float.BYTES, (long) dim * Float.BYTES);
+        });
+    }
+
+    @Override
+    public void rmsNorm(Tensor out, Tensor x, Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNorm";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "dim", dim);
+        long n = Checks.product(op, rows, dim);
+        MemorySegment xs = Checks.atLeast(op, "x", x, n, "rows*dim");
+        MemorySegment os = Checks.atLeast(op, "out", out, n, "rows*dim");
+        MemorySegment ws = Checks.atLeast(op, "weight", weight, dim, "dim");
+        RowKernels.rmsNorm(pool(), os, xs, ws, rows, dim, eps);
+    }
+
+    @Override
+    public RotaryTable rotaryTable(float[] positions, float[] invFreq, float attentionScale) {
+        if (positions == null || invFreq == null) throw new IllegalArgumentException("rotaryTable: positions and invFreq must not be null");
+        long size = (long) positions.length * invFreq.length;
+        CpuTensor cos = new CpuTensor(size), sin = new CpuTensor(size);
+        RowKernels.rotaryTable(pool(), cos.segment(), sin.segment(), positions, invFreq, attentionScale);
+        return new RotaryTable(cos, sin, positions.length, invFreq.length);
+    }
+
+    @Override
+    public void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim) {
+        String op = "rotary";
+        if (table == null) throw new IllegalArgumentException(op + ": table is null");
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "heads", heads);
+        Checks.positive(op, "headDim", headDim);
+        int half = table.half();
+        if (2L * half > headDim)
+            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * half + " features, more than headDim = " + headDim);
+        if (table.rows() < rows)
+            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
+        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, (long) heads * headDim), "rows*heads*headDim");
+        MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        if (half == 0) return;
+        RowKernels.rotary(pool(), xs, c, s, rows, heads, headDim, half);
+    }
+
+    @Override
+    public void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape) {
+        String op = "attention";
+        if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
+        if (shape.seqKv() > Integer.MAX_VALUE - AttentionWorkspace.KEYS)
+            throw new IllegalArgumentException(op + ": seqKv " + shape.seqKv() + " is past this backend's int positions");
+        long qRows = Checks.product(op, shape.batch(), shape.seqQ());
+        long qFloats = Checks.product(op, qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = Checks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
+        long kvFloats = Checks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
+        MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, "batch*seqQ*heads*headDim");
+        MemorySegment os = Checks.atLeast(op, "out", out, qFloats, "batch*seqQ*heads*headDim");
+        MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
+        MemorySegment vs = Checks.atLeast(op, "v", v, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
+        MemorySegment ls = lse == null ? null : Checks.atLeast(op, "lse", lse, qRows * shape.heads(), "batch*seqQ*heads");
+        Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls));
+    }
+
+    @Override
+    public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
+        String op = "swiglu";
+        Checks.nonNegative(op, "n", n);
+        MemorySegment g = Checks.atLeast(op, "gate", gate, n, "n");
+        MemorySegment u = Checks.atLeast(op, "up", up, n, "n");
+        MemorySegment o = Checks.atLeast(op, "out", out, n, "n");
+        Elementwise.swiglu(pool(), o, g, u, n);
+    }
+
+    @Override
+    public void addInPlace(Tensor y, Tensor x, long n) {
+        String op = "addInPlace";
+        Checks.nonNegative(op, "n", n);
+        MemorySegment ys = Checks.atLeast(op, "y", y, n, "n");
+        MemorySegment xs = Checks.atLeast(op, "x", x, n, "n");
+        Elementwise.addInPlace(pool(), ys, xs, n);
+    }
+
+    @Override
+    public double[] crossEntropy(Tensor logits, int[] targets, long rows, int vocab) {
+        String op = "crossEntropy";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "vocab", vocab);
+        if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
+        if (targets == null || targets.length < rows)
+            throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries") + ", needs rows = " + rows);
+        for (int r = 0; r < rows; r++)
+            if (targets[r] >= vocab)
+                throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
+        MemorySegment ls = Checks.atLeast(op, "logits", logits, Checks.product(op, rows, vocab), "rows*vocab");
+        return CrossEntropy.losses(pool(), ls, targets, rows, vocab);
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        pool.close();
+    }
+
+    @Override
+    public String toString() {
+        return "CpuBackend[" + pool.threads() + " threads, " + VectorMath.F + "]";
+    }
+}

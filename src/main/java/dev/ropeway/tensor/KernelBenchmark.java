@@ -1,0 +1,157 @@
+package dev.ropeway.tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Measures the CPU backend's GEMM and attention throughput in one run.
+ *
+ * <p>GEMM: {@link CpuBackend#linear} (or {@link CpuBackend#gemm} for square shapes) against one plain
+ * {@code cblas_sgemm} downcall on the same buffers with OpenBLAS's own threads (as many as the backend has).
+ * Attention: causal self-attention, counted as 4 * S^2 * D / 2 flops per head (two S x S x D products, half of
+ * them masked away), optionally against the per-tile-sgemm design in {@link TileSgemmAttention}.
+ *
+ * <p>Run: {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp ...
+ * dev.ropeway.tensor.KernelBenchmark [--threads N] [--quick]}.
+ */
+public final class KernelBenchmark {
+    /** One GEMM shape: C[m, n] from A[m, k] and B (stored [n, k] for linear, [k, n] for gemm). */
+    public record GemmResult(String label, int m, int n, int k, double backendGflops, double directGflops) {}
+
+    /** One attention shape; {@code tileSgemmGflops} is NaN when the comparison was not run. */
+    public record AttentionResult(long seq, int heads, int headDim, double gflops, double tileSgemmGflops) {}
+
+    /** Nanoseconds per call of a tiny sgemm, plain and critical downcall. */
+    public record CallOverhead(int size, double plainNanos, double criticalNanos) {}
+
+    private KernelBenchmark() {}
+
+    /**
+     * Times one product through the backend ({@code linear} when {@code asLinear}, else {@code gemm}) and through
+     * a direct multi-threaded OpenBLAS call. Leaves OpenBLAS single-threaded, as the backend expects.
+     */
+    public static GemmResult gemm(CpuBackend cpu, String label, int m, int n, int k, boolean asLinear, double warmupSeconds, int samples) {
+        Random rnd = new Random(42);
+        try (CpuTensor a = cpu.upload(random(rnd, (long) m * k)); CpuTensor b = cpu.upload(random(rnd, (long) n * k));
+             CpuTensor c = cpu.allocate((long) m * n)) {
+            int threads = cpu.threads();
+            Runnable backend = asLinear
+                    ? () -> cpu.linear(c, a, b, null, m, k, n)
+                    : () -> cpu.gemm(false, false, m, n, k, 1f, a, 0, k, b, 0, n, 0f, c, 0, n);
+            Runnable direct = () -> {
+                OpenBlas.setThreads(threads);
+                OpenBlas.sgemm(false, asLinear, m, n, k, 1f, a.segment(), k, b.segment(), asLinear ? k : n, 0f, c.segment(), n);
+                OpenBlas.setThreads(1);
+            };
+            double[] t = BenchTiming.medians(backend, direct, warmupSeconds, samples);
+            OpenBlas.setThreads(1);
+            double flops = 2.0 * m * n * k;
+            return new GemmResult(label, m, n, k, flops / t[0] / 1e9, flops / t[1] / 1e9);
+        }
+    }
+
+    /** Times causal self-attention (batch 1, no grouping) through the backend and, if asked, the sgemm-tile design. */
+    public static AttentionResult attention(CpuBackend cpu, int seq, int heads, int headDim, boolean compareSgemmTiles,
+                                            double warmupSeconds, int samples) {
+        AttentionShape shape = AttentionShape.selfAttention(1, seq, heads, heads, headDim);
+        long n = (long) seq * heads * headDim;
+        Random rnd = new Random(7);
+        try (CpuTensor q = cpu.upload(random(rnd, n)); CpuTensor k = cpu.upload(random(rnd, n));
+             CpuTensor v = cpu.upload(random(rnd, n)); CpuTensor out = cpu.allocate(n)) {
+            Runnable ours = () -> cpu.attention(out, q, k, v, null, shape);
+            AttentionGeometry g = new AttentionGeometry(shape, out.segment(), q.segment(), k.segment(), v.segment(), null);
+            Runnable tiles = compareSgemmTiles ? () -> TileSgemmAttention.run(cpu.workerPool(), g) : null;
+            double[] t = BenchTiming.medians(ours, tiles, warmupSeconds, samples);
+            double flops = 2.0 * seq * (double) seq * headDim * heads;
+            return new AttentionResult(seq, heads, headDim, flops / t[0] / 1e9, flops / t[1] / 1e9);
+        }
+    }
+
+    /** Per-call cost of a {@code size}^3 sgemm through a plain and through a critical downcall. */
+    public static CallOverhead sgemmCallOverhead(int size, double warmupSeconds, int samples) {
+        try (Arena arena = Arena.ofConfined()) {
+            long bytes = (long) size * size * Float.BYTES;
+            MemorySegment a = arena.allocate(bytes, 64), b = arena.allocate(bytes, 64), c = arena.allocate(bytes, 64);
+            for (long i = 0; i < (long) size * size; i++) {
+                a.setAtIndex(JAVA_FLOAT, i, 1f);
+                b.setAtIndex(JAVA_FLOAT, i, 0.5f);
+            }
+            OpenBlas.setThreads(1);
+            double[] t = BenchTiming.medians(
+                    () -> OpenBlas.sgemm(false, true, size, size, size, 1f, a, size, b, size, 0f, c, size),
+                    () -> OpenBlas.sgemmCritical(false, true, size, size, size, 1f, a, size, b, size, 0f, c, size),
+                    warmupSeconds, samples);
+            return new CallOverhead(size, t[0] * 1e9, t[1] * 1e9);
+        }
+    }
+
+    /** A line describing the machine and the settings the figures depend on. */
+    public static String machine(CpuBackend cpu) {
+        return "cpus=" + Runtime.getRuntime().availableProcessors() + " threads=" + cpu.threads()
+                + " species=" + VectorMath.F + " java=" + System.getProperty("java.vm.version")
+                + " openblas=[" + OpenBlas.config() + "] core=" + OpenBlas.coreName()
+                + " OPENBLAS_CORETYPE=" + System.getenv("OPENBLAS_CORETYPE");
+    }
+
+    public static void main(String[] args) {
+        int threads = Runtime.getRuntime().availableProcessors();
+        boolean quick = false;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--threads" -> threads = Integer.parseInt(args[++i]);
+                case "--quick" -> quick = true;
+                default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (use --threads N, --quick)");
+            }
+        }
+        double warmup = quick ? 0.2 : 1.0;
+        int samples = quick ? 3 : 7;
+        try (CpuBackend cpu = new CpuBackend(threads)) {
+            System.out.println(machine(cpu));
+            warmUpCompiler(cpu);
+            System.out.println("median of " + samples + " samples; direct = one cblas_sgemm call with " + threads + " OpenBLAS threads");
+            for (CallOverhead o : List.of(sgemmCallOverhead(8, warmup, samples), sgemmCallOverhead(32, warmup, samples)))
+                System.out.printf("sgemm %d^3 per call: plain downcall %.0f ns, critical %.0f ns%n", o.size(), o.plainNanos(), o.criticalNanos());
+            List<GemmResult> gemms = new ArrayList<>();
+            for (int s : new int[]{512, 1024, 2048}) gemms.add(gemm(cpu, "square gemm", s, s, s, false, warmup, samples));
+            gemms.add(gemm(cpu, "linear", 1024, 1024, 256, true, warmup, samples));
+            gemms.add(gemm(cpu, "linear", 8192, 768, 256, true, warmup, samples));
+            gemms.add(gemm(cpu, "linear", 2048, 2048, 2048, true, warmup, samples));
+            gemms.add(gemm(cpu, "linear decode", 1, 4096, 4096, true, warmup, samples));
+            System.out.println("GEMM                  m     n     k   backend GFLOP/s   direct GFLOP/s   ratio");
+            for (GemmResult g : gemms)
+                System.out.printf("%-16s %6d %5d %5d   %14.1f   %14.1f   %5.2f%n", g.label(), g.m(), g.n(), g.k(),
+                        g.backendGflops(), g.directGflops(), g.backendGflops() / g.directGflops());
+            System.out.println("attention (causal)    seq heads dim   GFLOP/s   per-tile sgemm GFLOP/s");
+            for (int dim : new int[]{32, 64})
+                for (int seq : new int[]{1024, 4096, 8192}) {
+                    AttentionResult r = attention(cpu, seq, 8, dim, seq >= 4096 && !quick, warmup, quick ? 3 : 5);
+                    System.out.printf("%-18s %6d %5d %3d   %7.1f   %s%n", "", r.seq(), r.heads(), r.headDim(), r.gflops(),
+                            Double.isNaN(r.tileSgemmGflops()) ? "-" : String.format("%.1f", r.tileSgemmGflops()));
+                }
+        }
+    }
+
+    /**
+     * Runs every kernel for a few seconds so that the JIT has compiled them before anything is timed: on a small
+     * machine the compiler threads would otherwise compete with the first measurements.
+     */
+    public static void warmUpCompiler(CpuBackend cpu) {
+        long end = System.nanoTime() + 3_000_000_000L;
+        while (System.nanoTime() < end) {
+            attention(cpu, 512, 4, 32, false, 0.1, 1);
+            attention(cpu, 512, 4, 64, false, 0.1, 1);
+            gemm(cpu, "warm-up", 256, 256, 256, true, 0.05, 1);
+        }
+    }
+
+    private static float[] random(Random rnd, long n) {
+        float[] x = new float[Math.toIntExact(n)];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() - 0.5f;
+        return x;
+    }
+}

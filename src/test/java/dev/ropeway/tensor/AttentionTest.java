@@ -1,0 +1,162 @@
+package dev.ropeway.tensor;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.Random;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class AttentionTest {
+    private static CpuBackend cpu;
+
+    @BeforeAll
+    static void start() {
+        cpu = new CpuBackend(3);
+    }
+
+    @AfterAll
+    static void stop() {
+        cpu.close();
+    }
+
+    static float[] random(Random rnd, long n, float scale) {
+        float[] x = new float[(int) n];
+        for (int i = 0; i < x.length; i++) x[i] = (float) (rnd.nextGaussian() * scale);
+        return x;
+    }
+
+    /** Runs the backend on random inputs and compares every row (or every stride-th query) with the reference. */
+    static void check(AttentionShape s, boolean withLse, long queryStride) {
+        Random rnd = new Random(s.hashCode());
+        int d = s.headDim();
+        long qn = s.batch() * s.seqQ() * s.heads() * d;
+        long kvn = ((s.batch() - 1) * s.kvRowsPerBatch() + s.seqKv()) * s.kvHeads() * d;
+        float[] q = random(rnd, qn, 1f), k = random(rnd, kvn, 1f), v = random(rnd, kvn, 1f);
+        try (Tensor tq = cpu.upload(q); Tensor tk = cpu.upload(k); Tensor tv = cpu.upload(v);
+             Tensor out = cpu.allocate(qn); Tensor lse = withLse ? cpu.allocate(s.batch() * s.seqQ() * s.heads()) : null) {
+            cpu.attention(out, tq, tk, tv, lse, s);
+            float[] o = new float[(int) qn];
+            cpu.download(out, 0, o, 0, o.length);
+            float[] l = new float[withLse ? (int) (s.batch() * s.seqQ() * s.heads()) : 0];
+            if (withLse) cpu.download(lse, 0, l, 0, l.length);
+            for (int b = 0; b < s.batch(); b++)
+                for (long i : queries(s.seqQ(), queryStride))
+                    for (int h = 0; h < s.heads(); h++) checkRow(s, q, k, v, o, withLse ? l : null, b, i, h);
+        }
+    }
+
+    /** Every stride-th query and always the last one. */
+    static long[] queries(long seqQ, long stride) {
+        return java.util.stream.LongStream.concat(java.util.stream.LongStream.iterate(0, i -> i < seqQ - 1, i -> i + stride),
+                java.util.stream.LongStream.of(seqQ - 1)).toArray();
+    }
+
+    static void checkRow(AttentionShape s, float[] q, float[] k, float[] v, float[] o, float[] l, int b, long i, int h) {
+        double[] refLse = new double[1];
+        double[] ref = Reference.attentionRow(q, k, v, s, b, i, h, refLse);
+        int d = s.headDim();
+        long base = ((b * s.seqQ() + i) * s.heads() + h) * d;
+        String where = " at b=" + b + " i=" + i + " h=" + h + " in " + s;
+        for (int x = 0; x < d; x++)
+            assertEquals(ref[x], o[(int) (base + x)], 2e-5 * (1 + Math.abs(ref[x])), "out" + where);
+        if (l != null)
+            assertEquals(refLse[0], l[(int) ((b * s.seqQ() + i) * s.heads() + h)], 2e-5 * (1 + Math.abs(refLse[0])), "lse" + where);
+    }
+
+    static Stream<Arguments> shapes() {
+        int t = AttentionWorkspace.KEYS;
+        return Stream.of(
+                Arguments.of(1, 1, 4, 4, 16),
+                Arguments.of(2, 37, 4, 2, 16),
+                Arguments.of(2, 100, 4, 1, 64),
+                Arguments.of(1, t - 1, 4, 2, 80),
+                Arguments.of(1, t, 2, 2, 64),
+                Arguments.of(2, t + 1, 4, 2, 64),
+                Arguments.of(1, 3 * t + 5, 4, 1, 16),
+                Arguments.of(1, 200, 2, 2, 8),
+                Arguments.of(1, 150, 6, 2, 24),
+                Arguments.of(1, 90, 7, 1, 32));
+    }
+
+    @ParameterizedTest(name = "batch={0} seq={1} heads={2} kvHeads={3} headDim={4}")
+    @MethodSource("shapes")
+    void selfAttentionMatchesReference(int batch, int seq, int heads, int kvHeads, int headDim) {
+        check(AttentionShape.selfAttention(batch, seq, heads, kvHeads, headDim), true, 1);
+    }
+
+    @Test
+    void prefillChunkIntoCacheWithPadding() {
+        // 40 new queries appended after 90 cached keys; each sequence's cache has room for 160 rows.
+        check(new AttentionShape(2, 40, 130, 160, 90, 4, 2, 64, 0.125f), true, 1);
+        check(new AttentionShape(2, 70, 200, 256, 130, 4, 1, 16, 0.25f), true, 1);
+    }
+
+    @Test
+    void decodeStepOneQuery() {
+        check(new AttentionShape(2, 1, 300, 320, 299, 4, 2, 64, 0.125f), true, 1);
+        check(new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f), true, 1);
+        check(new AttentionShape(1, 1, 1, 1, 0, 2, 2, 16, 0.25f), true, 1);
+    }
+
+    @Test
+    void decodeSplitsKeysAcrossThreadsWhenFewHeads() {
+        AttentionShape s = new AttentionShape(1, 1, 3000, 3000, 2999, 1, 1, 64, 0.125f);
+        assertTrue(Attention.splits(3, 1, 1, new AttentionGeometry(s, null, null, null, null, null)) > 1);
+        check(s, true, 1);
+        check(new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f), true, 1);
+    }
+
+    @Test
+    void largeScoresStayFinite() {
+        AttentionShape s = new AttentionShape(1, 130, 130, 130, 0, 2, 1, 16, 4f);
+        check(s, true, 1);
+    }
+
+    /**
+     * 16k tokens: a seq x seq score matrix would be 1 GiB. Once the kernels are compiled (before that, interpreted
+     * vector code boxes every operation) the whole call must allocate, on the Java heap (the kernels allocate no
+     * native memory), only O(threads x tile), and sampled rows must match the reference.
+     */
+    @Test
+    void longSequenceRunsInLinearMemory() {
+        int seq = 16384, dim = 8;
+        AttentionShape s = AttentionShape.selfAttention(1, seq, 1, 1, dim);
+        Random rnd = new Random(16);
+        float[] q = random(rnd, (long) seq * dim, 1f), k = random(rnd, (long) seq * dim, 1f), v = random(rnd, (long) seq * dim, 1f);
+        var threads = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        try (Tensor tq = cpu.upload(q); Tensor tk = cpu.upload(k); Tensor tv = cpu.upload(v);
+             Tensor out = cpu.allocate((long) seq * dim); Tensor lse = cpu.allocate(seq)) {
+            AttentionShape warmUp = AttentionShape.selfAttention(1, 2048, 1, 1, dim);
+            for (int i = 0; i < 20; i++) cpu.attention(out, tq, tk, tv, lse, warmUp);
+            long before = threads.getTotalThreadAllocatedBytes();
+            cpu.attention(out, tq, tk, tv, lse, s);
+            long allocated = threads.getTotalThreadAllocatedBytes() - before;
+            assertTrue(allocated < 16L << 20, "attention allocated " + allocated + " bytes");
+            float[] o = new float[seq * dim], l = new float[seq];
+            cpu.download(out, 0, o, 0, o.length);
+            cpu.download(lse, 0, l, 0, l.length);
+            for (long i : new long[]{0, 1, 63, 64, 65, 4095, 8192, 12345, seq - 2, seq - 1})
+                checkRow(s, q, k, v, o, l, 0, i, 0);
+        }
+    }
+
+    @Test
+    void rejectsShortBuffers() {
+        AttentionShape s = AttentionShape.selfAttention(1, 10, 2, 1, 16);
+        try (Tensor q = cpu.allocate(320); Tensor kv = cpu.allocate(160); Tensor shortOut = cpu.allocate(319)) {
+            var e = assertThrows(IllegalArgumentException.class, () -> cpu.attention(shortOut, q, kv, kv, null, s));
+            assertTrue(e.getMessage().startsWith("attention: out has 319 floats"), e.getMessage());
+            try (Tensor shortKv = cpu.allocate(159)) {
+                assertThrows(IllegalArgumentException.class, () -> cpu.attention(q, q, shortKv, kv, null, s));
+            }
+        }
+    }
+}
