@@ -61,6 +61,10 @@ final class QueryTile {
         for (int t = lanes; t < width; t++) pos[t] = lastPos;
     }
 
+    int kvHead() {
+        return kvHead;
+    }
+
     /** Position of the first real lane: keys after it need masking. */
     int firstPosition() {
         return pos[0];
