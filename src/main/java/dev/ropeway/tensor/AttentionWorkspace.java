@@ -70,10 +70,6 @@ final class AttentionWorkspace {
         for (int h = 0; h < count; h++) slot(h).begin(g, batchIndex, h, 0, (int) g.lanesPerKvHead());
     }
 
-    int count() {
-        return count;
-    }
-
     QueryTile tile(int i) {
         return tiles[i];
     }

@@ -19,7 +19,7 @@ final class QueryTile {
     final float[] qT, oT, m, l, alpha, max;
     final int[] pos;
     private final float[] row;
-    int lanes;
+    private int lanes;
     private long firstLane;
     private int batchIndex, kvHead;
 
