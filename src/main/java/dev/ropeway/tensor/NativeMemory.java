@@ -13,6 +13,7 @@ import java.lang.invoke.MethodHandle;
  * the kernel as zero pages (no memset pass over gigabytes of activations or weights) and freeing is a plain call,
  * with none of the thread handshake a shared arena needs when it closes.
  */
+@SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 final class NativeMemory {
     static final long ALIGNMENT = 64;
 
