@@ -3,19 +3,23 @@ package dev.ropeway.tensor;
 /**
  * Causal grouped-query attention in tiles with an online softmax (the FlashAttention schedule on CPU).
  *
- * <p>Each task takes up to {@link AttentionWorkspace#MAX_TILES} consecutive query tiles of one sequence and key/value
- * head (see {@link QueryTile}) and streams the keys they need through them, so every key/value tile copied serves
- * several query tiles. A tile reads keys only up to its last query's position and masks only the key tiles that pass
- * its first query's position. Tasks are handed out latest first: those see the most keys, and running them first
- * lets the cheap early ones fill the gaps at the end.
+ * <p>Prefill (more than one tile of queries per key/value head): each task takes up to
+ * {@link AttentionWorkspace#MAX_TILES} consecutive query tiles of one sequence and key/value head (see
+ * {@link QueryTile}) and streams the keys they need through them. A tile reads keys only up to its last query's
+ * position and masks only the key tiles that pass its first query's position. Tasks are handed out latest first:
+ * those see the most keys, and running them first lets the cheap early ones fill the gaps at the end.
  *
- * <p>When there are fewer tiles than threads and many keys (a decode step with few key/value heads), each tile's
- * keys are also split into contiguous ranges whose partial results are merged afterwards, so every thread gets work.
+ * <p>Decode (the queries of a sequence fit one tile per key/value head, as in a generation step): each task takes
+ * all key/value heads of one sequence, so it reads whole KV rows, and when there are fewer sequences than threads
+ * the keys are also cut into contiguous chunks whose partial results are merged afterwards.
  *
- * <p>Memory: O(threads x tile) scratch plus, when keys are split, O(tiles x splits x tile); never seqQ x seqKv.
+ * <p>Memory: O(threads x tile) scratch plus, when keys are split, O(sequences x chunks x heads x tile); never
+ * seqQ x seqKv.
  */
 final class Attention {
     private static final ThreadLocal<AttentionWorkspace> WORKSPACE = ThreadLocal.withInitial(AttentionWorkspace::new);
+    /** A decode key chunk is at least this many keys, so merging never costs more than the chunk. */
+    static final int MIN_CHUNK_KEYS = 256;
 
     private Attention() {}
 
@@ -23,66 +27,67 @@ final class Attention {
         long lanesPerHead = g.lanesPerKvHead();
         int width = lanesPerHead <= AttentionKernels.NARROW ? AttentionKernels.NARROW : AttentionKernels.WIDE;
         long tilesPerHead = (lanesPerHead + width - 1) / width;
-        int heads = g.batch() * g.kvHeads();
-        if (tilesPerHead * heads > Integer.MAX_VALUE / 2)
-            throw new IllegalArgumentException("attention: " + tilesPerHead * heads + " tiles is more than this backend supports");
-        int tiles = (int) (tilesPerHead * heads);
-        int splits = splits(pool.threads(), tiles, tilesPerHead, g);
-        if (splits > 1) {
-            runSplit(pool, g, width, heads, tiles, splits);
+        if (tilesPerHead == 1) {
+            runDecode(pool, g, width);
             return;
         }
+        int heads = g.batch() * g.kvHeads();
         int perTask = tilesPerTask(pool.threads(), tilesPerHead, heads);
         long groupsPerHead = (tilesPerHead + perTask - 1) / perTask;
+        if (groupsPerHead * heads > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("attention: " + groupsPerHead * heads + " tasks is more than this backend supports");
         pool.run((int) (groupsPerHead * heads), task -> {
             int head = task % heads;
             long group = groupsPerHead - 1 - task / heads;
             AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
-            w.begin(g, head / g.kvHeads(), head % g.kvHeads(), group * perTask * width, perTask);
+            w.beginConsecutive(g, head / g.kvHeads(), head % g.kvHeads(), group * perTask * width, perTask);
             w.attend(g, 0, w.lastPosition() + 1L);
             w.finish(g);
         });
     }
 
-    /** Query tiles per task: as many as the workspace holds while leaving at least four tasks per thread. */
+    /** Query tiles per prefill task: as many as the workspace holds while leaving at least four tasks per thread. */
     static int tilesPerTask(int threads, long tilesPerHead, int heads) {
         for (int perTask = AttentionWorkspace.MAX_TILES; perTask > 1; perTask /= 2)
             if ((tilesPerHead + perTask - 1) / perTask * heads >= 4L * threads) return perTask;
         return 1;
     }
 
-    /** How many key ranges to cut each tile's keys into. */
-    static int splits(int threads, int tiles, long tilesPerHead, AttentionGeometry g) {
-        if (tilesPerHead != 1 || tiles >= threads) return 1;
-        long keyTiles = (g.qStart() + g.seqQ() + AttentionWorkspace.KEYS - 1) / AttentionWorkspace.KEYS;
-        // Two ranges per thread even things out when some ranges run on a busier core.
-        return (int) Math.max(1, Math.min(keyTiles / 2, (2L * threads + tiles - 1) / tiles));
+    /** Key chunks per sequence in a decode step: enough for two tasks per thread, none under MIN_CHUNK_KEYS. */
+    static int decodeChunks(int threads, int batch, long keys) {
+        long wanted = (2L * threads + batch - 1) / batch;
+        return (int) Math.max(1, Math.min(wanted, keys / MIN_CHUNK_KEYS));
     }
 
-    private static void runSplit(WorkerPool pool, AttentionGeometry g, int width, int heads, int tiles, int splits) {
-        int dim = g.headDim();
-        float[][] partials = new float[tiles * splits][QueryTile.partialSize(width, dim)];
-        pool.run(tiles * splits, task -> {
-            int head = task / splits, part = task % splits;
-            AttentionWorkspace w = begin(g, width, head);
+    private static void runDecode(WorkerPool pool, AttentionGeometry g, int width) {
+        int batch = g.batch(), kvHeads = g.kvHeads();
+        int chunks = decodeChunks(pool.threads(), batch, g.qStart() + g.seqQ());
+        if (chunks == 1) {
+            pool.run(batch, b -> {
+                AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
+                w.beginAllHeads(g, b);
+                w.attend(g, 0, w.lastPosition() + 1L);
+                w.finish(g);
+            });
+            return;
+        }
+        float[][] partials = new float[batch * kvHeads * chunks][QueryTile.partialSize(width, g.headDim())];
+        pool.run(batch * chunks, task -> {
+            int b = task / chunks, chunk = task % chunks;
+            AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
+            w.beginAllHeads(g, b);
             long end = w.lastPosition() + 1L;
-            long keyTiles = (end + AttentionWorkspace.KEYS - 1) / AttentionWorkspace.KEYS;
-            long from = keyTiles * part / splits * AttentionWorkspace.KEYS;
-            long to = Math.min(end, keyTiles * (part + 1) / splits * AttentionWorkspace.KEYS);
+            int step = w.keysPerTile(kvHeads);
+            long steps = (end + step - 1) / step;
+            long from = steps * chunk / chunks * step, to = Math.min(end, steps * (chunk + 1) / chunks * step);
             w.attend(g, from, to);
-            w.tile(0).savePartial(partials[task]);
+            for (int h = 0; h < kvHeads; h++) w.tile(h).savePartial(partials[(b * kvHeads + h) * chunks + chunk]);
         });
-        pool.run(tiles, head -> {
-            AttentionWorkspace w = begin(g, width, head);
-            w.tile(0).merge(partials, head * splits, splits);
+        pool.run(batch, b -> {
+            AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
+            w.beginAllHeads(g, b);
+            for (int h = 0; h < kvHeads; h++) w.tile(h).merge(partials, (b * kvHeads + h) * chunks, chunks);
             w.finish(g);
         });
-    }
-
-    /** Readies this thread's workspace for the single tile of key/value head {@code head} (batch-major). */
-    private static AttentionWorkspace begin(AttentionGeometry g, int width, int head) {
-        AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
-        w.begin(g, head / g.kvHeads(), head % g.kvHeads(), 0, 1);
-        return w;
     }
 }

@@ -7,7 +7,6 @@ record AttentionGeometry(AttentionShape shape, MemorySegment out, MemorySegment 
                          MemorySegment lse) {
     int batch() { return shape.batch(); }
     long seqQ() { return shape.seqQ(); }
-    long seqKv() { return shape.seqKv(); }
     long kvRowsPerBatch() { return shape.kvRowsPerBatch(); }
     long qStart() { return shape.qStart(); }
     int heads() { return shape.heads(); }

@@ -14,42 +14,48 @@ import static dev.ropeway.tensor.VectorMath.LANES;
  * feature d of lane t (a query row of one head), so every loop runs along lanes with broadcast-FMAs and never
  * needs a horizontal sum.
  *
- * <p>Two widths: "wide" tiles of four vectors, register-blocked four keys (or four features) by four vectors,
- * 16 accumulators; and "narrow" tiles of one vector for decode steps and short chunks, where a wide tile would
- * be mostly padding.
+ * <p>Two widths: "wide" tiles of four vectors, register-blocked four keys (or four features) by four vectors
+ * (16 accumulators; two by four below 512-bit vectors); and "narrow" tiles of one vector for decode steps and short
+ * chunks, where a wide tile would be mostly padding.
  */
 final class AttentionKernels {
     static final int WIDE = 4 * LANES;
     static final int NARROW = LANES;
+    /**
+     * Register blocking of the wide kernels: 4 keys (or features) x 4 vectors needs 16 accumulators plus about 8
+     * more registers, which fits the 32 of AVX-512 but spills on AVX2's 16 (measured there: 41 GFLOP/s on one
+     * thread); narrower vectors use 2 x 4. A constant, so the JIT drops the loop not taken.
+     */
+    private static final boolean FOUR_BY_FOUR = F.vectorBitSize() >= 512;
     private static final VectorSpecies<Integer> I = F.withLanes(int.class);
 
     private AttentionKernels() {}
 
     /**
-     * {@code sT[j * width + t] = sum_d k[j * dim + d] * qT[d * width + t]} for keys j < nk, and in {@code max[t]}
-     * the largest of them (taken while the scores are still in registers, which saves the softmax a pass).
+     * {@code sT[j * width + t] = sum_d k[k0 + j * ld + d] * qT[d * width + t]} for keys j < nk, and in
+     * {@code max[t]} the largest of them (taken while the scores are still in registers, saving the softmax a pass).
      */
-    static void scores(int width, float[] qT, float[] k, float[] sT, float[] max, int nk, int dim) {
-        if (width == WIDE) scoresWide(qT, k, sT, max, nk, dim);
-        else scoresNarrow(qT, k, sT, max, nk, dim);
+    static void scores(int width, float[] qT, float[] k, int k0, int ld, float[] sT, float[] max, int nk, int dim) {
+        if (width == WIDE) scoresWide(qT, k, k0, ld, sT, max, nk, dim);
+        else scoresNarrow(qT, k, k0, ld, sT, max, nk, dim);
     }
 
-    /** {@code oT[d * width + t] = oT[d * width + t] * alpha[t] + sum_j v[j * dim + d] * p[j * width + t]}. */
-    static void accumulate(int width, float[] p, float[] v, float[] oT, float[] alpha, int nk, int dim) {
-        if (width == WIDE) accumulateWide(p, v, oT, alpha, nk, dim);
-        else accumulateNarrow(p, v, oT, alpha, nk, dim);
+    /** {@code oT[d * width + t] = oT[d * width + t] * alpha[t] + sum_j v[v0 + j * ld + d] * p[j * width + t]}. */
+    static void accumulate(int width, float[] p, float[] v, int v0, int ld, float[] oT, float[] alpha, int nk, int dim) {
+        if (width == WIDE) accumulateWide(p, v, v0, ld, oT, alpha, nk, dim);
+        else accumulateNarrow(p, v, v0, ld, oT, alpha, nk, dim);
     }
 
-    private static void scoresWide(float[] qT, float[] k, float[] sT, float[] max, int nk, int dim) {
+    private static void scoresWide(float[] qT, float[] k, int kStart, int ld, float[] sT, float[] max, int nk, int dim) {
         final int w = WIDE;
         FloatVector m0 = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), m1 = m0, m2 = m0, m3 = m0;
         int j = 0;
-        for (; j + 4 <= nk; j += 4) {
+        for (; FOUR_BY_FOUR && j + 4 <= nk; j += 4) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
             FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
             FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
             FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-            int k0 = j * dim, k1 = k0 + dim, k2 = k1 + dim, k3 = k2 + dim;
+            int k0 = kStart + j * ld, k1 = k0 + ld, k2 = k1 + ld, k3 = k2 + ld;
             for (int d = 0, qo = 0; d < dim; d++, qo += w) {
                 FloatVector q0 = FloatVector.fromArray(F, qT, qo);
                 FloatVector q1 = FloatVector.fromArray(F, qT, qo + LANES);
@@ -77,9 +83,32 @@ final class AttentionKernels {
             m2 = m2.max(a02.max(a12)).max(a22.max(a32));
             m3 = m3.max(a03.max(a13)).max(a23.max(a33));
         }
+        for (; j + 2 <= nk; j += 2) {
+            FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
+            FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            int k0 = kStart + j * ld, k1 = k0 + ld;
+            for (int d = 0, qo = 0; d < dim; d++, qo += w) {
+                FloatVector q0 = FloatVector.fromArray(F, qT, qo);
+                FloatVector q1 = FloatVector.fromArray(F, qT, qo + LANES);
+                FloatVector q2 = FloatVector.fromArray(F, qT, qo + 2 * LANES);
+                FloatVector q3 = FloatVector.fromArray(F, qT, qo + 3 * LANES);
+                FloatVector b = FloatVector.broadcast(F, k[k0 + d]);
+                a00 = q0.fma(b, a00); a01 = q1.fma(b, a01); a02 = q2.fma(b, a02); a03 = q3.fma(b, a03);
+                b = FloatVector.broadcast(F, k[k1 + d]);
+                a10 = q0.fma(b, a10); a11 = q1.fma(b, a11); a12 = q2.fma(b, a12); a13 = q3.fma(b, a13);
+            }
+            int s = j * w;
+            a00.intoArray(sT, s); a01.intoArray(sT, s + LANES); a02.intoArray(sT, s + 2 * LANES); a03.intoArray(sT, s + 3 * LANES);
+            s += w;
+            a10.intoArray(sT, s); a11.intoArray(sT, s + LANES); a12.intoArray(sT, s + 2 * LANES); a13.intoArray(sT, s + 3 * LANES);
+            m0 = m0.max(a00.max(a10));
+            m1 = m1.max(a01.max(a11));
+            m2 = m2.max(a02.max(a12));
+            m3 = m3.max(a03.max(a13));
+        }
         for (; j < nk; j++) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            int k0 = j * dim;
+            int k0 = kStart + j * ld;
             for (int d = 0, qo = 0; d < dim; d++, qo += w) {
                 FloatVector b = FloatVector.broadcast(F, k[k0 + d]);
                 a0 = FloatVector.fromArray(F, qT, qo).fma(b, a0);
@@ -94,13 +123,13 @@ final class AttentionKernels {
         m0.intoArray(max, 0); m1.intoArray(max, LANES); m2.intoArray(max, 2 * LANES); m3.intoArray(max, 3 * LANES);
     }
 
-    private static void scoresNarrow(float[] qT, float[] k, float[] sT, float[] max, int nk, int dim) {
+    private static void scoresNarrow(float[] qT, float[] k, int kStart, int ld, float[] sT, float[] max, int nk, int dim) {
         final int w = NARROW;
         FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
         int j = 0;
         for (; j + 4 <= nk; j += 4) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            int k0 = j * dim, k1 = k0 + dim, k2 = k1 + dim, k3 = k2 + dim;
+            int k0 = kStart + j * ld, k1 = k0 + ld, k2 = k1 + ld, k3 = k2 + ld;
             for (int d = 0, qo = 0; d < dim; d++, qo += w) {
                 FloatVector q = FloatVector.fromArray(F, qT, qo);
                 a0 = q.fma(FloatVector.broadcast(F, k[k0 + d]), a0);
@@ -114,7 +143,7 @@ final class AttentionKernels {
         }
         for (; j < nk; j++) {
             FloatVector a = FloatVector.zero(F);
-            int k0 = j * dim;
+            int k0 = kStart + j * ld;
             for (int d = 0, qo = 0; d < dim; d++, qo += w)
                 a = FloatVector.fromArray(F, qT, qo).fma(FloatVector.broadcast(F, k[k0 + d]), a);
             a.intoArray(sT, j * w);
@@ -123,14 +152,14 @@ final class AttentionKernels {
         mx.intoArray(max, 0);
     }
 
-    private static void accumulateWide(float[] p, float[] v, float[] oT, float[] alpha, int nk, int dim) {
+    private static void accumulateWide(float[] p, float[] v, int vStart, int ld, float[] oT, float[] alpha, int nk, int dim) {
         final int w = WIDE;
         FloatVector s0 = FloatVector.fromArray(F, alpha, 0);
         FloatVector s1 = FloatVector.fromArray(F, alpha, LANES);
         FloatVector s2 = FloatVector.fromArray(F, alpha, 2 * LANES);
         FloatVector s3 = FloatVector.fromArray(F, alpha, 3 * LANES);
         int d = 0;
-        for (; d + 4 <= dim; d += 4) {
+        for (; FOUR_BY_FOUR && d + 4 <= dim; d += 4) {
             int o0 = d * w, o1 = o0 + w, o2 = o1 + w, o3 = o2 + w;
             FloatVector a00 = FloatVector.fromArray(F, oT, o0).mul(s0), a01 = FloatVector.fromArray(F, oT, o0 + LANES).mul(s1);
             FloatVector a02 = FloatVector.fromArray(F, oT, o0 + 2 * LANES).mul(s2), a03 = FloatVector.fromArray(F, oT, o0 + 3 * LANES).mul(s3);
@@ -140,7 +169,7 @@ final class AttentionKernels {
             FloatVector a22 = FloatVector.fromArray(F, oT, o2 + 2 * LANES).mul(s2), a23 = FloatVector.fromArray(F, oT, o2 + 3 * LANES).mul(s3);
             FloatVector a30 = FloatVector.fromArray(F, oT, o3).mul(s0), a31 = FloatVector.fromArray(F, oT, o3 + LANES).mul(s1);
             FloatVector a32 = FloatVector.fromArray(F, oT, o3 + 2 * LANES).mul(s2), a33 = FloatVector.fromArray(F, oT, o3 + 3 * LANES).mul(s3);
-            for (int j = 0, po = 0, vo = d; j < nk; j++, po += w, vo += dim) {
+            for (int j = 0, po = 0, vo = vStart + d; j < nk; j++, po += w, vo += ld) {
                 FloatVector p0 = FloatVector.fromArray(F, p, po);
                 FloatVector p1 = FloatVector.fromArray(F, p, po + LANES);
                 FloatVector p2 = FloatVector.fromArray(F, p, po + 2 * LANES);
@@ -159,11 +188,34 @@ final class AttentionKernels {
             a20.intoArray(oT, o2); a21.intoArray(oT, o2 + LANES); a22.intoArray(oT, o2 + 2 * LANES); a23.intoArray(oT, o2 + 3 * LANES);
             a30.intoArray(oT, o3); a31.intoArray(oT, o3 + LANES); a32.intoArray(oT, o3 + 2 * LANES); a33.intoArray(oT, o3 + 3 * LANES);
         }
+        for (; d + 2 <= dim; d += 2) {
+            int o0 = d * w, o1 = o0 + w;
+            FloatVector a00 = FloatVector.fromArray(F, oT, o0).mul(FloatVector.fromArray(F, alpha, 0));
+            FloatVector a01 = FloatVector.fromArray(F, oT, o0 + LANES).mul(FloatVector.fromArray(F, alpha, LANES));
+            FloatVector a02 = FloatVector.fromArray(F, oT, o0 + 2 * LANES).mul(FloatVector.fromArray(F, alpha, 2 * LANES));
+            FloatVector a03 = FloatVector.fromArray(F, oT, o0 + 3 * LANES).mul(FloatVector.fromArray(F, alpha, 3 * LANES));
+            FloatVector a10 = FloatVector.fromArray(F, oT, o1).mul(FloatVector.fromArray(F, alpha, 0));
+            FloatVector a11 = FloatVector.fromArray(F, oT, o1 + LANES).mul(FloatVector.fromArray(F, alpha, LANES));
+            FloatVector a12 = FloatVector.fromArray(F, oT, o1 + 2 * LANES).mul(FloatVector.fromArray(F, alpha, 2 * LANES));
+            FloatVector a13 = FloatVector.fromArray(F, oT, o1 + 3 * LANES).mul(FloatVector.fromArray(F, alpha, 3 * LANES));
+            for (int j = 0, po = 0, vo = vStart + d; j < nk; j++, po += w, vo += ld) {
+                FloatVector p0 = FloatVector.fromArray(F, p, po);
+                FloatVector p1 = FloatVector.fromArray(F, p, po + LANES);
+                FloatVector p2 = FloatVector.fromArray(F, p, po + 2 * LANES);
+                FloatVector p3 = FloatVector.fromArray(F, p, po + 3 * LANES);
+                FloatVector b = FloatVector.broadcast(F, v[vo]);
+                a00 = p0.fma(b, a00); a01 = p1.fma(b, a01); a02 = p2.fma(b, a02); a03 = p3.fma(b, a03);
+                b = FloatVector.broadcast(F, v[vo + 1]);
+                a10 = p0.fma(b, a10); a11 = p1.fma(b, a11); a12 = p2.fma(b, a12); a13 = p3.fma(b, a13);
+            }
+            a00.intoArray(oT, o0); a01.intoArray(oT, o0 + LANES); a02.intoArray(oT, o0 + 2 * LANES); a03.intoArray(oT, o0 + 3 * LANES);
+            a10.intoArray(oT, o1); a11.intoArray(oT, o1 + LANES); a12.intoArray(oT, o1 + 2 * LANES); a13.intoArray(oT, o1 + 3 * LANES);
+        }
         for (; d < dim; d++) {
             int o = d * w;
             FloatVector a0 = FloatVector.fromArray(F, oT, o).mul(s0), a1 = FloatVector.fromArray(F, oT, o + LANES).mul(s1);
             FloatVector a2 = FloatVector.fromArray(F, oT, o + 2 * LANES).mul(s2), a3 = FloatVector.fromArray(F, oT, o + 3 * LANES).mul(s3);
-            for (int j = 0, po = 0, vo = d; j < nk; j++, po += w, vo += dim) {
+            for (int j = 0, po = 0, vo = vStart + d; j < nk; j++, po += w, vo += ld) {
                 FloatVector b = FloatVector.broadcast(F, v[vo]);
                 a0 = FloatVector.fromArray(F, p, po).fma(b, a0);
                 a1 = FloatVector.fromArray(F, p, po + LANES).fma(b, a1);
@@ -174,7 +226,7 @@ final class AttentionKernels {
         }
     }
 
-    private static void accumulateNarrow(float[] p, float[] v, float[] oT, float[] alpha, int nk, int dim) {
+    private static void accumulateNarrow(float[] p, float[] v, int vStart, int ld, float[] oT, float[] alpha, int nk, int dim) {
         final int w = NARROW;
         FloatVector s = FloatVector.fromArray(F, alpha, 0);
         int d = 0;
@@ -182,7 +234,7 @@ final class AttentionKernels {
             int o = d * w;
             FloatVector a0 = FloatVector.fromArray(F, oT, o).mul(s), a1 = FloatVector.fromArray(F, oT, o + w).mul(s);
             FloatVector a2 = FloatVector.fromArray(F, oT, o + 2 * w).mul(s), a3 = FloatVector.fromArray(F, oT, o + 3 * w).mul(s);
-            for (int j = 0, po = 0, vo = d; j < nk; j++, po += w, vo += dim) {
+            for (int j = 0, po = 0, vo = vStart + d; j < nk; j++, po += w, vo += ld) {
                 FloatVector pj = FloatVector.fromArray(F, p, po);
                 a0 = pj.fma(FloatVector.broadcast(F, v[vo]), a0);
                 a1 = pj.fma(FloatVector.broadcast(F, v[vo + 1]), a1);
@@ -194,7 +246,7 @@ final class AttentionKernels {
         for (; d < dim; d++) {
             int o = d * w;
             FloatVector a = FloatVector.fromArray(F, oT, o).mul(s);
-            for (int j = 0, po = 0, vo = d; j < nk; j++, po += w, vo += dim)
+            for (int j = 0, po = 0, vo = vStart + d; j < nk; j++, po += w, vo += ld)
                 a = FloatVector.fromArray(F, p, po).fma(FloatVector.broadcast(F, v[vo]), a);
             a.intoArray(oT, o);
         }

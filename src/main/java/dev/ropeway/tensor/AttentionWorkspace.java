@@ -4,87 +4,117 @@ import jdk.incubator.vector.FloatVector;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 import static dev.ropeway.tensor.VectorMath.F;
 import static dev.ropeway.tensor.VectorMath.LANES;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * One thread's attention scratch: up to {@link #MAX_TILES} consecutive query tiles of one sequence and key/value
- * head, which share each key and value tile copied in, plus that copy and the score tile. All of it is O(tile)
- * and reused from call to call.
+ * One thread's attention scratch: query tiles of one sequence that share every key and value tile copied in, plus
+ * that copy and the score tile. All of it is O(tiles x tile) and reused from call to call.
  *
- * <p>Why several query tiles: copying a 64-row key and value tile out of the strided, mostly cache-cold KV buffers
- * costs about 6 ns per row; with one query tile per copy that was a quarter of the attention time (measured).
+ * <p>Two ways to fill it. Prefill: up to {@link #MAX_TILES} consecutive tiles of one key/value head. Copying a
+ * 64-row key and value tile out of the strided, mostly cache-cold KV buffers costs about 6 ns per row, measured as a
+ * quarter of the time when each query tile made its own copy. Decode: one tile per key/value head, so the copy
+ * reads whole KV rows, one contiguous stream, instead of a 1/kvHeads slice of every row once per head (measured:
+ * 11 GB/s for the slices against 28 GB/s contiguous on one thread).
  */
 final class AttentionWorkspace {
     static final int KEYS = 64;
     static final int MAX_TILES = 8;
+    /** Floats of keys (and of values) copied per key tile at most: fewer keys per tile when rows are wide. */
+    private static final int TILE_FLOATS = KEYS * 1024;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
     private int width = -1, dim = -1;
-    private QueryTile[] tiles;
-    private float[] sT, keys, values, sums;
-    private int count, batchIndex, kvHead;
+    private QueryTile[] tiles = new QueryTile[0];
+    private float[] sT, keys = new float[0], values = new float[0], sums;
+    private int count, batchIndex;
 
     AttentionWorkspace prepare(int width, int dim) {
         if (width != this.width || dim != this.dim) {
             this.width = width;
             this.dim = dim;
-            tiles = new QueryTile[MAX_TILES];
-            for (int i = 0; i < MAX_TILES; i++) tiles[i] = new QueryTile(width, dim);
+            tiles = new QueryTile[0];
             sT = new float[KEYS * width];
-            keys = new float[KEYS * dim];
-            values = new float[KEYS * dim];
             sums = new float[width];
         }
         return this;
     }
 
-    /** Loads up to {@code count} consecutive tiles of lanes from {@code firstLane} (the last may be partial). */
-    void begin(AttentionGeometry g, int batchIndex, int kvHead, long firstLane, int count) {
+    private QueryTile slot(int i) {
+        if (i >= tiles.length) {
+            int old = tiles.length;
+            tiles = Arrays.copyOf(tiles, Math.max(i + 1, 2 * old));
+            for (int j = old; j < tiles.length; j++) tiles[j] = new QueryTile(width, dim);
+        }
+        return tiles[i];
+    }
+
+    /** Prefill: up to {@code count} consecutive tiles of key/value head {@code kvHead} from {@code firstLane}. */
+    void beginConsecutive(AttentionGeometry g, int batchIndex, int kvHead, long firstLane, int count) {
         this.batchIndex = batchIndex;
-        this.kvHead = kvHead;
         long lanesLeft = g.lanesPerKvHead() - firstLane;
         this.count = 0;
         for (int i = 0; i < count && lanesLeft > 0; i++, lanesLeft -= width) {
-            tiles[i].begin(g, batchIndex, kvHead, firstLane + (long) i * width, (int) Math.min(width, lanesLeft));
+            slot(i).begin(g, batchIndex, kvHead, firstLane + (long) i * width, (int) Math.min(width, lanesLeft));
             this.count++;
         }
     }
 
-    int count() {
-        return count;
+    /** Decode: the single tile of every key/value head of sequence {@code batchIndex}, in head order. */
+    void beginAllHeads(AttentionGeometry g, int batchIndex) {
+        this.batchIndex = batchIndex;
+        this.count = g.kvHeads();
+        for (int h = 0; h < count; h++) slot(h).begin(g, batchIndex, h, 0, (int) g.lanesPerKvHead());
     }
 
     QueryTile tile(int i) {
         return tiles[i];
     }
 
-    /** Position of the last lane of the last tile: no key after it is needed. */
+    /** The last position of any tile: no key after it is needed. */
     int lastPosition() {
-        return tiles[count - 1].lastPosition();
+        int last = 0;
+        for (int i = 0; i < count; i++) last = Math.max(last, tiles[i].lastPosition());
+        return last;
+    }
+
+    /** Keys per key tile: {@link #KEYS}, or fewer (a multiple of 4) when a copied row is wider than 1024 floats. */
+    int keysPerTile(int kvHeadsCovered) {
+        return Math.min(KEYS, Math.max(4, TILE_FLOATS / (kvHeadsCovered * dim) & -4));
     }
 
     /**
-     * Runs the key tiles from {@code keyFrom} (a multiple of {@link #KEYS}) to {@code keyTo} (exclusive) through
-     * every query tile, each only up to its own last position; a key tile is masked only for a query tile whose
-     * first position it passes.
+     * Runs the keys {@code [keyFrom, keyTo)} ({@code keyFrom} a multiple of {@link #keysPerTile}) through every
+     * query tile, each only up to its own last position; a key tile is masked only for a query tile whose first
+     * position it passes. The copy covers the key/value heads from the first tile's to the last tile's.
      */
     void attend(AttentionGeometry g, long keyFrom, long keyTo) {
+        int firstHead = tiles[0].kvHead(), heads = tiles[count - 1].kvHead() - firstHead + 1;
+        int cols = heads * dim, step = keysPerTile(heads);
+        // Rows a multiple of 4 KB apart would all fall in the same few L1 sets and evict each other (measured: the
+        // decode kernels ran at half speed on 8 heads x 128 floats); a 64-byte pad spreads them.
+        int ld = cols % 1024 == 0 ? cols + 16 : cols;
+        if (keys.length < step * ld) {
+            keys = new float[step * ld];
+            values = new float[step * ld];
+        }
         long strideBytes = (long) g.kvHeads() * dim * Float.BYTES;
-        long rowBytes = ((long) batchIndex * g.kvRowsPerBatch() * g.kvHeads() + kvHead) * dim * Float.BYTES;
-        for (long k0 = keyFrom; k0 < keyTo; k0 += KEYS) {
-            int nk = (int) Math.min(KEYS, keyTo - k0);
-            gather(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, dim, keys, values);
+        long rowBytes = ((long) batchIndex * g.kvRowsPerBatch() * g.kvHeads() + firstHead) * dim * Float.BYTES;
+        for (long k0 = keyFrom; k0 < keyTo; k0 += step) {
+            int nk = (int) Math.min(step, keyTo - k0);
+            gather(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
             for (int i = 0; i < count; i++) {
                 QueryTile t = tiles[i];
                 int n = (int) Math.min(nk, t.lastPosition() + 1L - k0);
                 if (n <= 0) continue;
-                AttentionKernels.scores(width, t.qT, keys, sT, t.max, n, dim);
+                int col = (t.kvHead() - firstHead) * dim;
+                AttentionKernels.scores(width, t.qT, keys, col, ld, sT, t.max, n, dim);
                 boolean masked = k0 + n - 1 > t.firstPosition();
                 AttentionKernels.softmaxStep(width, sT, n, t.max, t.m, t.l, t.alpha, sums, masked, t.pos, (int) k0);
-                AttentionKernels.accumulate(width, sT, values, t.oT, t.alpha, n, dim);
+                AttentionKernels.accumulate(width, sT, values, col, ld, t.oT, t.alpha, n, dim);
             }
         }
     }
@@ -95,20 +125,20 @@ final class AttentionWorkspace {
     }
 
     /**
-     * Copies {@code rows} rows of {@code dim} floats, {@code strideBytes} apart, from both {@code k} and {@code v}
-     * into packed arrays, with vector moves: {@link MemorySegment#copy} spends tens of nanoseconds of checks per
-     * call, too much for 64-float rows.
+     * Copies {@code rows} rows of {@code cols} floats, {@code strideBytes} apart, from both {@code k} and {@code v}
+     * into arrays with rows {@code ld} floats apart, with vector moves: {@link MemorySegment#copy} spends tens of
+     * nanoseconds of checks per call, too much for 64-float rows.
      */
-    private static void gather(MemorySegment k, MemorySegment v, long offset, long strideBytes, int rows, int dim,
-                               float[] keys, float[] values) {
-        int bound = F.loopBound(dim);
-        for (int j = 0, o = 0; j < rows; j++, o += dim, offset += strideBytes) {
+    private static void gather(MemorySegment k, MemorySegment v, long offset, long strideBytes, int rows, int cols,
+                               int ld, float[] keys, float[] values) {
+        int bound = F.loopBound(cols);
+        for (int j = 0, o = 0; j < rows; j++, o += ld, offset += strideBytes) {
             int d = 0;
             for (; d < bound; d += LANES) {
                 FloatVector.fromMemorySegment(F, k, offset + d * 4L, NATIVE).intoArray(keys, o + d);
                 FloatVector.fromMemorySegment(F, v, offset + d * 4L, NATIVE).intoArray(values, o + d);
             }
-            for (; d < dim; d++) {
+            for (; d < cols; d++) {
                 keys[o + d] = k.get(JAVA_FLOAT, offset + d * 4L);
                 values[o + d] = v.get(JAVA_FLOAT, offset + d * 4L);
             }

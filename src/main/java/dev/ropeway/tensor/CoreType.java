@@ -22,6 +22,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * so this sets it, through libc {@code setenv}, before the library is opened. A value the user already set wins,
  * and Intel processors are left to OpenBLAS's own detection.
  */
+@SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 final class CoreType {
     static final String ENV = "OPENBLAS_CORETYPE";
     private static final Set<String> AVX512 = Set.of("avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd");

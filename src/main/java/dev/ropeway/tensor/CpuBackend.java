@@ -67,6 +67,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public CpuTensor upload(float[] data) {
+        if (data == null) throw new IllegalArgumentException("upload: data is null");
         CpuTensor t = new CpuTensor(data.length);
         MemorySegment.copy(data, 0, t.segment(), JAVA_FLOAT, 0, data.length);
         return t;

@@ -10,6 +10,7 @@ import java.lang.ref.Cleaner;
  * only until the next garbage collection; closing explicitly is still the rule, because the garbage collector
  * does not see native memory pressure.
  */
+@SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 public final class CpuTensor implements Tensor {
     private static final Cleaner CLEANER = Cleaner.create();
 

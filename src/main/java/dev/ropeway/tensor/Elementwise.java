@@ -19,25 +19,30 @@ final class Elementwise {
     private Elementwise() {}
 
     /**
-     * {@code out = silu(gate) * up} with silu(g) = g * (1 / (1 + e^-g)), as torch's SiLU computes it. Blocks are
-     * staged through heap arrays so the exp runs as one array-level pass (see {@link VectorMath}).
+     * {@code out = silu(gate) * up} with silu(g) = g * (1 / (1 + e^-g)), as torch's SiLU computes it. Only e^-g is
+     * staged through a heap block (the exp is an array routine, see {@link VectorMath}); gate and up are read, and
+     * out written, in place.
      */
     static void swiglu(WorkerPool pool, MemorySegment out, MemorySegment gate, MemorySegment up, long n) {
         pool.forRange(n, MIN_CHUNK, (from, to) -> {
-            float[] g = new float[BLOCK], e = new float[BLOCK], u = new float[BLOCK];
+            float[] e = new float[BLOCK];
             for (long start = from; start < to; start += BLOCK) {
-                int len = (int) Math.min(BLOCK, to - start);
-                MemorySegment.copy(gate, JAVA_FLOAT, start * 4, g, 0, len);
-                MemorySegment.copy(up, JAVA_FLOAT, start * 4, u, 0, len);
-                for (int i = 0; i < len; i++) e[i] = -g[i];
-                VectorMath.expInPlace(e, 0, len);
+                int len = (int) Math.min(BLOCK, to - start), bound = F.loopBound(len);
+                long base = start * 4;
                 int i = 0;
-                for (int bound = F.loopBound(len); i < bound; i += LANES) {
+                for (; i < bound; i += LANES) FloatVector.fromMemorySegment(F, gate, base + i * 4L, NATIVE).neg().intoArray(e, i);
+                for (; i < len; i++) e[i] = -gate.get(JAVA_FLOAT, base + i * 4L);
+                VectorMath.expInPlace(e, 0, len);
+                for (i = 0; i < bound; i += LANES) {
+                    FloatVector g = FloatVector.fromMemorySegment(F, gate, base + i * 4L, NATIVE);
+                    FloatVector u = FloatVector.fromMemorySegment(F, up, base + i * 4L, NATIVE);
                     FloatVector sigmoid = ONE.div(FloatVector.fromArray(F, e, i).add(1f));
-                    FloatVector.fromArray(F, g, i).mul(sigmoid).mul(FloatVector.fromArray(F, u, i)).intoArray(e, i);
+                    g.mul(sigmoid).mul(u).intoMemorySegment(out, base + i * 4L, NATIVE);
                 }
-                for (; i < len; i++) e[i] = g[i] * (1f / (1f + e[i])) * u[i];
-                MemorySegment.copy(e, 0, out, JAVA_FLOAT, start * 4, len);
+                for (; i < len; i++) {
+                    float g = gate.get(JAVA_FLOAT, base + i * 4L);
+                    out.set(JAVA_FLOAT, base + i * 4L, g * (1f / (1f + e[i])) * up.get(JAVA_FLOAT, base + i * 4L));
+                }
             }
         });
     }

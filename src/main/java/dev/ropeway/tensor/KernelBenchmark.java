@@ -26,6 +26,9 @@ public final class KernelBenchmark {
     /** One attention shape; {@code tileSgemmGflops} is NaN when the comparison was not run. */
     public record AttentionResult(long seq, int heads, int headDim, double gflops, double tileSgemmGflops) {}
 
+    /** One element-wise kernel: time per call and the bytes it reads and writes per second. */
+    public record KernelResult(String name, double millis, double gigabytesPerSecond) {}
+
     /** Nanoseconds per call of a tiny sgemm, plain and critical downcall. */
     public record CallOverhead(int size, double plainNanos, double criticalNanos) {}
 
@@ -70,6 +73,42 @@ public final class KernelBenchmark {
             double flops = 2.0 * seq * (double) seq * headDim * heads;
             return new AttentionResult(seq, heads, headDim, flops / t[0] / 1e9, flops / t[1] / 1e9);
         }
+    }
+
+    /**
+     * Times the Vector API kernels at Llama-like sizes: {@code rows} tokens of width 4096 (rmsNorm, rotary with 32
+     * heads of 128), an MLP of 11008 (swiglu), a 128256-entry vocabulary on 64 rows (crossEntropy) and a bf16
+     * upload of 4096 x 4096 weights.
+     */
+    public static List<KernelResult> elementwise(CpuBackend cpu, int rows, double warmupSeconds, int samples) {
+        List<KernelResult> results = new ArrayList<>();
+        Random rnd = new Random(3);
+        int dim = 4096, hidden = 11008, vocab = 128256, logitRows = 64;
+        try (CpuTensor x = cpu.upload(random(rnd, (long) rows * dim)); CpuTensor w = cpu.upload(random(rnd, dim));
+             CpuTensor out = cpu.allocate((long) rows * dim);
+             CpuTensor gate = cpu.upload(random(rnd, (long) rows * hidden)); CpuTensor up = cpu.upload(random(rnd, (long) rows * hidden));
+             CpuTensor act = cpu.allocate((long) rows * hidden); CpuTensor logits = cpu.upload(random(rnd, (long) logitRows * vocab))) {
+            float[] positions = new float[rows], invFreq = new float[64];
+            for (int i = 0; i < rows; i++) positions[i] = i;
+            for (int j = 0; j < 64; j++) invFreq[j] = (float) Math.pow(500000, -j / 64.0);
+            int[] targets = new int[logitRows];
+            for (int i = 0; i < logitRows; i++) targets[i] = rnd.nextInt(vocab);
+            try (RotaryTable table = cpu.rotaryTable(positions, invFreq, 1f); Arena arena = Arena.ofShared()) {
+                MemorySegment bf16 = arena.allocate(2L * dim * dim);
+                results.add(time("rmsNorm", () -> cpu.rmsNorm(out, x, w, rows, dim, 1e-5f), 3.0 * rows * dim * 4, warmupSeconds, samples));
+                results.add(time("rotary", () -> cpu.rotary(out, table, rows, 32, 128), 3.0 * rows * dim * 4, warmupSeconds, samples));
+                results.add(time("swiglu", () -> cpu.swiglu(act, gate, up, (long) rows * hidden), 3.0 * rows * hidden * 4, warmupSeconds, samples));
+                results.add(time("addInPlace", () -> cpu.addInPlace(out, x, (long) rows * dim), 3.0 * rows * dim * 4, warmupSeconds, samples));
+                results.add(time("crossEntropy", () -> cpu.crossEntropy(logits, targets, logitRows, vocab), 4.0 * logitRows * vocab, warmupSeconds, samples));
+                results.add(time("upload bf16", () -> cpu.upload(bf16, DType.BF16, (long) dim * dim).close(), 6.0 * dim * dim, warmupSeconds, samples));
+            }
+        }
+        return results;
+    }
+
+    private static KernelResult time(String name, Runnable op, double bytes, double warmupSeconds, int samples) {
+        double seconds = BenchTiming.medians(op, null, warmupSeconds, samples)[0];
+        return new KernelResult(name, seconds * 1e3, bytes / seconds / 1e9);
     }
 
     /** Per-call cost of a {@code size}^3 sgemm through a plain and through a critical downcall. */
@@ -126,6 +165,9 @@ public final class KernelBenchmark {
             for (GemmResult g : gemms)
                 System.out.printf("%-16s %6d %5d %5d   %14.1f   %14.1f   %5.2f%n", g.label(), g.m(), g.n(), g.k(),
                         g.backendGflops(), g.directGflops(), g.backendGflops() / g.directGflops());
+            System.out.println("kernel (1024 tokens)       ms     GB/s");
+            for (KernelResult k : elementwise(cpu, 1024, warmup, samples))
+                System.out.printf("%-20s %9.3f %8.1f%n", k.name(), k.millis(), k.gigabytesPerSecond());
             System.out.println("attention (causal)    seq heads dim   GFLOP/s   per-tile sgemm GFLOP/s");
             for (int dim : new int[]{32, 64})
                 for (int seq : new int[]{1024, 4096, 8192}) {

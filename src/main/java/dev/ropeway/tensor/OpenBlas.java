@@ -18,6 +18,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
  * {@link CpuBackend} therefore sets the count to 1 once and splits every product across its own worker threads,
  * which makes concurrent calls from several Java threads safe and keeps OpenBLAS's spinning server threads idle.
  */
+@SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 public final class OpenBlas {
     static final int ROW_MAJOR = 101;
     static final int NO_TRANS = 111;

@@ -25,6 +25,7 @@ import java.util.Properties;
  * The jar's libopenblas finds its companions (libgfortran, libquadmath, libgcc_s) through its RUNPATH
  * {@code $ORIGIN}, so all four files are extracted side by side.
  */
+@SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 final class OpenBlasLoader {
     static final String ENV_LIBRARY = "ROPEWAY_OPENBLAS";
     static final String ENV_CACHE = "ROPEWAY_CACHE";

@@ -19,7 +19,7 @@ final class QueryTile {
     final float[] qT, oT, m, l, alpha, max;
     final int[] pos;
     private final float[] row;
-    int lanes;
+    private int lanes;
     private long firstLane;
     private int batchIndex, kvHead;
 
@@ -59,6 +59,10 @@ final class QueryTile {
         }
         // Padding lanes have zero queries; giving them the last real position keeps them out of the masking.
         for (int t = lanes; t < width; t++) pos[t] = lastPos;
+    }
+
+    int kvHead() {
+        return kvHead;
     }
 
     /** Position of the first real lane: keys after it need masking. */

@@ -1,5 +1,6 @@
 package dev.ropeway.tensor;
 
+import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
@@ -30,6 +31,9 @@ final class WorkerPool implements AutoCloseable {
 
     private static final long SPIN_NANOS = 40_000;
 
+    /** A pool that runs everything on the calling thread. */
+    static final WorkerPool SERIAL = new WorkerPool(1, "serial");
+
     private final int threads;
     private final Thread[] workers;
     private final AtomicBoolean busy = new AtomicBoolean();
@@ -50,11 +54,8 @@ final class WorkerPool implements AutoCloseable {
         return threads;
     }
 
-    /** A pool that runs everything on the calling thread. */
-    static final WorkerPool SERIAL = new WorkerPool(1, "serial");
-
     /** True when the worker threads may read {@code segment} (false for a confined arena's memory). */
-    boolean workersCanAccess(java.lang.foreign.MemorySegment segment) {
+    boolean workersCanAccess(MemorySegment segment) {
         return workers.length == 0 || segment.isAccessibleBy(workers[0]);
     }
 

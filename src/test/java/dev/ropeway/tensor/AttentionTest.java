@@ -107,10 +107,15 @@ class AttentionTest {
     }
 
     @Test
-    void decodeSplitsKeysAcrossThreadsWhenFewHeads() {
+    void decodeSplitsKeysAcrossThreadsWhenFewSequences() {
         AttentionShape s = new AttentionShape(1, 1, 3000, 3000, 2999, 1, 1, 64, 0.125f);
-        assertTrue(Attention.splits(3, 1, 1, new AttentionGeometry(s, null, null, null, null, null)) > 1);
+        assertTrue(Attention.decodeChunks(3, 1, 3000) > 1);
+        assertEquals(1, Attention.decodeChunks(3, 1, 300), "short caches are not split");
+        assertEquals(1, Attention.decodeChunks(3, 8, 100_000), "enough sequences to share out");
         check(s, true, 1);
+        check(new AttentionShape(2, 1, 5000, 5100, 4999, 8, 4, 80, 0.1f), true, 1);
+        // Rows of 16 x 128 floats: 32-key tiles, cut into chunks that do not fall on 64-key boundaries.
+        check(new AttentionShape(1, 1, 700, 700, 699, 16, 16, 128, 0.09f), true, 1);
         check(new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f), true, 1);
     }
 
