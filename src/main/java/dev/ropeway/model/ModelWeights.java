@@ -75,6 +75,9 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
 
         Tensor tensor(String name, long... shape) {
             TensorInfo info = store.require(name, shape);
+            if (!info.dtype().isFloatWeight())
+                throw new dev.ropeway.io.CheckpointException("tensor " + name + " in " + store.directory() + " has dtype "
+                        + info.dtype() + "; weights must be F32, BF16, F16 or F64");
             Tensor t = backend.upload(store.data(name), info.dtype(), info.elementCount());
             loaded.add(t);
             return t;

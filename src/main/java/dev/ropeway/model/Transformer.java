@@ -60,6 +60,10 @@ public final class Transformer implements AutoCloseable {
     public void forward(TokenBatch in, RopeScaling rope, LogitsSink sink) {
         in.checkVocabulary(config.vocabSize());
         ModelConfig c = config;
+        if (c.slidingWindow() > 0 && in.seq() > c.slidingWindow())
+            throw new dev.ropeway.RopewayException("this checkpoint uses sliding-window attention over "
+                    + c.slidingWindow() + " tokens; sequences longer than the window (" + in.seq()
+                    + " tokens here) are not supported yet");
         long rows = in.rows();
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         RopePlan plan = rope.plan(in.positions(), in.ropeLength());

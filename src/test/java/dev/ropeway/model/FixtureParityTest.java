@@ -86,6 +86,24 @@ class FixtureParityTest {
         }));
     }
 
+    @org.junit.jupiter.api.Test
+    void sequencesBeyondASlidingWindowAreRefusedClearly() {
+        Path dir = FIXTURES.resolve("llama-default");
+        Map<String, Object> c = Json.readObject(dir.resolve("config.json"));
+        c.put("architectures", List.of("MistralForCausalLM"));
+        c.put("model_type", "mistral");
+        c.put("sliding_window", 16);
+        ModelConfig config = ModelConfig.parse(c, "mistral");
+        try (WeightStore store = WeightStore.open(dir);
+             Transformer model = new Transformer(backend, config, ModelWeights.load(backend, config, store))) {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(dev.ropeway.RopewayException.class,
+                    () -> new Scorer(model).score(TokenBatch.of(new int[40], 1, 40), config.rope(), false));
+            assertTrue(e.getMessage().contains("sliding-window") && e.getMessage().contains("16"), e.getMessage());
+            double within = new Scorer(model).score(TokenBatch.of(new int[16], 1, 16), config.rope(), false).loss();
+            assertTrue(Double.isFinite(within));
+        }
+    }
+
     private static void check(Path dir, Map<String, Object> configMap) {
         Map<String, Object> ref = Json.readObject(dir.resolve("reference.json"));
         @SuppressWarnings("unchecked")
