@@ -51,11 +51,11 @@ class RowKernelsTest {
                     assertEquals(expect, got[r * dim + i], 1e-5 * (1 + Math.abs(expect)), "row " + r + " col " + i);
                 }
             }
-            // In place (out = x) gives the same result (to 1 ulp: without hardware FMA the JVM's interpreted and
-            // compiled vector FMA may round differently).
+            // In place (out = x) gives the same result, to a few ulp: the interpreted and the JIT-compiled kernel
+            // (which may be the one running the second call) sum the squares in different orders.
             cpu.rmsNorm(tx, tx, tw, rows, dim, eps);
             float[] inPlace = download(tx);
-            for (int i = 0; i < got.length; i++) assertEquals(got[i], inPlace[i], Math.ulp(got[i]), "in place at " + i);
+            for (int i = 0; i < got.length; i++) assertEquals(got[i], inPlace[i], 4 * Math.ulp(got[i]), "in place at " + i);
         }
     }
 
