@@ -14,7 +14,7 @@ import java.nio.file.Path;
 /**
  * The decoder forward pass, written once against {@link Backend}: embedding, then per layer
  * RMSNorm, q/k/v projections, rotary embedding (from the {@link RopePlan} of the active RoPE method), causal
- * grouped-query attention, output projection, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and the
+ * grouped-query attention (within a sliding window where the config sets one), output projection, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and the
  * vocabulary projection, streamed to a {@link LogitsSink} in blocks of rows.
  *
  * <p>Activation memory is linear in the number of tokens: attention is tiled, and logits are produced in blocks.
@@ -60,14 +60,11 @@ public final class Transformer implements AutoCloseable {
     public void forward(TokenBatch in, RopeScaling rope, LogitsSink sink) {
         in.checkVocabulary(config.vocabSize());
         ModelConfig c = config;
-        if (c.slidingWindow() > 0 && in.seq() > c.slidingWindow())
-            throw new dev.ropeway.RopewayException("this checkpoint uses sliding-window attention over "
-                    + c.slidingWindow() + " tokens; sequences longer than the window (" + in.seq()
-                    + " tokens here) are not supported yet");
         long rows = in.rows();
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         RopePlan plan = rope.plan(in.positions(), in.ropeLength());
-        AttentionShape shape = AttentionShape.selfAttention(in.batch(), in.seq(), c.numHeads(), c.numKvHeads(), c.headDim());
+        AttentionShape shape = AttentionShape.selfAttention(in.batch(), in.seq(), c.numHeads(), c.numKvHeads(), c.headDim())
+                .withWindow(c.slidingWindow());
         try (Tensor x = backend.allocate(rows * h);
              Tensor hs = backend.allocate(rows * h);
              Tensor q = backend.allocate(rows * qd);

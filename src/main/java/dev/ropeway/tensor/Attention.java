@@ -41,7 +41,7 @@ final class Attention {
             long group = groupsPerHead - 1 - task / heads;
             AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
             w.beginConsecutive(g, head / g.kvHeads(), head % g.kvHeads(), group * perTask * width, perTask);
-            w.attend(g, 0, w.lastPosition() + 1L);
+            w.attend(g, w.firstNeededKey(g), w.lastPosition() + 1L);
             w.finish(g);
         });
     }
@@ -61,12 +61,13 @@ final class Attention {
 
     private static void runDecode(WorkerPool pool, AttentionGeometry g, int width) {
         int batch = g.batch(), kvHeads = g.kvHeads();
-        int chunks = decodeChunks(pool.threads(), batch, g.qStart() + g.seqQ());
+        long visible = g.window() == 0 ? g.qStart() + g.seqQ() : Math.min(g.qStart() + g.seqQ(), g.window() + g.seqQ());
+        int chunks = decodeChunks(pool.threads(), batch, visible);
         if (chunks == 1) {
             pool.run(batch, b -> {
                 AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
                 w.beginAllHeads(g, b);
-                w.attend(g, 0, w.lastPosition() + 1L);
+                w.attend(g, w.firstNeededKey(g), w.lastPosition() + 1L);
                 w.finish(g);
             });
             return;
@@ -76,10 +77,11 @@ final class Attention {
             int b = task / chunks, chunk = task % chunks;
             AttentionWorkspace w = WORKSPACE.get().prepare(width, g.headDim());
             w.beginAllHeads(g, b);
-            long end = w.lastPosition() + 1L;
+            long start = w.firstNeededKey(g), end = w.lastPosition() + 1L;
             int step = w.keysPerTile(kvHeads);
-            long steps = (end + step - 1) / step;
-            long from = steps * chunk / chunks * step, to = Math.min(end, steps * (chunk + 1) / chunks * step);
+            long steps = (end - start + step - 1) / step;
+            long from = start + steps * chunk / chunks * step;
+            long to = Math.min(end, start + steps * (chunk + 1) / chunks * step);
             w.attend(g, from, to);
             for (int h = 0; h < kvHeads; h++) w.tile(h).savePartial(partials[(b * kvHeads + h) * chunks + chunk]);
         });

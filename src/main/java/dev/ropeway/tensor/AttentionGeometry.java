@@ -13,6 +13,7 @@ record AttentionGeometry(AttentionShape shape, MemorySegment out, MemorySegment 
     int kvHeads() { return shape.kvHeads(); }
     int headDim() { return shape.headDim(); }
     float scale() { return shape.scale(); }
+    long window() { return shape.window(); }
 
     /** Query heads per key/value head. */
     int group() { return shape.heads() / shape.kvHeads(); }

@@ -260,8 +260,8 @@ final class AttentionKernels {
      * {@code sums} is scratch of {@code width} floats.
      */
     static void softmaxStep(int width, float[] sT, int nk, float[] max, float[] m, float[] l, float[] alpha,
-                            float[] sums, boolean masked, int[] pos, int firstKey) {
-        if (masked) mask(width, sT, nk, max, pos, firstKey);
+                            float[] sums, boolean masked, int[] pos, int firstKey, int window) {
+        if (masked) mask(width, sT, nk, max, pos, firstKey, window);
         for (int t = 0; t < width; t += LANES) {
             FloatVector mOld = FloatVector.fromArray(F, m, t);
             FloatVector mNew = mOld.max(FloatVector.fromArray(F, max, t));
@@ -278,13 +278,21 @@ final class AttentionKernels {
             FloatVector.fromArray(F, l, t).fma(FloatVector.fromArray(F, alpha, t), FloatVector.fromArray(F, sums, t)).intoArray(l, t);
     }
 
-    /** Sets scores of keys after each lane's position to -inf and retakes each lane's maximum. */
-    private static void mask(int width, float[] sT, int nk, float[] max, int[] pos, int firstKey) {
+    /**
+     * Sets scores of keys after each lane's position (and, with a window W > 0, of keys at or before position - W)
+     * to -inf and retakes each lane's maximum.
+     */
+    private static void mask(int width, float[] sT, int nk, float[] max, int[] pos, int firstKey, int window) {
         for (int t = 0; t < width; t += LANES) {
             IntVector p = IntVector.fromArray(I, pos, t);
             FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
             for (int j = 0, o = t; j < nk; j++, o += width) {
                 VectorMask<Float> after = p.compare(VectorOperators.LT, firstKey + j).cast(F);
+                if (window > 0) {
+                    // Key j is too old for position p when j <= p - W, that is p >= j + W.
+                    int oldFrom = (int) Math.min(Integer.MAX_VALUE, (long) firstKey + j + window);
+                    after = after.or(p.compare(VectorOperators.GE, oldFrom).cast(F));
+                }
                 FloatVector s = FloatVector.fromArray(F, sT, o).blend(Float.NEGATIVE_INFINITY, after);
                 s.intoArray(sT, o);
                 mx = mx.max(s);

@@ -8,11 +8,20 @@ package dev.ropeway.tensor;
  * {@code [0, seqKv)} are valid. Query i of a sequence sits at key index {@code qStart + i} and attends to keys
  * {@code j <= qStart + i} (so {@code qStart = seqKv - seqQ} for a prefill chunk appended to a KV cache, and 0
  * for a whole sequence). Query head h reads key/value head {@code h / (heads / kvHeads)} (grouped-query attention).
- * Scores are multiplied by {@code scale} (usually 1/sqrt(headDim)) before the softmax.
+ * Scores are multiplied by {@code scale} (usually 1/sqrt(headDim)) before the softmax. With a {@code window} W > 0
+ * (sliding-window attention, as Mistral uses), query position p sees only keys {@code p - W < j <= p}; 0 means no
+ * window.
  */
 public record AttentionShape(int batch, long seqQ, long seqKv, long kvRowsPerBatch, long qStart,
-                             int heads, int kvHeads, int headDim, float scale) {
+                             int heads, int kvHeads, int headDim, float scale, long window) {
+
+    public AttentionShape(int batch, long seqQ, long seqKv, long kvRowsPerBatch, long qStart,
+                          int heads, int kvHeads, int headDim, float scale) {
+        this(batch, seqQ, seqKv, kvRowsPerBatch, qStart, heads, kvHeads, headDim, scale, 0);
+    }
+
     public AttentionShape {
+        if (window < 0) throw new IllegalArgumentException("attention window must be >= 0 (0 = none), got " + window);
         if (batch <= 0 || seqQ <= 0 || seqKv <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0)
             throw new IllegalArgumentException("attention dimensions must be positive: " + this);
         if (heads % kvHeads != 0)
@@ -26,5 +35,15 @@ public record AttentionShape(int batch, long seqQ, long seqKv, long kvRowsPerBat
     /** A whole-sequence causal self-attention (no cache). */
     public static AttentionShape selfAttention(int batch, long seq, int heads, int kvHeads, int headDim) {
         return new AttentionShape(batch, seq, seq, seq, 0, heads, kvHeads, headDim, (float) (1.0 / Math.sqrt(headDim)));
+    }
+
+    /** This shape with a sliding window of {@code w} keys (0 = none). */
+    public AttentionShape withWindow(long w) {
+        return new AttentionShape(batch, seqQ, seqKv, kvRowsPerBatch, qStart, heads, kvHeads, headDim, scale, w);
+    }
+
+    /** The first key position {@code p} can see. */
+    public long firstVisibleKey(long p) {
+        return window == 0 ? 0 : Math.max(0, p - window + 1);
     }
 }

@@ -81,6 +81,14 @@ final class AttentionWorkspace {
         return last;
     }
 
+    /** The first key any tile needs, rounded down to a key-tile boundary (0 without a sliding window). */
+    long firstNeededKey(AttentionGeometry g) {
+        long first = Long.MAX_VALUE;
+        for (int i = 0; i < count; i++) first = Math.min(first, g.shape().firstVisibleKey(tiles[i].firstPosition()));
+        int step = keysPerTile(tiles[count - 1].kvHead() - tiles[0].kvHead() + 1);
+        return first / step * step;
+    }
+
     /** Keys per key tile: {@link #KEYS}, or fewer (a multiple of 4) when a copied row is wider than 1024 floats. */
     int keysPerTile(int kvHeadsCovered) {
         return Math.min(KEYS, Math.max(4, TILE_FLOATS / (kvHeadsCovered * dim) & -4));
@@ -110,10 +118,14 @@ final class AttentionWorkspace {
                 QueryTile t = tiles[i];
                 int n = (int) Math.min(nk, t.lastPosition() + 1L - k0);
                 if (n <= 0) continue;
+                // With a sliding window, key tiles older than every lane's window are skipped, and a tile that
+                // reaches below the last lane's window is masked.
+                if (k0 + n - 1 < g.shape().firstVisibleKey(t.firstPosition())) continue;
                 int col = (t.kvHead() - firstHead) * dim;
                 AttentionKernels.scores(width, t.qT, keys, col, ld, sT, t.max, n, dim);
-                boolean masked = k0 + n - 1 > t.firstPosition();
-                AttentionKernels.softmaxStep(width, sT, n, t.max, t.m, t.l, t.alpha, sums, masked, t.pos, (int) k0);
+                boolean masked = k0 + n - 1 > t.firstPosition() || k0 < g.shape().firstVisibleKey(t.lastPosition());
+                AttentionKernels.softmaxStep(width, sT, n, t.max, t.m, t.l, t.alpha, sums, masked, t.pos, (int) k0,
+                        (int) Math.min(Integer.MAX_VALUE, g.window()));
                 AttentionKernels.accumulate(width, sT, values, col, ld, t.oT, t.alpha, n, dim);
             }
         }

@@ -93,6 +93,19 @@ class AttentionTest {
     }
 
     @Test
+    void slidingWindowMatchesReference() {
+        int t = AttentionWorkspace.KEYS;
+        check(AttentionShape.selfAttention(2, 300, 4, 2, 32).withWindow(1), true, 1);
+        check(AttentionShape.selfAttention(1, 300, 4, 1, 64).withWindow(t - 3), true, 1);
+        check(AttentionShape.selfAttention(2, 5 * t + 7, 4, 2, 16).withWindow(2 * t), true, 1);
+        check(AttentionShape.selfAttention(1, 200, 2, 2, 24).withWindow(500), true, 1);
+        // decode and prefill chunks against a cache, including keys split between threads
+        check(new AttentionShape(2, 1, 3000, 3100, 2999, 4, 2, 64, 0.125f, 700), true, 1);
+        check(new AttentionShape(1, 1, 3000, 3000, 2999, 2, 1, 32, 0.2f, 2999), true, 1);
+        check(new AttentionShape(2, 70, 400, 420, 330, 4, 1, 16, 0.25f, 100), true, 1);
+    }
+
+    @Test
     void prefillChunkIntoCacheWithPadding() {
         // 40 new queries appended after 90 cached keys; each sequence's cache has room for 160 rows.
         check(new AttentionShape(2, 40, 130, 160, 90, 4, 2, 64, 0.125f), true, 1);

@@ -13,9 +13,10 @@ final class Reference {
         int kvh = h / (s.heads() / s.kvHeads());
         long qBase = ((b * s.seqQ() + i) * s.heads() + h) * d;
         long pos = s.qStart() + i;
+        long first = s.window() == 0 ? 0 : Math.max(0, pos - s.window() + 1);
         double[] scores = new double[(int) (pos + 1)];
         double max = Double.NEGATIVE_INFINITY;
-        for (long j = 0; j <= pos; j++) {
+        for (long j = first; j <= pos; j++) {
             long kBase = ((b * s.kvRowsPerBatch() + j) * s.kvHeads() + kvh) * d;
             double dot = 0;
             for (int x = 0; x < d; x++) dot += (double) q[(int) (qBase + x)] * k[(int) (kBase + x)];
@@ -24,7 +25,7 @@ final class Reference {
         }
         double sum = 0;
         double[] out = new double[d];
-        for (long j = 0; j <= pos; j++) {
+        for (long j = first; j <= pos; j++) {
             double p = Math.exp(scores[(int) j] - max);
             sum += p;
             long vBase = ((b * s.kvRowsPerBatch() + j) * s.kvHeads() + kvh) * d;
