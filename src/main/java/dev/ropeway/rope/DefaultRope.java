@@ -1,6 +1,5 @@
 package dev.ropeway.rope;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 
 /** Plain RoPE, {@code inv_freq[j] = 1 / theta^(2j/d)}: transformers' "default" rope_type. */
@@ -23,15 +22,8 @@ public record DefaultRope(double theta, int rotaryDim) implements RopeScaling {
     }
 
     @Override
-    public float attentionScaling() {
-        return 1f;
-    }
-
-    @Override
     public Map<String, Object> toParameters() {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("rope_type", TYPE);
-        p.put("rope_theta", theta);
+        Map<String, Object> p = RopeMath.parameters(TYPE, theta);
         return p;
     }
 }

@@ -1,6 +1,5 @@
 package dev.ropeway.rope;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -54,15 +53,8 @@ public record DynamicNtkRope(double theta, int rotaryDim, double factor, long ma
     }
 
     @Override
-    public float attentionScaling() {
-        return 1f;
-    }
-
-    @Override
     public Map<String, Object> toParameters() {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("rope_type", TYPE);
-        p.put("rope_theta", theta);
+        Map<String, Object> p = RopeMath.parameters(TYPE, theta);
         p.put("factor", factor);
         return p;
     }

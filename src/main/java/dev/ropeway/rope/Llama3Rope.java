@@ -2,7 +2,6 @@ package dev.ropeway.rope;
 
 import dev.ropeway.RopewayException;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -59,15 +58,8 @@ public record Llama3Rope(double theta, int rotaryDim, double factor, double lowF
     }
 
     @Override
-    public float attentionScaling() {
-        return 1f;
-    }
-
-    @Override
     public Map<String, Object> toParameters() {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("rope_type", TYPE);
-        p.put("rope_theta", theta);
+        Map<String, Object> p = RopeMath.parameters(TYPE, theta);
         p.put("factor", factor);
         p.put("low_freq_factor", lowFreqFactor);
         p.put("high_freq_factor", highFreqFactor);

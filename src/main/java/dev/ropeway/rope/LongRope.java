@@ -2,7 +2,6 @@ package dev.ropeway.rope;
 
 import dev.ropeway.RopewayException;
 
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -76,9 +75,7 @@ public record LongRope(double theta, int rotaryDim, List<Double> shortFactor, Li
 
     @Override
     public Map<String, Object> toParameters() {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("rope_type", TYPE);
-        p.put("rope_theta", theta);
+        Map<String, Object> p = RopeMath.parameters(TYPE, theta);
         p.put("short_factor", shortFactor);
         p.put("long_factor", longFactor);
         p.put("factor", factor);

@@ -34,4 +34,12 @@ final class RopeMath {
         for (int j = 0; j < inv.length; j++) inv[j] = 1f / inv[j];
         return inv;
     }
+
+    /** The start of every {@code rope_parameters} map: the method's name and its base. */
+    static java.util.Map<String, Object> parameters(String type, double theta) {
+        java.util.Map<String, Object> p = new java.util.LinkedHashMap<>();
+        p.put("rope_type", type);
+        p.put("rope_theta", theta);
+        return p;
+    }
 }

@@ -26,7 +26,9 @@ public sealed interface RopeScaling
     float[] inverseFrequencies(long seqLen);
 
     /** Factor multiplying cos and sin (1 for most methods). */
-    float attentionScaling();
+    default float attentionScaling() {
+        return 1f;
+    }
 
     /** The parameters as a Hugging Face 5.x {@code rope_parameters} map (including rope_type and rope_theta). */
     Map<String, Object> toParameters();

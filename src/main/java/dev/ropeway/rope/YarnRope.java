@@ -1,6 +1,5 @@
 package dev.ropeway.rope;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalDouble;
@@ -107,9 +106,7 @@ public record YarnRope(double theta, int rotaryDim, double factor, long original
 
     @Override
     public Map<String, Object> toParameters() {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("rope_type", TYPE);
-        p.put("rope_theta", theta);
+        Map<String, Object> p = RopeMath.parameters(TYPE, theta);
         p.put("factor", factor);
         p.put("original_max_position_embeddings", originalMaxPositionEmbeddings);
         p.put("beta_fast", betaFast);
