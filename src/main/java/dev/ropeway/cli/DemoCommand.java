@@ -15,7 +15,8 @@ import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.Callable;
 
@@ -53,26 +54,36 @@ final class DemoCommand implements Callable<Integer> {
             System.out.printf("[1/3] reusing %s%n", modelDir);
         }
         int[] multiples = {1, 2, 4, 8, 16};
-        List<String> specs = List.of("default", "linear:factor=16", "ntk:factor=16", "dynamic:factor=1",
-                "yarn:factor=16,original_max_position_embeddings=" + trainLen);
-        System.out.printf("%n[2/3] what each method does to the %d rotary pairs (L = %d)%n", p.headDim / 2, trainLen);
-        System.out.printf("  %-52s %8s %10s %10s%n", "method", "scale", "pairs<L", "maxangle");
+        String yarn = "yarn:factor=16,original_max_position_embeddings=" + trainLen;
+        Map<String, String> methods = new LinkedHashMap<>();
+        methods.put("no scaling", "default");
+        methods.put("PI x16", "linear:factor=16");
+        methods.put("NTK x16", "ntk:factor=16");
+        methods.put("dynamic NTK", "dynamic:factor=1");
+        methods.put("YaRN x16", yarn);
+        System.out.printf("%n[2/3] what each method does to the %d rotary pairs at 16 L (L = %d)%n", p.headDim / 2, trainLen);
+        System.out.printf("  %-12s %8s %14s %16s   %s%n", "method", "scale", "pairs turning", "slowest angle", "--rope spec");
         float[] plain = RopeSpec.parse("default", ctx).inverseFrequencies(trainLen);
         double slowestDefault = plain[plain.length - 1];
-        for (String spec : specs) {
-            RopeScaling r = RopeSpec.parse(spec, ctx);
+        for (var m : methods.entrySet()) {
+            RopeScaling r = RopeSpec.parse(m.getValue(), ctx);
             float[] inv = r.inverseFrequencies(16L * trainLen);
             int turning = 0;
             for (float f : inv) if (2 * Math.PI / f < trainLen) turning++;
             // The slowest pair's angle at 16 L against the largest angle plain RoPE reached in training:
             // above 1x the model sees rotations it never saw, which is what makes perplexity explode.
-            System.out.printf("  %-52s %8.4f %10d %9.1fx%n", RopeSpec.describe(r), r.attentionScaling(), turning,
-                    16.0 * trainLen * inv[inv.length - 1] / (trainLen * slowestDefault));
+            double angle = 16.0 * trainLen * inv[inv.length - 1] / (trainLen * slowestDefault);
+            System.out.printf("  %-12s %8.4f %14d %15.1fx   %s%n", m.getKey(), r.attentionScaling(), turning, angle,
+                    m.getValue());
         }
+        System.out.println("  (pairs turning: pairs whose wavelength is shorter than L; slowest angle: relative to training)");
         System.out.printf("%n[3/3] forward pass at 1x..16x L%n");
         try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, modelDir)) {
             ModelConfig c = t.config();
             Random random = new Random(3);
+            // Warm-up, so that the first row is not the JIT compiler's time.
+            for (int i = 0; i < 4; i++)
+                t.forward(TokenBatch.of(random.ints(2 * trainLen, 0, c.vocabSize()).toArray(), 1, 2 * trainLen), (f, n, l) -> { });
             for (int m : multiples) {
                 int len = m * trainLen;
                 TokenBatch batch = TokenBatch.of(random.ints(len, 0, c.vocabSize()).toArray(), 1, len);
