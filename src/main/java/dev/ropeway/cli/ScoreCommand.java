@@ -23,7 +23,9 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -59,6 +61,10 @@ final class ScoreCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
+
+    @Option(names = "--per-token", description = "Also report log p(next token) at every position (with --json: "
+            + "\"token_logprobs\", one array per sequence).")
+    boolean perToken;
 
     @Mixin
     BackendOptions backendOptions;
@@ -96,6 +102,11 @@ final class ScoreCommand implements Callable<Integer> {
         out.put("tokens_per_second", batch.rows() / seconds);
         out.put("load_seconds", loadSeconds);
         if (logitsOut != null) out.put("logits", logitsOut.toString());
+        if (perToken) {
+            List<double[]> perSeq = new ArrayList<>();
+            for (int b = 0; b < batch.batch(); b++) perSeq.add(score.logProbs(b, batch.seq()));
+            out.put("token_logprobs", perSeq);
+        }
         if (json) {
             System.out.println(Output.json(out));
             return;
@@ -104,6 +115,13 @@ final class ScoreCommand implements Callable<Integer> {
                 score.loss(), score.perplexity(), score.tokens(), batch.batch(), batch.seq());
         System.out.printf("rope %s; %.2f s, %,.0f tokens/s%n", out.get("rope"), seconds, batch.rows() / seconds);
         if (logitsOut != null) System.out.println("logits written to " + logitsOut);
+        if (perToken)
+            for (int b = 0; b < batch.batch(); b++) {
+                double[] lp = score.logProbs(b, batch.seq());
+                StringBuilder line = new StringBuilder("sequence " + b + " log p(next):");
+                for (double x : lp) line.append(String.format(" %.4f", x));
+                System.out.println(line);
+            }
     }
 
     private TokenBatch readInput(ModelConfig config) throws IOException {

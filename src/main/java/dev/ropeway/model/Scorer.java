@@ -10,9 +10,19 @@ import dev.ropeway.tensor.Backend;
  */
 public final class Scorer {
 
-    /** Result of scoring: mean loss, number of predicted tokens, and optionally every logit. */
-    public record Score(double loss, long tokens, double sumLoss, float[] logits) {
+    /**
+     * Result of scoring: mean loss, number of predicted tokens, every row's next-token loss (NaN for each sequence's
+     * last token, which predicts nothing), and optionally every logit.
+     */
+    public record Score(double loss, long tokens, double sumLoss, double[] tokenLosses, float[] logits) {
         public double perplexity() { return Math.exp(loss); }
+
+        /** log p(token i+1 | tokens 0..i) of sequence b, for i in [0, seq - 1). */
+        public double[] logProbs(int b, int seq) {
+            double[] out = new double[seq - 1];
+            for (int i = 0; i < seq - 1; i++) out[i] = -tokenLosses[b * seq + i];
+            return out;
+        }
     }
 
     private final Transformer model;
@@ -36,19 +46,22 @@ public final class Scorer {
         Backend backend = model.backend();
         double[] sum = {0};
         long[] count = {0};
+        double[] tokenLosses = new double[(int) rows];
         model.forward(in, rope, (first, n, block) -> {
             int[] t = new int[n];
             System.arraycopy(targets, (int) first, t, 0, n);
             double[] losses = backend.crossEntropy(block, t, n, vocab);
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n; i++) {
+                tokenLosses[(int) first + i] = t[i] >= 0 ? losses[i] : Double.NaN;
                 if (t[i] >= 0) {
                     sum[0] += losses[i];
                     count[0]++;
                 }
+            }
             if (logits != null) backend.download(block, 0, logits, (int) (first * vocab), n * vocab);
         });
         double loss = count[0] == 0 ? Double.NaN : sum[0] / count[0];
-        return new Score(loss, count[0], sum[0], logits);
+        return new Score(loss, count[0], sum[0], tokenLosses, logits);
     }
 
     /** Target of each row: the next token of the same sequence, or -1 for each sequence's last token. */

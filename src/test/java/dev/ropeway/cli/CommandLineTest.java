@@ -53,6 +53,14 @@ class CommandLineTest {
         assertEquals(refLoss(fx), out.get("loss").asDouble(), 1e-5);
         assertEquals(Math.exp(refLoss(fx)), out.get("perplexity").asDouble(), 1e-3);
         assertEquals(2 * 47, out.get("tokens").asLong());
+
+        var perToken = CliRunner.run("score", "--model", fx.toString(), "--ids", idsFile(fx).toString(), "--json", "--per-token");
+        JsonNode lp = Json.mapper().readTree(perToken.out()).get("token_logprobs");
+        assertEquals(2, lp.size());
+        assertEquals(47, lp.get(1).size());
+        double sum = 0;
+        for (JsonNode seq : lp) for (JsonNode x : seq) { assertTrue(x.asDouble() < 0); sum -= x.asDouble(); }
+        assertEquals(refLoss(fx), sum / 94, 1e-5);
     }
 
     @Test
