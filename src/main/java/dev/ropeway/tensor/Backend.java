@@ -88,4 +88,22 @@ public interface Backend extends AutoCloseable {
 
     @Override
     void close();
+
+    // ---- Backward ops and the optimizer step, for training (each explicit, llm.c-style; no autograd) ----
+
+    /**
+     * Backward of {@link #rmsNorm}: writes {@code dx} (which may be the same tensor as {@code dOut}) and ADDS into
+     * {@code dWeight}. {@code x} and {@code weight} are the forward inputs.
+     */
+    void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps);
+
+    /**
+     * Backward of {@link #rotary}, in place: on entry {@code d} holds dL/dy for y = rotary(x), on exit dL/dx (the
+     * inverse rotation with the same table, which includes the attention scale). If {@code dInvFreq} is not null,
+     * also ADDS {@code dL/dinvFreq[j] = sum over rows r and heads of positions[r] * dL/dangle[r][j]}, where
+     * {@code dL/dangle = -dy[j]*y[j+half] + dy[j+half]*y[j]} (y = the rotated forward output, passed as
+     * {@code rotated}; accumulated in double). {@code rotated} may be null when {@code dInvFreq} is null.
+     */
+    void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
+                        long rows, int heads, int headDim);
 }

@@ -282,4 +282,50 @@ public final class CpuBackend implements Backend {
     public String toString() {
         return "CpuBackend[" + pool.threads() + " threads, " + VectorMath.F + "]";
     }
+
+    // ---- Backward ops and the optimizer step ----
+
+    @Override
+    public void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNormBackward";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "dim", dim);
+        long n = Checks.product(op, rows, dim);
+        MemorySegment dxs = Checks.atLeast(op, "dx", dx, n, "rows*dim");
+        MemorySegment dws = Checks.atLeast(op, "dWeight", dWeight, dim, "dim");
+        MemorySegment dos = Checks.atLeast(op, "dOut", dOut, n, "rows*dim");
+        MemorySegment xs = Checks.atLeast(op, "x", x, n, "rows*dim");
+        MemorySegment ws = Checks.atLeast(op, "weight", weight, dim, "dim");
+        RmsNormBackward.run(pool(), dxs, dws, dos, xs, ws, rows, dim, eps);
+    }
+
+    @Override
+    public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
+                               long rows, int heads, int headDim) {
+        String op = "rotaryBackward";
+        if (table == null) throw new IllegalArgumentException(op + ": table is null");
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "heads", heads);
+        Checks.positive(op, "headDim", headDim);
+        int half = table.half();
+        if (2L * half > headDim)
+            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * half + " features, more than headDim = " + headDim);
+        if (table.rows() < rows)
+            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
+        long n = Checks.product(op, rows, (long) heads * headDim);
+        MemorySegment ds = Checks.atLeast(op, "d", d, n, "rows*heads*headDim");
+        MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        MemorySegment ys = null;
+        if (dInvFreq != null) {
+            if (dInvFreq.length != half)
+                throw new IllegalArgumentException(op + ": dInvFreq has " + dInvFreq.length + " entries, needs table.half = " + half);
+            if (positions == null || positions.length < rows)
+                throw new IllegalArgumentException(op + ": positions has " + (positions == null ? "null" : positions.length + " entries")
+                        + ", needs rows = " + rows);
+            ys = Checks.atLeast(op, "rotated", rotated, n, "rows*heads*headDim");
+        }
+        if (half == 0) return;
+        RotaryBackward.run(pool(), ds, ys, c, s, positions, dInvFreq, rows, heads, headDim, half);
+    }
 }
