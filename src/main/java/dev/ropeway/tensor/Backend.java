@@ -88,4 +88,59 @@ public interface Backend extends AutoCloseable {
 
     @Override
     void close();
+
+    // ---- Backward ops and the optimizer step, for training (each explicit, llm.c-style; no autograd) ----
+
+    /**
+     * Backward of {@link #rmsNorm}: writes {@code dx} (which may be the same tensor as {@code dOut}) and ADDS into
+     * {@code dWeight}. {@code x} and {@code weight} are the forward inputs.
+     */
+    void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps);
+
+    /**
+     * Backward of {@link #rotary}, in place: on entry {@code d} holds dL/dy for y = rotary(x), on exit dL/dx (the
+     * inverse rotation with the same table, which includes the attention scale). If {@code dInvFreq} is not null,
+     * also ADDS {@code dL/dinvFreq[j] = sum over rows r and heads of positions[r] * dL/dangle[r][j]}, where
+     * {@code dL/dangle = -dy[j]*y[j+half] + dy[j+half]*y[j]} (y = the rotated forward output, passed as
+     * {@code rotated}; accumulated in double). {@code rotated} may be null when {@code dInvFreq} is null.
+     */
+    void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
+                        long rows, int heads, int headDim);
+
+    /** Backward of {@link #swiglu} ({@code out = silu(gate) * up}): writes {@code dGate} and {@code dUp}. */
+    void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n);
+
+    /**
+     * Backward of {@link #embedding}: ADDS row r of {@code dOut} into row {@code ids[r]} of {@code dTable} (repeated
+     * ids accumulate, in id order, so the result is deterministic).
+     */
+    void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim);
+
+    /**
+     * Fused softmax + cross-entropy forward and backward: returns the per-row losses (as {@link #crossEntropy} does)
+     * and overwrites {@code logits} with {@code gradScale * (softmax(logits) - onehot(target))}; rows whose target
+     * is below 0 get zero gradient and loss 0.
+     */
+    double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale);
+
+    /** ADDS the column sums of {@code x[rows, cols]} into {@code out[cols]} (bias gradients). */
+    void sumRows(Tensor out, Tensor x, long rows, int cols);
+
+    /**
+     * {@code y[i] = a * y[i]} for i in [0, n) (e.g. zeroing or scaling gradients). A factor of exactly 0 writes
+     * zeros, even over infinities and NaNs.
+     */
+    void scale(Tensor y, float a, long n);
+
+    /** Sum of squares of {@code x[0, n)}, in double (for global gradient-norm clipping). */
+    double sumOfSquares(Tensor x, long n);
+
+    /**
+     * One decoupled-weight-decay Adam step (AdamW, with bias correction) on n parameters:
+     * {@code m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t);
+     * p -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay * p)}, where t = {@code step} (from 1). {@code gradScale}
+     * multiplies g first (clipping, accumulation).
+     */
+    void adamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
+               float weightDecay, float gradScale, long step);
 }

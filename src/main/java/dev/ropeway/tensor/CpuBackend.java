@@ -282,4 +282,135 @@ public final class CpuBackend implements Backend {
     public String toString() {
         return "CpuBackend[" + pool.threads() + " threads, " + VectorMath.F + "]";
     }
+
+    // ---- Backward ops and the optimizer step ----
+
+    @Override
+    public void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNormBackward";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "dim", dim);
+        long n = Checks.product(op, rows, dim);
+        MemorySegment dxs = Checks.atLeast(op, "dx", dx, n, "rows*dim");
+        MemorySegment dws = Checks.atLeast(op, "dWeight", dWeight, dim, "dim");
+        MemorySegment dos = Checks.atLeast(op, "dOut", dOut, n, "rows*dim");
+        MemorySegment xs = Checks.atLeast(op, "x", x, n, "rows*dim");
+        MemorySegment ws = Checks.atLeast(op, "weight", weight, dim, "dim");
+        RmsNormBackward.run(pool(), dxs, dws, dos, xs, ws, rows, dim, eps);
+    }
+
+    @Override
+    public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
+                               long rows, int heads, int headDim) {
+        String op = "rotaryBackward";
+        if (table == null) throw new IllegalArgumentException(op + ": table is null");
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "heads", heads);
+        Checks.positive(op, "headDim", headDim);
+        int half = table.half();
+        if (2L * half > headDim)
+            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * half + " features, more than headDim = " + headDim);
+        if (table.rows() < rows)
+            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
+        long n = Checks.product(op, rows, (long) heads * headDim);
+        MemorySegment ds = Checks.atLeast(op, "d", d, n, "rows*heads*headDim");
+        MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        MemorySegment ys = null;
+        if (dInvFreq != null) {
+            if (dInvFreq.length != half)
+                throw new IllegalArgumentException(op + ": dInvFreq has " + dInvFreq.length + " entries, needs table.half = " + half);
+            if (positions == null || positions.length < rows)
+                throw new IllegalArgumentException(op + ": positions has " + (positions == null ? "null" : positions.length + " entries")
+                        + ", needs rows = " + rows);
+            ys = Checks.atLeast(op, "rotated", rotated, n, "rows*heads*headDim");
+        }
+        if (half == 0) return;
+        RotaryBackward.run(pool(), ds, ys, c, s, positions, dInvFreq, rows, heads, headDim, half);
+    }
+
+    @Override
+    public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
+        String op = "swigluBackward";
+        Checks.nonNegative(op, "n", n);
+        MemorySegment dg = Checks.atLeast(op, "dGate", dGate, n, "n");
+        MemorySegment du = Checks.atLeast(op, "dUp", dUp, n, "n");
+        MemorySegment dy = Checks.atLeast(op, "dOut", dOut, n, "n");
+        MemorySegment g = Checks.atLeast(op, "gate", gate, n, "n");
+        MemorySegment u = Checks.atLeast(op, "up", up, n, "n");
+        if (dg.equals(du)) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
+        SwigluBackward.run(pool(), dg, du, dy, g, u, n);
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
+        String op = "embeddingBackward";
+        Checks.positive(op, "dim", dim);
+        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        MemorySegment dy = Checks.atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
+        MemorySegment t = Checks.segment(op, "dTable", dTable);
+        long vocab = dTable.size() / dim;
+        for (int r = 0; r < ids.length; r++)
+            if (ids[r] < 0 || ids[r] >= vocab)
+                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + vocab + " rows");
+        if (ids.length == 0) return;
+        EmbeddingBackward.run(pool(), t, dy, ids, dim, vocab);
+    }
+
+    @Override
+    public double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale) {
+        String op = "crossEntropyBackward";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "vocab", vocab);
+        if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
+        if (targets == null || targets.length < rows)
+            throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries") + ", needs rows = " + rows);
+        for (int r = 0; r < rows; r++)
+            if (targets[r] >= vocab)
+                throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
+        MemorySegment ls = Checks.atLeast(op, "logits", logits, Checks.product(op, rows, vocab), "rows*vocab");
+        return CrossEntropyBackward.run(pool(), ls, targets, rows, vocab, gradScale);
+    }
+
+    @Override
+    public void sumRows(Tensor out, Tensor x, long rows, int cols) {
+        String op = "sumRows";
+        Checks.nonNegative(op, "rows", rows);
+        Checks.positive(op, "cols", cols);
+        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, cols), "rows*cols");
+        MemorySegment os = Checks.atLeast(op, "out", out, cols, "cols");
+        if (rows == 0) return;
+        Reductions.sumRows(pool(), os, xs, rows, cols);
+    }
+
+    @Override
+    public void scale(Tensor y, float a, long n) {
+        String op = "scale";
+        Checks.nonNegative(op, "n", n);
+        MemorySegment ys = Checks.atLeast(op, "y", y, n, "n");
+        Reductions.scale(pool(), ys, a, n);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x, long n) {
+        String op = "sumOfSquares";
+        Checks.nonNegative(op, "n", n);
+        MemorySegment xs = Checks.atLeast(op, "x", x, n, "n");
+        return Reductions.sumOfSquares(pool(), xs, n);
+    }
+
+    @Override
+    public void adamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, float gradScale, long step) {
+        String op = "adamW";
+        Checks.nonNegative(op, "n", n);
+        Checks.positive(op, "step", step);
+        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+            throw new IllegalArgumentException(op + ": beta1 and beta2 must be in [0, 1), got " + beta1 + " and " + beta2);
+        MemorySegment ps = Checks.atLeast(op, "param", param, n, "n");
+        MemorySegment gs = Checks.atLeast(op, "grad", grad, n, "n");
+        MemorySegment ms = Checks.atLeast(op, "m", m, n, "n");
+        MemorySegment vs = Checks.atLeast(op, "v", v, n, "n");
+        AdamW.step(pool(), ps, gs, ms, vs, n, lr, beta1, beta2, eps, weightDecay, gradScale, step);
+    }
 }
