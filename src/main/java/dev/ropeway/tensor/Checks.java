@@ -52,4 +52,11 @@ final class Checks {
             throw new IllegalArgumentException(op + ": " + rows + " x " + cols + " overflows");
         }
     }
+
+    /** Every id must index a row of a table with {@code rows} rows. */
+    static void ids(String op, int[] ids, long rows) {
+        for (int r = 0; r < ids.length; r++)
+            if (ids[r] < 0 || ids[r] >= rows)
+                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + rows + " rows");
+    }
 }

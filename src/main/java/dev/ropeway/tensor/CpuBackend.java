@@ -171,9 +171,7 @@ public final class CpuBackend implements Backend {
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
         MemorySegment t = Checks.segment(op, "table", table);
         long vocab = table.size() / dim;
-        for (int r = 0; r < ids.length; r++)
-            if (ids[r] < 0 || ids[r] >= vocab)
-                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + vocab + " rows");
+        Checks.ids(op, ids, vocab);
         pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
             for (long r = from; r < to; r++)
                 MemorySegment.copy(t, (long) ids[(int) r] * dim * Float.BYTES, o, r * dim * Float.BYTES, (long) dim * Float.BYTES);
@@ -350,9 +348,7 @@ public final class CpuBackend implements Backend {
         MemorySegment dy = Checks.atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
         MemorySegment t = Checks.segment(op, "dTable", dTable);
         long vocab = dTable.size() / dim;
-        for (int r = 0; r < ids.length; r++)
-            if (ids[r] < 0 || ids[r] >= vocab)
-                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + vocab + " rows");
+        Checks.ids(op, ids, vocab);
         if (ids.length == 0) return;
         EmbeddingBackward.run(pool(), t, dy, ids, dim, vocab);
     }
