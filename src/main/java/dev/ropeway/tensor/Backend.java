@@ -107,6 +107,17 @@ public interface Backend extends AutoCloseable {
     void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
                         long rows, int heads, int headDim);
 
+    /**
+     * Backward of {@link #attention} (FlashAttention-2 style: scores and probabilities recomputed tile by tile from
+     * {@code q}, {@code k} and the forward's {@code lse}; never a seq x seq buffer). Inputs: the forward's
+     * {@code q}, {@code k}, {@code v}, its output {@code out} and {@code lse}, and {@code dOut} (same layout as
+     * {@code out}). OVERWRITES {@code dq} (layout of {@code q}) and, for every sequence, rows {@code [0, seqKv)} of
+     * {@code dk} and {@code dv} (layout of {@code k} / {@code v}); with grouped-query attention the gradients of the
+     * query heads sharing a key/value head are summed into it. Same shape rules as the forward, window included.
+     */
+    void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out,
+                           Tensor lse, AttentionShape shape);
+
     /** Backward of {@link #swiglu} ({@code out = silu(gate) * up}): writes {@code dGate} and {@code dUp}. */
     void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n);
 

@@ -328,6 +328,12 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v,
+                                  Tensor out, Tensor lse, AttentionShape shape) {
+        throw new UnsupportedOperationException("attention backward is not implemented yet");
+    }
+
+    @Override
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
         Checks.nonNegative(op, "n", n);
