@@ -100,7 +100,7 @@ public final class Corpus {
                 JsonNode node;
                 try {
                     node = Json.mapper().readTree(lines[i]);
-                } catch (IOException e) {
+                } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
                     throw new RopewayException(file + " line " + (i + 1) + ": not valid JSON: " + e.getOriginalMessage());
                 }
                 JsonNode field = node == null ? null : node.get("text");
