@@ -16,6 +16,13 @@ public interface Backend extends AutoCloseable {
     /** A zero-filled buffer of {@code size} floats. */
     Tensor allocate(long size);
 
+    /**
+     * A tensor sharing {@code size} floats of {@code base} from element {@code offset} (no copy). Closing the view
+     * frees nothing; it must not be used after {@code base} is closed. Lets all parameters (and all gradients)
+     * live in one buffer, so the optimizer, clipping and zeroing each take one call.
+     */
+    Tensor view(Tensor base, long offset, long size);
+
     /** Copies host floats into a new buffer. */
     Tensor upload(float[] data);
 

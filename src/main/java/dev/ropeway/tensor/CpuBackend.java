@@ -87,6 +87,12 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public CpuTensor view(Tensor base, long offset, long size) {
+        if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
+        return new CpuTensor(t, offset, size);
+    }
+
+    @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
         MemorySegment s = Checks.range("download", "src", src, offset, length);
         if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)

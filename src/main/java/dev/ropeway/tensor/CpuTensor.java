@@ -17,6 +17,8 @@ public final class CpuTensor implements Tensor {
     private final long size;
     private final MemorySegment segment;
     private final Cleaner.Cleanable cleanable;
+    /** The tensor whose memory a view shares (null for an owner): a view stays usable only while it is open. */
+    private final CpuTensor base;
     private volatile boolean closed;
 
     CpuTensor(long size) {
@@ -27,6 +29,18 @@ public final class CpuTensor implements Tensor {
         long raw = NativeMemory.callocRaw(size * Float.BYTES);
         this.segment = MemorySegment.ofAddress(NativeMemory.align(raw)).reinterpret(size * Float.BYTES);
         this.cleanable = CLEANER.register(this, new Release(raw));
+        this.base = null;
+    }
+
+    /** A view of {@code size} floats of {@code base} from element {@code offset}; closing it frees nothing. */
+    CpuTensor(CpuTensor base, long offset, long size) {
+        if (offset < 0 || size < 0 || offset > base.size - size)
+            throw new IllegalArgumentException("view [" + offset + ", " + offset + "+" + size + ") is outside a tensor of "
+                    + base.size + " floats");
+        this.size = size;
+        this.segment = base.segment().asSlice(offset * Float.BYTES, size * Float.BYTES);
+        this.cleanable = null;
+        this.base = base;
     }
 
     @Override
@@ -36,7 +50,8 @@ public final class CpuTensor implements Tensor {
 
     /** The memory, {@code size() * 4} bytes; fails once the tensor is closed. */
     public MemorySegment segment() {
-        if (closed) throw new IllegalStateException("tensor of " + size + " floats is closed");
+        if (closed || base != null && base.closed)
+            throw new IllegalStateException("tensor of " + size + " floats is closed");
         return segment;
     }
 
@@ -47,7 +62,7 @@ public final class CpuTensor implements Tensor {
     @Override
     public void close() {
         closed = true;
-        cleanable.clean();
+        if (cleanable != null) cleanable.clean();
     }
 
     @Override

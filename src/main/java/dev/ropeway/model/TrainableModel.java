@@ -1,0 +1,135 @@
+package dev.ropeway.model;
+
+import dev.ropeway.io.CheckpointException;
+import dev.ropeway.io.Json;
+import dev.ropeway.io.SafeTensorsWriter;
+import dev.ropeway.io.TensorInfo;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.Tensor;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * A decoder whose parameters live in one flat buffer with a matching gradient buffer (see {@link ParameterLayout}),
+ * ready for training. Loads from and saves to Hugging Face checkpoint folders.
+ */
+public final class TrainableModel implements AutoCloseable {
+    private final Backend backend;
+    private final ModelConfig config;
+    private final ParameterLayout layout;
+    private final Tensor params, grads;
+    private final ModelWeights weights, gradients;
+
+    private TrainableModel(Backend backend, ModelConfig config, Tensor params) {
+        this.backend = backend;
+        this.config = config;
+        this.layout = ParameterLayout.of(config);
+        this.params = params;
+        this.grads = backend.allocate(layout.totalSize());
+        this.weights = layout.views(backend, config, params);
+        this.gradients = layout.views(backend, config, grads);
+    }
+
+    /** Loads the weights of a checkpoint folder (any float dtype) into a fresh flat buffer. */
+    public static TrainableModel load(Backend backend, Path dir) {
+        ModelConfig config = Transformer.loadConfig(dir);
+        try (WeightStore store = WeightStore.open(dir)) {
+            return fromStore(backend, config, store);
+        }
+    }
+
+    public static TrainableModel fromStore(Backend backend, ModelConfig config, WeightStore store) {
+        ParameterLayout layout = ParameterLayout.of(config);
+        Tensor params = backend.allocate(layout.totalSize());
+        try {
+            for (ParameterLayout.Entry e : layout.entries()) {
+                TensorInfo info = store.require(e.name(), e.shape());
+                if (!info.dtype().isFloatWeight())
+                    throw new CheckpointException("tensor " + e.name() + " in " + store.directory() + " has dtype "
+                            + info.dtype() + "; weights must be F32, BF16, F16 or F64");
+                try (Tensor t = backend.upload(store.data(e.name()), info.dtype(), info.elementCount())) {
+                    backend.copy(params, e.offset(), t, 0, e.size());
+                }
+            }
+            return new TrainableModel(backend, config, params);
+        } catch (RuntimeException ex) {
+            params.close();
+            throw ex;
+        }
+    }
+
+    /**
+     * A freshly initialised model: matrices normal(0, 0.02) (the residual-output projections {@code o_proj} and
+     * {@code down_proj} scaled by 1/sqrt(2 layers), as GPT-2 does, so the residual stream's variance does not grow
+     * with depth), norms 1, biases 0. Deterministic for a seed.
+     */
+    public static TrainableModel random(Backend backend, ModelConfig config, long seed) {
+        ParameterLayout layout = ParameterLayout.of(config);
+        Tensor params = backend.allocate(layout.totalSize());
+        SplittableRandom random = new SplittableRandom(seed);
+        double residualStd = 0.02 / Math.sqrt(2.0 * config.numLayers());
+        for (ParameterLayout.Entry e : layout.entries()) {
+            float[] data = new float[Math.toIntExact(e.size())];
+            if (e.name().endsWith("norm.weight")) {
+                java.util.Arrays.fill(data, 1f);
+            } else if (e.decayed()) {
+                double std = e.name().endsWith("o_proj.weight") || e.name().endsWith("down_proj.weight") ? residualStd : 0.02;
+                SplittableRandom r = random.split();
+                for (int i = 0; i < data.length; i++) data[i] = (float) (r.nextGaussian() * std);
+            }
+            try (Tensor t = backend.upload(data)) {
+                backend.copy(params, e.offset(), t, 0, e.size());
+            }
+        }
+        return new TrainableModel(backend, config, params);
+    }
+
+    public ModelConfig config() { return config; }
+
+    public ParameterLayout layout() { return layout; }
+
+    public Backend backend() { return backend; }
+
+    /** All parameters, flat (views in {@link #weights()}). */
+    public Tensor parameters() { return params; }
+
+    /** All gradients, flat, same layout. */
+    public Tensor gradients() { return grads; }
+
+    public ModelWeights weights() { return weights; }
+
+    public ModelWeights gradientViews() { return gradients; }
+
+    /** One parameter tensor's values (or its gradient's). */
+    public float[] read(String name, boolean gradient) {
+        ParameterLayout.Entry e = layout.entry(name);
+        float[] out = new float[Math.toIntExact(e.size())];
+        backend.download(gradient ? grads : params, e.offset(), out, 0, out.length);
+        return out;
+    }
+
+    /**
+     * Writes {@code config.json} (the given map: the caller owns the RoPE settings and extras) and
+     * {@code model.safetensors} (float32, Hugging Face names) into {@code dir}, each atomically.
+     */
+    public void save(Path dir, Map<String, Object> configJson) {
+        SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
+        for (ParameterLayout.Entry e : layout.entries()) w.add(e.name(), read(e.name(), false), e.shape());
+        try {
+            java.nio.file.Files.createDirectories(dir);
+        } catch (java.io.IOException ex) {
+            throw new java.io.UncheckedIOException("cannot create " + dir, ex);
+        }
+        w.write(dir.resolve("model.safetensors"));
+        Json.writeAtomic(dir.resolve("config.json"), configJson);
+    }
+
+    @Override
+    public void close() {
+        grads.close();
+        params.close();
+    }
+}

@@ -1,0 +1,262 @@
+package dev.ropeway.model;
+
+import dev.ropeway.rope.RopePlan;
+import dev.ropeway.tensor.AttentionShape;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.RotaryTable;
+import dev.ropeway.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The decoder's forward and backward pass for training, written once against {@link Backend} in the llm.c manner:
+ * each op's backward called explicitly in reverse order, no autograd. The forward is the same computation as
+ * {@link Transformer#forward}, but it keeps what the backward needs.
+ *
+ * <p>Activation memory is planned once for a batch shape and reused by every step. Without recomputation every
+ * layer keeps its activations (about {@code 5 h + 2 (qd + kvd) + 3 ffn} floats per token and layer); with
+ * recomputation a layer keeps only its input, and the backward runs that layer's forward again into one shared
+ * set of buffers just before differentiating it, which trades a third more compute for activation memory that no
+ * longer grows with depth.
+ *
+ * <p>Gradients are ADDED into the gradient tensors (so micro-batches accumulate); the caller zeroes them per
+ * optimizer step.
+ */
+public final class TrainingPass implements AutoCloseable {
+
+    /** Summed loss over the counted target tokens of one pass. */
+    public record Loss(double sum, long tokens) {
+        public double mean() {
+            return tokens == 0 ? Double.NaN : sum / tokens;
+        }
+    }
+
+    private static final long LOGITS_BLOCK_FLOATS = 1L << 22;
+
+    private final Backend backend;
+    private final ModelConfig c;
+    private final ModelWeights weights, grads;
+    private final int batch, seq;
+    private final long rows;
+    private final boolean recompute;
+    private final List<Tensor> owned = new ArrayList<>();
+
+    /** Per-layer saved state: every activation, or (recomputing) only {@code xIn}, the others shared. */
+    private final LayerActivations[] layers;
+    private final Tensor xFinal, normFinal, logits;
+    // Backward scratch, one layer's worth.
+    private final Tensor dx, dTmp, dNorm, dq, dk, dv, dAtt, dGate, dUp, dAct;
+    private final int logitRows;
+
+    private final class LayerActivations {
+        final Tensor xIn, norm1, q, k, v, att, lse, xMid, norm2, gate, up, act;
+
+        LayerActivations(Tensor xIn, LayerActivations shared) {
+            this.xIn = xIn;
+            if (shared != null) {
+                norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att; lse = shared.lse;
+                xMid = shared.xMid; norm2 = shared.norm2; gate = shared.gate; up = shared.up; act = shared.act;
+                return;
+            }
+            int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+            norm1 = alloc(rows * h);
+            q = alloc(rows * qd);
+            k = alloc(rows * kvd);
+            v = alloc(rows * kvd);
+            att = alloc(rows * qd);
+            lse = alloc(rows * c.numHeads());
+            xMid = alloc(rows * h);
+            norm2 = alloc(rows * h);
+            gate = alloc(rows * ffn);
+            up = alloc(rows * ffn);
+            act = alloc(rows * ffn);
+        }
+    }
+
+    /**
+     * Plans the buffers for batches of {@code batch} sequences of {@code seq} tokens. {@code weights} and
+     * {@code grads} have the same structure (see {@link ParameterLayout#views}).
+     */
+    public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
+                        boolean recompute) {
+        this.backend = backend;
+        this.c = config;
+        this.weights = weights;
+        this.grads = grads;
+        this.batch = batch;
+        this.seq = seq;
+        this.rows = (long) batch * seq;
+        this.recompute = recompute;
+        if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("a training batch of " + rows + " tokens is too large");
+        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        try {
+            layers = new LayerActivations[c.numLayers()];
+            LayerActivations shared = recompute ? new LayerActivations(alloc(rows * h), null) : null;
+            for (int i = 0; i < layers.length; i++)
+                layers[i] = new LayerActivations(i == 0 && shared != null ? shared.xIn : alloc(rows * h), shared);
+            xFinal = alloc(rows * h);
+            normFinal = alloc(rows * h);
+            logitRows = (int) Math.max(1, Math.min(rows, LOGITS_BLOCK_FLOATS / c.vocabSize()));
+            logits = alloc((long) logitRows * c.vocabSize());
+            dx = alloc(rows * h);
+            dTmp = alloc(rows * h);
+            dNorm = alloc(rows * h);
+            dq = alloc(rows * qd);
+            dAtt = alloc(rows * qd);
+            dk = alloc(rows * kvd);
+            dv = alloc(rows * kvd);
+            dGate = alloc(rows * ffn);
+            dUp = alloc(rows * ffn);
+            dAct = alloc(rows * ffn);
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    private Tensor alloc(long size) {
+        Tensor t = backend.allocate(size);
+        owned.add(t);
+        return t;
+    }
+
+    public int batch() {
+        return batch;
+    }
+
+    public int seq() {
+        return seq;
+    }
+
+    /**
+     * Forward and backward over one micro-batch. {@code ids} are {@code batch * seq} input tokens; {@code targets}
+     * the token each row should predict (below 0: not scored). Gradients of {@code gradScale * sum of token losses}
+     * are added to the gradient tensors, and, when {@code dInvFreq} is not null, d(that)/d(inverse frequency) to it.
+     */
+    public Loss run(int[] ids, int[] targets, RopePlan plan, float gradScale, double[] dInvFreq) {
+        if (ids.length != rows || targets.length != rows)
+            throw new IllegalArgumentException("expected " + rows + " ids and targets, got " + ids.length + " and " + targets.length);
+        if (plan.positions().length != rows)
+            throw new IllegalArgumentException("RoPE plan has " + plan.positions().length + " positions for " + rows + " rows");
+        for (int i = 0; i < rows; i++)
+            if (ids[i] < 0 || ids[i] >= c.vocabSize() || targets[i] >= c.vocabSize())
+                throw new IllegalArgumentException("token id outside the vocabulary at row " + i);
+        int h = c.hiddenSize();
+        float eps = c.rmsNormEps();
+        AttentionShape shape = AttentionShape.selfAttention(batch, seq, c.numHeads(), c.numKvHeads(), c.headDim())
+                .withWindow(c.slidingWindow());
+        try (RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
+            backend.embedding(layers[0].xIn, weights.embedding(), ids, h);
+            for (int l = 0; l < layers.length; l++) {
+                layerForward(l, table, shape, l + 1 < layers.length ? layers[l + 1].xIn : xFinal);
+            }
+            backend.rmsNorm(normFinal, xFinal, weights.finalNorm(), rows, h, eps);
+            Loss loss = headForwardBackward(targets, gradScale);
+            backend.rmsNormBackward(dx, grads.finalNorm(), dNorm, xFinal, weights.finalNorm(), rows, h, eps);
+            for (int l = layers.length - 1; l >= 0; l--) {
+                // Recomputing: the shared buffers still hold the last layer's activations; the others are redone
+                // (their output, already saved as the next layer's input, goes to scratch).
+                if (recompute && l < layers.length - 1) layerForward(l, table, shape, dTmp);
+                layerBackward(l, table, shape, plan.positions(), dInvFreq);
+            }
+            backend.embeddingBackward(grads.embedding(), dx, ids, h);
+            return loss;
+        }
+    }
+
+    /** Layer {@code l}: from {@code layers[l].xIn} to {@code out}, keeping the activations. */
+    private void layerForward(int l, RotaryTable table, AttentionShape shape, Tensor out) {
+        LayerWeights w = weights.layers().get(l);
+        LayerActivations a = layers[l];
+        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        float eps = c.rmsNormEps();
+        backend.rmsNorm(a.norm1, a.xIn, w.inputNorm(), rows, h, eps);
+        backend.linear(a.q, a.norm1, w.q(), w.qBias(), rows, h, qd);
+        backend.linear(a.k, a.norm1, w.k(), w.kBias(), rows, h, kvd);
+        backend.linear(a.v, a.norm1, w.v(), w.vBias(), rows, h, kvd);
+        backend.rotary(a.q, table, rows, c.numHeads(), c.headDim());
+        backend.rotary(a.k, table, rows, c.numKvHeads(), c.headDim());
+        backend.attention(a.att, a.q, a.k, a.v, a.lse, shape);
+        backend.linear(a.xMid, a.att, w.o(), w.oBias(), rows, qd, h);
+        backend.addInPlace(a.xMid, a.xIn, rows * h);
+        backend.rmsNorm(a.norm2, a.xMid, w.postAttentionNorm(), rows, h, eps);
+        backend.linear(a.gate, a.norm2, w.gate(), w.gateBias(), rows, h, ffn);
+        backend.linear(a.up, a.norm2, w.up(), w.upBias(), rows, h, ffn);
+        backend.swiglu(a.act, a.gate, a.up, rows * ffn);
+        backend.linear(out, a.act, w.down(), w.downBias(), rows, ffn, h);
+        backend.addInPlace(out, a.xMid, rows * h);
+    }
+
+    /**
+     * Logits in blocks of rows, each turned into d loss / d logits by the fused cross-entropy, then into
+     * {@code dNorm} (gradient of the final norm's output) and the head's gradient.
+     */
+    private Loss headForwardBackward(int[] targets, float gradScale) {
+        int h = c.hiddenSize(), vocab = c.vocabSize();
+        double sum = 0;
+        long counted = 0;
+        int[] blockTargets = new int[logitRows];
+        for (long r = 0; r < rows; r += logitRows) {
+            int n = (int) Math.min(logitRows, rows - r);
+            if (blockTargets.length != n) blockTargets = new int[n];
+            System.arraycopy(targets, (int) r, blockTargets, 0, n);
+            backend.gemm(false, true, n, vocab, h, 1f, normFinal, r * h, h, weights.lmHead(), 0, h, 0f, logits, 0, vocab);
+            double[] losses = backend.crossEntropyBackward(logits, blockTargets, n, vocab, gradScale);
+            for (int i = 0; i < n; i++)
+                if (blockTargets[i] >= 0) {
+                    sum += losses[i];
+                    counted++;
+                }
+            backend.gemm(false, false, n, h, vocab, 1f, logits, 0, vocab, weights.lmHead(), 0, h, 0f, dNorm, r * h, h);
+            backend.gemm(true, false, vocab, h, n, 1f, logits, 0, vocab, normFinal, r * h, h, 1f, grads.lmHead(), 0, h);
+        }
+        return new Loss(sum, counted);
+    }
+
+    /** On entry {@code dx} = d loss / d (layer l's output); on exit d loss / d (layer l's input). */
+    private void layerBackward(int l, RotaryTable table, AttentionShape shape, float[] positions, double[] dInvFreq) {
+        LayerWeights w = weights.layers().get(l), g = grads.layers().get(l);
+        LayerActivations a = layers[l];
+        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        float eps = c.rmsNormEps();
+
+        // MLP branch: out = xMid + down(swiglu(gate(norm2), up(norm2))).
+        linearBackward(dAct, g.down(), g.downBias(), dx, a.act, w.down(), ffn, h, false);
+        backend.swigluBackward(dGate, dUp, dAct, a.gate, a.up, rows * ffn);
+        linearBackward(dNorm, g.gate(), g.gateBias(), dGate, a.norm2, w.gate(), h, ffn, false);
+        linearBackward(dNorm, g.up(), g.upBias(), dUp, a.norm2, w.up(), h, ffn, true);
+        backend.rmsNormBackward(dTmp, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);
+        backend.addInPlace(dx, dTmp, rows * h);
+
+        // Attention branch: xMid = xIn + o(attention(rotary(q(norm1)), rotary(k(norm1)), v(norm1))).
+        linearBackward(dAtt, g.o(), g.oBias(), dx, a.att, w.o(), qd, h, false);
+        backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
+        // The rotated q and k are still in a.q / a.k: the frequency gradient reads them.
+        backend.rotaryBackward(dq, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(), c.headDim());
+        backend.rotaryBackward(dk, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows, c.numKvHeads(), c.headDim());
+        linearBackward(dNorm, g.q(), g.qBias(), dq, a.norm1, w.q(), h, qd, false);
+        linearBackward(dNorm, g.k(), g.kBias(), dk, a.norm1, w.k(), h, kvd, true);
+        linearBackward(dNorm, g.v(), g.vBias(), dv, a.norm1, w.v(), h, kvd, true);
+        backend.rmsNormBackward(dTmp, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);
+        backend.addInPlace(dx, dTmp, rows * h);
+    }
+
+    /**
+     * Backward of {@code y[rows, out] = x[rows, in] w[out, in]^T + b}: {@code dX (+)= dY w}, {@code dW += dY^T x},
+     * {@code dB += column sums of dY}. With {@code accumulate}, dX is added to rather than overwritten.
+     */
+    private void linearBackward(Tensor dX, Tensor dW, Tensor dB, Tensor dY, Tensor x, Tensor w, int in, int out,
+                                boolean accumulate) {
+        int n = (int) rows;
+        backend.gemm(false, false, n, in, out, 1f, dY, 0, out, w, 0, in, accumulate ? 1f : 0f, dX, 0, in);
+        backend.gemm(true, false, out, in, n, 1f, dY, 0, out, x, 0, in, 1f, dW, 0, in);
+        if (dB != null) backend.sumRows(dB, dY, rows, out);
+    }
+
+    @Override
+    public void close() {
+        for (Tensor t : owned) t.close();
+        owned.clear();
+    }
+}
