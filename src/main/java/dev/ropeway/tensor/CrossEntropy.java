@@ -65,7 +65,7 @@ final class CrossEntropy {
                 FloatVector e = FloatVector.fromArray(F, block, j);
                 sumV = sumV.add(e.convertShape(VectorOperators.F2D, D, 0)).add(e.convertShape(VectorOperators.F2D, D, 1));
             }
-            sum += sumV.reduceLanes(VectorOperators.ADD);
+            sum += VectorMath.sumLanes(sumV);
             for (; j < len; j++) sum += block[j];
         }
         return max + Math.log(sum) - x.get(JAVA_FLOAT, base + (long) target * 4);

@@ -62,7 +62,7 @@ final class CrossEntropyBackward {
                 FloatVector e = FloatVector.fromArray(F, block, j);
                 sumV = sumV.add(e.convertShape(VectorOperators.F2D, D, 0)).add(e.convertShape(VectorOperators.F2D, D, 1));
             }
-            sum += sumV.reduceLanes(VectorOperators.ADD);
+            sum += VectorMath.sumLanes(sumV);
             for (; j < len; j++) sum += block[j];
             MemorySegment.copy(block, 0, x, JAVA_FLOAT, base + start * 4L, len);
         }

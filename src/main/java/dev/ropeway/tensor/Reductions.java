@@ -70,7 +70,7 @@ final class Reductions {
                     FloatVector v = FloatVector.fromMemorySegment(F, x, i * 4, NATIVE);
                     acc = v.fma(v, acc);
                 }
-                sum += acc.reduceLanes(VectorOperators.ADD);
+                sum += VectorMath.sumLanes(acc);
                 for (; i < stop; i++) {
                     double v = x.getAtIndex(JAVA_FLOAT, i);
                     sum += v * v;

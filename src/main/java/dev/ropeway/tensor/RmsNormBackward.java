@@ -50,8 +50,8 @@ final class RmsNormBackward {
             sq = xv.fma(xv, sq);
             dotV = gv.fma(xv, dotV);
         }
-        float sum = sq.reduceLanes(VectorOperators.ADD);
-        double dot = dotV.reduceLanes(VectorOperators.ADD);
+        float sum = VectorMath.sumLanes(sq);
+        double dot = VectorMath.sumLanes(dotV);
         for (; i < dim; i++) {
             float xi = x.get(JAVA_FLOAT, base + i * 4L);
             sum += xi * xi;

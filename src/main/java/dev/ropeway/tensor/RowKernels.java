@@ -41,7 +41,7 @@ final class RowKernels {
             FloatVector v = FloatVector.fromMemorySegment(F, x, base + i * 4L, NATIVE);
             acc = v.fma(v, acc);
         }
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        float sum = VectorMath.sumLanes(acc);
         for (; i < dim; i++) {
             float v = x.get(JAVA_FLOAT, base + i * 4L);
             sum += v * v;

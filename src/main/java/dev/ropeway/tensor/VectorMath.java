@@ -25,6 +25,26 @@ final class VectorMath {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     static final int LANES = F.length();
 
+    /**
+     * The sum of a vector's lanes in a fixed order. {@code reduceLanes(ADD)} leaves the order unspecified, and it does
+     * change when C2 compiles the caller (measured: a 16-lane sum differed in its last bit after warm-up), which
+     * would make a resumed training run drift from the uninterrupted one. Called once per row, so its cost is noise.
+     */
+    static float sumLanes(FloatVector v) {
+        float[] lanes = v.toArray();
+        for (int width = lanes.length / 2; width > 0; width /= 2)
+            for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
+        return lanes[0];
+    }
+
+    /** {@link #sumLanes(FloatVector)} for doubles. */
+    static double sumLanes(jdk.incubator.vector.DoubleVector v) {
+        double[] lanes = v.toArray();
+        for (int width = lanes.length / 2; width > 0; width /= 2)
+            for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
+        return lanes[0];
+    }
+
     private static final float LOG2E = 1.44269504088896341f;
     /** ln 2 split so that {@code n * LN2_HI} is exact for |n| < 2^9 (LN2_HI has 9 trailing zero bits). */
     private static final float LN2_HI = 0.693145751953125f;
