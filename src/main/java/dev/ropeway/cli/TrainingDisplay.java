@@ -1,0 +1,42 @@
+package dev.ropeway.cli;
+
+import dev.ropeway.train.Trainer;
+
+import java.nio.file.Path;
+import java.util.Locale;
+
+/** Shows a training run: a progress bar per step, held-out losses and checkpoints as lines above it. */
+final class TrainingDisplay implements Trainer.Listener {
+    private final ProgressBar bar;
+    private double lastHeldout = Double.NaN;
+
+    TrainingDisplay(String label, long totalSteps) {
+        this.bar = new ProgressBar(label, totalSteps, 0);
+    }
+
+    void log(String line) {
+        bar.finish();
+        System.err.println(line);
+    }
+
+    @Override
+    public void step(Trainer.StepReport r) {
+        String heldout = Double.isNaN(lastHeldout) ? "" : String.format(Locale.ROOT, " held-out %.3f |", lastHeldout);
+        bar.update(r.step(), String.format(Locale.ROOT, "loss %.4f |%s lr %.2e | %s tok/s", r.loss(), heldout, r.lr(),
+                ProgressBar.rate(r.tokensPerSecond())));
+    }
+
+    @Override
+    public void evaluated(long step, double heldoutLoss) {
+        lastHeldout = heldoutLoss;
+    }
+
+    @Override
+    public void checkpointed(Path checkpoint) {
+        // Quiet: the bar's line would be broken by every checkpoint; metrics.jsonl and the folder record them.
+    }
+
+    void finish() {
+        bar.finish();
+    }
+}
