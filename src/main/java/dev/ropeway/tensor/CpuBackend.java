@@ -336,7 +336,35 @@ public final class CpuBackend implements Backend {
     @Override
     public void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v,
                                   Tensor out, Tensor lse, AttentionShape shape) {
-        throw new UnsupportedOperationException("attention backward is not implemented yet");
+        String op = "attentionBackward";
+        if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
+        if (shape.seqKv() > Integer.MAX_VALUE - AttentionBackward.KEYS)
+            throw new IllegalArgumentException(op + ": seqKv " + shape.seqKv() + " is past this backend's int positions");
+        long qRows = Checks.product(op, shape.batch(), shape.seqQ());
+        long rowStats = Checks.product(op, qRows, shape.heads());
+        if (rowStats > Integer.MAX_VALUE - 8)
+            throw new IllegalArgumentException(op + ": batch*seqQ*heads = " + rowStats + " is past this backend's limit");
+        long qFloats = Checks.product(op, qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = Checks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
+        long kvFloats = Checks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
+        String qFormula = "batch*seqQ*heads*headDim", kvFormula = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
+        MemorySegment dqs = Checks.atLeast(op, "dq", dq, qFloats, qFormula);
+        MemorySegment dks = Checks.atLeast(op, "dk", dk, kvFloats, kvFormula);
+        MemorySegment dvs = Checks.atLeast(op, "dv", dv, kvFloats, kvFormula);
+        MemorySegment dos = Checks.atLeast(op, "dOut", dOut, qFloats, qFormula);
+        MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, qFormula);
+        MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, kvFormula);
+        MemorySegment vs = Checks.atLeast(op, "v", v, kvFloats, kvFormula);
+        MemorySegment os = Checks.atLeast(op, "out", out, qFloats, qFormula);
+        MemorySegment ls = Checks.atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
+        // The three outputs are written while every input is still being read.
+        Tensor[] outputs = {dq, dk, dv}, all = {dq, dk, dv, dOut, q, k, v, out, lse};
+        String[] names = {"dq", "dk", "dv", "dOut", "q", "k", "v", "out", "lse"};
+        for (int i = 0; i < outputs.length; i++)
+            for (int j = 0; j < all.length; j++)
+                if (i != j && outputs[i] == all[j])
+                    throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
+        AttentionBackward.run(pool(), shape, dqs, dks, dvs, dos, qs, ks, vs, os, ls);
     }
 
     @Override
