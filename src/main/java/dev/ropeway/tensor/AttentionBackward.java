@@ -203,7 +203,7 @@ final class AttentionBackward {
             long o = offset + d * 4L;
             acc = FloatVector.fromMemorySegment(F, a, o, NATIVE).fma(FloatVector.fromMemorySegment(F, b, o, NATIVE), acc);
         }
-        float sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        float sum = VectorMath.sumLanes(acc);
         for (; d < n; d++) sum += a.get(JAVA_FLOAT, offset + d * 4L) * b.get(JAVA_FLOAT, offset + d * 4L);
         return sum;
     }
