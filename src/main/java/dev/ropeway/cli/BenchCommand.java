@@ -26,7 +26,7 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway bench}: measured speed of the kernels and of whole forward passes. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (results for BENCHMARKS.md).",
-        subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class})
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class, BenchCommand.Train.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -120,6 +120,70 @@ final class BenchCommand implements Runnable {
                 if (json) System.out.println(Output.json(out));
             } finally {
                 if (temp != null) deleteTree(temp);
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "train", mixinStandardHelpOptions = true,
+            description = {"Training tokens/s (forward, backward and AdamW step) of random models, and model-FLOP",
+                    "utilisation as a fraction of the SGEMM rate this backend reaches in the same run."})
+    static final class Train implements Callable<Integer> {
+        @Option(names = "--preset", split = ",", defaultValue = "5m,20m", description = "Model sizes (default: ${DEFAULT-VALUE}).")
+        String[] presets;
+
+        @Option(names = "--seq", split = ",", defaultValue = "256,1024", description = "Sequence lengths (default: ${DEFAULT-VALUE}).")
+        int[] seqs;
+
+        @Option(names = "--tokens-per-step", defaultValue = "8192", description = "Tokens per step; batch = this / seq (default: ${DEFAULT-VALUE}).")
+        int tokensPerStep;
+
+        @Option(names = "--steps", defaultValue = "5", description = "Timed steps per case; the median is reported (default: ${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--recompute", description = "Recompute activations in the backward.")
+        boolean recompute;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() {
+            if (steps < 1) throw new RopewayException("--steps must be at least 1");
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Backend backend = backendOptions.open()) {
+                double sgemm = dev.ropeway.train.TrainingBenchmark.sgemmGflops(backend);
+                if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %d threads): %.1f GFLOP/s%n", backend.threads(), sgemm);
+                for (String preset : presets) {
+                    for (int seq : seqs) {
+                        var r = dev.ropeway.train.TrainingBenchmark.run(backend, ModelPreset.parse(preset), seq,
+                                Math.max(1, tokensPerStep / seq), steps, recompute);
+                        Map<String, Object> row = new LinkedHashMap<>();
+                        row.put("preset", preset);
+                        row.put("parameters", r.parameters());
+                        row.put("seq", seq);
+                        row.put("batch", r.batch());
+                        row.put("median_step_seconds", r.stepSeconds());
+                        row.put("tokens_per_second", r.tokensPerSecond());
+                        row.put("model_gflops", r.modelGflops());
+                        row.put("mfu_of_sgemm", r.modelGflops() / sgemm);
+                        row.put("peak_rss_mib", peakRssMiB());
+                        rows.add(row);
+                        if (!json)
+                            System.out.printf("%-4s %,11d params  seq %5d x %3d  %7.3f s/step  %,8.0f tokens/s  %6.1f GFLOP/s  %5.1f%% of SGEMM%n",
+                                    preset, r.parameters(), seq, r.batch(), r.stepSeconds(), r.tokensPerSecond(),
+                                    r.modelGflops(), 100 * r.modelGflops() / sgemm);
+                    }
+                }
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("threads", backend.threads());
+                out.put("sgemm_gflops", sgemm);
+                out.put("recompute", recompute);
+                out.put("results", rows);
+                if (json) System.out.println(Output.json(out));
             }
             return 0;
         }
