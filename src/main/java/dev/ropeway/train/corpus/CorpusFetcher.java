@@ -36,6 +36,9 @@ public final class CorpusFetcher {
      */
     public record Options(Path out, Path cache, Set<Source> sources, boolean anyVersion) {
         public Options {
+            // Absolute, because extraction runs programs in other working folders and passes them these paths.
+            out = out.toAbsolutePath().normalize();
+            cache = cache.toAbsolutePath().normalize();
             sources = Set.copyOf(sources);
             if (sources.isEmpty()) throw new RopewayException("no corpus sources selected (known: " + Source.ids() + ")");
         }

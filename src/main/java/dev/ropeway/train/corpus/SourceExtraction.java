@@ -61,10 +61,10 @@ final class SourceExtraction {
      * It looks for its data in the folders given with -p, so it runs from the unpacked package without installing.
      */
     private void kjv(Path root, Path target) {
-        Path bible = root.resolve("usr/bin/bible"), data = root.resolve("usr/lib");
+        Path bible = root.resolve("usr/bin/bible").toAbsolutePath(), data = root.resolve("usr/lib").toAbsolutePath();
         if (!Files.isRegularFile(bible) || !Files.isRegularFile(data.resolve("bible.data")))
             throw new RopewayException("bible-kjv did not unpack usr/bin/bible and usr/lib/bible.data as expected");
-        Path out = target.resolve("kjv.txt");
+        Path out = target.resolve("kjv.txt").toAbsolutePath();
         progress.accept("[kjv] printing Genesis 1:1 to Revelation 22:21 with the package's `bible` program");
         try {
             // Relative -p: the program splits its path list on spaces, and the unpack folder may contain some.
@@ -124,7 +124,7 @@ final class SourceExtraction {
      */
     private void linuxDocumentation(Source source, Path deb, Path work, Path target) {
         String pkg = source.packages().getFirst().pkg();
-        Path unpacked = work.resolve("tree");
+        Path unpacked = work.resolve("tree").toAbsolutePath();
         try {
             Files.createDirectories(unpacked);
         } catch (IOException e) {
@@ -134,7 +134,7 @@ final class SourceExtraction {
         String xz = AptArchive.require("xz", "unpacking " + pkg).toString();
         progress.accept("[" + source.id() + "] unpacking " + pkg + "/Documentation from the kernel tarball");
         Processes.pipeline(work, List.of(
-                archive.dataTarCommand(deb),
+                archive.dataTarCommand(deb.toAbsolutePath()),
                 List.of(tar, "-x", "-O", "-f", "-", "./usr/src/" + pkg + ".tar.xz"),
                 List.of(xz, "-d", "-c"),
                 List.of(tar, "-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner", "--no-same-permissions",

@@ -187,6 +187,13 @@ class CorpusFetcherTest {
     }
 
     @Test
+    void optionPathsAreAbsoluteBecauseExtractionChangesWorkingFolder() {
+        var o = CorpusFetcher.Options.of(Path.of("ropeway-data/corpus/raw"), Set.of(Source.KJV));
+        assertTrue(o.out().isAbsolute() && o.cache().isAbsolute(), o.toString());
+        assertEquals(o.out().resolve("debs"), o.cache());
+    }
+
+    @Test
     void sourceSelection() {
         assertEquals(EnumSet.allOf(Source.class), Source.select("all", null));
         Set<Source> noKernel = Source.select("all", "linux-doc");
