@@ -144,6 +144,7 @@ public final class RLazyLoadDb {
         if (size < 0) throw new RopewayException(rdb + ": object " + name + " has a bad length header");
         int start = 4;
         if (compression == Compression.TYPED) {
+            if (chunk.length < 5) throw new RopewayException(rdb + ": object " + name + " is too short to hold data");
             byte kind = chunk[4];
             start = 5;
             if (kind == '0') return java.util.Arrays.copyOfRange(chunk, 5, chunk.length);
