@@ -70,7 +70,7 @@ public final class HfTokenizer implements Tokenizer {
      * {@code text} with each unpaired surrogate replaced by U+FFFD. Such a string has no UTF-8 form; passed as is,
      * the native side would turn each into three replacement characters.
      */
-    static String wellFormed(String text) {
+    public static String wellFormed(String text) {
         StringBuilder fixed = null;
         for (int i = 0; i < text.length(); i++) {
             char c = text.charAt(i);
