@@ -9,7 +9,7 @@ import java.io.PrintWriter;
 /** The {@code ropeway} command: one binary, one subcommand per job. */
 @Command(name = "ropeway", mixinStandardHelpOptions = true, versionProvider = Version.class,
         description = "Extend the context window of RoPE language models (Llama, Mistral, Qwen2).",
-        subcommands = {InfoCommand.class, ScoreCommand.class, InitCommand.class, BenchCommand.class,
+        subcommands = {InfoCommand.class, ScoreCommand.class, InitCommand.class, BenchCommand.class, TokenizerCommand.class,
                 DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

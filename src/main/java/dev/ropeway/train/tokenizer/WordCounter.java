@@ -77,7 +77,7 @@ final class WordCounter {
 
     private static Map<String, long[]> countUnits(List<List<Segment>> units, AtomicInteger next, AtomicLong done,
                                                   LongConsumer charsDone, long[] totals, int worker) {
-        Map<String, long[]> counts = new HashMap<>();
+        PieceTable counts = new PieceTable();
         long words = 0;
         for (int u; (u = next.getAndIncrement()) < units.size(); ) {
             long chars = 0;
@@ -86,8 +86,7 @@ final class WordCounter {
                 int i = s.from;
                 while (i < s.to) {
                     int end = GptPreTokenizer.pieceEnd(text, i, s.to);
-                    long[] c = counts.computeIfAbsent(text.substring(i, end), k -> new long[1]);
-                    c[0]++;
+                    counts.add(text, i, end);
                     words++;
                     i = end;
                 }
@@ -96,7 +95,61 @@ final class WordCounter {
             charsDone.accept(done.addAndGet(chars));
         }
         totals[worker] = words;
-        return counts;
+        return counts.toMap();
+    }
+
+    /**
+     * Counts of pieces, looked up by their place in the text: a piece seen before (nearly all of them) costs a hash
+     * and a comparison, with no String made for it. Hashes are String's own, so a stored key's cached hash matches.
+     */
+    static final class PieceTable {
+        private String[] keys = new String[1 << 14];
+        private long[] counts = new long[keys.length];
+        private int size;
+
+        void add(String text, int from, int to) {
+            int h = 0;
+            for (int i = from; i < to; i++) h = 31 * h + text.charAt(i);
+            int mask = keys.length - 1, length = to - from;
+            for (int slot = mix(h) & mask; ; slot = (slot + 1) & mask) {
+                String key = keys[slot];
+                if (key == null) {
+                    keys[slot] = text.substring(from, to);
+                    counts[slot] = 1;
+                    if (++size * 2 > keys.length) grow();
+                    return;
+                }
+                if (key.hashCode() == h && key.length() == length && key.regionMatches(0, text, from, length)) {
+                    counts[slot]++;
+                    return;
+                }
+            }
+        }
+
+        private static int mix(int h) {
+            return (h * 0x9E3779B9) ^ (h >>> 16);
+        }
+
+        private void grow() {
+            String[] oldKeys = keys;
+            long[] oldCounts = counts;
+            keys = new String[oldKeys.length * 2];
+            counts = new long[keys.length];
+            int mask = keys.length - 1;
+            for (int i = 0; i < oldKeys.length; i++) {
+                if (oldKeys[i] == null) continue;
+                int slot = mix(oldKeys[i].hashCode()) & mask;
+                while (keys[slot] != null) slot = (slot + 1) & mask;
+                keys[slot] = oldKeys[i];
+                counts[slot] = oldCounts[i];
+            }
+        }
+
+        Map<String, long[]> toMap() {
+            Map<String, long[]> map = new HashMap<>(size * 2);
+            for (int i = 0; i < keys.length; i++) if (keys[i] != null) map.put(keys[i], new long[] {counts[i]});
+            return map;
+        }
     }
 
     /**
