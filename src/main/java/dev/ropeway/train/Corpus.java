@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Predicate;
 import java.util.stream.Stream;
 
 /**
@@ -61,9 +62,22 @@ public final class Corpus {
         return read(trainFiles);
     }
 
+    /**
+     * Hands the training documents to {@code sink} in order, reading one file at a time, until it returns false: for a
+     * reader that wants only the first part of a large corpus.
+     */
+    public void readTrain(Predicate<CorpusDocument> sink) {
+        read(trainFiles, sink);
+    }
+
     /** The held-out documents (empty for an unsplit folder), in order. */
     public List<CorpusDocument> heldout() {
         return read(heldoutFiles);
+    }
+
+    /** Like {@link #readTrain}, for the held-out documents. */
+    public void readHeldout(Predicate<CorpusDocument> sink) {
+        read(heldoutFiles, sink);
     }
 
     public List<Path> trainFiles() {
@@ -87,11 +101,16 @@ public final class Corpus {
 
     private List<CorpusDocument> read(List<Path> files) {
         List<CorpusDocument> docs = new ArrayList<>();
+        read(files, docs::add);
+        return docs;
+    }
+
+    private void read(List<Path> files, Predicate<CorpusDocument> sink) {
         for (Path file : files) {
             String name = root.relativize(file).toString();
             String text = readUtf8(file);
             if (file.toString().endsWith(".txt")) {
-                docs.add(new CorpusDocument(name, text));
+                if (!sink.test(new CorpusDocument(name, text))) return;
                 continue;
             }
             String[] lines = text.split("\n", -1);
@@ -106,10 +125,9 @@ public final class Corpus {
                 JsonNode field = node == null ? null : node.get("text");
                 if (field == null || !field.isTextual())
                     throw new RopewayException(file + " line " + (i + 1) + ": expected an object with a string field \"text\"");
-                docs.add(new CorpusDocument(name + ":" + (i + 1), field.asText()));
+                if (!sink.test(new CorpusDocument(name + ":" + (i + 1), field.asText()))) return;
             }
         }
-        return docs;
     }
 
     private static String readUtf8(Path file) {
