@@ -86,10 +86,6 @@ public final class GptPreTokenizer {
         return OTHER;
     }
 
-    static byte classOf(int codePoint) {
-        return codePoint < BMP_CLASS.length ? BMP_CLASS[codePoint] : computeClass(codePoint);
-    }
-
     private static byte computeClass(int cp) {
         if (isWhiteSpace(cp)) return SPACE;
         return switch (Character.getType(cp)) {

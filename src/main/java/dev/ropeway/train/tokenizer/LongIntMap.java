@@ -25,10 +25,6 @@ final class LongIntMap {
         return (long) left << 32 | (right & 0xFFFFFFFFL);
     }
 
-    int size() {
-        return size;
-    }
-
     /** The value of {@code key}, or {@code missing}. */
     int get(long key, int missing) {
         for (int slot = slot(key); ; slot = (slot + 1) & mask) {
