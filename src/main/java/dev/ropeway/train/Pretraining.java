@@ -1,7 +1,6 @@
 package dev.ropeway.train;
 
 import dev.ropeway.RopewayException;
-import dev.ropeway.io.HfTokenizer;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.model.CheckpointWriter;
@@ -49,7 +48,7 @@ public final class Pretraining {
         TokenizedCorpus data;
         int vocab;
         Integer eos;
-        try (Tokenizer tokenizer = HfTokenizer.load(o.tokenizer())) {
+        try (Tokenizer tokenizer = TokenizedCorpus.open(o.tokenizer())) {
             vocab = tokenizer.vocabSize();
             eos = tokenizer.eosId().isPresent() ? tokenizer.eosId().getAsInt() : null;
             data = TokenizedCorpus.load(corpus, tokenizer, tokenizerFile, o.out().resolve(".tokens"), log);
