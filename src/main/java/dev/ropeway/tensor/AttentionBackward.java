@@ -192,25 +192,34 @@ final class AttentionBackward {
     /** lse and D = dO.o per (sequence, query head, query), rearranged so that a query block reads them in a row. */
     private void rowStats(WorkerPool pool, MemorySegment out, MemorySegment lseIn) {
         pool.forRange((long) batch * seqQ, RowKernels.rowsPerChunk(qLd), (from, to) -> {
+            float[] lanes = new float[LANES];
             for (long r = from; r < to; r++) {
                 long b = r / seqQ, i = r % seqQ;
                 for (int h = 0; h < heads; h++) {
                     int at = (int) ((b * heads + h) * seqQ + i);
-                    delta[at] = dot(dOut, out, (r * heads + h) * dim * Float.BYTES, dim);
+                    delta[at] = dot(dOut, out, (r * heads + h) * dim * Float.BYTES, dim, lanes);
                     lse[at] = lseIn.getAtIndex(JAVA_FLOAT, r * heads + h);
                 }
             }
         });
     }
 
-    private static float dot(MemorySegment a, MemorySegment b, long offset, int n) {
+    /**
+     * The dot product of {@code n} floats of {@code a} and {@code b} from byte {@code offset}, in lanes, then the lanes
+     * added in a fixed order through {@code lanes} ({@link #LANES} floats): {@code reduceLanes(ADD)} may add them in
+     * a different order once compiled, and the gradients must not change from one call to the next.
+     */
+    private static float dot(MemorySegment a, MemorySegment b, long offset, int n, float[] lanes) {
         FloatVector acc = FloatVector.zero(F);
         int d = 0;
         for (int bound = F.loopBound(n); d < bound; d += LANES) {
             long o = offset + d * 4L;
             acc = FloatVector.fromMemorySegment(F, a, o, NATIVE).fma(FloatVector.fromMemorySegment(F, b, o, NATIVE), acc);
         }
-        float sum = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        acc.intoArray(lanes, 0);
+        for (int width = LANES / 2; width > 0; width /= 2)
+            for (int x = 0; x < width; x++) lanes[x] += lanes[x + width];
+        float sum = lanes[0];
         for (; d < n; d++) sum += a.get(JAVA_FLOAT, offset + d * 4L) * b.get(JAVA_FLOAT, offset + d * 4L);
         return sum;
     }
