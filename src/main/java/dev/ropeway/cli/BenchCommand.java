@@ -43,9 +43,20 @@ final class BenchCommand implements Runnable {
         @Option(names = "--threads", description = "Threads (default: all cores).")
         Integer threads;
 
+        @Option(names = "--only", paramLabel = "<case>",
+                description = "Run one part: gemm, elementwise, attention or attention-backward (default: all).")
+        String only;
+
         @Override
         public Integer call() {
-            KernelBenchmark.main(threads == null ? new String[0] : new String[]{"--threads", String.valueOf(threads)});
+            List<String> args = new ArrayList<>();
+            if (threads != null) args.addAll(List.of("--threads", String.valueOf(threads)));
+            if (only != null) {
+                if (!KernelBenchmark.CASES.contains(only))
+                    throw new RopewayException("--only must be one of " + String.join(", ", KernelBenchmark.CASES) + ", got " + only);
+                args.addAll(List.of("--only", only));
+            }
+            KernelBenchmark.main(args.toArray(String[]::new));
             return 0;
         }
     }

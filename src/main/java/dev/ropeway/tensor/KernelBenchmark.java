@@ -14,10 +14,11 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * <p>GEMM: {@link CpuBackend#linear} (or {@link CpuBackend#gemm} for square shapes) against one plain
  * {@code cblas_sgemm} downcall on the same buffers with OpenBLAS's own threads (as many as the backend has).
  * Attention: causal self-attention, counted as 4 * S^2 * D / 2 flops per head (two S x S x D products, half of
- * them masked away), optionally against the per-tile-sgemm design in {@link TileSgemmAttention}.
+ * them masked away), optionally against the per-tile-sgemm design in {@link TileSgemmAttention}. Attention backward:
+ * training shapes, the backward counted as 2.5 times the forward's flops (five products instead of two).
  *
  * <p>Run: {@code java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp ...
- * dev.ropeway.tensor.KernelBenchmark [--threads N] [--quick]}.
+ * dev.ropeway.tensor.KernelBenchmark [--threads N] [--quick] [--only CASE]}, CASE one of {@link #CASES}.
  */
 public final class KernelBenchmark {
     /** One GEMM shape: C[m, n] from A[m, k] and B (stored [n, k] for linear, [k, n] for gemm). */
@@ -26,11 +27,18 @@ public final class KernelBenchmark {
     /** One attention shape; {@code tileSgemmGflops} is NaN when the comparison was not run. */
     public record AttentionResult(long seq, int heads, int headDim, double gflops, double tileSgemmGflops) {}
 
+    /** One training-shape attention: forward (with lse) and backward GFLOP/s, measured in the same run. */
+    public record AttentionBackwardResult(int batch, long seq, int heads, int headDim, double forwardGflops,
+                                          double backwardGflops) {}
+
     /** One element-wise kernel: time per call and the bytes it reads and writes per second. */
     public record KernelResult(String name, double millis, double gigabytesPerSecond) {}
 
     /** Nanoseconds per call of a tiny sgemm, plain and critical downcall. */
     public record CallOverhead(int size, double plainNanos, double criticalNanos) {}
+
+    /** The parts of {@link #main}, each selectable with {@code --only}. */
+    public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward");
 
     private KernelBenchmark() {}
 
@@ -72,6 +80,28 @@ public final class KernelBenchmark {
             double[] t = BenchTiming.medians(ours, tiles, warmupSeconds, samples);
             double flops = 2.0 * seq * (double) seq * headDim * heads;
             return new AttentionResult(seq, heads, headDim, flops / t[0] / 1e9, flops / t[1] / 1e9);
+        }
+    }
+
+    /**
+     * Times causal self-attention forward (writing lse, as training does) and {@link CpuBackend#attentionBackward} on
+     * {@code batch} sequences. The forward counts 2 * S^2 * D flops per head and sequence (two S x S x D products,
+     * half masked), the backward 2.5 times that (five such products).
+     */
+    public static AttentionBackwardResult attentionBackward(CpuBackend cpu, int batch, int seq, int heads, int headDim,
+                                                            double warmupSeconds, int samples) {
+        AttentionShape shape = AttentionShape.selfAttention(batch, seq, heads, heads, headDim);
+        long n = (long) batch * seq * heads * headDim;
+        Random rnd = new Random(11);
+        try (CpuTensor q = cpu.upload(random(rnd, n)); CpuTensor k = cpu.upload(random(rnd, n));
+             CpuTensor v = cpu.upload(random(rnd, n)); CpuTensor out = cpu.allocate(n);
+             CpuTensor lse = cpu.allocate((long) batch * seq * heads); CpuTensor dOut = cpu.upload(random(rnd, n));
+             CpuTensor dq = cpu.allocate(n); CpuTensor dk = cpu.allocate(n); CpuTensor dv = cpu.allocate(n)) {
+            cpu.attention(out, q, k, v, lse, shape);
+            double[] t = BenchTiming.medians(() -> cpu.attention(out, q, k, v, lse, shape),
+                    () -> cpu.attentionBackward(dq, dk, dv, dOut, q, k, v, out, lse, shape), warmupSeconds, samples);
+            double flops = 2.0 * batch * seq * (double) seq * headDim * heads;
+            return new AttentionBackwardResult(batch, seq, heads, headDim, flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
         }
     }
 
@@ -140,41 +170,61 @@ public final class KernelBenchmark {
     public static void main(String[] args) {
         int threads = Runtime.getRuntime().availableProcessors();
         boolean quick = false;
+        String only = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--quick" -> quick = true;
-                default -> throw new IllegalArgumentException("unknown argument " + args[i] + " (use --threads N, --quick)");
+                case "--only" -> only = args[++i];
+                default -> throw new IllegalArgumentException("unknown argument " + args[i]
+                        + " (use --threads N, --quick, --only " + String.join("|", CASES) + ")");
             }
         }
+        if (only != null && !CASES.contains(only))
+            throw new IllegalArgumentException("unknown case " + only + " (one of " + String.join(", ", CASES) + ")");
         double warmup = quick ? 0.2 : 1.0;
         int samples = quick ? 3 : 7;
         try (CpuBackend cpu = new CpuBackend(threads)) {
             System.out.println(machine(cpu));
             warmUpCompiler(cpu);
             System.out.println("median of " + samples + " samples; direct = one cblas_sgemm call with " + threads + " OpenBLAS threads");
-            for (CallOverhead o : List.of(sgemmCallOverhead(8, warmup, samples), sgemmCallOverhead(32, warmup, samples)))
-                System.out.printf("sgemm %d^3 per call: plain downcall %.0f ns, critical %.0f ns%n", o.size(), o.plainNanos(), o.criticalNanos());
-            List<GemmResult> gemms = new ArrayList<>();
-            for (int s : new int[]{512, 1024, 2048}) gemms.add(gemm(cpu, "square gemm", s, s, s, false, warmup, samples));
-            gemms.add(gemm(cpu, "linear", 1024, 1024, 256, true, warmup, samples));
-            gemms.add(gemm(cpu, "linear", 8192, 768, 256, true, warmup, samples));
-            gemms.add(gemm(cpu, "linear", 2048, 2048, 2048, true, warmup, samples));
-            gemms.add(gemm(cpu, "linear decode", 1, 4096, 4096, true, warmup, samples));
-            System.out.println("GEMM                  m     n     k   backend GFLOP/s   direct GFLOP/s   ratio");
-            for (GemmResult g : gemms)
-                System.out.printf("%-16s %6d %5d %5d   %14.1f   %14.1f   %5.2f%n", g.label(), g.m(), g.n(), g.k(),
-                        g.backendGflops(), g.directGflops(), g.backendGflops() / g.directGflops());
-            System.out.println("kernel (1024 tokens)       ms     GB/s");
-            for (KernelResult k : elementwise(cpu, 1024, warmup, samples))
-                System.out.printf("%-20s %9.3f %8.1f%n", k.name(), k.millis(), k.gigabytesPerSecond());
-            System.out.println("attention (causal)    seq heads dim   GFLOP/s   per-tile sgemm GFLOP/s");
-            for (int dim : new int[]{32, 64})
-                for (int seq : new int[]{1024, 4096, 8192}) {
-                    AttentionResult r = attention(cpu, seq, 8, dim, seq >= 4096 && !quick, warmup, quick ? 3 : 5);
-                    System.out.printf("%-18s %6d %5d %3d   %7.1f   %s%n", "", r.seq(), r.heads(), r.headDim(), r.gflops(),
-                            Double.isNaN(r.tileSgemmGflops()) ? "-" : String.format("%.1f", r.tileSgemmGflops()));
+            if (only == null || only.equals("gemm")) {
+                for (CallOverhead o : List.of(sgemmCallOverhead(8, warmup, samples), sgemmCallOverhead(32, warmup, samples)))
+                    System.out.printf("sgemm %d^3 per call: plain downcall %.0f ns, critical %.0f ns%n", o.size(), o.plainNanos(), o.criticalNanos());
+                List<GemmResult> gemms = new ArrayList<>();
+                for (int s : new int[]{512, 1024, 2048}) gemms.add(gemm(cpu, "square gemm", s, s, s, false, warmup, samples));
+                gemms.add(gemm(cpu, "linear", 1024, 1024, 256, true, warmup, samples));
+                gemms.add(gemm(cpu, "linear", 8192, 768, 256, true, warmup, samples));
+                gemms.add(gemm(cpu, "linear", 2048, 2048, 2048, true, warmup, samples));
+                gemms.add(gemm(cpu, "linear decode", 1, 4096, 4096, true, warmup, samples));
+                System.out.println("GEMM                  m     n     k   backend GFLOP/s   direct GFLOP/s   ratio");
+                for (GemmResult g : gemms)
+                    System.out.printf("%-16s %6d %5d %5d   %14.1f   %14.1f   %5.2f%n", g.label(), g.m(), g.n(), g.k(),
+                            g.backendGflops(), g.directGflops(), g.backendGflops() / g.directGflops());
+            }
+            if (only == null || only.equals("elementwise")) {
+                System.out.println("kernel (1024 tokens)       ms     GB/s");
+                for (KernelResult k : elementwise(cpu, 1024, warmup, samples))
+                    System.out.printf("%-20s %9.3f %8.1f%n", k.name(), k.millis(), k.gigabytesPerSecond());
+            }
+            if (only == null || only.equals("attention")) {
+                System.out.println("attention (causal)    seq heads dim   GFLOP/s   per-tile sgemm GFLOP/s");
+                for (int dim : new int[]{32, 64})
+                    for (int seq : new int[]{1024, 4096, 8192}) {
+                        AttentionResult r = attention(cpu, seq, 8, dim, seq >= 4096 && !quick, warmup, quick ? 3 : 5);
+                        System.out.printf("%-18s %6d %5d %3d   %7.1f   %s%n", "", r.seq(), r.heads(), r.headDim(), r.gflops(),
+                                Double.isNaN(r.tileSgemmGflops()) ? "-" : String.format("%.1f", r.tileSgemmGflops()));
+                    }
+            }
+            if (only == null || only.equals("attention-backward")) {
+                System.out.println("attention-backward (causal, training)  batch   seq heads dim   forward GFLOP/s   backward GFLOP/s   ratio");
+                int[][] shapes = {{8, 256}, {8, 1024}, {1, 4096}};
+                for (int[] bs : shapes) {
+                    AttentionBackwardResult r = attentionBackward(cpu, bs[0], bs[1], 8, 64, warmup, quick ? 3 : 5);
+                    System.out.printf("%-36s %6d %5d %5d %3d   %15.1f   %16.1f   %5.2f%n", "", r.batch(), r.seq(), r.heads(),
+                            r.headDim(), r.forwardGflops(), r.backwardGflops(), r.backwardGflops() / r.forwardGflops());
                 }
+            }
         }
     }
 
@@ -187,6 +237,7 @@ public final class KernelBenchmark {
         while (System.nanoTime() < end) {
             attention(cpu, 512, 4, 32, false, 0.1, 1);
             attention(cpu, 512, 4, 64, false, 0.1, 1);
+            attentionBackward(cpu, 2, 256, 4, 64, 0.1, 1);
             gemm(cpu, "warm-up", 256, 256, 256, true, 0.05, 1);
         }
     }
