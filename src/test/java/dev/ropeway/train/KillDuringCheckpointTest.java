@@ -31,18 +31,11 @@ class KillDuringCheckpointTest {
             Process p = new ProcessBuilder(List.of(java, "--add-modules", "jdk.incubator.vector",
                     "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                     KillableTraining.class.getName(), dir.toString())).redirectError(ProcessBuilder.Redirect.DISCARD).start();
-            BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
-            String first = out.readLine();
-            assertTrue(first != null && first.startsWith("started at "), "child said: " + first);
-            long started = Long.parseLong(first.substring("started at ".length()));
-            if (lastStep >= 0) assertEquals(lastStep, started, "resumes from the newest checkpoint");
-            // Let it write at least one checkpoint of its own, then kill it at a random moment (a checkpoint a step,
-            // so most kills land during a write).
-            long deadline = System.nanoTime() + 60_000_000_000L;
-            while (Checkpoints.latest(dir).map(Checkpoints::stepOf).orElse(-1L) <= started && System.nanoTime() < deadline)
-                Thread.sleep(5);
-            Thread.sleep(random.nextInt(400));
-            p.destroyForcibly();
+            try {
+                killAtRandom(p, dir, random, lastStep);
+            } finally {
+                p.destroyForcibly();   // never leave a child training forever, whatever failed
+            }
             assertTrue(p.waitFor(20, TimeUnit.SECONDS));
             Path latest = Checkpoints.latest(dir).orElseThrow(() -> new AssertionError("no checkpoint after the kill"));
             TrainingState state = Checkpoints.readState(latest);
@@ -55,5 +48,20 @@ class KillDuringCheckpointTest {
             assertTrue(state.step() > Math.max(0, lastStep), "progress in round " + round + ": " + state.step());
             lastStep = state.step();
         }
+    }
+
+    private static void killAtRandom(Process p, Path dir, SplittableRandom random, long lastStep) throws Exception {
+        BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream()));
+        String first = out.readLine();
+        assertTrue(first != null && first.startsWith("started at "), "child said: " + first);
+        long started = Long.parseLong(first.substring("started at ".length()));
+        if (lastStep >= 0) assertEquals(lastStep, started, "resumes from the newest checkpoint");
+        // Let it write at least one checkpoint of its own, then kill it at a random moment (a checkpoint a step,
+        // so most kills land during a write).
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (Checkpoints.latest(dir).map(Checkpoints::stepOf).orElse(-1L) <= started && System.nanoTime() < deadline)
+            Thread.sleep(5);
+        Thread.sleep(random.nextInt(400));
+        p.destroyForcibly();
     }
 }

@@ -11,6 +11,16 @@ import java.util.Map;
 public final class KillableTraining {
     public static void main(String[] args) {
         Path dir = Path.of(args[0]);
+        // The test keeps our stdin open; when it ends (or dies) stdin closes and so do we.
+        Thread watchdog = new Thread(() -> {
+            try {
+                while (System.in.read() >= 0) { }
+            } catch (java.io.IOException ignored) {
+            }
+            Runtime.getRuntime().halt(3);
+        });
+        watchdog.setDaemon(true);
+        watchdog.start();
         Map<String, Object> json = TrainerTest.tinyConfig();
         ModelConfig c = ModelConfig.parse(json, "test");
         try (CpuBackend backend = new CpuBackend(1)) {
