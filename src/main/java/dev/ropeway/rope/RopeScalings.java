@@ -83,6 +83,8 @@ public final class RopeScalings {
             case LONGROPE -> new LongRope(theta, d, read.numbers("short_factor"), read.numbers("long_factor"),
                     read.positive("factor", ctx.maxPositionEmbeddings() / (double) original),
                     original, read.optionalNumber("attention_factor"));
+            case E2 -> new E2Rope(theta, d, original, read.optionalNumber("factor").orElse(0),
+                    (int) read.positiveWhole("max_scale", 1));
         };
     }
 

@@ -17,7 +17,7 @@ import java.util.Set;
  * {@code info} command prints.
  */
 public final class RopeSpec {
-    private static final Set<String> WHOLE_KEYS = Set.of("original_max_position_embeddings");
+    private static final Set<String> WHOLE_KEYS = Set.of("original_max_position_embeddings", "max_scale");
     private static final Set<String> LIST_KEYS = Set.of("short_factor", "long_factor");
     private static final Set<String> FLAG_KEYS = Set.of("truncate");
 
@@ -109,6 +109,8 @@ public final class RopeSpec {
             case LongRope r -> "longrope factor=" + number(r.factor()) + " original=" + r.originalMaxPositionEmbeddings()
                     + " attention_scaling=" + number(r.resolvedAttentionFactor())
                     + " short=" + span(r.shortFactor()) + " long=" + span(r.longFactor());
+            case E2Rope r -> "e2 " + (r.factor() > 0 ? "factor=" + number(r.factor()) : "factor=ceil(length/" + r.originalMax() + ")")
+                    + " trained_scales=1.." + r.maxScale() + " original=" + r.originalMax();
         };
         return body + " theta=" + number(rope.theta());
     }

@@ -18,7 +18,8 @@ public enum RopeType {
             "original_max_position_embeddings")),
     LONGROPE(LongRope.TYPE, List.of("short_factor", "long_factor", "factor", "original_max_position_embeddings",
             "attention_factor")),
-    NTK(StaticNtkRope.TYPE, List.of("factor"));
+    NTK(StaticNtkRope.TYPE, List.of("factor")),
+    E2(E2Rope.TYPE, List.of("factor", "max_scale", "original_max_position_embeddings"));
 
     private final String hfName;
     private final List<String> keys;
