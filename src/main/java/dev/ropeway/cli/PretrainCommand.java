@@ -46,34 +46,8 @@ final class PretrainCommand implements Callable<Integer> {
 
     @Option(names = "--seq", defaultValue = "256", description = "Training length in tokens (default: ${DEFAULT-VALUE}).")
     int seq;
-    @Option(names = "--batch", defaultValue = "16", description = "Sequences per micro-batch (default: ${DEFAULT-VALUE}).")
-    int batch;
-    @Option(names = "--accumulate", defaultValue = "1", description = "Micro-batches per optimizer step (default: ${DEFAULT-VALUE}).")
-    int accumulate;
-    @Option(names = "--steps", defaultValue = "1000", description = "Optimizer steps (default: ${DEFAULT-VALUE}).")
-    long steps;
-    @Option(names = "--lr", defaultValue = "1e-3", description = "Peak learning rate (default: ${DEFAULT-VALUE}).")
-    double lr;
-    @Option(names = "--min-lr", description = "Final learning rate (default: lr / 10).")
-    Double minLr;
-    @Option(names = "--warmup", defaultValue = "50", description = "Warmup steps (default: ${DEFAULT-VALUE}).")
-    long warmup;
-    @Option(names = "--schedule", defaultValue = "cosine", description = "cosine, linear or constant (default: ${DEFAULT-VALUE}).")
-    String schedule;
-    @Option(names = "--weight-decay", defaultValue = "0.1") double weightDecay;
-    @Option(names = "--clip", defaultValue = "1.0", description = "Gradient-norm clipping, 0 = off (default: ${DEFAULT-VALUE}).")
-    double clip;
-    @Option(names = "--seed", defaultValue = "0") long seed;
-    @Option(names = "--checkpoint-every", defaultValue = "100") long checkpointEvery;
-    @Option(names = "--keep", defaultValue = "2", description = "Checkpoints kept (default: ${DEFAULT-VALUE}).")
-    int keep;
-    @Option(names = "--eval-every", defaultValue = "100", description = "Steps between held-out evaluations (default: ${DEFAULT-VALUE}).")
-    long evalEvery;
-    @Option(names = "--eval-sequences", defaultValue = "16") int evalSequences;
-    @Option(names = "--recompute", description = "Recompute activations layer by layer in the backward (less memory, ~30% more compute).")
-    boolean recompute;
-    @Option(names = "--resume", description = "Continue the run in --out from its newest checkpoint.")
-    boolean resume;
+    @Mixin
+    TrainingOptions training;
     @Option(names = "--json", description = "Print the result as JSON.")
     boolean json;
 
@@ -87,20 +61,12 @@ final class PretrainCommand implements Callable<Integer> {
         if (h % nh != 0) throw new RopewayException("--hidden " + h + " is not divisible by --heads " + nh);
         Pretraining.ModelShape shape = new Pretraining.ModelShape(h, ffn != null ? ffn : p.ffn,
                 layers != null ? layers : p.layers, nh, kvHeads != null ? kvHeads : Math.min(nh, p.kvHeads), h / nh, theta);
-        OptimizerSettings.Schedule sched;
-        try {
-            sched = OptimizerSettings.Schedule.valueOf(schedule.toUpperCase(Locale.ROOT));
-        } catch (IllegalArgumentException e) {
-            throw new RopewayException("unknown --schedule '" + schedule + "' (cosine, linear, constant)");
-        }
-        OptimizerSettings opt = new OptimizerSettings(lr, minLr != null ? minLr : lr / 10, warmup, steps, sched, 0.9, 0.95,
-                1e-8, weightDecay, clip);
-        Trainer.Settings settings = new Trainer.Settings(batch, seq, accumulate, seed, checkpointEvery, keep, evalEvery,
-                evalSequences, recompute);
+        OptimizerSettings opt = training.optimizer();
+        Trainer.Settings settings = training.settings(seq, 0);
         try (Backend backend = backendOptions.open()) {
-            TrainingDisplay display = new TrainingDisplay("step", steps);
+            TrainingDisplay display = new TrainingDisplay("step", training.steps);
             Pretraining.Result r = Pretraining.run(backend, new Pretraining.Options(corpus, tokenizer, out, shape, settings,
-                    opt, resume), display::log, display);
+                    opt, training.resume), display::log, display);
             display.finish();
             if (json) {
                 Map<String, Object> m = new LinkedHashMap<>();

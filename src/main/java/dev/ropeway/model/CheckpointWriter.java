@@ -54,6 +54,22 @@ public final class CheckpointWriter {
     }
 
     /**
+     * {@code config} with its RoPE settings replaced by {@code rope} in both the 5.x and the 4.x forms, and
+     * {@code max_position_embeddings} set to the context the method is meant for.
+     */
+    public static Map<String, Object> withRope(Map<String, Object> config, RopeScaling rope, long maxPositions) {
+        Map<String, Object> c = new LinkedHashMap<>(config);
+        Map<String, Object> params = rope.toParameters();
+        c.put("max_position_embeddings", maxPositions);
+        c.put("rope_theta", rope.theta());
+        Map<String, Object> legacy = new LinkedHashMap<>(params);
+        legacy.remove("rope_theta");
+        c.put("rope_scaling", rope.type().equals("default") ? null : legacy);
+        c.put("rope_parameters", params);
+        return c;
+    }
+
+    /**
      * Writes a freshly initialised model (normal(0, 0.02) matrices, unit norms, seeded) to {@code dir}.
      * Returns the parsed config.
      */

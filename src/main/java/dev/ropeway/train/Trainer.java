@@ -36,13 +36,26 @@ public final class Trainer {
      * @param seq            tokens per sequence
      * @param accumulation   micro-batches per optimizer step
      * @param evalSequences  held-out sequences scored at each evaluation (0: no evaluation)
+     * @param evalLength     tokens per held-out sequence (0: the training length); context extension evaluates
+     *                       beyond the training length
      */
     public record Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
-                           long evalEvery, int evalSequences, boolean recompute) {
+                           long evalEvery, int evalSequences, boolean recompute, int evalLength) {
         public Settings {
             if (batch <= 0 || seq <= 1 || accumulation <= 0)
                 throw new RopewayException("batch, sequence length (> 1) and accumulation must be positive");
             if (checkpointEvery <= 0) throw new RopewayException("checkpoint interval must be positive");
+            if (evalLength < 0) throw new RopewayException("evaluation length must be >= 0");
+        }
+
+        public Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
+                        long evalEvery, int evalSequences, boolean recompute) {
+            this(batch, seq, accumulation, seed, checkpointEvery, keepCheckpoints, evalEvery, evalSequences, recompute, 0);
+        }
+
+        /** Tokens per held-out evaluation sequence. */
+        public int evalSeq() {
+            return evalLength > 0 ? evalLength : seq;
         }
 
         /** The settings a resumed run must share with the original, for the training state. */
@@ -193,7 +206,7 @@ public final class Trainer {
 
     /** Mean next-token loss over evenly spaced held-out windows of the training length (eval RoPE, no sampling). */
     public double heldoutLoss() {
-        int seq = s.seq();
+        int seq = s.evalSeq();
         long windows = heldout.windows(seq);
         if (windows == 0) return Double.NaN;
         int n = (int) Math.min(s.evalSequences(), windows);
@@ -202,7 +215,7 @@ public final class Trainer {
         Scorer scorer = new Scorer(t);
         double sum = 0;
         long count = 0;
-        int perBatch = Math.max(1, s.batch());
+        int perBatch = (int) Math.max(1, (long) s.batch() * s.seq() / seq);
         List<int[]> seqs = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             long w = i * windows / n;
