@@ -249,7 +249,7 @@ final class AttentionBackward {
             Arrays.fill(sc.dK, 0, nk * dim, 0f);
             Arrays.fill(sc.dV, 0, nk * dim, 0f);
             long kvOffset = (((long) b * kvRows + k0) * kvHeads + kvh) * dim * Float.BYTES;
-            MemorySegment kTile = k.asSlice(kvOffset), vTile = v.asSlice(kvOffset);
+            MemorySegment kTile = k.asSlice(kvOffset);
             transpose(k, kvOffset, nk, sc.kT);
             transpose(v, kvOffset, nk, sc.vT);
             long pFrom = firstPositionSeeing(k0), pTo = lastPositionSeeing(k0 + nk - 1) + 1;
