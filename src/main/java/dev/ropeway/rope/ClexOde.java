@@ -175,13 +175,14 @@ public final class ClexOde {
 
     /** Drops every cached solve, so the next request solves again. */
     public synchronized void invalidate() {
-        fullSolve = null;
+        if (fullSolve != null) fullSolve.started = false;
         trainingSolves.clear();
     }
 
     /** theta(t) = exp(z(t)) for t = 1..T (row t - 1); row 0 is inv_freq itself. Fresh arrays. */
     public synchronized float[][] thetas() {
         Solve s = full();
+        advance(s, s.grid.steps);
         float[][] out = new float[maxFactor][];
         out[0] = invFreq.clone();
         for (int t = 2; t <= maxFactor; t++) out[t - 1] = toFloat(s.outputTheta[t - 1]);
@@ -191,7 +192,7 @@ public final class ClexOde {
     /** theta(t) for one integer factor t in 1..T, as inference reads it off the solve over [1, T]. */
     public synchronized float[] theta(int t) {
         checkFactor(t);
-        return t == 1 ? invFreq.clone() : toFloat(full().outputTheta[t - 1]);
+        return t == 1 ? invFreq.clone() : toFloat(fullTheta(t));
     }
 
     /**
@@ -323,14 +324,26 @@ public final class ClexOde {
         return f;
     }
 
+    /** The solve over [1, T], its stored arrays reused from one set of weights to the next. */
     private Solve full() {
         if (fullSolve == null) {
             if (fullGrid == null) fullGrid = new Grid(times((float) maxFactor, timeDt), dim);
             float[] requested = new float[maxFactor];
             for (int t = 1; t <= maxFactor; t++) requested[t - 1] = t;
-            fullSolve = solve(fullGrid, requested);
+            fullSolve = new Solve(fullGrid, requested, half, width);
         }
+        if (!fullSolve.started) start(fullSolve);
         return fullSolve;
+    }
+
+    /** The full solve advanced far enough to have produced theta(t): a training step at t solves no further. */
+    private double[] fullTheta(int t) {
+        Solve s = full();
+        float[] times = s.grid.times;
+        int steps = 0;
+        while (times[steps] < t) steps++;
+        advance(s, steps);
+        return s.outputTheta[t - 1];
     }
 
     /** A training solve: which stored stages to walk back through and the theta(t) they produced. */
@@ -341,12 +354,16 @@ public final class ClexOde {
         float[] own = times(t, timeDt);
         Solve s = full();
         float[] fullTimes = s.grid.times;
-        if (own.length <= fullTimes.length && fullTimes[own.length - 1] == (float) t)
+        if (own.length <= fullTimes.length && fullTimes[own.length - 1] == (float) t) {
+            advance(s, own.length - 1);
             return new TrainingPath(s, own.length - 1, s.outputTheta[t - 1]);
+        }
         Solve separate = trainingSolves.get(t);
         if (separate == null) {
             Grid g = trainingGrids.computeIfAbsent(t, k -> new Grid(own, dim));
-            separate = solve(g, new float[] {t});
+            separate = new Solve(g, new float[] {t}, half, width);
+            start(separate);
+            advance(separate, g.steps);
             trainingSolves.put(t, separate);
         }
         return new TrainingPath(separate, separate.grid.steps, separate.outputTheta[0]);
@@ -364,45 +381,74 @@ public final class ClexOde {
         return t;
     }
 
-    /** The stored stages of one solve and its outputs. */
+    /**
+     * One solve, advanced step by step on demand: the stored stages, the outputs produced so far and the state where
+     * it stopped. Invalidation only marks it unstarted, so that the next weights reuse its arrays.
+     */
     private static final class Solve {
         final Grid grid;
-        final Precision precision;
+        final float[] requested;
         /** Per stage evaluation (step * 4 + stage): the network input x = z + log ntk, the activation, its slope. */
         final double[] x;
         final double[] act;
         final double[] slope;
-        /** theta at each requested time, in the solve's precision (float32 values for FLOAT32). */
+        /** theta at each requested time once reached, in the solve's precision (float32 values for FLOAT32). */
         final double[][] outputTheta;
+        boolean started;
+        Precision precision;
+        int done;
+        int nextOutput;
+        float[] stateFloat;
+        double[] stateDouble;
 
-        Solve(Grid grid, Precision precision, int half, int width, int outputs) {
+        Solve(Grid grid, float[] requested, int half, int width) {
             this.grid = grid;
-            this.precision = precision;
+            this.requested = requested;
             int records = grid.steps * STAGES;
             x = new double[records * half];
             act = new double[records * width];
             slope = new double[records * width];
-            outputTheta = new double[outputs][];
+            outputTheta = new double[requested.length][];
         }
     }
 
-    private Solve solve(Grid g, float[] requested) {
-        Solve s = new Solve(g, precision, half, width, requested.length);
-        if (precision == Precision.FLOAT32) solveFloat(s, requested);
-        else solveDouble(s, requested);
-        return s;
+    /** z(1) = log inv_freq, and the outputs requested at the start time. */
+    private void start(Solve s) {
+        s.precision = precision;
+        s.done = 0;
+        s.nextOutput = 0;
+        Arrays.fill(s.outputTheta, null);
+        float start = s.grid.times[0];
+        if (precision == Precision.FLOAT32) {
+            s.stateFloat = new float[half];
+            for (int j = 0; j < half; j++) s.stateFloat[j] = (float) StrictMath.log(invFreq[j]);
+            while (s.nextOutput < s.requested.length && s.requested[s.nextOutput] == start)
+                s.outputTheta[s.nextOutput++] = expFloat(s.stateFloat);
+        } else {
+            s.stateDouble = new double[half];
+            for (int j = 0; j < half; j++) s.stateDouble[j] = StrictMath.log(invFreq[j]);
+            while (s.nextOutput < s.requested.length && s.requested[s.nextOutput] == start)
+                s.outputTheta[s.nextOutput++] = expDouble(s.stateDouble);
+        }
+        s.started = true;
     }
 
-    private void solveFloat(Solve s, float[] requested) {
+    /** Solves on until {@code steps} steps are done. */
+    private void advance(Solve s, int steps) {
+        if (s.done >= steps) return;
+        if (s.precision == Precision.FLOAT32) advanceFloat(s, steps);
+        else advanceDouble(s, steps);
+        s.done = steps;
+    }
+
+    private void advanceFloat(Solve s, int until) {
         Grid g = s.grid;
-        float[] logNtk = g.logNtkFloat, embed = g.embedFloat, times = g.times;
-        float[] y = new float[half], u = new float[half], y1 = new float[half];
+        float[] logNtk = g.logNtkFloat, embed = g.embedFloat, times = g.times, requested = s.requested;
+        float[] y = s.stateFloat, u = new float[half], y1 = new float[half];
         float[] k1 = new float[half], k2 = new float[half], k3 = new float[half], k4 = new float[half];
         float[] x = new float[half], h = new float[width], a = new float[width];
-        for (int j = 0; j < half; j++) y[j] = (float) StrictMath.log(invFreq[j]);
-        int next = 0;
-        while (next < requested.length && requested[next] == times[0]) s.outputTheta[next++] = expFloat(y);
-        for (int n = 0; n < g.steps; n++) {
+        int next = s.nextOutput;
+        for (int n = s.done; n < until; n++) {
             float t0 = times[n], t1 = times[n + 1], dt = t1 - t0;
             int rec = n * STAGES;
             stageFloat(s, rec, logNtk, embed, y, k1, x, h, a);
@@ -429,6 +475,8 @@ public final class ClexOde {
             y = y1;
             y1 = swap;
         }
+        s.stateFloat = y;
+        s.nextOutput = next;
     }
 
     private static double[] expFloat(float[] z) {
@@ -470,19 +518,17 @@ public final class ClexOde {
         for (int j = 0; j < half; j++) out[j] += embed[eo + j];
     }
 
-    private void solveDouble(Solve s, float[] requested) {
+    private void advanceDouble(Solve s, int until) {
         Grid g = s.grid;
         g.ensureDouble();
         double[] logNtk = g.logNtkDouble, embed = g.embedDouble;
-        float[] times = g.times;
-        double[] y = new double[half], u = new double[half], y1 = new double[half];
+        float[] times = g.times, requested = s.requested;
+        double[] y = s.stateDouble, u = new double[half], y1 = new double[half];
         double[] k1 = new double[half], k2 = new double[half], k3 = new double[half], k4 = new double[half];
         double[] x = new double[half], h = new double[width], a = new double[width];
-        for (int j = 0; j < half; j++) y[j] = StrictMath.log(invFreq[j]);
         double third = 1.0 / 3.0;
-        int next = 0;
-        while (next < requested.length && requested[next] == times[0]) s.outputTheta[next++] = expDouble(y);
-        for (int n = 0; n < g.steps; n++) {
+        int next = s.nextOutput;
+        for (int n = s.done; n < until; n++) {
             double t0 = times[n], t1 = times[n + 1], dt = t1 - t0;
             int rec = n * STAGES;
             stageDouble(s, rec, logNtk, embed, y, k1, x, h, a);
@@ -509,6 +555,8 @@ public final class ClexOde {
             y = y1;
             y1 = swap;
         }
+        s.stateDouble = y;
+        s.nextOutput = next;
     }
 
     private static double[] expDouble(double[] z) {

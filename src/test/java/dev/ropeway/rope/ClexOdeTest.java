@@ -288,6 +288,28 @@ class ClexOdeTest {
     }
 
     @Test
+    void solvingOnDemandGivesTheSameNumbersAsOneSolve() {
+        for (ClexOde.Precision precision : ClexOde.Precision.values()) {
+            ClexOde partial = randomOde(16, 2, 6, ClexOde.Activation.SILU, 0.01f, 31);
+            ClexOde whole = randomOde(16, 2, 6, ClexOde.Activation.SILU, 0.01f, 31);
+            partial.setPrecision(precision);
+            whole.setPrecision(precision);
+            float[][] all = whole.thetas();
+            double[] c = {1, -2, 3, -4, 5, -6, 7, -8};
+            double[] upWhole = new double[256], downWhole = new double[256];
+            whole.backward(3, c, upWhole, downWhole);
+            // the partial solve stops at t = 3, is differentiated there, then goes on to the end
+            double[] up = new double[256], down = new double[256];
+            partial.backward(3, c, up, down);
+            assertArrayEquals(all[2], partial.trainingTheta(3));
+            assertArrayEquals(upWhole, up, precision.toString());
+            assertArrayEquals(downWhole, down, precision.toString());
+            assertArrayEquals(all[4], partial.theta(5));
+            assertArrayEquals(all, partial.thetas(), precision.toString());
+        }
+    }
+
+    @Test
     void resultsAreBitIdenticalAfterTheJitCompiles() {
         ClexOde ode = randomOde(16, 1, 6, ClexOde.Activation.SILU, 0.01f, 21);
         double[] c = new double[8];
