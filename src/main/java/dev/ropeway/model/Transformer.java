@@ -38,6 +38,7 @@ public final class Transformer implements AutoCloseable {
     public static Transformer load(Backend backend, Path dir) {
         ModelConfig config = loadConfig(dir);
         try (WeightStore store = WeightStore.open(dir)) {
+            config = ClexLayer.attach(config, store);
             return new Transformer(backend, config, ModelWeights.load(backend, config, store));
         }
     }

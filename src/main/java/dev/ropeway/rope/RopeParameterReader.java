@@ -1,5 +1,6 @@
 package dev.ropeway.rope;
 
+import dev.ropeway.RopewayException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -56,6 +57,13 @@ final class RopeParameterReader {
     }
 
     /** A boolean, or the fallback when absent or null. */
+    String string(String key, String fallback) {
+        Object v = value(key);
+        if (v == null) return fallback;
+        if (v instanceof String str) return str;
+        throw new RopewayException(type + " RoPE: '" + key + "' must be a string, got " + v);
+    }
+
     boolean flag(String key, boolean fallback) {
         Object v = value(key);
         if (v == null) return fallback;

@@ -8,7 +8,7 @@ import java.util.Map;
  * Hugging Face transformers 5.x bit for bit in float32.
  */
 public sealed interface RopeScaling
-        permits DefaultRope, LinearRope, DynamicNtkRope, StaticNtkRope, YarnRope, Llama3Rope, LongRope, E2Rope {
+        permits DefaultRope, LinearRope, DynamicNtkRope, StaticNtkRope, YarnRope, Llama3Rope, LongRope, E2Rope, ClexRope {
 
     /** The rope_type name as Hugging Face writes it ("default", "linear", "dynamic", "yarn", "llama3", "longrope", ...). */
     String type();

@@ -28,7 +28,10 @@ public final class RopeScalings {
         // A top-level original_max_position_embeddings (Phi-3 keeps it there) overrides the parameters' own value.
         if (type.usesOriginalContext() && ctx.topLevelOriginalMax() > 0)
             parameters.put(ORIGINAL, ctx.topLevelOriginalMax());
-        return fromParameters(parameters, ctx);
+        RopeScaling rope = fromParameters(parameters, ctx);
+        // CLEX keeps log_scale at the top level of config.json.
+        if (rope instanceof ClexRope clex && config.get("log_scale") instanceof Boolean on && on) rope = clex.withLogScale(true);
+        return rope;
     }
 
     /** What the RoPE methods need to know about the model described by a config.json. */
@@ -85,6 +88,10 @@ public final class RopeScalings {
                     original, read.optionalNumber("attention_factor"));
             case E2 -> new E2Rope(theta, d, original, read.optionalNumber("factor").orElse(0),
                     (int) read.positiveWhole("max_scale", 1));
+            // The released checkpoints: act missing means SiLU (the first code hard-coded it), time_dt 0.01.
+            case CLEX -> new ClexRope(theta, d, ctx.maxPositionEmbeddings(), (int) read.positiveWhole("max_factor", 16),
+                    (int) read.positiveWhole("param_factor", 1), read.string("act", "silu"),
+                    read.positive("time_dt", 0.01), read.flag("log_scale", false), null);
         };
     }
 

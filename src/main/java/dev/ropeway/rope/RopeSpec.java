@@ -17,9 +17,11 @@ import java.util.Set;
  * {@code info} command prints.
  */
 public final class RopeSpec {
-    private static final Set<String> WHOLE_KEYS = Set.of("original_max_position_embeddings", "max_scale");
+    private static final Set<String> WHOLE_KEYS = Set.of("original_max_position_embeddings", "max_scale", "max_factor",
+            "param_factor");
+    private static final Set<String> STRING_KEYS = Set.of("act");
     private static final Set<String> LIST_KEYS = Set.of("short_factor", "long_factor");
-    private static final Set<String> FLAG_KEYS = Set.of("truncate");
+    private static final Set<String> FLAG_KEYS = Set.of("truncate", "log_scale");
 
     private RopeSpec() {
     }
@@ -60,6 +62,7 @@ public final class RopeSpec {
     }
 
     private static Object value(String key, String text) {
+        if (STRING_KEYS.contains(key)) return text;
         if (FLAG_KEYS.contains(key)) {
             if (text.equals("true") || text.equals("false")) return Boolean.parseBoolean(text);
             throw new RopewayException("RoPE key '" + key + "' needs true or false, got '" + text + "'");
@@ -111,6 +114,9 @@ public final class RopeSpec {
                     + " short=" + span(r.shortFactor()) + " long=" + span(r.longFactor());
             case E2Rope r -> "e2 " + (r.factor() > 0 ? "factor=" + number(r.factor()) : "factor=ceil(length/" + r.originalMax() + ")")
                     + " trained_scales=1.." + r.maxScale() + " original=" + r.originalMax();
+            case ClexRope r -> "clex t=min(ceil(length/" + r.originalMax() + ")," + r.maxFactor() + ") param_factor="
+                    + r.paramFactor() + " act=" + r.act() + " time_dt=" + number(r.timeDt())
+                    + (r.logScale() ? " log_scale" : "") + (r.ode() == null ? " (untrained: NTK alpha=2t-1)" : "");
         };
         return body + " theta=" + number(rope.theta());
     }

@@ -19,7 +19,8 @@ public enum RopeType {
     LONGROPE(LongRope.TYPE, List.of("short_factor", "long_factor", "factor", "original_max_position_embeddings",
             "attention_factor")),
     NTK(StaticNtkRope.TYPE, List.of("factor")),
-    E2(E2Rope.TYPE, List.of("factor", "max_scale", "original_max_position_embeddings"));
+    E2(E2Rope.TYPE, List.of("factor", "max_scale", "original_max_position_embeddings")),
+    CLEX(ClexRope.TYPE, List.of("factor", "max_factor", "param_factor", "act", "time_dt", "log_scale"));
 
     private final String hfName;
     private final List<String> keys;
