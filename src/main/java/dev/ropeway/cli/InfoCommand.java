@@ -31,6 +31,7 @@ final class InfoCommand implements Callable<Integer> {
         ModelConfig c = Transformer.loadConfig(dir);
         Map<String, Object> out = new LinkedHashMap<>();
         try (WeightStore store = WeightStore.open(dir)) {
+            c = dev.ropeway.model.ClexLayer.attach(c, store);
             out.put("path", dir.toAbsolutePath().normalize().toString());
             out.put("architecture", c.architecture().hfClass());
             out.put("vocab_size", c.vocabSize());
@@ -99,6 +100,8 @@ final class InfoCommand implements Callable<Integer> {
         return switch (c.rope().type()) {
             case "linear", "dynamic", "ntk" -> Math.max(c.maxPositionEmbeddings(), Math.round(c.maxPositionEmbeddings() * f));
             case "yarn", "llama3", "longrope" -> Math.max(c.maxPositionEmbeddings(), Math.round(trained * f));
+            case "e2" -> trained * (c.rope() instanceof dev.ropeway.rope.E2Rope e2 ? e2.maxScale() : 1);
+            case "clex" -> trained * (c.rope() instanceof dev.ropeway.rope.ClexRope clex ? clex.maxFactor() : 1);
             default -> c.maxPositionEmbeddings();
         };
     }

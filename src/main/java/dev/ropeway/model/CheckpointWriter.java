@@ -66,6 +66,11 @@ public final class CheckpointWriter {
         legacy.remove("rope_theta");
         c.put("rope_scaling", rope.type().equals("default") ? null : legacy);
         c.put("rope_parameters", params);
+        if (rope instanceof dev.ropeway.rope.ClexRope clex) {
+            // The released CLEX checkpoints: rope_scaling with "type", and log_scale at the top level.
+            legacy.put("type", legacy.remove("rope_type"));
+            c.put("log_scale", clex.logScale());
+        }
         return c;
     }
 

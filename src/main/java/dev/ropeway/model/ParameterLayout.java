@@ -75,6 +75,12 @@ public final class ParameterLayout {
             }
         }
         a.add("model.norm.weight", false, h);
+        // The CLEX ODE layer trains with the model (without weight decay, as the reference does).
+        if (c.rope() instanceof dev.ropeway.rope.ClexRope clex) {
+            long half = clex.rotaryDim() / 2, width = (long) clex.paramFactor() * clex.rotaryDim();
+            a.add(ClexLayer.UP, false, half, width);
+            a.add(ClexLayer.DOWN, false, width, half);
+        }
 
         List<Entry> entries = new ArrayList<>();
         long offset = 0, decayedEnd = 0;
@@ -96,10 +102,19 @@ public final class ParameterLayout {
         return entries;
     }
 
+    public boolean has(String name) {
+        return byName.containsKey(name);
+    }
+
     public Entry entry(String name) {
         Entry e = byName.get(name);
         if (e == null) throw new IllegalArgumentException("no parameter named " + name);
         return e;
+    }
+
+    /** Where the CLEX layer's tensors begin (they come last); {@link #totalSize} when the model has none. */
+    public long clexStart() {
+        return has(ClexLayer.UP) ? entry(ClexLayer.UP).offset() : totalSize;
     }
 
     /** Floats in the flat buffer, padding included. */

@@ -5,6 +5,8 @@ import dev.ropeway.io.Json;
 import dev.ropeway.io.SafeTensorsWriter;
 import dev.ropeway.io.TensorInfo;
 import dev.ropeway.io.WeightStore;
+import dev.ropeway.rope.ClexOde;
+import dev.ropeway.rope.ClexRope;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.Tensor;
 
@@ -22,8 +24,10 @@ public final class TrainableModel implements AutoCloseable {
     private final ParameterLayout layout;
     private final Tensor params, grads;
     private final ModelWeights weights, gradients;
+    /** CLEX's frozen starting frequencies (a buffer in the checkpoint, not a parameter); null for other methods. */
+    private final float[] clexInvFreq;
 
-    private TrainableModel(Backend backend, ModelConfig config, Tensor params) {
+    private TrainableModel(Backend backend, ModelConfig config, Tensor params, float[] clexInvFreq) {
         this.backend = backend;
         this.config = config;
         this.layout = ParameterLayout.of(config);
@@ -31,6 +35,7 @@ public final class TrainableModel implements AutoCloseable {
         this.grads = backend.allocate(layout.totalSize());
         this.weights = layout.views(backend, config, params);
         this.gradients = layout.views(backend, config, grads);
+        this.clexInvFreq = clexInvFreq;
     }
 
     /** Loads the weights of a checkpoint folder (any float dtype) into a fresh flat buffer. */
@@ -46,6 +51,11 @@ public final class TrainableModel implements AutoCloseable {
         Tensor params = backend.allocate(layout.totalSize());
         try {
             for (ParameterLayout.Entry e : layout.entries()) {
+                if (isClex(e) && !store.contains(e.name())) {
+                    // A plain checkpoint being extended with CLEX: the layer starts as the reference initialises it.
+                    upload(backend, params, e, initialClex(config, e, 0));
+                    continue;
+                }
                 TensorInfo info = store.require(e.name(), e.shape());
                 if (!info.dtype().isFloatWeight())
                     throw new CheckpointException("tensor " + e.name() + " in " + store.directory() + " has dtype "
@@ -54,7 +64,10 @@ public final class TrainableModel implements AutoCloseable {
                     backend.copy(params, e.offset(), t, 0, e.size());
                 }
             }
-            return new TrainableModel(backend, config, params);
+            float[] inv = null;
+            if (config.rope() instanceof ClexRope clex)
+                inv = store.contains(ClexLayer.INV_FREQ) ? store.readFloats(ClexLayer.INV_FREQ) : clex.baseFrequencies();
+            return new TrainableModel(backend, config, params, inv);
         } catch (RuntimeException ex) {
             params.close();
             throw ex;
@@ -73,7 +86,9 @@ public final class TrainableModel implements AutoCloseable {
         double residualStd = 0.02 / Math.sqrt(2.0 * config.numLayers());
         for (ParameterLayout.Entry e : layout.entries()) {
             float[] data = new float[Math.toIntExact(e.size())];
-            if (e.name().endsWith("norm.weight")) {
+            if (isClex(e)) {
+                data = initialClex(config, e, seed);
+            } else if (e.name().endsWith("norm.weight")) {
                 java.util.Arrays.fill(data, 1f);
             } else if (e.decayed()) {
                 double std = e.name().endsWith("o_proj.weight") || e.name().endsWith("down_proj.weight") ? residualStd : 0.02;
@@ -84,7 +99,31 @@ public final class TrainableModel implements AutoCloseable {
                 backend.copy(params, e.offset(), t, 0, e.size());
             }
         }
-        return new TrainableModel(backend, config, params);
+        return new TrainableModel(backend, config, params,
+                config.rope() instanceof ClexRope clex ? clex.baseFrequencies() : null);
+    }
+
+    private static boolean isClex(ParameterLayout.Entry e) {
+        return e.name().equals(ClexLayer.UP) || e.name().equals(ClexLayer.DOWN);
+    }
+
+    /** W_up kaiming-uniform, W_down zero: the untrained layer is exactly NTK scaling with alpha = 2t - 1. */
+    private static float[] initialClex(ModelConfig config, ParameterLayout.Entry e, long seed) {
+        ClexRope clex = (ClexRope) config.rope();
+        return e.name().equals(ClexLayer.UP)
+                ? ClexOde.initialUp(clex.rotaryDim(), clex.paramFactor(), seed)
+                : new float[Math.toIntExact(e.size())];
+    }
+
+    private static void upload(Backend backend, Tensor params, ParameterLayout.Entry e, float[] data) {
+        try (Tensor t = backend.upload(data)) {
+            backend.copy(params, e.offset(), t, 0, e.size());
+        }
+    }
+
+    /** CLEX's starting frequencies (the checkpoint's inv_freq buffer), or null when the model does not use CLEX. */
+    public float[] clexInvFreq() {
+        return clexInvFreq == null ? null : clexInvFreq.clone();
     }
 
     public ModelConfig config() { return config; }
@@ -118,6 +157,7 @@ public final class TrainableModel implements AutoCloseable {
     public void save(Path dir, Map<String, Object> configJson) {
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
         for (ParameterLayout.Entry e : layout.entries()) w.add(e.name(), read(e.name(), false), e.shape());
+        if (clexInvFreq != null) w.add(ClexLayer.INV_FREQ, clexInvFreq.clone(), clexInvFreq.length);
         try {
             java.nio.file.Files.createDirectories(dir);
         } catch (java.io.IOException ex) {

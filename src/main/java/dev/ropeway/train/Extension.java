@@ -6,6 +6,8 @@ import dev.ropeway.io.Tokenizer;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.TrainableModel;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.rope.ClexRope;
 import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.LinearRope;
@@ -38,13 +40,15 @@ public final class Extension {
         /** YaRN fine-tuned at a fixed factor. */
         YARN,
         /** PoSE: positions skip within the target length, then position interpolation. */
-        POSE;
+        POSE,
+        /** CLEX: an ODE layer that moves the frequencies with the length factor, trained jointly with the model. */
+        CLEX;
 
         public static Method parse(String name) {
             try {
                 return valueOf(name.toUpperCase(Locale.ROOT));
             } catch (IllegalArgumentException e) {
-                throw new RopewayException("unknown extension method '" + name + "' (e2, pi, yarn, pose)");
+                throw new RopewayException("unknown extension method '" + name + "' (e2, clex, pi, yarn, pose)");
             }
         }
 
@@ -59,10 +63,18 @@ public final class Extension {
      * @param maxScale       E²-LLM's largest training scale G
      * @param perSample      E²-LLM: draw g and t per sequence instead of per iteration
      * @param evalFactor     held-out evaluation at this multiple of L0 during training (0: at the training length)
+     * @param clex           CLEX's layer settings (used by the clex method only)
      */
     public record Options(Path model, Method method, Path corpus, Path tokenizer, Path out, Trainer.Settings settings,
                           OptimizerSettings optimizer, boolean resume, long originalLength, double factor,
-                          int maxScale, boolean perSample, double evalFactor) {}
+                          int maxScale, boolean perSample, double evalFactor, ClexSettings clex) {}
+
+    /** CLEX's layer: largest length factor T, width factor λ, activation, ODE step, and the log-scale option. */
+    public record ClexSettings(int maxFactor, int paramFactor, String act, double timeDt, boolean logScale, double lrScale) {
+        public static ClexSettings defaults() {
+            return new ClexSettings(16, 1, "tanh", 0.01, false, 1.0);
+        }
+    }
 
     public record Result(Path model, TrainingState state, double heldoutLoss, RopeScaling rope) {}
 
@@ -75,6 +87,8 @@ public final class Extension {
         return switch (o.method()) {
             case E2 -> new E2Rope(theta, d, l0, 0, o.maxScale());
             case PI, POSE -> new LinearRope(theta, d, o.factor());
+            case CLEX -> new ClexRope(theta, d, l0, o.clex().maxFactor(), o.clex().paramFactor(), o.clex().act(),
+                    o.clex().timeDt(), o.clex().logScale(), null);
             case YARN -> {
                 Map<String, Object> p = new LinkedHashMap<>();
                 p.put("rope_type", "yarn");
@@ -86,8 +100,9 @@ public final class Extension {
         };
     }
 
-    static TrainingRope trainingRope(Options o, ModelConfig base, RopeScaling target, long l0) {
+    static TrainingRope trainingRope(Options o, ModelConfig base, RopeScaling target, long l0, TrainableModel model) {
         return switch (o.method()) {
+            case CLEX -> new ClexTrainingRope(model);
             case E2 -> new E2TrainingRope(new DefaultRope(base.rope().theta(), base.rotaryDim()), l0, o.maxScale(), o.perSample());
             case PI, YARN -> TrainingRope.fixed(target);
             case POSE -> new PoseTrainingRope(target, Math.round(l0 * o.factor()));
@@ -95,7 +110,7 @@ public final class Extension {
     }
 
     public static Result run(Backend backend, Options o, Consumer<String> log, Trainer.Listener listener) {
-        if (o.method() != Method.E2 && !(o.factor() > 1))
+        if ((o.method() == Method.PI || o.method() == Method.YARN || o.method() == Method.POSE) && !(o.factor() > 1))
             throw new RopewayException("--factor must be above 1 for " + o.method().label() + ", got " + o.factor());
         Path tokenizerDir = o.tokenizer() != null ? o.tokenizer() : o.model();
         if (!Files.isRegularFile(tokenizerDir.resolve("tokenizer.json")))
@@ -113,6 +128,7 @@ public final class Extension {
         RopeScaling target = targetRope(o, base, l0);
         long maxPositions = switch (o.method()) {
             case E2 -> l0 * o.maxScale();
+            case CLEX -> l0;   // CLEX reads its L0 from max_position_embeddings, as the released checkpoints do
             default -> Math.round(l0 * o.factor());
         };
         Map<String, Object> configJson = CheckpointWriter.withRope(baseJson, target, maxPositions);
@@ -121,11 +137,16 @@ public final class Extension {
             data = TokenizedCorpus.load(Corpus.open(o.corpus()), tokenizer, tokenizerDir.resolve("tokenizer.json"),
                     o.out().resolve(".tokens"), log);
         }
-        TrainableModel model = TrainableModel.load(backend, latest.orElse(o.model()));
         ModelConfig config = ModelConfig.parse(configJson, "extended config");
-        try (model; Optimizer optimizer = new Optimizer(model, o.optimizer())) {
-            Trainer trainer = new Trainer(model, optimizer, data.train(), data.heldout(), trainingRope(o, base, target, l0),
-                    config.rope(), o.settings(), o.out(), configJson, tokenizerDir);
+        TrainableModel model;
+        try (WeightStore store = WeightStore.open(latest.orElse(o.model()))) {
+            model = TrainableModel.fromStore(backend, config, store);
+        }
+        try (model; Optimizer optimizer = new Optimizer(model, o.optimizer(), o.clex().lrScale())) {
+            TrainingRope training = trainingRope(o, base, target, l0, model);
+            RopeScaling evalRope = training instanceof ClexTrainingRope clex ? clex.inferenceRope() : config.rope();
+            Trainer trainer = new Trainer(model, optimizer, data.train(), data.heldout(), training,
+                    evalRope, o.settings(), o.out(), configJson, tokenizerDir);
             TrainingState start = latest.map(trainer::resumeFrom).orElseGet(trainer::initialState);
             log.accept(String.format(Locale.ROOT, "extend %s: L0 = %d, training length %d, saved RoPE: %s; held-out loss "
                             + "measured at %d tokens", o.method().label(), l0, o.settings().seq(),

@@ -149,6 +149,16 @@ public final class Trainer {
         int[] ids = new int[rows], targets = new int[rows];
         double[] dInvFreq = rope.wantsFrequencyGradient() ? new double[c.rotaryDim() / 2] : null;
         TrainingState state = start;
+        boolean evaluate = s.evalSequences() > 0 && heldout != null && s.evalEvery() > 0;
+        if (evaluate && start.step() == 0) {
+            // The starting point: for context extension, the zero-shot loss the fine-tune improves on.
+            double before = heldoutLoss();
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("step", 0);
+            m.put("heldout_loss", before);
+            appendMetrics(metrics, m);
+            listener.evaluated(0, before);
+        }
         try (TrainingPass pass = new TrainingPass(model.backend(), c, model.weights(), model.gradientViews(), s.batch(),
                 s.seq(), s.recompute())) {
             while (state.step() < total) {
@@ -181,7 +191,7 @@ public final class Trainer {
                         stats.clipped(), tokens, rows * s.accumulation() / seconds, state.elapsedSeconds());
                 appendMetrics(metrics, stepJson(report));
                 listener.step(report);
-                if (s.evalSequences() > 0 && heldout != null && s.evalEvery() > 0 && (step % s.evalEvery() == 0 || step == total)) {
+                if (evaluate && (step % s.evalEvery() == 0 || step == total)) {
                     double heldoutLoss = heldoutLoss();
                     Map<String, Object> m = new LinkedHashMap<>();
                     m.put("step", step);
@@ -207,6 +217,7 @@ public final class Trainer {
     /** Mean next-token loss over evenly spaced held-out windows of the training length (eval RoPE, no sampling). */
     public double heldoutLoss() {
         int seq = s.evalSeq();
+        rope.beforeEvaluation();
         long windows = heldout.windows(seq);
         if (windows == 0) return Double.NaN;
         int n = (int) Math.min(s.evalSequences(), windows);

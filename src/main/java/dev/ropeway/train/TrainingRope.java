@@ -22,6 +22,9 @@ public interface TrainingRope {
     /** Receives d loss / d inverse frequency of the last micro-batch (only if {@link #wantsFrequencyGradient}). */
     default void frequencyGradient(double[] dInvFreq) {}
 
+    /** Called before a held-out evaluation, after optimizer steps (a method whose frequencies are learnt refreshes them). */
+    default void beforeEvaluation() {}
+
     /** Positions 0..seq-1 in every sequence, with a fixed RoPE method. */
     static TrainingRope fixed(RopeScaling rope) {
         return (batch, seq, random) -> {

@@ -3,6 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.ClexRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.LinearRope;
 import dev.ropeway.rope.YarnRope;
@@ -75,14 +76,16 @@ class ExtensionTest {
     @ParameterizedTest
     @EnumSource(Extension.Method.class)
     void heldoutLossAtFourTimesTheTrainedLengthFalls(Extension.Method method) {
-        boolean longWindow = method == Extension.Method.PI || method == Extension.Method.YARN;
+        // PI and YaRN train at the target length; CLEX too (as the released 16K model trains at 4 x L0, so its sampled
+        // positions are spaced about t / 4 apart); E2 and PoSE train at L0.
+        boolean longWindow = method == Extension.Method.PI || method == Extension.Method.YARN || method == Extension.Method.CLEX;
         int trainLen = longWindow ? 4 * L0 : L0;
         Trainer.Settings settings = new Trainer.Settings(longWindow ? 2 : 8, trainLen, 1, 3, 1000, 1, 10, 6, false, 4 * L0);
         List<Double> heldout = new ArrayList<>();
         Path out = tmp.resolve("ext-" + method.label());
         Extension.Result result = Extension.run(backend, new Extension.Options(pretrained, method, corpus, null, out, settings,
                         new OptimizerSettings(2e-3, 2e-4, 2, 40, OptimizerSettings.Schedule.COSINE, 0.9, 0.95, 1e-8, 0, 1),
-                        false, 0, 4, 8, false, 4),
+                        false, 0, 4, 8, false, 4, new Extension.ClexSettings(8, 1, "tanh", 0.01, false, 0.01)),
                 line -> { }, new Trainer.Listener() {
                     @Override
                     public void step(Trainer.StepReport report) { }
@@ -92,14 +95,20 @@ class ExtensionTest {
                         heldout.add(loss);
                     }
                 });
-        assertEquals(4, heldout.size());
-        assertTrue(heldout.getLast() < heldout.getFirst() - 0.05,
-                method + ": held-out loss at " + 4 * L0 + " tokens must fall: " + heldout);
+        assertEquals(5, heldout.size(), "before the fine-tune and every 10 steps");
+        assertTrue(heldout.getLast() < heldout.get(1) - 0.05,
+                method + ": held-out loss at " + 4 * L0 + " tokens must fall during the fine-tune: " + heldout);
+        // Every method but CLEX starts far off at 4 x L0 and ends below its zero-shot loss. CLEX's untrained layer is
+        // NTK scaling, already good zero-shot at this size; its training positions (gaps of about t / 4, and
+        // interpolated ones at t = 1) first disturb the model, which then recovers within these 40 steps.
+        if (method != Extension.Method.CLEX)
+            assertTrue(heldout.getLast() < heldout.getFirst() - 0.05, method + " ends below its zero-shot loss: " + heldout);
         var rope = Transformer.loadConfig(out).rope();
         switch (method) {
             case E2 -> assertEquals(4.0, assertInstanceOf(E2Rope.class, rope).scaleFor(4 * L0));
             case PI, POSE -> assertEquals(4.0, assertInstanceOf(LinearRope.class, rope).factor());
             case YARN -> assertEquals(L0, assertInstanceOf(YarnRope.class, rope).originalMaxPositionEmbeddings());
+            case CLEX -> assertEquals(4, assertInstanceOf(ClexRope.class, rope).factorFor(4 * L0));
         }
         assertTrue(Double.isFinite(result.heldoutLoss()));
     }

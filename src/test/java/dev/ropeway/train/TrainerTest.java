@@ -98,7 +98,7 @@ class TrainerTest {
         // Metrics: one line per step 1..30 (the killed run's 21..23 replaced), plus held-out evaluations.
         List<String> lines = Files.readAllLines(dir.resolve("metrics.jsonl"));
         assertEquals(30, lines.stream().filter(l -> l.contains("\"loss\"")).count());
-        assertEquals(3, lines.stream().filter(l -> l.contains("heldout_loss")).count());
+        assertEquals(4, lines.stream().filter(l -> l.contains("heldout_loss")).count(), "steps 0, 10, 20, 30");
         assertEquals(3, Checkpoints.list(dir).size(), "keeps the newest 3 checkpoints");
     }
 
