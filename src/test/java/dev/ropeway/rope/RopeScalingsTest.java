@@ -76,7 +76,7 @@ class RopeScalingsTest {
     void unknownRopeTypeListsTheKnownOnes() {
         RopewayException e = assertThrows(RopewayException.class,
                 () -> RopeScalings.fromConfig(config("rope_scaling", map("type", "xyz")), 64));
-        assertEquals("unknown rope_type 'xyz' (known: default, linear, dynamic, yarn, llama3, longrope, ntk, e2)",
+        assertEquals("unknown rope_type 'xyz' (known: default, linear, dynamic, yarn, llama3, longrope, ntk, e2, clex)",
                 e.getMessage());
     }
 

@@ -44,7 +44,7 @@ class RopeSpecTest {
 
     @Test
     void rejectsUnknownMethodsAndKeysWithTheAllowedOnes() {
-        assertError("unknown RoPE method 'xpos' (known: none, default, linear, dynamic, yarn, llama3, longrope, ntk, e2)",
+        assertError("unknown RoPE method 'xpos' (known: none, default, linear, dynamic, yarn, llama3, longrope, ntk, e2, clex)",
                 "xpos:factor=2");
         assertError("RoPE method 'linear' has no key 'beta_fast' (allowed: rope_theta, factor)",
                 "linear:factor=2,beta_fast=3");
