@@ -1,0 +1,135 @@
+package dev.ropeway.cli;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.eval.Perplexity;
+import dev.ropeway.eval.PerplexityProtocol;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.RopeScaling;
+import dev.ropeway.rope.RopeSpec;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.train.Corpus;
+import dev.ropeway.train.CorpusDocument;
+import dev.ropeway.train.TokenizedCorpus;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/** {@code ropeway eval}: long-context evaluations. */
+@Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation.",
+        subcommands = {EvalCommand.Ppl.class})
+final class EvalCommand implements Runnable {
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    @Command(name = "ppl", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Perplexity on long documents at several context lengths.",
+                    "chunks: non-overlapping windows of exactly L tokens (CLEX's protocol); sliding: windows of L every",
+                    "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's)."})
+    static final class Ppl implements Callable<Integer> {
+        @Option(names = "--model", required = true, paramLabel = "<dir>")
+        Path model;
+        @Option(names = "--data", required = true, paramLabel = "<dir>",
+                description = "Documents: a prepared corpus (its heldout/ part) or any folder of .txt / .jsonl files.")
+        Path data;
+        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>",
+                description = "Context lengths in tokens, e.g. 256,512,1k,4k.")
+        List<String> lengths;
+        @Option(names = "--protocol", defaultValue = "chunks", description = "chunks or sliding (default: ${DEFAULT-VALUE}).")
+        String protocol;
+        @Option(names = "--stride", description = "sliding: step between windows (default: L / 2).")
+        Integer stride;
+        @Option(names = "--max-tokens", defaultValue = "32768",
+                description = "Tokens scored per length at most, 0 = all (default: ${DEFAULT-VALUE}).")
+        long maxTokens;
+        @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
+        String rope;
+        @Option(names = "--json")
+        boolean json;
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() {
+            PerplexityProtocol p = PerplexityProtocol.parse(protocol);
+            List<Integer> ls = new ArrayList<>();
+            for (String l : lengths) ls.add(parseLength(l));
+            Corpus corpus = Corpus.open(data);
+            List<CorpusDocument> docs = corpus.hasHeldout() ? corpus.heldout() : corpus.train();
+            List<int[]> tokens = new ArrayList<>();
+            try (Tokenizer tok = TokenizedCorpus.open(model)) {
+                int bos = tok.bosId().orElse(-1);
+                for (CorpusDocument d : docs) {
+                    int[] ids = tok.encode(d.text(), false);
+                    if (bos >= 0) {
+                        int[] withBos = new int[ids.length + 1];
+                        withBos[0] = bos;
+                        System.arraycopy(ids, 0, withBos, 1, ids.length);
+                        ids = withBos;
+                    }
+                    tokens.add(ids);
+                }
+            }
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model)) {
+                RopeScaling method = rope == null ? t.config().rope()
+                        : RopeSpec.parse(rope, dev.ropeway.rope.RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+                if (!json) System.out.printf("%s, %s protocol, RoPE %s%n", model, p.label(), RopeSpec.describe(method));
+                for (int len : ls) {
+                    int s = stride != null ? stride : Math.max(1, len / 2);
+                    ProgressBar bar = new ProgressBar("L=" + len, maxTokens > 0 ? maxTokens : 1, 0);
+                    Perplexity.Result r = Perplexity.evaluate(t, method, tokens, len, p, s, maxTokens,
+                            done -> bar.update(Math.min(done, maxTokens > 0 ? maxTokens : done), "tokens"));
+                    bar.finish();
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("length", len);
+                    row.put("loss", r.loss());
+                    row.put("perplexity", r.perplexity());
+                    row.put("tokens", r.tokens());
+                    row.put("windows", r.windows());
+                    rows.add(row);
+                    if (!json) System.out.printf(Locale.ROOT, "  L = %,7d  perplexity %10.3f  (loss %.4f, %,d tokens, %d windows)%n",
+                            len, r.perplexity(), r.loss(), r.tokens(), r.windows());
+                }
+                if (json) {
+                    Map<String, Object> out = new LinkedHashMap<>();
+                    out.put("model", model.toString());
+                    out.put("protocol", p.label());
+                    out.put("rope", method.toParameters());
+                    out.put("results", rows);
+                    System.out.println(Output.json(out));
+                }
+            }
+            return 0;
+        }
+
+        static int parseLength(String text) {
+            String s = text.strip().toLowerCase(Locale.ROOT);
+            long mult = 1;
+            if (s.endsWith("k")) {
+                mult = 1024;
+                s = s.substring(0, s.length() - 1);
+            }
+            try {
+                long v = Long.parseLong(s) * mult;
+                if (v < 2 || v > Integer.MAX_VALUE) throw new NumberFormatException();
+                return (int) v;
+            } catch (NumberFormatException e) {
+                throw new RopewayException("bad length '" + text + "' (a whole number of tokens, optionally with k = 1024)");
+            }
+        }
+    }
+}
