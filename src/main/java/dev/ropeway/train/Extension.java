@@ -150,7 +150,8 @@ public final class Extension {
             TrainingState start = latest.map(trainer::resumeFrom).orElseGet(trainer::initialState);
             log.accept(String.format(Locale.ROOT, "extend %s: L0 = %d, training length %d, saved RoPE: %s; held-out loss "
                             + "measured at %d tokens", o.method().label(), l0, o.settings().seq(),
-                    dev.ropeway.rope.RopeSpec.describe(target), o.settings().evalSeq()));
+                    dev.ropeway.rope.RopeSpec.describe(target).replace(" (untrained: NTK alpha=2t-1)", " (layer trained here)"),
+                    o.settings().evalSeq()));
             if (start.step() > 0) log.accept("resuming from step " + start.step());
             TrainingState end = trainer.run(start, listener);
             double heldout = trainer.heldoutLoss();

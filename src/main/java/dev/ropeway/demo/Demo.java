@@ -1,0 +1,267 @@
+package dev.ropeway.demo;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.eval.Perplexity;
+import dev.ropeway.eval.PerplexityProtocol;
+import dev.ropeway.io.Json;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.RopeScaling;
+import dev.ropeway.rope.RopeScalings;
+import dev.ropeway.rope.RopeSpec;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.train.Checkpoints;
+import dev.ropeway.train.Corpus;
+import dev.ropeway.train.CorpusDocument;
+import dev.ropeway.train.Extension;
+import dev.ropeway.train.OptimizerSettings;
+import dev.ropeway.train.Pretraining;
+import dev.ropeway.train.TokenizedCorpus;
+import dev.ropeway.train.Trainer;
+import dev.ropeway.train.corpus.CorpusFetcher;
+import dev.ropeway.train.corpus.CorpusPreparer;
+import dev.ropeway.train.corpus.Source;
+import dev.ropeway.train.tokenizer.BpeTrainer;
+import dev.ropeway.train.tokenizer.TokenizerFiles;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * The whole story on a small model, stage by stage, each reusing what an earlier run left in the work folder:
+ * corpus, tokenizer, pretraining at L, fine-tuning with PI, YaRN, E²-LLM and CLEX, zero-shot baselines, perplexity
+ * at 1x to 16x L, and a report.
+ */
+public final class Demo {
+
+    /** How big a run: model, lengths, steps and how much text each evaluation scores. */
+    public record Preset(String name, Pretraining.ModelShape shape, int vocab, int trainLen, int batch, long pretrainSteps,
+                         double pretrainLr, long extendSteps, double extendLr, long evalTokens) {
+        public static Preset named(String name) {
+            return switch (name.toLowerCase(Locale.ROOT)) {
+                case "small" -> new Preset("small", new Pretraining.ModelShape(256, 688, 4, 4, 4, 64, 10000), 4096, 256, 32,
+                        400, 2e-3, 100, 5e-4, 8192);
+                case "medium" -> new Preset("medium", new Pretraining.ModelShape(384, 1024, 8, 6, 6, 64, 10000), 8192, 256, 32,
+                        1500, 1.5e-3, 300, 4e-4, 32768);
+                case "quick" -> new Preset("quick", new Pretraining.ModelShape(64, 128, 2, 4, 2, 16, 10000), 512, 64, 8,
+                        40, 3e-3, 10, 1e-3, 1024);
+                default -> throw new RopewayException("unknown demo preset '" + name + "' (quick, small, medium)");
+            };
+        }
+    }
+
+    /** One row of the comparison: a model folder and the RoPE method it is read with. */
+    public record Entry(String name, String description, Path model, String ropeSpec) {}
+
+    private final Backend backend;
+    private final Path work;
+    private final Preset preset;
+    private final Consumer<String> log;
+    private final Trainer.Listener listener;
+
+    public Demo(Backend backend, Path work, Preset preset, Consumer<String> log, Trainer.Listener listener) {
+        this.backend = backend;
+        this.work = work;
+        this.preset = preset;
+        this.log = log;
+        this.listener = listener;
+    }
+
+    /** Runs every stage; returns the report's path. */
+    public Path run(Path userCorpus) {
+        Path corpus = userCorpus != null ? userCorpus : corpus();
+        Path tokenizer = tokenizer(corpus);
+        Path base = pretrain(corpus, tokenizer);
+        List<Entry> entries = new ArrayList<>();
+        int l = preset.trainLen();
+        entries.add(new Entry("base", "no scaling", base, null));
+        entries.add(new Entry("pi-zero-shot", "PI, zero-shot (g = ceil(S / L))", base, "e2"));
+        entries.add(new Entry("ntk-zero-shot", "dynamic NTK, zero-shot", base, "dynamic:factor=2"));
+        entries.add(new Entry("yarn-zero-shot", "YaRN x16, zero-shot", base, "yarn:factor=16,original_max_position_embeddings=" + l));
+        for (Extension.Method m : List.of(Extension.Method.PI, Extension.Method.YARN, Extension.Method.E2, Extension.Method.CLEX))
+            entries.add(new Entry(m.label(), describe(m), extend(m, base, corpus, tokenizer), null));
+        Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
+        for (Entry e : entries) results.put(e.name(), evaluate(e, corpus));
+        return report(entries, results);
+    }
+
+    private static String describe(Extension.Method m) {
+        return switch (m) {
+            case PI -> "PI fine-tuned at 4L";
+            case YARN -> "YaRN fine-tuned at 4L";
+            case E2 -> "E²-LLM fine-tuned at L (g in 1..16)";
+            case CLEX -> "CLEX fine-tuned at 4L (t in 1..16)";
+            case POSE -> "PoSE fine-tuned at L (target 16L)";
+        };
+    }
+
+    private Path corpus() {
+        Path prepared = work.resolve("corpus/prepared");
+        if (Files.isRegularFile(prepared.resolve(CorpusPreparer.MANIFEST))) {
+            log.accept("corpus: reusing " + prepared);
+            return prepared;
+        }
+        Path raw = work.resolve("corpus/raw");
+        // Linux Documentation/ is a 139 MB download; the demo's model could not use that much text anyway.
+        EnumSet<Source> sources = EnumSet.allOf(Source.class);
+        sources.remove(Source.LINUX_DOC);
+        log.accept("corpus: fetching " + sources.size() + " public-domain sources from Debian packages");
+        CorpusFetcher.fetch(raw, sources, log);
+        CorpusPreparer.prepare(raw, prepared);
+        return prepared;
+    }
+
+    private Path tokenizer(Path corpus) {
+        Path dir = work.resolve("tokenizer");
+        if (Files.isRegularFile(dir.resolve(TokenizerFiles.TOKENIZER_JSON))) {
+            log.accept("tokenizer: reusing " + dir);
+            return dir;
+        }
+        List<String> docs = Corpus.open(corpus).train().stream().map(CorpusDocument::text).toList();
+        log.accept("tokenizer: training a byte-level BPE of " + preset.vocab() + " tokens");
+        BpeTrainer.Result r = BpeTrainer.train(docs, new BpeTrainer.Options(preset.vocab(), 2, backend.threads()),
+                BpeTrainer.Progress.NONE);
+        TokenizerFiles.write(dir, r.model(), preset.trainLen() * 64);
+        return dir;
+    }
+
+    private boolean finished(Path run, long steps) {
+        return Files.isRegularFile(run.resolve("model.safetensors"))
+                && Checkpoints.latest(run).map(Checkpoints::stepOf).orElse(-1L) >= steps;
+    }
+
+    private Path pretrain(Path corpus, Path tokenizer) {
+        Path out = work.resolve("base");
+        if (finished(out, preset.pretrainSteps())) {
+            log.accept("pretrain: reusing " + out);
+            return out;
+        }
+        log.accept(String.format(Locale.ROOT, "pretrain: %d steps at L = %d", preset.pretrainSteps(), preset.trainLen()));
+        Trainer.Settings s = new Trainer.Settings(preset.batch(), preset.trainLen(), 1, 0, 50, 1,
+                Math.max(1, preset.pretrainSteps() / 4), 16, false);
+        Pretraining.run(backend, new Pretraining.Options(corpus, tokenizer, out, preset.shape(), s,
+                OptimizerSettings.defaults(preset.pretrainLr(), Math.max(1, preset.pretrainSteps() / 20), preset.pretrainSteps()),
+                true), log, listener);
+        return out;
+    }
+
+    private Path extend(Extension.Method m, Path base, Path corpus, Path tokenizer) {
+        Path out = work.resolve("extend-" + m.label());
+        if (finished(out, preset.extendSteps())) {
+            log.accept("extend " + m.label() + ": reusing " + out);
+            return out;
+        }
+        int l = preset.trainLen();
+        boolean long4 = m != Extension.Method.E2;
+        int seq = long4 ? 4 * l : l, batch = Math.max(1, long4 ? preset.batch() / 4 : preset.batch());
+        log.accept("extend " + m.label() + ": " + preset.extendSteps() + " steps, " + describe(m));
+        Trainer.Settings s = new Trainer.Settings(batch, seq, 1, 1, 50, 1, Math.max(1, preset.extendSteps() / 2), 4, false, 4 * l);
+        OptimizerSettings opt = new OptimizerSettings(preset.extendLr(), preset.extendLr() / 10,
+                Math.max(1, preset.extendSteps() / 10), preset.extendSteps(), OptimizerSettings.Schedule.COSINE, 0.9, 0.95, 1e-8, 0, 1);
+        Extension.run(backend, new Extension.Options(base, m, corpus, tokenizer, out, s, opt, true, l, 4, 16, false, 4,
+                new Extension.ClexSettings(16, 1, "tanh", 0.01, false, 0.02)), log, listener);
+        return out;
+    }
+
+    private List<Perplexity.Result> evaluate(Entry e, Path corpus) {
+        Path cache = work.resolve("eval/" + e.name() + ".json");
+        List<Integer> lengths = new ArrayList<>();
+        for (int f = 1; f <= 16; f *= 2) lengths.add(f * preset.trainLen());
+        if (Files.isRegularFile(cache)) {
+            log.accept("eval " + e.name() + ": reusing " + cache);
+            List<Perplexity.Result> out = new ArrayList<>();
+            @SuppressWarnings("unchecked")
+            List<Map<String, Object>> rows = (List<Map<String, Object>>) Json.readObject(cache).get("results");
+            for (Map<String, Object> r : rows)
+                out.add(new Perplexity.Result(((Number) r.get("length")).intValue(), ((Number) r.get("loss")).doubleValue(),
+                        ((Number) r.get("tokens")).longValue(), ((Number) r.get("windows")).intValue()));
+            return out;
+        }
+        log.accept("eval " + e.name() + ": perplexity at " + lengths);
+        List<int[]> docs = new ArrayList<>();
+        Corpus c = Corpus.open(corpus);
+        try (Tokenizer tok = TokenizedCorpus.open(e.model())) {
+            int bos = tok.bosId().orElse(-1);
+            for (CorpusDocument d : c.hasHeldout() ? c.heldout() : c.train()) {
+                int[] ids = tok.encode(d.text(), false);
+                int[] withBos = new int[ids.length + 1];
+                withBos[0] = bos;
+                System.arraycopy(ids, 0, withBos, 1, ids.length);
+                docs.add(withBos);
+            }
+        }
+        List<Perplexity.Result> out = new ArrayList<>();
+        List<Map<String, Object>> rows = new ArrayList<>();
+        try (Transformer t = Transformer.load(backend, e.model())) {
+            RopeScaling rope = e.ropeSpec() == null ? t.config().rope()
+                    : RopeSpec.parse(e.ropeSpec(), RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+            for (int len : lengths) {
+                Perplexity.Result r = Perplexity.evaluate(t, rope, docs, len, PerplexityProtocol.CHUNKS, 0, preset.evalTokens(), n -> { });
+                out.add(r);
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("length", r.length());
+                row.put("loss", r.loss());
+                row.put("perplexity", r.perplexity());
+                row.put("tokens", r.tokens());
+                row.put("windows", r.windows());
+                rows.add(row);
+            }
+            Map<String, Object> json = new LinkedHashMap<>();
+            json.put("model", e.model().toString());
+            json.put("rope", rope.toParameters());
+            json.put("results", rows);
+            try {
+                Files.createDirectories(cache.getParent());
+            } catch (IOException ex) {
+                throw new RopewayException("cannot create " + cache.getParent() + ": " + ex.getMessage());
+            }
+            Json.writeAtomic(cache, json);
+        }
+        return out;
+    }
+
+    private Path report(List<Entry> entries, Map<String, List<Perplexity.Result>> results) {
+        int l = preset.trainLen();
+        StringBuilder md = new StringBuilder();
+        md.append("# Ropeway demo: perplexity by context length\n\n");
+        md.append(String.format(Locale.ROOT, "Preset `%s`: a Llama with %d layers, hidden %d, pretrained at L = %d tokens; "
+                + "held-out books (never trained on), `chunks` protocol (non-overlapping windows of exactly S tokens), up to "
+                + "%,d tokens per length. Lower is better.%n%n", preset.name(), preset.shape().layers(), preset.shape().hidden(),
+                l, preset.evalTokens()));
+        md.append("| method |");
+        for (int f = 1; f <= 16; f *= 2) md.append(String.format(" %d× (%d) |", f, f * l));
+        md.append("\n|---|");
+        for (int f = 1; f <= 16; f *= 2) md.append("---|");
+        md.append('\n');
+        Map<String, Object> json = new LinkedHashMap<>();
+        for (Entry e : entries) {
+            md.append("| ").append(e.description()).append(" |");
+            List<Map<String, Object>> rows = new ArrayList<>();
+            for (Perplexity.Result r : results.get(e.name())) {
+                md.append(String.format(Locale.ROOT, " %.2f |", r.perplexity()));
+                rows.add(Map.of("length", r.length(), "perplexity", r.perplexity(), "loss", r.loss(), "tokens", r.tokens()));
+            }
+            md.append('\n');
+            json.put(e.name(), Map.of("description", e.description(), "model", e.model().toString(),
+                    "rope", e.ropeSpec() == null ? "own" : e.ropeSpec(), "results", rows));
+        }
+        Path file = work.resolve("report.md");
+        try {
+            Files.createDirectories(work);
+            dev.ropeway.io.AtomicWrite.bytes(file, md.toString().getBytes(StandardCharsets.UTF_8));
+        } catch (IOException ex) {
+            throw new RopewayException("cannot write " + file + ": " + ex.getMessage());
+        }
+        Json.writeAtomic(work.resolve("report.json"), json);
+        return file;
+    }
+}
