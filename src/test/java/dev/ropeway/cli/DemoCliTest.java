@@ -1,0 +1,44 @@
+package dev.ropeway.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The demo end to end with the smoke-test preset on a small corpus, then again: every stage is reused. */
+class DemoCliTest {
+
+    @Test
+    void runsEveryStageAndReusesThemOnASecondRun(@TempDir Path tmp) throws Exception {
+        Path corpus = tmp.resolve("corpus");
+        SplittableRandom r = new SplittableRandom(1);
+        String[] words = {"the", "whale", "sea", "ship", "captain", "said", "and", "was", "of", "a", "to", "in", "his"};
+        for (String split : new String[]{"train", "heldout"}) {
+            Files.createDirectories(corpus.resolve(split));
+            for (int d = 0; d < (split.equals("train") ? 12 : 2); d++) {
+                StringBuilder sb = new StringBuilder();
+                for (int i = 0; i < 3000; i++) sb.append(words[r.nextInt(words.length)]).append(i % 11 == 10 ? ".\n" : " ");
+                Files.writeString(corpus.resolve(split).resolve("d" + d + ".txt"), sb);
+            }
+        }
+        Path work = tmp.resolve("work");
+        String[] args = {"demo", "--preset", "quick", "--corpus", corpus.toString(), "--work", work.toString()};
+        CliRunner.Result first = CliRunner.run(args);
+        assertEquals(0, first.exitCode(), first.err());
+        String report = Files.readString(work.resolve("report.md"));
+        assertEquals(8, report.lines().filter(l -> l.startsWith("| ") && !l.startsWith("| method")).count(), report);
+        assertTrue(report.contains("CLEX fine-tuned") && report.contains("E²-LLM fine-tuned"), report);
+        FileTime trained = Files.getLastModifiedTime(work.resolve("base/model.safetensors"));
+
+        CliRunner.Result second = CliRunner.run(args);
+        assertEquals(0, second.exitCode(), second.err());
+        assertEquals(trained, Files.getLastModifiedTime(work.resolve("base/model.safetensors")), "pretraining is reused");
+        assertTrue(second.out().contains("| no scaling |"), second.out());
+    }
+}
