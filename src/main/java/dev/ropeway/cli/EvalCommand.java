@@ -25,7 +25,7 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway eval}: long-context evaluations. */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation.",
-        subcommands = {EvalCommand.Ppl.class})
+        subcommands = {EvalCommand.Ppl.class, EvalCommand.PasskeyCommand.class})
 final class EvalCommand implements Runnable {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -130,6 +130,74 @@ final class EvalCommand implements Runnable {
             } catch (NumberFormatException e) {
                 throw new RopewayException("bad length '" + text + "' (a whole number of tokens, optionally with k = 1024)");
             }
+        }
+    }
+
+    @Command(name = "passkey", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Passkey retrieval (the Landmark / LongLoRA / YaRN prompt) over a grid of lengths and needle depths.",
+                    "Scores: first integer of the greedy answer, exact key tokens, and the key's log-likelihood."})
+    static final class PasskeyCommand implements Callable<Integer> {
+        @Option(names = "--model", required = true, paramLabel = "<dir>")
+        Path model;
+        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>", description = "Prompt lengths in tokens.")
+        List<String> lengths;
+        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1",
+                description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
+        List<Double> depths;
+        @Option(names = "--trials", defaultValue = "5", description = "Keys per cell (default: ${DEFAULT-VALUE}).")
+        int trials;
+        @Option(names = "--seed", defaultValue = "0")
+        long seed;
+        @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method.")
+        String rope;
+        @Option(names = "--json")
+        boolean json;
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() {
+            if (trials < 1) throw new RopewayException("--trials must be at least 1");
+            for (double d : depths) if (!(d >= 0 && d <= 1)) throw new RopewayException("depths must be in [0, 1], got " + d);
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model);
+                 Tokenizer tok = TokenizedCorpus.open(model)) {
+                RopeScaling method = rope == null ? t.config().rope()
+                        : RopeSpec.parse(rope, dev.ropeway.rope.RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+                ProgressBar bar = new ProgressBar("cells", (long) lengths.size() * depths.size(), 0);
+                long done = 0;
+                for (String l : lengths) {
+                    int len = Ppl.parseLength(l);
+                    for (double d : depths) {
+                        dev.ropeway.eval.Passkey.Cell c = dev.ropeway.eval.Passkey.run(t, method, tok, len, d, trials, seed);
+                        Map<String, Object> row = new LinkedHashMap<>();
+                        row.put("length", len);
+                        row.put("depth", d);
+                        row.put("prompt_tokens", c.promptTokens());
+                        row.put("trials", c.trials());
+                        row.put("accuracy", c.regexAccuracy());
+                        row.put("exact_accuracy", c.exactAccuracy());
+                        row.put("key_log_likelihood", c.meanKeyLogLikelihood());
+                        rows.add(row);
+                        bar.update(++done, String.format(Locale.ROOT, "L=%d depth=%.2f acc %.2f", len, d, c.regexAccuracy()));
+                    }
+                }
+                bar.finish();
+                if (json) {
+                    Map<String, Object> out = new LinkedHashMap<>();
+                    out.put("model", model.toString());
+                    out.put("rope", method.toParameters());
+                    out.put("results", rows);
+                    System.out.println(Output.json(out));
+                } else {
+                    System.out.printf("%s, RoPE %s, %d trials per cell%n", model, RopeSpec.describe(method), trials);
+                    for (Map<String, Object> r : rows)
+                        System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  accuracy %.2f  exact %.2f  key log-likelihood %8.3f%n",
+                                (Integer) r.get("length"), (Double) r.get("depth"), (Double) r.get("accuracy"),
+                                (Double) r.get("exact_accuracy"), (Double) r.get("key_log_likelihood"));
+                }
+            }
+            return 0;
         }
     }
 }

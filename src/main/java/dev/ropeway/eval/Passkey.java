@@ -1,0 +1,132 @@
+package dev.ropeway.eval;
+
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.Scorer;
+import dev.ropeway.model.TokenBatch;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.RopeScaling;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Passkey retrieval with the Landmark Attention prompt (also LongLoRA's and YaRN's), byte for byte: a task line,
+ * filler cut from the start of a repeated five-sentence text, the line with the key, more filler, and a question
+ * that ends "The pass key is", so a base model answers by copying. Here the needle's depth is a controlled variable
+ * (the filler before it is {@code round(depth × n)} characters of the n in total), the filler size n is searched so
+ * the tokenised prompt reaches a target length, and keys come from a seed per trial.
+ *
+ * <p>Scored three ways: the first integer of the greedy continuation equals the key (Landmark, YaRN); the
+ * continuation's first tokens equal the key's tokens (LongLoRA); and the log-likelihood of the key's tokens after
+ * the prompt, a smooth signal where small models still score zero accuracy.
+ */
+public final class Passkey {
+    static final String TASK = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
+            + "them. I will quiz you about the important information there.";
+    static final String GARBAGE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+    static final String QUESTION = "What is the pass key? The pass key is";
+    private static final String GARBAGE_INF = String.join(" ", java.util.Collections.nCopies(2000, GARBAGE));
+    private static final Pattern FIRST_INT = Pattern.compile("\\d+");
+
+    /** One cell's outcome: trials, how many were right by each rule, and the mean log-likelihood of the key. */
+    public record Cell(int targetTokens, double depth, int promptTokens, int trials, int regexCorrect, int exactCorrect,
+                       double meanKeyLogLikelihood) {
+        public double regexAccuracy() {
+            return (double) regexCorrect / trials;
+        }
+
+        public double exactAccuracy() {
+            return (double) exactCorrect / trials;
+        }
+    }
+
+    private Passkey() {}
+
+    /** The prompt with {@code garbageChars} characters of filler, {@code prefixChars} of them before the key line. */
+    public static String prompt(int garbageChars, int prefixChars, int key) {
+        if (garbageChars > GARBAGE_INF.length())
+            throw new IllegalArgumentException("at most " + GARBAGE_INF.length() + " filler characters, asked " + garbageChars);
+        if (prefixChars < 0 || prefixChars > garbageChars) throw new IllegalArgumentException("prefix outside the filler");
+        String info = "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
+        return String.join("\n", TASK, GARBAGE_INF.substring(0, prefixChars), info,
+                GARBAGE_INF.substring(0, garbageChars - prefixChars), QUESTION);
+    }
+
+    /** The key of trial {@code trial} (1..50000, as the reference draws it). */
+    public static int key(long seed, int trial) {
+        return 1 + new SplittableRandom(seed * 1_000_003L + trial).nextInt(50000);
+    }
+
+    /** The fewest filler characters (in steps of 16) whose prompt, with BOS, has at least {@code targetTokens} tokens. */
+    public static int fillerFor(Tokenizer tok, int targetTokens) {
+        int lo = 0, hi = GARBAGE_INF.length();
+        if (tokens(tok, prompt(hi, hi / 2, 12345)).length < targetTokens)
+            throw new IllegalArgumentException("a passkey prompt cannot reach " + targetTokens + " tokens");
+        while (hi - lo > 16) {
+            int mid = (lo + hi) >>> 1;
+            if (tokens(tok, prompt(mid, mid / 2, 12345)).length >= targetTokens) hi = mid;
+            else lo = mid;
+        }
+        return hi;
+    }
+
+    public static int[] tokens(Tokenizer tok, String text) {
+        int[] ids = tok.encode(text, false);
+        int bos = tok.bosId().orElse(-1);
+        if (bos < 0) return ids;
+        int[] out = new int[ids.length + 1];
+        out[0] = bos;
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
+    }
+
+    /** Runs {@code trials} trials of one (length, depth) cell. */
+    public static Cell run(Transformer model, RopeScaling rope, Tokenizer tok, int targetTokens, double depth, int trials,
+                           long seed) {
+        int filler = fillerFor(tok, targetTokens);
+        int prefix = (int) Math.round(depth * filler);
+        int regex = 0, exact = 0, promptTokens = 0;
+        double ll = 0;
+        Scorer scorer = new Scorer(model);
+        for (int trial = 0; trial < trials; trial++) {
+            int key = key(seed, trial);
+            int[] prompt = tokens(tok, prompt(filler, prefix, key));
+            promptTokens = prompt.length;
+            int[] answer = tok.encode(" " + key, false);
+            // The key's log-likelihood: one forward over prompt + answer.
+            int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
+            System.arraycopy(answer, 0, full, prompt.length, answer.length);
+            double[] lp = scorer.score(TokenBatch.of(full, 1, full.length), rope, false).logProbs(0, full.length);
+            for (int i = 0; i < answer.length; i++) ll += lp[prompt.length - 1 + i];
+            int[] generated = greedy(model, rope, prompt, Math.max(answer.length, 10));
+            if (Arrays.equals(Arrays.copyOf(generated, answer.length), answer)) exact++;
+            Matcher m = FIRST_INT.matcher(tok.decode(generated, true));
+            if (m.find() && m.group().length() < 10 && Long.parseLong(m.group()) == key) regex++;
+        }
+        return new Cell(targetTokens, depth, promptTokens, trials, regex, exact, ll / trials);
+    }
+
+    /** Greedy decoding by recomputing the whole sequence for each new token (the KV cache comes with generation). */
+    static int[] greedy(Transformer model, RopeScaling rope, int[] prompt, int n) {
+        List<Integer> out = new ArrayList<>();
+        int[] seq = prompt;
+        int vocab = model.config().vocabSize();
+        float[] last = new float[vocab];
+        for (int step = 0; step < n; step++) {
+            int len = seq.length;
+            model.forward(TokenBatch.of(seq, 1, len), rope, (first, rows, logits) -> {
+                if (first + rows == len) model.backend().download(logits, (long) (rows - 1) * vocab, last, 0, vocab);
+            });
+            int best = 0;
+            for (int v = 1; v < vocab; v++) if (last[v] > last[best]) best = v;
+            out.add(best);
+            seq = Arrays.copyOf(seq, len + 1);
+            seq[len] = best;
+        }
+        return out.stream().mapToInt(Integer::intValue).toArray();
+    }
+}
