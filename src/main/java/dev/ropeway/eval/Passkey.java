@@ -63,9 +63,14 @@ public final class Passkey {
 
     /** The fewest filler characters (in steps of 16) whose prompt, with BOS, has at least {@code targetTokens} tokens. */
     public static int fillerFor(Tokenizer tok, int targetTokens) {
-        int lo = 0, hi = GARBAGE_INF.length();
-        if (tokens(tok, prompt(hi, hi / 2, 12345)).length < targetTokens)
-            throw new IllegalArgumentException("a passkey prompt cannot reach " + targetTokens + " tokens");
+        // Doubling first keeps the tokeniser's work proportional to the target, not to the longest filler.
+        int lo = 0, hi = 256;
+        while (tokens(tok, prompt(hi, hi / 2, 12345)).length < targetTokens) {
+            if (hi == GARBAGE_INF.length())
+                throw new IllegalArgumentException("a passkey prompt cannot reach " + targetTokens + " tokens");
+            lo = hi;
+            hi = Math.min(2 * hi, GARBAGE_INF.length());
+        }
         while (hi - lo > 16) {
             int mid = (lo + hi) >>> 1;
             if (tokens(tok, prompt(mid, mid / 2, 12345)).length >= targetTokens) hi = mid;
