@@ -1,6 +1,7 @@
 package dev.ropeway.demo;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.eval.Passkey;
 import dev.ropeway.eval.Perplexity;
 import dev.ropeway.eval.PerplexityProtocol;
 import dev.ropeway.io.Json;
@@ -45,15 +46,15 @@ public final class Demo {
 
     /** How big a run: model, lengths, steps and how much text each evaluation scores. */
     public record Preset(String name, Pretraining.ModelShape shape, int vocab, int trainLen, int batch, long pretrainSteps,
-                         double pretrainLr, long extendSteps, double extendLr, long evalTokens) {
+                         double pretrainLr, long extendSteps, double extendLr, long evalTokens, int passkeyTrials) {
         public static Preset named(String name) {
             return switch (name.toLowerCase(Locale.ROOT)) {
                 case "small" -> new Preset("small", new Pretraining.ModelShape(256, 688, 4, 4, 4, 64, 10000), 4096, 256, 32,
-                        400, 2e-3, 100, 5e-4, 8192);
+                        400, 2e-3, 100, 5e-4, 8192, 3);
                 case "medium" -> new Preset("medium", new Pretraining.ModelShape(384, 1024, 8, 6, 6, 64, 10000), 8192, 256, 32,
-                        1500, 1.5e-3, 300, 4e-4, 32768);
+                        1500, 1.5e-3, 300, 4e-4, 32768, 5);
                 case "quick" -> new Preset("quick", new Pretraining.ModelShape(64, 128, 2, 4, 2, 16, 10000), 512, 64, 8,
-                        40, 3e-3, 10, 1e-3, 1024);
+                        40, 3e-3, 10, 1e-3, 1024, 1);
                 default -> throw new RopewayException("unknown demo preset '" + name + "' (quick, small, medium)");
             };
         }
@@ -91,7 +92,50 @@ public final class Demo {
             entries.add(new Entry(m.label(), describe(m), extend(m, base, corpus, tokenizer), null));
         Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
         for (Entry e : entries) results.put(e.name(), evaluate(e, corpus));
-        return report(entries, results);
+        Map<String, List<Passkey.Cell>> passkeys = new LinkedHashMap<>();
+        for (Entry e : entries)
+            if (List.of("base", "pi", "e2", "clex").contains(e.name())) passkeys.put(e.name(), passkey(e));
+        return report(entries, results, passkeys);
+    }
+
+    /** Passkey at L, 4L and 8L with the needle at the start, middle and end. */
+    private List<Passkey.Cell> passkey(Entry e) {
+        Path cache = work.resolve("eval/" + e.name() + "-passkey.json");
+        List<Passkey.Cell> cells = new ArrayList<>();
+        if (Files.isRegularFile(cache)) {
+            log.accept("passkey " + e.name() + ": reusing " + cache);
+            @SuppressWarnings("unchecked")
+            List<Map<String, Object>> rows = (List<Map<String, Object>>) Json.readObject(cache).get("cells");
+            for (Map<String, Object> r : rows)
+                cells.add(new Passkey.Cell(((Number) r.get("length")).intValue(), ((Number) r.get("depth")).doubleValue(),
+                        ((Number) r.get("prompt_tokens")).intValue(), ((Number) r.get("trials")).intValue(),
+                        ((Number) r.get("regex_correct")).intValue(), ((Number) r.get("exact_correct")).intValue(),
+                        ((Number) r.get("key_log_likelihood")).doubleValue()));
+            return cells;
+        }
+        int l = preset.trainLen();
+        log.accept("passkey " + e.name() + ": lengths " + List.of(l, 4 * l, 8 * l) + ", depths 0 / 0.5 / 1, "
+                + preset.passkeyTrials() + " keys each");
+        List<Map<String, Object>> rows = new ArrayList<>();
+        try (Transformer t = Transformer.load(backend, e.model()); Tokenizer tok = TokenizedCorpus.open(e.model())) {
+            RopeScaling rope = t.config().rope();
+            for (int len : List.of(l, 4 * l, 8 * l))
+                for (double depth : List.of(0.0, 0.5, 1.0)) {
+                    Passkey.Cell c = Passkey.run(t, rope, tok, len, depth, preset.passkeyTrials(), 0);
+                    cells.add(c);
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("length", len);
+                    row.put("depth", depth);
+                    row.put("prompt_tokens", c.promptTokens());
+                    row.put("trials", c.trials());
+                    row.put("regex_correct", c.regexCorrect());
+                    row.put("exact_correct", c.exactCorrect());
+                    row.put("key_log_likelihood", c.meanKeyLogLikelihood());
+                    rows.add(row);
+                }
+        }
+        Json.writeAtomic(cache, Map.of("model", e.model().toString(), "cells", rows));
+        return cells;
     }
 
     private static String describe(Extension.Method m) {
@@ -229,7 +273,8 @@ public final class Demo {
         return out;
     }
 
-    private Path report(List<Entry> entries, Map<String, List<Perplexity.Result>> results) {
+    private Path report(List<Entry> entries, Map<String, List<Perplexity.Result>> results,
+                        Map<String, List<Passkey.Cell>> passkeys) {
         int l = preset.trainLen();
         StringBuilder md = new StringBuilder();
         md.append("# Ropeway demo: perplexity by context length\n\n");
@@ -253,6 +298,31 @@ public final class Demo {
             md.append('\n');
             json.put(e.name(), Map.of("description", e.description(), "model", e.model().toString(),
                     "rope", e.ropeSpec() == null ? "own" : e.ropeSpec(), "results", rows));
+        }
+        md.append(String.format(Locale.ROOT, "%n## Passkey retrieval%n%nThe Landmark prompt at L, 4L and 8L, needle at depth 0, "
+                + "0.5 and 1, %d keys per cell: accuracy (first integer of the greedy answer) and the mean log-likelihood of "
+                + "the key's tokens (higher is better; a smooth signal where a small model still answers wrong).%n%n",
+                preset.passkeyTrials()));
+        md.append(String.format(Locale.ROOT, "| method | accuracy %d | %d | %d | key log-likelihood %d | %d | %d |%n|---|---|---|---|---|---|---|%n",
+                l, 4 * l, 8 * l, l, 4 * l, 8 * l));
+        for (Entry e : entries) {
+            List<Passkey.Cell> cells = passkeys.get(e.name());
+            if (cells == null) continue;
+            md.append("| ").append(e.description()).append(" |");
+            StringBuilder ll = new StringBuilder();
+            for (int len : List.of(l, 4 * l, 8 * l)) {
+                int right = 0, trials = 0;
+                double sum = 0;
+                for (Passkey.Cell c : cells)
+                    if (c.targetTokens() == len) {
+                        right += c.regexCorrect();
+                        trials += c.trials();
+                        sum += c.meanKeyLogLikelihood() * c.trials();
+                    }
+                md.append(String.format(Locale.ROOT, " %d/%d |", right, trials));
+                ll.append(String.format(Locale.ROOT, " %.2f |", sum / Math.max(1, trials)));
+            }
+            md.append(ll).append('\n');
         }
         Path file = work.resolve("report.md");
         try {

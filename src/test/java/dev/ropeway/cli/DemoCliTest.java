@@ -32,7 +32,9 @@ class DemoCliTest {
         CliRunner.Result first = CliRunner.run(args);
         assertEquals(0, first.exitCode(), first.err());
         String report = Files.readString(work.resolve("report.md"));
-        assertEquals(8, report.lines().filter(l -> l.startsWith("| ") && !l.startsWith("| method")).count(), report);
+        // Eight perplexity rows and four passkey rows (base, PI, E2, CLEX).
+        assertEquals(12, report.lines().filter(l -> l.startsWith("| ") && !l.startsWith("| method")).count(), report);
+        assertTrue(report.contains("## Passkey retrieval"), report);
         assertTrue(report.contains("CLEX fine-tuned") && report.contains("E²-LLM fine-tuned"), report);
         FileTime trained = Files.getLastModifiedTime(work.resolve("base/model.safetensors"));
 
