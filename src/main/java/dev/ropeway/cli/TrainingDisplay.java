@@ -7,20 +7,23 @@ import java.util.Locale;
 
 /** Shows a training run: a progress bar per step, held-out losses and checkpoints as lines above it. */
 final class TrainingDisplay implements Trainer.Listener {
-    private final ProgressBar bar;
+    private final String label;
+    private ProgressBar bar;
     private double lastHeldout = Double.NaN;
 
     TrainingDisplay(String label, long totalSteps) {
-        this.bar = new ProgressBar(label, totalSteps, 0);
+        this.label = label;
     }
 
     void log(String line) {
-        bar.finish();
+        if (bar != null) bar.finish();
         System.err.println(line);
     }
 
     @Override
     public void step(Trainer.StepReport r) {
+        // Created at the first step, so a resumed run's rate and ETA count only the steps done in this process.
+        if (bar == null) bar = new ProgressBar(label, r.totalSteps(), r.step() - 1);
         String heldout = Double.isNaN(lastHeldout) ? "" : String.format(Locale.ROOT, " held-out %.3f |", lastHeldout);
         bar.update(r.step(), String.format(Locale.ROOT, "loss %.4f |%s lr %.2e | %s tok/s", r.loss(), heldout, r.lr(),
                 ProgressBar.rate(r.tokensPerSecond())));
@@ -37,6 +40,6 @@ final class TrainingDisplay implements Trainer.Listener {
     }
 
     void finish() {
-        bar.finish();
+        if (bar != null) bar.finish();
     }
 }
