@@ -23,7 +23,7 @@ final class DemoCommand implements Callable<Integer> {
     Path work;
 
     @Option(names = "--preset", defaultValue = "small",
-            description = "quick (a smoke run), small (about 15 minutes on 2 cores, the default) or medium.")
+            description = "quick (a smoke run), small (about 20 minutes on 2 cores, the default) or medium.")
     String preset;
 
     @Option(names = "--corpus", paramLabel = "<dir>",
