@@ -3,6 +3,7 @@ package dev.ropeway.demo;
 import dev.ropeway.RopewayException;
 import dev.ropeway.eval.Passkey;
 import dev.ropeway.eval.Perplexity;
+import dev.ropeway.eval.Plots;
 import dev.ropeway.eval.PerplexityProtocol;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
@@ -324,6 +325,10 @@ public final class Demo {
             }
             md.append(ll).append('\n');
         }
+        Map<String, List<Perplexity.Result>> named = new LinkedHashMap<>();
+        for (Entry e : entries) named.put(e.description(), results.get(e.name()));
+        Plots.perplexityByLength(work.resolve("perplexity.png"), "Perplexity on held-out books by context length", named, l);
+        md.append("\n![perplexity against context length](perplexity.png)\n");
         Path file = work.resolve("report.md");
         try {
             Files.createDirectories(work);

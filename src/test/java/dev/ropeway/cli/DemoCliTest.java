@@ -35,6 +35,11 @@ class DemoCliTest {
         // Eight perplexity rows and four passkey rows (base, PI, E2, CLEX).
         assertEquals(12, report.lines().filter(l -> l.startsWith("| ") && !l.startsWith("| method")).count(), report);
         assertTrue(report.contains("## Passkey retrieval"), report);
+        Path png = work.resolve("perplexity.png");
+        assertTrue(Files.size(png) > 10_000, "a real chart, not an empty file");
+        byte[] head = java.util.Arrays.copyOf(Files.readAllBytes(png), 8);
+        assertEquals((byte) 0x89, head[0]);
+        assertEquals('P', head[1]);
         assertTrue(report.contains("CLEX fine-tuned") && report.contains("E²-LLM fine-tuned"), report);
         FileTime trained = Files.getLastModifiedTime(work.resolve("base/model.safetensors"));
 
