@@ -19,16 +19,28 @@ import java.util.Map;
 public final class Plots {
     private Plots() {}
 
+    /** Distinct colours (a colour-blind-safe set, extended) so a dozen lines stay apart. */
+    private static final Color[] PALETTE = {new Color(0, 0, 0), new Color(230, 159, 0), new Color(86, 180, 233),
+            new Color(0, 158, 115), new Color(213, 94, 0), new Color(0, 114, 178), new Color(204, 121, 167),
+            new Color(240, 228, 66), new Color(120, 60, 160), new Color(150, 150, 150), new Color(160, 90, 40)};
+
+    private static double log2(double v) {
+        return Math.log(v) / Math.log(2);
+    }
+
     /**
-     * Perplexity against context length, one line per method, both axes logarithmic, with the training length
-     * marked by a dashed vertical line.
+     * Perplexity against context length, one line per method, the length axis logarithmic (base 2, labelled in tokens
+     * at each plotted length), with the training length marked by a dashed vertical line.
      */
     public static void perplexityByLength(Path file, String title, Map<String, List<Perplexity.Result>> series, int trainLength) {
         System.setProperty("java.awt.headless", "true");
         XYChart chart = new XYChartBuilder().width(900).height(560).title(title)
-                .xAxisTitle("context length (tokens, log scale)").yAxisTitle("perplexity (log scale)").build();
-        chart.getStyler().setXAxisLogarithmic(true);
-        chart.getStyler().setYAxisLogarithmic(true);
+                .xAxisTitle("context length (tokens, log scale)").yAxisTitle("perplexity").build();
+        // XChart labels logarithmic axes only at powers of ten; plotting log2(length) with its own labels puts one
+        // at every doubling.
+        chart.setCustomXAxisTickLabelsFormatter(x -> String.format(java.util.Locale.ROOT, "%,d", Math.round(Math.pow(2, x))));
+        chart.getStyler().setXAxisDecimalPattern("0");
+        chart.getStyler().setSeriesColors(PALETTE);
         chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.OutsideE);
         chart.getStyler().setChartBackgroundColor(Color.WHITE);
         chart.getStyler().setPlotGridLinesVisible(true);
@@ -37,7 +49,7 @@ public final class Plots {
             List<Perplexity.Result> rs = e.getValue();
             double[] x = new double[rs.size()], y = new double[rs.size()];
             for (int i = 0; i < rs.size(); i++) {
-                x[i] = rs.get(i).length();
+                x[i] = log2(rs.get(i).length());
                 y[i] = rs.get(i).perplexity();
                 min = Math.min(min, y[i]);
                 max = Math.max(max, y[i]);
@@ -47,7 +59,7 @@ public final class Plots {
         }
         if (max > 0) {
             XYSeries marker = chart.addSeries("trained length L = " + trainLength,
-                    new double[]{trainLength, trainLength}, new double[]{min * 0.95, max * 1.05});
+                    new double[]{log2(trainLength), log2(trainLength)}, new double[]{min * 0.95, max * 1.05});
             marker.setMarker(SeriesMarkers.NONE);
             marker.setLineColor(Color.GRAY);
             marker.setLineStyle(new BasicStroke(1.5f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[]{6f, 4f}, 0f));
