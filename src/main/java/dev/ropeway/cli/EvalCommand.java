@@ -71,17 +71,7 @@ final class EvalCommand implements Runnable {
             List<CorpusDocument> docs = corpus.hasHeldout() ? corpus.heldout() : corpus.train();
             List<int[]> tokens = new ArrayList<>();
             try (Tokenizer tok = TokenizedCorpus.open(model)) {
-                int bos = tok.bosId().orElse(-1);
-                for (CorpusDocument d : docs) {
-                    int[] ids = tok.encode(d.text(), false);
-                    if (bos >= 0) {
-                        int[] withBos = new int[ids.length + 1];
-                        withBos[0] = bos;
-                        System.arraycopy(ids, 0, withBos, 1, ids.length);
-                        ids = withBos;
-                    }
-                    tokens.add(ids);
-                }
+                for (CorpusDocument d : docs) tokens.add(TokenizedCorpus.encodeWithBos(tok, d.text()));
             }
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model)) {

@@ -235,14 +235,7 @@ public final class Demo {
         List<int[]> docs = new ArrayList<>();
         Corpus c = Corpus.open(corpus);
         try (Tokenizer tok = TokenizedCorpus.open(e.model())) {
-            int bos = tok.bosId().orElse(-1);
-            for (CorpusDocument d : c.hasHeldout() ? c.heldout() : c.train()) {
-                int[] ids = tok.encode(d.text(), false);
-                int[] withBos = new int[ids.length + 1];
-                withBos[0] = bos;
-                System.arraycopy(ids, 0, withBos, 1, ids.length);
-                docs.add(withBos);
-            }
+            for (CorpusDocument d : c.hasHeldout() ? c.heldout() : c.train()) docs.add(TokenizedCorpus.encodeWithBos(tok, d.text()));
         }
         List<Perplexity.Result> out = new ArrayList<>();
         List<Map<String, Object>> rows = new ArrayList<>();

@@ -80,13 +80,7 @@ public final class Passkey {
     }
 
     public static int[] tokens(Tokenizer tok, String text) {
-        int[] ids = tok.encode(text, false);
-        int bos = tok.bosId().orElse(-1);
-        if (bos < 0) return ids;
-        int[] out = new int[ids.length + 1];
-        out[0] = bos;
-        System.arraycopy(ids, 0, out, 1, ids.length);
-        return out;
+        return dev.ropeway.train.TokenizedCorpus.encodeWithBos(tok, text);
     }
 
     /** Runs {@code trials} trials of one (length, depth) cell. */

@@ -97,6 +97,29 @@ public final class Checkpoints {
         }
     }
 
+    /**
+     * The checkpoint a run in {@code runDir} starts from: none for a fresh run; the newest one with {@code resume}.
+     * A folder that already holds a run is refused without {@code resume}, so nothing is overwritten by mistake.
+     */
+    public static Optional<Path> startingPoint(Path runDir, boolean resume, java.util.function.Consumer<String> log) {
+        Optional<Path> latest = latest(runDir);
+        if (latest.isPresent() && !resume)
+            throw new RopewayException(runDir + " already holds a run (" + latest.get().getFileName()
+                    + "); pass --resume to continue it, or choose another --out");
+        if (latest.isEmpty() && resume) log.accept("no checkpoint in " + runDir + " yet: starting from scratch");
+        return latest;
+    }
+
+    /** Writes a finished run's Hugging Face folder (config, weights, tokenizer files) at the top of {@code runDir}. */
+    public static void writeFinal(Path runDir, TrainableModel model, Map<String, Object> configJson, Path tokenizerDir) {
+        model.save(runDir, configJson);
+        try {
+            copyTokenizer(tokenizerDir, runDir);
+        } catch (IOException e) {
+            throw new RopewayException("cannot copy the tokenizer into " + runDir + ": " + e.getMessage());
+        }
+    }
+
     /** The newest complete checkpoint of a run, if any. */
     public static Optional<Path> latest(Path runDir) {
         return list(runDir).stream().reduce((a, b) -> b);

@@ -16,7 +16,6 @@ import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.rope.RopeScalings;
 import dev.ropeway.tensor.Backend;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -115,10 +114,7 @@ public final class Extension {
         Path tokenizerDir = o.tokenizer() != null ? o.tokenizer() : o.model();
         if (!Files.isRegularFile(tokenizerDir.resolve("tokenizer.json")))
             throw new RopewayException("no tokenizer.json in " + tokenizerDir + " (pass --tokenizer)");
-        Optional<Path> latest = Checkpoints.latest(o.out());
-        if (latest.isPresent() && !o.resume())
-            throw new RopewayException(o.out() + " already holds a run (" + latest.get().getFileName()
-                    + "); pass --resume to continue it, or choose another --out");
+        Optional<Path> latest = Checkpoints.startingPoint(o.out(), o.resume(), log);
         Map<String, Object> baseJson = Json.readObject(o.model().resolve("config.json"));
         ModelConfig base = ModelConfig.parse(baseJson, o.model() + "/config.json");
         if (!base.rope().type().equals(DefaultRope.TYPE))
@@ -155,12 +151,7 @@ public final class Extension {
             if (start.step() > 0) log.accept("resuming from step " + start.step());
             TrainingState end = trainer.run(start, listener);
             double heldout = trainer.heldoutLoss();
-            model.save(o.out(), configJson);
-            try {
-                Checkpoints.copyTokenizer(tokenizerDir, o.out());
-            } catch (IOException e) {
-                throw new RopewayException("cannot copy the tokenizer into " + o.out() + ": " + e.getMessage());
-            }
+            Checkpoints.writeFinal(o.out(), model, configJson, tokenizerDir);
             return new Result(o.out(), end, heldout, target);
         }
     }

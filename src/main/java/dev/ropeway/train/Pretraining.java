@@ -10,7 +10,6 @@ import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.tensor.Backend;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
@@ -38,12 +37,7 @@ public final class Pretraining {
         Path tokenizerFile = o.tokenizer().resolve("tokenizer.json");
         if (!Files.isRegularFile(tokenizerFile))
             throw new RopewayException("no tokenizer.json in " + o.tokenizer() + " (train one with `ropeway tokenizer train`)");
-        Optional<Path> latest = Checkpoints.latest(o.out());
-        if (latest.isPresent() && !o.resume())
-            throw new RopewayException(o.out() + " already holds a run (" + latest.get().getFileName()
-                    + "); pass --resume to continue it, or choose another --out");
-        if (latest.isEmpty() && o.resume())
-            log.accept("no checkpoint in " + o.out() + " yet: starting from scratch");
+        Optional<Path> latest = Checkpoints.startingPoint(o.out(), o.resume(), log);
         Corpus corpus = Corpus.open(o.corpus());
         TokenizedCorpus data;
         int vocab;
@@ -79,12 +73,7 @@ public final class Pretraining {
             if (start.step() > 0) log.accept("resuming from step " + start.step());
             TrainingState end = trainer.run(start, listener);
             double heldout = trainer.heldoutLoss();
-            model.save(o.out(), configJson);
-            try {
-                Checkpoints.copyTokenizer(o.tokenizer(), o.out());
-            } catch (IOException e) {
-                throw new RopewayException("cannot copy the tokenizer into " + o.out() + ": " + e.getMessage());
-            }
+            Checkpoints.writeFinal(o.out(), model, configJson, o.tokenizer());
             return new Result(o.out(), end, heldout, model.layout().parameterCount());
         }
     }

@@ -74,6 +74,17 @@ public record TokenizedCorpus(PackedTokens train, PackedTokens heldout, int bos)
         return out;
     }
 
+    /** A document's tokens with the tokenizer's BOS in front (as training packs them), or without when it has none. */
+    public static int[] encodeWithBos(Tokenizer tokenizer, String text) {
+        int[] ids = tokenizer.encode(text, false);
+        int bos = tokenizer.bosId().orElse(-1);
+        if (bos < 0) return ids;
+        int[] out = new int[ids.length + 1];
+        out[0] = bos;
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
+    }
+
     /**
      * The tokenizer of a folder: the pure-Java byte-level BPE encoder when it supports the file (it gives the same ids
      * as the tokenizers library, an order of magnitude faster), otherwise the tokenizers library through DJL.
