@@ -75,8 +75,7 @@ final class EvalCommand implements Runnable {
             }
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model)) {
-                RopeScaling method = rope == null ? t.config().rope()
-                        : RopeSpec.parse(rope, dev.ropeway.rope.RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+                RopeScaling method = t.config().ropeOrSpec(rope);
                 if (!json) System.out.printf("%s, %s protocol, RoPE %s%n", model, p.label(), RopeSpec.describe(method));
                 for (int len : ls) {
                     int s = stride != null ? stride : Math.max(1, len / 2);
@@ -84,13 +83,7 @@ final class EvalCommand implements Runnable {
                     Perplexity.Result r = Perplexity.evaluate(t, method, tokens, len, p, s, maxTokens,
                             done -> bar.update(Math.min(done, maxTokens > 0 ? maxTokens : done), "tokens"));
                     bar.finish();
-                    Map<String, Object> row = new LinkedHashMap<>();
-                    row.put("length", len);
-                    row.put("loss", r.loss());
-                    row.put("perplexity", r.perplexity());
-                    row.put("tokens", r.tokens());
-                    row.put("windows", r.windows());
-                    rows.add(row);
+                    rows.add(r.toJson());
                     if (!json) System.out.printf(Locale.ROOT, "  L = %,7d  perplexity %10.3f  (loss %.4f, %,d tokens, %d windows)%n",
                             len, r.perplexity(), r.loss(), r.tokens(), r.windows());
                 }
@@ -149,26 +142,17 @@ final class EvalCommand implements Runnable {
         public Integer call() {
             if (trials < 1) throw new RopewayException("--trials must be at least 1");
             for (double d : depths) if (!(d >= 0 && d <= 1)) throw new RopewayException("depths must be in [0, 1], got " + d);
-            List<Map<String, Object>> rows = new ArrayList<>();
+            List<dev.ropeway.eval.Passkey.Cell> cells = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model);
                  Tokenizer tok = TokenizedCorpus.open(model)) {
-                RopeScaling method = rope == null ? t.config().rope()
-                        : RopeSpec.parse(rope, dev.ropeway.rope.RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+                RopeScaling method = t.config().ropeOrSpec(rope);
                 ProgressBar bar = new ProgressBar("cells", (long) lengths.size() * depths.size(), 0);
                 long done = 0;
                 for (String l : lengths) {
                     int len = Ppl.parseLength(l);
                     for (double d : depths) {
                         dev.ropeway.eval.Passkey.Cell c = dev.ropeway.eval.Passkey.run(t, method, tok, len, d, trials, seed);
-                        Map<String, Object> row = new LinkedHashMap<>();
-                        row.put("length", len);
-                        row.put("depth", d);
-                        row.put("prompt_tokens", c.promptTokens());
-                        row.put("trials", c.trials());
-                        row.put("accuracy", c.regexAccuracy());
-                        row.put("exact_accuracy", c.exactAccuracy());
-                        row.put("key_log_likelihood", c.meanKeyLogLikelihood());
-                        rows.add(row);
+                        cells.add(c);
                         bar.update(++done, String.format(Locale.ROOT, "L=%d depth=%.2f acc %.2f", len, d, c.regexAccuracy()));
                     }
                 }
@@ -177,14 +161,13 @@ final class EvalCommand implements Runnable {
                     Map<String, Object> out = new LinkedHashMap<>();
                     out.put("model", model.toString());
                     out.put("rope", method.toParameters());
-                    out.put("results", rows);
+                    out.put("results", cells.stream().map(dev.ropeway.eval.Passkey.Cell::toJson).toList());
                     System.out.println(Output.json(out));
                 } else {
                     System.out.printf("%s, RoPE %s, %d trials per cell%n", model, RopeSpec.describe(method), trials);
-                    for (Map<String, Object> r : rows)
+                    for (dev.ropeway.eval.Passkey.Cell c : cells)
                         System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  accuracy %.2f  exact %.2f  key log-likelihood %8.3f%n",
-                                (Integer) r.get("length"), (Double) r.get("depth"), (Double) r.get("accuracy"),
-                                (Double) r.get("exact_accuracy"), (Double) r.get("key_log_likelihood"));
+                                c.targetTokens(), c.depth(), c.regexAccuracy(), c.exactAccuracy(), c.meanKeyLogLikelihood());
                 }
             }
             return 0;

@@ -51,7 +51,7 @@ final class ExportCommand implements Callable<Integer> {
         RopeScaling target;
         long maxPositions;
         if (rope != null) {
-            target = RopeSpec.parse(rope, dev.ropeway.rope.RopeScalings.context(json, c.rotaryDim()));
+            target = c.ropeOrSpec(rope);
             maxPositions = c.maxPositionEmbeddings();
         } else if (c.rope() instanceof E2Rope e2) {
             double g = factor != null ? factor : e2.maxScale();

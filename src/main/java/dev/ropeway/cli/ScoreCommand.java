@@ -11,7 +11,6 @@ import dev.ropeway.model.Scorer;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
-import dev.ropeway.rope.RopeScalings;
 import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.tensor.Backend;
 import picocli.CommandLine.ArgGroup;
@@ -72,8 +71,7 @@ final class ScoreCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         ModelConfig config = Transformer.loadConfig(model);
-        RopeScaling scaling = rope == null ? config.rope()
-                : RopeSpec.parse(rope, RopeScalings.context(config.raw(), config.rotaryDim()));
+        RopeScaling scaling = config.ropeOrSpec(rope);
         TokenBatch batch = readInput(config);
         long start = System.nanoTime();
         Scorer.Score score;

@@ -9,8 +9,6 @@ import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
-import dev.ropeway.rope.RopeScalings;
-import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.train.Checkpoints;
 import dev.ropeway.train.Corpus;
@@ -107,11 +105,7 @@ public final class Demo {
             log.accept("passkey " + e.name() + ": reusing " + cache);
             @SuppressWarnings("unchecked")
             List<Map<String, Object>> rows = (List<Map<String, Object>>) Json.readObject(cache).get("cells");
-            for (Map<String, Object> r : rows)
-                cells.add(new Passkey.Cell(((Number) r.get("length")).intValue(), ((Number) r.get("depth")).doubleValue(),
-                        ((Number) r.get("prompt_tokens")).intValue(), ((Number) r.get("trials")).intValue(),
-                        ((Number) r.get("regex_correct")).intValue(), ((Number) r.get("exact_correct")).intValue(),
-                        ((Number) r.get("key_log_likelihood")).doubleValue()));
+            for (Map<String, Object> r : rows) cells.add(Passkey.Cell.fromJson(r));
             return cells;
         }
         int l = preset.trainLen();
@@ -124,15 +118,7 @@ public final class Demo {
                 for (double depth : List.of(0.0, 0.5, 1.0)) {
                     Passkey.Cell c = Passkey.run(t, rope, tok, len, depth, preset.passkeyTrials(), 0);
                     cells.add(c);
-                    Map<String, Object> row = new LinkedHashMap<>();
-                    row.put("length", len);
-                    row.put("depth", depth);
-                    row.put("prompt_tokens", c.promptTokens());
-                    row.put("trials", c.trials());
-                    row.put("regex_correct", c.regexCorrect());
-                    row.put("exact_correct", c.exactCorrect());
-                    row.put("key_log_likelihood", c.meanKeyLogLikelihood());
-                    rows.add(row);
+                    rows.add(c.toJson());
                 }
         }
         Json.writeAtomic(cache, Map.of("model", e.model().toString(), "cells", rows));
@@ -226,9 +212,7 @@ public final class Demo {
             List<Perplexity.Result> out = new ArrayList<>();
             @SuppressWarnings("unchecked")
             List<Map<String, Object>> rows = (List<Map<String, Object>>) Json.readObject(cache).get("results");
-            for (Map<String, Object> r : rows)
-                out.add(new Perplexity.Result(((Number) r.get("length")).intValue(), ((Number) r.get("loss")).doubleValue(),
-                        ((Number) r.get("tokens")).longValue(), ((Number) r.get("windows")).intValue()));
+            for (Map<String, Object> r : rows) out.add(Perplexity.Result.fromJson(r));
             return out;
         }
         log.accept("eval " + e.name() + ": perplexity at " + lengths);
@@ -240,18 +224,11 @@ public final class Demo {
         List<Perplexity.Result> out = new ArrayList<>();
         List<Map<String, Object>> rows = new ArrayList<>();
         try (Transformer t = Transformer.load(backend, e.model())) {
-            RopeScaling rope = e.ropeSpec() == null ? t.config().rope()
-                    : RopeSpec.parse(e.ropeSpec(), RopeScalings.context(t.config().raw(), t.config().rotaryDim()));
+            RopeScaling rope = t.config().ropeOrSpec(e.ropeSpec());
             for (int len : lengths) {
                 Perplexity.Result r = Perplexity.evaluate(t, rope, docs, len, PerplexityProtocol.CHUNKS, 0, preset.evalTokens(), n -> { });
                 out.add(r);
-                Map<String, Object> row = new LinkedHashMap<>();
-                row.put("length", r.length());
-                row.put("loss", r.loss());
-                row.put("perplexity", r.perplexity());
-                row.put("tokens", r.tokens());
-                row.put("windows", r.windows());
-                rows.add(row);
+                rows.add(r.toJson());
             }
             Map<String, Object> json = new LinkedHashMap<>();
             json.put("model", e.model().toString());

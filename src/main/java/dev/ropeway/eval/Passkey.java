@@ -42,6 +42,27 @@ public final class Passkey {
         public double exactAccuracy() {
             return (double) exactCorrect / trials;
         }
+
+        public java.util.Map<String, Object> toJson() {
+            java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+            m.put("length", targetTokens);
+            m.put("depth", depth);
+            m.put("prompt_tokens", promptTokens);
+            m.put("trials", trials);
+            m.put("regex_correct", regexCorrect);
+            m.put("exact_correct", exactCorrect);
+            m.put("accuracy", regexAccuracy());
+            m.put("exact_accuracy", exactAccuracy());
+            m.put("key_log_likelihood", meanKeyLogLikelihood);
+            return m;
+        }
+
+        public static Cell fromJson(java.util.Map<String, Object> m) {
+            return new Cell(((Number) m.get("length")).intValue(), ((Number) m.get("depth")).doubleValue(),
+                    ((Number) m.get("prompt_tokens")).intValue(), ((Number) m.get("trials")).intValue(),
+                    ((Number) m.get("regex_correct")).intValue(), ((Number) m.get("exact_correct")).intValue(),
+                    ((Number) m.get("key_log_likelihood")).doubleValue());
+        }
     }
 
     private Passkey() {}

@@ -22,6 +22,21 @@ public final class Perplexity {
         public double perplexity() {
             return Math.exp(loss);
         }
+
+        public java.util.Map<String, Object> toJson() {
+            java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+            m.put("length", length);
+            m.put("loss", loss);
+            m.put("perplexity", perplexity());
+            m.put("tokens", tokens);
+            m.put("windows", windows);
+            return m;
+        }
+
+        public static Result fromJson(java.util.Map<String, Object> m) {
+            return new Result(((Number) m.get("length")).intValue(), ((Number) m.get("loss")).doubleValue(),
+                    ((Number) m.get("tokens")).longValue(), ((Number) m.get("windows")).intValue());
+        }
     }
 
     private Perplexity() {}

@@ -90,6 +90,14 @@ public record ModelConfig(
                 c.optionalTokenId("bos_token_id"), c.optionalTokenId("eos_token_id"), dtype, json);
     }
 
+    /**
+     * The RoPE method a {@code --rope} spec names, read with this model's context (theta, rotary dimension,
+     * max_position_embeddings); the model's own method when {@code spec} is null.
+     */
+    public RopeScaling ropeOrSpec(String spec) {
+        return spec == null ? rope : dev.ropeway.rope.RopeSpec.parse(spec, RopeScalings.context(raw, rotaryDim));
+    }
+
     /** This config with a different RoPE method (for `--rope` experiments). */
     public ModelConfig withRope(RopeScaling newRope) {
         return new ModelConfig(architecture, vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads,
