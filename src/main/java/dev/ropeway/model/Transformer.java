@@ -10,6 +10,7 @@ import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * The decoder forward pass, written once against {@link Backend}: embedding, then per layer
@@ -52,6 +53,8 @@ public final class Transformer implements AutoCloseable {
 
     public Backend backend() { return backend; }
 
+    ModelWeights weights() { return weights; }
+
     /** Runs the model over a batch with the checkpoint's own RoPE method. */
     public void forward(TokenBatch in, LogitsSink sink) {
         forward(in, config.rope(), sink);
@@ -62,28 +65,57 @@ public final class Transformer implements AutoCloseable {
         in.checkVocabulary(config.vocabSize());
         ModelConfig c = config;
         long rows = in.rows();
-        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         RopePlan plan = rope.plan(in.positions(), in.ropeLength());
         AttentionShape shape = AttentionShape.selfAttention(in.batch(), in.seq(), c.numHeads(), c.numKvHeads(), c.headDim())
                 .withWindow(c.slidingWindow());
-        try (Tensor x = backend.allocate(rows * h);
-             Tensor hs = backend.allocate(rows * h);
+        try (Tensor x = backend.allocate(rows * c.hiddenSize());
+             Tensor k = backend.allocate(rows * c.kvDim());
+             Tensor v = backend.allocate(rows * c.kvDim());
+             RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
+            backend.embedding(x, weights.embedding(), in.ids(), c.hiddenSize());
+            layers(x, rows, shape, table, table, layer -> new LayerKv(k, v, null, k, v));
+            finalNorm(x, x, rows);
+            emitLogits(x, 0, rows, sink);
+        }
+    }
+
+    /**
+     * Where one layer writes the keys and values of the rows being processed ({@code newKeys}, {@code newValues};
+     * {@code rawKeys}, when not null, first receives the keys before rotation and is copied into {@code newKeys}), and
+     * the tensors attention reads them from ({@code keys}, {@code values}: the same for a plain forward, the whole
+     * cache of the layer for a forward that appends to a KV cache).
+     */
+    record LayerKv(Tensor newKeys, Tensor newValues, Tensor rawKeys, Tensor keys, Tensor values) {}
+
+    /**
+     * The decoder stack over {@code rows} embedded tokens in {@code x}, the residual stream, updated in place. Queries
+     * are rotated with {@code queryTable} and new keys with {@code keyTable} (the same table for a plain forward).
+     */
+    void layers(Tensor x, long rows, AttentionShape shape, RotaryTable queryTable, RotaryTable keyTable,
+                  java.util.function.IntFunction<LayerKv> kvOf) {
+        ModelConfig c = config;
+        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        try (Tensor hs = backend.allocate(rows * h);
              Tensor q = backend.allocate(rows * qd);
-             Tensor k = backend.allocate(rows * kvd);
-             Tensor v = backend.allocate(rows * kvd);
              Tensor att = backend.allocate(rows * qd);
              Tensor gate = backend.allocate(rows * ffn);
-             Tensor up = backend.allocate(rows * ffn);
-             RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
-            backend.embedding(x, weights.embedding(), in.ids(), h);
-            for (LayerWeights w : weights.layers()) {
+             Tensor up = backend.allocate(rows * ffn)) {
+            List<LayerWeights> all = weights.layers();
+            for (int l = 0; l < all.size(); l++) {
+                LayerWeights w = all.get(l);
+                LayerKv kv = kvOf.apply(l);
                 backend.rmsNorm(hs, x, w.inputNorm(), rows, h, c.rmsNormEps());
                 backend.linear(q, hs, w.q(), w.qBias(), rows, h, qd);
-                backend.linear(k, hs, w.k(), w.kBias(), rows, h, kvd);
-                backend.linear(v, hs, w.v(), w.vBias(), rows, h, kvd);
-                backend.rotary(q, table, rows, c.numHeads(), c.headDim());
-                backend.rotary(k, table, rows, c.numKvHeads(), c.headDim());
-                backend.attention(att, q, k, v, null, shape);
+                if (kv.rawKeys() != null) {
+                    backend.linear(kv.rawKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+                    backend.copy(kv.newKeys(), 0, kv.rawKeys(), 0, rows * kvd);
+                } else {
+                    backend.linear(kv.newKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+                }
+                backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
+                backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
+                backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
+                backend.attention(att, q, kv.keys(), kv.values(), null, shape);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
                 backend.addInPlace(x, hs, rows * h);
 
@@ -94,18 +126,23 @@ public final class Transformer implements AutoCloseable {
                 backend.linear(hs, gate, w.down(), w.downBias(), rows, ffn, h);
                 backend.addInPlace(x, hs, rows * h);
             }
-            backend.rmsNorm(hs, x, weights.finalNorm(), rows, h, c.rmsNormEps());
-            emitLogits(hs, rows, sink);
         }
     }
 
-    private void emitLogits(Tensor hidden, long rows, LogitsSink sink) {
+    /** The final RMSNorm of {@code rows} rows of the residual stream {@code x} into {@code out}. */
+    void finalNorm(Tensor out, Tensor x, long rows) {
+        backend.rmsNorm(out, x, weights.finalNorm(), rows, config.hiddenSize(), config.rmsNormEps());
+    }
+
+    /** Logits of hidden rows {@code [from, rows)}, streamed to the sink in blocks (row numbers counted from {@code from}). */
+    void emitLogits(Tensor hidden, long from, long rows, LogitsSink sink) {
         int h = config.hiddenSize(), vocab = config.vocabSize();
-        int block = (int) Math.max(1, Math.min(rows, LOGITS_BLOCK_FLOATS / vocab));
+        long count = rows - from;
+        int block = (int) Math.max(1, Math.min(count, LOGITS_BLOCK_FLOATS / vocab));
         try (Tensor logits = backend.allocate((long) block * vocab)) {
-            for (long r = 0; r < rows; r += block) {
-                int n = (int) Math.min(block, rows - r);
-                backend.gemm(false, true, n, vocab, h, 1f, hidden, r * h, h, weights.lmHead(), 0, h, 0f, logits, 0, vocab);
+            for (long r = 0; r < count; r += block) {
+                int n = (int) Math.min(block, count - r);
+                backend.gemm(false, true, n, vocab, h, 1f, hidden, (from + r) * h, h, weights.lmHead(), 0, h, 0f, logits, 0, vocab);
                 sink.accept(r, n, logits);
             }
         }

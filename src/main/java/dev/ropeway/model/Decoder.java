@@ -1,0 +1,219 @@
+package dev.ropeway.model;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.rope.RopePlan;
+import dev.ropeway.rope.RopeScaling;
+import dev.ropeway.tensor.AttentionShape;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.RotaryTable;
+import dev.ropeway.tensor.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * One sequence's incremental forward pass over a {@link KvCache}: tokens are appended in chunks (a prompt's prefill)
+ * or one at a time (generation), and each append returns the logits of what it appended.
+ *
+ * <p>RoPE follows the method as the sequence grows: every append plans with the total length S = cached + new tokens,
+ * so dynamic NTK, E²-LLM's g = ceil(S / L0) and CLEX's t = min(ceil(S / L0), T) take the value a whole-sequence forward
+ * of S tokens would use. When that changes the frequencies, the cached keys follow the {@link RopeChange} policy:
+ * {@link RopeChange#REROTATE} rotates every cached key again from its unrotated copy (CLEX's reference inference,
+ * O(S) per change; values and deeper layers' keys keep what earlier lengths produced), {@link RopeChange#RECOMPUTE}
+ * runs the whole prefix again at the new length (exactly a whole-sequence forward, O(S) forward work per change).
+ *
+ * <p>The attention scale of a plan (YaRN's mscale, CLEX's log scale) multiplies both q and k in a whole-sequence
+ * forward; here queries carry its square and keys none, the same logits, so a scale that follows S never forces keys
+ * to be rotated again.
+ */
+public final class Decoder implements AutoCloseable {
+
+    /** What happens to cached keys when the RoPE frequencies change as the sequence grows. */
+    public enum RopeChange {
+        /** Rotate every cached key again with the new frequencies (CLEX reference semantics). */
+        REROTATE,
+        /** Recompute the whole cached prefix with the new frequencies (equal to a full forward). */
+        RECOMPUTE;
+
+        public static RopeChange parse(String s) {
+            return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+                case "rerotate" -> REROTATE;
+                case "recompute" -> RECOMPUTE;
+                default -> throw new RopewayException("unknown RoPE-change policy '" + s + "' (rerotate or recompute)");
+            };
+        }
+    }
+
+    /** Default number of tokens per prefill chunk. */
+    public static final int DEFAULT_CHUNK = 512;
+
+    private final Transformer model;
+    private final Backend backend;
+    private final ModelConfig config;
+    private final RopeScaling rope;
+    private final RopeChange policy;
+    private final int chunk;
+    private final KvCache cache;
+    private final int[] tokens;
+    private int ropeChanges;
+
+    /**
+     * A decoder for sequences of up to {@code capacity} tokens with the given RoPE method, policy and prefill chunk size.
+     */
+    public Decoder(Transformer model, RopeScaling rope, long capacity, RopeChange policy, int chunk) {
+        if (capacity <= 0 || capacity > Integer.MAX_VALUE - 8)
+            throw new RopewayException("context capacity must be in [1, " + (Integer.MAX_VALUE - 8) + "], got " + capacity);
+        if (chunk <= 0) throw new RopewayException("prefill chunk must be positive, got " + chunk);
+        this.model = model;
+        this.backend = model.backend();
+        this.config = model.config();
+        this.rope = rope;
+        this.policy = policy;
+        this.chunk = chunk;
+        boolean raw = policy == RopeChange.REROTATE && lengthDependent(rope, capacity);
+        this.cache = KvCache.allocate(backend, config, capacity, raw);
+        this.tokens = new int[(int) capacity];
+    }
+
+    public Decoder(Transformer model, RopeScaling rope, long capacity) {
+        this(model, rope, capacity, RopeChange.REROTATE, DEFAULT_CHUNK);
+    }
+
+    /** True when the frequencies for some length in [1, capacity] differ from those for length 1. */
+    static boolean lengthDependent(RopeScaling rope, long capacity) {
+        return !Arrays.equals(rope.inverseFrequencies(1), rope.inverseFrequencies(capacity));
+    }
+
+    public ModelConfig config() { return config; }
+
+    public RopeScaling rope() { return rope; }
+
+    /** Tokens in the sequence so far. */
+    public long length() { return cache.length(); }
+
+    public long capacity() { return cache.capacity(); }
+
+    /** The sequence so far. */
+    public int[] tokens() { return Arrays.copyOf(tokens, (int) cache.length()); }
+
+    /** How many times a frequency change re-rotated or recomputed the cache. */
+    public int ropeChanges() { return ropeChanges; }
+
+    /** Starts a new sequence (keeps the memory). */
+    public void reset() {
+        cache.clear();
+    }
+
+    /** Appends one token; returns the logits for the token after it. */
+    public float[] next(int token) {
+        return append(new int[]{token});
+    }
+
+    /** Appends tokens (in chunks); returns the logits that follow the last one. */
+    public float[] append(int[] ids) {
+        if (ids.length == 0) throw new RopewayException("nothing to append");
+        float[] last = new float[config.vocabSize()];
+        append(ids, null, last);
+        return last;
+    }
+
+    /**
+     * Appends tokens in chunks, streaming every appended row's logits to {@code sink} (row numbers count from the first
+     * appended token).
+     */
+    public void append(int[] ids, LogitsSink sink) {
+        if (ids.length == 0) throw new RopewayException("nothing to append");
+        append(ids, sink, null);
+    }
+
+    /**
+     * One append is one forward of the model, as a Hugging Face call with a KV cache is: every chunk of it is planned
+     * at the total length after the append, so a prompt prefilled in chunks gets the RoPE a whole-prompt forward gets.
+     */
+    private void append(int[] ids, LogitsSink sink, float[] last) {
+        checkTokens(ids);
+        long p = cache.length(), s = p + ids.length;
+        if (s > cache.capacity())
+            throw new RopewayException("the context is full: " + p + " tokens cached + " + ids.length
+                    + " new exceed its capacity of " + cache.capacity() + " tokens");
+        float[] freq = rope.inverseFrequencies(s);
+        if (p > 0 && !Arrays.equals(freq, cache.frequencies())) {
+            ropeChanges++;
+            if (policy == RopeChange.RECOMPUTE) {
+                int[] prefix = Arrays.copyOf(tokens, (int) p);
+                cache.clear();
+                for (int from = 0; from < prefix.length; from += chunk)
+                    run(Arrays.copyOfRange(prefix, from, Math.min(prefix.length, from + chunk)), s, null, null);
+            } else {
+                rerotate(p, freq);
+            }
+        }
+        for (int from = 0; from < ids.length; from += chunk) {
+            int n = Math.min(chunk, ids.length - from);
+            int base = from;
+            LogitsSink shifted = sink == null ? null : (first, rows, logits) -> sink.accept(base + first, rows, logits);
+            run(Arrays.copyOfRange(ids, from, from + n), s, shifted, from + n == ids.length ? last : null);
+        }
+    }
+
+    private void checkTokens(int[] ids) {
+        for (int i = 0; i < ids.length; i++)
+            if (ids[i] < 0 || ids[i] >= config.vocabSize())
+                throw new RopewayException("token id " + ids[i] + " (appended token " + i + ") is outside the model's vocabulary [0, "
+                        + config.vocabSize() + ")");
+    }
+
+    /** Rotates the first {@code p} cached keys of every layer again, from their unrotated copies. */
+    private void rerotate(long p, float[] freq) {
+        if (!cache.keepsRawKeys())
+            throw new IllegalStateException("frequencies changed but the cache keeps no unrotated keys");
+        try (RotaryTable table = backend.rotaryTable(positions(0, p), freq, 1f)) {
+            for (int l = 0; l < config.numLayers(); l++) {
+                Tensor keys = cache.rows(cache.keys(l), 0, p);
+                backend.copy(keys, 0, cache.rows(cache.rawKeys(l), 0, p), 0, p * config.kvDim());
+                backend.rotary(keys, table, p, config.numKvHeads(), config.headDim());
+            }
+        }
+        cache.setLength(p, freq);
+    }
+
+    /** Runs {@code ids} after the cached tokens, with RoPE planned for a sequence of {@code ropeLength} tokens. */
+    private void run(int[] ids, long ropeLength, LogitsSink sink, float[] last) {
+        long p = cache.length();
+        int n = ids.length, h = config.hiddenSize();
+        float[] pos = positions(p, n);
+        RopePlan plan = rope.plan(pos, ropeLength);
+        float scale = plan.attentionScale();
+        AttentionShape shape = new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
+                config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
+        try (Tensor x = backend.allocate((long) n * h);
+             RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
+             RotaryTable keys = scale == 1f ? null : backend.rotaryTable(pos, plan.invFreq(), 1f)) {
+            backend.embedding(x, model.weights().embedding(), ids, h);
+            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> new Transformer.LayerKv(
+                    cache.rows(cache.keys(l), p, n), cache.rows(cache.values(l), p, n),
+                    cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, n) : null, cache.keys(l), cache.values(l)));
+            System.arraycopy(ids, 0, tokens, (int) p, n);
+            cache.setLength(p + n, plan.invFreq());
+            if (sink != null) {
+                model.finalNorm(x, x, n);
+                model.emitLogits(x, 0, n, sink);
+            }
+            if (last != null) {
+                Tensor row = backend.view(x, (long) (n - 1) * h, h);
+                if (sink == null) model.finalNorm(row, row, 1);
+                model.emitLogits(row, 0, 1, (first, rows, logits) -> backend.download(logits, 0, last, 0, last.length));
+            }
+        }
+    }
+
+    private static float[] positions(long from, long count) {
+        float[] pos = new float[(int) count];
+        for (int i = 0; i < pos.length; i++) pos[i] = from + i;
+        return pos;
+    }
+
+    @Override
+    public void close() {
+        cache.close();
+    }
+}

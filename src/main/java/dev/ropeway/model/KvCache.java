@@ -1,0 +1,93 @@
+package dev.ropeway.model;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.Tensor;
+
+/**
+ * The keys and values of one sequence, per layer, in backend memory preallocated for {@code capacity} tokens and
+ * indexed by long. Keys are stored rotated with the frequencies in {@link #frequencies()}; when the RoPE method's
+ * frequencies depend on the length (dynamic NTK, E²-LLM's g, CLEX's t, LongRoPE), the keys before rotation are kept
+ * too, so every cached key can be rotated again when the frequencies change.
+ */
+public final class KvCache implements AutoCloseable {
+    private final Backend backend;
+    private final long capacity;
+    private final int kvDim;
+    private final Tensor[] keys, values, rawKeys;
+    private long length;
+    private float[] frequencies;
+
+    private KvCache(Backend backend, ModelConfig config, long capacity, boolean keepRawKeys) {
+        this.backend = backend;
+        this.capacity = capacity;
+        this.kvDim = config.kvDim();
+        int layers = config.numLayers();
+        keys = new Tensor[layers];
+        values = new Tensor[layers];
+        rawKeys = keepRawKeys ? new Tensor[layers] : null;
+        long floats = Math.multiplyExact(capacity, (long) kvDim);
+        try {
+            for (int l = 0; l < layers; l++) {
+                keys[l] = backend.allocate(floats);
+                values[l] = backend.allocate(floats);
+                if (rawKeys != null) rawKeys[l] = backend.allocate(floats);
+            }
+        } catch (RuntimeException | OutOfMemoryError e) {
+            close();
+            throw new RopewayException("cannot allocate a KV cache of " + capacity + " tokens ("
+                    + bytes(config, capacity, keepRawKeys) / (1 << 20) + " MiB): " + e.getMessage()
+                    + "; ask for a shorter context", e);
+        }
+    }
+
+    /** A cache for up to {@code capacity} tokens of a model with this config. */
+    public static KvCache allocate(Backend backend, ModelConfig config, long capacity, boolean keepRawKeys) {
+        if (capacity <= 0) throw new RopewayException("a KV cache needs a positive capacity, got " + capacity);
+        return new KvCache(backend, config, capacity, keepRawKeys);
+    }
+
+    /** Bytes a cache of {@code capacity} tokens takes. */
+    public static long bytes(ModelConfig config, long capacity, boolean keepRawKeys) {
+        return capacity * config.kvDim() * (long) Float.BYTES * config.numLayers() * (keepRawKeys ? 3 : 2);
+    }
+
+    public long capacity() { return capacity; }
+
+    /** Tokens cached. */
+    public long length() { return length; }
+
+    public boolean keepsRawKeys() { return rawKeys != null; }
+
+    /** The inverse frequencies the cached keys are rotated with (null while empty). */
+    float[] frequencies() { return frequencies; }
+
+    void setLength(long length, float[] frequencies) {
+        if (length < 0 || length > capacity) throw new IllegalArgumentException("length " + length + " outside [0, " + capacity + "]");
+        this.length = length;
+        this.frequencies = length == 0 ? null : frequencies;
+    }
+
+    Tensor keys(int layer) { return keys[layer]; }
+
+    Tensor values(int layer) { return values[layer]; }
+
+    Tensor rawKeys(int layer) { return rawKeys == null ? null : rawKeys[layer]; }
+
+    /** Rows [from, from + rows) of a layer's tensor, as a view. */
+    Tensor rows(Tensor t, long from, long rows) {
+        return backend.view(t, from * kvDim, rows * kvDim);
+    }
+
+    /** Forgets every cached token; the memory is kept for the next sequence. */
+    public void clear() {
+        setLength(0, null);
+    }
+
+    @Override
+    public void close() {
+        for (Tensor[] ts : new Tensor[][]{keys, values, rawKeys})
+            if (ts != null)
+                for (Tensor t : ts) if (t != null) t.close();
+    }
+}

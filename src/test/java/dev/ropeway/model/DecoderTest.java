@@ -1,0 +1,206 @@
+package dev.ropeway.model;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.rope.ClexRope;
+import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.rope.E2Rope;
+import dev.ropeway.rope.RopeScaling;
+import dev.ropeway.tensor.CpuBackend;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The KV-cache decoder against whole-sequence forwards of the same tokens ({@link Scorer}'s logits). */
+class DecoderTest {
+    static final int VOCAB = 64;
+    static CpuBackend backend;
+    @TempDir
+    static Path dir;
+
+    @BeforeAll
+    static void open() { backend = new CpuBackend(); }
+
+    @AfterAll
+    static void close() { backend.close(); }
+
+    /** A random model with this RoPE method, written as a checkpoint and loaded the way users load one. */
+    static Transformer model(String name, int layers, RopeScaling rope, long window) {
+        Map<String, Object> json = CheckpointWriter.withRope(
+                CheckpointWriter.llamaConfig(VOCAB, 32, 64, layers, 4, 2, 8, 64, new DefaultRope(10000, 8), false), rope,
+                rope instanceof ClexRope clex ? clex.originalMax() : 64);
+        if (window > 0) json.put("sliding_window", window);
+        ModelConfig c = ModelConfig.parse(json, name);
+        Path out = dir.resolve(name);
+        try (TrainableModel m = TrainableModel.random(backend, c, 7)) {
+            m.save(out, json);
+        }
+        return Transformer.load(backend, out);
+    }
+
+    static int[] randomTokens(int n, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = r.nextInt(VOCAB);
+        return ids;
+    }
+
+    /** Logits of the last token of {@code seq}, from one whole-sequence forward. */
+    static float[] fullForwardLast(Transformer t, RopeScaling rope, int[] seq) {
+        float[] all = new Scorer(t).score(TokenBatch.of(seq, 1, seq.length), rope, true).logits();
+        return Arrays.copyOfRange(all, (seq.length - 1) * VOCAB, seq.length * VOCAB);
+    }
+
+    static void assertClose(float[] expected, float[] actual, double tol, String what) {
+        double scale = 0;
+        for (float e : expected) scale = Math.max(scale, Math.abs(e));
+        for (int i = 0; i < expected.length; i++)
+            assertEquals(expected[i], actual[i], tol * Math.max(1, scale), what + " logit " + i);
+    }
+
+    static int argmax(float[] x) {
+        int best = 0;
+        for (int i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+
+    /**
+     * Prefills a prompt in chunks of 3, then generates greedily; at every step the cached decoder's logits equal a
+     * whole-sequence forward over the same tokens, and the token it picks is that forward's argmax.
+     */
+    static int checkGreedyAgainstFullForward(Transformer t, RopeScaling rope, Decoder.RopeChange policy, int prompt, int steps) {
+        int[] seq = randomTokens(prompt, 3);
+        try (Decoder d = new Decoder(t, rope, prompt + steps, policy, 3)) {
+            float[] logits = d.append(seq);
+            for (int step = 0; step < steps; step++) {
+                assertClose(fullForwardLast(t, rope, seq), logits, 1e-4, rope.type() + " step " + step + " (length " + seq.length + ")");
+                int next = argmax(logits);
+                seq = Arrays.copyOf(seq, seq.length + 1);
+                seq[seq.length - 1] = next;
+                logits = d.next(next);
+            }
+            assertArrayEquals(Arrays.copyOf(seq, seq.length), d.tokens());
+            return d.ropeChanges();
+        }
+    }
+
+    @Test
+    void cachedGreedyEqualsFullRecomputeWithDefaultRope() {
+        try (Transformer t = model("default", 2, new DefaultRope(10000, 8), 0)) {
+            assertEquals(0, checkGreedyAgainstFullForward(t, t.config().rope(), Decoder.RopeChange.REROTATE, 7, 20));
+        }
+    }
+
+    @Test
+    void slidingWindowAndYarnScaleMatchToo() {
+        try (Transformer t = model("window", 2, new DefaultRope(10000, 8), 6)) {
+            checkGreedyAgainstFullForward(t, t.config().rope(), Decoder.RopeChange.REROTATE, 5, 12);
+            RopeScaling yarn = t.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
+            assertNotEquals(1f, yarn.attentionScaling(), "YaRN's mscale is what this case checks");
+            checkGreedyAgainstFullForward(t, yarn, Decoder.RopeChange.REROTATE, 5, 12);
+        }
+    }
+
+    /** E²'s g = ceil(S / 8) changes at 9, 17, 25: recomputing the prefix keeps the decoder equal to a full forward. */
+    @Test
+    void e2ScaleChangesDuringGenerationWithRecompute() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2", 2, e2, 0)) {
+            assertEquals(3, checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.RECOMPUTE, 5, 24));
+        }
+    }
+
+    /** CLEX's t = min(ceil(S / 8), 4) changes at 9, 17, 25 and then stays at T past L0·T = 32. */
+    @Test
+    void clexFactorChangesDuringGenerationWithRecompute() {
+        ClexRope clex = new ClexRope(10000, 8, 8, 4, 1, "tanh", 0.01, false, null);
+        try (Transformer t = model("clex", 2, clex, 0)) {
+            RopeScaling rope = t.config().rope();
+            assertInstanceOf(ClexRope.class, rope);
+            assertEquals(3, checkGreedyAgainstFullForward(t, rope, Decoder.RopeChange.RECOMPUTE, 6, 34));
+        }
+    }
+
+    /**
+     * Re-rotation (CLEX's reference inference) rotates the cached keys again; with one layer the keys and values come
+     * straight from the embeddings, so it too equals a full forward, including CLEX's log scale that changes with S.
+     */
+    @Test
+    void rerotatedKeysEqualFreshlyRotatedOnes() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-one-layer", 1, e2, 0)) {
+            assertEquals(3, checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.REROTATE, 5, 24));
+        }
+        ClexRope clex = new ClexRope(10000, 8, 8, 4, 1, "tanh", 0.01, true, null);
+        try (Transformer t = model("clex-one-layer", 1, clex, 0)) {
+            assertEquals(3, checkGreedyAgainstFullForward(t, t.config().rope(), Decoder.RopeChange.REROTATE, 6, 24));
+            RopeScaling dynamic = t.config().ropeOrSpec("dynamic:factor=2");
+            assertTrue(checkGreedyAgainstFullForward(t, dynamic, Decoder.RopeChange.REROTATE, 60, 4) >= 3,
+                    "dynamic NTK changes its frequencies at every length past max_position_embeddings");
+        }
+    }
+
+    /** With several layers, re-rotation differs from a full forward only through what earlier lengths produced. */
+    @Test
+    void rerotationKeepsDeepLayersFromEarlierLengths() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-deep", 3, e2, 0)) {
+            int[] seq = randomTokens(12, 5);
+            try (Decoder rerotate = new Decoder(t, e2, 20, Decoder.RopeChange.REROTATE, 4);
+                 Decoder recompute = new Decoder(t, e2, 20, Decoder.RopeChange.RECOMPUTE, 4)) {
+                rerotate.append(Arrays.copyOf(seq, 8));
+                recompute.append(Arrays.copyOf(seq, 8));
+                float[] a = rerotate.append(Arrays.copyOfRange(seq, 8, 12)), b = recompute.append(Arrays.copyOfRange(seq, 8, 12));
+                assertClose(fullForwardLast(t, e2, seq), b, 1e-4, "recompute");
+                double diff = 0;
+                for (int i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+                assertTrue(diff > 1e-5, "re-rotation keeps the values of g = 1: the logits must differ, max diff " + diff);
+                assertEquals(1, rerotate.ropeChanges());
+            }
+        }
+    }
+
+    /** A prompt appended in one call is planned at its whole length however it is chunked; rows stream in order. */
+    @Test
+    void chunkedPrefillStreamsEveryRowLikeOneForward() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-prefill", 2, e2, 0)) {
+            int[] seq = randomTokens(30, 9);
+            float[] expected = new Scorer(t).score(TokenBatch.of(seq, 1, seq.length), e2, true).logits();
+            float[] got = new float[expected.length];
+            long[] next = {0};
+            try (Decoder d = new Decoder(t, e2, 30, Decoder.RopeChange.REROTATE, 7)) {
+                d.append(seq, (first, rows, logits) -> {
+                    assertEquals(next[0], first, "rows arrive in order");
+                    backend.download(logits, 0, got, (int) first * VOCAB, rows * VOCAB);
+                    next[0] += rows;
+                });
+                assertEquals(30, next[0]);
+                assertEquals(0, d.ropeChanges());
+            }
+            assertClose(expected, got, 1e-4, "prefill");
+        }
+    }
+
+    @Test
+    void clearErrorsForFullContextAndBadTokens() {
+        try (Transformer t = model("errors", 1, new DefaultRope(10000, 8), 0);
+             Decoder d = new Decoder(t, t.config().rope(), 4)) {
+            d.append(new int[]{1, 2, 3});
+            d.next(4);
+            RopewayException full = assertThrows(RopewayException.class, () -> d.next(5));
+            assertTrue(full.getMessage().contains("context is full"), full.getMessage());
+            RopewayException bad = assertThrows(RopewayException.class, () -> { d.reset(); d.append(new int[]{1, VOCAB}); });
+            assertTrue(bad.getMessage().contains("outside the model's vocabulary"), bad.getMessage());
+            assertEquals(0, d.length(), "a rejected append changes nothing");
+            assertThrows(RopewayException.class, () -> Decoder.RopeChange.parse("sometimes"));
+        }
+    }
+}
