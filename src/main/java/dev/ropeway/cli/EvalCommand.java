@@ -38,7 +38,8 @@ final class EvalCommand implements Runnable {
     @Command(name = "ppl", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"Perplexity on long documents at several context lengths.",
                     "chunks: non-overlapping windows of exactly L tokens (CLEX's protocol); sliding: windows of L every",
-                    "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's)."})
+                    "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's); prefill: the chunks windows fed",
+                    "through the KV cache --stride tokens per forward (CLEX's chunked evaluation)."})
     static final class Ppl implements Callable<Integer> {
         @Option(names = "--model", required = true, paramLabel = "<dir>")
         Path model;
@@ -48,9 +49,9 @@ final class EvalCommand implements Runnable {
         @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>",
                 description = "Context lengths in tokens, e.g. 256,512,1k,4k.")
         List<String> lengths;
-        @Option(names = "--protocol", defaultValue = "chunks", description = "chunks or sliding (default: ${DEFAULT-VALUE}).")
+        @Option(names = "--protocol", defaultValue = "chunks", description = "chunks, sliding or prefill (default: ${DEFAULT-VALUE}).")
         String protocol;
-        @Option(names = "--stride", description = "sliding: step between windows (default: L / 2).")
+        @Option(names = "--stride", description = "sliding: step between windows (default: L / 2); prefill: tokens per forward (default: min(L, 4096)).")
         Integer stride;
         @Option(names = "--max-tokens", defaultValue = "32768",
                 description = "Tokens scored per length at most, 0 = all (default: ${DEFAULT-VALUE}).")
@@ -78,7 +79,7 @@ final class EvalCommand implements Runnable {
                 RopeScaling method = t.config().ropeOrSpec(rope);
                 if (!json) System.out.printf("%s, %s protocol, RoPE %s%n", model, p.label(), RopeSpec.describe(method));
                 for (int len : ls) {
-                    int s = stride != null ? stride : Math.max(1, len / 2);
+                    int s = stride != null ? stride : p == PerplexityProtocol.PREFILL ? Math.min(len, 4096) : Math.max(1, len / 2);
                     ProgressBar bar = new ProgressBar("L=" + len, maxTokens > 0 ? maxTokens : 1, 0);
                     Perplexity.Result r = Perplexity.evaluate(t, method, tokens, len, p, s, maxTokens,
                             done -> bar.update(Math.min(done, maxTokens > 0 ? maxTokens : done), "tokens"));

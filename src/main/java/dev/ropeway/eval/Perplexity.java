@@ -1,7 +1,9 @@
 package dev.ropeway.eval;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.model.Decoder;
 import dev.ropeway.model.Scorer;
+import dev.ropeway.tensor.Backend;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
@@ -43,13 +45,18 @@ public final class Perplexity {
 
     /**
      * Scores documents at {@code length} tokens until about {@code maxTokens} tokens are scored (0: all).
-     * {@code stride} is the sliding protocol's step S (ignored by chunks). {@code progress} receives tokens scored.
+     * {@code stride} is the sliding protocol's step S or the prefill protocol's block size (ignored by chunks).
+     * {@code progress} receives tokens scored.
      */
     public static Result evaluate(Transformer model, RopeScaling rope, List<int[]> documents, int length,
                                   PerplexityProtocol protocol, int stride, long maxTokens, LongConsumer progress) {
         if (length < 2) throw new RopewayException("a perplexity window needs at least 2 tokens, got " + length);
         if (protocol == PerplexityProtocol.SLIDING && (stride < 1 || stride > length))
             throw new RopewayException("the sliding stride must be in [1, " + length + "], got " + stride);
+        if (protocol == PerplexityProtocol.PREFILL) {
+            if (stride < 1) throw new RopewayException("the prefill block must be at least 1 token, got " + stride);
+            return prefill(model, rope, documents, length, stride, maxTokens, progress);
+        }
         Scorer scorer = new Scorer(model);
         double sum = 0;
         long tokens = 0;
@@ -69,6 +76,43 @@ public final class Perplexity {
                 windows++;
                 progress.accept(tokens);
                 if (maxTokens > 0 && tokens >= maxTokens) return new Result(length, sum / tokens, tokens, windows);
+            }
+        }
+        if (tokens == 0)
+            throw new RopewayException("no document has " + length + " tokens; use shorter lengths or longer documents");
+        return new Result(length, sum / tokens, tokens, windows);
+    }
+
+    /** The prefill protocol: each chunk-protocol window through a KV cache, {@code block} tokens per forward. */
+    private static Result prefill(Transformer model, RopeScaling rope, List<int[]> documents, int length, int block,
+                                  long maxTokens, LongConsumer progress) {
+        int vocab = model.config().vocabSize();
+        Backend backend = model.backend();
+        double sum = 0;
+        long tokens = 0;
+        int windows = 0;
+        try (Decoder decoder = new Decoder(model, rope, length, Decoder.RopeChange.REROTATE, Math.min(block, length))) {
+            for (int[] doc : documents) {
+                if (doc.length < length) continue;
+                for (int[] span : chunks(doc.length, length)) {
+                    decoder.reset();
+                    int[] window = java.util.Arrays.copyOfRange(doc, span[0], span[0] + length);
+                    double[] windowSum = {0};
+                    for (int from = 0; from < length; from += block) {
+                        int to = Math.min(length, from + block), base = from;
+                        decoder.append(java.util.Arrays.copyOfRange(window, from, to), (first, n, logits) -> {
+                            int rows = (int) Math.min(n, length - 1 - (base + first));
+                            if (rows <= 0) return;
+                            int[] targets = java.util.Arrays.copyOfRange(window, (int) (base + first + 1), (int) (base + first + 1 + rows));
+                            for (double loss : backend.crossEntropy(logits, targets, rows, vocab)) windowSum[0] += loss;
+                        });
+                    }
+                    sum += windowSum[0];
+                    tokens += length - 1;
+                    windows++;
+                    progress.accept(tokens);
+                    if (maxTokens > 0 && tokens >= maxTokens) return new Result(length, sum / tokens, tokens, windows);
+                }
             }
         }
         if (tokens == 0)

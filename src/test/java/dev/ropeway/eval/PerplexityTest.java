@@ -6,6 +6,7 @@ import dev.ropeway.model.Scorer;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.rope.E2Rope;
 import dev.ropeway.tensor.CpuBackend;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -59,6 +60,40 @@ class PerplexityTest {
             assertEquals(slide / 49, sliding.loss(), 1e-9);
             // A token budget stops after the window that reaches it.
             assertEquals(15, Perplexity.evaluate(t, c.rope(), List.of(doc), 16, PerplexityProtocol.CHUNKS, 0, 10, n -> { }).tokens());
+        }
+    }
+
+    /**
+     * prefill: each 16-token window in blocks of 8, the second block planned at 16 tokens. With E² (L0 = 8) g is 1
+     * for the first block and 2 for the second; a one-layer model makes the re-rotated cache exact, so the hand
+     * computation is the first block scored alone at g = 1 plus the second block's rows of the whole window at g = 2.
+     */
+    @Test
+    void prefillProtocolMatchesAHandComputation(@TempDir Path dir) {
+        E2Rope e2 = new E2Rope(10000, 16, 8, 0, 4);
+        ModelConfig c = CheckpointWriter.writeRandom(dir, CheckpointWriter.withRope(CheckpointWriter.llamaConfig(40, 32, 64, 1,
+                2, 2, 16, 64, new DefaultRope(10000, 16), false), e2, 64), 3);
+        SplittableRandom r = new SplittableRandom(5);
+        int[] doc = r.ints(40, 0, 40).toArray();
+        try (CpuBackend backend = new CpuBackend(); Transformer t = Transformer.load(backend, dir)) {
+            Scorer scorer = new Scorer(t);
+            double sum = 0;
+            for (int s = 0; s + 16 <= 40; s += 16) {
+                int[] w = Arrays.copyOfRange(doc, s, s + 16);
+                double[] first = scorer.score(TokenBatch.of(Arrays.copyOf(w, 9), 1, 9), new E2Rope(10000, 16, 8, 1, 4), false).tokenLosses();
+                double[] whole = scorer.score(TokenBatch.of(w, 1, 16), e2, false).tokenLosses();
+                for (int i = 0; i < 8; i++) sum += first[i];
+                for (int i = 8; i < 15; i++) sum += whole[i];
+            }
+            Perplexity.Result prefill = Perplexity.evaluate(t, e2, List.of(doc), 16, PerplexityProtocol.PREFILL, 8, 0, n -> { });
+            assertEquals(30, prefill.tokens());
+            assertEquals(2, prefill.windows());
+            assertEquals(sum / 30, prefill.loss(), 1e-5);
+            // Without a length-dependent RoPE, prefill in blocks is the chunks protocol.
+            Perplexity.Result chunks = Perplexity.evaluate(t, new DefaultRope(10000, 16), List.of(doc), 16, PerplexityProtocol.CHUNKS, 0, 0, n -> { });
+            Perplexity.Result blocks = Perplexity.evaluate(t, new DefaultRope(10000, 16), List.of(doc), 16, PerplexityProtocol.PREFILL, 5, 0, n -> { });
+            assertEquals(chunks.loss(), blocks.loss(), 1e-5);
+            assertEquals(chunks.tokens(), blocks.tokens());
         }
     }
 }
