@@ -2,6 +2,7 @@ package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.model.CheckpointWriter;
+import dev.ropeway.model.Decoder;
 import dev.ropeway.model.ModelPreset;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
@@ -26,7 +27,8 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway bench}: measured speed of the kernels and of whole forward passes. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (results for BENCHMARKS.md).",
-        subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class, BenchCommand.Train.class})
+        subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class, BenchCommand.Decode.class,
+                BenchCommand.Train.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -133,6 +135,114 @@ final class BenchCommand implements Runnable {
                 if (temp != null) deleteTree(temp);
             }
             return 0;
+        }
+    }
+
+    @Command(name = "decode", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Generation speed: tokens/s of one-token decode steps (KV cache, batch 1) at given context lengths,",
+                    "and the prefill rate when --fill prefill."})
+    static final class Decode implements Callable<Integer> {
+        @Option(names = "--model", paramLabel = "<dir>", description = "Checkpoint to run (default: a random model of --preset).")
+        Path model;
+
+        @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
+        String preset;
+
+        @Option(names = "--contexts", split = ",", defaultValue = "1k,16k,64k", paramLabel = "<n>",
+                description = "Tokens already in the cache when decoding starts (default: ${DEFAULT-VALUE}).")
+        List<String> contexts;
+
+        @Option(names = "--tokens", defaultValue = "64", description = "Decode steps timed per context (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--fill", defaultValue = "random", description = {"How the context is made: random (random keys and",
+                "values, instant; a step's cost depends only on the length) or prefill (the model runs over random tokens, timed).",
+                "Default: ${DEFAULT-VALUE}."})
+        String fill;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() throws IOException {
+            if (tokens < 1) throw new RopewayException("--tokens must be at least 1");
+            if (!fill.equals("random") && !fill.equals("prefill")) throw new RopewayException("--fill must be random or prefill, got " + fill);
+            List<Long> ctx = new ArrayList<>();
+            for (String c : contexts) ctx.add((long) EvalCommand.Ppl.parseLength(c));
+            long maxLen = ctx.stream().mapToLong(Long::longValue).max().orElse(1024) + tokens;
+            Path dir = model;
+            Path temp = null;
+            if (dir == null) {
+                ModelPreset p = ModelPreset.parse(preset);
+                temp = Files.createTempDirectory("ropeway-bench");
+                RopeContext rc = new RopeContext(p.headDim, maxLen, 0, 10000);
+                CheckpointWriter.writeRandom(temp, CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers,
+                        p.heads, p.kvHeads, p.headDim, maxLen, RopeSpec.parse("default", rc), false), 1);
+                dir = temp;
+            }
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
+                Random random = new Random(7);
+                for (long c : ctx) {
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("context", c);
+                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens)) {
+                        if (fill.equals("prefill")) {
+                            long s = System.nanoTime();
+                            if (c > 0) d.append(random.ints((int) c, 0, t.config().vocabSize()).toArray());
+                            double secs = (System.nanoTime() - s) / 1e9;
+                            row.put("prefill_seconds", secs);
+                            row.put("prefill_tokens_per_second", c / secs);
+                        } else {
+                            d.fillRandom(c, 7);
+                        }
+                        int next = random.nextInt(t.config().vocabSize());
+                        for (int i = 0; i < Math.min(4, tokens); i++) d.next(next);   // warm-up, then back to c
+                        d.truncate(c);
+                        double[] step = new double[tokens];
+                        for (int i = 0; i < tokens; i++) {
+                            long s = System.nanoTime();
+                            float[] logits = d.next(next);
+                            step[i] = (System.nanoTime() - s) / 1e9;
+                            next = argmax(logits);
+                        }
+                        Arrays.sort(step);
+                        double median = step[tokens / 2];
+                        row.put("decode_tokens", tokens);
+                        row.put("median_step_ms", median * 1e3);
+                        row.put("tokens_per_second", 1 / median);
+                        row.put("kv_cache_mib", dev.ropeway.model.KvCache.bytes(t.config(), c + tokens, false) >> 20);
+                        row.put("peak_rss_mib", peakRssMiB());
+                    }
+                    rows.add(row);
+                    if (!json) {
+                        System.out.printf("context %,8d  decode %8.1f tokens/s  (median step %.2f ms)", c,
+                                (Double) row.get("tokens_per_second"), (Double) row.get("median_step_ms"));
+                        if (row.containsKey("prefill_tokens_per_second"))
+                            System.out.printf("  prefill %,.0f tokens/s", (Double) row.get("prefill_tokens_per_second"));
+                        System.out.printf("  peak RSS %,d MiB%n", (Long) row.get("peak_rss_mib"));
+                    }
+                }
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("model", model == null ? "random " + preset : model.toString());
+                out.put("parameters", t.config().parameterCount());
+                out.put("threads", backend.threads());
+                out.put("fill", fill);
+                out.put("results", rows);
+                if (json) System.out.println(Output.json(out));
+            } finally {
+                if (temp != null) deleteTree(temp);
+            }
+            return 0;
+        }
+
+        private static int argmax(float[] x) {
+            int best = 0;
+            for (int i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+            return best;
         }
     }
 

@@ -98,6 +98,15 @@ public final class Decoder implements AutoCloseable {
     /** How many times a frequency change re-rotated or recomputed the cache. */
     public int ropeChanges() { return ropeChanges; }
 
+    /**
+     * Keeps only the first {@code n} tokens (a shared prompt prefix, or an undo). The cached keys stay rotated for the
+     * length they were last planned at; the next append re-plans at its own length as usual.
+     */
+    public void truncate(long n) {
+        if (n < 0 || n > cache.length()) throw new RopewayException("cannot truncate " + cache.length() + " tokens to " + n);
+        cache.setLength(n, cache.frequencies());
+    }
+
     /** Starts a new sequence (keeps the memory). */
     public void reset() {
         cache.clear();
@@ -204,6 +213,30 @@ public final class Decoder implements AutoCloseable {
                 model.emitLogits(row, 0, 1, (first, rows, logits) -> backend.download(logits, 0, last, 0, last.length));
             }
         }
+    }
+
+    /**
+     * For benchmarks: makes the sequence {@code n} random tokens long without running the model, filling every cached
+     * key and value with random numbers (the cost of a decode step depends on the length, not on what is cached).
+     */
+    public void fillRandom(long n, long seed) {
+        if (n < 0 || n > cache.capacity()) throw new RopewayException("cannot fill " + n + " of " + cache.capacity() + " tokens");
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        int kvd = config.kvDim();
+        int blockRows = (int) Math.max(1, Math.min(n, (1 << 20) / kvd));
+        float[] block = new float[blockRows * kvd];
+        for (int i = 0; i < block.length; i++) block[i] = (float) r.nextGaussian();
+        try (Tensor src = backend.upload(block)) {
+            for (int l = 0; l < config.numLayers(); l++)
+                for (Tensor t : new Tensor[]{cache.keys(l), cache.values(l), cache.rawKeys(l)})
+                    if (t != null)
+                        for (long row = 0; row < n; row += blockRows) {
+                            long rows = Math.min(blockRows, n - row);
+                            backend.copy(t, row * kvd, src, 0, rows * kvd);
+                        }
+        }
+        for (int i = 0; i < n; i++) tokens[i] = r.nextInt(config.vocabSize());
+        cache.setLength(n, rope.inverseFrequencies(Math.max(1, n)));
     }
 
     private static float[] positions(long from, long count) {

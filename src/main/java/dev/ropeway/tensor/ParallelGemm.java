@@ -30,6 +30,10 @@ final class ParallelGemm {
                       MemorySegment a, long aOffset, int lda, MemorySegment b, long bOffset, int ldb,
                       float beta, MemorySegment c, long cOffset, int ldc, Epilogue epilogue) {
         if (m == 0 || n == 0) return;
+        if (k > 0 && Gemv.applies(transA, transB, m, alpha, beta)) {
+            Gemv.run(pool, m, n, k, a, aOffset, lda, b, bOffset, ldb, c, cOffset, ldc, epilogue);
+            return;
+        }
         int[] grid = grid(pool.threads(), m, n, (long) m * n * k);
         int tm = grid[0], tn = grid[1];
         int rowStep = roundUp(ceilDiv(m, tm), EDGE), colStep = roundUp(ceilDiv(n, tn), EDGE);

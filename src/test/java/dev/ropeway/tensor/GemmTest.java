@@ -44,6 +44,22 @@ class GemmTest {
             assertEquals(expect[i], got[i], tol * (1 + Math.abs(expect[i])), what + " at " + i);
     }
 
+    /** A few rows times a transposed matrix (a decode step) takes the dot-product kernel: same results as the reference. */
+    @ParameterizedTest(name = "m={0} n={1} k={2}")
+    @CsvSource({"1,517,300", "2,3,7", "3,4096,384", "4,1030,17", "1,1,1", "1,8192,384"})
+    void fewRowsMatchReference(int m, int n, int k) {
+        assertTrue(Gemv.applies(false, true, m, 1f, 0f));
+        Random rnd = new Random(m * 31L + n * 7L + k);
+        int lda = k + 3, ldb = k + 5, ldc = n + 2, aOff = 11, bOff = 7, cOff = 13;
+        float[] a = random(rnd, aOff + m * lda), b = random(rnd, bOff + n * ldb), c = random(rnd, cOff + m * ldc + 4);
+        float[] expect = c.clone();
+        Reference.gemm(false, true, m, n, k, 1f, a, aOff, lda, b, bOff, ldb, 0f, expect, cOff, ldc);
+        try (Tensor ta = cpu.upload(a); Tensor tb = cpu.upload(b); Tensor tc = cpu.upload(c)) {
+            cpu.gemm(false, true, m, n, k, 1f, ta, aOff, lda, tb, bOff, ldb, 0f, tc, cOff, ldc);
+            assertClose(expect, download(tc), 1e-4, "gemv");
+        }
+    }
+
     /** All four transpose combinations, with offsets, padded leading dimensions, alpha and beta. */
     @ParameterizedTest(name = "transA={0} transB={1} m={2} n={3} k={4}")
     @CsvSource({
