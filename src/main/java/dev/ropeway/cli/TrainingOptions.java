@@ -53,8 +53,13 @@ final class TrainingOptions {
                 weightDecay, clip);
     }
 
+    @Option(names = "--retrieval-mix", defaultValue = "0", paramLabel = "<fraction>",
+            description = {"Fraction of training windows that carry a pass-key needle in their text and end with its question",
+                    "and answer (retrieval warm-up for small models; 0 = none, the default)."})
+    double retrievalMix;
+
     Trainer.Settings settings(int seq, int evalLength) {
         return new Trainer.Settings(batch, seq, accumulate, seed, checkpointEvery, keep, evalEvery, evalSequences,
-                recompute, evalLength);
+                recompute, evalLength, retrievalMix);
     }
 }

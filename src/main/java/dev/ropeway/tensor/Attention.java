@@ -24,6 +24,10 @@ final class Attention {
     private Attention() {}
 
     static void run(WorkerPool pool, AttentionGeometry g) {
+        if (DecodeAttention.applies(g)) {
+            DecodeAttention.run(pool, g);
+            return;
+        }
         long lanesPerHead = g.lanesPerKvHead();
         int width = lanesPerHead <= AttentionKernels.NARROW ? AttentionKernels.NARROW : AttentionKernels.WIDE;
         long tilesPerHead = (lanesPerHead + width - 1) / width;

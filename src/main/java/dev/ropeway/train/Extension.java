@@ -129,9 +129,12 @@ public final class Extension {
         };
         Map<String, Object> configJson = CheckpointWriter.withRope(baseJson, target, maxPositions);
         TokenizedCorpus data;
+        RetrievalMix retrieval = null;
         try (Tokenizer tokenizer = TokenizedCorpus.open(tokenizerDir)) {
             data = TokenizedCorpus.load(Corpus.open(o.corpus()), tokenizer, tokenizerDir.resolve("tokenizer.json"),
                     o.out().resolve(".tokens"), log);
+            if (o.settings().retrievalMix() > 0)
+                retrieval = RetrievalMix.build(tokenizer, o.settings().retrievalMix(), 8192, o.settings().seed());
         }
         ModelConfig config = ModelConfig.parse(configJson, "extended config");
         TrainableModel model;
@@ -143,6 +146,7 @@ public final class Extension {
             RopeScaling evalRope = training instanceof ClexTrainingRope clex ? clex.inferenceRope() : config.rope();
             Trainer trainer = new Trainer(model, optimizer, data.train(), data.heldout(), training,
                     evalRope, o.settings(), o.out(), configJson, tokenizerDir);
+            trainer.mixRetrieval(retrieval);
             TrainingState start = latest.map(trainer::resumeFrom).orElseGet(trainer::initialState);
             log.accept(String.format(Locale.ROOT, "extend %s: L0 = %d, training length %d, saved RoPE: %s; held-out loss "
                             + "measured at %d tokens", o.method().label(), l0, o.settings().seq(),

@@ -40,12 +40,15 @@ public final class Pretraining {
         Optional<Path> latest = Checkpoints.startingPoint(o.out(), o.resume(), log);
         Corpus corpus = Corpus.open(o.corpus());
         TokenizedCorpus data;
+        RetrievalMix retrieval = null;
         int vocab;
         Integer eos;
         try (Tokenizer tokenizer = TokenizedCorpus.open(o.tokenizer())) {
             vocab = tokenizer.vocabSize();
             eos = tokenizer.eosId().isPresent() ? tokenizer.eosId().getAsInt() : null;
             data = TokenizedCorpus.load(corpus, tokenizer, tokenizerFile, o.out().resolve(".tokens"), log);
+            if (o.settings().retrievalMix() > 0)
+                retrieval = RetrievalMix.build(tokenizer, o.settings().retrievalMix(), 8192, o.settings().seed());
         }
         Map<String, Object> configJson;
         TrainableModel model;
@@ -66,6 +69,7 @@ public final class Pretraining {
         try (model; Optimizer optimizer = new Optimizer(model, o.optimizer())) {
             Trainer trainer = new Trainer(model, optimizer, data.train(), data.heldout(), TrainingRope.fixed(config.rope()),
                     config.rope(), o.settings(), o.out(), configJson, o.tokenizer());
+            trainer.mixRetrieval(retrieval);
             TrainingState start = latest.map(trainer::resumeFrom).orElseGet(trainer::initialState);
             log.accept(String.format("model: %,d parameters (%d layers, hidden %d, %d heads, vocab %d); %,d training tokens; "
                             + "%,d tokens per step", model.layout().parameterCount(), config.numLayers(), config.hiddenSize(),

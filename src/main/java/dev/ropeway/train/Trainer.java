@@ -40,12 +40,19 @@ public final class Trainer {
      *                       beyond the training length
      */
     public record Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
-                           long evalEvery, int evalSequences, boolean recompute, int evalLength) {
+                           long evalEvery, int evalSequences, boolean recompute, int evalLength, double retrievalMix) {
         public Settings {
             if (batch <= 0 || seq <= 1 || accumulation <= 0)
                 throw new RopewayException("batch, sequence length (> 1) and accumulation must be positive");
             if (checkpointEvery <= 0) throw new RopewayException("checkpoint interval must be positive");
             if (evalLength < 0) throw new RopewayException("evaluation length must be >= 0");
+            if (!(retrievalMix >= 0 && retrievalMix <= 1))
+                throw new RopewayException("the retrieval mix must be a fraction in [0, 1], got " + retrievalMix);
+        }
+
+        public Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
+                        long evalEvery, int evalSequences, boolean recompute, int evalLength) {
+            this(batch, seq, accumulation, seed, checkpointEvery, keepCheckpoints, evalEvery, evalSequences, recompute, evalLength, 0);
         }
 
         public Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
@@ -65,6 +72,7 @@ public final class Trainer {
             m.put("seq", seq);
             m.put("accumulation", accumulation);
             m.put("seed", seed);
+            if (retrievalMix > 0) m.put("retrieval_mix", retrievalMix);
             return m;
         }
 
@@ -94,6 +102,7 @@ public final class Trainer {
     private final Path runDir;
     private final Map<String, Object> configJson;
     private final Path tokenizerDir;
+    private RetrievalMix retrieval;
 
     public Trainer(TrainableModel model, Optimizer optimizer, PackedTokens train, PackedTokens heldout, TrainingRope rope,
                    RopeScaling evalRope, Settings settings, Path runDir, Map<String, Object> configJson, Path tokenizerDir) {
@@ -110,6 +119,12 @@ public final class Trainer {
         if (train.windows(settings.seq()) == 0)
             throw new RopewayException("the training corpus has " + train.size() + " tokens, fewer than one sequence of "
                     + (settings.seq() + 1));
+    }
+
+    /** Mixes retrieval warm-up examples into the training windows (see {@link RetrievalMix}); null for none. */
+    public Trainer mixRetrieval(RetrievalMix mix) {
+        this.retrieval = mix;
+        return this;
     }
 
     /** A fresh run's starting state. */
@@ -171,8 +186,11 @@ public final class Trainer {
                 long lossTokens = 0;
                 float gradScale = (float) (1.0 / ((double) rows * s.accumulation()));
                 for (int micro = 0; micro < s.accumulation(); micro++) {
-                    for (int b = 0; b < s.batch(); b++)
-                        train.sample(state.seed(), samples++, s.seq(), ids, targets, b * s.seq());
+                    for (int b = 0; b < s.batch(); b++) {
+                        train.sample(state.seed(), samples, s.seq(), ids, targets, b * s.seq());
+                        if (retrieval != null) retrieval.apply(state.seed(), samples, s.seq(), ids, targets, b * s.seq());
+                        samples++;
+                    }
                     RopePlan plan = rope.plan(s.batch(), s.seq(), random);
                     if (dInvFreq != null) java.util.Arrays.fill(dInvFreq, 0);
                     TrainingPass.Loss loss = pass.run(ids, targets, plan, gradScale, dInvFreq);

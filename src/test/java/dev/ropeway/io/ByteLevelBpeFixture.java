@@ -17,7 +17,7 @@ public final class ByteLevelBpeFixture {
     static final int HE = 258;
     static final int SPACE_T = 259;
     static final int SPACE_THE = 260;
-    static final int VOCAB_SIZE = 262;
+    public static final int VOCAB_SIZE = 262;
 
     private ByteLevelBpeFixture() {}
 

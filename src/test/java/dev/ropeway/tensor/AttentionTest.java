@@ -132,6 +132,21 @@ class AttentionTest {
         check(new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f), true, 1);
     }
 
+    /** One query without a log-sum-exp: the keys-in-lanes decode kernel, on every path it has (tails, windows, groups, chunks). */
+    @Test
+    void decodeKernelWithKeysInLanes() {
+        AttentionShape one = new AttentionShape(1, 1, 3000, 3000, 2999, 1, 1, 64, 0.125f);
+        assertTrue(DecodeAttention.applies(new AttentionGeometry(one, null, null, null, null, null)) == (VectorMath.LANES == 16));
+        check(one, false, 1);
+        check(new AttentionShape(2, 1, 300, 320, 299, 4, 2, 64, 0.125f), false, 1);
+        check(new AttentionShape(1, 1, 1, 1, 0, 2, 2, 16, 0.25f), false, 1);
+        check(new AttentionShape(1, 1, 7, 9, 6, 6, 6, 32, 0.2f), false, 1);
+        check(new AttentionShape(2, 1, 5000, 5100, 4999, 8, 4, 128, 0.1f), false, 1);
+        check(new AttentionShape(2, 1, 3000, 3100, 2999, 4, 2, 64, 0.125f, 700), false, 1);
+        check(new AttentionShape(1, 1, 2001, 2001, 2000, 8, 1, 16, 4f), false, 1);
+        check(new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f), false, 1);
+    }
+
     @Test
     void largeScoresStayFinite() {
         AttentionShape s = new AttentionShape(1, 130, 130, 130, 0, 2, 1, 16, 4f);

@@ -1,0 +1,119 @@
+package dev.ropeway.generate;
+
+import dev.ropeway.RopewayException;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.Decoder;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.function.BooleanSupplier;
+
+/**
+ * The generation loop: prefill the prompt through a {@link Decoder}, then sample one token at a time until the token
+ * budget, an end-of-sequence token, a stop string or a cancellation, streaming the text as it becomes final (never a
+ * broken UTF-8 character, never the start of what may become a stop string).
+ */
+public final class Generator {
+
+    /** Why generation ended, named as the OpenAI API names it ("cancelled" is Ropeway's own). */
+    public enum Finish {
+        STOP, LENGTH, CANCELLED;
+
+        public String label() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /**
+     * @param maxTokens tokens to generate at most
+     * @param sampling  how each token is picked
+     * @param stop      strings that end generation (not included in the text)
+     * @param ignoreEos keep going past the end-of-sequence token
+     */
+    public record Settings(int maxTokens, SamplingSettings sampling, List<String> stop, boolean ignoreEos) {
+        public Settings {
+            if (maxTokens < 1) throw new RopewayException("max tokens must be at least 1, got " + maxTokens);
+            stop = List.copyOf(stop);
+            for (String s : stop) if (s.isEmpty()) throw new RopewayException("a stop string must not be empty");
+        }
+    }
+
+    /** The outcome: the generated ids and text, why it ended, and how long prefill and decoding took. */
+    public record Result(int[] tokens, String text, Finish finish, int promptTokens, long prefillNanos, long decodeNanos) {
+        public double decodeTokensPerSecond() {
+            return tokens.length <= 1 || decodeNanos == 0 ? 0 : (tokens.length - 1) / (decodeNanos / 1e9);
+        }
+    }
+
+    /** Receives the text as it becomes final. */
+    @FunctionalInterface
+    public interface Listener {
+        void text(String piece);
+    }
+
+    private final Tokenizer tokenizer;
+
+    public Generator(Tokenizer tokenizer) {
+        this.tokenizer = tokenizer;
+    }
+
+    public Tokenizer tokenizer() { return tokenizer; }
+
+    /**
+     * Generates after {@code prompt} on {@code decoder}, which is reset first. {@code cancelled} is polled before every
+     * token; a cancelled run returns what it has.
+     */
+    public Result generate(Decoder decoder, int[] prompt, Settings settings, Listener listener, BooleanSupplier cancelled) {
+        if (prompt.length == 0) throw new RopewayException("the prompt has no tokens");
+        long room = decoder.capacity() - prompt.length;
+        if (room < 1)
+            throw new RopewayException("the prompt has " + prompt.length + " tokens; the context holds " + decoder.capacity());
+        int budget = (int) Math.min(settings.maxTokens(), room + 1);
+        int[] stopTokens = settings.ignoreEos() || tokenizer.eosId().isEmpty() ? new int[0] : new int[]{tokenizer.eosId().getAsInt()};
+        decoder.reset();
+        long start = System.nanoTime();
+        float[] logits = decoder.append(prompt);
+        long prefilled = System.nanoTime();
+        Sampler sampler = new Sampler(settings.sampling());
+        int[] history = Arrays.copyOf(prompt, prompt.length + budget);
+        int length = prompt.length, generated = 0;
+        // The last prompt tokens are the decoding context of the first generated ones (a leading space survives).
+        int[] context = Arrays.copyOfRange(prompt, Math.max(0, prompt.length - 4), prompt.length);
+        StreamingText text = new StreamingText(new TokenTextStream(tokenizer, true, context), new StopStrings(settings.stop()), stopTokens);
+        StringBuilder all = new StringBuilder();
+        Finish finish = Finish.LENGTH;
+        while (true) {
+            if (cancelled.getAsBoolean()) {
+                finish = Finish.CANCELLED;
+                break;
+            }
+            int next = sampler.sample(logits, history, length);
+            StreamingText.Step step = text.push(next);
+            if (!step.stopped() || !step.stop().byToken()) {
+                history[length++] = next;
+                generated++;
+            }
+            emit(step.text(), all, listener);
+            if (step.stopped()) {
+                finish = Finish.STOP;
+                break;
+            }
+            if (generated == budget) break;
+            logits = decoder.next(next);
+        }
+        if (finish != Finish.STOP) {
+            StreamingText.Step tail = text.finish();
+            emit(tail.text(), all, listener);
+            if (tail.stopped()) finish = Finish.STOP;
+        }
+        long end = System.nanoTime();
+        return new Result(Arrays.copyOfRange(history, prompt.length, length), all.toString(), finish, prompt.length,
+                prefilled - start, end - prefilled);
+    }
+
+    private static void emit(String piece, StringBuilder all, Listener listener) {
+        if (piece.isEmpty()) return;
+        all.append(piece);
+        listener.text(piece);
+    }
+}

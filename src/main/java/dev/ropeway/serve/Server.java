@@ -1,0 +1,412 @@
+package dev.ropeway.serve;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import dev.ropeway.RopewayException;
+import dev.ropeway.generate.ChatTemplate;
+import dev.ropeway.generate.Generator;
+import dev.ropeway.io.Json;
+import dev.ropeway.model.Decoder;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.RopeScaling;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * An OpenAI-compatible HTTP server: {@code POST /v1/completions}, {@code POST /v1/chat/completions} (both with
+ * server-sent-event streaming), {@code GET /v1/models}, {@code GET /health}.
+ *
+ * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, each with
+ * its own {@link Decoder} (KV cache), fed from a queue of at most {@code queue} waiting requests (a full queue is a
+ * 503). A streaming client that goes away is noticed at its next write (and by a keep-alive comment every second
+ * while it waits), and its request is cancelled, which frees the slot. {@link #close()} stops taking requests, lets
+ * running ones finish for the grace period, then cancels the rest.
+ */
+public final class Server implements AutoCloseable {
+    private static final long KEEP_ALIVE_MILLIS = 1000;
+
+    private final Transformer model;
+    private final RopeScaling rope;
+    private final Generator generator;
+    private final ChatTemplate chat;
+    private final String modelId;
+    private final ServerSettings settings;
+    private final HttpServer http;
+    private final ThreadPoolExecutor slots;
+    private final ExecutorService handlers;
+    private final List<Decoder> decoders = new ArrayList<>();
+    private final ThreadLocal<Decoder> slotDecoder;
+    private final java.util.Set<Job> running = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private final java.util.Set<Job> pending = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private final AtomicBoolean draining = new AtomicBoolean();
+    private final AtomicLong ids = new AtomicLong();
+    private final AtomicInteger completed = new AtomicInteger();
+
+    /** One request's generation: its cancel flag and the events it streams to the HTTP thread. */
+    private static final class Job {
+        final AtomicBoolean cancelled = new AtomicBoolean();
+        final BlockingQueue<Object> events = new LinkedBlockingQueue<>();
+    }
+
+    private record Failure(RuntimeException error) {}
+
+    /**
+     * Starts serving {@code model} (with {@code rope}, the tokenizer's {@code generator}, and {@code chat} for chat
+     * requests, or null when the model has no chat template) under the name {@code modelId}.
+     */
+    public Server(Transformer model, RopeScaling rope, Generator generator, ChatTemplate chat, String modelId,
+                  ServerSettings settings, Decoder.RopeChange policy) throws IOException {
+        this.model = model;
+        this.rope = rope;
+        this.generator = generator;
+        this.chat = chat;
+        this.modelId = modelId;
+        this.settings = settings;
+        this.slotDecoder = ThreadLocal.withInitial(() -> {
+            Decoder d = new Decoder(model, rope, settings.context(), policy, Decoder.DEFAULT_CHUNK);
+            synchronized (decoders) {
+                decoders.add(d);
+            }
+            return d;
+        });
+        AtomicInteger slotNumber = new AtomicInteger();
+        this.slots = new ThreadPoolExecutor(settings.slots(), settings.slots(), 0, TimeUnit.SECONDS,
+                settings.queue() == 0 ? new java.util.concurrent.SynchronousQueue<>() : new ArrayBlockingQueue<>(settings.queue()),
+                r -> Thread.ofPlatform().daemon().name("ropeway-slot-" + slotNumber.incrementAndGet()).unstarted(r));
+        this.handlers = Executors.newVirtualThreadPerTaskExecutor();
+        this.http = HttpServer.create(new InetSocketAddress(settings.host(), settings.port()), 128);
+        http.setExecutor(handlers);
+        http.createContext("/", this::handle);
+        http.start();
+    }
+
+    /** The port the server listens on (the one picked when the settings asked for 0). */
+    public int port() {
+        return http.getAddress().getPort();
+    }
+
+    public ServerSettings settings() { return settings; }
+
+    /** Requests generating now. */
+    public int busySlots() {
+        return running.size();
+    }
+
+    /** Requests waiting for a slot. */
+    public int queued() {
+        return slots.getQueue().size();
+    }
+
+    /** Requests answered since the start. */
+    public int completed() {
+        return completed.get();
+    }
+
+    private void handle(HttpExchange ex) {
+        try (ex) {
+            try {
+                route(ex);
+            } catch (ApiError e) {
+                sendJson(ex, e.status, e.body());
+            } catch (IOException e) {
+                // The client went away; nothing to answer.
+            } catch (RuntimeException e) {
+                sendJson(ex, 500, new ApiError(500, "server_error", null, String.valueOf(e.getMessage())).body());
+            }
+        } catch (IOException ignored) {
+            // The client went away while the error was being written.
+        }
+    }
+
+    private void route(HttpExchange ex) throws IOException {
+        String path = ex.getRequestURI().getPath();
+        String method = ex.getRequestMethod();
+        switch (path) {
+            case "/health" -> {
+                requireMethod(method, "GET");
+                Map<String, Object> body = new LinkedHashMap<>();
+                body.put("status", draining.get() ? "shutting_down" : "ok");
+                body.put("model", modelId);
+                body.put("slots", settings.slots());
+                body.put("busy", busySlots());
+                body.put("queued", queued());
+                sendJson(ex, draining.get() ? 503 : 200, body);
+            }
+            case "/v1/models" -> {
+                requireMethod(method, "GET");
+                sendJson(ex, 200, Map.of("object", "list", "data", List.of(modelObject())));
+            }
+            case "/v1/completions" -> {
+                requireMethod(method, "POST");
+                complete(ex, Requests.completion(readJson(ex), this::checkModel, generator.tokenizer(), settings), false);
+            }
+            case "/v1/chat/completions" -> {
+                requireMethod(method, "POST");
+                complete(ex, Requests.chat(readJson(ex), this::checkModel, generator.tokenizer(), chat, settings), true);
+            }
+            default -> {
+                if (path.startsWith("/v1/models/") && path.substring("/v1/models/".length()).equals(modelId)) {
+                    requireMethod(method, "GET");
+                    sendJson(ex, 200, modelObject());
+                } else {
+                    throw new ApiError(404, "invalid_request_error", null, "no such endpoint: " + method + " " + path);
+                }
+            }
+        }
+    }
+
+    private Map<String, Object> modelObject() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("id", modelId);
+        m.put("object", "model");
+        m.put("created", 0);
+        m.put("owned_by", "ropeway");
+        m.put("context_length", settings.context());
+        m.put("rope", dev.ropeway.rope.RopeSpec.describe(rope));
+        return m;
+    }
+
+    private void checkModel(String requested) {
+        if (requested != null && !requested.equals(modelId))
+            throw new ApiError(404, "invalid_request_error", "model",
+                    "the model '" + requested + "' does not exist; this server serves '" + modelId + "'");
+    }
+
+    private static void requireMethod(String method, String allowed) {
+        if (!method.equals(allowed))
+            throw new ApiError(405, "invalid_request_error", null, "method " + method + " is not allowed here; use " + allowed);
+    }
+
+    private JsonNode readJson(HttpExchange ex) throws IOException {
+        String type = ex.getRequestHeaders().getFirst("Content-Type");
+        if (type != null && !type.toLowerCase(java.util.Locale.ROOT).startsWith("application/json"))
+            throw new ApiError(415, "invalid_request_error", null, "the body must be application/json, got " + type);
+        String declared = ex.getRequestHeaders().getFirst("Content-Length");
+        if (declared != null) {
+            long n;
+            try {
+                n = Long.parseLong(declared.strip());
+            } catch (NumberFormatException e) {
+                throw ApiError.invalid(null, "bad Content-Length: " + declared);
+            }
+            if (n > settings.maxBodyBytes()) throw tooLarge(n);
+        }
+        byte[] body;
+        try (InputStream in = ex.getRequestBody()) {
+            body = in.readNBytes(settings.maxBodyBytes() + 1);
+        }
+        if (body.length > settings.maxBodyBytes()) throw tooLarge(body.length);
+        try {
+            JsonNode root = Json.mapper().readTree(body);
+            if (root == null || !root.isObject()) throw ApiError.invalid(null, "the body must be a JSON object");
+            return root;
+        } catch (JacksonException e) {
+            throw ApiError.invalid(null, "the body is not valid JSON: " + e.getOriginalMessage());
+        }
+    }
+
+    private ApiError tooLarge(long n) {
+        return new ApiError(413, "invalid_request_error", null,
+                "the body has " + n + " bytes; this server accepts at most " + settings.maxBodyBytes());
+    }
+
+    /** Runs a validated request on a slot and answers it, streamed or whole. */
+    private void complete(HttpExchange ex, Requests.Parsed req, boolean isChat) throws IOException {
+        if (draining.get()) throw new ApiError(503, "server_error", null, "the server is shutting down");
+        Job job = new Job();
+        pending.add(job);
+        try {
+            slots.execute(() -> run(job, req));
+        } catch (RejectedExecutionException e) {
+            pending.remove(job);
+            ex.getResponseHeaders().set("Retry-After", "1");
+            throw new ApiError(503, "server_error", null, "the server is busy: " + settings.slots() + " slots running and "
+                    + settings.queue() + " requests waiting; try again shortly");
+        }
+        String id = (isChat ? "chatcmpl-" : "cmpl-") + ids.incrementAndGet();
+        long created = System.currentTimeMillis() / 1000;
+        try {
+            if (req.stream()) stream(ex, job, req, id, created, isChat);
+            else whole(ex, job, req, id, created, isChat);
+        } finally {
+            job.cancelled.set(true);
+        }
+    }
+
+    private void run(Job job, Requests.Parsed req) {
+        if (job.cancelled.get()) {
+            pending.remove(job);
+            job.events.add(new Failure(new ApiError(503, "server_error", null, "cancelled before it started")));
+            return;
+        }
+        running.add(job);
+        try {
+            Generator.Result r = generator.generate(slotDecoder.get(), req.prompt(), req.settings(),
+                    piece -> job.events.add(piece), job.cancelled::get);
+            job.events.add(r);
+        } catch (RuntimeException e) {
+            job.events.add(new Failure(e));
+        } finally {
+            running.remove(job);
+            pending.remove(job);
+            completed.incrementAndGet();
+        }
+    }
+
+    private void whole(HttpExchange ex, Job job, Requests.Parsed req, String id, long created, boolean isChat) throws IOException {
+        Generator.Result result;
+        while (true) {
+            Object e;
+            try {
+                e = job.events.take();
+            } catch (InterruptedException interrupted) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted");
+            }
+            if (e instanceof Failure f) throw asApiError(f.error());
+            if (e instanceof Generator.Result r) {
+                result = r;
+                break;
+            }
+        }
+        Map<String, Object> choice = new LinkedHashMap<>();
+        choice.put("index", 0);
+        if (isChat) choice.put("message", Map.of("role", "assistant", "content", result.text()));
+        else choice.put("text", req.echo() ? req.promptText() + result.text() : result.text());
+        choice.put("logprobs", null);
+        choice.put("finish_reason", result.finish().label());
+        Map<String, Object> body = envelope(id, created, isChat ? "chat.completion" : "text_completion");
+        body.put("choices", List.of(choice));
+        body.put("usage", usage(result));
+        sendJson(ex, 200, body);
+    }
+
+    private void stream(HttpExchange ex, Job job, Requests.Parsed req, String id, long created, boolean isChat) throws IOException {
+        ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
+        ex.getResponseHeaders().set("Cache-Control", "no-cache");
+        ex.sendResponseHeaders(200, 0);
+        OutputStream out = ex.getResponseBody();
+        String object = isChat ? "chat.completion.chunk" : "text_completion";
+        if (isChat) sendEvent(out, chunk(id, created, object, Map.of("role", "assistant", "content", ""), null, true));
+        else if (req.echo()) sendEvent(out, chunk(id, created, object, req.promptText(), null, false));
+        while (true) {
+            Object e;
+            try {
+                e = job.events.poll(KEEP_ALIVE_MILLIS, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException interrupted) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            if (e == null) {
+                out.write(": keep-alive\n\n".getBytes(StandardCharsets.UTF_8));
+                out.flush();
+            } else if (e instanceof String piece) {
+                sendEvent(out, chunk(id, created, object, isChat ? Map.of("content", piece) : piece, null, isChat));
+            } else if (e instanceof Generator.Result r) {
+                Map<String, Object> last = chunk(id, created, object, isChat ? Map.of() : "", r.finish().label(), isChat);
+                last.put("usage", usage(r));
+                sendEvent(out, last);
+                break;
+            } else if (e instanceof Failure f) {
+                sendEvent(out, asApiError(f.error()).body());
+                break;
+            }
+        }
+        out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
+        out.flush();
+    }
+
+    private static ApiError asApiError(RuntimeException e) {
+        if (e instanceof ApiError a) return a;
+        if (e instanceof RopewayException) return ApiError.invalid(null, e.getMessage());
+        return new ApiError(500, "server_error", null, String.valueOf(e.getMessage()));
+    }
+
+    private Map<String, Object> envelope(String id, long created, String object) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("id", id);
+        m.put("object", object);
+        m.put("created", created);
+        m.put("model", modelId);
+        return m;
+    }
+
+    private Map<String, Object> chunk(String id, long created, String object, Object content, String finish, boolean isChat) {
+        Map<String, Object> choice = new LinkedHashMap<>();
+        choice.put("index", 0);
+        choice.put(isChat ? "delta" : "text", content);
+        choice.put("logprobs", null);
+        choice.put("finish_reason", finish);
+        Map<String, Object> m = envelope(id, created, object);
+        m.put("choices", List.of(choice));
+        return m;
+    }
+
+    private static Map<String, Object> usage(Generator.Result r) {
+        Map<String, Object> u = new LinkedHashMap<>();
+        u.put("prompt_tokens", r.promptTokens());
+        u.put("completion_tokens", r.tokens().length);
+        u.put("total_tokens", r.promptTokens() + r.tokens().length);
+        return u;
+    }
+
+    private static void sendEvent(OutputStream out, Object data) throws IOException {
+        out.write(("data: " + Json.mapper().writeValueAsString(data) + "\n\n").getBytes(StandardCharsets.UTF_8));
+        out.flush();
+    }
+
+    private static void sendJson(HttpExchange ex, int status, Object body) throws IOException {
+        byte[] bytes = Json.mapper().writeValueAsBytes(body);
+        ex.getResponseHeaders().set("Content-Type", "application/json");
+        ex.sendResponseHeaders(status, bytes.length);
+        try (OutputStream out = ex.getResponseBody()) {
+            out.write(bytes);
+        }
+    }
+
+    /**
+     * Stops taking requests (new ones get 503), lets queued and running ones finish for the grace period, cancels what
+     * is left, then closes the listener and every slot's KV cache.
+     */
+    @Override
+    public void close() {
+        if (!draining.compareAndSet(false, true)) return;
+        slots.shutdown();
+        try {
+            if (!slots.awaitTermination(settings.shutdownSeconds(), TimeUnit.SECONDS)) {
+                // Queued requests see the flag before they start; running ones at their next token.
+                for (Job j : pending) j.cancelled.set(true);
+                slots.awaitTermination(30, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        http.stop(1);
+        handlers.shutdownNow();
+        synchronized (decoders) {
+            for (Decoder d : decoders) d.close();
+            decoders.clear();
+        }
+    }
+}

@@ -1,0 +1,188 @@
+package dev.ropeway.tensor;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * Attention for one new token per sequence (a generation step) reading the KV cache in place, with the keys in the
+ * vector lanes: each block of 16 keys gets 16 dot products (head dimension / 16 FMAs each, one accumulator per key),
+ * folded into one vector of 16 scores by four halving steps of blend-and-add; then an online-softmax update and
+ * the weighted sum of the 16 value rows. The query-tile kernels would instead put the few query heads of a key/value
+ * head in the lanes, leaving most of them idle at decode time.
+ *
+ * <p>Keys of a sequence are cut into chunks so every thread has work at batch 1; partial states (max, sum, output)
+ * are merged in a fixed order afterwards. Sums run in a fixed order throughout, so results do not depend on JIT state.
+ */
+final class DecodeAttention {
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_512;
+    private static final int LANES = 16;
+    private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
+    private static final VectorShuffle<Float> SWAP8 = VectorShuffle.fromOp(F, i -> i ^ 8);
+    private static final VectorShuffle<Float> SWAP4 = VectorShuffle.fromOp(F, i -> i ^ 4);
+    private static final VectorShuffle<Float> SWAP2 = VectorShuffle.fromOp(F, i -> i ^ 2);
+    private static final VectorShuffle<Float> SWAP1 = VectorShuffle.fromOp(F, i -> i ^ 1);
+    /** After the folds, lane i holds the score of key bitreverse4(i); this shuffle puts key j in lane j. */
+    private static final VectorShuffle<Float> BITREV = VectorShuffle.fromOp(F, i -> Integer.reverse(i) >>> 28);
+    private static final VectorMask<Float> HI8 = VectorMask.fromLong(F, 0xFF00L);
+    private static final VectorMask<Float> HI4 = VectorMask.fromLong(F, 0xF0F0L);
+    private static final VectorMask<Float> HI2 = VectorMask.fromLong(F, 0xCCCCL);
+    private static final VectorMask<Float> HI1 = VectorMask.fromLong(F, 0xAAAAL);
+    /** Keys per chunk at least, so merging partial states never costs more than the chunk itself. */
+    private static final int MIN_CHUNK_KEYS = 512;
+
+    private DecodeAttention() {}
+
+    /** True for one query per sequence, no log-sum-exp output, 16-lane vectors and a head size that is a multiple of 16. */
+    static boolean applies(AttentionGeometry g) {
+        return g.seqQ() == 1 && g.lse() == null && VectorMath.LANES == LANES && g.headDim() % LANES == 0;
+    }
+
+    static void run(WorkerPool pool, AttentionGeometry g) {
+        int batch = g.batch(), kvHeads = g.kvHeads(), group = g.group(), dim = g.headDim();
+        long pos = g.qStart();
+        long first = g.shape().firstVisibleKey(pos), keys = pos + 1 - first;
+        int pairs = batch * kvHeads;
+        int chunks = (int) Math.max(1, Math.min((2L * pool.threads() + pairs - 1) / pairs, keys / MIN_CHUNK_KEYS));
+        int stateSize = group * (dim + 2);
+        float[][] partials = new float[pairs * chunks][stateSize];
+        pool.run(pairs * chunks, task -> {
+            int pair = task / chunks, chunk = task % chunks;
+            int b = pair / kvHeads, kvh = pair % kvHeads;
+            long from = first + keys * chunk / chunks, to = first + keys * (chunk + 1) / chunks;
+            attend(g, b, kvh, from, to, partials[task]);
+        });
+        int heads = g.heads();
+        float[] scratch = new float[dim];
+        for (int pair = 0; pair < pairs; pair++) {
+            int b = pair / kvHeads, kvh = pair % kvHeads;
+            for (int gi = 0; gi < group; gi++) {
+                int h = kvh * group + gi, base = gi * (dim + 2);
+                float mx = Float.NEGATIVE_INFINITY;
+                for (int c = 0; c < chunks; c++) mx = Math.max(mx, partials[pair * chunks + c][base + dim]);
+                java.util.Arrays.fill(scratch, 0f);
+                float sum = 0;
+                for (int c = 0; c < chunks; c++) {
+                    float[] p = partials[pair * chunks + c];
+                    if (p[base + dim] == Float.NEGATIVE_INFINITY) continue;
+                    float w = (float) Math.exp(p[base + dim] - mx);
+                    sum += w * p[base + dim + 1];
+                    for (int d = 0; d < dim; d++) scratch[d] += w * p[base + d];
+                }
+                long out = ((long) b * heads + h) * dim * Float.BYTES;
+                float inv = 1f / sum;
+                for (int d = 0; d < dim; d++) g.out().set(JAVA_FLOAT, out + d * 4L, scratch[d] * inv);
+            }
+        }
+    }
+
+    /**
+     * Keys [from, to) of sequence b for the query heads of key/value head kvh; writes per head the unnormalised output,
+     * the running max and the running sum into {@code state} (dim + 2 floats per head).
+     */
+    private static void attend(AttentionGeometry g, int b, int kvh, long from, long to, float[] state) {
+        int group = g.group(), dim = g.headDim(), heads = g.heads();
+        float scale = g.scale();
+        MemorySegment k = g.k(), v = g.v(), q = g.q();
+        long rowBytes = (long) g.kvHeads() * dim * Float.BYTES;
+        long headOffset = (long) kvh * dim * Float.BYTES;
+        long base = (long) b * g.kvRowsPerBatch() * rowBytes + headOffset;
+        float[] qh = new float[dim], o = new float[dim], p = new float[LANES], s = new float[LANES];
+        for (int gi = 0; gi < group; gi++) {
+            int h = kvh * group + gi;
+            MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + h) * dim * Float.BYTES, qh, 0, dim);
+            java.util.Arrays.fill(o, 0f);
+            float m = Float.NEGATIVE_INFINITY, l = 0;
+            for (long k0 = from; k0 < to; k0 += LANES) {
+                int n = (int) Math.min(LANES, to - k0);
+                scores(k, base + k0 * rowBytes, rowBytes, n, qh, dim, s);
+                float blockMax = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < n; j++) {
+                    s[j] *= scale;
+                    blockMax = Math.max(blockMax, s[j]);
+                }
+                float mNew = Math.max(m, blockMax);
+                float alpha = m == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(m - mNew);
+                for (int j = 0; j < LANES; j++) p[j] = j < n ? s[j] - mNew : Float.NEGATIVE_INFINITY;
+                VectorMath.expInPlace(p, 0, LANES);
+                float blockSum = 0;
+                for (int j = 0; j < n; j++) blockSum += p[j];
+                l = l * alpha + blockSum;
+                m = mNew;
+                accumulate(v, base + k0 * rowBytes, rowBytes, n, p, alpha, o, dim);
+            }
+            int at = gi * (dim + 2);
+            System.arraycopy(o, 0, state, at, dim);
+            state[at + dim] = m;
+            state[at + dim + 1] = l;
+        }
+    }
+
+    /** {@code s[j] = k_j · q} for the n (at most 16) key rows starting at byte {@code row0}; missing rows repeat the last. */
+    private static void scores(MemorySegment k, long row0, long stride, int n, float[] q, int dim, float[] s) {
+        long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
+                r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
+                r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
+                r7 = row0 + stride * Math.min(7, n - 1), r8 = row0 + stride * Math.min(8, n - 1),
+                r9 = row0 + stride * Math.min(9, n - 1), r10 = row0 + stride * Math.min(10, n - 1),
+                r11 = row0 + stride * Math.min(11, n - 1), r12 = row0 + stride * Math.min(12, n - 1),
+                r13 = row0 + stride * Math.min(13, n - 1), r14 = row0 + stride * Math.min(14, n - 1),
+                r15 = row0 + stride * Math.min(15, n - 1);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+                a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        for (int d = 0; d < dim; d += LANES) {
+            FloatVector x = FloatVector.fromArray(F, q, d);
+            long o = d * 4L;
+            a0 = FloatVector.fromMemorySegment(F, k, r0 + o, NATIVE).fma(x, a0);
+            a1 = FloatVector.fromMemorySegment(F, k, r1 + o, NATIVE).fma(x, a1);
+            a2 = FloatVector.fromMemorySegment(F, k, r2 + o, NATIVE).fma(x, a2);
+            a3 = FloatVector.fromMemorySegment(F, k, r3 + o, NATIVE).fma(x, a3);
+            a4 = FloatVector.fromMemorySegment(F, k, r4 + o, NATIVE).fma(x, a4);
+            a5 = FloatVector.fromMemorySegment(F, k, r5 + o, NATIVE).fma(x, a5);
+            a6 = FloatVector.fromMemorySegment(F, k, r6 + o, NATIVE).fma(x, a6);
+            a7 = FloatVector.fromMemorySegment(F, k, r7 + o, NATIVE).fma(x, a7);
+            a8 = FloatVector.fromMemorySegment(F, k, r8 + o, NATIVE).fma(x, a8);
+            a9 = FloatVector.fromMemorySegment(F, k, r9 + o, NATIVE).fma(x, a9);
+            a10 = FloatVector.fromMemorySegment(F, k, r10 + o, NATIVE).fma(x, a10);
+            a11 = FloatVector.fromMemorySegment(F, k, r11 + o, NATIVE).fma(x, a11);
+            a12 = FloatVector.fromMemorySegment(F, k, r12 + o, NATIVE).fma(x, a12);
+            a13 = FloatVector.fromMemorySegment(F, k, r13 + o, NATIVE).fma(x, a13);
+            a14 = FloatVector.fromMemorySegment(F, k, r14 + o, NATIVE).fma(x, a14);
+            a15 = FloatVector.fromMemorySegment(F, k, r15 + o, NATIVE).fma(x, a15);
+        }
+        // Fold 16 vectors into one: each step adds lane i and lane i ^ w of two vectors and keeps one half of each.
+        FloatVector z0 = a0.blend(a1, HI8).add(a0.rearrange(SWAP8).blend(a1.rearrange(SWAP8), HI8));
+        FloatVector z1 = a2.blend(a3, HI8).add(a2.rearrange(SWAP8).blend(a3.rearrange(SWAP8), HI8));
+        FloatVector z2 = a4.blend(a5, HI8).add(a4.rearrange(SWAP8).blend(a5.rearrange(SWAP8), HI8));
+        FloatVector z3 = a6.blend(a7, HI8).add(a6.rearrange(SWAP8).blend(a7.rearrange(SWAP8), HI8));
+        FloatVector z4 = a8.blend(a9, HI8).add(a8.rearrange(SWAP8).blend(a9.rearrange(SWAP8), HI8));
+        FloatVector z5 = a10.blend(a11, HI8).add(a10.rearrange(SWAP8).blend(a11.rearrange(SWAP8), HI8));
+        FloatVector z6 = a12.blend(a13, HI8).add(a12.rearrange(SWAP8).blend(a13.rearrange(SWAP8), HI8));
+        FloatVector z7 = a14.blend(a15, HI8).add(a14.rearrange(SWAP8).blend(a15.rearrange(SWAP8), HI8));
+        FloatVector y0 = z0.blend(z1, HI4).add(z0.rearrange(SWAP4).blend(z1.rearrange(SWAP4), HI4));
+        FloatVector y1 = z2.blend(z3, HI4).add(z2.rearrange(SWAP4).blend(z3.rearrange(SWAP4), HI4));
+        FloatVector y2 = z4.blend(z5, HI4).add(z4.rearrange(SWAP4).blend(z5.rearrange(SWAP4), HI4));
+        FloatVector y3 = z6.blend(z7, HI4).add(z6.rearrange(SWAP4).blend(z7.rearrange(SWAP4), HI4));
+        FloatVector x0 = y0.blend(y1, HI2).add(y0.rearrange(SWAP2).blend(y1.rearrange(SWAP2), HI2));
+        FloatVector x1 = y2.blend(y3, HI2).add(y2.rearrange(SWAP2).blend(y3.rearrange(SWAP2), HI2));
+        FloatVector r = x0.blend(x1, HI1).add(x0.rearrange(SWAP1).blend(x1.rearrange(SWAP1), HI1));
+        r.rearrange(BITREV).intoArray(s, 0);
+    }
+
+    /** {@code o = o * alpha + sum_j p[j] v_j} over the n value rows starting at byte {@code row0}. */
+    private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o, int dim) {
+        for (int d = 0; d < dim; d += LANES) {
+            FloatVector acc = FloatVector.fromArray(F, o, d).mul(alpha);
+            long at = row0 + d * 4L;
+            for (int j = 0; j < n; j++, at += stride)
+                acc = FloatVector.fromMemorySegment(F, v, at, NATIVE).fma(FloatVector.broadcast(F, p[j]), acc);
+            acc.intoArray(o, d);
+        }
+    }
+}

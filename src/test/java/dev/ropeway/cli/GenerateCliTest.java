@@ -1,0 +1,45 @@
+package dev.ropeway.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ropeway.io.ByteLevelBpeFixture;
+import dev.ropeway.io.Json;
+import dev.ropeway.model.CheckpointWriter;
+import dev.ropeway.rope.E2Rope;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class GenerateCliTest {
+
+    /** An E²-LLM model (L0 = 16) generating past 16 and 32 tokens: g changes twice and the keys follow. */
+    @Test
+    void generatesGreedilyWithTheRopeFollowingTheLength(@TempDir Path dir) throws Exception {
+        E2Rope e2 = new E2Rope(10000, 16, 16, 0, 4);
+        CheckpointWriter.writeRandom(dir, CheckpointWriter.withRope(CheckpointWriter.llamaConfig(ByteLevelBpeFixture.VOCAB_SIZE,
+                32, 64, 2, 2, 2, 16, 16, e2, false), e2, 64), 3);
+        ByteLevelBpeFixture.write(dir);
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        CliRunner.Result r = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "the other", "--max-tokens", "30",
+                "--greedy", "--ignore-eos", "--json", "--rope-change", "recompute");
+        assertEquals(0, r.exitCode(), r.err());
+        JsonNode j = Json.mapper().readTree(r.out());
+        assertEquals(30, j.path("tokens").size());
+        assertEquals("length", j.path("finish_reason").asText());
+        assertEquals(2, j.path("rope_changes").asInt(), "g goes 1 -> 2 -> 3 as the sequence passes 16 and 32 tokens");
+        // The same run again gives the same tokens (greedy), and re-rotation changes g just as often.
+        CliRunner.Result again = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "the other", "--max-tokens", "30",
+                "--greedy", "--ignore-eos", "--json");
+        assertEquals(2, Json.mapper().readTree(again.out()).path("rope_changes").asInt());
+
+        CliRunner.Result chat = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "hi", "--chat");
+        assertEquals(1, chat.exitCode());
+        assertTrue(chat.err().contains("chat_template"), chat.err());
+        CliRunner.Result folder = CliRunner.run("generate", "--model", dir.toString(), "--prompt-file", dir.toString());
+        assertEquals(1, folder.exitCode());
+        assertTrue(folder.err().contains("it is a folder"), folder.err());
+    }
+}

@@ -1,0 +1,132 @@
+package dev.ropeway.generate;
+
+import dev.ropeway.io.ByteLevelBpeFixture;
+import dev.ropeway.io.Json;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.CheckpointWriter;
+import dev.ropeway.model.Decoder;
+import dev.ropeway.model.Scorer;
+import dev.ropeway.model.TokenBatch;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.train.TokenizedCorpus;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class GeneratorTest {
+    @TempDir
+    static Path dir;
+    static CpuBackend backend;
+    static Transformer model;
+    static Tokenizer tok;
+
+    @BeforeAll
+    static void start() {
+        CheckpointWriter.writeRandom(dir, CheckpointWriter.llamaConfig(ByteLevelBpeFixture.VOCAB_SIZE, 32, 64, 2, 2, 2, 16, 256,
+                new DefaultRope(10000, 16), false), 5);
+        ByteLevelBpeFixture.write(dir);
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        backend = new CpuBackend(2);
+        model = Transformer.load(backend, dir);
+        tok = TokenizedCorpus.open(dir);
+    }
+
+    @AfterAll
+    static void stop() {
+        tok.close();
+        model.close();
+        backend.close();
+    }
+
+    static Generator.Settings greedy(int n, List<String> stop, boolean ignoreEos) {
+        return new Generator.Settings(n, SamplingSettings.greedy(), stop, ignoreEos);
+    }
+
+    /** Greedy tokens are the argmax of whole-sequence logits at every step; the streamed text is their decoding. */
+    @Test
+    void greedyFollowsFullForwardArgmaxAndStreamsItsText() {
+        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        StringBuilder streamed = new StringBuilder();
+        try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
+            Generator.Result r = new Generator(tok).generate(d, prompt, greedy(20, List.of(), true), streamed::append, () -> false);
+            assertEquals(20, r.tokens().length);
+            assertEquals(Generator.Finish.LENGTH, r.finish());
+            int[] seq = prompt;
+            Scorer scorer = new Scorer(model);
+            int vocab = model.config().vocabSize();
+            for (int next : r.tokens()) {
+                float[] logits = scorer.score(TokenBatch.of(seq, 1, seq.length), model.config().rope(), true).logits();
+                assertEquals(Sampler.argmax(Arrays.copyOfRange(logits, (seq.length - 1) * vocab, seq.length * vocab)), next);
+                seq = Arrays.copyOf(seq, seq.length + 1);
+                seq[seq.length - 1] = next;
+            }
+            assertEquals(tok.decode(r.tokens(), true), streamed.toString());
+            assertEquals(streamed.toString(), r.text());
+        }
+    }
+
+    /** A stop string taken from what greedy decoding produces cuts the text just before it. */
+    @Test
+    void stopStringsAndCancellation() {
+        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
+            Generator g = new Generator(tok);
+            String full = g.generate(d, prompt, greedy(30, List.of(), true), p -> { }, () -> false).text();
+            assertTrue(full.length() > 6, full);
+            String stop = full.substring(3, 6);
+            Generator.Result cut = g.generate(d, prompt, greedy(30, List.of(stop), true), p -> { }, () -> false);
+            assertEquals(Generator.Finish.STOP, cut.finish());
+            assertEquals(full.substring(0, full.indexOf(stop)), cut.text());
+            AtomicInteger polls = new AtomicInteger();
+            Generator.Result cancelled = g.generate(d, prompt, greedy(30, List.of(), true), p -> { }, () -> polls.incrementAndGet() > 5);
+            assertEquals(Generator.Finish.CANCELLED, cancelled.finish());
+            assertEquals(5, cancelled.tokens().length);
+        }
+    }
+
+    /** Declaring the first greedy token the end-of-sequence token stops generation at once, unless it is ignored. */
+    @Test
+    void endOfSequenceStops() {
+        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the");
+        try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
+            int first = new Generator(tok).generate(d, prompt, greedy(1, List.of(), true), p -> { }, () -> false).tokens()[0];
+            Tokenizer endsThere = new Tokenizer() {
+                public int[] encode(String text, boolean special) { return tok.encode(text, special); }
+                public String decode(int[] ids, boolean skip) { return tok.decode(ids, skip); }
+                public int vocabSize() { return tok.vocabSize(); }
+                public java.util.OptionalInt bosId() { return tok.bosId(); }
+                public java.util.OptionalInt eosId() { return java.util.OptionalInt.of(first); }
+                public void close() { }
+            };
+            Generator g = new Generator(endsThere);
+            Generator.Result r = g.generate(d, prompt, greedy(10, List.of(), false), p -> { }, () -> false);
+            assertEquals(Generator.Finish.STOP, r.finish());
+            assertEquals(0, r.tokens().length);
+            assertEquals("", r.text());
+            assertEquals(10, g.generate(d, prompt, greedy(10, List.of(), true), p -> { }, () -> false).tokens().length);
+        }
+    }
+
+    @Test
+    void theContextBoundsTheOutput() {
+        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        List<String> none = new ArrayList<>();
+        try (Decoder d = new Decoder(model, model.config().rope(), prompt.length + 3)) {
+            Generator.Result r = new Generator(tok).generate(d, prompt, greedy(50, none, true), p -> { }, () -> false);
+            assertEquals(4, r.tokens().length, "3 tokens fit in the cache and a last one is sampled from the full cache");
+            assertEquals(Generator.Finish.LENGTH, r.finish());
+        }
+    }
+}

@@ -1,0 +1,258 @@
+package dev.ropeway.serve;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ropeway.generate.ChatTemplate;
+import dev.ropeway.generate.Generator;
+import dev.ropeway.io.ByteLevelBpeFixture;
+import dev.ropeway.io.Json;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.model.CheckpointWriter;
+import dev.ropeway.model.Decoder;
+import dev.ropeway.model.Transformer;
+import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.train.TokenizedCorpus;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.BufferedReader;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The real server on loopback, driven by the JDK's HTTP client. */
+class ServerTest {
+    static final String CHATML = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+            + "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    @TempDir
+    static Path dir;
+    static CpuBackend backend;
+    static Transformer model;
+    static Tokenizer tokenizer;
+    static HttpClient client;
+
+    @BeforeAll
+    static void start() {
+        CheckpointWriter.writeRandom(dir, CheckpointWriter.llamaConfig(ByteLevelBpeFixture.VOCAB_SIZE, 32, 64, 2, 2, 2, 16, 512,
+                new DefaultRope(10000, 16), false), 3);
+        ByteLevelBpeFixture.write(dir);
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>", "chat_template", CHATML));
+        backend = new CpuBackend(2);
+        model = Transformer.load(backend, dir);
+        tokenizer = TokenizedCorpus.open(dir);
+        client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(5)).build();
+    }
+
+    @AfterAll
+    static void stop() {
+        tokenizer.close();
+        model.close();
+        backend.close();
+    }
+
+    static Server server(int slots, int queue, int grace) throws Exception {
+        ServerSettings s = new ServerSettings("127.0.0.1", 0, slots, queue, 256, 200, 4096, grace);
+        return new Server(model, model.config().rope(), new Generator(tokenizer), ChatTemplate.find(dir).orElseThrow(), "tiny", s,
+                Decoder.RopeChange.REROTATE);
+    }
+
+    static HttpResponse<String> post(Server s, String path, String body) throws Exception {
+        return client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + path))
+                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body))
+                .timeout(Duration.ofSeconds(60)).build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    static HttpResponse<String> get(Server s, String path) throws Exception {
+        return client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + path)).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+    }
+
+    static String completion(String prompt, int maxTokens, boolean stream) {
+        return "{\"model\":\"tiny\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":" + maxTokens
+                + ",\"temperature\":0,\"ignore_eos\":true,\"stream\":" + stream + "}";
+    }
+
+    static String quote(String s) {
+        try {
+            return Json.mapper().writeValueAsString(s);
+        } catch (Exception e) {
+            throw new RuntimeException(e);
+        }
+    }
+
+    /** Reads a server-sent-event stream to its end: the concatenated text, the finish reason, and whether [DONE] came. */
+    record Stream(String text, String finish, boolean done, int events) {}
+
+    static Stream readStream(InputStream body, boolean chat) throws Exception {
+        StringBuilder text = new StringBuilder();
+        String finish = null;
+        boolean done = false;
+        int events = 0;
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(body, StandardCharsets.UTF_8))) {
+            for (String line; (line = r.readLine()) != null; ) {
+                if (!line.startsWith("data: ")) continue;
+                String data = line.substring(6);
+                if (data.equals("[DONE]")) {
+                    done = true;
+                    continue;
+                }
+                events++;
+                JsonNode choice = Json.mapper().readTree(data).path("choices").path(0);
+                text.append(chat ? choice.path("delta").path("content").asText("") : choice.path("text").asText(""));
+                if (choice.hasNonNull("finish_reason")) finish = choice.get("finish_reason").asText();
+            }
+        }
+        return new Stream(text.toString(), finish, done, events);
+    }
+
+    /** 32 concurrent streaming clients on 4 slots: every stream completes with the text a lone request gets. */
+    @Test
+    void manyConcurrentStreamingClients() throws Exception {
+        try (Server s = server(4, 64, 5)) {
+            List<String> prompts = new ArrayList<>();
+            for (int i = 0; i < 32; i++) prompts.add("the " + i + " here " + "ab".repeat(i % 5));
+            List<String> expected = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                HttpResponse<String> r = post(s, "/v1/completions", completion(prompts.get(i), 12, false));
+                assertEquals(200, r.statusCode(), r.body());
+                JsonNode body = Json.mapper().readTree(r.body());
+                assertEquals("length", body.path("choices").path(0).path("finish_reason").asText());
+                assertEquals(12, body.path("usage").path("completion_tokens").asInt());
+                expected.add(body.path("choices").path(0).path("text").asText());
+            }
+            long start = System.nanoTime();
+            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+                List<Future<Stream>> futures = new ArrayList<>();
+                for (String p : prompts)
+                    futures.add(pool.submit(() -> {
+                        HttpResponse<InputStream> r = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + "/v1/completions"))
+                                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(completion(p, 12, true)))
+                                .build(), HttpResponse.BodyHandlers.ofInputStream());
+                        assertEquals(200, r.statusCode());
+                        assertTrue(r.headers().firstValue("Content-Type").orElse("").startsWith("text/event-stream"));
+                        return readStream(r.body(), false);
+                    }));
+                for (int i = 0; i < futures.size(); i++) {
+                    Stream st = futures.get(i).get(120, TimeUnit.SECONDS);
+                    assertTrue(st.done(), "stream " + i + " ended with [DONE]");
+                    assertEquals("length", st.finish(), "stream " + i);
+                    if (i < expected.size()) assertEquals(expected.get(i), st.text(), "stream " + i + " equals the lone request");
+                }
+            }
+            assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(120));
+            waitUntil(() -> s.busySlots() == 0 && s.queued() == 0, "every slot free");
+            assertEquals(36, s.completed());
+        }
+    }
+
+    @Test
+    void badRequestsGetClearClientErrors() throws Exception {
+        try (Server s = server(1, 4, 1)) {
+            assertError(post(s, "/v1/completions", "{\"prompt\": \"abc\", "), 400, "not valid JSON");
+            assertError(post(s, "/v1/completions", "[1, 2]"), 400, "JSON object");
+            assertError(post(s, "/v1/completions", "{\"model\":\"other\",\"prompt\":\"a\"}"), 404, "does not exist");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"" + "x".repeat(5000) + "\"}"), 413, "at most 4096");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":201}"), 400, "limit of 200");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"" + "a ".repeat(200) + "\",\"max_tokens\":100}"), 400, "context");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"temperature\":-1}"), 400, "temperature");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"n\":3}"), 400, "n = 1");
+            assertError(post(s, "/v1/completions", "{\"max_tokens\":3}"), 400, "prompt");
+            assertError(post(s, "/v1/chat/completions", "{\"messages\":[]}"), 400, "messages");
+            assertError(get(s, "/v1/completions"), 405, "POST");
+            assertError(get(s, "/v1/nothing"), 404, "no such endpoint");
+            JsonNode models = Json.mapper().readTree(get(s, "/v1/models").body());
+            assertEquals("tiny", models.path("data").path(0).path("id").asText());
+            assertEquals("ok", Json.mapper().readTree(get(s, "/health").body()).path("status").asText());
+            assertEquals(0, s.busySlots());
+        }
+    }
+
+    static void assertError(HttpResponse<String> r, int status, String text) throws Exception {
+        assertEquals(status, r.statusCode(), r.body());
+        JsonNode e = Json.mapper().readTree(r.body()).path("error");
+        assertTrue(e.path("message").asText().contains(text), e.toString());
+    }
+
+    @Test
+    void chatCompletionsUseTheChatTemplate() throws Exception {
+        try (Server s = server(1, 4, 1)) {
+            String body = "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5,\"temperature\":0,\"ignore_eos\":true}";
+            HttpResponse<String> r = post(s, "/v1/chat/completions", body);
+            assertEquals(200, r.statusCode(), r.body());
+            JsonNode j = Json.mapper().readTree(r.body());
+            assertEquals("chat.completion", j.path("object").asText());
+            assertEquals("assistant", j.path("choices").path(0).path("message").path("role").asText());
+            String prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+            assertEquals(tokenizer.encode(prompt, false).length, j.path("usage").path("prompt_tokens").asInt());
+            HttpResponse<InputStream> streamed = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + "/v1/chat/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString(body.substring(0, body.length() - 1) + ",\"stream\":true}")).build(),
+                    HttpResponse.BodyHandlers.ofInputStream());
+            Stream st = readStream(streamed.body(), true);
+            assertTrue(st.done());
+            assertEquals(j.path("choices").path(0).path("message").path("content").asText(), st.text());
+        }
+    }
+
+    /** A streaming client that hangs up frees its slot long before its 10,000-token budget. */
+    @Test
+    void disconnectFreesTheSlot() throws Exception {
+        try (Server s = new Server(model, model.config().rope(), new Generator(tokenizer), null, "tiny",
+                new ServerSettings("127.0.0.1", 0, 1, 4, 10_100, 10_000, 4096, 1), Decoder.RopeChange.REROTATE)) {
+            HttpResponse<InputStream> r = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + "/v1/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString(completion("the", 10_000, true))).build(), HttpResponse.BodyHandlers.ofInputStream());
+            InputStream in = r.body();
+            byte[] first = in.readNBytes(200);
+            assertTrue(new String(first, StandardCharsets.UTF_8).startsWith("data: "));
+            waitUntil(() -> s.busySlots() == 1, "the request runs");
+            in.close();
+            waitUntil(() -> s.busySlots() == 0, "the slot is freed after the client left");
+            assertEquals(1, s.completed());
+            // The slot serves the next request.
+            assertEquals(200, post(s, "/v1/completions", completion("the", 3, false)).statusCode());
+        }
+    }
+
+    /** A full queue answers 503; shutdown lets a running request finish. */
+    @Test
+    void fullQueueAndGracefulShutdown() throws Exception {
+        Server s = server(1, 0, 30);
+        try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+            Future<HttpResponse<String>> running = pool.submit(() -> post(s, "/v1/completions", completion("the", 150, false)));
+            waitUntil(() -> s.busySlots() == 1, "the first request runs");
+            HttpResponse<String> busy = post(s, "/v1/completions", completion("a", 3, false));
+            assertEquals(503, busy.statusCode(), busy.body());
+            assertTrue(busy.headers().firstValue("Retry-After").isPresent());
+            s.close();
+            HttpResponse<String> finished = running.get(60, TimeUnit.SECONDS);
+            assertEquals(200, finished.statusCode(), finished.body());
+            assertEquals("length", Json.mapper().readTree(finished.body()).path("choices").path(0).path("finish_reason").asText());
+            assertThrows(java.io.IOException.class, () -> get(s, "/health"), "the listener is closed");
+        }
+    }
+
+    static void waitUntil(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) fail("timed out waiting until " + what);
+            Thread.sleep(10);
+        }
+    }
+}
