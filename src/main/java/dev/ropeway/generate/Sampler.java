@@ -12,9 +12,9 @@ import java.util.random.RandomGenerator;
  * temperature, top-k, top-p, min-p, then one draw from what is left. Greedy (temperature 0) takes the highest
  * logit after the penalty, the lowest id on ties, as {@code argmax} does.
  *
- * <p>Top-k finds its threshold with a k-sized heap and sorts only the k survivors; top-p alone pops survivors off a
- * heap until the mass is reached; only plain sampling touches every token, without sorting. Probabilities are
- * computed in double from the logits minus their maximum.
+ * <p>Nothing sorts the whole vocabulary: top-k finds its threshold with a k-sized heap and sorts the k survivors;
+ * top-p alone sorts only the tokens that a bound on the nucleus leaves (see {@link #nucleusOfAll}); min-p alone
+ * compares scores before exponentiating. Probabilities are computed in double from the logits minus their maximum.
  *
  * <p>One sampler serves one sequence: it owns the random generator (one draw per sampled token, so the n-th
  * token of a given seed is always drawn with the same number) and scratch buffers reused from call to call. It
@@ -34,6 +34,9 @@ public final class Sampler {
     private double[] weights = new double[0];
     private int count;
     private boolean sortedByScore;
+    /** The largest score of the last {@link #scores} call, and its lowest index. */
+    private float maxScore;
+    private int argmaxScore;
 
     public Sampler(SamplingSettings settings) {
         this.settings = Objects.requireNonNull(settings, "settings");
@@ -52,7 +55,7 @@ public final class Sampler {
     /** The next token given the logits of the last position and the first {@code length} tokens of {@code tokens}. */
     public int sample(float[] logits, int[] tokens, int length) {
         float[] scores = scores(logits, tokens, length);
-        if (settings.isGreedy()) return argmax(scores);
+        if (settings.isGreedy()) return argmaxScore;
         double total = select(scores);
         double target = random.nextDouble() * total;
         double sum = 0;
@@ -66,7 +69,7 @@ public final class Sampler {
     /** The tokens a draw would choose from, most likely first, with their probabilities (summing to 1). */
     public Distribution distribution(float[] logits, int[] tokens, int length) {
         float[] scores = scores(logits, tokens, length);
-        if (settings.isGreedy()) return new Distribution(new int[] {argmax(scores)}, new double[] {1});
+        if (settings.isGreedy()) return new Distribution(new int[] {argmaxScore}, new double[] {1});
         select(scores);
         int[] outIds = Arrays.copyOf(ids, count);
         if (!sortedByScore) sortByScore(scores, outIds, count);
@@ -110,14 +113,22 @@ public final class Sampler {
         if (length < 0 || length > tokens.length) {
             throw new RopewayException("token count " + length + " is outside 0.." + tokens.length);
         }
-        boolean anyFinite = false;
+        // One pass checks the logits and finds their maximum.
+        float max = Float.NEGATIVE_INFINITY;
+        int best = -1;
         for (int i = 0; i < vocab; i++) {
             float x = logits[i];
-            if (Float.isNaN(x)) throw nan(i);
-            if (x == Float.POSITIVE_INFINITY) throw new RopewayException("logit " + i + " is +infinity; the model output is broken");
-            if (x != Float.NEGATIVE_INFINITY) anyFinite = true;
+            if (x > max) {
+                max = x;
+                best = i;
+            } else if (Float.isNaN(x)) {
+                throw nan(i);
+            }
         }
-        if (!anyFinite) throw new RopewayException("every logit is -infinity: no token can be chosen");
+        if (max == Float.POSITIVE_INFINITY) throw new RopewayException("logit " + best + " is +infinity; the model output is broken");
+        if (best < 0) throw new RopewayException("every logit is -infinity: no token can be chosen");
+        maxScore = max;
+        argmaxScore = best;
         double penalty = settings.repetitionPenalty();
         if (penalty == 1 || length == 0) return logits;
 
@@ -143,6 +154,13 @@ public final class Sampler {
             penalizedMark[t] = markEpoch;
             float x = penalized[t];
             penalized[t] = (float) (x < 0 ? x * penalty : x / penalty);
+        }
+        maxScore = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < vocab; i++) {
+            if (penalized[i] > maxScore) {
+                maxScore = penalized[i];
+                argmaxScore = i;
+            }
         }
         return penalized;
     }
@@ -179,14 +197,15 @@ public final class Sampler {
             total = nucleusOfAll(scores, temperature, topP);
             sortedByScore = true;
         } else {
-            float max = Float.NEGATIVE_INFINITY;
-            for (float x : scores) max = Math.max(max, x);
+            // Min-p alone needs no probability below its cut: compare scores first, exponentiate only survivors
+            // (with a hair of margin; the exact cut follows).
+            double floor = settings.minP() > 0 ? maxScore + temperature * (Math.log(settings.minP()) - 1e-9) : Double.NEGATIVE_INFINITY;
             count = 0;
             total = 0;
             for (int i = 0; i < vocab; i++) {
-                if (scores[i] == Float.NEGATIVE_INFINITY) continue;
+                if (scores[i] == Float.NEGATIVE_INFINITY || scores[i] < floor) continue;
                 ids[count] = i;
-                total += weights[count++] = Math.exp((scores[i] - (double) max) / temperature);
+                total += weights[count++] = Math.exp((scores[i] - (double) maxScore) / temperature);
             }
             sortedByScore = false;
         }
@@ -205,31 +224,23 @@ public final class Sampler {
         return before;
     }
 
-    /** Top-p over the whole vocabulary: pops tokens off a heap, best first, until the mass is reached. */
+    /**
+     * Top-p over the whole vocabulary without sorting it. The last token of the nucleus, L, has more than 1 - p of
+     * the mass at or below it, spread over at most V tokens, so its weight exceeds (1 - p) Z / V: every token at
+     * or below that weight is outside. Only the tokens above it (a handful for a peaked distribution) are sorted.
+     */
     private double nucleusOfAll(float[] scores, double temperature, double topP) {
         int vocab = scores.length;
-        if (order.length < vocab) order = new long[vocab];
-        float max = Float.NEGATIVE_INFINITY;
-        for (float x : scores) max = Math.max(max, x);
+        double max = maxScore;
         double total = 0;
-        int size = 0;
-        for (int i = 0; i < vocab; i++) {
-            if (scores[i] == Float.NEGATIVE_INFINITY) continue;
-            total += Math.exp((scores[i] - (double) max) / temperature);
-            order[size++] = orderKey(scores[i], i);
-        }
-        for (int i = size / 2 - 1; i >= 0; i--) siftDown(order, i, size);
-        double limit = topP * total;
-        double before = 0;
+        for (float x : scores) if (x != Float.NEGATIVE_INFINITY) total += Math.exp((x - max) / temperature);
+        // The weight bound on the score scale, with a hair of margin: extra candidates only cost sorting.
+        double floor = max + temperature * (Math.log((1 - topP) * total / vocab) - 1e-9);
         count = 0;
-        while (size > 0 && (count == 0 || before < limit)) {
-            int id = (int) order[0];
-            order[0] = order[--size];
-            siftDown(order, 0, size);
-            ids[count] = id;
-            before += weights[count++] = Math.exp((scores[id] - (double) max) / temperature);
-        }
-        return before;
+        for (int i = 0; i < vocab; i++) if (scores[i] > floor && scores[i] != Float.NEGATIVE_INFINITY) ids[count++] = i;
+        sortByScore(scores, ids, count);
+        for (int i = 0; i < count; i++) weights[i] = Math.exp((scores[ids[i]] - max) / temperature);
+        return keepNucleus(total, topP);
     }
 
     /** Drops tokens whose probability is below minP times the largest one; weights are relative to the maximum. */
@@ -284,19 +295,6 @@ public final class Sampler {
         int bits = Float.floatToIntBits(score);
         int sortable = bits ^ ((bits >> 31) & 0x7fffffff);
         return ((long) ~sortable << 32) | id;
-    }
-
-    private static void siftDown(long[] heap, int i, int size) {
-        long value = heap[i];
-        while (true) {
-            int child = 2 * i + 1;
-            if (child >= size) break;
-            if (child + 1 < size && heap[child + 1] < heap[child]) child++;
-            if (heap[child] >= value) break;
-            heap[i] = heap[child];
-            i = child;
-        }
-        heap[i] = value;
     }
 
     private void sortByScore(float[] scores, int[] candidates, int n) {

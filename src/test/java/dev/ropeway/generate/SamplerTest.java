@@ -156,6 +156,12 @@ class SamplerTest {
             assertArrayEquals(expected, new Sampler(settings).distribution(logits, NONE, 0).ids());
             // The same cut through the top-k path (k = vocabulary - 1 keeps all but the last, never in a nucleus here).
             assertArrayEquals(expected, new Sampler(settings.withTopK(logits.length - 1)).distribution(logits, NONE, 0).ids());
+
+            // Min-p alone keeps every token at least minP times as likely as the best one.
+            double minP = 0.001 + 0.2 * random.nextDouble();
+            int[] aboveMinP = Arrays.stream(order).mapToInt(Integer::intValue)
+                    .filter(i -> Math.exp((logits[i] - max) / temperature) >= minP).toArray();
+            assertArrayEquals(aboveMinP, new Sampler(PLAIN.withTemperature(temperature).withMinP(minP)).distribution(logits, NONE, 0).ids());
         }
     }
 
