@@ -66,7 +66,10 @@ public final class Sampler {
         return ids[count - 1]; // rounding left the target at the very top of the range
     }
 
-    /** The tokens a draw would choose from, most likely first, with their probabilities (summing to 1). */
+    /**
+     * The tokens a draw would choose from, most likely first, with their probabilities (summing to 1). It draws
+     * nothing: the sequence of draws of {@link #sample} is unchanged.
+     */
     public Distribution distribution(float[] logits, int[] tokens, int length) {
         float[] scores = scores(logits, tokens, length);
         if (settings.isGreedy()) return new Distribution(new int[] {argmaxScore}, new double[] {1});
