@@ -14,7 +14,7 @@ import dev.ropeway.rope.LinearRope;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.train.tokenizer.BpeModel;
 import dev.ropeway.train.tokenizer.BpeTrainer;
-import dev.ropeway.train.tokenizer.TokenizerFiles;
+import dev.ropeway.testutil.TinyTokenizer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,19 +36,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class GgufExportTest {
     private static final int HIDDEN = 64, FFN = 96, LAYERS = 2, HEADS = 4, KV_HEADS = 2, HEAD_DIM = 16;
 
-    /** Trains a small byte-level BPE into {@code dir}; returns its vocabulary size. */
     static BpeModel tokenizer(Path dir) {
-        List<String> docs = new ArrayList<>();
-        Random r = new Random(7);
-        String[] words = {"the", "whale", "sea", "ship", "captain", "white", "harpoon", "deck", "storm", "and", "of", "1851"};
-        for (int d = 0; d < 40; d++) {
-            StringBuilder b = new StringBuilder();
-            for (int w = 0; w < 60; w++) b.append(words[r.nextInt(words.length)]).append(w % 11 == 10 ? ".\n" : " ");
-            docs.add(b.toString());
-        }
-        BpeModel model = BpeTrainer.train(docs, new BpeTrainer.Options(300, 1, 1), BpeTrainer.Progress.NONE).model();
-        TokenizerFiles.write(dir, model, 256);
-        return model;
+        return TinyTokenizer.write(dir);
     }
 
     /** A random Llama checkpoint with a trained tokenizer, {@code vocabExtra} embedding rows past the tokenizer's. */
