@@ -36,8 +36,9 @@ import java.util.concurrent.Callable;
         description = {"Write a copy of a checkpoint that other engines load: --format hf (a Hugging Face folder with a "
                 + "RoPE config stock transformers knows) or --format gguf (one file for llama.cpp and other GGUF engines).",
                 "An e2 model becomes linear (position interpolation) with --factor g, for inputs up to g x L0. "
-                        + "CLEX has no equivalent in either format and is refused; dynamic NTK and LongRoPE are refused "
-                        + "for gguf (name a fixed method with --rope)."})
+                        + "A CLEX model has no equivalent in either format and is refused; for gguf, dynamic NTK and "
+                        + "LongRoPE are refused too (name a fixed method with --rope), and the checkpoint needs a "
+                        + "byte-level BPE tokenizer.json."})
 final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "<dir>")
     Path model;
