@@ -17,10 +17,11 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway info <model-dir>}: what a checkpoint is and what context it claims. */
 @Command(name = "info", mixinStandardHelpOptions = true,
-        description = "Describe a Hugging Face checkpoint: architecture, sizes, dtype, RoPE method, context lengths.")
+        description = {"Describe a Hugging Face checkpoint: architecture, sizes, dtype, RoPE method, context lengths.",
+                "Given a .gguf file instead, summarise it: architecture, sizes, RoPE keys, tokenizer, tensor types."})
 final class InfoCommand implements Callable<Integer> {
 
-    @Parameters(paramLabel = "<model-dir>", description = "Checkpoint folder (config.json + safetensors).")
+    @Parameters(paramLabel = "<model-dir>", description = "Checkpoint folder (config.json + safetensors), or a .gguf file.")
     Path dir;
 
     @Option(names = "--json", description = "Print one JSON object instead of text.")
@@ -28,6 +29,7 @@ final class InfoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (Files.isRegularFile(dir)) return GgufInfo.print(dir, json);
         ModelConfig c = Transformer.loadConfig(dir);
         Map<String, Object> out = new LinkedHashMap<>();
         try (WeightStore store = WeightStore.open(dir)) {

@@ -1,5 +1,6 @@
 package dev.ropeway.cli;
 
+import dev.ropeway.io.GgufFile;
 import dev.ropeway.io.Json;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Transformer;
@@ -15,6 +16,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -49,6 +51,72 @@ class ExportCliTest {
         CliRunner.Result r = CliRunner.run("export", "--model", clex.toString(), "--out", tmp.resolve("o").toString());
         assertEquals(1, r.exitCode());
         assertTrue(r.err().contains("CLEX has no stock transformers equivalent"), r.err());
+    }
+
+    @Test
+    void anE2ModelExportsToGgufAsLinearWithTheContextItReaches(@TempDir Path tmp) throws Exception {
+        Path e2 = tmp.resolve("e2");
+        E2Rope rope = new E2Rope(10000, 16, 32, 0, 8);
+        CheckpointWriter.writeRandom(e2, CheckpointWriter.withRope(
+                CheckpointWriter.llamaConfig(300, 32, 48, 2, 2, 2, 16, 32, rope, false), rope, 256), 3);
+        dev.ropeway.testutil.TinyTokenizer.write(e2);
+        Path gguf = tmp.resolve("out/e2.gguf");
+        CliRunner.Result r = CliRunner.run("export", "--model", e2.toString(), "--format", "gguf", "--out", gguf.toString(),
+                "--factor", "4");
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.out().contains("GGUF llama") && r.out().contains("(f16)") && r.out().contains("context_length 128"), r.out());
+        try (GgufFile g = GgufFile.open(gguf)) {
+            assertEquals("linear", g.value("llama.rope.scaling.type").asString());
+            assertEquals(4f, (float) g.value("llama.rope.scaling.factor").asDouble());
+            assertEquals(128L, g.value("llama.context_length").asLong(), "L0 x g");
+            assertEquals(1L, g.value("general.file_type").asLong(), "f16 by default");
+            assertEquals("e2", g.value("general.name").asString());
+        }
+        r = CliRunner.run("export", "--model", e2.toString(), "--format", "gguf", "--out", gguf.toString(),
+                "--dtype", "q8_0", "--context-length", "4096");
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.out().contains("blk.1.ffn_down.weight stored as F16"), "rows of 48 are not whole Q8_0 blocks: " + r.out());
+        try (GgufFile g = GgufFile.open(gguf)) {
+            assertEquals(dev.ropeway.io.GgmlType.F16, g.tensor("blk.0.ffn_down.weight").type());
+            assertEquals(dev.ropeway.io.GgmlType.Q8_0, g.tensor("blk.0.ffn_up.weight").type());
+            assertEquals(4096L, g.value("llama.context_length").asLong());
+            assertEquals(8f, (float) g.value("llama.rope.scaling.factor").asDouble(), "the trained maximum G by default");
+        }
+        CliRunner.Result info = CliRunner.run("info", gguf.toString(), "--json");
+        assertEquals(0, info.exitCode(), info.err());
+        Map<?, ?> summary = Json.mapper().readValue(info.out(), Map.class);
+        assertEquals("gguf", summary.get("format"));
+        assertEquals(3, summary.get("version"));
+        assertEquals("llama", ((Map<?, ?>) summary.get("metadata")).get("general.architecture"));
+    }
+
+    @Test
+    void ggufExportRefusesBadOptionsWithTheReason(@TempDir Path tmp) {
+        Path m = tmp.resolve("m");
+        CheckpointWriter.writeRandom(m, CheckpointWriter.llamaConfig(300, 32, 64, 2, 2, 2, 16, 32,
+                new dev.ropeway.rope.DefaultRope(10000, 16), false), 3);
+        dev.ropeway.testutil.TinyTokenizer.write(m);
+        String model = m.toString(), out = tmp.resolve("m.gguf").toString();
+        assertRefused("unknown --dtype 'q4_k'", "export", "--model", model, "--format", "gguf", "--out", out, "--dtype", "q4_k");
+        assertRefused("unknown --format 'onnx'", "export", "--model", model, "--format", "onnx", "--out", out);
+        assertRefused("--out must differ from --model", "export", "--model", model, "--format", "gguf", "--out", model);
+        assertRefused("is a folder", "export", "--model", model, "--format", "gguf", "--out", tmp.toString());
+        assertRefused("--dtype applies to --format gguf only", "export", "--model", model, "--out", tmp.resolve("hf").toString(), "--dtype", "f32");
+        assertRefused("dynamic NTK has no GGUF form", "export", "--model", model, "--format", "gguf", "--out", out, "--rope", "dynamic:factor=4");
+        assertRefused("--context-length must be in", "export", "--model", model, "--format", "gguf", "--out", out, "--context-length", "0");
+        assertFalse(Files.exists(Path.of(out)));
+
+        Path clex = tmp.resolve("clex");
+        ClexRope rope = new ClexRope(10000, 16, 32, 8, 1, "tanh", 0.01, false, null);
+        CheckpointWriter.writeRandom(clex, CheckpointWriter.withRope(
+                CheckpointWriter.llamaConfig(50, 32, 64, 2, 2, 2, 16, 32, rope, false), rope, 32), 3);
+        assertRefused("CLEX has no stock transformers equivalent", "export", "--model", clex.toString(), "--format", "gguf", "--out", out);
+    }
+
+    private static void assertRefused(String message, String... args) {
+        CliRunner.Result r = CliRunner.run(args);
+        assertEquals(1, r.exitCode(), String.join(" ", args) + "\n" + r.out() + r.err());
+        assertTrue(r.err().contains(message), r.err());
     }
 
     private static double loss(CliRunner.Result r) throws Exception {
