@@ -200,7 +200,12 @@ final class BenchCommand implements Runnable {
                             d.fillRandom(c, 7);
                         }
                         int next = random.nextInt(t.config().vocabSize());
-                        for (int i = 0; i < Math.min(4, tokens); i++) d.next(next);   // warm-up, then back to c
+                        // Warm-up (the JIT compiles the kernels) for at least a second and 8 steps, then back to c.
+                        long warm = System.nanoTime();
+                        for (int i = 0; i < 8 || System.nanoTime() - warm < 1_000_000_000L; i++) {
+                            if (d.length() == d.capacity()) d.truncate(c);
+                            d.next(next);
+                        }
                         d.truncate(c);
                         double[] step = new double[tokens];
                         for (int i = 0; i < tokens; i++) {
