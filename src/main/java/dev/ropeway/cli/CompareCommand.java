@@ -118,7 +118,7 @@ final class CompareCommand implements Callable<Integer> {
         }
         progress.finish();
         Path report = new CompareReport(out, run, resolved,
-                new CompareReport.Plan(taskList, ls, rls, depths, settings, train), outcome.results(), dataRecord).write();
+                new CompareReport.Plan(taskList, ls, rls, depths, settings, train), outcome, dataRecord).write();
         err.printf(Locale.ROOT, "compare: computed %d cells, reused %d%n", outcome.computed(), outcome.reused());
         err.flush();
         if (json) System.out.println(Output.json(Json.readObject(out.resolve("report.json"))));

@@ -32,8 +32,11 @@ public final class CellStore {
         return dir.resolve(group).resolve(cell + ".json");
     }
 
+    /** A saved cell: its result and the seconds it took to compute. */
+    public record Saved(Map<String, Object> result, double seconds) {}
+
     /** The saved result of {@code cell}, when one was saved for exactly {@code key}. */
-    public Optional<Map<String, Object>> load(String group, String cell, Map<String, Object> key) {
+    public Optional<Saved> load(String group, String cell, Map<String, Object> key) {
         Path f = file(group, cell);
         if (!Files.isRegularFile(f)) return Optional.empty();
         Map<String, Object> saved;
@@ -47,7 +50,7 @@ public final class CellStore {
             return Optional.empty();
         @SuppressWarnings("unchecked")
         Map<String, Object> r = (Map<String, Object>) result;
-        return Optional.of(r);
+        return Optional.of(new Saved(r, saved.get("seconds") instanceof Number n ? n.doubleValue() : 0));
     }
 
     /** Saves {@code cell}'s result for {@code key}, replacing the file atomically. */

@@ -31,17 +31,19 @@ public final class CompareReport {
     private final List<Evaluation.Resolved> methods;
     private final Plan plan;
     private final Map<String, Map<Evaluation.CellSpec, Map<String, Object>>> results;
+    private final Evaluation.Outcome outcome;
     private final Map<String, Object> dataRecord;
     private final StringBuilder md = new StringBuilder();
     private final List<String> errors = new ArrayList<>();
 
-    public CompareReport(Path out, RunRecord run, List<Evaluation.Resolved> methods, Plan plan,
-                         Map<String, Map<Evaluation.CellSpec, Map<String, Object>>> results, Map<String, Object> dataRecord) {
+    public CompareReport(Path out, RunRecord run, List<Evaluation.Resolved> methods, Plan plan, Evaluation.Outcome outcome,
+                         Map<String, Object> dataRecord) {
         this.out = out;
         this.run = run;
         this.methods = methods;
         this.plan = plan;
-        this.results = results;
+        this.outcome = outcome;
+        this.results = outcome.results();
         this.dataRecord = dataRecord;
     }
 
@@ -79,11 +81,19 @@ public final class CompareReport {
         Map<String, Object> m = run.machine();
         md.append(fmt("Ropeway %s, git revision `%s`, %s. Machine: %s cores, %s, %s (%s), Java %s.%n%n", run.version(),
                 run.revision(), run.date(), m.get("cores"), m.get("cpu"), m.get("os"), m.get("arch"), m.get("java")));
+        md.append(fmt("%d cells took %s to compute (wall-clock time summed over cells; this invocation computed %d and "
+                        + "reused %d saved by earlier ones, in `cells/`).%n%n", outcome.computed() + outcome.reused(),
+                duration(outcome.cellSeconds()), outcome.computed(), outcome.reused()));
         md.append("| method | model | RoPE at inference | config.json SHA-256 | weights |\n|---|---|---|---|---|\n");
         for (Evaluation.Resolved r : methods)
             md.append(fmt("| %s | `%s` | %s%s | `%s` | %,d bytes |%n", r.target().name(), r.record().path(),
                     r.target().rope() == null ? "own: " : "`--rope " + r.target().rope() + "`: ", r.ropeDescription(),
                     r.record().configSha256().substring(0, 12), r.record().weightBytes()));
+    }
+
+    private static String duration(double seconds) {
+        long s = Math.round(seconds);
+        return s < 60 ? s + " s" : s < 3600 ? (s / 60) + " min " + (s % 60) + " s" : (s / 3600) + " h " + (s % 3600 / 60) + " min";
     }
 
     private Map<String, Object> cell(String method, Evaluation.CellSpec c) {
@@ -263,6 +273,7 @@ public final class CompareReport {
     private Map<String, Object> json() {
         Map<String, Object> root = new LinkedHashMap<>();
         root.put("run", run.toJson());
+        root.put("cells", Map.of("computed", outcome.computed(), "reused", outcome.reused(), "seconds", outcome.cellSeconds()));
         Map<String, Object> settings = new LinkedHashMap<>();
         Evaluation.Settings s = plan.settings();
         settings.put("tasks", plan.tasks().stream().map(Evaluation.Task::label).toList());

@@ -166,8 +166,12 @@ public final class Evaluation {
         default void finished(Target target, CellSpec cell, Map<String, Object> result, boolean reused, double work) {}
     }
 
-    /** Every cell's result (or {"error": ...} for a cell that cannot be computed), by target name, and the counts. */
-    public record Outcome(Map<String, Map<CellSpec, Map<String, Object>>> results, int computed, int reused) {}
+    /**
+     * Every cell's result (or {"error": ...} for a cell that cannot be computed), by target name, the counts, and the
+     * seconds all the cells took to compute (in this run or, for reused ones, in the run that saved them).
+     */
+    public record Outcome(Map<String, Map<CellSpec, Map<String, Object>>> results, int computed, int reused,
+                          double cellSeconds) {}
 
     /** A target's fixed facts: its checkpoint's fingerprint, config and the RoPE method it is read with. */
     public record Resolved(Target target, ModelRecord record, ModelConfig config, RopeScaling rope) {
@@ -216,7 +220,7 @@ public final class Evaluation {
         Map<String, Map<CellSpec, Map<String, Object>>> results = new LinkedHashMap<>();
         Map<String, Map<CellSpec, Map<String, Object>>> keys = new LinkedHashMap<>();
         int reused = 0;
-        double work = 0, reusedWork = 0;
+        double work = 0, reusedWork = 0, seconds = 0;
         for (Resolved r : resolved) {
             Map<CellSpec, Map<String, Object>> got = new LinkedHashMap<>(), ks = new LinkedHashMap<>();
             for (CellSpec c : cells) {
@@ -226,7 +230,8 @@ public final class Evaluation {
                 if (store != null) {
                     var saved = store.load(r.target().name(), c.fileName(), key);
                     if (saved.isPresent()) {
-                        got.put(c, saved.get());
+                        got.put(c, saved.get().result());
+                        seconds += saved.get().seconds();
                         reused++;
                         reusedWork += work(c);
                     }
@@ -252,8 +257,9 @@ public final class Evaluation {
                         long start = System.nanoTime();
                         try {
                             result = CellStore.asSaved(compute(r.target().model(), model, r.rope(), tok, c));
-                            if (store != null) store.save(name, c.fileName(), keys.get(name).get(c), result,
-                                    (System.nanoTime() - start) / 1e9);
+                            double took = (System.nanoTime() - start) / 1e9;
+                            seconds += took;
+                            if (store != null) store.save(name, c.fileName(), keys.get(name).get(c), result, took);
                         } catch (RopewayException e) {
                             // A cell the settings cannot produce (a prompt longer than the length, documents shorter
                             // than it) is reported, not saved: it costs nothing to find again.
@@ -267,7 +273,7 @@ public final class Evaluation {
                 results.put(name, ordered);
             }
         }
-        return new Outcome(results, computed, reused);
+        return new Outcome(results, computed, reused, seconds);
     }
 
     private Map<String, Object> compute(Path modelDir, Transformer model, RopeScaling rope, Tokenizer tok, CellSpec c) {

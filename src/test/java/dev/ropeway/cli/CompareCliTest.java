@@ -63,6 +63,8 @@ class CompareCliTest {
         assertTrue(report.at("/run/command").asText().startsWith("ropeway compare --models "));
         assertTrue(report.at("/run/git_revision").asText().matches("[0-9a-f]{40}(\\+modified)?|unknown"));
         assertTrue(report.at("/run/machine/cores").asInt() >= 1);
+        assertEquals(14, report.at("/cells/computed").asInt());
+        assertTrue(report.at("/cells/seconds").asDouble() > 0);
         String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(model.resolve("config.json"))));
         assertEquals(sha, report.at("/methods/0/model/config_sha256").asText());
         assertEquals("linear", report.at("/methods/1/rope/rope_type").asText());
@@ -85,7 +87,11 @@ class CompareCliTest {
         assertEquals(0, second.exitCode(), second.err());
         assertTrue(second.err().contains("computed 0 cells, reused 14"), second.err());
         assertEquals(saved, cells(out));
-        assertEquals(report.get("results"), Json.mapper().readTree(out.resolve("report.json").toFile()).get("results"));
+        JsonNode rerun = Json.mapper().readTree(out.resolve("report.json").toFile());
+        assertEquals(report.get("results"), rerun.get("results"));
+        assertEquals(0, rerun.at("/cells/computed").asInt());
+        assertEquals(report.at("/cells/seconds").asDouble(), rerun.at("/cells/seconds").asDouble(), 1e-9,
+                "the compute time comes from the saved cells");
 
         // Cells lost to an interruption are computed again, and only they.
         Files.delete(out.resolve("cells/pi/vt-1200.json"));
