@@ -14,6 +14,8 @@ import org.knowm.xchart.style.markers.SeriesMarkers;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Font;
+import java.awt.Graphics2D;
+import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,6 +24,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import javax.imageio.ImageIO;
 
 /** PNG charts for evaluation reports (XChart, rendered headless). */
 public final class Plots {
@@ -129,10 +132,19 @@ public final class Plots {
             chart.addSeries(measure, xs, ys, cells);
             charts.add(chart);
         }
+        // XChart's own grid needs rows × cols charts exactly; laying the images out here allows any count.
         int cols = Math.min(3, charts.size()), rows = (charts.size() + cols - 1) / cols;
+        int w = charts.getFirst().getWidth(), h = charts.getFirst().getHeight();
+        BufferedImage grid = new BufferedImage(cols * w, rows * h, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = grid.createGraphics();
+        g.setColor(Color.WHITE);
+        g.fillRect(0, 0, grid.getWidth(), grid.getHeight());
+        for (int i = 0; i < charts.size(); i++)
+            g.drawImage(BitmapEncoder.getBufferedImage(charts.get(i)), (i % cols) * w, (i / cols) * h, null);
+        g.dispose();
         try {
             Files.createDirectories(file.toAbsolutePath().getParent());
-            BitmapEncoder.saveBitmap(charts, rows, cols, stripPng(file), BitmapEncoder.BitmapFormat.PNG);
+            ImageIO.write(grid, "png", file.toFile());
         } catch (IOException e) {
             throw new RopewayException("cannot write " + file + ": " + e.getMessage());
         }
