@@ -3,6 +3,8 @@ package dev.ropeway.eval;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.model.ClexLayer;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
@@ -194,11 +196,17 @@ public final class Evaluation {
         this.listener = listener;
     }
 
-    /** Reads a target's config and fingerprint (no weights), resolving its RoPE method; bad input fails here. */
+    /**
+     * Reads a target's config and fingerprint, resolving its RoPE method as loading the model would (a CLEX
+     * checkpoint's trained ODE layer included, read from its mapped weights); bad input fails here.
+     */
     public static Resolved resolve(Target t) {
         ModelRecord record = ModelRecord.of(t.model());
         ModelConfig config = ModelConfig.parse(Json.readObject(record.path().resolve("config.json")),
                 t.model().resolve("config.json").toString());
+        try (WeightStore store = WeightStore.open(t.model())) {
+            config = ClexLayer.attach(config, store);
+        }
         RopeScaling rope;
         try {
             rope = config.ropeOrSpec(t.rope());

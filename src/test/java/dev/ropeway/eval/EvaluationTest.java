@@ -36,6 +36,19 @@ class EvaluationTest {
     }
 
     @Test
+    void aClexCheckpointIsReadWithItsTrainedLayer() {
+        Path clex = dev.ropeway.testutil.FixtureFiles.ROOT.resolve("clex-llama");
+        Evaluation.Resolved r = Evaluation.resolve(new Evaluation.Target("clex", clex, null));
+        assertTrue(r.rope() instanceof dev.ropeway.rope.ClexRope c && c.ode() != null, r.ropeDescription());
+        assertFalse(r.ropeDescription().contains("untrained"), r.ropeDescription());
+        try (CpuBackend backend = new CpuBackend(); var model = dev.ropeway.model.Transformer.load(backend, clex)) {
+            // The very frequencies the loaded model uses at 4x its trained length (32 tokens).
+            assertTrue(java.util.Arrays.equals(model.config().rope().inverseFrequencies(128),
+                    r.rope().inverseFrequencies(128)));
+        }
+    }
+
+    @Test
     void cellNamesAndGrid() {
         List<Evaluation.CellSpec> grid = Evaluation.CellSpec.grid(List.of(Evaluation.Task.PPL, Evaluation.Task.PASSKEY,
                 Evaluation.Task.VT), List.of(64, 128), List.of(300), List.of(0.0, 0.5));
