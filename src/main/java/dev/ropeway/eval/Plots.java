@@ -67,8 +67,8 @@ public final class Plots {
         XYChart chart = new XYChartBuilder().width(900).height(560).title(title)
                 .xAxisTitle("context length (tokens, log scale)").yAxisTitle(yAxis).build();
         // XChart labels logarithmic axes only at powers of ten; plotting log2(length) with its own labels puts one
-        // at every doubling; ticks XChart puts between doublings stay unlabelled.
-        chart.setCustomXAxisTickLabelsFormatter(x -> Math.abs(x - Math.rint(x)) > 1e-6 ? ""
+        // at every doubling; ticks XChart puts between doublings get a blank (XChart refuses an empty label).
+        chart.setCustomXAxisTickLabelsFormatter(x -> Math.abs(x - Math.rint(x)) > 1e-6 ? " "
                 : String.format(Locale.ROOT, "%,d", Math.round(Math.pow(2, x))));
         chart.getStyler().setXAxisDecimalPattern("0");
         chart.getStyler().setSeriesColors(PALETTE);

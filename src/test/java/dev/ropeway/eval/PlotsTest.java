@@ -34,4 +34,14 @@ class PlotsTest {
             for (int y = 0; y < 340 && !drawn; y += 5) drawn = (img.getRGB(x, y) & 0xFFFFFF) != 0xFFFFFF;
         assertTrue(drawn, "the first map has coloured pixels");
     }
+
+    @Test
+    void lineChartsLabelDoublingsAtAnySpan(@TempDir Path dir) throws Exception {
+        // XChart puts ticks between doublings here; they must get a blank label, not an empty one (which it refuses).
+        for (List<Integer> lengths : List.of(List.of(32, 64), List.of(1200), List.of(256, 512, 1024, 2048, 4096))) {
+            Path file = dir.resolve("line-" + lengths.getFirst() + ".png");
+            Plots.byLength(file, "t", "y", Map.of("m", lengths.stream().map(l -> new Plots.Point(l, l / 10.0)).toList()), 64);
+            assertEquals(900, ImageIO.read(file.toFile()).getWidth());
+        }
+    }
 }
