@@ -171,7 +171,7 @@ final class BenchCommand implements Runnable {
             if (tokens < 1) throw new RopewayException("--tokens must be at least 1");
             if (!fill.equals("random") && !fill.equals("prefill")) throw new RopewayException("--fill must be random or prefill, got " + fill);
             List<Long> ctx = new ArrayList<>();
-            for (String c : contexts) ctx.add((long) EvalCommand.Ppl.parseLength(c));
+            for (String c : contexts) ctx.add((long) EvalCommand.parseLength(c));
             long maxLen = ctx.stream().mapToLong(Long::longValue).max().orElse(1024) + tokens;
             Path dir = model;
             Path temp = null;

@@ -1,16 +1,15 @@
 package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.eval.CellStore;
+import dev.ropeway.eval.Evaluation;
+import dev.ropeway.eval.Passkey;
 import dev.ropeway.eval.Perplexity;
 import dev.ropeway.eval.PerplexityProtocol;
-import dev.ropeway.io.Tokenizer;
-import dev.ropeway.model.Transformer;
-import dev.ropeway.rope.RopeScaling;
-import dev.ropeway.rope.RopeSpec;
+import dev.ropeway.eval.Ruler;
+import dev.ropeway.eval.RunRecord;
+import dev.ropeway.io.Json;
 import dev.ropeway.tensor.Backend;
-import dev.ropeway.train.Corpus;
-import dev.ropeway.train.CorpusDocument;
-import dev.ropeway.train.TokenizedCorpus;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -23,9 +22,10 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** {@code ropeway eval}: long-context evaluations. */
-@Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation.",
-        subcommands = {EvalCommand.Ppl.class, EvalCommand.PasskeyCommand.class})
+/** {@code ropeway eval}: long-context evaluations of one model. */
+@Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation of one model.",
+        subcommands = {EvalCommand.Ppl.class, EvalCommand.PasskeyCommand.class, EvalCommand.NiahCommand.class,
+                EvalCommand.VtCommand.class})
 final class EvalCommand implements Runnable {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -35,143 +35,270 @@ final class EvalCommand implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
+    /** What every evaluation takes: the model, its RoPE method, where to keep cells, how to print. */
+    abstract static class Base implements Callable<Integer> {
+        @picocli.CommandLine.Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+        @Option(names = "--model", required = true, paramLabel = "<dir>", order = 0)
+        Path model;
+        @Option(names = "--rope", paramLabel = "<spec>", order = 50, description = "Replace the model's RoPE method (see score --rope).")
+        String rope;
+        @Option(names = "--out", paramLabel = "<dir>", order = 51, description = {"Keep each cell's result in <dir>/cells/ as it "
+                + "finishes and reuse it on a rerun (an interrupted run resumes); the whole result goes to <dir>/<task>.json."})
+        Path out;
+        @Option(names = "--json", order = 52, description = "Print the result as JSON.")
+        boolean json;
+        @Mixin
+        BackendOptions backendOptions;
+
+        abstract Evaluation.Task task();
+
+        abstract Evaluation.Settings settings();
+
+        abstract List<Evaluation.CellSpec> cells();
+
+        abstract void print(Evaluation.Resolved resolved, List<Map<String, Object>> results);
+
+        @Override
+        public Integer call() {
+            RunRecord run = RunRecord.now(spec.commandLine().getParseResult().originalArgs());
+            Evaluation.Target target = new Evaluation.Target(Evaluation.Target.defaultName(model, rope), model, rope);
+            Evaluation.Resolved resolved = Evaluation.resolve(target);
+            List<Evaluation.CellSpec> cells = cells();
+            Evaluation.Settings settings = settings();
+            EvaluationProgress progress = new EvaluationProgress(task().label(), spec.commandLine().getErr());
+            Evaluation.Outcome outcome;
+            Evaluation evaluation;
+            try (Backend backend = backendOptions.open()) {
+                evaluation = new Evaluation(backend, settings, out == null ? null : new CellStore(out.resolve("cells")), progress);
+                outcome = evaluation.run(List.of(target), cells);
+            }
+            progress.finish();
+            List<Map<String, Object>> results = new ArrayList<>();
+            for (Evaluation.CellSpec c : cells) {
+                Map<String, Object> r = outcome.results().get(target.name()).get(c);
+                if (r.containsKey("error")) throw new RopewayException(c.fileName() + ": " + r.get("error"));
+                results.add(r);
+            }
+            Map<String, Object> doc = new LinkedHashMap<>();
+            doc.put("run", run.toJson());
+            doc.put("task", task().label());
+            doc.put("model", resolved.record().toJson());
+            doc.put("rope", resolved.rope().toParameters());
+            doc.put("settings", settingsJson(settings, task() == Evaluation.Task.PPL ? evaluation.dataRecord() : null));
+            doc.put("results", results);
+            if (out != null) Json.writeAtomic(out.resolve(task().label() + ".json"), doc);
+            if (json) System.out.println(Output.json(doc));
+            else print(resolved, results);
+            return 0;
+        }
+
+        Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            if (data != null) {
+                m.put("data", data);
+                m.put("protocol", s.protocol().label());
+                m.put("stride", s.stride());
+                m.put("max_tokens", s.maxTokens());
+            } else {
+                m.put("trials", s.trials());
+                m.put("seed", s.seed());
+            }
+            return m;
+        }
+    }
+
+    static List<Integer> parseLengths(List<String> texts) {
+        List<Integer> out = new ArrayList<>();
+        for (String t : texts) out.add(parseLength(t));
+        return out;
+    }
+
+    static int parseLength(String text) {
+        String s = text.strip().toLowerCase(Locale.ROOT);
+        long mult = 1;
+        if (s.endsWith("k")) {
+            mult = 1024;
+            s = s.substring(0, s.length() - 1);
+        }
+        try {
+            long v = Long.parseLong(s) * mult;
+            if (v < 2 || v > Integer.MAX_VALUE) throw new NumberFormatException();
+            return (int) v;
+        } catch (NumberFormatException e) {
+            throw new RopewayException("bad length '" + text + "' (a whole number of tokens, optionally with k = 1024)");
+        }
+    }
+
+    static List<Double> checkDepths(List<Double> depths) {
+        for (double d : depths) if (!(d >= 0 && d <= 1)) throw new RopewayException("depths must be in [0, 1], got " + d);
+        return depths;
+    }
+
     @Command(name = "ppl", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"Perplexity on long documents at several context lengths.",
                     "chunks: non-overlapping windows of exactly L tokens (CLEX's protocol); sliding: windows of L every",
                     "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's); prefill: the chunks windows fed",
                     "through the KV cache --stride tokens per forward (CLEX's chunked evaluation)."})
-    static final class Ppl implements Callable<Integer> {
-        @Option(names = "--model", required = true, paramLabel = "<dir>")
-        Path model;
-        @Option(names = "--data", required = true, paramLabel = "<dir>",
+    static final class Ppl extends Base {
+        @Option(names = "--data", required = true, paramLabel = "<dir>", order = 1,
                 description = "Documents: a prepared corpus (its heldout/ part) or any folder of .txt / .jsonl files.")
         Path data;
-        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>",
+        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>", order = 2,
                 description = "Context lengths in tokens, e.g. 256,512,1k,4k.")
         List<String> lengths;
-        @Option(names = "--protocol", defaultValue = "chunks", description = "chunks, sliding or prefill (default: ${DEFAULT-VALUE}).")
+        @Option(names = "--protocol", defaultValue = "chunks", order = 3, description = "chunks, sliding or prefill (default: ${DEFAULT-VALUE}).")
         String protocol;
-        @Option(names = "--stride", description = "sliding: step between windows (default: L / 2); prefill: tokens per forward (default: min(L, 4096)).")
+        @Option(names = "--stride", order = 4, description = "sliding: step between windows (default: L / 2); prefill: tokens per forward (default: min(L, 4096)).")
         Integer stride;
-        @Option(names = "--max-tokens", defaultValue = "32768",
+        @Option(names = "--max-tokens", defaultValue = "32768", order = 5,
                 description = "Tokens scored per length at most, 0 = all (default: ${DEFAULT-VALUE}).")
         long maxTokens;
-        @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
-        String rope;
-        @Option(names = "--json")
-        boolean json;
-        @Mixin
-        BackendOptions backendOptions;
 
         @Override
-        public Integer call() {
-            PerplexityProtocol p = PerplexityProtocol.parse(protocol);
-            List<Integer> ls = new ArrayList<>();
-            for (String l : lengths) ls.add(parseLength(l));
-            Corpus corpus = Corpus.open(data);
-            List<CorpusDocument> docs = corpus.hasHeldout() ? corpus.heldout() : corpus.train();
-            List<int[]> tokens = new ArrayList<>();
-            try (Tokenizer tok = TokenizedCorpus.open(model)) {
-                for (CorpusDocument d : docs) tokens.add(TokenizedCorpus.encodeWithBos(tok, d.text()));
+        Evaluation.Task task() {
+            return Evaluation.Task.PPL;
+        }
+
+        @Override
+        Evaluation.Settings settings() {
+            if (stride != null && stride < 1) throw new RopewayException("--stride must be at least 1, got " + stride);
+            return new Evaluation.Settings(data, PerplexityProtocol.parse(protocol), stride == null ? 0 : stride, maxTokens,
+                    1, 0, 0);
+        }
+
+        @Override
+        List<Evaluation.CellSpec> cells() {
+            return Evaluation.CellSpec.grid(List.of(task()), parseLengths(lengths), List.of(), List.of());
+        }
+
+        @Override
+        void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
+            System.out.printf("%s, %s protocol, RoPE %s%n", model, PerplexityProtocol.parse(protocol).label(), r.ropeDescription());
+            for (Map<String, Object> m : results) {
+                Perplexity.Result p = Perplexity.Result.fromJson(m);
+                System.out.printf(Locale.ROOT, "  L = %,7d  perplexity %10.3f  (loss %.4f, %,d tokens, %d windows)%n",
+                        p.length(), p.perplexity(), p.loss(), p.tokens(), p.windows());
             }
-            List<Map<String, Object>> rows = new ArrayList<>();
-            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model)) {
-                RopeScaling method = t.config().ropeOrSpec(rope);
-                if (!json) System.out.printf("%s, %s protocol, RoPE %s%n", model, p.label(), RopeSpec.describe(method));
-                for (int len : ls) {
-                    int s = stride != null ? stride : p == PerplexityProtocol.PREFILL ? Math.min(len, 4096) : Math.max(1, len / 2);
-                    ProgressBar bar = new ProgressBar("L=" + len, maxTokens > 0 ? maxTokens : 1, 0);
-                    Perplexity.Result r = Perplexity.evaluate(t, method, tokens, len, p, s, maxTokens,
-                            done -> bar.update(Math.min(done, maxTokens > 0 ? maxTokens : done), "tokens"));
-                    bar.finish();
-                    rows.add(r.toJson());
-                    if (!json) System.out.printf(Locale.ROOT, "  L = %,7d  perplexity %10.3f  (loss %.4f, %,d tokens, %d windows)%n",
-                            len, r.perplexity(), r.loss(), r.tokens(), r.windows());
-                }
-                if (json) {
-                    Map<String, Object> out = new LinkedHashMap<>();
-                    out.put("model", model.toString());
-                    out.put("protocol", p.label());
-                    out.put("rope", method.toParameters());
-                    out.put("results", rows);
-                    System.out.println(Output.json(out));
-                }
-            }
+        }
+    }
+
+    /** Options of the retrieval tasks: lengths, depths, trials, seed. */
+    abstract static class Retrieval extends Base {
+        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>", order = 2, description = "Prompt lengths in tokens.")
+        List<String> lengths;
+        @Option(names = "--trials", defaultValue = "5", order = 4, description = "Trials (keys) per cell (default: ${DEFAULT-VALUE}).")
+        int trials;
+        @Option(names = "--seed", defaultValue = "0", order = 5)
+        long seed;
+
+        List<Double> depths() {
+            return List.of();
+        }
+
+        int newTokens() {
             return 0;
         }
 
-        static int parseLength(String text) {
-            String s = text.strip().toLowerCase(Locale.ROOT);
-            long mult = 1;
-            if (s.endsWith("k")) {
-                mult = 1024;
-                s = s.substring(0, s.length() - 1);
-            }
-            try {
-                long v = Long.parseLong(s) * mult;
-                if (v < 2 || v > Integer.MAX_VALUE) throw new NumberFormatException();
-                return (int) v;
-            } catch (NumberFormatException e) {
-                throw new RopewayException("bad length '" + text + "' (a whole number of tokens, optionally with k = 1024)");
-            }
+        @Override
+        Evaluation.Settings settings() {
+            if (trials < 1) throw new RopewayException("--trials must be at least 1, got " + trials);
+            return new Evaluation.Settings(null, PerplexityProtocol.CHUNKS, 0, 0, trials, seed, newTokens());
+        }
+
+        @Override
+        List<Evaluation.CellSpec> cells() {
+            return Evaluation.CellSpec.grid(List.of(task()), List.of(), parseLengths(lengths), checkDepths(depths()));
         }
     }
 
     @Command(name = "passkey", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"Passkey retrieval (the Landmark / LongLoRA / YaRN prompt) over a grid of lengths and needle depths.",
                     "Scores: first integer of the greedy answer, exact key tokens, and the key's log-likelihood."})
-    static final class PasskeyCommand implements Callable<Integer> {
-        @Option(names = "--model", required = true, paramLabel = "<dir>")
-        Path model;
-        @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>", description = "Prompt lengths in tokens.")
-        List<String> lengths;
-        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1",
+    static final class PasskeyCommand extends Retrieval {
+        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1", order = 3,
                 description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
         List<Double> depths;
-        @Option(names = "--trials", defaultValue = "5", description = "Keys per cell (default: ${DEFAULT-VALUE}).")
-        int trials;
-        @Option(names = "--seed", defaultValue = "0")
-        long seed;
-        @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method.")
-        String rope;
-        @Option(names = "--json")
-        boolean json;
-        @Mixin
-        BackendOptions backendOptions;
 
         @Override
-        public Integer call() {
-            if (trials < 1) throw new RopewayException("--trials must be at least 1");
-            for (double d : depths) if (!(d >= 0 && d <= 1)) throw new RopewayException("depths must be in [0, 1], got " + d);
-            List<dev.ropeway.eval.Passkey.Cell> cells = new ArrayList<>();
-            try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, model);
-                 Tokenizer tok = TokenizedCorpus.open(model)) {
-                RopeScaling method = t.config().ropeOrSpec(rope);
-                ProgressBar bar = new ProgressBar("cells", (long) lengths.size() * depths.size(), 0);
-                long done = 0;
-                for (String l : lengths) {
-                    int len = Ppl.parseLength(l);
-                    for (double d : depths) {
-                        dev.ropeway.eval.Passkey.Cell c = dev.ropeway.eval.Passkey.run(t, method, tok, len, d, trials, seed);
-                        cells.add(c);
-                        bar.update(++done, String.format(Locale.ROOT, "L=%d depth=%.2f acc %.2f", len, d, c.regexAccuracy()));
-                    }
-                }
-                bar.finish();
-                if (json) {
-                    Map<String, Object> out = new LinkedHashMap<>();
-                    out.put("model", model.toString());
-                    out.put("rope", method.toParameters());
-                    out.put("results", cells.stream().map(dev.ropeway.eval.Passkey.Cell::toJson).toList());
-                    System.out.println(Output.json(out));
-                } else {
-                    System.out.printf("%s, RoPE %s, %d trials per cell%n", model, RopeSpec.describe(method), trials);
-                    for (dev.ropeway.eval.Passkey.Cell c : cells)
-                        System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  accuracy %.2f  exact %.2f  key log-likelihood %8.3f%n",
-                                c.targetTokens(), c.depth(), c.regexAccuracy(), c.exactAccuracy(), c.meanKeyLogLikelihood());
-                }
+        Evaluation.Task task() {
+            return Evaluation.Task.PASSKEY;
+        }
+
+        @Override
+        List<Double> depths() {
+            return depths;
+        }
+
+        @Override
+        void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
+            System.out.printf("%s, RoPE %s, %d trials per cell%n", model, r.ropeDescription(), trials);
+            for (Map<String, Object> m : results) {
+                Passkey.Cell c = Passkey.Cell.fromJson(m);
+                System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  accuracy %.2f  exact %.2f  key log-likelihood %8.3f%n",
+                        c.targetTokens(), c.depth(), c.regexAccuracy(), c.exactAccuracy(), c.meanKeyLogLikelihood());
             }
-            return 0;
+        }
+    }
+
+    /** niah and vt: RULER's tasks, which also take the number of tokens to generate. */
+    abstract static class RulerCommand extends Retrieval {
+        @Option(names = "--new-tokens", order = 6, paramLabel = "<n>",
+                description = "Tokens to generate, also reserved within the length (default: RULER's, 128 for niah, 30 for vt).")
+        Integer newTokens;
+
+        @Override
+        int newTokens() {
+            if (newTokens != null && newTokens < 1) throw new RopewayException("--new-tokens must be at least 1, got " + newTokens);
+            return newTokens == null ? 0 : newTokens;
+        }
+
+        @Override
+        Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
+            Map<String, Object> m = super.settingsJson(s, data);
+            m.put("new_tokens", newTokens() > 0 ? newTokens() : (task() == Evaluation.Task.NIAH ? Ruler.Task.NIAH_SINGLE_1
+                    : Ruler.Task.VT).defaultNewTokens());
+            return m;
+        }
+
+        @Override
+        void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
+            System.out.printf("%s, RoPE %s, %d trials per cell%n", model, r.ropeDescription(), trials);
+            for (Map<String, Object> m : results) {
+                Ruler.Cell c = Ruler.Cell.fromJson(m);
+                System.out.printf(Locale.ROOT, "  L = %,6d %s string_match_all %6.2f  all found %d/%d  answer log-likelihood %8.3f%n",
+                        c.targetTokens(), Double.isNaN(c.depth()) ? "" : String.format(Locale.ROOT, " depth %.2f ", c.depth()),
+                        c.score(), c.allFound(), c.trials(), c.meanAnswerLogLikelihood());
+            }
+        }
+    }
+
+    @Command(name = "niah", aliases = "niah_single_1", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"RULER's niah_single_1: one 7-digit value hidden in a noise haystack, at each length and needle depth.",
+                    "Scored by RULER's string_match_all, and the log-likelihood of the value."})
+    static final class NiahCommand extends RulerCommand {
+        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1", order = 3,
+                description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
+        List<Double> depths;
+
+        @Override
+        Evaluation.Task task() {
+            return Evaluation.Task.NIAH;
+        }
+
+        @Override
+        List<Double> depths() {
+            return depths;
+        }
+    }
+
+    @Command(name = "vt", aliases = "variable_tracking", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"RULER's vt: find every variable a chain of assignments gives a value, at each length.",
+                    "Scored by RULER's string_match_all, and the log-likelihood of the five names."})
+    static final class VtCommand extends RulerCommand {
+        @Override
+        Evaluation.Task task() {
+            return Evaluation.Task.VT;
         }
     }
 }

@@ -1,16 +1,17 @@
 package dev.ropeway.cli;
 
+import dev.ropeway.BuildInfo;
 import picocli.CommandLine;
 
-/** Reports the version recorded in the jar manifest (or "development" when run from classes). */
+/** Reports the version and git revision recorded at build time ("unknown" when the build could not tell). */
 final class Version implements CommandLine.IVersionProvider {
     static String current() {
-        String v = Version.class.getPackage().getImplementationVersion();
-        return v == null ? "development" : v;
+        return BuildInfo.current().version();
     }
 
     @Override
     public String[] getVersion() {
-        return new String[]{"ropeway " + current(), "Java " + Runtime.version()};
+        BuildInfo b = BuildInfo.current();
+        return new String[]{"ropeway " + b.version() + " (revision " + b.describeRevision() + ")", "Java " + Runtime.version()};
     }
 }

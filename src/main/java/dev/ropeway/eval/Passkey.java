@@ -6,9 +6,7 @@ import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 import java.util.SplittableRandom;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -117,12 +115,8 @@ public final class Passkey {
             int[] prompt = tokens(tok, prompt(filler, prefix, key));
             promptTokens = prompt.length;
             int[] answer = tok.encode(" " + key, false);
-            // The key's log-likelihood: one forward over prompt + answer.
-            int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
-            System.arraycopy(answer, 0, full, prompt.length, answer.length);
-            double[] lp = scorer.score(TokenBatch.of(full, 1, full.length), rope, false).logProbs(0, full.length);
-            for (int i = 0; i < answer.length; i++) ll += lp[prompt.length - 1 + i];
-            int[] generated = greedy(model, rope, prompt, Math.max(answer.length, 10));
+            ll += logLikelihood(scorer, rope, prompt, answer);
+            int[] generated = Greedy.decode(model, rope, prompt, Math.max(answer.length, 10), tok.eosId().orElse(-1));
             if (Arrays.equals(Arrays.copyOf(generated, answer.length), answer)) exact++;
             Matcher m = FIRST_INT.matcher(tok.decode(generated, true));
             if (m.find() && m.group().length() < 10 && Long.parseLong(m.group()) == key) regex++;
@@ -130,23 +124,13 @@ public final class Passkey {
         return new Cell(targetTokens, depth, promptTokens, trials, regex, exact, ll / trials);
     }
 
-    /** Greedy decoding by recomputing the whole sequence for each new token (the KV cache comes with generation). */
-    static int[] greedy(Transformer model, RopeScaling rope, int[] prompt, int n) {
-        List<Integer> out = new ArrayList<>();
-        int[] seq = prompt;
-        int vocab = model.config().vocabSize();
-        float[] last = new float[vocab];
-        for (int step = 0; step < n; step++) {
-            int len = seq.length;
-            model.forward(TokenBatch.of(seq, 1, len), rope, (first, rows, logits) -> {
-                if (first + rows == len) model.backend().download(logits, (long) (rows - 1) * vocab, last, 0, vocab);
-            });
-            int best = 0;
-            for (int v = 1; v < vocab; v++) if (last[v] > last[best]) best = v;
-            out.add(best);
-            seq = Arrays.copyOf(seq, len + 1);
-            seq[len] = best;
-        }
-        return out.stream().mapToInt(Integer::intValue).toArray();
+    /** The log-likelihood of {@code answer}'s tokens following {@code prompt}: one forward over both. */
+    static double logLikelihood(Scorer scorer, RopeScaling rope, int[] prompt, int[] answer) {
+        int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
+        System.arraycopy(answer, 0, full, prompt.length, answer.length);
+        double[] lp = scorer.score(TokenBatch.of(full, 1, full.length), rope, false).logProbs(0, full.length);
+        double sum = 0;
+        for (int i = 0; i < answer.length; i++) sum += lp[prompt.length - 1 + i];
+        return sum;
     }
 }

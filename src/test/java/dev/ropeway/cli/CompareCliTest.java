@@ -1,0 +1,164 @@
+package dev.ropeway.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ropeway.eval.TinyModels;
+import dev.ropeway.io.Json;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** compare end to end on a tiny random model: report, JSON, charts, then a rerun that reuses every cell. */
+class CompareCliTest {
+
+    private static Map<Path, FileTime> cells(Path out) throws Exception {
+        Map<Path, FileTime> m = new TreeMap<>();
+        try (Stream<Path> s = Files.walk(out.resolve("cells"))) {
+            for (Path f : s.filter(p -> p.toString().endsWith(".json")).toList()) m.put(f, Files.getLastModifiedTime(f));
+        }
+        return m;
+    }
+
+    private static void assertPng(Path file) throws Exception {
+        byte[] bytes = Files.readAllBytes(file);
+        assertTrue(bytes.length > 5_000, file + " is a real chart, not an empty image: " + bytes.length + " bytes");
+        assertEquals((byte) 0x89, bytes[0]);
+        assertEquals("PNG", new String(bytes, 1, 3, java.nio.charset.StandardCharsets.US_ASCII));
+    }
+
+    @Test
+    void writesTheReportAndReusesEveryCellOnARerun(@TempDir Path tmp) throws Exception {
+        Path model = TinyModels.model(tmp.resolve("tiny"), 64, 3);
+        Path corpus = TinyModels.corpus(tmp.resolve("corpus"));
+        Path out = tmp.resolve("cmp");
+        String[] args = {"compare", "--models", model.toString(), "--model", "pi=" + model + "@linear:factor=2",
+                "--tasks", "ppl,passkey,niah,vt", "--lengths", "32,64", "--retrieval-lengths", "1200", "--depths", "0,1",
+                "--trials", "1", "--new-tokens", "4", "--max-tokens", "256", "--data", corpus.toString(), "--out", out.toString()};
+        CliRunner.Result first = CliRunner.run(args);
+        assertEquals(0, first.exitCode(), first.err());
+        assertTrue(first.err().contains("computed 14 cells, reused 0"), first.err());
+
+        String md = Files.readString(out.resolve("report.md"));
+        for (String section : List.of("## Perplexity", "## Passkey retrieval", "## RULER niah_single_1", "## RULER vt"))
+            assertTrue(md.contains(section), section + " in\n" + md);
+        assertTrue(md.contains("ropeway compare --models " + model), md);
+        // Trained at 64 tokens: the 64 column is the 1x of the ratios.
+        assertTrue(md.contains("| method | 32 (0.50×) | 64 (1×) |"), md);
+        assertTrue(md.lines().anyMatch(l -> l.startsWith("| tiny | ") && l.endsWith("(1.00×) |")), md);
+        assertTrue(md.lines().anyMatch(l -> l.startsWith("| pi | ") && l.contains("linear factor=2")), md);
+        assertTrue(!md.contains("could not be computed"), md);
+
+        JsonNode report = Json.mapper().readTree(out.resolve("report.json").toFile());
+        assertTrue(report.at("/run/command").asText().startsWith("ropeway compare --models "));
+        assertTrue(report.at("/run/git_revision").asText().matches("[0-9a-f]{40}(\\+modified)?|unknown"));
+        assertTrue(report.at("/run/machine/cores").asInt() >= 1);
+        assertEquals(14, report.at("/cells/computed").asInt());
+        assertTrue(report.at("/cells/seconds").asDouble() > 0);
+        String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(model.resolve("config.json"))));
+        assertEquals(sha, report.at("/methods/0/model/config_sha256").asText());
+        assertEquals("linear", report.at("/methods/1/rope/rope_type").asText());
+        for (String m : List.of("tiny", "pi")) {
+            assertEquals(2, report.at("/results/" + m + "/ppl").size());
+            assertEquals(2, report.at("/results/" + m + "/passkey").size());
+            assertEquals(2, report.at("/results/" + m + "/niah").size());
+            assertEquals(1, report.at("/results/" + m + "/vt").size());
+            assertTrue(report.at("/results/" + m + "/ppl/1/perplexity").asDouble() > 1);
+        }
+        for (String png : List.of("perplexity", "passkey-accuracy", "passkey-loglik", "niah-accuracy", "niah-loglik", "vt-loglik"))
+            assertPng(out.resolve(png + ".png"));
+
+        Map<Path, FileTime> saved = cells(out);
+        assertEquals(14, saved.size());
+        assertTrue(Files.isRegularFile(out.resolve("cells/pi/passkey-1200-d1.00.json")));
+
+        // A rerun computes nothing: every cell file is untouched, the results are the same.
+        CliRunner.Result second = CliRunner.run(args);
+        assertEquals(0, second.exitCode(), second.err());
+        assertTrue(second.err().contains("computed 0 cells, reused 14"), second.err());
+        assertEquals(saved, cells(out));
+        JsonNode rerun = Json.mapper().readTree(out.resolve("report.json").toFile());
+        assertEquals(report.get("results"), rerun.get("results"));
+        assertEquals(0, rerun.at("/cells/computed").asInt());
+        assertEquals(report.at("/cells/seconds").asDouble(), rerun.at("/cells/seconds").asDouble(), 1e-9,
+                "the compute time comes from the saved cells");
+
+        // Cells lost to an interruption are computed again, and only they.
+        Files.delete(out.resolve("cells/pi/vt-1200.json"));
+        Files.delete(out.resolve("cells/tiny/ppl-64.json"));
+        CliRunner.Result third = CliRunner.run(args);
+        assertEquals(0, third.exitCode(), third.err());
+        assertTrue(third.err().contains("computed 2 cells, reused 12"), third.err());
+        Map<Path, FileTime> after = cells(out);
+        for (var e : saved.entrySet())
+            if (!e.getKey().endsWith("vt-1200.json") && !e.getKey().endsWith("ppl-64.json"))
+                assertEquals(e.getValue(), after.get(e.getKey()), e.getKey().toString());
+        assertEquals(report.get("results"), Json.mapper().readTree(out.resolve("report.json").toFile()).get("results"));
+    }
+
+    @Test
+    void evalCommandsRecordTheirProvenanceAndResumeFromTheirCells(@TempDir Path tmp) throws Exception {
+        Path model = TinyModels.model(tmp.resolve("tiny"), 64, 3);
+        Path corpus = TinyModels.corpus(tmp.resolve("corpus"));
+        Path out = tmp.resolve("ppl");
+        String[] args = {"eval", "ppl", "--model", model.toString(), "--data", corpus.toString(), "--lengths", "32,64",
+                "--max-tokens", "128", "--out", out.toString(), "--json"};
+        CliRunner.Result first = CliRunner.run(args);
+        assertEquals(0, first.exitCode(), first.err());
+        JsonNode doc = Json.mapper().readTree(first.out());
+        assertTrue(doc.at("/run/command").asText().startsWith("ropeway eval ppl --model "), doc.toString());
+        assertTrue(doc.at("/model/config_sha256").asText().matches("[0-9a-f]{64}"));
+        assertEquals(2, doc.get("results").size());
+        assertEquals(doc.get("results"), Json.mapper().readTree(out.resolve("ppl.json").toFile()).get("results"));
+        Map<Path, FileTime> saved = cells(out);
+        assertEquals(2, saved.size());
+        CliRunner.Result second = CliRunner.run(args);
+        assertEquals(0, second.exitCode(), second.err());
+        assertTrue(second.err().contains("reusing 2 of 2 cells"), second.err());
+        assertEquals(saved, cells(out));
+        assertEquals(doc.get("results"), Json.mapper().readTree(second.out()).get("results"));
+
+        CliRunner.Result vt = CliRunner.run("eval", "vt", "--model", model.toString(), "--lengths", "1200", "--trials", "1",
+                "--new-tokens", "3");
+        assertEquals(0, vt.exitCode(), vt.err());
+        assertTrue(vt.out().contains("string_match_all"), vt.out());
+        CliRunner.Result niah = CliRunner.run("eval", "niah_single_1", "--model", model.toString(), "--lengths", "600",
+                "--depths", "0.5", "--trials", "1", "--new-tokens", "3", "--json");
+        assertEquals(0, niah.exitCode(), niah.err());
+        assertEquals(0.5, Json.mapper().readTree(niah.out()).at("/results/0/depth").asDouble());
+    }
+
+    @Test
+    void badInputIsAOneLineError(@TempDir Path tmp) {
+        Path model = TinyModels.model(tmp.resolve("tiny"), 64, 3);
+        CliRunner.Result noData = CliRunner.run("compare", "--models", model.toString(), "--lengths", "32", "--out", tmp.resolve("o").toString());
+        assertEquals(1, noData.exitCode());
+        assertTrue(noData.err().contains("the ppl task needs --data"), noData.err());
+        CliRunner.Result twice = CliRunner.run("compare", "--models", model + "," + model, "--tasks", "passkey", "--lengths", "400",
+                "--out", tmp.resolve("o").toString());
+        assertEquals(1, twice.exitCode());
+        assertTrue(twice.err().contains("two methods are named 'tiny'"), twice.err());
+        CliRunner.Result badRope = CliRunner.run("compare", "--model", "x=" + model + "@warp:factor=2", "--tasks", "passkey",
+                "--lengths", "400", "--out", tmp.resolve("o").toString());
+        assertEquals(1, badRope.exitCode());
+        assertTrue(badRope.err().startsWith("error: x: "), badRope.err());
+        CliRunner.Result badTask = CliRunner.run("compare", "--models", model.toString(), "--tasks", "qa_1", "--lengths", "400",
+                "--out", tmp.resolve("o").toString());
+        assertEquals(1, badTask.exitCode());
+        assertTrue(badTask.err().contains("unknown task 'qa_1'"), badTask.err());
+        CliRunner.Result noFolder = CliRunner.run("compare", "--models", tmp.resolve("nope").toString(), "--tasks", "passkey",
+                "--lengths", "400", "--out", tmp.resolve("o").toString());
+        assertEquals(1, noFolder.exitCode());
+        assertTrue(noFolder.err().contains("no config.json"), noFolder.err());
+    }
+}
