@@ -98,6 +98,35 @@ public final class Demo {
     }
 
     /** Passkey at L, 4L and 8L with the needle at the start, middle and end. */
+    /** Length × depth heat maps of passkey accuracy and key log-likelihood, one map per method, on shared scales. */
+    private void passkeyHeatMaps(List<Entry> entries, Map<String, List<Passkey.Cell>> passkeys, StringBuilder md) {
+        Map<String, Plots.Grid> accuracy = new LinkedHashMap<>(), likelihood = new LinkedHashMap<>();
+        double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
+        for (Entry e : entries) {
+            List<Passkey.Cell> cells = passkeys.get(e.name());
+            if (cells == null || cells.isEmpty()) continue;
+            List<Integer> lengths = cells.stream().map(Passkey.Cell::targetTokens).distinct().sorted().toList();
+            List<Double> depths = cells.stream().map(Passkey.Cell::depth).distinct().sorted().toList();
+            double[][] a = new double[depths.size()][lengths.size()], ll = new double[depths.size()][lengths.size()];
+            for (double[] row : a) java.util.Arrays.fill(row, Double.NaN);
+            for (double[] row : ll) java.util.Arrays.fill(row, Double.NaN);
+            for (Passkey.Cell c : cells) {
+                int di = depths.indexOf(c.depth()), li = lengths.indexOf(c.targetTokens());
+                a[di][li] = c.regexAccuracy();
+                ll[di][li] = c.meanKeyLogLikelihood();
+                lo = Math.min(lo, ll[di][li]);
+                hi = Math.max(hi, ll[di][li]);
+            }
+            accuracy.put(e.description(), new Plots.Grid(lengths, depths, a));
+            likelihood.put(e.description(), new Plots.Grid(lengths, depths, ll));
+        }
+        if (accuracy.isEmpty()) return;
+        Plots.heatMaps(work.resolve("passkey-accuracy.png"), "passkey accuracy", accuracy, 0, 1, "0.00");
+        Plots.heatMaps(work.resolve("passkey-loglik.png"), "key log-likelihood", likelihood, lo, hi > lo ? hi : lo + 1, "0.0");
+        md.append("\n![passkey accuracy by length and depth](passkey-accuracy.png)\n")
+                .append("\n![key log-likelihood by length and depth](passkey-loglik.png)\n");
+    }
+
     private List<Passkey.Cell> passkey(Entry e) {
         Path cache = work.resolve("eval/" + e.name() + "-passkey.json");
         List<Passkey.Cell> cells = new ArrayList<>();
@@ -295,6 +324,7 @@ public final class Demo {
             }
             md.append(ll).append('\n');
         }
+        passkeyHeatMaps(entries, passkeys, md);
         Map<String, List<Perplexity.Result>> named = new LinkedHashMap<>();
         for (Entry e : entries) named.put(e.description(), results.get(e.name()));
         Plots.perplexityByLength(work.resolve("perplexity.png"), "Perplexity on held-out books by context length", named, l);

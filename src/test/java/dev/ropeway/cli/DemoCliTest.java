@@ -41,6 +41,10 @@ class DemoCliTest {
         assertEquals((byte) 0x89, head[0]);
         assertEquals('P', head[1]);
         assertTrue(report.contains("CLEX fine-tuned") && report.contains("E²-LLM fine-tuned"), report);
+        for (String map : new String[]{"passkey-accuracy.png", "passkey-loglik.png"}) {
+            assertTrue(Files.size(work.resolve(map)) > 10_000, map + " is a real chart");
+            assertTrue(report.contains("](" + map + ")"), report);
+        }
         FileTime trained = Files.getLastModifiedTime(work.resolve("base/model.safetensors"));
 
         CliRunner.Result second = CliRunner.run(args);
