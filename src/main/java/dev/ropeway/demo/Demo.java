@@ -117,8 +117,15 @@ public final class Demo {
                 lo = Math.min(lo, ll[di][li]);
                 hi = Math.max(hi, ll[di][li]);
             }
-            accuracy.put(e.description(), new Plots.Grid(lengths, depths, a));
-            likelihood.put(e.description(), new Plots.Grid(lengths, depths, ll));
+            String label = switch (e.name()) {
+                case "base" -> "no scaling";
+                case "pi" -> "PI (4L)";
+                case "e2" -> "E²-LLM";
+                case "clex" -> "CLEX";
+                default -> e.name();
+            };
+            accuracy.put(label, new Plots.Grid(lengths, depths, a));
+            likelihood.put(label, new Plots.Grid(lengths, depths, ll));
         }
         if (accuracy.isEmpty()) return;
         Plots.heatMaps(work.resolve("passkey-accuracy.png"), "passkey accuracy", accuracy, 0, 1, "0.00");
