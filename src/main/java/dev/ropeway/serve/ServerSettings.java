@@ -25,12 +25,4 @@ public record ServerSettings(String host, int port, int slots, int queue, int co
         if (maxBodyBytes < 1024) throw new RopewayException("--max-body must be at least 1024 bytes, got " + maxBodyBytes);
         if (shutdownSeconds < 0) throw new RopewayException("shutdown grace must be >= 0 seconds");
     }
-
-    public static ServerSettings defaults(int context) {
-        return new ServerSettings("127.0.0.1", 8080, 4, 64, context, Math.min(4096, context - 1), 1 << 20, 10);
-    }
-
-    public ServerSettings withPort(int p) {
-        return new ServerSettings(host, p, slots, queue, context, maxTokens, maxBodyBytes, shutdownSeconds);
-    }
 }
