@@ -39,6 +39,16 @@ final class BenchCommand implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
+    /** A temporary checkpoint of random weights with a preset's shape, default RoPE, for positions up to maxLen. */
+    static Path randomModel(String preset, long maxLen) throws IOException {
+        ModelPreset p = ModelPreset.parse(preset);
+        Path dir = Files.createTempDirectory("ropeway-bench");
+        RopeContext ctx = new RopeContext(p.headDim, maxLen, 0, 10000);
+        CheckpointWriter.writeRandom(dir, CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers,
+                p.heads, p.kvHeads, p.headDim, maxLen, RopeSpec.parse("default", ctx), false), 1);
+        return dir;
+    }
+
     @Command(name = "kernels", aliases = "gemm", mixinStandardHelpOptions = true,
             description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, and attention GFLOP/s.")
     static final class Gemm implements Callable<Integer> {
@@ -87,17 +97,8 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() throws IOException {
             if (repeat < 1) throw new RopewayException("--repeat must be at least 1");
-            Path dir = model;
-            Path temp = null;
-            if (dir == null) {
-                ModelPreset p = ModelPreset.parse(preset);
-                long maxLen = Arrays.stream(lengths).max().orElse(1024);
-                temp = Files.createTempDirectory("ropeway-bench");
-                RopeContext ctx = new RopeContext(p.headDim, maxLen, 0, 10000);
-                CheckpointWriter.writeRandom(temp, CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers,
-                        p.heads, p.kvHeads, p.headDim, maxLen, RopeSpec.parse("default", ctx), false), 1);
-                dir = temp;
-            }
+            Path temp = model == null ? randomModel(preset, Arrays.stream(lengths).max().orElse(1024)) : null;
+            Path dir = model != null ? model : temp;
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
                 int vocab = t.config().vocabSize();
@@ -173,16 +174,8 @@ final class BenchCommand implements Runnable {
             List<Long> ctx = new ArrayList<>();
             for (String c : contexts) ctx.add((long) EvalCommand.parseLength(c));
             long maxLen = ctx.stream().mapToLong(Long::longValue).max().orElse(1024) + tokens;
-            Path dir = model;
-            Path temp = null;
-            if (dir == null) {
-                ModelPreset p = ModelPreset.parse(preset);
-                temp = Files.createTempDirectory("ropeway-bench");
-                RopeContext rc = new RopeContext(p.headDim, maxLen, 0, 10000);
-                CheckpointWriter.writeRandom(temp, CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers,
-                        p.heads, p.kvHeads, p.headDim, maxLen, RopeSpec.parse("default", rc), false), 1);
-                dir = temp;
-            }
+            Path temp = model == null ? randomModel(preset, maxLen) : null;
+            Path dir = model != null ? model : temp;
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
                 Random random = new Random(7);
@@ -212,7 +205,7 @@ final class BenchCommand implements Runnable {
                             long s = System.nanoTime();
                             float[] logits = d.next(next);
                             step[i] = (System.nanoTime() - s) / 1e9;
-                            next = argmax(logits);
+                            next = dev.ropeway.generate.Sampler.argmax(logits);
                         }
                         Arrays.sort(step);
                         double median = step[tokens / 2];
@@ -242,12 +235,6 @@ final class BenchCommand implements Runnable {
                 if (temp != null) deleteTree(temp);
             }
             return 0;
-        }
-
-        private static int argmax(float[] x) {
-            int best = 0;
-            for (int i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-            return best;
         }
     }
 
