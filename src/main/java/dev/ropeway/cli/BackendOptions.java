@@ -1,22 +1,44 @@
 package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.cuda.CudaBackend;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
 import picocli.CommandLine.Option;
 
 /** Options that choose where compute runs, shared by every command that runs a model. */
 final class BackendOptions {
-    @Option(names = "--device", defaultValue = "cpu", description = "Where to compute: cpu (default).")
+    @Option(names = "--device", defaultValue = "auto", paramLabel = "<device>",
+            description = "Where to compute: auto (default: an NVIDIA GPU when one is present, else the CPU), cpu, cuda, "
+                    + "or cuda:<n> for GPU n.")
     String device;
 
     @Option(names = "--threads", description = "Worker threads for the CPU backend (default: all cores).")
     Integer threads;
 
+    @Option(names = "--gpu-matmul", defaultValue = "tf32", paramLabel = "<mode>",
+            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error) or fp32 (exact).")
+    String gpuMatmul;
+
     Backend open() {
-        if (!device.equals("cpu"))
-            throw new RopewayException("unknown --device '" + device + "' (available: cpu)");
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
+        if (!gpuMatmul.equals("tf32") && !gpuMatmul.equals("fp32"))
+            throw new RopewayException("unknown --gpu-matmul '" + gpuMatmul + "' (available: tf32, fp32)");
+        boolean tf32 = gpuMatmul.equals("tf32");
+        if (device.equals("cpu")) return cpu();
+        if (device.equals("auto")) return CudaBackend.isAvailable() ? new CudaBackend(0, tf32) : cpu();
+        if (device.equals("cuda")) return new CudaBackend(0, tf32);
+        if (device.startsWith("cuda:")) {
+            try {
+                return new CudaBackend(Integer.parseInt(device.substring(5)), tf32);
+            } catch (NumberFormatException e) {
+                throw new RopewayException("--device " + device + ": expected cuda:<gpu number>, e.g. cuda:0");
+            }
+        }
+        throw new RopewayException("unknown --device '" + device + "' (available: auto, cpu, cuda, cuda:<n>)");
+    }
+
+    private Backend cpu() {
         return threads == null ? new CpuBackend() : new CpuBackend(threads);
     }
 }

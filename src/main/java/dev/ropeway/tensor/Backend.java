@@ -93,6 +93,12 @@ public interface Backend extends AutoCloseable {
     /** Number of worker threads the backend uses. */
     int threads();
 
+    /**
+     * Waits until every op issued so far has finished. Ops on an accelerator run asynchronously (results that come
+     * back to the host wait by themselves); timing code calls this. The CPU backend's ops are synchronous.
+     */
+    default void synchronize() {}
+
     @Override
     void close();
 

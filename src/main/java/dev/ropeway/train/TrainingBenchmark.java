@@ -36,6 +36,7 @@ public final class TrainingBenchmark {
             for (int i = 0; i < secs.length; i++) {
                 long s = System.nanoTime();
                 backend.gemm(false, true, n, n, n, 1f, a, 0, n, b, 0, n, 0f, c, 0, n);
+                backend.synchronize();
                 secs[i] = (System.nanoTime() - s) / 1e9;
             }
             double[] timed = Arrays.copyOfRange(secs, 1, secs.length);
@@ -72,6 +73,7 @@ public final class TrainingBenchmark {
                 backend.scale(model.gradients(), 0f, model.layout().totalSize());
                 pass.run(ids, targets, plan, 1f / rows, null);
                 optimizer.step(model, i + 1);
+                backend.synchronize();
                 secs[i] = (System.nanoTime() - s) / 1e9;
             }
             double[] timed = Arrays.copyOfRange(secs, 1, secs.length);  // the first step warms up

@@ -1,0 +1,95 @@
+package dev.ropeway.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.util.Optional;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * cuBLAS, bound through FFM: one handle on the default stream and the float32 matrix product. Row-major products are
+ * issued as the column-major product of the transposes ({@code C^T = op(B)^T op(A)^T}), which needs no copies.
+ */
+final class Cublas implements AutoCloseable {
+    private static final int CUDA_R_32F = 0;
+    private static final int CUBLAS_COMPUTE_32F = 68;
+    private static final int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    private static final int CUBLAS_GEMM_DEFAULT = -1;
+
+    private final NativeLibrary lib;
+    private final MethodHandle gemmEx, destroy;
+    private final Optional<MethodHandle> statusString;
+    private final MemorySegment handle;
+    private final MemorySegment scalars = Arena.global().allocate(JAVA_FLOAT, 2);
+    private final int computeType;
+
+    /** {@code tf32}: products on the tensor cores with TF32 inputs (about 1e-3 relative), else exact float32. */
+    Cublas(boolean tf32) {
+        // libcublas needs libcublasLt; loading it first from the same search lets the loader find it by name.
+        NativeLibrary.find("cublasLt");
+        lib = NativeLibrary.load("cublas", "NVIDIA's matrix-product library");
+        MethodHandle create = lib.function("cublasCreate_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        destroy = lib.function("cublasDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        gemmEx = lib.function("cublasGemmEx", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT,
+                JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS,
+                JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+        statusString = lib.optionalFunction("cublasGetStatusString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        computeType = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment h = a.allocate(ADDRESS);
+            check("cublasCreate", (int) create.invokeExact(h));
+            handle = h.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw Driver.wrap(t);
+        }
+    }
+
+    String location() {
+        return lib.location;
+    }
+
+    /**
+     * Row-major {@code C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C}; pointers are device addresses of the first
+     * element, leading dimensions are row strides. Callers serialise calls (the scalars are shared).
+     */
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+              float beta, long c, int ldc) {
+        scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
+        scalars.setAtIndex(JAVA_FLOAT, 1, beta);
+        try {
+            int status = (int) gemmEx.invokeExact(handle, transB ? 1 : 0, transA ? 1 : 0, n, m, k,
+                    scalars, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, scalars.asSlice(4), c, CUDA_R_32F, ldc,
+                    computeType, CUBLAS_GEMM_DEFAULT);
+            check("cublasGemmEx(" + m + "x" + n + "x" + k + ")", status);
+        } catch (Throwable t) {
+            throw Driver.wrap(t);
+        }
+    }
+
+    private void check(String call, int status) {
+        if (status == 0) return;
+        String name = "status " + status;
+        if (statusString.isPresent()) {
+            try {
+                name = ((MemorySegment) statusString.get().invokeExact(status)).reinterpret(256).getString(0) + " (" + status + ")";
+            } catch (Throwable ignored) {
+                // keep the number
+            }
+        }
+        throw new CudaException(call + " failed: " + name);
+    }
+
+    @Override
+    public void close() {
+        try {
+            int ignored = (int) destroy.invokeExact(handle);
+        } catch (Throwable ignored) {
+            // closing at exit
+        }
+    }
+}

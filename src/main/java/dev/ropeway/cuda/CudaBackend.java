@@ -1,0 +1,939 @@
+package dev.ropeway.cuda;
+
+import dev.ropeway.tensor.AttentionShape;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.DType;
+import dev.ropeway.tensor.RotaryTable;
+import dev.ropeway.tensor.Tensor;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
+
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The NVIDIA GPU backend: float32 tensors in GPU memory, products through cuBLAS, every other op a CUDA kernel
+ * compiled at first use by NVRTC ({@code ops.cu}, {@code attention.cu}), all bound through FFM. Work is queued on the
+ * default stream and runs asynchronously; results that come back to the host (downloads, losses, norms) wait for it.
+ *
+ * <p>Ops may be called from several threads: one op at a time holds the backend (the GPU runs them in order anyway).
+ * Sums that come back to the host are reduced in a fixed order, so runs are repeatable.
+ */
+public final class CudaBackend implements Backend {
+    private static final int THREADS = 256;
+    /** Column-sum partials: at most this many row chunks. */
+    private static final int MAX_CHUNKS = 1024;
+
+    private final Driver driver;
+    private final MemorySegment context;
+    private final int device;
+    private final String deviceName;
+    private final int arch;
+    private final int multiprocessors;
+    private final int sharedOptIn;
+    private final Nvrtc nvrtc;
+    private final Cublas cublas;
+    private final boolean tf32;
+    private final CudaModule ops;
+    private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
+    private final ReentrantLock lock = new ReentrantLock();
+    private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
+    private volatile boolean closed;
+
+    /** Whether a CUDA driver and at least one GPU are present (never throws). */
+    public static boolean isAvailable() {
+        try {
+            return Driver.get().deviceCount() > 0;
+        } catch (RuntimeException | LinkageError e) {
+            return false;
+        }
+    }
+
+    /** Device 0, with TF32 tensor-core products. */
+    public CudaBackend() {
+        this(0, true);
+    }
+
+    /**
+     * A backend on GPU {@code ordinal}. {@code tf32}: matrix products on the tensor cores with TF32 inputs (about
+     * 1e-3 relative error, several times faster); otherwise exact float32 products.
+     */
+    public CudaBackend(int ordinal, boolean tf32) {
+        this.driver = Driver.get();
+        int count = driver.deviceCount();
+        if (count == 0) throw new CudaException("the CUDA driver sees no GPU");
+        if (ordinal < 0 || ordinal >= count)
+            throw new CudaException("there is no GPU " + ordinal + ": the driver sees " + count);
+        this.device = driver.device(ordinal);
+        this.context = driver.primaryContext(device);
+        contextSet.set(true);
+        this.deviceName = driver.deviceName(device);
+        int major = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        int minor = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        this.arch = major * 10 + minor;
+        this.multiprocessors = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        this.sharedOptIn = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        this.nvrtc = new Nvrtc();
+        this.tf32 = tf32;
+        this.cublas = new Cublas(tf32);
+        this.ops = new CudaModule(driver, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
+    }
+
+    private static String source(String name) {
+        try (InputStream in = CudaBackend.class.getResourceAsStream(name)) {
+            if (in == null) throw new IllegalStateException("kernel source " + name + " is missing from the jar");
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    /** What this backend runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, NVRTC 13.0, TF32 products)". */
+    public String description() {
+        return deviceName + " (sm_" + arch + ", " + multiprocessors + " SMs, NVRTC " + nvrtc.version()
+                + (tf32 ? ", TF32 products" : ", float32 products") + ")";
+    }
+
+    @Override
+    public int threads() {
+        return Runtime.getRuntime().availableProcessors();
+    }
+
+    @Override
+    public String toString() {
+        return "CudaBackend[" + description() + "]";
+    }
+
+    // ---- memory ----
+
+    /** Takes the backend for one op and makes the context current on this thread. */
+    private void enter() {
+        lock.lock();
+        if (closed) {
+            lock.unlock();
+            throw new IllegalStateException("CudaBackend is closed");
+        }
+        if (!contextSet.get()) {
+            driver.setCurrent(context);
+            contextSet.set(true);
+        }
+    }
+
+    private void exit() {
+        lock.unlock();
+    }
+
+    long allocateBytes(long bytes) {
+        enter();
+        try {
+            long p = driver.allocate(bytes);
+            driver.fill32(p, 0, Math.max(1, bytes / 4));
+            return p;
+        } finally {
+            exit();
+        }
+    }
+
+    /** Frees an allocation later, from any thread (the cleaner's included). */
+    Runnable releaser(long address) {
+        return () -> {
+            if (closed) return;
+            lock.lock();
+            try {
+                if (closed) return;
+                driver.setCurrent(context);
+                driver.free(address);
+            } finally {
+                lock.unlock();
+            }
+        };
+    }
+
+    @Override
+    public CudaTensor allocate(long size) {
+        return new CudaTensor(this, size);
+    }
+
+    @Override
+    public CudaTensor view(Tensor base, long offset, long size) {
+        return new CudaTensor(tensor("view", "base", base), offset, size);
+    }
+
+    @Override
+    public CudaTensor upload(float[] data) {
+        if (data == null) throw new IllegalArgumentException("upload: data is null");
+        CudaTensor t = allocate(data.length);
+        if (data.length == 0) return t;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            driver.copyToDevice(t.address(), a.allocateFrom(JAVA_FLOAT, data), (long) data.length * Float.BYTES);
+        } finally {
+            exit();
+        }
+        return t;
+    }
+
+    @Override
+    public CudaTensor upload(MemorySegment src, DType dtype, long count) {
+        if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
+        if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
+        if (count < 0) throw new IllegalArgumentException("upload: count must be >= 0, got " + count);
+        long bytes = Math.multiplyExact(count, (long) dtype.bytes());
+        if (src.byteSize() < bytes)
+            throw new IllegalArgumentException("upload: src has " + src.byteSize() + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        CudaTensor t = allocate(count);
+        if (count == 0) return t;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment host = src.isNative() ? src : a.allocate(bytes).copyFrom(src.asSlice(0, bytes));
+            if (dtype == DType.F32) {
+                driver.copyToDevice(t.address(), host, bytes);
+                return t;
+            }
+            long raw = driver.allocate(bytes);
+            try {
+                driver.copyToDevice(raw, host, bytes);
+                String kernel = switch (dtype) {
+                    case BF16 -> "convert_bf16";
+                    case F16 -> "convert_f16";
+                    case F64 -> "convert_f64";
+                    default -> throw new IllegalArgumentException("upload: cannot convert " + dtype);
+                };
+                ops.launch(kernel, gridFor(count), 1, 1, THREADS, 0, new KernelArgs(a).ptr(t.address()).ptr(raw).i64(count));
+            } finally {
+                driver.free(raw);
+            }
+        } finally {
+            exit();
+        }
+        return t;
+    }
+
+    @Override
+    public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
+        CudaTensor s = tensor("download", "src", src);
+        checkRange("download", "src", s, offset, length);
+        if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
+            throw new IllegalArgumentException("download: dst range [" + dstOffset + ", " + ((long) dstOffset + length)
+                    + ") is outside its " + (dst == null ? "null" : dst.length + " floats"));
+        if (length == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment host = a.allocate(JAVA_FLOAT, length);
+            driver.copyToHost(host, s.address() + offset * Float.BYTES, (long) length * Float.BYTES);
+            MemorySegment.copy(host, JAVA_FLOAT, 0, dst, dstOffset, length);
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
+        CudaTensor d = tensor("copy", "dst", dst), s = tensor("copy", "src", src);
+        checkRange("copy", "dst", d, dstOffset, length);
+        checkRange("copy", "src", s, srcOffset, length);
+        if (length == 0) return;
+        enter();
+        try {
+            long to = d.address() + dstOffset * Float.BYTES, from = s.address() + srcOffset * Float.BYTES;
+            long bytes = length * Float.BYTES;
+            if (Math.abs(to - from) < bytes && to != from) {
+                // Overlapping ranges: through a scratch buffer, as memmove would.
+                long tmp = driver.allocate(bytes);
+                driver.copyOnDevice(tmp, from, bytes);
+                driver.copyOnDevice(to, tmp, bytes);
+                driver.free(tmp);
+            } else if (to != from) {
+                driver.copyOnDevice(to, from, bytes);
+            }
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void synchronize() {
+        enter();
+        try {
+            driver.synchronize();
+        } finally {
+            exit();
+        }
+    }
+
+    /** Free and total GPU memory in bytes. */
+    public long[] memoryInfo() {
+        enter();
+        try {
+            return driver.memoryInfo();
+        } finally {
+            exit();
+        }
+    }
+
+    // ---- products ----
+
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, long aOffset, int lda,
+                     Tensor b, long bOffset, int ldb, float beta, Tensor c, long cOffset, int ldc) {
+        String op = "gemm";
+        nonNegative(op, "m", m);
+        nonNegative(op, "n", n);
+        nonNegative(op, "k", k);
+        int aRows = transA ? k : m, aCols = transA ? m : k;
+        int bRows = transB ? n : k, bCols = transB ? k : n;
+        boolean reads = m > 0 && n > 0 && k > 0;
+        CudaTensor ta = matrix(op, "a", a, aOffset, aRows, aCols, lda, reads);
+        CudaTensor tb = matrix(op, "b", b, bOffset, bRows, bCols, ldb, reads);
+        CudaTensor tc = matrix(op, "c", c, cOffset, m, n, ldc, true);
+        if (m == 0 || n == 0) return;
+        enter();
+        try {
+            cublas.gemm(transA, transB, m, n, k, alpha, ta.address() + aOffset * 4, lda, tb.address() + bOffset * 4, ldb,
+                    beta, tc.address() + cOffset * 4, ldc);
+        } finally {
+            exit();
+        }
+    }
+
+    private static CudaTensor matrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
+        CudaTensor ct = tensor(op, name, t);
+        if (ld < Math.max(1, cols))
+            throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
+        nonNegative(op, name + "Offset", offset);
+        if (!read || rows == 0 || cols == 0) return ct;
+        long end = offset + (long) (rows - 1) * ld + cols;
+        if (end > t.size())
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " floats, needs offset + (rows-1)*ld + cols = "
+                    + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
+        return ct;
+    }
+
+    @Override
+    public void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out) {
+        String op = "linear";
+        nonNegative(op, "rows", rows);
+        positive(op, "in", in);
+        positive(op, "out", out);
+        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, in), "rows*in");
+        CudaTensor ws = atLeast(op, "w", w, (long) out * in, "out*in");
+        CudaTensor ys = atLeast(op, "y", y, Math.multiplyExact(rows, out), "rows*out");
+        CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
+        long chunk = 1L << 30;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            for (long r0 = 0; r0 < rows; r0 += chunk) {
+                int m = (int) Math.min(chunk, rows - r0);
+                cublas.gemm(false, true, m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, 0f,
+                        ys.address() + r0 * out * 4, out);
+            }
+            if (bs != null && rows > 0)
+                ops.launch("add_bias", gridFor(rows * out), 1, 1, THREADS, 0,
+                        new KernelArgs(a).ptr(ys.address()).ptr(bs.address()).i64(rows).i32(out));
+        } finally {
+            exit();
+        }
+    }
+
+    // ---- row ops ----
+
+    @Override
+    public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
+        String op = "embedding";
+        positive(op, "dim", dim);
+        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        CudaTensor o = atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
+        CudaTensor t = tensor(op, "table", table);
+        checkIds(op, ids, t.size() / dim);
+        if (ids.length == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long dIds = uploadInts(a, ids);
+            ops.launch("embedding_forward", ids.length, 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(o.address()).ptr(t.address()).ptr(dIds).i64(ids.length).i32(dim));
+            driver.free(dIds);
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void rmsNorm(Tensor out, Tensor x, Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNorm";
+        nonNegative(op, "rows", rows);
+        positive(op, "dim", dim);
+        long n = Math.multiplyExact(rows, dim);
+        CudaTensor xs = atLeast(op, "x", x, n, "rows*dim");
+        CudaTensor os = atLeast(op, "out", out, n, "rows*dim");
+        CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
+        if (rows == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_forward", count, 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(os.address() + r0 * dim * 4).ptr(xs.address() + r0 * dim * 4)
+                            .ptr(ws.address()).i64(count).i32(dim).f32(eps)));
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public RotaryTable rotaryTable(float[] positions, float[] invFreq, float attentionScale) {
+        if (positions == null || invFreq == null)
+            throw new IllegalArgumentException("rotaryTable: positions and invFreq must not be null");
+        long size = (long) positions.length * invFreq.length;
+        CudaTensor cos = allocate(size), sin = allocate(size);
+        if (size > 0) {
+            enter();
+            try (Arena a = Arena.ofConfined()) {
+                long dPos = uploadFloats(a, positions), dFreq = uploadFloats(a, invFreq);
+                ops.launch("rotary_table", gridFor(size), 1, 1, THREADS, 0, new KernelArgs(a).ptr(cos.address())
+                        .ptr(sin.address()).ptr(dPos).ptr(dFreq).i64(positions.length).i32(invFreq.length).f32(attentionScale));
+                driver.free(dPos);
+                driver.free(dFreq);
+            } finally {
+                exit();
+            }
+        }
+        return new RotaryTable(cos, sin, positions.length, invFreq.length);
+    }
+
+    @Override
+    public void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim) {
+        String op = "rotary";
+        checkRotary(op, table, rows, heads, headDim);
+        int half = table.half();
+        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, (long) heads * headDim), "rows*heads*headDim");
+        CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        if (half == 0 || rows == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            ops.launch("rotary_forward", gridFor(rows * half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(xs.address())
+                    .ptr(c.address()).ptr(s.address()).i64(rows).i32(heads).i32(headDim).i32(half));
+        } finally {
+            exit();
+        }
+    }
+
+    private static void checkRotary(String op, RotaryTable table, long rows, int heads, int headDim) {
+        if (table == null) throw new IllegalArgumentException(op + ": table is null");
+        nonNegative(op, "rows", rows);
+        positive(op, "heads", heads);
+        positive(op, "headDim", headDim);
+        if (2L * table.half() > headDim)
+            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * table.half()
+                    + " features, more than headDim = " + headDim);
+        if (table.rows() < rows)
+            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
+    }
+
+    // ---- attention ----
+
+    /** Tile sizes for a head size: 64 x 64 tiles up to 128 features, 32 x 32 above (shared memory). */
+    private int tile(int headDim) {
+        return headDim <= 128 ? 64 : 32;
+    }
+
+    private CudaModule attentionModule(int headDim) {
+        if (headDim > 256)
+            throw new IllegalArgumentException("attention: the CUDA backend supports head sizes up to 256, got " + headDim);
+        return attentionModules.computeIfAbsent(headDim, d -> {
+            int t = tile(d);
+            return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch,
+                    List.of("-DHEAD_DIM=" + d, "-DBR=" + t, "-DBC=" + t)));
+        });
+    }
+
+    private static int paddedLd(int headDim) {
+        return (headDim + 15) / 16 * 16 + 1;
+    }
+
+    /** The kernel's {@code Shape} struct: five long longs, two ints, a float (56 bytes with padding). */
+    private static MemorySegment shapeStruct(Arena a, AttentionShape s) {
+        MemorySegment m = a.allocate(56, 8);
+        m.set(JAVA_LONG, 0, s.seqQ());
+        m.set(JAVA_LONG, 8, s.seqKv());
+        m.set(JAVA_LONG, 16, s.kvRowsPerBatch());
+        m.set(JAVA_LONG, 24, s.qStart());
+        m.set(JAVA_LONG, 32, s.window());
+        m.set(JAVA_INT, 40, s.heads());
+        m.set(JAVA_INT, 44, s.kvHeads());
+        m.set(JAVA_FLOAT, 48, s.scale());
+        return m;
+    }
+
+    private record AttentionBuffers(long qFloats, long kvFloats, long qRows) {}
+
+    private static AttentionBuffers attentionSizes(String op, AttentionShape shape) {
+        long qRows = Math.multiplyExact((long) shape.batch(), shape.seqQ());
+        long qFloats = Math.multiplyExact(qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = Math.addExact(Math.multiplyExact(shape.batch() - 1L, shape.kvRowsPerBatch()), shape.seqKv());
+        long kvFloats = Math.multiplyExact(kvRows, (long) shape.kvHeads() * shape.headDim());
+        if (shape.seqQ() > (long) Integer.MAX_VALUE * 16 || shape.seqKv() > (long) Integer.MAX_VALUE * 16)
+            throw new IllegalArgumentException(op + ": sequence too long for the CUDA grid: " + shape);
+        return new AttentionBuffers(qFloats, kvFloats, qRows);
+    }
+
+    @Override
+    public void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape) {
+        String op = "attention";
+        if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
+        AttentionBuffers sz = attentionSizes(op, shape);
+        String qf = "batch*seqQ*heads*headDim", kvf = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
+        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
+        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor ks = atLeast(op, "k", k, sz.kvFloats, kvf);
+        CudaTensor vs = atLeast(op, "v", v, sz.kvFloats, kvf);
+        CudaTensor ls = lse == null ? null : atLeast(op, "lse", lse, sz.qRows * shape.heads(), "batch*seqQ*heads");
+        int d = shape.headDim(), t = tile(d);
+        CudaModule module = attentionModule(d);
+        int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
+        checkShared(op, shared);
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
+                    new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
+                            .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v,
+                                  Tensor out, Tensor lse, AttentionShape shape) {
+        String op = "attentionBackward";
+        if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
+        AttentionBuffers sz = attentionSizes(op, shape);
+        String qf = "batch*seqQ*heads*headDim", kvf = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
+        CudaTensor dqs = atLeast(op, "dq", dq, sz.qFloats, qf);
+        CudaTensor dks = atLeast(op, "dk", dk, sz.kvFloats, kvf);
+        CudaTensor dvs = atLeast(op, "dv", dv, sz.kvFloats, kvf);
+        CudaTensor dos = atLeast(op, "dOut", dOut, sz.qFloats, qf);
+        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
+        CudaTensor ks = atLeast(op, "k", k, sz.kvFloats, kvf);
+        CudaTensor vs = atLeast(op, "v", v, sz.kvFloats, kvf);
+        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        long rowStats = Math.multiplyExact(sz.qRows, (long) shape.heads());
+        CudaTensor ls = atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
+        Tensor[] outputs = {dq, dk, dv}, all = {dq, dk, dv, dOut, q, k, v, out, lse};
+        String[] names = {"dq", "dk", "dv", "dOut", "q", "k", "v", "out", "lse"};
+        for (int i = 0; i < outputs.length; i++)
+            for (int j = 0; j < all.length; j++)
+                if (i != j && outputs[i] == all[j])
+                    throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
+        int d = shape.headDim(), t = tile(d);
+        CudaModule module = attentionModule(d);
+        int ld = paddedLd(d);
+        int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
+        int sharedQ = (4 * t * ld + t * (t + 1) + 2 * t) * 4;
+        checkShared(op, sharedKv);
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long delta = driver.allocate(rowStats * 4);
+            module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
+            MemorySegment st = shapeStruct(a, shape);
+            module.launch("attention_backward_kv", blocks(shape.seqKv(), t), shape.kvHeads(), shape.batch(), THREADS,
+                    sharedKv, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(dos.address())
+                            .ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
+            module.launch("attention_backward_q", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS,
+                    sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(dos.address()).ptr(qs.address())
+                            .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
+            driver.free(delta);
+        } finally {
+            exit();
+        }
+    }
+
+    private void checkShared(String op, int bytes) {
+        if (bytes > sharedOptIn)
+            throw new IllegalArgumentException(op + ": needs " + bytes + " bytes of shared memory per block, this GPU allows "
+                    + sharedOptIn);
+    }
+
+    // ---- element-wise ----
+
+    @Override
+    public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
+        String op = "swiglu";
+        nonNegative(op, "n", n);
+        CudaTensor g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n"), o = atLeast(op, "out", out, n, "n");
+        if (n == 0) return;
+        launchElementwise("swiglu_forward", n, a -> new KernelArgs(a).ptr(o.address()).ptr(g.address()).ptr(u.address()).i64(n));
+    }
+
+    @Override
+    public void addInPlace(Tensor y, Tensor x, long n) {
+        String op = "addInPlace";
+        nonNegative(op, "n", n);
+        CudaTensor ys = atLeast(op, "y", y, n, "n"), xs = atLeast(op, "x", x, n, "n");
+        if (n == 0) return;
+        launchElementwise("add_in_place", n, a -> new KernelArgs(a).ptr(ys.address()).ptr(xs.address()).i64(n));
+    }
+
+    @Override
+    public void scale(Tensor y, float factor, long n) {
+        String op = "scale";
+        nonNegative(op, "n", n);
+        CudaTensor ys = atLeast(op, "y", y, n, "n");
+        if (n == 0) return;
+        launchElementwise("scale_in_place", n, a -> new KernelArgs(a).ptr(ys.address()).f32(factor).i64(n));
+    }
+
+    @Override
+    public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
+        String op = "swigluBackward";
+        nonNegative(op, "n", n);
+        CudaTensor dg = atLeast(op, "dGate", dGate, n, "n"), du = atLeast(op, "dUp", dUp, n, "n");
+        CudaTensor dy = atLeast(op, "dOut", dOut, n, "n"), g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
+        if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
+        if (n == 0) return;
+        launchElementwise("swiglu_backward", n, a -> new KernelArgs(a).ptr(dg.address()).ptr(du.address())
+                .ptr(dy.address()).ptr(g.address()).ptr(u.address()).i64(n));
+    }
+
+    @Override
+    public void adamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, float gradScale, long step) {
+        String op = "adamW";
+        nonNegative(op, "n", n);
+        if (step <= 0) throw new IllegalArgumentException(op + ": step must be positive, got " + step);
+        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+            throw new IllegalArgumentException(op + ": beta1 and beta2 must be in [0, 1), got " + beta1 + " and " + beta2);
+        CudaTensor ps = atLeast(op, "param", param, n, "n"), gs = atLeast(op, "grad", grad, n, "n");
+        CudaTensor ms = atLeast(op, "m", m, n, "n"), vs = atLeast(op, "v", v, n, "n");
+        if (n == 0) return;
+        float correct1 = (float) (1 / (1 - Math.pow(beta1, step)));
+        float correct2 = (float) (1 / (1 - Math.pow(beta2, step)));
+        launchElementwise("adamw_step", n, a -> new KernelArgs(a).ptr(ps.address()).ptr(gs.address()).ptr(ms.address())
+                .ptr(vs.address()).i64(n).f32(lr).f32(beta1).f32(beta2).f32(eps).f32(weightDecay).f32(gradScale)
+                .f32(correct1).f32(correct2));
+    }
+
+    private void launchElementwise(String kernel, long n, java.util.function.Function<Arena, KernelArgs> args) {
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            ops.launch(kernel, gridFor(n), 1, 1, THREADS, 0, args.apply(a));
+        } finally {
+            exit();
+        }
+    }
+
+    // ---- losses and reductions ----
+
+    @Override
+    public double[] crossEntropy(Tensor logits, int[] targets, long rows, int vocab) {
+        return crossEntropy("crossEntropy", logits, targets, rows, vocab, 1f, false);
+    }
+
+    @Override
+    public double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale) {
+        return crossEntropy("crossEntropyBackward", logits, targets, rows, vocab, gradScale, true);
+    }
+
+    private double[] crossEntropy(String op, Tensor logits, int[] targets, long rows, int vocab, float gradScale, boolean grad) {
+        nonNegative(op, "rows", rows);
+        positive(op, "vocab", vocab);
+        if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
+        if (targets == null || targets.length < rows)
+            throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries")
+                    + ", needs rows = " + rows);
+        for (int r = 0; r < rows; r++)
+            if (targets[r] >= vocab)
+                throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
+        CudaTensor ls = atLeast(op, "logits", logits, Math.multiplyExact(rows, vocab), "rows*vocab");
+        double[] loss = new double[(int) rows];
+        if (rows == 0) return loss;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long dTargets = uploadInts(a, Arrays.copyOf(targets, (int) rows));
+            long dLoss = driver.allocate(rows * 8);
+            ops.launch("cross_entropy", (int) rows, 1, 1, THREADS, 0, new KernelArgs(a).ptr(ls.address()).ptr(dTargets)
+                    .ptr(dLoss).i64(rows).i32(vocab).f32(gradScale).i32(grad ? 1 : 0));
+            MemorySegment host = a.allocate(JAVA_DOUBLE, rows);
+            driver.copyToHost(host, dLoss, rows * 8);
+            MemorySegment.copy(host, JAVA_DOUBLE, 0, loss, 0, (int) rows);
+            driver.free(dTargets);
+            driver.free(dLoss);
+        } finally {
+            exit();
+        }
+        return loss;
+    }
+
+    @Override
+    public void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNormBackward";
+        nonNegative(op, "rows", rows);
+        positive(op, "dim", dim);
+        long n = Math.multiplyExact(rows, dim);
+        CudaTensor dxs = atLeast(op, "dx", dx, n, "rows*dim"), dws = atLeast(op, "dWeight", dWeight, dim, "dim");
+        CudaTensor dos = atLeast(op, "dOut", dOut, n, "rows*dim"), xs = atLeast(op, "x", x, n, "rows*dim");
+        CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
+        if (rows == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long rstd = driver.allocate(rows * 4);
+            forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_rstd", count, 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(rstd + r0 * 4).ptr(xs.address() + r0 * dim * 4).i64(count).i32(dim).f32(eps)));
+            // The weight's gradient reads dOut, so it comes before dx, which may overwrite it.
+            columnSums(a, dws.address(), rows, dim, (partial, chunks, perChunk) -> ops.launch("rmsnorm_weight_partial",
+                    blocks(dim, THREADS), chunks, 1, THREADS, 0, new KernelArgs(a).ptr(partial).ptr(dos.address())
+                            .ptr(xs.address()).ptr(rstd).i64(rows).i32(dim).i64(perChunk)));
+            forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_backward_x", count, 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(dxs.address() + r0 * dim * 4).ptr(dos.address() + r0 * dim * 4)
+                            .ptr(xs.address() + r0 * dim * 4).ptr(ws.address()).ptr(rstd + r0 * 4).i64(count).i32(dim)));
+            driver.free(rstd);
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void sumRows(Tensor out, Tensor x, long rows, int cols) {
+        String op = "sumRows";
+        nonNegative(op, "rows", rows);
+        positive(op, "cols", cols);
+        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, cols), "rows*cols");
+        CudaTensor os = atLeast(op, "out", out, cols, "cols");
+        if (rows == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            columnSums(a, os.address(), rows, cols, (partial, chunks, perChunk) -> ops.launch("column_sum_partial",
+                    blocks(cols, THREADS), chunks, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(partial).ptr(xs.address()).i64(rows).i32(cols).i64(perChunk)));
+        } finally {
+            exit();
+        }
+    }
+
+    private interface PartialKernel {
+        void launch(long partial, int chunks, long rowsPerChunk);
+    }
+
+    /** Column sums in two fixed-order passes: row chunks into partials, then partials added (in order) into out. */
+    private void columnSums(Arena a, long out, long rows, int cols, PartialKernel partialKernel) {
+        int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
+        long perChunk = (rows + chunks - 1) / chunks;
+        chunks = (int) ((rows + perChunk - 1) / perChunk);
+        long partial = driver.allocate((long) chunks * cols * 4);
+        partialKernel.launch(partial, chunks, perChunk);
+        ops.launch("column_sum_finish", blocks(cols, THREADS), 1, 1, THREADS, 0,
+                new KernelArgs(a).ptr(out).ptr(partial).i32(chunks).i32(cols));
+        driver.free(partial);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x, long n) {
+        String op = "sumOfSquares";
+        nonNegative(op, "n", n);
+        CudaTensor xs = atLeast(op, "x", x, n, "n");
+        if (n == 0) return 0;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            int grid = gridFor(n);
+            long partial = driver.allocate((long) grid * 8);
+            ops.launch("sum_squares_partial", grid, 1, 1, THREADS, 0, new KernelArgs(a).ptr(partial).ptr(xs.address()).i64(n));
+            MemorySegment host = a.allocate(JAVA_DOUBLE, grid);
+            driver.copyToHost(host, partial, (long) grid * 8);
+            driver.free(partial);
+            double sum = 0;
+            for (int i = 0; i < grid; i++) sum += host.getAtIndex(JAVA_DOUBLE, i);
+            return sum;
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
+                               long rows, int heads, int headDim) {
+        String op = "rotaryBackward";
+        checkRotary(op, table, rows, heads, headDim);
+        int half = table.half();
+        long n = Math.multiplyExact(rows, (long) heads * headDim);
+        CudaTensor ds = atLeast(op, "d", d, n, "rows*heads*headDim");
+        CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        CudaTensor ys = null;
+        if (dInvFreq != null) {
+            if (dInvFreq.length != half)
+                throw new IllegalArgumentException(op + ": dInvFreq has " + dInvFreq.length + " entries, needs table.half = " + half);
+            if (positions == null || positions.length < rows)
+                throw new IllegalArgumentException(op + ": positions has " + (positions == null ? "null" : positions.length + " entries")
+                        + ", needs rows = " + rows);
+            ys = atLeast(op, "rotated", rotated, n, "rows*heads*headDim");
+        }
+        if (half == 0 || rows == 0) return;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long angle = 0, dPos = 0;
+            if (ys != null) {
+                angle = driver.allocate(rows * half * 8);
+                dPos = uploadFloats(a, Arrays.copyOf(positions, (int) rows));
+            }
+            ops.launch("rotary_backward", gridFor(rows * half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(ds.address())
+                    .ptr(ys == null ? 0 : ys.address()).ptr(c.address()).ptr(s.address()).ptr(dPos).ptr(angle)
+                    .i64(rows).i32(heads).i32(headDim).i32(half));
+            if (ys != null) {
+                int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
+                long perChunk = (rows + chunks - 1) / chunks;
+                chunks = (int) ((rows + perChunk - 1) / perChunk);
+                long partial = driver.allocate((long) chunks * half * 8);
+                ops.launch("column_sum_partial_d", blocks(half, THREADS), chunks, 1, THREADS, 0,
+                        new KernelArgs(a).ptr(partial).ptr(angle).i64(rows).i32(half).i64(perChunk));
+                MemorySegment host = a.allocate(JAVA_DOUBLE, (long) chunks * half);
+                driver.copyToHost(host, partial, (long) chunks * half * 8);
+                for (int k = 0; k < chunks; k++)
+                    for (int j = 0; j < half; j++) dInvFreq[j] += host.getAtIndex(JAVA_DOUBLE, (long) k * half + j);
+                driver.free(partial);
+                driver.free(angle);
+                driver.free(dPos);
+            }
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
+        String op = "embeddingBackward";
+        positive(op, "dim", dim);
+        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        CudaTensor dy = atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
+        CudaTensor t = tensor(op, "dTable", dTable);
+        checkIds(op, ids, t.size() / dim);
+        if (ids.length == 0) return;
+        // Rows grouped by id (each group in row order), so every table row is summed by one block, deterministically.
+        Integer[] order = new Integer[ids.length];
+        for (int i = 0; i < order.length; i++) order[i] = i;
+        Arrays.sort(order, (x, y) -> ids[x] != ids[y] ? Integer.compare(ids[x], ids[y]) : Integer.compare(x, y));
+        int[] rowsById = new int[ids.length], unique = new int[ids.length], starts = new int[ids.length + 1];
+        int u = 0;
+        for (int i = 0; i < order.length; i++) {
+            rowsById[i] = order[i];
+            if (i == 0 || ids[order[i]] != ids[order[i - 1]]) {
+                unique[u] = ids[order[i]];
+                starts[u++] = i;
+            }
+        }
+        starts[u] = ids.length;
+        int distinct = u;
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long dUnique = uploadInts(a, Arrays.copyOf(unique, distinct)), dStarts = uploadInts(a, Arrays.copyOf(starts, distinct + 1));
+            long dOrder = uploadInts(a, rowsById);
+            ops.launch("embedding_backward", distinct, 1, 1, THREADS, 0, new KernelArgs(a).ptr(t.address())
+                    .ptr(dy.address()).ptr(dUnique).ptr(dStarts).ptr(dOrder).i32(dim));
+            driver.free(dUnique);
+            driver.free(dStarts);
+            driver.free(dOrder);
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void close() {
+        lock.lock();
+        try {
+            if (closed) return;
+            driver.setCurrent(context);
+            driver.synchronize();
+            cublas.close();
+            closed = true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    // ---- helpers ----
+
+    private long uploadInts(Arena a, int[] values) {
+        long p = driver.allocate((long) values.length * 4);
+        driver.copyToDevice(p, a.allocateFrom(JAVA_INT, values), (long) values.length * 4);
+        return p;
+    }
+
+    private long uploadFloats(Arena a, float[] values) {
+        long p = driver.allocate((long) Math.max(1, values.length) * 4);
+        if (values.length > 0) driver.copyToDevice(p, a.allocateFrom(JAVA_FLOAT, values), (long) values.length * 4);
+        return p;
+    }
+
+    private interface RowBlock {
+        void run(long firstRow, int count);
+    }
+
+    /** Row kernels launch one block per row; grids past 2^31 - 1 rows are split. */
+    private static void forRowBlocks(long rows, RowBlock block) {
+        long max = Integer.MAX_VALUE;
+        for (long r0 = 0; r0 < rows; r0 += max) block.run(r0, (int) Math.min(max, rows - r0));
+    }
+
+    /** Blocks for a grid-stride loop over n elements: enough to fill the GPU, no more. */
+    private int gridFor(long n) {
+        long want = (n + THREADS - 1) / THREADS;
+        return (int) Math.max(1, Math.min(want, (long) multiprocessors * 16));
+    }
+
+    private static int blocks(long n, int per) {
+        long b = (n + per - 1) / per;
+        if (b > Integer.MAX_VALUE) throw new IllegalArgumentException("grid of " + b + " blocks is too large");
+        return (int) Math.max(1, b);
+    }
+
+    private static CudaTensor tensor(String op, String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
+        if (!(t instanceof CudaTensor c))
+            throw new IllegalArgumentException(op + ": " + name + " is not a GPU tensor of this backend: " + t);
+        c.address();
+        return c;
+    }
+
+    private static CudaTensor atLeast(String op, String name, Tensor t, long need, String formula) {
+        CudaTensor c = tensor(op, name, t);
+        if (c.size() < need)
+            throw new IllegalArgumentException(op + ": " + name + " has " + c.size() + " floats, needs " + formula + " = " + need);
+        return c;
+    }
+
+    private static void checkRange(String op, String name, CudaTensor t, long offset, long length) {
+        if (offset < 0 || length < 0 || offset > t.size() - length)
+            throw new IllegalArgumentException(op + ": " + name + " range [" + offset + ", " + (offset + length)
+                    + ") is outside its " + t.size() + " floats");
+    }
+
+    private static void nonNegative(String op, String name, long v) {
+        if (v < 0) throw new IllegalArgumentException(op + ": " + name + " must be >= 0, got " + v);
+    }
+
+    private static void positive(String op, String name, long v) {
+        if (v <= 0) throw new IllegalArgumentException(op + ": " + name + " must be positive, got " + v);
+    }
+
+    private static void checkIds(String op, int[] ids, long vocab) {
+        for (int i = 0; i < ids.length; i++)
+            if (ids[i] < 0 || ids[i] >= vocab)
+                throw new IllegalArgumentException(op + ": ids[" + i + "] = " + ids[i] + " is outside [0, " + vocab + ")");
+    }
+}

@@ -1,0 +1,316 @@
+package dev.ropeway.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The CUDA driver API (libcuda), bound through FFM: devices, the primary context, stream-ordered memory, modules and
+ * kernel launches. Every call's status is checked; a failure throws {@link CudaException} naming the call and the
+ * driver's own name for the error. All work goes to the legacy default stream, so it runs in issue order.
+ */
+final class Driver {
+    static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+    static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    private static final int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
+    static final MemorySegment DEFAULT_STREAM = MemorySegment.NULL;
+
+    private static volatile Driver instance;
+    private static volatile Throwable failure;
+
+    final NativeLibrary lib;
+    private final MethodHandle cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName,
+            cuDeviceGetAttribute, cuDeviceTotalMem, cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize,
+            cuMemAllocAsync, cuMemFreeAsync, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoDAsync, cuMemsetD32Async,
+            cuMemGetInfo, cuModuleLoadData, cuModuleGetFunction, cuFuncSetAttribute, cuLaunchKernel, cuGetErrorName,
+            cuDeviceGetDefaultMemPool, cuMemPoolSetAttribute;
+
+    private Driver(NativeLibrary lib) {
+        this.lib = lib;
+        FunctionDescriptor intPtr = FunctionDescriptor.of(JAVA_INT, ADDRESS);
+        cuInit = lib.function("cuInit", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        cuDriverGetVersion = lib.function("cuDriverGetVersion", intPtr);
+        cuDeviceGetCount = lib.function("cuDeviceGetCount", intPtr);
+        cuDeviceGet = lib.function("cuDeviceGet", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuDeviceGetName = lib.function("cuDeviceGetName", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuDeviceGetAttribute = lib.function("cuDeviceGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuDeviceTotalMem = lib.function("cuDeviceTotalMem_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuDevicePrimaryCtxRetain = lib.function("cuDevicePrimaryCtxRetain", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuCtxSetCurrent = lib.function("cuCtxSetCurrent", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuCtxSynchronize = lib.function("cuCtxSynchronize", FunctionDescriptor.of(JAVA_INT));
+        cuMemAllocAsync = lib.function("cuMemAllocAsync", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS));
+        cuMemFreeAsync = lib.function("cuMemFreeAsync", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS));
+        cuMemcpyHtoD = lib.function("cuMemcpyHtoD_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG));
+        cuMemcpyDtoH = lib.function("cuMemcpyDtoH_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+        cuMemcpyDtoDAsync = lib.function("cuMemcpyDtoDAsync_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS));
+        cuMemsetD32Async = lib.function("cuMemsetD32Async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS));
+        cuMemGetInfo = lib.function("cuMemGetInfo_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuModuleLoadData = lib.function("cuModuleLoadData", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuModuleGetFunction = lib.function("cuModuleGetFunction", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        cuFuncSetAttribute = lib.function("cuFuncSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+        cuLaunchKernel = lib.function("cuLaunchKernel", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT,
+                JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS));
+        cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+        cuDeviceGetDefaultMemPool = lib.function("cuDeviceGetDefaultMemPool", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuMemPoolSetAttribute = lib.function("cuMemPoolSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
+    }
+
+    /** The driver, initialised once per process; throws {@link CudaException} when there is none. */
+    static Driver get() {
+        Driver d = instance;
+        if (d != null) return d;
+        synchronized (Driver.class) {
+            if (instance != null) return instance;
+            if (failure != null) throw rethrow(failure);
+            try {
+                NativeLibrary lib = NativeLibrary.load("cuda", "the NVIDIA driver; is an NVIDIA GPU and its driver installed?");
+                Driver driver = new Driver(lib);
+                driver.check("cuInit", (int) driver.cuInit.invokeExact(0));
+                instance = driver;
+                return driver;
+            } catch (Throwable t) {
+                failure = t;
+                throw rethrow(t);
+            }
+        }
+    }
+
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof CudaException c) return new CudaException(c.getMessage());
+        return new CudaException("the CUDA driver could not be initialised: " + t);
+    }
+
+    int deviceCount() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_INT);
+            check("cuDeviceGetCount", (int) cuDeviceGetCount.invokeExact(n));
+            return n.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    int driverVersion() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_INT);
+            check("cuDriverGetVersion", (int) cuDriverGetVersion.invokeExact(n));
+            return n.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    int device(int ordinal) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_INT);
+            check("cuDeviceGet(" + ordinal + ")", (int) cuDeviceGet.invokeExact(n, ordinal));
+            return n.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    String deviceName(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(256);
+            check("cuDeviceGetName", (int) cuDeviceGetName.invokeExact(s, 256, device));
+            return s.getString(0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    int attribute(int device, int attribute) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_INT);
+            check("cuDeviceGetAttribute(" + attribute + ")", (int) cuDeviceGetAttribute.invokeExact(n, attribute, device));
+            return n.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    long totalMemory(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment n = a.allocate(JAVA_LONG);
+            check("cuDeviceTotalMem", (int) cuDeviceTotalMem.invokeExact(n, device));
+            return n.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /** Free and total device memory of the current context, in bytes. */
+    long[] memoryInfo() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment free = a.allocate(JAVA_LONG), total = a.allocate(JAVA_LONG);
+            check("cuMemGetInfo", (int) cuMemGetInfo.invokeExact(free, total));
+            return new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /**
+     * Retains the device's primary context (the one every library in the process shares) and makes the default
+     * memory pool keep freed blocks, so stream-ordered allocations are reused rather than returned at each sync.
+     */
+    MemorySegment primaryContext(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ctx = a.allocate(ADDRESS);
+            check("cuDevicePrimaryCtxRetain", (int) cuDevicePrimaryCtxRetain.invokeExact(ctx, device));
+            MemorySegment context = ctx.get(ADDRESS, 0);
+            setCurrent(context);
+            MemorySegment pool = a.allocate(ADDRESS);
+            check("cuDeviceGetDefaultMemPool", (int) cuDeviceGetDefaultMemPool.invokeExact(pool, device));
+            MemorySegment threshold = a.allocate(JAVA_LONG);
+            threshold.set(JAVA_LONG, 0, Long.MAX_VALUE);
+            check("cuMemPoolSetAttribute(RELEASE_THRESHOLD)",
+                    (int) cuMemPoolSetAttribute.invokeExact(pool.get(ADDRESS, 0), CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, threshold));
+            return context;
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void setCurrent(MemorySegment context) {
+        try {
+            check("cuCtxSetCurrent", (int) cuCtxSetCurrent.invokeExact(context));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void synchronize() {
+        try {
+            check("cuCtxSynchronize", (int) cuCtxSynchronize.invokeExact());
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /** {@code bytes} of device memory, stream-ordered; throws a clear out-of-memory error with the free amount. */
+    long allocate(long bytes) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment p = a.allocate(JAVA_LONG);
+            int status = (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), DEFAULT_STREAM);
+            if (status == 2) { // CUDA_ERROR_OUT_OF_MEMORY
+                long[] info = memoryInfo();
+                throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
+                        bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
+            }
+            check("cuMemAllocAsync(" + bytes + " bytes)", status);
+            return p.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void free(long pointer) {
+        try {
+            check("cuMemFreeAsync", (int) cuMemFreeAsync.invokeExact(pointer, DEFAULT_STREAM));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void copyToDevice(long dst, MemorySegment src, long bytes) {
+        try {
+            check("cuMemcpyHtoD(" + bytes + " bytes)", (int) cuMemcpyHtoD.invokeExact(dst, src, bytes));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void copyToHost(MemorySegment dst, long src, long bytes) {
+        try {
+            check("cuMemcpyDtoH(" + bytes + " bytes)", (int) cuMemcpyDtoH.invokeExact(dst, src, bytes));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void copyOnDevice(long dst, long src, long bytes) {
+        try {
+            check("cuMemcpyDtoDAsync(" + bytes + " bytes)", (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, DEFAULT_STREAM));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void fill32(long dst, int value, long count) {
+        try {
+            check("cuMemsetD32Async", (int) cuMemsetD32Async.invokeExact(dst, value, count, DEFAULT_STREAM));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    MemorySegment loadModule(MemorySegment image) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment m = a.allocate(ADDRESS);
+            check("cuModuleLoadData", (int) cuModuleLoadData.invokeExact(m, image));
+            return m.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    MemorySegment function(MemorySegment module, String name) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment f = a.allocate(ADDRESS);
+            check("cuModuleGetFunction(" + name + ")", (int) cuModuleGetFunction.invokeExact(f, module, a.allocateFrom(name)));
+            return f.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void setFunctionAttribute(MemorySegment function, int attribute, int value, String name) {
+        try {
+            check("cuFuncSetAttribute(" + name + ", " + attribute + ", " + value + ")",
+                    (int) cuFuncSetAttribute.invokeExact(function, attribute, value));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void launch(MemorySegment function, String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
+                MemorySegment params) {
+        try {
+            check("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + ", shared " + sharedBytes + ")",
+                    (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, DEFAULT_STREAM, params,
+                            MemorySegment.NULL));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void check(String call, int status) {
+        if (status == 0) return;
+        String name = "CUDA error " + status;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(ADDRESS);
+            if ((int) cuGetErrorName.invokeExact(status, s) == 0)
+                name = s.get(ADDRESS, 0).reinterpret(256).getString(0) + " (" + status + ")";
+        } catch (Throwable ignored) {
+            // keep the number
+        }
+        throw new CudaException(call + " failed: " + name
+                + (status == 700 || status == 719 ? "; a kernel faulted, the GPU context is unusable now" : ""));
+    }
+
+    static RuntimeException wrap(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new CudaException("CUDA call failed: " + t);
+    }
+}

@@ -1,0 +1,333 @@
+// Causal grouped-query attention, forward and backward, in tiles with an online softmax (FlashAttention-2 style):
+// no seq x seq buffer is ever made. float32 storage and arithmetic.
+//
+// Compiled once per head size with -DHEAD_DIM=<d> -DBR=<query rows per tile> -DBC=<keys per tile>. A block is 256
+// threads seen as 16 x 16 (ty, tx); a thread owns rows ty + 16 a of a tile and columns tx + 16 b, so the 16 threads
+// of a row sit in one half-warp and row reductions are four shuffles.
+//
+// Layouts (see AttentionShape): q / out / dq [batch * seqQ, heads * D]; k / v / dk / dv rows b * kvRowsPerBatch + j,
+// [kvHeads * D]; lse / delta [(b * seqQ + i) * heads + h]. Query i sits at key position qStart + i and sees keys
+// j <= p (and j > p - window when window > 0).
+
+typedef long long i64;
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+#ifndef BR
+#define BR 64
+#endif
+#ifndef BC
+#define BC 64
+#endif
+
+#define DP (((HEAD_DIM) + 15) / 16 * 16)   // head size padded to the 16 threads of a row
+#define LD (DP + 1)                        // shared-memory row stride (odd: no bank conflicts down a column)
+#define TM (BR / 16)                       // query rows per thread
+#define TN (BC / 16)                       // key columns per thread (and key rows per thread in dK / dV)
+#define TD (DP / 16)                       // head features per thread
+
+struct Shape {
+    i64 seqQ, seqKv, kvRowsPerBatch, qStart, window;
+    int heads, kvHeads;
+    float scale;
+};
+
+__device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
+    return j <= p && (window == 0 || j > p - window);
+}
+
+__device__ __forceinline__ float row_max16(float v) {
+    for (int o = 8; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float row_sum16(float v) {
+    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Loads `count` rows of one head (rows beyond `valid` and features beyond HEAD_DIM as zeros) into dst[count][LD].
+__device__ __forceinline__ void load_rows(float* dst, const float* src, i64 firstRow, i64 valid, i64 rowStride,
+                                          int count) {
+    for (int e = threadIdx.x; e < count * DP; e += 256) {
+        int r = e / DP, d = e % DP;
+        dst[r * LD + d] = (r < valid && d < HEAD_DIM) ? src[(firstRow + r) * rowStride + d] : 0.f;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, Shape s) {
+    extern __shared__ float smem[];
+    float* sQ = smem;              // [BR][LD]
+    float* sKV = sQ + BR * LD;     // [BC][LD], keys then values
+    float* sP = sKV + BC * LD;     // [BR][BC + 1]
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const i64 i0 = (i64) blockIdx.x * BR;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 rowsHere = min((i64) BR, s.seqQ - i0);
+
+    load_rows(sQ, qBase, i0, rowsHere, qStride, BR);
+
+    float m[TM], l[TM], acc[TM][TD];
+    for (int a = 0; a < TM; a++) {
+        m[a] = -INFINITY;
+        l[a] = 0.f;
+        for (int c = 0; c < TD; c++) acc[a][c] = 0.f;
+    }
+    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+    for (i64 k0 = lo; k0 <= pLast; k0 += BC) {
+        const i64 keysHere = min((i64) BC, s.seqKv - k0);
+        __syncthreads();
+        load_rows(sKV, kBase, k0, keysHere, kvStride, BC);
+        __syncthreads();
+        float sc[TM][TN];
+        for (int a = 0; a < TM; a++)
+            for (int bb = 0; bb < TN; bb++) sc[a][bb] = 0.f;
+        for (int d = 0; d < DP; d++) {
+            float qa[TM], kb[TN];
+            for (int a = 0; a < TM; a++) qa[a] = sQ[(ty + 16 * a) * LD + d];
+            for (int bb = 0; bb < TN; bb++) kb[bb] = sKV[(tx + 16 * bb) * LD + d];
+            for (int a = 0; a < TM; a++)
+                for (int bb = 0; bb < TN; bb++) sc[a][bb] += qa[a] * kb[bb];
+        }
+        for (int a = 0; a < TM; a++) {
+            const int row = ty + 16 * a;
+            const i64 p = s.qStart + i0 + row;
+            float mt = -INFINITY;
+            for (int bb = 0; bb < TN; bb++) {
+                const i64 j = k0 + tx + 16 * bb;
+                const bool ok = row < rowsHere && j < s.seqKv && visible(p, j, s.window);
+                sc[a][bb] = ok ? sc[a][bb] * s.scale : -INFINITY;
+                mt = fmaxf(mt, sc[a][bb]);
+            }
+            mt = row_max16(mt);
+            const float mNew = fmaxf(m[a], mt);
+            float corr = 1.f, rs = 0.f;
+            if (mNew != -INFINITY) {
+                corr = m[a] == -INFINITY ? 0.f : expf(m[a] - mNew);
+                for (int bb = 0; bb < TN; bb++) {
+                    const float pr = sc[a][bb] == -INFINITY ? 0.f : expf(sc[a][bb] - mNew);
+                    sc[a][bb] = pr;
+                    rs += pr;
+                }
+            } else {
+                for (int bb = 0; bb < TN; bb++) sc[a][bb] = 0.f;
+            }
+            rs = row_sum16(rs);
+            l[a] = l[a] * corr + rs;
+            m[a] = mNew;
+            for (int c = 0; c < TD; c++) acc[a][c] *= corr;
+            for (int bb = 0; bb < TN; bb++) sP[row * (BC + 1) + tx + 16 * bb] = sc[a][bb];
+        }
+        __syncthreads();
+        load_rows(sKV, vBase, k0, keysHere, kvStride, BC);
+        __syncthreads();
+        for (int j = 0; j < BC; j++) {
+            float vj[TD];
+            for (int c = 0; c < TD; c++) vj[c] = sKV[j * LD + tx + 16 * c];
+            for (int a = 0; a < TM; a++) {
+                const float pr = sP[(ty + 16 * a) * (BC + 1) + j];
+                for (int c = 0; c < TD; c++) acc[a][c] += pr * vj[c];
+            }
+        }
+    }
+    for (int a = 0; a < TM; a++) {
+        const int row = ty + 16 * a;
+        if (row >= rowsHere) continue;
+        const i64 r = (i64) b * s.seqQ + i0 + row;
+        const float inv = 1.f / l[a];
+        for (int c = 0; c < TD; c++) {
+            const int d = tx + 16 * c;
+            if (d < HEAD_DIM) out[r * qStride + (i64) h * HEAD_DIM + d] = acc[a][c] * inv;
+        }
+        if (lse != 0 && tx == 0) lse[r * s.heads + h] = m[a] + logf(l[a]);
+    }
+}
+
+// delta[(row) * heads + h] = sum over d of dOut * out (the softmax backward's row term).
+extern "C" __global__ void attention_delta(float* delta, const float* dOut, const float* out, i64 rowsTimesHeads) {
+    for (i64 e = (i64) blockIdx.x * blockDim.x + threadIdx.x; e < rowsTimesHeads; e += (i64) gridDim.x * blockDim.x) {
+        const float* a = dOut + e * HEAD_DIM;
+        const float* o = out + e * HEAD_DIM;
+        float sum = 0.f;
+        for (int d = 0; d < HEAD_DIM; d++) sum += a[d] * o[d];
+        delta[e] = sum;
+    }
+}
+
+// Scores, probabilities and d(scores) of one query tile against one key tile, for the two backward kernels:
+// p = exp(scale * q.k - lse), ds = p * (dO.v - delta); zero where a key is not visible.
+__device__ __forceinline__ void backward_tile(float (&pr)[TM][TN], float (&ds)[TM][TN], const float* sQ,
+                                              const float* sdO, const float* sK, const float* sV, const float* sL,
+                                              const float* sDelta, i64 i0, i64 rowsHere, i64 k0, const Shape& s,
+                                              int tx, int ty) {
+    float sc[TM][TN], dp[TM][TN];
+    for (int a = 0; a < TM; a++)
+        for (int bb = 0; bb < TN; bb++) { sc[a][bb] = 0.f; dp[a][bb] = 0.f; }
+    for (int d = 0; d < DP; d++) {
+        float qa[TM], oa[TM], kb[TN], vb[TN];
+        for (int a = 0; a < TM; a++) { qa[a] = sQ[(ty + 16 * a) * LD + d]; oa[a] = sdO[(ty + 16 * a) * LD + d]; }
+        for (int bb = 0; bb < TN; bb++) { kb[bb] = sK[(tx + 16 * bb) * LD + d]; vb[bb] = sV[(tx + 16 * bb) * LD + d]; }
+        for (int a = 0; a < TM; a++)
+            for (int bb = 0; bb < TN; bb++) { sc[a][bb] += qa[a] * kb[bb]; dp[a][bb] += oa[a] * vb[bb]; }
+    }
+    for (int a = 0; a < TM; a++) {
+        const int row = ty + 16 * a;
+        const i64 p = s.qStart + i0 + row;
+        for (int bb = 0; bb < TN; bb++) {
+            const i64 j = k0 + tx + 16 * bb;
+            const bool ok = row < rowsHere && j < s.seqKv && visible(p, j, s.window);
+            const float prob = ok ? expf(sc[a][bb] * s.scale - sL[row]) : 0.f;
+            pr[a][bb] = prob;
+            ds[a][bb] = ok ? prob * (dp[a][bb] - sDelta[row]) : 0.f;
+        }
+    }
+}
+
+__device__ __forceinline__ void load_row_stats(float* sL, float* sDelta, const float* lse, const float* delta, i64 b,
+                                               i64 i0, i64 rowsHere, int h, const Shape& s) {
+    for (int r = threadIdx.x; r < BR; r += 256) {
+        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
+        sL[r] = r < rowsHere ? lse[idx] : 0.f;
+        sDelta[r] = r < rowsHere ? delta[idx] : 0.f;
+    }
+}
+
+// dK and dV for one key tile of one key/value head, summed over the query heads that read it. Overwrites.
+extern "C" __global__ void __launch_bounds__(256)
+attention_backward_kv(float* dk, float* dv, const float* dOut, const float* q, const float* k, const float* v,
+                      const float* lse, const float* delta, Shape s) {
+    extern __shared__ float smem[];
+    float* sK = smem;               // [BC][LD]
+    float* sV = sK + BC * LD;       // [BC][LD]
+    float* sQ = sV + BC * LD;       // [BR][LD]
+    float* sdO = sQ + BR * LD;      // [BR][LD]
+    float* sP = sdO + BR * LD;      // [BR][BC + 1]
+    float* sdS = sP + BR * (BC + 1); // [BR][BC + 1]
+    float* sL = sdS + BR * (BC + 1); // [BR]
+    float* sDelta = sL + BR;         // [BR]
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const i64 k0 = (i64) blockIdx.x * BC;
+    const int kh = blockIdx.y, b = blockIdx.z;
+    const int group = s.heads / s.kvHeads;
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 keysHere = min((i64) BC, s.seqKv - k0);
+    load_rows(sK, k + kvOff, k0, keysHere, kvStride, BC);
+    load_rows(sV, v + kvOff, k0, keysHere, kvStride, BC);
+
+    float dK[TN][TD], dV[TN][TD];
+    for (int a = 0; a < TN; a++)
+        for (int c = 0; c < TD; c++) { dK[a][c] = 0.f; dV[a][c] = 0.f; }
+
+    const i64 kLast = k0 + keysHere - 1;
+    i64 iLo = max((i64) 0, k0 - s.qStart);
+    i64 iHi = s.seqQ - 1;
+    if (s.window > 0) iHi = min(iHi, kLast + s.window - 1 - s.qStart);
+    for (int gi = 0; gi < group; gi++) {
+        const int h = kh * group + gi;
+        const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+        const float* oBase = dOut + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+        for (i64 i0 = iLo; i0 <= iHi; i0 += BR) {
+            const i64 rowsHere = min((i64) BR, s.seqQ - i0);
+            __syncthreads();
+            load_rows(sQ, qBase, i0, rowsHere, qStride, BR);
+            load_rows(sdO, oBase, i0, rowsHere, qStride, BR);
+            load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s);
+            __syncthreads();
+            float pr[TM][TN], ds[TM][TN];
+            backward_tile(pr, ds, sQ, sdO, sK, sV, sL, sDelta, i0, rowsHere, k0, s, tx, ty);
+            for (int a = 0; a < TM; a++)
+                for (int bb = 0; bb < TN; bb++) {
+                    sP[(ty + 16 * a) * (BC + 1) + tx + 16 * bb] = pr[a][bb];
+                    sdS[(ty + 16 * a) * (BC + 1) + tx + 16 * bb] = ds[a][bb];
+                }
+            __syncthreads();
+            // dV[key][d] += sum_r P[r][key] dO[r][d];  dK[key][d] += sum_r dS[r][key] Q[r][d]. Key rows ty + 16 a.
+            for (int r = 0; r < BR; r++) {
+                float o[TD], qq[TD];
+                for (int c = 0; c < TD; c++) { o[c] = sdO[r * LD + tx + 16 * c]; qq[c] = sQ[r * LD + tx + 16 * c]; }
+                for (int a = 0; a < TN; a++) {
+                    const float pv = sP[r * (BC + 1) + ty + 16 * a], dsv = sdS[r * (BC + 1) + ty + 16 * a];
+                    for (int c = 0; c < TD; c++) { dV[a][c] += pv * o[c]; dK[a][c] += dsv * qq[c]; }
+                }
+            }
+        }
+    }
+    for (int a = 0; a < TN; a++) {
+        const i64 j = k0 + ty + 16 * a;
+        if (j >= s.seqKv) continue;
+        for (int c = 0; c < TD; c++) {
+            const int d = tx + 16 * c;
+            if (d >= HEAD_DIM) continue;
+            dk[kvOff + j * kvStride + d] = dK[a][c] * s.scale;
+            dv[kvOff + j * kvStride + d] = dV[a][c];
+        }
+    }
+}
+
+// dQ for one query tile of one head. Overwrites.
+extern "C" __global__ void __launch_bounds__(256)
+attention_backward_q(float* dq, const float* dOut, const float* q, const float* k, const float* v, const float* lse,
+                     const float* delta, Shape s) {
+    extern __shared__ float smem[];
+    float* sQ = smem;                // [BR][LD]
+    float* sdO = sQ + BR * LD;       // [BR][LD]
+    float* sK = sdO + BR * LD;       // [BC][LD]
+    float* sV = sK + BC * LD;        // [BC][LD]
+    float* sdS = sV + BC * LD;       // [BR][BC + 1]
+    float* sL = sdS + BR * (BC + 1); // [BR]
+    float* sDelta = sL + BR;         // [BR]
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const i64 i0 = (i64) blockIdx.x * BR;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 rowsHere = min((i64) BR, s.seqQ - i0);
+    load_rows(sQ, q + qOff, i0, rowsHere, qStride, BR);
+    load_rows(sdO, dOut + qOff, i0, rowsHere, qStride, BR);
+    load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s);
+
+    float dQ[TM][TD];
+    for (int a = 0; a < TM; a++)
+        for (int c = 0; c < TD; c++) dQ[a][c] = 0.f;
+    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+    for (i64 k0 = lo; k0 <= pLast; k0 += BC) {
+        const i64 keysHere = min((i64) BC, s.seqKv - k0);
+        __syncthreads();
+        load_rows(sK, k + kvOff, k0, keysHere, kvStride, BC);
+        load_rows(sV, v + kvOff, k0, keysHere, kvStride, BC);
+        __syncthreads();
+        float pr[TM][TN], ds[TM][TN];
+        backward_tile(pr, ds, sQ, sdO, sK, sV, sL, sDelta, i0, rowsHere, k0, s, tx, ty);
+        for (int a = 0; a < TM; a++)
+            for (int bb = 0; bb < TN; bb++) sdS[(ty + 16 * a) * (BC + 1) + tx + 16 * bb] = ds[a][bb];
+        __syncthreads();
+        for (int j = 0; j < BC; j++) {
+            float kj[TD];
+            for (int c = 0; c < TD; c++) kj[c] = sK[j * LD + tx + 16 * c];
+            for (int a = 0; a < TM; a++) {
+                const float dsv = sdS[(ty + 16 * a) * (BC + 1) + j];
+                for (int c = 0; c < TD; c++) dQ[a][c] += dsv * kj[c];
+            }
+        }
+    }
+    for (int a = 0; a < TM; a++) {
+        const int row = ty + 16 * a;
+        if (row >= rowsHere) continue;
+        for (int c = 0; c < TD; c++) {
+            const int d = tx + 16 * c;
+            if (d < HEAD_DIM) dq[qOff + (i0 + row) * qStride + d] = dQ[a][c] * s.scale;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+// Element-wise, row-wise and reduction kernels of the CUDA backend (float32 storage).
+// Compiled at first use with NVRTC for the GPU in hand; every kernel is extern "C" so the host finds it by name.
+// Sums whose result leaves the GPU (losses, norms, gradients of the frequencies) are reduced in a fixed order, so a
+// run gives the same numbers every time.
+
+typedef long long i64;
+
+#define THREADS 256
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over a block of THREADS threads; every thread gets the result. `scratch` holds THREADS / 32 floats.
+__device__ float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = 0.f;
+    for (int w = 0; w < THREADS / 32; w++) t += scratch[w];
+    return t;
+}
+
+__device__ float block_max(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = scratch[0];
+    for (int w = 1; w < THREADS / 32; w++) t = fmaxf(t, scratch[w]);
+    return t;
+}
+
+__device__ double block_sum_d(double v, double* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    double t = 0.0;
+    for (int w = 0; w < THREADS / 32; w++) t += scratch[w];
+    return t;
+}
+
+#define GRID_STRIDE(i, n) for (i64 i = (i64) blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64) gridDim.x * blockDim.x)
+
+// ---- conversions (weights arrive as bf16 / f16 / f64) ----
+
+extern "C" __global__ void convert_bf16(float* out, const unsigned short* in, i64 n) {
+    GRID_STRIDE(i, n) out[i] = __uint_as_float(((unsigned int) in[i]) << 16);
+}
+
+extern "C" __global__ void convert_f16(float* out, const unsigned short* in, i64 n) {
+    GRID_STRIDE(i, n) {
+        unsigned int h = in[i];
+        unsigned int sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+        float f;
+        if (exp == 0) f = (float) man * 5.9604644775390625e-8f;                 // subnormal: man * 2^-24
+        else if (exp == 31) f = __uint_as_float(0x7f800000u | (man << 13));      // inf / nan
+        else f = __uint_as_float(((exp + 112) << 23) | (man << 13));
+        out[i] = __uint_as_float(__float_as_uint(f) | sign);
+    }
+}
+
+extern "C" __global__ void convert_f64(float* out, const double* in, i64 n) {
+    GRID_STRIDE(i, n) out[i] = (float) in[i];
+}
+
+// ---- element-wise ----
+
+extern "C" __global__ void add_in_place(float* y, const float* x, i64 n) {
+    GRID_STRIDE(i, n) y[i] += x[i];
+}
+
+extern "C" __global__ void scale_in_place(float* y, float a, i64 n) {
+    // A factor of exactly 0 writes zeros, even over infinities and NaNs.
+    GRID_STRIDE(i, n) y[i] = a == 0.f ? 0.f : y[i] * a;
+}
+
+extern "C" __global__ void add_bias(float* y, const float* bias, i64 rows, int cols) {
+    GRID_STRIDE(i, rows * cols) y[i] += bias[i % cols];
+}
+
+extern "C" __global__ void swiglu_forward(float* out, const float* gate, const float* up, i64 n) {
+    GRID_STRIDE(i, n) {
+        float g = gate[i];
+        out[i] = g * (1.f / (1.f + expf(-g))) * up[i];
+    }
+}
+
+extern "C" __global__ void swiglu_backward(float* dGate, float* dUp, const float* dOut, const float* gate,
+                                           const float* up, i64 n) {
+    GRID_STRIDE(i, n) {
+        float g = gate[i], u = up[i], dy = dOut[i];
+        float s = 1.f / (1.f + expf(-g));
+        dUp[i] = dy * g * s;
+        dGate[i] = dy * u * s * (1.f + g * (1.f - s));
+    }
+}
+
+extern "C" __global__ void adamw_step(float* param, const float* grad, float* m, float* v, i64 n, float lr,
+                                      float beta1, float beta2, float eps, float weightDecay, float gradScale,
+                                      float correct1, float correct2) {
+    float keep1 = 1.f - beta1, keep2 = 1.f - beta2;
+    GRID_STRIDE(i, n) {
+        float g = grad[i] * gradScale, p = param[i];
+        float mi = m[i] * beta1 + g * keep1;
+        float vi = v[i] * beta2 + g * g * keep2;
+        float update = mi * correct1 / (sqrtf(vi * correct2) + eps) + p * weightDecay;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - update * lr;
+    }
+}
+
+// ---- reductions ----
+
+// partial[block] = sum of x[i]^2 over this block's share, in double.
+extern "C" __global__ void sum_squares_partial(double* partial, const float* x, i64 n) {
+    __shared__ double scratch[THREADS / 32];
+    double s = 0.0;
+    GRID_STRIDE(i, n) { double v = x[i]; s += v * v; }
+    s = block_sum_d(s, scratch);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// Column sums of x[rows, cols] over row chunk blockIdx.y (rowsPerChunk rows) into partial[chunk, cols].
+extern "C" __global__ void column_sum_partial(float* partial, const float* x, i64 rows, int cols, i64 rowsPerChunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    i64 r0 = (i64) blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    float s = 0.f;
+    for (i64 r = r0; r < r1; r++) s += x[r * cols + c];
+    partial[(i64) blockIdx.y * cols + c] = s;
+}
+
+// out[c] += sum over chunks of partial[chunk, c], chunks in order.
+extern "C" __global__ void column_sum_finish(float* out, const float* partial, int chunks, int cols) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float s = 0.f;
+    for (int k = 0; k < chunks; k++) s += partial[(i64) k * cols + c];
+    out[c] += s;
+}
+
+// ---- embedding ----
+
+extern "C" __global__ void embedding_forward(float* out, const float* table, const int* ids, i64 rows, int dim) {
+    i64 r = blockIdx.x;
+    const float* src = table + (i64) ids[r] * dim;
+    float* dst = out + r * dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = src[j];
+}
+
+// One block per distinct id: rows order[starts[u] .. starts[u+1]) of dOut (in row order) are added to dTable[ids[u]].
+extern "C" __global__ void embedding_backward(float* dTable, const float* dOut, const int* uniqueIds,
+                                              const int* starts, const int* order, int dim) {
+    int u = blockIdx.x;
+    float* dst = dTable + (i64) uniqueIds[u] * dim;
+    int from = starts[u], to = starts[u + 1];
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float s = dst[j];
+        for (int k = from; k < to; k++) s += dOut[(i64) order[k] * dim + j];
+        dst[j] = s;
+    }
+}
+
+// ---- RMSNorm ----
+
+__device__ float row_rstd(const float* x, int dim, float eps, float* scratch) {
+    float s = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) s += x[j] * x[j];
+    s = block_sum(s, scratch);
+    return 1.f / sqrtf(s / (float) dim + eps);
+}
+
+extern "C" __global__ void rmsnorm_forward(float* out, const float* x, const float* w, i64 rows, int dim, float eps) {
+    __shared__ float scratch[THREADS / 32];
+    const float* xr = x + (i64) blockIdx.x * dim;
+    float* o = out + (i64) blockIdx.x * dim;
+    float r = row_rstd(xr, dim, eps, scratch);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) o[j] = w[j] * (xr[j] * r);
+}
+
+extern "C" __global__ void rmsnorm_rstd(float* rstd, const float* x, i64 rows, int dim, float eps) {
+    __shared__ float scratch[THREADS / 32];
+    float r = row_rstd(x + (i64) blockIdx.x * dim, dim, eps, scratch);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+// partial[chunk, j] = sum over the chunk's rows of dOut[r, j] * x[r, j] * rstd[r] (the weight's gradient, in parts).
+extern "C" __global__ void rmsnorm_weight_partial(float* partial, const float* dOut, const float* x, const float* rstd,
+                                                  i64 rows, int dim, i64 rowsPerChunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= dim) return;
+    i64 r0 = (i64) blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    float s = 0.f;
+    for (i64 r = r0; r < r1; r++) s += dOut[r * dim + c] * (x[r * dim + c] * rstd[r]);
+    partial[(i64) blockIdx.y * dim + c] = s;
+}
+
+// dx = rstd * (dOut * w) - x * rstd^3 / dim * sum(dOut * w * x); dx may be dOut itself.
+extern "C" __global__ void rmsnorm_backward_x(float* dx, const float* dOut, const float* x, const float* w,
+                                              const float* rstd, i64 rows, int dim) {
+    __shared__ float scratch[THREADS / 32];
+    i64 base = (i64) blockIdx.x * dim;
+    float r = rstd[blockIdx.x];
+    float s = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) s += dOut[base + j] * w[j] * x[base + j];
+    s = block_sum(s, scratch);
+    float k = r * r * r * s / (float) dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x)
+        dx[base + j] = r * (dOut[base + j] * w[j]) - x[base + j] * k;
+}
+
+// ---- rotary ----
+
+// cos / sin of (positions[r] * invFreq[j]) in float32, the trigonometry in double (as the CPU backend does).
+extern "C" __global__ void rotary_table(float* cosT, float* sinT, const float* positions, const float* invFreq,
+                                        i64 rows, int half, float scale) {
+    GRID_STRIDE(i, rows * half) {
+        float angle = positions[i / half] * invFreq[i % half];
+        cosT[i] = (float) cos((double) angle) * scale;
+        sinT[i] = (float) sin((double) angle) * scale;
+    }
+}
+
+// One thread per (row, pair j): every head's pair (j, j + half) rotated in place.
+extern "C" __global__ void rotary_forward(float* x, const float* cosT, const float* sinT, i64 rows, int heads,
+                                          int headDim, int half) {
+    GRID_STRIDE(i, rows * half) {
+        i64 r = i / half;
+        int j = (int) (i % half);
+        float c = cosT[i], s = sinT[i];
+        float* row = x + r * heads * headDim;
+        for (int h = 0; h < heads; h++) {
+            float* p = row + h * headDim;
+            float x1 = p[j], x2 = p[j + half];
+            p[j] = x1 * c - x2 * s;
+            p[j + half] = x2 * c + x1 * s;
+        }
+    }
+}
+
+// In place: d (dL/dy) becomes dL/dx. When angleGrad is not null it receives, per (row, j),
+// positions[r] * sum over heads of (-dy1 * y2 + dy2 * y1), in double.
+extern "C" __global__ void rotary_backward(float* d, const float* rotated, const float* cosT, const float* sinT,
+                                           const float* positions, double* angleGrad, i64 rows, int heads,
+                                           int headDim, int half) {
+    GRID_STRIDE(i, rows * half) {
+        i64 r = i / half;
+        int j = (int) (i % half);
+        float c = cosT[i], s = sinT[i];
+        i64 rowBase = r * heads * headDim;
+        double g = 0.0;
+        for (int h = 0; h < heads; h++) {
+            i64 o = rowBase + (i64) h * headDim;
+            float dy1 = d[o + j], dy2 = d[o + j + half];
+            if (angleGrad) g += (double) (-dy1 * rotated[o + j + half] + dy2 * rotated[o + j]);
+            d[o + j] = dy1 * c + dy2 * s;
+            d[o + j + half] = dy2 * c - dy1 * s;
+        }
+        if (angleGrad) angleGrad[i] = (double) positions[r] * g;
+    }
+}
+
+// Column sums of a double matrix [rows, cols] over row chunks: partial[chunk, c].
+extern "C" __global__ void column_sum_partial_d(double* partial, const double* x, i64 rows, int cols, i64 rowsPerChunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    i64 r0 = (i64) blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    double s = 0.0;
+    for (i64 r = r0; r < r1; r++) s += x[r * cols + c];
+    partial[(i64) blockIdx.y * cols + c] = s;
+}
+
+// ---- softmax cross-entropy ----
+
+// One block per row. loss[r] = logsumexp(row) - row[target]; with writeGrad the row becomes
+// gradScale * (softmax - onehot(target)). Rows whose target is below 0 get loss 0 (and zero gradient).
+extern "C" __global__ void cross_entropy(float* logits, const int* targets, double* loss, i64 rows, int vocab,
+                                         float gradScale, int writeGrad) {
+    __shared__ float scratch[THREADS / 32];
+    __shared__ double scratchD[THREADS / 32];
+    i64 r = blockIdx.x;
+    float* row = logits + r * vocab;
+    int target = targets[r];
+    if (target < 0) {
+        if (writeGrad) for (int j = threadIdx.x; j < vocab; j += blockDim.x) row[j] = 0.f;
+        if (threadIdx.x == 0) loss[r] = 0.0;
+        return;
+    }
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, row[j]);
+    m = block_max(m, scratch);
+    double s = 0.0;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += (double) expf(row[j] - m);
+    s = block_sum_d(s, scratchD);
+    float t = row[target];
+    __syncthreads();
+    if (threadIdx.x == 0) loss[r] = log(s) + (double) m - (double) t;
+    if (writeGrad) {
+        float inv = (float) (1.0 / s);
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            float p = expf(row[j] - m) * inv;
+            row[j] = gradScale * (j == target ? p - 1.f : p);
+        }
+    }
+}

@@ -1,0 +1,358 @@
+package dev.ropeway.cuda;
+
+import dev.ropeway.tensor.AttentionShape;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.tensor.DType;
+import dev.ropeway.tensor.RotaryTable;
+import dev.ropeway.tensor.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
+import java.util.stream.Stream;
+
+import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Every op of the CUDA backend against the CPU backend (itself checked against float64 references and finite
+ * differences) on random inputs, with exact float32 products. Skipped where no NVIDIA GPU is present.
+ */
+class CudaBackendTest {
+    static CudaBackend gpu;
+    static CpuBackend cpu;
+
+    @BeforeAll
+    static void open() {
+        assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
+        gpu = new CudaBackend(0, false);
+        cpu = new CpuBackend();
+        System.out.println("CUDA backend: " + gpu.description());
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) gpu.close();
+        if (cpu != null) cpu.close();
+    }
+
+    static float[] random(Random r, long n, double scale) {
+        float[] x = new float[(int) n];
+        for (int i = 0; i < x.length; i++) x[i] = (float) (r.nextGaussian() * scale);
+        return x;
+    }
+
+    static float[] read(Backend b, Tensor t) {
+        float[] out = new float[(int) t.size()];
+        b.download(t, 0, out, 0, out.length);
+        return out;
+    }
+
+    /** ||got - want|| / ||want|| below tol. */
+    static void close(float[] want, float[] got, double tol, String what) {
+        assertEquals(want.length, got.length, what + " length");
+        double diff = 0, norm = 0;
+        for (int i = 0; i < want.length; i++) {
+            assertTrue(Float.isFinite(got[i]) || !Float.isFinite(want[i]), what + ": not finite at " + i + ": " + got[i]);
+            double d = (double) got[i] - want[i];
+            diff += d * d;
+            norm += (double) want[i] * want[i];
+        }
+        double rel = Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-30);
+        assertTrue(rel < tol, what + ": relative error " + rel);
+    }
+
+    /** The same host data on both backends. */
+    record Pair(Tensor c, Tensor g) {
+        static Pair of(float[] x) {
+            return new Pair(cpu.upload(x), gpu.upload(x));
+        }
+
+        static Pair zeros(long n) {
+            return new Pair(cpu.allocate(n), gpu.allocate(n));
+        }
+
+        void check(double tol, String what) {
+            close(read(cpu, c), read(gpu, g), tol, what);
+        }
+    }
+
+    @Test
+    void uploadsAndConvertsEveryWeightType() {
+        Random r = new Random(1);
+        float[] x = random(r, 1000, 3);
+        assertArrayEquals(x, read(gpu, gpu.upload(x)));
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment bf = a.allocate(2000), f16 = a.allocate(2000), f64 = a.allocate(8000);
+            for (int i = 0; i < 1000; i++) {
+                bf.setAtIndex(JAVA_SHORT, i, (short) (Float.floatToRawIntBits(x[i]) >>> 16));
+                f16.setAtIndex(JAVA_SHORT, i, Float.floatToFloat16(x[i]));
+                f64.setAtIndex(JAVA_DOUBLE, i, x[i] * 1.0000001);
+            }
+            f16.setAtIndex(JAVA_SHORT, 0, (short) 0x0001);   // the smallest subnormal
+            f16.setAtIndex(JAVA_SHORT, 1, (short) 0xfc00);   // -infinity
+            for (DType t : new DType[] {DType.BF16, DType.F16, DType.F64}) {
+                MemorySegment src = t == DType.BF16 ? bf : t == DType.F16 ? f16 : f64;
+                assertArrayEquals(read(cpu, cpu.upload(src, t, 1000)), read(gpu, gpu.upload(src, t, 1000)), t.toString());
+            }
+        }
+    }
+
+    @Test
+    void viewsCopiesAndOverlappingCopies() {
+        float[] x = new float[100];
+        for (int i = 0; i < x.length; i++) x[i] = i;
+        Pair p = Pair.of(x);
+        for (Backend b : new Backend[] {cpu, gpu}) {
+            Tensor t = b == cpu ? p.c : p.g;
+            b.copy(t, 10, t, 5, 50);      // overlapping, forwards
+            b.copy(t, 60, t, 70, 20);     // overlapping, backwards
+            Tensor view = b.view(t, 90, 10);
+            b.scale(view, 2f, 10);
+        }
+        assertArrayEquals(read(cpu, p.c), read(gpu, p.g));
+        Tensor base = gpu.allocate(4);
+        Tensor v = gpu.view(base, 1, 2);
+        base.close();
+        assertThrows(IllegalStateException.class, () -> gpu.scale(v, 1f, 2));
+    }
+
+    @Test
+    void gemmEveryTransposeWithOffsetsAndStrides() {
+        Random r = new Random(2);
+        int m = 37, n = 53, k = 29;
+        for (boolean ta : new boolean[] {false, true})
+            for (boolean tb : new boolean[] {false, true}) {
+                int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+                Pair a = Pair.of(random(r, 7 + (long) (ta ? k : m) * lda, 1));
+                Pair b = Pair.of(random(r, 11 + (long) (tb ? n : k) * ldb, 1));
+                Pair c = Pair.of(random(r, 13 + (long) m * ldc, 1));
+                cpu.gemm(ta, tb, m, n, k, 0.7f, a.c, 7, lda, b.c, 11, ldb, 0.3f, c.c, 13, ldc);
+                gpu.gemm(ta, tb, m, n, k, 0.7f, a.g, 7, lda, b.g, 11, ldb, 0.3f, c.g, 13, ldc);
+                c.check(1e-6, "gemm ta=" + ta + " tb=" + tb);
+            }
+    }
+
+    @Test
+    void linearWithBiasAndTf32Products() {
+        Random r = new Random(3);
+        long rows = 300;
+        int in = 96, out = 80;
+        Pair x = Pair.of(random(r, rows * in, 1)), w = Pair.of(random(r, (long) out * in, 0.1)), b = Pair.of(random(r, out, 1));
+        Pair y = Pair.zeros(rows * out);
+        cpu.linear(y.c, x.c, w.c, b.c, rows, in, out);
+        gpu.linear(y.g, x.g, w.g, b.g, rows, in, out);
+        y.check(1e-6, "linear");
+        try (CudaBackend fast = new CudaBackend(0, true)) {
+            Tensor fx = fast.upload(read(cpu, x.c)), fw = fast.upload(read(cpu, w.c)), fb = fast.upload(read(cpu, b.c));
+            Tensor fy = fast.allocate(rows * out);
+            fast.linear(fy, fx, fw, fb, rows, in, out);
+            close(read(cpu, y.c), read(fast, fy), 5e-3, "linear (TF32)");
+        }
+    }
+
+    @Test
+    void embeddingForwardAndBackwardWithRepeatedIds() {
+        Random r = new Random(4);
+        int vocab = 50, dim = 300;
+        int[] ids = new int[400];
+        for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(10) * 3;   // many repeats
+        Pair table = Pair.of(random(r, (long) vocab * dim, 1)), out = Pair.zeros((long) ids.length * dim);
+        cpu.embedding(out.c, table.c, ids, dim);
+        gpu.embedding(out.g, table.g, ids, dim);
+        out.check(0, "embedding");
+        Pair dTable = Pair.of(random(r, (long) vocab * dim, 1)), dOut = Pair.of(random(r, (long) ids.length * dim, 1));
+        cpu.embeddingBackward(dTable.c, dOut.c, ids, dim);
+        gpu.embeddingBackward(dTable.g, dOut.g, ids, dim);
+        dTable.check(1e-6, "embeddingBackward");
+        assertThrows(IllegalArgumentException.class, () -> gpu.embedding(out.g, table.g, new int[] {vocab}, dim));
+    }
+
+    @Test
+    void rmsNormForwardAndBackwardInPlace() {
+        Random r = new Random(5);
+        long rows = 333;
+        int dim = 257;
+        float eps = 1e-5f;
+        Pair x = Pair.of(random(r, rows * dim, 2)), w = Pair.of(random(r, dim, 1)), out = Pair.zeros(rows * dim);
+        cpu.rmsNorm(out.c, x.c, w.c, rows, dim, eps);
+        gpu.rmsNorm(out.g, x.g, w.g, rows, dim, eps);
+        out.check(1e-6, "rmsNorm");
+        Pair d = Pair.of(random(r, rows * dim, 1)), dw = Pair.of(random(r, dim, 1));
+        // dx written over dOut, as the training pass does.
+        cpu.rmsNormBackward(d.c, dw.c, d.c, x.c, w.c, rows, dim, eps);
+        gpu.rmsNormBackward(d.g, dw.g, d.g, x.g, w.g, rows, dim, eps);
+        d.check(1e-5, "rmsNormBackward dx");
+        dw.check(1e-5, "rmsNormBackward dWeight");
+    }
+
+    @Test
+    void rotaryTableForwardBackwardAndFrequencyGradient() {
+        Random r = new Random(6);
+        int rows = 200, heads = 3, headDim = 20, half = 8;   // partial rotary: 16 of 20 features
+        float[] positions = new float[rows], invFreq = new float[half];
+        for (int i = 0; i < rows; i++) positions[i] = i * 1.5f + 3;
+        for (int j = 0; j < half; j++) invFreq[j] = (float) Math.pow(10000, -2.0 * j / 16);
+        try (RotaryTable tc = cpu.rotaryTable(positions, invFreq, 1.1f); RotaryTable tg = gpu.rotaryTable(positions, invFreq, 1.1f)) {
+            close(read(cpu, tc.cos()), read(gpu, tg.cos()), 1e-7, "cos");
+            close(read(cpu, tc.sin()), read(gpu, tg.sin()), 1e-7, "sin");
+            Pair x = Pair.of(random(r, (long) rows * heads * headDim, 1));
+            cpu.rotary(x.c, tc, rows, heads, headDim);
+            gpu.rotary(x.g, tg, rows, heads, headDim);
+            x.check(1e-6, "rotary");
+            Pair d = Pair.of(random(r, (long) rows * heads * headDim, 1));
+            double[] fc = new double[half], fg = new double[half];
+            fc[0] = fg[0] = 0.5;   // accumulates
+            cpu.rotaryBackward(d.c, x.c, tc, positions, fc, rows, heads, headDim);
+            gpu.rotaryBackward(d.g, x.g, tg, positions, fg, rows, heads, headDim);
+            d.check(1e-6, "rotaryBackward");
+            for (int j = 0; j < half; j++) assertEquals(fc[j], fg[j], 1e-6 * (1 + Math.abs(fc[j])), "dInvFreq[" + j + "]");
+        }
+    }
+
+    @Test
+    void swigluAddScaleAndReductions() {
+        Random r = new Random(7);
+        long n = 100_003;
+        Pair g = Pair.of(random(r, n, 3)), u = Pair.of(random(r, n, 1)), o = Pair.zeros(n);
+        cpu.swiglu(o.c, g.c, u.c, n);
+        gpu.swiglu(o.g, g.g, u.g, n);
+        o.check(1e-6, "swiglu");
+        Pair dy = Pair.of(random(r, n, 1)), dg = Pair.zeros(n), du = Pair.zeros(n);
+        cpu.swigluBackward(dg.c, du.c, dy.c, g.c, u.c, n);
+        gpu.swigluBackward(dg.g, du.g, dy.g, g.g, u.g, n);
+        dg.check(1e-6, "swigluBackward dGate");
+        du.check(1e-6, "swigluBackward dUp");
+        cpu.addInPlace(o.c, u.c, n);
+        gpu.addInPlace(o.g, u.g, n);
+        o.check(1e-7, "addInPlace");
+        assertEquals(cpu.sumOfSquares(o.c, n), gpu.sumOfSquares(o.g, n), 1e-9 * cpu.sumOfSquares(o.c, n), "sumOfSquares");
+        float[] withNan = random(r, 10, 1);
+        withNan[3] = Float.NaN;
+        withNan[4] = Float.POSITIVE_INFINITY;
+        Tensor t = gpu.upload(withNan);
+        gpu.scale(t, 0f, 10);
+        assertArrayEquals(new float[10], read(gpu, t), "scale by 0 writes zeros");
+        long rows = 777;
+        int cols = 129;
+        Pair x = Pair.of(random(r, rows * cols, 1)), s = Pair.of(random(r, cols, 1));
+        cpu.sumRows(s.c, x.c, rows, cols);
+        gpu.sumRows(s.g, x.g, rows, cols);
+        s.check(1e-6, "sumRows");
+    }
+
+    @Test
+    void crossEntropyForwardAndFusedBackward() {
+        Random r = new Random(8);
+        int rows = 70, vocab = 5001;
+        int[] targets = new int[rows];
+        for (int i = 0; i < rows; i++) targets[i] = i % 9 == 0 ? -1 : r.nextInt(vocab);
+        Pair logits = Pair.of(random(r, (long) rows * vocab, 4));
+        double[] lc = cpu.crossEntropy(logits.c, targets, rows, vocab), lg = gpu.crossEntropy(logits.g, targets, rows, vocab);
+        for (int i = 0; i < rows; i++) assertEquals(lc[i], lg[i], 1e-5 * (1 + Math.abs(lc[i])), "loss " + i);
+        logits.check(0, "forward leaves the logits alone");
+        lc = cpu.crossEntropyBackward(logits.c, targets, rows, vocab, 0.25f);
+        lg = gpu.crossEntropyBackward(logits.g, targets, rows, vocab, 0.25f);
+        for (int i = 0; i < rows; i++) assertEquals(lc[i], lg[i], 1e-5 * (1 + Math.abs(lc[i])), "loss " + i);
+        logits.check(1e-5, "d logits");
+    }
+
+    @Test
+    void adamWStep() {
+        Random r = new Random(9);
+        long n = 10_001;
+        Pair p = Pair.of(random(r, n, 1)), g = Pair.of(random(r, n, 1)), m = Pair.of(random(r, n, 0.1)), v = Pair.zeros(n);
+        for (int step = 1; step <= 3; step++) {
+            cpu.adamW(p.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, step);
+            gpu.adamW(p.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, step);
+        }
+        p.check(1e-6, "param");
+        m.check(1e-6, "m");
+        v.check(1e-6, "v");
+    }
+
+    static Stream<Arguments> attentionShapes() {
+        return Stream.of(
+                // batch, seqQ, seqKv, kvRowsPerBatch, qStart, heads, kvHeads, headDim, window
+                Arguments.of(1, 70, 70, 70, 0, 2, 2, 8, 0),
+                Arguments.of(2, 130, 130, 130, 0, 4, 2, 64, 0),
+                Arguments.of(1, 200, 200, 200, 0, 6, 2, 128, 0),
+                Arguments.of(2, 97, 97, 97, 0, 3, 1, 80, 0),
+                Arguments.of(1, 150, 150, 150, 0, 2, 1, 64, 37),
+                Arguments.of(2, 40, 180, 200, 140, 4, 4, 32, 0),     // a prefill chunk appended to a cache
+                Arguments.of(1, 1, 300, 512, 299, 4, 2, 64, 0),      // one decode step
+                Arguments.of(1, 66, 66, 66, 0, 2, 2, 256, 0));
+    }
+
+    @ParameterizedTest
+    @MethodSource("attentionShapes")
+    void attentionForwardAndBackward(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
+                                     int headDim, long window) {
+        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
+                (float) (1 / Math.sqrt(headDim)), window);
+        Random r = new Random(seqQ * 31 + headDim);
+        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
+        Pair q = Pair.of(random(r, qn, 1)), k = Pair.of(random(r, kvn, 1)), v = Pair.of(random(r, kvn, 1));
+        Pair out = Pair.zeros(qn), lse = Pair.zeros(batch * seqQ * heads);
+        cpu.attention(out.c, q.c, k.c, v.c, lse.c, s);
+        gpu.attention(out.g, q.g, k.g, v.g, lse.g, s);
+        out.check(1e-5, "attention out " + s);
+        lse.check(1e-5, "attention lse " + s);
+        Pair dOut = Pair.of(random(r, qn, 1)), dq = Pair.of(random(r, qn, 1)), dk = Pair.of(random(r, kvn, 1)), dv = Pair.of(random(r, kvn, 1));
+        cpu.attentionBackward(dq.c, dk.c, dv.c, dOut.c, q.c, k.c, v.c, out.c, lse.c, s);
+        gpu.attentionBackward(dq.g, dk.g, dv.g, dOut.g, q.g, k.g, v.g, out.g, lse.g, s);
+        dq.check(1e-4, "dq " + s);
+        // Rows past seqKv of each sequence are not written by either backend; compare only what both define.
+        if (kvRows == seqKv) {
+            dk.check(1e-4, "dk " + s);
+            dv.check(1e-4, "dv " + s);
+        } else {
+            float[] ck = read(cpu, dk.c), gk = read(gpu, dk.g), cv = read(cpu, dv.c), gv = read(gpu, dv.g);
+            int w = kvHeads * headDim;
+            for (int b = 0; b < batch; b++) {
+                int from = (int) (b * kvRows * w), to = (int) ((b * kvRows + seqKv) * w);
+                close(java.util.Arrays.copyOfRange(ck, from, to), java.util.Arrays.copyOfRange(gk, from, to), 1e-4, "dk " + b);
+                close(java.util.Arrays.copyOfRange(cv, from, to), java.util.Arrays.copyOfRange(gv, from, to), 1e-4, "dv " + b);
+            }
+        }
+    }
+
+    @Test
+    void longSequenceAttentionStaysLinearInMemory() {
+        // 32k tokens: a seq x seq matrix would be 4 GiB per head; the tiled kernel needs none.
+        AttentionShape s = AttentionShape.selfAttention(1, 32768, 2, 1, 64);
+        long qn = 32768L * 2 * 64, kvn = 32768L * 64;
+        Random r = new Random(10);
+        Tensor q = gpu.upload(random(r, qn, 1)), k = gpu.upload(random(r, kvn, 1)), v = gpu.upload(random(r, kvn, 1));
+        Tensor out = gpu.allocate(qn), lse = gpu.allocate(32768L * 2);
+        gpu.attention(out, q, k, v, lse, s);
+        float[] o = read(gpu, out);
+        for (float f : o) assertTrue(Float.isFinite(f));
+        // The first query sees only key 0: its output is v[0].
+        float[] v0 = new float[64];
+        gpu.download(v, 0, v0, 0, 64);
+        for (int d = 0; d < 64; d++) assertEquals(v0[d], o[d], 1e-6);
+    }
+
+    @Test
+    void clearErrorsForWrongTensors() {
+        Tensor small = gpu.allocate(3);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> gpu.addInPlace(small, small, 4));
+        assertTrue(e.getMessage().contains("addInPlace"), e.getMessage());
+        Tensor host = cpu.allocate(4);
+        e = assertThrows(IllegalArgumentException.class, () -> gpu.addInPlace(host, host, 4));
+        assertTrue(e.getMessage().contains("not a GPU tensor"), e.getMessage());
+    }
+}

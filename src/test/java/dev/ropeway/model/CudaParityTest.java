@@ -1,0 +1,138 @@
+package dev.ropeway.model;
+
+import dev.ropeway.cuda.CudaBackend;
+import dev.ropeway.io.SafeTensors;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.rope.RopePlan;
+import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.testutil.FixtureFiles;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The model on the GPU against Hugging Face's float64 results (the same fixtures and tolerances as the CPU backend's
+ * parity tests), plus a short training run whose losses track the CPU's. Skipped where no NVIDIA GPU is present.
+ */
+class CudaParityTest {
+    static CudaBackend gpu;
+
+    @BeforeAll
+    static void open() {
+        assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
+        gpu = new CudaBackend(0, false);
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) gpu.close();
+    }
+
+    @TestFactory
+    Stream<DynamicTest> logitsAndLossMatchTransformers() {
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Path dir : FixtureFiles.caseFolders("llama-", "qwen2-"))
+            tests.add(DynamicTest.dynamicTest(dir.getFileName().toString(), () -> checkLogits(dir)));
+        return tests.stream();
+    }
+
+    private static void checkLogits(Path dir) {
+        Map<String, Object> ref = FixtureFiles.readJson(dir.resolve("reference.json"));
+        int[][] ids = GradientParityTest.inputIds(dir);
+        ModelConfig config = Transformer.loadConfig(dir);
+        float[] expected;
+        try (SafeTensors refs = SafeTensors.open(dir.resolve("reference.safetensors"))) {
+            expected = refs.readFloats("logits");
+        }
+        Scorer.Score score;
+        try (WeightStore store = WeightStore.open(dir);
+             Transformer model = new Transformer(gpu, config, ModelWeights.load(gpu, config, store))) {
+            score = new Scorer(model).score(TokenBatch.of(ids), config.rope(), true);
+        }
+        GradientParityTest.assertClose(expected, score.logits(), 1e-4, dir.getFileName() + " logits");
+        assertEquals(((Number) ref.get("loss")).doubleValue(), score.loss(), 1e-5, dir.getFileName() + " loss");
+    }
+
+    @TestFactory
+    Stream<DynamicTest> gradientsMatchTransformers() {
+        return Stream.of("llama-default", "llama-tied", "llama-linear", "qwen2-bias")
+                .flatMap(name -> Stream.of(false, true).map(recompute -> DynamicTest.dynamicTest(
+                        name + (recompute ? " (recomputed activations)" : ""), () -> checkGradients(FixtureFiles.ROOT.resolve(name), recompute))));
+    }
+
+    private static void checkGradients(Path dir, boolean recompute) {
+        TokenBatch batch = TokenBatch.of(GradientParityTest.inputIds(dir));
+        int[] targets = GradientParityTest.shiftedTargets(batch.ids(), batch.batch(), batch.seq());
+        double expectedLoss = ((Number) FixtureFiles.readJson(dir.resolve("reference.json")).get("loss")).doubleValue();
+        Path refFile = dir.resolve("reference.safetensors");
+        try (TrainableModel model = TrainableModel.load(gpu, dir);
+             TrainingPass pass = new TrainingPass(gpu, model.config(), model.weights(), model.gradientViews(),
+                     batch.batch(), batch.seq(), recompute)) {
+            RopePlan plan = model.config().rope().plan(batch.positions(), batch.ropeLength());
+            long counted = batch.batch() * (batch.seq() - 1L);
+            TrainingPass.Loss loss = pass.run(batch.ids(), targets, plan, (float) (1.0 / counted), null);
+            assertEquals(expectedLoss, loss.mean(), 1e-5, "loss");
+            int checked = 0;
+            for (ParameterLayout.Entry e : model.layout().entries()) {
+                GradientParityTest.assertClose(FixtureFiles.readF32(refFile, "grad." + e.name()).values(),
+                        model.read(e.name(), true), 1e-4, dir.getFileName() + " grad." + e.name());
+                checked++;
+            }
+            assertTrue(checked >= 10, "checked " + checked + " gradients");
+        }
+    }
+
+    /** Ten AdamW steps from the same weights on both backends: losses and d loss / d inverse frequency track. */
+    @Test
+    void shortTrainingRunTracksTheCpu() {
+        Path dir = FixtureFiles.ROOT.resolve("llama-default");
+        TokenBatch batch = TokenBatch.of(GradientParityTest.inputIds(dir));
+        int[] targets = GradientParityTest.shiftedTargets(batch.ids(), batch.batch(), batch.seq());
+        double[][] losses = new double[2][], freqGrads = new double[2][];
+        try (CpuBackend cpu = new CpuBackend()) {
+            Backend[] backends = {cpu, gpu};
+            for (int bi = 0; bi < 2; bi++) {
+                Backend b = backends[bi];
+                try (TrainableModel model = TrainableModel.load(b, dir);
+                     TrainingPass pass = new TrainingPass(b, model.config(), model.weights(), model.gradientViews(),
+                             batch.batch(), batch.seq(), false)) {
+                    long n = model.parameters().size();
+                    var m = b.allocate(n);
+                    var v = b.allocate(n);
+                    RopePlan plan = model.config().rope().plan(batch.positions(), batch.ropeLength());
+                    losses[bi] = new double[10];
+                    for (int step = 1; step <= 10; step++) {
+                        b.scale(model.gradients(), 0f, n);
+                        double[] dInvFreq = step == 1 ? new double[plan.invFreq().length] : null;
+                        TrainingPass.Loss loss = pass.run(batch.ids(), targets, plan, 1f / 62, dInvFreq);
+                        if (dInvFreq != null) freqGrads[bi] = dInvFreq;
+                        losses[bi][step - 1] = loss.mean();
+                        double norm = Math.sqrt(b.sumOfSquares(model.gradients(), n));
+                        float clip = (float) Math.min(1, 1 / norm);
+                        b.adamW(model.parameters(), model.gradients(), m, v, n, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, clip, step);
+                    }
+                    m.close();
+                    v.close();
+                }
+            }
+        }
+        for (int i = 0; i < 10; i++)
+            assertEquals(losses[0][i], losses[1][i], 1e-4 * Math.abs(losses[0][i]), "loss at step " + (i + 1));
+        assertTrue(losses[1][9] < losses[1][0] - 0.1, "the GPU run learns: " + losses[1][0] + " -> " + losses[1][9]);
+        for (int j = 0; j < freqGrads[0].length; j++)
+            assertEquals(freqGrads[0][j], freqGrads[1][j], 1e-4 * (1e-3 + Math.abs(freqGrads[0][j])), "dInvFreq[" + j + "]");
+    }
+}
