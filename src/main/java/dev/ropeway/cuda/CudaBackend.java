@@ -51,6 +51,11 @@ public final class CudaBackend implements Backend {
     private final ReentrantLock lock = new ReentrantLock();
     private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
     private volatile boolean closed;
+    /** With ROPEWAY_CUDA_PROFILE set, every op waits for the GPU and its time is added up per op (printed at close). */
+    private final boolean profile = System.getenv("ROPEWAY_CUDA_PROFILE") != null;
+    private final Map<String, double[]> profileTimes = new java.util.TreeMap<>();
+    private String profileOp;
+    private long profileStart;
 
     /** Whether a CUDA driver and at least one GPU are present (never throws). */
     public static boolean isAvailable() {
@@ -134,10 +139,31 @@ public final class CudaBackend implements Backend {
             driver.setCurrent(context);
             contextSet.set(true);
         }
+        if (profile && lock.getHoldCount() == 1) {
+            profileOp = StackWalker.getInstance().walk(f -> f.skip(1).filter(x -> !x.getMethodName().equals("launchElementwise")).findFirst().map(StackWalker.StackFrame::getMethodName).orElse("?"));
+            driver.synchronize();
+            profileStart = System.nanoTime();
+        }
     }
 
     private void exit() {
+        if (profile && lock.getHoldCount() == 1) {
+            driver.synchronize();
+            double[] t = profileTimes.computeIfAbsent(profileOp, k -> new double[2]);
+            t[0] += (System.nanoTime() - profileStart) / 1e9;
+            t[1]++;
+        }
         lock.unlock();
+    }
+
+    /** The per-op times gathered with ROPEWAY_CUDA_PROFILE, longest first. */
+    public String profileReport() {
+        StringBuilder sb = new StringBuilder("op                      calls    seconds\n");
+        double total = profileTimes.values().stream().mapToDouble(t -> t[0]).sum();
+        profileTimes.entrySet().stream().sorted((a, b) -> Double.compare(b.getValue()[0], a.getValue()[0]))
+                .forEach(e -> sb.append(String.format("%-22s %7d %10.4f  %5.1f%%%n", e.getKey(), (long) e.getValue()[1],
+                        e.getValue()[0], 100 * e.getValue()[0] / total)));
+        return sb.toString();
     }
 
     long allocateBytes(long bytes) {
@@ -859,6 +885,7 @@ public final class CudaBackend implements Backend {
             if (closed) return;
             driver.setCurrent(context);
             driver.synchronize();
+            if (profile) System.err.print(profileReport());
             cublas.close();
             closed = true;
         } finally {

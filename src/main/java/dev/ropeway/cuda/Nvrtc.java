@@ -57,7 +57,7 @@ final class Nvrtc {
     /** CUBIN for {@code source} compiled for {@code sm_<arch>} with {@code options}, from the disk cache if there. */
     byte[] compile(String name, String source, int arch, List<String> options) {
         List<String> all = new java.util.ArrayList<>(options);
-        all.add("--gpu-arch=sm_" + arch);
+        all.add("-arch=sm_" + arch);
         all.add("--std=c++17");
         Path cached = cacheFile(name, source, all);
         if (cached != null && Files.isRegularFile(cached)) {

@@ -11,6 +11,10 @@
 
 typedef long long i64;
 
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif

@@ -5,6 +5,10 @@
 
 typedef long long i64;
 
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
 #define THREADS 256
 
 __device__ __forceinline__ float warp_sum(float v) {
