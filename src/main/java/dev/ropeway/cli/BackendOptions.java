@@ -2,6 +2,7 @@ package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.cuda.CudaBackend;
+import dev.ropeway.cuda.MatmulPrecision;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
 import picocli.CommandLine.Option;
@@ -17,20 +18,19 @@ final class BackendOptions {
     Integer threads;
 
     @Option(names = "--gpu-matmul", defaultValue = "tf32", paramLabel = "<mode>",
-            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error) or fp32 (exact).")
+            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error), bf16 (faster, "
+                    + "about 1e-2) or fp32 (exact). Storage stays float32.")
     String gpuMatmul;
 
     Backend open() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
-        if (!gpuMatmul.equals("tf32") && !gpuMatmul.equals("fp32"))
-            throw new RopewayException("unknown --gpu-matmul '" + gpuMatmul + "' (available: tf32, fp32)");
-        boolean tf32 = gpuMatmul.equals("tf32");
+        MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         if (device.equals("cpu")) return cpu();
-        if (device.equals("auto")) return CudaBackend.isAvailable() ? new CudaBackend(0, tf32) : cpu();
-        if (device.equals("cuda")) return new CudaBackend(0, tf32);
+        if (device.equals("auto")) return CudaBackend.isAvailable() ? new CudaBackend(0, precision) : cpu();
+        if (device.equals("cuda")) return new CudaBackend(0, precision);
         if (device.startsWith("cuda:")) {
             try {
-                return new CudaBackend(Integer.parseInt(device.substring(5)), tf32);
+                return new CudaBackend(Integer.parseInt(device.substring(5)), precision);
             } catch (NumberFormatException e) {
                 throw new RopewayException("--device " + device + ": expected cuda:<gpu number>, e.g. cuda:0");
             }

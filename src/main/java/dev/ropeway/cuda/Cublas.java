@@ -17,8 +17,6 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class Cublas implements AutoCloseable {
     private static final int CUDA_R_32F = 0;
-    private static final int CUBLAS_COMPUTE_32F = 68;
-    private static final int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
     private static final int CUBLAS_GEMM_DEFAULT = -1;
 
     private final NativeLibrary lib;
@@ -28,8 +26,7 @@ final class Cublas implements AutoCloseable {
     private final MemorySegment scalars = Arena.global().allocate(JAVA_FLOAT, 2);
     private final int computeType;
 
-    /** {@code tf32}: products on the tensor cores with TF32 inputs (about 1e-3 relative), else exact float32. */
-    Cublas(boolean tf32) {
+    Cublas(MatmulPrecision precision) {
         // libcublas needs libcublasLt; loading it first from the same search lets the loader find it by name.
         NativeLibrary.find("cublasLt");
         lib = NativeLibrary.load("cublas", "NVIDIA's matrix-product library");
@@ -39,7 +36,7 @@ final class Cublas implements AutoCloseable {
                 JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS,
                 JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
         statusString = lib.optionalFunction("cublasGetStatusString", FunctionDescriptor.of(ADDRESS, JAVA_INT));
-        computeType = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        computeType = precision.cublasComputeType;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(ADDRESS);
             check("cublasCreate", (int) create.invokeExact(h));

@@ -45,7 +45,7 @@ public final class CudaBackend implements Backend {
     private final int sharedOptIn;
     private final Nvrtc nvrtc;
     private final Cublas cublas;
-    private final boolean tf32;
+    private final MatmulPrecision precision;
     private final CudaModule ops;
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
     private final ReentrantLock lock = new ReentrantLock();
@@ -68,14 +68,11 @@ public final class CudaBackend implements Backend {
 
     /** Device 0, with TF32 tensor-core products. */
     public CudaBackend() {
-        this(0, true);
+        this(0, MatmulPrecision.TF32);
     }
 
-    /**
-     * A backend on GPU {@code ordinal}. {@code tf32}: matrix products on the tensor cores with TF32 inputs (about
-     * 1e-3 relative error, several times faster); otherwise exact float32 products.
-     */
-    public CudaBackend(int ordinal, boolean tf32) {
+    /** A backend on GPU {@code ordinal} whose matrix products run at {@code precision}. */
+    public CudaBackend(int ordinal, MatmulPrecision precision) {
         this.driver = Driver.get();
         int count = driver.deviceCount();
         if (count == 0) throw new CudaException("the CUDA driver sees no GPU");
@@ -91,8 +88,8 @@ public final class CudaBackend implements Backend {
         this.multiprocessors = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         this.sharedOptIn = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
         this.nvrtc = new Nvrtc();
-        this.tf32 = tf32;
-        this.cublas = new Cublas(tf32);
+        this.precision = precision;
+        this.cublas = new Cublas(precision);
         this.ops = new CudaModule(driver, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
     }
 
@@ -113,7 +110,7 @@ public final class CudaBackend implements Backend {
     /** What this backend runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, NVRTC 13.0, TF32 products)". */
     public String description() {
         return deviceName + " (sm_" + arch + ", " + multiprocessors + " SMs, NVRTC " + nvrtc.version()
-                + (tf32 ? ", TF32 products" : ", float32 products") + ")";
+                + ", " + precision.name().toLowerCase(java.util.Locale.ROOT) + " products)";
     }
 
     @Override
@@ -531,6 +528,10 @@ public final class CudaBackend implements Backend {
         CudaTensor ls = lse == null ? null : atLeast(op, "lse", lse, sz.qRows * shape.heads(), "batch*seqQ*heads");
         int d = shape.headDim(), t = tile(d);
         CudaModule module = attentionModule(d);
+        if (shape.seqQ() == 1) {
+            decode(module, os, ls, qs, ks, vs, shape);
+            return;
+        }
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
         enter();
@@ -538,6 +539,37 @@ public final class CudaBackend implements Backend {
             module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
+        } finally {
+            exit();
+        }
+    }
+
+    /**
+     * One query per sequence (a decode step): the visible keys are split across enough blocks to fill the GPU, each
+     * running its own online softmax, and the partial results are combined in order (flash-decoding).
+     */
+    private void decode(CudaModule module, CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
+                        AttentionShape shape) {
+        long p = shape.qStart(), keys = p + 1 - shape.firstVisibleKey(p);
+        long rowsHeads = (long) shape.batch() * shape.heads();
+        long wanted = Math.max(1, 4L * multiprocessors / Math.max(1, rowsHeads));
+        int splits = (int) Math.max(1, Math.min(Math.min(wanted, (keys + 255) / 256), 1024));
+        long chunk = (keys + splits - 1) / splits;
+        int d = shape.headDim();
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            long slots = rowsHeads * splits;
+            long partM = driver.allocate(slots * 4), partL = driver.allocate(slots * 4), partAcc = driver.allocate(slots * d * 4);
+            MemorySegment st = shapeStruct(a, shape);
+            module.launch("attention_decode_partial", splits, shape.heads(), shape.batch(), 128, 0, new KernelArgs(a)
+                    .ptr(partM).ptr(partL).ptr(partAcc).ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).struct(st)
+                    .i64(chunk).i32(splits));
+            module.launch("attention_decode_combine", shape.heads(), shape.batch(), 1, 128, 0, new KernelArgs(a)
+                    .ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(partM).ptr(partL).ptr(partAcc).struct(st)
+                    .i32(splits));
+            driver.free(partM);
+            driver.free(partL);
+            driver.free(partAcc);
         } finally {
             exit();
         }

@@ -335,3 +335,95 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
         }
     }
 }
+
+// ---- one query per sequence (a decode step): the keys split across blocks (flash-decoding) ----
+
+#define DECODE_WARPS 4
+#define DT ((HEAD_DIM + 31) / 32)   // features per lane
+
+__device__ __forceinline__ float warp_sum32(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), one key per warp
+// at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
+extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
+attention_decode_partial(float* partM, float* partL, float* partAcc, const float* q, const float* k, const float* v,
+                         Shape s, i64 chunk, int splits) {
+    __shared__ float sM[DECODE_WARPS], sL[DECODE_WARPS], sAcc[DECODE_WARPS][DT * 32];
+    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const float* qRow = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 p = s.qStart;
+    const i64 first = s.window == 0 ? 0 : max((i64) 0, p - s.window + 1);
+    const i64 from = first + (i64) split * chunk, to = min(p + 1, from + chunk);
+    float qv[DT], acc[DT];
+    for (int t = 0; t < DT; t++) {
+        const int d = lane + 32 * t;
+        qv[t] = d < HEAD_DIM ? qRow[d] : 0.f;
+        acc[t] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+    for (i64 j = from + warp; j < to; j += DECODE_WARPS) {
+        const float* kr = kBase + j * kvStride;
+        float dot = 0.f;
+        for (int t = 0; t < DT; t++) {
+            const int d = lane + 32 * t;
+            if (d < HEAD_DIM) dot += qv[t] * kr[d];
+        }
+        const float sc = warp_sum32(dot) * s.scale;
+        const float mNew = fmaxf(m, sc);
+        const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
+        const float pr = expf(sc - mNew);
+        l = l * corr + pr;
+        m = mNew;
+        const float* vr = vBase + j * kvStride;
+        for (int t = 0; t < DT; t++) {
+            const int d = lane + 32 * t;
+            acc[t] = acc[t] * corr + (d < HEAD_DIM ? pr * vr[d] : 0.f);
+        }
+    }
+    if (lane == 0) { sM[warp] = m; sL[warp] = l; }
+    for (int t = 0; t < DT; t++) sAcc[warp][lane + 32 * t] = acc[t];
+    __syncthreads();
+    if (warp != 0) return;
+    float mAll = -INFINITY;
+    for (int w = 0; w < DECODE_WARPS; w++) mAll = fmaxf(mAll, sM[w]);
+    float lAll = 0.f, out[DT];
+    for (int t = 0; t < DT; t++) out[t] = 0.f;
+    for (int w = 0; w < DECODE_WARPS; w++) {
+        const float f = sM[w] == -INFINITY ? 0.f : expf(sM[w] - mAll);
+        lAll += sL[w] * f;
+        for (int t = 0; t < DT; t++) out[t] += sAcc[w][lane + 32 * t] * f;
+    }
+    const i64 slot = ((i64) b * s.heads + h) * splits + split;
+    if (lane == 0) { partM[slot] = mAll; partL[slot] = lAll; }
+    for (int t = 0; t < DT; t++) {
+        const int d = lane + 32 * t;
+        if (d < HEAD_DIM) partAcc[slot * HEAD_DIM + d] = out[t];
+    }
+}
+
+// Block (h, b): the splits' partials combined in order into the output row (and its log-sum-exp).
+extern "C" __global__ void attention_decode_combine(float* out, float* lse, const float* partM, const float* partL,
+                                                    const float* partAcc, Shape s, int splits) {
+    const int h = blockIdx.x, b = blockIdx.y;
+    const i64 base = ((i64) b * s.heads + h) * splits;
+    float mAll = -INFINITY;
+    for (int i = 0; i < splits; i++) mAll = fmaxf(mAll, partM[base + i]);
+    float lAll = 0.f;
+    for (int i = 0; i < splits; i++) lAll += partM[base + i] == -INFINITY ? 0.f : partL[base + i] * expf(partM[base + i] - mAll);
+    const i64 row = (i64) b * s.seqQ;
+    for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
+        float acc = 0.f;
+        for (int i = 0; i < splits; i++)
+            if (partM[base + i] != -INFINITY) acc += partAcc[(base + i) * HEAD_DIM + d] * expf(partM[base + i] - mAll);
+        out[row * s.heads * HEAD_DIM + (i64) h * HEAD_DIM + d] = acc / lAll;
+    }
+    if (lse != 0 && threadIdx.x == 0) lse[row * s.heads + h] = mAll + logf(lAll);
+}

@@ -37,7 +37,7 @@ class CudaBackendTest {
     @BeforeAll
     static void open() {
         assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
-        gpu = new CudaBackend(0, false);
+        gpu = new CudaBackend(0, MatmulPrecision.FP32);
         cpu = new CpuBackend();
         System.out.println("CUDA backend: " + gpu.description());
     }
@@ -155,7 +155,7 @@ class CudaBackendTest {
         cpu.linear(y.c, x.c, w.c, b.c, rows, in, out);
         gpu.linear(y.g, x.g, w.g, b.g, rows, in, out);
         y.check(1e-6, "linear");
-        try (CudaBackend fast = new CudaBackend(0, true)) {
+        try (CudaBackend fast = new CudaBackend(0, MatmulPrecision.TF32)) {
             Tensor fx = fast.upload(read(cpu, x.c)), fw = fast.upload(read(cpu, w.c)), fb = fast.upload(read(cpu, b.c));
             Tensor fy = fast.allocate(rows * out);
             fast.linear(fy, fx, fw, fb, rows, in, out);
@@ -293,6 +293,8 @@ class CudaBackendTest {
                 Arguments.of(1, 150, 150, 150, 0, 2, 1, 64, 37),
                 Arguments.of(2, 40, 180, 200, 140, 4, 4, 32, 0),     // a prefill chunk appended to a cache
                 Arguments.of(1, 1, 300, 512, 299, 4, 2, 64, 0),      // one decode step
+                Arguments.of(2, 1, 5000, 6000, 4999, 8, 2, 128, 0),  // decode steps split across blocks
+                Arguments.of(1, 1, 3000, 3000, 2999, 2, 1, 80, 1000), // decode in a sliding window
                 Arguments.of(1, 66, 66, 66, 0, 2, 2, 256, 0));
     }
 

@@ -1,6 +1,7 @@
 package dev.ropeway.model;
 
 import dev.ropeway.cuda.CudaBackend;
+import dev.ropeway.cuda.MatmulPrecision;
 import dev.ropeway.io.SafeTensors;
 import dev.ropeway.io.WeightStore;
 import dev.ropeway.rope.RopePlan;
@@ -33,7 +34,7 @@ class CudaParityTest {
     @BeforeAll
     static void open() {
         assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
-        gpu = new CudaBackend(0, false);
+        gpu = new CudaBackend(0, MatmulPrecision.FP32);
     }
 
     @AfterAll
