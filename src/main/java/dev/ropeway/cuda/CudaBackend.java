@@ -48,6 +48,7 @@ public final class CudaBackend implements Backend {
     private final MatmulPrecision precision;
     private final CudaModule ops;
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
+    private final Map<Integer, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
     private final ReentrantLock lock = new ReentrantLock();
     private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
     private volatile boolean closed;
@@ -532,11 +533,36 @@ public final class CudaBackend implements Backend {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
+        if (precision != MatmulPrecision.FP32 && d % 8 == 0 && d <= 128) {
+            tensorCoreAttention(os, ls, qs, ks, vs, shape);
+            return;
+        }
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
         enter();
         try (Arena a = Arena.ofConfined()) {
             module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
+                    new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
+                            .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
+        } finally {
+            exit();
+        }
+    }
+
+    /**
+     * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as TF32 products
+     * with float32 accumulation, used whenever matrix products may round their inputs.
+     */
+    private void tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
+                                     AttentionShape shape) {
+        int d = shape.headDim();
+        CudaModule module = tensorCoreAttentionModules.computeIfAbsent(d, x -> new CudaModule(driver,
+                nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+        int shared = (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
+        checkShared("attention", shared);
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            module.launch("attention_forward_mma", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
         } finally {

@@ -31,13 +31,14 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * differences) on random inputs, with exact float32 products. Skipped where no NVIDIA GPU is present.
  */
 class CudaBackendTest {
-    static CudaBackend gpu;
+    static CudaBackend gpu, tf32;
     static CpuBackend cpu;
 
     @BeforeAll
     static void open() {
         assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
         gpu = new CudaBackend(0, MatmulPrecision.FP32);
+        tf32 = new CudaBackend(0, MatmulPrecision.TF32);
         cpu = new CpuBackend();
         System.out.println("CUDA backend: " + gpu.description());
     }
@@ -45,6 +46,7 @@ class CudaBackendTest {
     @AfterAll
     static void close() {
         if (gpu != null) gpu.close();
+        if (tf32 != null) tf32.close();
         if (cpu != null) cpu.close();
     }
 
@@ -329,6 +331,24 @@ class CudaBackendTest {
                 close(java.util.Arrays.copyOfRange(cv, from, to), java.util.Arrays.copyOfRange(gv, from, to), 1e-4, "dv " + b);
             }
         }
+    }
+
+    /** The tensor-core forward (TF32 products) against the CPU: TF32 rounds inputs to 10 mantissa bits. */
+    @ParameterizedTest
+    @MethodSource("attentionShapes")
+    void tensorCoreAttentionForward(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
+                                    int headDim, long window) {
+        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
+                (float) (1 / Math.sqrt(headDim)), window);
+        Random r = new Random(seqQ * 17 + headDim);
+        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
+        float[] q = random(r, qn, 1), k = random(r, kvn, 1), v = random(r, kvn, 1);
+        Tensor out = cpu.allocate(qn), lse = cpu.allocate(batch * seqQ * heads);
+        cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
+        Tensor tout = tf32.allocate(qn), tlse = tf32.allocate(batch * seqQ * heads);
+        tf32.attention(tout, tf32.upload(q), tf32.upload(k), tf32.upload(v), tlse, s);
+        close(read(cpu, out), read(tf32, tout), 3e-3, "TF32 attention out " + s);
+        close(read(cpu, lse), read(tf32, tlse), 1e-3, "TF32 attention lse " + s);
     }
 
     @Test

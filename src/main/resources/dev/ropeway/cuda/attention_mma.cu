@@ -1,0 +1,178 @@
+// Causal grouped-query attention forward on the tensor cores (mma.sync m16n8k8, TF32 inputs, float32 accumulators),
+// FlashAttention-2 style: a block of 4 warps owns 64 query rows (16 per warp), streams tiles of 64 keys and values
+// through shared memory, and keeps each row's running maximum and sum in registers. Used when products are allowed
+// to round their inputs (TF32 or BF16 matmul precision); the exact float32 kernels are in attention.cu.
+//
+// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 8, at most 128). Same layouts as attention.cu.
+
+typedef long long i64;
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+
+#define MR 64                     // query rows per block
+#define MC 64                     // keys per tile
+#define LQ (HEAD_DIM + 4)         // row stride of sQ and sK: fragment reads hit 32 distinct banks
+#define LV (HEAD_DIM + 8)         // row stride of sV
+#define LP (MC + 4)               // row stride of sP
+#define NT (MC / 8)               // score tiles (8 keys each) per warp
+#define OT (HEAD_DIM / 8)         // output tiles (8 features each) per warp
+
+struct Shape {
+    i64 seqQ, seqKv, kvRowsPerBatch, qStart, window;
+    int heads, kvHeads;
+    float scale;
+};
+
+__device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
+    return j <= p && (window == 0 || j > p - window);
+}
+
+__device__ __forceinline__ unsigned tf32(float x) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// d += a (16x8, row-major) * b (8x8, column-major), TF32 in, float32 accumulate.
+__device__ __forceinline__ void mma(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
+                                    unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void load_tile(float* dst, int ld, const float* src, i64 firstRow, i64 valid, i64 rowStride,
+                                          int count) {
+    for (int e = threadIdx.x; e < count * HEAD_DIM; e += 128) {
+        int r = e / HEAD_DIM, d = e % HEAD_DIM;
+        dst[r * ld + d] = r < valid ? src[(firstRow + r) * rowStride + d] : 0.f;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+attention_forward_mma(float* out, float* lse, const float* q, const float* k, const float* v, Shape s) {
+    extern __shared__ float smem[];
+    float* sQ = smem;              // [MR][LQ]
+    float* sK = sQ + MR * LQ;      // [MC][LQ]
+    float* sV = sK + MC * LQ;      // [MC][LV]
+    float* sP = sV + MC * LV;      // [MR][LP]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const i64 i0 = (i64) blockIdx.x * MR;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 rowsHere = min((i64) MR, s.seqQ - i0);
+    const int r0 = warp * 16;
+
+    load_tile(sQ, LQ, qBase, i0, rowsHere, qStride, MR);
+
+    float o[OT][4];
+    #pragma unroll
+    for (int n = 0; n < OT; n++)
+        #pragma unroll
+        for (int c = 0; c < 4; c++) o[n][c] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+    for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
+        const i64 keysHere = min((i64) MC, s.seqKv - k0);
+        __syncthreads();
+        load_tile(sK, LQ, kBase, k0, keysHere, kvStride, MC);
+        load_tile(sV, LV, vBase, k0, keysHere, kvStride, MC);
+        __syncthreads();
+        float sc[NT][4];
+        #pragma unroll
+        for (int n = 0; n < NT; n++)
+            #pragma unroll
+            for (int c = 0; c < 4; c++) sc[n][c] = 0.f;
+        #pragma unroll
+        for (int kk = 0; kk < HEAD_DIM; kk += 8) {
+            const unsigned a0 = tf32(sQ[(r0 + g) * LQ + kk + t]), a1 = tf32(sQ[(r0 + g + 8) * LQ + kk + t]);
+            const unsigned a2 = tf32(sQ[(r0 + g) * LQ + kk + t + 4]), a3 = tf32(sQ[(r0 + g + 8) * LQ + kk + t + 4]);
+            #pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const unsigned b0 = tf32(sK[(n * 8 + g) * LQ + kk + t]), b1 = tf32(sK[(n * 8 + g) * LQ + kk + t + 4]);
+                mma(sc[n], a0, a1, a2, a3, b0, b1);
+            }
+        }
+        // Fragment element c of tile n is row g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
+        #pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int row = r0 + g + 8 * hh;
+            const i64 p = s.qStart + i0 + row;
+            const bool rowOk = row < rowsHere;
+            float mt = -INFINITY;
+            #pragma unroll
+            for (int n = 0; n < NT; n++)
+                #pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const i64 j = k0 + n * 8 + 2 * t + c;
+                    const bool ok = rowOk && j < s.seqKv && visible(p, j, s.window);
+                    const float x = ok ? sc[n][2 * hh + c] * s.scale : -INFINITY;
+                    sc[n][2 * hh + c] = x;
+                    mt = fmaxf(mt, x);
+                }
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+            const float mNew = fmaxf(m[hh], mt);
+            float corr = 1.f, rs = 0.f;
+            #pragma unroll
+            for (int n = 0; n < NT; n++)
+                #pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const float x = sc[n][2 * hh + c];
+                    const float pr = (mNew == -INFINITY || x == -INFINITY) ? 0.f : expf(x - mNew);
+                    sc[n][2 * hh + c] = pr;
+                    rs += pr;
+                }
+            if (mNew != -INFINITY) corr = m[hh] == -INFINITY ? 0.f : expf(m[hh] - mNew);
+            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+            l[hh] = l[hh] * corr + rs;
+            m[hh] = mNew;
+            #pragma unroll
+            for (int n = 0; n < OT; n++) {
+                o[n][2 * hh] *= corr;
+                o[n][2 * hh + 1] *= corr;
+            }
+            #pragma unroll
+            for (int n = 0; n < NT; n++) {
+                sP[row * LP + n * 8 + 2 * t] = sc[n][2 * hh];
+                sP[row * LP + n * 8 + 2 * t + 1] = sc[n][2 * hh + 1];
+            }
+        }
+        __syncwarp();
+        #pragma unroll
+        for (int kk = 0; kk < MC; kk += 8) {
+            const unsigned a0 = tf32(sP[(r0 + g) * LP + kk + t]), a1 = tf32(sP[(r0 + g + 8) * LP + kk + t]);
+            const unsigned a2 = tf32(sP[(r0 + g) * LP + kk + t + 4]), a3 = tf32(sP[(r0 + g + 8) * LP + kk + t + 4]);
+            #pragma unroll
+            for (int n = 0; n < OT; n++) {
+                const unsigned b0 = tf32(sV[(kk + t) * LV + n * 8 + g]), b1 = tf32(sV[(kk + t + 4) * LV + n * 8 + g]);
+                mma(o[n], a0, a1, a2, a3, b0, b1);
+            }
+        }
+    }
+    #pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int row = r0 + g + 8 * hh;
+        if (row >= rowsHere) continue;
+        const i64 r = (i64) b * s.seqQ + i0 + row;
+        const float inv = 1.f / l[hh];
+        float* dst = out + r * qStride + (i64) h * HEAD_DIM;
+        #pragma unroll
+        for (int n = 0; n < OT; n++) {
+            dst[n * 8 + 2 * t] = o[n][2 * hh] * inv;
+            dst[n * 8 + 2 * t + 1] = o[n][2 * hh + 1] * inv;
+        }
+        if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] + logf(l[hh]);
+    }
+}
