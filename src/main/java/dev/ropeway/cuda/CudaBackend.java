@@ -533,7 +533,7 @@ public final class CudaBackend implements Backend {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
-        if (precision != MatmulPrecision.FP32 && d % 8 == 0 && d <= 128) {
+        if (usesTensorCoreAttention(d)) {
             tensorCoreAttention(os, ls, qs, ks, vs, shape);
             return;
         }
@@ -549,6 +549,16 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Tensor-core attention: when products may round their inputs, for head sizes the kernels are built for. */
+    private boolean usesTensorCoreAttention(int headDim) {
+        return precision != MatmulPrecision.FP32 && headDim % 8 == 0 && headDim <= 128 && arch >= 80;
+    }
+
+    private CudaModule tensorCoreAttentionModule(int headDim) {
+        return tensorCoreAttentionModules.computeIfAbsent(headDim, x -> new CudaModule(driver,
+                nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+    }
+
     /**
      * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as TF32 products
      * with float32 accumulation, used whenever matrix products may round their inputs.
@@ -556,8 +566,7 @@ public final class CudaBackend implements Backend {
     private void tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                                      AttentionShape shape) {
         int d = shape.headDim();
-        CudaModule module = tensorCoreAttentionModules.computeIfAbsent(d, x -> new CudaModule(driver,
-                nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+        CudaModule module = tensorCoreAttentionModule(d);
         int shared = (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
         checkShared("attention", shared);
         enter();
@@ -627,15 +636,28 @@ public final class CudaBackend implements Backend {
         int d = shape.headDim(), t = tile(d);
         CudaModule module = attentionModule(d);
         int ld = paddedLd(d);
+        boolean tensorCores = usesTensorCoreAttention(d);
+        CudaModule mma = tensorCores ? tensorCoreAttentionModule(d) : null;
         int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
         int sharedQ = (4 * t * ld + t * (t + 1) + 2 * t) * 4;
-        checkShared(op, sharedKv);
+        int sharedMma = (4 * 64 * (d + 4) + 64 * 68 + 128) * 4;
+        checkShared(op, tensorCores ? sharedMma : sharedKv);
         enter();
         try (Arena a = Arena.ofConfined()) {
             long delta = driver.allocate(rowStats * 4);
             module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
             MemorySegment st = shapeStruct(a, shape);
+            if (tensorCores) {
+                mma.launch("attention_backward_kv_mma", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
+                        sharedMma, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(dos.address())
+                                .ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
+                mma.launch("attention_backward_q_mma", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128,
+                        sharedMma, new KernelArgs(a).ptr(dqs.address()).ptr(dos.address()).ptr(qs.address())
+                                .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
+                driver.free(delta);
+                return;
+            }
             module.launch("attention_backward_kv", blocks(shape.seqKv(), t), shape.kvHeads(), shape.batch(), THREADS,
                     sharedKv, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(dos.address())
                             .ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));

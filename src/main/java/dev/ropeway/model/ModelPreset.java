@@ -11,7 +11,9 @@ public enum ModelPreset {
     TINY(512, 64, 172, 2, 4, 4, 16),
     SMALL_5M(4096, 256, 688, 4, 4, 4, 64),
     SMALL_20M(8192, 384, 1024, 8, 6, 6, 64),
-    BASE_134M(32000, 768, 2048, 12, 12, 12, 64);
+    BASE_134M(32000, 768, 2048, 12, 12, 12, 64),
+    /** TinyLlama-1.1B's shape (grouped-query attention, 4 key/value heads). */
+    TINYLLAMA_1B(32000, 2048, 5632, 22, 32, 4, 64);
 
     public final int vocab, hidden, ffn, layers, heads, kvHeads, headDim;
 
@@ -31,6 +33,7 @@ public enum ModelPreset {
             case SMALL_5M -> "5m";
             case SMALL_20M -> "20m";
             case BASE_134M -> "134m";
+            case TINYLLAMA_1B -> "1.1b";
         };
     }
 

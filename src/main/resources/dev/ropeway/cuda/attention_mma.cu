@@ -46,12 +46,17 @@ __device__ __forceinline__ void mma(float (&d)[4], unsigned a0, unsigned a1, uns
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Loads `count` rows of one head into dst[count][ld], rounded to TF32 once here, not at every fragment read.
 __device__ __forceinline__ void load_tile(float* dst, int ld, const float* src, i64 firstRow, i64 valid, i64 rowStride,
                                           int count) {
     for (int e = threadIdx.x; e < count * HEAD_DIM; e += 128) {
         int r = e / HEAD_DIM, d = e % HEAD_DIM;
-        dst[r * ld + d] = r < valid ? src[(firstRow + r) * rowStride + d] : 0.f;
+        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(src[(firstRow + r) * rowStride + d])) : 0.f;
     }
+}
+
+__device__ __forceinline__ unsigned bits(float x) {
+    return __float_as_uint(x);
 }
 
 extern "C" __global__ void __launch_bounds__(128)
@@ -95,11 +100,11 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
             for (int c = 0; c < 4; c++) sc[n][c] = 0.f;
         #pragma unroll
         for (int kk = 0; kk < HEAD_DIM; kk += 8) {
-            const unsigned a0 = tf32(sQ[(r0 + g) * LQ + kk + t]), a1 = tf32(sQ[(r0 + g + 8) * LQ + kk + t]);
-            const unsigned a2 = tf32(sQ[(r0 + g) * LQ + kk + t + 4]), a3 = tf32(sQ[(r0 + g + 8) * LQ + kk + t + 4]);
+            const unsigned a0 = bits(sQ[(r0 + g) * LQ + kk + t]), a1 = bits(sQ[(r0 + g + 8) * LQ + kk + t]);
+            const unsigned a2 = bits(sQ[(r0 + g) * LQ + kk + t + 4]), a3 = bits(sQ[(r0 + g + 8) * LQ + kk + t + 4]);
             #pragma unroll
             for (int n = 0; n < NT; n++) {
-                const unsigned b0 = tf32(sK[(n * 8 + g) * LQ + kk + t]), b1 = tf32(sK[(n * 8 + g) * LQ + kk + t + 4]);
+                const unsigned b0 = bits(sK[(n * 8 + g) * LQ + kk + t]), b1 = bits(sK[(n * 8 + g) * LQ + kk + t + 4]);
                 mma(sc[n], a0, a1, a2, a3, b0, b1);
             }
         }
@@ -145,18 +150,18 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
             }
             #pragma unroll
             for (int n = 0; n < NT; n++) {
-                sP[row * LP + n * 8 + 2 * t] = sc[n][2 * hh];
-                sP[row * LP + n * 8 + 2 * t + 1] = sc[n][2 * hh + 1];
+                sP[row * LP + n * 8 + 2 * t] = __uint_as_float(tf32(sc[n][2 * hh]));
+                sP[row * LP + n * 8 + 2 * t + 1] = __uint_as_float(tf32(sc[n][2 * hh + 1]));
             }
         }
         __syncwarp();
         #pragma unroll
         for (int kk = 0; kk < MC; kk += 8) {
-            const unsigned a0 = tf32(sP[(r0 + g) * LP + kk + t]), a1 = tf32(sP[(r0 + g + 8) * LP + kk + t]);
-            const unsigned a2 = tf32(sP[(r0 + g) * LP + kk + t + 4]), a3 = tf32(sP[(r0 + g + 8) * LP + kk + t + 4]);
+            const unsigned a0 = bits(sP[(r0 + g) * LP + kk + t]), a1 = bits(sP[(r0 + g + 8) * LP + kk + t]);
+            const unsigned a2 = bits(sP[(r0 + g) * LP + kk + t + 4]), a3 = bits(sP[(r0 + g + 8) * LP + kk + t + 4]);
             #pragma unroll
             for (int n = 0; n < OT; n++) {
-                const unsigned b0 = tf32(sV[(kk + t) * LV + n * 8 + g]), b1 = tf32(sV[(kk + t + 4) * LV + n * 8 + g]);
+                const unsigned b0 = bits(sV[(kk + t) * LV + n * 8 + g]), b1 = bits(sV[(kk + t + 4) * LV + n * 8 + g]);
                 mma(o[n], a0, a1, a2, a3, b0, b1);
             }
         }
@@ -174,5 +179,210 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
             dst[n * 8 + 2 * t + 1] = o[n][2 * hh + 1] * inv;
         }
         if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] + logf(l[hh]);
+    }
+}
+
+// ---- backward on the tensor cores (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
+
+// acc (16 x 64) = rows ra.. of a (16 x HEAD_DIM) times the transpose of 64 rows of b: dot products of rows.
+__device__ __forceinline__ void rows_dot_rows(float (&acc)[NT][4], const float* a, int ra, const float* b, int g, int t) {
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM; kk += 8) {
+        const unsigned a0 = bits(a[(ra + g) * LQ + kk + t]), a1 = bits(a[(ra + g + 8) * LQ + kk + t]);
+        const unsigned a2 = bits(a[(ra + g) * LQ + kk + t + 4]), a3 = bits(a[(ra + g + 8) * LQ + kk + t + 4]);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const unsigned b0 = bits(b[(n * 8 + g) * LQ + kk + t]), b1 = bits(b[(n * 8 + g) * LQ + kk + t + 4]);
+            mma(acc[n], a0, a1, a2, a3, b0, b1);
+        }
+    }
+}
+
+// acc (16 x HEAD_DIM) += rows ra.. of p (16 x 64, stride LP) times 64 rows of b (64 x HEAD_DIM, stride LQ).
+__device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float* p, int ra, const float* b, int g, int t) {
+#pragma unroll
+    for (int kk = 0; kk < MC; kk += 8) {
+        const unsigned a0 = bits(p[(ra + g) * LP + kk + t]), a1 = bits(p[(ra + g + 8) * LP + kk + t]);
+        const unsigned a2 = bits(p[(ra + g) * LP + kk + t + 4]), a3 = bits(p[(ra + g + 8) * LP + kk + t + 4]);
+#pragma unroll
+        for (int n = 0; n < OT; n++) {
+            const unsigned b0 = bits(b[(kk + t) * LQ + n * 8 + g]), b1 = bits(b[(kk + t + 4) * LQ + n * 8 + g]);
+            mma(acc[n], a0, a1, a2, a3, b0, b1);
+        }
+    }
+}
+
+__device__ __forceinline__ void load_stats(float* sL, float* sD, const float* lse, const float* delta, int b, i64 i0,
+                                           i64 rowsHere, int h, const Shape& s) {
+    for (int r = threadIdx.x; r < MR; r += 128) {
+        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
+        sL[r] = r < rowsHere ? lse[idx] : 0.f;
+        sD[r] = r < rowsHere ? delta[idx] : 0.f;
+    }
+}
+
+// dK and dV of 64 keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
+extern "C" __global__ void __launch_bounds__(128)
+attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* q, const float* k, const float* v,
+                          const float* lse, const float* delta, Shape s) {
+    extern __shared__ float smem[];
+    float* sK = smem;             // [MC][LQ]
+    float* sV = sK + MC * LQ;     // [MC][LQ]
+    float* sQ = sV + MC * LQ;     // [MR][LQ]
+    float* sdO = sQ + MR * LQ;    // [MR][LQ]
+    float* sT = sdO + MR * LQ;    // [MC][LP]: P^T, then dS^T, of the warp's keys
+    float* sL = sT + MC * LP;     // [MR]
+    float* sD = sL + MR;          // [MR]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const i64 k0 = (i64) blockIdx.x * MC;
+    const int kh = blockIdx.y, b = blockIdx.z;
+    const int group = s.heads / s.kvHeads;
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 keysHere = min((i64) MC, s.seqKv - k0);
+    const int kw = warp * 16;
+    load_tile(sK, LQ, k + kvOff, k0, keysHere, kvStride, MC);
+    load_tile(sV, LQ, v + kvOff, k0, keysHere, kvStride, MC);
+
+    float dK[OT][4], dV[OT][4];
+#pragma unroll
+    for (int n = 0; n < OT; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) { dK[n][c] = 0.f; dV[n][c] = 0.f; }
+    const i64 kLast = k0 + keysHere - 1;
+    const i64 iLo = max((i64) 0, k0 - s.qStart);
+    i64 iHi = s.seqQ - 1;
+    if (s.window > 0) iHi = min(iHi, kLast + s.window - 1 - s.qStart);
+    for (int gi = 0; gi < group; gi++) {
+        const int h = kh * group + gi;
+        const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+        for (i64 i0 = iLo; i0 <= iHi; i0 += MR) {
+            const i64 rowsHere = min((i64) MR, s.seqQ - i0);
+            __syncthreads();
+            load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
+            load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
+            load_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s);
+            __syncthreads();
+            float st[NT][4], dpt[NT][4];
+            rows_dot_rows(st, sK, kw, sQ, g, t);     // S^T: this warp's keys x the tile's queries
+            rows_dot_rows(dpt, sV, kw, sdO, g, t);   // dP^T
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const i64 key = k0 + kw + g + 8 * hh;
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        const int qi = n * 8 + 2 * t + c;
+                        const i64 p = s.qStart + i0 + qi;
+                        const bool ok = qi < rowsHere && key < s.seqKv && visible(p, key, s.window);
+                        const float pr = ok ? expf(st[n][2 * hh + c] * s.scale - sL[qi]) : 0.f;
+                        dpt[n][2 * hh + c] = ok ? pr * (dpt[n][2 * hh + c] - sD[qi]) : 0.f;
+                        sT[(kw + g + 8 * hh) * LP + qi] = __uint_as_float(tf32(pr));
+                    }
+            }
+            __syncwarp();
+            rows_times_rows(dV, sT, kw, sdO, g, t);  // dV += P^T dO
+            __syncwarp();
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++)
+                        sT[(kw + g + 8 * hh) * LP + n * 8 + 2 * t + c] = __uint_as_float(tf32(dpt[n][2 * hh + c]));
+            __syncwarp();
+            rows_times_rows(dK, sT, kw, sQ, g, t);   // dK += dS^T Q
+        }
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const i64 j = k0 + kw + g + 8 * hh;
+        if (j >= s.seqKv) continue;
+        float* dkRow = dk + kvOff + j * kvStride;
+        float* dvRow = dv + kvOff + j * kvStride;
+#pragma unroll
+        for (int n = 0; n < OT; n++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                dkRow[n * 8 + 2 * t + c] = dK[n][2 * hh + c] * s.scale;
+                dvRow[n * 8 + 2 * t + c] = dV[n][2 * hh + c];
+            }
+    }
+}
+
+// dQ of 64 queries of one head (16 per warp). Overwrites.
+extern "C" __global__ void __launch_bounds__(128)
+attention_backward_q_mma(float* dq, const float* dOut, const float* q, const float* k, const float* v, const float* lse,
+                         const float* delta, Shape s) {
+    extern __shared__ float smem[];
+    float* sQ = smem;             // [MR][LQ]
+    float* sdO = sQ + MR * LQ;    // [MR][LQ]
+    float* sK = sdO + MR * LQ;    // [MC][LQ]
+    float* sV = sK + MC * LQ;     // [MC][LQ]
+    float* sT = sV + MC * LQ;     // [MR][LP]: dS of the warp's queries
+    float* sL = sT + MR * LP;     // [MR]
+    float* sD = sL + MR;          // [MR]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const i64 i0 = (i64) blockIdx.x * MR;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 rowsHere = min((i64) MR, s.seqQ - i0);
+    const int qw = warp * 16;
+    load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
+    load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
+    load_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s);
+
+    float dQ[OT][4];
+#pragma unroll
+    for (int n = 0; n < OT; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) dQ[n][c] = 0.f;
+    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+    for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
+        const i64 keysHere = min((i64) MC, s.seqKv - k0);
+        __syncthreads();
+        load_tile(sK, LQ, k + kvOff, k0, keysHere, kvStride, MC);
+        load_tile(sV, LQ, v + kvOff, k0, keysHere, kvStride, MC);
+        __syncthreads();
+        float sc[NT][4], dp[NT][4];
+        rows_dot_rows(sc, sQ, qw, sK, g, t);
+        rows_dot_rows(dp, sdO, qw, sV, g, t);
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int qi = qw + g + 8 * hh;
+            const i64 p = s.qStart + i0 + qi;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const i64 key = k0 + n * 8 + 2 * t + c;
+                    const bool ok = qi < rowsHere && key < s.seqKv && visible(p, key, s.window);
+                    const float pr = ok ? expf(sc[n][2 * hh + c] * s.scale - sL[qi]) : 0.f;
+                    const float ds = ok ? pr * (dp[n][2 * hh + c] - sD[qi]) : 0.f;
+                    sT[qi * LP + n * 8 + 2 * t + c] = __uint_as_float(tf32(ds));
+                }
+        }
+        __syncwarp();
+        rows_times_rows(dQ, sT, qw, sK, g, t);       // dQ += dS K
+        __syncwarp();
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int qi = qw + g + 8 * hh;
+        if (qi >= rowsHere) continue;
+        float* row = dq + qOff + (i0 + qi) * qStride;
+#pragma unroll
+        for (int n = 0; n < OT; n++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) row[n * 8 + 2 * t + c] = dQ[n][2 * hh + c] * s.scale;
     }
 }

@@ -349,6 +349,16 @@ class CudaBackendTest {
         tf32.attention(tout, tf32.upload(q), tf32.upload(k), tf32.upload(v), tlse, s);
         close(read(cpu, out), read(tf32, tout), 3e-3, "TF32 attention out " + s);
         close(read(cpu, lse), read(tf32, tlse), 1e-3, "TF32 attention lse " + s);
+        float[] dOut = random(r, qn, 1);
+        Tensor dq = cpu.allocate(qn), dk = cpu.allocate(kvn), dv = cpu.allocate(kvn);
+        cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), out, lse, s);
+        Tensor tdq = tf32.allocate(qn), tdk = tf32.allocate(kvn), tdv = tf32.allocate(kvn);
+        tf32.attentionBackward(tdq, tdk, tdv, tf32.upload(dOut), tf32.upload(q), tf32.upload(k), tf32.upload(v), tout, tlse, s);
+        close(read(cpu, dq), read(tf32, tdq), 5e-3, "TF32 dq " + s);
+        if (kvRows == seqKv) {
+            close(read(cpu, dk), read(tf32, tdk), 5e-3, "TF32 dk " + s);
+            close(read(cpu, dv), read(tf32, tdv), 5e-3, "TF32 dv " + s);
+        }
     }
 
     @Test
