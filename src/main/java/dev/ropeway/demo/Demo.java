@@ -128,10 +128,10 @@ public final class Demo {
             likelihood.put(label, new Plots.Grid(lengths, depths, ll));
         }
         if (accuracy.isEmpty()) return;
-        Plots.heatMaps(work.resolve("passkey-accuracy.png"), "passkey accuracy", accuracy, 0, 1, "0.00");
-        Plots.heatMaps(work.resolve("passkey-loglik.png"), "key log-likelihood", likelihood, lo, hi > lo ? hi : lo + 1, "0.0");
-        md.append("\n![passkey accuracy by length and depth](passkey-accuracy.png)\n")
-                .append("\n![key log-likelihood by length and depth](passkey-loglik.png)\n");
+        if (Plots.heatMaps(work.resolve("passkey-accuracy.png"), "passkey accuracy", accuracy, 0, 1, "0.00"))
+            md.append("\n![passkey accuracy by length and depth](passkey-accuracy.png)\n");
+        if (Plots.heatMaps(work.resolve("passkey-loglik.png"), "key log-likelihood", likelihood, lo, hi > lo ? hi : lo + 1, "0.0"))
+            md.append("\n![key log-likelihood by length and depth](passkey-loglik.png)\n");
     }
 
     private List<Passkey.Cell> passkey(Entry e) {
@@ -334,8 +334,8 @@ public final class Demo {
         passkeyHeatMaps(entries, passkeys, md);
         Map<String, List<Perplexity.Result>> named = new LinkedHashMap<>();
         for (Entry e : entries) named.put(e.description(), results.get(e.name()));
-        Plots.perplexityByLength(work.resolve("perplexity.png"), "Perplexity on held-out books by context length", named, l);
-        md.append("\n![perplexity against context length](perplexity.png)\n");
+        if (Plots.perplexityByLength(work.resolve("perplexity.png"), "Perplexity on held-out books by context length", named, l))
+            md.append("\n![perplexity against context length](perplexity.png)\n");
         Path file = work.resolve("report.md");
         try {
             Files.createDirectories(work);

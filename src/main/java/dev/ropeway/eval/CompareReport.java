@@ -148,9 +148,9 @@ public final class CompareReport {
             md.append('\n');
             series.put(name, rs);
         }
-        Plots.perplexityByLength(out.resolve("perplexity.png"), "Perplexity by context length (" + s.protocol().label()
-                + " protocol)", series, plan.trainLength());
-        md.append("\n![perplexity against context length, one line per method](perplexity.png)\n");
+        if (Plots.perplexityByLength(out.resolve("perplexity.png"), "Perplexity by context length (" + s.protocol().label()
+                + " protocol)", series, plan.trainLength()))
+            md.append("\n![perplexity against context length, one line per method](perplexity.png)\n");
     }
 
     /** The length the perplexity ratios divide by: the trained length when measured, else the shortest. */
@@ -226,10 +226,10 @@ public final class CompareReport {
         }
         String stem = task.label();
         if (llMin <= llMax) {
-            Plots.heatMaps(out.resolve(stem + "-accuracy.png"), "accuracy", acc, 0, 1, "0.00");
-            Plots.heatMaps(out.resolve(stem + "-loglik.png"), llName + " log-likelihood", ll, llMin, llMax, "0.0");
-            md.append(fmt("%n![%s accuracy by length and depth, one map per method](%s-accuracy.png)%n", title, stem));
-            md.append(fmt("%n![%s log-likelihood by length and depth](%s-loglik.png)%n", llName, stem));
+            if (Plots.heatMaps(out.resolve(stem + "-accuracy.png"), "accuracy", acc, 0, 1, "0.00"))
+                md.append(fmt("%n![%s accuracy by length and depth, one map per method](%s-accuracy.png)%n", title, stem));
+            if (Plots.heatMaps(out.resolve(stem + "-loglik.png"), llName + " log-likelihood", ll, llMin, llMax, "0.0"))
+                md.append(fmt("%n![%s log-likelihood by length and depth](%s-loglik.png)%n", llName, stem));
         }
         md.append(fmt("%n<details><summary>By depth (accuracy, %s log-likelihood)</summary>%n%n", llName));
         md.append("| method | depth |");
@@ -264,9 +264,9 @@ public final class CompareReport {
             series.put(name, ps);
         }
         if (series.values().stream().anyMatch(p -> !p.isEmpty())) {
-            Plots.byLength(out.resolve("vt-loglik.png"), "Variable tracking: log-likelihood of the five names",
-                    "answer log-likelihood (nats, higher is better)", series, plan.trainLength());
-            md.append("\n![variable tracking: answer log-likelihood against length](vt-loglik.png)\n");
+            if (Plots.byLength(out.resolve("vt-loglik.png"), "Variable tracking: log-likelihood of the five names",
+                    "answer log-likelihood (nats, higher is better)", series, plan.trainLength()))
+                md.append("\n![variable tracking: answer log-likelihood against length](vt-loglik.png)\n");
         }
     }
 

@@ -54,15 +54,23 @@ public final class Plots {
      * Perplexity against context length, one line per method, the length axis logarithmic (base 2, labelled in tokens
      * at each plotted length), with the training length marked by a dashed vertical line.
      */
-    public static void perplexityByLength(Path file, String title, Map<String, List<Perplexity.Result>> series, int trainLength) {
+    public static boolean perplexityByLength(Path file, String title, Map<String, List<Perplexity.Result>> series, int trainLength) {
         Map<String, List<Point>> points = new LinkedHashMap<>();
         for (var e : series.entrySet())
             points.put(e.getKey(), e.getValue().stream().map(r -> new Point(r.length(), r.perplexity())).toList());
-        byLength(file, title, "perplexity", points, trainLength);
+        return byLength(file, title, "perplexity", points, trainLength);
     }
 
-    /** Any per-length measure, drawn as {@link #perplexityByLength} draws perplexity. */
-    public static void byLength(Path file, String title, String yAxis, Map<String, List<Point>> series, int trainLength) {
+    /**
+     * Any per-length measure, drawn as {@link #perplexityByLength} draws perplexity. Like every chart here it returns
+     * false, after one warning, on a machine that cannot render text (a server without fonts), so reports still come
+     * out, without their pictures.
+     */
+    public static boolean byLength(Path file, String title, String yAxis, Map<String, List<Point>> series, int trainLength) {
+        return drawn(file, () -> drawByLength(file, title, yAxis, series, trainLength));
+    }
+
+    private static void drawByLength(Path file, String title, String yAxis, Map<String, List<Point>> series, int trainLength) {
         System.setProperty("java.awt.headless", "true");
         XYChart chart = new XYChartBuilder().width(900).height(560).title(title)
                 .xAxisTitle("context length (tokens, log scale)").yAxisTitle(yAxis).build();
@@ -104,8 +112,12 @@ public final class Plots {
      * A heat map per method (context length across, needle depth down), side by side in one PNG, all on one colour
      * scale from {@code min} to {@code max} (darker is higher) so the maps compare; each cell shows its value.
      */
-    public static void heatMaps(Path file, String measure, Map<String, Grid> grids, double min, double max, String valuePattern) {
+    public static boolean heatMaps(Path file, String measure, Map<String, Grid> grids, double min, double max, String valuePattern) {
         if (grids.isEmpty()) throw new IllegalArgumentException("no heat maps to draw");
+        return drawn(file, () -> drawHeatMaps(file, measure, grids, min, max, valuePattern));
+    }
+
+    private static void drawHeatMaps(Path file, String measure, Map<String, Grid> grids, double min, double max, String valuePattern) {
         System.setProperty("java.awt.headless", "true");
         List<HeatMapChart> charts = new ArrayList<>();
         for (var e : grids.entrySet()) {
@@ -149,6 +161,33 @@ public final class Plots {
         } catch (IOException e) {
             throw new RopewayException("cannot write " + file + ": " + e.getMessage());
         }
+    }
+
+    private static volatile boolean warnedNoFonts;
+
+    /** Runs a drawing; false when the machine has no fonts to draw text with (warned about once). */
+    static boolean drawn(Path file, Runnable draw) {
+        try {
+            draw.run();
+            return true;
+        } catch (RuntimeException | LinkageError | java.awt.AWTError e) {
+            if (!isFontProblem(e)) throw e;
+            if (!warnedNoFonts) {
+                warnedNoFonts = true;
+                System.err.println("warning: charts skipped (" + file.getFileName() + " and later ones): this machine has no "
+                        + "fonts to draw text with (" + e.getMessage() + "). Install fontconfig and a font, e.g. "
+                        + "apt-get install fontconfig fonts-dejavu-core; the tables are written as usual.");
+            }
+            return false;
+        }
+    }
+
+    static boolean isFontProblem(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String m = String.valueOf(t.getMessage()).toLowerCase(Locale.ROOT);
+            if (m.contains("fontconfig") || m.contains("font") || m.contains("freetype")) return true;
+        }
+        return false;
     }
 
     private static String stripPng(Path file) {

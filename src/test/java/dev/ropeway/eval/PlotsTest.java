@@ -44,4 +44,17 @@ class PlotsTest {
             assertEquals(900, ImageIO.read(file.toFile()).getWidth());
         }
     }
+
+    /** A server without fonts: the chart is skipped (false) instead of failing the report; other errors still fail. */
+    @org.junit.jupiter.api.Test
+    void aMachineWithoutFontsSkipsChartsOnly() {
+        java.nio.file.Path file = java.nio.file.Path.of("x.png");
+        org.junit.jupiter.api.Assertions.assertFalse(Plots.drawn(file, () -> {
+            throw new RuntimeException("Fontconfig head is null, check your fonts or fonts configuration");
+        }));
+        org.junit.jupiter.api.Assertions.assertTrue(Plots.drawn(file, () -> {}));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> Plots.drawn(file, () -> {
+            throw new IllegalStateException("a real bug");
+        }));
+    }
 }
