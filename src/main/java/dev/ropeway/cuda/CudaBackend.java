@@ -292,6 +292,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** 256 MiB blocks: a few large products and one host round trip each, instead of hundreds. */
+    @Override
+    public long blockFloats() {
+        return 1L << 26;
+    }
+
     @Override
     public void synchronize() {
         enter();

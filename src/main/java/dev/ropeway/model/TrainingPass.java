@@ -32,8 +32,6 @@ public final class TrainingPass implements AutoCloseable {
         }
     }
 
-    private static final long LOGITS_BLOCK_FLOATS = 1L << 22;
-
     private final Backend backend;
     private final ModelConfig c;
     private final ModelWeights weights, grads;
@@ -97,7 +95,7 @@ public final class TrainingPass implements AutoCloseable {
                 layers[i] = new LayerActivations(i == 0 && shared != null ? shared.xIn : alloc(rows * h), shared);
             xFinal = alloc(rows * h);
             normFinal = alloc(rows * h);
-            logitRows = (int) Math.max(1, Math.min(rows, LOGITS_BLOCK_FLOATS / c.vocabSize()));
+            logitRows = (int) Math.max(1, Math.min(rows, backend.blockFloats() / c.vocabSize()));
             logits = alloc((long) logitRows * c.vocabSize());
             dx = alloc(rows * h);
             dTmp = alloc(rows * h);

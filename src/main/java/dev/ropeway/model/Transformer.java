@@ -22,9 +22,6 @@ import java.util.List;
  */
 public final class Transformer implements AutoCloseable {
 
-    /** Upper bound on floats in one block of logits (rows x vocab). */
-    private static final long LOGITS_BLOCK_FLOATS = 1L << 23;
-
     private final Backend backend;
     private final ModelConfig config;
     private final ModelWeights weights;
@@ -138,7 +135,7 @@ public final class Transformer implements AutoCloseable {
     void emitLogits(Tensor hidden, long from, long rows, LogitsSink sink) {
         int h = config.hiddenSize(), vocab = config.vocabSize();
         long count = rows - from;
-        int block = (int) Math.max(1, Math.min(count, LOGITS_BLOCK_FLOATS / vocab));
+        int block = (int) Math.max(1, Math.min(count, 2 * backend.blockFloats() / vocab));
         try (Tensor logits = backend.allocate((long) block * vocab)) {
             for (long r = 0; r < count; r += block) {
                 int n = (int) Math.min(block, count - r);

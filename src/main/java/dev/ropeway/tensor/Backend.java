@@ -99,6 +99,14 @@ public interface Backend extends AutoCloseable {
      */
     default void synchronize() {}
 
+    /**
+     * How many floats a block of per-row work (logits and their gradient, for example) should hold: small on a CPU,
+     * so the block stays in cache, large on a GPU, where each block costs launches and a round trip to the host.
+     */
+    default long blockFloats() {
+        return 1L << 22;
+    }
+
     @Override
     void close();
 
