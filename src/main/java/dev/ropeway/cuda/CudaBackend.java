@@ -9,7 +9,6 @@ import dev.ropeway.tensor.Tensor;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
@@ -206,7 +205,7 @@ public final class CudaBackend implements Backend {
         CudaTensor t = allocate(data.length);
         if (data.length == 0) return t;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             driver.copyToDevice(t.address(), a.allocateFrom(JAVA_FLOAT, data), (long) data.length * Float.BYTES);
         } finally {
             exit();
@@ -225,7 +224,7 @@ public final class CudaBackend implements Backend {
         CudaTensor t = allocate(count);
         if (count == 0) return t;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             MemorySegment host = src.isNative() ? src : a.allocate(bytes).copyFrom(src.asSlice(0, bytes));
             if (dtype == DType.F32) {
                 driver.copyToDevice(t.address(), host, bytes);
@@ -259,7 +258,7 @@ public final class CudaBackend implements Backend {
                     + ") is outside its " + (dst == null ? "null" : dst.length + " floats"));
         if (length == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             MemorySegment host = a.allocate(JAVA_FLOAT, length);
             driver.copyToHost(host, s.address() + offset * Float.BYTES, (long) length * Float.BYTES);
             MemorySegment.copy(host, JAVA_FLOAT, 0, dst, dstOffset, length);
@@ -368,7 +367,7 @@ public final class CudaBackend implements Backend {
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
         long chunk = 1L << 30;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             for (long r0 = 0; r0 < rows; r0 += chunk) {
                 int m = (int) Math.min(chunk, rows - r0);
                 cublas.gemm(false, true, m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, 0f,
@@ -394,7 +393,7 @@ public final class CudaBackend implements Backend {
         checkIds(op, ids, t.size() / dim);
         if (ids.length == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long dIds = uploadInts(a, ids);
             ops.launch("embedding_forward", ids.length, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(o.address()).ptr(t.address()).ptr(dIds).i64(ids.length).i32(dim));
@@ -415,7 +414,7 @@ public final class CudaBackend implements Backend {
         CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
         if (rows == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_forward", count, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(os.address() + r0 * dim * 4).ptr(xs.address() + r0 * dim * 4)
                             .ptr(ws.address()).i64(count).i32(dim).f32(eps)));
@@ -432,7 +431,7 @@ public final class CudaBackend implements Backend {
         CudaTensor cos = allocate(size), sin = allocate(size);
         if (size > 0) {
             enter();
-            try (Arena a = Arena.ofConfined()) {
+            try (HostScratch a = HostScratch.begin()) {
                 long dPos = uploadFloats(a, positions), dFreq = uploadFloats(a, invFreq);
                 ops.launch("rotary_table", gridFor(size), 1, 1, THREADS, 0, new KernelArgs(a).ptr(cos.address())
                         .ptr(sin.address()).ptr(dPos).ptr(dFreq).i64(positions.length).i32(invFreq.length).f32(attentionScale));
@@ -455,7 +454,7 @@ public final class CudaBackend implements Backend {
         CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
         if (half == 0 || rows == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             ops.launch("rotary_forward", gridFor(rows * half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(xs.address())
                     .ptr(c.address()).ptr(s.address()).i64(rows).i32(heads).i32(headDim).i32(half));
         } finally {
@@ -497,7 +496,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** The kernel's {@code Shape} struct: five long longs, two ints, a float (56 bytes with padding). */
-    private static MemorySegment shapeStruct(Arena a, AttentionShape s) {
+    private static MemorySegment shapeStruct(java.lang.foreign.SegmentAllocator a, AttentionShape s) {
         MemorySegment m = a.allocate(56, 8);
         m.set(JAVA_LONG, 0, s.seqQ());
         m.set(JAVA_LONG, 8, s.seqKv());
@@ -546,7 +545,7 @@ public final class CudaBackend implements Backend {
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
@@ -576,7 +575,7 @@ public final class CudaBackend implements Backend {
         int shared = (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
         checkShared("attention", shared);
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             module.launch("attention_forward_mma", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
@@ -598,22 +597,31 @@ public final class CudaBackend implements Backend {
         long chunk = (keys + splits - 1) / splits;
         int d = shape.headDim();
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long slots = rowsHeads * splits;
-            long partM = driver.allocate(slots * 4), partL = driver.allocate(slots * 4), partAcc = driver.allocate(slots * d * 4);
+            long partM = decodeScratch(slots * (2L + d) * 4), partL = partM + slots * 4, partAcc = partL + slots * 4;
             MemorySegment st = shapeStruct(a, shape);
-            module.launch("attention_decode_partial", splits, shape.heads(), shape.batch(), 128, 0, new KernelArgs(a)
+            module.launch("attention_decode_partial", splits, shape.heads(), shape.batch(), 256, 0, new KernelArgs(a)
                     .ptr(partM).ptr(partL).ptr(partAcc).ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).struct(st)
                     .i64(chunk).i32(splits));
             module.launch("attention_decode_combine", shape.heads(), shape.batch(), 1, 128, 0, new KernelArgs(a)
                     .ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(partM).ptr(partL).ptr(partAcc).struct(st)
                     .i32(splits));
-            driver.free(partM);
-            driver.free(partL);
-            driver.free(partAcc);
         } finally {
             exit();
         }
+    }
+
+    private long decodeScratch, decodeScratchBytes;
+
+    /** The decode partials' buffer, kept between steps (grown when a longer context needs more splits). */
+    private long decodeScratch(long bytes) {
+        if (bytes > decodeScratchBytes) {
+            if (decodeScratch != 0) driver.free(decodeScratch);
+            decodeScratch = driver.allocate(bytes);
+            decodeScratchBytes = bytes;
+        }
+        return decodeScratch;
     }
 
     @Override
@@ -649,7 +657,7 @@ public final class CudaBackend implements Backend {
         int sharedMma = (4 * 64 * (d + 4) + 64 * 68 + 128) * 4;
         checkShared(op, tensorCores ? sharedMma : sharedKv);
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long delta = driver.allocate(rowStats * 4);
             module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
@@ -741,9 +749,9 @@ public final class CudaBackend implements Backend {
                 .f32(correct1).f32(correct2));
     }
 
-    private void launchElementwise(String kernel, long n, java.util.function.Function<Arena, KernelArgs> args) {
+    private void launchElementwise(String kernel, long n, java.util.function.Function<HostScratch, KernelArgs> args) {
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             ops.launch(kernel, gridFor(n), 1, 1, THREADS, 0, args.apply(a));
         } finally {
             exit();
@@ -776,7 +784,7 @@ public final class CudaBackend implements Backend {
         double[] loss = new double[(int) rows];
         if (rows == 0) return loss;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long dTargets = uploadInts(a, Arrays.copyOf(targets, (int) rows));
             long dLoss = driver.allocate(rows * 8);
             ops.launch("cross_entropy", (int) rows, 1, 1, THREADS, 0, new KernelArgs(a).ptr(ls.address()).ptr(dTargets)
@@ -803,7 +811,7 @@ public final class CudaBackend implements Backend {
         CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
         if (rows == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long rstd = driver.allocate(rows * 4);
             forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_rstd", count, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(rstd + r0 * 4).ptr(xs.address() + r0 * dim * 4).i64(count).i32(dim).f32(eps)));
@@ -829,7 +837,7 @@ public final class CudaBackend implements Backend {
         CudaTensor os = atLeast(op, "out", out, cols, "cols");
         if (rows == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             columnSums(a, os.address(), rows, cols, (partial, chunks, perChunk) -> ops.launch("column_sum_partial",
                     blocks(cols, THREADS), chunks, 1, THREADS, 0,
                     new KernelArgs(a).ptr(partial).ptr(xs.address()).i64(rows).i32(cols).i64(perChunk)));
@@ -843,7 +851,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Column sums in two fixed-order passes: row chunks into partials, then partials added (in order) into out. */
-    private void columnSums(Arena a, long out, long rows, int cols, PartialKernel partialKernel) {
+    private void columnSums(HostScratch a, long out, long rows, int cols, PartialKernel partialKernel) {
         int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
         long perChunk = (rows + chunks - 1) / chunks;
         chunks = (int) ((rows + perChunk - 1) / perChunk);
@@ -861,7 +869,7 @@ public final class CudaBackend implements Backend {
         CudaTensor xs = atLeast(op, "x", x, n, "n");
         if (n == 0) return 0;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             int grid = gridFor(n);
             long partial = driver.allocate((long) grid * 8);
             ops.launch("sum_squares_partial", grid, 1, 1, THREADS, 0, new KernelArgs(a).ptr(partial).ptr(xs.address()).i64(n));
@@ -897,7 +905,7 @@ public final class CudaBackend implements Backend {
         }
         if (half == 0 || rows == 0) return;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long angle = 0, dPos = 0;
             if (ys != null) {
                 angle = driver.allocate(rows * half * 8);
@@ -951,7 +959,7 @@ public final class CudaBackend implements Backend {
         starts[u] = ids.length;
         int distinct = u;
         enter();
-        try (Arena a = Arena.ofConfined()) {
+        try (HostScratch a = HostScratch.begin()) {
             long dUnique = uploadInts(a, Arrays.copyOf(unique, distinct)), dStarts = uploadInts(a, Arrays.copyOf(starts, distinct + 1));
             long dOrder = uploadInts(a, rowsById);
             ops.launch("embedding_backward", distinct, 1, 1, THREADS, 0, new KernelArgs(a).ptr(t.address())
@@ -972,6 +980,7 @@ public final class CudaBackend implements Backend {
             driver.setCurrent(context);
             driver.synchronize();
             if (profile) System.err.print(profileReport());
+            if (decodeScratch != 0) driver.free(decodeScratch);
             cublas.close();
             closed = true;
         } finally {
@@ -981,13 +990,13 @@ public final class CudaBackend implements Backend {
 
     // ---- helpers ----
 
-    private long uploadInts(Arena a, int[] values) {
+    private long uploadInts(HostScratch a, int[] values) {
         long p = driver.allocate((long) values.length * 4);
         driver.copyToDevice(p, a.allocateFrom(JAVA_INT, values), (long) values.length * 4);
         return p;
     }
 
-    private long uploadFloats(Arena a, float[] values) {
+    private long uploadFloats(HostScratch a, float[] values) {
         long p = driver.allocate((long) Math.max(1, values.length) * 4);
         if (values.length > 0) driver.copyToDevice(p, a.allocateFrom(JAVA_FLOAT, values), (long) values.length * 4);
         return p;

@@ -197,10 +197,13 @@ final class Driver {
         }
     }
 
+    /** Where cuMemAllocAsync writes its pointer: one slot per thread, allocation being on every op's path. */
+    private static final ThreadLocal<MemorySegment> POINTER_OUT = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(JAVA_LONG));
+
     /** {@code bytes} of device memory, stream-ordered; throws a clear out-of-memory error with the free amount. */
     long allocate(long bytes) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment p = a.allocate(JAVA_LONG);
+        try {
+            MemorySegment p = POINTER_OUT.get();
             int status = (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), DEFAULT_STREAM);
             if (status == 2) { // CUDA_ERROR_OUT_OF_MEMORY
                 long[] info = memoryInfo();

@@ -1,7 +1,7 @@
 package dev.ropeway.cuda;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
@@ -11,15 +11,15 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * A kernel's parameter list as cuLaunchKernel takes it: an array of pointers, each to one argument's value. Values
- * live in slots of the given arena (a pointer is a 64-bit device address; {@code long} is C's {@code long long}).
+ * live in slots of the given allocator (a pointer is a 64-bit device address; {@code long} is C's {@code long long}).
  */
 final class KernelArgs {
     private static final int MAX = 16;
     private final MemorySegment pointers;
-    private final Arena arena;
+    private final SegmentAllocator arena;
     private int count;
 
-    KernelArgs(Arena arena) {
+    KernelArgs(SegmentAllocator arena) {
         this.arena = arena;
         this.pointers = arena.allocate(ADDRESS, MAX);
     }

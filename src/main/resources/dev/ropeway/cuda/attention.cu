@@ -338,7 +338,7 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
 
 // ---- one query per sequence (a decode step): the keys split across blocks (flash-decoding) ----
 
-#define DECODE_WARPS 4
+#define DECODE_WARPS 8
 #define DT ((HEAD_DIM + 31) / 32)   // features per lane
 
 __device__ __forceinline__ float warp_sum32(float v) {
@@ -369,23 +369,31 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
         acc[t] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
-    for (i64 j = from + warp; j < to; j += DECODE_WARPS) {
+    // Two keys per warp and step: their loads are independent, so twice the bytes are in flight.
+    for (i64 j = from + warp; j < to; j += 2 * DECODE_WARPS) {
+        const i64 j2 = j + DECODE_WARPS;
+        const bool two = j2 < to;
         const float* kr = kBase + j * kvStride;
-        float dot = 0.f;
+        const float* kr2 = kBase + (two ? j2 : j) * kvStride;
+        float dot = 0.f, dot2 = 0.f;
+#pragma unroll
         for (int t = 0; t < DT; t++) {
             const int d = lane + 32 * t;
-            if (d < HEAD_DIM) dot += qv[t] * kr[d];
+            if (d < HEAD_DIM) { dot += qv[t] * kr[d]; dot2 += qv[t] * kr2[d]; }
         }
         const float sc = warp_sum32(dot) * s.scale;
-        const float mNew = fmaxf(m, sc);
+        const float sc2 = two ? warp_sum32(dot2) * s.scale : -INFINITY;
+        const float mNew = fmaxf(m, fmaxf(sc, sc2));
         const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
-        const float pr = expf(sc - mNew);
-        l = l * corr + pr;
+        const float pr = expf(sc - mNew), pr2 = two ? expf(sc2 - mNew) : 0.f;
+        l = l * corr + pr + pr2;
         m = mNew;
         const float* vr = vBase + j * kvStride;
+        const float* vr2 = vBase + (two ? j2 : j) * kvStride;
+#pragma unroll
         for (int t = 0; t < DT; t++) {
             const int d = lane + 32 * t;
-            acc[t] = acc[t] * corr + (d < HEAD_DIM ? pr * vr[d] : 0.f);
+            acc[t] = acc[t] * corr + (d < HEAD_DIM ? pr * vr[d] + pr2 * vr2[d] : 0.f);
         }
     }
     if (lane == 0) { sM[warp] = m; sL[warp] = l; }
