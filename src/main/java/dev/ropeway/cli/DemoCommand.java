@@ -23,7 +23,8 @@ final class DemoCommand implements Callable<Integer> {
     Path work;
 
     @Option(names = "--preset", defaultValue = "small",
-            description = "quick (a smoke run), small (about 20 minutes on 2 cores, the default) or medium.")
+            description = "quick (a smoke run), small (about 20 minutes on 2 cores, the default), medium, or gpu (a "
+                    + "17M-parameter model trained with pass-key windows; needs an NVIDIA GPU).")
     String preset;
 
     @Option(names = "--corpus", paramLabel = "<dir>",
@@ -38,6 +39,9 @@ final class DemoCommand implements Callable<Integer> {
         Demo.Preset p = Demo.Preset.named(preset);
         long start = System.nanoTime();
         try (Backend backend = backendOptions.open()) {
+            if (p.needsGpu() && !backend.name().equals("cuda"))
+                throw new RopewayException("the demo's " + p.name() + " preset needs an NVIDIA GPU (it would take many hours on "
+                        + "the CPU); --device found none here. Use --preset small or medium on a CPU.");
             StageDisplay stages = new StageDisplay();
             Demo demo = new Demo(backend, work, p, line -> {
                 stages.finish();

@@ -45,7 +45,14 @@ public final class Demo {
 
     /** How big a run: model, lengths, steps and how much text each evaluation scores. */
     public record Preset(String name, Pretraining.ModelShape shape, int vocab, int trainLen, int batch, long pretrainSteps,
-                         double pretrainLr, long extendSteps, double extendLr, long evalTokens, int passkeyTrials) {
+                         double pretrainLr, long extendSteps, double extendLr, long evalTokens, int passkeyTrials,
+                         double retrievalMix, boolean needsGpu) {
+        public Preset(String name, Pretraining.ModelShape shape, int vocab, int trainLen, int batch, long pretrainSteps,
+                      double pretrainLr, long extendSteps, double extendLr, long evalTokens, int passkeyTrials) {
+            this(name, shape, vocab, trainLen, batch, pretrainSteps, pretrainLr, extendSteps, extendLr, evalTokens,
+                    passkeyTrials, 0, false);
+        }
+
         public static Preset named(String name) {
             return switch (name.toLowerCase(Locale.ROOT)) {
                 case "small" -> new Preset("small", new Pretraining.ModelShape(256, 688, 4, 4, 4, 64, 10000), 4096, 256, 32,
@@ -54,7 +61,11 @@ public final class Demo {
                         1500, 1.5e-3, 300, 4e-4, 32768, 5);
                 case "quick" -> new Preset("quick", new Pretraining.ModelShape(64, 128, 2, 4, 2, 16, 10000), 512, 64, 8,
                         40, 3e-3, 10, 1e-3, 1024, 1);
-                default -> throw new RopewayException("unknown demo preset '" + name + "' (quick, small, medium)");
+                // Half the training windows carry a pass-key needle and end with its answer: a 17M-parameter model
+                // learns to retrieve at L from about 50M such tokens (71 s on an H100), which no CPU preset can afford.
+                case "gpu" -> new Preset("gpu", new Pretraining.ModelShape(384, 1024, 8, 6, 6, 64, 10000), 4096, 256, 64,
+                        4000, 1.5e-3, 600, 5e-4, 65536, 10, 0.5, true);
+                default -> throw new RopewayException("unknown demo preset '" + name + "' (quick, small, medium, gpu)");
             };
         }
     }
@@ -214,7 +225,7 @@ public final class Demo {
         }
         log.accept(String.format(Locale.ROOT, "pretrain: %d steps at L = %d", preset.pretrainSteps(), preset.trainLen()));
         Trainer.Settings s = new Trainer.Settings(preset.batch(), preset.trainLen(), 1, 0, 50, 1,
-                Math.max(1, preset.pretrainSteps() / 4), 16, false);
+                Math.max(1, preset.pretrainSteps() / 4), 16, false, 0, preset.retrievalMix());
         Pretraining.run(backend, new Pretraining.Options(corpus, tokenizer, out, preset.shape(), s,
                 OptimizerSettings.defaults(preset.pretrainLr(), Math.max(1, preset.pretrainSteps() / 20), preset.pretrainSteps()),
                 true), log, listener);
@@ -231,7 +242,8 @@ public final class Demo {
         boolean long4 = m != Extension.Method.E2;
         int seq = long4 ? 4 * l : l, batch = Math.max(1, long4 ? preset.batch() / 4 : preset.batch());
         log.accept("extend " + m.label() + ": " + preset.extendSteps() + " steps, " + describe(m));
-        Trainer.Settings s = new Trainer.Settings(batch, seq, 1, 1, 50, 1, Math.max(1, preset.extendSteps() / 2), 4, false, 4 * l);
+        Trainer.Settings s = new Trainer.Settings(batch, seq, 1, 1, 50, 1, Math.max(1, preset.extendSteps() / 2), 4, false, 4 * l,
+                preset.retrievalMix());
         OptimizerSettings opt = new OptimizerSettings(preset.extendLr(), preset.extendLr() / 10,
                 Math.max(1, preset.extendSteps() / 10), preset.extendSteps(), OptimizerSettings.Schedule.COSINE, 0.9, 0.95, 1e-8, 0, 1);
         Extension.run(backend, new Extension.Options(base, m, corpus, tokenizer, out, s, opt, true, l, 4, 16, false, 4,
@@ -289,6 +301,10 @@ public final class Demo {
                 + "held-out books (never trained on), `chunks` protocol (non-overlapping windows of exactly S tokens), up to "
                 + "%,d tokens per length. Lower is better.%n%n", preset.name(), preset.shape().layers(), preset.shape().hidden(),
                 l, preset.evalTokens()));
+        if (preset.retrievalMix() > 0)
+            md.append(String.format(Locale.ROOT, "In pretraining and fine-tuning, %.0f%% of the training windows carry a "
+                    + "pass-key needle in the text and end with its question and answer (`--retrieval-mix`).%n%n",
+                    100 * preset.retrievalMix()));
         md.append("| method |");
         for (int f = 1; f <= 16; f *= 2) md.append(String.format(" %d× (%d) |", f, f * l));
         md.append("\n|---|");

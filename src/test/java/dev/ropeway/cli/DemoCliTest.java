@@ -52,4 +52,16 @@ class DemoCliTest {
         assertEquals(trained, Files.getLastModifiedTime(work.resolve("base/model.safetensors")), "pretraining is reused");
         assertTrue(second.out().contains("| no scaling |"), second.out());
     }
+
+    /** The GPU preset trains with pass-key windows, and says so rather than running for hours on a CPU. */
+    @Test
+    void gpuPresetRefusesTheCpu(@TempDir Path tmp) {
+        dev.ropeway.demo.Demo.Preset gpu = dev.ropeway.demo.Demo.Preset.named("gpu");
+        assertEquals(0.5, gpu.retrievalMix());
+        assertTrue(gpu.needsGpu());
+        assertEquals(0.0, dev.ropeway.demo.Demo.Preset.named("small").retrievalMix());
+        CliRunner.Result r = CliRunner.run("demo", "--preset", "gpu", "--device", "cpu", "--work", tmp.toString());
+        assertEquals(1, r.exitCode(), r.err());
+        assertTrue(r.err().contains("needs an NVIDIA GPU"), r.err());
+    }
 }
