@@ -18,7 +18,7 @@ final class BackendOptions {
     Integer threads;
 
     @Option(names = "--gpu-matmul", defaultValue = "tf32", paramLabel = "<mode>",
-            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error), bf16 (faster, "
+            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error), bf16 (cuBLAS bf16 path, "
                     + "about 1e-2) or fp32 (exact). Storage stays float32.")
     String gpuMatmul;
 
@@ -26,16 +26,25 @@ final class BackendOptions {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         if (device.equals("cpu")) return cpu();
-        if (device.equals("auto")) return CudaBackend.isAvailable() ? new CudaBackend(0, precision) : cpu();
-        if (device.equals("cuda")) return new CudaBackend(0, precision);
+        if (device.equals("auto")) return CudaBackend.isAvailable() ? gpu(0, precision) : cpu();
+        if (device.equals("cuda")) return gpu(0, precision);
         if (device.startsWith("cuda:")) {
+            int n;
             try {
-                return new CudaBackend(Integer.parseInt(device.substring(5)), precision);
+                n = Integer.parseInt(device.substring(5));
             } catch (NumberFormatException e) {
                 throw new RopewayException("--device " + device + ": expected cuda:<gpu number>, e.g. cuda:0");
             }
+            return gpu(n, precision);
         }
         throw new RopewayException("unknown --device '" + device + "' (available: auto, cpu, cuda, cuda:<n>)");
+    }
+
+    /** A GPU backend, named on stderr so a run says where it computes (stdout may be JSON). */
+    private static Backend gpu(int ordinal, MatmulPrecision precision) {
+        CudaBackend b = new CudaBackend(ordinal, precision);
+        System.err.println("device: cuda:" + ordinal + ", " + b.description());
+        return b;
     }
 
     private Backend cpu() {
