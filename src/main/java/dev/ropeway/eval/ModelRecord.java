@@ -13,10 +13,13 @@ import java.util.Map;
 import java.util.stream.Stream;
 
 /**
- * Which checkpoint a result belongs to: its folder, the SHA-256 of its config.json and the total size of its
- * weight files (cheap to take, and any retraining or edit changes one of them).
+ * Which checkpoint a result belongs to: its folder, the SHA-256 of its config.json, the total size of its weight files
+ * and a digest of samples of their bytes (each file's header and 64 KiB at 32 evenly spaced places). A retrained model
+ * has the same config and sizes, but training moves every weight, so the samples change; reading a megabyte or two
+ * keeps this cheap for checkpoints of any size.
  */
-public record ModelRecord(Path path, String configSha256, long weightBytes) {
+public record ModelRecord(Path path, String configSha256, long weightBytes, String weightSampleSha256) {
+    private static final int SAMPLES = 32, SAMPLE_BYTES = 1 << 16;
 
     public static ModelRecord of(Path dir) {
         Path abs = dir.toAbsolutePath().normalize();
@@ -24,28 +27,52 @@ public record ModelRecord(Path path, String configSha256, long weightBytes) {
         if (!Files.isRegularFile(config))
             throw new RopewayException(dir + " is not a model folder: it has no config.json");
         try {
-            long weights;
+            java.util.List<Path> weightFiles;
             try (Stream<Path> files = Files.list(abs)) {
-                weights = files.filter(f -> f.getFileName().toString().endsWith(".safetensors") && Files.isRegularFile(f))
-                        .mapToLong(f -> {
-                            try {
-                                return Files.size(f);
-                            } catch (IOException e) {
-                                throw new RopewayException("cannot read the size of " + f + ": " + e.getMessage());
-                            }
-                        }).sum();
+                weightFiles = files.filter(f -> f.getFileName().toString().endsWith(".safetensors") && Files.isRegularFile(f))
+                        .sorted().toList();
             }
-            return new ModelRecord(abs, sha256(Files.readAllBytes(config)), weights);
+            long weights = 0;
+            MessageDigest samples = digest();
+            for (Path f : weightFiles) {
+                weights += Files.size(f);
+                sample(f, samples);
+            }
+            return new ModelRecord(abs, sha256(Files.readAllBytes(config)), weights, HexFormat.of().formatHex(samples.digest()));
         } catch (IOException e) {
             throw new RopewayException("cannot read " + dir + ": " + e.getMessage());
         }
     }
 
     static String sha256(byte[] bytes) {
+        return HexFormat.of().formatHex(digest().digest(bytes));
+    }
+
+    private static MessageDigest digest() {
         try {
-            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
+            return MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException("every Java runtime has SHA-256", e);
+        }
+    }
+
+    /** Adds the file's name, size and sampled blocks (the first one holds the safetensors header) to the digest. */
+    private static void sample(Path file, MessageDigest md) throws IOException {
+        long size = Files.size(file);
+        md.update((file.getFileName() + "\u0000" + size + "\u0000").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+            java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(SAMPLE_BYTES);
+            long last = Math.max(0, size - SAMPLE_BYTES);
+            for (int i = 0; i < SAMPLES; i++) {
+                long at = SAMPLES == 1 ? 0 : last * i / (SAMPLES - 1);
+                buf.clear();
+                while (buf.hasRemaining()) {
+                    int n = ch.read(buf, at + buf.position());
+                    if (n < 0) break;
+                }
+                buf.flip();
+                md.update(buf);
+            }
         }
     }
 
@@ -54,6 +81,7 @@ public record ModelRecord(Path path, String configSha256, long weightBytes) {
         m.put("path", path.toString());
         m.put("config_sha256", configSha256);
         m.put("weight_bytes", weightBytes);
+        m.put("weight_sample_sha256", weightSampleSha256);
         return m;
     }
 }
