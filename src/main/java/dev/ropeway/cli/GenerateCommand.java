@@ -5,13 +5,13 @@ import dev.ropeway.generate.ChatMessage;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.KvCache;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.tensor.Backend;
-import dev.ropeway.train.TokenizedCorpus;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -86,7 +86,7 @@ final class GenerateCommand implements Callable<Integer> {
         }
         Decoder.RopeChange policy = Decoder.RopeChange.parse(ropeChange);
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (Tokenizer tok = TokenizedCorpus.open(model); Backend backend = backendOptions.open();
+        try (Tokenizer tok = Tokenizers.open(model); Backend backend = backendOptions.open();
              Transformer t = Transformer.load(backend, model)) {
             int[] ids = promptIds(tok, text);
             RopeScaling method = t.config().ropeOrSpec(rope);
@@ -128,7 +128,7 @@ final class GenerateCommand implements Callable<Integer> {
     private int[] promptIds(Tokenizer tok, String text) {
         if (!chat) {
             if (system != null) throw new RopewayException("--system needs --chat");
-            return TokenizedCorpus.encodeWithBos(tok, text);
+            return tok.encodeWithBos(text);
         }
         ChatTemplate template = ChatTemplate.load(model);
         List<ChatMessage> messages = new ArrayList<>();

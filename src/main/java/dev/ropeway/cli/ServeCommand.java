@@ -4,6 +4,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.KvCache;
 import dev.ropeway.model.ModelConfig;
@@ -15,7 +16,6 @@ import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.serve.Server;
 import dev.ropeway.serve.ServerSettings;
 import dev.ropeway.tensor.Backend;
-import dev.ropeway.train.TokenizedCorpus;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -60,7 +60,7 @@ final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Decoder.RopeChange policy = Decoder.RopeChange.parse(ropeChange);
-        try (Tokenizer tok = TokenizedCorpus.open(model); Backend backend = backendOptions.open();
+        try (Tokenizer tok = Tokenizers.open(model); Backend backend = backendOptions.open();
              Transformer t = Transformer.load(backend, model)) {
             RopeScaling method = t.config().ropeOrSpec(rope);
             int ctx = context != null ? context : defaultContext(t.config(), method);

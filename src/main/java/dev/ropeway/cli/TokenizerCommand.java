@@ -2,8 +2,8 @@ package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.train.Corpus;
-import dev.ropeway.train.tokenizer.BpeEncoder;
-import dev.ropeway.train.tokenizer.BpeModel;
+import dev.ropeway.io.bpe.BpeEncoder;
+import dev.ropeway.io.bpe.BpeModel;
 import dev.ropeway.train.tokenizer.BpeTrainer;
 import dev.ropeway.train.tokenizer.TokenizerFiles;
 import picocli.CommandLine;

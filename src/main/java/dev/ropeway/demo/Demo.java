@@ -7,6 +7,7 @@ import dev.ropeway.eval.Plots;
 import dev.ropeway.eval.PerplexityProtocol;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.Backend;
@@ -16,7 +17,6 @@ import dev.ropeway.train.CorpusDocument;
 import dev.ropeway.train.Extension;
 import dev.ropeway.train.OptimizerSettings;
 import dev.ropeway.train.Pretraining;
-import dev.ropeway.train.TokenizedCorpus;
 import dev.ropeway.train.Trainer;
 import dev.ropeway.train.corpus.CorpusFetcher;
 import dev.ropeway.train.corpus.CorpusPreparer;
@@ -159,7 +159,7 @@ public final class Demo {
         log.accept("passkey " + e.name() + ": lengths " + List.of(l, 4 * l, 8 * l) + ", depths 0 / 0.5 / 1, "
                 + preset.passkeyTrials() + " keys each");
         List<Map<String, Object>> rows = new ArrayList<>();
-        try (Transformer t = Transformer.load(backend, e.model()); Tokenizer tok = TokenizedCorpus.open(e.model())) {
+        try (Transformer t = Transformer.load(backend, e.model()); Tokenizer tok = Tokenizers.open(e.model())) {
             RopeScaling rope = t.config().rope();
             for (int len : List.of(l, 4 * l, 8 * l))
                 for (double depth : List.of(0.0, 0.5, 1.0)) {
@@ -266,8 +266,8 @@ public final class Demo {
         log.accept("eval " + e.name() + ": perplexity at " + lengths);
         List<int[]> docs = new ArrayList<>();
         Corpus c = Corpus.open(corpus);
-        try (Tokenizer tok = TokenizedCorpus.open(e.model())) {
-            for (CorpusDocument d : c.hasHeldout() ? c.heldout() : c.train()) docs.add(TokenizedCorpus.encodeWithBos(tok, d.text()));
+        try (Tokenizer tok = Tokenizers.open(e.model())) {
+            for (CorpusDocument d : c.hasHeldout() ? c.heldout() : c.train()) docs.add(tok.encodeWithBos(d.text()));
         }
         List<Perplexity.Result> out = new ArrayList<>();
         List<Map<String, Object>> rows = new ArrayList<>();

@@ -3,6 +3,7 @@ package dev.ropeway.eval;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.io.WeightStore;
 import dev.ropeway.model.ClexLayer;
 import dev.ropeway.model.ModelConfig;
@@ -12,7 +13,6 @@ import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.train.Corpus;
 import dev.ropeway.train.CorpusDocument;
-import dev.ropeway.train.TokenizedCorpus;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -257,7 +257,7 @@ public final class Evaluation {
             for (CellSpec c : cells) if (got.containsKey(c)) listener.finished(r.target(), c, got.get(c), true, work(c));
             if (got.size() == cells.size()) continue;
             try (Transformer model = Transformer.load(backend, r.target().model());
-                 Tokenizer tok = TokenizedCorpus.open(r.target().model())) {
+                 Tokenizer tok = Tokenizers.open(r.target().model())) {
                 Map<CellSpec, Map<String, Object>> ordered = new LinkedHashMap<>();
                 for (CellSpec c : cells) {
                     Map<String, Object> result = got.get(c);
@@ -383,7 +383,7 @@ public final class Evaluation {
             Corpus corpus = Corpus.open(settings.data());
             List<int[]> docs = new ArrayList<>();
             for (CorpusDocument d : corpus.hasHeldout() ? corpus.heldout() : corpus.train())
-                docs.add(TokenizedCorpus.encodeWithBos(tok, d.text()));
+                docs.add(tok.encodeWithBos(d.text()));
             return docs;
         });
     }

@@ -99,7 +99,7 @@ public final class Passkey {
     }
 
     public static int[] tokens(Tokenizer tok, String text) {
-        return dev.ropeway.train.TokenizedCorpus.encodeWithBos(tok, text);
+        return tok.encodeWithBos(text);
     }
 
     /** Runs {@code trials} trials of one (length, depth) cell. */

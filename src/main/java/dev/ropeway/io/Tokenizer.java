@@ -20,6 +20,17 @@ public interface Tokenizer extends AutoCloseable {
     /** The end-of-sequence token, when the tokenizer or model declares one. */
     OptionalInt eosId();
 
+    /** A document's ids with the BOS token in front (as training packs them), or without when there is none. */
+    default int[] encodeWithBos(String text) {
+        int[] ids = encode(text, false);
+        int bos = bosId().orElse(-1);
+        if (bos < 0) return ids;
+        int[] out = new int[ids.length + 1];
+        out[0] = bos;
+        System.arraycopy(ids, 0, out, 1, ids.length);
+        return out;
+    }
+
     @Override
     void close();
 }

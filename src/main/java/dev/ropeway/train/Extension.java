@@ -3,6 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.TrainableModel;
@@ -130,7 +131,7 @@ public final class Extension {
         Map<String, Object> configJson = CheckpointWriter.withRope(baseJson, target, maxPositions);
         TokenizedCorpus data;
         RetrievalMix retrieval = null;
-        try (Tokenizer tokenizer = TokenizedCorpus.open(tokenizerDir)) {
+        try (Tokenizer tokenizer = Tokenizers.open(tokenizerDir)) {
             data = TokenizedCorpus.load(Corpus.open(o.corpus()), tokenizer, tokenizerDir.resolve("tokenizer.json"),
                     o.out().resolve(".tokens"), log);
             if (o.settings().retrievalMix() > 0)

@@ -3,6 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.TrainableModel;
@@ -43,7 +44,7 @@ public final class Pretraining {
         RetrievalMix retrieval = null;
         int vocab;
         Integer eos;
-        try (Tokenizer tokenizer = TokenizedCorpus.open(o.tokenizer())) {
+        try (Tokenizer tokenizer = Tokenizers.open(o.tokenizer())) {
             vocab = tokenizer.vocabSize();
             eos = tokenizer.eosId().isPresent() ? tokenizer.eosId().getAsInt() : null;
             data = TokenizedCorpus.load(corpus, tokenizer, tokenizerFile, o.out().resolve(".tokens"), log);

@@ -3,7 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.HfTokenizer;
 import dev.ropeway.io.Tokenizer;
-import dev.ropeway.train.tokenizer.BpeEncoder;
+import dev.ropeway.io.bpe.BpeEncoder;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -72,29 +72,6 @@ public record TokenizedCorpus(PackedTokens train, PackedTokens heldout, int bos)
         List<int[]> out = new ArrayList<>(docs.size());
         for (CorpusDocument d : docs) out.add(tokenizer.encode(d.text(), false));
         return out;
-    }
-
-    /** A document's tokens with the tokenizer's BOS in front (as training packs them), or without when it has none. */
-    public static int[] encodeWithBos(Tokenizer tokenizer, String text) {
-        int[] ids = tokenizer.encode(text, false);
-        int bos = tokenizer.bosId().orElse(-1);
-        if (bos < 0) return ids;
-        int[] out = new int[ids.length + 1];
-        out[0] = bos;
-        System.arraycopy(ids, 0, out, 1, ids.length);
-        return out;
-    }
-
-    /**
-     * The tokenizer of a folder: the pure-Java byte-level BPE encoder when it supports the file (it gives the same ids
-     * as the tokenizers library, an order of magnitude faster), otherwise the tokenizers library through DJL.
-     */
-    public static Tokenizer open(Path tokenizerDir) {
-        try {
-            return BpeEncoder.load(tokenizerDir);
-        } catch (RopewayException unsupported) {
-            return HfTokenizer.load(tokenizerDir);
-        }
     }
 
     private static String cacheKey(Corpus corpus, Path tokenizerFile) {

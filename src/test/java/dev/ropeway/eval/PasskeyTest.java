@@ -3,6 +3,7 @@ package dev.ropeway.eval;
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.DefaultRope;
@@ -42,7 +43,7 @@ class PasskeyTest {
         ByteLevelBpeFixture.write(dir);
         Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
         try (CpuBackend backend = new CpuBackend(); Transformer t = Transformer.load(backend, dir);
-             Tokenizer tok = TokenizedCorpus.open(dir)) {
+             Tokenizer tok = Tokenizers.open(dir)) {
             int filler = Passkey.fillerFor(tok, 400);
             int tokens = Passkey.tokens(tok, Passkey.prompt(filler, filler / 2, 12345)).length;
             assertTrue(tokens >= 400 && tokens < 440, "prompt of " + tokens + " tokens for a 400-token target");

@@ -2,6 +2,7 @@ package dev.ropeway.eval;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.tensor.CpuBackend;
 import dev.ropeway.train.TokenizedCorpus;
@@ -138,7 +139,7 @@ class RulerTest {
     void cellsFillTheLengthAndScoreEveryTrial(@TempDir Path dir) {
         TinyModels.model(dir, 64, 3);
         try (CpuBackend backend = new CpuBackend(); Transformer t = Transformer.load(backend, dir);
-             Tokenizer tok = TokenizedCorpus.open(dir)) {
+             Tokenizer tok = Tokenizers.open(dir)) {
             for (Ruler.Task task : Ruler.Task.values()) {
                 int target = 1400, newTokens = 5;
                 Ruler.Sizer sizer = new Ruler.Sizer(task, tok, target, newTokens, 0.5, 11);

@@ -3,6 +3,7 @@ package dev.ropeway.generate;
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.Scorer;
@@ -40,7 +41,7 @@ class GeneratorTest {
         Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
         backend = new CpuBackend(2);
         model = Transformer.load(backend, dir);
-        tok = TokenizedCorpus.open(dir);
+        tok = Tokenizers.open(dir);
     }
 
     @AfterAll
@@ -57,7 +58,7 @@ class GeneratorTest {
     /** Greedy tokens are the argmax of whole-sequence logits at every step; the streamed text is their decoding. */
     @Test
     void greedyFollowsFullForwardArgmaxAndStreamsItsText() {
-        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        int[] prompt = tok.encodeWithBos("the other");
         StringBuilder streamed = new StringBuilder();
         try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
             Generator.Result r = new Generator(tok).generate(d, prompt, greedy(20, List.of(), true), streamed::append, () -> false);
@@ -80,7 +81,7 @@ class GeneratorTest {
     /** A stop string taken from what greedy decoding produces cuts the text just before it. */
     @Test
     void stopStringsAndCancellation() {
-        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        int[] prompt = tok.encodeWithBos("the other");
         try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
             Generator g = new Generator(tok);
             String full = g.generate(d, prompt, greedy(30, List.of(), true), p -> { }, () -> false).text();
@@ -99,7 +100,7 @@ class GeneratorTest {
     /** Declaring the first greedy token the end-of-sequence token stops generation at once, unless it is ignored. */
     @Test
     void endOfSequenceStops() {
-        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the");
+        int[] prompt = tok.encodeWithBos("the");
         try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
             int first = new Generator(tok).generate(d, prompt, greedy(1, List.of(), true), p -> { }, () -> false).tokens()[0];
             Tokenizer endsThere = new Tokenizer() {
@@ -121,7 +122,7 @@ class GeneratorTest {
 
     @Test
     void theContextBoundsTheOutput() {
-        int[] prompt = TokenizedCorpus.encodeWithBos(tok, "the other");
+        int[] prompt = tok.encodeWithBos("the other");
         List<String> none = new ArrayList<>();
         try (Decoder d = new Decoder(model, model.config().rope(), prompt.length + 3)) {
             Generator.Result r = new Generator(tok).generate(d, prompt, greedy(50, none, true), p -> { }, () -> false);

@@ -2,8 +2,8 @@ package dev.ropeway.generate;
 
 import dev.ropeway.io.HfTokenizer;
 import dev.ropeway.io.Tokenizer;
-import dev.ropeway.train.tokenizer.BpeEncoder;
-import dev.ropeway.train.tokenizer.BpeModel;
+import dev.ropeway.io.bpe.BpeEncoder;
+import dev.ropeway.io.bpe.BpeModel;
 import dev.ropeway.train.tokenizer.BpeTrainer;
 import dev.ropeway.train.tokenizer.TokenizerFiles;
 import org.junit.jupiter.api.AfterAll;

@@ -12,7 +12,7 @@ import dev.ropeway.io.WeightStore;
 import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.LinearRope;
 import dev.ropeway.rope.RopeScaling;
-import dev.ropeway.train.tokenizer.BpeModel;
+import dev.ropeway.io.bpe.BpeModel;
 import dev.ropeway.train.tokenizer.BpeTrainer;
 import dev.ropeway.testutil.TinyTokenizer;
 import org.junit.jupiter.api.Test;

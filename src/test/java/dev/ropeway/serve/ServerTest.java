@@ -6,6 +6,7 @@ import dev.ropeway.generate.Generator;
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.Transformer;
@@ -57,7 +58,7 @@ class ServerTest {
         Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>", "chat_template", CHATML));
         backend = new CpuBackend(2);
         model = Transformer.load(backend, dir);
-        tokenizer = TokenizedCorpus.open(dir);
+        tokenizer = Tokenizers.open(dir);
         client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(5)).build();
     }
 

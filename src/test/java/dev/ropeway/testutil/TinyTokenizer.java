@@ -1,6 +1,6 @@
 package dev.ropeway.testutil;
 
-import dev.ropeway.train.tokenizer.BpeModel;
+import dev.ropeway.io.bpe.BpeModel;
 import dev.ropeway.train.tokenizer.BpeTrainer;
 import dev.ropeway.train.tokenizer.TokenizerFiles;
 

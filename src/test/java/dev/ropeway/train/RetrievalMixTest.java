@@ -2,6 +2,7 @@ package dev.ropeway.train;
 
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -18,7 +19,7 @@ class RetrievalMixTest {
     void aSeededFractionOfWindowsCarriesANeedleAndEndsWithItsAnswer(@TempDir Path dir) {
         ByteLevelBpeFixture.write(dir);
         int seq = 200, n = 2000;
-        try (Tokenizer tok = TokenizedCorpus.open(dir)) {
+        try (Tokenizer tok = Tokenizers.open(dir)) {
             RetrievalMix mix = RetrievalMix.build(tok, 0.25, 64, 3);
             int[] filler = tok.encode("the sea was calm and the ship sailed on under a grey sky. ".repeat(8), false);
             int mixed = 0;

@@ -1,5 +1,6 @@
 package dev.ropeway.train.tokenizer;
 
+import dev.ropeway.io.bpe.*;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 

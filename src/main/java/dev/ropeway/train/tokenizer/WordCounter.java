@@ -1,5 +1,6 @@
 package dev.ropeway.train.tokenizer;
 
+import dev.ropeway.io.bpe.*;
 import dev.ropeway.io.HfTokenizer;
 
 import java.util.ArrayList;

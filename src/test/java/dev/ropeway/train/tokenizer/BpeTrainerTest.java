@@ -1,5 +1,6 @@
 package dev.ropeway.train.tokenizer;
 
+import dev.ropeway.io.bpe.*;
 import dev.ropeway.RopewayException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -16,7 +17,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class BpeTrainerTest {
+public class BpeTrainerTest {
     private static final String SPACE = String.valueOf(ByteAlphabet.symbol(' '));
 
     @TempDir Path dir;
@@ -146,7 +147,7 @@ class BpeTrainerTest {
         assertFalse(WordCounter.safeCut("a  b", 2, 4) == 2, "inside a run of spaces is not safe");
     }
 
-    static List<String> pieces(String text) {
+    public static List<String> pieces(String text) {
         List<String> out = new ArrayList<>();
         GptPreTokenizer.split(text, 0, text.length(), (s, e) -> out.add(text.substring(s, e)));
         return out;

@@ -1,11 +1,12 @@
 package dev.ropeway.train.tokenizer;
 
+import dev.ropeway.io.bpe.*;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 
 /** Varied text for tokenizer tests: prose, code, numbers, accents, CJK, emoji, odd white space. */
-final class SampleTexts {
+public final class SampleTexts {
     private static final String[] WORDS = {
             "the", "rotary", "position", "embedding", "context", "window", "model", "scaling", "train", "token",
             "it's", "we'll", "they're", "I'm", "don't", "you've", "he'd", "THE", "The", "naïve", "café", "résumé",
@@ -18,7 +19,7 @@ final class SampleTexts {
     private SampleTexts() {}
 
     /** {@code count} documents of about {@code words} words each, the same for the same seed. */
-    static List<String> documents(long seed, int count, int words) {
+    public static List<String> documents(long seed, int count, int words) {
         Random random = new Random(seed);
         List<String> docs = new ArrayList<>();
         for (int d = 0; d < count; d++) {
@@ -34,7 +35,7 @@ final class SampleTexts {
     }
 
     /** Random code points over many scripts and controls, including 4-byte UTF-8 and NUL. */
-    static String randomText(Random random, int codePoints) {
+    public static String randomText(Random random, int codePoints) {
         int[][] ranges = {{0x20, 0x7e}, {0x20, 0x7e}, {0x20, 0x7e}, {0, 0x1f}, {0xa0, 0x17f}, {0x300, 0x36f},
                 {0x400, 0x4ff}, {0x2000, 0x206f}, {0x3000, 0x303f}, {0x4e00, 0x9fff}, {0x1f300, 0x1f64f},
                 {0x10000, 0x1007f}, {0xfff0, 0xfffd}};

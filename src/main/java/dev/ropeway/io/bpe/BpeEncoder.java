@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.ropeway.RopewayException;
@@ -17,7 +17,7 @@ import java.util.OptionalInt;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * A pure-Java encoder for byte-level BPE tokenizers (GPT-2's layout, and what {@link BpeTrainer} writes) that gives
+ * A pure-Java encoder for byte-level BPE tokenizers (GPT-2's layout, and what {@code BpeTrainer} writes) that gives
  * the same ids as the tokenizers library does through {@link HfTokenizer}: added tokens are cut out first, the rest is
  * split by {@link GptPreTokenizer}, and each piece's bytes are merged lowest rank first, leftmost first among equal
  * ranks. Safe to use from several threads at once.

@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 import java.util.Arrays;
 

@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.ropeway.RopewayException;
@@ -28,7 +28,7 @@ public final class BpeModel {
     private final List<AddedToken> addedTokens;
     private final int[] prefix, suffix;
 
-    BpeModel(String[] vocab, int[] mergeLeft, int[] mergeRight, List<AddedToken> addedTokens, int[] prefix, int[] suffix) {
+    public BpeModel(String[] vocab, int[] mergeLeft, int[] mergeRight, List<AddedToken> addedTokens, int[] prefix, int[] suffix) {
         this.vocab = vocab;
         this.mergeLeft = mergeLeft;
         this.mergeRight = mergeRight;

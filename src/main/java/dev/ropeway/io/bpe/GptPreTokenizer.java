@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 /**
  * Splits text into the pieces GPT-2's pre-tokenizer regex finds,
@@ -37,7 +37,7 @@ public final class GptPreTokenizer {
     }
 
     /** The end of the piece starting at {@code i}: the alternatives of the regex tried in its order. */
-    static int pieceEnd(CharSequence text, int i, int to) {
+    public static int pieceEnd(CharSequence text, int i, int to) {
         char c = text.charAt(i);
         if (c == '\'' && i + 1 < to) {
             char n = text.charAt(i + 1);
@@ -97,7 +97,7 @@ public final class GptPreTokenizer {
     }
 
     /** Unicode's White_Space property; {@link Character#isWhitespace} differs (no NBSP, but U+001C..U+001F). */
-    static boolean isWhiteSpace(int cp) {
+    public static boolean isWhiteSpace(int cp) {
         return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680
                 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F
                 || cp == 0x3000;

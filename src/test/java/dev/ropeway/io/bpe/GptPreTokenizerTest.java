@@ -1,5 +1,6 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
+import dev.ropeway.train.tokenizer.*;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;

@@ -1,5 +1,6 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
+import dev.ropeway.train.tokenizer.*;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.HfTokenizer;

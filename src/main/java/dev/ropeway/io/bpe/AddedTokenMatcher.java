@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 import java.util.ArrayList;
 import java.util.BitSet;
@@ -10,9 +10,9 @@ import java.util.List;
  * pre-tokenizes: leftmost match first, the longest token where several start at the same place. The text between
  * matches is then pre-tokenized on its own, so a match also ends any word it touches.
  */
-final class AddedTokenMatcher {
+public final class AddedTokenMatcher {
     /** Receives a text in order as plain stretches and matched tokens. */
-    interface Sink {
+    public interface Sink {
         void text(int from, int to);
 
         void token(int id);
@@ -22,7 +22,7 @@ final class AddedTokenMatcher {
     private final int[] ids;
     private final BitSet firstChars = new BitSet();
 
-    AddedTokenMatcher(List<BpeModel.AddedToken> tokens) {
+    public AddedTokenMatcher(List<BpeModel.AddedToken> tokens) {
         List<BpeModel.AddedToken> sorted = new ArrayList<>();
         for (BpeModel.AddedToken t : tokens) if (!t.content().isEmpty()) sorted.add(t);
         // Longest first, so the first token that matches at a position is the longest one there.
@@ -36,7 +36,7 @@ final class AddedTokenMatcher {
         }
     }
 
-    void split(String text, Sink sink) {
+    public void split(String text, Sink sink) {
         int start = 0;
         if (contents.length > 0) {
             for (int i = 0; i < text.length(); i++) {

@@ -1,4 +1,4 @@
-package dev.ropeway.train.tokenizer;
+package dev.ropeway.io.bpe;
 
 import java.util.Arrays;
 
@@ -6,13 +6,13 @@ import java.util.Arrays;
  * An open-addressing hash map from non-negative longs to ints, for symbol pairs packed as {@code left << 32 | right}.
  * Boxed {@code HashMap<Long, Integer>} lookups would dominate both the BPE trainer's merge loop and the encoder.
  */
-final class LongIntMap {
+public final class LongIntMap {
     private static final long EMPTY = -1;
     private long[] keys;
     private int[] values;
     private int size, mask, shift;
 
-    LongIntMap(int expected) {
+    public LongIntMap(int expected) {
         int capacity = Integer.highestOneBit(Math.max(16, expected * 2 - 1)) << 1;
         keys = new long[capacity];
         Arrays.fill(keys, EMPTY);
@@ -21,7 +21,7 @@ final class LongIntMap {
         shift = Long.numberOfLeadingZeros(capacity - 1);
     }
 
-    static long pair(int left, int right) {
+    public static long pair(int left, int right) {
         return (long) left << 32 | (right & 0xFFFFFFFFL);
     }
 
@@ -35,7 +35,7 @@ final class LongIntMap {
     }
 
     /** Sets {@code key} to {@code value} unless it is present; returns the value it then has. */
-    int putIfAbsent(long key, int value) {
+    public int putIfAbsent(long key, int value) {
         int slot = slot(key);
         for (; ; slot = (slot + 1) & mask) {
             long k = keys[slot];
