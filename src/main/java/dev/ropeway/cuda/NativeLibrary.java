@@ -49,8 +49,15 @@ final class NativeLibrary {
                 + "ROPEWAY_CUDA_LIBS (or CUDA_HOME) at the folder that holds it.");
     }
 
-    /** The library, if it can be found and opened. */
+    /**
+     * The library, if it can be found and opened. The driver ({@code cuda}) is asked of the system loader first: it
+     * belongs to the installed kernel driver, and a toolkit folder may hold a stub or compatibility copy of it.
+     */
     static Optional<NativeLibrary> find(String stem) {
+        if (stem.equals("cuda")) {
+            Optional<NativeLibrary> system = fromSystemLoader(stem);
+            if (system.isPresent()) return system;
+        }
         Pattern file = Pattern.compile("lib" + Pattern.quote(stem) + "\\.so(\\.\\d+)*");
         for (Path dir : searchFolders()) {
             Optional<Path> best = newest(dir, file);
@@ -63,6 +70,10 @@ final class NativeLibrary {
                 }
             }
         }
+        return fromSystemLoader(stem);
+    }
+
+    private static Optional<NativeLibrary> fromSystemLoader(String stem) {
         for (String soname : List.of("lib" + stem + ".so.1", "lib" + stem + ".so")) {
             try {
                 return Optional.of(new NativeLibrary(stem, soname, SymbolLookup.libraryLookup(soname, Arena.global())));
@@ -82,6 +93,11 @@ final class NativeLibrary {
 
     Optional<MethodHandle> optionalFunction(String symbol, FunctionDescriptor descriptor) {
         return lookup.find(symbol).map(s -> LINKER.downcallHandle(s, descriptor));
+    }
+
+    /** The newest {@code lib<stem>.so[.N...]} in {@code dir}. */
+    static Optional<Path> newest(Path dir, String stem) {
+        return newest(dir, Pattern.compile("lib" + Pattern.quote(stem) + "\\.so(\\.\\d+)*"));
     }
 
     private static Optional<Path> newest(Path dir, Pattern file) {
