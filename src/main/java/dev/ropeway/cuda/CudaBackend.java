@@ -484,11 +484,19 @@ public final class CudaBackend implements Backend {
     private CudaModule attentionModule(int headDim) {
         if (headDim > 256)
             throw new IllegalArgumentException("attention: the CUDA backend supports head sizes up to 256, got " + headDim);
-        return attentionModules.computeIfAbsent(headDim, d -> {
-            int t = tile(d);
-            return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch,
-                    List.of("-DHEAD_DIM=" + d, "-DBR=" + t, "-DBC=" + t)));
-        });
+        CudaModule m = attentionModules.get(headDim);
+        if (m != null) return m;
+        // Loading a module needs the context current on this thread (a server's slot threads come here first).
+        enter();
+        try {
+            return attentionModules.computeIfAbsent(headDim, d -> {
+                int t = tile(d);
+                return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch,
+                        List.of("-DHEAD_DIM=" + d, "-DBR=" + t, "-DBC=" + t)));
+            });
+        } finally {
+            exit();
+        }
     }
 
     private static int paddedLd(int headDim) {
@@ -560,8 +568,15 @@ public final class CudaBackend implements Backend {
     }
 
     private CudaModule tensorCoreAttentionModule(int headDim) {
-        return tensorCoreAttentionModules.computeIfAbsent(headDim, x -> new CudaModule(driver,
-                nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+        CudaModule m = tensorCoreAttentionModules.get(headDim);
+        if (m != null) return m;
+        enter();
+        try {
+            return tensorCoreAttentionModules.computeIfAbsent(headDim, x -> new CudaModule(driver,
+                    nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+        } finally {
+            exit();
+        }
     }
 
     /**

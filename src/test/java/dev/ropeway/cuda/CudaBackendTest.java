@@ -378,6 +378,32 @@ class CudaBackendTest {
         for (int d = 0; d < 64; d++) assertEquals(v0[d], o[d], 1e-6);
     }
 
+    /** Ops from several threads (a server's slots) give each thread the single-threaded result. */
+    @Test
+    void opsFromSeveralThreads() throws Exception {
+        AttentionShape s = AttentionShape.selfAttention(1, 300, 4, 2, 64);
+        Random r = new Random(11);
+        float[] q = random(r, 300L * 4 * 64, 1), k = random(r, 300L * 2 * 64, 1), v = random(r, 300L * 2 * 64, 1);
+        float[] want;
+        try (CudaBackend fresh = new CudaBackend(0, MatmulPrecision.TF32)) {
+            Tensor out = fresh.allocate(q.length);
+            fresh.attention(out, fresh.upload(q), fresh.upload(k), fresh.upload(v), null, s);
+            want = read(fresh, out);
+        }
+        try (CudaBackend shared = new CudaBackend(0, MatmulPrecision.TF32);
+             var pool = java.util.concurrent.Executors.newFixedThreadPool(4)) {
+            var futures = new java.util.ArrayList<java.util.concurrent.Future<float[]>>();
+            for (int t = 0; t < 8; t++)
+                futures.add(pool.submit(() -> {
+                    Tensor out = shared.allocate(q.length);
+                    for (int i = 0; i < 5; i++)
+                        shared.attention(out, shared.upload(q), shared.upload(k), shared.upload(v), null, s);
+                    return read(shared, out);
+                }));
+            for (var f : futures) assertArrayEquals(want, f.get());
+        }
+    }
+
     @Test
     void clearErrorsForWrongTensors() {
         Tensor small = gpu.allocate(3);
