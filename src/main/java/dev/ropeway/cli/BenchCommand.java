@@ -129,6 +129,7 @@ final class BenchCommand implements Runnable {
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("model", model == null ? "random " + preset : model.toString());
                 out.put("parameters", t.config().parameterCount());
+                out.put("device", where(backend));
                 out.put("threads", backend.threads());
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
@@ -227,6 +228,7 @@ final class BenchCommand implements Runnable {
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("model", model == null ? "random " + preset : model.toString());
                 out.put("parameters", t.config().parameterCount());
+                out.put("device", where(backend));
                 out.put("threads", backend.threads());
                 out.put("fill", fill);
                 out.put("results", rows);
@@ -269,7 +271,7 @@ final class BenchCommand implements Runnable {
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open()) {
                 double sgemm = dev.ropeway.train.TrainingBenchmark.sgemmGflops(backend);
-                if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %d threads): %.1f GFLOP/s%n", backend.threads(), sgemm);
+                if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %s): %.1f GFLOP/s%n", where(backend), sgemm);
                 for (String preset : presets) {
                     for (int seq : seqs) {
                         var r = dev.ropeway.train.TrainingBenchmark.run(backend, ModelPreset.parse(preset), seq,
@@ -292,6 +294,7 @@ final class BenchCommand implements Runnable {
                     }
                 }
                 Map<String, Object> out = new LinkedHashMap<>();
+                out.put("device", where(backend));
                 out.put("threads", backend.threads());
                 out.put("sgemm_gflops", sgemm);
                 out.put("recompute", recompute);
@@ -300,6 +303,11 @@ final class BenchCommand implements Runnable {
             }
             return 0;
         }
+    }
+
+    /** Where a benchmark ran: the GPU's description, or the CPU backend's thread count. */
+    static String where(Backend backend) {
+        return backend instanceof dev.ropeway.cuda.CudaBackend gpu ? gpu.description() : backend.threads() + " CPU threads";
     }
 
     /** Peak resident set size of this process (Linux VmHWM), or -1 where unavailable. */
