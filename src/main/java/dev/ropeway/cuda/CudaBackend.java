@@ -447,7 +447,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim) {
         String op = "rotary";
-        checkRotary(op, table, rows, heads, headDim);
+        RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
         CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, (long) heads * headDim), "rows*heads*headDim");
         CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
@@ -460,18 +460,6 @@ public final class CudaBackend implements Backend {
         } finally {
             exit();
         }
-    }
-
-    private static void checkRotary(String op, RotaryTable table, long rows, int heads, int headDim) {
-        if (table == null) throw new IllegalArgumentException(op + ": table is null");
-        nonNegative(op, "rows", rows);
-        positive(op, "heads", heads);
-        positive(op, "headDim", headDim);
-        if (2L * table.half() > headDim)
-            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * table.half()
-                    + " features, more than headDim = " + headDim);
-        if (table.rows() < rows)
-            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
     }
 
     // ---- attention ----
@@ -903,7 +891,7 @@ public final class CudaBackend implements Backend {
     public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
                                long rows, int heads, int headDim) {
         String op = "rotaryBackward";
-        checkRotary(op, table, rows, heads, headDim);
+        RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
         long n = Math.multiplyExact(rows, (long) heads * headDim);
         CudaTensor ds = atLeast(op, "d", d, n, "rows*heads*headDim");

@@ -208,15 +208,8 @@ public final class CpuBackend implements Backend {
     @Override
     public void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim) {
         String op = "rotary";
-        if (table == null) throw new IllegalArgumentException(op + ": table is null");
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "heads", heads);
-        Checks.positive(op, "headDim", headDim);
+        RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        if (2L * half > headDim)
-            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * half + " features, more than headDim = " + headDim);
-        if (table.rows() < rows)
-            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
         MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, (long) heads * headDim), "rows*heads*headDim");
         MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
@@ -307,15 +300,8 @@ public final class CpuBackend implements Backend {
     public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
                                long rows, int heads, int headDim) {
         String op = "rotaryBackward";
-        if (table == null) throw new IllegalArgumentException(op + ": table is null");
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "heads", heads);
-        Checks.positive(op, "headDim", headDim);
+        RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        if (2L * half > headDim)
-            throw new IllegalArgumentException(op + ": table rotates 2*half = " + 2L * half + " features, more than headDim = " + headDim);
-        if (table.rows() < rows)
-            throw new IllegalArgumentException(op + ": table has " + table.rows() + " rows, needs rows = " + rows);
         long n = Checks.product(op, rows, (long) heads * headDim);
         MemorySegment ds = Checks.atLeast(op, "d", d, n, "rows*heads*headDim");
         MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
