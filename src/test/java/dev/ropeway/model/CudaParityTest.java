@@ -2,8 +2,6 @@ package dev.ropeway.model;
 
 import dev.ropeway.cuda.CudaBackend;
 import dev.ropeway.cuda.MatmulPrecision;
-import dev.ropeway.io.SafeTensors;
-import dev.ropeway.io.WeightStore;
 import dev.ropeway.rope.RopePlan;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
@@ -17,7 +15,6 @@ import org.junit.jupiter.api.TestFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -51,20 +48,7 @@ class CudaParityTest {
     }
 
     private static void checkLogits(Path dir) {
-        Map<String, Object> ref = FixtureFiles.readJson(dir.resolve("reference.json"));
-        int[][] ids = GradientParityTest.inputIds(dir);
-        ModelConfig config = Transformer.loadConfig(dir);
-        float[] expected;
-        try (SafeTensors refs = SafeTensors.open(dir.resolve("reference.safetensors"))) {
-            expected = refs.readFloats("logits");
-        }
-        Scorer.Score score;
-        try (WeightStore store = WeightStore.open(dir);
-             Transformer model = new Transformer(gpu, config, ModelWeights.load(gpu, config, store))) {
-            score = new Scorer(model).score(TokenBatch.of(ids), config.rope(), true);
-        }
-        GradientParityTest.assertClose(expected, score.logits(), 1e-4, dir.getFileName() + " logits");
-        assertEquals(((Number) ref.get("loss")).doubleValue(), score.loss(), 1e-5, dir.getFileName() + " loss");
+        FixtureParityTest.check(gpu, dir, dev.ropeway.io.Json.readObject(dir.resolve("config.json")));
     }
 
     @TestFactory
@@ -75,25 +59,7 @@ class CudaParityTest {
     }
 
     private static void checkGradients(Path dir, boolean recompute) {
-        TokenBatch batch = TokenBatch.of(GradientParityTest.inputIds(dir));
-        int[] targets = GradientParityTest.shiftedTargets(batch.ids(), batch.batch(), batch.seq());
-        double expectedLoss = ((Number) FixtureFiles.readJson(dir.resolve("reference.json")).get("loss")).doubleValue();
-        Path refFile = dir.resolve("reference.safetensors");
-        try (TrainableModel model = TrainableModel.load(gpu, dir);
-             TrainingPass pass = new TrainingPass(gpu, model.config(), model.weights(), model.gradientViews(),
-                     batch.batch(), batch.seq(), recompute)) {
-            RopePlan plan = model.config().rope().plan(batch.positions(), batch.ropeLength());
-            long counted = batch.batch() * (batch.seq() - 1L);
-            TrainingPass.Loss loss = pass.run(batch.ids(), targets, plan, (float) (1.0 / counted), null);
-            assertEquals(expectedLoss, loss.mean(), 1e-5, "loss");
-            int checked = 0;
-            for (ParameterLayout.Entry e : model.layout().entries()) {
-                GradientParityTest.assertClose(FixtureFiles.readF32(refFile, "grad." + e.name()).values(),
-                        model.read(e.name(), true), 1e-4, dir.getFileName() + " grad." + e.name());
-                checked++;
-            }
-            assertTrue(checked >= 10, "checked " + checked + " gradients");
-        }
+        GradientParityTest.check(gpu, dir, recompute);
     }
 
     /** Ten AdamW steps from the same weights on both backends: losses and d loss / d inverse frequency track. */

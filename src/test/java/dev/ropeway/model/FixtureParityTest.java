@@ -113,6 +113,11 @@ class FixtureParityTest {
     }
 
     private static void check(Path dir, Map<String, Object> configMap) {
+        check(backend, dir, configMap);
+    }
+
+    /** Logits and loss of one fixture on {@code backend} against transformers' float64 results. */
+    static void check(dev.ropeway.tensor.Backend backend, Path dir, Map<String, Object> configMap) {
         Map<String, Object> ref = Json.readObject(dir.resolve("reference.json"));
         @SuppressWarnings("unchecked")
         List<List<Number>> idLists = (List<List<Number>>) ref.get("input_ids");

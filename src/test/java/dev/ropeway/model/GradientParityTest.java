@@ -52,6 +52,11 @@ class GradientParityTest {
     }
 
     private static void check(Path dir, boolean recompute) {
+        check(backend, dir, recompute);
+    }
+
+    /** Loss and every parameter's gradient of one fixture on {@code backend} against transformers' float64 results. */
+    static void check(dev.ropeway.tensor.Backend backend, Path dir, boolean recompute) {
         int[][] seqs = inputIds(dir);
         TokenBatch batch = TokenBatch.of(seqs);
         int[] targets = shiftedTargets(batch.ids(), batch.batch(), batch.seq());
