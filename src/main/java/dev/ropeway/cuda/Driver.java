@@ -71,7 +71,7 @@ final class Driver {
             if (instance != null) return instance;
             if (failure != null) throw rethrow(failure);
             try {
-                NativeLibrary lib = NativeLibrary.load("cuda", "the NVIDIA driver; is an NVIDIA GPU and its driver installed?");
+                NativeLibrary lib = NativeLibrary.load("cuda", "the NVIDIA driver");
                 Driver driver = new Driver(lib);
                 driver.check("cuInit", (int) driver.cuInit.invokeExact(0));
                 instance = driver;

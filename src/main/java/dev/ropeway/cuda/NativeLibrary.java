@@ -45,8 +45,10 @@ final class NativeLibrary {
         if (found.isPresent()) return found.get();
         throw new CudaException("the CUDA backend needs lib" + stem + ".so (" + purpose + ") and it was not found in "
                 + String.join(", ", searchFolders().stream().map(Path::toString).limit(12).toList())
-                + " or the system loader's path. Install the CUDA toolkit or the pip wheel that has it, or point "
-                + "ROPEWAY_CUDA_LIBS (or CUDA_HOME) at the folder that holds it.");
+                + " or the system loader's path. " + (stem.equals("cuda")
+                        ? "It comes with the NVIDIA driver; without an NVIDIA GPU, use --device cpu."
+                        : "Install the CUDA toolkit or the pip wheel that has it (PyTorch's environment does), or point "
+                        + "ROPEWAY_CUDA_LIBS (or CUDA_HOME) at the folder that holds it."));
     }
 
     /**
