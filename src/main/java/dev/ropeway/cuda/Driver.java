@@ -210,7 +210,7 @@ final class Driver {
                 throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
                         bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
             }
-            check("cuMemAllocAsync(" + bytes + " bytes)", status);
+            if (status != 0) check("cuMemAllocAsync(" + bytes + " bytes)", status);
             return p.get(JAVA_LONG, 0);
         } catch (Throwable t) {
             throw wrap(t);
@@ -227,7 +227,8 @@ final class Driver {
 
     void copyToDevice(long dst, MemorySegment src, long bytes) {
         try {
-            check("cuMemcpyHtoD(" + bytes + " bytes)", (int) cuMemcpyHtoD.invokeExact(dst, src, bytes));
+            int status = (int) cuMemcpyHtoD.invokeExact(dst, src, bytes);
+            if (status != 0) check("cuMemcpyHtoD(" + bytes + " bytes)", status);
         } catch (Throwable t) {
             throw wrap(t);
         }
@@ -235,7 +236,8 @@ final class Driver {
 
     void copyToHost(MemorySegment dst, long src, long bytes) {
         try {
-            check("cuMemcpyDtoH(" + bytes + " bytes)", (int) cuMemcpyDtoH.invokeExact(dst, src, bytes));
+            int status = (int) cuMemcpyDtoH.invokeExact(dst, src, bytes);
+            if (status != 0) check("cuMemcpyDtoH(" + bytes + " bytes)", status);
         } catch (Throwable t) {
             throw wrap(t);
         }
@@ -243,7 +245,8 @@ final class Driver {
 
     void copyOnDevice(long dst, long src, long bytes) {
         try {
-            check("cuMemcpyDtoDAsync(" + bytes + " bytes)", (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, DEFAULT_STREAM));
+            int status = (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, DEFAULT_STREAM);
+            if (status != 0) check("cuMemcpyDtoDAsync(" + bytes + " bytes)", status);
         } catch (Throwable t) {
             throw wrap(t);
         }
@@ -289,9 +292,12 @@ final class Driver {
     void launch(MemorySegment function, String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
                 MemorySegment params) {
         try {
-            check("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + ", shared " + sharedBytes + ")",
-                    (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, DEFAULT_STREAM, params,
-                            MemorySegment.NULL));
+            // The message is built only on failure: a decode step launches a couple of hundred kernels.
+            int status = (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, DEFAULT_STREAM,
+                    params, MemorySegment.NULL);
+            if (status != 0)
+                check("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + ", shared "
+                        + sharedBytes + ")", status);
         } catch (Throwable t) {
             throw wrap(t);
         }
