@@ -26,7 +26,17 @@ final class BackendOptions {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         if (device.equals("cpu")) return cpu();
-        if (device.equals("auto")) return CudaBackend.isAvailable() ? gpu(0, precision) : cpu();
+        if (device.equals("auto")) {
+            if (!CudaBackend.isAvailable()) return cpu();
+            try {
+                return gpu(0, precision);
+            } catch (RopewayException e) {
+                // A GPU without the CUDA libraries (or one they cannot drive): the CPU still does the job.
+                System.err.println("warning: not using the GPU: " + e.getMessage() + " Computing on the CPU "
+                        + "(--device cpu says so and skips this check).");
+                return cpu();
+            }
+        }
         if (device.equals("cuda")) return gpu(0, precision);
         if (device.startsWith("cuda:")) {
             int n;
