@@ -32,6 +32,16 @@ public interface Backend extends AutoCloseable {
      */
     Tensor upload(MemorySegment src, DType dtype, long count);
 
+    /**
+     * A read-only weight matrix for inference ({@link #linear}'s {@code w}, {@link #gemm}'s transposed {@code b},
+     * {@link #embedding}'s table, {@link #download}). A backend may keep it in a narrower type when every op that reads
+     * it computes exactly what it would on the float32 copy (the CPU backend keeps bfloat16 as bfloat16: half the
+     * memory, half the bytes a decode step reads); by default it is {@link #upload(MemorySegment, DType, long)}.
+     */
+    default Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
+        return upload(src, dtype, count);
+    }
+
     /** Copies {@code length} floats starting at element {@code offset} of {@code src} into {@code dst[dstOffset..]}. */
     void download(Tensor src, long offset, float[] dst, int dstOffset, int length);
 

@@ -14,7 +14,8 @@ final class Checks {
     static MemorySegment segment(String op, String name, Tensor t) {
         if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
         if (!(t instanceof CpuTensor c))
-            throw new IllegalArgumentException(op + ": " + name + " is a " + t.getClass().getSimpleName() + ", not a CPU tensor");
+            throw new IllegalArgumentException(op + ": " + name + " is a " + t.getClass().getSimpleName() + ", not a CPU tensor"
+                    + (t instanceof CpuBf16Tensor ? " (bfloat16 weights are read only by linear, gemm as a transposed B, embedding and download)" : ""));
         if (c.isClosed()) throw new IllegalArgumentException(op + ": " + name + " is closed");
         return c.segment();
     }

@@ -86,6 +86,17 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
+    /** bfloat16 stays bfloat16 ({@link CpuBf16Tensor}); other types become float32 as {@link #upload} makes them. */
+    @Override
+    public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
+        if (dtype != DType.BF16) return upload(src, dtype, count);
+        Checks.nonNegative("uploadWeights", "count", count);
+        long bytes = Checks.product("uploadWeights", count, 2);
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize()) + " bytes, needs count*2 = " + bytes);
+        return new CpuBf16Tensor(src, count);
+    }
+
     @Override
     public CpuTensor view(Tensor base, long offset, long size) {
         if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
@@ -94,6 +105,20 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
+        if (src instanceof CpuBf16Tensor w) {
+            if (offset < 0 || length < 0 || offset > w.size() - length)
+                throw new IllegalArgumentException("download: src range [" + offset + ", " + (offset + length) + ") is outside its "
+                        + w.size() + " values");
+            if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
+                throw new IllegalArgumentException("download: dst range is outside its " + (dst == null ? "null" : dst.length + " floats"));
+            // Vector stores need native memory (a float[] is not a byte[] heap segment): widen through a scratch block.
+            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+                MemorySegment tmp = arena.allocate((long) Math.max(length, 1) * Float.BYTES, 64);
+                Bf16Gemm.widen(w.segment(), offset * 2, tmp, 0, length);
+                MemorySegment.copy(tmp, JAVA_FLOAT, 0, dst, dstOffset, length);
+            }
+            return;
+        }
         MemorySegment s = Checks.range("download", "src", src, offset, length);
         if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
             throw new IllegalArgumentException("download: dst range [" + dstOffset + ", " + ((long) dstOffset + length)
@@ -123,12 +148,33 @@ public final class CpuBackend implements Backend {
         Checks.nonNegative(op, "k", k);
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
+        if (b instanceof CpuBf16Tensor w) {
+            if (transA || !transB)
+                throw new IllegalArgumentException(op + ": a bfloat16 b is read only as a transposed weight (transA false, transB true)");
+            checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
+            checkBf16(op, "b", w, bOffset, n, k, ldb, m > 0 && n > 0 && k > 0);
+            checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
+            Bf16Gemm.run(pool(), m, n, k, alpha, Checks.segment(op, "a", a), aOffset, lda, w.segment(), bOffset, ldb,
+                    beta, Checks.segment(op, "c", c), cOffset, ldc, null);
+            return;
+        }
         checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
         checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, m > 0 && n > 0 && k > 0);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
         if (m == 0 || n == 0) return;
         ParallelGemm.sgemm(pool(), transA, transB, m, n, k, alpha, Checks.segment(op, "a", a), aOffset, lda,
                 Checks.segment(op, "b", b), bOffset, ldb, beta, Checks.segment(op, "c", c), cOffset, ldc, null);
+    }
+
+    /** The bfloat16 twin of {@link #checkMatrix}. */
+    private static void checkBf16(String op, String name, CpuBf16Tensor t, long offset, int rows, int cols, int ld, boolean read) {
+        if (ld < Math.max(1, cols))
+            throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
+        Checks.nonNegative(op, name + "Offset", offset);
+        if (!read || rows == 0 || cols == 0) return;
+        long end = offset + (long) (rows - 1) * ld + cols;
+        if (end > t.size())
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " values, needs " + end);
     }
 
     /** A row-major [rows, cols] matrix with row stride ld at offset must fit inside t (when it is read at all). */
@@ -156,10 +202,22 @@ public final class CpuBackend implements Backend {
         Checks.positive(op, "in", in);
         Checks.positive(op, "out", out);
         MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, in), "rows*in");
-        MemorySegment ws = Checks.atLeast(op, "w", w, (long) out * in, "out*in");
         MemorySegment ys = Checks.atLeast(op, "y", y, Checks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
+        if (w instanceof CpuBf16Tensor wb) {
+            if (wb.size() < (long) out * in)
+                throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
+            for (long r0 = 0; r0 < rows; r0 += rowChunk) {
+                int m = (int) Math.min(rowChunk, rows - r0);
+                long xOffset = r0 * in, yOffset = r0 * out;
+                ParallelGemm.Epilogue addBias = bs == null ? null
+                        : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
+                Bf16Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wb.segment(), 0, in, 0f, ys, yOffset, out, addBias);
+            }
+            return;
+        }
+        MemorySegment ws = Checks.atLeast(op, "w", w, (long) out * in, "out*in");
         for (long r0 = 0; r0 < rows; r0 += rowChunk) {
             int m = (int) Math.min(rowChunk, rows - r0);
             long xOffset = r0 * in, yOffset = r0 * out;
@@ -175,6 +233,15 @@ public final class CpuBackend implements Backend {
         Checks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
+        if (table instanceof CpuBf16Tensor wb) {
+            Checks.ids(op, ids, wb.size() / dim);
+            MemorySegment t = wb.segment();
+            pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
+                for (long r = from; r < to; r++)
+                    Bf16Gemm.widen(t, (long) ids[(int) r] * dim * 2, o, r * dim * Float.BYTES, dim);
+            });
+            return;
+        }
         MemorySegment t = Checks.segment(op, "table", table);
         long vocab = table.size() / dim;
         Checks.ids(op, ids, vocab);

@@ -92,7 +92,7 @@ final class Gemv {
     }
 
     /** The lanes of {@code v} summed pairwise in a fixed order (see {@link VectorMath#sumLanes}). */
-    private static float sum(FloatVector v, float[] lanes) {
+    static float sum(FloatVector v, float[] lanes) {
         v.intoArray(lanes, 0);
         for (int width = lanes.length / 2; width > 0; width /= 2)
             for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];

@@ -86,6 +86,18 @@ class FixtureParityTest {
         }));
     }
 
+    /** A bfloat16 checkpoint keeps its matrices in bfloat16 on the CPU (the logits test above then runs on them). */
+    @org.junit.jupiter.api.Test
+    void bf16MatricesStayBf16OnTheCpu() {
+        Path dir = FIXTURES.resolve("llama-gqa-bf16");
+        ModelConfig config = Transformer.loadConfig(dir);
+        try (WeightStore store = WeightStore.open(dir); ModelWeights w = ModelWeights.load(backend, config, store)) {
+            org.junit.jupiter.api.Assertions.assertInstanceOf(dev.ropeway.tensor.CpuBf16Tensor.class, w.layers().get(0).q());
+            org.junit.jupiter.api.Assertions.assertInstanceOf(dev.ropeway.tensor.CpuBf16Tensor.class, w.embedding());
+            org.junit.jupiter.api.Assertions.assertInstanceOf(dev.ropeway.tensor.CpuTensor.class, w.finalNorm());
+        }
+    }
+
     /** Mistral's sliding window: a window as long as the sequence changes nothing, a shorter one changes the logits. */
     @org.junit.jupiter.api.Test
     void slidingWindowLimitsWhatEachTokenSees() {

@@ -1,0 +1,120 @@
+package dev.ropeway.tensor;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
+
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** bfloat16 weights kept as bfloat16 give what their float32 widening gives, on every op that reads them. */
+class Bf16WeightsTest {
+    static CpuBackend cpu;
+    static Arena arena;
+
+    @BeforeAll
+    static void open() {
+        cpu = new CpuBackend(2);
+        arena = Arena.ofShared();
+    }
+
+    @AfterAll
+    static void close() {
+        cpu.close();
+        arena.close();
+    }
+
+    /** Random bfloat16 values (as raw bits) and their exact float32 widening. */
+    record Weights(MemorySegment bits, float[] wide) {
+        static Weights random(long seed, int count) {
+            Random r = new Random(seed);
+            MemorySegment bits = arena.allocate(2L * count);
+            float[] wide = new float[count];
+            for (int i = 0; i < count; i++) {
+                short b = (short) (Float.floatToRawIntBits((float) r.nextGaussian()) >>> 16);
+                bits.setAtIndex(JAVA_SHORT, i, b);
+                wide[i] = Float.intBitsToFloat(b << 16);
+            }
+            return new Weights(bits, wide);
+        }
+    }
+
+    static float[] random(long seed, int n) {
+        Random r = new Random(seed);
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float) r.nextGaussian();
+        return x;
+    }
+
+    static float[] read(Tensor t) {
+        float[] out = new float[(int) t.size()];
+        cpu.download(t, 0, out, 0, out.length);
+        return out;
+    }
+
+    @Test
+    void keptAsBf16AndDownloadedExactly() {
+        Weights w = Weights.random(1, 1000);
+        Tensor t = cpu.uploadWeights(w.bits(), DType.BF16, 1000);
+        assertInstanceOf(CpuBf16Tensor.class, t);
+        assertArrayEquals(w.wide(), read(t));
+        float[] part = new float[10];
+        cpu.download(t, 990, part, 0, 10);
+        assertArrayEquals(java.util.Arrays.copyOfRange(w.wide(), 990, 1000), part);
+        assertInstanceOf(CpuTensor.class, cpu.uploadWeights(cpu.segment(cpu.upload(new float[4])), DType.F32, 4));
+    }
+
+    @Test
+    void linearMatchesTheWidenedWeights() {
+        int in = 77, out = 53;   // odd sizes: vector loops and scalar tails both run
+        Weights w = Weights.random(2, in * out);
+        Tensor wb = cpu.uploadWeights(w.bits(), DType.BF16, (long) in * out), wf = cpu.upload(w.wide());
+        Tensor bias = cpu.upload(random(3, out));
+        for (int rows : new int[] {1, 3, 4, 5, 37}) {
+            Tensor x = cpu.upload(random(rows, rows * in));
+            Tensor yb = cpu.allocate((long) rows * out), yf = cpu.allocate((long) rows * out);
+            cpu.linear(yb, x, wb, bias, rows, in, out);
+            cpu.linear(yf, x, wf, bias, rows, in, out);
+            assertArrayEquals(read(yf), read(yb), rows + " rows");
+        }
+    }
+
+    @Test
+    void gemmWithATransposedBf16B() {
+        int m = 9, n = 300, k = 64;
+        Weights w = Weights.random(4, n * k);
+        Tensor wb = cpu.uploadWeights(w.bits(), DType.BF16, (long) n * k), wf = cpu.upload(w.wide());
+        Tensor a = cpu.upload(random(5, m * k));
+        Tensor cb = cpu.upload(random(6, m * n)), cf = cpu.upload(random(6, m * n));
+        cpu.gemm(false, true, m, n, k, 0.5f, a, 0, k, wb, 0, k, 0.25f, cb, 0, n);
+        cpu.gemm(false, true, m, n, k, 0.5f, a, 0, k, wf, 0, k, 0.25f, cf, 0, n);
+        float[] want = read(cf), got = read(cb);
+        for (int i = 0; i < want.length; i++) assertEquals(want[i], got[i], 1e-5f * (1 + Math.abs(want[i])), "c[" + i + "]");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> cpu.gemm(false, false, m, n, k, 1f, a, 0, k, wb, 0, n, 0f, cb, 0, n));
+        assertTrue(e.getMessage().contains("bfloat16"), e.getMessage());
+    }
+
+    @Test
+    void embeddingRowsAndOtherOpsRefuse() {
+        int vocab = 40, dim = 33;
+        Weights w = Weights.random(7, vocab * dim);
+        Tensor wb = cpu.uploadWeights(w.bits(), DType.BF16, (long) vocab * dim), wf = cpu.upload(w.wide());
+        int[] ids = {0, 39, 5, 5, 17};
+        Tensor ob = cpu.allocate((long) ids.length * dim), of = cpu.allocate((long) ids.length * dim);
+        cpu.embedding(ob, wb, ids, dim);
+        cpu.embedding(of, wf, ids, dim);
+        assertArrayEquals(read(of), read(ob));
+        assertThrows(IllegalArgumentException.class, () -> cpu.embedding(ob, wb, new int[] {vocab}, dim));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cpu.addInPlace(ob, wb, 10));
+        assertTrue(e.getMessage().contains("bfloat16"), e.getMessage());
+    }
+}
