@@ -9,9 +9,9 @@ import picocli.CommandLine.Option;
 
 /** Options that choose where compute runs, shared by every command that runs a model. */
 final class BackendOptions {
-    @Option(names = "--device", defaultValue = "auto", paramLabel = "<device>",
-            description = "Where to compute: auto (default: an NVIDIA GPU when one is present, else the CPU), cpu, cuda, "
-                    + "or cuda:<n> for GPU n.")
+    @Option(names = "--device", defaultValue = "${env:ROPEWAY_DEVICE:-auto}", paramLabel = "<device>",
+            description = "Where to compute: auto (default, or $ROPEWAY_DEVICE: an NVIDIA GPU when one is present, else "
+                    + "the CPU), cpu, cuda, or cuda:<n> for GPU n.")
     String device;
 
     @Option(names = "--threads", description = "Worker threads for the CPU backend (default: all cores).")
