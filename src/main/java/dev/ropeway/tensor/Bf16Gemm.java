@@ -56,18 +56,25 @@ final class Bf16Gemm {
         pool.run(rowBlocks * colBlocks, block -> {
             int r0 = (block / colBlocks) * rowStep, r1 = Math.min(m, r0 + rowStep);
             int c0 = (block % colBlocks) * colStep, c1 = Math.min(n, c0 + colStep);
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment wide = arena.allocate((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES, 64);
-                for (int j0 = c0; j0 < c1; j0 += CHUNK) {
-                    int cols = Math.min(CHUNK, c1 - j0);
-                    for (int j = 0; j < cols; j++)
-                        widen(w, (wOffset + (long) (j0 + j) * ldw) * 2, wide, (long) j * k * Float.BYTES, k);
-                    OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
-                            lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
-                }
+            MemorySegment wide = wideBuffer((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
+            for (int j0 = c0; j0 < c1; j0 += CHUNK) {
+                int cols = Math.min(CHUNK, c1 - j0);
+                for (int j = 0; j < cols; j++)
+                    widen(w, (wOffset + (long) (j0 + j) * ldw) * 2, wide, (long) j * k * Float.BYTES, k);
+                OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
+                        lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
             }
             if (epilogue != null) epilogue.apply(r0, r1, c0, c1);
         });
+    }
+
+    /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */
+    private static final ThreadLocal<MemorySegment[]> WIDE = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
+    private static MemorySegment wideBuffer(long bytes) {
+        MemorySegment[] held = WIDE.get();
+        if (held[0] == null || held[0].byteSize() < bytes) held[0] = Arena.ofAuto().allocate(bytes, 64);
+        return held[0];
     }
 
     /** {@code count} bfloat16 values at byte {@code from} of {@code src} as float32 at byte {@code to} of {@code dst}. */
