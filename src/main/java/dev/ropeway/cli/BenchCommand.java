@@ -274,6 +274,7 @@ final class BenchCommand implements Runnable {
                 if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %s): %.1f GFLOP/s%n", where(backend), sgemm);
                 for (String preset : presets) {
                     for (int seq : seqs) {
+                        if (backend instanceof dev.ropeway.cuda.CudaBackend gpu) gpu.resetPeakTensorBytes();
                         var r = dev.ropeway.train.TrainingBenchmark.run(backend, ModelPreset.parse(preset), seq,
                                 Math.max(1, tokensPerStep / seq), steps, recompute);
                         Map<String, Object> row = new LinkedHashMap<>();
@@ -286,11 +287,15 @@ final class BenchCommand implements Runnable {
                         row.put("model_gflops", r.modelGflops());
                         row.put("mfu_of_sgemm", r.modelGflops() / sgemm);
                         row.put("peak_rss_mib", peakRssMiB());
+                        if (backend instanceof dev.ropeway.cuda.CudaBackend gpu)
+                            row.put("peak_gpu_tensors_mib", gpu.peakTensorBytes() >> 20);
                         rows.add(row);
                         if (!json)
-                            System.out.printf("%-4s %,11d params  seq %5d x %3d  %7.3f s/step  %,8.0f tokens/s  %6.1f GFLOP/s  %5.1f%% of SGEMM%n",
+                            System.out.printf("%-4s %,11d params  seq %5d x %3d  %7.3f s/step  %,8.0f tokens/s  %6.1f GFLOP/s  %5.1f%% of SGEMM%s%n",
                                     preset, r.parameters(), seq, r.batch(), r.stepSeconds(), r.tokensPerSecond(),
-                                    r.modelGflops(), 100 * r.modelGflops() / sgemm);
+                                    r.modelGflops(), 100 * r.modelGflops() / sgemm,
+                                    row.containsKey("peak_gpu_tensors_mib") ? String.format("  peak GPU tensors %,d MiB",
+                                            (Long) row.get("peak_gpu_tensors_mib")) : "");
                     }
                 }
                 Map<String, Object> out = new LinkedHashMap<>();

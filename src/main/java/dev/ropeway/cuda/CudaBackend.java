@@ -163,20 +163,36 @@ public final class CudaBackend implements Backend {
         return sb.toString();
     }
 
+    private final java.util.concurrent.atomic.AtomicLong liveTensorBytes = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong peakTensorBytes = new java.util.concurrent.atomic.AtomicLong();
+
     long allocateBytes(long bytes) {
         enter();
         try {
             long p = driver.allocate(bytes);
             driver.fill32(p, 0, Math.max(1, bytes / 4));
+            long live = liveTensorBytes.addAndGet(bytes);
+            peakTensorBytes.accumulateAndGet(live, Math::max);
             return p;
         } finally {
             exit();
         }
     }
 
-    /** Frees an allocation later, from any thread (the cleaner's included). */
-    Runnable releaser(long address) {
+    /** The most GPU memory tensors held at once since the last reset (an op's short-lived scratch not counted). */
+    public long peakTensorBytes() {
+        return peakTensorBytes.get();
+    }
+
+    /** Starts a new peak from the tensors held now. */
+    public void resetPeakTensorBytes() {
+        peakTensorBytes.set(liveTensorBytes.get());
+    }
+
+    /** Frees an allocation of {@code bytes} later, from any thread (the cleaner's included). */
+    Runnable releaser(long address, long bytes) {
         return () -> {
+            liveTensorBytes.addAndGet(-bytes);
             if (closed) return;
             lock.lock();
             try {

@@ -24,7 +24,7 @@ public final class CudaTensor implements Tensor {
         this.size = size;
         this.address = backend.allocateBytes(size * Float.BYTES);
         this.base = null;
-        this.cleanable = CLEANER.register(this, backend.releaser(address));
+        this.cleanable = CLEANER.register(this, backend.releaser(address, size * Float.BYTES));
     }
 
     CudaTensor(CudaTensor base, long offset, long size) {
