@@ -405,6 +405,17 @@ class CudaBackendTest {
     }
 
     @Test
+    void peakTensorMemory() {
+        gpu.resetPeakTensorBytes();
+        long before = gpu.peakTensorBytes();
+        try (Tensor t = gpu.allocate(1 << 20)) {
+            assertTrue(gpu.peakTensorBytes() >= before + (4L << 20));
+        }
+        gpu.resetPeakTensorBytes();
+        assertTrue(gpu.peakTensorBytes() <= before, "freed tensors leave the live count");
+    }
+
+    @Test
     void clearErrorsForWrongTensors() {
         Tensor small = gpu.allocate(3);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> gpu.addInPlace(small, small, 4));
