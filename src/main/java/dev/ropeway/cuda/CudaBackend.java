@@ -93,7 +93,12 @@ public final class CudaBackend implements Backend {
         this.ops = new CudaModule(driver, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
     }
 
-    private static String source(String name) {
+    /** A kernel file as NVRTC compiles it: {@code common.cuh} (what the files share) in front of it. */
+    static String source(String name) {
+        return resource("common.cuh") + "\n" + resource(name);
+    }
+
+    private static String resource(String name) {
         try (InputStream in = CudaBackend.class.getResourceAsStream(name)) {
             if (in == null) throw new IllegalStateException("kernel source " + name + " is missing from the jar");
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);

@@ -9,12 +9,6 @@
 // [kvHeads * D]; lse / delta [(b * seqQ + i) * heads + h]. Query i sits at key position qStart + i and sees keys
 // j <= p (and j > p - window when window > 0).
 
-typedef long long i64;
-
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
@@ -30,16 +24,6 @@ typedef long long i64;
 #define TM (BR / 16)                       // query rows per thread
 #define TN (BC / 16)                       // key columns per thread (and key rows per thread in dK / dV)
 #define TD (DP / 16)                       // head features per thread
-
-struct Shape {
-    i64 seqQ, seqKv, kvRowsPerBatch, qStart, window;
-    int heads, kvHeads;
-    float scale;
-};
-
-__device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
-    return j <= p && (window == 0 || j > p - window);
-}
 
 __device__ __forceinline__ float row_max16(float v) {
     for (int o = 8; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -195,15 +179,6 @@ __device__ __forceinline__ void backward_tile(float (&pr)[TM][TN], float (&ds)[T
     }
 }
 
-__device__ __forceinline__ void load_row_stats(float* sL, float* sDelta, const float* lse, const float* delta, i64 b,
-                                               i64 i0, i64 rowsHere, int h, const Shape& s) {
-    for (int r = threadIdx.x; r < BR; r += 256) {
-        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
-        sL[r] = r < rowsHere ? lse[idx] : 0.f;
-        sDelta[r] = r < rowsHere ? delta[idx] : 0.f;
-    }
-}
-
 // dK and dV for one key tile of one key/value head, summed over the query heads that read it. Overwrites.
 extern "C" __global__ void __launch_bounds__(256)
 attention_backward_kv(float* dk, float* dv, const float* dOut, const float* q, const float* k, const float* v,
@@ -244,7 +219,7 @@ attention_backward_kv(float* dk, float* dv, const float* dOut, const float* q, c
             __syncthreads();
             load_rows(sQ, qBase, i0, rowsHere, qStride, BR);
             load_rows(sdO, oBase, i0, rowsHere, qStride, BR);
-            load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s);
+            load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s, BR, 256);
             __syncthreads();
             float pr[TM][TN], ds[TM][TN];
             backward_tile(pr, ds, sQ, sdO, sK, sV, sL, sDelta, i0, rowsHere, k0, s, tx, ty);
@@ -299,7 +274,7 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
     const i64 rowsHere = min((i64) BR, s.seqQ - i0);
     load_rows(sQ, q + qOff, i0, rowsHere, qStride, BR);
     load_rows(sdO, dOut + qOff, i0, rowsHere, qStride, BR);
-    load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s);
+    load_row_stats(sL, sDelta, lse, delta, b, i0, rowsHere, h, s, BR, 256);
 
     float dQ[TM][TD];
     for (int a = 0; a < TM; a++)
@@ -341,11 +316,6 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
 #define DECODE_WARPS 8
 #define DT ((HEAD_DIM + 31) / 32)   // features per lane
 
-__device__ __forceinline__ float warp_sum32(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), one key per warp
 // at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
@@ -381,8 +351,8 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
             const int d = lane + 32 * t;
             if (d < HEAD_DIM) { dot += qv[t] * kr[d]; dot2 += qv[t] * kr2[d]; }
         }
-        const float sc = warp_sum32(dot) * s.scale;
-        const float sc2 = two ? warp_sum32(dot2) * s.scale : -INFINITY;
+        const float sc = warp_sum(dot) * s.scale;
+        const float sc2 = two ? warp_sum(dot2) * s.scale : -INFINITY;
         const float mNew = fmaxf(m, fmaxf(sc, sc2));
         const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
         const float pr = expf(sc - mNew), pr2 = two ? expf(sc2 - mNew) : 0.f;

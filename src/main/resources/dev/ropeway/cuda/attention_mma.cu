@@ -5,11 +5,6 @@
 //
 // Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 8, at most 128). Same layouts as attention.cu.
 
-typedef long long i64;
-
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
@@ -21,16 +16,6 @@ typedef long long i64;
 #define LP (MC + 4)               // row stride of sP
 #define NT (MC / 8)               // score tiles (8 keys each) per warp
 #define OT (HEAD_DIM / 8)         // output tiles (8 features each) per warp
-
-struct Shape {
-    i64 seqQ, seqKv, kvRowsPerBatch, qStart, window;
-    int heads, kvHeads;
-    float scale;
-};
-
-__device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
-    return j <= p && (window == 0 || j > p - window);
-}
 
 __device__ __forceinline__ unsigned tf32(float x) {
     unsigned r;
@@ -216,15 +201,6 @@ __device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float
     }
 }
 
-__device__ __forceinline__ void load_stats(float* sL, float* sD, const float* lse, const float* delta, int b, i64 i0,
-                                           i64 rowsHere, int h, const Shape& s) {
-    for (int r = threadIdx.x; r < MR; r += 128) {
-        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
-        sL[r] = r < rowsHere ? lse[idx] : 0.f;
-        sD[r] = r < rowsHere ? delta[idx] : 0.f;
-    }
-}
-
 // dK and dV of 64 keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
 extern "C" __global__ void __launch_bounds__(128)
 attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* q, const float* k, const float* v,
@@ -265,7 +241,7 @@ attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* 
             __syncthreads();
             load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
             load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
-            load_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s);
+            load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, MR, 128);
             __syncthreads();
             float st[NT][4], dpt[NT][4];
             rows_dot_rows(st, sK, kw, sQ, g, t);     // S^T: this warp's keys x the tile's queries
@@ -338,7 +314,7 @@ attention_backward_q_mma(float* dq, const float* dOut, const float* q, const flo
     const int qw = warp * 16;
     load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
     load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
-    load_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s);
+    load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, MR, 128);
 
     float dQ[OT][4];
 #pragma unroll

@@ -3,18 +3,7 @@
 // Sums whose result leaves the GPU (losses, norms, gradients of the frequencies) are reduced in a fixed order, so a
 // run gives the same numbers every time.
 
-typedef long long i64;
-
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-
 #define THREADS 256
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

@@ -1,0 +1,35 @@
+// What every kernel file shares. The backend compiles each .cu file with this text in front of it (one source, no
+// include paths to find at run time).
+
+typedef long long i64;
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
+// One attention call's shape (AttentionShape), passed by value: five long longs, two ints, a float.
+struct Shape {
+    i64 seqQ, seqKv, kvRowsPerBatch, qStart, window;
+    int heads, kvHeads;
+    float scale;
+};
+
+// Key j is visible from query position p: causal, and inside the sliding window when there is one.
+__device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
+    return j <= p && (window == 0 || j > p - window);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// The log-sum-exp and delta of `rows` query rows from i0 of head h (zeros past rowsHere), by a block of `threads`.
+__device__ __forceinline__ void load_row_stats(float* sL, float* sDelta, const float* lse, const float* delta, i64 b,
+                                               i64 i0, i64 rowsHere, int h, const Shape& s, int rows, int threads) {
+    for (int r = threadIdx.x; r < rows; r += threads) {
+        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
+        sL[r] = r < rowsHere ? lse[idx] : 0.f;
+        sDelta[r] = r < rowsHere ? delta[idx] : 0.f;
+    }
+}
