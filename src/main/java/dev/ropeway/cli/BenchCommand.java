@@ -1,5 +1,6 @@
 package dev.ropeway.cli;
 
+import dev.ropeway.io.FileTrees;
 import dev.ropeway.RopewayException;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Decoder;
@@ -134,7 +135,7 @@ final class BenchCommand implements Runnable {
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
             } finally {
-                if (temp != null) deleteTree(temp);
+                if (temp != null) FileTrees.delete(temp);
             }
             return 0;
         }
@@ -234,7 +235,7 @@ final class BenchCommand implements Runnable {
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
             } finally {
-                if (temp != null) deleteTree(temp);
+                if (temp != null) FileTrees.delete(temp);
             }
             return 0;
         }
@@ -326,9 +327,4 @@ final class BenchCommand implements Runnable {
         return -1;
     }
 
-    static void deleteTree(Path dir) throws IOException {
-        try (var s = Files.walk(dir)) {
-            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) Files.deleteIfExists(p);
-        }
-    }
 }

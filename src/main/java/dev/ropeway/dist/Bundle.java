@@ -1,5 +1,6 @@
 package dev.ropeway.dist;
 
+import dev.ropeway.io.FileTrees;
 import dev.ropeway.BuildInfo;
 import dev.ropeway.RopewayException;
 
@@ -87,7 +88,7 @@ public final class Bundle {
             if (!empty && !bundle) {
                 throw new RopewayException(dir + " exists and is not a Ropeway bundle; choose another --out or remove it");
             }
-            deleteTree(dir);
+            FileTrees.delete(dir);
         } else if (Files.exists(dir)) {
             throw new RopewayException(dir + " exists and is not a folder");
         }
@@ -142,22 +143,4 @@ public final class Bundle {
         }
     }
 
-    /** Deletes {@code dir} and everything under it; links are removed, never followed. */
-    static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) return;
-        Files.walkFileTree(dir, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.delete(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
-                if (e != null) throw e;
-                Files.delete(d);
-                return FileVisitResult.CONTINUE;
-            }
-        });
-    }
 }

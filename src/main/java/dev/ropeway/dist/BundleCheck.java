@@ -1,5 +1,6 @@
 package dev.ropeway.dist;
 
+import dev.ropeway.io.FileTrees;
 import dev.ropeway.RopewayException;
 
 import java.io.IOException;
@@ -32,7 +33,7 @@ final class BundleCheck {
             ran.add(expect(bundle, work, "\"perplexity\"", "score", "--model", model.toString(), "--ids", ids.toString(), "--json"));
             return ran;
         } finally {
-            Bundle.deleteTree(work);
+            FileTrees.delete(work);
         }
     }
 

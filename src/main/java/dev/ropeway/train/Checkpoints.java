@@ -1,5 +1,6 @@
 package dev.ropeway.train;
 
+import dev.ropeway.io.FileTrees;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.SafeTensorsWriter;
@@ -43,13 +44,13 @@ public final class Checkpoints {
         Path temp = runDir.resolve("." + PREFIX + state.step() + ".tmp");
         try {
             Files.createDirectories(runDir);
-            deleteTree(temp);
+            FileTrees.delete(temp);
             Files.createDirectories(temp);
             model.save(temp, configJson);
             copyTokenizer(tokenizerDir, temp);
             writeMoments(temp.resolve(OPTIMIZER), model, optimizer);
             Json.writeAtomic(temp.resolve(STATE), state.toJson());
-            deleteTree(target);
+            FileTrees.delete(target);
             Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE);
             syncDirectory(runDir);
         } catch (IOException e) {
@@ -151,19 +152,13 @@ public final class Checkpoints {
         List<Path> all = new ArrayList<>(list(runDir));
         while (all.size() > Math.max(1, keep)) {
             try {
-                deleteTree(all.removeFirst());
+                FileTrees.delete(all.removeFirst());
             } catch (IOException e) {
                 return; // an old checkpoint that cannot be deleted costs disk, not correctness
             }
         }
     }
 
-    static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) return;
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(p);
-        }
-    }
 
     private static void syncDirectory(Path dir) {
         try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {

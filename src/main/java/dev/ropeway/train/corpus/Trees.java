@@ -16,22 +16,8 @@ final class Trees {
 
     /** Deletes {@code dir} and everything under it (links are removed, never followed); absent is fine. */
     static void delete(Path dir) {
-        if (!Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) return;
         try {
-            Files.walkFileTree(dir, new SimpleFileVisitor<>() {
-                @Override
-                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                    Files.delete(file);
-                    return FileVisitResult.CONTINUE;
-                }
-
-                @Override
-                public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
-                    if (e != null) throw e;
-                    Files.delete(d);
-                    return FileVisitResult.CONTINUE;
-                }
-            });
+            dev.ropeway.io.FileTrees.delete(dir);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot delete " + dir, e);
         }
