@@ -29,7 +29,6 @@ final class Bf16Gemm {
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT;
     /** Columns of C (rows of W) widened at a time by one task: 256 x k floats stay in cache with the A block. */
     private static final int CHUNK = 256;
-    private static final long MIN_MACS_PER_TASK = 1 << 16;
 
     private Bf16Gemm() {}
 
@@ -38,24 +37,12 @@ final class Bf16Gemm {
                     MemorySegment w, long wOffset, int ldw, float beta, MemorySegment c, long cOffset, int ldc,
                     ParallelGemm.Epilogue epilogue) {
         if (m == 0 || n == 0) return;
-        if (k > 0 && m <= Gemv.MAX_ROWS && alpha == 1f && beta == 0f) {
-            long macs = (long) m * n * k;
-            int tasks = (int) Math.max(1, Math.min(2L * pool.threads(), macs / MIN_MACS_PER_TASK));
-            int step = (n + tasks - 1) / tasks, blocks = (n + step - 1) / step;
-            pool.run(blocks, block -> {
-                int c0 = block * step, c1 = Math.min(n, c0 + step);
-                columns(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc);
-                if (epilogue != null) epilogue.apply(0, m, c0, c1);
-            });
+        if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
+            Gemv.forColumns(pool, m, n, k, (c0, c1) -> columns(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc),
+                    epilogue);
             return;
         }
-        int[] grid = ParallelGemm.grid(pool.threads(), m, n, (long) m * n * k);
-        int rowStep = ParallelGemm.roundUp(ParallelGemm.ceilDiv(m, grid[0]), ParallelGemm.EDGE);
-        int colStep = ParallelGemm.roundUp(ParallelGemm.ceilDiv(n, grid[1]), ParallelGemm.EDGE);
-        int rowBlocks = ParallelGemm.ceilDiv(m, rowStep), colBlocks = ParallelGemm.ceilDiv(n, colStep);
-        pool.run(rowBlocks * colBlocks, block -> {
-            int r0 = (block / colBlocks) * rowStep, r1 = Math.min(m, r0 + rowStep);
-            int c0 = (block % colBlocks) * colStep, c1 = Math.min(n, c0 + colStep);
+        ParallelGemm.forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
             MemorySegment wide = wideBuffer((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
             for (int j0 = c0; j0 < c1; j0 += CHUNK) {
                 int cols = Math.min(CHUNK, c1 - j0);
@@ -64,8 +51,7 @@ final class Bf16Gemm {
                 OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
                         lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
             }
-            if (epilogue != null) epilogue.apply(r0, r1, c0, c1);
-        });
+        }, epilogue);
     }
 
     /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */

@@ -148,46 +148,36 @@ public final class CpuBackend implements Backend {
         Checks.nonNegative(op, "k", k);
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
-        if (b instanceof CpuBf16Tensor w) {
-            if (transA || !transB)
-                throw new IllegalArgumentException(op + ": a bfloat16 b is read only as a transposed weight (transA false, transB true)");
-            checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
-            checkBf16(op, "b", w, bOffset, n, k, ldb, m > 0 && n > 0 && k > 0);
-            checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
-            Bf16Gemm.run(pool(), m, n, k, alpha, Checks.segment(op, "a", a), aOffset, lda, w.segment(), bOffset, ldb,
-                    beta, Checks.segment(op, "c", c), cOffset, ldc, null);
-            return;
-        }
+        boolean bf16 = b instanceof CpuBf16Tensor;
+        if (bf16 && (transA || !transB))
+            throw new IllegalArgumentException(op + ": a bfloat16 b is read only as a transposed weight (transA false, transB true)");
         checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
         checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, m > 0 && n > 0 && k > 0);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
         if (m == 0 || n == 0) return;
-        ParallelGemm.sgemm(pool(), transA, transB, m, n, k, alpha, Checks.segment(op, "a", a), aOffset, lda,
-                Checks.segment(op, "b", b), bOffset, ldb, beta, Checks.segment(op, "c", c), cOffset, ldc, null);
+        MemorySegment as = Checks.segment(op, "a", a), cs = Checks.segment(op, "c", c);
+        if (b instanceof CpuBf16Tensor w)
+            Bf16Gemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, beta, cs, cOffset, ldc, null);
+        else
+            ParallelGemm.sgemm(pool(), transA, transB, m, n, k, alpha, as, aOffset, lda, Checks.segment(op, "b", b), bOffset,
+                    ldb, beta, cs, cOffset, ldc, null);
     }
 
-    /** The bfloat16 twin of {@link #checkMatrix}. */
-    private static void checkBf16(String op, String name, CpuBf16Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        if (ld < Math.max(1, cols))
-            throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
-        Checks.nonNegative(op, name + "Offset", offset);
-        if (!read || rows == 0 || cols == 0) return;
-        long end = offset + (long) (rows - 1) * ld + cols;
-        if (end > t.size())
-            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " values, needs " + end);
-    }
-
-    /** A row-major [rows, cols] matrix with row stride ld at offset must fit inside t (when it is read at all). */
+    /**
+     * A row-major [rows, cols] matrix with row stride ld at offset must fit inside t (when it is read at all); t is a
+     * float32 tensor or, where the op reads one, a bfloat16 weight.
+     */
     private static void checkMatrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        MemorySegment unused = Checks.segment(op, name, t);
+        boolean bf16 = t instanceof CpuBf16Tensor;
+        if (!bf16) Checks.segment(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
         Checks.nonNegative(op, name + "Offset", offset);
         if (!read || rows == 0 || cols == 0) return;
         long end = offset + (long) (rows - 1) * ld + cols;
         if (end > t.size())
-            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " floats, needs offset + (rows-1)*ld + cols = "
-                    + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + (bf16 ? " values" : " floats")
+                    + ", needs offset + (rows-1)*ld + cols = " + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
     }
 
     @Override
@@ -205,25 +195,17 @@ public final class CpuBackend implements Backend {
         MemorySegment ys = Checks.atLeast(op, "y", y, Checks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
-        if (w instanceof CpuBf16Tensor wb) {
-            if (wb.size() < (long) out * in)
-                throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
-            for (long r0 = 0; r0 < rows; r0 += rowChunk) {
-                int m = (int) Math.min(rowChunk, rows - r0);
-                long xOffset = r0 * in, yOffset = r0 * out;
-                ParallelGemm.Epilogue addBias = bs == null ? null
-                        : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
-                Bf16Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wb.segment(), 0, in, 0f, ys, yOffset, out, addBias);
-            }
-            return;
-        }
-        MemorySegment ws = Checks.atLeast(op, "w", w, (long) out * in, "out*in");
+        CpuBf16Tensor wb = w instanceof CpuBf16Tensor t ? t : null;
+        if (wb != null && wb.size() < (long) out * in)
+            throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
+        MemorySegment ws = wb != null ? wb.segment() : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
         for (long r0 = 0; r0 < rows; r0 += rowChunk) {
             int m = (int) Math.min(rowChunk, rows - r0);
             long xOffset = r0 * in, yOffset = r0 * out;
             ParallelGemm.Epilogue addBias = bs == null ? null
                     : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
-            ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
+            if (wb != null) Bf16Gemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
+            else ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
         }
     }
 

@@ -32,13 +32,28 @@ final class Gemv {
     static void run(WorkerPool pool, int m, int n, int k, MemorySegment a, long aOffset, int lda,
                     MemorySegment b, long bOffset, int ldb, MemorySegment c, long cOffset, int ldc,
                     ParallelGemm.Epilogue epilogue) {
+        forColumns(pool, m, n, k, (c0, c1) -> columns(m, c0, c1, k, a, aOffset, lda, b, bOffset, ldb, c, cOffset, ldc),
+                epilogue);
+    }
+
+    /** Columns {@code [c0, c1)} of all m rows of C. */
+    @FunctionalInterface
+    interface ColumnBlock {
+        void run(int c0, int c1);
+    }
+
+    /**
+     * The columns of C split across the pool's threads, each block large enough to stream a useful amount of B; the
+     * epilogue runs on each finished block. Shared by the float32 and bfloat16 kernels.
+     */
+    static void forColumns(WorkerPool pool, int m, int n, int k, ColumnBlock kernel, ParallelGemm.Epilogue epilogue) {
         long macs = (long) m * n * k;
         int tasks = (int) Math.max(1, Math.min(2L * pool.threads(), macs / MIN_MACS_PER_TASK));
         int step = (n + tasks - 1) / tasks;
         int blocks = (n + step - 1) / step;
         pool.run(blocks, block -> {
             int c0 = block * step, c1 = Math.min(n, c0 + step);
-            columns(m, c0, c1, k, a, aOffset, lda, b, bOffset, ldb, c, cOffset, ldc);
+            kernel.run(c0, c1);
             if (epilogue != null) epilogue.apply(0, m, c0, c1);
         });
     }

@@ -34,6 +34,27 @@ final class ParallelGemm {
             Gemv.run(pool, m, n, k, a, aOffset, lda, b, bOffset, ldb, c, cOffset, ldc, epilogue);
             return;
         }
+        forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
+            long aStart = aOffset + (transA ? r0 : (long) r0 * lda);
+            long bStart = bOffset + (transB ? (long) c0 * ldb : c0);
+            long cStart = cOffset + (long) r0 * ldc + c0;
+            OpenBlas.sgemm(transA, transB, r1 - r0, c1 - c0, k, alpha,
+                    a.asSlice(aStart * Float.BYTES), lda, b.asSlice(bStart * Float.BYTES), ldb,
+                    beta, c.asSlice(cStart * Float.BYTES), ldc);
+        }, epilogue);
+    }
+
+    /** Rows {@code [r0, r1)} by columns {@code [c0, c1)} of C. */
+    @FunctionalInterface
+    interface Block {
+        void run(int r0, int r1, int c0, int c1);
+    }
+
+    /**
+     * C cut into the {@link #grid} of blocks, one product per block on the pool, the epilogue on each finished block.
+     * Shared by the float32 and bfloat16 products.
+     */
+    static void forBlocks(WorkerPool pool, int m, int n, int k, Block kernel, Epilogue epilogue) {
         int[] grid = grid(pool.threads(), m, n, (long) m * n * k);
         int tm = grid[0], tn = grid[1];
         int rowStep = roundUp(ceilDiv(m, tm), EDGE), colStep = roundUp(ceilDiv(n, tn), EDGE);
@@ -41,12 +62,7 @@ final class ParallelGemm {
         pool.run(rowBlocks * colBlocks, block -> {
             int r0 = (block / colBlocks) * rowStep, r1 = Math.min(m, r0 + rowStep);
             int c0 = (block % colBlocks) * colStep, c1 = Math.min(n, c0 + colStep);
-            long aStart = aOffset + (transA ? r0 : (long) r0 * lda);
-            long bStart = bOffset + (transB ? (long) c0 * ldb : c0);
-            long cStart = cOffset + (long) r0 * ldc + c0;
-            OpenBlas.sgemm(transA, transB, r1 - r0, c1 - c0, k, alpha,
-                    a.asSlice(aStart * Float.BYTES), lda, b.asSlice(bStart * Float.BYTES), ldb,
-                    beta, c.asSlice(cStart * Float.BYTES), ldc);
+            kernel.run(r0, r1, c0, c1);
             if (epilogue != null) epilogue.apply(r0, r1, c0, c1);
         });
     }
