@@ -44,6 +44,41 @@ __device__ __forceinline__ unsigned bits(float x) {
     return __float_as_uint(x);
 }
 
+// Fragment products shared by the forward and the backward kernels.
+
+// acc (16 x 64) = rows ra.. of a (16 x HEAD_DIM) times the transpose of 64 rows of b: dot products of rows.
+__device__ __forceinline__ void rows_dot_rows(float (&acc)[NT][4], const float* a, int ra, const float* b, int g, int t) {
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM; kk += 8) {
+        const unsigned a0 = bits(a[(ra + g) * LQ + kk + t]), a1 = bits(a[(ra + g + 8) * LQ + kk + t]);
+        const unsigned a2 = bits(a[(ra + g) * LQ + kk + t + 4]), a3 = bits(a[(ra + g + 8) * LQ + kk + t + 4]);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const unsigned b0 = bits(b[(n * 8 + g) * LQ + kk + t]), b1 = bits(b[(n * 8 + g) * LQ + kk + t + 4]);
+            mma(acc[n], a0, a1, a2, a3, b0, b1);
+        }
+    }
+}
+
+// acc (16 x HEAD_DIM) += rows ra.. of p (16 x 64, stride LP) times 64 rows of b (64 x HEAD_DIM, stride ldb).
+__device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float* p, int ra, const float* b, int ldb,
+                                                int g, int t) {
+#pragma unroll
+    for (int kk = 0; kk < MC; kk += 8) {
+        const unsigned a0 = bits(p[(ra + g) * LP + kk + t]), a1 = bits(p[(ra + g + 8) * LP + kk + t]);
+        const unsigned a2 = bits(p[(ra + g) * LP + kk + t + 4]), a3 = bits(p[(ra + g + 8) * LP + kk + t + 4]);
+#pragma unroll
+        for (int n = 0; n < OT; n++) {
+            const unsigned b0 = bits(b[(kk + t) * ldb + n * 8 + g]), b1 = bits(b[(kk + t + 4) * ldb + n * 8 + g]);
+            mma(acc[n], a0, a1, a2, a3, b0, b1);
+        }
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(128)
 attention_forward_mma(float* out, float* lse, const float* q, const float* k, const float* v, Shape s) {
     extern __shared__ float smem[];
@@ -79,20 +114,7 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
         load_tile(sV, LV, vBase, k0, keysHere, kvStride, MC);
         __syncthreads();
         float sc[NT][4];
-        #pragma unroll
-        for (int n = 0; n < NT; n++)
-            #pragma unroll
-            for (int c = 0; c < 4; c++) sc[n][c] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < HEAD_DIM; kk += 8) {
-            const unsigned a0 = bits(sQ[(r0 + g) * LQ + kk + t]), a1 = bits(sQ[(r0 + g + 8) * LQ + kk + t]);
-            const unsigned a2 = bits(sQ[(r0 + g) * LQ + kk + t + 4]), a3 = bits(sQ[(r0 + g + 8) * LQ + kk + t + 4]);
-            #pragma unroll
-            for (int n = 0; n < NT; n++) {
-                const unsigned b0 = bits(sK[(n * 8 + g) * LQ + kk + t]), b1 = bits(sK[(n * 8 + g) * LQ + kk + t + 4]);
-                mma(sc[n], a0, a1, a2, a3, b0, b1);
-            }
-        }
+        rows_dot_rows(sc, sQ, r0, sK, g, t);
         // Fragment element c of tile n is row g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
         #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
@@ -140,16 +162,7 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
             }
         }
         __syncwarp();
-        #pragma unroll
-        for (int kk = 0; kk < MC; kk += 8) {
-            const unsigned a0 = bits(sP[(r0 + g) * LP + kk + t]), a1 = bits(sP[(r0 + g + 8) * LP + kk + t]);
-            const unsigned a2 = bits(sP[(r0 + g) * LP + kk + t + 4]), a3 = bits(sP[(r0 + g + 8) * LP + kk + t + 4]);
-            #pragma unroll
-            for (int n = 0; n < OT; n++) {
-                const unsigned b0 = bits(sV[(kk + t) * LV + n * 8 + g]), b1 = bits(sV[(kk + t + 4) * LV + n * 8 + g]);
-                mma(o[n], a0, a1, a2, a3, b0, b1);
-            }
-        }
+        rows_times_rows(o, sP, r0, sV, LV, g, t);
     }
     #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
@@ -168,38 +181,6 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
 }
 
 // ---- backward on the tensor cores (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
-
-// acc (16 x 64) = rows ra.. of a (16 x HEAD_DIM) times the transpose of 64 rows of b: dot products of rows.
-__device__ __forceinline__ void rows_dot_rows(float (&acc)[NT][4], const float* a, int ra, const float* b, int g, int t) {
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HEAD_DIM; kk += 8) {
-        const unsigned a0 = bits(a[(ra + g) * LQ + kk + t]), a1 = bits(a[(ra + g + 8) * LQ + kk + t]);
-        const unsigned a2 = bits(a[(ra + g) * LQ + kk + t + 4]), a3 = bits(a[(ra + g + 8) * LQ + kk + t + 4]);
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-            const unsigned b0 = bits(b[(n * 8 + g) * LQ + kk + t]), b1 = bits(b[(n * 8 + g) * LQ + kk + t + 4]);
-            mma(acc[n], a0, a1, a2, a3, b0, b1);
-        }
-    }
-}
-
-// acc (16 x HEAD_DIM) += rows ra.. of p (16 x 64, stride LP) times 64 rows of b (64 x HEAD_DIM, stride LQ).
-__device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float* p, int ra, const float* b, int g, int t) {
-#pragma unroll
-    for (int kk = 0; kk < MC; kk += 8) {
-        const unsigned a0 = bits(p[(ra + g) * LP + kk + t]), a1 = bits(p[(ra + g + 8) * LP + kk + t]);
-        const unsigned a2 = bits(p[(ra + g) * LP + kk + t + 4]), a3 = bits(p[(ra + g + 8) * LP + kk + t + 4]);
-#pragma unroll
-        for (int n = 0; n < OT; n++) {
-            const unsigned b0 = bits(b[(kk + t) * LQ + n * 8 + g]), b1 = bits(b[(kk + t + 4) * LQ + n * 8 + g]);
-            mma(acc[n], a0, a1, a2, a3, b0, b1);
-        }
-    }
-}
 
 // dK and dV of 64 keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
 extern "C" __global__ void __launch_bounds__(128)
@@ -262,7 +243,7 @@ attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* 
                     }
             }
             __syncwarp();
-            rows_times_rows(dV, sT, kw, sdO, g, t);  // dV += P^T dO
+            rows_times_rows(dV, sT, kw, sdO, LQ, g, t);  // dV += P^T dO
             __syncwarp();
 #pragma unroll
             for (int hh = 0; hh < 2; hh++)
@@ -272,7 +253,7 @@ attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* 
                     for (int c = 0; c < 2; c++)
                         sT[(kw + g + 8 * hh) * LP + n * 8 + 2 * t + c] = __uint_as_float(tf32(dpt[n][2 * hh + c]));
             __syncwarp();
-            rows_times_rows(dK, sT, kw, sQ, g, t);   // dK += dS^T Q
+            rows_times_rows(dK, sT, kw, sQ, LQ, g, t);   // dK += dS^T Q
         }
     }
 #pragma unroll
@@ -348,7 +329,7 @@ attention_backward_q_mma(float* dq, const float* dOut, const float* q, const flo
                 }
         }
         __syncwarp();
-        rows_times_rows(dQ, sT, qw, sK, g, t);       // dQ += dS K
+        rows_times_rows(dQ, sT, qw, sK, LQ, g, t);       // dQ += dS K
         __syncwarp();
     }
 #pragma unroll
