@@ -870,19 +870,26 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Rows cut into at most MAX_CHUNKS chunks of equal length (the last shorter) for fixed-order column sums. */
+    private record RowChunks(int chunks, long perChunk) {
+        static RowChunks of(long rows) {
+            int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
+            long perChunk = (rows + chunks - 1) / chunks;
+            return new RowChunks((int) ((rows + perChunk - 1) / perChunk), perChunk);
+        }
+    }
+
     private interface PartialKernel {
         void launch(long partial, int chunks, long rowsPerChunk);
     }
 
     /** Column sums in two fixed-order passes: row chunks into partials, then partials added (in order) into out. */
     private void columnSums(HostScratch a, long out, long rows, int cols, PartialKernel partialKernel) {
-        int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
-        long perChunk = (rows + chunks - 1) / chunks;
-        chunks = (int) ((rows + perChunk - 1) / perChunk);
-        long partial = driver.allocate((long) chunks * cols * 4);
-        partialKernel.launch(partial, chunks, perChunk);
+        RowChunks rc = RowChunks.of(rows);
+        long partial = driver.allocate((long) rc.chunks() * cols * 4);
+        partialKernel.launch(partial, rc.chunks(), rc.perChunk());
         ops.launch("column_sum_finish", blocks(cols, THREADS), 1, 1, THREADS, 0,
-                new KernelArgs(a).ptr(out).ptr(partial).i32(chunks).i32(cols));
+                new KernelArgs(a).ptr(out).ptr(partial).i32(rc.chunks()).i32(cols));
         driver.free(partial);
     }
 
@@ -939,12 +946,11 @@ public final class CudaBackend implements Backend {
                     .ptr(ys == null ? 0 : ys.address()).ptr(c.address()).ptr(s.address()).ptr(dPos).ptr(angle)
                     .i64(rows).i32(heads).i32(headDim).i32(half));
             if (ys != null) {
-                int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
-                long perChunk = (rows + chunks - 1) / chunks;
-                chunks = (int) ((rows + perChunk - 1) / perChunk);
+                RowChunks rc = RowChunks.of(rows);
+                int chunks = rc.chunks();
                 long partial = driver.allocate((long) chunks * half * 8);
                 ops.launch("column_sum_partial_d", blocks(half, THREADS), chunks, 1, THREADS, 0,
-                        new KernelArgs(a).ptr(partial).ptr(angle).i64(rows).i32(half).i64(perChunk));
+                        new KernelArgs(a).ptr(partial).ptr(angle).i64(rows).i32(half).i64(rc.perChunk()));
                 MemorySegment host = a.allocate(JAVA_DOUBLE, (long) chunks * half);
                 driver.copyToHost(host, partial, (long) chunks * half * 8);
                 for (int k = 0; k < chunks; k++)
