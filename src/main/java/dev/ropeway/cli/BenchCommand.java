@@ -40,6 +40,33 @@ final class BenchCommand implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
+    /** The model a benchmark runs: a checkpoint the user names, or a temporary random one of a preset's size. */
+    static final class BenchModel {
+        @Option(names = "--model", paramLabel = "<dir>", description = "Checkpoint to run (default: a random model of --preset).")
+        Path model;
+
+        @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
+        String preset;
+
+        private Path temporary;
+
+        /** {@code --model}, or a random checkpoint for positions up to {@code maxLen}, deleted by {@link #deleteTemporary}. */
+        Path checkpoint(long maxLen) throws IOException {
+            if (model != null) return model;
+            temporary = randomModel(preset, maxLen);
+            return temporary;
+        }
+
+        String label() {
+            return model == null ? "random " + preset : model.toString();
+        }
+
+        void deleteTemporary() throws IOException {
+            if (temporary != null) FileTrees.delete(temporary);
+            temporary = null;
+        }
+    }
+
     /** A temporary checkpoint of random weights with a preset's shape, default RoPE, for positions up to maxLen. */
     static Path randomModel(String preset, long maxLen) throws IOException {
         ModelPreset p = ModelPreset.parse(preset);
@@ -77,11 +104,8 @@ final class BenchCommand implements Runnable {
     @Command(name = "forward", mixinStandardHelpOptions = true,
             description = "Forward-pass tokens/s and peak resident memory at given sequence lengths.")
     static final class Forward implements Callable<Integer> {
-        @Option(names = "--model", paramLabel = "<dir>", description = "Checkpoint to run (default: a random model of --preset).")
-        Path model;
-
-        @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
-        String preset;
+        @Mixin
+        BenchModel source;
 
         @Option(names = "--tokens", split = ",", defaultValue = "1024", description = "Sequence lengths (comma-separated).")
         long[] lengths;
@@ -98,8 +122,7 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() throws IOException {
             if (repeat < 1) throw new RopewayException("--repeat must be at least 1");
-            Path temp = model == null ? randomModel(preset, Arrays.stream(lengths).max().orElse(1024)) : null;
-            Path dir = model != null ? model : temp;
+            Path dir = source.checkpoint(Arrays.stream(lengths).max().orElse(1024));
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
                 int vocab = t.config().vocabSize();
@@ -128,14 +151,14 @@ final class BenchCommand implements Runnable {
                                 len / median, (Long) row.get("peak_rss_mib"));
                 }
                 Map<String, Object> out = new LinkedHashMap<>();
-                out.put("model", model == null ? "random " + preset : model.toString());
+                out.put("model", source.label());
                 out.put("parameters", t.config().parameterCount());
                 out.put("device", where(backend));
                 out.put("threads", backend.threads());
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
             } finally {
-                if (temp != null) FileTrees.delete(temp);
+                source.deleteTemporary();
             }
             return 0;
         }
@@ -145,11 +168,8 @@ final class BenchCommand implements Runnable {
             description = {"Generation speed: tokens/s of one-token decode steps (KV cache, batch 1) at given context lengths,",
                     "and the prefill rate when --fill prefill."})
     static final class Decode implements Callable<Integer> {
-        @Option(names = "--model", paramLabel = "<dir>", description = "Checkpoint to run (default: a random model of --preset).")
-        Path model;
-
-        @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
-        String preset;
+        @Mixin
+        BenchModel source;
 
         @Option(names = "--contexts", split = ",", defaultValue = "1k,16k,64k", paramLabel = "<n>",
                 description = "Tokens already in the cache when decoding starts (default: ${DEFAULT-VALUE}).")
@@ -176,8 +196,7 @@ final class BenchCommand implements Runnable {
             List<Long> ctx = new ArrayList<>();
             for (String c : contexts) ctx.add((long) EvalCommand.parseLength(c));
             long maxLen = ctx.stream().mapToLong(Long::longValue).max().orElse(1024) + tokens;
-            Path temp = model == null ? randomModel(preset, maxLen) : null;
-            Path dir = model != null ? model : temp;
+            Path dir = source.checkpoint(maxLen);
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open(); Transformer t = Transformer.load(backend, dir)) {
                 Random random = new Random(7);
@@ -227,7 +246,7 @@ final class BenchCommand implements Runnable {
                     }
                 }
                 Map<String, Object> out = new LinkedHashMap<>();
-                out.put("model", model == null ? "random " + preset : model.toString());
+                out.put("model", source.label());
                 out.put("parameters", t.config().parameterCount());
                 out.put("device", where(backend));
                 out.put("threads", backend.threads());
@@ -235,7 +254,7 @@ final class BenchCommand implements Runnable {
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
             } finally {
-                if (temp != null) FileTrees.delete(temp);
+                source.deleteTemporary();
             }
             return 0;
         }
