@@ -31,6 +31,11 @@ final class DemoCommand implements Callable<Integer> {
             description = "Use this corpus (a prepared one, or any folder of .txt / .jsonl files) instead of fetching one with apt.")
     Path corpus;
 
+    @Option(names = "--report-only",
+            description = "Only write the report (tables and charts) from the evaluations already in --work, e.g. copied "
+                    + "from a headless GPU server; trains and scores nothing.")
+    boolean reportOnly;
+
     @Mixin
     BackendOptions backendOptions;
 
@@ -39,7 +44,7 @@ final class DemoCommand implements Callable<Integer> {
         Demo.Preset p = Demo.Preset.named(preset);
         long start = System.nanoTime();
         try (Backend backend = backendOptions.open()) {
-            if (p.needsGpu() && !backend.name().equals("cuda"))
+            if (p.needsGpu() && !reportOnly && !backend.name().equals("cuda"))
                 throw new RopewayException("the demo's " + p.name() + " preset needs an NVIDIA GPU (it would take many hours on "
                         + "the CPU); --device found none here. Use --preset small or medium on a CPU.");
             StageDisplay stages = new StageDisplay();
@@ -49,7 +54,7 @@ final class DemoCommand implements Callable<Integer> {
             }, stages);
             Path report;
             try {
-                report = demo.run(corpus);
+                report = reportOnly ? demo.reportOnly() : demo.run(corpus);
             } catch (RopewayException e) {
                 if (corpus == null && e.getMessage() != null && e.getMessage().contains("apt"))
                     throw new RopewayException(e.getMessage() + " (or run the demo on your own text: ropeway demo --corpus <folder of .txt files>)");

@@ -92,6 +92,43 @@ public final class Demo {
         Path corpus = userCorpus != null ? userCorpus : corpus();
         Path tokenizer = tokenizer(corpus);
         Path base = pretrain(corpus, tokenizer);
+        List<Entry> entries = entries(base, m -> extend(m, base, corpus, tokenizer));
+        Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
+        for (Entry e : entries) results.put(e.name(), evaluate(e, corpus));
+        Map<String, List<Passkey.Cell>> passkeys = new LinkedHashMap<>();
+        for (Entry e : entries)
+            if (PASSKEY_ENTRIES.contains(e.name())) passkeys.put(e.name(), passkey(e));
+        return report(entries, results, passkeys);
+    }
+
+    /**
+     * Writes the report from the evaluations an earlier run left in {@code eval/} (for example copied from a
+     * headless GPU server, to draw the charts where fonts are installed) without loading, training or scoring any
+     * model; fails naming the first evaluation that is missing.
+     */
+    public Path reportOnly() {
+        List<Entry> entries = entries(work.resolve("base"), m -> work.resolve("extend-" + m.label()));
+        Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
+        Map<String, List<Passkey.Cell>> passkeys = new LinkedHashMap<>();
+        for (Entry e : entries) {
+            Path cache = work.resolve("eval/" + e.name() + ".json");
+            if (!Files.isRegularFile(cache))
+                throw new RopewayException("--report-only: " + cache + " is missing; run the demo without --report-only "
+                        + "(with the same --preset) to evaluate " + e.name());
+            results.put(e.name(), evaluate(e, null));
+            if (!PASSKEY_ENTRIES.contains(e.name())) continue;
+            if (!Files.isRegularFile(work.resolve("eval/" + e.name() + "-passkey.json")))
+                throw new RopewayException("--report-only: " + work.resolve("eval/" + e.name() + "-passkey.json")
+                        + " is missing; run the demo without --report-only (with the same --preset) to measure it");
+            passkeys.put(e.name(), passkey(e));
+        }
+        return report(entries, results, passkeys);
+    }
+
+    private static final List<String> PASSKEY_ENTRIES = List.of("base", "pi", "e2", "clex");
+
+    /** The report's rows: the base model with its own RoPE and three zero-shot ones, then one row per fine-tune. */
+    private List<Entry> entries(Path base, java.util.function.Function<Extension.Method, Path> extended) {
         List<Entry> entries = new ArrayList<>();
         int l = preset.trainLen();
         entries.add(new Entry("base", "no scaling", base, null));
@@ -99,13 +136,8 @@ public final class Demo {
         entries.add(new Entry("ntk-zero-shot", "dynamic NTK, zero-shot", base, "dynamic:factor=2"));
         entries.add(new Entry("yarn-zero-shot", "YaRN x16, zero-shot", base, "yarn:factor=16,original_max_position_embeddings=" + l));
         for (Extension.Method m : List.of(Extension.Method.PI, Extension.Method.YARN, Extension.Method.E2, Extension.Method.CLEX))
-            entries.add(new Entry(m.label(), describe(m), extend(m, base, corpus, tokenizer), null));
-        Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
-        for (Entry e : entries) results.put(e.name(), evaluate(e, corpus));
-        Map<String, List<Passkey.Cell>> passkeys = new LinkedHashMap<>();
-        for (Entry e : entries)
-            if (List.of("base", "pi", "e2", "clex").contains(e.name())) passkeys.put(e.name(), passkey(e));
-        return report(entries, results, passkeys);
+            entries.add(new Entry(m.label(), describe(m), extended.apply(m), null));
+        return entries;
     }
 
     /** Passkey at L, 4L and 8L with the needle at the start, middle and end. */

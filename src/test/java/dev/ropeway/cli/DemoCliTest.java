@@ -51,6 +51,28 @@ class DemoCliTest {
         assertEquals(0, second.exitCode(), second.err());
         assertEquals(trained, Files.getLastModifiedTime(work.resolve("base/model.safetensors")), "pretraining is reused");
         assertTrue(second.out().contains("| no scaling |"), second.out());
+
+        // The report alone, from the evaluations, with every model gone (as after copying eval/ off a GPU server).
+        for (String model : new String[]{"base", "extend-pi", "extend-yarn", "extend-e2", "extend-clex"})
+            dev.ropeway.io.FileTrees.delete(work.resolve(model));
+        Files.delete(work.resolve("report.md"));
+        Files.delete(work.resolve("perplexity.png"));
+        CliRunner.Result only = CliRunner.run("demo", "--preset", "quick", "--report-only", "--work", work.toString());
+        assertEquals(0, only.exitCode(), only.err());
+        assertEquals(report, Files.readString(work.resolve("report.md")));
+        assertTrue(Files.size(work.resolve("perplexity.png")) > 10_000);
+        Files.delete(work.resolve("eval/clex-passkey.json"));
+        CliRunner.Result missing = CliRunner.run("demo", "--preset", "quick", "--report-only", "--work", work.toString());
+        assertEquals(1, missing.exitCode());
+        assertTrue(missing.err().contains("clex-passkey.json is missing"), missing.err());
+    }
+
+    /** The GPU preset's report can be written on a machine without a GPU; training it cannot. */
+    @Test
+    void gpuPresetReportNeedsNoGpu(@TempDir Path tmp) {
+        CliRunner.Result r = CliRunner.run("demo", "--preset", "gpu", "--report-only", "--device", "cpu", "--work", tmp.toString());
+        assertEquals(1, r.exitCode(), r.err());
+        assertTrue(r.err().contains("base.json is missing"), r.err());
     }
 
     /** The GPU preset trains with pass-key windows, and says so rather than running for hours on a CPU. */
