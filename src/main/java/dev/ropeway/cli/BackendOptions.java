@@ -22,14 +22,25 @@ final class BackendOptions {
                     + "about 1e-2) or fp32 (exact). Storage stays float32.")
     String gpuMatmul;
 
+    @Option(names = "--kv-cache", defaultValue = "auto", paramLabel = "<type>",
+            description = "KV cache storage: f16 (the GPU's default: half the memory and half the bytes a long-context "
+                    + "decode step reads) or f32 (the CPU's only one; on the GPU, cached decoding then computes exactly "
+                    + "what whole-sequence forwards compute).")
+    String kvCache;
+
     Backend open() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
+        boolean half = switch (kvCache.toLowerCase(java.util.Locale.ROOT)) {
+            case "auto", "f16" -> true;
+            case "f32" -> false;
+            default -> throw new RopewayException("unknown --kv-cache '" + kvCache + "' (auto, f16, f32)");
+        };
         if (device.equals("cpu")) return cpu();
         if (device.equals("auto")) {
             if (!CudaBackend.isAvailable()) return cpu();
             try {
-                return gpu(0, precision);
+                return gpu(0, precision, half);
             } catch (RopewayException e) {
                 // A GPU without the CUDA libraries (or one they cannot drive): the CPU still does the job.
                 System.err.println("warning: not using the GPU: " + e.getMessage() + " Computing on the CPU "
@@ -37,7 +48,7 @@ final class BackendOptions {
                 return cpu();
             }
         }
-        if (device.equals("cuda")) return gpu(0, precision);
+        if (device.equals("cuda")) return gpu(0, precision, half);
         if (device.startsWith("cuda:")) {
             int n;
             try {
@@ -45,19 +56,21 @@ final class BackendOptions {
             } catch (NumberFormatException e) {
                 throw new RopewayException("--device " + device + ": expected cuda:<gpu number>, e.g. cuda:0");
             }
-            return gpu(n, precision);
+            return gpu(n, precision, half);
         }
         throw new RopewayException("unknown --device '" + device + "' (available: auto, cpu, cuda, cuda:<n>)");
     }
 
     /** A GPU backend, named on stderr so a run says where it computes (stdout may be JSON). */
-    private static Backend gpu(int ordinal, MatmulPrecision precision) {
-        CudaBackend b = new CudaBackend(ordinal, precision);
+    private static Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
+        CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
         System.err.println("device: cuda:" + ordinal + ", " + b.description());
         return b;
     }
 
     private Backend cpu() {
+        if (kvCache.equalsIgnoreCase("f16"))
+            throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU backend keeps its KV cache in float32");
         return threads == null ? new CpuBackend() : new CpuBackend(threads);
     }
 }

@@ -233,7 +233,7 @@ final class BenchCommand implements Runnable {
                         row.put("decode_tokens", tokens);
                         row.put("median_step_ms", median * 1e3);
                         row.put("tokens_per_second", 1 / median);
-                        row.put("kv_cache_mib", dev.ropeway.model.KvCache.bytes(t.config(), c + tokens, false) >> 20);
+                        row.put("kv_cache_mib", d.cacheBytes() >> 20);
                         row.put("peak_rss_mib", peakRssMiB());
                     }
                     rows.add(row);

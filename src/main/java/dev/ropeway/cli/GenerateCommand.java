@@ -98,7 +98,7 @@ final class GenerateCommand implements Callable<Integer> {
             try (Decoder decoder = new Decoder(t, method, capacity, policy, chunk)) {
                 if (!json) System.err.printf("%s: %,d prompt tokens, RoPE %s, KV cache %,d tokens (%,d MiB)%n", model, ids.length,
                         RopeSpec.describe(method), capacity,
-                        KvCache.bytes(t.config(), capacity, false) >> 20);
+                        decoder.cacheBytes() >> 20);
                 Generator.Result r = generator.generate(decoder, ids, settings, piece -> {
                     if (!json) out.print(piece);
                 }, () -> false);

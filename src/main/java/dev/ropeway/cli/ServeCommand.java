@@ -68,7 +68,7 @@ final class ServeCommand implements Callable<Integer> {
             ServerSettings settings = new ServerSettings(host, port, slots, queue, ctx, limit, maxBody, grace);
             ChatTemplate chat = ChatTemplate.find(model).orElse(null);
             String id = name != null ? name : model.toAbsolutePath().normalize().getFileName().toString();
-            long kv = KvCache.bytes(t.config(), ctx, true) * slots;
+            long kv = KvCache.bytes(t.config(), ctx, true, t.backend().kvBytesPerElement()) * slots;
             CountDownLatch stopped = new CountDownLatch(1);
             try (Server server = new Server(t, method, new Generator(tok), chat, id, settings, policy)) {
                 Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(() -> {

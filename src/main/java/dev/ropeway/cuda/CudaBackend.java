@@ -46,6 +46,8 @@ public final class CudaBackend implements Backend {
     private final Cublas cublas;
     private final MatmulPrecision precision;
     private final CudaModule ops;
+    private final boolean halfKvCache;
+    /** Attention modules by head size, float32 caches at key d and float16 ones at -d. */
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
     private final Map<Integer, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
     private final ReentrantLock lock = new ReentrantLock();
@@ -71,8 +73,17 @@ public final class CudaBackend implements Backend {
         this(0, MatmulPrecision.TF32);
     }
 
-    /** A backend on GPU {@code ordinal} whose matrix products run at {@code precision}. */
+    /** A backend on GPU {@code ordinal} whose matrix products run at {@code precision}, with a float16 KV cache. */
     public CudaBackend(int ordinal, MatmulPrecision precision) {
+        this(ordinal, precision, true);
+    }
+
+    /**
+     * A backend on GPU {@code ordinal} whose matrix products run at {@code precision}; its KV caches hold float16
+     * ({@code halfKvCache}: half the memory and half the bytes a long-context decode step reads, keys and values
+     * rounded to 11 significant bits) or float32.
+     */
+    public CudaBackend(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
         this.driver = Driver.get();
         int count = driver.deviceCount();
         if (count == 0) throw new CudaException("the CUDA driver sees no GPU");
@@ -89,6 +100,7 @@ public final class CudaBackend implements Backend {
         this.sharedOptIn = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
         this.nvrtc = new Nvrtc();
         this.precision = precision;
+        this.halfKvCache = halfKvCache;
         this.cublas = new Cublas(precision);
         this.ops = new CudaModule(driver, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
     }
@@ -112,10 +124,11 @@ public final class CudaBackend implements Backend {
         return "cuda";
     }
 
-    /** What this backend runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, NVRTC 13.0, TF32 products)". */
+    /** What this backend runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, NVRTC 13.0, tf32 products, f16 KV cache)". */
     public String description() {
         return deviceName + " (sm_" + arch + ", " + multiprocessors + " SMs, NVRTC " + nvrtc.version()
-                + ", " + precision.name().toLowerCase(java.util.Locale.ROOT) + " products)";
+                + ", " + precision.name().toLowerCase(java.util.Locale.ROOT) + " products, "
+                + (halfKvCache ? "f16" : "f32") + " KV cache)";
     }
 
     @Override
@@ -216,8 +229,18 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public CudaTensor allocateKv(long size) {
+        return new CudaTensor(this, size, halfKvCache);
+    }
+
+    @Override
+    public int kvBytesPerElement() {
+        return halfKvCache ? 2 : Float.BYTES;
+    }
+
+    @Override
     public CudaTensor view(Tensor base, long offset, long size) {
-        return new CudaTensor(tensor("view", "base", base), offset, size);
+        return new CudaTensor(anyTensor("view", "base", base), offset, size);
     }
 
     @Override
@@ -272,7 +295,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
-        CudaTensor s = tensor("download", "src", src);
+        CudaTensor s = anyTensor("download", "src", src);
         checkRange("download", "src", s, offset, length);
         if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
             throw new IllegalArgumentException("download: dst range [" + dstOffset + ", " + ((long) dstOffset + length)
@@ -281,23 +304,46 @@ public final class CudaBackend implements Backend {
         enter();
         try (HostScratch a = HostScratch.begin()) {
             MemorySegment host = a.allocate(JAVA_FLOAT, length);
-            driver.copyToHost(host, s.address() + offset * Float.BYTES, (long) length * Float.BYTES);
+            long bytes = (long) length * Float.BYTES;
+            if (s.isHalf()) {
+                long wide = driver.allocate(bytes);
+                try {
+                    convert("from_half", wide, s.address() + offset * 2, length);
+                    driver.copyToHost(host, wide, bytes);
+                } finally {
+                    driver.free(wide);
+                }
+            } else {
+                driver.copyToHost(host, s.address() + offset * Float.BYTES, bytes);
+            }
             MemorySegment.copy(host, JAVA_FLOAT, 0, dst, dstOffset, length);
         } finally {
             exit();
         }
     }
 
+    /** to_half or from_half over n elements (called holding the lock). */
+    private void convert(String kernel, long dst, long src, long n) {
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch(kernel, gridFor(n), 1, 1, THREADS, 0, new KernelArgs(a).ptr(dst).ptr(src).i64(n));
+        }
+    }
+
     @Override
     public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
-        CudaTensor d = tensor("copy", "dst", dst), s = tensor("copy", "src", src);
+        CudaTensor d = anyTensor("copy", "dst", dst), s = anyTensor("copy", "src", src);
         checkRange("copy", "dst", d, dstOffset, length);
         checkRange("copy", "src", s, srcOffset, length);
         if (length == 0) return;
         enter();
         try {
-            long to = d.address() + dstOffset * Float.BYTES, from = s.address() + srcOffset * Float.BYTES;
-            long bytes = length * Float.BYTES;
+            long to = d.address() + dstOffset * d.elementBytes(), from = s.address() + srcOffset * s.elementBytes();
+            if (d.isHalf() != s.isHalf()) {
+                // float32 into a float16 cache (rounded to nearest) or back; the two never share memory.
+                convert(d.isHalf() ? "to_half" : "from_half", to, from, length);
+                return;
+            }
+            long bytes = length * d.elementBytes();
             if (Math.abs(to - from) < bytes && to != from) {
                 // Overlapping ranges: through a scratch buffer, as memmove would.
                 long tmp = driver.allocate(bytes);
@@ -490,22 +536,30 @@ public final class CudaBackend implements Backend {
         return headDim <= 128 ? 64 : 32;
     }
 
-    private CudaModule attentionModule(int headDim) {
+    private CudaModule attentionModule(int headDim, boolean halfKv) {
         if (headDim > 256)
             throw new IllegalArgumentException("attention: the CUDA backend supports head sizes up to 256, got " + headDim);
-        CudaModule m = attentionModules.get(headDim);
+        int key = halfKv ? -headDim : headDim;
+        CudaModule m = attentionModules.get(key);
         if (m != null) return m;
         // Loading a module needs the context current on this thread (a server's slot threads come here first).
         enter();
         try {
-            return attentionModules.computeIfAbsent(headDim, d -> {
-                int t = tile(d);
-                return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch,
-                        List.of("-DHEAD_DIM=" + d, "-DBR=" + t, "-DBC=" + t)));
+            return attentionModules.computeIfAbsent(key, x -> {
+                int t = tile(headDim);
+                List<String> options = new java.util.ArrayList<>(defines(headDim, halfKv));
+                options.add("-DBR=" + t);
+                options.add("-DBC=" + t);
+                return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch, options));
             });
         } finally {
             exit();
         }
+    }
+
+    /** An attention module's head size, and whether the keys and values it reads are a float16 cache. */
+    private static List<String> defines(int headDim, boolean halfKv) {
+        return halfKv ? List.of("-DHEAD_DIM=" + headDim, "-DKV_HALF") : List.of("-DHEAD_DIM=" + headDim);
     }
 
     private static int paddedLd(int headDim) {
@@ -546,17 +600,20 @@ public final class CudaBackend implements Backend {
         String qf = "batch*seqQ*heads*headDim", kvf = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
         CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
         CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
-        CudaTensor ks = atLeast(op, "k", k, sz.kvFloats, kvf);
-        CudaTensor vs = atLeast(op, "v", v, sz.kvFloats, kvf);
+        CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvf);
+        CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvf);
+        if (ks.isHalf() != vs.isHalf())
+            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
         CudaTensor ls = lse == null ? null : atLeast(op, "lse", lse, sz.qRows * shape.heads(), "batch*seqQ*heads");
         int d = shape.headDim(), t = tile(d);
-        CudaModule module = attentionModule(d);
+        boolean half = ks.isHalf();
+        CudaModule module = attentionModule(d, half);
         if (shape.seqQ() == 1) {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
         if (usesTensorCoreAttention(d)) {
-            tensorCoreAttention(os, ls, qs, ks, vs, shape);
+            tensorCoreAttention(os, ls, qs, ks, vs, shape, half);
             return;
         }
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
@@ -576,13 +633,14 @@ public final class CudaBackend implements Backend {
         return precision != MatmulPrecision.FP32 && headDim % 8 == 0 && headDim <= 128 && arch >= 80;
     }
 
-    private CudaModule tensorCoreAttentionModule(int headDim) {
-        CudaModule m = tensorCoreAttentionModules.get(headDim);
+    private CudaModule tensorCoreAttentionModule(int headDim, boolean halfKv) {
+        int key = halfKv ? -headDim : headDim;
+        CudaModule m = tensorCoreAttentionModules.get(key);
         if (m != null) return m;
         enter();
         try {
-            return tensorCoreAttentionModules.computeIfAbsent(headDim, x -> new CudaModule(driver,
-                    nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, List.of("-DHEAD_DIM=" + x))));
+            return tensorCoreAttentionModules.computeIfAbsent(key, x -> new CudaModule(driver,
+                    nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, defines(headDim, halfKv))));
         } finally {
             exit();
         }
@@ -593,9 +651,9 @@ public final class CudaBackend implements Backend {
      * with float32 accumulation, used whenever matrix products may round their inputs.
      */
     private void tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
-                                     AttentionShape shape) {
+                                     AttentionShape shape, boolean half) {
         int d = shape.headDim();
-        CudaModule module = tensorCoreAttentionModule(d);
+        CudaModule module = tensorCoreAttentionModule(d, half);
         int shared = (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
         checkShared("attention", shared);
         enter();
@@ -625,7 +683,10 @@ public final class CudaBackend implements Backend {
             long slots = rowsHeads * splits;
             long partM = decodeScratch(slots * (2L + d) * 4), partL = partM + slots * 4, partAcc = partL + slots * 4;
             MemorySegment st = shapeStruct(a, shape);
-            module.launch("attention_decode_partial", splits, shape.heads(), shape.batch(), 256, 0, new KernelArgs(a)
+            // 16-byte loads where the rows allow them (every realistic head size), else one element per lane.
+            boolean vectors = d % (ks.isHalf() ? 8 : 4) == 0 && ks.address() % 16 == 0 && vs.address() % 16 == 0;
+            module.launch(vectors ? "attention_decode_partial_vec" : "attention_decode_partial", splits, shape.heads(),
+                    shape.batch(), 256, 0, new KernelArgs(a)
                     .ptr(partM).ptr(partL).ptr(partAcc).ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).struct(st)
                     .i64(chunk).i32(splits));
             module.launch("attention_decode_combine", shape.heads(), shape.batch(), 1, 128, 0, new KernelArgs(a)
@@ -672,10 +733,10 @@ public final class CudaBackend implements Backend {
                 if (i != j && outputs[i] == all[j])
                     throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
         int d = shape.headDim(), t = tile(d);
-        CudaModule module = attentionModule(d);
+        CudaModule module = attentionModule(d, false);
         int ld = paddedLd(d);
         boolean tensorCores = usesTensorCoreAttention(d);
-        CudaModule mma = tensorCores ? tensorCoreAttentionModule(d) : null;
+        CudaModule mma = tensorCores ? tensorCoreAttentionModule(d, false) : null;
         int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
         int sharedQ = (4 * t * ld + t * (t + 1) + 2 * t) * 4;
         int sharedMma = (4 * 64 * (d + 4) + 64 * 68 + 128) * 4;
@@ -1054,7 +1115,16 @@ public final class CudaBackend implements Backend {
         return (int) Math.max(1, b);
     }
 
+    /** A float32 GPU tensor (a float16 KV cache is refused: only copy, view, download and attention read one). */
     private static CudaTensor tensor(String op, String name, Tensor t) {
+        CudaTensor c = anyTensor(op, name, t);
+        if (c.isHalf())
+            throw new IllegalArgumentException(op + ": " + name + " is a float16 KV-cache tensor, which only copy, view, "
+                    + "download and attention's k and v take; copy it into a float32 tensor first");
+        return c;
+    }
+
+    private static CudaTensor anyTensor(String op, String name, Tensor t) {
         if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
         if (!(t instanceof CudaTensor c))
             throw new IllegalArgumentException(op + ": " + name + " is not a GPU tensor of this backend: " + t);
@@ -1063,7 +1133,10 @@ public final class CudaBackend implements Backend {
     }
 
     private static CudaTensor atLeast(String op, String name, Tensor t, long need, String formula) {
-        CudaTensor c = tensor(op, name, t);
+        return atLeast(op, name, tensor(op, name, t), need, formula);
+    }
+
+    private static CudaTensor atLeast(String op, String name, CudaTensor c, long need, String formula) {
         if (c.size() < need)
             throw new IllegalArgumentException(op + ": " + name + " has " + c.size() + " floats, needs " + formula + " = " + need);
         return c;

@@ -175,11 +175,29 @@ public final class Decoder implements AutoCloseable {
     private void rerotate(long p, float[] freq) {
         if (!cache.keepsRawKeys())
             throw new IllegalStateException("frequencies changed but the cache keeps no unrotated keys");
-        try (RotaryTable table = backend.rotaryTable(positions(0, p), freq, 1f)) {
-            for (int l = 0; l < config.numLayers(); l++) {
-                Tensor keys = cache.rows(cache.keys(l), 0, p);
-                backend.copy(keys, 0, cache.rows(cache.rawKeys(l), 0, p), 0, p * config.kvDim());
-                backend.rotary(keys, table, p, config.numKvHeads(), config.headDim());
+        if (!cache.narrow()) {
+            try (RotaryTable table = backend.rotaryTable(positions(0, p), freq, 1f)) {
+                for (int l = 0; l < config.numLayers(); l++) {
+                    Tensor keys = cache.rows(cache.keys(l), 0, p);
+                    backend.copy(keys, 0, cache.rows(cache.rawKeys(l), 0, p), 0, p * config.kvDim());
+                    backend.rotary(keys, table, p, config.numKvHeads(), config.headDim());
+                }
+            }
+        } else {
+            // A narrow cache is rotated in float32, a block of rows at a time, and rounded once on the way back.
+            int kvd = config.kvDim();
+            long block = Math.max(1, Math.min(p, backend.blockFloats() / kvd / 4));
+            try (Tensor wide = backend.allocate(block * kvd)) {
+                for (long from = 0; from < p; from += block) {
+                    long n = Math.min(block, p - from);
+                    try (RotaryTable table = backend.rotaryTable(positions(from, (int) n), freq, 1f)) {
+                        for (int l = 0; l < config.numLayers(); l++) {
+                            backend.copy(wide, 0, cache.rows(cache.rawKeys(l), from, n), 0, n * kvd);
+                            backend.rotary(wide, table, n, config.numKvHeads(), config.headDim());
+                            backend.copy(cache.rows(cache.keys(l), from, n), 0, wide, 0, n * kvd);
+                        }
+                    }
+                }
             }
         }
         cache.setLength(p, freq);
@@ -194,13 +212,22 @@ public final class Decoder implements AutoCloseable {
         float scale = plan.attentionScale();
         AttentionShape shape = new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
                 config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
+        long kvFloats = (long) n * config.kvDim();
+        boolean narrow = cache.narrow();
         try (Tensor x = backend.allocate((long) n * h);
              RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
-             RotaryTable keys = scale == 1f ? null : backend.rotaryTable(pos, plan.invFreq(), 1f)) {
+             RotaryTable keys = scale == 1f ? null : backend.rotaryTable(pos, plan.invFreq(), 1f);
+             // A narrow cache's new rows are computed in float32 here and copied in after rotation.
+             Tensor newKeys = narrow ? backend.allocate(kvFloats) : null;
+             Tensor newValues = narrow ? backend.allocate(kvFloats) : null;
+             Tensor newRaw = narrow && cache.keepsRawKeys() ? backend.allocate(kvFloats) : null) {
             backend.embedding(x, model.weights().embedding(), ids, h);
-            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> new Transformer.LayerKv(
-                    cache.rows(cache.keys(l), p, n), cache.rows(cache.values(l), p, n),
-                    cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, n) : null, cache.keys(l), cache.values(l)));
+            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> {
+                Transformer.LayerKv rows = new Transformer.LayerKv(cache.rows(cache.keys(l), p, n),
+                        cache.rows(cache.values(l), p, n), cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, n) : null,
+                        cache.keys(l), cache.values(l), null);
+                return narrow ? new Transformer.LayerKv(newKeys, newValues, newRaw, cache.keys(l), cache.values(l), rows) : rows;
+            });
             System.arraycopy(ids, 0, tokens, (int) p, n);
             cache.setLength(p + n, plan.invFreq());
             if (sink != null) {
@@ -213,6 +240,11 @@ public final class Decoder implements AutoCloseable {
                 model.emitLogits(row, 0, 1, (first, rows, logits) -> backend.download(logits, 0, last, 0, last.length));
             }
         }
+    }
+
+    /** Bytes the KV cache takes. */
+    public long cacheBytes() {
+        return cache.bytes();
     }
 
     /**

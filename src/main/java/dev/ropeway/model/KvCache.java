@@ -8,13 +8,16 @@ import dev.ropeway.tensor.Tensor;
  * The keys and values of one sequence, per layer, in backend memory preallocated for {@code capacity} tokens and
  * indexed by long. Keys are stored rotated with the frequencies in {@link #frequencies()}; when the RoPE method's
  * frequencies depend on the length (dynamic NTK, E²-LLM's g, CLEX's t, LongRoPE), the keys before rotation are kept
- * too, so every cached key can be rotated again when the frequencies change.
+ * too, so every cached key can be rotated again when the frequencies change. The backend chooses the storage
+ * ({@link Backend#allocateKv}): float32, or narrower ({@link #narrow()}), in which case new rows are computed in float32
+ * and copied in.
  */
 public final class KvCache implements AutoCloseable {
     private final Backend backend;
     private final long capacity;
     private final int kvDim;
     private final Tensor[] keys, values, rawKeys;
+    private final int elementBytes;
     private long length;
     private float[] frequencies;
 
@@ -22,6 +25,7 @@ public final class KvCache implements AutoCloseable {
         this.backend = backend;
         this.capacity = capacity;
         this.kvDim = config.kvDim();
+        this.elementBytes = backend.kvBytesPerElement();
         int layers = config.numLayers();
         keys = new Tensor[layers];
         values = new Tensor[layers];
@@ -29,14 +33,14 @@ public final class KvCache implements AutoCloseable {
         long floats = Math.multiplyExact(capacity, (long) kvDim);
         try {
             for (int l = 0; l < layers; l++) {
-                keys[l] = backend.allocate(floats);
-                values[l] = backend.allocate(floats);
-                if (rawKeys != null) rawKeys[l] = backend.allocate(floats);
+                keys[l] = backend.allocateKv(floats);
+                values[l] = backend.allocateKv(floats);
+                if (rawKeys != null) rawKeys[l] = backend.allocateKv(floats);
             }
         } catch (RuntimeException | OutOfMemoryError e) {
             close();
             throw new RopewayException("cannot allocate a KV cache of " + capacity + " tokens ("
-                    + bytes(config, capacity, keepRawKeys) / (1 << 20) + " MiB): " + e.getMessage()
+                    + bytes(config, capacity, keepRawKeys, elementBytes) / (1 << 20) + " MiB): " + e.getMessage()
                     + "; ask for a shorter context", e);
         }
     }
@@ -47,9 +51,19 @@ public final class KvCache implements AutoCloseable {
         return new KvCache(backend, config, capacity, keepRawKeys);
     }
 
-    /** Bytes a cache of {@code capacity} tokens takes. */
-    public static long bytes(ModelConfig config, long capacity, boolean keepRawKeys) {
-        return capacity * config.kvDim() * (long) Float.BYTES * config.numLayers() * (keepRawKeys ? 3 : 2);
+    /** Bytes a cache of {@code capacity} tokens takes with {@code elementBytes} per element ({@link Backend#kvBytesPerElement}). */
+    public static long bytes(ModelConfig config, long capacity, boolean keepRawKeys, int elementBytes) {
+        return capacity * config.kvDim() * (long) elementBytes * config.numLayers() * (keepRawKeys ? 3 : 2);
+    }
+
+    /** Bytes this cache takes. */
+    public long bytes() {
+        return capacity * kvDim * (long) elementBytes * keys.length * (rawKeys != null ? 3 : 2);
+    }
+
+    /** Whether the cache stores keys and values narrower than float32 (written only by copying float32 rows in). */
+    public boolean narrow() {
+        return elementBytes < Float.BYTES;
     }
 
     public long capacity() { return capacity; }

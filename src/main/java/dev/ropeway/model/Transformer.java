@@ -70,7 +70,7 @@ public final class Transformer implements AutoCloseable {
              Tensor v = backend.allocate(rows * c.kvDim());
              RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
             backend.embedding(x, weights.embedding(), in.ids(), c.hiddenSize());
-            layers(x, rows, shape, table, table, layer -> new LayerKv(k, v, null, k, v));
+            layers(x, rows, shape, table, table, layer -> new LayerKv(k, v, null, k, v, null));
             finalNorm(x, x, rows);
             emitLogits(x, 0, rows, sink);
         }
@@ -82,7 +82,12 @@ public final class Transformer implements AutoCloseable {
      * the tensors attention reads them from ({@code keys}, {@code values}: the same for a plain forward, the whole
      * cache of the layer for a forward that appends to a KV cache).
      */
-    record LayerKv(Tensor newKeys, Tensor newValues, Tensor rawKeys, Tensor keys, Tensor values) {}
+    /**
+     * Where a layer's attention finds its keys and values: the new rows are computed into {@code newKeys},
+     * {@code newValues} (and {@code rawKeys}, unrotated), and attention reads {@code keys} and {@code values}. For a
+     * narrow KV cache the new rows are float32 scratch, copied into the cache's rows {@code stored} after rotation.
+     */
+    record LayerKv(Tensor newKeys, Tensor newValues, Tensor rawKeys, Tensor keys, Tensor values, LayerKv stored) {}
 
     /**
      * The decoder stack over {@code rows} embedded tokens in {@code x}, the residual stream, updated in place. Queries
@@ -112,6 +117,12 @@ public final class Transformer implements AutoCloseable {
                 backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
                 backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
                 backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
+                if (kv.stored() != null) {
+                    LayerKv to = kv.stored();
+                    backend.copy(to.newKeys(), 0, kv.newKeys(), 0, rows * kvd);
+                    backend.copy(to.newValues(), 0, kv.newValues(), 0, rows * kvd);
+                    if (to.rawKeys() != null) backend.copy(to.rawKeys(), 0, kv.rawKeys(), 0, rows * kvd);
+                }
                 backend.attention(att, q, kv.keys(), kv.values(), null, shape);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
                 backend.addInPlace(x, hs, rows * h);

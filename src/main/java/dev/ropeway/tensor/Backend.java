@@ -23,6 +23,21 @@ public interface Backend extends AutoCloseable {
      */
     Tensor view(Tensor base, long offset, long size);
 
+    /**
+     * Memory for {@code size} cached keys or values (a KV cache). A backend may store them narrower than float32 (the
+     * GPU backend's float16 cache halves what a long-context decode step reads); such a tensor is written only by
+     * {@link #copy} (which converts from float32), read by {@link #attention} as {@code k} and {@code v}, by
+     * {@link #copy} and by {@link #download}, and viewed with {@link #view}. By default it is {@link #allocate}.
+     */
+    default Tensor allocateKv(long size) {
+        return allocate(size);
+    }
+
+    /** Bytes per element of an {@link #allocateKv} tensor. */
+    default int kvBytesPerElement() {
+        return Float.BYTES;
+    }
+
     /** Copies host floats into a new buffer. */
     Tensor upload(float[] data);
 

@@ -36,16 +36,17 @@ __device__ __forceinline__ float row_sum16(float v) {
 }
 
 // Loads `count` rows of one head (rows beyond `valid` and features beyond HEAD_DIM as zeros) into dst[count][LD].
-__device__ __forceinline__ void load_rows(float* dst, const float* src, i64 firstRow, i64 valid, i64 rowStride,
+template <typename T>
+__device__ __forceinline__ void load_rows(float* dst, const T* src, i64 firstRow, i64 valid, i64 rowStride,
                                           int count) {
     for (int e = threadIdx.x; e < count * DP; e += 256) {
         int r = e / DP, d = e % DP;
-        dst[r * LD + d] = (r < valid && d < HEAD_DIM) ? src[(firstRow + r) * rowStride + d] : 0.f;
+        dst[r * LD + d] = (r < valid && d < HEAD_DIM) ? to_float(src[(firstRow + r) * rowStride + d]) : 0.f;
     }
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, Shape s) {
+attention_forward(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
     extern __shared__ float smem[];
     float* sQ = smem;              // [BR][LD]
     float* sKV = sQ + BR * LD;     // [BC][LD], keys then values
@@ -56,8 +57,8 @@ attention_forward(float* out, float* lse, const float* q, const float* k, const 
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 rowsHere = min((i64) BR, s.seqQ - i0);
 
     load_rows(sQ, qBase, i0, rowsHere, qStride, BR);
@@ -315,11 +316,12 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
 
 #define DECODE_WARPS 8
 #define DT ((HEAD_DIM + 31) / 32)   // features per lane
+#define DECODE_KEYS 4                // keys per warp and loop step
 
-// Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), one key per warp
-// at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
+// Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), DECODE_KEYS keys
+// per warp at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
-attention_decode_partial(float* partM, float* partL, float* partAcc, const float* q, const float* k, const float* v,
+attention_decode_partial(float* partM, float* partL, float* partAcc, const float* q, const kv_t* k, const kv_t* v,
                          Shape s, i64 chunk, int splits) {
     __shared__ float sM[DECODE_WARPS], sL[DECODE_WARPS], sAcc[DECODE_WARPS][DT * 32];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -327,8 +329,8 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const float* qRow = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 p = s.qStart;
     const i64 first = s.window == 0 ? 0 : max((i64) 0, p - s.window + 1);
     const i64 from = first + (i64) split * chunk, to = min(p + 1, from + chunk);
@@ -339,31 +341,46 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
         acc[t] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
-    // Two keys per warp and step: their loads are independent, so twice the bytes are in flight.
-    for (i64 j = from + warp; j < to; j += 2 * DECODE_WARPS) {
-        const i64 j2 = j + DECODE_WARPS;
-        const bool two = j2 < to;
-        const float* kr = kBase + j * kvStride;
-        const float* kr2 = kBase + (two ? j2 : j) * kvStride;
-        float dot = 0.f, dot2 = 0.f;
+    // DECODE_KEYS keys per warp and step: their loads are independent, so that many rows are in flight at once.
+    for (i64 j = from + warp; j < to; j += DECODE_KEYS * DECODE_WARPS) {
+        float sc[DECODE_KEYS];
+        i64 row[DECODE_KEYS];
 #pragma unroll
-        for (int t = 0; t < DT; t++) {
-            const int d = lane + 32 * t;
-            if (d < HEAD_DIM) { dot += qv[t] * kr[d]; dot2 += qv[t] * kr2[d]; }
+        for (int u = 0; u < DECODE_KEYS; u++) {
+            const i64 ju = j + (i64) u * DECODE_WARPS;
+            row[u] = ju < to ? ju : j;
+            const kv_t* kr = kBase + row[u] * kvStride;
+            float dot = 0.f;
+#pragma unroll
+            for (int t = 0; t < DT; t++) {
+                const int d = lane + 32 * t;
+                if (d < HEAD_DIM) dot += qv[t] * to_float(kr[d]);
+            }
+            sc[u] = dot;
         }
-        const float sc = warp_sum(dot) * s.scale;
-        const float sc2 = two ? warp_sum(dot2) * s.scale : -INFINITY;
-        const float mNew = fmaxf(m, fmaxf(sc, sc2));
+        float mNew = m;
+#pragma unroll
+        for (int u = 0; u < DECODE_KEYS; u++) {
+            sc[u] = j + (i64) u * DECODE_WARPS < to ? warp_sum(sc[u]) * s.scale : -INFINITY;
+            mNew = fmaxf(mNew, sc[u]);
+        }
         const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
-        const float pr = expf(sc - mNew), pr2 = two ? expf(sc2 - mNew) : 0.f;
-        l = l * corr + pr + pr2;
+        float pr[DECODE_KEYS];
+        l *= corr;
+#pragma unroll
+        for (int u = 0; u < DECODE_KEYS; u++) {
+            pr[u] = sc[u] == -INFINITY ? 0.f : expf(sc[u] - mNew);
+            l += pr[u];
+        }
         m = mNew;
-        const float* vr = vBase + j * kvStride;
-        const float* vr2 = vBase + (two ? j2 : j) * kvStride;
 #pragma unroll
         for (int t = 0; t < DT; t++) {
             const int d = lane + 32 * t;
-            acc[t] = acc[t] * corr + (d < HEAD_DIM ? pr * vr[d] + pr2 * vr2[d] : 0.f);
+            float a = acc[t] * corr;
+            if (d < HEAD_DIM)
+#pragma unroll
+                for (int u = 0; u < DECODE_KEYS; u++) a += pr[u] * to_float(vBase[row[u] * kvStride + d]);
+            acc[t] = a;
         }
     }
     if (lane == 0) { sM[warp] = m; sL[warp] = l; }
@@ -386,6 +403,152 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
         if (d < HEAD_DIM) partAcc[slot * HEAD_DIM + d] = out[t];
     }
 }
+
+// The same with 16-byte loads: a group of DG lanes reads one key row (DV elements per lane and load), so one warp
+// instruction reads DKPI rows, and DU such instructions for keys and as many for values are issued before any of
+// them is used. Each group keeps its own online softmax; the block combines its groups at the end. Needs HEAD_DIM a
+// multiple of DV and 16-byte-aligned k and v (the backend checks, and uses the kernel above otherwise).
+#ifdef KV_HALF
+#define DV 8
+typedef uint4 vraw_t;
+__device__ __forceinline__ void widen(const vraw_t& r, float (&f)[DV]) {
+    const unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = to_float((unsigned short) (w[i] & 0xffffu));
+        f[2 * i + 1] = to_float((unsigned short) (w[i] >> 16));
+    }
+}
+#else
+#define DV 4
+typedef float4 vraw_t;
+__device__ __forceinline__ void widen(const vraw_t& r, float (&f)[DV]) {
+    f[0] = r.x; f[1] = r.y; f[2] = r.z; f[3] = r.w;
+}
+#endif
+
+#if HEAD_DIM % DV == 0
+#define DVECS (HEAD_DIM / DV)        // 16-byte vectors per row
+#define DG (DVECS > 16 ? 32 : DVECS > 8 ? 16 : DVECS > 4 ? 8 : DVECS > 2 ? 4 : DVECS > 1 ? 2 : 1)  // lanes per row
+#define DNV ((DVECS + DG - 1) / DG)  // vectors per lane
+#define DKPI (32 / DG)               // rows per warp instruction
+#define DU 4                         // instructions in flight per operand
+#define DSTATES (DECODE_WARPS * DKPI)
+
+extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
+attention_decode_partial_vec(float* partM, float* partL, float* partAcc, const float* q, const kv_t* k, const kv_t* v,
+                             Shape s, i64 chunk, int splits) {
+    __shared__ float sM[DSTATES], sL[DSTATES], sW[DSTATES];
+    __shared__ float sAcc[DSTATES][HEAD_DIM];
+    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int grp = lane / DG, gl = lane % DG;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const float* qRow = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 p = s.qStart;
+    const i64 first = s.window == 0 ? 0 : max((i64) 0, p - s.window + 1);
+    const i64 from = first + (i64) split * chunk, to = min(p + 1, from + chunk);
+    float qv[DNV][DV], acc[DNV][DV];
+#pragma unroll
+    for (int t = 0; t < DNV; t++) {
+        const int vi = gl + DG * t;
+#pragma unroll
+        for (int e = 0; e < DV; e++) {
+            qv[t][e] = vi < DVECS ? qRow[vi * DV + e] : 0.f;
+            acc[t][e] = 0.f;
+        }
+    }
+    float m = -INFINITY, l = 0.f;
+    for (i64 j0 = from + (i64) warp * (DKPI * DU); j0 < to; j0 += (i64) DECODE_WARPS * DKPI * DU) {
+        vraw_t kr[DU][DNV], vr[DU][DNV];
+#pragma unroll
+        for (int u = 0; u < DU; u++) {
+            const i64 j = j0 + u * DKPI + grp;
+            const i64 row = j < to ? j : j0;
+#pragma unroll
+            for (int t = 0; t < DNV; t++) {
+                const int vi = gl + DG * t;
+                if (vi < DVECS) {
+                    kr[u][t] = *reinterpret_cast<const vraw_t*>(kBase + row * kvStride + vi * DV);
+                    vr[u][t] = *reinterpret_cast<const vraw_t*>(vBase + row * kvStride + vi * DV);
+                }
+            }
+        }
+        float sc[DU];
+        float mNew = m;
+#pragma unroll
+        for (int u = 0; u < DU; u++) {
+            float dot = 0.f;
+#pragma unroll
+            for (int t = 0; t < DNV; t++) {
+                if (gl + DG * t < DVECS) {
+                    float kf[DV];
+                    widen(kr[u][t], kf);
+#pragma unroll
+                    for (int e = 0; e < DV; e++) dot += qv[t][e] * kf[e];
+                }
+            }
+#pragma unroll
+            for (int o = DG / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            sc[u] = j0 + u * DKPI + grp < to ? dot * s.scale : -INFINITY;
+            mNew = fmaxf(mNew, sc[u]);
+        }
+        if (mNew == -INFINITY) continue;   // none of this group's rows is visible in this step
+        const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
+        float pr[DU];
+        l *= corr;
+#pragma unroll
+        for (int u = 0; u < DU; u++) {
+            pr[u] = sc[u] == -INFINITY ? 0.f : expf(sc[u] - mNew);
+            l += pr[u];
+        }
+        m = mNew;
+#pragma unroll
+        for (int t = 0; t < DNV; t++) {
+#pragma unroll
+            for (int e = 0; e < DV; e++) acc[t][e] *= corr;
+            if (gl + DG * t < DVECS) {
+#pragma unroll
+                for (int u = 0; u < DU; u++) {
+                    float vf[DV];
+                    widen(vr[u][t], vf);
+#pragma unroll
+                    for (int e = 0; e < DV; e++) acc[t][e] += pr[u] * vf[e];
+                }
+            }
+        }
+    }
+    const int state = warp * DKPI + grp;
+    if (gl == 0) { sM[state] = m; sL[state] = l; }
+#pragma unroll
+    for (int t = 0; t < DNV; t++) {
+        const int vi = gl + DG * t;
+        if (vi < DVECS)
+#pragma unroll
+            for (int e = 0; e < DV; e++) sAcc[state][vi * DV + e] = acc[t][e];
+    }
+    __syncthreads();
+    float mAll = -INFINITY;
+    for (int i = 0; i < DSTATES; i++) mAll = fmaxf(mAll, sM[i]);
+    for (int i = threadIdx.x; i < DSTATES; i += blockDim.x) sW[i] = sM[i] == -INFINITY ? 0.f : expf(sM[i] - mAll);
+    __syncthreads();
+    const i64 slot = ((i64) b * s.heads + h) * splits + split;
+    if (threadIdx.x == 0) {
+        float lAll = 0.f;
+        for (int i = 0; i < DSTATES; i++) lAll += sL[i] * sW[i];
+        partM[slot] = mAll;
+        partL[slot] = lAll;
+    }
+    for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
+        float o = 0.f;
+        for (int i = 0; i < DSTATES; i++) o += sAcc[i][d] * sW[i];
+        partAcc[slot * HEAD_DIM + d] = o;
+    }
+}
+#endif
 
 // Block (h, b): the splits' partials combined in order into the output row (and its log-sum-exp).
 extern "C" __global__ void attention_decode_combine(float* out, float* lse, const float* partM, const float* partL,

@@ -32,11 +32,12 @@ __device__ __forceinline__ void mma(float (&d)[4], unsigned a0, unsigned a1, uns
 }
 
 // Loads `count` rows of one head into dst[count][ld], rounded to TF32 once here, not at every fragment read.
-__device__ __forceinline__ void load_tile(float* dst, int ld, const float* src, i64 firstRow, i64 valid, i64 rowStride,
+template <typename T>
+__device__ __forceinline__ void load_tile(float* dst, int ld, const T* src, i64 firstRow, i64 valid, i64 rowStride,
                                           int count) {
     for (int e = threadIdx.x; e < count * HEAD_DIM; e += 128) {
         int r = e / HEAD_DIM, d = e % HEAD_DIM;
-        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(src[(firstRow + r) * rowStride + d])) : 0.f;
+        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(to_float(src[(firstRow + r) * rowStride + d]))) : 0.f;
     }
 }
 
@@ -80,7 +81,7 @@ __device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float
 }
 
 extern "C" __global__ void __launch_bounds__(128)
-attention_forward_mma(float* out, float* lse, const float* q, const float* k, const float* v, Shape s) {
+attention_forward_mma(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
     extern __shared__ float smem[];
     float* sQ = smem;              // [MR][LQ]
     float* sK = sQ + MR * LQ;      // [MC][LQ]
@@ -92,8 +93,8 @@ attention_forward_mma(float* out, float* lse, const float* q, const float* k, co
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-    const float* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const float* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 rowsHere = min((i64) MR, s.seqQ - i0);
     const int r0 = warp * 16;
 

@@ -33,3 +33,17 @@ __device__ __forceinline__ void load_row_stats(float* sL, float* sDelta, const f
         sDelta[r] = r < rowsHere ? delta[idx] : 0.f;
     }
 }
+
+// Cached keys and values: float32, or float16 when the module is built with -DKV_HALF (the KV cache's storage).
+// Only the kernels that read a cache take kv_t; to_float widens either.
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+#ifdef KV_HALF
+typedef unsigned short kv_t;
+#else
+typedef float kv_t;
+#endif

@@ -15,6 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
 
@@ -358,6 +359,98 @@ class CudaBackendTest {
         if (kvRows == seqKv) {
             close(read(cpu, dk), read(tf32, tdk), 5e-3, "TF32 dk " + s);
             close(read(cpu, dv), read(tf32, tdv), 5e-3, "TF32 dv " + s);
+        }
+    }
+
+    /**
+     * Attention over a float16 KV cache computes what float32 attention computes on the rounded keys and values, in
+     * the exact kernels and on the tensor cores, for every shape (decode steps and prefill chunks read caches).
+     */
+    @ParameterizedTest
+    @MethodSource("attentionShapes")
+    void attentionOverAHalfCache(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
+                                 int headDim, long window) {
+        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
+                (float) (1 / Math.sqrt(headDim)), window);
+        Random r = new Random(seqQ * 13 + headDim);
+        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
+        float[] q = random(r, qn, 1), k = random(r, kvn, 1), v = random(r, kvn, 1);
+        Tensor out = cpu.allocate(qn), lse = cpu.allocate(batch * seqQ * heads);
+        cpu.attention(out, cpu.upload(q), cpu.upload(roundedToHalf(k)), cpu.upload(roundedToHalf(v)), lse, s);
+        for (CudaBackend b : List.of(gpu, tf32)) {
+            Tensor kh = b.allocateKv(kvn), vh = b.allocateKv(kvn);
+            b.copy(kh, 0, b.upload(k), 0, kvn);
+            b.copy(vh, 0, b.upload(v), 0, kvn);
+            Tensor gout = b.allocate(qn), glse = b.allocate(batch * seqQ * heads);
+            b.attention(gout, b.upload(q), kh, vh, glse, s);
+            double tol = b == gpu ? 1e-5 : 3e-3;
+            close(read(cpu, out), read(b, gout), tol, "attention over a float16 cache out " + s);
+            close(read(cpu, lse), read(b, glse), tol, "attention over a float16 cache lse " + s);
+        }
+    }
+
+    /**
+     * Decode steps whose keys and values start off a 16-byte boundary (views one element in) take the one-element
+     * kernel instead of the 16-byte one; both give the CPU's result, from float32 and from float16 caches.
+     */
+    @Test
+    void decodeFromUnalignedViews() {
+        AttentionShape s = new AttentionShape(2, 1, 700, 800, 699, 4, 2, 64, 0.125f, 0);
+        Random r = new Random(11);
+        long qn = 2 * 4 * 64, kvn = (800 + 700) * 2 * 64;
+        float[] q = random(r, qn, 1), k = random(r, kvn, 1), v = random(r, kvn, 1);
+        for (boolean half : new boolean[]{false, true}) {
+            Tensor out = cpu.allocate(qn);
+            float[] kk = half ? roundedToHalf(k) : k, vv = half ? roundedToHalf(v) : v;
+            cpu.attention(out, cpu.upload(q), cpu.upload(kk), cpu.upload(vv), null, s);
+            for (int offset : new int[]{0, 1}) {
+                Tensor kb = half ? gpu.allocateKv(kvn + 1) : gpu.allocate(kvn + 1), vb = half ? gpu.allocateKv(kvn + 1) : gpu.allocate(kvn + 1);
+                Tensor kt = gpu.view(kb, offset, kvn), vt = gpu.view(vb, offset, kvn);
+                gpu.copy(kt, 0, gpu.upload(k), 0, kvn);
+                gpu.copy(vt, 0, gpu.upload(v), 0, kvn);
+                Tensor gout = gpu.allocate(qn);
+                gpu.attention(gout, gpu.upload(q), kt, vt, null, s);
+                close(read(cpu, out), read(gpu, gout), 1e-5, "decode, " + (half ? "float16" : "float32") + " cache at offset " + offset);
+            }
+        }
+    }
+
+    static float[] roundedToHalf(float[] x) {
+        float[] y = new float[x.length];
+        for (int i = 0; i < x.length; i++) y[i] = Float.float16ToFloat(Float.floatToFloat16(x[i]));
+        return y;
+    }
+
+    /** float32 into a float16 cache rounds to nearest even (as Java does); views, half copies and widening copies. */
+    @Test
+    void halfCacheCopiesRoundToNearest() {
+        assertEquals(2, gpu.kvBytesPerElement());
+        Random r = new Random(5);
+        float[] x = random(r, 1001, 3);
+        float[] special = {65504f, 65520f, 70000f, -70000f, 1e-8f, 6e-5f, -0f, 0f, Float.NaN, 1 + 0x1p-11f, 1 + 0x1p-10f + 0x1p-11f};
+        System.arraycopy(special, 0, x, 0, special.length);
+        Tensor h = gpu.allocateKv(1001);
+        gpu.copy(h, 0, gpu.upload(x), 0, 1001);
+        float[] back = read(gpu, h), want = roundedToHalf(x);
+        for (int i = 0; i < x.length; i++)
+            assertEquals(Float.floatToIntBits(want[i]), Float.floatToIntBits(back[i]), "element " + i + " = " + x[i]);
+        Tensor h2 = gpu.allocateKv(600);
+        gpu.copy(gpu.view(h2, 10, 500), 0, h, 3, 500);
+        float[] got2 = read(gpu, h2);
+        for (int i = 0; i < 500; i++) assertEquals(want[3 + i], got2[10 + i], 0f, "half copy " + i);
+        gpu.copy(h, 1, h, 0, 500);                                       // overlapping, as memmove
+        float[] shifted = read(gpu, h);
+        for (int i = 0; i < 500; i++) assertEquals(Float.floatToIntBits(want[i]), Float.floatToIntBits(shifted[1 + i]), "moved " + i);
+        Tensor wide = gpu.allocate(100);
+        gpu.copy(wide, 0, h2, 10, 100);
+        float[] w = read(gpu, wide);
+        for (int i = 0; i < 100; i++) assertEquals(want[3 + i], w[i], 0f, "widened " + i);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.rmsNorm(h, h, gpu.allocate(8), 1, 8, 1e-5f));
+        assertTrue(e.getMessage().contains("float16"), e.getMessage());
+        try (CudaBackend f32 = new CudaBackend(0, MatmulPrecision.FP32, false)) {
+            assertEquals(4, f32.kvBytesPerElement());
+            assertEquals(8, f32.allocateKv(8).size());
         }
     }
 

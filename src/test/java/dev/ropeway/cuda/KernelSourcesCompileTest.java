@@ -44,9 +44,11 @@ class KernelSourcesCompileTest {
             Files.writeString(src, CudaBackend.source(name));
             List<List<String>> variants = switch (name) {
                 case "ops.cu" -> List.of(List.of());
+                // Each attention file also as its float16-KV-cache module (-DKV_HALF).
                 case "attention.cu" -> List.of(List.of("-DHEAD_DIM=64", "-DBR=64", "-DBC=64"),
-                        List.of("-DHEAD_DIM=80", "-DBR=64", "-DBC=64"), List.of("-DHEAD_DIM=256", "-DBR=32", "-DBC=32"));
-                default -> List.of(List.of("-DHEAD_DIM=64"), List.of("-DHEAD_DIM=128"));
+                        List.of("-DHEAD_DIM=80", "-DBR=64", "-DBC=64"), List.of("-DHEAD_DIM=256", "-DBR=32", "-DBC=32"),
+                        List.of("-DHEAD_DIM=64", "-DBR=64", "-DBC=64", "-DKV_HALF"));
+                default -> List.of(List.of("-DHEAD_DIM=64"), List.of("-DHEAD_DIM=128"), List.of("-DHEAD_DIM=128", "-DKV_HALF"));
             };
             for (List<String> defines : variants) {
                 List<String> cmd = new ArrayList<>(List.of(nvcc.toString(), "-arch=sm_80", "-std=c++17", "-cubin",
@@ -61,7 +63,7 @@ class KernelSourcesCompileTest {
             }
         }
         assertEquals(List.of(), failures);
-        assertEquals(6, compiled);
+        assertEquals(8, compiled);
     }
 
     @Test

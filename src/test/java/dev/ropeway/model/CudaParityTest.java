@@ -2,6 +2,8 @@ package dev.ropeway.model;
 
 import dev.ropeway.cuda.CudaBackend;
 import dev.ropeway.cuda.MatmulPrecision;
+import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.RopePlan;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
@@ -11,10 +13,12 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -60,6 +64,36 @@ class CudaParityTest {
 
     private static void checkGradients(Path dir, boolean recompute) {
         GradientParityTest.check(gpu, dir, recompute);
+    }
+
+    /**
+     * Cached decoding on the GPU against whole-sequence forwards, with the float16 KV cache (keys and values rounded
+     * to 11 bits) and the float32 one: chunked prefill, greedy steps, E²-LLM's g changing three times, both by
+     * recomputing the prefix and by re-rotating the cached keys (one layer, where re-rotation is exact).
+     */
+    @Test
+    void cachedDecodingTracksWholeForwards(@TempDir Path tmp) {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        for (int layers : new int[]{1, 2}) {
+            Map<String, Object> json = CheckpointWriter.withRope(CheckpointWriter.llamaConfig(DecoderTest.VOCAB, 32, 64,
+                    layers, 4, 2, 8, 64, new DefaultRope(10000, 8), false), e2, 64);
+            try (CpuBackend cpu = new CpuBackend(); TrainableModel m = TrainableModel.random(cpu, ModelConfig.parse(json, "e2"), 7)) {
+                m.save(tmp.resolve("l" + layers), json);
+            }
+        }
+        for (boolean half : new boolean[]{true, false})
+            try (CudaBackend b = new CudaBackend(0, MatmulPrecision.FP32, half)) {
+                assertEquals(half ? 2 : 4, b.kvBytesPerElement());
+                double tol = half ? 5e-3 : 1e-4;
+                try (Transformer t = Transformer.load(b, tmp.resolve("l2"))) {
+                    assertEquals(3, DecoderTest.checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.RECOMPUTE, 5, 24, tol));
+                    assertEquals(0, DecoderTest.checkGreedyAgainstFullForward(t, new DefaultRope(10000, 8),
+                            Decoder.RopeChange.REROTATE, 7, 20, tol));
+                }
+                try (Transformer t = Transformer.load(b, tmp.resolve("l1"))) {
+                    assertEquals(3, DecoderTest.checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.REROTATE, 5, 24, tol));
+                }
+            }
     }
 
     /** Ten AdamW steps from the same weights on both backends: losses and d loss / d inverse frequency track. */
