@@ -647,24 +647,38 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as TF32 products
-     * with float32 accumulation, used whenever matrix products may round their inputs.
+     * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as products of
+     * float16 inputs (TF32 where the head size is not a multiple of 16) with float32 accumulation, used whenever matrix
+     * products may round their inputs.
      */
     private void tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                                      AttentionShape shape, boolean half) {
         int d = shape.headDim();
         CudaModule module = tensorCoreAttentionModule(d, half);
-        int shared = (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
+        // float16 inputs (m16n8k16: TF32's 11-bit significands at twice the rate) where the head size and the pair
+        // loads allow; TF32 (m16n8k8) otherwise. Key and value tiles are staged through shared memory by 16-byte
+        // asynchronous copies when two raw tiles fit (rows of at most 256 bytes); the kernel decides the same way.
+        int kvBytes = half ? 2 : 4;
+        boolean staged = d * kvBytes <= 256;
+        boolean f16 = d % 16 == 0 && qs.address() % 8 == 0 && os.address() % 8 == 0
+                && ks.address() % (staged ? 16 : kvBytes * 2) == 0 && vs.address() % (staged ? 16 : kvBytes * 2) == 0;
+        // The float16 kernel: 128 query rows per block of 8 warps; the TF32 one: 64 rows per block of 4 warps.
+        int shared = f16 ? (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0)
+                : (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
+        int rows = f16 ? 128 : 64;
         checkShared("attention", shared);
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            module.launch("attention_forward_mma", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128, shared,
+            module.launch(f16 ? "attention_forward_f16" : "attention_forward_mma", blocks(shape.seqQ(), rows), shape.heads(),
+                    shape.batch(), 2 * rows, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
         } finally {
             exit();
         }
     }
+
+
 
     /**
      * One query per sequence (a decode step): the visible keys are split across enough blocks to fill the GPU, each

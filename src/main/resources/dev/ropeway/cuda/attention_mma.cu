@@ -181,6 +181,273 @@ attention_forward_mma(float* out, float* lse, const float* q, const kv_t* k, con
     }
 }
 
+// ---- the forward with float16 inputs (mma.sync m16n8k16): the same 11-bit significands as TF32, twice the rate ----
+//
+// Queries, keys and values are rounded to float16 as they enter shared memory (a float16 KV cache is copied as it
+// is); each warp keeps its 16 query rows as A fragments in registers for the whole key loop; the scores' accumulator
+// fragments are exactly the A fragments of P for the P V product (two 8-key tiles make one 16-key step), so P never
+// goes through shared memory; the mask is applied only on tiles that the diagonal, the window or the sequence end
+// crosses; the softmax runs in base 2. Needs HEAD_DIM a multiple of 16 and q, k, v aligned for pair loads.
+
+#define LH (HEAD_DIM + 8)         // row stride (halves) of sQh, sKh, sVh: fragment reads hit distinct banks
+#define FR 128                    // query rows per block (8 warps of 16): each key tile serves twice the rows
+#define FT 256                    // threads per block
+
+__device__ __forceinline__ unsigned short half_bits(float x) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    return h;
+}
+
+__device__ __forceinline__ unsigned half_pair(float lo, float hi) {
+    unsigned r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ unsigned pair_of(const float* src) {
+    const float2 v = *reinterpret_cast<const float2*>(src);
+    return half_pair(v.x, v.y);
+}
+
+__device__ __forceinline__ unsigned pair_of(const unsigned short* src) {
+    return *reinterpret_cast<const unsigned*>(src);
+}
+
+// d += a (16x16, row-major) * b (16x8, column-major), float16 in, float32 accumulate.
+__device__ __forceinline__ void mma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// `count` rows of one head into dst[count][LH] as float16 pairs (rows beyond `valid` as zeros), by FT threads.
+template <typename T>
+__device__ __forceinline__ void load_tile_half(unsigned short* dst, const T* src, i64 firstRow, i64 valid, i64 rowStride,
+                                               int count) {
+    for (int e = threadIdx.x; e < count * (HEAD_DIM / 2); e += FT) {
+        const int r = e / (HEAD_DIM / 2), d = 2 * (e % (HEAD_DIM / 2));
+        *reinterpret_cast<unsigned*>(dst + r * LH + d) = r < valid ? pair_of(src + (firstRow + r) * rowStride + d) : 0u;
+    }
+}
+
+__device__ __forceinline__ unsigned smem_pair(const unsigned short* p) {
+    return *reinterpret_cast<const unsigned*>(p);
+}
+
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+    unsigned long long a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (unsigned) a;
+}
+
+// Two 8x8 float16 matrices from shared memory: lane i (< 16) names row i % 8 of matrix i / 8; each lane gets the
+// B-fragment pair of row g, columns 2t and 2t + 1, of each.
+__device__ __forceinline__ void ldmatrix_x2(unsigned& r0, unsigned& r1, const unsigned short* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(shared_address(row)));
+}
+
+// Four 8x8 float16 matrices, transposed: lane i names row i % 8 of matrix i / 8; each lane gets rows 2t and 2t + 1
+// of column g of each (the B fragment of a row-major k x n tile).
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const unsigned short* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(row)));
+}
+
+// Asynchronous 16-byte copies global -> shared (cp.async, sm_80+): src_size 0 writes zeros instead of reading.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(shared_address(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;");
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+}
+
+#if HEAD_DIM % 16 == 0
+#define KS16 (HEAD_DIM / 16)
+// Key and value tiles are staged: the next tile's raw rows are copied asynchronously into shared memory while the
+// current one is multiplied, then rounded to float16 in place of the last. Where two raw tiles would take too much
+// shared memory (float32 rows of more than 64 features) the tiles are loaded synchronously instead.
+#define STAGED (HEAD_DIM * KV_BYTES <= 256)
+#define CPR (HEAD_DIM * KV_BYTES / 16)      // 16-byte chunks per raw row
+
+// Starts copying `count` rows (zeros beyond `valid`) of one head into raw[count][HEAD_DIM], by FT threads.
+__device__ __forceinline__ void fetch_tile(kv_t* raw, const kv_t* src, i64 firstRow, i64 valid, i64 rowStride, int count) {
+    for (int e = threadIdx.x; e < count * CPR; e += FT) {
+        const int r = e / CPR, c = e % CPR;
+        const int off = c * (16 / KV_BYTES);
+        cp_async16(raw + r * HEAD_DIM + off, src + (firstRow + (r < valid ? r : 0)) * rowStride + off, r < valid);
+    }
+}
+
+// raw[count][HEAD_DIM] (shared) as float16 pairs into dst[count][LH].
+__device__ __forceinline__ void round_tile(unsigned short* dst, const kv_t* raw, int count) {
+    for (int e = threadIdx.x; e < count * (HEAD_DIM / 2); e += FT) {
+        const int r = e / (HEAD_DIM / 2), d = 2 * (e % (HEAD_DIM / 2));
+        *reinterpret_cast<unsigned*>(dst + r * LH + d) = pair_of(raw + r * HEAD_DIM + d);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(FT, HEAD_DIM > 64 ? 1 : 2)
+attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
+    extern __shared__ float smem[];
+    unsigned short* sQh = reinterpret_cast<unsigned short*>(smem);   // [FR][LH]
+    unsigned short* sKh = sQh + FR * LH;                             // [MC][LH]
+    unsigned short* sVh = sKh + MC * LH;                             // [MC][LH]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    // The last query rows (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
+    const i64 i0 = (i64) (gridDim.x - 1 - blockIdx.x) * FR;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kh = h / (s.heads / s.kvHeads);
+    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
+    const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
+    const i64 rowsHere = min((i64) FR, s.seqQ - i0);
+    const int r0 = warp * 16;
+    const float scale2 = s.scale * 1.4426950408889634f;   // scores in base 2
+
+    load_tile_half(sQh, qBase, i0, rowsHere, qStride, FR);
+    __syncthreads();
+    unsigned qa[KS16][4];
+#pragma unroll
+    for (int ks = 0; ks < KS16; ks++) {
+        const unsigned short* row = sQh + (r0 + g) * LH + ks * 16 + 2 * t;
+        qa[ks][0] = smem_pair(row);
+        qa[ks][1] = smem_pair(row + 8 * LH);
+        qa[ks][2] = smem_pair(row + 8);
+        qa[ks][3] = smem_pair(row + 8 * LH + 8);
+    }
+
+    float o[OT][4];
+#pragma unroll
+    for (int n = 0; n < OT; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) o[n][c] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+#if STAGED
+    kv_t* rawK = reinterpret_cast<kv_t*>(sVh + MC * LH);             // [MC][HEAD_DIM]
+    kv_t* rawV = rawK + MC * HEAD_DIM;                                // [MC][HEAD_DIM]
+    if (lo <= pLast) {
+        fetch_tile(rawK, kBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
+        fetch_tile(rawV, vBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
+        cp_async_commit();
+    }
+#endif
+    for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
+#if STAGED
+        cp_async_wait_all();
+        __syncthreads();
+        round_tile(sKh, rawK, MC);
+        round_tile(sVh, rawV, MC);
+        __syncthreads();
+        if (k0 + MC <= pLast) {
+            fetch_tile(rawK, kBase, k0 + MC, min((i64) MC, s.seqKv - k0 - MC), kvStride, MC);
+            fetch_tile(rawV, vBase, k0 + MC, min((i64) MC, s.seqKv - k0 - MC), kvStride, MC);
+            cp_async_commit();
+        }
+#else
+        const i64 keysHere = min((i64) MC, s.seqKv - k0);
+        __syncthreads();
+        load_tile_half(sKh, kBase, k0, keysHere, kvStride, MC);
+        load_tile_half(sVh, vBase, k0, keysHere, kvStride, MC);
+        __syncthreads();
+#endif
+        float sc[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) sc[n][c] = 0.f;
+            const unsigned short* key = sKh + (n * 8 + (lane & 7)) * LH + ((lane >> 3) & 1) * 8;
+#pragma unroll
+            for (int ks = 0; ks < KS16; ks++) {
+                unsigned b0, b1;
+                ldmatrix_x2(b0, b1, key + ks * 16);
+                mma16(sc[n], qa[ks], b0, b1);
+            }
+        }
+        // Every key of the tile visible from every row of the block: no mask to apply.
+        const bool whole = k0 + MC - 1 <= pFirst && k0 + MC <= s.seqKv && (s.window == 0 || k0 > pLast - s.window);
+        // Fragment element c of tile n is row g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int row = r0 + g + 8 * hh;
+            const i64 p = s.qStart + i0 + row;
+            const bool rowOk = row < rowsHere;
+            float mt = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    float x = sc[n][2 * hh + c] * scale2;
+                    if (!whole) {
+                        const i64 j = k0 + n * 8 + 2 * t + c;
+                        if (!(rowOk && j < s.seqKv && visible(p, j, s.window))) x = -INFINITY;
+                    }
+                    sc[n][2 * hh + c] = x;
+                    mt = fmaxf(mt, x);
+                }
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+            const float mNew = fmaxf(m[hh], mt);
+            float rs = 0.f;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const float x = sc[n][2 * hh + c];
+                    const float pr = mNew == -INFINITY ? 0.f : exp2f(x - mNew);
+                    sc[n][2 * hh + c] = pr;
+                    rs += pr;
+                }
+            const float corr = mNew == -INFINITY ? 1.f : (m[hh] == -INFINITY ? 0.f : exp2f(m[hh] - mNew));
+            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+            l[hh] = l[hh] * corr + rs;
+            m[hh] = mNew;
+#pragma unroll
+            for (int n = 0; n < OT; n++) {
+                o[n][2 * hh] *= corr;
+                o[n][2 * hh + 1] *= corr;
+            }
+        }
+        // P (16 x 64) times V (64 x HEAD_DIM), 16 keys per step: the score tiles 2j and 2j + 1 are P's A fragment.
+#pragma unroll
+        for (int j = 0; j < NT / 2; j++) {
+            const unsigned pa[4] = {half_pair(sc[2 * j][0], sc[2 * j][1]), half_pair(sc[2 * j][2], sc[2 * j][3]),
+                                    half_pair(sc[2 * j + 1][0], sc[2 * j + 1][1]), half_pair(sc[2 * j + 1][2], sc[2 * j + 1][3])};
+            // Lane i names row i % 8 of matrix i / 8: matrices (keys 16j.., 16j+8..) x (features 8n.., 8(n+1)..).
+            const unsigned short* v0 = sVh + (16 * j + ((lane >> 3) & 1) * 8 + (lane & 7)) * LH + (lane >> 4) * 8;
+#pragma unroll
+            for (int n = 0; n < OT; n += 2) {
+                unsigned bv[4];
+                ldmatrix_x4_trans(bv, v0 + n * 8);
+                mma16(o[n], pa, bv[0], bv[1]);
+                mma16(o[n + 1], pa, bv[2], bv[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int row = r0 + g + 8 * hh;
+        if (row >= rowsHere) continue;
+        const i64 r = (i64) b * s.seqQ + i0 + row;
+        const float inv = 1.f / l[hh];
+        float* dst = out + r * qStride + (i64) h * HEAD_DIM;
+#pragma unroll
+        for (int n = 0; n < OT; n++)
+            *reinterpret_cast<float2*>(dst + n * 8 + 2 * t) = make_float2(o[n][2 * hh] * inv, o[n][2 * hh + 1] * inv);
+        if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] * 0.6931471805599453f + logf(l[hh]);
+    }
+}
+#endif
+
 // ---- backward on the tensor cores (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
 
 // dK and dV of 64 keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.

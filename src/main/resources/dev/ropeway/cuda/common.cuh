@@ -44,6 +44,8 @@ __device__ __forceinline__ float to_float(unsigned short h) {
 }
 #ifdef KV_HALF
 typedef unsigned short kv_t;
+#define KV_BYTES 2
 #else
 typedef float kv_t;
+#define KV_BYTES 4
 #endif
