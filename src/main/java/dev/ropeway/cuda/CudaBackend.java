@@ -612,10 +612,7 @@ public final class CudaBackend implements Backend {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
-        if (usesTensorCoreAttention(d)) {
-            tensorCoreAttention(os, ls, qs, ks, vs, shape, half);
-            return;
-        }
+        if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, half)) return;
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
         enter();
@@ -628,7 +625,10 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Tensor-core attention: when products may round their inputs, for head sizes the kernels are built for. */
+    /**
+     * Tensor-core attention: when products may round their inputs, for head sizes the kernels are built for (the
+     * backward takes multiples of 8, the forward multiples of 16, see {@link #tensorCoreAttention}).
+     */
     private boolean usesTensorCoreAttention(int headDim) {
         return precision != MatmulPrecision.FP32 && headDim % 8 == 0 && headDim <= 128 && arch >= 80;
     }
@@ -648,35 +648,36 @@ public final class CudaBackend implements Backend {
 
     /**
      * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as products of
-     * float16 inputs (TF32 where the head size is not a multiple of 16) with float32 accumulation, used whenever matrix
-     * products may round their inputs.
+     * float16 inputs (m16n8k16: TF32's 11-bit significands at twice TF32's rate) with float32 accumulation, used
+     * whenever matrix products may round their inputs. False, having done nothing, where the kernel cannot take the
+     * call (a head size that is not a multiple of 16, or tensors not aligned for its pair loads): the exact kernel then
+     * does, as rarely as such shapes come.
      */
-    private void tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
-                                     AttentionShape shape, boolean half) {
+    private boolean tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
+                                        AttentionShape shape, boolean half) {
         int d = shape.headDim();
-        CudaModule module = tensorCoreAttentionModule(d, half);
-        // float16 inputs (m16n8k16: TF32's 11-bit significands at twice the rate) where the head size and the pair
-        // loads allow; TF32 (m16n8k8) otherwise. Key and value tiles are staged through shared memory by 16-byte
-        // asynchronous copies when two raw tiles fit (rows of at most 256 bytes); the kernel decides the same way.
+        // Key and value tiles are staged through shared memory by 16-byte asynchronous copies when two raw tiles fit
+        // (rows of at most 256 bytes); the kernel decides the same way.
         int kvBytes = half ? 2 : 4;
         boolean staged = d * kvBytes <= 256;
-        boolean f16 = d % 16 == 0 && qs.address() % 8 == 0 && os.address() % 8 == 0
-                && ks.address() % (staged ? 16 : kvBytes * 2) == 0 && vs.address() % (staged ? 16 : kvBytes * 2) == 0;
-        // The float16 kernel: 128 query rows per block of 8 warps; the TF32 one: 64 rows per block of 4 warps.
-        int shared = f16 ? (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0)
-                : (64 * (d + 4) * 2 + 64 * (d + 8) + 64 * 68) * 4;
-        int rows = f16 ? 128 : 64;
+        int kvAlign = staged ? 16 : kvBytes * 2;
+        if (d % 16 != 0 || qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0
+                || vs.address() % kvAlign != 0) return false;
+        CudaModule module = tensorCoreAttentionModule(d, half);
+        // 128 query rows per block of 8 warps.
+        int shared = (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0);
         checkShared("attention", shared);
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            module.launch(f16 ? "attention_forward_f16" : "attention_forward_mma", blocks(shape.seqQ(), rows), shape.heads(),
-                    shape.batch(), 2 * rows, shared,
+            module.launch("attention_forward_f16", blocks(shape.seqQ(), 128), shape.heads(), shape.batch(), 256, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
         } finally {
             exit();
         }
+        return true;
     }
+
 
 
 

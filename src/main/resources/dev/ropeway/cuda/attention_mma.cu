@@ -1,9 +1,10 @@
-// Causal grouped-query attention forward on the tensor cores (mma.sync m16n8k8, TF32 inputs, float32 accumulators),
-// FlashAttention-2 style: a block of 4 warps owns 64 query rows (16 per warp), streams tiles of 64 keys and values
-// through shared memory, and keeps each row's running maximum and sum in registers. Used when products are allowed
-// to round their inputs (TF32 or BF16 matmul precision); the exact float32 kernels are in attention.cu.
+// Causal grouped-query attention on the tensor cores, FlashAttention-2 style (tiles of keys and values streamed
+// through shared memory, each row's running maximum and sum in registers): the forward with float16 inputs
+// (mma.sync m16n8k16), the backward with TF32 inputs (m16n8k8), float32 accumulators throughout. Used when products
+// are allowed to round their inputs (TF32 or BF16 matmul precision); the exact float32 kernels are in attention.cu.
 //
-// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 8, at most 128). Same layouts as attention.cu.
+// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 8, at most 128; the forward needs a multiple of 16),
+// and with -DKV_HALF for keys and values read from a float16 KV cache. Same layouts as attention.cu.
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
@@ -32,12 +33,11 @@ __device__ __forceinline__ void mma(float (&d)[4], unsigned a0, unsigned a1, uns
 }
 
 // Loads `count` rows of one head into dst[count][ld], rounded to TF32 once here, not at every fragment read.
-template <typename T>
-__device__ __forceinline__ void load_tile(float* dst, int ld, const T* src, i64 firstRow, i64 valid, i64 rowStride,
+__device__ __forceinline__ void load_tile(float* dst, int ld, const float* src, i64 firstRow, i64 valid, i64 rowStride,
                                           int count) {
     for (int e = threadIdx.x; e < count * HEAD_DIM; e += 128) {
         int r = e / HEAD_DIM, d = e % HEAD_DIM;
-        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(to_float(src[(firstRow + r) * rowStride + d]))) : 0.f;
+        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(src[(firstRow + r) * rowStride + d])) : 0.f;
     }
 }
 
@@ -45,7 +45,7 @@ __device__ __forceinline__ unsigned bits(float x) {
     return __float_as_uint(x);
 }
 
-// Fragment products shared by the forward and the backward kernels.
+// TF32 fragment products of the backward kernels.
 
 // acc (16 x 64) = rows ra.. of a (16 x HEAD_DIM) times the transpose of 64 rows of b: dot products of rows.
 __device__ __forceinline__ void rows_dot_rows(float (&acc)[NT][4], const float* a, int ra, const float* b, int g, int t) {
@@ -77,107 +77,6 @@ __device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float
             const unsigned b0 = bits(b[(kk + t) * ldb + n * 8 + g]), b1 = bits(b[(kk + t + 4) * ldb + n * 8 + g]);
             mma(acc[n], a0, a1, a2, a3, b0, b1);
         }
-    }
-}
-
-extern "C" __global__ void __launch_bounds__(128)
-attention_forward_mma(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
-    extern __shared__ float smem[];
-    float* sQ = smem;              // [MR][LQ]
-    float* sK = sQ + MR * LQ;      // [MC][LQ]
-    float* sV = sK + MC * LQ;      // [MC][LV]
-    float* sP = sV + MC * LV;      // [MR][LP]
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const i64 i0 = (i64) blockIdx.x * MR;
-    const int h = blockIdx.y, b = blockIdx.z;
-    const int kh = h / (s.heads / s.kvHeads);
-    const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
-    const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-    const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const i64 rowsHere = min((i64) MR, s.seqQ - i0);
-    const int r0 = warp * 16;
-
-    load_tile(sQ, LQ, qBase, i0, rowsHere, qStride, MR);
-
-    float o[OT][4];
-    #pragma unroll
-    for (int n = 0; n < OT; n++)
-        #pragma unroll
-        for (int c = 0; c < 4; c++) o[n][c] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
-    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
-    for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
-        const i64 keysHere = min((i64) MC, s.seqKv - k0);
-        __syncthreads();
-        load_tile(sK, LQ, kBase, k0, keysHere, kvStride, MC);
-        load_tile(sV, LV, vBase, k0, keysHere, kvStride, MC);
-        __syncthreads();
-        float sc[NT][4];
-        rows_dot_rows(sc, sQ, r0, sK, g, t);
-        // Fragment element c of tile n is row g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
-        #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int row = r0 + g + 8 * hh;
-            const i64 p = s.qStart + i0 + row;
-            const bool rowOk = row < rowsHere;
-            float mt = -INFINITY;
-            #pragma unroll
-            for (int n = 0; n < NT; n++)
-                #pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const i64 j = k0 + n * 8 + 2 * t + c;
-                    const bool ok = rowOk && j < s.seqKv && visible(p, j, s.window);
-                    const float x = ok ? sc[n][2 * hh + c] * s.scale : -INFINITY;
-                    sc[n][2 * hh + c] = x;
-                    mt = fmaxf(mt, x);
-                }
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-            const float mNew = fmaxf(m[hh], mt);
-            float corr = 1.f, rs = 0.f;
-            #pragma unroll
-            for (int n = 0; n < NT; n++)
-                #pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const float x = sc[n][2 * hh + c];
-                    const float pr = (mNew == -INFINITY || x == -INFINITY) ? 0.f : expf(x - mNew);
-                    sc[n][2 * hh + c] = pr;
-                    rs += pr;
-                }
-            if (mNew != -INFINITY) corr = m[hh] == -INFINITY ? 0.f : expf(m[hh] - mNew);
-            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-            l[hh] = l[hh] * corr + rs;
-            m[hh] = mNew;
-            #pragma unroll
-            for (int n = 0; n < OT; n++) {
-                o[n][2 * hh] *= corr;
-                o[n][2 * hh + 1] *= corr;
-            }
-            #pragma unroll
-            for (int n = 0; n < NT; n++) {
-                sP[row * LP + n * 8 + 2 * t] = __uint_as_float(tf32(sc[n][2 * hh]));
-                sP[row * LP + n * 8 + 2 * t + 1] = __uint_as_float(tf32(sc[n][2 * hh + 1]));
-            }
-        }
-        __syncwarp();
-        rows_times_rows(o, sP, r0, sV, LV, g, t);
-    }
-    #pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        const int row = r0 + g + 8 * hh;
-        if (row >= rowsHere) continue;
-        const i64 r = (i64) b * s.seqQ + i0 + row;
-        const float inv = 1.f / l[hh];
-        float* dst = out + r * qStride + (i64) h * HEAD_DIM;
-        #pragma unroll
-        for (int n = 0; n < OT; n++) {
-            dst[n * 8 + 2 * t] = o[n][2 * hh] * inv;
-            dst[n * 8 + 2 * t + 1] = o[n][2 * hh + 1] * inv;
-        }
-        if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] + logf(l[hh]);
     }
 }
 
