@@ -318,6 +318,21 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
 #define DT ((HEAD_DIM + 31) / 32)   // features per lane
 #define DECODE_KEYS 4                // keys per warp and loop step
 
+// Folds U scores (-inf for keys not visible) whose maximum with m is mNew (finite) into a running maximum m and sum
+// l: their weights go to pr, and the factor the accumulated values must be scaled by is returned.
+template <int U>
+__device__ __forceinline__ float fold_scores(const float (&sc)[U], float mNew, float& m, float& l, float (&pr)[U]) {
+    const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
+    l *= corr;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        pr[u] = sc[u] == -INFINITY ? 0.f : expf(sc[u] - mNew);
+        l += pr[u];
+    }
+    m = mNew;
+    return corr;
+}
+
 // Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), DECODE_KEYS keys
 // per warp at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
@@ -364,15 +379,8 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
             sc[u] = j + (i64) u * DECODE_WARPS < to ? warp_sum(sc[u]) * s.scale : -INFINITY;
             mNew = fmaxf(mNew, sc[u]);
         }
-        const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
         float pr[DECODE_KEYS];
-        l *= corr;
-#pragma unroll
-        for (int u = 0; u < DECODE_KEYS; u++) {
-            pr[u] = sc[u] == -INFINITY ? 0.f : expf(sc[u] - mNew);
-            l += pr[u];
-        }
-        m = mNew;
+        const float corr = fold_scores(sc, mNew, m, l, pr);
 #pragma unroll
         for (int t = 0; t < DT; t++) {
             const int d = lane + 32 * t;
@@ -497,15 +505,8 @@ attention_decode_partial_vec(float* partM, float* partL, float* partAcc, const f
             mNew = fmaxf(mNew, sc[u]);
         }
         if (mNew == -INFINITY) continue;   // none of this group's rows is visible in this step
-        const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
         float pr[DU];
-        l *= corr;
-#pragma unroll
-        for (int u = 0; u < DU; u++) {
-            pr[u] = sc[u] == -INFINITY ? 0.f : expf(sc[u] - mNew);
-            l += pr[u];
-        }
-        m = mNew;
+        const float corr = fold_scores(sc, mNew, m, l, pr);
 #pragma unroll
         for (int t = 0; t < DNV; t++) {
 #pragma unroll
