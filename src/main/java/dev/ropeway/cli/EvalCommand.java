@@ -183,6 +183,13 @@ final class EvalCommand implements Runnable {
         }
     }
 
+    /** Needle depths, for the tasks that hide a needle at a depth (passkey, niah). */
+    static final class Depths {
+        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1", order = 3,
+                description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
+        List<Double> values;
+    }
+
     /** Options of the retrieval tasks: lengths, depths, trials, seed. */
     abstract static class Retrieval extends Base {
         @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>", order = 2, description = "Prompt lengths in tokens.")
@@ -210,15 +217,19 @@ final class EvalCommand implements Runnable {
         List<Evaluation.CellSpec> cells() {
             return Evaluation.CellSpec.grid(List.of(task()), List.of(), parseLengths(lengths), checkDepths(depths()));
         }
+
+        /** The line above a retrieval task's cells. */
+        void printHeader(Evaluation.Resolved r) {
+            System.out.printf("%s, RoPE %s, %d trials per cell%n", model, r.ropeDescription(), trials);
+        }
     }
 
     @Command(name = "passkey", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"Passkey retrieval (the Landmark / LongLoRA / YaRN prompt) over a grid of lengths and needle depths.",
                     "Scores: first integer of the greedy answer, exact key tokens, and the key's log-likelihood."})
     static final class PasskeyCommand extends Retrieval {
-        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1", order = 3,
-                description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
-        List<Double> depths;
+        @Mixin
+        Depths depths;
 
         @Override
         Evaluation.Task task() {
@@ -227,12 +238,12 @@ final class EvalCommand implements Runnable {
 
         @Override
         List<Double> depths() {
-            return depths;
+            return depths.values;
         }
 
         @Override
         void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
-            System.out.printf("%s, RoPE %s, %d trials per cell%n", model, r.ropeDescription(), trials);
+            printHeader(r);
             for (Map<String, Object> m : results) {
                 Passkey.Cell c = Passkey.Cell.fromJson(m);
                 System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  accuracy %.2f  exact %.2f  key log-likelihood %8.3f%n",
@@ -263,7 +274,7 @@ final class EvalCommand implements Runnable {
 
         @Override
         void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
-            System.out.printf("%s, RoPE %s, %d trials per cell%n", model, r.ropeDescription(), trials);
+            printHeader(r);
             for (Map<String, Object> m : results) {
                 Ruler.Cell c = Ruler.Cell.fromJson(m);
                 System.out.printf(Locale.ROOT, "  L = %,6d %s string_match_all %6.2f  all found %d/%d  answer log-likelihood %8.3f%n",
@@ -277,9 +288,8 @@ final class EvalCommand implements Runnable {
             description = {"RULER's niah_single_1: one 7-digit value hidden in a noise haystack, at each length and needle depth.",
                     "Scored by RULER's string_match_all, and the log-likelihood of the value."})
     static final class NiahCommand extends RulerCommand {
-        @Option(names = "--depths", split = ",", defaultValue = "0,0.25,0.5,0.75,1", order = 3,
-                description = "Needle depths in [0, 1] (default: ${DEFAULT-VALUE}).")
-        List<Double> depths;
+        @Mixin
+        Depths depths;
 
         @Override
         Evaluation.Task task() {
@@ -288,7 +298,7 @@ final class EvalCommand implements Runnable {
 
         @Override
         List<Double> depths() {
-            return depths;
+            return depths.values;
         }
     }
 

@@ -136,6 +136,14 @@ class CompareCliTest {
                 "--depths", "0.5", "--trials", "1", "--new-tokens", "3", "--json");
         assertEquals(0, niah.exitCode(), niah.err());
         assertEquals(0.5, Json.mapper().readTree(niah.out()).at("/results/0/depth").asDouble());
+        CliRunner.Result passkey = CliRunner.run("eval", "passkey", "--model", model.toString(), "--lengths", "300",
+                "--depths", "0,1", "--trials", "1");
+        assertEquals(0, passkey.exitCode(), passkey.err());
+        assertTrue(passkey.out().contains("1 trials per cell"), passkey.out());
+        assertTrue(passkey.out().contains("depth 0.00") && passkey.out().contains("depth 1.00"), passkey.out());
+        CliRunner.Result badDepth = CliRunner.run("eval", "niah", "--model", model.toString(), "--lengths", "600", "--depths", "1.5");
+        assertEquals(1, badDepth.exitCode());
+        assertTrue(badDepth.err().contains("depths must be in [0, 1]"), badDepth.err());
     }
 
     @Test
