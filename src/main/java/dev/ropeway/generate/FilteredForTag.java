@@ -61,15 +61,14 @@ final class FilteredForTag extends ForTag {
     /** Where " if " starts outside quotes and brackets, or -1. */
     static int topLevelIf(String expression) {
         int depth = 0;
-        char quote = 0;
         for (int i = 0; i < expression.length(); i++) {
+            int quoted = JinjaSyntax.quotedEnd(expression, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = expression.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '(' || c == '[' || c == '{') {
+            if (c == '(' || c == '[' || c == '{') {
                 depth++;
             } else if (c == ')' || c == ']' || c == '}') {
                 depth--;

@@ -71,17 +71,14 @@ final class JinjaSyntax {
     }
 
     private static void collectNames(String e, java.util.Set<String> names) {
-        char quote = 0;
         for (int i = 0; i < e.length(); i++) {
-            char c = e.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
+            int quoted = quotedEnd(e, i);
+            if (quoted != i) {
+                i = quoted;
                 continue;
             }
-            if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '|' && (i + 1 >= e.length() || e.charAt(i + 1) != '|') && (i == 0 || e.charAt(i - 1) != '|')) {
+            char c = e.charAt(i);
+            if (c == '|' && (i + 1 >= e.length() || e.charAt(i + 1) != '|') && (i == 0 || e.charAt(i - 1) != '|')) {
                 String name = nameAt(e, skipSpace(e, i + 1));
                 if (!name.isEmpty()) names.add("filter " + name);
             } else if (wordAt(e, i, "is")) {
@@ -107,19 +104,30 @@ final class JinjaSyntax {
         return -1;
     }
 
+    /**
+     * Where a quoted string that starts at {@code i} ends (its closing quote; the last index when it is not closed,
+     * a backslash escaping the character after it), or {@code i} itself when no string starts there.
+     */
+    static int quotedEnd(CharSequence s, int i) {
+        char quote = s.charAt(i);
+        if (quote != '\'' && quote != '"') return i;
+        for (int j = i + 1; j < s.length(); j++) {
+            char c = s.charAt(j);
+            if (c == '\\') j++;
+            else if (c == quote) return j;
+        }
+        return s.length() - 1;
+    }
+
     /** The index of {@code close} ending the tag, skipping quoted strings. */
     private static int tagEnd(String s, int from, String close) {
-        char quote = 0;
         for (int i = from; i + 1 < s.length(); i++) {
-            char c = s.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (s.startsWith(close, i)) {
-                return i;
+            int quoted = quotedEnd(s, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
             }
+            if (s.startsWith(close, i)) return i;
         }
         return -1;
     }
@@ -127,18 +135,13 @@ final class JinjaSyntax {
     /** Puts {@code OPERAND is [not] TEST [ARGUMENT]} after a {@code not} in parentheses. */
     static String notTests(String e) {
         StringBuilder out = new StringBuilder(e);
-        char quote = 0;
         for (int i = 0; i < out.length(); i++) {
+            int quoted = quotedEnd(out, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = out.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-                continue;
-            }
-            if (c == '\'' || c == '"') {
-                quote = c;
-                continue;
-            }
             if (!wordAt(out, i, "not") || previousWord(out, i).equals("is")) continue;
             int operand = skipSpace(out, i + 3);
             int operandEnd = operandEnd(out, operand);
@@ -203,16 +206,15 @@ final class JinjaSyntax {
     /** Where the test after "is" ends: at "and", "or", "if", "else", a closing bracket or comma, or the end. */
     private static int testEnd(CharSequence e, int from) {
         int depth = 0;
-        char quote = 0;
         int end = e.length();
         for (int i = from; i < e.length(); i++) {
+            int quoted = quotedEnd(e, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = e.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '(' || c == '[' || c == '{') {
+            if (c == '(' || c == '[' || c == '{') {
                 depth++;
             } else if (c == ')' || c == ']' || c == '}' || (c == ',' && depth == 0)) {
                 if (depth == 0) {
@@ -232,18 +234,13 @@ final class JinjaSyntax {
     /** Wraps the value of every named argument of a call in parentheses. */
     static String namedArguments(String e) {
         StringBuilder out = new StringBuilder(e);
-        char quote = 0;
         for (int i = 0; i < out.length(); i++) {
+            int quoted = quotedEnd(out, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = out.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-                continue;
-            }
-            if (c == '\'' || c == '"') {
-                quote = c;
-                continue;
-            }
             if (c != '=' || i == 0) continue;
             char before = out.charAt(i - 1), after = i + 1 < out.length() ? out.charAt(i + 1) : ' ';
             if (after == '=' || before == '=' || before == '!' || before == '<' || before == '>') continue;
@@ -271,15 +268,14 @@ final class JinjaSyntax {
     /** Where an argument value starting at {@code from} ends: the "," or ")" closing it at its own depth. */
     private static int argumentEnd(CharSequence e, int from) {
         int depth = 0;
-        char quote = 0;
         for (int i = from; i < e.length(); i++) {
+            int quoted = quotedEnd(e, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = e.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '(' || c == '[' || c == '{') {
+            if (c == '(' || c == '[' || c == '{') {
                 depth++;
             } else if (c == ')' || c == ']' || c == '}') {
                 if (depth == 0) return c == ')' ? i : -1;
@@ -309,18 +305,13 @@ final class JinjaSyntax {
 
     /** The brackets of the first subscript with two top-level colons, or null. */
     private static int[] findStepSlice(String e) {
-        char quote = 0;
         for (int i = 0; i < e.length(); i++) {
+            int quoted = quotedEnd(e, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = e.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-                continue;
-            }
-            if (c == '\'' || c == '"') {
-                quote = c;
-                continue;
-            }
             if (c != '[') continue;
             int close = matching(e, i);
             if (close < 0) return null;
@@ -337,15 +328,14 @@ final class JinjaSyntax {
 
     private static int matching(String e, int open) {
         int depth = 0;
-        char quote = 0;
         for (int i = open; i < e.length(); i++) {
+            int quoted = quotedEnd(e, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = e.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '[' || c == '(' || c == '{') {
+            if (c == '[' || c == '(' || c == '{') {
                 depth++;
             } else if (c == ']' || c == ')' || c == '}') {
                 if (--depth == 0) return i;
@@ -358,15 +348,14 @@ final class JinjaSyntax {
     private static String[] splitTopLevel(String inner) {
         java.util.List<String> parts = new java.util.ArrayList<>();
         int depth = 0, last = 0;
-        char quote = 0;
         for (int i = 0; i < inner.length(); i++) {
+            int quoted = quotedEnd(inner, i);
+            if (quoted != i) {
+                i = quoted;
+                continue;
+            }
             char c = inner.charAt(i);
-            if (quote != 0) {
-                if (c == '\\') i++;
-                else if (c == quote) quote = 0;
-            } else if (c == '\'' || c == '"') {
-                quote = c;
-            } else if (c == '[' || c == '(' || c == '{') {
+            if (c == '[' || c == '(' || c == '{') {
                 depth++;
             } else if (c == ']' || c == ')' || c == '}') {
                 depth--;
