@@ -1,6 +1,7 @@
 package dev.ropeway.eval;
 
 import dev.ropeway.model.Decoder;
+import dev.ropeway.model.Logits;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
@@ -27,8 +28,7 @@ public final class Greedy {
         try (Decoder decoder = new Decoder(model, rope, prompt.length + maxNew, Decoder.RopeChange.RECOMPUTE, Decoder.DEFAULT_CHUNK)) {
             float[] logits = decoder.append(prompt);
             while (true) {
-                int best = 0;
-                for (int v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+                int best = Logits.argmax(logits);
                 out[n++] = best;
                 if (best == stopToken || n == maxNew) break;
                 logits = decoder.next(best);

@@ -1,6 +1,7 @@
 package dev.ropeway.generate;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.model.Logits;
 
 import java.util.Arrays;
 import java.util.Objects;
@@ -93,19 +94,9 @@ public final class Sampler {
 
     /** The index of the largest value, the lowest one on ties; NaN is an error. */
     public static int argmax(float[] logits) {
-        if (logits.length == 0) throw new RopewayException("no logits to choose from (empty vocabulary)");
-        int best = 0;
-        float max = logits[0];
-        for (int i = 0; i < logits.length; i++) {
-            float x = logits[i];
-            if (Float.isNaN(x)) throw nan(i);
-            if (x > max) {
-                max = x;
-                best = i;
-            }
-        }
-        return best;
+        return Logits.argmax(logits);
     }
+
 
     /** The logits checked, with the repetition penalty applied to a copy when there is one. */
     private float[] scores(float[] logits, int[] tokens, int length) {
@@ -169,8 +160,9 @@ public final class Sampler {
     }
 
     private static RopewayException nan(int index) {
-        return new RopewayException("logit " + index + " is NaN; the model output is broken");
+        return Logits.nan(index);
     }
+
 
     /**
      * Fills {@code ids} / {@code weights} (the first {@code count}) with the tokens that survive top-k, top-p and
