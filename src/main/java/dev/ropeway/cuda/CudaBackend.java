@@ -3,6 +3,7 @@ package dev.ropeway.cuda;
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.DType;
+import dev.ropeway.tensor.OpChecks;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
@@ -390,9 +391,9 @@ public final class CudaBackend implements Backend {
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, long aOffset, int lda,
                      Tensor b, long bOffset, int ldb, float beta, Tensor c, long cOffset, int ldc) {
         String op = "gemm";
-        nonNegative(op, "m", m);
-        nonNegative(op, "n", n);
-        nonNegative(op, "k", k);
+        OpChecks.nonNegative(op, "m", m);
+        OpChecks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "k", k);
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
         boolean reads = m > 0 && n > 0 && k > 0;
@@ -413,7 +414,7 @@ public final class CudaBackend implements Backend {
         CudaTensor ct = tensor(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
-        nonNegative(op, name + "Offset", offset);
+        OpChecks.nonNegative(op, name + "Offset", offset);
         if (!read || rows == 0 || cols == 0) return ct;
         long end = offset + (long) (rows - 1) * ld + cols;
         if (end > t.size())
@@ -425,9 +426,9 @@ public final class CudaBackend implements Backend {
     @Override
     public void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out) {
         String op = "linear";
-        nonNegative(op, "rows", rows);
-        positive(op, "in", in);
-        positive(op, "out", out);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "in", in);
+        OpChecks.positive(op, "out", out);
         CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, in), "rows*in");
         CudaTensor ws = atLeast(op, "w", w, (long) out * in, "out*in");
         CudaTensor ys = atLeast(op, "y", y, Math.multiplyExact(rows, out), "rows*out");
@@ -453,11 +454,11 @@ public final class CudaBackend implements Backend {
     @Override
     public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
         String op = "embedding";
-        positive(op, "dim", dim);
+        OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         CudaTensor o = atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
         CudaTensor t = tensor(op, "table", table);
-        checkIds(op, ids, t.size() / dim);
+        OpChecks.ids(op, ids, t.size() / dim);
         if (ids.length == 0) return;
         enter();
         try (HostScratch a = HostScratch.begin()) {
@@ -473,8 +474,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void rmsNorm(Tensor out, Tensor x, Tensor weight, long rows, int dim, float eps) {
         String op = "rmsNorm";
-        nonNegative(op, "rows", rows);
-        positive(op, "dim", dim);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
         long n = Math.multiplyExact(rows, dim);
         CudaTensor xs = atLeast(op, "x", x, n, "rows*dim");
         CudaTensor os = atLeast(op, "out", out, n, "rows*dim");
@@ -795,7 +796,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
         String op = "swiglu";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         CudaTensor g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n"), o = atLeast(op, "out", out, n, "n");
         if (n == 0) return;
         launchElementwise("swiglu_forward", n, a -> new KernelArgs(a).ptr(o.address()).ptr(g.address()).ptr(u.address()).i64(n));
@@ -804,7 +805,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void addInPlace(Tensor y, Tensor x, long n) {
         String op = "addInPlace";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         CudaTensor ys = atLeast(op, "y", y, n, "n"), xs = atLeast(op, "x", x, n, "n");
         if (n == 0) return;
         launchElementwise("add_in_place", n, a -> new KernelArgs(a).ptr(ys.address()).ptr(xs.address()).i64(n));
@@ -813,7 +814,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void scale(Tensor y, float factor, long n) {
         String op = "scale";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         CudaTensor ys = atLeast(op, "y", y, n, "n");
         if (n == 0) return;
         launchElementwise("scale_in_place", n, a -> new KernelArgs(a).ptr(ys.address()).f32(factor).i64(n));
@@ -822,7 +823,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         CudaTensor dg = atLeast(op, "dGate", dGate, n, "n"), du = atLeast(op, "dUp", dUp, n, "n");
         CudaTensor dy = atLeast(op, "dOut", dOut, n, "n"), g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
         if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
@@ -835,7 +836,7 @@ public final class CudaBackend implements Backend {
     public void adamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
                       float weightDecay, float gradScale, long step) {
         String op = "adamW";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         if (step <= 0) throw new IllegalArgumentException(op + ": step must be positive, got " + step);
         if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
             throw new IllegalArgumentException(op + ": beta1 and beta2 must be in [0, 1), got " + beta1 + " and " + beta2);
@@ -871,8 +872,8 @@ public final class CudaBackend implements Backend {
     }
 
     private double[] crossEntropy(String op, Tensor logits, int[] targets, long rows, int vocab, float gradScale, boolean grad) {
-        nonNegative(op, "rows", rows);
-        positive(op, "vocab", vocab);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "vocab", vocab);
         if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
         if (targets == null || targets.length < rows)
             throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries")
@@ -903,8 +904,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps) {
         String op = "rmsNormBackward";
-        nonNegative(op, "rows", rows);
-        positive(op, "dim", dim);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
         long n = Math.multiplyExact(rows, dim);
         CudaTensor dxs = atLeast(op, "dx", dx, n, "rows*dim"), dws = atLeast(op, "dWeight", dWeight, dim, "dim");
         CudaTensor dos = atLeast(op, "dOut", dOut, n, "rows*dim"), xs = atLeast(op, "x", x, n, "rows*dim");
@@ -931,8 +932,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void sumRows(Tensor out, Tensor x, long rows, int cols) {
         String op = "sumRows";
-        nonNegative(op, "rows", rows);
-        positive(op, "cols", cols);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "cols", cols);
         CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, cols), "rows*cols");
         CudaTensor os = atLeast(op, "out", out, cols, "cols");
         if (rows == 0) return;
@@ -972,7 +973,7 @@ public final class CudaBackend implements Backend {
     @Override
     public double sumOfSquares(Tensor x, long n) {
         String op = "sumOfSquares";
-        nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         CudaTensor xs = atLeast(op, "x", x, n, "n");
         if (n == 0) return 0;
         enter();
@@ -1043,11 +1044,11 @@ public final class CudaBackend implements Backend {
     @Override
     public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
         String op = "embeddingBackward";
-        positive(op, "dim", dim);
+        OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         CudaTensor dy = atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
         CudaTensor t = tensor(op, "dTable", dTable);
-        checkIds(op, ids, t.size() / dim);
+        OpChecks.ids(op, ids, t.size() / dim);
         if (ids.length == 0) return;
         // Rows grouped by id (each group in row order), so every table row is summed by one block, deterministically.
         Integer[] order = new Integer[ids.length];
@@ -1161,19 +1162,5 @@ public final class CudaBackend implements Backend {
         if (offset < 0 || length < 0 || offset > t.size() - length)
             throw new IllegalArgumentException(op + ": " + name + " range [" + offset + ", " + (offset + length)
                     + ") is outside its " + t.size() + " floats");
-    }
-
-    private static void nonNegative(String op, String name, long v) {
-        if (v < 0) throw new IllegalArgumentException(op + ": " + name + " must be >= 0, got " + v);
-    }
-
-    private static void positive(String op, String name, long v) {
-        if (v <= 0) throw new IllegalArgumentException(op + ": " + name + " must be positive, got " + v);
-    }
-
-    private static void checkIds(String op, int[] ids, long vocab) {
-        for (int i = 0; i < ids.length; i++)
-            if (ids[i] < 0 || ids[i] >= vocab)
-                throw new IllegalArgumentException(op + ": ids[" + i + "] = " + ids[i] + " is outside [0, " + vocab + ")");
     }
 }

@@ -36,28 +36,4 @@ final class Checks {
                     + ") is outside its " + t.size() + " floats");
         return s;
     }
-
-    static void positive(String op, String name, long value) {
-        if (value <= 0) throw new IllegalArgumentException(op + ": " + name + " must be positive, got " + value);
-    }
-
-    static void nonNegative(String op, String name, long value) {
-        if (value < 0) throw new IllegalArgumentException(op + ": " + name + " must be >= 0, got " + value);
-    }
-
-    /** rows * cols, failing rather than overflowing. */
-    static long product(String op, long rows, long cols) {
-        try {
-            return Math.multiplyExact(rows, cols);
-        } catch (ArithmeticException e) {
-            throw new IllegalArgumentException(op + ": " + rows + " x " + cols + " overflows");
-        }
-    }
-
-    /** Every id must index a row of a table with {@code rows} rows. */
-    static void ids(String op, int[] ids, long rows) {
-        for (int r = 0; r < ids.length; r++)
-            if (ids[r] < 0 || ids[r] >= rows)
-                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + rows + " rows");
-    }
 }

@@ -77,8 +77,8 @@ public final class CpuBackend implements Backend {
     public CpuTensor upload(MemorySegment src, DType dtype, long count) {
         if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
         if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
-        Checks.nonNegative("upload", "count", count);
-        long bytes = Checks.product("upload", count, dtype.bytes());
+        OpChecks.nonNegative("upload", "count", count);
+        long bytes = OpChecks.product("upload", count, dtype.bytes());
         if (src.byteSize() < bytes)
             throw new IllegalArgumentException("upload: src has " + src.byteSize() + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
         CpuTensor t = new CpuTensor(count);
@@ -90,8 +90,8 @@ public final class CpuBackend implements Backend {
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
         if (dtype != DType.BF16) return upload(src, dtype, count);
-        Checks.nonNegative("uploadWeights", "count", count);
-        long bytes = Checks.product("uploadWeights", count, 2);
+        OpChecks.nonNegative("uploadWeights", "count", count);
+        long bytes = OpChecks.product("uploadWeights", count, 2);
         if (src == null || src.byteSize() < bytes)
             throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize()) + " bytes, needs count*2 = " + bytes);
         return new CpuBf16Tensor(src, count);
@@ -143,9 +143,9 @@ public final class CpuBackend implements Backend {
                      Tensor a, long aOffset, int lda, Tensor b, long bOffset, int ldb,
                      float beta, Tensor c, long cOffset, int ldc) {
         String op = "gemm";
-        Checks.nonNegative(op, "m", m);
-        Checks.nonNegative(op, "n", n);
-        Checks.nonNegative(op, "k", k);
+        OpChecks.nonNegative(op, "m", m);
+        OpChecks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "k", k);
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
         boolean bf16 = b instanceof CpuBf16Tensor;
@@ -172,7 +172,7 @@ public final class CpuBackend implements Backend {
         if (!bf16) Checks.segment(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
-        Checks.nonNegative(op, name + "Offset", offset);
+        OpChecks.nonNegative(op, name + "Offset", offset);
         if (!read || rows == 0 || cols == 0) return;
         long end = offset + (long) (rows - 1) * ld + cols;
         if (end > t.size())
@@ -188,11 +188,11 @@ public final class CpuBackend implements Backend {
     /** {@link #linear} issuing at most {@code rowChunk} rows per product (small values let tests cover the split). */
     void linear(Tensor y, Tensor x, Tensor w, Tensor bias, long rows, int in, int out, long rowChunk) {
         String op = "linear";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "in", in);
-        Checks.positive(op, "out", out);
-        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, in), "rows*in");
-        MemorySegment ys = Checks.atLeast(op, "y", y, Checks.product(op, rows, out), "rows*out");
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "in", in);
+        OpChecks.positive(op, "out", out);
+        MemorySegment xs = Checks.atLeast(op, "x", x, OpChecks.product(op, rows, in), "rows*in");
+        MemorySegment ys = Checks.atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
         CpuBf16Tensor wb = w instanceof CpuBf16Tensor t ? t : null;
@@ -212,11 +212,11 @@ public final class CpuBackend implements Backend {
     @Override
     public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
         String op = "embedding";
-        Checks.positive(op, "dim", dim);
+        OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
         if (table instanceof CpuBf16Tensor wb) {
-            Checks.ids(op, ids, wb.size() / dim);
+            OpChecks.ids(op, ids, wb.size() / dim);
             MemorySegment t = wb.segment();
             pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
                 for (long r = from; r < to; r++)
@@ -226,7 +226,7 @@ public final class CpuBackend implements Backend {
         }
         MemorySegment t = Checks.segment(op, "table", table);
         long vocab = table.size() / dim;
-        Checks.ids(op, ids, vocab);
+        OpChecks.ids(op, ids, vocab);
         pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
             for (long r = from; r < to; r++)
                 MemorySegment.copy(t, (long) ids[(int) r] * dim * Float.BYTES, o, r * dim * Float.BYTES, (long) dim * Float.BYTES);
@@ -236,9 +236,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void rmsNorm(Tensor out, Tensor x, Tensor weight, long rows, int dim, float eps) {
         String op = "rmsNorm";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "dim", dim);
-        long n = Checks.product(op, rows, dim);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
+        long n = OpChecks.product(op, rows, dim);
         MemorySegment xs = Checks.atLeast(op, "x", x, n, "rows*dim");
         MemorySegment os = Checks.atLeast(op, "out", out, n, "rows*dim");
         MemorySegment ws = Checks.atLeast(op, "weight", weight, dim, "dim");
@@ -259,7 +259,7 @@ public final class CpuBackend implements Backend {
         String op = "rotary";
         RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, (long) heads * headDim), "rows*heads*headDim");
+        MemorySegment xs = Checks.atLeast(op, "x", x, OpChecks.product(op, rows, (long) heads * headDim), "rows*heads*headDim");
         MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
         if (half == 0) return;
@@ -272,10 +272,10 @@ public final class CpuBackend implements Backend {
         if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
         if (shape.seqKv() > Integer.MAX_VALUE - AttentionWorkspace.KEYS)
             throw new IllegalArgumentException(op + ": seqKv " + shape.seqKv() + " is past this backend's int positions");
-        long qRows = Checks.product(op, shape.batch(), shape.seqQ());
-        long qFloats = Checks.product(op, qRows, (long) shape.heads() * shape.headDim());
-        long kvRows = Checks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
-        long kvFloats = Checks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
+        long qRows = OpChecks.product(op, shape.batch(), shape.seqQ());
+        long qFloats = OpChecks.product(op, qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
+        long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, "batch*seqQ*heads*headDim");
         MemorySegment os = Checks.atLeast(op, "out", out, qFloats, "batch*seqQ*heads*headDim");
         MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
@@ -287,7 +287,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
         String op = "swiglu";
-        Checks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         MemorySegment g = Checks.atLeast(op, "gate", gate, n, "n");
         MemorySegment u = Checks.atLeast(op, "up", up, n, "n");
         MemorySegment o = Checks.atLeast(op, "out", out, n, "n");
@@ -297,7 +297,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void addInPlace(Tensor y, Tensor x, long n) {
         String op = "addInPlace";
-        Checks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         MemorySegment ys = Checks.atLeast(op, "y", y, n, "n");
         MemorySegment xs = Checks.atLeast(op, "x", x, n, "n");
         Elementwise.addInPlace(pool(), ys, xs, n);
@@ -306,15 +306,15 @@ public final class CpuBackend implements Backend {
     @Override
     public double[] crossEntropy(Tensor logits, int[] targets, long rows, int vocab) {
         String op = "crossEntropy";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "vocab", vocab);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "vocab", vocab);
         if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
         if (targets == null || targets.length < rows)
             throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries") + ", needs rows = " + rows);
         for (int r = 0; r < rows; r++)
             if (targets[r] >= vocab)
                 throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
-        MemorySegment ls = Checks.atLeast(op, "logits", logits, Checks.product(op, rows, vocab), "rows*vocab");
+        MemorySegment ls = Checks.atLeast(op, "logits", logits, OpChecks.product(op, rows, vocab), "rows*vocab");
         return CrossEntropy.losses(pool(), ls, targets, rows, vocab);
     }
 
@@ -334,9 +334,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps) {
         String op = "rmsNormBackward";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "dim", dim);
-        long n = Checks.product(op, rows, dim);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
+        long n = OpChecks.product(op, rows, dim);
         MemorySegment dxs = Checks.atLeast(op, "dx", dx, n, "rows*dim");
         MemorySegment dws = Checks.atLeast(op, "dWeight", dWeight, dim, "dim");
         MemorySegment dos = Checks.atLeast(op, "dOut", dOut, n, "rows*dim");
@@ -351,7 +351,7 @@ public final class CpuBackend implements Backend {
         String op = "rotaryBackward";
         RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        long n = Checks.product(op, rows, (long) heads * headDim);
+        long n = OpChecks.product(op, rows, (long) heads * headDim);
         MemorySegment ds = Checks.atLeast(op, "d", d, n, "rows*heads*headDim");
         MemorySegment c = Checks.atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         MemorySegment s = Checks.atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
@@ -375,13 +375,13 @@ public final class CpuBackend implements Backend {
         if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
         if (shape.seqKv() > Integer.MAX_VALUE - AttentionBackward.KEYS)
             throw new IllegalArgumentException(op + ": seqKv " + shape.seqKv() + " is past this backend's int positions");
-        long qRows = Checks.product(op, shape.batch(), shape.seqQ());
-        long rowStats = Checks.product(op, qRows, shape.heads());
+        long qRows = OpChecks.product(op, shape.batch(), shape.seqQ());
+        long rowStats = OpChecks.product(op, qRows, shape.heads());
         if (rowStats > Integer.MAX_VALUE - 8)
             throw new IllegalArgumentException(op + ": batch*seqQ*heads = " + rowStats + " is past this backend's limit");
-        long qFloats = Checks.product(op, qRows, (long) shape.heads() * shape.headDim());
-        long kvRows = Checks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
-        long kvFloats = Checks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
+        long qFloats = OpChecks.product(op, qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
+        long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         String qFormula = "batch*seqQ*heads*headDim", kvFormula = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
         MemorySegment dqs = Checks.atLeast(op, "dq", dq, qFloats, qFormula);
         MemorySegment dks = Checks.atLeast(op, "dk", dk, kvFloats, kvFormula);
@@ -405,7 +405,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
-        Checks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         MemorySegment dg = Checks.atLeast(op, "dGate", dGate, n, "n");
         MemorySegment du = Checks.atLeast(op, "dUp", dUp, n, "n");
         MemorySegment dy = Checks.atLeast(op, "dOut", dOut, n, "n");
@@ -418,12 +418,12 @@ public final class CpuBackend implements Backend {
     @Override
     public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
         String op = "embeddingBackward";
-        Checks.positive(op, "dim", dim);
+        OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment dy = Checks.atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
         MemorySegment t = Checks.segment(op, "dTable", dTable);
         long vocab = dTable.size() / dim;
-        Checks.ids(op, ids, vocab);
+        OpChecks.ids(op, ids, vocab);
         if (ids.length == 0) return;
         EmbeddingBackward.run(pool(), t, dy, ids, dim, vocab);
     }
@@ -431,24 +431,24 @@ public final class CpuBackend implements Backend {
     @Override
     public double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale) {
         String op = "crossEntropyBackward";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "vocab", vocab);
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "vocab", vocab);
         if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
         if (targets == null || targets.length < rows)
             throw new IllegalArgumentException(op + ": targets has " + (targets == null ? "null" : targets.length + " entries") + ", needs rows = " + rows);
         for (int r = 0; r < rows; r++)
             if (targets[r] >= vocab)
                 throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
-        MemorySegment ls = Checks.atLeast(op, "logits", logits, Checks.product(op, rows, vocab), "rows*vocab");
+        MemorySegment ls = Checks.atLeast(op, "logits", logits, OpChecks.product(op, rows, vocab), "rows*vocab");
         return CrossEntropyBackward.run(pool(), ls, targets, rows, vocab, gradScale);
     }
 
     @Override
     public void sumRows(Tensor out, Tensor x, long rows, int cols) {
         String op = "sumRows";
-        Checks.nonNegative(op, "rows", rows);
-        Checks.positive(op, "cols", cols);
-        MemorySegment xs = Checks.atLeast(op, "x", x, Checks.product(op, rows, cols), "rows*cols");
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "cols", cols);
+        MemorySegment xs = Checks.atLeast(op, "x", x, OpChecks.product(op, rows, cols), "rows*cols");
         MemorySegment os = Checks.atLeast(op, "out", out, cols, "cols");
         if (rows == 0) return;
         Reductions.sumRows(pool(), os, xs, rows, cols);
@@ -457,7 +457,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void scale(Tensor y, float a, long n) {
         String op = "scale";
-        Checks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         MemorySegment ys = Checks.atLeast(op, "y", y, n, "n");
         Reductions.scale(pool(), ys, a, n);
     }
@@ -465,7 +465,7 @@ public final class CpuBackend implements Backend {
     @Override
     public double sumOfSquares(Tensor x, long n) {
         String op = "sumOfSquares";
-        Checks.nonNegative(op, "n", n);
+        OpChecks.nonNegative(op, "n", n);
         MemorySegment xs = Checks.atLeast(op, "x", x, n, "n");
         return Reductions.sumOfSquares(pool(), xs, n);
     }
@@ -474,8 +474,8 @@ public final class CpuBackend implements Backend {
     public void adamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
                       float weightDecay, float gradScale, long step) {
         String op = "adamW";
-        Checks.nonNegative(op, "n", n);
-        Checks.positive(op, "step", step);
+        OpChecks.nonNegative(op, "n", n);
+        OpChecks.positive(op, "step", step);
         if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
             throw new IllegalArgumentException(op + ": beta1 and beta2 must be in [0, 1), got " + beta1 + " and " + beta2);
         MemorySegment ps = Checks.atLeast(op, "param", param, n, "n");

@@ -1,0 +1,33 @@
+package dev.ropeway.tensor;
+
+/**
+ * Argument checks every backend makes the same way, with the same messages: counts, sizes that must not overflow,
+ * and token ids against a table.
+ */
+public final class OpChecks {
+    private OpChecks() {}
+
+    public static void positive(String op, String name, long value) {
+        if (value <= 0) throw new IllegalArgumentException(op + ": " + name + " must be positive, got " + value);
+    }
+
+    public static void nonNegative(String op, String name, long value) {
+        if (value < 0) throw new IllegalArgumentException(op + ": " + name + " must be >= 0, got " + value);
+    }
+
+    /** rows * cols, failing rather than overflowing. */
+    public static long product(String op, long rows, long cols) {
+        try {
+            return Math.multiplyExact(rows, cols);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(op + ": " + rows + " x " + cols + " overflows");
+        }
+    }
+
+    /** Every id must index a row of a table with {@code rows} rows. */
+    public static void ids(String op, int[] ids, long rows) {
+        for (int r = 0; r < ids.length; r++)
+            if (ids[r] < 0 || ids[r] >= rows)
+                throw new IllegalArgumentException(op + ": ids[" + r + "] = " + ids[r] + " is outside the table's " + rows + " rows");
+    }
+}
