@@ -88,34 +88,33 @@ final class Driver {
         return new CudaException("the CUDA driver could not be initialised: " + t);
     }
 
-    int deviceCount() {
+    /** A driver call that writes its result through the pointer it is given and returns a status. */
+    @FunctionalInterface
+    private interface Out {
+        int call(MemorySegment out) throws Throwable;
+    }
+
+    /** The int a driver call writes, its status checked. */
+    private int queryInt(String call, Out f) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment n = a.allocate(JAVA_INT);
-            check("cuDeviceGetCount", (int) cuDeviceGetCount.invokeExact(n));
+            check(call, f.call(n));
             return n.get(JAVA_INT, 0);
         } catch (Throwable t) {
             throw wrap(t);
         }
+    }
+
+    int deviceCount() {
+        return queryInt("cuDeviceGetCount", n -> (int) cuDeviceGetCount.invokeExact(n));
     }
 
     int driverVersion() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment n = a.allocate(JAVA_INT);
-            check("cuDriverGetVersion", (int) cuDriverGetVersion.invokeExact(n));
-            return n.get(JAVA_INT, 0);
-        } catch (Throwable t) {
-            throw wrap(t);
-        }
+        return queryInt("cuDriverGetVersion", n -> (int) cuDriverGetVersion.invokeExact(n));
     }
 
     int device(int ordinal) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment n = a.allocate(JAVA_INT);
-            check("cuDeviceGet(" + ordinal + ")", (int) cuDeviceGet.invokeExact(n, ordinal));
-            return n.get(JAVA_INT, 0);
-        } catch (Throwable t) {
-            throw wrap(t);
-        }
+        return queryInt("cuDeviceGet(" + ordinal + ")", n -> (int) cuDeviceGet.invokeExact(n, ordinal));
     }
 
     String deviceName(int device) {
@@ -129,13 +128,7 @@ final class Driver {
     }
 
     int attribute(int device, int attribute) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment n = a.allocate(JAVA_INT);
-            check("cuDeviceGetAttribute(" + attribute + ")", (int) cuDeviceGetAttribute.invokeExact(n, attribute, device));
-            return n.get(JAVA_INT, 0);
-        } catch (Throwable t) {
-            throw wrap(t);
-        }
+        return queryInt("cuDeviceGetAttribute(" + attribute + ")", n -> (int) cuDeviceGetAttribute.invokeExact(n, attribute, device));
     }
 
     long totalMemory(int device) {
