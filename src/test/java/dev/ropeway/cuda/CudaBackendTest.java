@@ -301,15 +301,29 @@ class CudaBackendTest {
                 Arguments.of(1, 66, 66, 66, 0, 2, 2, 256, 0));
     }
 
+    /** One attention shape's inputs: q, k and v drawn from a generator seeded by the shape and the test. */
+    record Case(AttentionShape shape, long qn, long kvn, float[] q, float[] k, float[] v, Random rng) {
+        static Case of(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads, int headDim,
+                       long window, int seed) {
+            AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
+                    (float) (1 / Math.sqrt(headDim)), window);
+            Random r = new Random(seqQ * seed + headDim);
+            long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
+            float[] q = CudaBackendTest.random(r, qn, 1), k = CudaBackendTest.random(r, kvn, 1),
+                    v = CudaBackendTest.random(r, kvn, 1);
+            return new Case(s, qn, kvn, q, k, v, r);
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("attentionShapes")
     void attentionForwardAndBackward(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
                                      int headDim, long window) {
-        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
-                (float) (1 / Math.sqrt(headDim)), window);
-        Random r = new Random(seqQ * 31 + headDim);
-        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
-        Pair q = Pair.of(random(r, qn, 1)), k = Pair.of(random(r, kvn, 1)), v = Pair.of(random(r, kvn, 1));
+        Case c = Case.of(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim, window, 31);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        Random r = c.rng();
+        Pair q = Pair.of(c.q()), k = Pair.of(c.k()), v = Pair.of(c.v());
         Pair out = Pair.zeros(qn), lse = Pair.zeros(batch * seqQ * heads);
         cpu.attention(out.c, q.c, k.c, v.c, lse.c, s);
         gpu.attention(out.g, q.g, k.g, v.g, lse.g, s);
@@ -334,16 +348,19 @@ class CudaBackendTest {
         }
     }
 
-    /** The tensor-core forward (TF32 products) against the CPU: TF32 rounds inputs to 10 mantissa bits. */
+    /**
+     * The tensor-core kernels against the CPU: the forward rounds its inputs to float16, the backward to TF32 (both 10
+     * mantissa bits); head sizes that are not a multiple of 16 take the exact forward.
+     */
     @ParameterizedTest
     @MethodSource("attentionShapes")
     void tensorCoreAttentionForward(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
                                     int headDim, long window) {
-        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
-                (float) (1 / Math.sqrt(headDim)), window);
-        Random r = new Random(seqQ * 17 + headDim);
-        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
-        float[] q = random(r, qn, 1), k = random(r, kvn, 1), v = random(r, kvn, 1);
+        Case c = Case.of(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim, window, 17);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        Random r = c.rng();
+        float[] q = c.q(), k = c.k(), v = c.v();
         Tensor out = cpu.allocate(qn), lse = cpu.allocate(batch * seqQ * heads);
         cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
         Tensor tout = tf32.allocate(qn), tlse = tf32.allocate(batch * seqQ * heads);
@@ -370,11 +387,10 @@ class CudaBackendTest {
     @MethodSource("attentionShapes")
     void attentionOverAHalfCache(int batch, long seqQ, long seqKv, long kvRows, long qStart, int heads, int kvHeads,
                                  int headDim, long window) {
-        AttentionShape s = new AttentionShape(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim,
-                (float) (1 / Math.sqrt(headDim)), window);
-        Random r = new Random(seqQ * 13 + headDim);
-        long qn = batch * seqQ * heads * headDim, kvn = ((batch - 1) * kvRows + seqKv) * kvHeads * headDim;
-        float[] q = random(r, qn, 1), k = random(r, kvn, 1), v = random(r, kvn, 1);
+        Case c = Case.of(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim, window, 13);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        float[] q = c.q(), k = c.k(), v = c.v();
         Tensor out = cpu.allocate(qn), lse = cpu.allocate(batch * seqQ * heads);
         cpu.attention(out, cpu.upload(q), cpu.upload(roundedToHalf(k)), cpu.upload(roundedToHalf(v)), lse, s);
         for (CudaBackend b : List.of(gpu, tf32)) {
