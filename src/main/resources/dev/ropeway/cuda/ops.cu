@@ -5,49 +5,41 @@
 
 #define THREADS 256
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+// The block reductions: a sum (from zero) or a maximum (from the first warp's), in a fixed order.
+struct Sum {
+    template <typename T> __device__ static T combine(T a, T b) { return a + b; }
+    template <typename T> __device__ static T start(const T*) { return T(0); }
+    static constexpr int first = 0;
+};
+
+struct Max {
+    __device__ static float combine(float a, float b) { return fmaxf(a, b); }
+    __device__ static float start(const float* scratch) { return scratch[0]; }
+    static constexpr int first = 1;
+};
+
+template <typename Op, typename T>
+__device__ __forceinline__ T warp_reduce(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = Op::combine(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Sum over a block of THREADS threads; every thread gets the result. `scratch` holds THREADS / 32 floats.
-__device__ float block_sum(float v, float* scratch) {
+// Over a block of THREADS threads; every thread gets the result. `scratch` holds THREADS / 32 values.
+template <typename Op, typename T>
+__device__ __forceinline__ T block_reduce(T v, T* scratch) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce<Op>(v);
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    float t = 0.f;
-    for (int w = 0; w < THREADS / 32; w++) t += scratch[w];
+    T t = Op::start(scratch);
+    for (int w = Op::first; w < THREADS / 32; w++) t = Op::combine(t, scratch[w]);
     return t;
 }
 
-__device__ float block_max(float v, float* scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    float t = scratch[0];
-    for (int w = 1; w < THREADS / 32; w++) t = fmaxf(t, scratch[w]);
-    return t;
-}
-
-__device__ double block_sum_d(double v, double* scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    double t = 0.0;
-    for (int w = 0; w < THREADS / 32; w++) t += scratch[w];
-    return t;
-}
+__device__ float block_sum(float v, float* scratch) { return block_reduce<Sum>(v, scratch); }
+__device__ float block_max(float v, float* scratch) { return block_reduce<Max>(v, scratch); }
+__device__ double block_sum_d(double v, double* scratch) { return block_reduce<Sum>(v, scratch); }
 
 #define GRID_STRIDE(i, n) for (i64 i = (i64) blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64) gridDim.x * blockDim.x)
 
