@@ -263,7 +263,7 @@ public final class CudaBackend implements Backend {
         if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
         if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
         if (count < 0) throw new IllegalArgumentException("upload: count must be >= 0, got " + count);
-        long bytes = Math.multiplyExact(count, (long) dtype.bytes());
+        long bytes = OpChecks.product("upload", count, dtype.bytes());
         if (src.byteSize() < bytes)
             throw new IllegalArgumentException("upload: src has " + src.byteSize() + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
         CudaTensor t = allocate(count);
@@ -429,9 +429,9 @@ public final class CudaBackend implements Backend {
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "in", in);
         OpChecks.positive(op, "out", out);
-        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, in), "rows*in");
+        CudaTensor xs = atLeast(op, "x", x, OpChecks.product(op, rows, in), "rows*in");
         CudaTensor ws = atLeast(op, "w", w, (long) out * in, "out*in");
-        CudaTensor ys = atLeast(op, "y", y, Math.multiplyExact(rows, out), "rows*out");
+        CudaTensor ys = atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
         long chunk = 1L << 30;
         enter();
@@ -476,7 +476,7 @@ public final class CudaBackend implements Backend {
         String op = "rmsNorm";
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "dim", dim);
-        long n = Math.multiplyExact(rows, dim);
+        long n = OpChecks.product(op, rows, dim);
         CudaTensor xs = atLeast(op, "x", x, n, "rows*dim");
         CudaTensor os = atLeast(op, "out", out, n, "rows*dim");
         CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
@@ -517,7 +517,7 @@ public final class CudaBackend implements Backend {
         String op = "rotary";
         RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, (long) heads * headDim), "rows*heads*headDim");
+        CudaTensor xs = atLeast(op, "x", x, OpChecks.product(op, rows, (long) heads * headDim), "rows*heads*headDim");
         CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
         if (half == 0 || rows == 0) return;
@@ -584,10 +584,10 @@ public final class CudaBackend implements Backend {
     private record AttentionBuffers(long qFloats, long kvFloats, long qRows) {}
 
     private static AttentionBuffers attentionSizes(String op, AttentionShape shape) {
-        long qRows = Math.multiplyExact((long) shape.batch(), shape.seqQ());
-        long qFloats = Math.multiplyExact(qRows, (long) shape.heads() * shape.headDim());
-        long kvRows = Math.addExact(Math.multiplyExact(shape.batch() - 1L, shape.kvRowsPerBatch()), shape.seqKv());
-        long kvFloats = Math.multiplyExact(kvRows, (long) shape.kvHeads() * shape.headDim());
+        long qRows = OpChecks.product(op, (long) shape.batch(), shape.seqQ());
+        long qFloats = OpChecks.product(op, qRows, (long) shape.heads() * shape.headDim());
+        long kvRows = Math.addExact(OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()), shape.seqKv());
+        long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         if (shape.seqQ() > (long) Integer.MAX_VALUE * 16 || shape.seqKv() > (long) Integer.MAX_VALUE * 16)
             throw new IllegalArgumentException(op + ": sequence too long for the CUDA grid: " + shape);
         return new AttentionBuffers(qFloats, kvFloats, qRows);
@@ -740,7 +740,7 @@ public final class CudaBackend implements Backend {
         CudaTensor ks = atLeast(op, "k", k, sz.kvFloats, kvf);
         CudaTensor vs = atLeast(op, "v", v, sz.kvFloats, kvf);
         CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
-        long rowStats = Math.multiplyExact(sz.qRows, (long) shape.heads());
+        long rowStats = OpChecks.product(op, sz.qRows, (long) shape.heads());
         CudaTensor ls = atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
         Tensor[] outputs = {dq, dk, dv}, all = {dq, dk, dv, dOut, q, k, v, out, lse};
         String[] names = {"dq", "dk", "dv", "dOut", "q", "k", "v", "out", "lse"};
@@ -881,7 +881,7 @@ public final class CudaBackend implements Backend {
         for (int r = 0; r < rows; r++)
             if (targets[r] >= vocab)
                 throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
-        CudaTensor ls = atLeast(op, "logits", logits, Math.multiplyExact(rows, vocab), "rows*vocab");
+        CudaTensor ls = atLeast(op, "logits", logits, OpChecks.product(op, rows, vocab), "rows*vocab");
         double[] loss = new double[(int) rows];
         if (rows == 0) return loss;
         enter();
@@ -906,7 +906,7 @@ public final class CudaBackend implements Backend {
         String op = "rmsNormBackward";
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "dim", dim);
-        long n = Math.multiplyExact(rows, dim);
+        long n = OpChecks.product(op, rows, dim);
         CudaTensor dxs = atLeast(op, "dx", dx, n, "rows*dim"), dws = atLeast(op, "dWeight", dWeight, dim, "dim");
         CudaTensor dos = atLeast(op, "dOut", dOut, n, "rows*dim"), xs = atLeast(op, "x", x, n, "rows*dim");
         CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
@@ -934,7 +934,7 @@ public final class CudaBackend implements Backend {
         String op = "sumRows";
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "cols", cols);
-        CudaTensor xs = atLeast(op, "x", x, Math.multiplyExact(rows, cols), "rows*cols");
+        CudaTensor xs = atLeast(op, "x", x, OpChecks.product(op, rows, cols), "rows*cols");
         CudaTensor os = atLeast(op, "out", out, cols, "cols");
         if (rows == 0) return;
         enter();
@@ -998,7 +998,7 @@ public final class CudaBackend implements Backend {
         String op = "rotaryBackward";
         RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
-        long n = Math.multiplyExact(rows, (long) heads * headDim);
+        long n = OpChecks.product(op, rows, (long) heads * headDim);
         CudaTensor ds = atLeast(op, "d", d, n, "rows*heads*headDim");
         CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
