@@ -124,13 +124,18 @@ extern "C" __global__ void sum_squares_partial(double* partial, const float* x, 
 }
 
 // Column sums of x[rows, cols] over row chunk blockIdx.y (rowsPerChunk rows) into partial[chunk, cols].
-extern "C" __global__ void column_sum_partial(float* partial, const float* x, i64 rows, int cols, i64 rowsPerChunk) {
+template <typename T>
+__device__ __forceinline__ void column_sum_chunk(T* partial, const T* x, i64 rows, int cols, i64 rowsPerChunk) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
     i64 r0 = (i64) blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
-    float s = 0.f;
+    T s = 0;
     for (i64 r = r0; r < r1; r++) s += x[r * cols + c];
     partial[(i64) blockIdx.y * cols + c] = s;
+}
+
+extern "C" __global__ void column_sum_partial(float* partial, const float* x, i64 rows, int cols, i64 rowsPerChunk) {
+    column_sum_chunk(partial, x, rows, cols, rowsPerChunk);
 }
 
 // out[c] += sum over chunks of partial[chunk, c], chunks in order.
@@ -263,14 +268,9 @@ extern "C" __global__ void rotary_backward(float* d, const float* rotated, const
     }
 }
 
-// Column sums of a double matrix [rows, cols] over row chunks: partial[chunk, c].
+// The same over a double matrix.
 extern "C" __global__ void column_sum_partial_d(double* partial, const double* x, i64 rows, int cols, i64 rowsPerChunk) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    i64 r0 = (i64) blockIdx.y * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
-    double s = 0.0;
-    for (i64 r = r0; r < r1; r++) s += x[r * cols + c];
-    partial[(i64) blockIdx.y * cols + c] = s;
+    column_sum_chunk(partial, x, rows, cols, rowsPerChunk);
 }
 
 // ---- softmax cross-entropy ----
