@@ -25,7 +25,7 @@ public final class CpuBf16Tensor implements Tensor {
         long raw = NativeMemory.callocRaw(Math.max(bytes, 2));
         this.segment = MemorySegment.ofAddress(NativeMemory.align(raw)).reinterpret(bytes);
         MemorySegment.copy(src, 0, segment, 0, bytes);
-        this.cleanable = CLEANER.register(this, new Release(raw));
+        this.cleanable = CLEANER.register(this, new CpuTensor.Release(raw));
     }
 
     @Override
@@ -48,12 +48,5 @@ public final class CpuBf16Tensor implements Tensor {
     @Override
     public String toString() {
         return "CpuBf16Tensor[" + size + (closed ? ", closed]" : "]");
-    }
-
-    private record Release(long raw) implements Runnable {
-        @Override
-        public void run() {
-            NativeMemory.free(raw);
-        }
     }
 }

@@ -71,7 +71,7 @@ public final class CpuTensor implements Tensor {
     }
 
     /** Frees the block; holds only the address so that the tensor itself can become unreachable. */
-    private record Release(long raw) implements Runnable {
+    record Release(long raw) implements Runnable {
         @Override
         public void run() {
             NativeMemory.free(raw);
