@@ -92,12 +92,6 @@ __device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float
 #define FR 128                    // query rows per block (8 warps of 16): each key tile serves twice the rows
 #define FT 256                    // threads per block
 
-__device__ __forceinline__ unsigned short half_bits(float x) {
-    unsigned short h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    return h;
-}
-
 __device__ __forceinline__ unsigned half_pair(float lo, float hi) {
     unsigned r;
     asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));

@@ -42,6 +42,12 @@ __device__ __forceinline__ float to_float(unsigned short h) {
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
 }
+// float32 to float16, rounded to nearest even.
+__device__ __forceinline__ unsigned short half_bits(float x) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    return h;
+}
 #ifdef KV_HALF
 typedef unsigned short kv_t;
 #define KV_BYTES 2

@@ -310,11 +310,8 @@ extern "C" __global__ void cross_entropy(float* logits, const int* targets, doub
 // ---- float16 storage (the KV cache) ----
 
 extern "C" __global__ void to_half(unsigned short* dst, const float* src, i64 n) {
-    for (i64 i = blockIdx.x * (i64) blockDim.x + threadIdx.x; i < n; i += (i64) gridDim.x * blockDim.x) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
-        dst[i] = h;
-    }
+    for (i64 i = blockIdx.x * (i64) blockDim.x + threadIdx.x; i < n; i += (i64) gridDim.x * blockDim.x)
+        dst[i] = half_bits(src[i]);
 }
 
 extern "C" __global__ void from_half(float* dst, const unsigned short* src, i64 n) {
