@@ -613,7 +613,7 @@ public final class CudaBackend implements Backend {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
-        if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, half)) return;
+        if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, sz)) return;
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
         enter();
@@ -627,11 +627,11 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Tensor-core attention: when products may round their inputs, for head sizes the kernels are built for (the
-     * backward takes multiples of 8, the forward multiples of 16, see {@link #tensorCoreAttention}).
+     * Tensor-core attention (attention_mma.cu, forward and backward): when products may round their inputs, for head
+     * sizes that are multiples of 16 up to 128 on GPUs with float16 tensor cores and asynchronous copies (sm_80+).
      */
     private boolean usesTensorCoreAttention(int headDim) {
-        return precision != MatmulPrecision.FP32 && headDim % 8 == 0 && headDim <= 128 && arch >= 80;
+        return precision != MatmulPrecision.FP32 && headDim % 16 == 0 && headDim <= 128 && arch >= 80;
     }
 
     private CudaModule tensorCoreAttentionModule(int headDim, boolean halfKv) {
@@ -648,39 +648,50 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The forward on the tensor cores (attention_mma.cu): scores and the probability-weighted values as products of
-     * float16 inputs (m16n8k16: TF32's 11-bit significands at twice TF32's rate) with float32 accumulation, used
-     * whenever matrix products may round their inputs. False, having done nothing, where the kernel cannot take the
-     * call (a head size that is not a multiple of 16, or tensors not aligned for its pair loads): the exact kernel then
-     * does, as rarely as such shapes come.
+     * The forward on the tensor cores: scores and the probability-weighted values as products of float16 inputs
+     * (m16n8k16: TF32's 11-bit significands at twice TF32's rate) with float32 accumulation, used whenever matrix
+     * products may round their inputs. Float32 keys and values are rounded to float16 once, into scratch, before the
+     * kernel when more than one block of queries reads them (the kernel would round them the same way as it read them,
+     * once per block: at long contexts it streams every key and value through each block, and half the bytes is half
+     * the time). False, having done nothing, where the kernel cannot take the call (tensors not aligned for its pair
+     * or 16-byte loads): the exact kernel then does.
      */
     private boolean tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
-                                        AttentionShape shape, boolean half) {
+                                        AttentionShape shape, AttentionBuffers sz) {
         int d = shape.headDim();
+        boolean round = !ks.isHalf() && shape.seqQ() > 128;
+        boolean half = ks.isHalf() || round;
         // Key and value tiles are staged through shared memory by 16-byte asynchronous copies when two raw tiles fit
         // (rows of at most 256 bytes); the kernel decides the same way.
         int kvBytes = half ? 2 : 4;
         boolean staged = d * kvBytes <= 256;
-        int kvAlign = staged ? 16 : kvBytes * 2;
-        if (d % 16 != 0 || qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0
-                || vs.address() % kvAlign != 0) return false;
+        int kvAlign = round ? 1 : staged ? 16 : kvBytes * 2;
+        if (qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
+            return false;
         CudaModule module = tensorCoreAttentionModule(d, half);
         // 128 query rows per block of 8 warps.
         int shared = (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0);
         checkShared("attention", shared);
         enter();
+        long rounded = 0;
         try (HostScratch a = HostScratch.begin()) {
+            long k = ks.address(), v = vs.address();
+            if (round) {
+                rounded = driver.allocate(sz.kvFloats * 4);
+                k = rounded;
+                v = rounded + sz.kvFloats * 2;   // 32-byte aligned: kvFloats is a multiple of the head size, 16
+                convert("to_half", k, ks.address(), sz.kvFloats);
+                convert("to_half", v, vs.address(), sz.kvFloats);
+            }
             module.launch("attention_forward_f16", blocks(shape.seqQ(), 128), shape.heads(), shape.batch(), 256, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
-                            .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
+                            .ptr(k).ptr(v).struct(shapeStruct(a, shape)));
         } finally {
+            if (rounded != 0) driver.free(rounded);
             exit();
         }
         return true;
     }
-
-
-
 
     /**
      * One query per sequence (a decode step): the visible keys are split across enough blocks to fill the GPU, each
@@ -749,30 +760,21 @@ public final class CudaBackend implements Backend {
                 if (i != j && outputs[i] == all[j])
                     throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
         int d = shape.headDim(), t = tile(d);
+        if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0) {
+            tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats);
+            return;
+        }
         CudaModule module = attentionModule(d, false);
         int ld = paddedLd(d);
-        boolean tensorCores = usesTensorCoreAttention(d);
-        CudaModule mma = tensorCores ? tensorCoreAttentionModule(d, false) : null;
         int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
         int sharedQ = (4 * t * ld + t * (t + 1) + 2 * t) * 4;
-        int sharedMma = (4 * 64 * (d + 4) + 64 * 68 + 128) * 4;
-        checkShared(op, tensorCores ? sharedMma : sharedKv);
+        checkShared(op, sharedKv);
         enter();
         try (HostScratch a = HostScratch.begin()) {
             long delta = driver.allocate(rowStats * 4);
             module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
             MemorySegment st = shapeStruct(a, shape);
-            if (tensorCores) {
-                mma.launch("attention_backward_kv_mma", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
-                        sharedMma, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(dos.address())
-                                .ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
-                mma.launch("attention_backward_q_mma", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128,
-                        sharedMma, new KernelArgs(a).ptr(dqs.address()).ptr(dos.address()).ptr(qs.address())
-                                .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
-                driver.free(delta);
-                return;
-            }
             module.launch("attention_backward_kv", blocks(shape.seqKv(), t), shape.kvHeads(), shape.batch(), THREADS,
                     sharedKv, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(dos.address())
                             .ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
@@ -781,6 +783,50 @@ public final class CudaBackend implements Backend {
                             .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
             driver.free(delta);
         } finally {
+            exit();
+        }
+    }
+
+    /**
+     * The backward on the tensor cores (float16 products, float32 accumulation). q, k, v and dOut are rounded to
+     * float16 once, into scratch; dOut is first multiplied by the power of two that puts its largest magnitude in
+     * [1, 2) (a gradient's entries are mostly below float16's normal range), which the kernels take back off their
+     * results exactly. Two kernels, neither with atomics: dK and dV by blocks of 64 keys, dQ by blocks of 64 queries.
+     */
+    private void tensorCoreAttentionBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos,
+                                             CudaTensor qs, CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls,
+                                             AttentionShape shape, AttentionBuffers sz, long rowStats) {
+        int d = shape.headDim();
+        CudaModule mma = tensorCoreAttentionModule(d, true);
+        int sharedKv = (2 * 64 + 4 * 64) * (d + 8) * 2 + 4 * 64 * 4;
+        int sharedQ = (2 * 64 + 4 * 64) * (d + 8) * 2 + 2 * 64 * 4;
+        checkShared("attentionBackward", sharedKv);
+        enter();
+        long scratch = 0;
+        try (HostScratch a = HostScratch.begin()) {
+            // Halves of q, dOut, k and v (each a multiple of 16 elements: 32-byte aligned one after the other), then
+            // delta and the largest magnitude's bits.
+            long qBytes = sz.qFloats * 2, kvBytes = sz.kvFloats * 2;
+            scratch = driver.allocate(2 * qBytes + 2 * kvBytes + rowStats * 4 + 4);
+            long qh = scratch, doh = qh + qBytes, kh = doh + qBytes, vh = kh + kvBytes, delta = vh + kvBytes;
+            long maxBits = delta + rowStats * 4;
+            convert("to_half", qh, qs.address(), sz.qFloats);
+            convert("to_half", kh, ks.address(), sz.kvFloats);
+            convert("to_half", vh, vs.address(), sz.kvFloats);
+            driver.fill32(maxBits, 0, 1);
+            mma.launch("attention_grad_absmax", gridFor(sz.qFloats), 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(maxBits).ptr(dos.address()).i64(sz.qFloats));
+            mma.launch("attention_backward_prep", blocks(rowStats, 8), 1, 1, 256, 0, new KernelArgs(a)
+                    .ptr(doh).ptr(delta).ptr(dos.address()).ptr(os.address()).ptr(maxBits).i64(rowStats));
+            MemorySegment st = shapeStruct(a, shape);
+            mma.launch("attention_backward_kv_f16", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
+                    sharedKv, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
+                            .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
+            mma.launch("attention_backward_q_f16", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128,
+                    sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
+                            .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
+        } finally {
+            if (scratch != 0) driver.free(scratch);
             exit();
         }
     }

@@ -1,84 +1,18 @@
 // Causal grouped-query attention on the tensor cores, FlashAttention-2 style (tiles of keys and values streamed
-// through shared memory, each row's running maximum and sum in registers): the forward with float16 inputs
-// (mma.sync m16n8k16), the backward with TF32 inputs (m16n8k8), float32 accumulators throughout. Used when products
+// through shared memory, each row's running maximum and sum in registers), forward and backward, with float16 inputs
+// (mma.sync m16n8k16: TF32's 11-bit significands at twice TF32's rate) and float32 accumulators. Used when products
 // are allowed to round their inputs (TF32 or BF16 matmul precision); the exact float32 kernels are in attention.cu.
 //
-// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 8, at most 128; the forward needs a multiple of 16),
-// and with -DKV_HALF for keys and values read from a float16 KV cache. Same layouts as attention.cu.
+// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 16, at most 128), and with -DKV_HALF for keys and
+// values read as float16 (a KV cache, or copies rounded once per call). Same layouts as attention.cu.
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
 
-#define MR 64                     // query rows per block
 #define MC 64                     // keys per tile
-#define LQ (HEAD_DIM + 4)         // row stride of sQ and sK: fragment reads hit 32 distinct banks
-#define LV (HEAD_DIM + 8)         // row stride of sV
-#define LP (MC + 4)               // row stride of sP
 #define NT (MC / 8)               // score tiles (8 keys each) per warp
 #define OT (HEAD_DIM / 8)         // output tiles (8 features each) per warp
-
-__device__ __forceinline__ unsigned tf32(float x) {
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return r;
-}
-
-// d += a (16x8, row-major) * b (8x8, column-major), TF32 in, float32 accumulate.
-__device__ __forceinline__ void mma(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
-                                    unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Loads `count` rows of one head into dst[count][ld], rounded to TF32 once here, not at every fragment read.
-__device__ __forceinline__ void load_tile(float* dst, int ld, const float* src, i64 firstRow, i64 valid, i64 rowStride,
-                                          int count) {
-    for (int e = threadIdx.x; e < count * HEAD_DIM; e += 128) {
-        int r = e / HEAD_DIM, d = e % HEAD_DIM;
-        dst[r * ld + d] = r < valid ? __uint_as_float(tf32(src[(firstRow + r) * rowStride + d])) : 0.f;
-    }
-}
-
-__device__ __forceinline__ unsigned bits(float x) {
-    return __float_as_uint(x);
-}
-
-// TF32 fragment products of the backward kernels.
-
-// acc (16 x 64) = rows ra.. of a (16 x HEAD_DIM) times the transpose of 64 rows of b: dot products of rows.
-__device__ __forceinline__ void rows_dot_rows(float (&acc)[NT][4], const float* a, int ra, const float* b, int g, int t) {
-#pragma unroll
-    for (int n = 0; n < NT; n++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < HEAD_DIM; kk += 8) {
-        const unsigned a0 = bits(a[(ra + g) * LQ + kk + t]), a1 = bits(a[(ra + g + 8) * LQ + kk + t]);
-        const unsigned a2 = bits(a[(ra + g) * LQ + kk + t + 4]), a3 = bits(a[(ra + g + 8) * LQ + kk + t + 4]);
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-            const unsigned b0 = bits(b[(n * 8 + g) * LQ + kk + t]), b1 = bits(b[(n * 8 + g) * LQ + kk + t + 4]);
-            mma(acc[n], a0, a1, a2, a3, b0, b1);
-        }
-    }
-}
-
-// acc (16 x HEAD_DIM) += rows ra.. of p (16 x 64, stride LP) times 64 rows of b (64 x HEAD_DIM, stride ldb).
-__device__ __forceinline__ void rows_times_rows(float (&acc)[OT][4], const float* p, int ra, const float* b, int ldb,
-                                                int g, int t) {
-#pragma unroll
-    for (int kk = 0; kk < MC; kk += 8) {
-        const unsigned a0 = bits(p[(ra + g) * LP + kk + t]), a1 = bits(p[(ra + g + 8) * LP + kk + t]);
-        const unsigned a2 = bits(p[(ra + g) * LP + kk + t + 4]), a3 = bits(p[(ra + g + 8) * LP + kk + t + 4]);
-#pragma unroll
-        for (int n = 0; n < OT; n++) {
-            const unsigned b0 = bits(b[(kk + t) * ldb + n * 8 + g]), b1 = bits(b[(kk + t + 4) * ldb + n * 8 + g]);
-            mma(acc[n], a0, a1, a2, a3, b0, b1);
-        }
-    }
-}
 
 // ---- the forward with float16 inputs (mma.sync m16n8k16): the same 11-bit significands as TF32, twice the rate ----
 //
@@ -339,84 +273,213 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
         if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] * 0.6931471805599453f + logf(l[hh]);
     }
 }
-#endif
 
-// ---- backward on the tensor cores (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
+// ---- the backward with float16 inputs (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
+//
+// Queries, keys and values come as float16 copies rounded once per call, and so does dOut, multiplied first by the
+// power of two that brings its largest magnitude into [1, 2): gradients (a loss averaged over thousands of tokens)
+// lie mostly below float16's normal range, and a power of two is exact both ways, so the results are multiplied back
+// by its inverse. delta (the rows' dOut . out) carries the same factor. Every product takes its A operand either from
+// shared memory (ldmatrix) or straight from the accumulators of the product before it (P and dS never go through
+// shared memory), its B operand by ldmatrix, transposed where the tile is row-major k x n; tiles of the next step are
+// copied by cp.async while the current one is multiplied.
 
-// dK and dV of 64 keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
-extern "C" __global__ void __launch_bounds__(128)
-attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* q, const float* k, const float* v,
-                          const float* lse, const float* delta, Shape s) {
+#define BQ 64                     // queries per tile (and per block of the dQ kernel)
+#define BK 64                     // keys per block of the dK / dV kernel (and per tile of the dQ kernel)
+#define BT 128                    // threads per block: 4 warps of 16 rows
+#define NQ (BQ / 8)               // score tiles (8 queries each) per warp in the dK / dV kernel
+
+// The factor dOut was multiplied by, from the bits of its largest magnitude: 2^-e for e = floor(log2(max)) (clamped so
+// that both it and its inverse are normal floats), or 1 where the maximum is zero, infinite or NaN.
+__device__ __forceinline__ float grad_scale(unsigned maxBits, bool inverse) {
+    const float m = __uint_as_float(maxBits);
+    if (!(m > 0.f) || m == INFINITY) return 1.f;
+    const int e = max(-126, min(126, ilogbf(m)));
+    return __int_as_float((inverse ? 127 + e : 127 - e) << 23);
+}
+
+// maxBits = max over x[0, n) of |x|'s bits (unsigned order is float order for non-negative floats, NaN above all).
+// maxBits must be zero on entry.
+extern "C" __global__ void attention_grad_absmax(unsigned* maxBits, const float* x, i64 n) {
+    unsigned m = 0;
+    for (i64 i = (i64) blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64) gridDim.x * blockDim.x)
+        m = max(m, __float_as_uint(fabsf(x[i])));
+    m = __reduce_max_sync(0xffffffffu, m);
+    if ((threadIdx.x & 31) == 0) atomicMax(maxBits, m);
+}
+
+// One warp per (row, head), blocks of 8 warps: dOh = float16(scale * dOut), delta = scale * (dOut . out).
+extern "C" __global__ void __launch_bounds__(256)
+attention_backward_prep(unsigned short* dOh, float* delta, const float* dOut, const float* out, const unsigned* maxBits,
+                        i64 rowsTimesHeads) {
+    const i64 e = (i64) blockIdx.x * 8 + threadIdx.x / 32;
+    if (e >= rowsTimesHeads) return;
+    const int lane = threadIdx.x % 32;
+    const float scale = grad_scale(*maxBits, false);
+    const float* a = dOut + e * HEAD_DIM;
+    const float* o = out + e * HEAD_DIM;
+    float sum = 0.f;
+    for (int d = 2 * lane; d < HEAD_DIM; d += 64) {
+        const float2 x = *reinterpret_cast<const float2*>(a + d), y = *reinterpret_cast<const float2*>(o + d);
+        sum += x.x * y.x + x.y * y.y;
+        *reinterpret_cast<unsigned*>(dOh + e * HEAD_DIM + d) = half_pair(x.x * scale, x.y * scale);
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) delta[e] = sum * scale;
+}
+
+// Four 8x8 float16 matrices from shared memory, not transposed: with `row` at row lane % 16, column 8 (lane / 16) of a
+// 16 x 16 row-major tile, they are that tile's A fragment; with `row` at row (lane % 8) + 8 (lane / 16), column
+// 8 ((lane / 8) % 2) of a 16 x 16 tile of rows n (n x k, row-major), the B fragments of its two 8-row halves.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const unsigned short* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(row)));
+}
+
+// Starts copying `count` float16 rows (zeros beyond `valid`) of one head into dst[count][LH], by BT threads.
+__device__ __forceinline__ void fetch_half(unsigned short* dst, const unsigned short* src, i64 firstRow, i64 valid,
+                                           i64 rowStride, int count) {
+    for (int e = threadIdx.x; e < count * (HEAD_DIM / 8); e += BT) {
+        const int r = e / (HEAD_DIM / 8), c = 8 * (e % (HEAD_DIM / 8));
+        cp_async16(dst + r * LH + c, src + (firstRow + (r < valid ? r : 0)) * rowStride + c, r < valid);
+    }
+}
+
+// acc[n] (16 x 8 each, n < N) = the 16 rows from `a` of A (16 x HEAD_DIM, stride LH) times the transpose of 8 N rows
+// of B (8 N x HEAD_DIM, stride LH) from `b`: dot products of rows.
+template <int N>
+__device__ __forceinline__ void rows_dot_rows(float (&acc)[N][4], const unsigned short* a, const unsigned short* b,
+                                              int lane) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
+    const unsigned short* aRow = a + (lane & 15) * LH + (lane >> 4) * 8;
+    const unsigned short* bRow = b + ((lane & 7) + (lane >> 4) * 8) * LH + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int ks = 0; ks < KS16; ks++) {
+        unsigned af[4];
+        ldmatrix_x4(af, aRow + ks * 16);
+#pragma unroll
+        for (int n = 0; n < N; n += 2) {
+            unsigned bf[4];
+            ldmatrix_x4(bf, bRow + n * 8 * LH + ks * 16);
+            mma16(acc[n], af, bf[0], bf[1]);
+            mma16(acc[n + 1], af, bf[2], bf[3]);
+        }
+    }
+}
+
+// acc (16 x HEAD_DIM) += X (16 x 8 N, as the accumulators of a rows_dot_rows) times the 8 N rows of B (8 N x HEAD_DIM,
+// row-major, stride LH) from `b`; X is rounded to float16 as it becomes the A fragment.
+template <int N>
+__device__ __forceinline__ void times_rows(float (&acc)[OT][4], const float (&x)[N][4], const unsigned short* b, int lane) {
+    const unsigned short* bRow = b + (((lane >> 3) & 1) * 8 + (lane & 7)) * LH + (lane >> 4) * 8;
+#pragma unroll
+    for (int j = 0; j < N / 2; j++) {
+        const unsigned xa[4] = {half_pair(x[2 * j][0], x[2 * j][1]), half_pair(x[2 * j][2], x[2 * j][3]),
+                                half_pair(x[2 * j + 1][0], x[2 * j + 1][1]), half_pair(x[2 * j + 1][2], x[2 * j + 1][3])};
+#pragma unroll
+        for (int n = 0; n < OT; n += 2) {
+            unsigned bf[4];
+            ldmatrix_x4_trans(bf, bRow + 16 * j * LH + n * 8);
+            mma16(acc[n], xa, bf[0], bf[1]);
+            mma16(acc[n + 1], xa, bf[2], bf[3]);
+        }
+    }
+}
+
+// dK and dV of BK keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
+extern "C" __global__ void __launch_bounds__(BT)
+attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const unsigned short* q,
+                          const unsigned short* k, const unsigned short* v, const float* lse, const float* delta,
+                          const unsigned* maxBits, Shape s) {
     extern __shared__ float smem[];
-    float* sK = smem;             // [MC][LQ]
-    float* sV = sK + MC * LQ;     // [MC][LQ]
-    float* sQ = sV + MC * LQ;     // [MR][LQ]
-    float* sdO = sQ + MR * LQ;    // [MR][LQ]
-    float* sT = sdO + MR * LQ;    // [MC][LP]: P^T, then dS^T, of the warp's keys
-    float* sL = sT + MC * LP;     // [MR]
-    float* sD = sL + MR;          // [MR]
+    unsigned short* sK = reinterpret_cast<unsigned short*>(smem);    // [BK][LH]
+    unsigned short* sV = sK + BK * LH;                               // [BK][LH]
+    unsigned short* sQ = sV + BK * LH;                               // [2][BQ][LH]
+    unsigned short* sdO = sQ + 2 * BQ * LH;                          // [2][BQ][LH]
+    float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LH);         // [2][BQ]: log-sum-exp in base 2
+    float* sD = sL + 2 * BQ;                                         // [2][BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const i64 k0 = (i64) blockIdx.x * MC;
+    const i64 k0 = (i64) blockIdx.x * BK;
     const int kh = blockIdx.y, b = blockIdx.z;
     const int group = s.heads / s.kvHeads;
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const i64 keysHere = min((i64) MC, s.seqKv - k0);
+    const i64 keysHere = min((i64) BK, s.seqKv - k0);
     const int kw = warp * 16;
-    load_tile(sK, LQ, k + kvOff, k0, keysHere, kvStride, MC);
-    load_tile(sV, LQ, v + kvOff, k0, keysHere, kvStride, MC);
+    const float scale2 = s.scale * 1.4426950408889634f;
+    fetch_half(sK, k + kvOff, k0, keysHere, kvStride, BK);
+    fetch_half(sV, v + kvOff, k0, keysHere, kvStride, BK);
+
+    // The query tiles that see these keys, for each query head of the group: tile i of head kh * group + i / perHead
+    // starts at query iLo + (i % perHead) * BQ.
+    const i64 kLast = k0 + keysHere - 1;
+    const i64 iLo = max((i64) 0, k0 - s.qStart);
+    i64 iHi = s.seqQ - 1;
+    if (s.window > 0) iHi = min(iHi, kLast + s.window - 1 - s.qStart);
+    const i64 perHead = iHi >= iLo ? (iHi - iLo + BQ) / BQ : 0;
+    const i64 tiles = perHead * group;
+    auto fetch = [&](i64 i, int buf) {
+        const int h = kh * group + (int) (i / perHead);
+        const i64 i0 = iLo + (i % perHead) * BQ;
+        const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
+        const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+        fetch_half(sQ + buf * BQ * LH, q + qOff, i0, rowsHere, qStride, BQ);
+        fetch_half(sdO + buf * BQ * LH, dO + qOff, i0, rowsHere, qStride, BQ);
+        for (int r = threadIdx.x; r < BQ; r += BT) {
+            const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
+            sL[buf * BQ + r] = r < rowsHere ? lse[idx] * 1.4426950408889634f : 0.f;
+            sD[buf * BQ + r] = r < rowsHere ? delta[idx] : 0.f;
+        }
+    };
+    if (tiles > 0) fetch(0, 0);
+    cp_async_commit();
 
     float dK[OT][4], dV[OT][4];
 #pragma unroll
     for (int n = 0; n < OT; n++)
 #pragma unroll
         for (int c = 0; c < 4; c++) { dK[n][c] = 0.f; dV[n][c] = 0.f; }
-    const i64 kLast = k0 + keysHere - 1;
-    const i64 iLo = max((i64) 0, k0 - s.qStart);
-    i64 iHi = s.seqQ - 1;
-    if (s.window > 0) iHi = min(iHi, kLast + s.window - 1 - s.qStart);
-    for (int gi = 0; gi < group; gi++) {
-        const int h = kh * group + gi;
-        const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-        for (i64 i0 = iLo; i0 <= iHi; i0 += MR) {
-            const i64 rowsHere = min((i64) MR, s.seqQ - i0);
-            __syncthreads();
-            load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
-            load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
-            load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, MR, 128);
-            __syncthreads();
-            float st[NT][4], dpt[NT][4];
-            rows_dot_rows(st, sK, kw, sQ, g, t);     // S^T: this warp's keys x the tile's queries
-            rows_dot_rows(dpt, sV, kw, sdO, g, t);   // dP^T
+    for (i64 i = 0; i < tiles; i++) {
+        const int buf = (int) (i & 1);
+        cp_async_wait_all();
+        __syncthreads();   // tile i is in place, and every warp is done with tile i - 1's buffer
+        if (i + 1 < tiles) fetch(i + 1, buf ^ 1);
+        cp_async_commit();
+        const unsigned short* cQ = sQ + buf * BQ * LH;
+        const unsigned short* cdO = sdO + buf * BQ * LH;
+        const float* cL = sL + buf * BQ;
+        const float* cD = sD + buf * BQ;
+        const i64 i0 = iLo + (i % perHead) * BQ;
+        const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
+        float st[NQ][4], dst[NQ][4];
+        rows_dot_rows<NQ>(st, sK + kw * LH, cQ, lane);    // S^T: this warp's keys x the tile's queries
+        rows_dot_rows<NQ>(dst, sV + kw * LH, cdO, lane);  // dP^T
+        const i64 pFirst = s.qStart + i0, pLast = pFirst + rowsHere - 1;
+        // Every key of the block visible from every query of the tile: no mask to apply.
+        const bool whole = rowsHere == BQ && keysHere == BK && kLast <= pFirst && (s.window == 0 || k0 > pLast - s.window);
+        // Element c of tile n: key kw + g + 8 (c / 2), query n * 8 + 2 t + (c % 2).
 #pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                const i64 key = k0 + kw + g + 8 * hh;
+        for (int n = 0; n < NQ; n++)
 #pragma unroll
-                for (int n = 0; n < NT; n++)
-#pragma unroll
-                    for (int c = 0; c < 2; c++) {
-                        const int qi = n * 8 + 2 * t + c;
-                        const i64 p = s.qStart + i0 + qi;
-                        const bool ok = qi < rowsHere && key < s.seqKv && visible(p, key, s.window);
-                        const float pr = ok ? expf(st[n][2 * hh + c] * s.scale - sL[qi]) : 0.f;
-                        dpt[n][2 * hh + c] = ok ? pr * (dpt[n][2 * hh + c] - sD[qi]) : 0.f;
-                        sT[(kw + g + 8 * hh) * LP + qi] = __uint_as_float(tf32(pr));
-                    }
+            for (int c = 0; c < 4; c++) {
+                const int qi = n * 8 + 2 * t + (c & 1);
+                bool ok = true;
+                if (!whole) {
+                    const i64 key = k0 + kw + g + 8 * (c >> 1);
+                    ok = qi < rowsHere && key < s.seqKv && visible(s.qStart + i0 + qi, key, s.window);
+                }
+                const float pr = ok ? exp2f(st[n][c] * scale2 - cL[qi]) : 0.f;
+                dst[n][c] = ok ? pr * (dst[n][c] - cD[qi]) : 0.f;
+                st[n][c] = pr;
             }
-            __syncwarp();
-            rows_times_rows(dV, sT, kw, sdO, LQ, g, t);  // dV += P^T dO
-            __syncwarp();
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++)
-#pragma unroll
-                for (int n = 0; n < NT; n++)
-#pragma unroll
-                    for (int c = 0; c < 2; c++)
-                        sT[(kw + g + 8 * hh) * LP + n * 8 + 2 * t + c] = __uint_as_float(tf32(dpt[n][2 * hh + c]));
-            __syncwarp();
-            rows_times_rows(dK, sT, kw, sQ, LQ, g, t);   // dK += dS^T Q
-        }
+        times_rows<NQ>(dV, st, cdO, lane);    // dV += P^T dO
+        times_rows<NQ>(dK, dst, cQ, lane);    // dK += dS^T Q
     }
+    cp_async_wait_all();
+    const float inv = grad_scale(*maxBits, true);
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const i64 j = k0 + kw + g + 8 * hh;
@@ -427,72 +490,86 @@ attention_backward_kv_mma(float* dk, float* dv, const float* dOut, const float* 
         for (int n = 0; n < OT; n++)
 #pragma unroll
             for (int c = 0; c < 2; c++) {
-                dkRow[n * 8 + 2 * t + c] = dK[n][2 * hh + c] * s.scale;
-                dvRow[n * 8 + 2 * t + c] = dV[n][2 * hh + c];
+                dkRow[n * 8 + 2 * t + c] = dK[n][2 * hh + c] * s.scale * inv;
+                dvRow[n * 8 + 2 * t + c] = dV[n][2 * hh + c] * inv;
             }
     }
 }
 
-// dQ of 64 queries of one head (16 per warp). Overwrites.
-extern "C" __global__ void __launch_bounds__(128)
-attention_backward_q_mma(float* dq, const float* dOut, const float* q, const float* k, const float* v, const float* lse,
-                         const float* delta, Shape s) {
+// dQ of BQ queries of one head (16 per warp). Overwrites.
+extern "C" __global__ void __launch_bounds__(BT)
+attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned short* q, const unsigned short* k,
+                         const unsigned short* v, const float* lse, const float* delta, const unsigned* maxBits, Shape s) {
     extern __shared__ float smem[];
-    float* sQ = smem;             // [MR][LQ]
-    float* sdO = sQ + MR * LQ;    // [MR][LQ]
-    float* sK = sdO + MR * LQ;    // [MC][LQ]
-    float* sV = sK + MC * LQ;     // [MC][LQ]
-    float* sT = sV + MC * LQ;     // [MR][LP]: dS of the warp's queries
-    float* sL = sT + MR * LP;     // [MR]
-    float* sD = sL + MR;          // [MR]
+    unsigned short* sQ = reinterpret_cast<unsigned short*>(smem);    // [BQ][LH]
+    unsigned short* sdO = sQ + BQ * LH;                              // [BQ][LH]
+    unsigned short* sK = sdO + BQ * LH;                              // [2][BK][LH]
+    unsigned short* sV = sK + 2 * BK * LH;                           // [2][BK][LH]
+    float* sL = reinterpret_cast<float*>(sV + 2 * BK * LH);          // [BQ]: log-sum-exp in base 2
+    float* sD = sL + BQ;                                             // [BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const i64 i0 = (i64) blockIdx.x * MR;
+    // The last queries (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
+    const i64 i0 = (i64) (gridDim.x - 1 - blockIdx.x) * BQ;
     const int h = blockIdx.y, b = blockIdx.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
     const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const i64 rowsHere = min((i64) MR, s.seqQ - i0);
+    const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
     const int qw = warp * 16;
-    load_tile(sQ, LQ, q + qOff, i0, rowsHere, qStride, MR);
-    load_tile(sdO, LQ, dOut + qOff, i0, rowsHere, qStride, MR);
-    load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, MR, 128);
+    const float scale2 = s.scale * 1.4426950408889634f;
+    fetch_half(sQ, q + qOff, i0, rowsHere, qStride, BQ);
+    fetch_half(sdO, dO + qOff, i0, rowsHere, qStride, BQ);
+    for (int r = threadIdx.x; r < BQ; r += BT) {
+        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
+        sL[r] = r < rowsHere ? lse[idx] * 1.4426950408889634f : 0.f;
+        sD[r] = r < rowsHere ? delta[idx] : 0.f;
+    }
+    const i64 pFirst = s.qStart + i0, pLast = pFirst + rowsHere - 1;
+    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
+    fetch_half(sK, k + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
+    fetch_half(sV, v + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
+    cp_async_commit();
 
     float dQ[OT][4];
 #pragma unroll
     for (int n = 0; n < OT; n++)
 #pragma unroll
         for (int c = 0; c < 4; c++) dQ[n][c] = 0.f;
-    const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
-    const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
-    for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
-        const i64 keysHere = min((i64) MC, s.seqKv - k0);
-        __syncthreads();
-        load_tile(sK, LQ, k + kvOff, k0, keysHere, kvStride, MC);
-        load_tile(sV, LQ, v + kvOff, k0, keysHere, kvStride, MC);
-        __syncthreads();
-        float sc[NT][4], dp[NT][4];
-        rows_dot_rows(sc, sQ, qw, sK, g, t);
-        rows_dot_rows(dp, sdO, qw, sV, g, t);
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int qi = qw + g + 8 * hh;
-            const i64 p = s.qStart + i0 + qi;
-#pragma unroll
-            for (int n = 0; n < NT; n++)
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const i64 key = k0 + n * 8 + 2 * t + c;
-                    const bool ok = qi < rowsHere && key < s.seqKv && visible(p, key, s.window);
-                    const float pr = ok ? expf(sc[n][2 * hh + c] * s.scale - sL[qi]) : 0.f;
-                    const float ds = ok ? pr * (dp[n][2 * hh + c] - sD[qi]) : 0.f;
-                    sT[qi * LP + n * 8 + 2 * t + c] = __uint_as_float(tf32(ds));
-                }
+    int buf = 0;
+    for (i64 k0 = lo; k0 <= pLast; k0 += BK, buf ^= 1) {
+        cp_async_wait_all();
+        __syncthreads();   // this tile is in place, and every warp is done with the last one's buffer
+        if (k0 + BK <= pLast) {
+            fetch_half(sK + (buf ^ 1) * BK * LH, k + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
+            fetch_half(sV + (buf ^ 1) * BK * LH, v + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
         }
-        __syncwarp();
-        rows_times_rows(dQ, sT, qw, sK, LQ, g, t);       // dQ += dS K
-        __syncwarp();
+        cp_async_commit();
+        const unsigned short* cK = sK + buf * BK * LH;
+        const unsigned short* cV = sV + buf * BK * LH;
+        float sc[NT][4], dp[NT][4];
+        rows_dot_rows<NT>(sc, sQ + qw * LH, cK, lane);
+        rows_dot_rows<NT>(dp, sdO + qw * LH, cV, lane);
+        const bool whole = rowsHere == BQ && k0 + BK - 1 <= pFirst && k0 + BK <= s.seqKv
+                && (s.window == 0 || k0 > pLast - s.window);
+        // Element c of tile n: query qw + g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const int qi = qw + g + 8 * (c >> 1);
+                bool ok = true;
+                if (!whole) {
+                    const i64 key = k0 + n * 8 + 2 * t + (c & 1);
+                    ok = qi < rowsHere && key < s.seqKv && visible(s.qStart + i0 + qi, key, s.window);
+                }
+                const float pr = ok ? exp2f(sc[n][c] * scale2 - sL[qi]) : 0.f;
+                dp[n][c] = ok ? pr * (dp[n][c] - sD[qi]) : 0.f;
+            }
+        times_rows<NT>(dQ, dp, cK, lane);     // dQ += dS K
     }
+    cp_async_wait_all();
+    const float inv = grad_scale(*maxBits, true) * s.scale;
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const int qi = qw + g + 8 * hh;
@@ -501,6 +578,7 @@ attention_backward_q_mma(float* dq, const float* dOut, const float* q, const flo
 #pragma unroll
         for (int n = 0; n < OT; n++)
 #pragma unroll
-            for (int c = 0; c < 2; c++) row[n * 8 + 2 * t + c] = dQ[n][2 * hh + c] * s.scale;
+            for (int c = 0; c < 2; c++) row[n * 8 + 2 * t + c] = dQ[n][2 * hh + c] * inv;
     }
 }
+#endif

@@ -294,6 +294,7 @@ class CudaBackendTest {
                 Arguments.of(1, 200, 200, 200, 0, 6, 2, 128, 0),
                 Arguments.of(2, 97, 97, 97, 0, 3, 1, 80, 0),
                 Arguments.of(1, 150, 150, 150, 0, 2, 1, 64, 37),
+                Arguments.of(1, 1100, 1100, 1100, 0, 4, 2, 64, 0),  // many tiles per block: staged copies, whole tiles
                 Arguments.of(2, 40, 180, 200, 140, 4, 4, 32, 0),     // a prefill chunk appended to a cache
                 Arguments.of(1, 1, 300, 512, 299, 4, 2, 64, 0),      // one decode step
                 Arguments.of(2, 1, 5000, 6000, 4999, 8, 2, 128, 0),  // decode steps split across blocks
@@ -349,8 +350,8 @@ class CudaBackendTest {
     }
 
     /**
-     * The tensor-core kernels against the CPU: the forward rounds its inputs to float16, the backward to TF32 (both 10
-     * mantissa bits); head sizes that are not a multiple of 16 take the exact forward.
+     * The tensor-core kernels against the CPU: forward and backward round their inputs to float16 (10 mantissa bits,
+     * as TF32); head sizes that are not a multiple of 16 take the exact kernels.
      */
     @ParameterizedTest
     @MethodSource("attentionShapes")
@@ -377,6 +378,35 @@ class CudaBackendTest {
             close(read(cpu, dk), read(tf32, tdk), 5e-3, "TF32 dk " + s);
             close(read(cpu, dv), read(tf32, tdv), 5e-3, "TF32 dv " + s);
         }
+    }
+
+    /**
+     * The tensor-core backward rounds dOut to float16 after scaling it by a power of two: gradients far below float16's
+     * normal range (1e-7, a loss averaged over many tokens) and far above it keep their precision, and a zero dOut
+     * gives exact zeros.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(doubles = {1e-7, 1e-3, 3e5, 0})
+    void tensorCoreAttentionBackwardKeepsTheGradientsScale(double magnitude) {
+        Case c = Case.of(2, 300, 300, 300, 0, 4, 2, 64, 0, 5);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        float[] q = c.q(), k = c.k(), v = c.v(), dOut = random(c.rng(), qn, magnitude);
+        Tensor out = cpu.allocate(qn), lse = cpu.allocate(2 * 300 * 4);
+        cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
+        Tensor dq = cpu.allocate(qn), dk = cpu.allocate(kvn), dv = cpu.allocate(kvn);
+        cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), out, lse, s);
+        Tensor tout = tf32.upload(read(cpu, out)), tlse = tf32.upload(read(cpu, lse));
+        Tensor tdq = tf32.allocate(qn), tdk = tf32.allocate(kvn), tdv = tf32.allocate(kvn);
+        tf32.attentionBackward(tdq, tdk, tdv, tf32.upload(dOut), tf32.upload(q), tf32.upload(k), tf32.upload(v), tout, tlse, s);
+        if (magnitude == 0) {
+            for (Tensor t : List.of(tdq, tdk, tdv))
+                for (float x : read(tf32, t)) assertEquals(0f, x);
+            return;
+        }
+        close(read(cpu, dq), read(tf32, tdq), 5e-3, "dq at " + magnitude);
+        close(read(cpu, dk), read(tf32, tdk), 5e-3, "dk at " + magnitude);
+        close(read(cpu, dv), read(tf32, tdv), 5e-3, "dv at " + magnitude);
     }
 
     /**
