@@ -18,8 +18,9 @@ final class BackendOptions {
     Integer threads;
 
     @Option(names = "--gpu-matmul", defaultValue = "tf32", paramLabel = "<mode>",
-            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error), bf16 (cuBLAS bf16 path, "
-                    + "about 1e-2) or fp32 (exact). Storage stays float32.")
+            description = "GPU matrix products: tf32 (default; tensor cores, about 1e-3 relative error), bf16 (about 1e-2; "
+                    + "training then keeps bfloat16 copies of the matrices and of the activations products read, with "
+                    + "float32 master weights, gradients and optimiser state) or fp32 (exact).")
     String gpuMatmul;
 
     @Option(names = "--kv-cache", defaultValue = "auto", paramLabel = "<type>",

@@ -17,6 +17,8 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class Cublas implements AutoCloseable {
     private static final int CUDA_R_32F = 0;
+    private static final int CUDA_R_16BF = 14;
+    private static final int CUBLAS_COMPUTE_32F = 68;
     private static final int CUBLAS_GEMM_DEFAULT = -1;
 
     private final NativeLibrary lib;
@@ -56,12 +58,22 @@ final class Cublas implements AutoCloseable {
      */
     void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
               float beta, long c, int ldc) {
+        gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
+    }
+
+    /**
+     * As above; with {@code bf16} A and B hold bfloat16 (C stays float32, sums in float32): the tensor cores' bfloat16
+     * rate from half the bytes.
+     */
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+              float beta, long c, int ldc, boolean bf16) {
+        int abType = bf16 ? CUDA_R_16BF : CUDA_R_32F, compute = bf16 ? CUBLAS_COMPUTE_32F : computeType;
         scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
         scalars.setAtIndex(JAVA_FLOAT, 1, beta);
         try {
             int status = (int) gemmEx.invokeExact(handle, transB ? 1 : 0, transA ? 1 : 0, n, m, k,
-                    scalars, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, scalars.asSlice(4), c, CUDA_R_32F, ldc,
-                    computeType, CUBLAS_GEMM_DEFAULT);
+                    scalars, b, abType, ldb, a, abType, lda, scalars.asSlice(4), c, CUDA_R_32F, ldc,
+                    compute, CUBLAS_GEMM_DEFAULT);
             check("cublasGemmEx(" + m + "x" + n + "x" + k + ")", status);
         } catch (Throwable t) {
             throw Driver.wrap(t);

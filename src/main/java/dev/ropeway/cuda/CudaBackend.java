@@ -229,9 +229,25 @@ public final class CudaBackend implements Backend {
         return new CudaTensor(this, size);
     }
 
+    /** Float32, or bfloat16 (a matrix-product operand in mixed-precision training). */
+    @Override
+    public CudaTensor allocate(long size, DType dtype) {
+        return switch (dtype) {
+            case F32 -> allocate(size);
+            case BF16 -> new CudaTensor(this, size, CudaTensor.Storage.BF16);
+            default -> throw new IllegalArgumentException("allocate: the CUDA backend does not store " + dtype + " tensors");
+        };
+    }
+
+    /** Bfloat16 where products run in bfloat16 anyway ({@code --gpu-matmul bf16}): half the bytes, no conversions. */
+    @Override
+    public DType trainingOperandType() {
+        return precision == MatmulPrecision.BF16 ? DType.BF16 : DType.F32;
+    }
+
     @Override
     public CudaTensor allocateKv(long size) {
-        return new CudaTensor(this, size, halfKvCache);
+        return new CudaTensor(this, size, halfKvCache ? CudaTensor.Storage.F16 : CudaTensor.Storage.F32);
     }
 
     @Override
@@ -306,10 +322,10 @@ public final class CudaBackend implements Backend {
         try (HostScratch a = HostScratch.begin()) {
             MemorySegment host = a.allocate(JAVA_FLOAT, length);
             long bytes = (long) length * Float.BYTES;
-            if (s.isHalf()) {
+            if (s.storage() != CudaTensor.Storage.F32) {
                 long wide = driver.allocate(bytes);
                 try {
-                    convert("from_half", wide, s.address() + offset * 2, length);
+                    convert(s.isHalf() ? "from_half" : "convert_bf16", wide, s.address() + offset * 2, length);
                     driver.copyToHost(host, wide, bytes);
                 } finally {
                     driver.free(wide);
@@ -323,7 +339,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** to_half or from_half over n elements (called holding the lock). */
+    /** A conversion kernel (to_half, from_half, to_bf16, convert_bf16) over n elements (called holding the lock). */
     private void convert(String kernel, long dst, long src, long n) {
         try (HostScratch a = HostScratch.begin()) {
             ops.launch(kernel, gridFor(n), 1, 1, THREADS, 0, new KernelArgs(a).ptr(dst).ptr(src).i64(n));
@@ -339,9 +355,16 @@ public final class CudaBackend implements Backend {
         enter();
         try {
             long to = d.address() + dstOffset * d.elementBytes(), from = s.address() + srcOffset * s.elementBytes();
-            if (d.isHalf() != s.isHalf()) {
-                // float32 into a float16 cache (rounded to nearest) or back; the two never share memory.
-                convert(d.isHalf() ? "to_half" : "from_half", to, from, length);
+            if (d.storage() != s.storage()) {
+                // float32 into float16 or bfloat16 (rounded to nearest even) or back; the two never share memory.
+                String kernel = switch (d.storage()) {
+                    case F16 -> s.storage() == CudaTensor.Storage.F32 ? "to_half" : null;
+                    case BF16 -> s.storage() == CudaTensor.Storage.F32 ? "to_bf16" : null;
+                    case F32 -> s.isHalf() ? "from_half" : "convert_bf16";
+                };
+                if (kernel == null)
+                    throw new IllegalArgumentException("copy: cannot copy " + s + " into " + d + " (float32 goes to and from either)");
+                convert(kernel, to, from, length);
                 return;
             }
             long bytes = length * d.elementBytes();
@@ -397,28 +420,46 @@ public final class CudaBackend implements Backend {
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
         boolean reads = m > 0 && n > 0 && k > 0;
-        CudaTensor ta = matrix(op, "a", a, aOffset, aRows, aCols, lda, reads);
-        CudaTensor tb = matrix(op, "b", b, bOffset, bRows, bCols, ldb, reads);
-        CudaTensor tc = matrix(op, "c", c, cOffset, m, n, ldc, true);
+        CudaTensor ta = matrix(op, "a", operand(op, "a", a), aOffset, aRows, aCols, lda, reads);
+        CudaTensor tb = matrix(op, "b", operand(op, "b", b), bOffset, bRows, bCols, ldb, reads);
+        CudaTensor tc = matrix(op, "c", tensor(op, "c", c), cOffset, m, n, ldc, true);
+        boolean bf16 = sameOperandTypes(op, "a", ta, "b", tb);
         if (m == 0 || n == 0) return;
         enter();
         try {
-            cublas.gemm(transA, transB, m, n, k, alpha, ta.address() + aOffset * 4, lda, tb.address() + bOffset * 4, ldb,
-                    beta, tc.address() + cOffset * 4, ldc);
+            int e = ta.elementBytes();
+            cublas.gemm(transA, transB, m, n, k, alpha, ta.address() + aOffset * e, lda, tb.address() + bOffset * e, ldb,
+                    beta, tc.address() + cOffset * 4, ldc, bf16);
         } finally {
             exit();
         }
     }
 
-    private static CudaTensor matrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        CudaTensor ct = tensor(op, name, t);
+    /** A product's operand: float32 or bfloat16. */
+    private static CudaTensor operand(String op, String name, Tensor t) {
+        CudaTensor c = anyTensor(op, name, t);
+        if (c.isHalf()) return tensor(op, name, t);   // refused, with the KV cache's message
+        return c;
+    }
+
+    /** Whether both operands are bfloat16 (true) or both float32 (false); cuBLAS takes no mixed pair. */
+    private static boolean sameOperandTypes(String op, String an, CudaTensor a, String bn, CudaTensor b) {
+        if (a.storage() != b.storage())
+            throw new IllegalArgumentException(op + ": " + an + " and " + bn + " must be both float32 or both bfloat16, got "
+                    + a + " and " + b);
+        return a.storage() == CudaTensor.Storage.BF16;
+    }
+
+    private static CudaTensor matrix(String op, String name, CudaTensor ct, long offset, int rows, int cols, int ld, boolean read) {
+        Tensor t = ct;
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
         OpChecks.nonNegative(op, name + "Offset", offset);
         if (!read || rows == 0 || cols == 0) return ct;
         long end = offset + (long) (rows - 1) * ld + cols;
         if (end > t.size())
-            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " floats, needs offset + (rows-1)*ld + cols = "
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + " " + ct.storage().plural
+                    + ", needs offset + (rows-1)*ld + cols = "
                     + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
         return ct;
     }
@@ -429,17 +470,19 @@ public final class CudaBackend implements Backend {
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "in", in);
         OpChecks.positive(op, "out", out);
-        CudaTensor xs = atLeast(op, "x", x, OpChecks.product(op, rows, in), "rows*in");
-        CudaTensor ws = atLeast(op, "w", w, (long) out * in, "out*in");
+        CudaTensor xs = atLeast(op, "x", operand(op, "x", x), OpChecks.product(op, rows, in), "rows*in");
+        CudaTensor ws = atLeast(op, "w", operand(op, "w", w), (long) out * in, "out*in");
         CudaTensor ys = atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
+        boolean bf16 = sameOperandTypes(op, "x", xs, "w", ws);
+        int e = xs.elementBytes();
         long chunk = 1L << 30;
         enter();
         try (HostScratch a = HostScratch.begin()) {
             for (long r0 = 0; r0 < rows; r0 += chunk) {
                 int m = (int) Math.min(chunk, rows - r0);
-                cublas.gemm(false, true, m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, 0f,
-                        ys.address() + r0 * out * 4, out);
+                cublas.gemm(false, true, m, out, in, 1f, xs.address() + r0 * in * e, in, ws.address(), in, 0f,
+                        ys.address() + r0 * out * 4, out, bf16);
             }
             if (bs != null && rows > 0)
                 ops.launch("add_bias", gridFor(rows * out), 1, 1, THREADS, 0,
@@ -478,13 +521,14 @@ public final class CudaBackend implements Backend {
         OpChecks.positive(op, "dim", dim);
         long n = OpChecks.product(op, rows, dim);
         CudaTensor xs = atLeast(op, "x", x, n, "rows*dim");
-        CudaTensor os = atLeast(op, "out", out, n, "rows*dim");
+        CudaTensor os = atLeast(op, "out", operand(op, "out", out), n, "rows*dim");
         CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
         if (rows == 0) return;
+        boolean bf16 = os.storage() == CudaTensor.Storage.BF16;
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_forward", count, 1, 1, THREADS, 0,
-                    new KernelArgs(a).ptr(os.address() + r0 * dim * 4).ptr(xs.address() + r0 * dim * 4)
+            forRowBlocks(rows, (r0, count) -> ops.launch(bf16 ? "rmsnorm_forward_bf16" : "rmsnorm_forward", count, 1, 1,
+                    THREADS, 0, new KernelArgs(a).ptr(os.address() + r0 * dim * os.elementBytes()).ptr(xs.address() + r0 * dim * 4)
                             .ptr(ws.address()).i64(count).i32(dim).f32(eps)));
         } finally {
             exit();
@@ -843,9 +887,11 @@ public final class CudaBackend implements Backend {
     public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
         String op = "swiglu";
         OpChecks.nonNegative(op, "n", n);
-        CudaTensor g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n"), o = atLeast(op, "out", out, n, "n");
+        CudaTensor g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
+        CudaTensor o = atLeast(op, "out", operand(op, "out", out), n, "n");
         if (n == 0) return;
-        launchElementwise("swiglu_forward", n, a -> new KernelArgs(a).ptr(o.address()).ptr(g.address()).ptr(u.address()).i64(n));
+        launchElementwise(o.storage() == CudaTensor.Storage.BF16 ? "swiglu_forward_bf16" : "swiglu_forward", n,
+                a -> new KernelArgs(a).ptr(o.address()).ptr(g.address()).ptr(u.address()).i64(n));
     }
 
     @Override
@@ -1183,6 +1229,9 @@ public final class CudaBackend implements Backend {
         if (c.isHalf())
             throw new IllegalArgumentException(op + ": " + name + " is a float16 KV-cache tensor, which only copy, view, "
                     + "download and attention's k and v take; copy it into a float32 tensor first");
+        if (c.storage() == CudaTensor.Storage.BF16)
+            throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
+                    + "the operands of gemm and linear and the out of rmsNorm and swiglu take");
         return c;
     }
 
@@ -1200,7 +1249,8 @@ public final class CudaBackend implements Backend {
 
     private static CudaTensor atLeast(String op, String name, CudaTensor c, long need, String formula) {
         if (c.size() < need)
-            throw new IllegalArgumentException(op + ": " + name + " has " + c.size() + " floats, needs " + formula + " = " + need);
+            throw new IllegalArgumentException(op + ": " + name + " has " + c.size() + " " + c.storage().plural + ", needs "
+                    + formula + " = " + need);
         return c;
     }
 

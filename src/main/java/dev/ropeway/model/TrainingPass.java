@@ -22,6 +22,12 @@ import java.util.List;
  *
  * <p>Gradients are ADDED into the gradient tensors (so micro-batches accumulate); the caller zeroes them per
  * optimizer step.
+ *
+ * <p>With bfloat16 operands (mixed precision, {@link Backend#trainingOperandType}), every matrix product reads
+ * bfloat16: copies of the matrices, refreshed from the float32 master weights at each pass, and the activations that
+ * products read (both norms' outputs, the attention output, the MLP's activation, the final norm's output, and each
+ * gradient a product takes back), rounded once where they are made. Gradients, the residual stream and everything
+ * element-wise stay float32, as do the optimiser's weights and state.
  */
 public final class TrainingPass implements AutoCloseable {
 
@@ -46,29 +52,42 @@ public final class TrainingPass implements AutoCloseable {
     // Backward scratch, one layer's worth.
     private final Tensor dx, dTmp, dNorm, dq, dk, dv, dAtt, dGate, dUp, dAct;
     private final int logitRows;
+    /** Mixed precision: bfloat16 copies of the matrices, and scratch for a product's incoming gradient; else null. */
+    private final boolean mixed;
+    private final List<Matrices> matrices16 = new ArrayList<>();
+    private final Tensor lmHead16, dY16, logits16;
+
+    /** A layer's matrices (bfloat16 copies in mixed precision). */
+    private record Matrices(Tensor q, Tensor k, Tensor v, Tensor o, Tensor gate, Tensor up, Tensor down) {
+        static Matrices of(LayerWeights w) {
+            return new Matrices(w.q(), w.k(), w.v(), w.o(), w.gate(), w.up(), w.down());
+        }
+    }
 
     private final class LayerActivations {
-        final Tensor xIn, norm1, q, k, v, att, lse, xMid, norm2, gate, up, act;
+        final Tensor xIn, norm1, q, k, v, att, att16, lse, xMid, norm2, gate, up, act;
 
         LayerActivations(Tensor xIn, LayerActivations shared) {
             this.xIn = xIn;
             if (shared != null) {
-                norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att; lse = shared.lse;
+                norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att; att16 = shared.att16;
+                lse = shared.lse;
                 xMid = shared.xMid; norm2 = shared.norm2; gate = shared.gate; up = shared.up; act = shared.act;
                 return;
             }
             int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
-            norm1 = alloc(rows * h);
+            norm1 = operand(rows * h);
             q = alloc(rows * qd);
             k = alloc(rows * kvd);
             v = alloc(rows * kvd);
             att = alloc(rows * qd);
+            att16 = mixed ? operand(rows * qd) : att;
             lse = alloc(rows * c.numHeads());
             xMid = alloc(rows * h);
-            norm2 = alloc(rows * h);
+            norm2 = operand(rows * h);
             gate = alloc(rows * ffn);
             up = alloc(rows * ffn);
-            act = alloc(rows * ffn);
+            act = operand(rows * ffn);
         }
     }
 
@@ -78,6 +97,15 @@ public final class TrainingPass implements AutoCloseable {
      */
     public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
                         boolean recompute) {
+        this(backend, config, weights, grads, batch, seq, recompute, backend.trainingOperandType());
+    }
+
+    /** As above, with matrix-product operands in {@code operands}: F32, or BF16 (mixed precision). */
+    public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
+                        boolean recompute, dev.ropeway.tensor.DType operands) {
+        if (operands != dev.ropeway.tensor.DType.F32 && operands != dev.ropeway.tensor.DType.BF16)
+            throw new IllegalArgumentException("training keeps matrix-product operands in F32 or BF16, not " + operands);
+        this.mixed = operands == dev.ropeway.tensor.DType.BF16;
         this.backend = backend;
         this.c = config;
         this.weights = weights;
@@ -94,9 +122,24 @@ public final class TrainingPass implements AutoCloseable {
             for (int i = 0; i < layers.length; i++)
                 layers[i] = new LayerActivations(i == 0 && shared != null ? shared.xIn : alloc(rows * h), shared);
             xFinal = alloc(rows * h);
-            normFinal = alloc(rows * h);
+            normFinal = operand(rows * h);
             logitRows = (int) Math.max(1, Math.min(rows, backend.blockFloats() / c.vocabSize()));
             logits = alloc((long) logitRows * c.vocabSize());
+            if (mixed) {
+                for (LayerWeights w : weights.layers()) {
+                    Matrices m = Matrices.of(w);
+                    matrices16.add(new Matrices(operand(m.q().size()), operand(m.k().size()), operand(m.v().size()),
+                            operand(m.o().size()), operand(m.gate().size()), operand(m.up().size()), operand(m.down().size())));
+                }
+                lmHead16 = operand(weights.lmHead().size());
+                dY16 = operand(rows * Math.max(Math.max(h, qd), Math.max(kvd, ffn)));
+                logits16 = operand((long) logitRows * c.vocabSize());
+            } else {
+                for (LayerWeights w : weights.layers()) matrices16.add(Matrices.of(w));
+                lmHead16 = weights.lmHead();
+                dY16 = null;
+                logits16 = null;
+            }
             dx = alloc(rows * h);
             dTmp = alloc(rows * h);
             dNorm = alloc(rows * h);
@@ -117,6 +160,19 @@ public final class TrainingPass implements AutoCloseable {
         Tensor t = backend.allocate(size);
         owned.add(t);
         return t;
+    }
+
+    /** A buffer that matrix products read: bfloat16 in mixed precision. */
+    private Tensor operand(long size) {
+        if (!mixed) return alloc(size);
+        Tensor t = backend.allocate(size, dev.ropeway.tensor.DType.BF16);
+        owned.add(t);
+        return t;
+    }
+
+    /** Whether products read bfloat16 copies (mixed precision). */
+    public boolean mixedPrecision() {
+        return mixed;
     }
 
     public int batch() {
@@ -144,6 +200,7 @@ public final class TrainingPass implements AutoCloseable {
         float eps = c.rmsNormEps();
         AttentionShape shape = AttentionShape.selfAttention(batch, seq, c.numHeads(), c.numKvHeads(), c.headDim())
                 .withWindow(c.slidingWindow());
+        if (mixed) refreshMatrices();
         try (RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
             backend.embedding(layers[0].xIn, weights.embedding(), ids, h);
             for (int l = 0; l < layers.length; l++) {
@@ -163,26 +220,43 @@ public final class TrainingPass implements AutoCloseable {
         }
     }
 
+    /** The bfloat16 copies of the matrices, from the master weights as they are now (after the last optimizer step). */
+    private void refreshMatrices() {
+        for (int l = 0; l < matrices16.size(); l++) {
+            Matrices from = Matrices.of(weights.layers().get(l)), to = matrices16.get(l);
+            backend.copy(to.q(), 0, from.q(), 0, from.q().size());
+            backend.copy(to.k(), 0, from.k(), 0, from.k().size());
+            backend.copy(to.v(), 0, from.v(), 0, from.v().size());
+            backend.copy(to.o(), 0, from.o(), 0, from.o().size());
+            backend.copy(to.gate(), 0, from.gate(), 0, from.gate().size());
+            backend.copy(to.up(), 0, from.up(), 0, from.up().size());
+            backend.copy(to.down(), 0, from.down(), 0, from.down().size());
+        }
+        backend.copy(lmHead16, 0, weights.lmHead(), 0, weights.lmHead().size());
+    }
+
     /** Layer {@code l}: from {@code layers[l].xIn} to {@code out}, keeping the activations. */
     private void layerForward(int l, RotaryTable table, AttentionShape shape, Tensor out) {
         LayerWeights w = weights.layers().get(l);
+        Matrices m = matrices16.get(l);
         LayerActivations a = layers[l];
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
         backend.rmsNorm(a.norm1, a.xIn, w.inputNorm(), rows, h, eps);
-        backend.linear(a.q, a.norm1, w.q(), w.qBias(), rows, h, qd);
-        backend.linear(a.k, a.norm1, w.k(), w.kBias(), rows, h, kvd);
-        backend.linear(a.v, a.norm1, w.v(), w.vBias(), rows, h, kvd);
+        backend.linear(a.q, a.norm1, m.q(), w.qBias(), rows, h, qd);
+        backend.linear(a.k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+        backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
         backend.rotary(a.q, table, rows, c.numHeads(), c.headDim());
         backend.rotary(a.k, table, rows, c.numKvHeads(), c.headDim());
         backend.attention(a.att, a.q, a.k, a.v, a.lse, shape);
-        backend.linear(a.xMid, a.att, w.o(), w.oBias(), rows, qd, h);
+        if (mixed) backend.copy(a.att16, 0, a.att, 0, rows * qd);
+        backend.linear(a.xMid, a.att16, m.o(), w.oBias(), rows, qd, h);
         backend.addInPlace(a.xMid, a.xIn, rows * h);
         backend.rmsNorm(a.norm2, a.xMid, w.postAttentionNorm(), rows, h, eps);
-        backend.linear(a.gate, a.norm2, w.gate(), w.gateBias(), rows, h, ffn);
-        backend.linear(a.up, a.norm2, w.up(), w.upBias(), rows, h, ffn);
+        backend.linear(a.gate, a.norm2, m.gate(), w.gateBias(), rows, h, ffn);
+        backend.linear(a.up, a.norm2, m.up(), w.upBias(), rows, h, ffn);
         backend.swiglu(a.act, a.gate, a.up, rows * ffn);
-        backend.linear(out, a.act, w.down(), w.downBias(), rows, ffn, h);
+        backend.linear(out, a.act, m.down(), w.downBias(), rows, ffn, h);
         backend.addInPlace(out, a.xMid, rows * h);
     }
 
@@ -199,15 +273,20 @@ public final class TrainingPass implements AutoCloseable {
             int n = (int) Math.min(logitRows, rows - r);
             if (blockTargets.length != n) blockTargets = new int[n];
             System.arraycopy(targets, (int) r, blockTargets, 0, n);
-            backend.gemm(false, true, n, vocab, h, 1f, normFinal, r * h, h, weights.lmHead(), 0, h, 0f, logits, 0, vocab);
+            backend.gemm(false, true, n, vocab, h, 1f, normFinal, r * h, h, lmHead16, 0, h, 0f, logits, 0, vocab);
             double[] losses = backend.crossEntropyBackward(logits, blockTargets, n, vocab, gradScale);
             for (int i = 0; i < n; i++)
                 if (blockTargets[i] >= 0) {
                     sum += losses[i];
                     counted++;
                 }
-            backend.gemm(false, false, n, h, vocab, 1f, logits, 0, vocab, weights.lmHead(), 0, h, 0f, dNorm, r * h, h);
-            backend.gemm(true, false, vocab, h, n, 1f, logits, 0, vocab, normFinal, r * h, h, 1f, grads.lmHead(), 0, h);
+            Tensor dLogits = logits;
+            if (mixed) {
+                backend.copy(logits16, 0, logits, 0, (long) n * vocab);
+                dLogits = logits16;
+            }
+            backend.gemm(false, false, n, h, vocab, 1f, dLogits, 0, vocab, lmHead16, 0, h, 0f, dNorm, r * h, h);
+            backend.gemm(true, false, vocab, h, n, 1f, dLogits, 0, vocab, normFinal, r * h, h, 1f, grads.lmHead(), 0, h);
         }
         return new Loss(sum, counted);
     }
@@ -215,40 +294,47 @@ public final class TrainingPass implements AutoCloseable {
     /** On entry {@code dx} = d loss / d (layer l's output); on exit d loss / d (layer l's input). */
     private void layerBackward(int l, RotaryTable table, AttentionShape shape, float[] positions, double[] dInvFreq) {
         LayerWeights w = weights.layers().get(l), g = grads.layers().get(l);
+        Matrices m = matrices16.get(l);
         LayerActivations a = layers[l];
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
 
         // MLP branch: out = xMid + down(swiglu(gate(norm2), up(norm2))).
-        linearBackward(dAct, g.down(), g.downBias(), dx, a.act, w.down(), ffn, h, false);
+        linearBackward(dAct, g.down(), g.downBias(), dx, a.act, m.down(), ffn, h, false);
         backend.swigluBackward(dGate, dUp, dAct, a.gate, a.up, rows * ffn);
-        linearBackward(dNorm, g.gate(), g.gateBias(), dGate, a.norm2, w.gate(), h, ffn, false);
-        linearBackward(dNorm, g.up(), g.upBias(), dUp, a.norm2, w.up(), h, ffn, true);
+        linearBackward(dNorm, g.gate(), g.gateBias(), dGate, a.norm2, m.gate(), h, ffn, false);
+        linearBackward(dNorm, g.up(), g.upBias(), dUp, a.norm2, m.up(), h, ffn, true);
         backend.rmsNormBackward(dTmp, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);
         backend.addInPlace(dx, dTmp, rows * h);
 
         // Attention branch: xMid = xIn + o(attention(rotary(q(norm1)), rotary(k(norm1)), v(norm1))).
-        linearBackward(dAtt, g.o(), g.oBias(), dx, a.att, w.o(), qd, h, false);
+        linearBackward(dAtt, g.o(), g.oBias(), dx, a.att16, m.o(), qd, h, false);
         backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
         // The rotated q and k are still in a.q / a.k: the frequency gradient reads them.
         backend.rotaryBackward(dq, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(), c.headDim());
         backend.rotaryBackward(dk, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows, c.numKvHeads(), c.headDim());
-        linearBackward(dNorm, g.q(), g.qBias(), dq, a.norm1, w.q(), h, qd, false);
-        linearBackward(dNorm, g.k(), g.kBias(), dk, a.norm1, w.k(), h, kvd, true);
-        linearBackward(dNorm, g.v(), g.vBias(), dv, a.norm1, w.v(), h, kvd, true);
+        linearBackward(dNorm, g.q(), g.qBias(), dq, a.norm1, m.q(), h, qd, false);
+        linearBackward(dNorm, g.k(), g.kBias(), dk, a.norm1, m.k(), h, kvd, true);
+        linearBackward(dNorm, g.v(), g.vBias(), dv, a.norm1, m.v(), h, kvd, true);
         backend.rmsNormBackward(dTmp, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);
         backend.addInPlace(dx, dTmp, rows * h);
     }
 
     /**
      * Backward of {@code y[rows, out] = x[rows, in] w[out, in]^T + b}: {@code dX (+)= dY w}, {@code dW += dY^T x},
-     * {@code dB += column sums of dY}. With {@code accumulate}, dX is added to rather than overwritten.
+     * {@code dB += column sums of dY}. With {@code accumulate}, dX is added to rather than overwritten. In mixed
+     * precision both products read dY rounded to bfloat16 once.
      */
     private void linearBackward(Tensor dX, Tensor dW, Tensor dB, Tensor dY, Tensor x, Tensor w, int in, int out,
                                 boolean accumulate) {
         int n = (int) rows;
-        backend.gemm(false, false, n, in, out, 1f, dY, 0, out, w, 0, in, accumulate ? 1f : 0f, dX, 0, in);
-        backend.gemm(true, false, out, in, n, 1f, dY, 0, out, x, 0, in, 1f, dW, 0, in);
+        Tensor dYp = dY;
+        if (mixed) {
+            backend.copy(dY16, 0, dY, 0, rows * out);
+            dYp = dY16;
+        }
+        backend.gemm(false, false, n, in, out, 1f, dYp, 0, out, w, 0, in, accumulate ? 1f : 0f, dX, 0, in);
+        backend.gemm(true, false, out, in, n, 1f, dYp, 0, out, x, 0, in, 1f, dW, 0, in);
         if (dB != null) backend.sumRows(dB, dY, rows, out);
     }
 

@@ -4,7 +4,9 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * The compute contract every backend implements (CPU now, CUDA later). Each op is explicit, llm.c-style:
- * the caller owns the buffers and passes the dimensions. All buffers hold float32. Matrices are row-major.
+ * the caller owns the buffers and passes the dimensions. Buffers hold float32 (a KV cache and the operands of
+ * mixed-precision products may be narrower: see {@link #allocateKv} and {@link #allocate(long, DType)}). Matrices are
+ * row-major.
  *
  * <p>Memory use must stay linear in the sequence length: in particular {@link #attention} never allocates
  * a seq x seq buffer.
@@ -15,6 +17,28 @@ public interface Backend extends AutoCloseable {
 
     /** A zero-filled buffer of {@code size} floats. */
     Tensor allocate(long size);
+
+    /**
+     * A zero-filled buffer of {@code size} elements of {@code dtype}: F32 (what {@link #allocate(long)} makes) or BF16,
+     * the storage of matrix-product operands in mixed-precision training (see {@link #trainingOperandType}). A
+     * bfloat16 tensor is written by {@link #copy} (which rounds float32 to nearest even) and as the {@code out} of
+     * {@link #rmsNorm} and {@link #swiglu}; it is read by {@link #gemm} and {@link #linear} as an operand (never as the
+     * result; a backend may ask for both operands of one product in the same type), by {@link #copy} and by
+     * {@link #download}. Other ops refuse it. A backend that cannot store {@code dtype} says so.
+     */
+    default Tensor allocate(long size, DType dtype) {
+        if (dtype == DType.F32) return allocate(size);
+        throw new IllegalArgumentException("allocate: the " + name() + " backend does not store " + dtype + " tensors");
+    }
+
+    /**
+     * The type training keeps its matrix-product operands in: F32, or BF16 where products run on bfloat16 anyway (the
+     * GPU backend with bfloat16 matmul precision). With BF16, training keeps float32 master weights, gradients and
+     * optimiser state, and bfloat16 copies of the matrices and of the activations that products read.
+     */
+    default DType trainingOperandType() {
+        return DType.F32;
+    }
 
     /**
      * A tensor sharing {@code size} floats of {@code base} from element {@code offset} (no copy). Closing the view

@@ -65,6 +65,14 @@ public final class CpuBackend implements Backend {
         return new CpuTensor(size);
     }
 
+    /** Float32 ({@link CpuTensor}) or bfloat16 ({@link CpuBf16Tensor}, written by copy, rmsNorm and swiglu). */
+    @Override
+    public Tensor allocate(long size, DType dtype) {
+        OpChecks.nonNegative("allocate", "size", size);
+        if (dtype == DType.BF16) return new CpuBf16Tensor(size);
+        return Backend.super.allocate(size, dtype);
+    }
+
     @Override
     public CpuTensor upload(float[] data) {
         if (data == null) throw new IllegalArgumentException("upload: data is null");
@@ -128,6 +136,10 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
+        if (dst instanceof CpuBf16Tensor || src instanceof CpuBf16Tensor) {
+            convertingCopy(dst, dstOffset, src, srcOffset, length);
+            return;
+        }
         MemorySegment d = Checks.range("copy", "dst", dst, dstOffset, length);
         MemorySegment s = Checks.range("copy", "src", src, srcOffset, length);
         if (d.equals(s) && Math.abs(dstOffset - srcOffset) < length) {
@@ -136,6 +148,53 @@ public final class CpuBackend implements Backend {
         }
         pool().forRange(length, 1 << 18, (from, to) -> MemorySegment.copy(s, (srcOffset + from) * Float.BYTES,
                 d, (dstOffset + from) * Float.BYTES, (to - from) * Float.BYTES));
+    }
+
+    /** A copy into or out of bfloat16: float32 rounds to nearest even, bfloat16 widens exactly. */
+    private void convertingCopy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
+        String op = "copy";
+        OpChecks.nonNegative(op, "length", length);
+        for (Tensor t : new Tensor[] {dst, src}) {
+            long off = t == dst ? dstOffset : srcOffset;
+            if (!(t instanceof CpuBf16Tensor)) Checks.segment(op, t == dst ? "dst" : "src", t);
+            if (off < 0 || off > t.size() - length)
+                throw new IllegalArgumentException(op + ": " + (t == dst ? "dst" : "src") + " range [" + off + ", "
+                        + (off + length) + ") is outside its " + t.size() + " elements");
+        }
+        boolean dHalf = dst instanceof CpuBf16Tensor, sHalf = src instanceof CpuBf16Tensor;
+        MemorySegment d = dHalf ? ((CpuBf16Tensor) dst).segment() : Checks.segment(op, "dst", dst);
+        MemorySegment s = sHalf ? ((CpuBf16Tensor) src).segment() : Checks.segment(op, "src", src);
+        if (dHalf && sHalf) {
+            MemorySegment.copy(s, srcOffset * 2, d, dstOffset * 2, length * 2);
+            return;
+        }
+        pool().forRange(length, 1 << 16, (from, to) -> {
+            if (dHalf) Bf16Gemm.narrow(s, (srcOffset + from) * Float.BYTES, d, (dstOffset + from) * 2, to - from);
+            else for (long i = from; i < to; i += Integer.MAX_VALUE / 4) {
+                int count = (int) Math.min(Integer.MAX_VALUE / 4, to - i);
+                Bf16Gemm.widen(s, (srcOffset + i) * 2, d, (dstOffset + i) * Float.BYTES, count);
+            }
+        });
+    }
+
+    /** A float32 copy of the {@code length} bfloat16 values of {@code t} from {@code offset} (the caller closes it). */
+    private CpuTensor widened(CpuBf16Tensor t, long offset, long length) {
+        CpuTensor wide = new CpuTensor(length);
+        convertingCopy(wide, 0, t, offset, length);
+        return wide;
+    }
+
+    /** Writes {@code out} through a float32 buffer when it is bfloat16: {@code kernel} fills the buffer it is given. */
+    private void intoMaybeBf16(String op, Tensor out, long n, java.util.function.Consumer<MemorySegment> kernel) {
+        if (out instanceof CpuBf16Tensor b) {
+            if (b.size() < n) throw new IllegalArgumentException(op + ": out has " + b.size() + " values, needs " + n);
+            try (CpuTensor tmp = new CpuTensor(n)) {
+                kernel.accept(tmp.segment());
+                convertingCopy(out, 0, tmp, 0, n);
+            }
+            return;
+        }
+        kernel.accept(Checks.atLeast(op, "out", out, n, "n"));
     }
 
     @Override
@@ -148,13 +207,26 @@ public final class CpuBackend implements Backend {
         OpChecks.nonNegative(op, "k", k);
         int aRows = transA ? k : m, aCols = transA ? m : k;
         int bRows = transB ? n : k, bCols = transB ? k : n;
-        boolean bf16 = b instanceof CpuBf16Tensor;
-        if (bf16 && (transA || !transB))
-            throw new IllegalArgumentException(op + ": a bfloat16 b is read only as a transposed weight (transA false, transB true)");
-        checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, m > 0 && n > 0 && k > 0);
-        checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, m > 0 && n > 0 && k > 0);
+        boolean read = m > 0 && n > 0 && k > 0;
+        checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, read);
+        checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, read);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
+        if (c instanceof CpuBf16Tensor) throw new IllegalArgumentException(op + ": c must be float32, got a bfloat16 tensor");
         if (m == 0 || n == 0) return;
+        // Bfloat16 operands other than a transposed weight under a float32 a are widened (exactly) first.
+        boolean fast = !(a instanceof CpuBf16Tensor) && !transA && transB;
+        if (read && (a instanceof CpuBf16Tensor || b instanceof CpuBf16Tensor && !fast)) {
+            CpuTensor wa = a instanceof CpuBf16Tensor ha ? widened(ha, aOffset, (long) (aRows - 1) * lda + aCols) : null;
+            CpuTensor wb = b instanceof CpuBf16Tensor hb ? widened(hb, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
+            try {
+                gemm(transA, transB, m, n, k, alpha, wa != null ? wa : a, wa != null ? 0 : aOffset, lda,
+                        wb != null ? wb : b, wb != null ? 0 : bOffset, ldb, beta, c, cOffset, ldc);
+            } finally {
+                if (wa != null) wa.close();
+                if (wb != null) wb.close();
+            }
+            return;
+        }
         MemorySegment as = Checks.segment(op, "a", a), cs = Checks.segment(op, "c", c);
         if (b instanceof CpuBf16Tensor w)
             Bf16Gemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, beta, cs, cOffset, ldc, null);
@@ -191,6 +263,14 @@ public final class CpuBackend implements Backend {
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "in", in);
         OpChecks.positive(op, "out", out);
+        if (x instanceof CpuBf16Tensor hx) {
+            long n = OpChecks.product(op, rows, in);
+            if (hx.size() < n) throw new IllegalArgumentException(op + ": x has " + hx.size() + " values, needs rows*in = " + n);
+            try (CpuTensor wide = widened(hx, 0, n)) {
+                linear(y, wide, w, bias, rows, in, out, rowChunk);
+            }
+            return;
+        }
         MemorySegment xs = Checks.atLeast(op, "x", x, OpChecks.product(op, rows, in), "rows*in");
         MemorySegment ys = Checks.atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
@@ -240,9 +320,8 @@ public final class CpuBackend implements Backend {
         OpChecks.positive(op, "dim", dim);
         long n = OpChecks.product(op, rows, dim);
         MemorySegment xs = Checks.atLeast(op, "x", x, n, "rows*dim");
-        MemorySegment os = Checks.atLeast(op, "out", out, n, "rows*dim");
         MemorySegment ws = Checks.atLeast(op, "weight", weight, dim, "dim");
-        RowKernels.rmsNorm(pool(), os, xs, ws, rows, dim, eps);
+        intoMaybeBf16(op, out, n, os -> RowKernels.rmsNorm(pool(), os, xs, ws, rows, dim, eps));
     }
 
     @Override
@@ -290,8 +369,7 @@ public final class CpuBackend implements Backend {
         OpChecks.nonNegative(op, "n", n);
         MemorySegment g = Checks.atLeast(op, "gate", gate, n, "n");
         MemorySegment u = Checks.atLeast(op, "up", up, n, "n");
-        MemorySegment o = Checks.atLeast(op, "out", out, n, "n");
-        Elementwise.swiglu(pool(), o, g, u, n);
+        intoMaybeBf16(op, out, n, o -> Elementwise.swiglu(pool(), o, g, u, n));
     }
 
     @Override

@@ -4,10 +4,12 @@ import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
 
 /**
- * A read-only weight matrix kept in bfloat16 in native memory: half the memory of float32, and half the bytes a
- * decode step streams. Widening a bfloat16 to float32 is exact, so every op that reads one computes exactly what it
- * computes on the float32 copy. Only {@code linear}, {@code gemm} (as a transposed B), {@code embedding} and
- * {@code download} read these; other ops refuse them by name.
+ * A bfloat16 buffer in native memory: a weight matrix kept as its checkpoint stores it (half the memory of float32,
+ * half the bytes a decode step streams), or, in mixed-precision training, a matrix-product operand
+ * ({@link Backend#allocate(long, DType)}). Widening a bfloat16 to float32 is exact, so every op that reads one computes
+ * exactly what it computes on the widened float32 copy. Only {@code linear}, {@code gemm}, {@code embedding},
+ * {@code copy} and {@code download} read these, and {@code copy}, {@code rmsNorm} and {@code swiglu} write them; other
+ * ops refuse them by name.
  */
 @SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 public final class CpuBf16Tensor implements Tensor {
@@ -18,13 +20,18 @@ public final class CpuBf16Tensor implements Tensor {
     private final Cleaner.Cleanable cleanable;
     private volatile boolean closed;
 
-    /** A copy of {@code count} little-endian bfloat16 values from {@code src}. */
+    /** {@code count} zeros. */
+    CpuBf16Tensor(long count) {
+        this(null, count);
+    }
+
+    /** A copy of {@code count} little-endian bfloat16 values from {@code src} (zeros when {@code src} is null). */
     CpuBf16Tensor(MemorySegment src, long count) {
         this.size = count;
         long bytes = count * 2;
         long raw = NativeMemory.callocRaw(Math.max(bytes, 2));
         this.segment = MemorySegment.ofAddress(NativeMemory.align(raw)).reinterpret(bytes);
-        MemorySegment.copy(src, 0, segment, 0, bytes);
+        if (src != null) MemorySegment.copy(src, 0, segment, 0, bytes);
         this.cleanable = CLEANER.register(this, new CpuTensor.Release(raw));
     }
 

@@ -1,4 +1,5 @@
-// Element-wise, row-wise and reduction kernels of the CUDA backend (float32 storage).
+// Element-wise, row-wise and reduction kernels of the CUDA backend (float32 storage; bfloat16 where a kernel's name
+// says so: the operands of mixed-precision products).
 // Compiled at first use with NVRTC for the GPU in hand; every kernel is extern "C" so the host finds it by name.
 // Sums whose result leaves the GPU (losses, norms, gradients of the frequencies) are reduced in a fixed order, so a
 // run gives the same numbers every time.
@@ -65,6 +66,21 @@ extern "C" __global__ void convert_f64(float* out, const double* in, i64 n) {
     GRID_STRIDE(i, n) out[i] = (float) in[i];
 }
 
+// float32 to bfloat16, rounded to nearest even; a NaN stays a (quiet) NaN: the CPU backend's rounding, bit for bit.
+__device__ __forceinline__ unsigned short bf16_bits(float x) {
+    const unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short) ((u >> 16) | 0x40u);
+    return (unsigned short) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+extern "C" __global__ void to_bf16(unsigned short* dst, const float* src, i64 n) {
+    GRID_STRIDE(i, n) dst[i] = bf16_bits(src[i]);
+}
+
+// A result stored as float32, or rounded to bfloat16.
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(unsigned short* p, float v) { *p = bf16_bits(v); }
+
 // ---- element-wise ----
 
 extern "C" __global__ void add_in_place(float* y, const float* x, i64 n) {
@@ -80,11 +96,20 @@ extern "C" __global__ void add_bias(float* y, const float* bias, i64 rows, int c
     GRID_STRIDE(i, rows * cols) y[i] += bias[i % cols];
 }
 
-extern "C" __global__ void swiglu_forward(float* out, const float* gate, const float* up, i64 n) {
+template <typename T>
+__device__ __forceinline__ void swiglu(T* out, const float* gate, const float* up, i64 n) {
     GRID_STRIDE(i, n) {
         float g = gate[i];
-        out[i] = g * (1.f / (1.f + expf(-g))) * up[i];
+        store(out + i, g * (1.f / (1.f + expf(-g))) * up[i]);
     }
+}
+
+extern "C" __global__ void swiglu_forward(float* out, const float* gate, const float* up, i64 n) {
+    swiglu(out, gate, up, n);
+}
+
+extern "C" __global__ void swiglu_forward_bf16(unsigned short* out, const float* gate, const float* up, i64 n) {
+    swiglu(out, gate, up, n);
 }
 
 extern "C" __global__ void swiglu_backward(float* dGate, float* dUp, const float* dOut, const float* gate,
@@ -178,12 +203,22 @@ __device__ float row_rstd(const float* x, int dim, float eps, float* scratch) {
     return 1.f / sqrtf(s / (float) dim + eps);
 }
 
-extern "C" __global__ void rmsnorm_forward(float* out, const float* x, const float* w, i64 rows, int dim, float eps) {
+template <typename T>
+__device__ __forceinline__ void rmsnorm_row(T* out, const float* x, const float* w, int dim, float eps) {
     __shared__ float scratch[THREADS / 32];
     const float* xr = x + (i64) blockIdx.x * dim;
-    float* o = out + (i64) blockIdx.x * dim;
+    T* o = out + (i64) blockIdx.x * dim;
     float r = row_rstd(xr, dim, eps, scratch);
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) o[j] = w[j] * (xr[j] * r);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) store(o + j, w[j] * (xr[j] * r));
+}
+
+extern "C" __global__ void rmsnorm_forward(float* out, const float* x, const float* w, i64 rows, int dim, float eps) {
+    rmsnorm_row(out, x, w, dim, eps);
+}
+
+extern "C" __global__ void rmsnorm_forward_bf16(unsigned short* out, const float* x, const float* w, i64 rows, int dim,
+                                                float eps) {
+    rmsnorm_row(out, x, w, dim, eps);
 }
 
 extern "C" __global__ void rmsnorm_rstd(float* rstd, const float* x, i64 rows, int dim, float eps) {

@@ -92,6 +92,69 @@ class CudaBackendTest {
         }
     }
 
+    /** A bfloat16 tensor on backend b holding x rounded to nearest even. */
+    static Tensor bf16(Backend b, float[] x) {
+        Tensor t = b.allocate(x.length, DType.BF16);
+        try (Tensor f = b.upload(x)) {
+            b.copy(t, 0, f, 0, x.length);
+        }
+        return t;
+    }
+
+    /**
+     * Bfloat16 operands (mixed-precision training): the GPU rounds exactly as the CPU does, its products on bfloat16
+     * operands equal the CPU's on the widened values up to float32 summation order, and rmsNorm and swiglu write
+     * their float32 results rounded (a result within an ulp of a rounding boundary may round the other way).
+     */
+    @Test
+    void bf16OperandsMatchTheCpu() {
+        Random r = new Random(12);
+        float[] x = random(r, 4099, 3);
+        x[0] = Float.NaN;
+        x[1] = Float.MAX_VALUE;
+        x[2] = Float.intBitsToFloat(0x3f808000);
+        x[3] = Float.intBitsToFloat(0x3f818000);
+        float[] cpuRound = read(cpu, bf16(cpu, x)), gpuRound = read(gpu, bf16(gpu, x));
+        for (int i = 0; i < x.length; i++)
+            assertEquals(Float.floatToIntBits(cpuRound[i]), Float.floatToIntBits(gpuRound[i]), "rounding of " + x[i]);
+        try (CudaBackend bf16Products = new CudaBackend(0, MatmulPrecision.BF16)) {
+            assertEquals(DType.BF16, bf16Products.trainingOperandType());
+        }
+        assertEquals(DType.F32, tf32.trainingOperandType());
+
+        int m = 70, n = 50, k = 96;
+        for (boolean transA : new boolean[] {false, true})
+            for (boolean transB : new boolean[] {false, true}) {
+                float[] a = random(r, m * k, 1), b = random(r, n * k, 1), c = random(r, m * n, 1);
+                int lda = transA ? m : k, ldb = transB ? k : n;
+                Tensor ca = bf16(cpu, a), cb = bf16(cpu, b), cc = cpu.upload(c);
+                Tensor ga = bf16(gpu, a), gb = bf16(gpu, b), gc = gpu.upload(c);
+                cpu.gemm(transA, transB, m, n, k, 0.5f, ca, 0, lda, cb, 0, ldb, 0.25f, cc, 0, n);
+                gpu.gemm(transA, transB, m, n, k, 0.5f, ga, 0, lda, gb, 0, ldb, 0.25f, gc, 0, n);
+                close(read(cpu, cc), read(gpu, gc), 1e-5, "bf16 gemm " + transA + " " + transB);
+            }
+        int rows = 33, in = 64, out = 48;
+        float[] xs = random(r, rows * in, 1), w = random(r, out * in, 0.3f), bias = random(r, out, 1);
+        Tensor cy = cpu.allocate(rows * out), gy = gpu.allocate(rows * out);
+        cpu.linear(cy, bf16(cpu, xs), bf16(cpu, w), cpu.upload(bias), rows, in, out);
+        gpu.linear(gy, bf16(gpu, xs), bf16(gpu, w), gpu.upload(bias), rows, in, out);
+        close(read(cpu, cy), read(gpu, gy), 1e-5, "bf16 linear");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.linear(gy, gpu.upload(xs), bf16(gpu, w), null, rows, in, out));
+        assertTrue(e.getMessage().contains("both float32 or both bfloat16"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> gpu.addInPlace(bf16(gpu, xs), gpu.upload(xs), 10));
+        assertTrue(e.getMessage().contains("bfloat16"), e.getMessage());
+
+        float[] nw = random(r, in, 1), g = random(r, rows * in, 2), u = random(r, rows * in, 2);
+        Tensor cn = cpu.allocate(rows * in, DType.BF16), gn = gpu.allocate(rows * in, DType.BF16);
+        cpu.rmsNorm(cn, cpu.upload(xs), cpu.upload(nw), rows, in, 1e-5f);
+        gpu.rmsNorm(gn, gpu.upload(xs), gpu.upload(nw), rows, in, 1e-5f);
+        close(read(cpu, cn), read(gpu, gn), 4e-3, "rmsNorm into bfloat16");
+        cpu.swiglu(cn, cpu.upload(g), cpu.upload(u), rows * in);
+        gpu.swiglu(gn, gpu.upload(g), gpu.upload(u), rows * in);
+        close(read(cpu, cn), read(gpu, gn), 4e-3, "swiglu into bfloat16");
+    }
+
     @Test
     void uploadsAndConvertsEveryWeightType() {
         Random r = new Random(1);

@@ -6,6 +6,7 @@ import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.RopePlan;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.DType;
 import dev.ropeway.tensor.CpuBackend;
 import dev.ropeway.testutil.FixtureFiles;
 import org.junit.jupiter.api.AfterAll;
@@ -110,7 +111,26 @@ class CudaParityTest {
         }
     }
 
+    /**
+     * Mixed precision (bfloat16 operands, float32 master weights) on both backends: the GPU run tracks the CPU's, and
+     * both track the float32 run within bfloat16's rounding.
+     */
+    @Test
+    void shortMixedPrecisionTrainingRunTracksTheCpu() {
+        try (CudaBackend bf16 = new CudaBackend(0, MatmulPrecision.BF16)) {
+            double[] mixed = trainingRunTracksTheCpu(bf16, 1e-2, DType.BF16);
+            double[] exact = trainingRunTracksTheCpu(gpu, 1e-4, DType.F32);
+            for (int i = 0; i < mixed.length; i++)
+                assertEquals(exact[i], mixed[i], 3e-2 * Math.abs(exact[i]), "mixed against float32 at step " + (i + 1));
+        }
+    }
+
     private static void trainingRunTracksTheCpu(CudaBackend gpu, double tolerance) {
+        trainingRunTracksTheCpu(gpu, tolerance, DType.F32);
+    }
+
+    /** Ten AdamW steps on the CPU and on {@code gpu}; returns the GPU's losses. */
+    private static double[] trainingRunTracksTheCpu(CudaBackend gpu, double tolerance, DType operands) {
         Path dir = FixtureFiles.ROOT.resolve("llama-default");
         TokenBatch batch = TokenBatch.of(GradientParityTest.inputIds(dir));
         int[] targets = GradientParityTest.shiftedTargets(batch.ids(), batch.batch(), batch.seq());
@@ -121,7 +141,7 @@ class CudaParityTest {
                 Backend b = backends[bi];
                 try (TrainableModel model = TrainableModel.load(b, dir);
                      TrainingPass pass = new TrainingPass(b, model.config(), model.weights(), model.gradientViews(),
-                             batch.batch(), batch.seq(), false)) {
+                             batch.batch(), batch.seq(), false, operands)) {
                     long n = model.parameters().size();
                     var m = b.allocate(n);
                     var v = b.allocate(n);
@@ -147,5 +167,6 @@ class CudaParityTest {
         assertTrue(losses[1][9] < losses[1][0] - 0.1, "the GPU run learns: " + losses[1][0] + " -> " + losses[1][9]);
         for (int j = 0; j < freqGrads[0].length; j++)
             assertEquals(freqGrads[0][j], freqGrads[1][j], (tolerance <= 1e-4 ? 1 : 10) * tolerance * (1e-3 + Math.abs(freqGrads[0][j])), "dInvFreq[" + j + "]");
+        return losses[1];
     }
 }

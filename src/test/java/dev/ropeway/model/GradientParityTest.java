@@ -2,6 +2,7 @@ package dev.ropeway.model;
 
 import dev.ropeway.rope.RopePlan;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.tensor.DType;
 import dev.ropeway.testutil.FixtureFiles;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -36,6 +37,18 @@ class GradientParityTest {
                         name + (recompute ? " (recomputed activations)" : ""), () -> check(FixtureFiles.ROOT.resolve(name), recompute))));
     }
 
+    /**
+     * Mixed precision (bfloat16 copies of the matrices and of the activations products read, float32 everywhere else):
+     * the same gradients within bfloat16's rounding (8 significant bits, about 4e-3 per rounding).
+     */
+    @TestFactory
+    Stream<DynamicTest> mixedPrecisionGradientsMatchTransformers() {
+        return Stream.of("llama-default", "llama-tied", "qwen2-bias")
+                .flatMap(name -> Stream.of(false, true).map(recompute -> DynamicTest.dynamicTest(
+                        name + (recompute ? " (recomputed activations)" : ""),
+                        () -> check(backend, FixtureFiles.ROOT.resolve(name), recompute, DType.BF16))));
+    }
+
     static int[][] inputIds(Path dir) {
         Map<String, Object> ref = FixtureFiles.readJson(dir.resolve("reference.json"));
         @SuppressWarnings("unchecked")
@@ -57,6 +70,12 @@ class GradientParityTest {
 
     /** Loss and every parameter's gradient of one fixture on {@code backend} against transformers' float64 results. */
     static void check(dev.ropeway.tensor.Backend backend, Path dir, boolean recompute) {
+        check(backend, dir, recompute, DType.F32);
+    }
+
+    /** The same with matrix-product operands in {@code operands} (bfloat16: looser tolerances). */
+    static void check(dev.ropeway.tensor.Backend backend, Path dir, boolean recompute, DType operands) {
+        boolean mixed = operands == DType.BF16;
         int[][] seqs = inputIds(dir);
         TokenBatch batch = TokenBatch.of(seqs);
         int[] targets = shiftedTargets(batch.ids(), batch.batch(), batch.seq());
@@ -64,17 +83,18 @@ class GradientParityTest {
         Path refFile = dir.resolve("reference.safetensors");
         try (TrainableModel model = TrainableModel.load(backend, dir);
              TrainingPass pass = new TrainingPass(backend, model.config(), model.weights(), model.gradientViews(),
-                     batch.batch(), batch.seq(), recompute)) {
+                     batch.batch(), batch.seq(), recompute, operands)) {
+            assertEquals(mixed, pass.mixedPrecision());
             RopePlan plan = model.config().rope().plan(batch.positions(), batch.ropeLength());
             long counted = batch.batch() * (batch.seq() - 1L);
             TrainingPass.Loss loss = pass.run(batch.ids(), targets, plan, (float) (1.0 / counted), null);
             assertEquals(counted, loss.tokens());
-            assertEquals(expectedLoss, loss.mean(), 1e-5, "loss");
+            assertEquals(expectedLoss, loss.mean(), mixed ? 2e-3 * expectedLoss : 1e-5, "loss");
             int checked = 0;
             for (ParameterLayout.Entry e : model.layout().entries()) {
                 float[] expected = FixtureFiles.readF32(refFile, "grad." + e.name()).values();
                 float[] got = model.read(e.name(), true);
-                assertClose(expected, got, 1e-4, dir.getFileName() + " grad." + e.name());
+                assertClose(expected, got, mixed ? 3e-2 : 1e-4, dir.getFileName() + " grad." + e.name());
                 checked++;
             }
             assertTrue(checked >= 10, "checked " + checked + " gradients");
