@@ -291,7 +291,9 @@ final class BenchCommand implements Runnable {
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open()) {
                 double sgemm = dev.ropeway.train.TrainingBenchmark.sgemmGflops(backend);
-                if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %s): %.1f GFLOP/s%n", where(backend), sgemm);
+                if (!json) System.out.printf("SGEMM (2048 x 2048 x 2048, %s): %.1f GFLOP/s; training products on %s operands%n",
+                        where(backend), sgemm, backend.trainingOperandType() == dev.ropeway.tensor.DType.BF16
+                                ? "bfloat16 (mixed precision)" : "float32");
                 for (String preset : presets) {
                     for (int seq : seqs) {
                         if (backend instanceof dev.ropeway.cuda.CudaBackend gpu) gpu.resetPeakTensorBytes();
@@ -323,6 +325,7 @@ final class BenchCommand implements Runnable {
                 out.put("threads", backend.threads());
                 out.put("sgemm_gflops", sgemm);
                 out.put("recompute", recompute);
+                out.put("operands", backend.trainingOperandType().name());
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));
             }
