@@ -428,11 +428,7 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
         const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
         fetch_half(sQ + buf * BQ * LH, q + qOff, i0, rowsHere, qStride, BQ);
         fetch_half(sdO + buf * BQ * LH, dO + qOff, i0, rowsHere, qStride, BQ);
-        for (int r = threadIdx.x; r < BQ; r += BT) {
-            const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
-            sL[buf * BQ + r] = r < rowsHere ? lse[idx] * 1.4426950408889634f : 0.f;
-            sD[buf * BQ + r] = r < rowsHere ? delta[idx] : 0.f;
-        }
+        load_row_stats(sL + buf * BQ, sD + buf * BQ, lse, delta, b, i0, rowsHere, h, s, BQ, BT, 1.4426950408889634f);
     };
     if (tiles > 0) fetch(0, 0);
     cp_async_commit();
@@ -520,11 +516,7 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
     const float scale2 = s.scale * 1.4426950408889634f;
     fetch_half(sQ, q + qOff, i0, rowsHere, qStride, BQ);
     fetch_half(sdO, dO + qOff, i0, rowsHere, qStride, BQ);
-    for (int r = threadIdx.x; r < BQ; r += BT) {
-        const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
-        sL[r] = r < rowsHere ? lse[idx] * 1.4426950408889634f : 0.f;
-        sD[r] = r < rowsHere ? delta[idx] : 0.f;
-    }
+    load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, BQ, BT, 1.4426950408889634f);
     const i64 pFirst = s.qStart + i0, pLast = pFirst + rowsHere - 1;
     const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
     fetch_half(sK, k + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);

@@ -24,12 +24,14 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// The log-sum-exp and delta of `rows` query rows from i0 of head h (zeros past rowsHere), by a block of `threads`.
+// The log-sum-exp (times lseScale: log2(e) for a softmax in base 2) and delta of `rows` query rows from i0 of head h
+// (zeros past rowsHere), by a block of `threads`.
 __device__ __forceinline__ void load_row_stats(float* sL, float* sDelta, const float* lse, const float* delta, i64 b,
-                                               i64 i0, i64 rowsHere, int h, const Shape& s, int rows, int threads) {
+                                               i64 i0, i64 rowsHere, int h, const Shape& s, int rows, int threads,
+                                               float lseScale = 1.f) {
     for (int r = threadIdx.x; r < rows; r += threads) {
         const i64 idx = ((i64) b * s.seqQ + i0 + r) * s.heads + h;
-        sL[r] = r < rowsHere ? lse[idx] : 0.f;
+        sL[r] = r < rowsHere ? lse[idx] * lseScale : 0.f;
         sDelta[r] = r < rowsHere ? delta[idx] : 0.f;
     }
 }
