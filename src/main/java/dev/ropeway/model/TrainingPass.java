@@ -3,6 +3,7 @@ package dev.ropeway.model;
 import dev.ropeway.rope.RopePlan;
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.DType;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
@@ -62,6 +63,14 @@ public final class TrainingPass implements AutoCloseable {
         static Matrices of(LayerWeights w) {
             return new Matrices(w.q(), w.k(), w.v(), w.o(), w.gate(), w.up(), w.down());
         }
+
+        static Matrices of(List<Tensor> t) {
+            return new Matrices(t.get(0), t.get(1), t.get(2), t.get(3), t.get(4), t.get(5), t.get(6));
+        }
+
+        List<Tensor> all() {
+            return List.of(q, k, v, o, gate, up, down);
+        }
     }
 
     private final class LayerActivations {
@@ -102,10 +111,10 @@ public final class TrainingPass implements AutoCloseable {
 
     /** As above, with matrix-product operands in {@code operands}: F32, or BF16 (mixed precision). */
     public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
-                        boolean recompute, dev.ropeway.tensor.DType operands) {
-        if (operands != dev.ropeway.tensor.DType.F32 && operands != dev.ropeway.tensor.DType.BF16)
+                        boolean recompute, DType operands) {
+        if (operands != DType.F32 && operands != DType.BF16)
             throw new IllegalArgumentException("training keeps matrix-product operands in F32 or BF16, not " + operands);
-        this.mixed = operands == dev.ropeway.tensor.DType.BF16;
+        this.mixed = operands == DType.BF16;
         this.backend = backend;
         this.c = config;
         this.weights = weights;
@@ -127,9 +136,7 @@ public final class TrainingPass implements AutoCloseable {
             logits = alloc((long) logitRows * c.vocabSize());
             if (mixed) {
                 for (LayerWeights w : weights.layers()) {
-                    Matrices m = Matrices.of(w);
-                    matrices16.add(new Matrices(operand(m.q().size()), operand(m.k().size()), operand(m.v().size()),
-                            operand(m.o().size()), operand(m.gate().size()), operand(m.up().size()), operand(m.down().size())));
+                    matrices16.add(Matrices.of(Matrices.of(w).all().stream().map(t -> operand(t.size())).toList()));
                 }
                 lmHead16 = operand(weights.lmHead().size());
                 dY16 = operand(rows * Math.max(Math.max(h, qd), Math.max(kvd, ffn)));
@@ -165,7 +172,7 @@ public final class TrainingPass implements AutoCloseable {
     /** A buffer that matrix products read: bfloat16 in mixed precision. */
     private Tensor operand(long size) {
         if (!mixed) return alloc(size);
-        Tensor t = backend.allocate(size, dev.ropeway.tensor.DType.BF16);
+        Tensor t = backend.allocate(size, DType.BF16);
         owned.add(t);
         return t;
     }
@@ -223,14 +230,8 @@ public final class TrainingPass implements AutoCloseable {
     /** The bfloat16 copies of the matrices, from the master weights as they are now (after the last optimizer step). */
     private void refreshMatrices() {
         for (int l = 0; l < matrices16.size(); l++) {
-            Matrices from = Matrices.of(weights.layers().get(l)), to = matrices16.get(l);
-            backend.copy(to.q(), 0, from.q(), 0, from.q().size());
-            backend.copy(to.k(), 0, from.k(), 0, from.k().size());
-            backend.copy(to.v(), 0, from.v(), 0, from.v().size());
-            backend.copy(to.o(), 0, from.o(), 0, from.o().size());
-            backend.copy(to.gate(), 0, from.gate(), 0, from.gate().size());
-            backend.copy(to.up(), 0, from.up(), 0, from.up().size());
-            backend.copy(to.down(), 0, from.down(), 0, from.down().size());
+            List<Tensor> from = Matrices.of(weights.layers().get(l)).all(), to = matrices16.get(l).all();
+            for (int i = 0; i < from.size(); i++) backend.copy(to.get(i), 0, from.get(i), 0, from.get(i).size());
         }
         backend.copy(lmHead16, 0, weights.lmHead(), 0, weights.lmHead().size());
     }

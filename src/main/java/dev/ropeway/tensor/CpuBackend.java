@@ -152,18 +152,8 @@ public final class CpuBackend implements Backend {
 
     /** A copy into or out of bfloat16: float32 rounds to nearest even, bfloat16 widens exactly. */
     private void convertingCopy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
-        String op = "copy";
-        OpChecks.nonNegative(op, "length", length);
-        for (Tensor t : new Tensor[] {dst, src}) {
-            long off = t == dst ? dstOffset : srcOffset;
-            if (!(t instanceof CpuBf16Tensor)) Checks.segment(op, t == dst ? "dst" : "src", t);
-            if (off < 0 || off > t.size() - length)
-                throw new IllegalArgumentException(op + ": " + (t == dst ? "dst" : "src") + " range [" + off + ", "
-                        + (off + length) + ") is outside its " + t.size() + " elements");
-        }
         boolean dHalf = dst instanceof CpuBf16Tensor, sHalf = src instanceof CpuBf16Tensor;
-        MemorySegment d = dHalf ? ((CpuBf16Tensor) dst).segment() : Checks.segment(op, "dst", dst);
-        MemorySegment s = sHalf ? ((CpuBf16Tensor) src).segment() : Checks.segment(op, "src", src);
+        MemorySegment d = anyRange("dst", dst, dstOffset, length), s = anyRange("src", src, srcOffset, length);
         if (dHalf && sHalf) {
             MemorySegment.copy(s, srcOffset * 2, d, dstOffset * 2, length * 2);
             return;
@@ -175,6 +165,15 @@ public final class CpuBackend implements Backend {
                 Bf16Gemm.widen(s, (srcOffset + i) * 2, d, (dstOffset + i) * Float.BYTES, count);
             }
         });
+    }
+
+    /** A copy's float32 or bfloat16 tensor, its range [offset, offset + length) checked. */
+    private static MemorySegment anyRange(String name, Tensor t, long offset, long length) {
+        if (!(t instanceof CpuBf16Tensor b)) return Checks.range("copy", name, t, offset, length);
+        if (offset < 0 || length < 0 || offset > b.size() - length)
+            throw new IllegalArgumentException("copy: " + name + " range [" + offset + ", " + (offset + length)
+                    + ") is outside its " + b.size() + " bfloat16 values");
+        return b.segment();
     }
 
     /** A float32 copy of the {@code length} bfloat16 values of {@code t} from {@code offset} (the caller closes it). */
