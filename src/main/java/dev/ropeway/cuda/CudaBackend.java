@@ -497,11 +497,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
         String op = "embedding";
-        OpChecks.positive(op, "dim", dim);
-        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        CudaTensor t = embeddingTable(op, "table", table, ids, dim);
         CudaTensor o = atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
-        CudaTensor t = tensor(op, "table", table);
-        OpChecks.ids(op, ids, t.size() / dim);
         if (ids.length == 0) return;
         enter();
         try (HostScratch a = HostScratch.begin()) {
@@ -1136,11 +1133,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
         String op = "embeddingBackward";
-        OpChecks.positive(op, "dim", dim);
-        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        CudaTensor t = embeddingTable(op, "dTable", dTable, ids, dim);
         CudaTensor dy = atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
-        CudaTensor t = tensor(op, "dTable", dTable);
-        OpChecks.ids(op, ids, t.size() / dim);
         if (ids.length == 0) return;
         // Rows grouped by id (each group in row order), so every table row is summed by one block, deterministically.
         Integer[] order = new Integer[ids.length];
@@ -1233,6 +1227,15 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
                     + "the operands of gemm and linear and the out of rmsNorm and swiglu take");
         return c;
+    }
+
+    /** An embedding op's table (or its gradient), with dim positive and every id one of its rows. */
+    private static CudaTensor embeddingTable(String op, String name, Tensor table, int[] ids, int dim) {
+        OpChecks.positive(op, "dim", dim);
+        if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
+        CudaTensor t = tensor(op, name, table);
+        OpChecks.ids(op, ids, t.size() / dim);
+        return t;
     }
 
     private static CudaTensor anyTensor(String op, String name, Tensor t) {
