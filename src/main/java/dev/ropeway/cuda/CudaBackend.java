@@ -901,6 +901,30 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void addRmsNorm(Tensor out, Tensor sum, Tensor a, Tensor b, Tensor weight, long rows, int dim, float eps) {
+        String op = "addRmsNorm";
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
+        long n = OpChecks.product(op, rows, dim);
+        if (out == sum) throw new IllegalArgumentException(op + ": out and sum are the same tensor");
+        CudaTensor os = atLeast(op, "out", operand(op, "out", out), n, "rows*dim");
+        CudaTensor ss = atLeast(op, "sum", sum, n, "rows*dim");
+        CudaTensor as = atLeast(op, "a", a, n, "rows*dim"), bs = atLeast(op, "b", b, n, "rows*dim");
+        CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
+        if (rows == 0) return;
+        boolean bf16 = os.storage() == CudaTensor.Storage.BF16;
+        enter();
+        try (HostScratch h = HostScratch.begin()) {
+            forRowBlocks(rows, (r0, count) -> ops.launch(bf16 ? "add_rmsnorm_bf16" : "add_rmsnorm", count, 1, 1, THREADS,
+                    0, new KernelArgs(h).ptr(os.address() + r0 * dim * os.elementBytes()).ptr(ss.address() + r0 * dim * 4)
+                            .ptr(as.address() + r0 * dim * 4).ptr(bs.address() + r0 * dim * 4).ptr(ws.address())
+                            .i64(count).i32(dim).f32(eps)));
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
     public void scale(Tensor y, float factor, long n) {
         String op = "scale";
         OpChecks.nonNegative(op, "n", n);
@@ -913,12 +937,14 @@ public final class CudaBackend implements Backend {
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
         OpChecks.nonNegative(op, "n", n);
-        CudaTensor dg = atLeast(op, "dGate", dGate, n, "n"), du = atLeast(op, "dUp", dUp, n, "n");
+        CudaTensor dg = atLeast(op, "dGate", operand(op, "dGate", dGate), n, "n");
+        CudaTensor du = atLeast(op, "dUp", operand(op, "dUp", dUp), n, "n");
+        boolean bf16 = sameOperandTypes(op, "dGate", dg, "dUp", du);
         CudaTensor dy = atLeast(op, "dOut", dOut, n, "n"), g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
         if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
         if (n == 0) return;
-        launchElementwise("swiglu_backward", n, a -> new KernelArgs(a).ptr(dg.address()).ptr(du.address())
-                .ptr(dy.address()).ptr(g.address()).ptr(u.address()).i64(n));
+        launchElementwise(bf16 ? "swiglu_backward_bf16" : "swiglu_backward", n, a -> new KernelArgs(a)
+                .ptr(dg.address()).ptr(du.address()).ptr(dy.address()).ptr(g.address()).ptr(u.address()).i64(n));
     }
 
     @Override
@@ -952,15 +978,23 @@ public final class CudaBackend implements Backend {
 
     @Override
     public double[] crossEntropy(Tensor logits, int[] targets, long rows, int vocab) {
-        return crossEntropy("crossEntropy", logits, targets, rows, vocab, 1f, false);
+        return crossEntropy("crossEntropy", logits, null, targets, rows, vocab, 1f);
     }
 
     @Override
     public double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale) {
-        return crossEntropy("crossEntropyBackward", logits, targets, rows, vocab, gradScale, true);
+        return crossEntropy("crossEntropyBackward", logits, logits, targets, rows, vocab, gradScale);
     }
 
-    private double[] crossEntropy(String op, Tensor logits, int[] targets, long rows, int vocab, float gradScale, boolean grad) {
+    @Override
+    public double[] crossEntropyBackward(Tensor logits, Tensor dLogits, int[] targets, long rows, int vocab, float gradScale) {
+        String op = "crossEntropyBackward";
+        if (dLogits == null) throw new IllegalArgumentException(op + ": dLogits is null");
+        return crossEntropy(op, logits, dLogits, targets, rows, vocab, gradScale);
+    }
+
+    /** The losses, and the gradient into {@code grad} (float32, possibly the logits themselves, or bfloat16) unless null. */
+    private double[] crossEntropy(String op, Tensor logits, Tensor grad, int[] targets, long rows, int vocab, float gradScale) {
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "vocab", vocab);
         if (rows > Integer.MAX_VALUE - 8) throw new IllegalArgumentException(op + ": rows " + rows + " does not fit a double[]");
@@ -970,15 +1004,19 @@ public final class CudaBackend implements Backend {
         for (int r = 0; r < rows; r++)
             if (targets[r] >= vocab)
                 throw new IllegalArgumentException(op + ": targets[" + r + "] = " + targets[r] + " is not below vocab = " + vocab);
-        CudaTensor ls = atLeast(op, "logits", logits, OpChecks.product(op, rows, vocab), "rows*vocab");
+        long n = OpChecks.product(op, rows, vocab);
+        CudaTensor ls = atLeast(op, "logits", logits, n, "rows*vocab");
+        CudaTensor gs = grad == null ? null : atLeast(op, "dLogits", operand(op, "dLogits", grad), n, "rows*vocab");
+        boolean bf16 = gs != null && gs.storage() == CudaTensor.Storage.BF16;
         double[] loss = new double[(int) rows];
         if (rows == 0) return loss;
         enter();
         try (HostScratch a = HostScratch.begin()) {
             long dTargets = uploadInts(a, Arrays.copyOf(targets, (int) rows));
             long dLoss = driver.allocate(rows * 8);
-            ops.launch("cross_entropy", (int) rows, 1, 1, THREADS, 0, new KernelArgs(a).ptr(ls.address()).ptr(dTargets)
-                    .ptr(dLoss).i64(rows).i32(vocab).f32(gradScale).i32(grad ? 1 : 0));
+            ops.launch(bf16 ? "cross_entropy_bf16" : "cross_entropy", (int) rows, 1, 1, THREADS, 0, new KernelArgs(a)
+                    .ptr(gs == null ? 0 : gs.address()).ptr(ls.address()).ptr(dTargets).ptr(dLoss).i64(rows).i32(vocab)
+                    .f32(gradScale));
             MemorySegment host = a.allocate(JAVA_DOUBLE, rows);
             driver.copyToHost(host, dLoss, rows * 8);
             MemorySegment.copy(host, JAVA_DOUBLE, 0, loss, 0, (int) rows);
@@ -1013,6 +1051,49 @@ public final class CudaBackend implements Backend {
                     new KernelArgs(a).ptr(dxs.address() + r0 * dim * 4).ptr(dos.address() + r0 * dim * 4)
                             .ptr(xs.address() + r0 * dim * 4).ptr(ws.address()).ptr(rstd + r0 * 4).i64(count).i32(dim)));
             driver.free(rstd);
+        } finally {
+            exit();
+        }
+    }
+
+    /** The widest row whose weight-gradient share the fused norm backward keeps in shared memory (under 48 KiB). */
+    private static final int FUSED_NORM_MAX_DIM = 11 * 1024;
+
+    @Override
+    public void rmsNormBackwardAdd(Tensor dResidual, Tensor rounded, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight,
+                                   long rows, int dim, float eps) {
+        String op = "rmsNormBackwardAdd";
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
+        long n = OpChecks.product(op, rows, dim);
+        if (dResidual == dOut || dResidual == x || rounded == dResidual)
+            throw new IllegalArgumentException(op + ": dResidual must be a tensor of its own");
+        if (dim > FUSED_NORM_MAX_DIM) {
+            Backend.super.rmsNormBackwardAdd(dResidual, rounded, dWeight, dOut, x, weight, rows, dim, eps);
+            return;
+        }
+        CudaTensor drs = atLeast(op, "dResidual", dResidual, n, "rows*dim");
+        CudaTensor cs = rounded == null ? null : atLeast(op, "rounded", operand(op, "rounded", rounded), n, "rows*dim");
+        CudaTensor dws = atLeast(op, "dWeight", dWeight, dim, "dim");
+        CudaTensor dos = atLeast(op, "dOut", dOut, n, "rows*dim"), xs = atLeast(op, "x", x, n, "rows*dim");
+        CudaTensor ws = atLeast(op, "weight", weight, dim, "dim");
+        if (rows == 0) return;
+        boolean bf16 = cs != null && cs.storage() == CudaTensor.Storage.BF16;
+        // Enough blocks to fill the GPU (each walks its rows in order, so the weight's gradient is summed in a fixed
+        // order whatever the timing).
+        int chunks = (int) Math.min(rows, 8L * multiprocessors);
+        long perChunk = (rows + chunks - 1) / chunks;
+        int used = (int) ((rows + perChunk - 1) / perChunk);
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            long partial = driver.allocate((long) used * dim * 4);
+            ops.launch(bf16 ? "rmsnorm_backward_add_bf16" : "rmsnorm_backward_add", used, 1, 1, THREADS, dim * 4,
+                    new KernelArgs(a).ptr(drs.address()).ptr(cs == null ? 0 : cs.address()).ptr(partial)
+                            .ptr(dos.address()).ptr(xs.address()).ptr(ws.address()).i64(rows).i32(dim).f32(eps)
+                            .i64(perChunk));
+            ops.launch("column_sum_finish", blocks(dim, THREADS), 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(dws.address()).ptr(partial).i32(used).i32(dim));
+            driver.free(partial);
         } finally {
             exit();
         }
@@ -1225,7 +1306,9 @@ public final class CudaBackend implements Backend {
                     + "download and attention's k and v take; copy it into a float32 tensor first");
         if (c.storage() == CudaTensor.Storage.BF16)
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
-                    + "the operands of gemm and linear and the out of rmsNorm and swiglu take");
+                    + "the operands of gemm and linear, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
+                    + "swiglu's out, swigluBackward's dGate and dUp, rmsNormBackwardAdd's rounded, crossEntropyBackward's "
+                    + "dLogits) take");
         return c;
     }
 

@@ -51,12 +51,16 @@ public final class TrainingPass implements AutoCloseable {
     private final LayerActivations[] layers;
     private final Tensor xFinal, normFinal, logits;
     // Backward scratch, one layer's worth.
-    private final Tensor dx, dTmp, dNorm, dq, dk, dv, dAtt, dGate, dUp, dAct;
+    private final Tensor dx, dNorm, dq, dk, dv, dAtt, dGate, dUp, dAct;
     private final int logitRows;
     /** Mixed precision: bfloat16 copies of the matrices, and scratch for a product's incoming gradient; else null. */
     private final boolean mixed;
     private final List<Matrices> matrices16 = new ArrayList<>();
     private final Tensor lmHead16, dY16, logits16;
+    /** Mixed precision: the residual stream's gradient rounded to bfloat16 where it is made (by the norms' backward). */
+    private final Tensor dx16;
+    /** Whether the SwiGLU backward writes its gradients as bfloat16 operands (mixed precision, no MLP biases). */
+    private final boolean mlpGrads16;
 
     /** A layer's matrices (bfloat16 copies in mixed precision). */
     private record Matrices(Tensor q, Tensor k, Tensor v, Tensor o, Tensor gate, Tensor up, Tensor down) {
@@ -134,28 +138,30 @@ public final class TrainingPass implements AutoCloseable {
             normFinal = operand(rows * h);
             logitRows = (int) Math.max(1, Math.min(rows, backend.blockFloats() / c.vocabSize()));
             logits = alloc((long) logitRows * c.vocabSize());
+            mlpGrads16 = mixed && weights.layers().stream().allMatch(w -> w.gateBias() == null && w.upBias() == null);
             if (mixed) {
                 for (LayerWeights w : weights.layers()) {
                     matrices16.add(Matrices.of(Matrices.of(w).all().stream().map(t -> operand(t.size())).toList()));
                 }
                 lmHead16 = operand(weights.lmHead().size());
-                dY16 = operand(rows * Math.max(Math.max(h, qd), Math.max(kvd, ffn)));
+                dY16 = operand(rows * Math.max(Math.max(qd, kvd), mlpGrads16 ? 0 : ffn));
+                dx16 = operand(rows * h);
                 logits16 = operand((long) logitRows * c.vocabSize());
             } else {
                 for (LayerWeights w : weights.layers()) matrices16.add(Matrices.of(w));
                 lmHead16 = weights.lmHead();
                 dY16 = null;
+                dx16 = null;
                 logits16 = null;
             }
             dx = alloc(rows * h);
-            dTmp = alloc(rows * h);
             dNorm = alloc(rows * h);
             dq = alloc(rows * qd);
             dAtt = alloc(rows * qd);
             dk = alloc(rows * kvd);
             dv = alloc(rows * kvd);
-            dGate = alloc(rows * ffn);
-            dUp = alloc(rows * ffn);
+            dGate = mlpGrads16 ? operand(rows * ffn) : alloc(rows * ffn);
+            dUp = mlpGrads16 ? operand(rows * ffn) : alloc(rows * ffn);
             dAct = alloc(rows * ffn);
         } catch (RuntimeException e) {
             close();
@@ -210,16 +216,24 @@ public final class TrainingPass implements AutoCloseable {
         if (mixed) refreshMatrices();
         try (RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
             backend.embedding(layers[0].xIn, weights.embedding(), ids, h);
+            backend.rmsNorm(layers[0].norm1, layers[0].xIn, weights.layers().get(0).inputNorm(), rows, h, eps);
             for (int l = 0; l < layers.length; l++) {
-                layerForward(l, table, shape, l + 1 < layers.length ? layers[l + 1].xIn : xFinal);
+                // Each layer's last residual add is fused with the norm that reads its result (the next layer's
+                // input norm, or the final norm).
+                boolean last = l + 1 == layers.length;
+                layerForward(l, table, shape, last ? xFinal : layers[l + 1].xIn, last ? normFinal : layers[l + 1].norm1,
+                        last ? weights.finalNorm() : weights.layers().get(l + 1).inputNorm());
             }
-            backend.rmsNorm(normFinal, xFinal, weights.finalNorm(), rows, h, eps);
             Loss loss = headForwardBackward(targets, gradScale);
             backend.rmsNormBackward(dx, grads.finalNorm(), dNorm, xFinal, weights.finalNorm(), rows, h, eps);
+            if (mixed) backend.copy(dx16, 0, dx, 0, rows * h);
             for (int l = layers.length - 1; l >= 0; l--) {
-                // Recomputing: the shared buffers still hold the last layer's activations; the others are redone
-                // (their output, already saved as the next layer's input, goes to scratch).
-                if (recompute && l < layers.length - 1) layerForward(l, table, shape, dTmp);
+                // Recomputing: the shared buffers still hold the last layer's activations; the others are redone, up
+                // to the MLP's activation (the layer's output is already saved as the next layer's input).
+                if (recompute && l < layers.length - 1) {
+                    backend.rmsNorm(layers[l].norm1, layers[l].xIn, weights.layers().get(l).inputNorm(), rows, h, eps);
+                    layerForward(l, table, shape, null, null, null);
+                }
                 layerBackward(l, table, shape, plan.positions(), dInvFreq);
             }
             backend.embeddingBackward(grads.embedding(), dx, ids, h);
@@ -236,14 +250,18 @@ public final class TrainingPass implements AutoCloseable {
         backend.copy(lmHead16, 0, weights.lmHead(), 0, weights.lmHead().size());
     }
 
-    /** Layer {@code l}: from {@code layers[l].xIn} to {@code out}, keeping the activations. */
-    private void layerForward(int l, RotaryTable table, AttentionShape shape, Tensor out) {
+    /**
+     * Layer {@code l}: from {@code layers[l].xIn}, whose input norm is already in {@code norm1}, to {@code out},
+     * keeping the activations; when {@code nextNorm} is not null it also receives {@code out} normed with
+     * {@code nextWeight}. A null {@code out} stops after the MLP's activation (all a recomputing backward needs).
+     */
+    private void layerForward(int l, RotaryTable table, AttentionShape shape, Tensor out, Tensor nextNorm,
+                              Tensor nextWeight) {
         LayerWeights w = weights.layers().get(l);
         Matrices m = matrices16.get(l);
         LayerActivations a = layers[l];
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
-        backend.rmsNorm(a.norm1, a.xIn, w.inputNorm(), rows, h, eps);
         backend.linear(a.q, a.norm1, m.q(), w.qBias(), rows, h, qd);
         backend.linear(a.k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
         backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
@@ -252,13 +270,14 @@ public final class TrainingPass implements AutoCloseable {
         backend.attention(a.att, a.q, a.k, a.v, a.lse, shape);
         if (mixed) backend.copy(a.att16, 0, a.att, 0, rows * qd);
         backend.linear(a.xMid, a.att16, m.o(), w.oBias(), rows, qd, h);
-        backend.addInPlace(a.xMid, a.xIn, rows * h);
-        backend.rmsNorm(a.norm2, a.xMid, w.postAttentionNorm(), rows, h, eps);
+        backend.addRmsNorm(a.norm2, a.xMid, a.xMid, a.xIn, w.postAttentionNorm(), rows, h, eps);
         backend.linear(a.gate, a.norm2, m.gate(), w.gateBias(), rows, h, ffn);
         backend.linear(a.up, a.norm2, m.up(), w.upBias(), rows, h, ffn);
         backend.swiglu(a.act, a.gate, a.up, rows * ffn);
+        if (out == null) return;
         backend.linear(out, a.act, m.down(), w.downBias(), rows, ffn, h);
-        backend.addInPlace(out, a.xMid, rows * h);
+        if (nextNorm != null) backend.addRmsNorm(nextNorm, out, out, a.xMid, nextWeight, rows, h, eps);
+        else backend.addInPlace(out, a.xMid, rows * h);
     }
 
     /**
@@ -275,17 +294,13 @@ public final class TrainingPass implements AutoCloseable {
             if (blockTargets.length != n) blockTargets = new int[n];
             System.arraycopy(targets, (int) r, blockTargets, 0, n);
             backend.gemm(false, true, n, vocab, h, 1f, normFinal, r * h, h, lmHead16, 0, h, 0f, logits, 0, vocab);
-            double[] losses = backend.crossEntropyBackward(logits, blockTargets, n, vocab, gradScale);
+            Tensor dLogits = mixed ? logits16 : logits;
+            double[] losses = backend.crossEntropyBackward(logits, dLogits, blockTargets, n, vocab, gradScale);
             for (int i = 0; i < n; i++)
                 if (blockTargets[i] >= 0) {
                     sum += losses[i];
                     counted++;
                 }
-            Tensor dLogits = logits;
-            if (mixed) {
-                backend.copy(logits16, 0, logits, 0, (long) n * vocab);
-                dLogits = logits16;
-            }
             backend.gemm(false, false, n, h, vocab, 1f, dLogits, 0, vocab, lmHead16, 0, h, 0f, dNorm, r * h, h);
             backend.gemm(true, false, vocab, h, n, 1f, dLogits, 0, vocab, normFinal, r * h, h, 1f, grads.lmHead(), 0, h);
         }
@@ -300,39 +315,42 @@ public final class TrainingPass implements AutoCloseable {
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
 
-        // MLP branch: out = xMid + down(swiglu(gate(norm2), up(norm2))).
-        linearBackward(dAct, g.down(), g.downBias(), dx, a.act, m.down(), ffn, h, false);
+        // MLP branch: out = xMid + down(swiglu(gate(norm2), up(norm2))). In mixed precision dx16 holds dx rounded.
+        linearBackward(dAct, g.down(), g.downBias(), dx, dx16, a.act, m.down(), ffn, h, false);
         backend.swigluBackward(dGate, dUp, dAct, a.gate, a.up, rows * ffn);
-        linearBackward(dNorm, g.gate(), g.gateBias(), dGate, a.norm2, m.gate(), h, ffn, false);
-        linearBackward(dNorm, g.up(), g.upBias(), dUp, a.norm2, m.up(), h, ffn, true);
-        backend.rmsNormBackward(dTmp, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);
-        backend.addInPlace(dx, dTmp, rows * h);
+        Tensor dGate16 = mlpGrads16 ? dGate : null, dUp16 = mlpGrads16 ? dUp : null;
+        linearBackward(dNorm, g.gate(), g.gateBias(), dGate, dGate16, a.norm2, m.gate(), h, ffn, false);
+        linearBackward(dNorm, g.up(), g.upBias(), dUp, dUp16, a.norm2, m.up(), h, ffn, true);
+        backend.rmsNormBackwardAdd(dx, dx16, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);
 
         // Attention branch: xMid = xIn + o(attention(rotary(q(norm1)), rotary(k(norm1)), v(norm1))).
-        linearBackward(dAtt, g.o(), g.oBias(), dx, a.att16, m.o(), qd, h, false);
+        linearBackward(dAtt, g.o(), g.oBias(), dx, dx16, a.att16, m.o(), qd, h, false);
         backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
         // The rotated q and k are still in a.q / a.k: the frequency gradient reads them.
         backend.rotaryBackward(dq, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(), c.headDim());
         backend.rotaryBackward(dk, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows, c.numKvHeads(), c.headDim());
-        linearBackward(dNorm, g.q(), g.qBias(), dq, a.norm1, m.q(), h, qd, false);
-        linearBackward(dNorm, g.k(), g.kBias(), dk, a.norm1, m.k(), h, kvd, true);
-        linearBackward(dNorm, g.v(), g.vBias(), dv, a.norm1, m.v(), h, kvd, true);
-        backend.rmsNormBackward(dTmp, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);
-        backend.addInPlace(dx, dTmp, rows * h);
+        linearBackward(dNorm, g.q(), g.qBias(), dq, null, a.norm1, m.q(), h, qd, false);
+        linearBackward(dNorm, g.k(), g.kBias(), dk, null, a.norm1, m.k(), h, kvd, true);
+        linearBackward(dNorm, g.v(), g.vBias(), dv, null, a.norm1, m.v(), h, kvd, true);
+        backend.rmsNormBackwardAdd(dx, dx16, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);
     }
 
     /**
      * Backward of {@code y[rows, out] = x[rows, in] w[out, in]^T + b}: {@code dX (+)= dY w}, {@code dW += dY^T x},
      * {@code dB += column sums of dY}. With {@code accumulate}, dX is added to rather than overwritten. In mixed
-     * precision both products read dY rounded to bfloat16 once.
+     * precision both products read dY rounded to bfloat16: {@code dYRounded} when its producer already rounded it
+     * (null otherwise: it is rounded here, once).
      */
-    private void linearBackward(Tensor dX, Tensor dW, Tensor dB, Tensor dY, Tensor x, Tensor w, int in, int out,
-                                boolean accumulate) {
+    private void linearBackward(Tensor dX, Tensor dW, Tensor dB, Tensor dY, Tensor dYRounded, Tensor x, Tensor w,
+                                int in, int out, boolean accumulate) {
         int n = (int) rows;
         Tensor dYp = dY;
         if (mixed) {
-            backend.copy(dY16, 0, dY, 0, rows * out);
-            dYp = dY16;
+            dYp = dYRounded;
+            if (dYp == null) {
+                backend.copy(dY16, 0, dY, 0, rows * out);
+                dYp = dY16;
+            }
         }
         backend.gemm(false, false, n, in, out, 1f, dYp, 0, out, w, 0, in, accumulate ? 1f : 0f, dX, 0, in);
         backend.gemm(true, false, out, in, n, 1f, dYp, 0, out, x, 0, in, 1f, dW, 0, in);

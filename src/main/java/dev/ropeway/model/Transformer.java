@@ -106,7 +106,9 @@ public final class Transformer implements AutoCloseable {
             for (int l = 0; l < all.size(); l++) {
                 LayerWeights w = all.get(l);
                 LayerKv kv = kvOf.apply(l);
-                backend.rmsNorm(hs, x, w.inputNorm(), rows, h, c.rmsNormEps());
+                // The previous layer's MLP output (in hs) is added to the stream by the fused add + norm.
+                if (l == 0) backend.rmsNorm(hs, x, w.inputNorm(), rows, h, c.rmsNormEps());
+                else backend.addRmsNorm(hs, x, x, hs, w.inputNorm(), rows, h, c.rmsNormEps());
                 backend.linear(q, hs, w.q(), w.qBias(), rows, h, qd);
                 if (kv.rawKeys() != null) {
                     backend.linear(kv.rawKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
@@ -125,15 +127,13 @@ public final class Transformer implements AutoCloseable {
                 }
                 backend.attention(att, q, kv.keys(), kv.values(), null, shape);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
-                backend.addInPlace(x, hs, rows * h);
-
-                backend.rmsNorm(hs, x, w.postAttentionNorm(), rows, h, c.rmsNormEps());
+                backend.addRmsNorm(hs, x, x, hs, w.postAttentionNorm(), rows, h, c.rmsNormEps());
                 backend.linear(gate, hs, w.gate(), w.gateBias(), rows, h, ffn);
                 backend.linear(up, hs, w.up(), w.upBias(), rows, h, ffn);
                 backend.swiglu(gate, gate, up, rows * ffn);
                 backend.linear(hs, gate, w.down(), w.downBias(), rows, ffn, h);
-                backend.addInPlace(x, hs, rows * h);
             }
+            if (!all.isEmpty()) backend.addInPlace(x, hs, rows * h);
         }
     }
 

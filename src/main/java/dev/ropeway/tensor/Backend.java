@@ -134,6 +134,29 @@ public interface Backend extends AutoCloseable {
     void addInPlace(Tensor y, Tensor x, long n);
 
     /**
+     * A residual add and the RMSNorm after it: {@code sum = a + b} over {@code rows * dim} values, then
+     * {@code out = rmsNorm(sum)}. {@code sum} may be {@code a} or {@code b}; {@code out} may be {@code a} or {@code b}
+     * but not {@code sum}, and may be bfloat16 where {@link #rmsNorm}'s may. The numbers are those of
+     * {@link #addInPlace} then {@link #rmsNorm}; a backend may do both in one pass over the rows.
+     */
+    default void addRmsNorm(Tensor out, Tensor sum, Tensor a, Tensor b, Tensor weight, long rows, int dim, float eps) {
+        String op = "addRmsNorm";
+        OpChecks.nonNegative(op, "rows", rows);
+        OpChecks.positive(op, "dim", dim);
+        long n = OpChecks.product(op, rows, dim);
+        if (out == sum) throw new IllegalArgumentException(op + ": out and sum are the same tensor");
+        if (sum == a) {
+            addInPlace(sum, b, n);
+        } else if (sum == b) {
+            addInPlace(sum, a, n);
+        } else {
+            copy(sum, 0, a, 0, n);
+            addInPlace(sum, b, n);
+        }
+        rmsNorm(out, sum, weight, rows, dim, eps);
+    }
+
+    /**
      * Softmax cross-entropy of each row of {@code logits[rows, vocab]} against {@code targets[r]}; a target below 0 is
      * ignored (loss 0, not counted). Returns per-row losses (-log p[target]) in double.
      */
@@ -168,6 +191,24 @@ public interface Backend extends AutoCloseable {
     void rmsNormBackward(Tensor dx, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight, long rows, int dim, float eps);
 
     /**
+     * {@link #rmsNormBackward} for a norm on a residual stream: d loss / d x is ADDED to {@code dResidual} (the
+     * stream's gradient) rather than written to a tensor of its own, and, when {@code rounded} is not null, the new
+     * {@code dResidual} is also copied into it (rounded when it is bfloat16: the operand the next product's backward
+     * reads). ADDS into {@code dWeight}. {@code dOut} may be overwritten. The numbers are those of rmsNormBackward,
+     * addInPlace and copy; a backend may do all three in one pass.
+     */
+    default void rmsNormBackwardAdd(Tensor dResidual, Tensor rounded, Tensor dWeight, Tensor dOut, Tensor x,
+                                    Tensor weight, long rows, int dim, float eps) {
+        String op = "rmsNormBackwardAdd";
+        long n = OpChecks.product(op, rows, dim);
+        if (dResidual == dOut || dResidual == x || rounded == dResidual)
+            throw new IllegalArgumentException(op + ": dResidual must be a tensor of its own");
+        rmsNormBackward(dOut, dWeight, dOut, x, weight, rows, dim, eps);
+        addInPlace(dResidual, dOut, n);
+        if (rounded != null) copy(rounded, 0, dResidual, 0, n);
+    }
+
+    /**
      * Backward of {@link #rotary}, in place: on entry {@code d} holds dL/dy for y = rotary(x), on exit dL/dx (the
      * inverse rotation with the same table, which includes the attention scale). If {@code dInvFreq} is not null,
      * also ADDS {@code dL/dinvFreq[j] = sum over rows r and heads of positions[r] * dL/dangle[r][j]}, where
@@ -188,7 +229,10 @@ public interface Backend extends AutoCloseable {
     void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out,
                            Tensor lse, AttentionShape shape);
 
-    /** Backward of {@link #swiglu} ({@code out = silu(gate) * up}): writes {@code dGate} and {@code dUp}. */
+    /**
+     * Backward of {@link #swiglu} ({@code out = silu(gate) * up}): writes {@code dGate} and {@code dUp}, both float32
+     * or both bfloat16 (rounded once: the operands of the products' backward, when they need no bias gradient).
+     */
     void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n);
 
     /**
@@ -203,6 +247,18 @@ public interface Backend extends AutoCloseable {
      * is below 0 get zero gradient and loss 0.
      */
     double[] crossEntropyBackward(Tensor logits, int[] targets, long rows, int vocab, float gradScale);
+
+    /**
+     * {@link #crossEntropyBackward} with the gradient written to {@code dLogits} (which may be {@code logits}, or a
+     * bfloat16 tensor: the operand the head's backward products read) instead of over the logits; {@code logits} may
+     * be overwritten all the same. Returns the per-row losses.
+     */
+    default double[] crossEntropyBackward(Tensor logits, Tensor dLogits, int[] targets, long rows, int vocab,
+                                          float gradScale) {
+        double[] losses = crossEntropyBackward(logits, targets, rows, vocab, gradScale);
+        if (dLogits != logits) copy(dLogits, 0, logits, 0, OpChecks.product("crossEntropyBackward", rows, vocab));
+        return losses;
+    }
 
     /** ADDS the column sums of {@code x[rows, cols]} into {@code out[cols]} (bias gradients). */
     void sumRows(Tensor out, Tensor x, long rows, int cols);

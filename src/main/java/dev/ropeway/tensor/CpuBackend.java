@@ -483,6 +483,20 @@ public final class CpuBackend implements Backend {
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
         OpChecks.nonNegative(op, "n", n);
+        if (dGate instanceof CpuBf16Tensor || dUp instanceof CpuBf16Tensor) {
+            if (!(dGate instanceof CpuBf16Tensor && dUp instanceof CpuBf16Tensor))
+                throw new IllegalArgumentException(op + ": dGate and dUp must be both float32 or both bfloat16");
+            if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
+            for (Tensor t : new Tensor[] {dGate, dUp})
+                if (t.size() < n) throw new IllegalArgumentException(op + ": an output has " + t.size() + " values, needs n = " + n);
+            if (n == 0) return;
+            try (CpuTensor g = new CpuTensor(n); CpuTensor u = new CpuTensor(n)) {
+                swigluBackward(g, u, dOut, gate, up, n);
+                convertingCopy(dGate, 0, g, 0, n);
+                convertingCopy(dUp, 0, u, 0, n);
+            }
+            return;
+        }
         MemorySegment dg = Checks.atLeast(op, "dGate", dGate, n, "n");
         MemorySegment du = Checks.atLeast(op, "dUp", dUp, n, "n");
         MemorySegment dy = Checks.atLeast(op, "dOut", dOut, n, "n");

@@ -112,14 +112,26 @@ extern "C" __global__ void swiglu_forward_bf16(unsigned short* out, const float*
     swiglu(out, gate, up, n);
 }
 
-extern "C" __global__ void swiglu_backward(float* dGate, float* dUp, const float* dOut, const float* gate,
-                                           const float* up, i64 n) {
+template <typename T>
+__device__ __forceinline__ void swiglu_grad(T* dGate, T* dUp, const float* dOut, const float* gate, const float* up,
+                                            i64 n) {
     GRID_STRIDE(i, n) {
         float g = gate[i], u = up[i], dy = dOut[i];
         float s = 1.f / (1.f + expf(-g));
-        dUp[i] = dy * g * s;
-        dGate[i] = dy * u * s * (1.f + g * (1.f - s));
+        store(dUp + i, dy * g * s);
+        store(dGate + i, dy * u * s * (1.f + g * (1.f - s)));
     }
+}
+
+extern "C" __global__ void swiglu_backward(float* dGate, float* dUp, const float* dOut, const float* gate,
+                                           const float* up, i64 n) {
+    swiglu_grad(dGate, dUp, dOut, gate, up, n);
+}
+
+// The gradients rounded to bfloat16 as they are made: the operands of the gate and up products' backward.
+extern "C" __global__ void swiglu_backward_bf16(unsigned short* dGate, unsigned short* dUp, const float* dOut,
+                                                const float* gate, const float* up, i64 n) {
+    swiglu_grad(dGate, dUp, dOut, gate, up, n);
 }
 
 extern "C" __global__ void adamw_step(float* param, const float* grad, float* m, float* v, i64 n, float lr,
@@ -221,6 +233,34 @@ extern "C" __global__ void rmsnorm_forward_bf16(unsigned short* out, const float
     rmsnorm_row(out, x, w, dim, eps);
 }
 
+// sum = a + b, then out = rmsnorm(sum), one block per row: the arithmetic of add_in_place then rmsnorm_forward.
+// sum may be a or b; out may be a or b (every element is read and written by the same thread), not sum.
+template <typename T>
+__device__ __forceinline__ void add_rmsnorm_row(T* out, float* sum, const float* a, const float* b, const float* w,
+                                                int dim, float eps) {
+    __shared__ float scratch[THREADS / 32];
+    const i64 base = (i64) blockIdx.x * dim;
+    float s = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float v = a[base + j] + b[base + j];
+        sum[base + j] = v;
+        s += v * v;
+    }
+    s = block_sum(s, scratch);
+    float r = 1.f / sqrtf(s / (float) dim + eps);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) store(out + base + j, w[j] * (sum[base + j] * r));
+}
+
+extern "C" __global__ void add_rmsnorm(float* out, float* sum, const float* a, const float* b, const float* w, i64 rows,
+                                       int dim, float eps) {
+    add_rmsnorm_row(out, sum, a, b, w, dim, eps);
+}
+
+extern "C" __global__ void add_rmsnorm_bf16(unsigned short* out, float* sum, const float* a, const float* b,
+                                            const float* w, i64 rows, int dim, float eps) {
+    add_rmsnorm_row(out, sum, a, b, w, dim, eps);
+}
+
 extern "C" __global__ void rmsnorm_rstd(float* rstd, const float* x, i64 rows, int dim, float eps) {
     __shared__ float scratch[THREADS / 32];
     float r = row_rstd(x + (i64) blockIdx.x * dim, dim, eps, scratch);
@@ -250,6 +290,53 @@ extern "C" __global__ void rmsnorm_backward_x(float* dx, const float* dOut, cons
     float k = r * r * r * s / (float) dim;
     for (int j = threadIdx.x; j < dim; j += blockDim.x)
         dx[base + j] = r * (dOut[base + j] * w[j]) - x[base + j] * k;
+}
+
+// The backward of a norm on the residual stream, in one pass per row: dRes += dx (rmsnorm_backward_x's dx), copy
+// (when not null) = the new dRes, and partial[block, j] = sum over the block's rows of dOut * x * rstd (the weight's
+// gradient, finished in order by column_sum_finish). A block takes rows [blockIdx.x * rowsPerChunk, ...) in order;
+// column j of the weight's gradient belongs to thread j % THREADS, in `acc` (dim floats of dynamic shared memory).
+template <typename T>
+__device__ __forceinline__ void rmsnorm_backward_add_rows(float* dRes, T* copy, float* partial, const float* dOut,
+                                                          const float* x, const float* w, i64 rows, int dim, float eps,
+                                                          i64 rowsPerChunk) {
+    extern __shared__ float acc[];
+    __shared__ float scratch[THREADS / 32];
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) acc[j] = 0.f;
+    const i64 r0 = (i64) blockIdx.x * rowsPerChunk, r1 = min(rows, r0 + rowsPerChunk);
+    for (i64 r = r0; r < r1; r++) {
+        const i64 base = r * dim;
+        float sq = 0.f, dot = 0.f;
+        for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+            float xv = x[base + j];
+            sq += xv * xv;
+            dot += dOut[base + j] * w[j] * xv;
+        }
+        sq = block_sum(sq, scratch);
+        dot = block_sum(dot, scratch);
+        float rs = 1.f / sqrtf(sq / (float) dim + eps);
+        float k = rs * rs * rs * dot / (float) dim;
+        for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+            float dy = dOut[base + j], xv = x[base + j];
+            acc[j] += dy * (xv * rs);
+            float d = dRes[base + j] + (rs * (dy * w[j]) - xv * k);
+            dRes[base + j] = d;
+            if (copy) store(copy + base + j, d);
+        }
+    }
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) partial[(i64) blockIdx.x * dim + j] = acc[j];
+}
+
+extern "C" __global__ void rmsnorm_backward_add(float* dRes, float* copy, float* partial, const float* dOut,
+                                                const float* x, const float* w, i64 rows, int dim, float eps,
+                                                i64 rowsPerChunk) {
+    rmsnorm_backward_add_rows(dRes, copy, partial, dOut, x, w, rows, dim, eps, rowsPerChunk);
+}
+
+extern "C" __global__ void rmsnorm_backward_add_bf16(float* dRes, unsigned short* copy, float* partial,
+                                                     const float* dOut, const float* x, const float* w, i64 rows,
+                                                     int dim, float eps, i64 rowsPerChunk) {
+    rmsnorm_backward_add_rows(dRes, copy, partial, dOut, x, w, rows, dim, eps, rowsPerChunk);
 }
 
 // ---- rotary ----
@@ -310,36 +397,58 @@ extern "C" __global__ void column_sum_partial_d(double* partial, const double* x
 
 // ---- softmax cross-entropy ----
 
-// One block per row. loss[r] = logsumexp(row) - row[target]; with writeGrad the row becomes
-// gradScale * (softmax - onehot(target)). Rows whose target is below 0 get loss 0 (and zero gradient).
-extern "C" __global__ void cross_entropy(float* logits, const int* targets, double* loss, i64 rows, int vocab,
-                                         float gradScale, int writeGrad) {
+// One block per row. loss[r] = logsumexp(row) - row[target]; when grad is not null, grad's row (which may be the
+// logits' own) becomes gradScale * (softmax - onehot(target)), in float32 or rounded to bfloat16. Rows whose target
+// is below 0 get loss 0 (and zero gradient). The maximum and the sum of exponentials come from one read of the row:
+// each thread keeps a running maximum and rescales its sum when the maximum grows; the threads' sums are then
+// brought to the row's maximum and added in a fixed order.
+template <typename T>
+__device__ __forceinline__ void cross_entropy_row(T* grad, const float* logits, const int* targets, double* loss,
+                                                  int vocab, float gradScale) {
     __shared__ float scratch[THREADS / 32];
     __shared__ double scratchD[THREADS / 32];
-    i64 r = blockIdx.x;
-    float* row = logits + r * vocab;
-    int target = targets[r];
+    const i64 r = blockIdx.x;
+    const float* row = logits + r * vocab;
+    T* g = grad ? grad + r * vocab : nullptr;
+    const int target = targets[r];
     if (target < 0) {
-        if (writeGrad) for (int j = threadIdx.x; j < vocab; j += blockDim.x) row[j] = 0.f;
+        if (g) for (int j = threadIdx.x; j < vocab; j += blockDim.x) store(g + j, 0.f);
         if (threadIdx.x == 0) loss[r] = 0.0;
         return;
     }
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, row[j]);
-    m = block_max(m, scratch);
+    float mine = -INFINITY;
     double s = 0.0;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += (double) expf(row[j] - m);
-    s = block_sum_d(s, scratchD);
-    float t = row[target];
-    __syncthreads();
-    if (threadIdx.x == 0) loss[r] = log(s) + (double) m - (double) t;
-    if (writeGrad) {
-        float inv = (float) (1.0 / s);
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-            float p = expf(row[j] - m) * inv;
-            row[j] = gradScale * (j == target ? p - 1.f : p);
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+        const float v = row[j];
+        if (v > mine) {
+            s = s * (double) expf(mine - v) + 1.0;
+            mine = v;
+        } else if (mine != -INFINITY) {   // (a -INFINITY before any finite logit adds nothing)
+            s += (double) expf(v - mine);
         }
     }
+    const float m = block_max(mine, scratch);
+    s = block_sum_d(mine == -INFINITY ? 0.0 : s * (double) expf(mine - m), scratchD);
+    const float t = row[target];
+    __syncthreads();
+    if (threadIdx.x == 0) loss[r] = log(s) + (double) m - (double) t;
+    if (g) {
+        const float inv = (float) (1.0 / s);
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            const float p = expf(row[j] - m) * inv;
+            store(g + j, gradScale * (j == target ? p - 1.f : p));
+        }
+    }
+}
+
+extern "C" __global__ void cross_entropy(float* grad, const float* logits, const int* targets, double* loss, i64 rows,
+                                         int vocab, float gradScale) {
+    cross_entropy_row(grad, logits, targets, loss, vocab, gradScale);
+}
+
+extern "C" __global__ void cross_entropy_bf16(unsigned short* grad, const float* logits, const int* targets,
+                                              double* loss, i64 rows, int vocab, float gradScale) {
+    cross_entropy_row(grad, logits, targets, loss, vocab, gradScale);
 }
 
 // ---- float16 storage (the KV cache) ----

@@ -155,6 +155,82 @@ class CudaBackendTest {
         close(read(cpu, cn), read(gpu, gn), 4e-3, "swiglu into bfloat16");
     }
 
+    /**
+     * The fused ops (residual add + norm, norm backward into the residual gradient with a rounded copy, cross-entropy
+     * into a separate gradient, SwiGLU backward into bfloat16) against the CPU's unfused ones, with the aliasing the
+     * training and decoding passes use, and a row too wide for the fused norm backward's shared memory.
+     */
+    @Test
+    void fusedOpsMatchTheCpu() {
+        Random r = new Random(13);
+        float eps = 1e-5f;
+        for (int dim : new int[] {257, 768, 11 * 1024 + 3}) {
+            long rows = dim > 4096 ? 5 : 1000;
+            long n = rows * dim;
+            float[] a = random(r, n, 2), b = random(r, n, 1), w = random(r, dim, 1);
+            // x += hs; hs = norm(x)   (sum = a, out = b)
+            Pair x = Pair.of(a), hs = Pair.of(b), wt = Pair.of(w);
+            cpu.addRmsNorm(hs.c, x.c, x.c, hs.c, wt.c, rows, dim, eps);
+            gpu.addRmsNorm(hs.g, x.g, x.g, hs.g, wt.g, rows, dim, eps);
+            x.check(0, "addRmsNorm sum, dim " + dim);
+            hs.check(1e-6, "addRmsNorm out over b, dim " + dim);
+            // a separate sum, out in bfloat16
+            Pair s = Pair.zeros(n);
+            Tensor oc = cpu.allocate(n, DType.BF16), og = gpu.allocate(n, DType.BF16);
+            cpu.addRmsNorm(oc, s.c, x.c, hs.c, wt.c, rows, dim, eps);
+            gpu.addRmsNorm(og, s.g, x.g, hs.g, wt.g, rows, dim, eps);
+            s.check(0, "addRmsNorm separate sum, dim " + dim);
+            close(read(cpu, oc), read(gpu, og), 4e-3, "addRmsNorm into bfloat16, dim " + dim);
+
+            float[] dy = random(r, n, 1), res = random(r, n, 0.5), dw0 = random(r, dim, 0.1);
+            for (String copy : new String[] {"none", "f32", "bf16"}) {
+                Pair d = Pair.of(dy), dres = Pair.of(res), dw = Pair.of(dw0);
+                Tensor cc = copy.equals("none") ? null : cpu.allocate(n, copy.equals("f32") ? DType.F32 : DType.BF16);
+                Tensor cg = copy.equals("none") ? null : gpu.allocate(n, copy.equals("f32") ? DType.F32 : DType.BF16);
+                cpu.rmsNormBackwardAdd(dres.c, cc, dw.c, d.c, x.c, wt.c, rows, dim, eps);
+                gpu.rmsNormBackwardAdd(dres.g, cg, dw.g, d.g, x.g, wt.g, rows, dim, eps);
+                dres.check(1e-5, "rmsNormBackwardAdd dResidual, dim " + dim + ", copy " + copy);
+                dw.check(1e-5, "rmsNormBackwardAdd dWeight, dim " + dim + ", copy " + copy);
+                if (cc != null)
+                    close(read(cpu, cc), read(gpu, cg), copy.equals("f32") ? 1e-5 : 4e-3, "rounded copy, dim " + dim);
+                if (cg != null) {
+                    float[] resG = read(gpu, dres.g);
+                    assertArrayEquals(copy.equals("f32") ? resG : read(gpu, bf16(gpu, resG)), read(gpu, cg),
+                            "the copy is the GPU's own new dResidual (rounded), dim " + dim);
+                }
+            }
+        }
+
+        int rows = 70, vocab = 5001;
+        int[] targets = new int[rows];
+        for (int i = 0; i < rows; i++) targets[i] = i % 9 == 0 ? -1 : r.nextInt(vocab);
+        float[] lg = random(r, (long) rows * vocab, 4);
+        for (int j = 0; j < 600; j++) lg[vocab + j] = Float.NEGATIVE_INFINITY;   // leading -inf in row 1's stripes
+        for (DType type : new DType[] {DType.F32, DType.BF16}) {
+            Pair logits = Pair.of(lg);
+            Tensor gc = cpu.allocate((long) rows * vocab, type), gg = gpu.allocate((long) rows * vocab, type);
+            double[] lc = cpu.crossEntropyBackward(logits.c, gc, targets, rows, vocab, 0.25f);
+            double[] lgg = gpu.crossEntropyBackward(logits.g, gg, targets, rows, vocab, 0.25f);
+            for (int i = 0; i < rows; i++) {
+                assertTrue(Double.isFinite(lgg[i]), "loss " + i + " finite");
+                assertEquals(lc[i], lgg[i], 1e-5 * (1 + Math.abs(lc[i])), "loss " + i + " (" + type + ")");
+            }
+            close(read(cpu, gc), read(gpu, gg), type == DType.F32 ? 1e-5 : 4e-3, "d logits into " + type);
+        }
+
+        long m = 100_003;
+        Pair g = Pair.of(random(r, m, 3)), u = Pair.of(random(r, m, 1)), dyy = Pair.of(random(r, m, 1));
+        Tensor dgc = cpu.allocate(m, DType.BF16), duc = cpu.allocate(m, DType.BF16);
+        Tensor dgg = gpu.allocate(m, DType.BF16), dug = gpu.allocate(m, DType.BF16);
+        cpu.swigluBackward(dgc, duc, dyy.c, g.c, u.c, m);
+        gpu.swigluBackward(dgg, dug, dyy.g, g.g, u.g, m);
+        close(read(cpu, dgc), read(gpu, dgg), 4e-3, "swigluBackward dGate into bfloat16");
+        close(read(cpu, duc), read(gpu, dug), 4e-3, "swigluBackward dUp into bfloat16");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.swigluBackward(dgg, gpu.allocate(m), dyy.g, g.g, u.g, m));
+        assertTrue(e.getMessage().contains("both float32 or both bfloat16"), e.getMessage());
+    }
+
     @Test
     void uploadsAndConvertsEveryWeightType() {
         Random r = new Random(1);
