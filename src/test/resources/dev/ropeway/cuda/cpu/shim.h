@@ -22,10 +22,13 @@ Dim3 blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__
+#define __launch_bounds__(...)
 
 struct WarpExchange {
     std::barrier<> bar{32};
     double slot[32];
+    unsigned regs[32][6];                // tensor-core fragments (mma_shim.h)
+    const unsigned short* rows[32];      // ldmatrix row addresses (mma_shim.h)
 };
 std::barrier<>* blockBarrier;
 std::vector<std::unique_ptr<WarpExchange>> warpExchanges;

@@ -1,0 +1,77 @@
+// Tensor-core and asynchronous-copy instructions of attention_mma.cu on the CPU stand-in (shim.h): ldmatrix and
+// mma.sync gather their operands across the warp through the warp's exchange, with the fragment layouts of the PTX ISA
+// (m16n8k16, .f16 inputs, .f32 accumulators); cp.async copies at once (its groups and waits do nothing).
+#include <atomic>
+struct float2 { float x, y; };
+inline float exp2f(float x) { return std::exp2(x); }
+inline int ilogbf(float x) { return std::ilogb(x); }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+
+
+inline unsigned short shimHalfOf(float x) { return shimHalfBits(x); }
+inline float shimHalf(unsigned bits, int high) { return shimHalfToFloat((unsigned short) (high ? bits >> 16 : bits & 0xffffu)); }
+
+inline unsigned shimHalfPair(float lo, float hi) { return ((unsigned) shimHalfBits(hi) << 16) | shimHalfBits(lo); }
+
+// d += A (16 x 16) B (16 x 8): lane l = 4 g + t holds A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..],
+// B[2t..][g], B[2t+8..][g] (pairs: the lower index in the low half), and D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
+inline void shimMma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    WarpExchange* x = myWarp;
+    for (int i = 0; i < 4; i++) x->regs[myLane][i] = a[i];
+    x->regs[myLane][4] = b0;
+    x->regs[myLane][5] = b1;
+    myWarp->bar.arrive_and_wait();
+    auto A = [&](int row, int col) {
+        int g = row % 8, t = (col % 8) / 2, reg = (row >= 8 ? 1 : 0) + (col >= 8 ? 2 : 0);
+        return shimHalf(x->regs[4 * g + t][reg], col % 2);
+    };
+    auto B = [&](int k, int n) {
+        int t = (k % 8) / 2;
+        return shimHalf(x->regs[4 * n + t][4 + (k >= 8 ? 1 : 0)], k % 2);
+    };
+    const int g = myLane / 4, t = myLane % 4;
+    for (int i = 0; i < 4; i++) {
+        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i % 2);
+        float s = 0.f;
+        for (int k = 0; k < 16; k++) s += A(row, k) * B(k, col);
+        d[i] += s;
+    }
+    myWarp->bar.arrive_and_wait();
+}
+
+// ldmatrix .m8n8 .x2 / .x4 (.trans): lane 8 m + i names row i of matrix m; each lane receives, of each matrix, row
+// l / 4, columns 2 (l % 4) and + 1 (transposed: rows 2 (l % 4) and + 1 of column l / 4).
+inline void shimLdmatrix(const unsigned short* row, int matrices, bool trans, unsigned* r) {
+    WarpExchange* x = myWarp;
+    x->rows[myLane] = row;
+    myWarp->bar.arrive_and_wait();
+    const int g = myLane / 4, t = myLane % 4;
+    for (int m = 0; m < matrices; m++) {
+        unsigned short lo, hi;
+        if (!trans) {
+            lo = x->rows[8 * m + g][2 * t];
+            hi = x->rows[8 * m + g][2 * t + 1];
+        } else {
+            lo = x->rows[8 * m + 2 * t][g];
+            hi = x->rows[8 * m + 2 * t + 1][g];
+        }
+        r[m] = ((unsigned) hi << 16) | lo;
+    }
+    myWarp->bar.arrive_and_wait();
+}
+
+inline unsigned __reduce_max_sync(unsigned, unsigned v) {
+    unsigned m = v;
+    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    return m;
+}
+
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {}
+    return old;
+}
