@@ -903,10 +903,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void addRmsNorm(Tensor out, Tensor sum, Tensor a, Tensor b, Tensor weight, long rows, int dim, float eps) {
         String op = "addRmsNorm";
-        OpChecks.nonNegative(op, "rows", rows);
-        OpChecks.positive(op, "dim", dim);
-        long n = OpChecks.product(op, rows, dim);
-        if (out == sum) throw new IllegalArgumentException(op + ": out and sum are the same tensor");
+        long n = OpChecks.addRmsNorm(op, out, sum, rows, dim);
         CudaTensor os = atLeast(op, "out", operand(op, "out", out), n, "rows*dim");
         CudaTensor ss = atLeast(op, "sum", sum, n, "rows*dim");
         CudaTensor as = atLeast(op, "a", a, n, "rows*dim"), bs = atLeast(op, "b", b, n, "rows*dim");
@@ -1063,11 +1060,7 @@ public final class CudaBackend implements Backend {
     public void rmsNormBackwardAdd(Tensor dResidual, Tensor rounded, Tensor dWeight, Tensor dOut, Tensor x, Tensor weight,
                                    long rows, int dim, float eps) {
         String op = "rmsNormBackwardAdd";
-        OpChecks.nonNegative(op, "rows", rows);
-        OpChecks.positive(op, "dim", dim);
-        long n = OpChecks.product(op, rows, dim);
-        if (dResidual == dOut || dResidual == x || rounded == dResidual)
-            throw new IllegalArgumentException(op + ": dResidual must be a tensor of its own");
+        long n = OpChecks.rmsNormBackwardAdd(op, dResidual, rounded, dOut, x, rows, dim);
         if (dim > FUSED_NORM_MAX_DIM) {
             Backend.super.rmsNormBackwardAdd(dResidual, rounded, dWeight, dOut, x, weight, rows, dim, eps);
             return;
@@ -1081,18 +1074,16 @@ public final class CudaBackend implements Backend {
         boolean bf16 = cs != null && cs.storage() == CudaTensor.Storage.BF16;
         // Enough blocks to fill the GPU (each walks its rows in order, so the weight's gradient is summed in a fixed
         // order whatever the timing).
-        int chunks = (int) Math.min(rows, 8L * multiprocessors);
-        long perChunk = (rows + chunks - 1) / chunks;
-        int used = (int) ((rows + perChunk - 1) / perChunk);
+        RowChunks rc = RowChunks.of(rows, 8L * multiprocessors);
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            long partial = driver.allocate((long) used * dim * 4);
-            ops.launch(bf16 ? "rmsnorm_backward_add_bf16" : "rmsnorm_backward_add", used, 1, 1, THREADS, dim * 4,
+            long partial = driver.allocate((long) rc.chunks() * dim * 4);
+            ops.launch(bf16 ? "rmsnorm_backward_add_bf16" : "rmsnorm_backward_add", rc.chunks(), 1, 1, THREADS, dim * 4,
                     new KernelArgs(a).ptr(drs.address()).ptr(cs == null ? 0 : cs.address()).ptr(partial)
                             .ptr(dos.address()).ptr(xs.address()).ptr(ws.address()).i64(rows).i32(dim).f32(eps)
-                            .i64(perChunk));
+                            .i64(rc.perChunk()));
             ops.launch("column_sum_finish", blocks(dim, THREADS), 1, 1, THREADS, 0,
-                    new KernelArgs(a).ptr(dws.address()).ptr(partial).i32(used).i32(dim));
+                    new KernelArgs(a).ptr(dws.address()).ptr(partial).i32(rc.chunks()).i32(dim));
             driver.free(partial);
         } finally {
             exit();
@@ -1117,10 +1108,15 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Rows cut into at most MAX_CHUNKS chunks of equal length (the last shorter) for fixed-order column sums. */
+    /** Rows cut into chunks of equal length (the last shorter) for fixed-order column sums: at most MAX_CHUNKS of 64+. */
     private record RowChunks(int chunks, long perChunk) {
         static RowChunks of(long rows) {
-            int chunks = (int) Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64));
+            return of(rows, Math.min(MAX_CHUNKS, Math.max(1, (rows + 63) / 64)));
+        }
+
+        /** Rows (at least one) in at most {@code wanted} chunks of equal length, the last shorter. */
+        static RowChunks of(long rows, long wanted) {
+            int chunks = (int) Math.max(1, Math.min(rows, wanted));
             long perChunk = (rows + chunks - 1) / chunks;
             return new RowChunks((int) ((rows + perChunk - 1) / perChunk), perChunk);
         }

@@ -216,7 +216,7 @@ public final class TrainingPass implements AutoCloseable {
         if (mixed) refreshMatrices();
         try (RotaryTable table = backend.rotaryTable(plan.positions(), plan.invFreq(), plan.attentionScale())) {
             backend.embedding(layers[0].xIn, weights.embedding(), ids, h);
-            backend.rmsNorm(layers[0].norm1, layers[0].xIn, weights.layers().get(0).inputNorm(), rows, h, eps);
+            inputNorm(0);
             for (int l = 0; l < layers.length; l++) {
                 // Each layer's last residual add is fused with the norm that reads its result (the next layer's
                 // input norm, or the final norm).
@@ -231,7 +231,7 @@ public final class TrainingPass implements AutoCloseable {
                 // Recomputing: the shared buffers still hold the last layer's activations; the others are redone, up
                 // to the MLP's activation (the layer's output is already saved as the next layer's input).
                 if (recompute && l < layers.length - 1) {
-                    backend.rmsNorm(layers[l].norm1, layers[l].xIn, weights.layers().get(l).inputNorm(), rows, h, eps);
+                    inputNorm(l);
                     layerForward(l, table, shape, null, null, null);
                 }
                 layerBackward(l, table, shape, plan.positions(), dInvFreq);
@@ -248,6 +248,12 @@ public final class TrainingPass implements AutoCloseable {
             for (int i = 0; i < from.size(); i++) backend.copy(to.get(i), 0, from.get(i), 0, from.get(i).size());
         }
         backend.copy(lmHead16, 0, weights.lmHead(), 0, weights.lmHead().size());
+    }
+
+    /** Layer {@code l}'s input norm into its {@code norm1} (the other layers' come fused with the add before them). */
+    private void inputNorm(int l) {
+        backend.rmsNorm(layers[l].norm1, layers[l].xIn, weights.layers().get(l).inputNorm(), rows, c.hiddenSize(),
+                c.rmsNormEps());
     }
 
     /**

@@ -140,11 +140,7 @@ public interface Backend extends AutoCloseable {
      * {@link #addInPlace} then {@link #rmsNorm}; a backend may do both in one pass over the rows.
      */
     default void addRmsNorm(Tensor out, Tensor sum, Tensor a, Tensor b, Tensor weight, long rows, int dim, float eps) {
-        String op = "addRmsNorm";
-        OpChecks.nonNegative(op, "rows", rows);
-        OpChecks.positive(op, "dim", dim);
-        long n = OpChecks.product(op, rows, dim);
-        if (out == sum) throw new IllegalArgumentException(op + ": out and sum are the same tensor");
+        long n = OpChecks.addRmsNorm("addRmsNorm", out, sum, rows, dim);
         if (sum == a) {
             addInPlace(sum, b, n);
         } else if (sum == b) {
@@ -199,10 +195,7 @@ public interface Backend extends AutoCloseable {
      */
     default void rmsNormBackwardAdd(Tensor dResidual, Tensor rounded, Tensor dWeight, Tensor dOut, Tensor x,
                                     Tensor weight, long rows, int dim, float eps) {
-        String op = "rmsNormBackwardAdd";
-        long n = OpChecks.product(op, rows, dim);
-        if (dResidual == dOut || dResidual == x || rounded == dResidual)
-            throw new IllegalArgumentException(op + ": dResidual must be a tensor of its own");
+        long n = OpChecks.rmsNormBackwardAdd("rmsNormBackwardAdd", dResidual, rounded, dOut, x, rows, dim);
         rmsNormBackward(dOut, dWeight, dOut, x, weight, rows, dim, eps);
         addInPlace(dResidual, dOut, n);
         if (rounded != null) copy(rounded, 0, dResidual, 0, n);

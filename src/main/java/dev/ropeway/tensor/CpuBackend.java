@@ -483,10 +483,10 @@ public final class CpuBackend implements Backend {
     public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n) {
         String op = "swigluBackward";
         OpChecks.nonNegative(op, "n", n);
+        if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
         if (dGate instanceof CpuBf16Tensor || dUp instanceof CpuBf16Tensor) {
             if (!(dGate instanceof CpuBf16Tensor && dUp instanceof CpuBf16Tensor))
                 throw new IllegalArgumentException(op + ": dGate and dUp must be both float32 or both bfloat16");
-            if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
             for (Tensor t : new Tensor[] {dGate, dUp})
                 if (t.size() < n) throw new IllegalArgumentException(op + ": an output has " + t.size() + " values, needs n = " + n);
             if (n == 0) return;

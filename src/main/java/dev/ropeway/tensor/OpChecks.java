@@ -24,6 +24,29 @@ public final class OpChecks {
         }
     }
 
+    /** A row op's counts: rows >= 0 and dim > 0; returns rows * dim. */
+    public static long rows(String op, long rows, int dim) {
+        nonNegative(op, "rows", rows);
+        positive(op, "dim", dim);
+        return product(op, rows, dim);
+    }
+
+    /** {@link Backend#addRmsNorm}'s counts and aliasing (out must not be sum); returns rows * dim. */
+    public static long addRmsNorm(String op, Tensor out, Tensor sum, long rows, int dim) {
+        long n = rows(op, rows, dim);
+        if (out == sum) throw new IllegalArgumentException(op + ": out and sum are the same tensor");
+        return n;
+    }
+
+    /** {@link Backend#rmsNormBackwardAdd}'s counts and aliasing (dResidual is its own tensor); returns rows * dim. */
+    public static long rmsNormBackwardAdd(String op, Tensor dResidual, Tensor rounded, Tensor dOut, Tensor x, long rows,
+                                          int dim) {
+        long n = rows(op, rows, dim);
+        if (dResidual == dOut || dResidual == x || rounded == dResidual)
+            throw new IllegalArgumentException(op + ": dResidual must be a tensor of its own");
+        return n;
+    }
+
     /** Every id must index a row of a table with {@code rows} rows. */
     public static void ids(String op, int[] ids, long rows) {
         for (int r = 0; r < ids.length; r++)

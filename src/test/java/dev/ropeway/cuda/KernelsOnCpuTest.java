@@ -119,7 +119,7 @@ class KernelsOnCpuTest {
     /** Builds {@code program} against {@code kernels} (written as {@code header}) with the defines, runs it, checks. */
     private static void buildAndRun(Path tmp, String program, String kernels, String header, List<String> defines,
                                     int minimumChecks) throws Exception {
-        for (String f : new String[] {"shim.h", "mma_shim.h", program}) Files.writeString(tmp.resolve(f), resource(f));
+        for (String f : new String[] {"shim.h", "mma_shim.h", "checks.h", program}) Files.writeString(tmp.resolve(f), resource(f));
         Files.writeString(tmp.resolve(header), forCpu(CudaBackend.source(kernels)));
         List<String> build = new ArrayList<>(List.of(cxx.toString(), "-std=c++20", "-O2", "-pthread", "-w"));
         build.addAll(defines);

@@ -36,12 +36,6 @@ class FusedOpsTest {
         return out;
     }
 
-    static float[] roundedAll(float[] x) {
-        float[] r = new float[x.length];
-        for (int i = 0; i < x.length; i++) r[i] = rounded(x[i]);
-        return r;
-    }
-
     @Test
     void addRmsNormIsTheAddThenTheNormForEveryAllowedAliasing() {
         int rows = 37, dim = 70;
@@ -79,7 +73,7 @@ class FusedOpsTest {
             cpu.addRmsNorm(out, s, ta, tb, wt, rows, dim, eps);
             assertArrayEquals(sum, read(s), "sum into its own tensor");
             assertArrayEquals(a, read(ta), "a untouched");
-            assertArrayEquals(roundedAll(norm), read(out), "norm rounded to bfloat16");
+            assertArrayEquals(rounded(norm), read(out), "norm rounded to bfloat16");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> cpu.addRmsNorm(s, s, ta, tb, wt, rows, dim, eps));
             assertTrue(e.getMessage().contains("out and sum are the same tensor"), e.getMessage());
@@ -109,7 +103,7 @@ class FusedOpsTest {
                 assertArrayEquals(resWant, read(tres), "dResidual += dx (" + copyType + ")");
                 assertArrayEquals(dwWant, read(tdw), "dWeight accumulated (" + copyType + ")");
                 if (copyType == DType.F32) assertArrayEquals(resWant, read(copy), "float32 copy");
-                if (copyType == DType.BF16) assertArrayEquals(roundedAll(resWant), read(copy), "bfloat16 copy");
+                if (copyType == DType.BF16) assertArrayEquals(rounded(resWant), read(copy), "bfloat16 copy");
                 assertArrayEquals(x, read(tx), "x untouched");
                 for (Tensor bad : new Tensor[] {tdy, tx})
                     assertThrows(IllegalArgumentException.class,
@@ -134,7 +128,7 @@ class FusedOpsTest {
             try (Tensor t = cpu.upload(logits); Tensor g = cpu.allocate(logits.length, type)) {
                 double[] loss = cpu.crossEntropyBackward(t, g, targets, rows, vocab, 0.5f);
                 assertArrayEquals(lossWant, loss, "losses (" + type + ")");
-                assertArrayEquals(type == DType.BF16 ? roundedAll(gradWant) : gradWant, read(g), "gradient (" + type + ")");
+                assertArrayEquals(type == DType.BF16 ? rounded(gradWant) : gradWant, read(g), "gradient (" + type + ")");
             }
         }
         try (Tensor t = cpu.upload(logits)) {
@@ -158,8 +152,8 @@ class FusedOpsTest {
         try (Tensor tg = cpu.upload(g); Tensor tu = cpu.upload(u); Tensor tdy = cpu.upload(dy);
              Tensor dg = cpu.allocate(n, DType.BF16); Tensor du = cpu.allocate(n, DType.BF16); Tensor f = cpu.allocate(n)) {
             cpu.swigluBackward(dg, du, tdy, tg, tu, n);
-            assertArrayEquals(roundedAll(dgWant), read(dg), "dGate rounded");
-            assertArrayEquals(roundedAll(duWant), read(du), "dUp rounded");
+            assertArrayEquals(rounded(dgWant), read(dg), "dGate rounded");
+            assertArrayEquals(rounded(duWant), read(du), "dUp rounded");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> cpu.swigluBackward(dg, f, tdy, tg, tu, n));
             assertTrue(e.getMessage().contains("both float32 or both bfloat16"), e.getMessage());

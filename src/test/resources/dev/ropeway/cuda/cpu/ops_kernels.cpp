@@ -1,21 +1,9 @@
 // Runs ops.cu's kernels on the CPU (shim.h) against float64 references written from the ops' definitions, and
-// prints one line per check; exits non-zero when any check fails. Built and run by OpsKernelsOnCpuTest.
+// prints one line per check; exits non-zero when any check fails. Built and run by KernelsOnCpuTest.
 #include "shim.h"
 #include "ops_for_cpu.h"   // common.cuh + ops.cu, as NVRTC gets them, with inline PTX replaced
 
-#include <random>
-
-typedef std::vector<float> F;
-typedef std::vector<double> D;
-static std::mt19937_64 rng(20261123);
-static int failures = 0;
-
-static F normal(size_t n, double scale) {
-    std::normal_distribution<double> d(0, scale);
-    F v(n);
-    for (auto& x : v) x = (float) d(rng);
-    return v;
-}
+#include "checks.h"
 
 static float widenBf16(unsigned short b) { return __uint_as_float(((unsigned) b) << 16); }
 
@@ -28,24 +16,6 @@ static float roundBf16(float x) {
     double dd = std::fabs((double) x - down), du = std::fabs(upValue - x);
     if (dd != du) return dd < du ? down : up;
     return ((bits >> 16) & 1) == 0 ? down : up;
-}
-
-// ||got - want|| / ||want||
-static double rel(const D& want, const F& got) {
-    double d = 0, w = 0;
-    for (size_t i = 0; i < want.size(); i++) {
-        if (std::isfinite(want[i]) && !std::isfinite(got[i])) return INFINITY;
-        double e = got[i] - want[i];
-        d += e * e;
-        w += want[i] * want[i];
-    }
-    return std::sqrt(d / std::max(w, 1e-300));
-}
-
-static void check(const std::string& what, double err, double tol) {
-    bool ok = err <= tol;
-    std::printf("%-60s %10.3g  (tol %.1g) %s\n", what.c_str(), err, tol, ok ? "ok" : "FAILED");
-    if (!ok) failures++;
 }
 
 static F widened(const std::vector<unsigned short>& b) {
