@@ -12,6 +12,8 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * A kernel's parameter list as cuLaunchKernel takes it: an array of pointers, each to one argument's value. Values
  * live in slots of the given allocator (a pointer is a 64-bit device address; {@code long} is C's {@code long long}).
+ * The array ends with a null pointer, which the driver does not read (it knows the kernel's parameters) but which lets
+ * a stand-in for the driver check that the count matches.
  */
 final class KernelArgs {
     private static final int MAX = 16;
@@ -21,7 +23,8 @@ final class KernelArgs {
 
     KernelArgs(SegmentAllocator arena) {
         this.arena = arena;
-        this.pointers = arena.allocate(ADDRESS, MAX);
+        this.pointers = arena.allocate(ADDRESS, MAX + 1);
+        pointers.setAtIndex(ADDRESS, 0, MemorySegment.NULL);
     }
 
     KernelArgs ptr(long deviceAddress) {
@@ -52,6 +55,7 @@ final class KernelArgs {
     private KernelArgs add(MemorySegment value) {
         if (count == MAX) throw new IllegalStateException("more than " + MAX + " kernel arguments");
         pointers.setAtIndex(ADDRESS, count++, value);
+        pointers.setAtIndex(ADDRESS, count, MemorySegment.NULL);
         return this;
     }
 

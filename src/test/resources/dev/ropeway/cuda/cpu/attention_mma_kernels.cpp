@@ -100,11 +100,7 @@ static void run(const Case& c, double dOutScale) {
 #else
     F kk = k, vv = v;
 #endif
-    launch(blocksOf(c.seqQ, 128) * c.heads * c.batch, 1, 256, [&] {
-        // The grid's y (heads) and z (batch) folded into x, as the shim runs one dimension.
-        const unsigned flat = blockIdx.x, perRow = (unsigned) blocksOf(c.seqQ, 128);
-        blockIdx = {flat % perRow, (flat / perRow) % (unsigned) c.heads, flat / (perRow * c.heads)};
-        gridDim = {perRow, (unsigned) c.heads, (unsigned) c.batch};
+    launch(blocksOf(c.seqQ, 128), c.heads, c.batch, 256, [&] {
         attention_forward_f16(o.data(), l.data(), q.data(), kk.data(), vv.data(), s);
     });
     check("forward out: " + at, rel(out, o), 2e-3);
@@ -118,16 +114,10 @@ static void run(const Case& c, double dOutScale) {
     unsigned maxBits = 0;
     launch(4, 1, 256, [&] { attention_grad_absmax(&maxBits, dOut.data(), qFloats); });
     launch(blocksOf(rowStats, 8), 1, 256, [&] { attention_backward_prep(dOh.data(), delta.data(), dOut.data(), o.data(), &maxBits, rowStats); });
-    launch(blocksOf(c.seqKv, 64) * c.kvHeads * c.batch, 1, 128, [&] {
-        const unsigned flat = blockIdx.x, perRow = (unsigned) blocksOf(c.seqKv, 64);
-        blockIdx = {flat % perRow, (flat / perRow) % (unsigned) c.kvHeads, flat / (perRow * c.kvHeads)};
-        gridDim = {perRow, (unsigned) c.kvHeads, (unsigned) c.batch};
+    launch(blocksOf(c.seqKv, 64), c.kvHeads, c.batch, 128, [&] {
         attention_backward_kv_f16(dkG.data(), dvG.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
     });
-    launch(blocksOf(c.seqQ, 64) * c.heads * c.batch, 1, 128, [&] {
-        const unsigned flat = blockIdx.x, perRow = (unsigned) blocksOf(c.seqQ, 64);
-        blockIdx = {flat % perRow, (flat / perRow) % (unsigned) c.heads, flat / (perRow * c.heads)};
-        gridDim = {perRow, (unsigned) c.heads, (unsigned) c.batch};
+    launch(blocksOf(c.seqQ, 64), c.heads, c.batch, 128, [&] {
         attention_backward_q_f16(dqG.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
     });
     check("backward dq: " + at, rel(dq, dqG), 5e-3);

@@ -3,6 +3,8 @@
 // (m16n8k16, .f16 inputs, .f32 accumulators); cp.async copies at once (its groups and waits do nothing).
 #include <atomic>
 struct float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
 inline float exp2f(float x) { return std::exp2(x); }
 inline int ilogbf(float x) { return std::ilogb(x); }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
@@ -18,28 +20,33 @@ inline unsigned shimHalfPair(float lo, float hi) { return ((unsigned) shimHalfBi
 
 // d += A (16 x 16) B (16 x 8): lane l = 4 g + t holds A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..],
 // B[2t..][g], B[2t+8..][g] (pairs: the lower index in the low half), and D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
+// Lane 0 gathers the fragments and multiplies once for the warp; each lane then adds its four elements.
 inline void shimMma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     WarpExchange* x = myWarp;
     for (int i = 0; i < 4; i++) x->regs[myLane][i] = a[i];
     x->regs[myLane][4] = b0;
     x->regs[myLane][5] = b1;
-    myWarp->bar.arrive_and_wait();
-    auto A = [&](int row, int col) {
-        int g = row % 8, t = (col % 8) / 2, reg = (row >= 8 ? 1 : 0) + (col >= 8 ? 2 : 0);
-        return shimHalf(x->regs[4 * g + t][reg], col % 2);
-    };
-    auto B = [&](int k, int n) {
-        int t = (k % 8) / 2;
-        return shimHalf(x->regs[4 * n + t][4 + (k >= 8 ? 1 : 0)], k % 2);
-    };
-    const int g = myLane / 4, t = myLane % 4;
-    for (int i = 0; i < 4; i++) {
-        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i % 2);
-        float s = 0.f;
-        for (int k = 0; k < 16; k++) s += A(row, k) * B(k, col);
-        d[i] += s;
+    shimWarpSync();
+    if (myLane == 0) {
+        float A[16][16], B[16][8];
+        for (int l = 0; l < 32; l++) {
+            const int g = l / 4, t = l % 4;
+            for (int reg = 0; reg < 4; reg++)
+                for (int half = 0; half < 2; half++)
+                    A[g + 8 * (reg & 1)][2 * t + half + 8 * (reg >> 1)] = shimHalf(x->regs[l][reg], half);
+            for (int reg = 0; reg < 2; reg++)
+                for (int half = 0; half < 2; half++) B[2 * t + half + 8 * reg][g] = shimHalf(x->regs[l][4 + reg], half);
+        }
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < 8; c++) {
+                float s = 0.f;
+                for (int k = 0; k < 16; k++) s += A[r][k] * B[k][c];
+                x->product[r][c] = s;
+            }
     }
-    myWarp->bar.arrive_and_wait();
+    shimWarpSync();
+    const int g = myLane / 4, t = myLane % 4;
+    for (int i = 0; i < 4; i++) d[i] += x->product[g + (i >= 2 ? 8 : 0)][2 * t + (i % 2)];
 }
 
 // ldmatrix .m8n8 .x2 / .x4 (.trans): lane 8 m + i names row i of matrix m; each lane receives, of each matrix, row
@@ -47,7 +54,7 @@ inline void shimMma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsign
 inline void shimLdmatrix(const unsigned short* row, int matrices, bool trans, unsigned* r) {
     WarpExchange* x = myWarp;
     x->rows[myLane] = row;
-    myWarp->bar.arrive_and_wait();
+    shimWarpSync();
     const int g = myLane / 4, t = myLane % 4;
     for (int m = 0; m < matrices; m++) {
         unsigned short lo, hi;
@@ -60,7 +67,7 @@ inline void shimLdmatrix(const unsigned short* row, int matrices, bool trans, un
         }
         r[m] = ((unsigned) hi << 16) | lo;
     }
-    myWarp->bar.arrive_and_wait();
+    shimWarpSync();
 }
 
 inline unsigned __reduce_max_sync(unsigned, unsigned v) {

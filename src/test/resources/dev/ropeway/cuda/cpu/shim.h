@@ -1,23 +1,26 @@
-// The CUDA execution model on the CPU, enough to run Ropeway's element-wise, row and reduction kernels (ops.cu)
-// without a GPU: a grid's blocks run one after another, a block's threads are OS threads, __syncthreads is a
-// barrier of the block, and a warp shuffle exchanges values through a per-warp buffer between two barriers of the
-// warp. Shared memory is static storage (one block runs at a time). Inline PTX is not supported; the test replaces
-// the few float16 conversions written in it before compiling.
+// The CUDA execution model on the CPU, enough to run Ropeway's kernels without a GPU: a grid's blocks run one after
+// another on the calling thread; a block's threads are fibers (each with its own stack, switched in user space) run in
+// turn until each reaches a synchronisation point: __syncthreads (every thread of the block), or a warp's exchange
+// (the 32 lanes of one warp: shuffles, and the tensor-core stand-ins of mma_shim.h). A point is passed once every
+// thread it waits for has reached it (a thread that has returned counts as arrived); a block where no point can be
+// passed is a deadlock, reported. Shared memory is static storage (one block runs at a time). Inline PTX is not
+// supported; the few helpers written in it get CPU bodies before compiling. x86-64 only (the context switch).
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <thread>
+#include <sys/mman.h>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 struct Dim3 {
     unsigned x, y, z;
 };
-thread_local Dim3 threadIdx, blockIdx;
-Dim3 blockDim, gridDim;
+Dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 #define __global__
 #define __device__
@@ -25,25 +28,152 @@ Dim3 blockDim, gridDim;
 #define __launch_bounds__(...)
 
 struct WarpExchange {
-    std::barrier<> bar{32};
     double slot[32];
     unsigned regs[32][6];                // tensor-core fragments (mma_shim.h)
     const unsigned short* rows[32];      // ldmatrix row addresses (mma_shim.h)
+    float product[16][8];                // an mma's product, made by lane 0 (mma_shim.h)
 };
-std::barrier<>* blockBarrier;
-std::vector<std::unique_ptr<WarpExchange>> warpExchanges;
-thread_local WarpExchange* myWarp;
-thread_local int myLane;
+// (Never destroyed: a process that exits while a launch runs must not pull them from under it.)
+std::vector<std::unique_ptr<WarpExchange>>& warpExchanges = *new std::vector<std::unique_ptr<WarpExchange>>;
+WarpExchange* myWarp;
+int myLane;
 
-inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
+// ---- fibers ----
+
+// Saves the callee-saved registers, the SSE and x87 control words and the stack pointer into *save, and resumes the
+// context whose stack pointer is `next` (System V x86-64).
+extern "C" void shimSwitch(void** save, void* next);
+asm(R"(
+    .text
+    .globl shimSwitch
+    .hidden shimSwitch
+    .type shimSwitch, @function
+shimSwitch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size shimSwitch, .-shimSwitch
+)");
+
+enum FiberState { RUNNABLE, AT_BLOCK, AT_WARP, DONE };
+
+struct Fiber {
+    void* sp;
+    char* stack;
+    FiberState state;
+};
+
+const size_t STACK_BYTES = 256 * 1024, GUARD_BYTES = 4096;
+std::vector<Fiber>& fibers = *new std::vector<Fiber>;
+int currentFiber;
+void* schedulerSp;
+void (*fiberBody)(void*);
+void* fiberContext;
+
+// Where a fiber starts: the kernel, then it is done and hands back for good.
+extern "C" void shimFiberEntry() {
+    fiberBody(fiberContext);
+    fibers[currentFiber].state = DONE;
+    shimSwitch(&fibers[currentFiber].sp, schedulerSp);
+    std::abort();   // a finished fiber is never resumed
+}
+
+// A fresh context for fiber i, entering shimFiberEntry on its first resume.
+inline void shimStartFiber(int i) {
+    Fiber& f = fibers[i];
+    if (f.stack == nullptr) {
+        void* m = mmap(nullptr, STACK_BYTES + GUARD_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) { std::fprintf(stderr, "shim: no memory for a fiber stack\n"); std::abort(); }
+        mprotect(m, GUARD_BYTES, PROT_NONE);   // an overflowing stack faults instead of writing over another
+        f.stack = (char*) m;
+    }
+    uint64_t* top = (uint64_t*) (f.stack + STACK_BYTES + GUARD_BYTES);
+    uint64_t* ret = top - 2;                   // 16-byte aligned: entered as if called
+    ret[0] = (uint64_t) &shimFiberEntry;
+    for (int r = 1; r <= 6; r++) ret[-r] = 0;  // rbp, rbx, r12 .. r15
+    uint32_t* control = (uint32_t*) (ret - 7);
+    control[0] = 0x1f80;                       // MXCSR: all exceptions masked, round to nearest
+    control[1] = 0x037f;                       // x87 control word, the default
+    f.sp = ret - 7;
+    f.state = RUNNABLE;
+}
+
+inline void shimYield(FiberState state) {
+    fibers[currentFiber].state = state;
+    shimSwitch(&fibers[currentFiber].sp, schedulerSp);
+}
+
+inline void __syncthreads() { shimYield(AT_BLOCK); }
+
+// Waits until every lane of this warp has come here.
+inline void shimWarpSync() { shimYield(AT_WARP); }
+
+// Runs one block: every fiber to its next synchronisation point, then releases whatever can pass, until all are done.
+inline void shimRunBlock(int threads) {
+    for (int i = 0; i < threads; i++) shimStartFiber(i);
+    for (;;) {
+        for (int i = 0; i < threads; i++) {
+            if (fibers[i].state != RUNNABLE) continue;
+            currentFiber = i;
+            threadIdx = {(unsigned) i, 0, 0};
+            myWarp = warpExchanges[i / 32].get();
+            myLane = i % 32;
+            shimSwitch(&schedulerSp, fibers[i].sp);
+        }
+        bool released = false, allDone = true, allAtBlock = true;
+        for (int w = 0; w < threads / 32; w++) {
+            bool waiting = false, ready = true;
+            for (int l = 32 * w; l < 32 * w + 32; l++) {
+                FiberState s = fibers[l].state;
+                if (s != DONE) allDone = false;
+                if (s == AT_WARP) waiting = true;
+                if (s == AT_BLOCK) ready = false;
+                if (s != AT_BLOCK && s != DONE) allAtBlock = false;
+            }
+            if (waiting && ready) {
+                for (int l = 32 * w; l < 32 * w + 32; l++)
+                    if (fibers[l].state == AT_WARP) fibers[l].state = RUNNABLE;
+                released = true;
+            }
+        }
+        if (allDone) return;
+        if (released) continue;
+        if (allAtBlock) {
+            for (int i = 0; i < threads; i++)
+                if (fibers[i].state == AT_BLOCK) fibers[i].state = RUNNABLE;
+            continue;
+        }
+        std::fprintf(stderr, "shim: deadlock in block (%u, %u, %u): lanes of a warp wait at different points\n",
+                     blockIdx.x, blockIdx.y, blockIdx.z);
+        std::abort();
+    }
+}
 
 template <typename T>
 T __shfl_xor_sync(unsigned, T v, int laneMask) {
     T* slot = reinterpret_cast<T*>(myWarp->slot);
     slot[myLane] = v;
-    myWarp->bar.arrive_and_wait();
+    shimWarpSync();
     T other = slot[myLane ^ laneMask];
-    myWarp->bar.arrive_and_wait();
+    shimWarpSync();
     return other;
 }
 
@@ -58,30 +188,75 @@ inline float fmaxf(float a, float b) { return std::fmax(a, b); }
 alignas(16) float dynamicShared[1 << 16];
 
 inline unsigned short shimHalfBits(float x) { _Float16 h = (_Float16) x; unsigned short b; std::memcpy(&b, &h, 2); return b; }
-inline float shimHalfToFloat(unsigned short b) { _Float16 h; std::memcpy(&h, &b, 2); return (float) h; }
+// float16 to float32 through a table of all 65536 values (the compiler's own conversion is a library call without F16C).
+struct ShimHalfTable {
+    float value[65536];
+    ShimHalfTable() {
+        for (unsigned b = 0; b < 65536; b++) {
+            unsigned short bits = (unsigned short) b;
+            _Float16 h;
+            std::memcpy(&h, &bits, 2);
+            value[b] = (float) h;
+        }
+    }
+};
+inline const ShimHalfTable shimHalves;
+inline float shimHalfToFloat(unsigned short b) { return shimHalves.value[b]; }
 
-// Runs kernel() as a grid of gx x gy blocks of `threads` threads (a multiple of 32): the threads are started once
-// and walk the blocks in order together, a barrier between one block and the next.
+// Runs kernel() as a grid of gx x gy x gz blocks of `threads` threads (a multiple of 32, at most 1024), block after
+// block. Dynamic shared memory starts filled with 0xFF bytes (NaN as float32 and as float16), as a GPU's holds
+// whatever was there before.
+template <typename Kernel>
+void launch(int gx, int gy, int gz, int threads, Kernel kernel) {
+    if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
+        std::fprintf(stderr, "shim: blocks of %d threads\n", threads);
+        std::abort();
+    }
+    gridDim = {(unsigned) gx, (unsigned) gy, (unsigned) gz};
+    blockDim = {(unsigned) threads, 1, 1};
+    std::memset(dynamicShared, 0xff, sizeof dynamicShared);
+    if ((int) fibers.size() < threads) fibers.resize(threads, Fiber{nullptr, nullptr, DONE});
+    while ((int) warpExchanges.size() < threads / 32) warpExchanges.push_back(std::make_unique<WarpExchange>());
+    fiberBody = [](void* k) { (*static_cast<Kernel*>(k))(); };
+    fiberContext = &kernel;
+    for (int bz = 0; bz < gz; bz++)
+        for (int by = 0; by < gy; by++)
+            for (int bx = 0; bx < gx; bx++) {
+                blockIdx = {(unsigned) bx, (unsigned) by, (unsigned) bz};
+                shimRunBlock(threads);
+            }
+}
+
 template <typename Kernel>
 void launch(int gx, int gy, int threads, Kernel kernel) {
-    gridDim = {(unsigned) gx, (unsigned) gy, 1};
-    blockDim = {(unsigned) threads, 1, 1};
-    std::barrier<> bar(threads);
-    blockBarrier = &bar;
-    warpExchanges.clear();
-    for (int w = 0; w < threads / 32; w++) warpExchanges.push_back(std::make_unique<WarpExchange>());
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; t++)
-        ts.emplace_back([&, t] {
-            threadIdx = {(unsigned) t, 0, 0};
-            myWarp = warpExchanges[t / 32].get();
-            myLane = t % 32;
-            for (int by = 0; by < gy; by++)
-                for (int bx = 0; bx < gx; bx++) {
-                    blockIdx = {(unsigned) bx, (unsigned) by, 0};
-                    kernel();
-                    bar.arrive_and_wait();
-                }
-        });
-    for (auto& t : ts) t.join();
+    launch(gx, gy, 1, threads, kernel);
 }
+
+// A kernel called with cuLaunchKernel's argument array: one pointer per parameter, to its value. Returns 1 when the
+// array has a pointer past the last parameter (the caller ends it with a null), 2 when it ends before.
+template <typename... A, std::size_t... I>
+void shimCallWith(void (*f)(A...), void** p, std::index_sequence<I...>) {
+    f(*reinterpret_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(p[I])...);
+}
+
+template <typename... A>
+void shimCall(void (*f)(A...), void** p) {
+    shimCallWith(f, p, std::index_sequence_for<A...>{});
+}
+
+template <typename... A>
+int shimCheckArguments(void (*)(A...), void** p) {
+    for (std::size_t i = 0; i < sizeof...(A); i++)
+        if (p[i] == nullptr) return 2;
+    return p[sizeof...(A)] == nullptr ? 0 : 1;
+}
+
+// The launcher the emulated driver calls for kernel `name` (a module built for the CPU has one per kernel).
+#define SHIM_LAUNCHER(name)                                                                                         \
+    extern "C" __attribute__((visibility("default"))) int ropeway_launch_##name(unsigned gx, unsigned gy, unsigned gz, \
+                                                                                unsigned threads, void** p) {       \
+        int status = shimCheckArguments(name, p);                                                                    \
+        if (status != 0) return status;                                                                              \
+        launch((int) gx, (int) gy, (int) gz, (int) threads, [&] { shimCall(name, p); });                             \
+        return 0;                                                                                                    \
+    }
