@@ -135,7 +135,7 @@ final class CudaEmulator {
         CpuKernels.Run r = CpuKernels.run(cmd, modules, 600);
         if (r.exit() != 0) throw new IOException(name + " " + defines + " did not build for the CPU:\n" + r.output());
         Files.move(tmp, library);
-        System.out.printf("[emulator] built %s %s for the CPU in %.1f s (%d kernels)%n", name, defines,
+        System.err.printf("[emulator] built %s %s for the CPU in %.1f s (%d kernels)%n", name, defines,
                 (System.nanoTime() - start) / 1e9, kernels.size());
         return library;
     }

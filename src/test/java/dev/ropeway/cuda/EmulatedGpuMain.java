@@ -34,7 +34,8 @@ import static org.junit.platform.engine.discovery.DiscoverySelectors.selectMetho
 public final class EmulatedGpuMain {
     /** The tag of GPU tests too large for the emulator (a 32k-token attention, say): real GPUs only. */
     public static final String FULL_SIZE = "full-size";
-    static final List<String> DEFAULT_SELECTORS = List.of("dev.ropeway.cuda.CudaBackendTest", "dev.ropeway.model.CudaParityTest");
+    static final List<String> DEFAULT_SELECTORS = List.of("dev.ropeway.cuda.CudaBackendTest", "dev.ropeway.model.CudaParityTest",
+            "dev.ropeway.cli.CudaCliTest");
 
     public static void main(String[] args) throws Exception {
         Path folder = Path.of(args[0]), cxx = Path.of(args[1]);
