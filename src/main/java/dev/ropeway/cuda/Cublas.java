@@ -67,12 +67,19 @@ final class Cublas implements AutoCloseable {
      */
     void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
               float beta, long c, int ldc, boolean bf16) {
+        gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16, false);
+    }
+
+    /** As above; with {@code bf16Out} C holds bfloat16 too (sums in float32, rounded once as they are stored). */
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b, int ldb,
+              float beta, long c, int ldc, boolean bf16, boolean bf16Out) {
         int abType = bf16 ? CUDA_R_16BF : CUDA_R_32F, compute = bf16 ? CUBLAS_COMPUTE_32F : computeType;
+        int cType = bf16Out ? CUDA_R_16BF : CUDA_R_32F;
         scalars.setAtIndex(JAVA_FLOAT, 0, alpha);
         scalars.setAtIndex(JAVA_FLOAT, 1, beta);
         try {
             int status = (int) gemmEx.invokeExact(handle, transB ? 1 : 0, transA ? 1 : 0, n, m, k,
-                    scalars, b, abType, ldb, a, abType, lda, scalars.asSlice(4), c, CUDA_R_32F, ldc,
+                    scalars, b, abType, ldb, a, abType, lda, scalars.asSlice(4), c, cType, ldc,
                     compute, CUBLAS_GEMM_DEFAULT);
             check("cublasGemmEx(" + m + "x" + n + "x" + k + ")", status);
         } catch (Throwable t) {

@@ -472,22 +472,32 @@ public final class CudaBackend implements Backend {
         OpChecks.positive(op, "out", out);
         CudaTensor xs = atLeast(op, "x", operand(op, "x", x), OpChecks.product(op, rows, in), "rows*in");
         CudaTensor ws = atLeast(op, "w", operand(op, "w", w), (long) out * in, "out*in");
-        CudaTensor ys = atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
+        CudaTensor ys = atLeast(op, "y", operand(op, "y", y), OpChecks.product(op, rows, out), "rows*out");
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
         boolean bf16 = sameOperandTypes(op, "x", xs, "w", ws);
+        boolean bf16Out = ys.storage() == CudaTensor.Storage.BF16;
+        if (bf16Out && !bf16)
+            throw new IllegalArgumentException(op + ": a bfloat16 y needs bfloat16 x and w, got " + xs + " and " + ws);
+        if (rows == 0) return;
         int e = xs.elementBytes();
         long chunk = 1L << 30;
         enter();
+        // A bias goes on in float32: into bfloat16 with one, the product and the bias meet in scratch first.
+        long wide = bf16Out && bs != null ? driver.allocate(rows * out * 4) : 0;
         try (HostScratch a = HostScratch.begin()) {
+            long dst = wide != 0 ? wide : ys.address();
+            boolean narrow = bf16Out && wide == 0;
             for (long r0 = 0; r0 < rows; r0 += chunk) {
                 int m = (int) Math.min(chunk, rows - r0);
                 cublas.gemm(false, true, m, out, in, 1f, xs.address() + r0 * in * e, in, ws.address(), in, 0f,
-                        ys.address() + r0 * out * 4, out, bf16);
+                        dst + r0 * out * (narrow ? 2 : 4), out, bf16, narrow);
             }
-            if (bs != null && rows > 0)
+            if (bs != null)
                 ops.launch("add_bias", gridFor(rows * out), 1, 1, THREADS, 0,
-                        new KernelArgs(a).ptr(ys.address()).ptr(bs.address()).i64(rows).i32(out));
+                        new KernelArgs(a).ptr(dst).ptr(bs.address()).i64(rows).i32(out));
+            if (wide != 0) convert("to_bf16", ys.address(), wide, rows * out);
         } finally {
+            if (wide != 0) driver.free(wide);
             exit();
         }
     }
@@ -884,10 +894,12 @@ public final class CudaBackend implements Backend {
     public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
         String op = "swiglu";
         OpChecks.nonNegative(op, "n", n);
-        CudaTensor g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
+        CudaTensor g = atLeast(op, "gate", operand(op, "gate", gate), n, "n"), u = atLeast(op, "up", operand(op, "up", up), n, "n");
+        boolean fromBf16 = sameOperandTypes(op, "gate", g, "up", u);
         CudaTensor o = atLeast(op, "out", operand(op, "out", out), n, "n");
         if (n == 0) return;
-        launchElementwise(o.storage() == CudaTensor.Storage.BF16 ? "swiglu_forward_bf16" : "swiglu_forward", n,
+        launchElementwise((o.storage() == CudaTensor.Storage.BF16 ? "swiglu_forward_bf16" : "swiglu_forward")
+                        + (fromBf16 ? "_from_bf16" : ""), n,
                 a -> new KernelArgs(a).ptr(o.address()).ptr(g.address()).ptr(u.address()).i64(n));
     }
 
@@ -937,10 +949,12 @@ public final class CudaBackend implements Backend {
         CudaTensor dg = atLeast(op, "dGate", operand(op, "dGate", dGate), n, "n");
         CudaTensor du = atLeast(op, "dUp", operand(op, "dUp", dUp), n, "n");
         boolean bf16 = sameOperandTypes(op, "dGate", dg, "dUp", du);
-        CudaTensor dy = atLeast(op, "dOut", dOut, n, "n"), g = atLeast(op, "gate", gate, n, "n"), u = atLeast(op, "up", up, n, "n");
+        CudaTensor dy = atLeast(op, "dOut", dOut, n, "n");
+        CudaTensor g = atLeast(op, "gate", operand(op, "gate", gate), n, "n"), u = atLeast(op, "up", operand(op, "up", up), n, "n");
+        boolean fromBf16 = sameOperandTypes(op, "gate", g, "up", u);
         if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
         if (n == 0) return;
-        launchElementwise(bf16 ? "swiglu_backward_bf16" : "swiglu_backward", n, a -> new KernelArgs(a)
+        launchElementwise((bf16 ? "swiglu_backward_bf16" : "swiglu_backward") + (fromBf16 ? "_from_bf16" : ""), n, a -> new KernelArgs(a)
                 .ptr(dg.address()).ptr(du.address()).ptr(dy.address()).ptr(g.address()).ptr(u.address()).i64(n));
     }
 

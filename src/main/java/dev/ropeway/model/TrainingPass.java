@@ -27,8 +27,9 @@ import java.util.List;
  * <p>With bfloat16 operands (mixed precision, {@link Backend#trainingOperandType}), every matrix product reads
  * bfloat16: copies of the matrices, refreshed from the float32 master weights at each pass, and the activations that
  * products read (both norms' outputs, the attention output, the MLP's activation, the final norm's output, and each
- * gradient a product takes back), rounded once where they are made. Gradients, the residual stream and everything
- * element-wise stay float32, as do the optimiser's weights and state.
+ * gradient a product takes back), rounded once where they are made; so are the gate and up projections (the largest
+ * activations), when they have no biases. Gradients, the residual stream and the other element-wise values stay
+ * float32, as do the optimiser's weights and state.
  */
 public final class TrainingPass implements AutoCloseable {
 
@@ -59,8 +60,12 @@ public final class TrainingPass implements AutoCloseable {
     private final Tensor lmHead16, dY16, logits16;
     /** Mixed precision: the residual stream's gradient rounded to bfloat16 where it is made (by the norms' backward). */
     private final Tensor dx16;
-    /** Whether the SwiGLU backward writes its gradients as bfloat16 operands (mixed precision, no MLP biases). */
-    private final boolean mlpGrads16;
+    /**
+     * Mixed precision with no gate or up biases: the gate and up activations are kept in bfloat16 (rounded once by
+     * their products; the largest activations of a layer), and the SwiGLU backward writes its gradients as bfloat16
+     * operands.
+     */
+    private final boolean mlp16;
 
     /** A layer's matrices (bfloat16 copies in mixed precision). */
     private record Matrices(Tensor q, Tensor k, Tensor v, Tensor o, Tensor gate, Tensor up, Tensor down) {
@@ -98,8 +103,8 @@ public final class TrainingPass implements AutoCloseable {
             lse = alloc(rows * c.numHeads());
             xMid = alloc(rows * h);
             norm2 = operand(rows * h);
-            gate = alloc(rows * ffn);
-            up = alloc(rows * ffn);
+            gate = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
+            up = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
             act = operand(rows * ffn);
         }
     }
@@ -129,6 +134,7 @@ public final class TrainingPass implements AutoCloseable {
         this.recompute = recompute;
         if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("a training batch of " + rows + " tokens is too large");
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        mlp16 = mixed && weights.layers().stream().allMatch(w -> w.gateBias() == null && w.upBias() == null);
         try {
             layers = new LayerActivations[c.numLayers()];
             LayerActivations shared = recompute ? new LayerActivations(alloc(rows * h), null) : null;
@@ -138,13 +144,12 @@ public final class TrainingPass implements AutoCloseable {
             normFinal = operand(rows * h);
             logitRows = (int) Math.max(1, Math.min(rows, backend.blockFloats() / c.vocabSize()));
             logits = alloc((long) logitRows * c.vocabSize());
-            mlpGrads16 = mixed && weights.layers().stream().allMatch(w -> w.gateBias() == null && w.upBias() == null);
             if (mixed) {
                 for (LayerWeights w : weights.layers()) {
                     matrices16.add(Matrices.of(Matrices.of(w).all().stream().map(t -> operand(t.size())).toList()));
                 }
                 lmHead16 = operand(weights.lmHead().size());
-                dY16 = operand(rows * Math.max(Math.max(qd, kvd), mlpGrads16 ? 0 : ffn));
+                dY16 = operand(rows * Math.max(Math.max(qd, kvd), mlp16 ? 0 : ffn));
                 dx16 = operand(rows * h);
                 logits16 = operand((long) logitRows * c.vocabSize());
             } else {
@@ -160,8 +165,8 @@ public final class TrainingPass implements AutoCloseable {
             dAtt = alloc(rows * qd);
             dk = alloc(rows * kvd);
             dv = alloc(rows * kvd);
-            dGate = mlpGrads16 ? operand(rows * ffn) : alloc(rows * ffn);
-            dUp = mlpGrads16 ? operand(rows * ffn) : alloc(rows * ffn);
+            dGate = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
+            dUp = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
             dAct = alloc(rows * ffn);
         } catch (RuntimeException e) {
             close();
@@ -324,7 +329,7 @@ public final class TrainingPass implements AutoCloseable {
         // MLP branch: out = xMid + down(swiglu(gate(norm2), up(norm2))). In mixed precision dx16 holds dx rounded.
         linearBackward(dAct, g.down(), g.downBias(), dx, dx16, a.act, m.down(), ffn, h, false);
         backend.swigluBackward(dGate, dUp, dAct, a.gate, a.up, rows * ffn);
-        Tensor dGate16 = mlpGrads16 ? dGate : null, dUp16 = mlpGrads16 ? dUp : null;
+        Tensor dGate16 = mlp16 ? dGate : null, dUp16 = mlp16 ? dUp : null;
         linearBackward(dNorm, g.gate(), g.gateBias(), dGate, dGate16, a.norm2, m.gate(), h, ffn, false);
         linearBackward(dNorm, g.up(), g.upBias(), dUp, dUp16, a.norm2, m.up(), h, ffn, true);
         backend.rmsNormBackwardAdd(dx, dx16, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);

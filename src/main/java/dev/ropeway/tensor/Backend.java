@@ -21,9 +21,11 @@ public interface Backend extends AutoCloseable {
     /**
      * A zero-filled buffer of {@code size} elements of {@code dtype}: F32 (what {@link #allocate(long)} makes) or BF16,
      * the storage of matrix-product operands in mixed-precision training (see {@link #trainingOperandType}). A
-     * bfloat16 tensor is written by {@link #copy} (which rounds float32 to nearest even) and as the {@code out} of
-     * {@link #rmsNorm} and {@link #swiglu}; it is read by {@link #gemm} and {@link #linear} as an operand (never as the
-     * result; a backend may ask for both operands of one product in the same type), by {@link #copy} and by
+     * bfloat16 tensor is written by {@link #copy} (which rounds float32 to nearest even), as the {@code out} of
+     * {@link #rmsNorm} and {@link #swiglu}, and as the {@code y} of {@link #linear} (the float32 result rounded once;
+     * its operands then bfloat16 too); it is read by {@link #gemm} and {@link #linear} as an operand (never as
+     * {@link #gemm}'s result; a backend may ask for both operands of one product in the same type), by {@link #swiglu}
+     * and {@link #swigluBackward} as {@code gate} and {@code up} (both, widened exactly), by {@link #copy} and by
      * {@link #download}. Other ops refuse it. A backend that cannot store {@code dtype} says so.
      */
     default Tensor allocate(long size, DType dtype) {
@@ -127,7 +129,7 @@ public interface Backend extends AutoCloseable {
      */
     void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape);
 
-    /** {@code out[i] = silu(gate[i]) * up[i]} for i in [0, n). */
+    /** {@code out[i] = silu(gate[i]) * up[i]} for i in [0, n); gate and up may both be bfloat16, out may be too. */
     void swiglu(Tensor out, Tensor gate, Tensor up, long n);
 
     /** {@code y[i] += x[i]} for i in [0, n). */
@@ -224,7 +226,8 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Backward of {@link #swiglu} ({@code out = silu(gate) * up}): writes {@code dGate} and {@code dUp}, both float32
-     * or both bfloat16 (rounded once: the operands of the products' backward, when they need no bias gradient).
+     * or both bfloat16 (rounded once: the operands of the products' backward, when they need no bias gradient);
+     * {@code gate} and {@code up} may both be bfloat16 (the forward's inputs as mixed precision keeps them).
      */
     void swigluBackward(Tensor dGate, Tensor dUp, Tensor dOut, Tensor gate, Tensor up, long n);
 

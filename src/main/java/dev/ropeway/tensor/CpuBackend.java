@@ -183,6 +183,17 @@ public final class CpuBackend implements Backend {
         return wide;
     }
 
+    /**
+     * The first {@code n} values of an element-wise input that may be stored as bfloat16 (then widened, exactly), as a
+     * float32 tensor the caller closes: a bfloat16 pair of inputs (SwiGLU's gate and up) must come as a pair.
+     */
+    private CpuTensor widenedInput(String op, String name, Tensor t, long n) {
+        if (!(t instanceof CpuBf16Tensor h))
+            throw new IllegalArgumentException(op + ": gate and up must be both float32 or both bfloat16, " + name + " is " + t);
+        if (h.size() < n) throw new IllegalArgumentException(op + ": " + name + " has " + h.size() + " values, needs n = " + n);
+        return widened(h, 0, n);
+    }
+
     /** Writes {@code out} through a float32 buffer when it is bfloat16: {@code kernel} fills the buffer it is given. */
     private void intoMaybeBf16(String op, Tensor out, long n, java.util.function.Consumer<MemorySegment> kernel) {
         if (out instanceof CpuBf16Tensor b) {
@@ -262,6 +273,16 @@ public final class CpuBackend implements Backend {
         OpChecks.nonNegative(op, "rows", rows);
         OpChecks.positive(op, "in", in);
         OpChecks.positive(op, "out", out);
+        if (y instanceof CpuBf16Tensor hy) {
+            // Into bfloat16 (an activation kept narrow): the float32 result, rounded once.
+            long n = OpChecks.product(op, rows, out);
+            if (hy.size() < n) throw new IllegalArgumentException(op + ": y has " + hy.size() + " values, needs rows*out = " + n);
+            try (CpuTensor wide = new CpuTensor(n)) {
+                linear(wide, x, w, bias, rows, in, out, rowChunk);
+                convertingCopy(hy, 0, wide, 0, n);
+            }
+            return;
+        }
         if (x instanceof CpuBf16Tensor hx) {
             long n = OpChecks.product(op, rows, in);
             if (hx.size() < n) throw new IllegalArgumentException(op + ": x has " + hx.size() + " values, needs rows*in = " + n);
@@ -366,6 +387,12 @@ public final class CpuBackend implements Backend {
     public void swiglu(Tensor out, Tensor gate, Tensor up, long n) {
         String op = "swiglu";
         OpChecks.nonNegative(op, "n", n);
+        if (gate instanceof CpuBf16Tensor || up instanceof CpuBf16Tensor) {
+            try (CpuTensor g = widenedInput(op, "gate", gate, n); CpuTensor u = widenedInput(op, "up", up, n)) {
+                swiglu(out, g, u, n);
+            }
+            return;
+        }
         MemorySegment g = Checks.atLeast(op, "gate", gate, n, "n");
         MemorySegment u = Checks.atLeast(op, "up", up, n, "n");
         intoMaybeBf16(op, out, n, o -> Elementwise.swiglu(pool(), o, g, u, n));
@@ -484,6 +511,12 @@ public final class CpuBackend implements Backend {
         String op = "swigluBackward";
         OpChecks.nonNegative(op, "n", n);
         if (dGate == dUp) throw new IllegalArgumentException(op + ": dGate and dUp are the same tensor");
+        if (gate instanceof CpuBf16Tensor || up instanceof CpuBf16Tensor) {
+            try (CpuTensor g = widenedInput(op, "gate", gate, n); CpuTensor u = widenedInput(op, "up", up, n)) {
+                swigluBackward(dGate, dUp, dOut, g, u, n);
+            }
+            return;
+        }
         if (dGate instanceof CpuBf16Tensor || dUp instanceof CpuBf16Tensor) {
             if (!(dGate instanceof CpuBf16Tensor && dUp instanceof CpuBf16Tensor))
                 throw new IllegalArgumentException(op + ": dGate and dUp must be both float32 or both bfloat16");

@@ -96,8 +96,18 @@ extern "C" __global__ void add_bias(float* y, const float* bias, i64 rows, int c
     GRID_STRIDE(i, rows * cols) y[i] += bias[i % cols];
 }
 
-template <typename T>
-__device__ __forceinline__ void swiglu(T* out, const float* gate, const float* up, i64 n) {
+// An element-wise input in float32, or in bfloat16 (a mixed-precision activation), widened exactly as it is read.
+struct F32In {
+    const float* p;
+    __device__ float operator[](i64 i) const { return p[i]; }
+};
+struct Bf16In {
+    const unsigned short* p;
+    __device__ float operator[](i64 i) const { return __uint_as_float(((unsigned) p[i]) << 16); }
+};
+
+template <typename T, typename In>
+__device__ __forceinline__ void swiglu(T* out, In gate, In up, i64 n) {
     GRID_STRIDE(i, n) {
         float g = gate[i];
         store(out + i, g * (1.f / (1.f + expf(-g))) * up[i]);
@@ -105,16 +115,25 @@ __device__ __forceinline__ void swiglu(T* out, const float* gate, const float* u
 }
 
 extern "C" __global__ void swiglu_forward(float* out, const float* gate, const float* up, i64 n) {
-    swiglu(out, gate, up, n);
+    swiglu(out, F32In{gate}, F32In{up}, n);
 }
 
 extern "C" __global__ void swiglu_forward_bf16(unsigned short* out, const float* gate, const float* up, i64 n) {
-    swiglu(out, gate, up, n);
+    swiglu(out, F32In{gate}, F32In{up}, n);
 }
 
-template <typename T>
-__device__ __forceinline__ void swiglu_grad(T* dGate, T* dUp, const float* dOut, const float* gate, const float* up,
-                                            i64 n) {
+extern "C" __global__ void swiglu_forward_from_bf16(float* out, const unsigned short* gate, const unsigned short* up,
+                                                    i64 n) {
+    swiglu(out, Bf16In{gate}, Bf16In{up}, n);
+}
+
+extern "C" __global__ void swiglu_forward_bf16_from_bf16(unsigned short* out, const unsigned short* gate,
+                                                         const unsigned short* up, i64 n) {
+    swiglu(out, Bf16In{gate}, Bf16In{up}, n);
+}
+
+template <typename T, typename In>
+__device__ __forceinline__ void swiglu_grad(T* dGate, T* dUp, const float* dOut, In gate, In up, i64 n) {
     GRID_STRIDE(i, n) {
         float g = gate[i], u = up[i], dy = dOut[i];
         float s = 1.f / (1.f + expf(-g));
@@ -125,13 +144,23 @@ __device__ __forceinline__ void swiglu_grad(T* dGate, T* dUp, const float* dOut,
 
 extern "C" __global__ void swiglu_backward(float* dGate, float* dUp, const float* dOut, const float* gate,
                                            const float* up, i64 n) {
-    swiglu_grad(dGate, dUp, dOut, gate, up, n);
+    swiglu_grad(dGate, dUp, dOut, F32In{gate}, F32In{up}, n);
 }
 
 // The gradients rounded to bfloat16 as they are made: the operands of the gate and up products' backward.
 extern "C" __global__ void swiglu_backward_bf16(unsigned short* dGate, unsigned short* dUp, const float* dOut,
                                                 const float* gate, const float* up, i64 n) {
-    swiglu_grad(dGate, dUp, dOut, gate, up, n);
+    swiglu_grad(dGate, dUp, dOut, F32In{gate}, F32In{up}, n);
+}
+
+extern "C" __global__ void swiglu_backward_from_bf16(float* dGate, float* dUp, const float* dOut,
+                                                     const unsigned short* gate, const unsigned short* up, i64 n) {
+    swiglu_grad(dGate, dUp, dOut, Bf16In{gate}, Bf16In{up}, n);
+}
+
+extern "C" __global__ void swiglu_backward_bf16_from_bf16(unsigned short* dGate, unsigned short* dUp, const float* dOut,
+                                                          const unsigned short* gate, const unsigned short* up, i64 n) {
+    swiglu_grad(dGate, dUp, dOut, Bf16In{gate}, Bf16In{up}, n);
 }
 
 extern "C" __global__ void adamw_step(float* param, const float* grad, float* m, float* v, i64 n, float lr,

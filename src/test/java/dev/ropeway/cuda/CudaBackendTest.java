@@ -154,6 +154,34 @@ class CudaBackendTest {
         cpu.swiglu(cn, cpu.upload(g), cpu.upload(u), rows * in);
         gpu.swiglu(gn, gpu.upload(g), gpu.upload(u), rows * in);
         close(read(cpu, cn), read(gpu, gn), 4e-3, "swiglu into bfloat16");
+
+        // Mixed precision's gate and up: products into bfloat16 (with and without a bias), SwiGLU and its backward
+        // reading them, into each output type.
+        for (boolean withBias : new boolean[] {false, true}) {
+            Tensor ch = cpu.allocate(rows * out, DType.BF16), gh = gpu.allocate(rows * out, DType.BF16);
+            cpu.linear(ch, bf16(cpu, xs), bf16(cpu, w), withBias ? cpu.upload(bias) : null, rows, in, out);
+            gpu.linear(gh, bf16(gpu, xs), bf16(gpu, w), withBias ? gpu.upload(bias) : null, rows, in, out);
+            close(read(cpu, ch), read(gpu, gh), 4e-3, "bf16 linear into bfloat16, bias " + withBias);
+        }
+        e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.linear(gpu.allocate(rows * out, DType.BF16), gpu.upload(xs), gpu.upload(w), null, rows, in, out));
+        assertTrue(e.getMessage().contains("needs bfloat16 x and w"), e.getMessage());
+        int ne = rows * in;
+        float[] dy = random(r, ne, 1);
+        Tensor cg = bf16(cpu, g), cu = bf16(cpu, u), gg = bf16(gpu, g), gu = bf16(gpu, u);
+        for (DType type : new DType[] {DType.F32, DType.BF16}) {
+            Tensor co = cpu.allocate(ne, type), go = gpu.allocate(ne, type);
+            cpu.swiglu(co, cg, cu, ne);
+            gpu.swiglu(go, gg, gu, ne);
+            close(read(cpu, co), read(gpu, go), type == DType.F32 ? 1e-6 : 4e-3, "swiglu from bfloat16 into " + type);
+            Tensor cdg = cpu.allocate(ne, type), cdu = cpu.allocate(ne, type), gdg = gpu.allocate(ne, type), gdu = gpu.allocate(ne, type);
+            cpu.swigluBackward(cdg, cdu, cpu.upload(dy), cg, cu, ne);
+            gpu.swigluBackward(gdg, gdu, gpu.upload(dy), gg, gu, ne);
+            close(read(cpu, cdg), read(gpu, gdg), type == DType.F32 ? 1e-6 : 4e-3, "swigluBackward from bfloat16: dGate, " + type);
+            close(read(cpu, cdu), read(gpu, gdu), type == DType.F32 ? 1e-6 : 4e-3, "swigluBackward from bfloat16: dUp, " + type);
+        }
+        e = assertThrows(IllegalArgumentException.class, () -> gpu.swiglu(gn, gg, gpu.upload(u), ne));
+        assertTrue(e.getMessage().contains("both float32 or both bfloat16"), e.getMessage());
     }
 
     /**

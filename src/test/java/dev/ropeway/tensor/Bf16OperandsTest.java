@@ -151,6 +151,39 @@ class Bf16OperandsTest {
         }
     }
 
+    /** Mixed precision's gate and up: a linear into bfloat16 is the float32 result rounded; SwiGLU reads them widened. */
+    @Test
+    void linearIntoBf16AndSwigluFromBf16() {
+        int rows = 13, in = 32, out = 24;
+        float[] x = rounded(random(12, rows * in, 1)), w = rounded(random(13, out * in, 0.3)), bias = random(14, out, 1);
+        try (Tensor xh = bf16(x); Tensor wh = bf16(w); Tensor bs = cpu.upload(bias); Tensor f = cpu.allocate(rows * out);
+             Tensor h = cpu.allocate(rows * out, DType.BF16)) {
+            for (Tensor b : new Tensor[] {null, bs}) {
+                cpu.linear(f, xh, wh, b, rows, in, out);
+                cpu.linear(h, xh, wh, b, rows, in, out);
+                assertArrayEquals(rounded(read(f)), read(h), "linear into bfloat16, bias " + (b != null));
+            }
+            int n = rows * out;
+            float[] dy = random(15, n, 1);
+            try (Tensor g = cpu.upload(read(h)); Tensor u = cpu.upload(rounded(random(16, n, 1))); Tensor uh = bf16(read(u));
+                 Tensor dys = cpu.upload(dy); Tensor want = cpu.allocate(n); Tensor got = cpu.allocate(n, DType.BF16);
+                 Tensor got32 = cpu.allocate(n); Tensor dg = cpu.allocate(n); Tensor du = cpu.allocate(n);
+                 Tensor dg2 = cpu.allocate(n); Tensor du2 = cpu.allocate(n)) {
+                cpu.swiglu(want, g, u, n);
+                cpu.swiglu(got32, h, uh, n);
+                assertArrayEquals(read(want), read(got32), "swiglu from bfloat16");
+                cpu.swiglu(got, h, uh, n);
+                assertArrayEquals(rounded(read(want)), read(got), "swiglu from and into bfloat16");
+                cpu.swigluBackward(dg, du, dys, g, u, n);
+                cpu.swigluBackward(dg2, du2, dys, h, uh, n);
+                assertArrayEquals(read(dg), read(dg2), "swigluBackward from bfloat16: dGate");
+                assertArrayEquals(read(du), read(du2), "swigluBackward from bfloat16: dUp");
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cpu.swiglu(want, h, u, n));
+                assertTrue(e.getMessage().contains("both float32 or both bfloat16"), e.getMessage());
+            }
+        }
+    }
+
     @Test
     void otherTypesAreRefusedByName() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> cpu.allocate(10, DType.F16));

@@ -84,6 +84,35 @@ static void elementwise() {
     for (i64 i = 0; i < n; i++) wrong += __float_as_uint(widenBf16(a16[i])) != __float_as_uint(roundBf16(a[i]));
     check("swiglu_backward_bf16 = float32 gradient rounded (ulps off)", wrong, n / 200);
 
+    {
+        // gate and up stored as bfloat16: exactly the float32 kernels on the widened values, for each output type.
+        std::vector<unsigned short> gh(n), uh(n);
+        F gw(n), uw(n);
+        for (i64 i = 0; i < n; i++) {
+            gh[i] = (unsigned short) (__float_as_uint(roundBf16(g[i])) >> 16);
+            uh[i] = (unsigned short) (__float_as_uint(roundBf16(u[i])) >> 16);
+            gw[i] = widenBf16(gh[i]);
+            uw[i] = widenBf16(uh[i]);
+        }
+        F o2(n), o3(n), a2(n), b2(n), a3(n), b3(n);
+        std::vector<unsigned short> o2h(n), o3h(n), a2h(n), b2h(n), a3h(n), b3h(n);
+        launch(8, 1, 256, [&] { swiglu_forward(o2.data(), gw.data(), uw.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_forward_from_bf16(o3.data(), gh.data(), uh.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_forward_bf16(o2h.data(), gw.data(), uw.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_forward_bf16_from_bf16(o3h.data(), gh.data(), uh.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_backward(a2.data(), b2.data(), dy.data(), gw.data(), uw.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_backward_from_bf16(a3.data(), b3.data(), dy.data(), gh.data(), uh.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_backward_bf16(a2h.data(), b2h.data(), dy.data(), gw.data(), uw.data(), n); });
+        launch(8, 1, 256, [&] { swiglu_backward_bf16_from_bf16(a3h.data(), b3h.data(), dy.data(), gh.data(), uh.data(), n); });
+        int differ = 0;
+        for (i64 i = 0; i < n; i++)
+            differ += __float_as_uint(o2[i]) != __float_as_uint(o3[i]) || o2h[i] != o3h[i]
+                    || __float_as_uint(a2[i]) != __float_as_uint(a3[i]) || __float_as_uint(b2[i]) != __float_as_uint(b3[i])
+                    || a2h[i] != a3h[i] || b2h[i] != b3h[i];
+        check("swiglu from bfloat16 gate and up = float32 kernels on the widened values (differing)", differ, 0);
+        check("swiglu from bfloat16: still swiglu", rel(out, o3), 2e-2);
+    }
+
     F p = normal(n, 1), grad = normal(n, 1), m = normal(n, 0.1), v(n);
     for (auto& x : v) x = (float) std::fabs(normal(1, 0.01)[0]);
     float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f;
