@@ -482,9 +482,10 @@ public final class CudaBackend implements Backend {
         int e = xs.elementBytes();
         long chunk = 1L << 30;
         enter();
-        // A bias goes on in float32: into bfloat16 with one, the product and the bias meet in scratch first.
-        long wide = bf16Out && bs != null ? driver.allocate(rows * out * 4) : 0;
+        long wide = 0;
         try (HostScratch a = HostScratch.begin()) {
+            // A bias goes on in float32: into bfloat16 with one, the product and the bias meet in scratch first.
+            if (bf16Out && bs != null) wide = driver.allocate(rows * out * 4);
             long dst = wide != 0 ? wide : ys.address();
             boolean narrow = bf16Out && wide == 0;
             for (long r0 = 0; r0 < rows; r0 += chunk) {
