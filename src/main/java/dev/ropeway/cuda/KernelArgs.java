@@ -24,7 +24,6 @@ final class KernelArgs {
     KernelArgs(SegmentAllocator arena) {
         this.arena = arena;
         this.pointers = arena.allocate(ADDRESS, MAX + 1);
-        pointers.setAtIndex(ADDRESS, 0, MemorySegment.NULL);
     }
 
     KernelArgs ptr(long deviceAddress) {
@@ -55,11 +54,12 @@ final class KernelArgs {
     private KernelArgs add(MemorySegment value) {
         if (count == MAX) throw new IllegalStateException("more than " + MAX + " kernel arguments");
         pointers.setAtIndex(ADDRESS, count++, value);
-        pointers.setAtIndex(ADDRESS, count, MemorySegment.NULL);
         return this;
     }
 
+    /** The argument array, ended with a null. */
     MemorySegment pointers() {
+        pointers.setAtIndex(ADDRESS, count, MemorySegment.NULL);
         return pointers;
     }
 }

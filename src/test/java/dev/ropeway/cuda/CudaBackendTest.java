@@ -22,6 +22,7 @@ import java.util.stream.Stream;
 
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static dev.ropeway.tensor.Bf16OperandsTest.bf16;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -91,15 +92,6 @@ class CudaBackendTest {
         void check(double tol, String what) {
             close(read(cpu, c), read(gpu, g), tol, what);
         }
-    }
-
-    /** A bfloat16 tensor on backend b holding x rounded to nearest even. */
-    static Tensor bf16(Backend b, float[] x) {
-        Tensor t = b.allocate(x.length, DType.BF16);
-        try (Tensor f = b.upload(x)) {
-            b.copy(t, 0, f, 0, x.length);
-        }
-        return t;
     }
 
     /**

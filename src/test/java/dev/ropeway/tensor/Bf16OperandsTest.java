@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * on the way out, and every op that reads or writes one gives what the same op gives on float32 with the rounding
  * applied where the bfloat16 tensor stands.
  */
-class Bf16OperandsTest {
+public class Bf16OperandsTest {
     static CpuBackend cpu;
 
     @BeforeAll
@@ -67,9 +67,14 @@ class Bf16OperandsTest {
 
     /** A bfloat16 tensor holding {@code x} rounded. */
     static Tensor bf16(float[] x) {
-        Tensor t = cpu.allocate(x.length, DType.BF16);
-        try (Tensor f = cpu.upload(x)) {
-            cpu.copy(t, 0, f, 0, x.length);
+        return bf16(cpu, x);
+    }
+
+    /** A bfloat16 tensor on backend {@code b} holding {@code x} rounded to nearest even (the backend's own copy). */
+    public static Tensor bf16(Backend b, float[] x) {
+        Tensor t = b.allocate(x.length, DType.BF16);
+        try (Tensor f = b.upload(x)) {
+            b.copy(t, 0, f, 0, x.length);
         }
         return t;
     }
