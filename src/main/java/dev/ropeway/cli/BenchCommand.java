@@ -183,6 +183,11 @@ final class BenchCommand implements Runnable {
                 "Default: ${DEFAULT-VALUE}."})
         String fill;
 
+        @Option(names = "--graphs", negatable = true, defaultValue = "true", fallbackValue = "true",
+                description = {"Run each decode step as one recorded step: on a GPU, one CUDA graph launch instead of a",
+                        "couple of hundred kernel launches (default); --no-graphs runs the ops one by one."})
+        boolean graphs;
+
         @Option(names = "--json")
         boolean json;
 
@@ -203,7 +208,7 @@ final class BenchCommand implements Runnable {
                 for (long c : ctx) {
                     Map<String, Object> row = new LinkedHashMap<>();
                     row.put("context", c);
-                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens)) {
+                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens).recordSteps(graphs)) {
                         if (fill.equals("prefill")) {
                             long s = System.nanoTime();
                             if (c > 0) d.append(random.ints((int) c, 0, t.config().vocabSize()).toArray());
@@ -230,6 +235,7 @@ final class BenchCommand implements Runnable {
                         }
                         Arrays.sort(step);
                         double median = step[tokens / 2];
+                        row.put("graph_steps", d.graphSteps());
                         row.put("decode_tokens", tokens);
                         row.put("median_step_ms", median * 1e3);
                         row.put("tokens_per_second", 1 / median);
@@ -238,8 +244,9 @@ final class BenchCommand implements Runnable {
                     }
                     rows.add(row);
                     if (!json) {
-                        System.out.printf("context %,8d  decode %8.1f tokens/s  (median step %.2f ms)", c,
-                                (Double) row.get("tokens_per_second"), (Double) row.get("median_step_ms"));
+                        System.out.printf("context %,8d  decode %8.1f tokens/s  (median step %.2f ms%s)", c,
+                                (Double) row.get("tokens_per_second"), (Double) row.get("median_step_ms"),
+                                (Long) row.get("graph_steps") > 0 ? ", CUDA graphs" : "");
                         if (row.containsKey("prefill_tokens_per_second"))
                             System.out.printf("  prefill %,.0f tokens/s", (Double) row.get("prefill_tokens_per_second"));
                         System.out.printf("  peak RSS %,d MiB%n", (Long) row.get("peak_rss_mib"));

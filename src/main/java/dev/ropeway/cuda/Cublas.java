@@ -12,7 +12,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * cuBLAS, bound through FFM: one handle on the default stream and the float32 matrix product. Row-major products are
+ * cuBLAS, bound through FFM: one handle on the backend's stream and the matrix product. Row-major products are
  * issued as the column-major product of the transposes ({@code C^T = op(B)^T op(A)^T}), which needs no copies.
  */
 final class Cublas implements AutoCloseable {
@@ -28,7 +28,11 @@ final class Cublas implements AutoCloseable {
     private final MemorySegment scalars = Arena.global().allocate(JAVA_FLOAT, 2);
     private final int computeType;
 
-    Cublas(MatmulPrecision precision) {
+    /**
+     * A handle whose products run on {@code stream} with {@code workspaceBytes} of device memory at {@code workspace}
+     * as their workspace (given, not left to cuBLAS, so that a product captured into a graph allocates nothing).
+     */
+    Cublas(MatmulPrecision precision, MemorySegment stream, long workspace, long workspaceBytes) {
         // libcublas needs libcublasLt; loading it first from the same search lets the loader find it by name.
         NativeLibrary.find("cublasLt");
         lib = NativeLibrary.load("cublas", "NVIDIA's matrix-product library");
@@ -43,6 +47,10 @@ final class Cublas implements AutoCloseable {
             MemorySegment h = a.allocate(ADDRESS);
             check("cublasCreate", (int) create.invokeExact(h));
             handle = h.get(ADDRESS, 0);
+            MethodHandle setStream = lib.function("cublasSetStream_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+            check("cublasSetStream", (int) setStream.invokeExact(handle, stream));
+            MethodHandle setWorkspace = lib.function("cublasSetWorkspace_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+            check("cublasSetWorkspace", (int) setWorkspace.invokeExact(handle, workspace, workspaceBytes));
         } catch (Throwable t) {
             throw Driver.wrap(t);
         }

@@ -44,6 +44,10 @@ public final class CudaBackend implements Backend {
     private final int multiprocessors;
     private final int sharedOptIn;
     private final Nvrtc nvrtc;
+    /** Where every op of this backend runs, in issue order (a stream of its own, so that it can be captured). */
+    private final MemorySegment stream;
+    private static final long CUBLAS_WORKSPACE = 32L << 20;
+    private final long cublasWorkspace;
     private final Cublas cublas;
     private final MatmulPrecision precision;
     private final CudaModule ops;
@@ -102,8 +106,10 @@ public final class CudaBackend implements Backend {
         this.nvrtc = new Nvrtc();
         this.precision = precision;
         this.halfKvCache = halfKvCache;
-        this.cublas = new Cublas(precision);
-        this.ops = new CudaModule(driver, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
+        this.stream = driver.createStream();
+        this.cublasWorkspace = driver.allocateFixed(CUBLAS_WORKSPACE);
+        this.cublas = new Cublas(precision, stream, cublasWorkspace, CUBLAS_WORKSPACE);
+        this.ops = new CudaModule(driver, stream, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
     }
 
     /** A kernel file as NVRTC compiles it: {@code common.cuh} (what the files share) in front of it. */
@@ -188,8 +194,8 @@ public final class CudaBackend implements Backend {
     long allocateBytes(long bytes) {
         enter();
         try {
-            long p = driver.allocate(bytes);
-            driver.fill32(p, 0, Math.max(1, bytes / 4));
+            long p = scratch(bytes);
+            driver.fill32(p, 0, Math.max(1, bytes / 4), stream);
             long live = liveTensorBytes.addAndGet(bytes);
             peakTensorBytes.accumulateAndGet(live, Math::max);
             return p;
@@ -208,8 +214,28 @@ public final class CudaBackend implements Backend {
         peakTensorBytes.set(liveTensorBytes.get());
     }
 
+    /**
+     * Device memory for an op or a tensor: from the stream-ordered pool, or, while a step is being recorded, memory the
+     * recording owns until it is closed (a graph's kernels keep using the addresses they were recorded with).
+     */
+    private long scratch(long bytes) {
+        GraphStep r = capturing;
+        if (r != null && lock.isHeldByCurrentThread()) return r.own(driver.allocateFixed(bytes));
+        return driver.allocate(bytes, stream);
+    }
+
+    /** Gives back what {@link #scratch} gave (nothing to do for a recording's memory: it goes with the recording). */
+    private void release(long address) {
+        GraphStep r = capturing;
+        if (r != null && r.owns(address)) return;
+        driver.free(address, stream);
+    }
+
     /** Frees an allocation of {@code bytes} later, from any thread (the cleaner's included). */
     Runnable releaser(long address, long bytes) {
+        GraphStep r = capturing;
+        if (r != null && lock.isHeldByCurrentThread() && r.owns(address))
+            return () -> liveTensorBytes.addAndGet(-bytes);   // the recording frees it when it is closed
         return () -> {
             liveTensorBytes.addAndGet(-bytes);
             if (closed) return;
@@ -217,7 +243,7 @@ public final class CudaBackend implements Backend {
             try {
                 if (closed) return;
                 driver.setCurrent(context);
-                driver.free(address);
+                release(address);
             } finally {
                 lock.unlock();
             }
@@ -291,7 +317,7 @@ public final class CudaBackend implements Backend {
                 driver.copyToDevice(t.address(), host, bytes);
                 return t;
             }
-            long raw = driver.allocate(bytes);
+            long raw = scratch(bytes);
             try {
                 driver.copyToDevice(raw, host, bytes);
                 String kernel = switch (dtype) {
@@ -302,7 +328,7 @@ public final class CudaBackend implements Backend {
                 };
                 ops.launch(kernel, gridFor(count), 1, 1, THREADS, 0, new KernelArgs(a).ptr(t.address()).ptr(raw).i64(count));
             } finally {
-                driver.free(raw);
+                release(raw);
             }
         } finally {
             exit();
@@ -323,12 +349,12 @@ public final class CudaBackend implements Backend {
             MemorySegment host = a.allocate(JAVA_FLOAT, length);
             long bytes = (long) length * Float.BYTES;
             if (s.storage() != CudaTensor.Storage.F32) {
-                long wide = driver.allocate(bytes);
+                long wide = scratch(bytes);
                 try {
                     convert(s.isHalf() ? "from_half" : "convert_bf16", wide, s.address() + offset * 2, length);
                     driver.copyToHost(host, wide, bytes);
                 } finally {
-                    driver.free(wide);
+                    release(wide);
                 }
             } else {
                 driver.copyToHost(host, s.address() + offset * Float.BYTES, bytes);
@@ -370,12 +396,12 @@ public final class CudaBackend implements Backend {
             long bytes = length * d.elementBytes();
             if (Math.abs(to - from) < bytes && to != from) {
                 // Overlapping ranges: through a scratch buffer, as memmove would.
-                long tmp = driver.allocate(bytes);
-                driver.copyOnDevice(tmp, from, bytes);
-                driver.copyOnDevice(to, tmp, bytes);
-                driver.free(tmp);
+                long tmp = scratch(bytes);
+                driver.copyOnDevice(tmp, from, bytes, stream);
+                driver.copyOnDevice(to, tmp, bytes, stream);
+                release(tmp);
             } else if (to != from) {
-                driver.copyOnDevice(to, from, bytes);
+                driver.copyOnDevice(to, from, bytes, stream);
             }
         } finally {
             exit();
@@ -485,7 +511,7 @@ public final class CudaBackend implements Backend {
         long wide = 0;
         try (HostScratch a = HostScratch.begin()) {
             // A bias goes on in float32: into bfloat16 with one, the product and the bias meet in scratch first.
-            if (bf16Out && bs != null) wide = driver.allocate(rows * out * 4);
+            if (bf16Out && bs != null) wide = scratch(rows * out * 4);
             long dst = wide != 0 ? wide : ys.address();
             boolean narrow = bf16Out && wide == 0;
             for (long r0 = 0; r0 < rows; r0 += chunk) {
@@ -498,7 +524,7 @@ public final class CudaBackend implements Backend {
                         new KernelArgs(a).ptr(dst).ptr(bs.address()).i64(rows).i32(out));
             if (wide != 0) convert("to_bf16", ys.address(), wide, rows * out);
         } finally {
-            if (wide != 0) driver.free(wide);
+            if (wide != 0) release(wide);
             exit();
         }
     }
@@ -516,7 +542,7 @@ public final class CudaBackend implements Backend {
             long dIds = uploadInts(a, ids);
             ops.launch("embedding_forward", ids.length, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(o.address()).ptr(t.address()).ptr(dIds).i64(ids.length).i32(dim));
-            driver.free(dIds);
+            release(dIds);
         } finally {
             exit();
         }
@@ -555,8 +581,8 @@ public final class CudaBackend implements Backend {
                 long dPos = uploadFloats(a, positions), dFreq = uploadFloats(a, invFreq);
                 ops.launch("rotary_table", gridFor(size), 1, 1, THREADS, 0, new KernelArgs(a).ptr(cos.address())
                         .ptr(sin.address()).ptr(dPos).ptr(dFreq).i64(positions.length).i32(invFreq.length).f32(attentionScale));
-                driver.free(dPos);
-                driver.free(dFreq);
+                release(dPos);
+                release(dFreq);
             } finally {
                 exit();
             }
@@ -603,7 +629,7 @@ public final class CudaBackend implements Backend {
                 List<String> options = new java.util.ArrayList<>(defines(headDim, halfKv));
                 options.add("-DBR=" + t);
                 options.add("-DBC=" + t);
-                return new CudaModule(driver, nvrtc.compile("attention.cu", source("attention.cu"), arch, options));
+                return new CudaModule(driver, stream, nvrtc.compile("attention.cu", source("attention.cu"), arch, options));
             });
         } finally {
             exit();
@@ -692,7 +718,7 @@ public final class CudaBackend implements Backend {
         if (m != null) return m;
         enter();
         try {
-            return tensorCoreAttentionModules.computeIfAbsent(key, x -> new CudaModule(driver,
+            return tensorCoreAttentionModules.computeIfAbsent(key, x -> new CudaModule(driver, stream,
                     nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, defines(headDim, halfKv))));
         } finally {
             exit();
@@ -729,7 +755,7 @@ public final class CudaBackend implements Backend {
         try (HostScratch a = HostScratch.begin()) {
             long k = ks.address(), v = vs.address();
             if (round) {
-                rounded = driver.allocate(sz.kvFloats * 4);
+                rounded = scratch(sz.kvFloats * 4);
                 k = rounded;
                 v = rounded + sz.kvFloats * 2;   // 32-byte aligned: kvFloats is a multiple of the head size, 16
                 convert("to_half", k, ks.address(), sz.kvFloats);
@@ -739,7 +765,7 @@ public final class CudaBackend implements Backend {
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(k).ptr(v).struct(shapeStruct(a, shape)));
         } finally {
-            if (rounded != 0) driver.free(rounded);
+            if (rounded != 0) release(rounded);
             exit();
         }
         return true;
@@ -752,25 +778,129 @@ public final class CudaBackend implements Backend {
     private void decode(CudaModule module, CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                         AttentionShape shape) {
         long p = shape.qStart(), keys = p + 1 - shape.firstVisibleKey(p);
+        decode(module, os, ls, qs, ks, vs, shape, splits(shape, keys), 0);
+    }
+
+    /** Key splits of a decode attention over {@code keys} keys: enough blocks to fill the GPU, 256 keys or more each. */
+    private int splits(AttentionShape shape, long keys) {
         long rowsHeads = (long) shape.batch() * shape.heads();
         long wanted = Math.max(1, 4L * multiprocessors / Math.max(1, rowsHeads));
-        int splits = (int) Math.max(1, Math.min(Math.min(wanted, (keys + 255) / 256), 1024));
+        return (int) Math.max(1, Math.min(Math.min(wanted, (keys + 255) / 256), 1024));
+    }
+
+    /**
+     * The decode kernels with {@code splits} blocks per head; with a {@code position} address (a recorded step) the
+     * kernels read the query's position there and split its visible keys themselves.
+     */
+    private void decode(CudaModule module, CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
+                        AttentionShape shape, int splits, long position) {
+        long p = shape.qStart(), keys = p + 1 - shape.firstVisibleKey(p);
         long chunk = (keys + splits - 1) / splits;
+        long rowsHeads = (long) shape.batch() * shape.heads();
         int d = shape.headDim();
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            long slots = rowsHeads * splits;
-            long partM = decodeScratch(slots * (2L + d) * 4), partL = partM + slots * 4, partAcc = partL + slots * 4;
+            long slots = rowsHeads * splits, bytes = slots * (2L + d) * 4;
+            // A recording's kernels keep their own partials (the shared buffer may grow and move after it).
+            long partM = capturing != null ? scratch(bytes) : decodeScratch(bytes), partL = partM + slots * 4, partAcc = partL + slots * 4;
             MemorySegment st = shapeStruct(a, shape);
             // 16-byte loads where the rows allow them (every realistic head size), else one element per lane.
             boolean vectors = d % (ks.isHalf() ? 8 : 4) == 0 && ks.address() % 16 == 0 && vs.address() % 16 == 0;
             module.launch(vectors ? "attention_decode_partial_vec" : "attention_decode_partial", splits, shape.heads(),
                     shape.batch(), 256, 0, new KernelArgs(a)
                     .ptr(partM).ptr(partL).ptr(partAcc).ptr(qs.address()).ptr(ks.address()).ptr(vs.address()).struct(st)
-                    .i64(chunk).i32(splits));
+                    .i64(chunk).i32(splits).ptr(position));
             module.launch("attention_decode_combine", shape.heads(), shape.batch(), 1, 128, 0, new KernelArgs(a)
                     .ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(partM).ptr(partL).ptr(partAcc).struct(st)
                     .i32(splits));
+        } finally {
+            exit();
+        }
+    }
+
+    /**
+     * Decode attention at a recorded step's position. The number of key splits follows the length in powers of two
+     * (at least 256 keys): a graph captured at one length serves until the length leaves that range, then the step is
+     * captured again.
+     */
+    @Override
+    public void attention(Tensor out, Tensor q, Tensor k, Tensor v, AttentionShape shape, dev.ropeway.tensor.DecodeStep step) {
+        String op = "attention";
+        if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
+        CudaDecodeStep st = step(op, step);
+        AttentionShape at = shape.atPosition(step.position());
+        AttentionBuffers sz = attentionSizes(op, shape);
+        String qf = "batch*seqQ*heads*headDim", kvf = "kvRowsPerBatch*kvHeads*headDim";
+        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
+        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvf);
+        CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvf);
+        if (ks.isHalf() != vs.isHalf())
+            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
+        long range = keyRange(at);
+        GraphStep r = capturing;
+        if (r != null && lock.isHeldByCurrentThread()) r.require(() -> keyRange(shape.atPosition(step.position())) == range);
+        AttentionShape widest = shape.atPosition(Math.min(shape.kvRowsPerBatch() - 1, range - 1));
+        decode(attentionModule(shape.headDim(), ks.isHalf()), os, null, qs, ks, vs, widest,
+                splits(shape, range), st.address() + CudaDecodeStep.POSITION);
+    }
+
+    /** The power of two (at least 256) at or above the number of keys a decode step at this shape's position sees. */
+    private static long keyRange(AttentionShape at) {
+        long keys = at.qStart() + 1 - at.firstVisibleKey(at.qStart());
+        return Math.max(256, Long.highestOneBit(keys - 1) << 1);
+    }
+
+    @Override
+    public void embedding(Tensor out, Tensor table, dev.ropeway.tensor.DecodeStep step, int dim) {
+        String op = "embedding";
+        CudaDecodeStep st = step(op, step);
+        CudaTensor t = embeddingTable(op, "table", table, new int[] {step.token()}, dim);
+        CudaTensor o = atLeast(op, "out", out, dim, "dim");
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch("embedding_forward", 1, 1, 1, THREADS, 0, new KernelArgs(a).ptr(o.address()).ptr(t.address())
+                    .ptr(st.address() + CudaDecodeStep.TOKEN).i64(1).i32(dim));
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void rotaryTable(RotaryTable table, dev.ropeway.tensor.DecodeStep step, float attentionScale) {
+        String op = "rotaryTable";
+        CudaDecodeStep st = step(op, step);
+        if (table == null || table.half() != step.half() || table.rows() < 1)
+            throw new IllegalArgumentException(op + ": the table must have a row of half = " + step.half() + " frequencies");
+        int half = step.half();
+        CudaTensor cos = atLeast(op, "table.cos", table.cos(), half, "half"), sin = atLeast(op, "table.sin", table.sin(), half, "half");
+        if (half == 0) return;
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch("rotary_table", gridFor(half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(cos.address()).ptr(sin.address())
+                    .ptr(st.address() + CudaDecodeStep.POSITION_FLOAT).ptr(st.address() + CudaDecodeStep.INV_FREQ)
+                    .i64(1).i32(half).f32(attentionScale));
+        } finally {
+            exit();
+        }
+    }
+
+    @Override
+    public void storeRow(Tensor cache, Tensor row, dev.ropeway.tensor.DecodeStep step, int width) {
+        String op = "storeRow";
+        CudaDecodeStep st = step(op, step);
+        OpChecks.positive(op, "width", width);
+        CudaTensor c = anyTensor(op, "cache", cache);
+        CudaTensor src = atLeast(op, "row", row, width, "width");
+        if (c.storage() == CudaTensor.Storage.BF16)
+            throw new IllegalArgumentException(op + ": a cache holds float32 or float16, got " + c);
+        long rows = c.size() / width;
+        if (step.position() >= rows)
+            throw new IllegalArgumentException(op + ": position " + step.position() + " is outside the cache's " + rows + " rows");
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch(c.isHalf() ? "store_row_half" : "store_row", gridFor(width), 1, 1, THREADS, 0, new KernelArgs(a)
+                    .ptr(c.address()).ptr(src.address()).ptr(st.address() + CudaDecodeStep.POSITION).i64(rows).i32(width));
         } finally {
             exit();
         }
@@ -781,8 +911,8 @@ public final class CudaBackend implements Backend {
     /** The decode partials' buffer, kept between steps (grown when a longer context needs more splits). */
     private long decodeScratch(long bytes) {
         if (bytes > decodeScratchBytes) {
-            if (decodeScratch != 0) driver.free(decodeScratch);
-            decodeScratch = driver.allocate(bytes);
+            if (decodeScratch != 0) release(decodeScratch);
+            decodeScratch = scratch(bytes);
             decodeScratchBytes = bytes;
         }
         return decodeScratch;
@@ -823,7 +953,7 @@ public final class CudaBackend implements Backend {
         checkShared(op, sharedKv);
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            long delta = driver.allocate(rowStats * 4);
+            long delta = scratch(rowStats * 4);
             module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
             MemorySegment st = shapeStruct(a, shape);
@@ -833,7 +963,7 @@ public final class CudaBackend implements Backend {
             module.launch("attention_backward_q", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS,
                     sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(dos.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
-            driver.free(delta);
+            release(delta);
         } finally {
             exit();
         }
@@ -859,13 +989,13 @@ public final class CudaBackend implements Backend {
             // Halves of q, dOut, k and v (each a multiple of 16 elements: 32-byte aligned one after the other), then
             // delta and the largest magnitude's bits.
             long qBytes = sz.qFloats * 2, kvBytes = sz.kvFloats * 2;
-            scratch = driver.allocate(2 * qBytes + 2 * kvBytes + rowStats * 4 + 4);
+            scratch = scratch(2 * qBytes + 2 * kvBytes + rowStats * 4 + 4);
             long qh = scratch, doh = qh + qBytes, kh = doh + qBytes, vh = kh + kvBytes, delta = vh + kvBytes;
             long maxBits = delta + rowStats * 4;
             convert("to_half", qh, qs.address(), sz.qFloats);
             convert("to_half", kh, ks.address(), sz.kvFloats);
             convert("to_half", vh, vs.address(), sz.kvFloats);
-            driver.fill32(maxBits, 0, 1);
+            driver.fill32(maxBits, 0, 1, stream);
             mma.launch("attention_grad_absmax", gridFor(sz.qFloats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(maxBits).ptr(dos.address()).i64(sz.qFloats));
             mma.launch("attention_backward_prep", blocks(rowStats, 8), 1, 1, 256, 0, new KernelArgs(a)
@@ -878,7 +1008,7 @@ public final class CudaBackend implements Backend {
                     sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
                             .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
         } finally {
-            if (scratch != 0) driver.free(scratch);
+            if (scratch != 0) release(scratch);
             exit();
         }
     }
@@ -1025,15 +1155,15 @@ public final class CudaBackend implements Backend {
         enter();
         try (HostScratch a = HostScratch.begin()) {
             long dTargets = uploadInts(a, Arrays.copyOf(targets, (int) rows));
-            long dLoss = driver.allocate(rows * 8);
+            long dLoss = scratch(rows * 8);
             ops.launch(bf16 ? "cross_entropy_bf16" : "cross_entropy", (int) rows, 1, 1, THREADS, 0, new KernelArgs(a)
                     .ptr(gs == null ? 0 : gs.address()).ptr(ls.address()).ptr(dTargets).ptr(dLoss).i64(rows).i32(vocab)
                     .f32(gradScale));
             MemorySegment host = a.allocate(JAVA_DOUBLE, rows);
             driver.copyToHost(host, dLoss, rows * 8);
             MemorySegment.copy(host, JAVA_DOUBLE, 0, loss, 0, (int) rows);
-            driver.free(dTargets);
-            driver.free(dLoss);
+            release(dTargets);
+            release(dLoss);
         } finally {
             exit();
         }
@@ -1052,7 +1182,7 @@ public final class CudaBackend implements Backend {
         if (rows == 0) return;
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            long rstd = driver.allocate(rows * 4);
+            long rstd = scratch(rows * 4);
             forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_rstd", count, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(rstd + r0 * 4).ptr(xs.address() + r0 * dim * 4).i64(count).i32(dim).f32(eps)));
             // The weight's gradient reads dOut, so it comes before dx, which may overwrite it.
@@ -1062,7 +1192,7 @@ public final class CudaBackend implements Backend {
             forRowBlocks(rows, (r0, count) -> ops.launch("rmsnorm_backward_x", count, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(dxs.address() + r0 * dim * 4).ptr(dos.address() + r0 * dim * 4)
                             .ptr(xs.address() + r0 * dim * 4).ptr(ws.address()).ptr(rstd + r0 * 4).i64(count).i32(dim)));
-            driver.free(rstd);
+            release(rstd);
         } finally {
             exit();
         }
@@ -1092,14 +1222,14 @@ public final class CudaBackend implements Backend {
         RowChunks rc = RowChunks.of(rows, 8L * multiprocessors);
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            long partial = driver.allocate((long) rc.chunks() * dim * 4);
+            long partial = scratch((long) rc.chunks() * dim * 4);
             ops.launch(bf16 ? "rmsnorm_backward_add_bf16" : "rmsnorm_backward_add", rc.chunks(), 1, 1, THREADS, dim * 4,
                     new KernelArgs(a).ptr(drs.address()).ptr(cs == null ? 0 : cs.address()).ptr(partial)
                             .ptr(dos.address()).ptr(xs.address()).ptr(ws.address()).i64(rows).i32(dim).f32(eps)
                             .i64(rc.perChunk()));
             ops.launch("column_sum_finish", blocks(dim, THREADS), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(dws.address()).ptr(partial).i32(rc.chunks()).i32(dim));
-            driver.free(partial);
+            release(partial);
         } finally {
             exit();
         }
@@ -1144,11 +1274,11 @@ public final class CudaBackend implements Backend {
     /** Column sums in two fixed-order passes: row chunks into partials, then partials added (in order) into out. */
     private void columnSums(HostScratch a, long out, long rows, int cols, PartialKernel partialKernel) {
         RowChunks rc = RowChunks.of(rows);
-        long partial = driver.allocate((long) rc.chunks() * cols * 4);
+        long partial = scratch((long) rc.chunks() * cols * 4);
         partialKernel.launch(partial, rc.chunks(), rc.perChunk());
         ops.launch("column_sum_finish", blocks(cols, THREADS), 1, 1, THREADS, 0,
                 new KernelArgs(a).ptr(out).ptr(partial).i32(rc.chunks()).i32(cols));
-        driver.free(partial);
+        release(partial);
     }
 
     @Override
@@ -1160,11 +1290,11 @@ public final class CudaBackend implements Backend {
         enter();
         try (HostScratch a = HostScratch.begin()) {
             int grid = gridFor(n);
-            long partial = driver.allocate((long) grid * 8);
+            long partial = scratch((long) grid * 8);
             ops.launch("sum_squares_partial", grid, 1, 1, THREADS, 0, new KernelArgs(a).ptr(partial).ptr(xs.address()).i64(n));
             MemorySegment host = a.allocate(JAVA_DOUBLE, grid);
             driver.copyToHost(host, partial, (long) grid * 8);
-            driver.free(partial);
+            release(partial);
             double sum = 0;
             for (int i = 0; i < grid; i++) sum += host.getAtIndex(JAVA_DOUBLE, i);
             return sum;
@@ -1197,7 +1327,7 @@ public final class CudaBackend implements Backend {
         try (HostScratch a = HostScratch.begin()) {
             long angle = 0, dPos = 0;
             if (ys != null) {
-                angle = driver.allocate(rows * half * 8);
+                angle = scratch(rows * half * 8);
                 dPos = uploadFloats(a, Arrays.copyOf(positions, (int) rows));
             }
             ops.launch("rotary_backward", gridFor(rows * half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(ds.address())
@@ -1206,16 +1336,16 @@ public final class CudaBackend implements Backend {
             if (ys != null) {
                 RowChunks rc = RowChunks.of(rows);
                 int chunks = rc.chunks();
-                long partial = driver.allocate((long) chunks * half * 8);
+                long partial = scratch((long) chunks * half * 8);
                 ops.launch("column_sum_partial_d", blocks(half, THREADS), chunks, 1, THREADS, 0,
                         new KernelArgs(a).ptr(partial).ptr(angle).i64(rows).i32(half).i64(rc.perChunk()));
                 MemorySegment host = a.allocate(JAVA_DOUBLE, (long) chunks * half);
                 driver.copyToHost(host, partial, (long) chunks * half * 8);
                 for (int k = 0; k < chunks; k++)
                     for (int j = 0; j < half; j++) dInvFreq[j] += host.getAtIndex(JAVA_DOUBLE, (long) k * half + j);
-                driver.free(partial);
-                driver.free(angle);
-                driver.free(dPos);
+                release(partial);
+                release(angle);
+                release(dPos);
             }
         } finally {
             exit();
@@ -1249,9 +1379,9 @@ public final class CudaBackend implements Backend {
             long dOrder = uploadInts(a, rowsById);
             ops.launch("embedding_backward", distinct, 1, 1, THREADS, 0, new KernelArgs(a).ptr(t.address())
                     .ptr(dy.address()).ptr(dUnique).ptr(dStarts).ptr(dOrder).i32(dim));
-            driver.free(dUnique);
-            driver.free(dStarts);
-            driver.free(dOrder);
+            release(dUnique);
+            release(dStarts);
+            release(dOrder);
         } finally {
             exit();
         }
@@ -1265,24 +1395,210 @@ public final class CudaBackend implements Backend {
             driver.setCurrent(context);
             driver.synchronize();
             if (profile) System.err.print(profileReport());
-            if (decodeScratch != 0) driver.free(decodeScratch);
+            if (decodeScratch != 0) release(decodeScratch);
+            for (GraphStep g : List.copyOf(graphs)) g.free();
             cublas.close();
+            driver.freeFixed(cublasWorkspace);
+            driver.synchronize();
+            driver.destroyStream(stream);
             closed = true;
         } finally {
             lock.unlock();
         }
     }
 
+    // ---- recorded decode steps ----
+
+    /** The recording being captured now (by the thread that holds the lock), or null. */
+    private volatile GraphStep capturing;
+    private final java.util.Set<GraphStep> graphs = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private final java.util.concurrent.atomic.AtomicLong graphLaunches = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong graphCaptures = new java.util.concurrent.atomic.AtomicLong();
+    /** Set ROPEWAY_CUDA_GRAPHS=0 to run recorded steps op by op (for comparisons). */
+    private final boolean graphsEnabled = !"0".equals(System.getenv("ROPEWAY_CUDA_GRAPHS"));
+
+    /** How many recorded steps were launched as graphs, and how many graphs were captured, since the start. */
+    public long[] graphCounts() {
+        return new long[] {graphLaunches.get(), graphCaptures.get()};
+    }
+
+    @Override
+    public CudaDecodeStep decodeStep(int half) {
+        return new CudaDecodeStep(this, half);
+    }
+
+    /** The step's device block, checked to belong to this backend. */
+    private CudaDecodeStep step(String op, dev.ropeway.tensor.DecodeStep step) {
+        if (!(step instanceof CudaDecodeStep c) || c.backend() != this)
+            throw new IllegalArgumentException(op + ": the decode step was not made by this backend's decodeStep");
+        return c;
+    }
+
+    /** Runs {@code action} holding the backend (for the decode step's copies). */
+    void locked(Runnable action) {
+        enter();
+        try {
+            action.run();
+        } finally {
+            exit();
+        }
+    }
+
+    Driver driver() {
+        return driver;
+    }
+
+    /**
+     * Records the ops as a CUDA graph: captured from this backend's stream the first time they are replayed (and again
+     * whenever a condition they were captured under, such as the number of key splits of a decode attention, no longer
+     * holds), then launched whole. Their temporaries come from memory the recording owns. Ops that cannot be captured
+     * (a synchronous copy, for one) make the recording fall back to running the ops one by one, as does
+     * ROPEWAY_CUDA_GRAPHS=0 or ROPEWAY_CUDA_PROFILE.
+     */
+    @Override
+    public dev.ropeway.tensor.Recording record(Runnable ops) {
+        if (ops == null) throw new IllegalArgumentException("record: ops is null");
+        GraphStep g = new GraphStep(ops);
+        graphs.add(g);
+        return g;
+    }
+
+    /** A recorded step: its graph, the memory its kernels use, and the conditions it was captured under. */
+    private final class GraphStep implements dev.ropeway.tensor.Recording {
+        private final Runnable ops;
+        private final java.util.Set<Long> owned = new java.util.HashSet<>();
+        private final List<java.util.function.BooleanSupplier> conditions = new java.util.ArrayList<>();
+        private MemorySegment graph, exec;
+        private boolean direct = !graphsEnabled || profile;
+        private boolean lastAsGraph;
+        private String failure;
+
+        GraphStep(Runnable ops) {
+            this.ops = ops;
+        }
+
+        long own(long address) {
+            owned.add(address);
+            return address;
+        }
+
+        boolean owns(long address) {
+            return owned.contains(address);
+        }
+
+        /** A condition the capture depends on: when it turns false, the next replay captures again. */
+        void require(java.util.function.BooleanSupplier condition) {
+            conditions.add(condition);
+        }
+
+        @Override
+        public void replay() {
+            if (direct) {
+                lastAsGraph = false;
+                ops.run();
+                return;
+            }
+            enter();
+            try {
+                if (exec != null && !conditions.stream().allMatch(java.util.function.BooleanSupplier::getAsBoolean)) free();
+                if (exec == null && !capture()) {
+                    lastAsGraph = false;
+                    ops.run();
+                    return;
+                }
+                driver.launchGraph(exec, stream);
+                graphLaunches.incrementAndGet();
+                lastAsGraph = true;
+            } finally {
+                exit();
+            }
+        }
+
+        /** Captures the ops into a graph; false (having freed what it made, and run nothing) when they cannot be. */
+        private boolean capture() {
+            if (capturing != null) throw new IllegalStateException("record: a recorded step may not replay another");
+            driver.beginCapture(stream);
+            capturing = this;
+            RuntimeException error = null;
+            try {
+                ops.run();
+            } catch (RuntimeException e) {
+                error = e;
+            } finally {
+                capturing = null;
+            }
+            MemorySegment g = null;
+            try {
+                g = driver.endCapture(stream);
+            } catch (CudaException e) {
+                if (error == null) error = e;
+            }
+            if (error == null) {
+                try {
+                    exec = driver.instantiate(g);
+                    graph = g;
+                    graphCaptures.incrementAndGet();
+                    return true;
+                } catch (CudaException e) {
+                    error = e;
+                }
+            }
+            if (g != null) driver.destroyGraph(g, null);
+            free();
+            failure = error.getMessage();
+            direct = true;
+            System.err.println("ropeway: a recorded step could not be captured as a CUDA graph (" + failure
+                    + "); it runs op by op");
+            return false;
+        }
+
+        /** Destroys the graph and frees the memory it used (holding the lock). */
+        void free() {
+            if (exec != null || graph != null) {
+                driver.synchronize();
+                driver.destroyGraph(graph, exec);
+            }
+            exec = null;
+            graph = null;
+            if (!owned.isEmpty()) driver.synchronize();
+            for (long p : owned) driver.freeFixed(p);
+            owned.clear();
+            conditions.clear();
+        }
+
+        @Override
+        public boolean replayedAsGraph() {
+            return lastAsGraph;
+        }
+
+        /** Why the ops run one by one, or null. */
+        String failure() {
+            return failure;
+        }
+
+        @Override
+        public void close() {
+            if (!graphs.remove(this)) return;
+            if (closed) return;
+            enter();
+            try {
+                free();
+            } finally {
+                exit();
+            }
+        }
+    }
+
     // ---- helpers ----
 
     private long uploadInts(HostScratch a, int[] values) {
-        long p = driver.allocate((long) values.length * 4);
+        long p = scratch((long) values.length * 4);
         driver.copyToDevice(p, a.allocateFrom(JAVA_INT, values), (long) values.length * 4);
         return p;
     }
 
     private long uploadFloats(HostScratch a, float[] values) {
-        long p = driver.allocate((long) Math.max(1, values.length) * 4);
+        long p = scratch((long) Math.max(1, values.length) * 4);
         if (values.length > 0) driver.copyToDevice(p, a.allocateFrom(JAVA_FLOAT, values), (long) values.length * 4);
         return p;
     }

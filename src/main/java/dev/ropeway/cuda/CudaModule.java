@@ -10,12 +10,15 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 /** One compiled {@code .cu} source loaded into the context, with its kernels looked up once by name. */
 final class CudaModule {
     private final Driver driver;
+    private final MemorySegment stream;
     private final MemorySegment module;
     private final Map<String, MemorySegment> functions = new ConcurrentHashMap<>();
     private final Map<String, Integer> sharedLimit = new ConcurrentHashMap<>();
 
-    CudaModule(Driver driver, byte[] cubin) {
+    /** The module's kernels launch on {@code stream}. */
+    CudaModule(Driver driver, MemorySegment stream, byte[] cubin) {
         this.driver = driver;
+        this.stream = stream;
         MemorySegment image = Arena.global().allocate(cubin.length + 1L, 16);
         MemorySegment.copy(cubin, 0, image, JAVA_BYTE, 0, cubin.length);
         this.module = driver.loadModule(image);
@@ -32,6 +35,6 @@ final class CudaModule {
             driver.setFunctionAttribute(f, Driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes, name);
             sharedLimit.put(name, sharedBytes);
         }
-        driver.launch(f, name, gx, gy, gz, block, 1, 1, sharedBytes, args.pointers());
+        driver.launch(f, name, gx, gy, gz, block, 1, 1, sharedBytes, args.pointers(), stream);
     }
 }

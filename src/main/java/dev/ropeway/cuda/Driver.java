@@ -12,7 +12,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 /**
  * The CUDA driver API (libcuda), bound through FFM: devices, the primary context, stream-ordered memory, modules and
  * kernel launches. Every call's status is checked; a failure throws {@link CudaException} naming the call and the
- * driver's own name for the error. All work goes to the legacy default stream, so it runs in issue order.
+ * driver's own name for the error. A backend's work goes to its own stream (see {@link #createStream}), so it runs in
+ * issue order and can be captured into a graph; the synchronous copies go through the legacy default stream, which
+ * waits for that stream's work and makes it wait for theirs.
  */
 final class Driver {
     static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
@@ -21,7 +23,6 @@ final class Driver {
     static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
     static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     private static final int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
-    static final MemorySegment DEFAULT_STREAM = MemorySegment.NULL;
 
     private static volatile Driver instance;
     private static volatile Throwable failure;
@@ -31,7 +32,9 @@ final class Driver {
             cuDeviceGetAttribute, cuDeviceTotalMem, cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuCtxSynchronize,
             cuMemAllocAsync, cuMemFreeAsync, cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoDAsync, cuMemsetD32Async,
             cuMemGetInfo, cuModuleLoadData, cuModuleGetFunction, cuFuncSetAttribute, cuLaunchKernel, cuGetErrorName,
-            cuDeviceGetDefaultMemPool, cuMemPoolSetAttribute;
+            cuDeviceGetDefaultMemPool, cuMemPoolSetAttribute, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
+            cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch, cuGraphExecDestroy,
+            cuGraphDestroy, cuMemAlloc, cuMemFree;
 
     private Driver(NativeLibrary lib) {
         this.lib = lib;
@@ -61,6 +64,17 @@ final class Driver {
         cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuDeviceGetDefaultMemPool = lib.function("cuDeviceGetDefaultMemPool", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
         cuMemPoolSetAttribute = lib.function("cuMemPoolSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
+        cuStreamCreate = lib.function("cuStreamCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuStreamDestroy = lib.function("cuStreamDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuStreamSynchronize = lib.function("cuStreamSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuStreamBeginCapture = lib.function("cuStreamBeginCapture_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        cuStreamEndCapture = lib.function("cuStreamEndCapture", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphInstantiate = lib.function("cuGraphInstantiateWithFlags", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG));
+        cuGraphLaunch = lib.function("cuGraphLaunch", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        cuGraphExecDestroy = lib.function("cuGraphExecDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuGraphDestroy = lib.function("cuGraphDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        cuMemAlloc = lib.function("cuMemAlloc_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+        cuMemFree = lib.function("cuMemFree_v2", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
     }
 
     /** The driver, initialised once per process; throws {@link CudaException} when there is none. */
@@ -194,10 +208,10 @@ final class Driver {
     private static final ThreadLocal<MemorySegment> POINTER_OUT = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(JAVA_LONG));
 
     /** {@code bytes} of device memory, stream-ordered; throws a clear out-of-memory error with the free amount. */
-    long allocate(long bytes) {
+    long allocate(long bytes, MemorySegment stream) {
         try {
             MemorySegment p = POINTER_OUT.get();
-            int status = (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), DEFAULT_STREAM);
+            int status = (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), stream);
             if (status == 2) { // CUDA_ERROR_OUT_OF_MEMORY
                 long[] info = memoryInfo();
                 throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
@@ -210,9 +224,9 @@ final class Driver {
         }
     }
 
-    void free(long pointer) {
+    void free(long pointer, MemorySegment stream) {
         try {
-            check("cuMemFreeAsync", (int) cuMemFreeAsync.invokeExact(pointer, DEFAULT_STREAM));
+            check("cuMemFreeAsync", (int) cuMemFreeAsync.invokeExact(pointer, stream));
         } catch (Throwable t) {
             throw wrap(t);
         }
@@ -236,18 +250,18 @@ final class Driver {
         }
     }
 
-    void copyOnDevice(long dst, long src, long bytes) {
+    void copyOnDevice(long dst, long src, long bytes, MemorySegment stream) {
         try {
-            int status = (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, DEFAULT_STREAM);
+            int status = (int) cuMemcpyDtoDAsync.invokeExact(dst, src, bytes, stream);
             if (status != 0) check("cuMemcpyDtoDAsync(" + bytes + " bytes)", status);
         } catch (Throwable t) {
             throw wrap(t);
         }
     }
 
-    void fill32(long dst, int value, long count) {
+    void fill32(long dst, int value, long count, MemorySegment stream) {
         try {
-            check("cuMemsetD32Async", (int) cuMemsetD32Async.invokeExact(dst, value, count, DEFAULT_STREAM));
+            check("cuMemsetD32Async", (int) cuMemsetD32Async.invokeExact(dst, value, count, stream));
         } catch (Throwable t) {
             throw wrap(t);
         }
@@ -283,14 +297,119 @@ final class Driver {
     }
 
     void launch(MemorySegment function, String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
-                MemorySegment params) {
+                MemorySegment params, MemorySegment stream) {
         try {
             // The message is built only on failure: a decode step launches a couple of hundred kernels.
-            int status = (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, DEFAULT_STREAM,
+            int status = (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, stream,
                     params, MemorySegment.NULL);
             if (status != 0)
                 check("cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + ", shared "
                         + sharedBytes + ")", status);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /** A stream that the legacy default stream synchronises with (so synchronous copies wait for its work). */
+    MemorySegment createStream() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(ADDRESS);
+            check("cuStreamCreate", (int) cuStreamCreate.invokeExact(s, 0));
+            return s.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void destroyStream(MemorySegment stream) {
+        try {
+            check("cuStreamDestroy", (int) cuStreamDestroy.invokeExact(stream));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void synchronize(MemorySegment stream) {
+        try {
+            check("cuStreamSynchronize", (int) cuStreamSynchronize.invokeExact(stream));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /**
+     * Device memory outside the stream-ordered pool: what a graph's kernels use lives as long as the graph, and this
+     * call (unlike cuMemAllocAsync) may be made while a stream is being captured.
+     */
+    long allocateFixed(long bytes) {
+        try {
+            MemorySegment p = POINTER_OUT.get();
+            int status = (int) cuMemAlloc.invokeExact(p, Math.max(bytes, 4L));
+            if (status == 2) {
+                long[] info = memoryInfo();
+                throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
+                        bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
+            }
+            if (status != 0) check("cuMemAlloc(" + bytes + " bytes)", status);
+            return p.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void freeFixed(long pointer) {
+        try {
+            check("cuMemFree", (int) cuMemFree.invokeExact(pointer));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /** CU_STREAM_CAPTURE_MODE_RELAXED: this thread may still allocate (cuMemAlloc) while it captures. */
+    private static final int CAPTURE_RELAXED = 2;
+
+    /** From here on the stream's work is recorded into a graph instead of run. */
+    void beginCapture(MemorySegment stream) {
+        try {
+            check("cuStreamBeginCapture", (int) cuStreamBeginCapture.invokeExact(stream, CAPTURE_RELAXED));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /** Ends a capture; returns the graph, or throws when the capture failed (the stream is usable again either way). */
+    MemorySegment endCapture(MemorySegment stream) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment g = a.allocate(ADDRESS);
+            check("cuStreamEndCapture", (int) cuStreamEndCapture.invokeExact(stream, g));
+            return g.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    MemorySegment instantiate(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment e = a.allocate(ADDRESS);
+            check("cuGraphInstantiateWithFlags", (int) cuGraphInstantiate.invokeExact(e, graph, 0L));
+            return e.get(ADDRESS, 0);
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void launchGraph(MemorySegment exec, MemorySegment stream) {
+        try {
+            check("cuGraphLaunch", (int) cuGraphLaunch.invokeExact(exec, stream));
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    void destroyGraph(MemorySegment graph, MemorySegment exec) {
+        try {
+            if (exec != null && !exec.equals(MemorySegment.NULL)) check("cuGraphExecDestroy", (int) cuGraphExecDestroy.invokeExact(exec));
+            if (graph != null && !graph.equals(MemorySegment.NULL)) check("cuGraphDestroy", (int) cuGraphDestroy.invokeExact(graph));
         } catch (Throwable t) {
             throw wrap(t);
         }

@@ -5,6 +5,8 @@ import dev.ropeway.rope.RopePlan;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.DecodeStep;
+import dev.ropeway.tensor.Recording;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
@@ -55,6 +57,9 @@ public final class Decoder implements AutoCloseable {
     private final KvCache cache;
     private final int[] tokens;
     private int ropeChanges;
+    private boolean recordSteps = true;
+    private StepGraph stepGraph;
+    private long recordedSteps;
 
     /**
      * A decoder for sequences of up to {@code capacity} tokens with the given RoPE method, policy and prefill chunk size.
@@ -94,6 +99,25 @@ public final class Decoder implements AutoCloseable {
 
     /** The sequence so far. */
     public int[] tokens() { return Arrays.copyOf(tokens, (int) cache.length()); }
+
+    /**
+     * Whether one-token appends run as a recorded step ({@link Backend#record}: on a GPU one graph launch per token
+     * instead of a couple of hundred kernel launches); on by default. The logits are the same either way up to the
+     * order of the attention's partial sums.
+     */
+    public Decoder recordSteps(boolean on) {
+        this.recordSteps = on;
+        if (!on && stepGraph != null) {
+            stepGraph.close();
+            stepGraph = null;
+        }
+        return this;
+    }
+
+    /** How many one-token appends ran as a replayed graph (a GPU's recorded step). */
+    public long graphSteps() {
+        return recordedSteps;
+    }
 
     /** How many times a frequency change re-rotated or recomputed the cache. */
     public int ropeChanges() { return ropeChanges; }
@@ -205,6 +229,10 @@ public final class Decoder implements AutoCloseable {
 
     /** Runs {@code ids} after the cached tokens, with RoPE planned for a sequence of {@code ropeLength} tokens. */
     private void run(int[] ids, long ropeLength, LogitsSink sink, float[] last) {
+        if (ids.length == 1 && sink == null && last != null && recordSteps) {
+            step(ids[0], ropeLength, last);
+            return;
+        }
         long p = cache.length();
         int n = ids.length, h = config.hiddenSize();
         float[] pos = positions(p, n);
@@ -239,6 +267,94 @@ public final class Decoder implements AutoCloseable {
                 if (sink == null) model.finalNorm(row, row, 1);
                 model.emitLogits(row, 0, 1, (first, rows, logits) -> backend.download(logits, 0, last, 0, last.length));
             }
+        }
+    }
+
+    /** One token through the recorded step: its inputs set, the step replayed, its logits read back. */
+    private void step(int token, long ropeLength, float[] last) {
+        long p = cache.length();
+        RopePlan plan = rope.plan(new float[] {p}, ropeLength);
+        float scale = plan.attentionScale();
+        if (stepGraph != null && stepGraph.scale != scale) {
+            stepGraph.close();
+            stepGraph = null;
+        }
+        if (stepGraph == null) stepGraph = new StepGraph(scale, plan.invFreq().length);
+        StepGraph g = stepGraph;
+        g.step.set(token, p, plan.invFreq());
+        g.recording.replay();
+        if (g.recording.replayedAsGraph()) recordedSteps++;
+        tokens[(int) p] = token;
+        cache.setLength(p + 1, plan.invFreq());
+        backend.download(g.logits, 0, last, 0, last.length);
+    }
+
+    /**
+     * The ops of a one-token append, recorded once per decoder (and attention scale) on fixed tensors: the token, its
+     * position and the frequencies come from a {@link DecodeStep}, the new keys and values are stored at that position.
+     */
+    private final class StepGraph implements AutoCloseable {
+        final float scale;
+        final DecodeStep step;
+        final Tensor x, newKeys, newValues, newRaw, logits;
+        final RotaryTable queries, keys;
+        final Recording recording;
+
+        StepGraph(float scale, int half) {
+            this.scale = scale;
+            int h = config.hiddenSize(), kvd = config.kvDim();
+            long capacity = cache.capacity();
+            java.util.List<AutoCloseable> made = new java.util.ArrayList<>();
+            try {
+                step = add(made, backend.decodeStep(half));
+                x = add(made, backend.allocate(h));
+                newKeys = add(made, backend.allocate(kvd));
+                newValues = add(made, backend.allocate(kvd));
+                newRaw = cache.keepsRawKeys() ? add(made, backend.allocate(kvd)) : null;
+                logits = add(made, backend.allocate(config.vocabSize()));
+                queries = add(made, new RotaryTable(backend.allocate(half), backend.allocate(half), 1, half));
+                keys = scale == 1f ? queries : add(made, new RotaryTable(backend.allocate(half), backend.allocate(half), 1, half));
+                AttentionShape shape = new AttentionShape(1, 1, capacity, capacity, capacity - 1, config.numHeads(),
+                        config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())))
+                        .withWindow(config.slidingWindow());
+                recording = backend.record(() -> {
+                    backend.embedding(x, model.weights().embedding(), step, h);
+                    backend.rotaryTable(queries, step, scale * scale);
+                    if (keys != queries) backend.rotaryTable(keys, step, 1f);
+                    model.layers(x, 1, shape, queries, keys, l -> new Transformer.LayerKv(newKeys, newValues, newRaw,
+                            cache.keys(l), cache.values(l), new Transformer.LayerKv(null, null,
+                            cache.keepsRawKeys() ? cache.rawKeys(l) : null, cache.keys(l), cache.values(l), null)), step);
+                    model.finalNorm(x, x, 1);
+                    model.logits(x, logits);
+                });
+            } catch (RuntimeException | Error e) {
+                for (AutoCloseable c : made) {
+                    try {
+                        c.close();
+                    } catch (Exception suppressed) {
+                        e.addSuppressed(suppressed);
+                    }
+                }
+                throw e;
+            }
+        }
+
+        private static <T extends AutoCloseable> T add(java.util.List<AutoCloseable> made, T t) {
+            made.add(t);
+            return t;
+        }
+
+        @Override
+        public void close() {
+            recording.close();
+            step.close();
+            x.close();
+            newKeys.close();
+            newValues.close();
+            if (newRaw != null) newRaw.close();
+            logits.close();
+            queries.close();
+            if (keys != queries) keys.close();
         }
     }
 
@@ -279,6 +395,8 @@ public final class Decoder implements AutoCloseable {
 
     @Override
     public void close() {
+        if (stepGraph != null) stepGraph.close();
+        stepGraph = null;
         cache.close();
     }
 }

@@ -6,6 +6,7 @@ import dev.ropeway.rope.RopePlan;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.DecodeStep;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
@@ -95,6 +96,17 @@ public final class Transformer implements AutoCloseable {
      */
     void layers(Tensor x, long rows, AttentionShape shape, RotaryTable queryTable, RotaryTable keyTable,
                   java.util.function.IntFunction<LayerKv> kvOf) {
+        layers(x, rows, shape, queryTable, keyTable, kvOf, null);
+    }
+
+    /**
+     * As above; with a {@code step}, one token whose position the backend reads from the step when the ops run (a
+     * recorded decode step): each layer's {@code stored} names its whole caches (keys, values and unrotated keys, or
+     * null), the new rows are stored at the step's position, and attention runs at it ({@code shape} covering the cache).
+     */
+    void layers(Tensor x, long rows, AttentionShape shape, RotaryTable queryTable, RotaryTable keyTable,
+                java.util.function.IntFunction<LayerKv> kvOf, DecodeStep step) {
+        if (step != null && rows != 1) throw new IllegalArgumentException("a decode step runs one token, got " + rows);
         ModelConfig c = config;
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         try (Tensor hs = backend.allocate(rows * h);
@@ -119,13 +131,19 @@ public final class Transformer implements AutoCloseable {
                 backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
                 backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
                 backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
-                if (kv.stored() != null) {
+                if (step != null) {
+                    LayerKv to = kv.stored();
+                    backend.storeRow(to.keys(), kv.newKeys(), step, kvd);
+                    backend.storeRow(to.values(), kv.newValues(), step, kvd);
+                    if (to.rawKeys() != null) backend.storeRow(to.rawKeys(), kv.rawKeys(), step, kvd);
+                } else if (kv.stored() != null) {
                     LayerKv to = kv.stored();
                     backend.copy(to.newKeys(), 0, kv.newKeys(), 0, rows * kvd);
                     backend.copy(to.newValues(), 0, kv.newValues(), 0, rows * kvd);
                     if (to.rawKeys() != null) backend.copy(to.rawKeys(), 0, kv.rawKeys(), 0, rows * kvd);
                 }
-                backend.attention(att, q, kv.keys(), kv.values(), null, shape);
+                if (step != null) backend.attention(att, q, kv.keys(), kv.values(), shape, step);
+                else backend.attention(att, q, kv.keys(), kv.values(), null, shape);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
                 backend.addRmsNorm(hs, x, x, hs, w.postAttentionNorm(), rows, h, c.rmsNormEps());
                 backend.linear(gate, hs, w.gate(), w.gateBias(), rows, h, ffn);
@@ -140,6 +158,12 @@ public final class Transformer implements AutoCloseable {
     /** The final RMSNorm of {@code rows} rows of the residual stream {@code x} into {@code out}. */
     void finalNorm(Tensor out, Tensor x, long rows) {
         backend.rmsNorm(out, x, weights.finalNorm(), rows, config.hiddenSize(), config.rmsNormEps());
+    }
+
+    /** The logits of one hidden row into {@code out} (vocabulary-sized). */
+    void logits(Tensor hidden, Tensor out) {
+        int h = config.hiddenSize(), vocab = config.vocabSize();
+        backend.gemm(false, true, 1, vocab, h, 1f, hidden, 0, h, weights.lmHead(), 0, h, 0f, out, 0, vocab);
     }
 
     /** Logits of hidden rows {@code [from, rows)}, streamed to the sink in blocks (row numbers counted from {@code from}). */

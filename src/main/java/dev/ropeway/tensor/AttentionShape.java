@@ -42,6 +42,15 @@ public record AttentionShape(int batch, long seqQ, long seqKv, long kvRowsPerBat
         return new AttentionShape(batch, seqQ, seqKv, kvRowsPerBatch, qStart, heads, kvHeads, headDim, scale, w);
     }
 
+    /** One query at position {@code p} over keys {@code [0, p]} of this shape's cache (a decode step). */
+    public AttentionShape atPosition(long p) {
+        if (batch != 1 || seqQ != 1)
+            throw new IllegalArgumentException("attention: a decode step is one query of one sequence, got " + this);
+        if (p < 0 || p >= kvRowsPerBatch)
+            throw new IllegalArgumentException("attention: position " + p + " is outside the cache's " + kvRowsPerBatch + " rows");
+        return new AttentionShape(1, 1, p + 1, kvRowsPerBatch, p, heads, kvHeads, headDim, scale, window);
+    }
+
     /** The first key position {@code p} can see. */
     public long firstVisibleKey(long p) {
         return window == 0 ? 0 : Math.max(0, p - window + 1);

@@ -132,6 +132,58 @@ public interface Backend extends AutoCloseable {
     /** {@code out[i] = silu(gate[i]) * up[i]} for i in [0, n); gate and up may both be bfloat16, out may be too. */
     void swiglu(Tensor out, Tensor gate, Tensor up, long n);
 
+    // ---- one-token decode steps that can be recorded (see DecodeStep and Recording) ----
+
+    /** Inputs of a decode step for rotary tables of {@code half} frequencies, kept where this backend's ops read them. */
+    default DecodeStep decodeStep(int half) {
+        return new DecodeStep(half);
+    }
+
+    /** Embeds the step's token into {@code out[0, dim)}, as {@link #embedding(Tensor, Tensor, int[], int)} would. */
+    default void embedding(Tensor out, Tensor table, DecodeStep step, int dim) {
+        embedding(out, table, new int[] {step.token()}, dim);
+    }
+
+    /**
+     * Fills the one-row {@code table} with the cosines and sines of the step's position and frequencies times
+     * {@code attentionScale}, as {@link #rotaryTable(float[], float[], float)} computes them.
+     */
+    default void rotaryTable(RotaryTable table, DecodeStep step, float attentionScale) {
+        if (table == null || table.half() != step.half())
+            throw new IllegalArgumentException("rotaryTable: the table must have half = " + step.half() + " frequencies");
+        try (RotaryTable t = rotaryTable(new float[] {step.position()}, step.invFreq(), attentionScale)) {
+            copy(table.cos(), 0, t.cos(), 0, step.half());
+            copy(table.sin(), 0, t.sin(), 0, step.half());
+        }
+    }
+
+    /**
+     * Copies {@code width} float32 values of {@code row} into row {@code step.position()} of {@code cache} (rows of
+     * {@code width}; a narrow cache rounds them as {@link #copy} does).
+     */
+    default void storeRow(Tensor cache, Tensor row, DecodeStep step, int width) {
+        copy(cache, step.position() * width, row, 0, width);
+    }
+
+    /**
+     * Attention of one query at the step's position over keys and values {@code [0, position]} (within the window):
+     * {@code shape} gives everything but the position (its {@code qStart} and {@code seqKv} are ignored and must
+     * cover the longest sequence the step will see, {@code kvRowsPerBatch} being the cache's capacity).
+     */
+    default void attention(Tensor out, Tensor q, Tensor k, Tensor v, AttentionShape shape, DecodeStep step) {
+        attention(out, q, k, v, null, shape.atPosition(step.position()));
+    }
+
+    /**
+     * Records {@code ops} (calls to this backend's ops on fixed tensors, reading what changes from tensors and
+     * {@link DecodeStep}s) for {@link Recording#replay}. Host values computed inside {@code ops} are frozen at the
+     * recording: whatever must change between replays goes through a {@link DecodeStep}. By default every replay runs
+     * {@code ops} again.
+     */
+    default Recording record(Runnable ops) {
+        return ops::run;
+    }
+
     /** {@code y[i] += x[i]} for i in [0, n). */
     void addInPlace(Tensor y, Tensor x, long n);
 

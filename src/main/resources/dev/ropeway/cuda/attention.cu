@@ -334,10 +334,11 @@ __device__ __forceinline__ float fold_scores(const float (&sc)[U], float mNew, f
 }
 
 // Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), DECODE_KEYS keys
-// per warp at a time (lanes across the features), and writes its partial maximum, sum and weighted values.
+// per warp at a time (lanes across the features), and writes its partial maximum, sum and weighted values. The query
+// sits at s.qStart, or at *position when that is not null (a recorded step; chunk is then derived from it).
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
 attention_decode_partial(float* partM, float* partL, float* partAcc, const float* q, const kv_t* k, const kv_t* v,
-                         Shape s, i64 chunk, int splits) {
+                         Shape s, i64 chunk, int splits, const i64* position) {
     __shared__ float sM[DECODE_WARPS], sL[DECODE_WARPS], sAcc[DECODE_WARPS][DT * 32];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -346,8 +347,10 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
     const float* qRow = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
     const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const i64 p = s.qStart;
+    // A recorded decode step reads its position when it runs, and splits the visible keys evenly itself.
+    const i64 p = position != nullptr ? *position : s.qStart;
     const i64 first = s.window == 0 ? 0 : max((i64) 0, p - s.window + 1);
+    if (position != nullptr) chunk = (p + 1 - first + splits - 1) / splits;
     const i64 from = first + (i64) split * chunk, to = min(p + 1, from + chunk);
     float qv[DT], acc[DT];
     for (int t = 0; t < DT; t++) {
@@ -445,7 +448,7 @@ __device__ __forceinline__ void widen(const vraw_t& r, float (&f)[DV]) {
 
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
 attention_decode_partial_vec(float* partM, float* partL, float* partAcc, const float* q, const kv_t* k, const kv_t* v,
-                             Shape s, i64 chunk, int splits) {
+                             Shape s, i64 chunk, int splits, const i64* position) {
     __shared__ float sM[DSTATES], sL[DSTATES], sW[DSTATES];
     __shared__ float sAcc[DSTATES][HEAD_DIM];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -456,8 +459,10 @@ attention_decode_partial_vec(float* partM, float* partL, float* partAcc, const f
     const float* qRow = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
     const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
-    const i64 p = s.qStart;
+    // A recorded decode step reads its position when it runs, and splits the visible keys evenly itself.
+    const i64 p = position != nullptr ? *position : s.qStart;
     const i64 first = s.window == 0 ? 0 : max((i64) 0, p - s.window + 1);
+    if (position != nullptr) chunk = (p + 1 - first + splits - 1) / splits;
     const i64 from = first + (i64) split * chunk, to = min(p + 1, from + chunk);
     float qv[DNV][DV], acc[DNV][DV];
 #pragma unroll

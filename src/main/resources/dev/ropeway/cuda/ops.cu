@@ -491,3 +491,19 @@ extern "C" __global__ void from_half(float* dst, const unsigned short* src, i64 
     for (i64 i = blockIdx.x * (i64) blockDim.x + threadIdx.x; i < n; i += (i64) gridDim.x * blockDim.x)
         dst[i] = to_float(src[i]);
 }
+
+// A decode step's new key or value row into row *position of a cache of `rows` rows of `width` values (the position
+// is read when the kernel runs, so a recorded step stores each token at its own row; one out of range stores nothing).
+extern "C" __global__ void store_row(float* cache, const float* src, const i64* position, i64 rows, int width) {
+    const i64 p = *position;
+    if (p < 0 || p >= rows) return;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < width; j += gridDim.x * blockDim.x) cache[p * width + j] = src[j];
+}
+
+extern "C" __global__ void store_row_half(unsigned short* cache, const float* src, const i64* position, i64 rows,
+                                          int width) {
+    const i64 p = *position;
+    if (p < 0 || p >= rows) return;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < width; j += gridDim.x * blockDim.x)
+        cache[p * width + j] = half_bits(src[j]);
+}

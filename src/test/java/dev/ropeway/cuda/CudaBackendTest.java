@@ -4,6 +4,8 @@ import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
 import dev.ropeway.tensor.DType;
+import dev.ropeway.tensor.DecodeStep;
+import dev.ropeway.tensor.Recording;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 import org.junit.jupiter.api.AfterAll;
@@ -25,6 +27,7 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import static dev.ropeway.tensor.Bf16OperandsTest.bf16;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -724,5 +727,133 @@ class CudaBackendTest {
         Tensor host = cpu.allocate(4);
         e = assertThrows(IllegalArgumentException.class, () -> gpu.addInPlace(host, host, 4));
         assertTrue(e.getMessage().contains("not a GPU tensor"), e.getMessage());
+    }
+
+    /**
+     * A recording is captured into a CUDA graph at its first replay and launched whole after that: each replay sees the
+     * inputs of the moment, temporaries made inside it stay valid (and zero-filled) from replay to replay, products
+     * and element-wise kernels mix, and closing it gives its memory back.
+     */
+    @Test
+    void recordedOpsReplayAsOneGraph() {
+        int n = 96;
+        Random r = new Random(41);
+        float[] a = random(r, (long) n * n, 1), x0 = random(r, n, 1), x1 = random(r, n, 1);
+        long freeBefore = gpu.memoryInfo()[0];
+        try (Tensor w = gpu.upload(a); Tensor x = gpu.upload(x0); Tensor y = gpu.allocate(n);
+             Tensor src1 = gpu.upload(x1)) {
+            Recording rec = gpu.record(() -> {
+                try (Tensor t = gpu.allocate(n)) {
+                    gpu.addInPlace(t, x, n);           // t starts at zero on every replay
+                    gpu.linear(y, t, w, null, 1, n, n);
+                    gpu.addInPlace(y, t, n);
+                }
+            });
+            long[] before = gpu.graphCounts();
+            rec.replay();
+            assertTrue(rec.replayedAsGraph(), "captured and launched");
+            float[] want = new float[n];
+            linearPlusInput(want, x0, a, n);
+            close(want, read(gpu, y), 1e-6, "first replay");
+            gpu.copy(x, 0, src1, 0, n);
+            rec.replay();
+            linearPlusInput(want, x1, a, n);
+            close(want, read(gpu, y), 1e-6, "second replay, new input");
+            long[] after = gpu.graphCounts();
+            assertEquals(2, after[0] - before[0], "two launches");
+            assertEquals(1, after[1] - before[1], "one capture");
+            rec.close();
+        }
+        assertEquals(freeBefore, gpu.memoryInfo()[0], "the recording and the tensors gave their memory back");
+    }
+
+    /** y = W x + x in float64, W n x n. */
+    private static void linearPlusInput(float[] y, float[] x, float[] w, int n) {
+        for (int o = 0; o < n; o++) {
+            double sum = x[o];
+            for (int j = 0; j < n; j++) sum += (double) w[o * n + j] * x[j];
+            y[o] = (float) sum;
+        }
+    }
+
+    /** Ops that cannot be captured (an upload of token ids is a synchronous copy) make the recording run op by op. */
+    @Test
+    void recordingFallsBackToOpByOpWhenCaptureFails() {
+        int dim = 16, rows = 5;
+        float[] table = random(new Random(43), (long) rows * dim, 1);
+        try (Tensor t = gpu.upload(table); Tensor out = gpu.allocate(dim)) {
+            int[] id = {3};
+            try (Recording rec = gpu.record(() -> gpu.embedding(out, t, id, dim))) {
+                for (int token : new int[] {3, 1}) {
+                    id[0] = token;   // host values are read again when the ops run one by one
+                    rec.replay();
+                    assertFalse(rec.replayedAsGraph());
+                    assertArrayEquals(java.util.Arrays.copyOfRange(table, token * dim, token * dim + dim), read(gpu, out));
+                }
+            }
+        }
+    }
+
+    /**
+     * The step ops read the token and position when they run: embedding, rotary table, storing a row into a float16
+     * and a float32 cache, and decode attention equal their host-argument forms at each position.
+     */
+    @Test
+    void decodeStepOpsReadTheirInputsWhenTheyRun() {
+        int heads = 4, kvHeads = 2, d = 16, cap = 700, kvd = kvHeads * d, half = d / 2, vocab = 11;
+        Random r = new Random(47);
+        float[] freq = new float[half];
+        for (int j = 0; j < half; j++) freq[j] = (float) Math.pow(10000, -2.0 * j / d);
+        AttentionShape shape = new AttentionShape(1, 1, cap, cap, cap - 1, heads, kvHeads, d, 0.25f);
+        float[] tab = random(r, (long) vocab * d, 1);
+        for (boolean narrow : new boolean[] {false, true})
+            try (CudaBackend b = new CudaBackend(0, MatmulPrecision.FP32, narrow);
+                 DecodeStep step = b.decodeStep(half);
+                 Tensor table = b.upload(tab);
+                 Tensor emb = b.allocate(d); Tensor row = b.allocate(kvd);
+                 Tensor k = b.allocateKv((long) cap * kvd); Tensor v = b.allocateKv((long) cap * kvd);
+                 Tensor q = b.upload(random(r, heads * d, 1)); Tensor out = b.allocate(heads * d);
+                 RotaryTable rot = new RotaryTable(b.allocate(half), b.allocate(half), 1, half)) {
+                float[] keys = random(r, (long) cap * kvd, 1);
+                try (Tensor src = b.upload(keys)) {
+                    b.copy(k, 0, src, 0, (long) cap * kvd);
+                    b.copy(v, 0, src, 0, (long) cap * kvd);
+                }
+                float[] newRow = random(r, kvd, 1);
+                try (Tensor src = b.upload(newRow)) {
+                    b.copy(row, 0, src, 0, kvd);
+                }
+                try (Recording rec = b.record(() -> {
+                    b.embedding(emb, table, step, d);
+                    b.rotaryTable(rot, step, 0.5f);
+                    b.storeRow(k, row, step, kvd);
+                    b.attention(out, q, k, v, shape, step);
+                })) {
+                    for (long p : new long[] {3, 200, 255, 256, 600}) {
+                        int token = (int) (p % vocab);
+                        step.set(token, p, freq);
+                        rec.replay();
+                        assertTrue(rec.replayedAsGraph(), "position " + p);
+                        assertArrayEquals(java.util.Arrays.copyOfRange(tab, token * d, token * d + d), read(b, emb), "token " + token);
+                        try (RotaryTable want = b.rotaryTable(new float[] {p}, freq, 0.5f)) {
+                            assertArrayEquals(read(b, want.cos()), read(b, rot.cos()), "cos at " + p);
+                            assertArrayEquals(read(b, want.sin()), read(b, rot.sin()), "sin at " + p);
+                        }
+                        float[] stored = new float[kvd];
+                        b.download(k, p * kvd, stored, 0, kvd);
+                        float[] expectRow = new float[kvd];
+                        try (Tensor one = b.allocateKv(kvd); Tensor src = b.upload(newRow)) {
+                            b.copy(one, 0, src, 0, kvd);
+                            b.download(one, 0, expectRow, 0, kvd);
+                        }
+                        assertArrayEquals(expectRow, stored, "row stored at " + p);
+                        float[] got = read(b, out);
+                        try (Tensor ref = b.allocate(heads * d)) {
+                            b.attention(ref, q, k, v, null, shape.atPosition(p));
+                            close(read(b, ref), got, p < 512 ? 0 : 1e-6, "attention at " + p);
+                        }
+                    }
+                }
+            }
     }
 }

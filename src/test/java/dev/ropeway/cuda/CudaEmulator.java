@@ -120,6 +120,7 @@ final class CudaEmulator {
         MessageDigest sha = MessageDigest.getInstance("SHA-256");
         sha.update(cpu.toString().getBytes(StandardCharsets.UTF_8));
         sha.update(String.join(" ", defines).getBytes(StandardCharsets.UTF_8));
+        for (String header : List.of("shim.h", "mma_shim.h")) sha.update(CpuKernels.resource(header).getBytes(StandardCharsets.UTF_8));
         String hash = HexFormat.of().formatHex(sha.digest()).substring(0, 16);
         Path modules = Files.createDirectories(folder.resolve("modules"));
         Path library = modules.resolve(name.replaceAll("[^A-Za-z0-9_]", "_") + "-" + hash + ".so");

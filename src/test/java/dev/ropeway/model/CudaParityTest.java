@@ -5,6 +5,7 @@ import dev.ropeway.cuda.MatmulPrecision;
 import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.RopePlan;
+import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.DType;
 import dev.ropeway.tensor.CpuBackend;
@@ -94,6 +95,34 @@ class CudaParityTest {
                 try (Transformer t = Transformer.load(b, tmp.resolve("l1"))) {
                     assertEquals(3, DecoderTest.checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.REROTATE, 5, 24, tol));
                 }
+            }
+    }
+
+    /**
+     * Recorded decode steps run as CUDA graphs: one capture per range of key splits (the 256th key starts a new one),
+     * every one-token step a graph launch, and the logits equal op-by-op steps (the same kernels at these lengths), on
+     * the float16 and the float32 cache, with re-rotated raw keys, and with YaRN's scale (a second table) and a window.
+     */
+    @Test
+    void recordedStepsRunAsCudaGraphs(@TempDir Path tmp) {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        Map<String, Object> json = CheckpointWriter.withRope(CheckpointWriter.llamaConfig(DecoderTest.VOCAB, 32, 64,
+                2, 4, 2, 8, 512, new DefaultRope(10000, 8), false), e2, 512);
+        json.put("sliding_window", 300);
+        try (CpuBackend cpu = new CpuBackend(); TrainableModel m = TrainableModel.random(cpu, ModelConfig.parse(json, "graphs"), 7)) {
+            m.save(tmp.resolve("m"), json);
+        }
+        for (boolean half : new boolean[]{true, false})
+            try (CudaBackend b = new CudaBackend(0, MatmulPrecision.FP32, half);
+                 Transformer t = Transformer.load(b, tmp.resolve("m"))) {
+                long[] before = b.graphCounts();
+                DecoderTest.compareRecordedSteps(t, new DefaultRope(10000, 8), 250, 12, 0.0);
+                long[] after = b.graphCounts();
+                assertEquals(12, after[0] - before[0], "every step after the prompt is one graph launch");
+                assertEquals(2, after[1] - before[1], "captured below 256 keys and again above");
+                assertEquals(3, DecoderTest.compareRecordedSteps(t, e2, 5, 24, 0.0), "E2's g changes, keys re-rotated");
+                RopeScaling yarn = t.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
+                DecoderTest.compareRecordedSteps(t, yarn, 290, 20, 0.0);
             }
     }
 

@@ -195,6 +195,45 @@ class DecoderTest {
         }
     }
 
+    /**
+     * One-token appends run as a recorded step (token, position and frequencies read from a DecodeStep when the ops
+     * run): the logits equal op-by-op steps exactly, with re-rotated raw keys, a window and YaRN's attention scale.
+     */
+    @Test
+    void recordedStepsEqualOpByOpSteps() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-recorded", 2, e2, 0)) {
+            assertEquals(3, compareRecordedSteps(t, e2, 5, 24, 0.0));
+        }
+        try (Transformer t = model("window-recorded", 2, new DefaultRope(10000, 8), 6)) {
+            RopeScaling yarn = t.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
+            compareRecordedSteps(t, yarn, 5, 12, 0.0);
+        }
+    }
+
+    /**
+     * Decodes {@code steps} greedy tokens after a prompt twice, with recorded steps and op by op; the logits must agree within {@code tol} of the largest; returns the recorded decoder's RoPE changes.
+     */
+    static int compareRecordedSteps(Transformer t, RopeScaling rope, int prompt, int steps, double tol) {
+        int[] seq = randomTokens(prompt, 11);
+        try (Decoder recorded = new Decoder(t, rope, prompt + steps, Decoder.RopeChange.REROTATE, 64);
+             Decoder direct = new Decoder(t, rope, prompt + steps, Decoder.RopeChange.REROTATE, 64).recordSteps(false)) {
+            float[] a = recorded.append(seq), b = direct.append(seq);
+            for (int step = 0; step < steps; step++) {
+                if (tol == 0) assertArrayEquals(b, a, "step " + step);
+                else assertClose(b, a, tol, "step " + step);
+                int next = argmax(b);
+                a = recorded.next(next);
+                b = direct.next(next);
+            }
+            if (tol == 0) assertArrayEquals(b, a, "last step");
+            else assertClose(b, a, tol, "last step");
+            assertArrayEquals(direct.tokens(), recorded.tokens());
+            assertEquals(0, direct.graphSteps());
+            return recorded.ropeChanges();
+        }
+    }
+
     @Test
     void clearErrorsForFullContextAndBadTokens() {
         try (Transformer t = model("errors", 1, new DefaultRope(10000, 8), 0);

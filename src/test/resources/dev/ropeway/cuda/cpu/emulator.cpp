@@ -11,13 +11,19 @@
 // - A launch checks the grid, the block and the dynamic shared memory against the kernel's limit (raised only by
 //   cuFuncSetAttribute, as on a GPU), and the number of arguments against the kernel's parameter list.
 // - cublasGemmEx computes in double from inputs rounded as the compute type says (TF32: 10 mantissa bits; 16BF: 7).
+// - Streams run in issue order. While a stream is captured, launches, device-to-device copies, fills and products on
+//   it are recorded (with copies of their arguments) into a graph that cuGraphLaunch runs again; anything a real
+//   capture refuses (stream-ordered allocation or free, a synchronous copy, a synchronisation, work on another
+//   stream) fails and invalidates the capture, as CUDA does.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -46,9 +52,49 @@ bool inside(uintptr_t p, size_t bytes) {
 
 struct Function {
     int (*launch)(unsigned, unsigned, unsigned, unsigned, void**);
+    int (*argumentSizes)(int*, int);
     int maxDynamicShared;
     std::string name;
 };
+
+// ---- streams and graphs ----
+
+struct Stream {
+    int id;
+};
+
+struct Graph {
+    std::vector<std::function<int()>> work;
+};
+
+const int CAPTURE_UNSUPPORTED = 900;   // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+const int CAPTURE_INVALIDATED = 901;   // CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+
+Stream* capturing = nullptr;   // the stream being captured, if any
+Graph* captured = nullptr;     // what it has recorded so far
+bool captureInvalid = false;
+
+// Called by every call a capture refuses: fails it (and the capture) while one is under way.
+bool refusedWhileCapturing(const char* call) {
+    if (capturing == nullptr) return false;
+    std::fprintf(stderr, "emulated %s: not allowed while a stream is being captured\n", call);
+    captureInvalid = true;
+    return true;
+}
+
+// Work on `stream`: recorded when it is the captured stream, refused on another stream during a capture, else run.
+int submit(void* stream, const char* call, std::function<int()> work) {
+    if (capturing != nullptr) {
+        if (stream != capturing) {
+            std::fprintf(stderr, "emulated %s: work on another stream while one is being captured\n", call);
+            captureInvalid = true;
+            return CAPTURE_UNSUPPORTED;
+        }
+        captured->work.push_back(std::move(work));
+        return 0;
+    }
+    return work();
+}
 
 struct Module {
     void* handle;
@@ -152,7 +198,10 @@ EXPORT int cuDevicePrimaryCtxRetain(void** context, int device) {
 
 EXPORT int cuCtxSetCurrent(void* context) { return context == &contextToken ? 0 : 201; }   // CUDA_ERROR_INVALID_CONTEXT
 
-EXPORT int cuCtxSynchronize() { return 0; }
+EXPORT int cuCtxSynchronize() {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    return refusedWhileCapturing("cuCtxSynchronize") ? CAPTURE_UNSUPPORTED : 0;
+}
 
 EXPORT int cuDeviceGetDefaultMemPool(void** pool, int device) {
     if (device != 0) return 101;
@@ -162,8 +211,7 @@ EXPORT int cuDeviceGetDefaultMemPool(void** pool, int device) {
 
 EXPORT int cuMemPoolSetAttribute(void*, int, void*) { return 0; }
 
-EXPORT int cuMemAllocAsync(uintptr_t* pointer, size_t bytes, void*) {
-    std::lock_guard<std::recursive_mutex> g(lock);
+int allocate(uintptr_t* pointer, size_t bytes) {
     if (bytes == 0) return 1;
     if (used + bytes > TOTAL_MEMORY) return 2;   // CUDA_ERROR_OUT_OF_MEMORY
     void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
@@ -175,14 +223,37 @@ EXPORT int cuMemAllocAsync(uintptr_t* pointer, size_t bytes, void*) {
     return 0;
 }
 
-EXPORT int cuMemFreeAsync(uintptr_t pointer, void*) {
+EXPORT int cuMemAllocAsync(uintptr_t* pointer, size_t bytes, void*) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    if (refusedWhileCapturing("cuMemAllocAsync")) return CAPTURE_UNSUPPORTED;
+    return allocate(pointer, bytes);
+}
+
+// cuMemAlloc may be called while capturing in relaxed mode (it is not stream work).
+EXPORT int cuMemAlloc_v2(uintptr_t* pointer, size_t bytes) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    return allocate(pointer, bytes);
+}
+
+int release(uintptr_t pointer) {
     auto it = allocations.find(pointer);
     if (it == allocations.end()) return 1;
     used -= it->second;
     allocations.erase(it);
     std::free((void*) pointer);
     return 0;
+}
+
+EXPORT int cuMemFreeAsync(uintptr_t pointer, void*) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (refusedWhileCapturing("cuMemFreeAsync")) return CAPTURE_UNSUPPORTED;
+    return release(pointer);
+}
+
+EXPORT int cuMemFree_v2(uintptr_t pointer) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (refusedWhileCapturing("cuMemFree")) return CAPTURE_UNSUPPORTED;
+    return release(pointer);
 }
 
 EXPORT int cuMemGetInfo_v2(size_t* free, size_t* total) {
@@ -194,6 +265,7 @@ EXPORT int cuMemGetInfo_v2(size_t* free, size_t* total) {
 
 EXPORT int cuMemcpyHtoD_v2(uintptr_t dst, const void* src, size_t bytes) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    if (refusedWhileCapturing("cuMemcpyHtoD")) return CAPTURE_UNSUPPORTED;
     if (bytes == 0) return 0;
     if (!inside(dst, bytes)) return 1;
     std::memcpy((void*) dst, src, bytes);
@@ -202,27 +274,32 @@ EXPORT int cuMemcpyHtoD_v2(uintptr_t dst, const void* src, size_t bytes) {
 
 EXPORT int cuMemcpyDtoH_v2(void* dst, uintptr_t src, size_t bytes) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    if (refusedWhileCapturing("cuMemcpyDtoH")) return CAPTURE_UNSUPPORTED;
     if (bytes == 0) return 0;
     if (!inside(src, bytes)) return 1;
     std::memcpy(dst, (const void*) src, bytes);
     return 0;
 }
 
-EXPORT int cuMemcpyDtoDAsync_v2(uintptr_t dst, uintptr_t src, size_t bytes, void*) {
+EXPORT int cuMemcpyDtoDAsync_v2(uintptr_t dst, uintptr_t src, size_t bytes, void* stream) {
     std::lock_guard<std::recursive_mutex> g(lock);
-    if (bytes == 0) return 0;
-    if (!inside(dst, bytes) || !inside(src, bytes)) return 1;
-    std::memmove((void*) dst, (const void*) src, bytes);
-    return 0;
+    return submit(stream, "cuMemcpyDtoDAsync", [=] {
+        if (bytes == 0) return 0;
+        if (!inside(dst, bytes) || !inside(src, bytes)) return 1;
+        std::memmove((void*) dst, (const void*) src, bytes);
+        return 0;
+    });
 }
 
-EXPORT int cuMemsetD32Async(uintptr_t dst, unsigned value, size_t count, void*) {
+EXPORT int cuMemsetD32Async(uintptr_t dst, unsigned value, size_t count, void* stream) {
     std::lock_guard<std::recursive_mutex> g(lock);
-    if (count == 0) return 0;
-    if (dst % 4 != 0 || !inside(dst, count * 4)) return 1;
-    unsigned* p = (unsigned*) dst;
-    for (size_t i = 0; i < count; i++) p[i] = value;
-    return 0;
+    return submit(stream, "cuMemsetD32Async", [=] {
+        if (count == 0) return 0;
+        if (dst % 4 != 0 || !inside(dst, count * 4)) return 1;
+        unsigned* p = (unsigned*) dst;
+        for (size_t i = 0; i < count; i++) p[i] = value;
+        return 0;
+    });
 }
 
 EXPORT int cuModuleLoadData(Module** module, const void* image) {
@@ -241,8 +318,10 @@ EXPORT int cuModuleLoadData(Module** module, const void* image) {
 EXPORT int cuModuleGetFunction(Function** function, Module* module, const char* name) {
     std::lock_guard<std::recursive_mutex> g(lock);
     void* launch = dlsym(module->handle, (std::string("ropeway_launch_") + name).c_str());
-    if (launch == nullptr) return 500;   // CUDA_ERROR_NOT_FOUND
-    *function = new Function{(int (*)(unsigned, unsigned, unsigned, unsigned, void**)) launch, SHARED_DEFAULT, name};
+    void* sizes = dlsym(module->handle, (std::string("ropeway_argsizes_") + name).c_str());
+    if (launch == nullptr || sizes == nullptr) return 500;   // CUDA_ERROR_NOT_FOUND
+    *function = new Function{(int (*)(unsigned, unsigned, unsigned, unsigned, void**)) launch, (int (*)(int*, int)) sizes,
+                             SHARED_DEFAULT, name};
     return 0;
 }
 
@@ -265,12 +344,100 @@ EXPORT int cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, un
     }
     if ((int) shared > f->maxDynamicShared) return 1;   // as a GPU: above 48 KiB only once opted in
     if (extra != nullptr || params == nullptr) return 1;
-    int status = f->launch(gx, gy, gz, bx, params);
-    if (status != 0) {
-        std::fprintf(stderr, "emulated cuLaunchKernel(%s): %s arguments than the kernel's parameters\n", f->name.c_str(),
-                     status == 1 ? "more" : "fewer");
-        return 1;
+    if (capturing == nullptr) {
+        int status = f->launch(gx, gy, gz, bx, params);
+        if (status != 0) {
+            std::fprintf(stderr, "emulated cuLaunchKernel(%s): %s arguments than the kernel's parameters\n",
+                         f->name.c_str(), status == 1 ? "more" : "fewer");
+            return 1;
+        }
+        return 0;
     }
+    // Recorded: the argument values are copied now, as cuLaunchKernel copies them into a graph's kernel node.
+    int sizes[64];
+    const int n = f->argumentSizes(sizes, 64);
+    if (n > 64) return 1;
+    for (int i = 0; i < n; i++)
+        if (params[i] == nullptr) return 1;
+    if (params[n] != nullptr) return 1;
+    auto values = std::make_shared<std::vector<std::vector<unsigned char>>>();
+    for (int i = 0; i < n; i++) values->emplace_back((unsigned char*) params[i], (unsigned char*) params[i] + sizes[i]);
+    return submit(stream, "cuLaunchKernel", [=] {
+        std::vector<void*> p;
+        for (auto& v : *values) p.push_back(v.data());
+        p.push_back(nullptr);
+        return f->launch(gx, gy, gz, bx, p.data()) == 0 ? 0 : 1;
+    });
+}
+
+EXPORT int cuStreamCreate(Stream** stream, unsigned) {
+    static int next = 1;
+    *stream = new Stream{next++};
+    return 0;
+}
+
+EXPORT int cuStreamDestroy_v2(Stream* stream) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (stream == capturing) return 1;
+    delete stream;
+    return 0;
+}
+
+EXPORT int cuStreamSynchronize(Stream*) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    return refusedWhileCapturing("cuStreamSynchronize") ? CAPTURE_UNSUPPORTED : 0;
+}
+
+EXPORT int cuStreamBeginCapture_v2(Stream* stream, int mode) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (stream == nullptr || capturing != nullptr || mode < 0 || mode > 2) return 1;   // never the legacy stream
+    capturing = stream;
+    captured = new Graph();
+    captureInvalid = false;
+    return 0;
+}
+
+EXPORT int cuStreamEndCapture(Stream* stream, Graph** graph) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (stream != capturing || capturing == nullptr) return 1;
+    capturing = nullptr;
+    if (captureInvalid) {
+        delete captured;
+        captured = nullptr;
+        *graph = nullptr;
+        return CAPTURE_INVALIDATED;
+    }
+    *graph = captured;
+    captured = nullptr;
+    return 0;
+}
+
+EXPORT int cuGraphInstantiateWithFlags(Graph** exec, Graph* graph, unsigned long long) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (graph == nullptr) return 1;
+    *exec = new Graph(*graph);
+    return 0;
+}
+
+EXPORT int cuGraphLaunch(Graph* exec, Stream* stream) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (exec == nullptr) return 1;
+    if (capturing != nullptr) return CAPTURE_UNSUPPORTED;
+    (void) stream;
+    for (auto& w : exec->work) {
+        int status = w();
+        if (status != 0) return status;
+    }
+    return 0;
+}
+
+EXPORT int cuGraphExecDestroy(Graph* exec) {
+    delete exec;
+    return 0;
+}
+
+EXPORT int cuGraphDestroy(Graph* graph) {
+    delete graph;
     return 0;
 }
 
@@ -284,6 +451,8 @@ EXPORT int cuGetErrorName(int status, const char** name) {
         case 201: *name = "CUDA_ERROR_INVALID_CONTEXT"; return 0;
         case 218: *name = "CUDA_ERROR_INVALID_PTX"; return 0;
         case 500: *name = "CUDA_ERROR_NOT_FOUND"; return 0;
+        case 900: *name = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"; return 0;
+        case 901: *name = "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"; return 0;
         default: return 1;
     }
 }
@@ -367,14 +536,47 @@ EXPORT int nvrtcDestroyProgram(Program** p) {
 // cuBLAS
 // =====================================================================================================================
 
-static int handleToken;
+// A handle remembers the stream its products go to (one per backend).
+struct BlasHandle {
+    void* stream = nullptr;
+};
+static std::map<void*, BlasHandle*> handles;
+
+static BlasHandle* handleOf(void* h) {
+    auto it = handles.find(h);
+    return it == handles.end() ? nullptr : it->second;
+}
 
 EXPORT int cublasCreate_v2(void** handle) {
-    *handle = &handleToken;
+    std::lock_guard<std::recursive_mutex> g(lock);
+    BlasHandle* h = new BlasHandle();
+    handles[h] = h;
+    *handle = h;
     return 0;
 }
 
-EXPORT int cublasDestroy_v2(void* handle) { return handle == &handleToken ? 0 : 1; }   // CUBLAS_STATUS_NOT_INITIALIZED
+EXPORT int cublasDestroy_v2(void* handle) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    BlasHandle* h = handleOf(handle);
+    if (h == nullptr) return 1;   // CUBLAS_STATUS_NOT_INITIALIZED
+    handles.erase(handle);
+    delete h;
+    return 0;
+}
+
+EXPORT int cublasSetStream_v2(void* handle, void* stream) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    BlasHandle* h = handleOf(handle);
+    if (h == nullptr) return 1;
+    h->stream = stream;
+    return 0;
+}
+
+EXPORT int cublasSetWorkspace_v2(void* handle, uintptr_t workspace, size_t bytes) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (handleOf(handle) == nullptr) return 1;
+    return bytes == 0 || inside(workspace, bytes) ? 0 : 7;   // CUBLAS_STATUS_INVALID_VALUE
+}
 
 EXPORT const char* cublasGetStatusString(int status) {
     switch (status) {
@@ -403,11 +605,24 @@ bool matrixInside(uintptr_t p, int type, long rows, long cols, long ld) {
 }  // namespace
 
 // Column-major C (m x n) = alpha op(A) op(B) + beta C, where op(A) is m x k and op(B) is k x n; beta 0 reads no C.
+int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A, int aType, int lda, uintptr_t B,
+         int bType, int ldb, const float* beta, uintptr_t C, int cType, int ldc, int computeType, int algo);
+
+// On the handle's stream; host scalars are read at the call (a captured product keeps their values then).
 EXPORT int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A,
                         int aType, int lda, uintptr_t B, int bType, int ldb, const float* beta, uintptr_t C, int cType,
                         int ldc, int computeType, int algo) {
     std::lock_guard<std::recursive_mutex> g(lock);
-    if (handle != &handleToken) return 1;
+    BlasHandle* h = handleOf(handle);
+    if (h == nullptr) return 1;
+    const float a = *alpha, b = *beta;
+    return submit(h->stream, "cublasGemmEx", [=] {
+        return gemm(transa, transb, m, n, k, &a, A, aType, lda, B, bType, ldb, &b, C, cType, ldc, computeType, algo);
+    });
+}
+
+int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A, int aType, int lda, uintptr_t B,
+         int bType, int ldb, const float* beta, uintptr_t C, int cType, int ldc, int computeType, int algo) {
     if (m < 0 || n < 0 || k < 0 || (transa != 0 && transa != 1) || (transb != 0 && transb != 1)) return 7;
     const long aRows = transa ? k : m, aCols = transa ? m : k, bRows = transb ? n : k, bCols = transb ? k : n;
     if (lda < std::max(1L, aRows) || ldb < std::max(1L, bRows) || ldc < std::max(1, m)) return 7;

@@ -251,6 +251,15 @@ int shimCheckArguments(void (*)(A...), void** p) {
     return p[sizeof...(A)] == nullptr ? 0 : 1;
 }
 
+// The byte size of each of a kernel's parameters (for copying an argument array when a launch is recorded).
+template <typename... A>
+int shimArgumentSizes(void (*)(A...), int* sizes, int capacity) {
+    const int n = (int) sizeof...(A);
+    const int all[] = {0, (int) sizeof(std::remove_cv_t<std::remove_reference_t<A>>)...};
+    for (int i = 0; i < n && i < capacity; i++) sizes[i] = all[i + 1];
+    return n;
+}
+
 // The launcher the emulated driver calls for kernel `name` (a module built for the CPU has one per kernel).
 #define SHIM_LAUNCHER(name)                                                                                         \
     extern "C" __attribute__((visibility("default"))) int ropeway_launch_##name(unsigned gx, unsigned gy, unsigned gz, \
@@ -259,4 +268,7 @@ int shimCheckArguments(void (*)(A...), void** p) {
         if (status != 0) return status;                                                                              \
         launch((int) gx, (int) gy, (int) gz, (int) threads, [&] { shimCall(name, p); });                             \
         return 0;                                                                                                    \
+    }                                                                                                                \
+    extern "C" __attribute__((visibility("default"))) int ropeway_argsizes_##name(int* sizes, int capacity) {        \
+        return shimArgumentSizes(name, sizes, capacity);                                                             \
     }
