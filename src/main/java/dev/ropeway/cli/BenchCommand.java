@@ -183,10 +183,11 @@ final class BenchCommand implements Runnable {
                 "Default: ${DEFAULT-VALUE}."})
         String fill;
 
-        @Option(names = "--graphs", negatable = true, defaultValue = "true", fallbackValue = "true",
+        @Option(names = "--graphs", negatable = true,
                 description = {"Run each decode step as one recorded step: on a GPU, one CUDA graph launch instead of a",
-                        "couple of hundred kernel launches (default); --no-graphs runs the ops one by one."})
-        boolean graphs;
+                        "couple of hundred kernel launches (the GPU's default); --no-graphs runs the ops one by one",
+                        "(the CPU's default: there a recorded step only runs its ops again)."})
+        Boolean graphs;
 
         @Option(names = "--json")
         boolean json;
@@ -208,7 +209,8 @@ final class BenchCommand implements Runnable {
                 for (long c : ctx) {
                     Map<String, Object> row = new LinkedHashMap<>();
                     row.put("context", c);
-                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens).recordSteps(graphs)) {
+                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens)) {
+                        if (graphs != null) d.recordSteps(graphs);
                         if (fill.equals("prefill")) {
                             long s = System.nanoTime();
                             if (c > 0) d.append(random.ints((int) c, 0, t.config().vocabSize()).toArray());

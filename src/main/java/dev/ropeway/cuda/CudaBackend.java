@@ -1456,6 +1456,11 @@ public final class CudaBackend implements Backend {
      * ROPEWAY_CUDA_GRAPHS=0 or ROPEWAY_CUDA_PROFILE.
      */
     @Override
+    public boolean recordingPays() {
+        return graphsEnabled && !profile;
+    }
+
+    @Override
     public dev.ropeway.tensor.Recording record(Runnable ops) {
         if (ops == null) throw new IllegalArgumentException("record: ops is null");
         GraphStep g = new GraphStep(ops);

@@ -57,7 +57,7 @@ public final class Decoder implements AutoCloseable {
     private final KvCache cache;
     private final int[] tokens;
     private int ropeChanges;
-    private boolean recordSteps = true;
+    private boolean recordSteps;
     private StepGraph stepGraph;
     private long recordedSteps;
 
@@ -77,6 +77,7 @@ public final class Decoder implements AutoCloseable {
         boolean raw = policy == RopeChange.REROTATE && lengthDependent(rope, capacity);
         this.cache = KvCache.allocate(backend, config, capacity, raw);
         this.tokens = new int[(int) capacity];
+        this.recordSteps = backend.recordingPays();
     }
 
     public Decoder(Transformer model, RopeScaling rope, long capacity) {
@@ -102,8 +103,9 @@ public final class Decoder implements AutoCloseable {
 
     /**
      * Whether one-token appends run as a recorded step ({@link Backend#record}: on a GPU one graph launch per token
-     * instead of a couple of hundred kernel launches); on by default. The logits are the same either way up to the
-     * order of the attention's partial sums.
+     * instead of a couple of hundred kernel launches); by default where the backend says recording pays (a GPU), not on
+     * the CPU, where a recorded step only runs its ops again. The logits are the same either way up to the order of the
+     * attention's partial sums.
      */
     public Decoder recordSteps(boolean on) {
         this.recordSteps = on;

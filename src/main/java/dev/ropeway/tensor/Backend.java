@@ -184,6 +184,11 @@ public interface Backend extends AutoCloseable {
         return ops::run;
     }
 
+    /** Whether {@link #record} makes replays cheaper than running the ops (a GPU's graphs); decoders record steps then. */
+    default boolean recordingPays() {
+        return false;
+    }
+
     /** {@code y[i] += x[i]} for i in [0, n). */
     void addInPlace(Tensor y, Tensor x, long n);
 

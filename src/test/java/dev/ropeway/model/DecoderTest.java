@@ -197,13 +197,16 @@ class DecoderTest {
 
     /**
      * One-token appends run as a recorded step (token, position and frequencies read from a DecodeStep when the ops
-     * run): the logits equal op-by-op steps exactly, with re-rotated raw keys, a window and YaRN's attention scale.
+     * run): the logits equal op-by-op steps exactly, with re-rotated raw keys, frequencies that change at every step
+     * (dynamic NTK), a window and YaRN's attention scale.
      */
     @Test
     void recordedStepsEqualOpByOpSteps() {
         E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
         try (Transformer t = model("e2-recorded", 2, e2, 0)) {
             assertEquals(3, compareRecordedSteps(t, e2, 5, 24, 0.0));
+            RopeScaling dynamic = t.config().ropeOrSpec("dynamic:factor=2");
+            assertTrue(compareRecordedSteps(t, dynamic, 60, 10, 0.0) >= 5, "dynamic NTK's frequencies change at every step past 64");
         }
         try (Transformer t = model("window-recorded", 2, new DefaultRope(10000, 8), 6)) {
             RopeScaling yarn = t.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
@@ -216,7 +219,7 @@ class DecoderTest {
      */
     static int compareRecordedSteps(Transformer t, RopeScaling rope, int prompt, int steps, double tol) {
         int[] seq = randomTokens(prompt, 11);
-        try (Decoder recorded = new Decoder(t, rope, prompt + steps, Decoder.RopeChange.REROTATE, 64);
+        try (Decoder recorded = new Decoder(t, rope, prompt + steps, Decoder.RopeChange.REROTATE, 64).recordSteps(true);
              Decoder direct = new Decoder(t, rope, prompt + steps, Decoder.RopeChange.REROTATE, 64).recordSteps(false)) {
             float[] a = recorded.append(seq), b = direct.append(seq);
             for (int step = 0; step < steps; step++) {
