@@ -671,18 +671,28 @@ public final class CudaBackend implements Backend {
         return new AttentionBuffers(qFloats, kvFloats, qRows);
     }
 
+    private record AttentionOperands(CudaTensor out, CudaTensor q, CudaTensor k, CudaTensor v) {}
+
+    /** The forward's tensors, checked against the shape's sizes ({@code kvFormula} names the keys' for messages). */
+    private static AttentionOperands attentionOperands(String op, Tensor out, Tensor q, Tensor k, Tensor v,
+                                                       AttentionBuffers sz, String kvFormula) {
+        String qf = "batch*seqQ*heads*headDim";
+        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
+        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvFormula);
+        CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvFormula);
+        if (ks.isHalf() != vs.isHalf())
+            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
+        return new AttentionOperands(os, qs, ks, vs);
+    }
+
     @Override
     public void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape) {
         String op = "attention";
         if (shape == null) throw new IllegalArgumentException(op + ": shape is null");
         AttentionBuffers sz = attentionSizes(op, shape);
-        String qf = "batch*seqQ*heads*headDim", kvf = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
-        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
-        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
-        CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvf);
-        CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvf);
-        if (ks.isHalf() != vs.isHalf())
-            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
+        AttentionOperands o = attentionOperands(op, out, q, k, v, sz, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
+        CudaTensor qs = o.q(), os = o.out(), ks = o.k(), vs = o.v();
         CudaTensor ls = lse == null ? null : atLeast(op, "lse", lse, sz.qRows * shape.heads(), "batch*seqQ*heads");
         int d = shape.headDim(), t = tile(d);
         boolean half = ks.isHalf();
@@ -830,18 +840,12 @@ public final class CudaBackend implements Backend {
         CudaDecodeStep st = step(op, step);
         AttentionShape at = shape.atPosition(step.position());
         AttentionBuffers sz = attentionSizes(op, shape);
-        String qf = "batch*seqQ*heads*headDim", kvf = "kvRowsPerBatch*kvHeads*headDim";
-        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
-        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
-        CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvf);
-        CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvf);
-        if (ks.isHalf() != vs.isHalf())
-            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
+        AttentionOperands o = attentionOperands(op, out, q, k, v, sz, "kvRowsPerBatch*kvHeads*headDim");
         long range = keyRange(at);
         GraphStep r = capturing;
         if (r != null && lock.isHeldByCurrentThread()) r.require(() -> keyRange(shape.atPosition(step.position())) == range);
         AttentionShape widest = shape.atPosition(Math.min(shape.kvRowsPerBatch() - 1, range - 1));
-        decode(attentionModule(shape.headDim(), ks.isHalf()), os, null, qs, ks, vs, widest,
+        decode(attentionModule(shape.headDim(), o.k().isHalf()), o.out(), null, o.q(), o.k(), o.v(), widest,
                 splits(shape, range), st.address() + CudaDecodeStep.POSITION);
     }
 

@@ -211,17 +211,21 @@ final class Driver {
     long allocate(long bytes, MemorySegment stream) {
         try {
             MemorySegment p = POINTER_OUT.get();
-            int status = (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), stream);
-            if (status == 2) { // CUDA_ERROR_OUT_OF_MEMORY
-                long[] info = memoryInfo();
-                throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
-                        bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
-            }
-            if (status != 0) check("cuMemAllocAsync(" + bytes + " bytes)", status);
-            return p.get(JAVA_LONG, 0);
+            return allocated("cuMemAllocAsync", (int) cuMemAllocAsync.invokeExact(p, Math.max(bytes, 4L), stream), bytes, p);
         } catch (Throwable t) {
             throw wrap(t);
         }
+    }
+
+    /** The pointer an allocation call wrote, or a clear out-of-memory error with the free amount, or its failure. */
+    private long allocated(String call, int status, long bytes, MemorySegment pointer) {
+        if (status == 2) { // CUDA_ERROR_OUT_OF_MEMORY
+            long[] info = memoryInfo();
+            throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
+                    bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
+        }
+        if (status != 0) check(call + "(" + bytes + " bytes)", status);
+        return pointer.get(JAVA_LONG, 0);
     }
 
     void free(long pointer, MemorySegment stream) {
@@ -344,14 +348,7 @@ final class Driver {
     long allocateFixed(long bytes) {
         try {
             MemorySegment p = POINTER_OUT.get();
-            int status = (int) cuMemAlloc.invokeExact(p, Math.max(bytes, 4L));
-            if (status == 2) {
-                long[] info = memoryInfo();
-                throw new CudaException(String.format("out of GPU memory: asked for %.1f MiB with %.1f MiB free of %.1f MiB",
-                        bytes / 1048576.0, info[0] / 1048576.0, info[1] / 1048576.0));
-            }
-            if (status != 0) check("cuMemAlloc(" + bytes + " bytes)", status);
-            return p.get(JAVA_LONG, 0);
+            return allocated("cuMemAlloc", (int) cuMemAlloc.invokeExact(p, Math.max(bytes, 4L)), bytes, p);
         } catch (Throwable t) {
             throw wrap(t);
         }
