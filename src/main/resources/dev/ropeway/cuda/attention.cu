@@ -333,13 +333,36 @@ __device__ __forceinline__ float fold_scores(const float (&sc)[U], float mNew, f
     return corr;
 }
 
+// A block's partial for its split: its `states` online softmaxes (maxima sM, sums sL, weighted values in rows of sAcc
+// `stride` floats apart) folded into one and written to `slot` of the partials. Every thread of the block calls it
+// once the states are in shared memory and synchronised; sW is scratch for `states` weights.
+__device__ __forceinline__ void write_decode_partial(const float* sM, const float* sL, const float* sAcc, int stride,
+                                                     float* sW, int states, i64 slot, float* partM, float* partL,
+                                                     float* partAcc) {
+    float mAll = -INFINITY;
+    for (int i = 0; i < states; i++) mAll = fmaxf(mAll, sM[i]);
+    for (int i = threadIdx.x; i < states; i += blockDim.x) sW[i] = sM[i] == -INFINITY ? 0.f : expf(sM[i] - mAll);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float lAll = 0.f;
+        for (int i = 0; i < states; i++) lAll += sL[i] * sW[i];
+        partM[slot] = mAll;
+        partL[slot] = lAll;
+    }
+    for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
+        float o = 0.f;
+        for (int i = 0; i < states; i++) o += sAcc[i * stride + d] * sW[i];
+        partAcc[slot * HEAD_DIM + d] = o;
+    }
+}
+
 // Block (split, h, b) runs an online softmax over keys [from + split * chunk, ...) of query (b, h), DECODE_KEYS keys
 // per warp at a time (lanes across the features), and writes its partial maximum, sum and weighted values. The query
 // sits at s.qStart, or at *position when that is not null (a recorded step; chunk is then derived from it).
 extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32)
 attention_decode_partial(float* partM, float* partL, float* partAcc, const float* q, const kv_t* k, const kv_t* v,
                          Shape s, i64 chunk, int splits, const i64* position) {
-    __shared__ float sM[DECODE_WARPS], sL[DECODE_WARPS], sAcc[DECODE_WARPS][DT * 32];
+    __shared__ float sM[DECODE_WARPS], sL[DECODE_WARPS], sW[DECODE_WARPS], sAcc[DECODE_WARPS][DT * 32];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int kh = h / (s.heads / s.kvHeads);
@@ -397,22 +420,8 @@ attention_decode_partial(float* partM, float* partL, float* partAcc, const float
     if (lane == 0) { sM[warp] = m; sL[warp] = l; }
     for (int t = 0; t < DT; t++) sAcc[warp][lane + 32 * t] = acc[t];
     __syncthreads();
-    if (warp != 0) return;
-    float mAll = -INFINITY;
-    for (int w = 0; w < DECODE_WARPS; w++) mAll = fmaxf(mAll, sM[w]);
-    float lAll = 0.f, out[DT];
-    for (int t = 0; t < DT; t++) out[t] = 0.f;
-    for (int w = 0; w < DECODE_WARPS; w++) {
-        const float f = sM[w] == -INFINITY ? 0.f : expf(sM[w] - mAll);
-        lAll += sL[w] * f;
-        for (int t = 0; t < DT; t++) out[t] += sAcc[w][lane + 32 * t] * f;
-    }
-    const i64 slot = ((i64) b * s.heads + h) * splits + split;
-    if (lane == 0) { partM[slot] = mAll; partL[slot] = lAll; }
-    for (int t = 0; t < DT; t++) {
-        const int d = lane + 32 * t;
-        if (d < HEAD_DIM) partAcc[slot * HEAD_DIM + d] = out[t];
-    }
+    write_decode_partial(sM, sL, &sAcc[0][0], DT * 32, sW, DECODE_WARPS, ((i64) b * s.heads + h) * splits + split,
+                         partM, partL, partAcc);
 }
 
 // The same with 16-byte loads: a group of DG lanes reads one key row (DV elements per lane and load), so one warp
@@ -537,22 +546,8 @@ attention_decode_partial_vec(float* partM, float* partL, float* partAcc, const f
             for (int e = 0; e < DV; e++) sAcc[state][vi * DV + e] = acc[t][e];
     }
     __syncthreads();
-    float mAll = -INFINITY;
-    for (int i = 0; i < DSTATES; i++) mAll = fmaxf(mAll, sM[i]);
-    for (int i = threadIdx.x; i < DSTATES; i += blockDim.x) sW[i] = sM[i] == -INFINITY ? 0.f : expf(sM[i] - mAll);
-    __syncthreads();
-    const i64 slot = ((i64) b * s.heads + h) * splits + split;
-    if (threadIdx.x == 0) {
-        float lAll = 0.f;
-        for (int i = 0; i < DSTATES; i++) lAll += sL[i] * sW[i];
-        partM[slot] = mAll;
-        partL[slot] = lAll;
-    }
-    for (int d = threadIdx.x; d < HEAD_DIM; d += blockDim.x) {
-        float o = 0.f;
-        for (int i = 0; i < DSTATES; i++) o += sAcc[i][d] * sW[i];
-        partAcc[slot * HEAD_DIM + d] = o;
-    }
+    write_decode_partial(sM, sL, &sAcc[0][0], HEAD_DIM, sW, DSTATES, ((i64) b * s.heads + h) * splits + split,
+                         partM, partL, partAcc);
 }
 #endif
 
