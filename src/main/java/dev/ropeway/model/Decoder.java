@@ -231,7 +231,8 @@ public final class Decoder implements AutoCloseable {
 
     /** Runs {@code ids} after the cached tokens, with RoPE planned for a sequence of {@code ropeLength} tokens. */
     private void run(int[] ids, long ropeLength, LogitsSink sink, float[] last) {
-        if (ids.length == 1 && sink == null && last != null && recordSteps) {
+        // A step's position travels as a float32 too (the rotary table's input): exact below 2^24.
+        if (ids.length == 1 && sink == null && last != null && recordSteps && cache.length() < 1L << 24) {
             step(ids[0], ropeLength, last);
             return;
         }
