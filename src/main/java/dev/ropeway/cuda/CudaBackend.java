@@ -219,9 +219,14 @@ public final class CudaBackend implements Backend {
      * recording owns until it is closed (a graph's kernels keep using the addresses they were recorded with).
      */
     private long scratch(long bytes) {
+        GraphStep r = capturingHere();
+        return r != null ? r.own(driver.allocateFixed(bytes)) : driver.allocate(bytes, stream);
+    }
+
+    /** The recording this thread is capturing now (it holds the lock throughout), or null. */
+    private GraphStep capturingHere() {
         GraphStep r = capturing;
-        if (r != null && lock.isHeldByCurrentThread()) return r.own(driver.allocateFixed(bytes));
-        return driver.allocate(bytes, stream);
+        return r != null && lock.isHeldByCurrentThread() ? r : null;
     }
 
     /** Gives back what {@link #scratch} gave (nothing to do for a recording's memory: it goes with the recording). */
@@ -233,8 +238,8 @@ public final class CudaBackend implements Backend {
 
     /** Frees an allocation of {@code bytes} later, from any thread (the cleaner's included). */
     Runnable releaser(long address, long bytes) {
-        GraphStep r = capturing;
-        if (r != null && lock.isHeldByCurrentThread() && r.owns(address))
+        GraphStep r = capturingHere();
+        if (r != null && r.owns(address))
             return () -> liveTensorBytes.addAndGet(-bytes);   // the recording frees it when it is closed
         return () -> {
             liveTensorBytes.addAndGet(-bytes);
@@ -812,7 +817,7 @@ public final class CudaBackend implements Backend {
         try (HostScratch a = HostScratch.begin()) {
             long slots = rowsHeads * splits, bytes = slots * (2L + d) * 4;
             // A recording's kernels keep their own partials (the shared buffer may grow and move after it).
-            long partM = capturing != null ? scratch(bytes) : decodeScratch(bytes), partL = partM + slots * 4, partAcc = partL + slots * 4;
+            long partM = capturingHere() != null ? scratch(bytes) : decodeScratch(bytes), partL = partM + slots * 4, partAcc = partL + slots * 4;
             MemorySegment st = shapeStruct(a, shape);
             // 16-byte loads where the rows allow them (every realistic head size), else one element per lane.
             boolean vectors = d % (ks.isHalf() ? 8 : 4) == 0 && ks.address() % 16 == 0 && vs.address() % 16 == 0;
@@ -842,8 +847,8 @@ public final class CudaBackend implements Backend {
         AttentionBuffers sz = attentionSizes(op, shape);
         AttentionOperands o = attentionOperands(op, out, q, k, v, sz, "kvRowsPerBatch*kvHeads*headDim");
         long range = keyRange(at);
-        GraphStep r = capturing;
-        if (r != null && lock.isHeldByCurrentThread()) r.require(() -> keyRange(shape.atPosition(step.position())) == range);
+        GraphStep r = capturingHere();
+        if (r != null) r.require(() -> keyRange(shape.atPosition(step.position())) == range);
         AttentionShape widest = shape.atPosition(Math.min(shape.kvRowsPerBatch() - 1, range - 1));
         decode(attentionModule(shape.headDim(), o.k().isHalf()), o.out(), null, o.q(), o.k(), o.v(), widest,
                 splits(shape, range), st.address() + CudaDecodeStep.POSITION);
@@ -1403,7 +1408,6 @@ public final class CudaBackend implements Backend {
             for (GraphStep g : List.copyOf(graphs)) g.free();
             cublas.close();
             driver.freeFixed(cublasWorkspace);
-            driver.synchronize();
             driver.destroyStream(stream);
             closed = true;
         } finally {
@@ -1452,6 +1456,11 @@ public final class CudaBackend implements Backend {
         return driver;
     }
 
+    @Override
+    public boolean recordingPays() {
+        return graphsEnabled && !profile;
+    }
+
     /**
      * Records the ops as a CUDA graph: captured from this backend's stream the first time they are replayed (and again
      * whenever a condition they were captured under, such as the number of key splits of a decode attention, no longer
@@ -1459,11 +1468,6 @@ public final class CudaBackend implements Backend {
      * (a synchronous copy, for one) make the recording fall back to running the ops one by one, as does
      * ROPEWAY_CUDA_GRAPHS=0 or ROPEWAY_CUDA_PROFILE.
      */
-    @Override
-    public boolean recordingPays() {
-        return graphsEnabled && !profile;
-    }
-
     @Override
     public dev.ropeway.tensor.Recording record(Runnable ops) {
         if (ops == null) throw new IllegalArgumentException("record: ops is null");
@@ -1478,9 +1482,8 @@ public final class CudaBackend implements Backend {
         private final java.util.Set<Long> owned = new java.util.HashSet<>();
         private final List<java.util.function.BooleanSupplier> conditions = new java.util.ArrayList<>();
         private MemorySegment graph, exec;
-        private boolean direct = !graphsEnabled || profile;
+        private boolean direct = !recordingPays();
         private boolean lastAsGraph;
-        private String failure;
 
         GraphStep(Runnable ops) {
             this.ops = ops;
@@ -1502,8 +1505,8 @@ public final class CudaBackend implements Backend {
 
         @Override
         public void replay() {
+            lastAsGraph = false;
             if (direct) {
-                lastAsGraph = false;
                 ops.run();
                 return;
             }
@@ -1511,7 +1514,6 @@ public final class CudaBackend implements Backend {
             try {
                 if (exec != null && !conditions.stream().allMatch(java.util.function.BooleanSupplier::getAsBoolean)) free();
                 if (exec == null && !capture()) {
-                    lastAsGraph = false;
                     ops.run();
                     return;
                 }
@@ -1554,22 +1556,19 @@ public final class CudaBackend implements Backend {
             }
             if (g != null) driver.destroyGraph(g, null);
             free();
-            failure = error.getMessage();
             direct = true;
-            System.err.println("ropeway: a recorded step could not be captured as a CUDA graph (" + failure
+            System.err.println("ropeway: a recorded step could not be captured as a CUDA graph (" + error.getMessage()
                     + "); it runs op by op");
             return false;
         }
 
         /** Destroys the graph and frees the memory it used (holding the lock). */
         void free() {
-            if (exec != null || graph != null) {
-                driver.synchronize();
-                driver.destroyGraph(graph, exec);
-            }
+            // The last launch may still be running: it uses the graph and the memory.
+            if (exec != null || !owned.isEmpty()) driver.synchronize();
+            driver.destroyGraph(graph, exec);
             exec = null;
             graph = null;
-            if (!owned.isEmpty()) driver.synchronize();
             for (long p : owned) driver.freeFixed(p);
             owned.clear();
             conditions.clear();
@@ -1578,11 +1577,6 @@ public final class CudaBackend implements Backend {
         @Override
         public boolean replayedAsGraph() {
             return lastAsGraph;
-        }
-
-        /** Why the ops run one by one, or null. */
-        String failure() {
-            return failure;
         }
 
         @Override

@@ -276,7 +276,7 @@ public final class Decoder implements AutoCloseable {
     /** One token through the recorded step: its inputs set, the step replayed, its logits read back. */
     private void step(int token, long ropeLength, float[] last) {
         long p = cache.length();
-        RopePlan plan = rope.plan(new float[] {p}, ropeLength);
+        RopePlan plan = rope.plan(positions(p, 1), ropeLength);
         float scale = plan.attentionScale();
         if (stepGraph != null && stepGraph.scale != scale) {
             stepGraph.close();
@@ -302,25 +302,26 @@ public final class Decoder implements AutoCloseable {
         final Tensor x, newKeys, newValues, newRaw, logits;
         final RotaryTable queries, keys;
         final Recording recording;
+        /** Everything above that this step made, closed in reverse order. */
+        private final java.util.List<AutoCloseable> made = new java.util.ArrayList<>();
 
         StepGraph(float scale, int half) {
             this.scale = scale;
             int h = config.hiddenSize(), kvd = config.kvDim();
             long capacity = cache.capacity();
-            java.util.List<AutoCloseable> made = new java.util.ArrayList<>();
             try {
-                step = add(made, backend.decodeStep(half));
-                x = add(made, backend.allocate(h));
-                newKeys = add(made, backend.allocate(kvd));
-                newValues = add(made, backend.allocate(kvd));
-                newRaw = cache.keepsRawKeys() ? add(made, backend.allocate(kvd)) : null;
-                logits = add(made, backend.allocate(config.vocabSize()));
-                queries = add(made, new RotaryTable(backend.allocate(half), backend.allocate(half), 1, half));
-                keys = scale == 1f ? queries : add(made, new RotaryTable(backend.allocate(half), backend.allocate(half), 1, half));
+                step = add(backend.decodeStep(half));
+                x = add(backend.allocate(h));
+                newKeys = add(backend.allocate(kvd));
+                newValues = add(backend.allocate(kvd));
+                newRaw = cache.keepsRawKeys() ? add(backend.allocate(kvd)) : null;
+                logits = add(backend.allocate(config.vocabSize()));
+                queries = new RotaryTable(add(backend.allocate(half)), add(backend.allocate(half)), 1, half);
+                keys = scale == 1f ? queries : new RotaryTable(add(backend.allocate(half)), add(backend.allocate(half)), 1, half);
                 AttentionShape shape = new AttentionShape(1, 1, capacity, capacity, capacity - 1, config.numHeads(),
                         config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())))
                         .withWindow(config.slidingWindow());
-                recording = backend.record(() -> {
+                recording = add(backend.record(() -> {
                     backend.embedding(x, model.weights().embedding(), step, h);
                     backend.rotaryTable(queries, step, scale * scale);
                     if (keys != queries) backend.rotaryTable(keys, step, 1f);
@@ -329,35 +330,31 @@ public final class Decoder implements AutoCloseable {
                             cache.keepsRawKeys() ? cache.rawKeys(l) : null, cache.keys(l), cache.values(l), null)), step);
                     model.finalNorm(x, x, 1);
                     model.logits(x, logits);
-                });
+                }));
             } catch (RuntimeException | Error e) {
-                for (AutoCloseable c : made) {
-                    try {
-                        c.close();
-                    } catch (Exception suppressed) {
-                        e.addSuppressed(suppressed);
-                    }
-                }
+                close();
                 throw e;
             }
         }
 
-        private static <T extends AutoCloseable> T add(java.util.List<AutoCloseable> made, T t) {
+        private <T extends AutoCloseable> T add(T t) {
             made.add(t);
             return t;
         }
 
         @Override
         public void close() {
-            recording.close();
-            step.close();
-            x.close();
-            newKeys.close();
-            newValues.close();
-            if (newRaw != null) newRaw.close();
-            logits.close();
-            queries.close();
-            if (keys != queries) keys.close();
+            RuntimeException failure = null;
+            for (int i = made.size() - 1; i >= 0; i--) {
+                try {
+                    made.get(i).close();
+                } catch (Exception e) {
+                    if (failure == null) failure = new RopewayException("closing a recorded decode step: " + e.getMessage());
+                    failure.addSuppressed(e);
+                }
+            }
+            made.clear();
+            if (failure != null) throw failure;
         }
     }
 
