@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,9 +60,7 @@ struct Function {
 
 // ---- streams and graphs ----
 
-struct Stream {
-    int id;
-};
+struct Stream {};
 
 struct Graph {
     std::vector<std::function<int()>> work;
@@ -344,22 +343,19 @@ EXPORT int cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, un
     }
     if ((int) shared > f->maxDynamicShared) return 1;   // as a GPU: above 48 KiB only once opted in
     if (extra != nullptr || params == nullptr) return 1;
-    if (capturing == nullptr) {
-        int status = f->launch(gx, gy, gz, bx, params);
-        if (status != 0) {
-            std::fprintf(stderr, "emulated cuLaunchKernel(%s): %s arguments than the kernel's parameters\n",
-                         f->name.c_str(), status == 1 ? "more" : "fewer");
-            return 1;
-        }
-        return 0;
-    }
-    // Recorded: the argument values are copied now, as cuLaunchKernel copies them into a graph's kernel node.
+    // The argument values are copied now, as cuLaunchKernel copies them (into a graph's kernel node when the stream
+    // is captured), after checking the array against the kernel's parameter list.
     int sizes[64];
     const int n = f->argumentSizes(sizes, 64);
-    if (n > 64) return 1;
-    for (int i = 0; i < n; i++)
-        if (params[i] == nullptr) return 1;
-    if (params[n] != nullptr) return 1;
+    int status = n > 64 ? 1 : 0;
+    for (int i = 0; i < n && status == 0; i++)
+        if (params[i] == nullptr) status = 2;
+    if (status == 0 && params[n] != nullptr) status = 1;
+    if (status != 0) {
+        std::fprintf(stderr, "emulated cuLaunchKernel(%s): %s arguments than the kernel's parameters\n", f->name.c_str(),
+                     status == 1 ? "more" : "fewer");
+        return 1;
+    }
     auto values = std::make_shared<std::vector<std::vector<unsigned char>>>();
     for (int i = 0; i < n; i++) values->emplace_back((unsigned char*) params[i], (unsigned char*) params[i] + sizes[i]);
     return submit(stream, "cuLaunchKernel", [=] {
@@ -371,8 +367,7 @@ EXPORT int cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, un
 }
 
 EXPORT int cuStreamCreate(Stream** stream, unsigned) {
-    static int next = 1;
-    *stream = new Stream{next++};
+    *stream = new Stream();
     return 0;
 }
 
@@ -540,17 +535,16 @@ EXPORT int nvrtcDestroyProgram(Program** p) {
 struct BlasHandle {
     void* stream = nullptr;
 };
-static std::map<void*, BlasHandle*> handles;
+static std::set<void*> handles;
 
 static BlasHandle* handleOf(void* h) {
-    auto it = handles.find(h);
-    return it == handles.end() ? nullptr : it->second;
+    return handles.count(h) != 0 ? static_cast<BlasHandle*>(h) : nullptr;
 }
 
 EXPORT int cublasCreate_v2(void** handle) {
     std::lock_guard<std::recursive_mutex> g(lock);
     BlasHandle* h = new BlasHandle();
-    handles[h] = h;
+    handles.insert(h);
     *handle = h;
     return 0;
 }
@@ -605,24 +599,8 @@ bool matrixInside(uintptr_t p, int type, long rows, long cols, long ld) {
 }  // namespace
 
 // Column-major C (m x n) = alpha op(A) op(B) + beta C, where op(A) is m x k and op(B) is k x n; beta 0 reads no C.
-int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A, int aType, int lda, uintptr_t B,
-         int bType, int ldb, const float* beta, uintptr_t C, int cType, int ldc, int computeType, int algo);
-
-// On the handle's stream; host scalars are read at the call (a captured product keeps their values then).
-EXPORT int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A,
-                        int aType, int lda, uintptr_t B, int bType, int ldb, const float* beta, uintptr_t C, int cType,
-                        int ldc, int computeType, int algo) {
-    std::lock_guard<std::recursive_mutex> g(lock);
-    BlasHandle* h = handleOf(handle);
-    if (h == nullptr) return 1;
-    const float a = *alpha, b = *beta;
-    return submit(h->stream, "cublasGemmEx", [=] {
-        return gemm(transa, transb, m, n, k, &a, A, aType, lda, B, bType, ldb, &b, C, cType, ldc, computeType, algo);
-    });
-}
-
-int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A, int aType, int lda, uintptr_t B,
-         int bType, int ldb, const float* beta, uintptr_t C, int cType, int ldc, int computeType, int algo) {
+static int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A, int aType, int lda, uintptr_t B,
+                int bType, int ldb, const float* beta, uintptr_t C, int cType, int ldc, int computeType, int algo) {
     if (m < 0 || n < 0 || k < 0 || (transa != 0 && transa != 1) || (transb != 0 && transb != 1)) return 7;
     const long aRows = transa ? k : m, aCols = transa ? m : k, bRows = transb ? n : k, bCols = transb ? k : n;
     if (lda < std::max(1L, aRows) || ldb < std::max(1L, bRows) || ldc < std::max(1, m)) return 7;
@@ -664,4 +642,17 @@ int gemm(int transa, int transb, int m, int n, int k, const float* alpha, uintpt
         }
     (void) algo;
     return 0;
+}
+
+// On the handle's stream; host scalars are read at the call (a captured product keeps their values then).
+EXPORT int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, uintptr_t A,
+                        int aType, int lda, uintptr_t B, int bType, int ldb, const float* beta, uintptr_t C, int cType,
+                        int ldc, int computeType, int algo) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    BlasHandle* h = handleOf(handle);
+    if (h == nullptr) return 1;
+    const float a = *alpha, b = *beta;
+    return submit(h->stream, "cublasGemmEx", [=] {
+        return gemm(transa, transb, m, n, k, &a, A, aType, lda, B, bType, ldb, &b, C, cType, ldc, computeType, algo);
+    });
 }
