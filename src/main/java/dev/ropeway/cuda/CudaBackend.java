@@ -52,6 +52,12 @@ public final class CudaBackend implements Backend {
     private final MatmulPrecision precision;
     private final CudaModule ops;
     private final boolean halfKvCache;
+    /** cuDNN and its fused attention, while that is switched on (see {@link #cudnnAttention(boolean)}). */
+    private Cudnn cudnn;
+    private volatile CudnnAttention cudnnAttention;
+    private boolean cudnnWarned;
+    private final java.util.concurrent.atomic.AtomicLong cudnnForwards = new java.util.concurrent.atomic.AtomicLong(),
+            cudnnBackwards = new java.util.concurrent.atomic.AtomicLong();
     /** Attention modules by head size, float32 caches at key d and float16 ones at -d. */
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
     private final Map<Integer, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
@@ -110,6 +116,173 @@ public final class CudaBackend implements Backend {
         this.cublasWorkspace = driver.allocateFixed(CUBLAS_WORKSPACE);
         this.cublas = new Cublas(precision, stream, cublasWorkspace, CUBLAS_WORKSPACE);
         this.ops = new CudaModule(driver, stream, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
+        String attention = System.getenv("ROPEWAY_CUDA_ATTENTION");
+        if (attention != null && !attention.isBlank()) {
+            switch (attention.strip().toLowerCase(java.util.Locale.ROOT)) {
+                case "cudnn" -> cudnnAttention(true);
+                case "kernels" -> cudnnAttention(false);
+                default -> throw new IllegalArgumentException("ROPEWAY_CUDA_ATTENTION must be cudnn or kernels, got '"
+                        + attention + "'");
+            }
+        }
+    }
+
+    /**
+     * Switches cuDNN's fused attention on or off for whole causal sequences (training steps and prefills from an empty
+     * cache; everything else, decode steps included, stays on this backend's kernels). On loads cuDNN, and throws
+     * naming what is missing when it cannot. Products that must stay exact ({@code fp32}) never use it. A shape cuDNN
+     * refuses to plan runs on the kernels, with one warning. {@code ROPEWAY_CUDA_ATTENTION=cudnn} (or {@code kernels})
+     * sets it for every backend. Returns whether it is on.
+     */
+    public boolean cudnnAttention(boolean on) {
+        enter();
+        try {
+            if (on && cudnnAttention == null) {
+                cudnn = new Cudnn(stream);
+                cudnnAttention = new CudnnAttention(cudnn);
+            } else if (!on && cudnnAttention != null) {
+                closeCudnn();
+            }
+            return cudnnAttention != null;
+        } finally {
+            exit();
+        }
+    }
+
+    /** How many attention forwards and backwards cuDNN has run on this backend. */
+    public long[] cudnnAttentionCounts() {
+        return new long[] {cudnnForwards.get(), cudnnBackwards.get()};
+    }
+
+    /** The cuDNN library in use ("9.10.2 at /usr/lib/..."), or null while its attention is off. */
+    public String cudnnDescription() {
+        Cudnn c = cudnn;
+        return c == null ? null : c.version() + " at " + c.location();
+    }
+
+    private void closeCudnn() {
+        driver.synchronize();
+        cudnnAttention.close();
+        cudnn.close();
+        cudnnAttention = null;
+        cudnn = null;
+    }
+
+    /** The cuDNN plan for this call, or null where the kernels take it (not switched on, not its shape, refused). */
+    private CudnnAttention.Plan cudnnPlan(AttentionShape shape, java.util.function.Function<CudnnAttention, CudnnAttention.Plan> plan) {
+        if (cudnnAttention == null || precision == MatmulPrecision.FP32 || !CudnnAttention.supports(shape)) return null;
+        try {
+            return plan.apply(cudnnAttention);
+        } catch (CudaException e) {
+            if (!cudnnWarned) {
+                cudnnWarned = true;
+                System.err.println("warning: cuDNN's fused attention is not used for " + shape + ": " + e.getMessage()
+                        + " (Ropeway's attention kernels run it instead)");
+            }
+            return null;
+        }
+    }
+
+    /** Sub-buffers of one scratch allocation, each 256-byte aligned. */
+    private static long[] carve(long base, long... bytes) {
+        long[] at = new long[bytes.length];
+        long p = base;
+        for (int i = 0; i < bytes.length; i++) {
+            at[i] = p;
+            p += (bytes[i] + 255) / 256 * 256;
+        }
+        return at;
+    }
+
+    private static long carved(long... bytes) {
+        long total = 0;
+        for (long b : bytes) total += (b + 255) / 256 * 256;
+        return total;
+    }
+
+    /**
+     * The forward through cuDNN: q (and float32 k, v) rounded to float16, or to bfloat16 when the call keeps its
+     * statistic for a backward (training); the output widened back; cuDNN's statistic ([batch, heads, seq]) transposed
+     * into lse ([batch * seq, heads]).
+     */
+    private boolean cudnnForward(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
+                                 AttentionShape shape, AttentionBuffers sz) {
+        boolean halfKv = ks.isHalf();
+        int io = halfKv || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
+        if (!halfKv && shape.kvRowsPerBatch() != shape.seqKv() && shape.batch() > 1) return false;
+        enter();
+        long base = 0;
+        try {
+            CudnnAttention.Plan plan = cudnnPlan(shape, c -> c.forward(shape, io));
+            if (plan == null) return false;
+            long qb = sz.qFloats * 2, kvb = halfKv ? 0 : sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
+            long[] b = {qb, qb, kvb, kvb, rows, plan.workspaceBytes};
+            base = scratch(carved(b));
+            long[] at = carve(base, b);
+            String narrow = io == Cudnn.HALF ? "to_half" : "to_bf16", widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
+            convert(narrow, at[0], qs.address(), sz.qFloats);
+            long k = ks.address(), v = vs.address();
+            if (!halfKv) {
+                convert(narrow, at[2], k, sz.kvFloats);
+                convert(narrow, at[3], v, sz.kvFloats);
+                k = at[2];
+                v = at[3];
+            }
+            plan.run(new long[] {at[0], k, v, at[1], at[4]}, shape.scale(), at[5]);
+            convert(widen, os.address(), at[1], sz.qFloats);
+            if (ls != null) transposeRows(ls.address(), at[4], shape.batch(), shape.heads(), shape.seqQ());
+            cudnnForwards.incrementAndGet();
+            return true;
+        } finally {
+            if (base != 0) release(base);
+            exit();
+        }
+    }
+
+    /** out[b][j][i] = in[b][i][j] for {@code batch} float matrices of rows x cols. */
+    private void transposeRows(long out, long in, long batch, long rows, long cols) {
+        long n = batch * rows * cols;
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch("transpose_batched", gridFor(n), 1, 1, THREADS, 0,
+                    new KernelArgs(a).ptr(out).ptr(in).i64(batch).i64(rows).i64(cols));
+        }
+    }
+
+    /**
+     * The backward through cuDNN, in bfloat16 (a gradient's magnitudes need its range): q, k, v, out and dOut rounded,
+     * lse transposed into cuDNN's layout, the gradients widened back into dq, dk and dv.
+     */
+    private boolean cudnnBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos, CudaTensor qs,
+                                  CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls, AttentionShape shape,
+                                  AttentionBuffers sz) {
+        if (shape.kvRowsPerBatch() != shape.seqKv()) return false;
+        enter();
+        long base = 0;
+        try {
+            CudnnAttention.Plan plan = cudnnPlan(shape, c -> c.backward(shape));
+            if (plan == null) return false;
+            long qb = sz.qFloats * 2, kvb = sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
+            long[] b = {qb, kvb, kvb, qb, qb, rows, qb, kvb, kvb, rows, sz.qFloats * 4, plan.workspaceBytes};
+            base = scratch(carved(b));
+            long[] at = carve(base, b);
+            convert("to_bf16", at[0], qs.address(), sz.qFloats);
+            convert("to_bf16", at[1], ks.address(), sz.kvFloats);
+            convert("to_bf16", at[2], vs.address(), sz.kvFloats);
+            convert("to_bf16", at[3], os.address(), sz.qFloats);
+            convert("to_bf16", at[4], dos.address(), sz.qFloats);
+            transposeRows(at[5], ls.address(), shape.batch(), shape.seqQ(), shape.heads());
+            driver.fill32(at[10], 0, sz.qFloats, stream);
+            plan.run(new long[] {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10]},
+                    shape.scale(), at[11]);
+            convert("convert_bf16", dqs.address(), at[6], sz.qFloats);
+            convert("convert_bf16", dks.address(), at[7], sz.kvFloats);
+            convert("convert_bf16", dvs.address(), at[8], sz.kvFloats);
+            cudnnBackwards.incrementAndGet();
+            return true;
+        } finally {
+            if (base != 0) release(base);
+            exit();
+        }
     }
 
     /** A kernel file as NVRTC compiles it: {@code common.cuh} (what the files share) in front of it. */
@@ -706,6 +879,7 @@ public final class CudaBackend implements Backend {
             decode(module, os, ls, qs, ks, vs, shape);
             return;
         }
+        if (cudnnAttention != null && cudnnForward(os, ls, qs, ks, vs, shape, sz)) return;
         if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, sz)) return;
         int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
         checkShared(op, shared);
@@ -951,6 +1125,7 @@ public final class CudaBackend implements Backend {
                 if (i != j && outputs[i] == all[j])
                     throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
         int d = shape.headDim(), t = tile(d);
+        if (cudnnAttention != null && cudnnBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz)) return;
         if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0) {
             tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats);
             return;
@@ -1406,6 +1581,7 @@ public final class CudaBackend implements Backend {
             if (profile) System.err.print(profileReport());
             if (decodeScratch != 0) release(decodeScratch);
             for (GraphStep g : List.copyOf(graphs)) g.free();
+            if (cudnnAttention != null) closeCudnn();
             cublas.close();
             driver.freeFixed(cublasWorkspace);
             driver.destroyStream(stream);

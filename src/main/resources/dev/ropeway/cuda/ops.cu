@@ -492,6 +492,17 @@ extern "C" __global__ void from_half(float* dst, const unsigned short* src, i64 
         dst[i] = to_float(src[i]);
 }
 
+// ---- cuDNN's attention statistics ----
+
+// out[b][j][i] = in[b][i][j] for `batch` matrices of rows x cols (a row-softmax statistic between cuDNN's
+// [batch, heads, seq] layout and the kernels' [batch, seq, heads] one).
+extern "C" __global__ void transpose_batched(float* out, const float* in, i64 batch, i64 rows, i64 cols) {
+    GRID_STRIDE(x, batch * rows * cols) {
+        i64 b = x / (rows * cols), r = x / cols % rows, c = x % cols;
+        out[(b * cols + c) * rows + r] = in[x];
+    }
+}
+
 // A decode step's new key or value row into row *position of a cache of `rows` rows of `width` values (the position
 // is read when the kernel runs, so a recorded step stores each token at its own row; one out of range stores nothing).
 extern "C" __global__ void store_row(float* cache, const float* src, const i64* position, i64 rows, int width) {

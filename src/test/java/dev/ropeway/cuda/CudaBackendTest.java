@@ -544,6 +544,64 @@ class CudaBackendTest {
         }
     }
 
+    static Stream<Arguments> cudnnShapes() {
+        return Stream.of(
+                Arguments.of(2, 48, 4, 4, 32),    // whole sequences, two of them
+                Arguments.of(1, 40, 4, 2, 64),    // grouped-query heads
+                Arguments.of(2, 33, 2, 1, 16));   // one key/value head, an odd length
+    }
+
+    /**
+     * cuDNN's fused attention (switched on for one backend) against the CPU: the forward in float16 without a
+     * statistic (inference) and in bfloat16 with one (training), the backward in bfloat16; grouped-query gradients
+     * summed into their key/value heads. Calls it does not express (a window, a chunk after cached keys) run on the
+     * kernels, and the counts show which ran where.
+     */
+    @ParameterizedTest
+    @MethodSource("cudnnShapes")
+    void cudnnAttentionMatchesTheCpu(int batch, int seq, int heads, int kvHeads, int headDim) {
+        try (CudaBackend b = new CudaBackend(0, MatmulPrecision.BF16)) {
+            assertTrue(b.cudnnAttention(true), "cuDNN attention switched on");
+            System.out.println("cuDNN " + b.cudnnDescription());
+            Case c = Case.of(batch, seq, seq, seq, 0, heads, kvHeads, headDim, 0, 11);
+            AttentionShape s = c.shape();
+            long qn = c.qn(), kvn = c.kvn();
+            float[] q = c.q(), k = c.k(), v = c.v(), dOut = random(c.rng(), qn, 1e-3);
+            Tensor out = cpu.allocate(qn), lse = cpu.allocate((long) batch * seq * heads);
+            cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
+            Tensor gq = b.upload(q), gk = b.upload(k), gv = b.upload(v);
+            Tensor inference = b.allocate(qn);
+            b.attention(inference, gq, gk, gv, null, s);
+            close(read(cpu, out), read(b, inference), 2e-3, "cuDNN float16 attention out " + s);
+            Tensor gout = b.allocate(qn), glse = b.allocate((long) batch * seq * heads);
+            b.attention(gout, gq, gk, gv, glse, s);
+            close(read(cpu, out), read(b, gout), 1e-2, "cuDNN bfloat16 attention out " + s);
+            close(read(cpu, lse), read(b, glse), 5e-3, "cuDNN attention lse " + s);
+            assertArrayEquals(new long[] {2, 0}, b.cudnnAttentionCounts());
+
+            Tensor dq = cpu.allocate(qn), dk = cpu.allocate(kvn), dv = cpu.allocate(kvn);
+            cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), out, lse, s);
+            Tensor gdq = b.allocate(qn), gdk = b.allocate(kvn), gdv = b.allocate(kvn);
+            b.attentionBackward(gdq, gdk, gdv, b.upload(dOut), gq, gk, gv, gout, glse, s);
+            close(read(cpu, dq), read(b, gdq), 2e-2, "cuDNN dq " + s);
+            close(read(cpu, dk), read(b, gdk), 2e-2, "cuDNN dk " + s);
+            close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN dv " + s);
+            assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
+
+            // A sliding window and a chunk after cached keys are not cuDNN's: the kernels give the same answers.
+            AttentionShape windowed = s.withWindow(7);
+            Tensor wout = cpu.allocate(qn), gwout = b.allocate(qn);
+            cpu.attention(wout, cpu.upload(q), cpu.upload(k), cpu.upload(v), null, windowed);
+            b.attention(gwout, gq, gk, gv, null, windowed);
+            close(read(cpu, wout), read(b, gwout), 3e-3, "windowed attention beside cuDNN " + windowed);
+            assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
+            assertFalse(b.cudnnAttention(false));
+            b.attention(inference, gq, gk, gv, null, s);
+            close(read(cpu, out), read(b, inference), 3e-3, "kernels again after cuDNN is switched off " + s);
+            assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
+        }
+    }
+
     /**
      * The tensor-core backward rounds dOut to float16 after scaling it by a power of two: gradients far below float16's
      * normal range (1e-7, a loss averaged over many tokens) and far above it keep their precision, and a zero dOut

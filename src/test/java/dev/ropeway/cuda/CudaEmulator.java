@@ -23,15 +23,16 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * The CUDA driver, NVRTC and cuBLAS emulated on the CPU ({@code cpu/emulator.cpp}), for running the GPU backend's own
- * code without a GPU: one shared library answering for {@code libcuda}, {@code libnvrtc}, {@code libcublas} and
- * {@code libcublasLt} in {@code <folder>/lib}. A process that puts that folder first on {@code LD_LIBRARY_PATH} (so that
+ * The CUDA driver, NVRTC, cuBLAS and cuDNN's graph API emulated on the CPU ({@code cpu/emulator.cpp},
+ * {@code cpu/cudnn.cpp}), for running the GPU backend's own code without a GPU: one shared library answering for
+ * {@code libcuda}, {@code libnvrtc}, {@code libcublas}, {@code libcublasLt} and {@code libcudnn} in {@code <folder>/lib}. A process that puts that folder first on {@code LD_LIBRARY_PATH} (so that
  * the backend finds the stand-ins where it looks for the real ones) calls {@link #install} before the first kernel is
  * compiled: the emulated NVRTC then builds each kernel source for the CPU with the C++ compiler, as a shared library
  * with one launcher per kernel ({@code SHIM_LAUNCHER} in {@code cpu/shim.h}).
  */
 final class CudaEmulator {
-    static final List<String> LIBRARIES = List.of("libcuda.so.1", "libcuda.so", "libnvrtc.so", "libcublas.so", "libcublasLt.so");
+    static final List<String> LIBRARIES = List.of("libcuda.so.1", "libcuda.so", "libnvrtc.so", "libcublas.so", "libcublasLt.so",
+            "libcudnn.so");
     private static final String LIBRARY = "libropeway_cuda_emulator.so";
 
     private static Path folder, compiler;
@@ -44,6 +45,7 @@ final class CudaEmulator {
         Path include = Files.createDirectories(folder.resolve("include"));
         CpuKernels.writeHeaders(include);
         Files.writeString(include.resolve("emulator.cpp"), CpuKernels.resource("emulator.cpp"));
+        Files.writeString(include.resolve("cudnn.cpp"), CpuKernels.resource("cudnn.cpp"));
         CpuKernels.Run r = CpuKernels.run(List.of(cxx.toString(), "-std=c++20", "-O2", "-fPIC", "-shared", "-pthread",
                 "-fvisibility=hidden", "emulator.cpp", "-o", lib.resolve(LIBRARY).toString(), "-ldl"), include, 300);
         if (r.exit() != 0) throw new IllegalStateException("the CUDA emulator did not build:\n" + r.output());

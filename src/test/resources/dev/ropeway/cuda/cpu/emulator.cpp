@@ -1,7 +1,7 @@
 // The CUDA driver, NVRTC and cuBLAS, emulated on the CPU: the parts of their C APIs that the GPU backend binds,
 // with the same signatures and status codes, so that the backend's own Java code (argument packing, launch shapes,
 // shared-memory opt-ins, copies, products) runs unchanged against it. Built as one shared library that answers for
-// libcuda, libnvrtc, libcublas and libcublasLt.
+// libcuda, libnvrtc, libcublas, libcublasLt and libcudnn (cudnn.cpp).
 //
 // - Device memory is host memory. Every allocation is remembered, filled with 0xFF bytes (NaN in float32, bfloat16 and
 //   float16) so that a read of what was never written shows, and every copy and product checks that the bytes it
@@ -656,3 +656,9 @@ EXPORT int cublasGemmEx(void* handle, int transa, int transb, int m, int n, int 
         return gemm(transa, transb, m, n, k, &a, A, aType, lda, B, bType, ldb, &b, C, cType, ldc, computeType, algo);
     });
 }
+
+// =====================================================================================================================
+// cuDNN
+// =====================================================================================================================
+
+#include "cudnn.cpp"
