@@ -29,7 +29,29 @@ final class BackendOptions {
                     + "what whole-sequence forwards compute).")
     String kvCache;
 
+    @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
+            description = "GPU attention for whole sequences (training, prefill): kernels (default, or "
+                    + "$ROPEWAY_CUDA_ATTENTION; Ropeway's own) or cudnn (cuDNN 9's fused flash attention, which must be "
+                    + "installed; shapes it cannot plan, windows and decode steps stay on the kernels).")
+    String gpuAttention;
+
     Backend open() {
+        cudnnAttention();   // a misspelt value fails before a backend is opened
+        Backend b = openBackend();
+        if (b instanceof CudaBackend gpu && gpu.cudnnAttention(cudnnAttention()))
+            System.err.println("attention: cuDNN " + gpu.cudnnDescription());
+        return b;
+    }
+
+    private boolean cudnnAttention() {
+        return switch (gpuAttention.strip().toLowerCase(java.util.Locale.ROOT)) {
+            case "kernels" -> false;
+            case "cudnn" -> true;
+            default -> throw new RopewayException("unknown --gpu-attention '" + gpuAttention + "' (kernels, cudnn)");
+        };
+    }
+
+    private Backend openBackend() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         boolean half = switch (kvCache.toLowerCase(java.util.Locale.ROOT)) {

@@ -35,6 +35,7 @@ final class DevicesCommand implements Callable<Integer> {
             gpu.put("driver_library", cuda.driverLibrary());
             gpu.put("nvrtc_library", cuda.nvrtcLibrary());
             gpu.put("cublas_library", cuda.cublasLibrary());
+            gpu.put("cudnn", cuda.cudnn());
             List<Map<String, Object>> gpus = new ArrayList<>();
             for (CudaDevices.Gpu g : cuda.gpus()) {
                 Map<String, Object> m = new LinkedHashMap<>();
@@ -57,6 +58,7 @@ final class DevicesCommand implements Callable<Integer> {
             System.out.println("cuda     driver " + cuda.driverVersionText().orElse("?") + " (" + cuda.driverLibrary() + ")");
             System.out.println("         nvrtc  " + cuda.nvrtcLibrary());
             System.out.println("         cublas " + cuda.cublasLibrary());
+            System.out.println("         cudnn  " + (cuda.cudnn() == null ? "not found (optional: --gpu-attention cudnn)" : cuda.cudnn()));
         }
         for (CudaDevices.Gpu g : cuda.gpus())
             System.out.printf("cuda:%d   %s, sm_%d, %d SMs, %.1f GiB%n", g.ordinal(), g.name(), g.computeCapability(),

@@ -154,6 +154,17 @@ class CudaParityTest {
         }
     }
 
+    /** Mixed precision with cuDNN's fused attention forward and backward (bfloat16 inside it) tracks the CPU too. */
+    @Test
+    void shortTrainingRunWithCudnnAttentionTracksTheCpu() {
+        try (CudaBackend bf16 = new CudaBackend(0, MatmulPrecision.BF16)) {
+            assertTrue(bf16.cudnnAttention(true), "cuDNN attention switched on");
+            trainingRunTracksTheCpu(bf16, 1e-2, DType.BF16);
+            long[] counts = bf16.cudnnAttentionCounts();
+            assertTrue(counts[0] >= 10 && counts[1] >= 10, "cuDNN ran the attention: " + java.util.Arrays.toString(counts));
+        }
+    }
+
     private static void trainingRunTracksTheCpu(CudaBackend gpu, double tolerance) {
         trainingRunTracksTheCpu(gpu, tolerance, DType.F32);
     }
