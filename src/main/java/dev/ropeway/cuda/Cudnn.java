@@ -102,6 +102,7 @@ final class Cudnn implements AutoCloseable {
         }
         if (v < 90000)
             throw new CudaException(lib.location + " is cuDNN " + versionString(v) + "; the fused attention needs cuDNN 9 or newer");
+        preloadParts(lib);
         return new Library(lib, v,
                 lib.function("cudnnCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS)),
                 lib.function("cudnnDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS)),
@@ -116,6 +117,25 @@ final class Cudnn implements AutoCloseable {
                 lib.function("cudnnBackendGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT,
                         JAVA_LONG, ADDRESS, ADDRESS)),
                 lib.function("cudnnBackendExecute", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS)));
+    }
+
+    /**
+     * cuDNN 9 loads its parts (graph, heuristics, engines) by name when first used; those beside the library found are
+     * loaded now, so that they are the ones it gets wherever that folder is (a pip wheel's, say, off the loader's path).
+     */
+    private static void preloadParts(NativeLibrary lib) {
+        java.nio.file.Path dir = java.nio.file.Path.of(lib.location).getParent();
+        if (dir == null) return;
+        for (String part : List.of("cudnn_graph", "cudnn_heuristic", "cudnn_engines_runtime_compiled",
+                "cudnn_engines_precompiled")) {
+            NativeLibrary.newest(dir, part).ifPresent(p -> {
+                try {
+                    java.lang.foreign.SymbolLookup.libraryLookup(p, Arena.global());
+                } catch (IllegalArgumentException e) {
+                    // not loadable here: cuDNN reports what it misses when it needs it
+                }
+            });
+        }
     }
 
     /** "9.10.2" for 91002 (cuDNN 9's encoding: major * 10000 + minor * 100 + patch). */
