@@ -44,7 +44,7 @@ final class Cudnn implements AutoCloseable {
     // cudnnDataType_t
     static final int FLOAT = 0, HALF = 2, INT32 = 4, BFLOAT16 = 9, BOOLEAN = 11;
     // cudnnPointwiseMode_t
-    static final int ADD = 0, MUL = 1, DIV = 6, SUB = 9, EXP = 13, LOG = 15, IDENTITY = 21, CMP_GE = 303,
+    static final int ADD = 0, MUL = 1, DIV = 6, SUB = 9, EXP = 13, LOG = 15, IDENTITY = 21, CMP_GT = 302, CMP_GE = 303,
             GEN_INDEX = 501, BINARY_SELECT = 601;
     // cudnnReduceTensorOp_t
     static final int REDUCE_ADD = 0, REDUCE_MAX = 3;

@@ -15,7 +15,8 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * Causal attention forward and backward as cuDNN graphs, which cuDNN runs as its fused flash-attention kernels.
  *
  * <p>The graphs are the operation patterns cuDNN recognises as scaled dot-product attention: scores {@code Q K^T},
- * times the scale, the causal mask (row index >= column index, else minus infinity), a softmax that also writes its
+ * times the scale, the causal mask (row index >= column index, else minus infinity; with a sliding window of W keys
+ * also column + W > row), a softmax that also writes its
  * row statistic ({@code max + log(sum)}, the kernels' {@code lse}), then {@code P V}; the backward recomputes the
  * probabilities from that statistic and forms dV, dK and dQ (dQ accumulated in float32). Grouped-query heads are
  * broadcast in the products and summed back in the backward.
@@ -43,9 +44,9 @@ final class CudnnAttention implements AutoCloseable {
         this.cudnn = cudnn;
     }
 
-    /** Whether the graphs express this call: whole causal sequences (queries = keys from position 0), no window. */
+    /** Whether the graphs express this call: whole causal sequences (queries = keys from position 0), any window. */
     static boolean supports(AttentionShape s) {
-        return s.seqQ() == s.seqKv() && s.qStart() == 0 && s.window() == 0 && s.seqQ() > 1
+        return s.seqQ() == s.seqKv() && s.qStart() == 0 && s.window() < (1L << 24) && s.seqQ() > 1
                 && s.headDim() % 8 == 0 && s.headDim() <= 128;
     }
 
@@ -55,11 +56,12 @@ final class CudnnAttention implements AutoCloseable {
         private final Cudnn.Descriptor plan;
         private final long[] uids;
         final long workspaceBytes;
-        /** Host memory for the by-value scalars: the attention scale, minus infinity, one. */
+        /** Host memory for the by-value scalars: the attention scale (set per run), then the graph's constants. */
         private final Arena arena = Arena.ofShared();
-        private final MemorySegment scale = arena.allocate(JAVA_FLOAT), negInf = arena.allocate(JAVA_FLOAT),
-                one = arena.allocate(JAVA_FLOAT);
-        private final long scaleUid, negInfUid, oneUid;
+        private final MemorySegment scale = arena.allocate(JAVA_FLOAT);
+        private final long scaleUid;
+        private final long[] constantUids;
+        private final MemorySegment constants;
 
         private Plan(GraphBuilder g, Cudnn.Descriptor plan, long[] uids) {
             this.descriptors = g.descriptors;
@@ -67,10 +69,9 @@ final class CudnnAttention implements AutoCloseable {
             this.uids = uids;
             this.workspaceBytes = plan.getLong(Cudnn.EXECUTION_PLAN_WORKSPACE_SIZE);
             this.scaleUid = g.scaleUid;
-            this.negInfUid = g.negInfUid;
-            this.oneUid = g.oneUid;
-            negInf.set(JAVA_FLOAT, 0, cudnn.negativeInfinity());
-            one.set(JAVA_FLOAT, 0, 1f);
+            this.constantUids = g.constantUids.stream().mapToLong(Long::longValue).toArray();
+            this.constants = arena.allocate(JAVA_FLOAT, Math.max(1, constantUids.length));
+            for (int i = 0; i < constantUids.length; i++) constants.setAtIndex(JAVA_FLOAT, i, g.constantValues.get(i));
         }
 
         /** Runs the plan on the handle's stream with the tensors at {@code addresses} (in role order). */
@@ -84,11 +85,9 @@ final class CudnnAttention implements AutoCloseable {
             }
             ids.add(scaleUid);
             pointers.add(scale.address());
-            ids.add(negInfUid);
-            pointers.add(negInf.address());
-            if (oneUid != 0) {
-                ids.add(oneUid);
-                pointers.add(one.address());
+            for (int i = 0; i < constantUids.length; i++) {
+                ids.add(constantUids[i]);
+                pointers.add(constants.address() + 4L * i);
             }
             try (Cudnn.Descriptors pack = cudnn.descriptors()) {
                 Cudnn.Descriptor v = pack.make(Cudnn.VARIANT_PACK)
@@ -118,7 +117,8 @@ final class CudnnAttention implements AutoCloseable {
     }
 
     private static String key(AttentionShape s) {
-        return s.batch() + "x" + s.seqQ() + "/" + s.kvRowsPerBatch() + "/" + s.heads() + "/" + s.kvHeads() + "/" + s.headDim();
+        return s.batch() + "x" + s.seqQ() + "/" + s.kvRowsPerBatch() + "/" + s.heads() + "/" + s.kvHeads() + "/" + s.headDim()
+                + "/w" + s.window();
     }
 
     private Plan plan(String key, java.util.function.Supplier<Plan> build) {
@@ -183,7 +183,9 @@ final class CudnnAttention implements AutoCloseable {
         final Cudnn.Descriptors descriptors = cudnn.descriptors();
         final List<Cudnn.Descriptor> ops = new ArrayList<>();
         private long nextUid = 1;
-        long scaleUid, negInfUid, oneUid;
+        long scaleUid;
+        final List<Long> constantUids = new ArrayList<>();
+        final List<Float> constantValues = new ArrayList<>();
 
         final class T {
             final Cudnn.Descriptor d;
@@ -215,6 +217,14 @@ final class CudnnAttention implements AutoCloseable {
 
         T scalar() {
             return new T(new long[] {1}, new long[] {1}, Cudnn.FLOAT, false, true);
+        }
+
+        /** A by-value scalar whose value is fixed with the plan. */
+        T constant(float value) {
+            T t = scalar();
+            constantUids.add(t.uid);
+            constantValues.add(value);
+            return t;
         }
 
         T matmul(T a, T b, T c) {
@@ -260,17 +270,30 @@ final class CudnnAttention implements AutoCloseable {
             return y;
         }
 
-        /** Scores outside the causal triangle (column > row) set to minus infinity. */
-        T causalMask(T scores, Dims n) {
+        /** Scores outside the causal triangle (column > row), and outside the window if any, set to minus infinity. */
+        T causalMask(T scores, Dims n, long window) {
             T row = pointwise(Cudnn.GEN_INDEX, Cudnn.FLOAT, scores, null, null,
                     virtual(n.scores(), n.scoreStrides(), Cudnn.INT32), 2);
             T col = pointwise(Cudnn.GEN_INDEX, Cudnn.FLOAT, scores, null, null,
                     virtual(n.scores(), n.scoreStrides(), Cudnn.INT32), 3);
             T keep = pointwise(Cudnn.CMP_GE, Cudnn.BOOLEAN, row, col, null,
                     virtual(n.scores(), n.scoreStrides(), Cudnn.BOOLEAN), 0);
-            T negInf = scalar();
-            negInfUid = negInf.uid;
-            return pointwise(Cudnn.BINARY_SELECT, Cudnn.FLOAT, scores, negInf, keep,
+            T masked = pointwise(Cudnn.BINARY_SELECT, Cudnn.FLOAT, scores, constant(cudnn.negativeInfinity()), keep,
+                    virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT), 0);
+            return window == 0 ? masked : windowMask(masked, n, window);
+        }
+
+        /** Scores of keys outside a sliding window of {@code window} keys (column + window <= row) to minus infinity. */
+        private T windowMask(T scores, Dims n, long window) {
+            T row = pointwise(Cudnn.GEN_INDEX, Cudnn.FLOAT, scores, null, null,
+                    virtual(n.scores(), n.scoreStrides(), Cudnn.INT32), 2);
+            T col = pointwise(Cudnn.GEN_INDEX, Cudnn.FLOAT, scores, null, null,
+                    virtual(n.scores(), n.scoreStrides(), Cudnn.INT32), 3);
+            T reach = pointwise(Cudnn.ADD, Cudnn.FLOAT, col, constant(window), null,
+                    virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT), 0);
+            T keep = pointwise(Cudnn.CMP_GT, Cudnn.BOOLEAN, reach, row, null,
+                    virtual(n.scores(), n.scoreStrides(), Cudnn.BOOLEAN), 0);
+            return pointwise(Cudnn.BINARY_SELECT, Cudnn.FLOAT, scores, constant(cudnn.negativeInfinity()), keep,
                     virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT), 0);
         }
 
@@ -304,7 +327,7 @@ final class CudnnAttention implements AutoCloseable {
             g.scaleUid = scale.uid;
             GraphBuilder.T s = g.matmul(q, kT, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             s = g.pointwise(Cudnn.MUL, s, scale, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
-            s = g.causalMask(s, n);
+            s = g.causalMask(s, n, shape.window());
             GraphBuilder.T max = g.reduce(Cudnn.REDUCE_MAX, s, g.virtual(n.rows(), n.rowStrides(), Cudnn.FLOAT));
             GraphBuilder.T shifted = g.pointwise(Cudnn.SUB, s, max, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             GraphBuilder.T e = g.pointwise(Cudnn.EXP, shifted, null, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
@@ -329,9 +352,8 @@ final class CudnnAttention implements AutoCloseable {
                     vT = g.tensor(n.kvT(), n.kvTStrides(), io), o = g.tensor(n.q(), n.qStrides(), io),
                     dO = g.tensor(n.q(), n.qStrides(), io), stats = g.tensor(n.rows(), n.rowStrides(), Cudnn.FLOAT),
                     dQ = g.tensor(n.q(), n.qStrides(), io), dK = g.tensor(n.kv(), n.kvStrides(), io),
-                    dV = g.tensor(n.kv(), n.kvStrides(), io), scale = g.scalar(), one = g.scalar();
+                    dV = g.tensor(n.kv(), n.kvStrides(), io), scale = g.scalar(), one = g.constant(1f);
             g.scaleUid = scale.uid;
-            g.oneUid = one.uid;
             // delta = rowsum(dO * O), kept (float32) for the dS step.
             GraphBuilder.T dOo = g.pointwise(Cudnn.MUL, dO, o,
                     g.virtual(n.q(), new long[] {n.hq() * n.s() * n.d(), n.s() * n.d(), n.hq() * n.d(), 1}, Cudnn.FLOAT));
@@ -341,7 +363,7 @@ final class CudnnAttention implements AutoCloseable {
             GraphBuilder.T s = g.matmul(q, kT, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             s = g.pointwise(Cudnn.MUL, s, scale, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             s = g.pointwise(Cudnn.SUB, s, stats, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
-            s = g.causalMask(s, n);
+            s = g.causalMask(s, n, shape.window());
             GraphBuilder.T p = g.pointwise(Cudnn.EXP, s, null, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             // dV = P^T dO (summed over the query heads of a key/value head).
             GraphBuilder.T pT = g.reshape(p, g.virtual(n.scoresT(), n.scoreTStrides(), io));

@@ -554,7 +554,7 @@ class CudaBackendTest {
     /**
      * cuDNN's fused attention (switched on for one backend) against the CPU: the forward in float16 without a
      * statistic (inference) and in bfloat16 with one (training), the backward in bfloat16; grouped-query gradients
-     * summed into their key/value heads. Calls it does not express (a window, a chunk after cached keys) run on the
+     * summed into their key/value heads, and a sliding window. A chunk of queries after cached keys runs on the
      * kernels, and the counts show which ran where.
      */
     @ParameterizedTest
@@ -588,17 +588,33 @@ class CudaBackendTest {
             close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN dv " + s);
             assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
 
-            // A sliding window and a chunk after cached keys are not cuDNN's: the kernels give the same answers.
+            // A sliding window (Mistral's): masked in the graphs too, forward and backward.
             AttentionShape windowed = s.withWindow(7);
-            Tensor wout = cpu.allocate(qn), gwout = b.allocate(qn);
-            cpu.attention(wout, cpu.upload(q), cpu.upload(k), cpu.upload(v), null, windowed);
-            b.attention(gwout, gq, gk, gv, null, windowed);
-            close(read(cpu, wout), read(b, gwout), 3e-3, "windowed attention beside cuDNN " + windowed);
-            assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
+            Tensor wout = cpu.allocate(qn), wlse = cpu.allocate((long) batch * seq * heads);
+            Tensor gwout = b.allocate(qn), gwlse = b.allocate((long) batch * seq * heads);
+            cpu.attention(wout, cpu.upload(q), cpu.upload(k), cpu.upload(v), wlse, windowed);
+            b.attention(gwout, gq, gk, gv, gwlse, windowed);
+            close(read(cpu, wout), read(b, gwout), 1e-2, "cuDNN windowed attention " + windowed);
+            cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), wout, wlse, windowed);
+            b.attentionBackward(gdq, gdk, gdv, b.upload(dOut), gq, gk, gv, gwout, gwlse, windowed);
+            close(read(cpu, dq), read(b, gdq), 2e-2, "cuDNN windowed dq " + windowed);
+            close(read(cpu, dk), read(b, gdk), 2e-2, "cuDNN windowed dk " + windowed);
+            close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN windowed dv " + windowed);
+            assertArrayEquals(new long[] {3, 2}, b.cudnnAttentionCounts());
+
+            // A chunk of queries after cached keys is not cuDNN's: the kernels run it, with the same answer.
+            int cached = 8;
+            AttentionShape chunk = new AttentionShape(batch, seq - cached, seq, seq, cached, heads, kvHeads, headDim, s.scale());
+            float[] qc = java.util.Arrays.copyOf(q, (int) ((long) batch * (seq - cached) * heads * headDim));
+            Tensor cout = cpu.allocate(qc.length), gcout = b.allocate(qc.length);
+            cpu.attention(cout, cpu.upload(qc), cpu.upload(k), cpu.upload(v), null, chunk);
+            b.attention(gcout, b.upload(qc), gk, gv, null, chunk);
+            close(read(cpu, cout), read(b, gcout), 3e-3, "a chunk after cached keys beside cuDNN " + chunk);
+            assertArrayEquals(new long[] {3, 2}, b.cudnnAttentionCounts());
             assertFalse(b.cudnnAttention(false));
             b.attention(inference, gq, gk, gv, null, s);
             close(read(cpu, out), read(b, inference), 3e-3, "kernels again after cuDNN is switched off " + s);
-            assertArrayEquals(new long[] {2, 1}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {3, 2}, b.cudnnAttentionCounts());
         }
     }
 

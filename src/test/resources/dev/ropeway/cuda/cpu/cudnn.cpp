@@ -368,6 +368,7 @@ double pointwise(int mode, double x, double b, double t) {
         case 13: return std::exp(x);
         case 15: return std::log(x);
         case 21: return x;
+        case 302: return x > b ? 1 : 0;
         case 303: return x >= b ? 1 : 0;
         case 601: return t != 0 ? x : b;
         default: return NAN;
