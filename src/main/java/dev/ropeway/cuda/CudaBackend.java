@@ -118,11 +118,16 @@ public final class CudaBackend implements Backend {
         this.ops = new CudaModule(driver, stream, nvrtc.compile("ops.cu", source("ops.cu"), arch, List.of()));
         String attention = System.getenv("ROPEWAY_CUDA_ATTENTION");
         if (attention != null && !attention.isBlank()) {
-            switch (attention.strip().toLowerCase(java.util.Locale.ROOT)) {
-                case "cudnn" -> cudnnAttention(true);
-                case "kernels" -> cudnnAttention(false);
-                default -> throw new IllegalArgumentException("ROPEWAY_CUDA_ATTENTION must be cudnn or kernels, got '"
-                        + attention + "'");
+            try {
+                switch (attention.strip().toLowerCase(java.util.Locale.ROOT)) {
+                    case "cudnn" -> cudnnAttention(true);
+                    case "kernels" -> cudnnAttention(false);
+                    default -> throw new IllegalArgumentException("ROPEWAY_CUDA_ATTENTION must be cudnn or kernels, got '"
+                            + attention + "'");
+                }
+            } catch (RuntimeException e) {
+                close();
+                throw e;
             }
         }
     }
@@ -209,7 +214,6 @@ public final class CudaBackend implements Backend {
                                  AttentionShape shape, AttentionBuffers sz) {
         boolean halfKv = ks.isHalf();
         int io = halfKv || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
-        if (!halfKv && shape.kvRowsPerBatch() != shape.seqKv() && shape.batch() > 1) return false;
         enter();
         long base = 0;
         try {

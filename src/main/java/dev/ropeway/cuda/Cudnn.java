@@ -324,8 +324,12 @@ final class Cudnn implements AutoCloseable {
 
     /** The descriptors of one graph or plan, destroyed together (the plan needs the graph's while it lives). */
     final class Descriptors implements AutoCloseable {
-        private final Arena arena = Arena.ofShared();
+        private final Arena arena;
         private final List<Descriptor> made = new ArrayList<>();
+
+        private Descriptors(Arena arena) {
+            this.arena = arena;
+        }
 
         Descriptor make(int type) {
             Descriptor d = new Descriptor(type, arena);
@@ -347,8 +351,14 @@ final class Cudnn implements AutoCloseable {
         }
     }
 
+    /** Descriptors that may be freed from any thread (a plan's). */
     Descriptors descriptors() {
-        return new Descriptors();
+        return new Descriptors(Arena.ofShared());
+    }
+
+    /** Descriptors made and freed by one thread in one call (a variant pack). */
+    Descriptors localDescriptors() {
+        return new Descriptors(Arena.ofConfined());
     }
 
     /** Runs {@code plan} with the tensors of {@code variantPack}. */

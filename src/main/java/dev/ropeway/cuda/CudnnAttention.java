@@ -29,12 +29,6 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 final class CudnnAttention implements AutoCloseable {
     static final int MAX_PLANS = 16;
 
-    /** Device tensors a forward reads and writes, by role. */
-    enum Forward { Q, K, V, O, STATS }
-
-    /** Device tensors a backward reads and writes; SOFTMAX_SUM and DQ_ACCUM are float32 buffers it works in. */
-    enum Backward { Q, K, V, O, DO, STATS, DQ, DK, DV, SOFTMAX_SUM, DQ_ACCUM }
-
     private final Cudnn cudnn;
     private final Map<String, Plan> plans = new LinkedHashMap<>(16, 0.75f, true);
     /** Shapes cuDNN would not build a plan for, with its reason (not asked again). */
@@ -89,7 +83,7 @@ final class CudnnAttention implements AutoCloseable {
                 ids.add(constantUids[i]);
                 pointers.add(constants.address() + 4L * i);
             }
-            try (Cudnn.Descriptors pack = cudnn.descriptors()) {
+            try (Cudnn.Descriptors pack = cudnn.localDescriptors()) {
                 Cudnn.Descriptor v = pack.make(Cudnn.VARIANT_PACK)
                         .longs(Cudnn.VARIANT_PACK_UNIQUE_IDS, ids.stream().mapToLong(Long::longValue).toArray())
                         .pointers(Cudnn.VARIANT_PACK_DATA_POINTERS, pointers.stream().mapToLong(Long::longValue).toArray())
@@ -106,12 +100,19 @@ final class CudnnAttention implements AutoCloseable {
         }
     }
 
-    /** The forward's plan for {@code shape} with inputs and outputs of {@code ioType} (Cudnn.HALF or BFLOAT16). */
+    /**
+     * The forward's plan for {@code shape} with inputs and outputs of {@code ioType} (Cudnn.HALF or BFLOAT16). Its
+     * tensors, in {@link Plan#run} order: q, k, v, out (row layout), stats (float32, [batch, heads, seq]).
+     */
     Plan forward(AttentionShape shape, int ioType) {
         return plan("fwd/" + ioType + "/" + key(shape), () -> buildForward(shape, ioType));
     }
 
-    /** The backward's plan for {@code shape} (bfloat16 inputs and outputs: gradients need its range). */
+    /**
+     * The backward's plan for {@code shape} (bfloat16 inputs and outputs: gradients need its range). Its tensors, in
+     * {@link Plan#run} order: q, k, v, out, dOut, stats, dq, dk, dv, then two float32 buffers it works in: the rows'
+     * sums of dOut * out ([batch, heads, seq]) and dq's accumulator ([batch, heads, seq, headDim], zeroed).
+     */
     Plan backward(AttentionShape shape) {
         return plan("bwd/" + key(shape), () -> buildBackward(shape));
     }
@@ -367,7 +368,7 @@ final class CudnnAttention implements AutoCloseable {
             GraphBuilder.T p = g.pointwise(Cudnn.EXP, s, null, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             // dV = P^T dO (summed over the query heads of a key/value head).
             GraphBuilder.T pT = g.reshape(p, g.virtual(n.scoresT(), n.scoreTStrides(), io));
-            headSum(g, n, g.matmul(pT, dO, n.hq() == n.hk() ? dV : g.virtual(n.q(), n.packed(), io)), dV);
+            headSum(g, g.matmul(pT, dO, n.hq() == n.hk() ? dV : g.virtual(n.q(), n.packed(), io)), dV);
             // dS = P * (dO V^T - delta) * scale.
             GraphBuilder.T dP = g.matmul(dO, vT, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             dP = g.pointwise(Cudnn.SUB, dP, softmaxSum, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
@@ -375,7 +376,7 @@ final class CudnnAttention implements AutoCloseable {
             GraphBuilder.T dS = g.pointwise(Cudnn.MUL, dP, scale, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             // dK = dS^T Q.
             GraphBuilder.T dST = g.reshape(dS, g.virtual(n.scoresT(), n.scoreTStrides(), io));
-            headSum(g, n, g.matmul(dST, q, n.hq() == n.hk() ? dK : g.virtual(n.q(), n.packed(), io)), dK);
+            headSum(g, g.matmul(dST, q, n.hq() == n.hk() ? dK : g.virtual(n.q(), n.packed(), io)), dK);
             // dQ = dS K, accumulated in float32, then rounded into dQ.
             GraphBuilder.T k = g.reshape(kT, g.virtual(n.kv(), n.kvStrides(), Cudnn.FLOAT));
             GraphBuilder.T dQaccum = g.matmul(dS, k, g.tensor(n.q(), n.packed(), Cudnn.FLOAT));
@@ -389,7 +390,7 @@ final class CudnnAttention implements AutoCloseable {
     }
 
     /** With grouped-query heads, the per-query-head gradient {@code full} summed into its key/value head's. */
-    private static void headSum(GraphBuilder g, Dims n, GraphBuilder.T full, GraphBuilder.T out) {
+    private static void headSum(GraphBuilder g, GraphBuilder.T full, GraphBuilder.T out) {
         if (full != out) g.reduce(Cudnn.REDUCE_ADD, full, out);
     }
 
