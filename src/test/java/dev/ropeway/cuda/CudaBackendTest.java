@@ -560,6 +560,7 @@ class CudaBackendTest {
     @ParameterizedTest
     @MethodSource("cudnnShapes")
     void cudnnAttentionMatchesTheCpu(int batch, int seq, int heads, int kvHeads, int headDim) {
+        assumeTrue(CudaDevices.probe().cudnn() != null, "cuDNN is not installed here");
         try (CudaBackend b = new CudaBackend(0, MatmulPrecision.BF16)) {
             assertTrue(b.cudnnAttention(true), "cuDNN attention switched on");
             System.out.println("cuDNN " + b.cudnnDescription());

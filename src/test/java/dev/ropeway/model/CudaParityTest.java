@@ -157,6 +157,8 @@ class CudaParityTest {
     /** Mixed precision with cuDNN's fused attention forward and backward (bfloat16 inside it) tracks the CPU too. */
     @Test
     void shortTrainingRunWithCudnnAttentionTracksTheCpu() {
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.ropeway.cuda.CudaDevices.probe().cudnn() != null,
+                "cuDNN is not installed here");
         try (CudaBackend bf16 = new CudaBackend(0, MatmulPrecision.BF16)) {
             assertTrue(bf16.cudnnAttention(true), "cuDNN attention switched on");
             trainingRunTracksTheCpu(bf16, 1e-2, DType.BF16);
