@@ -303,16 +303,24 @@ final class CudnnAttention implements AutoCloseable {
             Cudnn.Descriptor graph = descriptors.make(Cudnn.OPERATION_GRAPH).handle(Cudnn.OPERATIONGRAPH_HANDLE)
                     .descriptors(Cudnn.OPERATIONGRAPH_OPS, ops).finish();
             int lastStatus = 0;
+            CudaException heuristicsFailure = null;
             for (int mode : new int[] {Cudnn.HEUR_MODE_A, Cudnn.HEUR_MODE_FALLBACK}) {
-                Cudnn.Descriptor heur = descriptors.make(Cudnn.ENGINEHEUR).descriptor(Cudnn.ENGINEHEUR_OPERATION_GRAPH, graph)
-                        .ints(Cudnn.ENGINEHEUR_MODE, Cudnn.TYPE_HEUR_MODE, mode).finish();
-                for (Cudnn.Descriptor config : heur.engineConfigs(descriptors, 8)) {
+                List<Cudnn.Descriptor> configs;
+                try {
+                    configs = descriptors.make(Cudnn.ENGINEHEUR).descriptor(Cudnn.ENGINEHEUR_OPERATION_GRAPH, graph)
+                            .ints(Cudnn.ENGINEHEUR_MODE, Cudnn.TYPE_HEUR_MODE, mode).finish().engineConfigs(descriptors, 8);
+                } catch (CudaException e) {
+                    heuristicsFailure = e;   // this mode has nothing for the graph: try the next
+                    continue;
+                }
+                for (Cudnn.Descriptor config : configs) {
                     Cudnn.Descriptor plan = descriptors.make(Cudnn.EXECUTION_PLAN).handle(Cudnn.EXECUTION_PLAN_HANDLE)
                             .descriptor(Cudnn.EXECUTION_PLAN_ENGINE_CONFIG, config);
                     lastStatus = plan.tryFinish();
                     if (lastStatus == 0) return plan;
                 }
             }
+            if (lastStatus == 0 && heuristicsFailure != null) throw heuristicsFailure;
             cudnn.check("no cuDNN engine runs this attention graph; the last plan's finalize", lastStatus == 0 ? 3000 : lastStatus);
             throw new CudaException("no cuDNN engine runs this attention graph");
         }
