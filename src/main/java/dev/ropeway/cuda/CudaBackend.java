@@ -188,21 +188,14 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Sub-buffers of one scratch allocation, each 256-byte aligned. */
-    private static long[] carve(long base, long... bytes) {
-        long[] at = new long[bytes.length];
-        long p = base;
-        for (int i = 0; i < bytes.length; i++) {
-            at[i] = p;
-            p += (bytes[i] + 255) / 256 * 256;
-        }
+    /**
+     * Offsets of sub-buffers of {@code bytes} each, 256-byte aligned, in one scratch allocation; the last element is the
+     * allocation's size.
+     */
+    private static long[] offsets(long... bytes) {
+        long[] at = new long[bytes.length + 1];
+        for (int i = 0; i < bytes.length; i++) at[i + 1] = at[i] + (bytes[i] + 255) / 256 * 256;
         return at;
-    }
-
-    private static long carved(long... bytes) {
-        long total = 0;
-        for (long b : bytes) total += (b + 255) / 256 * 256;
-        return total;
     }
 
     /**
@@ -221,8 +214,9 @@ public final class CudaBackend implements Backend {
             if (plan == null) return false;
             long qb = sz.qFloats * 2, kvb = halfKv ? 0 : sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
             long[] b = {qb, qb, kvb, kvb, rows, plan.workspaceBytes};
-            base = scratch(carved(b));
-            long[] at = carve(base, b);
+            long[] at = offsets(b);
+            base = scratch(at[b.length]);
+            for (int i = 0; i < b.length; i++) at[i] += base;
             String narrow = io == Cudnn.HALF ? "to_half" : "to_bf16", widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
             convert(narrow, at[0], qs.address(), sz.qFloats);
             long k = ks.address(), v = vs.address();
@@ -267,8 +261,9 @@ public final class CudaBackend implements Backend {
             if (plan == null) return false;
             long qb = sz.qFloats * 2, kvb = sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
             long[] b = {qb, kvb, kvb, qb, qb, rows, qb, kvb, kvb, rows, sz.qFloats * 4, plan.workspaceBytes};
-            base = scratch(carved(b));
-            long[] at = carve(base, b);
+            long[] at = offsets(b);
+            base = scratch(at[b.length]);
+            for (int i = 0; i < b.length; i++) at[i] += base;
             convert("to_bf16", at[0], qs.address(), sz.qFloats);
             convert("to_bf16", at[1], ks.address(), sz.kvFloats);
             convert("to_bf16", at[2], vs.address(), sz.kvFloats);

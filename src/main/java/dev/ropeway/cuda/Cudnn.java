@@ -102,7 +102,6 @@ final class Cudnn implements AutoCloseable {
         }
         if (v < 90000)
             throw new CudaException(lib.location + " is cuDNN " + versionString(v) + "; the fused attention needs cuDNN 9 or newer");
-        preloadParts(lib);
         return new Library(lib, v,
                 lib.function("cudnnCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS)),
                 lib.function("cudnnDestroy", FunctionDescriptor.of(JAVA_INT, ADDRESS)),
@@ -119,11 +118,16 @@ final class Cudnn implements AutoCloseable {
                 lib.function("cudnnBackendExecute", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS)));
     }
 
+    private static boolean partsLoaded;
+
     /**
      * cuDNN 9 loads its parts (graph, heuristics, engines) by name when first used; those beside the library found are
-     * loaded now, so that they are the ones it gets wherever that folder is (a pip wheel's, say, off the loader's path).
+     * loaded before the first handle (not when cuDNN is only probed: the engines are large), so that they are the ones
+     * it gets wherever that folder is (a pip wheel's, say, off the loader's path).
      */
-    private static void preloadParts(NativeLibrary lib) {
+    private static synchronized void preloadParts(NativeLibrary lib) {
+        if (partsLoaded) return;
+        partsLoaded = true;
         java.nio.file.Path dir = java.nio.file.Path.of(lib.location).getParent();
         if (dir == null) return;
         for (String part : List.of("cudnn_graph", "cudnn_heuristic", "cudnn_engines_runtime_compiled",
@@ -149,6 +153,7 @@ final class Cudnn implements AutoCloseable {
     /** A handle whose work goes to {@code stream}. */
     Cudnn(MemorySegment stream) {
         lib = library();
+        preloadParts(lib.lib());
         try (Arena a = Arena.ofConfined()) {
             MemorySegment h = a.allocate(ADDRESS);
             check("cudnnCreate", (int) lib.create.invokeExact(h));

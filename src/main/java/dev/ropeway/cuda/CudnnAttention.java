@@ -48,45 +48,39 @@ final class CudnnAttention implements AutoCloseable {
     final class Plan implements AutoCloseable {
         private final Cudnn.Descriptors descriptors;
         private final Cudnn.Descriptor plan;
-        private final long[] uids;
+        /** The variant pack's ids: the tensors' (in role order), the scale's, the constants'. */
+        private final long[] ids;
+        private final int tensors;
         final long workspaceBytes;
         /** Host memory for the by-value scalars: the attention scale (set per run), then the graph's constants. */
         private final Arena arena = Arena.ofShared();
-        private final MemorySegment scale = arena.allocate(JAVA_FLOAT);
-        private final long scaleUid;
-        private final long[] constantUids;
-        private final MemorySegment constants;
+        private final MemorySegment scalars;
 
         private Plan(GraphBuilder g, Cudnn.Descriptor plan, long[] uids) {
             this.descriptors = g.descriptors;
             this.plan = plan;
-            this.uids = uids;
             this.workspaceBytes = plan.getLong(Cudnn.EXECUTION_PLAN_WORKSPACE_SIZE);
-            this.scaleUid = g.scaleUid;
-            this.constantUids = g.constantUids.stream().mapToLong(Long::longValue).toArray();
-            this.constants = arena.allocate(JAVA_FLOAT, Math.max(1, constantUids.length));
-            for (int i = 0; i < constantUids.length; i++) constants.setAtIndex(JAVA_FLOAT, i, g.constantValues.get(i));
+            this.tensors = uids.length;
+            int constants = g.constantUids.size();
+            this.ids = java.util.Arrays.copyOf(uids, tensors + 1 + constants);
+            ids[tensors] = g.scaleUid;
+            this.scalars = arena.allocate(JAVA_FLOAT, 1 + constants);
+            for (int i = 0; i < constants; i++) {
+                ids[tensors + 1 + i] = g.constantUids.get(i);
+                scalars.setAtIndex(JAVA_FLOAT, 1 + i, g.constantValues.get(i));
+            }
         }
 
         /** Runs the plan on the handle's stream with the tensors at {@code addresses} (in role order). */
         void run(long[] addresses, float attentionScale, long workspace) {
-            if (addresses.length != uids.length) throw new IllegalArgumentException("expected " + uids.length + " tensors");
-            scale.set(JAVA_FLOAT, 0, attentionScale);
-            List<Long> ids = new ArrayList<>(), pointers = new ArrayList<>();
-            for (int i = 0; i < uids.length; i++) {
-                ids.add(uids[i]);
-                pointers.add(addresses[i]);
-            }
-            ids.add(scaleUid);
-            pointers.add(scale.address());
-            for (int i = 0; i < constantUids.length; i++) {
-                ids.add(constantUids[i]);
-                pointers.add(constants.address() + 4L * i);
-            }
+            if (addresses.length != tensors) throw new IllegalArgumentException("expected " + tensors + " tensors");
+            scalars.setAtIndex(JAVA_FLOAT, 0, attentionScale);
+            long[] pointers = java.util.Arrays.copyOf(addresses, ids.length);
+            for (int i = tensors; i < ids.length; i++) pointers[i] = scalars.address() + 4L * (i - tensors);
             try (Cudnn.Descriptors pack = cudnn.localDescriptors()) {
                 Cudnn.Descriptor v = pack.make(Cudnn.VARIANT_PACK)
-                        .longs(Cudnn.VARIANT_PACK_UNIQUE_IDS, ids.stream().mapToLong(Long::longValue).toArray())
-                        .pointers(Cudnn.VARIANT_PACK_DATA_POINTERS, pointers.stream().mapToLong(Long::longValue).toArray())
+                        .longs(Cudnn.VARIANT_PACK_UNIQUE_IDS, ids)
+                        .pointers(Cudnn.VARIANT_PACK_DATA_POINTERS, pointers)
                         .pointers(Cudnn.VARIANT_PACK_WORKSPACE, workspace)
                         .finish();
                 cudnn.execute(plan, v);
@@ -168,8 +162,7 @@ final class CudnnAttention implements AutoCloseable {
 
         long[] scoreStrides() { return new long[] {hq * s * s, s * s, s, 1}; }
 
-        long[] scoresT() { return new long[] {b, hq, s, s}; }
-
+        /** The scores' transpose (queries and keys are the same length): the same dimensions, strides swapped. */
         long[] scoreTStrides() { return new long[] {hq * s * s, s * s, 1, s}; }
 
         long[] rows() { return new long[] {b, hq, s, 1}; }
@@ -375,7 +368,7 @@ final class CudnnAttention implements AutoCloseable {
             s = g.causalMask(s, n, shape.window());
             GraphBuilder.T p = g.pointwise(Cudnn.EXP, s, null, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             // dV = P^T dO (summed over the query heads of a key/value head).
-            GraphBuilder.T pT = g.reshape(p, g.virtual(n.scoresT(), n.scoreTStrides(), io));
+            GraphBuilder.T pT = g.reshape(p, g.virtual(n.scores(), n.scoreTStrides(), io));
             headSum(g, g.matmul(pT, dO, n.hq() == n.hk() ? dV : g.virtual(n.q(), n.packed(), io)), dV);
             // dS = P * (dO V^T - delta) * scale.
             GraphBuilder.T dP = g.matmul(dO, vT, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
@@ -383,7 +376,7 @@ final class CudnnAttention implements AutoCloseable {
             dP = g.pointwise(Cudnn.MUL, dP, p, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             GraphBuilder.T dS = g.pointwise(Cudnn.MUL, dP, scale, g.virtual(n.scores(), n.scoreStrides(), Cudnn.FLOAT));
             // dK = dS^T Q.
-            GraphBuilder.T dST = g.reshape(dS, g.virtual(n.scoresT(), n.scoreTStrides(), io));
+            GraphBuilder.T dST = g.reshape(dS, g.virtual(n.scores(), n.scoreTStrides(), io));
             headSum(g, g.matmul(dST, q, n.hq() == n.hk() ? dK : g.virtual(n.q(), n.packed(), io)), dK);
             // dQ = dS K, accumulated in float32, then rounded into dQ.
             GraphBuilder.T k = g.reshape(kT, g.virtual(n.kv(), n.kvStrides(), Cudnn.FLOAT));

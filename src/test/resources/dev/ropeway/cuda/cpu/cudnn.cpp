@@ -129,6 +129,16 @@ Desc* tensorAt(const Desc* op, int name, const char* what, std::string& error) {
     return t;
 }
 
+// Each operation type's tensor attributes: its inputs (optional ones included), then its output.
+struct TensorSlots {
+    std::vector<int> ins;
+    int out;
+};
+const std::map<int, TensorSlots> TENSOR_SLOTS = {
+    {OP_POINTWISE, {{751, 752, 758}, 753}}, {OP_MATMUL, {{1520, 1521}, 1522}},
+    {OP_REDUCTION, {{1610}, 1611}}, {OP_RESHAPE, {{2200}, 2201}},
+};
+
 // Checks a descriptor at finalisation; returns an error message, empty when it is complete and consistent.
 std::string check(Desc* d) {
     std::string e;
@@ -201,21 +211,17 @@ std::string check(Desc* d) {
             for (long i = 0; i < d->count(801); i++) {
                 Desc* op = d->desc(801, i);
                 if (!live(op) || !op->finalized) return "operation graph: operation " + std::to_string(i) + " is not finalized";
-                std::vector<int> ins, outs;
-                if (op->type == OP_POINTWISE) { ins = {751, 752, 758}; outs = {753}; }
-                else if (op->type == OP_MATMUL) { ins = {1520, 1521}; outs = {1522}; }
-                else if (op->type == OP_REDUCTION) { ins = {1610}; outs = {1611}; }
-                else if (op->type == OP_RESHAPE) { ins = {2200}; outs = {2201}; }
-                else return "operation graph: unsupported operation type " + std::to_string(op->type);
-                for (int a : ins) if (op->has(a)) {
+                auto slots = TENSOR_SLOTS.find(op->type);
+                if (slots == TENSOR_SLOTS.end()) return "operation graph: unsupported operation type " + std::to_string(op->type);
+                for (int a : slots->second.ins) if (op->has(a)) {
                     Desc* t = op->desc(a);
                     if (byUid.count(t->uid()) && byUid[t->uid()] != t) return "operation graph: two tensors share uid " + std::to_string(t->uid());
                     byUid[t->uid()] = t;
                     if (t->isVirtual() && !made.count(t->uid()))
                         return "operation graph: virtual tensor " + std::to_string(t->uid()) + " is read before it is made";
                 }
-                for (int a : outs) {
-                    Desc* t = op->desc(a);
+                {
+                    Desc* t = op->desc(slots->second.out);
                     if (byUid.count(t->uid()) && byUid[t->uid()] != t) return "operation graph: two tensors share uid " + std::to_string(t->uid());
                     byUid[t->uid()] = t;
                     if (made.count(t->uid())) return "operation graph: tensor " + std::to_string(t->uid()) + " is written twice";
@@ -248,39 +254,35 @@ std::string check(Desc* d) {
 
 // ---- execution ----
 
-float roundTo(int type, double v) {
-    switch (type) {
-        case D_BFLOAT16: return bf16ToFloat(floatToBf16((float) v));
-        case D_HALF: {
-            float f = (float) v;
-            if (!std::isfinite(f)) return f;
-            if (std::fabs(f) > 65504.f) return f > 0 ? INFINITY : -INFINITY;
-            if (std::fabs(f) < 6.103515625e-05f) return std::nearbyint(f / 5.9604644775390625e-8f) * 5.9604644775390625e-8f;
-            return roundMantissa(f, 10);
-        }
-        case D_INT32: return (float) (int32_t) v;
-        case D_BOOLEAN: return v != 0 ? 1.f : 0.f;
-        default: return (float) v;
-    }
-}
-
-uint16_t halfBits(float f) {   // f already representable
+// The float16 nearest to f (ties to even), as bits.
+uint16_t halfBits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     uint16_t sign = (uint16_t) ((u >> 16) & 0x8000);
     float a = std::fabs(f);
     if (std::isnan(f)) return sign | 0x7e00;
-    if (std::isinf(f)) return sign | 0x7c00;
+    if (a >= 65520.f) return sign | 0x7c00;   // past halfway above the largest float16: infinity
+    // Subnormals in steps of 2^-24; a mantissa that rounds up to 1024 carries into the exponent, as it must.
     if (a < 6.103515625e-05f) return sign | (uint16_t) std::lrint(a / 5.9604644775390625e-8f);
     int e;
     float m = std::frexp(a, &e);   // a = m * 2^e, m in [0.5, 1)
-    return sign | (uint16_t) ((e + 14) << 10) | (uint16_t) std::lrint((m * 2 - 1) * 1024);
+    return sign | (uint16_t) (((e + 14) << 10) + std::lrint((m * 2 - 1) * 1024));
 }
 
 float halfValue(uint16_t h) {
     int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
     float v = exp == 0 ? man * 5.9604644775390625e-8f : exp == 31 ? (man ? NAN : INFINITY) : std::ldexp(1.f + man / 1024.f, exp - 15);
     return (h & 0x8000) ? -v : v;
+}
+
+float roundTo(int type, double v) {
+    switch (type) {
+        case D_BFLOAT16: return bf16ToFloat(floatToBf16((float) v));
+        case D_HALF: return halfValue(halfBits((float) v));
+        case D_INT32: return (float) (int32_t) v;
+        case D_BOOLEAN: return v != 0 ? 1.f : 0.f;
+        default: return (float) v;
+    }
 }
 
 size_t typeBytes(int type) { return type == D_HALF || type == D_BFLOAT16 ? 2 : type == D_BOOLEAN ? 1 : 4; }
@@ -572,12 +574,12 @@ EXPORT int cudnnBackendExecute(void* handle, void* plan, void* variantPack) {
         return fail(BAD_PARAM, "cudnnBackendExecute: the plan needs a workspace of " + std::to_string(p->workspace) + " bytes");
     // Every non-virtual tensor needs a pointer: device memory that holds it, or host memory for a by-value one.
     std::map<long, float> byValue;
-    for (Desc* op : p->graph->ops)
-        for (auto& [name, bytes] : op->attributes) {
-            if (op->type == OP_POINTWISE && name == 750) continue;
-            if (op->type == OP_MATMUL && name == 1523) continue;
-            if (op->type == OP_REDUCTION && name == 1612) continue;
-            if (name == 754 || name == 755) continue;
+    for (Desc* op : p->graph->ops) {
+        const TensorSlots& slots = TENSOR_SLOTS.at(op->type);
+        std::vector<int> names = slots.ins;
+        names.push_back(slots.out);
+        for (int name : names) {
+            if (!op->has(name)) continue;
             Desc* t = op->desc(name);
             if (t->isVirtual()) continue;
             auto it = pointers.find(t->uid());
@@ -587,13 +589,15 @@ EXPORT int cudnnBackendExecute(void* handle, void* plan, void* variantPack) {
             if (!inside(it->second, probe.span() * typeBytes(t->dataType())))
                 return fail(BAD_PARAM, "variant pack: tensor " + std::to_string(t->uid()) + " reaches outside its allocation");
         }
+    }
     // By-value scalars are read now (as a launch reads its arguments); tensors when the work runs on the stream.
-    auto values = std::make_shared<std::map<long, float>>(byValue);
     auto held = std::make_shared<std::vector<float>>();
+    held->reserve(byValue.size());   // the addresses below stay valid
     std::map<long, uintptr_t> at = pointers;
-    for (auto& [uid, value] : *values) held->push_back(value);
-    size_t k = 0;
-    for (auto& [uid, value] : *values) at[uid] = (uintptr_t) &(*held)[k++];
+    for (auto& [uid, value] : byValue) {
+        held->push_back(value);
+        at[uid] = (uintptr_t) &held->back();
+    }
     Desc* graph = p->graph;
     int status = submit(((Handle*) handle)->stream, "cudnnBackendExecute", [graph, at, held] { return run(graph, at); });
     return status == 0 ? SUCCESS : fail(EXECUTION_FAILED, "cudnnBackendExecute: the stream refused the work");
