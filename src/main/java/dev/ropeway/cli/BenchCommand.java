@@ -5,6 +5,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.ModelPreset;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeContext;
@@ -285,8 +286,9 @@ final class BenchCommand implements Runnable {
         @Option(names = "--steps", defaultValue = "5", description = "Timed steps per case; the median is reported (default: ${DEFAULT-VALUE}).")
         int steps;
 
-        @Option(names = "--recompute", description = "Recompute activations in the backward.")
-        boolean recompute;
+        @Option(names = "--recompute", arity = "0..1", defaultValue = "auto", fallbackValue = "on", paramLabel = "auto|on|off",
+                description = "Recompute activations in the backward: auto (the default: only when keeping them would not fit), on or off.")
+        String recompute;
 
         @Option(names = "--json")
         boolean json;
@@ -297,6 +299,7 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() {
             if (steps < 1) throw new RopewayException("--steps must be at least 1");
+            Recompute mode = Recompute.parse(recompute);
             List<Map<String, Object>> rows = new ArrayList<>();
             try (Backend backend = backendOptions.open()) {
                 double sgemm = dev.ropeway.train.TrainingBenchmark.sgemmGflops(backend);
@@ -307,12 +310,13 @@ final class BenchCommand implements Runnable {
                     for (int seq : seqs) {
                         if (backend instanceof dev.ropeway.cuda.CudaBackend gpu) gpu.resetPeakTensorBytes();
                         var r = dev.ropeway.train.TrainingBenchmark.run(backend, ModelPreset.parse(preset), seq,
-                                Math.max(1, tokensPerStep / seq), steps, recompute);
+                                Math.max(1, tokensPerStep / seq), steps, mode);
                         Map<String, Object> row = new LinkedHashMap<>();
                         row.put("preset", preset);
                         row.put("parameters", r.parameters());
                         row.put("seq", seq);
                         row.put("batch", r.batch());
+                        row.put("recompute", r.memory().recompute());
                         row.put("median_step_seconds", r.stepSeconds());
                         row.put("tokens_per_second", r.tokensPerSecond());
                         row.put("model_gflops", r.modelGflops());
@@ -322,18 +326,21 @@ final class BenchCommand implements Runnable {
                             row.put("peak_gpu_tensors_mib", gpu.peakTensorBytes() >> 20);
                         rows.add(row);
                         if (!json)
-                            System.out.printf("%-4s %,11d params  seq %5d x %3d  %7.3f s/step  %,8.0f tokens/s  %6.1f GFLOP/s  %5.1f%% of SGEMM%s%n",
+                            System.out.printf("%-4s %,11d params  seq %5d x %3d  %7.3f s/step  %,8.0f tokens/s  %6.1f GFLOP/s  %5.1f%% of SGEMM%s%s%n",
                                     preset, r.parameters(), seq, r.batch(), r.stepSeconds(), r.tokensPerSecond(),
                                     r.modelGflops(), 100 * r.modelGflops() / sgemm,
                                     row.containsKey("peak_gpu_tensors_mib") ? String.format("  peak GPU tensors %,d MiB",
-                                            (Long) row.get("peak_gpu_tensors_mib")) : "");
+                                            (Long) row.get("peak_gpu_tensors_mib")) : "",
+                                    r.memory().recompute() ? "  (recomputing)" : "");
+                        if (!json && mode == Recompute.AUTO && r.memory().recompute())
+                            System.out.println("     " + r.memory().explanation());
                     }
                 }
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("device", where(backend));
                 out.put("threads", backend.threads());
                 out.put("sgemm_gflops", sgemm);
-                out.put("recompute", recompute);
+                out.put("recompute", mode.toString());
                 out.put("operands", backend.trainingOperandType().name());
                 out.put("results", rows);
                 if (json) System.out.println(Output.json(out));

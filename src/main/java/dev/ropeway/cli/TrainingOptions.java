@@ -1,6 +1,7 @@
 package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.train.OptimizerSettings;
 import dev.ropeway.train.Trainer;
 import picocli.CommandLine.Option;
@@ -37,8 +38,10 @@ final class TrainingOptions {
     long evalEvery;
     @Option(names = "--eval-sequences", defaultValue = "16", description = "Held-out sequences per evaluation (default: ${DEFAULT-VALUE}).")
     int evalSequences;
-    @Option(names = "--recompute", description = "Recompute activations layer by layer in the backward (less memory, about a third more compute).")
-    boolean recompute;
+    @Option(names = "--recompute", arity = "0..1", defaultValue = "auto", fallbackValue = "on", paramLabel = "auto|on|off",
+            description = "Recompute activations layer by layer in the backward (less memory, about a third more compute): "
+                    + "auto (the default) only when keeping them would not fit in the memory left; --recompute alone is on.")
+    String recompute;
     @Option(names = "--resume", description = "Continue the run in --out from its newest checkpoint.")
     boolean resume;
 
@@ -60,6 +63,6 @@ final class TrainingOptions {
 
     Trainer.Settings settings(int seq, int evalLength) {
         return new Trainer.Settings(batch, seq, accumulate, seed, checkpointEvery, keep, evalEvery, evalSequences,
-                recompute, evalLength, retrievalMix);
+                Recompute.parse(recompute), evalLength, retrievalMix);
     }
 }

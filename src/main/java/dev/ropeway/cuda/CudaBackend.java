@@ -601,11 +601,17 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Free and total GPU memory in bytes. */
-    public long[] memoryInfo() {
+    /**
+     * The device memory free once the pool has given back what it kept for reuse (every op issued so far is waited
+     * for first).
+     */
+    @Override
+    public java.util.OptionalLong memoryAvailable() {
         enter();
         try {
-            return driver.memoryInfo();
+            driver.synchronize();
+            driver.trimPool(device);
+            return java.util.OptionalLong.of(driver.memoryInfo()[0]);
         } finally {
             exit();
         }

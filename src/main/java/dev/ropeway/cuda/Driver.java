@@ -34,7 +34,7 @@ final class Driver {
             cuMemGetInfo, cuModuleLoadData, cuModuleGetFunction, cuFuncSetAttribute, cuLaunchKernel, cuGetErrorName,
             cuDeviceGetDefaultMemPool, cuMemPoolSetAttribute, cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
             cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiate, cuGraphLaunch, cuGraphExecDestroy,
-            cuGraphDestroy, cuMemAlloc, cuMemFree;
+            cuGraphDestroy, cuMemAlloc, cuMemFree, cuMemPoolTrimTo;
 
     private Driver(NativeLibrary lib) {
         this.lib = lib;
@@ -64,6 +64,7 @@ final class Driver {
         cuGetErrorName = lib.function("cuGetErrorName", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
         cuDeviceGetDefaultMemPool = lib.function("cuDeviceGetDefaultMemPool", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
         cuMemPoolSetAttribute = lib.function("cuMemPoolSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
+        cuMemPoolTrimTo = lib.function("cuMemPoolTrimTo", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         cuStreamCreate = lib.function("cuStreamCreate", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
         cuStreamDestroy = lib.function("cuStreamDestroy_v2", FunctionDescriptor.of(JAVA_INT, ADDRESS));
         cuStreamSynchronize = lib.function("cuStreamSynchronize", FunctionDescriptor.of(JAVA_INT, ADDRESS));
@@ -183,6 +184,20 @@ final class Driver {
             check("cuMemPoolSetAttribute(RELEASE_THRESHOLD)",
                     (int) cuMemPoolSetAttribute.invokeExact(pool.get(ADDRESS, 0), CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, threshold));
             return context;
+        } catch (Throwable t) {
+            throw wrap(t);
+        }
+    }
+
+    /**
+     * Returns the memory the device's default pool keeps for reuse (freed stream-ordered allocations) to the device,
+     * so that {@link #memoryInfo} counts it as free. Call with the stream idle.
+     */
+    void trimPool(int device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment pool = a.allocate(ADDRESS);
+            check("cuDeviceGetDefaultMemPool", (int) cuDeviceGetDefaultMemPool.invokeExact(pool, device));
+            check("cuMemPoolTrimTo", (int) cuMemPoolTrimTo.invokeExact(pool.get(ADDRESS, 0), 0L));
         } catch (Throwable t) {
             throw wrap(t);
         }

@@ -8,6 +8,7 @@ import dev.ropeway.eval.PerplexityProtocol;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.io.Tokenizers;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.Backend;
@@ -257,7 +258,7 @@ public final class Demo {
         }
         log.accept(String.format(Locale.ROOT, "pretrain: %d steps at L = %d", preset.pretrainSteps(), preset.trainLen()));
         Trainer.Settings s = new Trainer.Settings(preset.batch(), preset.trainLen(), 1, 0, 50, 1,
-                Math.max(1, preset.pretrainSteps() / 4), 16, false, 0, preset.retrievalMix());
+                Math.max(1, preset.pretrainSteps() / 4), 16, Recompute.AUTO, 0, preset.retrievalMix());
         Pretraining.run(backend, new Pretraining.Options(corpus, tokenizer, out, preset.shape(), s,
                 OptimizerSettings.defaults(preset.pretrainLr(), Math.max(1, preset.pretrainSteps() / 20), preset.pretrainSteps()),
                 true), log, listener);
@@ -274,7 +275,7 @@ public final class Demo {
         boolean long4 = m != Extension.Method.E2;
         int seq = long4 ? 4 * l : l, batch = Math.max(1, long4 ? preset.batch() / 4 : preset.batch());
         log.accept("extend " + m.label() + ": " + preset.extendSteps() + " steps, " + describe(m));
-        Trainer.Settings s = new Trainer.Settings(batch, seq, 1, 1, 50, 1, Math.max(1, preset.extendSteps() / 2), 4, false, 4 * l,
+        Trainer.Settings s = new Trainer.Settings(batch, seq, 1, 1, 50, 1, Math.max(1, preset.extendSteps() / 2), 4, Recompute.AUTO, 4 * l,
                 preset.retrievalMix());
         OptimizerSettings opt = new OptimizerSettings(preset.extendLr(), preset.extendLr() / 10,
                 Math.max(1, preset.extendSteps() / 10), preset.extendSteps(), OptimizerSettings.Schedule.COSINE, 0.9, 0.95, 1e-8, 0, 1);

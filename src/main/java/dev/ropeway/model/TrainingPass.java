@@ -174,6 +174,73 @@ public final class TrainingPass implements AutoCloseable {
         }
     }
 
+    /**
+     * The bytes of the buffers a pass allocates for {@code batch} sequences of {@code seq} tokens, keeping every
+     * layer's activations and recomputing them; the backend's short-lived scratch inside ops is not counted.
+     */
+    public record Memory(long keeping, long recomputing) {
+
+        /** For a pass on {@code backend}, with its mixed-precision setting and logits block size. */
+        public static Memory of(Backend backend, ModelConfig c, int batch, int seq) {
+            return of(c, batch, seq, backend.trainingOperandType(), backend.blockFloats());
+        }
+
+        /** The sizes the constructor allocates, counted: one layer's set, the shared buffers, the backward's scratch. */
+        public static Memory of(ModelConfig c, int batch, int seq, DType operands, long blockFloats) {
+            boolean mixed = operands == DType.BF16, mlp16 = mixed && !c.mlpBias();
+            long rows = (long) batch * seq, h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+            long vocab = c.vocabSize(), op = mixed ? 2 : 4, mlp = mlp16 ? 2 : 4;
+            long layerInput = 4 * rows * h;
+            long layerSet = rows * (op * h + 4 * qd + 8 * kvd + 4 * qd + (mixed ? 2 * qd : 0) + 4L * c.numHeads()
+                    + 4 * h + op * h + 2 * mlp * ffn + op * ffn);
+            long logitRows = Math.max(1, Math.min(rows, blockFloats / vocab));
+            long shared = rows * (4 * h + op * h) + 4 * logitRows * vocab
+                    + rows * (8 * h + 8 * qd + 8 * kvd + 2 * mlp * ffn + 4 * ffn);
+            if (mixed) {
+                long matrices = h * qd + 2 * h * kvd + qd * h + 3 * h * ffn;
+                shared += 2 * (c.numLayers() * matrices + vocab * h) + 2 * rows * Math.max(Math.max(qd, kvd), mlp16 ? 0 : ffn)
+                        + 2 * rows * h + 2 * logitRows * vocab;
+            }
+            long layers = c.numLayers();
+            return new Memory(shared + layers * (layerInput + layerSet), shared + layers * layerInput + layerSet);
+        }
+
+        /**
+         * Whether to recompute, and why: {@code mode} unless it is {@link Recompute#AUTO}, which keeps the activations
+         * when they fit in {@code available} bytes (unknown: keep them) with a sixteenth and 256 MiB to spare for the
+         * ops' scratch, and recomputes otherwise.
+         */
+        public Decision decide(Recompute mode, java.util.OptionalLong available) {
+            String free = available.isPresent() ? " (" + gib(available.getAsLong()) + " available)" : "";
+            return switch (mode) {
+                case ON -> new Decision(true, "recomputing activations in the backward: " + gib(recomputing)
+                        + " of training buffers" + free);
+                case OFF -> new Decision(false, "keeping all activations: " + gib(keeping) + " of training buffers" + free);
+                case AUTO -> {
+                    if (available.isEmpty() || keeping + reserve(available.getAsLong()) <= available.getAsLong())
+                        yield new Decision(false, "keeping all activations: " + gib(keeping) + " of training buffers" + free);
+                    long a = available.getAsLong();
+                    String note = recomputing + reserve(a) <= a ? ""
+                            : "; that is still more than is free: fewer sequences per micro-batch (and more micro-batches"
+                              + " per step) would fit";
+                    yield new Decision(true, "recomputing activations in the backward: keeping them all would take "
+                            + gib(keeping) + " with " + gib(a) + " available; recomputing takes " + gib(recomputing) + note);
+                }
+            };
+        }
+
+        private static long reserve(long available) {
+            return available / 16 + (256L << 20);
+        }
+
+        private static String gib(long bytes) {
+            return String.format(java.util.Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30));
+        }
+    }
+
+    /** A recomputation choice and the sentence that explains it. */
+    public record Decision(boolean recompute, String explanation) {}
+
     private Tensor alloc(long size) {
         Tensor t = backend.allocate(size);
         owned.add(t);

@@ -234,6 +234,15 @@ public interface Backend extends AutoCloseable {
         return 1L << 22;
     }
 
+    /**
+     * About how many more bytes of tensors this backend can allocate now (the memory its tensors live in: the host's
+     * for the CPU, the device's for a GPU), or empty where that is unknown. Planning only: another process may take
+     * memory before the bytes are asked for.
+     */
+    default java.util.OptionalLong memoryAvailable() {
+        return java.util.OptionalLong.empty();
+    }
+
     @Override
     void close();
 

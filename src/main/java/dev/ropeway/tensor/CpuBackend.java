@@ -50,6 +50,12 @@ public final class CpuBackend implements Backend {
         return pool.threads();
     }
 
+    /** The host memory left to this process (tensors live in native memory, outside the Java heap). */
+    @Override
+    public java.util.OptionalLong memoryAvailable() {
+        return HostMemory.available();
+    }
+
     /** The worker pool, for other kernels in this package. */
     WorkerPool workerPool() {
         return pool();

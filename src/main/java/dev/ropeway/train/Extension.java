@@ -153,6 +153,7 @@ public final class Extension {
                             + "measured at %d tokens", o.method().label(), l0, o.settings().seq(),
                     dev.ropeway.rope.RopeSpec.describe(target).replace(" (untrained: NTK alpha=2t-1)", " (layer trained here)"),
                     o.settings().evalSeq()));
+            log.accept(trainer.memory().explanation());
             if (start.step() > 0) log.accept("resuming from step " + start.step());
             TrainingState end = trainer.run(start, listener);
             double heldout = trainer.heldoutLoss();

@@ -75,6 +75,7 @@ public final class Pretraining {
             log.accept(String.format("model: %,d parameters (%d layers, hidden %d, %d heads, vocab %d); %,d training tokens; "
                             + "%,d tokens per step", model.layout().parameterCount(), config.numLayers(), config.hiddenSize(),
                     config.numHeads(), config.vocabSize(), data.train().size(), o.settings().tokensPerStep()));
+            log.accept(trainer.memory().explanation());
             if (start.step() > 0) log.accept("resuming from step " + start.step());
             TrainingState end = trainer.run(start, listener);
             double heldout = trainer.heldoutLoss();

@@ -3,6 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.model.ModelConfig;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.Scorer;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.TrainableModel;
@@ -38,25 +39,28 @@ public final class Trainer {
      * @param evalSequences  held-out sequences scored at each evaluation (0: no evaluation)
      * @param evalLength     tokens per held-out sequence (0: the training length); context extension evaluates
      *                       beyond the training length
+     * @param recompute      whether the backward recomputes activations ({@link Recompute#AUTO}: when keeping them
+     *                       would not fit in the memory left)
      */
     public record Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
-                           long evalEvery, int evalSequences, boolean recompute, int evalLength, double retrievalMix) {
+                           long evalEvery, int evalSequences, Recompute recompute, int evalLength, double retrievalMix) {
         public Settings {
             if (batch <= 0 || seq <= 1 || accumulation <= 0)
                 throw new RopewayException("batch, sequence length (> 1) and accumulation must be positive");
             if (checkpointEvery <= 0) throw new RopewayException("checkpoint interval must be positive");
             if (evalLength < 0) throw new RopewayException("evaluation length must be >= 0");
+            if (recompute == null) throw new RopewayException("the recompute setting must not be null");
             if (!(retrievalMix >= 0 && retrievalMix <= 1))
                 throw new RopewayException("the retrieval mix must be a fraction in [0, 1], got " + retrievalMix);
         }
 
         public Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
-                        long evalEvery, int evalSequences, boolean recompute, int evalLength) {
+                        long evalEvery, int evalSequences, Recompute recompute, int evalLength) {
             this(batch, seq, accumulation, seed, checkpointEvery, keepCheckpoints, evalEvery, evalSequences, recompute, evalLength, 0);
         }
 
         public Settings(int batch, int seq, int accumulation, long seed, long checkpointEvery, int keepCheckpoints,
-                        long evalEvery, int evalSequences, boolean recompute) {
+                        long evalEvery, int evalSequences, Recompute recompute) {
             this(batch, seq, accumulation, seed, checkpointEvery, keepCheckpoints, evalEvery, evalSequences, recompute, 0);
         }
 
@@ -103,6 +107,8 @@ public final class Trainer {
     private final Map<String, Object> configJson;
     private final Path tokenizerDir;
     private RetrievalMix retrieval;
+    /** Whether the backward recomputes activations, decided once the model and optimiser state are in memory. */
+    private final TrainingPass.Decision memory;
 
     public Trainer(TrainableModel model, Optimizer optimizer, PackedTokens train, PackedTokens heldout, TrainingRope rope,
                    RopeScaling evalRope, Settings settings, Path runDir, Map<String, Object> configJson, Path tokenizerDir) {
@@ -119,6 +125,13 @@ public final class Trainer {
         if (train.windows(settings.seq()) == 0)
             throw new RopewayException("the training corpus has " + train.size() + " tokens, fewer than one sequence of "
                     + (settings.seq() + 1));
+        this.memory = TrainingPass.Memory.of(model.backend(), model.config(), settings.batch(), settings.seq())
+                .decide(settings.recompute(), model.backend().memoryAvailable());
+    }
+
+    /** Whether the backward recomputes activations, with the sizes that decided it (for the run's log). */
+    public TrainingPass.Decision memory() {
+        return memory;
     }
 
     /** Mixes retrieval warm-up examples into the training windows (see {@link RetrievalMix}); null for none. */
@@ -175,7 +188,7 @@ public final class Trainer {
             listener.evaluated(0, before);
         }
         try (TrainingPass pass = new TrainingPass(model.backend(), c, model.weights(), model.gradientViews(), s.batch(),
-                s.seq(), s.recompute())) {
+                s.seq(), memory.recompute())) {
             while (state.step() < total) {
                 long step = state.step() + 1;
                 long t0 = System.nanoTime();

@@ -3,6 +3,7 @@ package dev.ropeway.train;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.ModelPreset;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.TrainableModel;
 import dev.ropeway.model.TrainingPass;
 import dev.ropeway.rope.DefaultRope;
@@ -16,7 +17,9 @@ import java.util.SplittableRandom;
 /** Measures whole training steps and counts the model FLOPs they do, for {@code ropeway bench train}. */
 public final class TrainingBenchmark {
 
-    public record Result(long parameters, int batch, double stepSeconds, double tokensPerSecond, double modelGflops) {}
+    /** A case's median step; {@code memory} says whether activations were recomputed, and why. */
+    public record Result(long parameters, int batch, double stepSeconds, double tokensPerSecond, double modelGflops,
+                         TrainingPass.Decision memory) {}
 
     private TrainingBenchmark() {}
 
@@ -57,7 +60,7 @@ public final class TrainingBenchmark {
         return 3 * forward;
     }
 
-    public static Result run(Backend backend, ModelPreset p, int seq, int batch, int steps, boolean recompute) {
+    public static Result run(Backend backend, ModelPreset p, int seq, int batch, int steps, Recompute recompute) {
         ModelConfig c = ModelConfig.parse(CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers, p.heads,
                 p.kvHeads, p.headDim, seq, new DefaultRope(10000, p.headDim), false), "benchmark model");
         int rows = batch * seq;
@@ -65,22 +68,26 @@ public final class TrainingBenchmark {
         int[] ids = r.ints(rows, 0, c.vocabSize()).toArray(), targets = r.ints(rows, 0, c.vocabSize()).toArray();
         RopePlan plan = TrainingRope.fixed(c.rope()).plan(batch, seq, null);
         try (TrainableModel model = TrainableModel.random(backend, c, 1);
-             Optimizer optimizer = new Optimizer(model, OptimizerSettings.defaults(1e-4, 0, steps + 2));
-             TrainingPass pass = new TrainingPass(backend, c, model.weights(), model.gradientViews(), batch, seq, recompute)) {
-            double[] secs = new double[steps + 1];
-            for (int i = 0; i < secs.length; i++) {
-                long s = System.nanoTime();
-                backend.scale(model.gradients(), 0f, model.layout().totalSize());
-                pass.run(ids, targets, plan, 1f / rows, null);
-                optimizer.step(model, i + 1);
-                backend.synchronize();
-                secs[i] = (System.nanoTime() - s) / 1e9;
+             Optimizer optimizer = new Optimizer(model, OptimizerSettings.defaults(1e-4, 0, steps + 2))) {
+            TrainingPass.Decision memory = TrainingPass.Memory.of(backend, c, batch, seq)
+                    .decide(recompute, backend.memoryAvailable());
+            try (TrainingPass pass = new TrainingPass(backend, c, model.weights(), model.gradientViews(), batch, seq,
+                    memory.recompute())) {
+                double[] secs = new double[steps + 1];
+                for (int i = 0; i < secs.length; i++) {
+                    long s = System.nanoTime();
+                    backend.scale(model.gradients(), 0f, model.layout().totalSize());
+                    pass.run(ids, targets, plan, 1f / rows, null);
+                    optimizer.step(model, i + 1);
+                    backend.synchronize();
+                    secs[i] = (System.nanoTime() - s) / 1e9;
+                }
+                double[] timed = Arrays.copyOfRange(secs, 1, secs.length);  // the first step warms up
+                Arrays.sort(timed);
+                double median = timed[timed.length / 2];
+                return new Result(model.layout().parameterCount(), batch, median, rows / median,
+                        rows / median * flopsPerToken(c, seq) / 1e9, memory);
             }
-            double[] timed = Arrays.copyOfRange(secs, 1, secs.length);  // the first step warms up
-            Arrays.sort(timed);
-            double median = timed[timed.length / 2];
-            return new Result(model.layout().parameterCount(), batch, median, rows / median,
-                    rows / median * flopsPerToken(c, seq) / 1e9);
         }
     }
 }

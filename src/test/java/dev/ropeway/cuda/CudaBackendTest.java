@@ -814,7 +814,7 @@ class CudaBackendTest {
         int n = 96;
         Random r = new Random(41);
         float[] a = random(r, (long) n * n, 1), x0 = random(r, n, 1), x1 = random(r, n, 1);
-        long freeBefore = gpu.memoryInfo()[0];
+        long freeBefore = gpu.memoryAvailable().orElseThrow();
         try (Tensor w = gpu.upload(a); Tensor x = gpu.upload(x0); Tensor y = gpu.allocate(n);
              Tensor src1 = gpu.upload(x1)) {
             Recording rec = gpu.record(() -> {
@@ -839,7 +839,22 @@ class CudaBackendTest {
             assertEquals(1, after[1] - before[1], "one capture");
             rec.close();
         }
-        assertEquals(freeBefore, gpu.memoryInfo()[0], "the recording and the tensors gave their memory back");
+        assertEquals(freeBefore, gpu.memoryAvailable().orElseThrow(), "the recording and the tensors gave their memory back");
+    }
+
+    /**
+     * The memory a training plan is measured against: what the device has free once the stream-ordered pool has given
+     * back the blocks it keeps for reuse (freed tensors count as free again).
+     */
+    @Test
+    void memoryAvailableCountsFreedTensorsAsFree() {
+        long before = gpu.memoryAvailable().orElseThrow();
+        long size = 64L << 20;   // 256 MiB of floats
+        try (Tensor t = gpu.allocate(size)) {
+            long during = gpu.memoryAvailable().orElseThrow();
+            assertTrue(before - during >= size * 4, before + " -> " + during);
+        }
+        assertEquals(before, gpu.memoryAvailable().orElseThrow(), "freed, and trimmed from the pool");
     }
 
     /** y = W x + x in float64, W n x n. */

@@ -2,6 +2,7 @@ package dev.ropeway.train;
 
 import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.ClexRope;
 import dev.ropeway.rope.E2Rope;
@@ -64,7 +65,7 @@ class ExtensionTest {
         pretrained = tmp.resolve("base");
         Pretraining.run(backend, new Pretraining.Options(corpus, tok, pretrained,
                 new Pretraining.ModelShape(48, 96, 2, 4, 2, 12, 10000),
-                new Trainer.Settings(8, L0, 1, 1, 1000, 1, 0, 0, false), OptimizerSettings.defaults(4e-3, 10, 150), false),
+                new Trainer.Settings(8, L0, 1, 1, 1000, 1, 0, 0, Recompute.OFF), OptimizerSettings.defaults(4e-3, 10, 150), false),
                 line -> { }, report -> { });
     }
 
@@ -80,7 +81,7 @@ class ExtensionTest {
         // positions are spaced about t / 4 apart); E2 and PoSE train at L0.
         boolean longWindow = method == Extension.Method.PI || method == Extension.Method.YARN || method == Extension.Method.CLEX;
         int trainLen = longWindow ? 4 * L0 : L0;
-        Trainer.Settings settings = new Trainer.Settings(longWindow ? 2 : 8, trainLen, 1, 3, 1000, 1, 10, 6, false, 4 * L0);
+        Trainer.Settings settings = new Trainer.Settings(longWindow ? 2 : 8, trainLen, 1, 3, 1000, 1, 10, 6, Recompute.OFF, 4 * L0);
         List<Double> heldout = new ArrayList<>();
         Path out = tmp.resolve("ext-" + method.label());
         Extension.Result result = Extension.run(backend, new Extension.Options(pretrained, method, corpus, null, out, settings,

@@ -1,6 +1,7 @@
 package dev.ropeway.train;
 
 import dev.ropeway.model.ModelConfig;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.TrainableModel;
 import dev.ropeway.tensor.CpuBackend;
 
@@ -28,7 +29,7 @@ public final class KillableTraining {
             try (TrainableModel model = latest.isPresent() ? TrainableModel.load(backend, latest.get()) : TrainableModel.random(backend, c, 1);
                  Optimizer optimizer = new Optimizer(model, OptimizerSettings.defaults(1e-3, 0, 1_000_000))) {
                 Trainer trainer = new Trainer(model, optimizer, TrainerTest.corpus(1, 100), null,
-                        TrainingRope.fixed(c.rope()), c.rope(), new Trainer.Settings(2, 16, 1, 3, 1, 2, 0, 0, false),
+                        TrainingRope.fixed(c.rope()), c.rope(), new Trainer.Settings(2, 16, 1, 3, 1, 2, 0, 0, Recompute.OFF),
                         dir, json, null);
                 TrainingState start = latest.map(trainer::resumeFrom).orElseGet(trainer::initialState);
                 System.out.println("started at " + start.step());

@@ -3,9 +3,12 @@ package dev.ropeway.train;
 import dev.ropeway.RopewayException;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
+import dev.ropeway.model.Recompute;
 import dev.ropeway.model.TrainableModel;
 import dev.ropeway.rope.DefaultRope;
+import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.tensor.InstrumentedBackend;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -16,6 +19,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalLong;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -53,15 +57,21 @@ class TrainerTest {
     record Run(List<Double> losses, TrainingState state) {}
 
     static Run train(Path dir, long steps, long stopAfter, Path resumeFrom, double lr) {
+        return train(backend, Recompute.OFF, dir, steps, stopAfter, resumeFrom, lr, null);
+    }
+
+    static Run train(Backend backend, Recompute recompute, Path dir, long steps, long stopAfter, Path resumeFrom, double lr,
+                     List<String> memory) {
         Map<String, Object> json = tinyConfig();
         ModelConfig c = ModelConfig.parse(json, "test");
         OptimizerSettings opt = OptimizerSettings.defaults(lr, 5, steps);
-        Trainer.Settings s = new Trainer.Settings(4, 32, 2, 7, 10, 3, 10, 4, false);
+        Trainer.Settings s = new Trainer.Settings(4, 32, 2, 7, 10, 3, 10, 4, recompute);
         List<Double> losses = new ArrayList<>();
         try (TrainableModel model = resumeFrom == null ? TrainableModel.random(backend, c, 11) : TrainableModel.load(backend, resumeFrom);
              Optimizer optimizer = new Optimizer(model, opt)) {
             Trainer trainer = new Trainer(model, optimizer, corpus(1, 200), corpus(2, 20), TrainingRope.fixed(c.rope()),
                     c.rope(), s, dir, json, null);
+            if (memory != null) memory.add(trainer.memory().explanation());
             TrainingState start = resumeFrom == null ? trainer.initialState() : trainer.resumeFrom(resumeFrom);
             class Stop extends RuntimeException {}
             try {
@@ -103,6 +113,24 @@ class TrainerTest {
     }
 
     @Test
+    void automaticRecomputationStepsInWhenActivationsDoNotFitAndChangesNothing(@TempDir Path tmp) {
+        // 128 KiB left: this model's buffers for 4 x 32 tokens (1.3 MiB keeping activations, 0.9 MiB recomputing) do not
+        // fit, nor does the reserve kept for the ops' scratch.
+        List<String> roomy = new ArrayList<>(), tight = new ArrayList<>();
+        Run kept = train(InstrumentedBackend.of(backend, null, 0, OptionalLong.of(8L << 30)), Recompute.AUTO,
+                tmp.resolve("kept"), 6, -1, null, 3e-3, roomy);
+        Run recomputed = train(InstrumentedBackend.of(backend, null, 0, OptionalLong.of(128L << 10)), Recompute.AUTO,
+                tmp.resolve("recomputed"), 6, -1, null, 3e-3, tight);
+        assertTrue(roomy.getFirst().startsWith("keeping all activations"), roomy.getFirst());
+        assertTrue(tight.getFirst().startsWith("recomputing activations in the backward: keeping them all would take"),
+                tight.getFirst());
+        assertEquals(6, recomputed.losses().size());
+        double[] expect = kept.losses().stream().mapToDouble(Double::doubleValue).toArray();
+        double[] got = recomputed.losses().stream().mapToDouble(Double::doubleValue).toArray();
+        assertArrayEquals(expect, got, 0.0, "recomputing runs the same ops again: the same losses");
+    }
+
+    @Test
     void aDivergingRunStopsWithAClearMessageAndKeepsItsCheckpoint(@TempDir Path tmp) {
         RopewayException e = assertThrows(RopewayException.class, () -> train(tmp, 200, -1, null, 1e30));
         assertTrue(e.getMessage().contains("became") && e.getMessage().contains("Lower the learning rate"), e.getMessage());
@@ -117,7 +145,7 @@ class TrainerTest {
         try (TrainableModel model = TrainableModel.load(backend, ckpt);
              Optimizer optimizer = new Optimizer(model, OptimizerSettings.defaults(1e-3, 0, 20))) {
             Trainer trainer = new Trainer(model, optimizer, corpus(1, 50), null, TrainingRope.fixed(c.rope()), c.rope(),
-                    new Trainer.Settings(4, 16, 2, 7, 10, 3, 0, 0, false), tmp, json, null);
+                    new Trainer.Settings(4, 16, 2, 7, 10, 3, 0, 0, Recompute.OFF), tmp, json, null);
             RopewayException e = assertThrows(RopewayException.class, () -> trainer.resumeFrom(ckpt));
             assertTrue(e.getMessage().contains("seq = 32"), e.getMessage());
         }

@@ -210,6 +210,9 @@ EXPORT int cuDeviceGetDefaultMemPool(void** pool, int device) {
 
 EXPORT int cuMemPoolSetAttribute(void*, int, void*) { return 0; }
 
+// Freed memory goes straight back here (no pool keeps it), so trimming has nothing to give back.
+EXPORT int cuMemPoolTrimTo(void* pool, size_t) { return pool == &contextToken ? 0 : 1; }
+
 int allocate(uintptr_t* pointer, size_t bytes) {
     if (bytes == 0) return 1;
     if (used + bytes > TOTAL_MEMORY) return 2;   // CUDA_ERROR_OUT_OF_MEMORY
