@@ -67,8 +67,9 @@ final class GenerateCommand implements Callable<Integer> {
     String ropeChange;
     @Option(names = "--context", description = "KV-cache capacity in tokens (default: prompt + --max-tokens).")
     Long context;
-    @Option(names = "--prefill-chunk", defaultValue = "512", description = "Prompt tokens per forward while prefilling (default: ${DEFAULT-VALUE}).")
-    int chunk;
+    @Option(names = "--prefill-chunk", paramLabel = "<tokens>",
+            description = "Prompt tokens per forward while prefilling (default: 512 on the CPU, 8192 on a GPU).")
+    Integer chunk;
     @Option(names = "--json", description = "Print one JSON object (text, tokens, timings) instead of streaming.")
     boolean json;
     @Mixin
@@ -95,7 +96,8 @@ final class GenerateCommand implements Callable<Integer> {
                 throw new RopewayException("--context " + capacity + " cannot hold the prompt's " + ids.length + " tokens and one more");
             Generator generator = new Generator(tok);
             Generator.Settings settings = new Generator.Settings(maxTokens, sampling.settings(), stop, ignoreEos);
-            try (Decoder decoder = new Decoder(t, method, capacity, policy, chunk)) {
+            try (Decoder decoder = new Decoder(t, method, capacity, policy,
+                    chunk != null ? chunk : backend.prefillChunk())) {
                 if (!json) System.err.printf("%s: %,d prompt tokens, RoPE %s, KV cache %,d tokens (%,d MiB)%n", model, ids.length,
                         RopeSpec.describe(method), capacity,
                         decoder.cacheBytes() >> 20);

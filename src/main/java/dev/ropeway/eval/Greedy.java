@@ -25,7 +25,7 @@ public final class Greedy {
         int[] out = new int[Math.max(0, maxNew)];
         int n = 0;
         if (maxNew <= 0) return out;
-        try (Decoder decoder = new Decoder(model, rope, prompt.length + maxNew, Decoder.RopeChange.RECOMPUTE, Decoder.DEFAULT_CHUNK)) {
+        try (Decoder decoder = new Decoder(model, rope, prompt.length + maxNew, Decoder.RopeChange.RECOMPUTE, model.backend().prefillChunk())) {
             float[] logits = decoder.append(prompt);
             while (true) {
                 int best = Logits.argmax(logits);

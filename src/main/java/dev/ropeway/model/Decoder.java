@@ -45,9 +45,6 @@ public final class Decoder implements AutoCloseable {
         }
     }
 
-    /** Default number of tokens per prefill chunk. */
-    public static final int DEFAULT_CHUNK = 512;
-
     private final Transformer model;
     private final Backend backend;
     private final ModelConfig config;
@@ -80,8 +77,9 @@ public final class Decoder implements AutoCloseable {
         this.recordSteps = backend.recordingPays();
     }
 
+    /** As above, rotating cached keys again when the frequencies change, in the backend's prefill chunks. */
     public Decoder(Transformer model, RopeScaling rope, long capacity) {
-        this(model, rope, capacity, RopeChange.REROTATE, DEFAULT_CHUNK);
+        this(model, rope, capacity, RopeChange.REROTATE, model.backend().prefillChunk());
     }
 
     /** True when the frequencies for some length in [1, capacity] differ from those for length 1. */

@@ -84,7 +84,7 @@ public final class Server implements AutoCloseable {
         this.modelId = modelId;
         this.settings = settings;
         this.slotDecoder = ThreadLocal.withInitial(() -> {
-            Decoder d = new Decoder(model, rope, settings.context(), policy, Decoder.DEFAULT_CHUNK);
+            Decoder d = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
             synchronized (decoders) {
                 decoders.add(d);
             }

@@ -235,6 +235,15 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * Prompt tokens per forward when a prompt is prefilled in chunks: small on a CPU (a chunk's activations stay in
+     * cache), large on a GPU (fewer launches, larger products). A chunk's activations are a few rows of the model's
+     * widths each, its attention never more than linear in the cached length.
+     */
+    default int prefillChunk() {
+        return 512;
+    }
+
+    /**
      * About how many more bytes of tensors this backend can allocate now (the memory its tensors live in: the host's
      * for the CPU, the device's for a GPU), or empty where that is unknown. Planning only: another process may take
      * memory before the bytes are asked for.

@@ -6,6 +6,7 @@ import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.tensor.InstrumentedBackend;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -112,6 +113,30 @@ class DecoderTest {
             assertNotEquals(1f, yarn.attentionScaling(), "YaRN's mscale is what this case checks");
             checkGreedyAgainstFullForward(t, yarn, Decoder.RopeChange.REROTATE, 5, 12);
         }
+    }
+
+    /**
+     * A prompt is prefilled in the backend's chunks unless the caller names a size (a GPU takes far larger ones than a
+     * CPU), and the chunks give the logits a whole-prompt forward gives.
+     */
+    @Test
+    void prefillUsesTheBackendsChunks() {
+        model("chunks", 2, new DefaultRope(10000, 8), 0).close();
+        int[] prompt = randomTokens(20, 9);
+        InstrumentedBackend seven = InstrumentedBackend.of(backend).prefillChunk(7);
+        float[] chunked, whole;
+        try (Transformer t = Transformer.load(seven.backend(), dir.resolve("chunks"));
+             Decoder d = new Decoder(t, t.config().rope(), 24)) {
+            long before = seven.calls("embedding");
+            chunked = d.append(prompt);
+            assertEquals(3, seven.calls("embedding") - before, "20 tokens in chunks of 7: three forwards");
+        }
+        try (Transformer t = Transformer.load(backend, dir.resolve("chunks"));
+             Decoder d = new Decoder(t, t.config().rope(), 24, Decoder.RopeChange.REROTATE, 20)) {
+            whole = d.append(prompt);
+        }
+        assertArrayEquals(whole, chunked, 1e-5f);
+        assertEquals(512, backend.prefillChunk(), "the CPU's default");
     }
 
     /** E²'s g = ceil(S / 8) changes at 9, 17, 25: recomputing the prefix keeps the decoder equal to a full forward. */

@@ -11,7 +11,6 @@ import org.junit.jupiter.api.Test;
 
 import java.util.Map;
 import java.util.OptionalLong;
-import java.util.concurrent.atomic.AtomicLong;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -46,8 +45,8 @@ class TrainingMemoryTest {
             for (long blockFloats : new long[] {200, 1L << 22})
                 for (DType operands : new DType[] {DType.F32, DType.BF16})
                     for (boolean recompute : new boolean[] {false, true}) {
-                        AtomicLong bytes = new AtomicLong();
-                        Backend b = InstrumentedBackend.of(cpu, bytes, blockFloats, OptionalLong.empty());
+                        InstrumentedBackend counted = InstrumentedBackend.of(cpu).blockFloats(blockFloats);
+                        Backend b = counted.backend();
                         try (TrainableModel model = TrainableModel.random(cpu, c, 1)) {
                             try (TrainingPass pass = new TrainingPass(b, c, model.weights(), model.gradientViews(), 3, 10,
                                     recompute, operands)) {
@@ -57,7 +56,7 @@ class TrainingMemoryTest {
                         TrainingPass.Memory plan = TrainingPass.Memory.of(c, 3, 10, operands, blockFloats);
                         String what = c.architecture() + " mlpBias=" + c.mlpBias() + " block " + blockFloats + " " + operands
                                 + " recompute=" + recompute;
-                        assertEquals(recompute ? plan.recomputing() : plan.keeping(), bytes.get(), what);
+                        assertEquals(recompute ? plan.recomputing() : plan.keeping(), counted.allocatedBytes(), what);
                         assertTrue(plan.recomputing() < plan.keeping(), what);
                     }
     }

@@ -2,33 +2,67 @@ package dev.ropeway.tensor;
 
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Proxy;
+import java.util.Map;
 import java.util.OptionalLong;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
-/** Test backends: a real backend seen through a proxy that counts allocations and reports chosen memory figures. */
+/**
+ * A real backend seen through a proxy for tests: it counts the calls of each op and the bytes of the tensors allocated,
+ * and reports the block size, prefill chunk and free memory a test chooses (the backend's own where none is chosen).
+ */
 public final class InstrumentedBackend {
-    private InstrumentedBackend() {}
+    private final Backend backend;
+    private final Map<String, AtomicLong> calls = new ConcurrentHashMap<>();
+    private final AtomicLong allocatedBytes = new AtomicLong();
+    private Long blockFloats;
+    private Integer prefillChunk;
+    private OptionalLong memoryAvailable;
 
-    /**
-     * {@code backend}, adding the bytes of every tensor allocated through it to {@code allocated} (when not null),
-     * with logits blocks of {@code blockFloats} floats (0: the backend's own) and {@code available} bytes of memory left.
-     */
-    public static Backend of(Backend backend, AtomicLong allocated, long blockFloats, OptionalLong available) {
+    private InstrumentedBackend(Backend backend) {
+        this.backend = backend;
+    }
+
+    public static InstrumentedBackend of(Backend backend) {
+        return new InstrumentedBackend(backend);
+    }
+
+    public InstrumentedBackend blockFloats(long floats) {
+        this.blockFloats = floats;
+        return this;
+    }
+
+    public InstrumentedBackend prefillChunk(int tokens) {
+        this.prefillChunk = tokens;
+        return this;
+    }
+
+    public InstrumentedBackend memoryAvailable(OptionalLong bytes) {
+        this.memoryAvailable = bytes;
+        return this;
+    }
+
+    /** Calls of the op {@code name} so far (every overload). */
+    public long calls(String name) {
+        AtomicLong n = calls.get(name);
+        return n == null ? 0 : n.get();
+    }
+
+    /** Bytes of the tensors allocated through the proxy so far (none freed is subtracted). */
+    public long allocatedBytes() {
+        return allocatedBytes.get();
+    }
+
+    public Backend backend() {
         return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[] {Backend.class},
                 (proxy, method, args) -> {
-                    switch (method.getName()) {
-                        case "blockFloats" -> {
-                            if (blockFloats > 0) return blockFloats;
-                        }
-                        case "memoryAvailable" -> {
-                            return available;
-                        }
-                        case "allocate" -> {
-                            if (allocated != null)
-                                allocated.addAndGet((long) args[0] * (args.length == 2 ? ((DType) args[1]).bytes() : 4));
-                        }
-                        default -> {}
-                    }
+                    String name = method.getName();
+                    calls.computeIfAbsent(name, k -> new AtomicLong()).incrementAndGet();
+                    if (name.equals("blockFloats") && blockFloats != null) return blockFloats;
+                    if (name.equals("prefillChunk") && prefillChunk != null) return prefillChunk;
+                    if (name.equals("memoryAvailable") && memoryAvailable != null) return memoryAvailable;
+                    if (name.equals("allocate"))
+                        allocatedBytes.addAndGet((long) args[0] * (args.length == 2 ? ((DType) args[1]).bytes() : 4));
                     try {
                         return method.invoke(backend, args);
                     } catch (InvocationTargetException e) {

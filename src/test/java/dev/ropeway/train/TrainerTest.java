@@ -117,9 +117,9 @@ class TrainerTest {
         // 128 KiB left: this model's buffers for 4 x 32 tokens (1.3 MiB keeping activations, 0.9 MiB recomputing) do not
         // fit, nor does the reserve kept for the ops' scratch.
         List<String> roomy = new ArrayList<>(), tight = new ArrayList<>();
-        Run kept = train(InstrumentedBackend.of(backend, null, 0, OptionalLong.of(8L << 30)), Recompute.AUTO,
+        Run kept = train(InstrumentedBackend.of(backend).memoryAvailable(OptionalLong.of(8L << 30)).backend(), Recompute.AUTO,
                 tmp.resolve("kept"), 6, -1, null, 3e-3, roomy);
-        Run recomputed = train(InstrumentedBackend.of(backend, null, 0, OptionalLong.of(128L << 10)), Recompute.AUTO,
+        Run recomputed = train(InstrumentedBackend.of(backend).memoryAvailable(OptionalLong.of(128L << 10)).backend(), Recompute.AUTO,
                 tmp.resolve("recomputed"), 6, -1, null, 3e-3, tight);
         assertTrue(roomy.getFirst().startsWith("keeping all activations"), roomy.getFirst());
         assertTrue(tight.getFirst().startsWith("recomputing activations in the backward: keeping them all would take"),
