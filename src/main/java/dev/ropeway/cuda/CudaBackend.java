@@ -202,17 +202,28 @@ public final class CudaBackend implements Backend {
      * The forward through cuDNN: q (and float32 k, v) rounded to float16, or to bfloat16 when the call keeps its
      * statistic for a backward (training); the output widened back; cuDNN's statistic ([batch, heads, seq]) transposed
      * into lse ([batch * seq, heads]).
+     *
+     * <p>cuDNN builds a plan per shape (tens to hundreds of milliseconds each), so an inference call on one sequence
+     * (a prompt, whose length changes from call to call) runs at its length rounded up to a power of two, at least 256:
+     * its copies are padded with zeros, which the causal mask hides from every real query, and only the real rows are
+     * read back. A handful of plans then serve every prompt. Training keeps its exact shape (one plan, run every step).
      */
     private boolean cudnnForward(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                                  AttentionShape shape, AttentionBuffers sz) {
+        if (!CudnnAttention.supports(shape)) return false;
         boolean halfKv = ks.isHalf();
         int io = halfKv || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
+        boolean padded = ls == null && shape.batch() == 1 && bucketLength(shape.seqQ()) != shape.seqQ();
+        AttentionShape planned = padded ? paddedShape(shape) : shape;
+        AttentionBuffers psz = padded ? attentionSizes("attention", planned) : sz;
         enter();
         long base = 0;
         try {
-            CudnnAttention.Plan plan = cudnnPlan(shape, c -> c.forward(shape, io));
+            CudnnAttention.Plan plan = cudnnPlan(planned, c -> c.forward(planned, io));
             if (plan == null) return false;
-            long qb = sz.qFloats * 2, kvb = halfKv ? 0 : sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
+            // K and V are copied (a float16 cache read in place otherwise) when padded: rows past the real ones must be 0.
+            boolean copyKv = !halfKv || padded;
+            long qb = psz.qFloats * 2, kvb = copyKv ? psz.kvFloats * 2 : 0, rows = psz.qRows * shape.heads() * 4;
             long[] b = {qb, qb, kvb, kvb, rows, plan.workspaceBytes};
             long[] at = offsets(b);
             base = scratch(at[b.length]);
@@ -220,11 +231,22 @@ public final class CudaBackend implements Backend {
             String narrow = io == Cudnn.HALF ? "to_half" : "to_bf16", widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
             convert(narrow, at[0], qs.address(), sz.qFloats);
             long k = ks.address(), v = vs.address();
-            if (!halfKv) {
-                convert(narrow, at[2], k, sz.kvFloats);
-                convert(narrow, at[3], v, sz.kvFloats);
+            if (copyKv) {
+                if (halfKv) {
+                    driver.copyOnDevice(at[2], k, sz.kvFloats * 2, stream);
+                    driver.copyOnDevice(at[3], v, sz.kvFloats * 2, stream);
+                } else {
+                    convert(narrow, at[2], k, sz.kvFloats);
+                    convert(narrow, at[3], v, sz.kvFloats);
+                }
                 k = at[2];
                 v = at[3];
+            }
+            if (padded) {
+                // Rows of one sequence follow each other: the padding is each copy's tail (an even number of halves).
+                driver.fill32(at[0] + sz.qFloats * 2, 0, (psz.qFloats - sz.qFloats) / 2, stream);
+                driver.fill32(at[2] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
+                driver.fill32(at[3] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
             }
             plan.run(new long[] {at[0], k, v, at[1], at[4]}, shape.scale(), at[5]);
             convert(widen, os.address(), at[1], sz.qFloats);
@@ -235,6 +257,24 @@ public final class CudaBackend implements Backend {
             if (base != 0) release(base);
             exit();
         }
+    }
+
+    /** The length an inference call on one sequence runs at in cuDNN: the next power of two, at least 256. */
+    static long bucketLength(long seq) {
+        return Math.max(256, Long.highestOneBit(Math.max(1, seq - 1)) << 1);
+    }
+
+    /** {@code shape} (one sequence, no cached keys before it) at its bucketed length. */
+    private static AttentionShape paddedShape(AttentionShape shape) {
+        long n = bucketLength(shape.seqQ());
+        return new AttentionShape(1, n, n, n, 0, shape.heads(), shape.kvHeads(), shape.headDim(), shape.scale(),
+                shape.window());
+    }
+
+    /** The shapes of cuDNN's cached attention plans, least recently used first (empty while cuDNN is off). */
+    List<String> cudnnPlanShapes() {
+        CudnnAttention c = cudnnAttention;
+        return c == null ? List.of() : c.planKeys();
     }
 
     /** out[b][j][i] = in[b][i][j] for {@code batch} float matrices of rows x cols. */

@@ -111,6 +111,11 @@ final class CudnnAttention implements AutoCloseable {
         return plan("bwd/" + key(shape), () -> buildBackward(shape));
     }
 
+    /** The keys of the cached plans ("fwd/ioType/shape" or "bwd/shape"), least recently used first. */
+    List<String> planKeys() {
+        return List.copyOf(plans.keySet());
+    }
+
     private static String key(AttentionShape s) {
         return s.batch() + "x" + s.seqQ() + "/" + s.kvRowsPerBatch() + "/" + s.heads() + "/" + s.kvHeads() + "/" + s.headDim()
                 + "/w" + s.window();
