@@ -23,11 +23,6 @@ public enum Recompute {
         };
     }
 
-    /** {@link #ON} or {@link #OFF}. */
-    public static Recompute of(boolean on) {
-        return on ? ON : OFF;
-    }
-
     @Override
     public String toString() {
         return name().toLowerCase(Locale.ROOT);
