@@ -173,9 +173,12 @@ public final class CudaBackend implements Backend {
         cudnn = null;
     }
 
-    /** The cuDNN plan for this call, or null where the kernels take it (not switched on, not its shape, refused). */
+    /**
+     * The cuDNN plan for this call, or null where the kernels take it (not switched on, products kept exact, refused);
+     * the callers have checked that cuDNN supports the call's shape.
+     */
     private CudnnAttention.Plan cudnnPlan(AttentionShape shape, java.util.function.Function<CudnnAttention, CudnnAttention.Plan> plan) {
-        if (cudnnAttention == null || precision == MatmulPrecision.FP32 || !CudnnAttention.supports(shape)) return null;
+        if (cudnnAttention == null || precision == MatmulPrecision.FP32) return null;
         try {
             return plan.apply(cudnnAttention);
         } catch (CudaException e) {
@@ -213,7 +216,7 @@ public final class CudaBackend implements Backend {
         if (!CudnnAttention.supports(shape)) return false;
         boolean halfKv = ks.isHalf();
         int io = halfKv || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
-        boolean padded = ls == null && shape.batch() == 1 && bucketLength(shape.seqQ()) != shape.seqQ();
+        boolean padded = ls == null && shape.batch() == 1 && bucket(shape.seqQ()) != shape.seqQ();
         AttentionShape planned = padded ? paddedShape(shape) : shape;
         AttentionBuffers psz = padded ? attentionSizes("attention", planned) : sz;
         enter();
@@ -259,14 +262,17 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** The length an inference call on one sequence runs at in cuDNN: the next power of two, at least 256. */
-    static long bucketLength(long seq) {
-        return Math.max(256, Long.highestOneBit(Math.max(1, seq - 1)) << 1);
+    /**
+     * The power of two at or above {@code n} (at least 256): the length an inference call on one sequence runs at in
+     * cuDNN, and the range of key counts one recorded decode step serves.
+     */
+    static long bucket(long n) {
+        return Math.max(256, Long.highestOneBit(Math.max(1, n - 1)) << 1);
     }
 
     /** {@code shape} (one sequence, no cached keys before it) at its bucketed length. */
     private static AttentionShape paddedShape(AttentionShape shape) {
-        long n = bucketLength(shape.seqQ());
+        long n = bucket(shape.seqQ());
         return new AttentionShape(1, n, n, n, 0, shape.heads(), shape.kvHeads(), shape.headDim(), shape.scale(),
                 shape.window());
     }
@@ -293,7 +299,7 @@ public final class CudaBackend implements Backend {
     private boolean cudnnBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos, CudaTensor qs,
                                   CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls, AttentionShape shape,
                                   AttentionBuffers sz) {
-        if (shape.kvRowsPerBatch() != shape.seqKv()) return false;
+        if (!CudnnAttention.supports(shape) || shape.kvRowsPerBatch() != shape.seqKv()) return false;
         enter();
         long base = 0;
         try {
@@ -1079,10 +1085,9 @@ public final class CudaBackend implements Backend {
                 splits(shape, range), st.address() + CudaDecodeStep.POSITION);
     }
 
-    /** The power of two (at least 256) at or above the number of keys a decode step at this shape's position sees. */
+    /** The {@link #bucket} of the number of keys a decode step at this shape's position sees. */
     private static long keyRange(AttentionShape at) {
-        long keys = at.qStart() + 1 - at.firstVisibleKey(at.qStart());
-        return Math.max(256, Long.highestOneBit(keys - 1) << 1);
+        return bucket(at.qStart() + 1 - at.firstVisibleKey(at.qStart()));
     }
 
     @Override

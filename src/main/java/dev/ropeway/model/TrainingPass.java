@@ -241,6 +241,14 @@ public final class TrainingPass implements AutoCloseable {
     /** A recomputation choice and the sentence that explains it. */
     public record Decision(boolean recompute, String explanation) {}
 
+    /**
+     * Whether a pass on {@code backend} of {@code batch} sequences of {@code seq} tokens recomputes: {@code mode}, with
+     * {@link Recompute#AUTO} decided from this shape's {@link Memory} and the memory the backend has left now.
+     */
+    public static Decision recomputation(Backend backend, ModelConfig c, int batch, int seq, Recompute mode) {
+        return Memory.of(backend, c, batch, seq).decide(mode, backend.memoryAvailable());
+    }
+
     private Tensor alloc(long size) {
         Tensor t = backend.allocate(size);
         owned.add(t);

@@ -125,8 +125,8 @@ public final class Trainer {
         if (train.windows(settings.seq()) == 0)
             throw new RopewayException("the training corpus has " + train.size() + " tokens, fewer than one sequence of "
                     + (settings.seq() + 1));
-        this.memory = TrainingPass.Memory.of(model.backend(), model.config(), settings.batch(), settings.seq())
-                .decide(settings.recompute(), model.backend().memoryAvailable());
+        this.memory = TrainingPass.recomputation(model.backend(), model.config(), settings.batch(), settings.seq(),
+                settings.recompute());
     }
 
     /** Whether the backward recomputes activations, with the sizes that decided it (for the run's log). */

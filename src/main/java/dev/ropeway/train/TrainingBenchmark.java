@@ -69,8 +69,7 @@ public final class TrainingBenchmark {
         RopePlan plan = TrainingRope.fixed(c.rope()).plan(batch, seq, null);
         try (TrainableModel model = TrainableModel.random(backend, c, 1);
              Optimizer optimizer = new Optimizer(model, OptimizerSettings.defaults(1e-4, 0, steps + 2))) {
-            TrainingPass.Decision memory = TrainingPass.Memory.of(backend, c, batch, seq)
-                    .decide(recompute, backend.memoryAvailable());
+            TrainingPass.Decision memory = TrainingPass.recomputation(backend, c, batch, seq, recompute);
             try (TrainingPass pass = new TrainingPass(backend, c, model.weights(), model.gradientViews(), batch, seq,
                     memory.recompute())) {
                 double[] secs = new double[steps + 1];
