@@ -985,16 +985,22 @@ public final class CudaBackend implements Backend {
         int d = shape.headDim();
         boolean round = !ks.isHalf() && shape.seqQ() > 128;
         boolean half = ks.isHalf() || round;
-        // Key and value tiles are staged through shared memory by 16-byte asynchronous copies when two raw tiles fit
-        // (rows of at most 256 bytes); the kernel decides the same way.
+        // Key and value tiles come by 16-byte asynchronous copies: float16 ones straight into their double buffer,
+        // float32 ones staged through two raw tiles when those fit (rows of at most 256 bytes); the kernel decides the
+        // same way.
         int kvBytes = half ? 2 : 4;
         boolean staged = d * kvBytes <= 256;
         int kvAlign = round ? 1 : staged ? 16 : kvBytes * 2;
         if (qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
             return false;
         CudaModule module = tensorCoreAttentionModule(d, half);
-        // 128 query rows per block of 8 warps.
-        int shared = (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0);
+        // 128 query rows per block (FR): float16 keys and values with heads of at most 64 features give each warp 32
+        // rows (RT = 2: 4 warps), otherwise 16 (8 warps). Shared memory: the block's queries and 64-key tiles (LH =
+        // d + 8 halves a row) of keys and values, two of each for float16 (KV_STAGES), one plus two raw float32 tiles
+        // where they are staged.
+        int threads = half && d <= 64 ? 128 : 256;
+        int shared = half ? (128 + 4 * 64) * (d + 8) * 2
+                : (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0);
         checkShared("attention", shared);
         enter();
         long rounded = 0;
@@ -1007,7 +1013,7 @@ public final class CudaBackend implements Backend {
                 convert("to_half", k, ks.address(), sz.kvFloats);
                 convert("to_half", v, vs.address(), sz.kvFloats);
             }
-            module.launch("attention_forward_f16", blocks(shape.seqQ(), 128), shape.heads(), shape.batch(), 256, shared,
+            module.launch("attention_forward_f16", blocks(shape.seqQ(), 128), shape.heads(), shape.batch(), threads, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(k).ptr(v).struct(shapeStruct(a, shape)));
         } finally {

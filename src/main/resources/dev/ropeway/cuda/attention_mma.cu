@@ -16,15 +16,33 @@
 
 // ---- the forward with float16 inputs (mma.sync m16n8k16): the same 11-bit significands as TF32, twice the rate ----
 //
-// Queries, keys and values are rounded to float16 as they enter shared memory (a float16 KV cache is copied as it
-// is); each warp keeps its 16 query rows as A fragments in registers for the whole key loop; the scores' accumulator
-// fragments are exactly the A fragments of P for the P V product (two 8-key tiles make one 16-key step), so P never
-// goes through shared memory; the mask is applied only on tiles that the diagonal, the window or the sequence end
-// crosses; the softmax runs in base 2. Needs HEAD_DIM a multiple of 16 and q, k, v aligned for pair loads.
+// Queries, keys and values are rounded to float16 as they enter shared memory (float16 keys and values are copied as
+// they are, by cp.async straight into a double buffer); each warp keeps its query rows as A fragments in registers for
+// the whole key loop, two 16-row tiles of them where registers allow (see RT), so that every key or value fragment
+// read from shared memory by ldmatrix feeds two products: at one tile per warp the kernel waits on shared memory
+// rather than on the tensor cores. The scores' accumulator fragments are exactly the A fragments of P for the
+// P V product (two 8-key tiles make one 16-key step), so P never goes through shared memory; the mask is applied only
+// on tiles that the diagonal, the window or the sequence end crosses for the warp's rows, and a warp skips the tiles
+// none of its rows sees; the softmax runs in base 2. Needs HEAD_DIM a multiple of 16 and q, k, v aligned for pair
+// loads (16-byte loads for float16 keys and values).
 
 #define LH (HEAD_DIM + 8)         // row stride (halves) of sQh, sKh, sVh: fragment reads hit distinct banks
-#define FR 128                    // query rows per block (8 warps of 16): each key tile serves twice the rows
-#define FT 256                    // threads per block
+#define FR 128                    // query rows per block: each key tile serves 128 rows
+// 16-row tiles per warp: two with float16 keys and values and heads of up to 64 features. Float32 keys and values are
+// read directly only when one block of queries reads them (the backend rounds them to float16 first otherwise): a
+// small grid, better served by more warps of one tile each.
+#if defined(KV_HALF) && HEAD_DIM <= 64
+#define RT 2
+#else
+#define RT 1
+#endif
+#define WR (16 * RT)              // query rows per warp
+#define FT (FR / WR * 32)         // threads per block: 4 warps of 32 rows, or 8 warps of 16 (the backend mirrors this)
+#ifdef KV_HALF
+#define KV_STAGES 2               // key/value tiles in shared memory: the current one and the next
+#else
+#define KV_STAGES 1
+#endif
 
 __device__ __forceinline__ unsigned half_pair(float lo, float hi) {
     unsigned r;
@@ -94,6 +112,24 @@ __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.wait_group 0;" ::: "memory");
 }
 
+// Four 8x8 float16 matrices from shared memory, not transposed: with `row` at row lane % 16, column 8 (lane / 16) of a
+// 16 x 16 row-major tile, they are that tile's A fragment; with `row` at row (lane % 8) + 8 (lane / 16), column
+// 8 ((lane / 8) % 2) of a 16 x 16 tile of rows n (n x k, row-major), the B fragments of its two 8-row halves.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const unsigned short* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(row)));
+}
+
+// Starts copying `count` float16 rows (zeros beyond `valid`) of one head into dst[count][LH], by THREADS threads.
+template <int THREADS>
+__device__ __forceinline__ void fetch_half(unsigned short* dst, const unsigned short* src, i64 firstRow, i64 valid,
+                                           i64 rowStride, int count) {
+    for (int e = threadIdx.x; e < count * (HEAD_DIM / 8); e += THREADS) {
+        const int r = e / (HEAD_DIM / 8), c = 8 * (e % (HEAD_DIM / 8));
+        cp_async16(dst + r * LH + c, src + (firstRow + (r < valid ? r : 0)) * rowStride + c, r < valid);
+    }
+}
+
 #if HEAD_DIM % 16 == 0
 #define KS16 (HEAD_DIM / 16)
 // Key and value tiles are staged: the next tile's raw rows are copied asynchronously into shared memory while the
@@ -119,12 +155,12 @@ __device__ __forceinline__ void round_tile(unsigned short* dst, const kv_t* raw,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(FT, HEAD_DIM > 64 ? 1 : 2)
+extern "C" __global__ void __launch_bounds__(FT, RT == 2 ? 2 : 1)
 attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
     extern __shared__ float smem[];
     unsigned short* sQh = reinterpret_cast<unsigned short*>(smem);   // [FR][LH]
-    unsigned short* sKh = sQh + FR * LH;                             // [MC][LH]
-    unsigned short* sVh = sKh + MC * LH;                             // [MC][LH]
+    unsigned short* sKh = sQh + FR * LH;                             // [KV_STAGES][MC][LH]
+    unsigned short* sVh = sKh + KV_STAGES * MC * LH;                 // [KV_STAGES][MC][LH]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     // The last query rows (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
     const i64 i0 = (i64) (gridDim.x - 1 - blockIdx.x) * FR;
@@ -135,40 +171,71 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
     const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 rowsHere = min((i64) FR, s.seqQ - i0);
-    const int r0 = warp * 16;
+    const int r0 = warp * WR;
+    // This warp's rows that exist, and the positions of the first and last of them.
+    const int warpRows = (int) max((i64) 0, min((i64) WR, rowsHere - r0));
     const float scale2 = s.scale * 1.4426950408889634f;   // scores in base 2
-
-    load_tile_half(sQh, qBase, i0, rowsHere, qStride, FR);
-    __syncthreads();
-    unsigned qa[KS16][4];
-#pragma unroll
-    for (int ks = 0; ks < KS16; ks++) {
-        const unsigned short* row = sQh + (r0 + g) * LH + ks * 16 + 2 * t;
-        qa[ks][0] = smem_pair(row);
-        qa[ks][1] = smem_pair(row + 8 * LH);
-        qa[ks][2] = smem_pair(row + 8);
-        qa[ks][3] = smem_pair(row + 8 * LH + 8);
-    }
-
-    float o[OT][4];
-#pragma unroll
-    for (int n = 0; n < OT; n++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) o[n][c] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    const i64 wFirst = pFirst + r0, wLast = wFirst + warpRows - 1;
     const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
-#if STAGED
+
+    // The first key/value tile is on its way while the queries are loaded.
+#ifdef KV_HALF
+    if (lo <= pLast) {
+        fetch_half<FT>(sKh, kBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
+        fetch_half<FT>(sVh, vBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
+    }
+    cp_async_commit();
+#elif STAGED
     kv_t* rawK = reinterpret_cast<kv_t*>(sVh + MC * LH);             // [MC][HEAD_DIM]
     kv_t* rawV = rawK + MC * HEAD_DIM;                                // [MC][HEAD_DIM]
     if (lo <= pLast) {
         fetch_tile(rawK, kBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
         fetch_tile(rawV, vBase, lo, min((i64) MC, s.seqKv - lo), kvStride, MC);
-        cp_async_commit();
     }
+    cp_async_commit();
+#endif
+    load_tile_half(sQh, qBase, i0, rowsHere, qStride, FR);
+    __syncthreads();
+    unsigned qa[RT][KS16][4];
+#pragma unroll
+    for (int rt = 0; rt < RT; rt++)
+#pragma unroll
+        for (int ks = 0; ks < KS16; ks++) {
+            const unsigned short* row = sQh + (r0 + 16 * rt + g) * LH + ks * 16 + 2 * t;
+            qa[rt][ks][0] = smem_pair(row);
+            qa[rt][ks][1] = smem_pair(row + 8 * LH);
+            qa[rt][ks][2] = smem_pair(row + 8);
+            qa[rt][ks][3] = smem_pair(row + 8 * LH + 8);
+        }
+
+    float o[RT][OT][4];
+    float m[RT][2], l[RT][2];
+#pragma unroll
+    for (int rt = 0; rt < RT; rt++) {
+#pragma unroll
+        for (int n = 0; n < OT; n++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) o[rt][n][c] = 0.f;
+        m[rt][0] = m[rt][1] = -INFINITY;
+        l[rt][0] = l[rt][1] = 0.f;
+    }
+#ifdef KV_HALF
+    int buf = 0;
 #endif
     for (i64 k0 = lo; k0 <= pLast; k0 += MC) {
-#if STAGED
+#ifdef KV_HALF
+        cp_async_wait_all();
+        __syncthreads();   // this tile is in place, and every warp is done with the other buffer
+        if (k0 + MC <= pLast) {
+            fetch_half<FT>(sKh + (buf ^ 1) * MC * LH, kBase, k0 + MC, min((i64) MC, s.seqKv - k0 - MC), kvStride, MC);
+            fetch_half<FT>(sVh + (buf ^ 1) * MC * LH, vBase, k0 + MC, min((i64) MC, s.seqKv - k0 - MC), kvStride, MC);
+        }
+        cp_async_commit();
+        const unsigned short* cK = sKh + buf * MC * LH;
+        const unsigned short* cV = sVh + buf * MC * LH;
+        buf ^= 1;
+#elif STAGED
         cp_async_wait_all();
         __syncthreads();
         round_tile(sKh, rawK, MC);
@@ -179,99 +246,139 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
             fetch_tile(rawV, vBase, k0 + MC, min((i64) MC, s.seqKv - k0 - MC), kvStride, MC);
             cp_async_commit();
         }
+        const unsigned short* cK = sKh;
+        const unsigned short* cV = sVh;
 #else
         const i64 keysHere = min((i64) MC, s.seqKv - k0);
         __syncthreads();
         load_tile_half(sKh, kBase, k0, keysHere, kvStride, MC);
         load_tile_half(sVh, vBase, k0, keysHere, kvStride, MC);
         __syncthreads();
+        const unsigned short* cK = sKh;
+        const unsigned short* cV = sVh;
 #endif
-        float sc[NT][4];
+        // A tile that none of this warp's rows sees (past the diagonal, or before the window) is only loaded.
+        if (warpRows == 0 || k0 > wLast || (s.window != 0 && k0 + MC - 1 <= wFirst - s.window)) continue;
+        float sc[RT][NT][4];
+#pragma unroll
+        for (int rt = 0; rt < RT; rt++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) sc[rt][n][c] = 0.f;
+        // Each B fragment read from shared memory feeds RT products.
 #pragma unroll
         for (int n = 0; n < NT; n++) {
+            const unsigned short* key = cK + (n * 8 + (lane & 7)) * LH;
 #pragma unroll
-            for (int c = 0; c < 4; c++) sc[n][c] = 0.f;
-            const unsigned short* key = sKh + (n * 8 + (lane & 7)) * LH + ((lane >> 3) & 1) * 8;
+            for (int ks = 0; ks + 1 < KS16; ks += 2) {
+                unsigned bk[4];   // features 16 ks .. 16 ks + 31 of 8 keys: two k-steps' B fragments
+                ldmatrix_x4(bk, key + (lane >> 3) * 8 + ks * 16);
 #pragma unroll
-            for (int ks = 0; ks < KS16; ks++) {
+                for (int rt = 0; rt < RT; rt++) {
+                    mma16(sc[rt][n], qa[rt][ks], bk[0], bk[1]);
+                    mma16(sc[rt][n], qa[rt][ks + 1], bk[2], bk[3]);
+                }
+            }
+            if (KS16 % 2 != 0) {
                 unsigned b0, b1;
-                ldmatrix_x2(b0, b1, key + ks * 16);
-                mma16(sc[n], qa[ks], b0, b1);
+                ldmatrix_x2(b0, b1, key + ((lane >> 3) & 1) * 8 + (KS16 - 1) * 16);
+#pragma unroll
+                for (int rt = 0; rt < RT; rt++) mma16(sc[rt][n], qa[rt][KS16 - 1], b0, b1);
             }
         }
-        // Every key of the tile visible from every row of the block: no mask to apply.
-        const bool whole = k0 + MC - 1 <= pFirst && k0 + MC <= s.seqKv && (s.window == 0 || k0 > pLast - s.window);
+        // Every key of the tile visible from every row of the warp: no mask to apply.
+        const bool whole = k0 + MC - 1 <= wFirst && k0 + MC <= s.seqKv && (s.window == 0 || k0 > wLast - s.window);
         // Fragment element c of tile n is row g + 8 (c / 2), key n * 8 + 2 t + (c % 2).
 #pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int row = r0 + g + 8 * hh;
-            const i64 p = s.qStart + i0 + row;
-            const bool rowOk = row < rowsHere;
-            float mt = -INFINITY;
+        for (int rt = 0; rt < RT; rt++)
 #pragma unroll
-            for (int n = 0; n < NT; n++)
+            for (int hh = 0; hh < 2; hh++) {
+                // The row sees the tile's keys k0 + jj for first < jj <= last (int offsets: fewer registers).
+                int first = -1, last = MC - 1;
+                if (!whole) {
+                    const int row = r0 + 16 * rt + g + 8 * hh;
+                    const i64 p = s.qStart + i0 + row;
+                    last = row < rowsHere ? (int) max((i64) -1, min(min(p, s.seqKv - 1) - k0, (i64) MC - 1)) : -1;
+                    if (s.window != 0) first = (int) max((i64) -1, min(p - s.window - k0, (i64) MC - 1));
+                }
+                float mt = -INFINITY;
 #pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    float x = sc[n][2 * hh + c] * scale2;
-                    if (!whole) {
-                        const i64 j = k0 + n * 8 + 2 * t + c;
-                        if (!(rowOk && j < s.seqKv && visible(p, j, s.window))) x = -INFINITY;
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        float x = sc[rt][n][2 * hh + c] * scale2;
+                        const int jj = n * 8 + 2 * t + c;
+                        if (jj <= first || jj > last) x = -INFINITY;
+                        sc[rt][n][2 * hh + c] = x;
+                        mt = fmaxf(mt, x);
                     }
-                    sc[n][2 * hh + c] = x;
-                    mt = fmaxf(mt, x);
+                mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+                mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+                const float mNew = fmaxf(m[rt][hh], mt);
+                float rs = 0.f;
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        const float x = sc[rt][n][2 * hh + c];
+                        const float pr = mNew == -INFINITY ? 0.f : exp2f(x - mNew);
+                        sc[rt][n][2 * hh + c] = pr;
+                        rs += pr;
+                    }
+                const float corr = mNew == -INFINITY ? 1.f : (m[rt][hh] == -INFINITY ? 0.f : exp2f(m[rt][hh] - mNew));
+                rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+                rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+                l[rt][hh] = l[rt][hh] * corr + rs;
+                m[rt][hh] = mNew;
+#pragma unroll
+                for (int n = 0; n < OT; n++) {
+                    o[rt][n][2 * hh] *= corr;
+                    o[rt][n][2 * hh + 1] *= corr;
                 }
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-            mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-            const float mNew = fmaxf(m[hh], mt);
-            float rs = 0.f;
-#pragma unroll
-            for (int n = 0; n < NT; n++)
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const float x = sc[n][2 * hh + c];
-                    const float pr = mNew == -INFINITY ? 0.f : exp2f(x - mNew);
-                    sc[n][2 * hh + c] = pr;
-                    rs += pr;
-                }
-            const float corr = mNew == -INFINITY ? 1.f : (m[hh] == -INFINITY ? 0.f : exp2f(m[hh] - mNew));
-            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-            l[hh] = l[hh] * corr + rs;
-            m[hh] = mNew;
-#pragma unroll
-            for (int n = 0; n < OT; n++) {
-                o[n][2 * hh] *= corr;
-                o[n][2 * hh + 1] *= corr;
             }
-        }
-        // P (16 x 64) times V (64 x HEAD_DIM), 16 keys per step: the score tiles 2j and 2j + 1 are P's A fragment.
+        // P (16 RT x 64) times V (64 x HEAD_DIM), 16 keys per step: the score tiles 2j and 2j + 1 are P's A fragment.
 #pragma unroll
         for (int j = 0; j < NT / 2; j++) {
-            const unsigned pa[4] = {half_pair(sc[2 * j][0], sc[2 * j][1]), half_pair(sc[2 * j][2], sc[2 * j][3]),
-                                    half_pair(sc[2 * j + 1][0], sc[2 * j + 1][1]), half_pair(sc[2 * j + 1][2], sc[2 * j + 1][3])};
+            unsigned pa[RT][4];
+#pragma unroll
+            for (int rt = 0; rt < RT; rt++) {
+                pa[rt][0] = half_pair(sc[rt][2 * j][0], sc[rt][2 * j][1]);
+                pa[rt][1] = half_pair(sc[rt][2 * j][2], sc[rt][2 * j][3]);
+                pa[rt][2] = half_pair(sc[rt][2 * j + 1][0], sc[rt][2 * j + 1][1]);
+                pa[rt][3] = half_pair(sc[rt][2 * j + 1][2], sc[rt][2 * j + 1][3]);
+            }
             // Lane i names row i % 8 of matrix i / 8: matrices (keys 16j.., 16j+8..) x (features 8n.., 8(n+1)..).
-            const unsigned short* v0 = sVh + (16 * j + ((lane >> 3) & 1) * 8 + (lane & 7)) * LH + (lane >> 4) * 8;
+            const unsigned short* v0 = cV + (16 * j + ((lane >> 3) & 1) * 8 + (lane & 7)) * LH + (lane >> 4) * 8;
 #pragma unroll
             for (int n = 0; n < OT; n += 2) {
                 unsigned bv[4];
                 ldmatrix_x4_trans(bv, v0 + n * 8);
-                mma16(o[n], pa, bv[0], bv[1]);
-                mma16(o[n + 1], pa, bv[2], bv[3]);
+#pragma unroll
+                for (int rt = 0; rt < RT; rt++) {
+                    mma16(o[rt][n], pa[rt], bv[0], bv[1]);
+                    mma16(o[rt][n + 1], pa[rt], bv[2], bv[3]);
+                }
             }
         }
     }
+#ifdef KV_HALF
+    cp_async_wait_all();
+#endif
 #pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        const int row = r0 + g + 8 * hh;
-        if (row >= rowsHere) continue;
-        const i64 r = (i64) b * s.seqQ + i0 + row;
-        const float inv = 1.f / l[hh];
-        float* dst = out + r * qStride + (i64) h * HEAD_DIM;
+    for (int rt = 0; rt < RT; rt++)
 #pragma unroll
-        for (int n = 0; n < OT; n++)
-            *reinterpret_cast<float2*>(dst + n * 8 + 2 * t) = make_float2(o[n][2 * hh] * inv, o[n][2 * hh + 1] * inv);
-        if (lse != 0 && t == 0) lse[r * s.heads + h] = m[hh] * 0.6931471805599453f + logf(l[hh]);
-    }
+        for (int hh = 0; hh < 2; hh++) {
+            const int row = r0 + 16 * rt + g + 8 * hh;
+            if (row >= rowsHere) continue;
+            const i64 r = (i64) b * s.seqQ + i0 + row;
+            const float inv = 1.f / l[rt][hh];
+            float* dst = out + r * qStride + (i64) h * HEAD_DIM;
+#pragma unroll
+            for (int n = 0; n < OT; n++)
+                *reinterpret_cast<float2*>(dst + n * 8 + 2 * t) = make_float2(o[rt][n][2 * hh] * inv, o[rt][n][2 * hh + 1] * inv);
+            if (lse != 0 && t == 0) lse[r * s.heads + h] = m[rt][hh] * 0.6931471805599453f + logf(l[rt][hh]);
+        }
 }
 
 // ---- the backward with float16 inputs (the forward's tiles; the softmax recomputed from the saved log-sum-exp) ----
@@ -326,23 +433,6 @@ attention_backward_prep(unsigned short* dOh, float* delta, const float* dOut, co
     }
     sum = warp_sum(sum);
     if (lane == 0) delta[e] = sum * scale;
-}
-
-// Four 8x8 float16 matrices from shared memory, not transposed: with `row` at row lane % 16, column 8 (lane / 16) of a
-// 16 x 16 row-major tile, they are that tile's A fragment; with `row` at row (lane % 8) + 8 (lane / 16), column
-// 8 ((lane / 8) % 2) of a 16 x 16 tile of rows n (n x k, row-major), the B fragments of its two 8-row halves.
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const unsigned short* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(row)));
-}
-
-// Starts copying `count` float16 rows (zeros beyond `valid`) of one head into dst[count][LH], by BT threads.
-__device__ __forceinline__ void fetch_half(unsigned short* dst, const unsigned short* src, i64 firstRow, i64 valid,
-                                           i64 rowStride, int count) {
-    for (int e = threadIdx.x; e < count * (HEAD_DIM / 8); e += BT) {
-        const int r = e / (HEAD_DIM / 8), c = 8 * (e % (HEAD_DIM / 8));
-        cp_async16(dst + r * LH + c, src + (firstRow + (r < valid ? r : 0)) * rowStride + c, r < valid);
-    }
 }
 
 // acc[n] (16 x 8 each, n < N) = the 16 rows from `a` of A (16 x HEAD_DIM, stride LH) times the transpose of 8 N rows
@@ -410,8 +500,8 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
     const i64 keysHere = min((i64) BK, s.seqKv - k0);
     const int kw = warp * 16;
     const float scale2 = s.scale * 1.4426950408889634f;
-    fetch_half(sK, k + kvOff, k0, keysHere, kvStride, BK);
-    fetch_half(sV, v + kvOff, k0, keysHere, kvStride, BK);
+    fetch_half<BT>(sK, k + kvOff, k0, keysHere, kvStride, BK);
+    fetch_half<BT>(sV, v + kvOff, k0, keysHere, kvStride, BK);
 
     // The query tiles that see these keys, for each query head of the group: tile i of head kh * group + i / perHead
     // starts at query iLo + (i % perHead) * BQ.
@@ -426,8 +516,8 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
         const i64 i0 = iLo + (i % perHead) * BQ;
         const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
         const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
-        fetch_half(sQ + buf * BQ * LH, q + qOff, i0, rowsHere, qStride, BQ);
-        fetch_half(sdO + buf * BQ * LH, dO + qOff, i0, rowsHere, qStride, BQ);
+        fetch_half<BT>(sQ + buf * BQ * LH, q + qOff, i0, rowsHere, qStride, BQ);
+        fetch_half<BT>(sdO + buf * BQ * LH, dO + qOff, i0, rowsHere, qStride, BQ);
         load_row_stats(sL + buf * BQ, sD + buf * BQ, lse, delta, b, i0, rowsHere, h, s, BQ, BT, 1.4426950408889634f);
     };
     if (tiles > 0) fetch(0, 0);
@@ -514,13 +604,13 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
     const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
     const int qw = warp * 16;
     const float scale2 = s.scale * 1.4426950408889634f;
-    fetch_half(sQ, q + qOff, i0, rowsHere, qStride, BQ);
-    fetch_half(sdO, dO + qOff, i0, rowsHere, qStride, BQ);
+    fetch_half<BT>(sQ, q + qOff, i0, rowsHere, qStride, BQ);
+    fetch_half<BT>(sdO, dO + qOff, i0, rowsHere, qStride, BQ);
     load_row_stats(sL, sD, lse, delta, b, i0, rowsHere, h, s, BQ, BT, 1.4426950408889634f);
     const i64 pFirst = s.qStart + i0, pLast = pFirst + rowsHere - 1;
     const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
-    fetch_half(sK, k + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
-    fetch_half(sV, v + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
+    fetch_half<BT>(sK, k + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
+    fetch_half<BT>(sV, v + kvOff, lo, min((i64) BK, s.seqKv - lo), kvStride, BK);
     cp_async_commit();
 
     float dQ[OT][4];
@@ -533,8 +623,8 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
         cp_async_wait_all();
         __syncthreads();   // this tile is in place, and every warp is done with the last one's buffer
         if (k0 + BK <= pLast) {
-            fetch_half(sK + (buf ^ 1) * BK * LH, k + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
-            fetch_half(sV + (buf ^ 1) * BK * LH, v + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
+            fetch_half<BT>(sK + (buf ^ 1) * BK * LH, k + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
+            fetch_half<BT>(sV + (buf ^ 1) * BK * LH, v + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
         }
         cp_async_commit();
         const unsigned short* cK = sK + buf * BK * LH;

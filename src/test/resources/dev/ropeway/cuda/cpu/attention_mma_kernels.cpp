@@ -100,7 +100,7 @@ static void run(const Case& c, double dOutScale) {
 #else
     F kk = k, vv = v;
 #endif
-    launch(blocksOf(c.seqQ, 128), c.heads, c.batch, 256, [&] {
+    launch(blocksOf(c.seqQ, FR), c.heads, c.batch, FT, [&] {
         attention_forward_f16(o.data(), l.data(), q.data(), kk.data(), vv.data(), s);
     });
     check("forward out: " + at, rel(out, o), 2e-3);
@@ -139,6 +139,8 @@ int main() {
     run({2, 150, 150, 150, 0, 0, 4, 2}, 1e-3);                 // self-attention, GQA, a partial last tile
     run({1, 70, 210, 256, 140, 50, 2, 1}, 1.0);                // a chunk appended to a cache, a window
     run({1, 200, 200, 200, 0, 0, 2, 2}, 1e-7);                 // dOut below float16's normal range
+    run({1, 300, 300, 300, 0, 100, 2, 1}, 1.0);                // a window: warps skip the tiles before theirs
+    run({1, 260, 600, 640, 340, 0, 2, 2}, 1e-3);               // several blocks of a chunk after cached keys
     std::printf("%d check(s) failed\n", failures);
     return failures == 0 ? 0 : 1;
 }
