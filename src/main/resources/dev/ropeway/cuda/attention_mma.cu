@@ -435,6 +435,19 @@ attention_backward_prep(unsigned short* dOh, float* delta, const float* dOut, co
     if (lane == 0) delta[e] = sum * scale;
 }
 
+// acc[n] (n < N) += the 16 x 16 A fragment `af` (k-step ks) times the transpose of B's rows at bRow (a lane's row of
+// an 8 N x HEAD_DIM row-major tile, stride LH, as rows_dot_rows sets it).
+template <int N>
+__device__ __forceinline__ void dot_step(float (&acc)[N][4], const unsigned (&af)[4], const unsigned short* bRow, int ks) {
+#pragma unroll
+    for (int n = 0; n < N; n += 2) {
+        unsigned bf[4];
+        ldmatrix_x4(bf, bRow + n * 8 * LH + ks * 16);
+        mma16(acc[n], af, bf[0], bf[1]);
+        mma16(acc[n + 1], af, bf[2], bf[3]);
+    }
+}
+
 // acc[n] (16 x 8 each, n < N) = the 16 rows from `a` of A (16 x HEAD_DIM, stride LH) times the transpose of 8 N rows
 // of B (8 N x HEAD_DIM, stride LH) from `b`: dot products of rows.
 template <int N>
@@ -450,14 +463,28 @@ __device__ __forceinline__ void rows_dot_rows(float (&acc)[N][4], const unsigned
     for (int ks = 0; ks < KS16; ks++) {
         unsigned af[4];
         ldmatrix_x4(af, aRow + ks * 16);
-#pragma unroll
-        for (int n = 0; n < N; n += 2) {
-            unsigned bf[4];
-            ldmatrix_x4(bf, bRow + n * 8 * LH + ks * 16);
-            mma16(acc[n], af, bf[0], bf[1]);
-            mma16(acc[n + 1], af, bf[2], bf[3]);
-        }
+        dot_step<N>(acc, af, bRow, ks);
     }
+}
+
+// The same with A's fragments already in registers (a_fragments).
+template <int N>
+__device__ __forceinline__ void rows_dot_rows(float (&acc)[N][4], const unsigned (&af)[KS16][4], const unsigned short* b,
+                                              int lane) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[n][c] = 0.f;
+    const unsigned short* bRow = b + ((lane & 7) + (lane >> 4) * 8) * LH + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int ks = 0; ks < KS16; ks++) dot_step<N>(acc, af[ks], bRow, ks);
+}
+
+// The A fragments of the 16 rows from `a` (16 x HEAD_DIM, stride LH), every k-step.
+__device__ __forceinline__ void a_fragments(unsigned (&af)[KS16][4], const unsigned short* a, int lane) {
+    const unsigned short* aRow = a + (lane & 15) * LH + (lane >> 4) * 8;
+#pragma unroll
+    for (int ks = 0; ks < KS16; ks++) ldmatrix_x4(af[ks], aRow + ks * 16);
 }
 
 // acc (16 x HEAD_DIM) += X (16 x 8 N, as the accumulators of a rows_dot_rows) times the 8 N rows of B (8 N x HEAD_DIM,
@@ -528,10 +555,21 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
     for (int n = 0; n < OT; n++)
 #pragma unroll
         for (int c = 0; c < 4; c++) { dK[n][c] = 0.f; dV[n][c] = 0.f; }
+#if HEAD_DIM <= 64
+    // This warp's keys and values as A fragments, read from shared memory once rather than once per query tile: at
+    // these head sizes they fit in registers without costing a block per SM (at larger ones they are read each time).
+    unsigned kf[KS16][4], vf[KS16][4];
+#endif
     for (i64 i = 0; i < tiles; i++) {
         const int buf = (int) (i & 1);
         cp_async_wait_all();
         __syncthreads();   // tile i is in place, and every warp is done with tile i - 1's buffer
+#if HEAD_DIM <= 64
+        if (i == 0) {
+            a_fragments(kf, sK + kw * LH, lane);
+            a_fragments(vf, sV + kw * LH, lane);
+        }
+#endif
         if (i + 1 < tiles) fetch(i + 1, buf ^ 1);
         cp_async_commit();
         const unsigned short* cQ = sQ + buf * BQ * LH;
@@ -541,8 +579,13 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
         const i64 i0 = iLo + (i % perHead) * BQ;
         const i64 rowsHere = min((i64) BQ, s.seqQ - i0);
         float st[NQ][4], dst[NQ][4];
-        rows_dot_rows<NQ>(st, sK + kw * LH, cQ, lane);    // S^T: this warp's keys x the tile's queries
-        rows_dot_rows<NQ>(dst, sV + kw * LH, cdO, lane);  // dP^T
+#if HEAD_DIM <= 64
+        rows_dot_rows<NQ>(st, kf, cQ, lane);              // S^T: this warp's keys x the tile's queries
+        rows_dot_rows<NQ>(dst, vf, cdO, lane);            // dP^T
+#else
+        rows_dot_rows<NQ>(st, sK + kw * LH, cQ, lane);
+        rows_dot_rows<NQ>(dst, sV + kw * LH, cdO, lane);
+#endif
         const i64 pFirst = s.qStart + i0, pLast = pFirst + rowsHere - 1;
         // Every key of the block visible from every query of the tile: no mask to apply.
         const bool whole = rowsHere == BQ && keysHere == BK && kLast <= pFirst && (s.window == 0 || k0 > pLast - s.window);
