@@ -172,10 +172,10 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
     const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 rowsHere = min((i64) FR, s.seqQ - i0);
     const int r0 = warp * WR;
-    // This warp's rows that exist, and the positions of the first and last of them.
-    const int warpRows = (int) max((i64) 0, min((i64) WR, rowsHere - r0));
     const float scale2 = s.scale * 1.4426950408889634f;   // scores in base 2
     const i64 pFirst = s.qStart + i0, pLast = s.qStart + i0 + rowsHere - 1;
+    // This warp's rows that exist, and the positions of the first and last of them.
+    const int warpRows = (int) max((i64) 0, min((i64) WR, rowsHere - r0));
     const i64 wFirst = pFirst + r0, wLast = wFirst + warpRows - 1;
     const i64 lo = s.window == 0 ? 0 : max((i64) 0, pFirst - s.window + 1);
 
