@@ -986,11 +986,10 @@ public final class CudaBackend implements Backend {
         boolean round = !ks.isHalf() && shape.seqQ() > 128;
         boolean half = ks.isHalf() || round;
         // Key and value tiles come by 16-byte asynchronous copies: float16 ones straight into their double buffer,
-        // float32 ones staged through two raw tiles when those fit (rows of at most 256 bytes); the kernel decides the
-        // same way.
-        int kvBytes = half ? 2 : 4;
-        boolean staged = d * kvBytes <= 256;
-        int kvAlign = round ? 1 : staged ? 16 : kvBytes * 2;
+        // float32 ones staged through two raw tiles when those fit (rows of at most 64 features; else pair loads);
+        // the kernel decides the same way. Rounded copies are the backend's own scratch.
+        boolean staged = !half && d <= 64;
+        int kvAlign = round ? 1 : half || staged ? 16 : 8;
         if (qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
             return false;
         CudaModule module = tensorCoreAttentionModule(d, half);
@@ -1000,7 +999,7 @@ public final class CudaBackend implements Backend {
         // where they are staged.
         int threads = half && d <= 64 ? 128 : 256;
         int shared = half ? (128 + 4 * 64) * (d + 8) * 2
-                : (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * kvBytes : 0);
+                : (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * 4 : 0);
         checkShared("attention", shared);
         enter();
         long rounded = 0;

@@ -55,10 +55,6 @@ __device__ __forceinline__ unsigned pair_of(const float* src) {
     return half_pair(v.x, v.y);
 }
 
-__device__ __forceinline__ unsigned pair_of(const unsigned short* src) {
-    return *reinterpret_cast<const unsigned*>(src);
-}
-
 // d += a (16x16, row-major) * b (16x8, column-major), float16 in, float32 accumulate.
 __device__ __forceinline__ void mma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -132,28 +128,30 @@ __device__ __forceinline__ void fetch_half(unsigned short* dst, const unsigned s
 
 #if HEAD_DIM % 16 == 0
 #define KS16 (HEAD_DIM / 16)
-// Key and value tiles are staged: the next tile's raw rows are copied asynchronously into shared memory while the
-// current one is multiplied, then rounded to float16 in place of the last. Where two raw tiles would take too much
-// shared memory (float32 rows of more than 64 features) the tiles are loaded synchronously instead.
-#define STAGED (HEAD_DIM * KV_BYTES <= 256)
-#define CPR (HEAD_DIM * KV_BYTES / 16)      // 16-byte chunks per raw row
+#ifndef KV_HALF
+// Float32 key and value tiles are staged: the next tile's raw rows are copied asynchronously into shared memory while
+// the current one is multiplied, then rounded to float16 in place of the last. Where two raw tiles would take too much
+// shared memory (rows of more than 64 features) the tiles are loaded synchronously instead. (Float16 tiles go straight
+// into a double buffer by fetch_half.)
+#define STAGED (HEAD_DIM * 4 <= 256)
+#define CPR (HEAD_DIM / 4)        // 16-byte chunks per raw row
 
 // Starts copying `count` rows (zeros beyond `valid`) of one head into raw[count][HEAD_DIM], by FT threads.
-__device__ __forceinline__ void fetch_tile(kv_t* raw, const kv_t* src, i64 firstRow, i64 valid, i64 rowStride, int count) {
+__device__ __forceinline__ void fetch_tile(float* raw, const float* src, i64 firstRow, i64 valid, i64 rowStride, int count) {
     for (int e = threadIdx.x; e < count * CPR; e += FT) {
-        const int r = e / CPR, c = e % CPR;
-        const int off = c * (16 / KV_BYTES);
+        const int r = e / CPR, off = 4 * (e % CPR);
         cp_async16(raw + r * HEAD_DIM + off, src + (firstRow + (r < valid ? r : 0)) * rowStride + off, r < valid);
     }
 }
 
 // raw[count][HEAD_DIM] (shared) as float16 pairs into dst[count][LH].
-__device__ __forceinline__ void round_tile(unsigned short* dst, const kv_t* raw, int count) {
+__device__ __forceinline__ void round_tile(unsigned short* dst, const float* raw, int count) {
     for (int e = threadIdx.x; e < count * (HEAD_DIM / 2); e += FT) {
         const int r = e / (HEAD_DIM / 2), d = 2 * (e % (HEAD_DIM / 2));
         *reinterpret_cast<unsigned*>(dst + r * LH + d) = pair_of(raw + r * HEAD_DIM + d);
     }
 }
+#endif
 
 extern "C" __global__ void __launch_bounds__(FT, RT == 2 ? 2 : 1)
 attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
