@@ -35,6 +35,11 @@ final class BackendOptions {
                     + "installed; shapes it cannot plan, windows and decode steps stay on the kernels).")
     String gpuAttention;
 
+    @Option(names = "--deterministic", description = "GPU: the same bits from every run of the same work. The attention "
+            + "backward then computes dQ in a pass of its own instead of adding it up with atomics (slower training), and "
+            + "cuDNN's attention backward, which also adds with atomics, is not used. (The CPU always is.)")
+    boolean deterministic;
+
     Backend open() {
         cudnnAttention();   // a misspelt value fails before a backend is opened
         Backend b = openBackend();
@@ -85,8 +90,9 @@ final class BackendOptions {
     }
 
     /** A GPU backend, named on stderr so a run says where it computes (stdout may be JSON). */
-    private static Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
+    private Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
         CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
+        b.deterministic(deterministic);
         System.err.println("device: cuda:" + ordinal + ", " + b.description());
         return b;
     }

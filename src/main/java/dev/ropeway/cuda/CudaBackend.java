@@ -56,6 +56,7 @@ public final class CudaBackend implements Backend {
     private Cudnn cudnn;
     private volatile CudnnAttention cudnnAttention;
     private boolean cudnnWarned;
+    private volatile boolean deterministic;
     private final java.util.concurrent.atomic.AtomicLong cudnnForwards = new java.util.concurrent.atomic.AtomicLong(),
             cudnnBackwards = new java.util.concurrent.atomic.AtomicLong();
     /** Attention modules by head size, float32 caches at key d and float16 ones at -d. */
@@ -152,6 +153,22 @@ public final class CudaBackend implements Backend {
         } finally {
             exit();
         }
+    }
+
+    /**
+     * Makes every run of the same work give the same bits (on), or lets the attention backward add dQ up with atomics
+     * (off, the default): one kernel then computes dK, dV and dQ from each tile of scores (five products per tile
+     * instead of seven), and the order of dQ's additions varies from run to run. On, dQ has a pass of its own and
+     * cuDNN's attention backward (which also adds with atomics) is not used. Returns whether it is on.
+     */
+    public boolean deterministic(boolean on) {
+        deterministic = on;
+        return on;
+    }
+
+    /** Whether runs of the same work give the same bits (see {@link #deterministic(boolean)}). */
+    public boolean isDeterministic() {
+        return deterministic;
     }
 
     /** How many attention forwards and backwards cuDNN has run on this backend. */
@@ -353,7 +370,7 @@ public final class CudaBackend implements Backend {
     public String description() {
         return deviceName + " (sm_" + arch + ", " + multiprocessors + " SMs, NVRTC " + nvrtc.version()
                 + ", " + precision.name().toLowerCase(java.util.Locale.ROOT) + " products, "
-                + (halfKvCache ? "f16" : "f32") + " KV cache)";
+                + (halfKvCache ? "f16" : "f32") + " KV cache" + (deterministic ? ", deterministic" : "") + ")";
     }
 
     @Override
@@ -1186,7 +1203,8 @@ public final class CudaBackend implements Backend {
                 if (i != j && outputs[i] == all[j])
                     throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
         int d = shape.headDim(), t = tile(d);
-        if (cudnnAttention != null && cudnnBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz)) return;
+        if (cudnnAttention != null && !deterministic && cudnnBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz))
+            return;
         if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0) {
             tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats);
             return;
@@ -1218,14 +1236,17 @@ public final class CudaBackend implements Backend {
      * The backward on the tensor cores (float16 products, float32 accumulation). q, k, v and dOut are rounded to
      * float16 once, into scratch; dOut is first multiplied by the power of two that puts its largest magnitude in
      * [1, 2) (a gradient's entries are mostly below float16's normal range), which the kernels take back off their
-     * results exactly. Two kernels, neither with atomics: dK and dV by blocks of 64 keys, dQ by blocks of 64 queries.
+     * results exactly. dK and dV by blocks of 64 keys; dQ added up by the same blocks with atomics, or (deterministic)
+     * by a second kernel over blocks of 64 queries, which computes the scores and dP again.
      */
     private void tensorCoreAttentionBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos,
                                              CudaTensor qs, CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls,
                                              AttentionShape shape, AttentionBuffers sz, long rowStats) {
         int d = shape.headDim();
         CudaModule mma = tensorCoreAttentionModule(d, true);
-        int sharedKv = (2 * 64 + 4 * 64) * (d + 8) * 2 + 4 * 64 * 4;
+        boolean fused = !deterministic && dqs.address() % 8 == 0;   // paired atomic additions
+        // Keys and values, two query and dOut buffers, their rows' statistics; fused, dS^T (64 x 72 halves).
+        int sharedKv = (2 * 64 + 4 * 64) * (d + 8) * 2 + 4 * 64 * 4 + (fused ? 64 * 72 * 2 : 0);
         int sharedQ = (2 * 64 + 4 * 64) * (d + 8) * 2 + 2 * 64 * 4;
         checkShared("attentionBackward", sharedKv);
         enter();
@@ -1246,12 +1267,14 @@ public final class CudaBackend implements Backend {
             mma.launch("attention_backward_prep", blocks(rowStats, 8), 1, 1, 256, 0, new KernelArgs(a)
                     .ptr(doh).ptr(delta).ptr(dos.address()).ptr(os.address()).ptr(maxBits).i64(rowStats));
             MemorySegment st = shapeStruct(a, shape);
-            mma.launch("attention_backward_kv_f16", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
-                    sharedKv, new KernelArgs(a).ptr(dks.address()).ptr(dvs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
-                            .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
-            mma.launch("attention_backward_q_f16", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128,
-                    sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
-                            .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
+            if (fused) driver.fill32(dqs.address(), 0, sz.qFloats, stream);
+            mma.launch("attention_backward_f16", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
+                    sharedKv, new KernelArgs(a).ptr(fused ? dqs.address() : 0).ptr(dks.address()).ptr(dvs.address())
+                            .ptr(doh).ptr(qh).ptr(kh).ptr(vh).ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
+            if (!fused)
+                mma.launch("attention_backward_q_f16", blocks(shape.seqQ(), 64), shape.heads(), shape.batch(), 128,
+                        sharedQ, new KernelArgs(a).ptr(dqs.address()).ptr(doh).ptr(qh).ptr(kh).ptr(vh)
+                                .ptr(ls.address()).ptr(delta).ptr(maxBits).struct(st));
         } finally {
             if (scratch != 0) release(scratch);
             exit();

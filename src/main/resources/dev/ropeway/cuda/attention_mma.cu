@@ -385,14 +385,16 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
 // power of two that brings its largest magnitude into [1, 2): gradients (a loss averaged over thousands of tokens)
 // lie mostly below float16's normal range, and a power of two is exact both ways, so the results are multiplied back
 // by its inverse. delta (the rows' dOut . out) carries the same factor. Every product takes its A operand either from
-// shared memory (ldmatrix) or straight from the accumulators of the product before it (P and dS never go through
-// shared memory), its B operand by ldmatrix, transposed where the tile is row-major k x n; tiles of the next step are
-// copied by cp.async while the current one is multiplied.
+// shared memory (ldmatrix) or straight from the accumulators of the product before it (P and dS stay in registers for
+// dV and dK; dS goes through shared memory once, transposed, for dQ when the key blocks add dQ up), its B operand by
+// ldmatrix, transposed where the tile is row-major k x n; tiles of the next step are copied by cp.async while the
+// current one is multiplied.
 
 #define BQ 64                     // queries per tile (and per block of the dQ kernel)
 #define BK 64                     // keys per block of the dK / dV kernel (and per tile of the dQ kernel)
 #define BT 128                    // threads per block: 4 warps of 16 rows
 #define NQ (BQ / 8)               // score tiles (8 queries each) per warp in the dK / dV kernel
+#define LS (BQ + 8)               // row stride (halves) of dS^T in shared memory
 
 // The factor dOut was multiplied by, from the bits of its largest magnitude: 2^-e for e = floor(log2(max)) (clamped so
 // that both it and its inverse are normal floats), or 1 where the maximum is zero, infinite or NaN.
@@ -504,11 +506,47 @@ __device__ __forceinline__ void times_rows(float (&acc)[OT][4], const float (&x)
     }
 }
 
-// dK and dV of BK keys of one key/value head (16 per warp), summed over the query heads that read them. Overwrites.
+// acc (16 x HEAD_DIM) += X (16 x 8 N) times the 8 N rows of B (8 N x HEAD_DIM, row-major, stride LH) from `b`, with X
+// stored transposed in shared memory: xt[j][r] (stride LS) is X's row r, column j, and `xt` points at X's first row.
+template <int N>
+__device__ __forceinline__ void transposed_times_rows(float (&acc)[OT][4], const unsigned short* xt, const unsigned short* b,
+                                                      int lane) {
+    // Lane i names row i % 8 of matrix i / 8: matrices (columns 0.., rows 0..), (columns 0.., rows 8..), (columns 8..,
+    // rows 0..), (columns 8.., rows 8..) of a 16 x 16 step, transposed by ldmatrix into X's A fragment.
+    const unsigned short* xRow = xt + (((lane >> 4) & 1) * 8 + (lane & 7)) * LS + ((lane >> 3) & 1) * 8;
+    const unsigned short* bRow = b + (((lane >> 3) & 1) * 8 + (lane & 7)) * LH + (lane >> 4) * 8;
+#pragma unroll
+    for (int j = 0; j < N / 2; j++) {
+        unsigned xa[4];
+        ldmatrix_x4_trans(xa, xRow + 16 * j * LS);
+#pragma unroll
+        for (int n = 0; n < OT; n += 2) {
+            unsigned bf[4];
+            ldmatrix_x4_trans(bf, bRow + 16 * j * LH + n * 8);
+            mma16(acc[n], xa, bf[0], bf[1]);
+            mma16(acc[n + 1], xa, bf[2], bf[3]);
+        }
+    }
+}
+
+// p[0] += x and p[1] += y, atomically (one vector reduction on sm_90; p 8-byte aligned).
+__device__ __forceinline__ void add_pair(float* p, float x, float y) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(p), "f"(x), "f"(y) : "memory");
+#else
+    atomicAdd(p, x);
+    atomicAdd(p + 1, y);
+#endif
+}
+
+// dK and dV of BK keys of one key/value head (16 per warp), summed over the query heads that read them (overwritten);
+// and, when dq is not null, these keys' share of dQ, added to dq with atomics (FlashAttention-2's backward: five
+// products per tile instead of the seven that a separate dQ kernel takes, which computes S and dP again). dq must hold
+// zeros or earlier sums; the order of the additions varies from run to run, and so do dq's last bits.
 extern "C" __global__ void __launch_bounds__(BT)
-attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const unsigned short* q,
-                          const unsigned short* k, const unsigned short* v, const float* lse, const float* delta,
-                          const unsigned* maxBits, Shape s) {
+attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO, const unsigned short* q,
+                       const unsigned short* k, const unsigned short* v, const float* lse, const float* delta,
+                       const unsigned* maxBits, Shape s) {
     extern __shared__ float smem[];
     unsigned short* sK = reinterpret_cast<unsigned short*>(smem);    // [BK][LH]
     unsigned short* sV = sK + BK * LH;                               // [BK][LH]
@@ -516,6 +554,7 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
     unsigned short* sdO = sQ + 2 * BQ * LH;                          // [2][BQ][LH]
     float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LH);         // [2][BQ]: log-sum-exp in base 2
     float* sD = sL + 2 * BQ;                                         // [2][BQ]
+    unsigned short* sdS = reinterpret_cast<unsigned short*>(sD + 2 * BQ);   // [BK][LS]: dS^T, with dq only
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const i64 k0 = (i64) blockIdx.x * BK;
     const int kh = blockIdx.y, b = blockIdx.z;
@@ -558,6 +597,7 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
     // these head sizes they fit in registers without costing a block per SM (at larger ones they are read each time).
     unsigned kf[KS16][4], vf[KS16][4];
 #endif
+    const float qScale = dq != 0 ? grad_scale(*maxBits, true) * s.scale : 0.f;
     for (i64 i = 0; i < tiles; i++) {
         const int buf = (int) (i & 1);
         cp_async_wait_all();
@@ -602,8 +642,38 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
                 dst[n][c] = ok ? pr * (dst[n][c] - cD[qi]) : 0.f;
                 st[n][c] = pr;
             }
+        if (dq != 0) {
+            // dS^T, rounded to float16 as the dK product rounds it, for every warp's dQ rows below.
+#pragma unroll
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++)
+                    *reinterpret_cast<unsigned*>(sdS + (kw + g + 8 * hh) * LS + n * 8 + 2 * t) =
+                            half_pair(dst[n][2 * hh], dst[n][2 * hh + 1]);
+        }
         times_rows<NQ>(dV, st, cdO, lane);    // dV += P^T dO
         times_rows<NQ>(dK, dst, cQ, lane);    // dK += dS^T Q
+        if (dq != 0) {
+            __syncthreads();   // every warp's keys of dS^T are in place (the next tile's first barrier guards their reuse)
+            // This warp's 16 queries of the tile: dQ = dS (16 x BK) K (BK x HEAD_DIM), added to dq.
+            float dQ[OT][4];
+#pragma unroll
+            for (int n = 0; n < OT; n++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) dQ[n][c] = 0.f;
+            const int qw = warp * 16;
+            transposed_times_rows<BK / 8>(dQ, sdS + qw, sK, lane);
+            const int h = kh * group + (int) (i / perHead);
+            float* dqHead = dq + ((i64) b * s.seqQ + i0) * qStride + (i64) h * HEAD_DIM;
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int qi = qw + g + 8 * hh;
+                if (qi >= rowsHere) continue;
+#pragma unroll
+                for (int n = 0; n < OT; n++)
+                    add_pair(dqHead + qi * qStride + n * 8 + 2 * t, dQ[n][2 * hh] * qScale, dQ[n][2 * hh + 1] * qScale);
+            }
+        }
     }
     cp_async_wait_all();
     const float inv = grad_scale(*maxBits, true);
@@ -623,7 +693,7 @@ attention_backward_kv_f16(float* dk, float* dv, const unsigned short* dO, const 
     }
 }
 
-// dQ of BQ queries of one head (16 per warp). Overwrites.
+// dQ of BQ queries of one head (16 per warp), without atomics (run to run the same bits). Overwrites.
 extern "C" __global__ void __launch_bounds__(BT)
 attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned short* q, const unsigned short* k,
                          const unsigned short* v, const float* lse, const float* delta, const unsigned* maxBits, Shape s) {

@@ -638,6 +638,51 @@ class CudaBackendTest {
     }
 
     /**
+     * The tensor-core backward adds dQ up with atomics in the kernel that computes dK and dV (the default), or, on a
+     * deterministic backend, computes it in a second kernel: both match the CPU, dK and dV come out bit for bit the
+     * same either way, and the deterministic backend gives the same bits on every run. Grouped-query heads (several
+     * query heads add into one key block's share), a window, and a chunk after cached keys.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({"2, 300, 300, 300, 0, 4, 2, 64, 0", "1, 200, 200, 200, 0, 2, 1, 128, 70",
+            "1, 130, 400, 400, 270, 2, 2, 80, 0"})
+    void tensorCoreAttentionBackwardWithAndWithoutAtomics(int batch, long seqQ, long seqKv, long kvRows, long qStart,
+                                                          int heads, int kvHeads, int headDim, long window) {
+        Case c = Case.of(batch, seqQ, seqKv, kvRows, qStart, heads, kvHeads, headDim, window, 23);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        float[] q = c.q(), k = c.k(), v = c.v(), dOut = random(c.rng(), qn, 1e-3);
+        Tensor out = cpu.allocate(qn), lse = cpu.allocate(batch * seqQ * heads);
+        cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
+        Tensor dq = cpu.allocate(qn), dk = cpu.allocate(kvn), dv = cpu.allocate(kvn);
+        cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), out, lse, s);
+        float[][][] got = new float[3][][];   // atomics, deterministic, deterministic again
+        try (CudaBackend exact = new CudaBackend(0, MatmulPrecision.TF32)) {
+            for (int run = 0; run < 3; run++) {
+                CudaBackend b = run == 0 ? tf32 : exact;
+                assertEquals(run > 0, b.deterministic(run > 0));
+                Tensor gdq = b.upload(random(c.rng(), qn, 1)), gdk = b.allocate(kvn), gdv = b.allocate(kvn);   // dq overwritten
+                b.attentionBackward(gdq, gdk, gdv, b.upload(dOut), b.upload(q), b.upload(k), b.upload(v),
+                        b.upload(read(cpu, out)), b.upload(read(cpu, lse)), s);
+                got[run] = new float[][] {read(b, gdq), read(b, gdk), read(b, gdv)};
+            }
+        }
+        assertFalse(tf32.isDeterministic());
+        for (int run = 0; run < 2; run++) {
+            String how = (run == 0 ? "with atomics " : "deterministic ") + s;
+            close(read(cpu, dq), got[run][0], 5e-3, "dq " + how);
+            if (kvRows == seqKv) {
+                close(read(cpu, dk), got[run][1], 5e-3, "dk " + how);
+                close(read(cpu, dv), got[run][2], 5e-3, "dv " + how);
+            }
+        }
+        close(got[1][0], got[0][0], 1e-5, "dq by atomics against its own kernel " + s);
+        assertArrayEquals(got[1][1], got[0][1], "dk the same with dq added up or not");
+        assertArrayEquals(got[1][2], got[0][2], "dv the same with dq added up or not");
+        for (int i = 0; i < 3; i++) assertArrayEquals(got[1][i], got[2][i], "a deterministic backend repeats its bits");
+    }
+
+    /**
      * The tensor-core backward rounds dOut to float16 after scaling it by a power of two: gradients far below float16's
      * normal range (1e-7, a loss averaged over many tokens) and far above it keep their precision, and a zero dOut
      * gives exact zeros.

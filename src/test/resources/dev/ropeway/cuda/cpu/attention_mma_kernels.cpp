@@ -114,13 +114,20 @@ static void run(const Case& c, double dOutScale) {
     unsigned maxBits = 0;
     launch(4, 1, 256, [&] { attention_grad_absmax(&maxBits, dOut.data(), qFloats); });
     launch(blocksOf(rowStats, 8), 1, 256, [&] { attention_backward_prep(dOh.data(), delta.data(), dOut.data(), o.data(), &maxBits, rowStats); });
+    // dK, dV and (added to zeros by the key blocks) dQ in one kernel; then dK and dV alone, and dQ by its own kernel.
+    F dqSum(qFloats, 0.f), dkOnly(kvFloats), dvOnly(kvFloats);
     launch(blocksOf(c.seqKv, 64), c.kvHeads, c.batch, 128, [&] {
-        attention_backward_kv_f16(dkG.data(), dvG.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
+        attention_backward_f16(dqSum.data(), dkG.data(), dvG.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
+    });
+    check("backward dq (key blocks' sums): " + at, rel(dq, dqSum), 5e-3);
+    launch(blocksOf(c.seqKv, 64), c.kvHeads, c.batch, 128, [&] {
+        attention_backward_f16(nullptr, dkOnly.data(), dvOnly.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
     });
     launch(blocksOf(c.seqQ, 64), c.heads, c.batch, 128, [&] {
         attention_backward_q_f16(dqG.data(), dOh.data(), qh.data(), kk.data(), vv.data(), l.data(), delta.data(), &maxBits, s);
     });
     check("backward dq: " + at, rel(dq, dqG), 5e-3);
+    check("backward dk, dv the same with and without dq: " + at, dkOnly == dkG && dvOnly == dvG ? 0.0 : 1.0, 0.0);
     // Rows of k and v past seqKv in a sequence's stretch of the cache are not written.
     D dkW, dvW;
     F dkGot, dvGot;
