@@ -9,7 +9,9 @@
 // - "Compiling" a kernel source asks a compiler registered by the test (ropeway_emulator_set_compiler), which builds it
 //   for the CPU as a shared library (shim.h, mma_shim.h) with one launcher per kernel; the "CUBIN" names that library.
 // - A launch checks the grid, the block and the dynamic shared memory against the kernel's limit (raised only by
-//   cuFuncSetAttribute, as on a GPU), and the number of arguments against the kernel's parameter list.
+//   cuFuncSetAttribute, as on a GPU), and the number of arguments against the kernel's parameter list; a block that
+//   writes shared memory past the bytes its launch gave it, or an asynchronous copy, ldmatrix or vector atomic on a
+//   misaligned address, aborts the process with a message (shim.h), where a GPU would fault or corrupt memory.
 // - cublasGemmEx computes in double from inputs rounded as the compute type says (TF32: 10 mantissa bits; 16BF: 7).
 // - Streams run in issue order. While a stream is captured, launches, device-to-device copies, fills and products on
 //   it are recorded (with copies of their arguments) into a graph that cuGraphLaunch runs again; anything a real
@@ -52,7 +54,7 @@ bool inside(uintptr_t p, size_t bytes) {
 // ---- modules and functions ----
 
 struct Function {
-    int (*launch)(unsigned, unsigned, unsigned, unsigned, void**);
+    int (*launch)(unsigned, unsigned, unsigned, unsigned, unsigned, void**);
     int (*argumentSizes)(int*, int);
     int maxDynamicShared;
     std::string name;
@@ -322,7 +324,7 @@ EXPORT int cuModuleGetFunction(Function** function, Module* module, const char* 
     void* launch = dlsym(module->handle, (std::string("ropeway_launch_") + name).c_str());
     void* sizes = dlsym(module->handle, (std::string("ropeway_argsizes_") + name).c_str());
     if (launch == nullptr || sizes == nullptr) return 500;   // CUDA_ERROR_NOT_FOUND
-    *function = new Function{(int (*)(unsigned, unsigned, unsigned, unsigned, void**)) launch, (int (*)(int*, int)) sizes,
+    *function = new Function{(int (*)(unsigned, unsigned, unsigned, unsigned, unsigned, void**)) launch, (int (*)(int*, int)) sizes,
                              SHARED_DEFAULT, name};
     return 0;
 }
@@ -365,7 +367,7 @@ EXPORT int cuLaunchKernel(Function* f, unsigned gx, unsigned gy, unsigned gz, un
         std::vector<void*> p;
         for (auto& v : *values) p.push_back(v.data());
         p.push_back(nullptr);
-        return f->launch(gx, gy, gz, bx, p.data()) == 0 ? 0 : 1;
+        return f->launch(gx, gy, gz, bx, shared, p.data()) == 0 ? 0 : 1;
     });
 }
 

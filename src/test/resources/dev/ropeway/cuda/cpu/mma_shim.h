@@ -52,6 +52,7 @@ inline void shimMma16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsign
 // ldmatrix .m8n8 .x2 / .x4 (.trans): lane 8 m + i names row i of matrix m; each lane receives, of each matrix, row
 // l / 4, columns 2 (l % 4) and + 1 (transposed: rows 2 (l % 4) and + 1 of column l / 4).
 inline void shimLdmatrix(const unsigned short* row, int matrices, bool trans, unsigned* r) {
+    if (myLane < 8 * matrices) shimAligned(row, 16, "an ldmatrix row");
     WarpExchange* x = myWarp;
     x->rows[myLane] = row;
     shimWarpSync();

@@ -203,6 +203,30 @@ struct ShimHalfTable {
 inline const ShimHalfTable shimHalves;
 inline float shimHalfToFloat(unsigned short b) { return shimHalves.value[b]; }
 
+// The dynamic shared memory a block was given, when a launch says (-1: unknown). Writes past it are caught after each
+// block, in a window beyond its end (a GPU would fault, or write over another block's memory).
+inline long shimSharedBytes = -1;
+
+inline void shimCheckSharedBounds() {
+    if (shimSharedBytes < 0) return;
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(dynamicShared);
+    const long end = (long) sizeof dynamicShared, window = shimSharedBytes > 0 ? 16384 : 1024;
+    for (long i = shimSharedBytes; i < end && i < shimSharedBytes + window; i++)
+        if (bytes[i] != 0xff) {
+            std::fprintf(stderr, "shim: block (%u, %u, %u) wrote shared memory at byte %ld, past the %ld bytes it was given\n",
+                         blockIdx.x, blockIdx.y, blockIdx.z, i, shimSharedBytes);
+            std::abort();
+        }
+}
+
+// Aborts when `p` is not a multiple of `bytes` (what a GPU instruction's operand must be).
+inline void shimAligned(const void* p, unsigned bytes, const char* what) {
+    if (reinterpret_cast<uintptr_t>(p) % bytes != 0) {
+        std::fprintf(stderr, "shim: %s at %p, not %u-byte aligned\n", what, p, bytes);
+        std::abort();
+    }
+}
+
 // Runs kernel() as a grid of gx x gy x gz blocks of `threads` threads (a multiple of 32, at most 1024), block after
 // block. Dynamic shared memory starts filled with 0xFF bytes (NaN as float32 and as float16), as a GPU's holds
 // whatever was there before.
@@ -224,6 +248,7 @@ void launch(int gx, int gy, int gz, int threads, Kernel kernel) {
             for (int bx = 0; bx < gx; bx++) {
                 blockIdx = {(unsigned) bx, (unsigned) by, (unsigned) bz};
                 shimRunBlock(threads);
+                shimCheckSharedBounds();
             }
 }
 
@@ -263,10 +288,13 @@ int shimArgumentSizes(void (*)(A...), int* sizes, int capacity) {
 // The launcher the emulated driver calls for kernel `name` (a module built for the CPU has one per kernel).
 #define SHIM_LAUNCHER(name)                                                                                         \
     extern "C" __attribute__((visibility("default"))) int ropeway_launch_##name(unsigned gx, unsigned gy, unsigned gz, \
-                                                                                unsigned threads, void** p) {       \
+                                                                                unsigned threads, unsigned shared,  \
+                                                                                void** p) {                         \
         int status = shimCheckArguments(name, p);                                                                    \
         if (status != 0) return status;                                                                              \
+        shimSharedBytes = (long) shared;                                                                             \
         launch((int) gx, (int) gy, (int) gz, (int) threads, [&] { shimCall(name, p); });                             \
+        shimSharedBytes = -1;                                                                                        \
         return 0;                                                                                                    \
     }                                                                                                                \
     extern "C" __attribute__((visibility("default"))) int ropeway_argsizes_##name(int* sizes, int capacity) {        \
