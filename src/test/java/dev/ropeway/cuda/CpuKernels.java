@@ -75,6 +75,8 @@ final class CpuKernels {
                 .replace("asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));", "f = shimHalfToFloat(h);")
                 .replace("asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(x));", "h = shimHalfBits(x);");
         for (Map.Entry<String, String> e : PTX_HELPERS.entrySet()) s = replaceBody(s, e.getKey(), e.getValue());
+        // Loads and stores of 4, 8 and 16 bytes at once must be aligned to their size on a GPU: checked here.
+        s = s.replaceAll("reinterpret_cast<(const )?(unsigned|float2|float4|uint4|vraw_t)\\*>\\(", "shimVectorCast<$1$2>(");
         s = s.replaceAll("extern __shared__ (\\w+) (\\w+)\\[\\];", "$1* $2 = reinterpret_cast<$1*>(dynamicShared);")
                 .replace("__shared__", "static");
         if (s.contains("asm(") || s.contains("asm volatile"))

@@ -11,7 +11,8 @@
 // - A launch checks the grid, the block and the dynamic shared memory against the kernel's limit (raised only by
 //   cuFuncSetAttribute, as on a GPU), and the number of arguments against the kernel's parameter list; a block that
 //   writes shared memory past the bytes its launch gave it, or an asynchronous copy, ldmatrix or vector atomic on a
-//   misaligned address, aborts the process with a message (shim.h), where a GPU would fault or corrupt memory.
+//   misaligned address (and any 4-, 8- or 16-byte vector load or store), aborts the process with a message (shim.h),
+//   where a GPU would fault or corrupt memory.
 // - cublasGemmEx computes in double from inputs rounded as the compute type says (TF32: 10 mantissa bits; 16BF: 7).
 // - Streams run in issue order. While a stream is captured, launches, device-to-device copies, fills and products on
 //   it are recorded (with copies of their arguments) into a graph that cuGraphLaunch runs again; anything a real

@@ -227,6 +227,14 @@ inline void shimAligned(const void* p, unsigned bytes, const char* what) {
     }
 }
 
+// A pointer to a 4-, 8- or 16-byte value (a pair of halves, float2, float4, uint4), checked for the alignment a GPU
+// needs to load or store it in one access.
+template <typename T, typename P>
+inline T* shimVectorCast(P* p) {
+    shimAligned(p, sizeof(T), "a vector load or store");
+    return reinterpret_cast<T*>(p);
+}
+
 // Runs kernel() as a grid of gx x gy x gz blocks of `threads` threads (a multiple of 32, at most 1024), block after
 // block. Dynamic shared memory starts filled with 0xFF bytes (NaN as float32 and as float16), as a GPU's holds
 // whatever was there before.
