@@ -3,7 +3,8 @@
 // turn until each reaches a synchronisation point: __syncthreads (every thread of the block), or a warp's exchange
 // (the 32 lanes of one warp: shuffles, and the tensor-core stand-ins of mma_shim.h). A point is passed once every
 // thread it waits for has reached it (a thread that has returned counts as arrived); a block where no point can be
-// passed is a deadlock, reported. Shared memory is static storage (one block runs at a time). Inline PTX is not
+// passed is a deadlock, reported. Warps run one after another between barriers, in index order in one block and in
+// reverse order in the next, so that a missing barrier shows (shimRunBlock). Shared memory is static storage (one block runs at a time). Inline PTX is not
 // supported; the few helpers written in it get CPU bodies before compiling. x86-64 only (the context switch).
 #include <algorithm>
 #include <cmath>
@@ -126,44 +127,49 @@ inline void __syncthreads() { shimYield(AT_BLOCK); }
 // Waits until every lane of this warp has come here.
 inline void shimWarpSync() { shimYield(AT_WARP); }
 
-// Runs one block: every fiber to its next synchronisation point, then releases whatever can pass, until all are done.
-inline void shimRunBlock(int threads) {
+// Runs one block. Between two barriers a GPU may run a block's warps in any order and at any pace, so the stand-in
+// runs them one at a time: a warp's lanes together (each lane to its next warp exchange, in turn) up to the next
+// __syncthreads or the end, then the next warp; warps (and lanes) in index order, or in reverse order when `reverse`
+// (launch alternates from block to block). A kernel that reads what another warp writes without a barrier between
+// the two then reads stale data under one of the orders, and its results show it.
+inline void shimRunBlock(int threads, bool reverse) {
     for (int i = 0; i < threads; i++) shimStartFiber(i);
+    const int warps = threads / 32;
     for (;;) {
-        for (int i = 0; i < threads; i++) {
-            if (fibers[i].state != RUNNABLE) continue;
-            currentFiber = i;
-            threadIdx = {(unsigned) i, 0, 0};
-            myWarp = warpExchanges[i / 32].get();
-            myLane = i % 32;
-            shimSwitch(&schedulerSp, fibers[i].sp);
-        }
-        bool released = false, allDone = true, allAtBlock = true;
-        for (int w = 0; w < threads / 32; w++) {
-            bool waiting = false, ready = true;
-            for (int l = 32 * w; l < 32 * w + 32; l++) {
-                FiberState s = fibers[l].state;
-                if (s != DONE) allDone = false;
-                if (s == AT_WARP) waiting = true;
-                if (s == AT_BLOCK) ready = false;
-                if (s != AT_BLOCK && s != DONE) allAtBlock = false;
-            }
-            if (waiting && ready) {
+        for (int wi = 0; wi < warps; wi++) {
+            const int w = reverse ? warps - 1 - wi : wi;
+            myWarp = warpExchanges[w].get();
+            for (;;) {
+                for (int li = 0; li < 32; li++) {
+                    const int i = 32 * w + (reverse ? 31 - li : li);
+                    if (fibers[i].state != RUNNABLE) continue;
+                    currentFiber = i;
+                    threadIdx = {(unsigned) i, 0, 0};
+                    myLane = i % 32;
+                    shimSwitch(&schedulerSp, fibers[i].sp);
+                }
+                bool waiting = false, atBlock = false;
+                for (int l = 32 * w; l < 32 * w + 32; l++) {
+                    if (fibers[l].state == AT_WARP) waiting = true;
+                    if (fibers[l].state == AT_BLOCK) atBlock = true;
+                }
+                if (!waiting) break;   // every lane at the barrier or done
+                if (atBlock) {
+                    std::fprintf(stderr, "shim: deadlock in block (%u, %u, %u): lanes of warp %d wait at different points\n",
+                                 blockIdx.x, blockIdx.y, blockIdx.z, w);
+                    std::abort();
+                }
                 for (int l = 32 * w; l < 32 * w + 32; l++)
                     if (fibers[l].state == AT_WARP) fibers[l].state = RUNNABLE;
-                released = true;
             }
         }
-        if (allDone) return;
-        if (released) continue;
-        if (allAtBlock) {
-            for (int i = 0; i < threads; i++)
-                if (fibers[i].state == AT_BLOCK) fibers[i].state = RUNNABLE;
-            continue;
+        // Every thread is at the barrier or has returned (which counts as arrived).
+        bool allDone = true;
+        for (int i = 0; i < threads; i++) {
+            if (fibers[i].state != DONE) allDone = false;
+            if (fibers[i].state == AT_BLOCK) fibers[i].state = RUNNABLE;
         }
-        std::fprintf(stderr, "shim: deadlock in block (%u, %u, %u): lanes of a warp wait at different points\n",
-                     blockIdx.x, blockIdx.y, blockIdx.z);
-        std::abort();
+        if (allDone) return;
     }
 }
 
@@ -255,7 +261,7 @@ void launch(int gx, int gy, int gz, int threads, Kernel kernel) {
         for (int by = 0; by < gy; by++)
             for (int bx = 0; bx < gx; bx++) {
                 blockIdx = {(unsigned) bx, (unsigned) by, (unsigned) bz};
-                shimRunBlock(threads);
+                shimRunBlock(threads, ((bx + by + bz) & 1) != 0);
                 shimCheckSharedBounds();
             }
 }
