@@ -59,10 +59,9 @@ final class CpuKernels {
         PTX_HELPERS.put("ldmatrix_x2", "unsigned r[4]; shimLdmatrix(row, 2, false, r); r0 = r[0]; r1 = r[1];");
         PTX_HELPERS.put("ldmatrix_x4_trans", "shimLdmatrix(row, 4, true, r);");
         PTX_HELPERS.put("ldmatrix_x4", "shimLdmatrix(row, 4, false, r);");
-        PTX_HELPERS.put("cp_async16", "shimAligned(dst, 16, \"cp.async destination\"); shimAligned(src, 16, \"cp.async source\");"
-                + " if (valid) std::memcpy(dst, src, 16); else std::memset(dst, 0, 16);");
+        PTX_HELPERS.put("cp_async16", "shimCpAsync(dst, src, valid);");
         PTX_HELPERS.put("cp_async_commit", "");
-        PTX_HELPERS.put("cp_async_wait_all", "");
+        PTX_HELPERS.put("cp_async_wait_all", "shimCpAsyncWait();");
         PTX_HELPERS.put("add_pair", "shimAligned(p, 8, \"red.global.add.v2.f32\"); p[0] += x; p[1] += y;");
     }
 

@@ -17,14 +17,15 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Runs the CUDA kernels on the CPU, where a C++20 compiler is on the PATH: the source NVRTC gets is compiled with a
- * small stand-in for the CUDA execution model ({@code cpu/shim.h}: a block's threads as OS threads, {@code
- * __syncthreads} and warp shuffles as barriers; {@code cpu/mma_shim.h}: {@code ldmatrix} and {@code mma.sync}
- * gathering their fragments across the warp with the PTX ISA's layouts, {@code cp.async} copying at once) and checked
- * against float64 references: {@code ops.cu}'s element-wise, row and reduction kernels ({@code cpu/ops_kernels.cpp}),
- * and the tensor-core attention forward and float16 backward of {@code attention_mma.cu} for several head sizes
- * ({@code cpu/attention_mma_kernels.cpp}). A machine without a GPU thus runs the kernels' indexing, fragment layouts,
- * masks, reductions, aliasing and rounding; what it cannot see (timing of asynchronous copies, memory coalescing,
- * occupancy, shared-memory limits) is left to the GPU tests.
+ * small stand-in for the CUDA execution model ({@code cpu/shim.h}: a block's threads as fibers, {@code
+ * __syncthreads} and warp shuffles as barriers, warps run one at a time between barriers in alternating orders so that
+ * a missing barrier shows, {@code cp.async} landing only when its thread waits, misaligned vector accesses and writes
+ * past a launch's shared memory caught; {@code cpu/mma_shim.h}: {@code ldmatrix} and {@code mma.sync} gathering their
+ * fragments across the warp with the PTX ISA's layouts) and checked against float64 references: {@code ops.cu}'s
+ * element-wise, row and reduction kernels ({@code cpu/ops_kernels.cpp}), and the tensor-core attention forward and
+ * float16 backward of {@code attention_mma.cu} for several head sizes ({@code cpu/attention_mma_kernels.cpp}). A machine
+ * without a GPU thus runs the kernels' indexing, fragment layouts, masks, barriers, reductions, aliasing and rounding;
+ * what it cannot see (memory coalescing, occupancy, the device's shared-memory limit, speed) is left to the GPU tests.
  */
 class KernelsOnCpuTest {
     private static Path cxx;

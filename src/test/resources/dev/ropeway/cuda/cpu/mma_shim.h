@@ -1,6 +1,6 @@
 // Tensor-core and asynchronous-copy instructions of attention_mma.cu on the CPU stand-in (shim.h): ldmatrix and
 // mma.sync gather their operands across the warp through the warp's exchange, with the fragment layouts of the PTX ISA
-// (m16n8k16, .f16 inputs, .f32 accumulators); cp.async copies at once (its groups and waits do nothing).
+// (m16n8k16, .f16 inputs, .f32 accumulators). cp.async lands when its thread waits for it (shim.h).
 #include <atomic>
 struct float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };

@@ -241,6 +241,29 @@ inline T* shimVectorCast(P* p) {
     return reinterpret_cast<T*>(p);
 }
 
+// Asynchronous copies (cp.async) a thread has started and not yet waited for: they land in shared memory only when
+// the thread waits (cp.async.wait_group 0), so a kernel that reads a tile before waiting for it reads what was there.
+struct ShimCopy {
+    void* dst;
+    const void* src;
+    bool valid;
+};
+inline std::vector<std::vector<ShimCopy>> shimPendingCopies;   // by thread of the running block
+
+inline void shimCpAsync(void* dst, const void* src, bool valid) {
+    shimAligned(dst, 16, "cp.async destination");
+    shimAligned(src, 16, "cp.async source");
+    shimPendingCopies[currentFiber].push_back({dst, src, valid});
+}
+
+inline void shimCpAsyncWait() {
+    for (const ShimCopy& c : shimPendingCopies[currentFiber]) {
+        if (c.valid) std::memcpy(c.dst, c.src, 16);
+        else std::memset(c.dst, 0, 16);
+    }
+    shimPendingCopies[currentFiber].clear();
+}
+
 // Runs kernel() as a grid of gx x gy x gz blocks of `threads` threads (a multiple of 32, at most 1024), block after
 // block. Dynamic shared memory starts filled with 0xFF bytes (NaN as float32 and as float16), as a GPU's holds
 // whatever was there before.
@@ -261,6 +284,7 @@ void launch(int gx, int gy, int gz, int threads, Kernel kernel) {
         for (int by = 0; by < gy; by++)
             for (int bx = 0; bx < gx; bx++) {
                 blockIdx = {(unsigned) bx, (unsigned) by, (unsigned) bz};
+                shimPendingCopies.assign(threads, {});   // copies a block never waited for are dropped with it
                 shimRunBlock(threads, ((bx + by + bz) & 1) != 0);
                 shimCheckSharedBounds();
             }
