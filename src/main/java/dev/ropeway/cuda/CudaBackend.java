@@ -920,6 +920,12 @@ public final class CudaBackend implements Backend {
         long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         if (shape.seqQ() > (long) Integer.MAX_VALUE * 16 || shape.seqKv() > (long) Integer.MAX_VALUE * 16)
             throw new IllegalArgumentException(op + ": sequence too long for the CUDA grid: " + shape);
+        // The kernels rank their blocks in 32-bit arithmetic (ranked_place): tiles of at least 32 rows x heads x
+        // sequences must stay under 2^32 blocks.
+        double blocks = Math.ceil(Math.max(shape.seqQ(), shape.seqKv()) / 32.0) * Math.max(shape.heads(), shape.kvHeads())
+                * shape.batch();
+        if (blocks >= 0x1p32)
+            throw new IllegalArgumentException(op + ": too many attention blocks for one CUDA grid (split the batch): " + shape);
         return new AttentionBuffers(qFloats, kvFloats, qRows);
     }
 

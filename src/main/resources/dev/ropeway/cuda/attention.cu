@@ -52,8 +52,9 @@ attention_forward(float* out, float* lse, const float* q, const kv_t* k, const k
     float* sKV = sQ + BR * LD;     // [BC][LD], keys then values
     float* sP = sKV + BC * LD;     // [BR][BC + 1]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    const i64 i0 = (i64) blockIdx.x * BR;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const GridPlace at = ranked_place();   // the last queries (the most keys under a causal mask) first
+    const i64 i0 = ((i64) gridDim.x - 1 - at.rank) * BR;
+    const int h = at.y, b = at.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
@@ -194,8 +195,9 @@ attention_backward_kv(float* dk, float* dv, const float* dOut, const float* q, c
     float* sL = sdS + BR * (BC + 1); // [BR]
     float* sDelta = sL + BR;         // [BR]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    const i64 k0 = (i64) blockIdx.x * BC;
-    const int kh = blockIdx.y, b = blockIdx.z;
+    const GridPlace at = ranked_place();   // the first keys (seen by the most queries) first
+    const i64 k0 = (i64) at.rank * BC;
+    const int kh = at.y, b = at.z;
     const int group = s.heads / s.kvHeads;
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
@@ -266,8 +268,9 @@ attention_backward_q(float* dq, const float* dOut, const float* q, const float* 
     float* sL = sdS + BR * (BC + 1); // [BR]
     float* sDelta = sL + BR;         // [BR]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    const i64 i0 = (i64) blockIdx.x * BR;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const GridPlace at = ranked_place();   // the last queries (the most keys under a causal mask) first
+    const i64 i0 = ((i64) gridDim.x - 1 - at.rank) * BR;
+    const int h = at.y, b = at.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;

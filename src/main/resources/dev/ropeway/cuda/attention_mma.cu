@@ -161,8 +161,9 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
     unsigned short* sVh = sKh + KV_STAGES * MC * LH;                 // [KV_STAGES][MC][LH]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     // The last query rows (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
-    const i64 i0 = (i64) (gridDim.x - 1 - blockIdx.x) * FR;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const GridPlace at = ranked_place();
+    const i64 i0 = ((i64) gridDim.x - 1 - at.rank) * FR;
+    const int h = at.y, b = at.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
@@ -556,8 +557,10 @@ attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO
     float* sD = sL + 2 * BQ;                                         // [2][BQ]
     unsigned short* sdS = reinterpret_cast<unsigned short*>(sD + 2 * BQ);   // [BK][LS]: dS^T, with dq only
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const i64 k0 = (i64) blockIdx.x * BK;
-    const int kh = blockIdx.y, b = blockIdx.z;
+    // The first keys (seen by the most queries under a causal mask) first.
+    const GridPlace at = ranked_place();
+    const i64 k0 = (i64) at.rank * BK;
+    const int kh = at.y, b = at.z;
     const int group = s.heads / s.kvHeads;
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 kvOff = ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
@@ -706,8 +709,9 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
     float* sD = sL + BQ;                                             // [BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     // The last queries (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
-    const i64 i0 = (i64) (gridDim.x - 1 - blockIdx.x) * BQ;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const GridPlace at = ranked_place();
+    const i64 i0 = ((i64) gridDim.x - 1 - at.rank) * BQ;
+    const int h = at.y, b = at.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
     const i64 qOff = ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;

@@ -19,6 +19,23 @@ __device__ __forceinline__ bool visible(i64 p, i64 j, i64 window) {
     return j <= p && (window == 0 || j > p - window);
 }
 
+// A block's place in a grid of (tiles along the sequence) x (heads) x (sequences), ranked so that the GPU, which starts
+// blocks in the order of their linear index (x fastest), starts the rank-0 tile of every (head, sequence) first, then
+// every rank-1 tile, and so on: with tiles ranked by decreasing work (as a causal mask makes it), the longest blocks
+// all start early and none is left to run alone at the end of the grid.
+// (32-bit arithmetic: the backend keeps these grids under 2^32 blocks.)
+struct GridPlace {
+    unsigned rank;   // 0 for the tiles started first
+    int y, z;        // head and sequence
+};
+
+__device__ __forceinline__ GridPlace ranked_place() {
+    const unsigned pairs = gridDim.y * gridDim.z;
+    const unsigned linear = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned pair = linear % pairs;
+    return {linear / pairs, (int) (pair % gridDim.y), (int) (pair / gridDim.y)};
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
