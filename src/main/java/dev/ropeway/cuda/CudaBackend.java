@@ -43,6 +43,8 @@ public final class CudaBackend implements Backend {
     private final int arch;
     private final int multiprocessors;
     private final int sharedOptIn;
+    /** The shared memory per block that kernels are planned for: the GPU's opt-in limit, or less (see limitSharedMemory). */
+    private volatile int sharedLimit;
     private final Nvrtc nvrtc;
     /** Where every op of this backend runs, in issue order (a stream of its own, so that it can be captured). */
     private final MemorySegment stream;
@@ -61,7 +63,14 @@ public final class CudaBackend implements Backend {
             cudnnBackwards = new java.util.concurrent.atomic.AtomicLong();
     /** Attention modules by head size, float32 caches at key d and float16 ones at -d. */
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
-    private final Map<Integer, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
+    /** Tensor-core attention modules by head size, keys and values' type and the variant that fits shared memory. */
+    private final Map<MmaVariant, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
+
+    /**
+     * A build of attention_mma.cu: query rows per forward block ({@code FR}, 128 or 64) and streamed tiles per backward
+     * block ({@code STAGES}, 2 or 1); the smaller ones for GPUs that allow less shared memory per block.
+     */
+    private record MmaVariant(int headDim, boolean halfKv, int forwardRows, int stages) {}
     private final ReentrantLock lock = new ReentrantLock();
     private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
     private volatile boolean closed;
@@ -110,6 +119,7 @@ public final class CudaBackend implements Backend {
         this.arch = major * 10 + minor;
         this.multiprocessors = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         this.sharedOptIn = driver.attribute(device, Driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        this.sharedLimit = sharedOptIn;
         this.nvrtc = new Nvrtc();
         this.precision = precision;
         this.halfKvCache = halfKvCache;
@@ -981,17 +991,28 @@ public final class CudaBackend implements Backend {
         return precision != MatmulPrecision.FP32 && headDim % 16 == 0 && headDim <= 128 && arch >= 80;
     }
 
-    private CudaModule tensorCoreAttentionModule(int headDim, boolean halfKv) {
-        int key = halfKv ? -headDim : headDim;
+    private CudaModule tensorCoreAttentionModule(MmaVariant key) {
         CudaModule m = tensorCoreAttentionModules.get(key);
         if (m != null) return m;
+        List<String> options = new java.util.ArrayList<>(defines(key.headDim(), key.halfKv()));
+        if (key.forwardRows() != 128) options.add("-DFR=" + key.forwardRows());
+        if (key.stages() != 2) options.add("-DSTAGES=" + key.stages());
         enter();
         try {
             return tensorCoreAttentionModules.computeIfAbsent(key, x -> new CudaModule(driver, stream,
-                    nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, defines(headDim, halfKv))));
+                    nvrtc.compile("attention_mma.cu", source("attention_mma.cu"), arch, options)));
         } finally {
             exit();
         }
+    }
+
+    /**
+     * Plans kernels for at most {@code bytes} of shared memory per block (never more than the GPU allows), as on a GPU
+     * that allows that much: a test runs here the variants that GPUs with less shared memory (99 KB on sm_86 and sm_89)
+     * take.
+     */
+    void limitSharedMemory(int bytes) {
+        sharedLimit = Math.min(bytes, sharedOptIn);
     }
 
     /**
@@ -1015,15 +1036,18 @@ public final class CudaBackend implements Backend {
         int kvAlign = round ? 1 : half || staged ? 16 : 8;
         if (qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
             return false;
-        CudaModule module = tensorCoreAttentionModule(d, half);
-        // 128 query rows per block (FR): float16 keys and values with heads of at most 64 features give each warp 32
-        // rows (RT = 2: 4 warps), otherwise 16 (8 warps). Shared memory: the block's queries and 64-key tiles (LH =
-        // d + 8 halves a row) of keys and values, two of each for float16 (KV_STAGES), one plus two raw float32 tiles
-        // where they are staged.
-        int threads = half && d <= 64 ? 128 : 256;
-        int shared = half ? (128 + 4 * 64) * (d + 8) * 2
-                : (128 + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * 4 : 0);
-        checkShared("attention", shared);
+        // 128 query rows per block (FR; 64 where that does not fit the GPU's shared memory): float16 keys and values
+        // with heads of at most 64 features give each warp 32 rows (RT = 2), otherwise 16. Shared memory: the block's
+        // queries and 64-key tiles (LH = d + 8 halves a row) of keys and values, two of each for float16 (KV_STAGES),
+        // one plus two raw float32 tiles where they are staged. Where neither fits, the exact kernel runs.
+        int rows = 128, rowsPerWarp = half && d <= 64 ? 32 : 16, shared = 0;
+        for (; rows >= 64; rows /= 2) {
+            shared = half ? (rows + 4 * 64) * (d + 8) * 2 : (rows + 2 * 64) * (d + 8) * 2 + (staged ? 2 * 64 * d * 4 : 0);
+            if (shared <= sharedLimit) break;
+        }
+        if (rows < 64) return false;
+        int threads = rows / rowsPerWarp * 32;
+        CudaModule module = tensorCoreAttentionModule(new MmaVariant(d, half, rows, 2));
         enter();
         long rounded = 0;
         try (HostScratch a = HostScratch.begin()) {
@@ -1035,7 +1059,7 @@ public final class CudaBackend implements Backend {
                 convert("to_half", k, ks.address(), sz.kvFloats);
                 convert("to_half", v, vs.address(), sz.kvFloats);
             }
-            module.launch("attention_forward_f16", blocks(shape.seqQ(), 128), shape.heads(), shape.batch(), threads, shared,
+            module.launch("attention_forward_f16", blocks(shape.seqQ(), rows), shape.heads(), shape.batch(), threads, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(k).ptr(v).struct(shapeStruct(a, shape)));
         } finally {
@@ -1211,10 +1235,9 @@ public final class CudaBackend implements Backend {
         int d = shape.headDim(), t = tile(d);
         if (cudnnAttention != null && !deterministic && cudnnBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz))
             return;
-        if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0) {
-            tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats);
+        if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0
+                && tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats))
             return;
-        }
         CudaModule module = attentionModule(d, false);
         int ld = paddedLd(d);
         int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
@@ -1243,18 +1266,25 @@ public final class CudaBackend implements Backend {
      * float16 once, into scratch; dOut is first multiplied by the power of two that puts its largest magnitude in
      * [1, 2) (a gradient's entries are mostly below float16's normal range), which the kernels take back off their
      * results exactly. dK and dV by blocks of 64 keys; dQ added up by the same blocks with atomics, or (deterministic)
-     * by a second kernel over blocks of 64 queries, which computes the scores and dP again.
+     * by a second kernel over blocks of 64 queries, which computes the scores and dP again. Tiles are streamed through
+     * two buffers each, or one where two do not fit the GPU's shared memory; false, having done nothing, where
+     * neither fits (the exact kernels then run).
      */
-    private void tensorCoreAttentionBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos,
-                                             CudaTensor qs, CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls,
-                                             AttentionShape shape, AttentionBuffers sz, long rowStats) {
+    private boolean tensorCoreAttentionBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos,
+                                                CudaTensor qs, CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls,
+                                                AttentionShape shape, AttentionBuffers sz, long rowStats) {
         int d = shape.headDim();
-        CudaModule mma = tensorCoreAttentionModule(d, true);
         boolean fused = !deterministic && dqs.address() % 8 == 0;   // paired atomic additions
-        // Keys and values, two query and dOut buffers, their rows' statistics; fused, dS^T (64 x 72 halves).
-        int sharedKv = (2 * 64 + 4 * 64) * (d + 8) * 2 + 4 * 64 * 4 + (fused ? 64 * 72 * 2 : 0);
-        int sharedQ = (2 * 64 + 4 * 64) * (d + 8) * 2 + 2 * 64 * 4;
-        checkShared("attentionBackward", sharedKv);
+        // The dK/dV kernel: keys and values, `stages` query and dOut tiles and their rows' statistics, and (fused) dS^T
+        // (64 x 72 halves); the dQ kernel: queries, dOut and their statistics, `stages` key and value tiles.
+        int stages = 2, sharedKv = 0, sharedQ = 0;
+        for (; stages >= 1; stages--) {
+            sharedKv = (2 * 64 + 2 * stages * 64) * (d + 8) * 2 + 2 * stages * 64 * 4 + (fused ? 64 * 72 * 2 : 0);
+            sharedQ = (2 * 64 + 2 * stages * 64) * (d + 8) * 2 + 2 * 64 * 4;
+            if (sharedKv <= sharedLimit && (fused || sharedQ <= sharedLimit)) break;
+        }
+        if (stages < 1) return false;
+        CudaModule mma = tensorCoreAttentionModule(new MmaVariant(d, true, 128, stages));
         enter();
         long scratch = 0;
         try (HostScratch a = HostScratch.begin()) {
@@ -1285,12 +1315,13 @@ public final class CudaBackend implements Backend {
             if (scratch != 0) release(scratch);
             exit();
         }
+        return true;
     }
 
     private void checkShared(String op, int bytes) {
-        if (bytes > sharedOptIn)
+        if (bytes > sharedLimit)
             throw new IllegalArgumentException(op + ": needs " + bytes + " bytes of shared memory per block, this GPU allows "
-                    + sharedOptIn);
+                    + sharedLimit);
     }
 
     // ---- element-wise ----

@@ -27,7 +27,11 @@
 // loads (16-byte loads for float16 keys and values).
 
 #define LH (HEAD_DIM + 8)         // row stride (halves) of sQh, sKh, sVh: fragment reads hit distinct banks
-#define FR 128                    // query rows per block: each key tile serves 128 rows
+// Query rows per block: each key tile serves 128 rows; 64 (-DFR=64) where the GPU allows less shared memory per block
+// (99 KB on sm_86 and sm_89: heads of 128 features then do not fit at 128 rows).
+#ifndef FR
+#define FR 128
+#endif
 // 16-row tiles per warp: two with float16 keys and values and heads of up to 64 features. Float32 keys and values are
 // read directly only when one block of queries reads them (the backend rounds them to float16 first otherwise): a
 // small grid, better served by more warps of one tile each.
@@ -395,6 +399,11 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
 #define BK 64                     // keys per block of the dK / dV kernel (and per tile of the dQ kernel)
 #define BT 128                    // threads per block: 4 warps of 16 rows
 #define NQ (BQ / 8)               // score tiles (8 queries each) per warp in the dK / dV kernel
+// Streamed tiles in shared memory: the current one and the next (2), or only the current one (-DSTAGES=1, where the
+// GPU allows less shared memory per block: the next tile is then fetched once every warp is done with this one).
+#ifndef STAGES
+#define STAGES 2
+#endif
 #define LS (BQ + 8)               // row stride (halves) of dS^T in shared memory
 
 // The factor dOut was multiplied by, from the bits of its largest magnitude: 2^-e for e = floor(log2(max)) (clamped so
@@ -551,11 +560,11 @@ attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO
     extern __shared__ float smem[];
     unsigned short* sK = reinterpret_cast<unsigned short*>(smem);    // [BK][LH]
     unsigned short* sV = sK + BK * LH;                               // [BK][LH]
-    unsigned short* sQ = sV + BK * LH;                               // [2][BQ][LH]
-    unsigned short* sdO = sQ + 2 * BQ * LH;                          // [2][BQ][LH]
-    float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LH);         // [2][BQ]: log-sum-exp in base 2
-    float* sD = sL + 2 * BQ;                                         // [2][BQ]
-    unsigned short* sdS = reinterpret_cast<unsigned short*>(sD + 2 * BQ);   // [BK][LS]: dS^T, with dq only
+    unsigned short* sQ = sV + BK * LH;                               // [STAGES][BQ][LH]
+    unsigned short* sdO = sQ + STAGES * BQ * LH;                     // [STAGES][BQ][LH]
+    float* sL = reinterpret_cast<float*>(sdO + STAGES * BQ * LH);    // [STAGES][BQ]: log-sum-exp in base 2
+    float* sD = sL + STAGES * BQ;                                    // [STAGES][BQ]
+    unsigned short* sdS = reinterpret_cast<unsigned short*>(sD + STAGES * BQ);   // [BK][LS]: dS^T, with dq only
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     // The first keys (seen by the most queries under a causal mask) first.
     const GridPlace at = ranked_place();
@@ -602,7 +611,7 @@ attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO
 #endif
     const float qScale = dq != 0 ? grad_scale(*maxBits, true) * s.scale : 0.f;
     for (i64 i = 0; i < tiles; i++) {
-        const int buf = (int) (i & 1);
+        const int buf = STAGES == 2 ? (int) (i & 1) : 0;
         cp_async_wait_all();
         __syncthreads();   // tile i is in place, and every warp is done with tile i - 1's buffer
 #if HEAD_DIM <= 64
@@ -611,7 +620,7 @@ attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO
             a_fragments(vf, sV + kw * LH, lane);
         }
 #endif
-        if (i + 1 < tiles) fetch(i + 1, buf ^ 1);
+        if (STAGES == 2 && i + 1 < tiles) fetch(i + 1, buf ^ 1);
         cp_async_commit();
         const unsigned short* cQ = sQ + buf * BQ * LH;
         const unsigned short* cdO = sdO + buf * BQ * LH;
@@ -656,8 +665,15 @@ attention_backward_f16(float* dq, float* dk, float* dv, const unsigned short* dO
         }
         times_rows<NQ>(dV, st, cdO, lane);    // dV += P^T dO
         times_rows<NQ>(dK, dst, cQ, lane);    // dK += dS^T Q
+        if (STAGES == 1) {
+            // Every warp is done with this tile's queries, dOut and statistics (the dQ product below reads none of them).
+            __syncthreads();
+            if (i + 1 < tiles) fetch(i + 1, 0);
+            cp_async_commit();
+        }
         if (dq != 0) {
-            __syncthreads();   // every warp's keys of dS^T are in place (the next tile's first barrier guards their reuse)
+            // Every warp's keys of dS^T are in place (the next tile's first barrier guards their reuse).
+            if (STAGES == 2) __syncthreads();
             // This warp's 16 queries of the tile: dQ = dS (16 x BK) K (BK x HEAD_DIM), added to dq.
             float dQ[OT][4];
 #pragma unroll
@@ -703,9 +719,9 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
     extern __shared__ float smem[];
     unsigned short* sQ = reinterpret_cast<unsigned short*>(smem);    // [BQ][LH]
     unsigned short* sdO = sQ + BQ * LH;                              // [BQ][LH]
-    unsigned short* sK = sdO + BQ * LH;                              // [2][BK][LH]
-    unsigned short* sV = sK + 2 * BK * LH;                           // [2][BK][LH]
-    float* sL = reinterpret_cast<float*>(sV + 2 * BK * LH);          // [BQ]: log-sum-exp in base 2
+    unsigned short* sK = sdO + BQ * LH;                              // [STAGES][BK][LH]
+    unsigned short* sV = sK + STAGES * BK * LH;                      // [STAGES][BK][LH]
+    float* sL = reinterpret_cast<float*>(sV + STAGES * BK * LH);     // [BQ]: log-sum-exp in base 2
     float* sD = sL + BQ;                                             // [BQ]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     // The last queries (the most keys under a causal mask) first, so that the longest blocks do not end the grid.
@@ -734,10 +750,10 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
 #pragma unroll
         for (int c = 0; c < 4; c++) dQ[n][c] = 0.f;
     int buf = 0;
-    for (i64 k0 = lo; k0 <= pLast; k0 += BK, buf ^= 1) {
+    for (i64 k0 = lo; k0 <= pLast; k0 += BK, buf = STAGES == 2 ? buf ^ 1 : 0) {
         cp_async_wait_all();
         __syncthreads();   // this tile is in place, and every warp is done with the last one's buffer
-        if (k0 + BK <= pLast) {
+        if (STAGES == 2 && k0 + BK <= pLast) {
             fetch_half<BT>(sK + (buf ^ 1) * BK * LH, k + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
             fetch_half<BT>(sV + (buf ^ 1) * BK * LH, v + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
         }
@@ -764,6 +780,14 @@ attention_backward_q_f16(float* dq, const unsigned short* dO, const unsigned sho
                 dp[n][c] = ok ? pr * (dp[n][c] - sD[qi]) : 0.f;
             }
         times_rows<NT>(dQ, dp, cK, lane);     // dQ += dS K
+        if (STAGES == 1) {
+            __syncthreads();   // every warp is done with this tile
+            if (k0 + BK <= pLast) {
+                fetch_half<BT>(sK, k + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
+                fetch_half<BT>(sV, v + kvOff, k0 + BK, min((i64) BK, s.seqKv - k0 - BK), kvStride, BK);
+            }
+            cp_async_commit();
+        }
     }
     cp_async_wait_all();
     const float inv = grad_scale(*maxBits, true) * s.scale;

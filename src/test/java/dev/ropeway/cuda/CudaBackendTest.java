@@ -683,6 +683,40 @@ class CudaBackendTest {
     }
 
     /**
+     * On a GPU that allows 99 KB of shared memory per block (sm_86, sm_89), heads of 128 features take the tensor-core
+     * variants that fit (64 query rows per forward block, one buffer per streamed backward tile) and match the CPU, with
+     * dQ added up by atomics and in its own pass.
+     */
+    @Test
+    void tensorCoreAttentionFitsGpusWithLessSharedMemory() {
+        Case c = Case.of(2, 200, 200, 200, 0, 4, 2, 128, 0, 29);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn();
+        float[] q = c.q(), k = c.k(), v = c.v(), dOut = random(c.rng(), qn, 1e-2);
+        Tensor out = cpu.allocate(qn), lse = cpu.allocate(2 * 200 * 4);
+        cpu.attention(out, cpu.upload(q), cpu.upload(k), cpu.upload(v), lse, s);
+        Tensor dq = cpu.allocate(qn), dk = cpu.allocate(kvn), dv = cpu.allocate(kvn);
+        cpu.attentionBackward(dq, dk, dv, cpu.upload(dOut), cpu.upload(q), cpu.upload(k), cpu.upload(v), out, lse, s);
+        try (CudaBackend small = new CudaBackend(0, MatmulPrecision.TF32)) {
+            small.limitSharedMemory(99 * 1024);
+            for (boolean deterministic : new boolean[] {false, true}) {
+                small.deterministic(deterministic);
+                Tensor gout = small.allocate(qn), glse = small.allocate(2 * 200 * 4);
+                Tensor gq = small.upload(q), gk = small.upload(k), gv = small.upload(v);
+                small.attention(gout, gq, gk, gv, glse, s);
+                close(read(cpu, out), read(small, gout), 3e-3, "out at 99 KB");
+                close(read(cpu, lse), read(small, glse), 1e-3, "lse at 99 KB");
+                Tensor gdq = small.allocate(qn), gdk = small.allocate(kvn), gdv = small.allocate(kvn);
+                small.attentionBackward(gdq, gdk, gdv, small.upload(dOut), gq, gk, gv, gout, glse, s);
+                String how = deterministic ? " at 99 KB, deterministic" : " at 99 KB, atomics";
+                close(read(cpu, dq), read(small, gdq), 5e-3, "dq" + how);
+                close(read(cpu, dk), read(small, gdk), 5e-3, "dk" + how);
+                close(read(cpu, dv), read(small, gdv), 5e-3, "dv" + how);
+            }
+        }
+    }
+
+    /**
      * The tensor-core backward rounds dOut to float16 after scaling it by a power of two: gradients far below float16's
      * normal range (1e-7, a loss averaged over many tokens) and far above it keep their precision, and a zero dOut
      * gives exact zeros.
