@@ -61,7 +61,7 @@ public final class CudaBackend implements Backend {
     private volatile boolean deterministic;
     private final java.util.concurrent.atomic.AtomicLong cudnnForwards = new java.util.concurrent.atomic.AtomicLong(),
             cudnnBackwards = new java.util.concurrent.atomic.AtomicLong();
-    /** Attention modules by head size, float32 caches at key d and float16 ones at -d. */
+    /** Attention modules by head size and tile (d + 1000 t), float32 caches at that key and float16 ones at minus it. */
     private final Map<Integer, CudaModule> attentionModules = new ConcurrentHashMap<>();
     /** Tensor-core attention modules by head size, keys and values' type and the variant that fits shared memory. */
     private final Map<MmaVariant, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
@@ -872,22 +872,27 @@ public final class CudaBackend implements Backend {
 
     // ---- attention ----
 
-    /** Tile sizes for a head size: 64 x 64 tiles up to 128 features, 32 x 32 above (shared memory). */
+    /**
+     * Tile sizes of the exact kernels for a head size: 64 x 64 tiles up to 128 features where the GPU's shared memory
+     * holds the largest of them (the dK/dV backward's: 162 KB at 128 features, more than the 99 KB of sm_86 and sm_89),
+     * 32 x 32 otherwise.
+     */
     private int tile(int headDim) {
-        return headDim <= 128 ? 64 : 32;
+        int ld = paddedLd(headDim);
+        return headDim <= 128 && (4 * 64 * ld + 2 * 64 * 65 + 2 * 64) * 4 <= sharedLimit ? 64 : 32;
     }
 
     private CudaModule attentionModule(int headDim, boolean halfKv) {
         if (headDim > 256)
             throw new IllegalArgumentException("attention: the CUDA backend supports head sizes up to 256, got " + headDim);
-        int key = halfKv ? -headDim : headDim;
+        int t = tile(headDim);
+        int key = (halfKv ? -1 : 1) * (headDim + 1000 * t);
         CudaModule m = attentionModules.get(key);
         if (m != null) return m;
         // Loading a module needs the context current on this thread (a server's slot threads come here first).
         enter();
         try {
             return attentionModules.computeIfAbsent(key, x -> {
-                int t = tile(headDim);
                 List<String> options = new java.util.ArrayList<>(defines(headDim, halfKv));
                 options.add("-DBR=" + t);
                 options.add("-DBC=" + t);

@@ -685,7 +685,7 @@ class CudaBackendTest {
     /**
      * On a GPU that allows 99 KB of shared memory per block (sm_86, sm_89), heads of 128 features take the tensor-core
      * variants that fit (64 query rows per forward block, one buffer per streamed backward tile) and match the CPU, with
-     * dQ added up by atomics and in its own pass.
+     * dQ added up by atomics and in its own pass; the exact kernels take smaller tiles and match it too.
      */
     @Test
     void tensorCoreAttentionFitsGpusWithLessSharedMemory() {
@@ -713,6 +713,19 @@ class CudaBackendTest {
                 close(read(cpu, dk), read(small, gdk), 5e-3, "dk" + how);
                 close(read(cpu, dv), read(small, gdv), 5e-3, "dv" + how);
             }
+        }
+        // The exact kernels (float32 products) take 32 x 32 tiles there: their 64 x 64 backward needs 162 KB.
+        try (CudaBackend small = new CudaBackend(0, MatmulPrecision.FP32)) {
+            small.limitSharedMemory(99 * 1024);
+            Tensor gout = small.allocate(qn), glse = small.allocate(2 * 200 * 4);
+            Tensor gq = small.upload(q), gk = small.upload(k), gv = small.upload(v);
+            small.attention(gout, gq, gk, gv, glse, s);
+            close(read(cpu, out), read(small, gout), 1e-5, "exact out at 99 KB");
+            Tensor gdq = small.allocate(qn), gdk = small.allocate(kvn), gdv = small.allocate(kvn);
+            small.attentionBackward(gdq, gdk, gdv, small.upload(dOut), gq, gk, gv, gout, glse, s);
+            close(read(cpu, dq), read(small, gdq), 1e-4, "exact dq at 99 KB");
+            close(read(cpu, dk), read(small, gdk), 1e-4, "exact dk at 99 KB");
+            close(read(cpu, dv), read(small, gdv), 1e-4, "exact dv at 99 KB");
         }
     }
 

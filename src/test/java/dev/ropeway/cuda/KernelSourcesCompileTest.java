@@ -51,6 +51,7 @@ class KernelSourcesCompileTest {
                 // Each attention file also as its float16-KV-cache module (-DKV_HALF).
                 case "attention.cu" -> List.of(List.of("-DHEAD_DIM=64", "-DBR=64", "-DBC=64"),
                         List.of("-DHEAD_DIM=80", "-DBR=64", "-DBC=64"), List.of("-DHEAD_DIM=256", "-DBR=32", "-DBC=32"),
+                        List.of("-DHEAD_DIM=128", "-DBR=32", "-DBC=32"),   // GPUs with 99 KB of shared memory per block
                         List.of("-DHEAD_DIM=64", "-DBR=64", "-DBC=64", "-DKV_HALF"));
                 default -> List.of(List.of("-DHEAD_DIM=64"), List.of("-DHEAD_DIM=64", "-DKV_HALF"),
                         List.of("-DHEAD_DIM=80", "-DKV_HALF"), List.of("-DHEAD_DIM=128"), List.of("-DHEAD_DIM=128", "-DKV_HALF"),
@@ -73,7 +74,7 @@ class KernelSourcesCompileTest {
                 }
         }
         assertEquals(List.of(), failures);
-        assertEquals(22, compiled);
+        assertEquals(24, compiled);
         // A kernel that spills registers to local memory has outgrown its launch bounds: a slow path nothing else shows.
         assertEquals(List.of(), spills);
     }
