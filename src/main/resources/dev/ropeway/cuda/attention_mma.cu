@@ -497,6 +497,18 @@ __device__ __forceinline__ void a_fragments(unsigned (&af)[KS16][4], const unsig
     for (int ks = 0; ks < KS16; ks++) ldmatrix_x4(af[ks], aRow + ks * 16);
 }
 
+// acc (16 x HEAD_DIM) += the A fragment xa (16 x 16) times 16 rows of B (row-major, stride LH), from the lane's row
+// bRow as times_rows sets it.
+__device__ __forceinline__ void times_rows_step(float (&acc)[OT][4], const unsigned (&xa)[4], const unsigned short* bRow) {
+#pragma unroll
+    for (int n = 0; n < OT; n += 2) {
+        unsigned bf[4];
+        ldmatrix_x4_trans(bf, bRow + n * 8);
+        mma16(acc[n], xa, bf[0], bf[1]);
+        mma16(acc[n + 1], xa, bf[2], bf[3]);
+    }
+}
+
 // acc (16 x HEAD_DIM) += X (16 x 8 N, as the accumulators of a rows_dot_rows) times the 8 N rows of B (8 N x HEAD_DIM,
 // row-major, stride LH) from `b`; X is rounded to float16 as it becomes the A fragment.
 template <int N>
@@ -506,13 +518,7 @@ __device__ __forceinline__ void times_rows(float (&acc)[OT][4], const float (&x)
     for (int j = 0; j < N / 2; j++) {
         const unsigned xa[4] = {half_pair(x[2 * j][0], x[2 * j][1]), half_pair(x[2 * j][2], x[2 * j][3]),
                                 half_pair(x[2 * j + 1][0], x[2 * j + 1][1]), half_pair(x[2 * j + 1][2], x[2 * j + 1][3])};
-#pragma unroll
-        for (int n = 0; n < OT; n += 2) {
-            unsigned bf[4];
-            ldmatrix_x4_trans(bf, bRow + 16 * j * LH + n * 8);
-            mma16(acc[n], xa, bf[0], bf[1]);
-            mma16(acc[n + 1], xa, bf[2], bf[3]);
-        }
+        times_rows_step(acc, xa, bRow + 16 * j * LH);
     }
 }
 
@@ -529,13 +535,7 @@ __device__ __forceinline__ void transposed_times_rows(float (&acc)[OT][4], const
     for (int j = 0; j < N / 2; j++) {
         unsigned xa[4];
         ldmatrix_x4_trans(xa, xRow + 16 * j * LS);
-#pragma unroll
-        for (int n = 0; n < OT; n += 2) {
-            unsigned bf[4];
-            ldmatrix_x4_trans(bf, bRow + 16 * j * LH + n * 8);
-            mma16(acc[n], xa, bf[0], bf[1]);
-            mma16(acc[n + 1], xa, bf[2], bf[3]);
-        }
+        times_rows_step(acc, xa, bRow + 16 * j * LH);
     }
 }
 
