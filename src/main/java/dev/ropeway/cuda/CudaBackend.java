@@ -878,8 +878,15 @@ public final class CudaBackend implements Backend {
      * 32 x 32 otherwise.
      */
     private int tile(int headDim) {
-        int ld = paddedLd(headDim);
-        return headDim <= 128 && (4 * 64 * ld + 2 * 64 * 65 + 2 * 64) * 4 <= sharedLimit ? 64 : 32;
+        return headDim <= 128 && exactBackwardKvShared(headDim, 64) <= sharedLimit ? 64 : 32;
+    }
+
+    /**
+     * Shared memory of the exact dK/dV backward kernel (the largest of the exact kernels) with t x t tiles: keys,
+     * values, queries and dOut rows, P and dS, the rows' statistics.
+     */
+    private static int exactBackwardKvShared(int headDim, int t) {
+        return (4 * t * paddedLd(headDim) + 2 * t * (t + 1) + 2 * t) * 4;
     }
 
     private CudaModule attentionModule(int headDim, boolean halfKv) {
@@ -1244,9 +1251,8 @@ public final class CudaBackend implements Backend {
                 && tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats))
             return;
         CudaModule module = attentionModule(d, false);
-        int ld = paddedLd(d);
-        int sharedKv = (4 * t * ld + 2 * t * (t + 1) + 2 * t) * 4;
-        int sharedQ = (4 * t * ld + t * (t + 1) + 2 * t) * 4;
+        int sharedKv = exactBackwardKvShared(d, t);
+        int sharedQ = (4 * t * paddedLd(d) + t * (t + 1) + 2 * t) * 4;
         checkShared(op, sharedKv);
         enter();
         try (HostScratch a = HostScratch.begin()) {
