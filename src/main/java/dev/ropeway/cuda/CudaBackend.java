@@ -12,6 +12,7 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -67,10 +68,11 @@ public final class CudaBackend implements Backend {
     private final Map<MmaVariant, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
 
     /**
-     * A build of attention_mma.cu: query rows per forward block ({@code FR}, 128 or 64) and streamed tiles per backward
-     * block ({@code STAGES}, 2 or 1); the smaller ones for GPUs that allow less shared memory per block.
+     * A build of attention_mma.cu: float16 keys and values ({@code KV_HALF}) and queries ({@code Q_HALF}), query rows
+     * per forward block ({@code FR}, 128 or 64) and streamed tiles per backward block ({@code STAGES}, 2 or 1); the
+     * smaller ones for GPUs that allow less shared memory per block.
      */
-    private record MmaVariant(int headDim, boolean halfKv, int forwardRows, int stages) {}
+    private record MmaVariant(int headDim, boolean halfKv, boolean halfQ, int forwardRows, int stages) {}
     private final ReentrantLock lock = new ReentrantLock();
     private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
     private volatile boolean closed;
@@ -230,8 +232,9 @@ public final class CudaBackend implements Backend {
 
     /**
      * The forward through cuDNN: q (and float32 k, v) rounded to float16, or to bfloat16 when the call keeps its
-     * statistic for a backward (training); the output widened back; cuDNN's statistic ([batch, heads, seq]) transposed
-     * into lse ([batch * seq, heads]).
+     * statistic for a backward (training); queries kept as float16 or bfloat16 (a training pass's) set the type
+     * instead, and are read in place, as are keys and values of that type; the output widened back; cuDNN's statistic
+     * ([batch, heads, seq]) transposed into lse ([batch * seq, heads]).
      *
      * <p>cuDNN builds a plan per shape (tens to hundreds of milliseconds each), so an inference call on one sequence
      * (a prompt, whose length changes from call to call) runs at its length rounded up to a power of two, at least 256:
@@ -241,8 +244,12 @@ public final class CudaBackend implements Backend {
     private boolean cudnnForward(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                                  AttentionShape shape, AttentionBuffers sz) {
         if (!CudnnAttention.supports(shape)) return false;
-        boolean halfKv = ks.isHalf();
-        int io = halfKv || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
+        int io = switch (qs.storage()) {
+            case F16 -> Cudnn.HALF;
+            case BF16 -> Cudnn.BFLOAT16;
+            case F32 -> ks.isHalf() || ls == null ? Cudnn.HALF : Cudnn.BFLOAT16;
+        };
+        CudaTensor.Storage ioType = io == Cudnn.HALF ? CudaTensor.Storage.F16 : CudaTensor.Storage.BF16;
         boolean padded = ls == null && shape.batch() == 1 && bucket(shape.seqQ()) != shape.seqQ();
         AttentionShape planned = padded ? paddedShape(shape) : shape;
         AttentionBuffers psz = padded ? attentionSizes("attention", planned) : sz;
@@ -251,24 +258,23 @@ public final class CudaBackend implements Backend {
         try {
             CudnnAttention.Plan plan = cudnnPlan(planned, c -> c.forward(planned, io));
             if (plan == null) return false;
-            // K and V are copied (a float16 cache read in place otherwise) when padded: rows past the real ones must be 0.
-            boolean copyKv = !halfKv || padded;
+            // Inputs of another type are converted, those of the plan's read in place (copied when padded: rows past the
+            // real ones must be 0).
+            boolean copyQ = qs.storage() != ioType || padded, copyKv = ks.storage() != ioType || padded;
             long qb = psz.qFloats * 2, kvb = copyKv ? psz.kvFloats * 2 : 0, rows = psz.qRows * shape.heads() * 4;
-            long[] b = {qb, qb, kvb, kvb, rows, plan.workspaceBytes};
+            long[] b = {copyQ ? qb : 0, qb, kvb, kvb, rows, plan.workspaceBytes};
             long[] at = offsets(b);
             base = scratch(at[b.length]);
             for (int i = 0; i < b.length; i++) at[i] += base;
-            String narrow = io == Cudnn.HALF ? "to_half" : "to_bf16", widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
-            convert(narrow, at[0], qs.address(), sz.qFloats);
-            long k = ks.address(), v = vs.address();
+            String widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
+            long q = qs.address(), k = ks.address(), v = vs.address();
+            if (copyQ) {
+                place(at[0], qs, sz.qFloats, ioType);
+                q = at[0];
+            }
             if (copyKv) {
-                if (halfKv) {
-                    driver.copyOnDevice(at[2], k, sz.kvFloats * 2, stream);
-                    driver.copyOnDevice(at[3], v, sz.kvFloats * 2, stream);
-                } else {
-                    convert(narrow, at[2], k, sz.kvFloats);
-                    convert(narrow, at[3], v, sz.kvFloats);
-                }
+                place(at[2], ks, sz.kvFloats, ioType);
+                place(at[3], vs, sz.kvFloats, ioType);
                 k = at[2];
                 v = at[3];
             }
@@ -278,7 +284,7 @@ public final class CudaBackend implements Backend {
                 driver.fill32(at[2] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
                 driver.fill32(at[3] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
             }
-            plan.run(new long[] {at[0], k, v, at[1], at[4]}, shape.scale(), at[5]);
+            plan.run(new long[] {q, k, v, at[1], at[4]}, shape.scale(), at[5]);
             convert(widen, os.address(), at[1], sz.qFloats);
             if (ls != null) transposeRows(ls.address(), at[4], shape.batch(), shape.heads(), shape.seqQ());
             cudnnForwards.incrementAndGet();
@@ -320,8 +326,9 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The backward through cuDNN, in bfloat16 (a gradient's magnitudes need its range): q, k, v, out and dOut rounded,
-     * lse transposed into cuDNN's layout, the gradients widened back into dq, dk and dv.
+     * The backward through cuDNN, in bfloat16 (a gradient's magnitudes need its range): q, k, v (read in place when they
+     * are kept as bfloat16), out and dOut rounded, lse transposed into cuDNN's layout, the gradients widened back into
+     * dq, dk and dv.
      */
     private boolean cudnnBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos, CudaTensor qs,
                                   CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls, AttentionShape shape,
@@ -332,20 +339,25 @@ public final class CudaBackend implements Backend {
         try {
             CudnnAttention.Plan plan = cudnnPlan(shape, c -> c.backward(shape));
             if (plan == null) return false;
+            CudaTensor.Storage bf16 = CudaTensor.Storage.BF16;
+            boolean copyQ = qs.storage() != bf16, copyKv = ks.storage() != bf16;
             long qb = sz.qFloats * 2, kvb = sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
-            long[] b = {qb, kvb, kvb, qb, qb, rows, qb, kvb, kvb, rows, sz.qFloats * 4, plan.workspaceBytes};
+            long[] b = {copyQ ? qb : 0, copyKv ? kvb : 0, copyKv ? kvb : 0, qb, qb, rows, qb, kvb, kvb, rows,
+                    sz.qFloats * 4, plan.workspaceBytes};
             long[] at = offsets(b);
             base = scratch(at[b.length]);
             for (int i = 0; i < b.length; i++) at[i] += base;
-            convert("to_bf16", at[0], qs.address(), sz.qFloats);
-            convert("to_bf16", at[1], ks.address(), sz.kvFloats);
-            convert("to_bf16", at[2], vs.address(), sz.kvFloats);
+            long q = qs.address(), k = ks.address(), v = vs.address();
+            if (copyQ) place(q = at[0], qs, sz.qFloats, bf16);
+            if (copyKv) {
+                place(k = at[1], ks, sz.kvFloats, bf16);
+                place(v = at[2], vs, sz.kvFloats, bf16);
+            }
             convert("to_bf16", at[3], os.address(), sz.qFloats);
             convert("to_bf16", at[4], dos.address(), sz.qFloats);
             transposeRows(at[5], ls.address(), shape.batch(), shape.seqQ(), shape.heads());
             driver.fill32(at[10], 0, sz.qFloats, stream);
-            plan.run(new long[] {at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10]},
-                    shape.scale(), at[11]);
+            plan.run(new long[] {q, k, v, at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10]}, shape.scale(), at[11]);
             convert("convert_bf16", dqs.address(), at[6], sz.qFloats);
             convert("convert_bf16", dks.address(), at[7], sz.kvFloats);
             convert("convert_bf16", dvs.address(), at[8], sz.kvFloats);
@@ -505,12 +517,16 @@ public final class CudaBackend implements Backend {
         return new CudaTensor(this, size);
     }
 
-    /** Float32, or bfloat16 (a matrix-product operand in mixed-precision training). */
+    /**
+     * Float32, bfloat16 (a matrix-product operand in mixed-precision training) or float16 (attention's operands as a
+     * training pass keeps them: {@link #attentionOperandType}).
+     */
     @Override
     public CudaTensor allocate(long size, DType dtype) {
         return switch (dtype) {
             case F32 -> allocate(size);
             case BF16 -> new CudaTensor(this, size, CudaTensor.Storage.BF16);
+            case F16 -> new CudaTensor(this, size, CudaTensor.Storage.F16);
             default -> throw new IllegalArgumentException("allocate: the CUDA backend does not store " + dtype + " tensors");
         };
     }
@@ -519,6 +535,20 @@ public final class CudaBackend implements Backend {
     @Override
     public DType trainingOperandType() {
         return precision == MatmulPrecision.BF16 ? DType.BF16 : DType.F32;
+    }
+
+    /**
+     * What attention rounds its queries, keys and values to anyway, so that a training pass keeps them that way: float16
+     * for the tensor-core kernels, bfloat16 where cuDNN's attention runs forward and backward (its training graphs take
+     * bfloat16); float32 for the exact kernels ({@code --gpu-matmul fp32}) and head sizes the tensor-core kernels do
+     * not take. Decided when asked: a pass planned before cuDNN is switched on or off still runs, its operands then
+     * converted per call.
+     */
+    @Override
+    public DType attentionOperandType(int headDim) {
+        if (!usesTensorCoreAttention(headDim)) return DType.F32;
+        boolean cudnnBoth = cudnnAttention != null && !deterministic && headDim % 8 == 0 && headDim <= 128;
+        return cudnnBoth ? DType.BF16 : DType.F16;
     }
 
     @Override
@@ -615,11 +645,39 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** A conversion kernel (to_half, from_half, to_bf16, convert_bf16) over n elements (called holding the lock). */
+    /** A conversion kernel (to_half, from_half, to_bf16, convert_bf16...) over n elements (called holding the lock). */
     private void convert(String kernel, long dst, long src, long n) {
         try (HostScratch a = HostScratch.begin()) {
             ops.launch(kernel, gridFor(n), 1, 1, THREADS, 0, new KernelArgs(a).ptr(dst).ptr(src).i64(n));
         }
+    }
+
+    /** The ops.cu kernel that converts elements of one type into another (rounding to nearest even). */
+    private static String conversion(CudaTensor.Storage from, CudaTensor.Storage to) {
+        if (from == to) throw new IllegalArgumentException("no conversion from " + from + " to itself");
+        return switch (to) {
+            case F32 -> from == CudaTensor.Storage.F16 ? "from_half" : "convert_bf16";
+            case F16 -> from == CudaTensor.Storage.F32 ? "to_half" : "bf16_to_half";
+            case BF16 -> from == CudaTensor.Storage.F32 ? "to_bf16" : "half_to_bf16";
+        };
+    }
+
+    /** n elements of {@code src} into {@code dst} as {@code want}: copied, or converted (called holding the lock). */
+    private void place(long dst, CudaTensor src, long n, CudaTensor.Storage want) {
+        if (src.storage() == want) driver.copyOnDevice(dst, src.address(), n * want.bytes, stream);
+        else convert(conversion(src.storage(), want), dst, src.address(), n);
+    }
+
+    /**
+     * The first n elements of {@code t} as {@code want}: t itself where it is stored so, else a converted copy, added to
+     * {@code temps} for the caller to close once its kernels are queued (called holding the lock).
+     */
+    private CudaTensor as(CudaTensor t, long n, CudaTensor.Storage want, List<CudaTensor> temps) {
+        if (t.storage() == want) return t;
+        CudaTensor c = new CudaTensor(this, n, want);
+        temps.add(c);
+        place(c.address(), t, n, want);
+        return c;
     }
 
     @Override
@@ -632,15 +690,8 @@ public final class CudaBackend implements Backend {
         try {
             long to = d.address() + dstOffset * d.elementBytes(), from = s.address() + srcOffset * s.elementBytes();
             if (d.storage() != s.storage()) {
-                // float32 into float16 or bfloat16 (rounded to nearest even) or back; the two never share memory.
-                String kernel = switch (d.storage()) {
-                    case F16 -> s.storage() == CudaTensor.Storage.F32 ? "to_half" : null;
-                    case BF16 -> s.storage() == CudaTensor.Storage.F32 ? "to_bf16" : null;
-                    case F32 -> s.isHalf() ? "from_half" : "convert_bf16";
-                };
-                if (kernel == null)
-                    throw new IllegalArgumentException("copy: cannot copy " + s + " into " + d + " (float32 goes to and from either)");
-                convert(kernel, to, from, length);
+                // Between float32, float16 and bfloat16 (rounded to nearest even); two types never share memory.
+                convert(conversion(s.storage(), d.storage()), to, from, length);
                 return;
             }
             long bytes = length * d.elementBytes();
@@ -870,6 +921,40 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Element types as ops.cu's any-type kernels number them (T_F32, T_F16, T_BF16). */
+    private static int typeCode(CudaTensor t) {
+        return switch (t.storage()) {
+            case F32 -> 0;
+            case F16 -> 1;
+            case BF16 -> 2;
+        };
+    }
+
+    /** Out of place, one pass: x (float32) read, out written in its own type (rounded once when narrower). */
+    @Override
+    public void rotary(Tensor out, Tensor x, RotaryTable table, long rows, int heads, int headDim) {
+        String op = "rotary";
+        if (out == x) {
+            rotary(x, table, rows, heads, headDim);
+            return;
+        }
+        RotaryTable.check(op, table, rows, heads, headDim);
+        int half = table.half();
+        long n = OpChecks.product(op, rows, (long) heads * headDim);
+        CudaTensor xs = atLeast(op, "x", x, n, "rows*heads*headDim");
+        CudaTensor os = atLeast(op, "out", anyTensor(op, "out", out), n, "rows*heads*headDim");
+        CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
+        CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
+        if (n == 0) return;
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            ops.launch("rotary_into", gridFor(n), 1, 1, THREADS, 0, new KernelArgs(a).ptr(os.address()).i32(typeCode(os))
+                    .ptr(xs.address()).ptr(c.address()).ptr(s.address()).i64(rows).i32(heads).i32(headDim).i32(half));
+        } finally {
+            exit();
+        }
+    }
+
     // ---- attention ----
 
     /**
@@ -953,17 +1038,27 @@ public final class CudaBackend implements Backend {
 
     private record AttentionOperands(CudaTensor out, CudaTensor q, CudaTensor k, CudaTensor v) {}
 
-    /** The forward's tensors, checked against the shape's sizes ({@code kvFormula} names the keys' for messages). */
+    /**
+     * The forward's tensors, checked against the shape's sizes ({@code kvFormula} names the keys' for messages). q, k
+     * and v may be float32, float16 or bfloat16 (k and v of one type).
+     */
     private static AttentionOperands attentionOperands(String op, Tensor out, Tensor q, Tensor k, Tensor v,
                                                        AttentionBuffers sz, String kvFormula) {
         String qf = "batch*seqQ*heads*headDim";
-        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
+        CudaTensor qs = atLeast(op, "q", anyTensor(op, "q", q), sz.qFloats, qf);
         CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor[] kv = keysAndValues(op, k, v, sz, kvFormula);
+        return new AttentionOperands(os, qs, kv[0], kv[1]);
+    }
+
+    /** Keys and values of one type (float32, float16: a KV cache or kept operands, or bfloat16), checked for size. */
+    private static CudaTensor[] keysAndValues(String op, Tensor k, Tensor v, AttentionBuffers sz, String kvFormula) {
         CudaTensor ks = atLeast(op, "k", anyTensor(op, "k", k), sz.kvFloats, kvFormula);
         CudaTensor vs = atLeast(op, "v", anyTensor(op, "v", v), sz.kvFloats, kvFormula);
-        if (ks.isHalf() != vs.isHalf())
-            throw new IllegalArgumentException(op + ": k and v must be both float32 or both float16 (a KV cache), got " + ks + " and " + vs);
-        return new AttentionOperands(os, qs, ks, vs);
+        if (ks.storage() != vs.storage())
+            throw new IllegalArgumentException(op + ": k and v must be of one type (float32, float16 or bfloat16), got "
+                    + ks + " and " + vs);
+        return new CudaTensor[] {ks, vs};
     }
 
     @Override
@@ -975,22 +1070,31 @@ public final class CudaBackend implements Backend {
         CudaTensor qs = o.q(), os = o.out(), ks = o.k(), vs = o.v();
         CudaTensor ls = lse == null ? null : atLeast(op, "lse", lse, sz.qRows * shape.heads(), "batch*seqQ*heads");
         int d = shape.headDim(), t = tile(d);
-        boolean half = ks.isHalf();
-        CudaModule module = attentionModule(d, half);
-        if (shape.seqQ() == 1) {
-            decode(module, os, ls, qs, ks, vs, shape);
-            return;
-        }
-        if (cudnnAttention != null && cudnnForward(os, ls, qs, ks, vs, shape, sz)) return;
-        if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, sz)) return;
-        int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
-        checkShared(op, shared);
+        List<CudaTensor> temps = new ArrayList<>();
         enter();
         try (HostScratch a = HostScratch.begin()) {
+            if (shape.seqQ() > 1) {
+                if (cudnnAttention != null && cudnnForward(os, ls, qs, ks, vs, shape, sz)) return;
+                if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, sz)) return;
+            }
+            // The exact kernels and the decode ones: float32 queries, float32 or float16 keys and values.
+            qs = as(qs, sz.qFloats, CudaTensor.Storage.F32, temps);
+            if (ks.storage() == CudaTensor.Storage.BF16) {
+                ks = as(ks, sz.kvFloats, CudaTensor.Storage.F32, temps);
+                vs = as(vs, sz.kvFloats, CudaTensor.Storage.F32, temps);
+            }
+            CudaModule module = attentionModule(d, ks.isHalf());
+            if (shape.seqQ() == 1) {
+                decode(module, os, ls, qs, ks, vs, shape);
+                return;
+            }
+            int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
+            checkShared(op, shared);
             module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
                     new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
                             .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
         } finally {
+            for (CudaTensor c : temps) c.close();
             exit();
         }
     }
@@ -1007,6 +1111,7 @@ public final class CudaBackend implements Backend {
         CudaModule m = tensorCoreAttentionModules.get(key);
         if (m != null) return m;
         List<String> options = new java.util.ArrayList<>(defines(key.headDim(), key.halfKv()));
+        if (key.halfQ()) options.add("-DQ_HALF");
         if (key.forwardRows() != 128) options.add("-DFR=" + key.forwardRows());
         if (key.stages() != 2) options.add("-DSTAGES=" + key.stages());
         enter();
@@ -1033,20 +1138,23 @@ public final class CudaBackend implements Backend {
      * products may round their inputs. Float32 keys and values are rounded to float16 once, into scratch, before the
      * kernel when more than one block of queries reads them (the kernel would round them the same way as it read them,
      * once per block: at long contexts it streams every key and value through each block, and half the bytes is half
-     * the time). False, having done nothing, where the kernel cannot take the call (tensors not aligned for its pair
-     * or 16-byte loads): the exact kernel then does.
+     * the time). Float16 queries (a training pass's kept operands) are read as they are, with float16 keys and values
+     * (rounded first where they are not); bfloat16 ones are converted to float16 first. False, having done nothing,
+     * where the kernel cannot take the call (tensors not aligned for its pair or 16-byte loads): the exact kernel then
+     * does.
      */
     private boolean tensorCoreAttention(CudaTensor os, CudaTensor ls, CudaTensor qs, CudaTensor ks, CudaTensor vs,
                                         AttentionShape shape, AttentionBuffers sz) {
         int d = shape.headDim();
-        boolean round = !ks.isHalf() && shape.seqQ() > 128;
+        boolean halfQ = qs.storage() != CudaTensor.Storage.F32, convertQ = qs.storage() == CudaTensor.Storage.BF16;
+        boolean round = ks.storage() == CudaTensor.Storage.BF16 || !ks.isHalf() && (halfQ || shape.seqQ() > 128);
         boolean half = ks.isHalf() || round;
         // Key and value tiles come by 16-byte asynchronous copies: float16 ones straight into their double buffer,
         // float32 ones staged through two raw tiles when those fit (rows of at most 64 features; else pair loads);
         // the kernel decides the same way. Rounded copies are the backend's own scratch.
         boolean staged = !half && d <= 64;
-        int kvAlign = round ? 1 : half || staged ? 16 : 8;
-        if (qs.address() % 8 != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
+        int kvAlign = round ? 1 : half || staged ? 16 : 8, qAlign = convertQ ? 1 : halfQ ? 16 : 8;
+        if (qs.address() % qAlign != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
             return false;
         // 128 query rows per block (FR; 64 where that does not fit the GPU's shared memory): float16 keys and values
         // with heads of at most 64 features give each warp 32 rows (RT = 2), otherwise 16. Shared memory: the block's
@@ -1059,20 +1167,29 @@ public final class CudaBackend implements Backend {
         }
         if (rows < 64) return false;
         int threads = rows / rowsPerWarp * 32;
-        CudaModule module = tensorCoreAttentionModule(new MmaVariant(d, half, rows, 2));
+        CudaModule module = tensorCoreAttentionModule(new MmaVariant(d, half, halfQ, rows, 2));
         enter();
         long rounded = 0;
         try (HostScratch a = HostScratch.begin()) {
-            long k = ks.address(), v = vs.address();
-            if (round) {
-                rounded = scratch(sz.kvFloats * 4);
-                k = rounded;
-                v = rounded + sz.kvFloats * 2;   // 32-byte aligned: kvFloats is a multiple of the head size, 16
-                convert("to_half", k, ks.address(), sz.kvFloats);
-                convert("to_half", v, vs.address(), sz.kvFloats);
+            long q = qs.address(), k = ks.address(), v = vs.address();
+            if (round || convertQ) {
+                // Each a multiple of 16 halves (the head size is), so each part stays 32-byte aligned.
+                rounded = scratch((round ? sz.kvFloats * 4 : 0) + (convertQ ? sz.qFloats * 2 : 0));
+                long next = rounded;
+                if (round) {
+                    k = next;
+                    v = next + sz.kvFloats * 2;
+                    next += sz.kvFloats * 4;
+                    place(k, ks, sz.kvFloats, CudaTensor.Storage.F16);
+                    place(v, vs, sz.kvFloats, CudaTensor.Storage.F16);
+                }
+                if (convertQ) {
+                    q = next;
+                    place(q, qs, sz.qFloats, CudaTensor.Storage.F16);
+                }
             }
             module.launch("attention_forward_f16", blocks(shape.seqQ(), rows), shape.heads(), shape.batch(), threads, shared,
-                    new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
+                    new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(q)
                             .ptr(k).ptr(v).struct(shapeStruct(a, shape)));
         } finally {
             if (rounded != 0) release(rounded);
@@ -1141,6 +1258,9 @@ public final class CudaBackend implements Backend {
         AttentionShape at = shape.atPosition(step.position());
         AttentionBuffers sz = attentionSizes(op, shape);
         AttentionOperands o = attentionOperands(op, out, q, k, v, sz, "kvRowsPerBatch*kvHeads*headDim");
+        if (o.q().storage() != CudaTensor.Storage.F32 || o.k().storage() == CudaTensor.Storage.BF16)
+            throw new IllegalArgumentException(op + ": a decode step takes float32 queries and float32 or float16 keys and "
+                    + "values, got " + o.q() + ", " + o.k() + " and " + o.v());
         long range = keyRange(at);
         GraphStep r = capturingHere();
         if (r != null) r.require(() -> keyRange(shape.atPosition(step.position())) == range);
@@ -1232,9 +1352,9 @@ public final class CudaBackend implements Backend {
         CudaTensor dks = atLeast(op, "dk", dk, sz.kvFloats, kvf);
         CudaTensor dvs = atLeast(op, "dv", dv, sz.kvFloats, kvf);
         CudaTensor dos = atLeast(op, "dOut", dOut, sz.qFloats, qf);
-        CudaTensor qs = atLeast(op, "q", q, sz.qFloats, qf);
-        CudaTensor ks = atLeast(op, "k", k, sz.kvFloats, kvf);
-        CudaTensor vs = atLeast(op, "v", v, sz.kvFloats, kvf);
+        CudaTensor qs = atLeast(op, "q", anyTensor(op, "q", q), sz.qFloats, qf);
+        CudaTensor[] kv = keysAndValues(op, k, v, sz, kvf);
+        CudaTensor ks = kv[0], vs = kv[1];
         CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
         long rowStats = OpChecks.product(op, sz.qRows, (long) shape.heads());
         CudaTensor ls = atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
@@ -1254,8 +1374,13 @@ public final class CudaBackend implements Backend {
         int sharedKv = exactBackwardKvShared(d, t);
         int sharedQ = (4 * t * paddedLd(d) + t * (t + 1) + 2 * t) * 4;
         checkShared(op, sharedKv);
+        List<CudaTensor> temps = new ArrayList<>();
         enter();
         try (HostScratch a = HostScratch.begin()) {
+            // The exact kernels read float32.
+            qs = as(qs, sz.qFloats, CudaTensor.Storage.F32, temps);
+            ks = as(ks, sz.kvFloats, CudaTensor.Storage.F32, temps);
+            vs = as(vs, sz.kvFloats, CudaTensor.Storage.F32, temps);
             long delta = scratch(rowStats * 4);
             module.launch("attention_delta", gridFor(rowStats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(delta).ptr(dos.address()).ptr(os.address()).i64(rowStats));
@@ -1268,13 +1393,14 @@ public final class CudaBackend implements Backend {
                             .ptr(ks.address()).ptr(vs.address()).ptr(ls.address()).ptr(delta).struct(st));
             release(delta);
         } finally {
+            for (CudaTensor c : temps) c.close();
             exit();
         }
     }
 
     /**
-     * The backward on the tensor cores (float16 products, float32 accumulation). q, k, v and dOut are rounded to
-     * float16 once, into scratch; dOut is first multiplied by the power of two that puts its largest magnitude in
+     * The backward on the tensor cores (float16 products, float32 accumulation). q, k, v (unless a training pass keeps
+     * them as float16) and dOut are rounded to float16 once, into scratch; dOut is first multiplied by the power of two that puts its largest magnitude in
      * [1, 2) (a gradient's entries are mostly below float16's normal range), which the kernels take back off their
      * results exactly. dK and dV by blocks of 64 keys; dQ added up by the same blocks with atomics, or (deterministic)
      * by a second kernel over blocks of 64 queries, which computes the scores and dP again. Tiles are streamed through
@@ -1295,19 +1421,30 @@ public final class CudaBackend implements Backend {
             if (sharedKv <= sharedLimit && (fused || sharedQ <= sharedLimit)) break;
         }
         if (stages < 1) return false;
-        CudaModule mma = tensorCoreAttentionModule(new MmaVariant(d, true, 128, stages));
+        CudaModule mma = tensorCoreAttentionModule(new MmaVariant(d, true, false, 128, stages));
         enter();
         long scratch = 0;
         try (HostScratch a = HostScratch.begin()) {
-            // Halves of q, dOut, k and v (each a multiple of 16 elements: 32-byte aligned one after the other), then
-            // delta and the largest magnitude's bits.
-            long qBytes = sz.qFloats * 2, kvBytes = sz.kvFloats * 2;
-            scratch = scratch(2 * qBytes + 2 * kvBytes + rowStats * 4 + 4);
-            long qh = scratch, doh = qh + qBytes, kh = doh + qBytes, vh = kh + kvBytes, delta = vh + kvBytes;
-            long maxBits = delta + rowStats * 4;
-            convert("to_half", qh, qs.address(), sz.qFloats);
-            convert("to_half", kh, ks.address(), sz.kvFloats);
-            convert("to_half", vh, vs.address(), sz.kvFloats);
+            // Halves of dOut, q, k and v (those not float16 already; each a multiple of 16 elements: 32-byte aligned one
+            // after the other), then delta and the largest magnitude's bits.
+            CudaTensor.Storage f16 = CudaTensor.Storage.F16;
+            // (16-byte copies: a float16 tensor not aligned for them is copied too.)
+            boolean copyQ = qs.storage() != f16 || qs.address() % 16 != 0;
+            boolean copyKv = ks.storage() != f16 || ks.address() % 16 != 0 || vs.address() % 16 != 0;
+            long qBytes = sz.qFloats * 2, kvBytes = copyKv ? sz.kvFloats * 2 : 0;
+            scratch = scratch(qBytes + (copyQ ? qBytes : 0) + 2 * kvBytes + rowStats * 4 + 4);
+            long doh = scratch, next = doh + qBytes;
+            long qh = qs.address(), kh = ks.address(), vh = vs.address();
+            if (copyQ) {
+                place(qh = next, qs, sz.qFloats, f16);
+                next += qBytes;
+            }
+            if (copyKv) {
+                place(kh = next, ks, sz.kvFloats, f16);
+                place(vh = next + kvBytes, vs, sz.kvFloats, f16);
+                next += 2 * kvBytes;
+            }
+            long delta = next, maxBits = delta + rowStats * 4;
             driver.fill32(maxBits, 0, 1, stream);
             mma.launch("attention_grad_absmax", gridFor(sz.qFloats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(maxBits).ptr(dos.address()).i64(sz.qFloats));
@@ -1622,11 +1759,20 @@ public final class CudaBackend implements Backend {
     @Override
     public void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
                                long rows, int heads, int headDim) {
+        rotaryBackward(d, null, rotated, table, positions, dInvFreq, rows, heads, headDim);
+    }
+
+    /** In one pass: the copy is written beside d (the features the rotation leaves alone by a second kernel). */
+    @Override
+    public void rotaryBackward(Tensor d, Tensor rounded, Tensor rotated, RotaryTable table, float[] positions,
+                               double[] dInvFreq, long rows, int heads, int headDim) {
         String op = "rotaryBackward";
         RotaryTable.check(op, table, rows, heads, headDim);
         int half = table.half();
         long n = OpChecks.product(op, rows, (long) heads * headDim);
         CudaTensor ds = atLeast(op, "d", d, n, "rows*heads*headDim");
+        CudaTensor rs = rounded == null ? null : atLeast(op, "rounded", anyTensor(op, "rounded", rounded), n, "rows*heads*headDim");
+        if (rounded == d) throw new IllegalArgumentException(op + ": rounded and d must be different tensors");
         CudaTensor c = atLeast(op, "table.cos", table.cos(), rows * half, "rows*half");
         CudaTensor s = atLeast(op, "table.sin", table.sin(), rows * half, "rows*half");
         CudaTensor ys = null;
@@ -1636,9 +1782,13 @@ public final class CudaBackend implements Backend {
             if (positions == null || positions.length < rows)
                 throw new IllegalArgumentException(op + ": positions has " + (positions == null ? "null" : positions.length + " entries")
                         + ", needs rows = " + rows);
-            ys = atLeast(op, "rotated", rotated, n, "rows*heads*headDim");
+            ys = atLeast(op, "rotated", anyTensor(op, "rotated", rotated), n, "rows*heads*headDim");
         }
-        if (half == 0 || rows == 0) return;
+        if (n == 0) return;
+        if (half == 0) {
+            if (rs != null) copy(rs, 0, ds, 0, n);
+            return;
+        }
         enter();
         try (HostScratch a = HostScratch.begin()) {
             long angle = 0, dPos = 0;
@@ -1647,8 +1797,15 @@ public final class CudaBackend implements Backend {
                 dPos = uploadFloats(a, Arrays.copyOf(positions, (int) rows));
             }
             ops.launch("rotary_backward", gridFor(rows * half), 1, 1, THREADS, 0, new KernelArgs(a).ptr(ds.address())
-                    .ptr(ys == null ? 0 : ys.address()).ptr(c.address()).ptr(s.address()).ptr(dPos).ptr(angle)
+                    .ptr(ys == null ? 0 : ys.address()).i32(ys == null ? 0 : typeCode(ys))
+                    .ptr(rs == null ? 0 : rs.address()).i32(rs == null ? 0 : typeCode(rs))
+                    .ptr(c.address()).ptr(s.address()).ptr(dPos).ptr(angle)
                     .i64(rows).i32(heads).i32(headDim).i32(half));
+            if (rs != null && 2 * half < headDim) {
+                long rest = rows * heads * (headDim - 2L * half);
+                ops.launch("copy_unrotated", gridFor(rest), 1, 1, THREADS, 0, new KernelArgs(a).ptr(rs.address())
+                        .i32(typeCode(rs)).ptr(ds.address()).i64(rows).i32(heads).i32(headDim).i32(half));
+            }
             if (ys != null) {
                 RowChunks rc = RowChunks.of(rows);
                 int chunks = rc.chunks();
@@ -1940,13 +2097,15 @@ public final class CudaBackend implements Backend {
     private static CudaTensor tensor(String op, String name, Tensor t) {
         CudaTensor c = anyTensor(op, name, t);
         if (c.isHalf())
-            throw new IllegalArgumentException(op + ": " + name + " is a float16 KV-cache tensor, which only copy, view, "
-                    + "download and attention's k and v take; copy it into a float32 tensor first");
+            throw new IllegalArgumentException(op + ": " + name + " is a float16 tensor (a KV cache, or attention's operands "
+                    + "as training keeps them), which only copy, view, download, attention's and attentionBackward's q, k "
+                    + "and v, rotary's out and rotaryBackward's rounded and rotated take; copy it into a float32 tensor first");
         if (c.storage() == CudaTensor.Storage.BF16)
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
                     + "the operands of gemm and linear, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
                     + "swiglu's out, swigluBackward's dGate and dUp, rmsNormBackwardAdd's rounded, crossEntropyBackward's "
-                    + "dLogits) take");
+                    + "dLogits), attention's and attentionBackward's q, k and v, rotary's out and rotaryBackward's rounded "
+                    + "and rotated take");
         return c;
     }
 

@@ -30,6 +30,11 @@ import java.util.List;
  * gradient a product takes back), rounded once where they are made; so are the gate and up projections (the largest
  * activations), when they have no biases. Gradients, the residual stream and the other element-wise values stay
  * float32, as do the optimiser's weights and state.
+ *
+ * <p>Where the backend's attention rounds its operands anyway ({@link Backend#attentionOperandType}: float16 for the
+ * GPU's tensor-core kernels, bfloat16 for cuDNN's), each layer keeps its rotated queries, keys and values in that
+ * type, written once by the rotary and a copy from one layer's worth of float32 products, and read as they are by the
+ * attention forward, its backward and the frequencies' gradient: half their memory, and no conversion in either pass.
  */
 public final class TrainingPass implements AutoCloseable {
 
@@ -66,6 +71,13 @@ public final class TrainingPass implements AutoCloseable {
      * operands.
      */
     private final boolean mlp16;
+    /**
+     * The type the layers keep attention's operands in: F32 (q, k and v are the products' own outputs, rotated in
+     * place), or F16 / BF16, rounded from {@code qLin}, {@code kLin}, {@code vLin} (float32, one layer's worth; v is
+     * written rounded by its product instead where products write bfloat16 and that is the type: {@code vLin} null).
+     */
+    private final DType attentionType;
+    private final Tensor qLin, kLin, vLin;
 
     /** A layer's matrices (bfloat16 copies in mixed precision). */
     private record Matrices(Tensor q, Tensor k, Tensor v, Tensor o, Tensor gate, Tensor up, Tensor down) {
@@ -95,9 +107,9 @@ public final class TrainingPass implements AutoCloseable {
             }
             int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
             norm1 = operand(rows * h);
-            q = alloc(rows * qd);
-            k = alloc(rows * kvd);
-            v = alloc(rows * kvd);
+            q = attentionOperand(rows * qd);
+            k = attentionOperand(rows * kvd);
+            v = attentionOperand(rows * kvd);
             att = alloc(rows * qd);
             att16 = mixed ? operand(rows * qd) : att;
             lse = alloc(rows * c.numHeads());
@@ -121,8 +133,20 @@ public final class TrainingPass implements AutoCloseable {
     /** As above, with matrix-product operands in {@code operands}: F32, or BF16 (mixed precision). */
     public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
                         boolean recompute, DType operands) {
+        this(backend, config, weights, grads, batch, seq, recompute, operands, backend.attentionOperandType(config.headDim()));
+    }
+
+    /**
+     * As above, with attention's queries, keys and values kept in {@code attention}: F32, or the backend's
+     * {@link Backend#attentionOperandType} (F16 or BF16).
+     */
+    public TrainingPass(Backend backend, ModelConfig config, ModelWeights weights, ModelWeights grads, int batch, int seq,
+                        boolean recompute, DType operands, DType attention) {
         if (operands != DType.F32 && operands != DType.BF16)
             throw new IllegalArgumentException("training keeps matrix-product operands in F32 or BF16, not " + operands);
+        if (attention != DType.F32 && attention != DType.F16 && attention != DType.BF16)
+            throw new IllegalArgumentException("training keeps attention's operands in F32, F16 or BF16, not " + attention);
+        this.attentionType = attention;
         this.mixed = operands == DType.BF16;
         this.backend = backend;
         this.c = config;
@@ -136,6 +160,10 @@ public final class TrainingPass implements AutoCloseable {
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         mlp16 = mixed && weights.layers().stream().allMatch(w -> w.gateBias() == null && w.upBias() == null);
         try {
+            boolean narrow = attention != DType.F32;
+            qLin = narrow ? alloc(rows * qd) : null;
+            kLin = narrow ? alloc(rows * kvd) : null;
+            vLin = narrow && !(mixed && attention == DType.BF16) ? alloc(rows * kvd) : null;
             layers = new LayerActivations[c.numLayers()];
             LayerActivations shared = recompute ? new LayerActivations(alloc(rows * h), null) : null;
             for (int i = 0; i < layers.length; i++)
@@ -180,22 +208,29 @@ public final class TrainingPass implements AutoCloseable {
      */
     public record Memory(long keeping, long recomputing) {
 
-        /** For a pass on {@code backend}, with its mixed-precision setting and logits block size. */
+        /** For a pass on {@code backend}, with its mixed-precision setting, attention operands and logits block size. */
         public static Memory of(Backend backend, ModelConfig c, int batch, int seq) {
-            return of(c, batch, seq, backend.trainingOperandType(), backend.blockFloats());
+            return of(c, batch, seq, backend.trainingOperandType(), backend.attentionOperandType(c.headDim()),
+                    backend.blockFloats());
+        }
+
+        /** As a pass with float32 attention operands allocates. */
+        public static Memory of(ModelConfig c, int batch, int seq, DType operands, long blockFloats) {
+            return of(c, batch, seq, operands, DType.F32, blockFloats);
         }
 
         /** The sizes the constructor allocates, counted: one layer's set, the shared buffers, the backward's scratch. */
-        public static Memory of(ModelConfig c, int batch, int seq, DType operands, long blockFloats) {
-            boolean mixed = operands == DType.BF16, mlp16 = mixed && !c.mlpBias();
+        public static Memory of(ModelConfig c, int batch, int seq, DType operands, DType attention, long blockFloats) {
+            boolean mixed = operands == DType.BF16, mlp16 = mixed && !c.mlpBias(), narrow = attention != DType.F32;
             long rows = (long) batch * seq, h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
-            long vocab = c.vocabSize(), op = mixed ? 2 : 4, mlp = mlp16 ? 2 : 4;
+            long vocab = c.vocabSize(), op = mixed ? 2 : 4, mlp = mlp16 ? 2 : 4, at = attention.bytes();
             long layerInput = 4 * rows * h;
-            long layerSet = rows * (op * h + 4 * qd + 8 * kvd + 4 * qd + (mixed ? 2 * qd : 0) + 4L * c.numHeads()
+            long layerSet = rows * (op * h + at * (qd + 2 * kvd) + 4 * qd + (mixed ? 2 * qd : 0) + 4L * c.numHeads()
                     + 4 * h + op * h + 2 * mlp * ffn + op * ffn);
             long logitRows = Math.max(1, Math.min(rows, blockFloats / vocab));
             long shared = rows * (4 * h + op * h) + 4 * logitRows * vocab
-                    + rows * (8 * h + 8 * qd + 8 * kvd + 2 * mlp * ffn + 4 * ffn);
+                    + rows * (8 * h + 8 * qd + 8 * kvd + 2 * mlp * ffn + 4 * ffn)
+                    + (narrow ? 4 * rows * (qd + kvd + (mixed && attention == DType.BF16 ? 0 : kvd)) : 0);
             if (mixed) {
                 long matrices = h * qd + 2 * h * kvd + qd * h + 3 * h * ffn;
                 shared += 2 * (c.numLayers() * matrices + vocab * h) + 2 * rows * Math.max(Math.max(qd, kvd), mlp16 ? 0 : ffn)
@@ -251,6 +286,14 @@ public final class TrainingPass implements AutoCloseable {
 
     private Tensor alloc(long size) {
         Tensor t = backend.allocate(size);
+        owned.add(t);
+        return t;
+    }
+
+    /** A buffer of attention's operands as the layers keep them. */
+    private Tensor attentionOperand(long size) {
+        if (attentionType == DType.F32) return alloc(size);
+        Tensor t = backend.allocate(size, attentionType);
         owned.add(t);
         return t;
     }
@@ -348,11 +391,25 @@ public final class TrainingPass implements AutoCloseable {
         LayerActivations a = layers[l];
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
-        backend.linear(a.q, a.norm1, m.q(), w.qBias(), rows, h, qd);
-        backend.linear(a.k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
-        backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
-        backend.rotary(a.q, table, rows, c.numHeads(), c.headDim());
-        backend.rotary(a.k, table, rows, c.numKvHeads(), c.headDim());
+        if (attentionType == DType.F32) {
+            backend.linear(a.q, a.norm1, m.q(), w.qBias(), rows, h, qd);
+            backend.linear(a.k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+            backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
+            backend.rotary(a.q, table, rows, c.numHeads(), c.headDim());
+            backend.rotary(a.k, table, rows, c.numKvHeads(), c.headDim());
+        } else {
+            // The products in float32, rotated and rounded into the layer's narrow copies in one pass each.
+            backend.linear(qLin, a.norm1, m.q(), w.qBias(), rows, h, qd);
+            backend.linear(kLin, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+            backend.rotary(a.q, qLin, table, rows, c.numHeads(), c.headDim());
+            backend.rotary(a.k, kLin, table, rows, c.numKvHeads(), c.headDim());
+            if (vLin == null) {
+                backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
+            } else {
+                backend.linear(vLin, a.norm1, m.v(), w.vBias(), rows, h, kvd);
+                backend.copy(a.v, 0, vLin, 0, rows * kvd);
+            }
+        }
         backend.attention(a.att, a.q, a.k, a.v, a.lse, shape);
         if (mixed) backend.copy(a.att16, 0, a.att, 0, rows * qd);
         backend.linear(a.xMid, a.att16, m.o(), w.oBias(), rows, qd, h);
@@ -412,11 +469,15 @@ public final class TrainingPass implements AutoCloseable {
         // Attention branch: xMid = xIn + o(attention(rotary(q(norm1)), rotary(k(norm1)), v(norm1))).
         linearBackward(dAtt, g.o(), g.oBias(), dx, dx16, a.att16, m.o(), qd, h, false);
         backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
-        // The rotated q and k are still in a.q / a.k: the frequency gradient reads them.
-        backend.rotaryBackward(dq, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(), c.headDim());
-        backend.rotaryBackward(dk, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows, c.numKvHeads(), c.headDim());
-        linearBackward(dNorm, g.q(), g.qBias(), dq, null, a.norm1, m.q(), h, qd, false);
-        linearBackward(dNorm, g.k(), g.kBias(), dk, null, a.norm1, m.k(), h, kvd, true);
+        // The rotated q and k are still in a.q / a.k: the frequency gradient reads them. In mixed precision each
+        // un-rotated gradient is also rounded, in the same pass, into the operand its products read.
+        Tensor rounded = mixed ? dY16 : null;
+        backend.rotaryBackward(dq, rounded, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(),
+                c.headDim());
+        linearBackward(dNorm, g.q(), g.qBias(), dq, rounded, a.norm1, m.q(), h, qd, false);
+        backend.rotaryBackward(dk, rounded, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows,
+                c.numKvHeads(), c.headDim());
+        linearBackward(dNorm, g.k(), g.kBias(), dk, rounded, a.norm1, m.k(), h, kvd, true);
         linearBackward(dNorm, g.v(), g.vBias(), dv, null, a.norm1, m.v(), h, kvd, true);
         backend.rmsNormBackwardAdd(dx, dx16, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);
     }

@@ -19,7 +19,10 @@ public interface Backend extends AutoCloseable {
     Tensor allocate(long size);
 
     /**
-     * A zero-filled buffer of {@code size} elements of {@code dtype}: F32 (what {@link #allocate(long)} makes) or BF16,
+     * A zero-filled buffer of {@code size} elements of {@code dtype}: F32 (what {@link #allocate(long)} makes), F16 or
+     * BF16 where {@link #attentionOperandType} names it (attention's operands as a training pass keeps them: written by
+     * {@link #rotary(Tensor, Tensor, RotaryTable, long, int, int)} and {@link #copy}, read by {@link #attention},
+     * {@link #attentionBackward} and {@link #rotaryBackward} as {@code rotated}), or BF16,
      * the storage of matrix-product operands in mixed-precision training (see {@link #trainingOperandType}). A
      * bfloat16 tensor is written by {@link #copy} (which rounds float32 to nearest even), as the {@code out} of
      * {@link #rmsNorm} and {@link #swiglu}, and as the {@code y} of {@link #linear} (the float32 result rounded once;
@@ -39,6 +42,18 @@ public interface Backend extends AutoCloseable {
      * optimiser state, and bfloat16 copies of the matrices and of the activations that products read.
      */
     default DType trainingOperandType() {
+        return DType.F32;
+    }
+
+    /**
+     * The type a training pass keeps attention's rotated queries, keys and values in, for heads of {@code headDim}
+     * features: F32, or F16 / BF16 where this backend's attention rounds them to that type anyway (the GPU's
+     * tensor-core kernels read float16, cuDNN's training graphs bfloat16). Kept that way, they take half the memory,
+     * and neither the forward nor the backward converts them again; the results are those of float32 operands.
+     * {@link #attention} and {@link #attentionBackward} take q, k and v of this type (k and v of one type), and
+     * {@link #rotaryBackward} its {@code rotated}.
+     */
+    default DType attentionOperandType(int headDim) {
         return DType.F32;
     }
 
@@ -121,6 +136,16 @@ public interface Backend extends AutoCloseable {
      * with the Hugging Face pairing (feature j with j + half, "rotate_half").
      */
     void rotary(Tensor x, RotaryTable table, long rows, int heads, int headDim);
+
+    /**
+     * {@link #rotary} out of place: {@code out} = {@code x} rotated (the features past {@code 2 * table.half()}
+     * copied), {@code x} unchanged; {@code out} may be of {@link #attentionOperandType} (the float32 result rounded
+     * once). {@code out} and {@code x} do not overlap unless they are the same tensor.
+     */
+    default void rotary(Tensor out, Tensor x, RotaryTable table, long rows, int heads, int headDim) {
+        if (out != x) copy(out, 0, x, 0, OpChecks.product("rotary", rows, (long) heads * headDim));
+        rotary(out, table, rows, heads, headDim);
+    }
 
     /**
      * Causal attention with grouped-query heads, computed in tiles with an online softmax.
@@ -287,6 +312,18 @@ public interface Backend extends AutoCloseable {
      */
     void rotaryBackward(Tensor d, Tensor rotated, RotaryTable table, float[] positions, double[] dInvFreq,
                         long rows, int heads, int headDim);
+
+    /**
+     * {@link #rotaryBackward}, and when {@code rounded} is not null the result (dL/dx) also copied into it, rounded
+     * when it is bfloat16 (the operand the next products' backward reads), as {@link #copy} would. The numbers are
+     * those of rotaryBackward and copy; a backend may do both in one pass.
+     */
+    default void rotaryBackward(Tensor d, Tensor rounded, Tensor rotated, RotaryTable table, float[] positions,
+                                double[] dInvFreq, long rows, int heads, int headDim) {
+        if (rounded == d) throw new IllegalArgumentException("rotaryBackward: rounded and d must be different tensors");
+        rotaryBackward(d, rotated, table, positions, dInvFreq, rows, heads, headDim);
+        if (rounded != null) copy(rounded, 0, d, 0, OpChecks.product("rotaryBackward", rows, (long) heads * headDim));
+    }
 
     /**
      * Backward of {@link #attention} (FlashAttention-2 style: scores and probabilities recomputed tile by tile from

@@ -3,11 +3,21 @@
 // (mma.sync m16n8k16: TF32's 11-bit significands at twice TF32's rate) and float32 accumulators. Used when products
 // are allowed to round their inputs (TF32 or BF16 matmul precision); the exact float32 kernels are in attention.cu.
 //
-// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 16, at most 128), and with -DKV_HALF for keys and
-// values read as float16 (a KV cache, or copies rounded once per call). Same layouts as attention.cu.
+// Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 16, at most 128), with -DKV_HALF for keys and
+// values read as float16 (a KV cache, or copies rounded once per call), and with -DQ_HALF as well for queries read as
+// float16 (training keeps its rotated queries, keys and values that way for the backward). Same layouts as
+// attention.cu.
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
+#endif
+#ifdef Q_HALF
+#ifndef KV_HALF
+#error "Q_HALF needs KV_HALF"
+#endif
+typedef unsigned short q_t;
+#else
+typedef float q_t;
 #endif
 
 #define MC 64                     // keys per tile
@@ -158,7 +168,7 @@ __device__ __forceinline__ void round_tile(unsigned short* dst, const float* raw
 #endif
 
 extern "C" __global__ void __launch_bounds__(FT, RT == 2 ? 2 : 1)
-attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, const kv_t* v, Shape s) {
+attention_forward_f16(float* out, float* lse, const q_t* q, const kv_t* k, const kv_t* v, Shape s) {
     extern __shared__ float smem[];
     unsigned short* sQh = reinterpret_cast<unsigned short*>(smem);   // [FR][LH]
     unsigned short* sKh = sQh + FR * LH;                             // [KV_STAGES][MC][LH]
@@ -170,7 +180,7 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
     const int h = at.y, b = at.z;
     const int kh = h / (s.heads / s.kvHeads);
     const i64 qStride = (i64) s.heads * HEAD_DIM, kvStride = (i64) s.kvHeads * HEAD_DIM;
-    const float* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
+    const q_t* qBase = q + ((i64) b * s.seqQ) * qStride + (i64) h * HEAD_DIM;
     const kv_t* kBase = k + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const kv_t* vBase = v + ((i64) b * s.kvRowsPerBatch) * kvStride + (i64) kh * HEAD_DIM;
     const i64 rowsHere = min((i64) FR, s.seqQ - i0);
@@ -198,7 +208,14 @@ attention_forward_f16(float* out, float* lse, const float* q, const kv_t* k, con
     }
     cp_async_commit();
 #endif
+#ifdef Q_HALF
+    // (The wait takes the first key/value tile too: it is needed next anyway.)
+    fetch_half<FT>(sQh, qBase, i0, rowsHere, qStride, FR);
+    cp_async_commit();
+    cp_async_wait_all();
+#else
     load_tile_half(sQh, qBase, i0, rowsHere, qStride, FR);
+#endif
     __syncthreads();
     unsigned qa[RT][KS16][4];
 #pragma unroll

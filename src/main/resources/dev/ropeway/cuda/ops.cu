@@ -397,11 +397,51 @@ extern "C" __global__ void rotary_forward(float* x, const float* cosT, const flo
     }
 }
 
+// Element types of the kernels below that take any of the three, by number: float32, float16, bfloat16.
+#define T_F32 0
+#define T_F16 1
+#define T_BF16 2
+
+__device__ __forceinline__ float load_any(const void* p, i64 i, int type) {
+    if (type == T_F32) return static_cast<const float*>(p)[i];
+    const unsigned short b = static_cast<const unsigned short*>(p)[i];
+    return type == T_F16 ? to_float(b) : __uint_as_float(((unsigned) b) << 16);
+}
+
+__device__ __forceinline__ void store_any(void* p, i64 i, int type, float v) {
+    if (type == T_F32) static_cast<float*>(p)[i] = v;
+    else static_cast<unsigned short*>(p)[i] = type == T_F16 ? half_bits(v) : bf16_bits(v);
+}
+
+// rotary_forward out of place: out (float32, or rounded once to float16 or bfloat16: `type`) = x rotated, the
+// features past 2 * half copied. One thread per element; the same products as rotary_forward.
+extern "C" __global__ void rotary_into(void* out, int type, const float* x, const float* cosT, const float* sinT,
+                                       i64 rows, int heads, int headDim, int half) {
+    const i64 width = (i64) heads * headDim;
+    GRID_STRIDE(e, rows * width) {
+        const i64 r = e / width;
+        const int f = (int) (e % headDim);
+        float y;
+        if (f < half) {
+            const float c = cosT[r * half + f], s = sinT[r * half + f];
+            y = x[e] * c - x[e + half] * s;
+        } else if (f < 2 * half) {
+            const float c = cosT[r * half + f - half], s = sinT[r * half + f - half];
+            y = x[e] * c + x[e - half] * s;
+        } else {
+            y = x[e];
+        }
+        store_any(out, e, type, y);
+    }
+}
+
 // In place: d (dL/dy) becomes dL/dx. When angleGrad is not null it receives, per (row, j),
-// positions[r] * sum over heads of (-dy1 * y2 + dy2 * y1), in double.
-extern "C" __global__ void rotary_backward(float* d, const float* rotated, const float* cosT, const float* sinT,
-                                           const float* positions, double* angleGrad, i64 rows, int heads,
-                                           int headDim, int half) {
+// positions[r] * sum over heads of (-dy1 * y2 + dy2 * y1), in double, y being `rotated` (elements of rotatedType).
+// When copy is not null, dL/dx is also written there (elements of copyType: the rounded operand of the products
+// that read it).
+extern "C" __global__ void rotary_backward(float* d, const void* rotated, int rotatedType, void* copy, int copyType,
+                                           const float* cosT, const float* sinT, const float* positions,
+                                           double* angleGrad, i64 rows, int heads, int headDim, int half) {
     GRID_STRIDE(i, rows * half) {
         i64 r = i / half;
         int j = (int) (i % half);
@@ -411,11 +451,27 @@ extern "C" __global__ void rotary_backward(float* d, const float* rotated, const
         for (int h = 0; h < heads; h++) {
             i64 o = rowBase + (i64) h * headDim;
             float dy1 = d[o + j], dy2 = d[o + j + half];
-            if (angleGrad) g += (double) (-dy1 * rotated[o + j + half] + dy2 * rotated[o + j]);
-            d[o + j] = dy1 * c + dy2 * s;
-            d[o + j + half] = dy2 * c - dy1 * s;
+            if (angleGrad)
+                g += (double) (-dy1 * load_any(rotated, o + j + half, rotatedType) + dy2 * load_any(rotated, o + j, rotatedType));
+            const float dx1 = dy1 * c + dy2 * s, dx2 = dy2 * c - dy1 * s;
+            d[o + j] = dx1;
+            d[o + j + half] = dx2;
+            if (copy) {
+                store_any(copy, o + j, copyType, dx1);
+                store_any(copy, o + j + half, copyType, dx2);
+            }
         }
         if (angleGrad) angleGrad[i] = (double) positions[r] * g;
+    }
+}
+
+// The features past 2 * half of each head, which the rotation leaves as they are, into copy (elements of copyType).
+extern "C" __global__ void copy_unrotated(void* copy, int copyType, const float* d, i64 rows, int heads, int headDim,
+                                          int half) {
+    const int rest = headDim - 2 * half;
+    GRID_STRIDE(e, rows * heads * rest) {
+        const i64 o = (e / rest) * headDim + 2 * half + e % rest;
+        store_any(copy, o, copyType, d[o]);
     }
 }
 
@@ -490,6 +546,15 @@ extern "C" __global__ void to_half(unsigned short* dst, const float* src, i64 n)
 extern "C" __global__ void from_half(float* dst, const unsigned short* src, i64 n) {
     for (i64 i = blockIdx.x * (i64) blockDim.x + threadIdx.x; i < n; i += (i64) gridDim.x * blockDim.x)
         dst[i] = to_float(src[i]);
+}
+
+// Between the two 16-bit types, through float32 (exact) and rounded once to nearest even.
+extern "C" __global__ void half_to_bf16(unsigned short* dst, const unsigned short* src, i64 n) {
+    GRID_STRIDE(i, n) dst[i] = bf16_bits(to_float(src[i]));
+}
+
+extern "C" __global__ void bf16_to_half(unsigned short* dst, const unsigned short* src, i64 n) {
+    GRID_STRIDE(i, n) dst[i] = half_bits(__uint_as_float(((unsigned) src[i]) << 16));
 }
 
 // ---- cuDNN's attention statistics ----

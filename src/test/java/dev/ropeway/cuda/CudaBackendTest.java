@@ -389,6 +389,123 @@ class CudaBackendTest {
         }
     }
 
+    /**
+     * Rotary out of place (into float32, or rounded once into float16 or bfloat16: a training pass's kept operands)
+     * gives the in-place rotation's bits; the backward that also writes a rounded copy gives rotaryBackward's bits and
+     * that result rounded, every feature (the ones the partial rotation leaves alone included); the frequencies'
+     * gradient read from float16 rotated values is the one read from the same values widened.
+     */
+    @Test
+    void rotaryIntoNarrowOperandsAndRoundedBackward() {
+        Random r = new Random(16);
+        int rows = 150, heads = 3, headDim = 20, half = 8;   // partial rotary: 16 of 20 features
+        long n = (long) rows * heads * headDim;
+        float[] positions = new float[rows], invFreq = new float[half];
+        for (int i = 0; i < rows; i++) positions[i] = i * 0.75f + 1;
+        for (int j = 0; j < half; j++) invFreq[j] = (float) Math.pow(10000, -2.0 * j / 16);
+        float[] x = random(r, n, 1), d = random(r, n, 1e-3);
+        try (RotaryTable t = tf32.rotaryTable(positions, invFreq, 0.9f)) {
+            Tensor inPlace = tf32.upload(x);
+            tf32.rotary(inPlace, t, rows, heads, headDim);
+            float[] want = read(tf32, inPlace);
+            Tensor gx = tf32.upload(x);
+            for (DType type : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+                Tensor out = tf32.allocate(n, type);
+                tf32.rotary(out, gx, t, rows, heads, headDim);
+                Tensor expected = tf32.allocate(n, type);
+                tf32.copy(expected, 0, inPlace, 0, n);
+                assertArrayEquals(read(tf32, expected), read(tf32, out), "rotary into " + type);
+            }
+            assertArrayEquals(x, read(tf32, gx), "x is left as it was");
+
+            Tensor rotatedHalf = tf32.allocate(n, DType.F16);
+            tf32.rotary(rotatedHalf, gx, t, rows, heads, headDim);
+            Tensor rotatedWide = tf32.upload(read(tf32, rotatedHalf));
+            for (DType type : new DType[] {DType.BF16, DType.F16, DType.F32}) {
+                Tensor d1 = tf32.upload(d), d2 = tf32.upload(d), rounded = tf32.allocate(n, type), copied = tf32.allocate(n, type);
+                double[] f1 = new double[half], f2 = new double[half];
+                tf32.rotaryBackward(d1, rounded, rotatedHalf, t, positions, f1, rows, heads, headDim);
+                tf32.rotaryBackward(d2, rotatedWide, t, positions, f2, rows, heads, headDim);
+                tf32.copy(copied, 0, d2, 0, n);
+                assertArrayEquals(read(tf32, d2), read(tf32, d1), "rotaryBackward with a copy into " + type);
+                assertArrayEquals(read(tf32, copied), read(tf32, rounded), "the copy into " + type);
+                assertArrayEquals(f2, f1, "the frequencies' gradient from float16 rotated values");
+            }
+            assertThrows(IllegalArgumentException.class,
+                    () -> tf32.rotaryBackward(inPlace, inPlace, null, t, positions, null, rows, heads, headDim));
+            // The CPU's rotation agrees with both.
+            try (RotaryTable tc = cpu.rotaryTable(positions, invFreq, 0.9f)) {
+                Tensor cx = cpu.upload(x), cout = cpu.allocate(n);
+                cpu.rotary(cout, cx, tc, rows, heads, headDim);
+                close(read(cpu, cout), want, 1e-6, "the CPU's rotary out of place");
+                assertArrayEquals(x, read(cpu, cx), "the CPU's x is left as it was");
+            }
+        }
+    }
+
+    /**
+     * A training pass keeps attention's rotated operands in the type this backend's attention rounds them to anyway
+     * (float16 for the tensor-core kernels; float32 for the exact ones): given them so, the forward and the
+     * deterministic backward give exactly the bits they give from float32 operands holding the same values; bfloat16
+     * operands (cuDNN's type) are converted and give those bits too; the exact kernels take narrow operands, converted.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({"2, 200, 4, 2, 64, 0", "1, 150, 2, 1, 128, 40", "1, 90, 2, 2, 80, 0"})
+    void keptNarrowAttentionOperandsGiveTheSameBits(int batch, int seq, int heads, int kvHeads, int headDim, long window) {
+        assertEquals(DType.F16, tf32.attentionOperandType(headDim));
+        assertEquals(DType.F32, gpu.attentionOperandType(headDim), "the exact kernels read float32");
+        assertEquals(DType.F32, tf32.attentionOperandType(72), "a head size the tensor-core kernels do not take");
+        Case c = Case.of(batch, seq, seq, seq, 0, heads, kvHeads, headDim, window, 37);
+        AttentionShape s = c.shape();
+        long qn = c.qn(), kvn = c.kvn(), stats = (long) batch * seq * heads;
+        float[] dOut = random(c.rng(), qn, 1e-3);
+        try (CudaBackend det = new CudaBackend(0, MatmulPrecision.TF32)) {
+            det.deterministic(true);
+            for (CudaBackend b : new CudaBackend[] {det, gpu})
+                for (DType type : new DType[] {DType.F16, DType.BF16}) {
+                    String what = type + " operands, " + (b == gpu ? "exact kernels " : "tensor cores ") + s;
+                    Tensor[] narrow = new Tensor[3], wide = new Tensor[3];
+                    float[][] values = {c.q(), c.k(), c.v()};
+                    for (int i = 0; i < 3; i++) {
+                        narrow[i] = b.allocate(values[i].length, type);
+                        b.copy(narrow[i], 0, b.upload(values[i]), 0, values[i].length);
+                        wide[i] = b.upload(read(b, narrow[i]));   // the same values in float32
+                    }
+                    float[][] got = new float[2][], gotLse = new float[2][];
+                    float[][][] grads = new float[2][][];
+                    for (int run = 0; run < 2; run++) {
+                        Tensor[] in = run == 0 ? wide : narrow;
+                        Tensor out = b.allocate(qn), lse = b.allocate(stats);
+                        b.attention(out, in[0], in[1], in[2], lse, s);
+                        got[run] = read(b, out);
+                        gotLse[run] = read(b, lse);
+                        Tensor dq = b.allocate(qn), dk = b.allocate(kvn), dv = b.allocate(kvn);
+                        b.attentionBackward(dq, dk, dv, b.upload(dOut), in[0], in[1], in[2], out, lse, s);
+                        grads[run] = new float[][] {read(b, dq), read(b, dk), read(b, dv)};
+                    }
+                    assertArrayEquals(got[0], got[1], "out, " + what);
+                    assertArrayEquals(gotLse[0], gotLse[1], "lse, " + what);
+                    String[] names = {"dq", "dk", "dv"};
+                    for (int i = 0; i < 3; i++) assertArrayEquals(grads[0][i], grads[1][i], names[i] + ", " + what);
+                    // And the CPU's attention on those values.
+                    Tensor cout = cpu.allocate(qn);
+                    cpu.attention(cout, cpu.upload(read(b, wide[0])), cpu.upload(read(b, wide[1])), cpu.upload(read(b, wide[2])),
+                            null, s);
+                    close(read(cpu, cout), got[1], b == gpu ? 1e-5 : 2e-3, "out against the CPU, " + what);
+                }
+        }
+        // A decode step reads float32 queries: it says so rather than misread narrow ones.
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> {
+            try (DecodeStep step = tf32.decodeStep(headDim / 2)) {
+                step.set(1, 0, new float[headDim / 2]);
+                AttentionShape one = new AttentionShape(1, 1, seq, seq, 0, heads, kvHeads, headDim, s.scale());
+                tf32.attention(tf32.allocate((long) heads * headDim), tf32.allocate((long) heads * headDim, DType.F16),
+                        tf32.allocate(kvn, DType.F16), tf32.allocate(kvn, DType.F16), one, step);
+            }
+        });
+        assertTrue(e.getMessage().contains("float32 queries"), e.getMessage());
+    }
+
     @Test
     void swigluAddScaleAndReductions() {
         Random r = new Random(7);
@@ -607,6 +724,27 @@ class CudaBackendTest {
             close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN dv " + s);
             assertArrayEquals(new long[] {2 + f, 1}, b.cudnnAttentionCounts());
 
+            // A training pass keeps the operands as bfloat16 for cuDNN: read in place, the same numbers as float32
+            // operands holding those values (the gradients to cuDNN's own atomic summation order).
+            assertEquals(DType.BF16, b.attentionOperandType(headDim));
+            Tensor[] narrow = {b.allocate(qn, DType.BF16), b.allocate(kvn, DType.BF16), b.allocate(kvn, DType.BF16)};
+            b.copy(narrow[0], 0, gq, 0, qn);
+            b.copy(narrow[1], 0, gk, 0, kvn);
+            b.copy(narrow[2], 0, gv, 0, kvn);
+            Tensor nout = b.allocate(qn), nlse = b.allocate((long) batch * seq * heads);
+            b.attention(nout, narrow[0], narrow[1], narrow[2], nlse, s);
+            assertArrayEquals(read(b, gout), read(b, nout), "cuDNN out from bfloat16 operands");
+            assertArrayEquals(read(b, glse), read(b, nlse), "cuDNN lse from bfloat16 operands");
+            Tensor ndq = b.allocate(qn), ndk = b.allocate(kvn), ndv = b.allocate(kvn);
+            b.attentionBackward(ndq, ndk, ndv, b.upload(dOut), narrow[0], narrow[1], narrow[2], nout, nlse, s);
+            close(read(b, gdq), read(b, ndq), 1e-5, "cuDNN dq from bfloat16 operands");
+            close(read(b, gdk), read(b, ndk), 1e-5, "cuDNN dk from bfloat16 operands");
+            close(read(b, gdv), read(b, ndv), 1e-5, "cuDNN dv from bfloat16 operands");
+            assertArrayEquals(new long[] {3 + f, 2}, b.cudnnAttentionCounts());
+            assertTrue(b.deterministic(true));
+            assertEquals(DType.F16, b.attentionOperandType(headDim), "a deterministic backward is the kernels'");
+            b.deterministic(false);
+
             // A sliding window (Mistral's): masked in the graphs too, forward and backward.
             AttentionShape windowed = s.withWindow(7);
             Tensor wout = cpu.allocate(qn), wlse = cpu.allocate((long) batch * seq * heads);
@@ -619,7 +757,7 @@ class CudaBackendTest {
             close(read(cpu, dq), read(b, gdq), 2e-2, "cuDNN windowed dq " + windowed);
             close(read(cpu, dk), read(b, gdk), 2e-2, "cuDNN windowed dk " + windowed);
             close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN windowed dv " + windowed);
-            assertArrayEquals(new long[] {3 + f, 2}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
 
             // A chunk of queries after cached keys is not cuDNN's: the kernels run it, with the same answer.
             int cached = 8;
@@ -629,11 +767,11 @@ class CudaBackendTest {
             cpu.attention(cout, cpu.upload(qc), cpu.upload(k), cpu.upload(v), null, chunk);
             b.attention(gcout, b.upload(qc), gk, gv, null, chunk);
             close(read(cpu, cout), read(b, gcout), 3e-3, "a chunk after cached keys beside cuDNN " + chunk);
-            assertArrayEquals(new long[] {3 + f, 2}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
             assertFalse(b.cudnnAttention(false));
             b.attention(inference, gq, gk, gv, null, s);
             close(read(cpu, out), read(b, inference), 3e-3, "kernels again after cuDNN is switched off " + s);
-            assertArrayEquals(new long[] {3 + f, 2}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
         }
     }
 

@@ -40,25 +40,32 @@ class TrainingMemoryTest {
     @Test
     void thePlanIsWhatAPassAllocates() {
         // GQA without biases, Qwen2's q/k/v biases, and MLP biases (which keep the gate and up activations float32 in
-        // mixed precision); logits in blocks of 2 rows and in one block; float32 and bfloat16 operands.
+        // mixed precision); logits in blocks of 2 rows and in one block; float32 and bfloat16 operands; attention's
+        // operands kept as float32 and narrower (16-bit: the planned bytes are the same for float16 and bfloat16, and
+        // this backend stores bfloat16).
         for (ModelConfig c : new ModelConfig[] {config("llama", false), config("qwen2", false), config("llama", true)})
             for (long blockFloats : new long[] {200, 1L << 22})
                 for (DType operands : new DType[] {DType.F32, DType.BF16})
-                    for (boolean recompute : new boolean[] {false, true}) {
-                        InstrumentedBackend counted = InstrumentedBackend.of(cpu).blockFloats(blockFloats);
-                        Backend b = counted.backend();
-                        try (TrainableModel model = TrainableModel.random(cpu, c, 1)) {
-                            try (TrainingPass pass = new TrainingPass(b, c, model.weights(), model.gradientViews(), 3, 10,
-                                    recompute, operands)) {
-                                assertEquals(operands == DType.BF16, pass.mixedPrecision());
+                    for (DType attention : new DType[] {DType.F32, DType.BF16})
+                        for (boolean recompute : new boolean[] {false, true}) {
+                            InstrumentedBackend counted = InstrumentedBackend.of(cpu).blockFloats(blockFloats)
+                                    .attentionOperandType(attention);
+                            Backend b = counted.backend();
+                            try (TrainableModel model = TrainableModel.random(cpu, c, 1)) {
+                                try (TrainingPass pass = new TrainingPass(b, c, model.weights(), model.gradientViews(), 3,
+                                        10, recompute, operands)) {
+                                    assertEquals(operands == DType.BF16, pass.mixedPrecision());
+                                }
                             }
+                            TrainingPass.Memory plan = TrainingPass.Memory.of(c, 3, 10, operands, attention, blockFloats);
+                            String what = c.architecture() + " mlpBias=" + c.mlpBias() + " block " + blockFloats + " "
+                                    + operands + " attention " + attention + " recompute=" + recompute;
+                            assertEquals(recompute ? plan.recomputing() : plan.keeping(), counted.allocatedBytes(), what);
+                            // Planned for the backend: its operand types (this one's products are float32).
+                            assertEquals(TrainingPass.Memory.of(c, 3, 10, DType.F32, attention, blockFloats),
+                                    TrainingPass.Memory.of(b, c, 3, 10), what);
+                            assertTrue(plan.recomputing() < plan.keeping(), what);
                         }
-                        TrainingPass.Memory plan = TrainingPass.Memory.of(c, 3, 10, operands, blockFloats);
-                        String what = c.architecture() + " mlpBias=" + c.mlpBias() + " block " + blockFloats + " " + operands
-                                + " recompute=" + recompute;
-                        assertEquals(recompute ? plan.recomputing() : plan.keeping(), counted.allocatedBytes(), what);
-                        assertTrue(plan.recomputing() < plan.keeping(), what);
-                    }
     }
 
     @Test

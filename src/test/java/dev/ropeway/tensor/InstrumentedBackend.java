@@ -18,6 +18,7 @@ public final class InstrumentedBackend {
     private Long blockFloats;
     private Integer prefillChunk;
     private OptionalLong memoryAvailable;
+    private DType attentionOperandType;
 
     private InstrumentedBackend(Backend backend) {
         this.backend = backend;
@@ -42,6 +43,12 @@ public final class InstrumentedBackend {
         return this;
     }
 
+    /** Reports {@code type} as the attention operand type (allocating it is the real backend's business). */
+    public InstrumentedBackend attentionOperandType(DType type) {
+        this.attentionOperandType = type;
+        return this;
+    }
+
     /** Calls of the op {@code name} so far (every overload). */
     public long calls(String name) {
         AtomicLong n = calls.get(name);
@@ -61,6 +68,7 @@ public final class InstrumentedBackend {
                     if (name.equals("blockFloats") && blockFloats != null) return blockFloats;
                     if (name.equals("prefillChunk") && prefillChunk != null) return prefillChunk;
                     if (name.equals("memoryAvailable") && memoryAvailable != null) return memoryAvailable;
+                    if (name.equals("attentionOperandType") && attentionOperandType != null) return attentionOperandType;
                     if (name.equals("allocate"))
                         allocatedBytes.addAndGet((long) args[0] * (args.length == 2 ? ((DType) args[1]).bytes() : 4));
                     try {

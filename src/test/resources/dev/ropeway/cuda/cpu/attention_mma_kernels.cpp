@@ -90,7 +90,7 @@ static void run(const Case& c, double dOutScale) {
     Shape s{c.seqQ, c.seqKv, c.kvRows, c.qStart, c.window, c.heads, c.kvHeads, scale};
     char name[200];
     std::snprintf(name, sizeof name, "d %d%s batch %d seqQ %lld seqKv %lld qStart %lld window %lld heads %d/%d dOut~%g",
-                  d, KV_BYTES == 2 ? " kv f16" : " kv f32", c.batch, c.seqQ, c.seqKv, c.qStart, c.window, c.heads,
+                  d, KV_BYTES == 2 ? (sizeof(q_t) == 2 ? " q, kv f16" : " kv f16") : " kv f32", c.batch, c.seqQ, c.seqKv, c.qStart, c.window, c.heads,
                   c.kvHeads, dOutScale);
     const std::string at = name;
 
@@ -100,8 +100,13 @@ static void run(const Case& c, double dOutScale) {
 #else
     F kk = k, vv = v;
 #endif
+#ifdef Q_HALF
+    std::vector<unsigned short> qIn = halves(q);   // queries kept as float16 (a training pass's)
+#else
+    const F& qIn = q;
+#endif
     launch(blocksOf(c.seqQ, FR), c.heads, c.batch, FT, [&] {
-        attention_forward_f16(o.data(), l.data(), q.data(), kk.data(), vv.data(), s);
+        attention_forward_f16(o.data(), l.data(), qIn.data(), kk.data(), vv.data(), s);
     });
     check("forward out: " + at, rel(out, o), 2e-3);
     check("forward lse: " + at, rel(lse, l), 1e-4);

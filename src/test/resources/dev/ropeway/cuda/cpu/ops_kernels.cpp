@@ -56,6 +56,15 @@ static void conversions() {
         wrong += __float_as_uint(h2[i]) != __float_as_uint(want) || __float_as_uint(h3[i]) != __float_as_uint(want);
     }
     check("to_half / from_half / convert_f16: float16 round trip", wrong, 0);
+    std::vector<unsigned short> hb(h.size()), bh(h.size());
+    launch(4, 1, 256, [&] { half_to_bf16(hb.data(), h.data(), (i64) h.size()); });
+    launch(4, 1, 256, [&] { bf16_to_half(bh.data(), hb.data(), (i64) hb.size()); });
+    wrong = 0;
+    for (size_t i = 0; i < h.size(); i++) {
+        float wantB = roundBf16(h2[i]);
+        wrong += widenBf16(hb[i]) != wantB || bh[i] != shimHalfBits(wantB);
+    }
+    check("half_to_bf16 / bf16_to_half: through float32, rounded once", wrong, 0);
 }
 
 static void elementwise() {
@@ -313,6 +322,18 @@ static void rotary() {
             }
     launch(2, 1, 256, [&] { rotary_forward(y.data(), c.data(), s.data(), rows, heads, headDim, half); });
     check("rotary_forward (features past 2*half untouched)", rel(yw, y), 1e-6);
+    // Out of place: float32 as in place, bit for bit; float16 and bfloat16 that result rounded once.
+    const i64 n = rows * heads * headDim;
+    F into(n);
+    std::vector<unsigned short> intoH(n), intoB(n);
+    launch(3, 1, 256, [&] { rotary_into(into.data(), T_F32, x.data(), c.data(), s.data(), rows, heads, headDim, half); });
+    launch(3, 1, 256, [&] { rotary_into(intoH.data(), T_F16, x.data(), c.data(), s.data(), rows, heads, headDim, half); });
+    launch(3, 1, 256, [&] { rotary_into(intoB.data(), T_BF16, x.data(), c.data(), s.data(), rows, heads, headDim, half); });
+    int wrong = 0;
+    for (i64 i = 0; i < n; i++)
+        wrong += __float_as_uint(into[i]) != __float_as_uint(y[i]) || intoH[i] != shimHalfBits(y[i])
+                 || widenBf16(intoB[i]) != roundBf16(y[i]);
+    check("rotary_into: float32 = rotary_forward's, float16 / bfloat16 = it rounded", wrong, 0);
     F d = normal(rows * heads * headDim, 1);
     D dw(d.begin(), d.end()), angleW(rows * half);
     for (i64 r = 0; r < rows; r++)
@@ -328,10 +349,40 @@ static void rotary() {
             angleW[r * half + j] = pos[r] * g;
         }
     std::vector<double> angle(rows * half);
-    launch(2, 1, 256, [&] { rotary_backward(d.data(), y.data(), c.data(), s.data(), pos.data(), angle.data(), rows, heads, headDim, half); });
+    F d2 = d, d3 = d;
+    launch(2, 1, 256, [&] {
+        rotary_backward(d.data(), y.data(), T_F32, nullptr, T_F32, c.data(), s.data(), pos.data(), angle.data(), rows,
+                        heads, headDim, half);
+    });
     check("rotary_backward", rel(dw, d), 1e-6);
     F angleF(angle.begin(), angle.end());
     check("rotary_backward: d loss / d angle", rel(angleW, angleF), 1e-6);
+    // The rotated values read as float16 (bfloat16), the result also copied rounded to bfloat16 (float16), features
+    // past 2 * half by copy_unrotated.
+    std::vector<unsigned short> yH(n), yB(n), copyB(n), copyH(n);
+    for (i64 i = 0; i < n; i++) {
+        yH[i] = shimHalfBits(y[i]);
+        yB[i] = (unsigned short) (__float_as_uint(roundBf16(y[i])) >> 16);
+    }
+    std::vector<double> angleH(rows * half), angleB(rows * half);
+    launch(2, 1, 256, [&] {
+        rotary_backward(d2.data(), yH.data(), T_F16, copyB.data(), T_BF16, c.data(), s.data(), pos.data(), angleH.data(),
+                        rows, heads, headDim, half);
+        copy_unrotated(copyB.data(), T_BF16, d2.data(), rows, heads, headDim, half);
+    });
+    launch(2, 1, 256, [&] {
+        rotary_backward(d3.data(), yB.data(), T_BF16, copyH.data(), T_F16, c.data(), s.data(), pos.data(), angleB.data(),
+                        rows, heads, headDim, half);
+        copy_unrotated(copyH.data(), T_F16, d3.data(), rows, heads, headDim, half);
+    });
+    wrong = 0;
+    for (i64 i = 0; i < n; i++)
+        wrong += __float_as_uint(d2[i]) != __float_as_uint(d[i]) || __float_as_uint(d3[i]) != __float_as_uint(d[i])
+                 || widenBf16(copyB[i]) != roundBf16(d[i]) || copyH[i] != shimHalfBits(d[i]);
+    check("rotary_backward: dx the same, copies rounded (every feature)", wrong, 0);
+    F angleHF(angleH.begin(), angleH.end()), angleBF(angleB.begin(), angleB.end());
+    check("rotary_backward: d loss / d angle from float16 rotated values", rel(angleW, angleHF), 2e-3);
+    check("rotary_backward: d loss / d angle from bfloat16 rotated values", rel(angleW, angleBF), 1e-2);
 }
 
 static void embedding() {
