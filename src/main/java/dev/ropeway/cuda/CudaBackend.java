@@ -68,11 +68,12 @@ public final class CudaBackend implements Backend {
     private final Map<MmaVariant, CudaModule> tensorCoreAttentionModules = new ConcurrentHashMap<>();
 
     /**
-     * A build of attention_mma.cu: float16 keys and values ({@code KV_HALF}) and queries ({@code Q_HALF}), query rows
+     * A build of attention_mma.cu: float16 keys and values ({@code KV_HALF}) and queries ({@code Q_HALF}), the forward's
+     * output rounded to bfloat16 ({@code OUT_BF16}), query rows
      * per forward block ({@code FR}, 128 or 64) and streamed tiles per backward block ({@code STAGES}, 2 or 1); the
      * smaller ones for GPUs that allow less shared memory per block.
      */
-    private record MmaVariant(int headDim, boolean halfKv, boolean halfQ, int forwardRows, int stages) {}
+    private record MmaVariant(int headDim, boolean halfKv, boolean halfQ, boolean outBf16, int forwardRows, int stages) {}
     private final ReentrantLock lock = new ReentrantLock();
     private final ThreadLocal<Boolean> contextSet = ThreadLocal.withInitial(() -> false);
     private volatile boolean closed;
@@ -261,13 +262,14 @@ public final class CudaBackend implements Backend {
             // Inputs of another type are converted, those of the plan's read in place (copied when padded: rows past the
             // real ones must be 0).
             boolean copyQ = qs.storage() != ioType || padded, copyKv = ks.storage() != ioType || padded;
+            // The output straight into out where that is of the plan's type (a bfloat16 output in training).
+            boolean direct = os.storage() == ioType && !padded;
             long qb = psz.qFloats * 2, kvb = copyKv ? psz.kvFloats * 2 : 0, rows = psz.qRows * shape.heads() * 4;
-            long[] b = {copyQ ? qb : 0, qb, kvb, kvb, rows, plan.workspaceBytes};
+            long[] b = {copyQ ? qb : 0, direct ? 0 : qb, kvb, kvb, rows, plan.workspaceBytes};
             long[] at = offsets(b);
             base = scratch(at[b.length]);
             for (int i = 0; i < b.length; i++) at[i] += base;
-            String widen = io == Cudnn.HALF ? "from_half" : "convert_bf16";
-            long q = qs.address(), k = ks.address(), v = vs.address();
+            long q = qs.address(), k = ks.address(), v = vs.address(), o = direct ? os.address() : at[1];
             if (copyQ) {
                 place(at[0], qs, sz.qFloats, ioType);
                 q = at[0];
@@ -284,8 +286,11 @@ public final class CudaBackend implements Backend {
                 driver.fill32(at[2] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
                 driver.fill32(at[3] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
             }
-            plan.run(new long[] {q, k, v, at[1], at[4]}, shape.scale(), at[5]);
-            convert(widen, os.address(), at[1], sz.qFloats);
+            plan.run(new long[] {q, k, v, o, at[4]}, shape.scale(), at[5]);
+            if (!direct) {
+                if (os.storage() == ioType) driver.copyOnDevice(os.address(), o, sz.qFloats * 2, stream);
+                else convert(conversion(ioType, os.storage()), os.address(), o, sz.qFloats);
+            }
             if (ls != null) transposeRows(ls.address(), at[4], shape.batch(), shape.heads(), shape.seqQ());
             cudnnForwards.incrementAndGet();
             return true;
@@ -340,24 +345,24 @@ public final class CudaBackend implements Backend {
             CudnnAttention.Plan plan = cudnnPlan(shape, c -> c.backward(shape));
             if (plan == null) return false;
             CudaTensor.Storage bf16 = CudaTensor.Storage.BF16;
-            boolean copyQ = qs.storage() != bf16, copyKv = ks.storage() != bf16;
+            boolean copyQ = qs.storage() != bf16, copyKv = ks.storage() != bf16, copyO = os.storage() != bf16;
             long qb = sz.qFloats * 2, kvb = sz.kvFloats * 2, rows = sz.qRows * shape.heads() * 4;
-            long[] b = {copyQ ? qb : 0, copyKv ? kvb : 0, copyKv ? kvb : 0, qb, qb, rows, qb, kvb, kvb, rows,
+            long[] b = {copyQ ? qb : 0, copyKv ? kvb : 0, copyKv ? kvb : 0, copyO ? qb : 0, qb, rows, qb, kvb, kvb, rows,
                     sz.qFloats * 4, plan.workspaceBytes};
             long[] at = offsets(b);
             base = scratch(at[b.length]);
             for (int i = 0; i < b.length; i++) at[i] += base;
-            long q = qs.address(), k = ks.address(), v = vs.address();
+            long q = qs.address(), k = ks.address(), v = vs.address(), o = os.address();
             if (copyQ) place(q = at[0], qs, sz.qFloats, bf16);
             if (copyKv) {
                 place(k = at[1], ks, sz.kvFloats, bf16);
                 place(v = at[2], vs, sz.kvFloats, bf16);
             }
-            convert("to_bf16", at[3], os.address(), sz.qFloats);
+            if (copyO) place(o = at[3], os, sz.qFloats, bf16);
             convert("to_bf16", at[4], dos.address(), sz.qFloats);
             transposeRows(at[5], ls.address(), shape.batch(), shape.seqQ(), shape.heads());
             driver.fill32(at[10], 0, sz.qFloats, stream);
-            plan.run(new long[] {q, k, v, at[3], at[4], at[5], at[6], at[7], at[8], at[9], at[10]}, shape.scale(), at[11]);
+            plan.run(new long[] {q, k, v, o, at[4], at[5], at[6], at[7], at[8], at[9], at[10]}, shape.scale(), at[11]);
             convert("convert_bf16", dqs.address(), at[6], sz.qFloats);
             convert("convert_bf16", dks.address(), at[7], sz.kvFloats);
             convert("convert_bf16", dvs.address(), at[8], sz.kvFloats);
@@ -1046,9 +1051,15 @@ public final class CudaBackend implements Backend {
                                                        AttentionBuffers sz, String kvFormula) {
         String qf = "batch*seqQ*heads*headDim";
         CudaTensor qs = atLeast(op, "q", anyTensor(op, "q", q), sz.qFloats, qf);
-        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor os = atLeast(op, "out", floatOrBf16(op, "out", out), sz.qFloats, qf);
         CudaTensor[] kv = keysAndValues(op, k, v, sz, kvFormula);
         return new AttentionOperands(os, qs, kv[0], kv[1]);
+    }
+
+    /** A float32 tensor, or a bfloat16 one (attention's output as mixed precision keeps it). */
+    private static CudaTensor floatOrBf16(String op, String name, Tensor t) {
+        CudaTensor c = anyTensor(op, name, t);
+        return c.storage() == CudaTensor.Storage.BF16 ? c : tensor(op, name, t);
     }
 
     /** Keys and values of one type (float32, float16: a KV cache or kept operands, or bfloat16), checked for size. */
@@ -1077,7 +1088,12 @@ public final class CudaBackend implements Backend {
                 if (cudnnAttention != null && cudnnForward(os, ls, qs, ks, vs, shape, sz)) return;
                 if (usesTensorCoreAttention(d) && tensorCoreAttention(os, ls, qs, ks, vs, shape, sz)) return;
             }
-            // The exact kernels and the decode ones: float32 queries, float32 or float16 keys and values.
+            // The exact kernels and the decode ones: float32 queries, float32 or float16 keys and values, float32 out.
+            CudaTensor target = os;
+            if (os.storage() != CudaTensor.Storage.F32) {
+                os = new CudaTensor(this, sz.qFloats, CudaTensor.Storage.F32);
+                temps.add(os);
+            }
             qs = as(qs, sz.qFloats, CudaTensor.Storage.F32, temps);
             if (ks.storage() == CudaTensor.Storage.BF16) {
                 ks = as(ks, sz.kvFloats, CudaTensor.Storage.F32, temps);
@@ -1086,13 +1102,14 @@ public final class CudaBackend implements Backend {
             CudaModule module = attentionModule(d, ks.isHalf());
             if (shape.seqQ() == 1) {
                 decode(module, os, ls, qs, ks, vs, shape);
-                return;
+            } else {
+                int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
+                checkShared(op, shared);
+                module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
+                        new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
+                                .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
             }
-            int shared = (2 * t * paddedLd(d) + t * (t + 1)) * 4;
-            checkShared(op, shared);
-            module.launch("attention_forward", blocks(shape.seqQ(), t), shape.heads(), shape.batch(), THREADS, shared,
-                    new KernelArgs(a).ptr(os.address()).ptr(ls == null ? 0 : ls.address()).ptr(qs.address())
-                            .ptr(ks.address()).ptr(vs.address()).struct(shapeStruct(a, shape)));
+            if (target != os) place(target.address(), os, sz.qFloats, target.storage());
         } finally {
             for (CudaTensor c : temps) c.close();
             exit();
@@ -1112,6 +1129,7 @@ public final class CudaBackend implements Backend {
         if (m != null) return m;
         List<String> options = new java.util.ArrayList<>(defines(key.headDim(), key.halfKv()));
         if (key.halfQ()) options.add("-DQ_HALF");
+        if (key.outBf16()) options.add("-DOUT_BF16");
         if (key.forwardRows() != 128) options.add("-DFR=" + key.forwardRows());
         if (key.stages() != 2) options.add("-DSTAGES=" + key.stages());
         enter();
@@ -1153,8 +1171,10 @@ public final class CudaBackend implements Backend {
         // float32 ones staged through two raw tiles when those fit (rows of at most 64 features; else pair loads);
         // the kernel decides the same way. Rounded copies are the backend's own scratch.
         boolean staged = !half && d <= 64;
+        boolean outBf16 = os.storage() == CudaTensor.Storage.BF16;
         int kvAlign = round ? 1 : half || staged ? 16 : 8, qAlign = convertQ ? 1 : halfQ ? 16 : 8;
-        if (qs.address() % qAlign != 0 || os.address() % 8 != 0 || ks.address() % kvAlign != 0 || vs.address() % kvAlign != 0)
+        if (qs.address() % qAlign != 0 || os.address() % (outBf16 ? 4 : 8) != 0 || ks.address() % kvAlign != 0
+                || vs.address() % kvAlign != 0)
             return false;
         // 128 query rows per block (FR; 64 where that does not fit the GPU's shared memory): float16 keys and values
         // with heads of at most 64 features give each warp 32 rows (RT = 2), otherwise 16. Shared memory: the block's
@@ -1167,7 +1187,7 @@ public final class CudaBackend implements Backend {
         }
         if (rows < 64) return false;
         int threads = rows / rowsPerWarp * 32;
-        CudaModule module = tensorCoreAttentionModule(new MmaVariant(d, half, halfQ, rows, 2));
+        CudaModule module = tensorCoreAttentionModule(new MmaVariant(d, half, halfQ, outBf16, rows, 2));
         enter();
         long rounded = 0;
         try (HostScratch a = HostScratch.begin()) {
@@ -1355,7 +1375,7 @@ public final class CudaBackend implements Backend {
         CudaTensor qs = atLeast(op, "q", anyTensor(op, "q", q), sz.qFloats, qf);
         CudaTensor[] kv = keysAndValues(op, k, v, sz, kvf);
         CudaTensor ks = kv[0], vs = kv[1];
-        CudaTensor os = atLeast(op, "out", out, sz.qFloats, qf);
+        CudaTensor os = atLeast(op, "out", floatOrBf16(op, "out", out), sz.qFloats, qf);
         long rowStats = OpChecks.product(op, sz.qRows, (long) shape.heads());
         CudaTensor ls = atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
         Tensor[] outputs = {dq, dk, dv}, all = {dq, dk, dv, dOut, q, k, v, out, lse};
@@ -1367,7 +1387,7 @@ public final class CudaBackend implements Backend {
         int d = shape.headDim(), t = tile(d);
         if (cudnnAttention != null && !deterministic && cudnnBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz))
             return;
-        if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % 8 == 0
+        if (usesTensorCoreAttention(d) && dos.address() % 8 == 0 && os.address() % (2L * os.elementBytes()) == 0
                 && tensorCoreAttentionBackward(dqs, dks, dvs, dos, qs, ks, vs, os, ls, shape, sz, rowStats))
             return;
         CudaModule module = attentionModule(d, false);
@@ -1378,6 +1398,7 @@ public final class CudaBackend implements Backend {
         enter();
         try (HostScratch a = HostScratch.begin()) {
             // The exact kernels read float32.
+            os = as(os, sz.qFloats, CudaTensor.Storage.F32, temps);
             qs = as(qs, sz.qFloats, CudaTensor.Storage.F32, temps);
             ks = as(ks, sz.kvFloats, CudaTensor.Storage.F32, temps);
             vs = as(vs, sz.kvFloats, CudaTensor.Storage.F32, temps);
@@ -1421,7 +1442,7 @@ public final class CudaBackend implements Backend {
             if (sharedKv <= sharedLimit && (fused || sharedQ <= sharedLimit)) break;
         }
         if (stages < 1) return false;
-        CudaModule mma = tensorCoreAttentionModule(new MmaVariant(d, true, false, 128, stages));
+        CudaModule mma = tensorCoreAttentionModule(new MmaVariant(d, true, false, false, 128, stages));
         enter();
         long scratch = 0;
         try (HostScratch a = HostScratch.begin()) {
@@ -1449,7 +1470,8 @@ public final class CudaBackend implements Backend {
             mma.launch("attention_grad_absmax", gridFor(sz.qFloats), 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(maxBits).ptr(dos.address()).i64(sz.qFloats));
             mma.launch("attention_backward_prep", blocks(rowStats, 8), 1, 1, 256, 0, new KernelArgs(a)
-                    .ptr(doh).ptr(delta).ptr(dos.address()).ptr(os.address()).ptr(maxBits).i64(rowStats));
+                    .ptr(doh).ptr(delta).ptr(dos.address()).ptr(os.address())
+                    .i32(os.storage() == CudaTensor.Storage.BF16 ? 1 : 0).ptr(maxBits).i64(rowStats));
             MemorySegment st = shapeStruct(a, shape);
             if (fused) driver.fill32(dqs.address(), 0, sz.qFloats, stream);
             mma.launch("attention_backward_f16", blocks(shape.seqKv(), 64), shape.kvHeads(), shape.batch(), 128,
@@ -2104,8 +2126,8 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
                     + "the operands of gemm and linear, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
                     + "swiglu's out, swigluBackward's dGate and dUp, rmsNormBackwardAdd's rounded, crossEntropyBackward's "
-                    + "dLogits), attention's and attentionBackward's q, k and v, rotary's out and rotaryBackward's rounded "
-                    + "and rotated take");
+                    + "dLogits, attention's out), attention's and attentionBackward's q, k, v and out, rotary's out and "
+                    + "rotaryBackward's rounded and rotated take");
         return c;
     }
 

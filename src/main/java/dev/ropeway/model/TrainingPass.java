@@ -26,8 +26,8 @@ import java.util.List;
  *
  * <p>With bfloat16 operands (mixed precision, {@link Backend#trainingOperandType}), every matrix product reads
  * bfloat16: copies of the matrices, refreshed from the float32 master weights at each pass, and the activations that
- * products read (both norms' outputs, the attention output, the MLP's activation, the final norm's output, and each
- * gradient a product takes back), rounded once where they are made; so are the gate and up projections (the largest
+ * products read (both norms' outputs, the attention output (which its backward reads so too), the MLP's activation,
+ * the final norm's output, and each gradient a product takes back), rounded once where they are made; so are the gate and up projections (the largest
  * activations), when they have no biases. Gradients, the residual stream and the other element-wise values stay
  * float32, as do the optimiser's weights and state.
  *
@@ -95,12 +95,12 @@ public final class TrainingPass implements AutoCloseable {
     }
 
     private final class LayerActivations {
-        final Tensor xIn, norm1, q, k, v, att, att16, lse, xMid, norm2, gate, up, act;
+        final Tensor xIn, norm1, q, k, v, att, lse, xMid, norm2, gate, up, act;
 
         LayerActivations(Tensor xIn, LayerActivations shared) {
             this.xIn = xIn;
             if (shared != null) {
-                norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att; att16 = shared.att16;
+                norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att;
                 lse = shared.lse;
                 xMid = shared.xMid; norm2 = shared.norm2; gate = shared.gate; up = shared.up; act = shared.act;
                 return;
@@ -110,8 +110,9 @@ public final class TrainingPass implements AutoCloseable {
             q = attentionOperand(rows * qd);
             k = attentionOperand(rows * kvd);
             v = attentionOperand(rows * kvd);
-            att = alloc(rows * qd);
-            att16 = mixed ? operand(rows * qd) : att;
+            // Mixed precision: attention writes its output rounded (the output projection's operand; the backward
+            // reads it so too).
+            att = operand(rows * qd);
             lse = alloc(rows * c.numHeads());
             xMid = alloc(rows * h);
             norm2 = operand(rows * h);
@@ -225,7 +226,7 @@ public final class TrainingPass implements AutoCloseable {
             long rows = (long) batch * seq, h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
             long vocab = c.vocabSize(), op = mixed ? 2 : 4, mlp = mlp16 ? 2 : 4, at = attention.bytes();
             long layerInput = 4 * rows * h;
-            long layerSet = rows * (op * h + at * (qd + 2 * kvd) + 4 * qd + (mixed ? 2 * qd : 0) + 4L * c.numHeads()
+            long layerSet = rows * (op * h + at * (qd + 2 * kvd) + op * qd + 4L * c.numHeads()
                     + 4 * h + op * h + 2 * mlp * ffn + op * ffn);
             long logitRows = Math.max(1, Math.min(rows, blockFloats / vocab));
             long shared = rows * (4 * h + op * h) + 4 * logitRows * vocab
@@ -411,8 +412,7 @@ public final class TrainingPass implements AutoCloseable {
             }
         }
         backend.attention(a.att, a.q, a.k, a.v, a.lse, shape);
-        if (mixed) backend.copy(a.att16, 0, a.att, 0, rows * qd);
-        backend.linear(a.xMid, a.att16, m.o(), w.oBias(), rows, qd, h);
+        backend.linear(a.xMid, a.att, m.o(), w.oBias(), rows, qd, h);
         backend.addRmsNorm(a.norm2, a.xMid, a.xMid, a.xIn, w.postAttentionNorm(), rows, h, eps);
         backend.linear(a.gate, a.norm2, m.gate(), w.gateBias(), rows, h, ffn);
         backend.linear(a.up, a.norm2, m.up(), w.upBias(), rows, h, ffn);
@@ -467,7 +467,7 @@ public final class TrainingPass implements AutoCloseable {
         backend.rmsNormBackwardAdd(dx, dx16, g.postAttentionNorm(), dNorm, a.xMid, w.postAttentionNorm(), rows, h, eps);
 
         // Attention branch: xMid = xIn + o(attention(rotary(q(norm1)), rotary(k(norm1)), v(norm1))).
-        linearBackward(dAtt, g.o(), g.oBias(), dx, dx16, a.att16, m.o(), qd, h, false);
+        linearBackward(dAtt, g.o(), g.oBias(), dx, dx16, a.att, m.o(), qd, h, false);
         backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
         // The rotated q and k are still in a.q / a.k: the frequency gradient reads them. In mixed precision each
         // un-rotated gradient is also rounded, in the same pass, into the operand its products read.

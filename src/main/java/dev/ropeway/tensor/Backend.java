@@ -25,11 +25,11 @@ public interface Backend extends AutoCloseable {
      * {@link #attentionBackward} and {@link #rotaryBackward} as {@code rotated}), or BF16,
      * the storage of matrix-product operands in mixed-precision training (see {@link #trainingOperandType}). A
      * bfloat16 tensor is written by {@link #copy} (which rounds float32 to nearest even), as the {@code out} of
-     * {@link #rmsNorm} and {@link #swiglu}, and as the {@code y} of {@link #linear} (the float32 result rounded once;
-     * its operands then bfloat16 too); it is read by {@link #gemm} and {@link #linear} as an operand (never as
-     * {@link #gemm}'s result; a backend may ask for both operands of one product in the same type), by {@link #swiglu}
-     * and {@link #swigluBackward} as {@code gate} and {@code up} (both, widened exactly), by {@link #copy} and by
-     * {@link #download}. Other ops refuse it. A backend that cannot store {@code dtype} says so.
+     * {@link #rmsNorm}, {@link #swiglu} and {@link #attention}, and as the {@code y} of {@link #linear} (the float32
+     * result rounded once; its operands then bfloat16 too); it is read by {@link #gemm} and {@link #linear} as an
+     * operand (never as {@link #gemm}'s result; a backend may ask for both operands of one product in the same type),
+     * by {@link #swiglu} and {@link #swigluBackward} as {@code gate} and {@code up} (both, widened exactly), by
+     * {@link #attentionBackward} as {@code out}, by {@link #copy} and by {@link #download}. Other ops refuse it. A backend that cannot store {@code dtype} says so.
      */
     default Tensor allocate(long size, DType dtype) {
         if (dtype == DType.F32) return allocate(size);
@@ -149,7 +149,8 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Causal attention with grouped-query heads, computed in tiles with an online softmax.
-     * Writes {@code out[batch * seqQ, heads * headDim]}. If {@code lse} is not null it receives the log-sum-exp of the
+     * Writes {@code out[batch * seqQ, heads * headDim]} (float32, or bfloat16 where the backend stores it: the result
+     * rounded once, the output projection's operand in mixed precision). If {@code lse} is not null it receives the log-sum-exp of the
      * scaled scores for each (row, head), {@code lse[row * heads + h]}, which the backward pass needs.
      */
     void attention(Tensor out, Tensor q, Tensor k, Tensor v, Tensor lse, AttentionShape shape);
@@ -328,7 +329,8 @@ public interface Backend extends AutoCloseable {
     /**
      * Backward of {@link #attention} (FlashAttention-2 style: scores and probabilities recomputed tile by tile from
      * {@code q}, {@code k} and the forward's {@code lse}; never a seq x seq buffer). Inputs: the forward's
-     * {@code q}, {@code k}, {@code v}, its output {@code out} and {@code lse}, and {@code dOut} (same layout as
+     * {@code q}, {@code k}, {@code v}, its output {@code out} (bfloat16 where the forward wrote it so) and {@code lse},
+     * and {@code dOut} (same layout as
      * {@code out}). OVERWRITES {@code dq} (layout of {@code q}) and, for every sequence, rows {@code [0, seqKv)} of
      * {@code dk} and {@code dv} (layout of {@code k} / {@code v}); with grouped-query attention the gradients of the
      * query heads sharing a key/value head are summed into it. Same shape rules as the forward, window included.

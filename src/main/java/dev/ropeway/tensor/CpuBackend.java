@@ -382,11 +382,11 @@ public final class CpuBackend implements Backend {
         long kvRows = OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
         long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, "batch*seqQ*heads*headDim");
-        MemorySegment os = Checks.atLeast(op, "out", out, qFloats, "batch*seqQ*heads*headDim");
         MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
         MemorySegment vs = Checks.atLeast(op, "v", v, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
         MemorySegment ls = lse == null ? null : Checks.atLeast(op, "lse", lse, qRows * shape.heads(), "batch*seqQ*heads");
-        Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls));
+        // A bfloat16 out (mixed precision's) gets the float32 result rounded once.
+        intoMaybeBf16(op, out, qFloats, os -> Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls)));
     }
 
     @Override
@@ -500,7 +500,6 @@ public final class CpuBackend implements Backend {
         MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, qFormula);
         MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, kvFormula);
         MemorySegment vs = Checks.atLeast(op, "v", v, kvFloats, kvFormula);
-        MemorySegment os = Checks.atLeast(op, "out", out, qFloats, qFormula);
         MemorySegment ls = Checks.atLeast(op, "lse", lse, rowStats, "batch*seqQ*heads");
         // The three outputs are written while every input is still being read.
         Tensor[] outputs = {dq, dk, dv}, all = {dq, dk, dv, dOut, q, k, v, out, lse};
@@ -509,6 +508,16 @@ public final class CpuBackend implements Backend {
             for (int j = 0; j < all.length; j++)
                 if (i != j && outputs[i] == all[j])
                     throw new IllegalArgumentException(op + ": " + names[i] + " and " + names[j] + " are the same tensor");
+        // A bfloat16 out (the forward's in mixed precision) is read widened.
+        if (out instanceof CpuBf16Tensor b) {
+            if (b.size() < qFloats) throw new IllegalArgumentException(op + ": out has " + b.size() + " values, needs "
+                    + qFormula + " = " + qFloats);
+            try (CpuTensor wide = widened(b, 0, qFloats)) {
+                AttentionBackward.run(pool(), shape, dqs, dks, dvs, dos, qs, ks, vs, wide.segment(), ls);
+            }
+            return;
+        }
+        MemorySegment os = Checks.atLeast(op, "out", out, qFloats, qFormula);
         AttentionBackward.run(pool(), shape, dqs, dks, dvs, dos, qs, ks, vs, os, ls);
     }
 

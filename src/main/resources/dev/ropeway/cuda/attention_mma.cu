@@ -5,8 +5,8 @@
 //
 // Compiled once per head size with -DHEAD_DIM=<d> (a multiple of 16, at most 128), with -DKV_HALF for keys and
 // values read as float16 (a KV cache, or copies rounded once per call), and with -DQ_HALF as well for queries read as
-// float16 (training keeps its rotated queries, keys and values that way for the backward). Same layouts as
-// attention.cu.
+// float16 (training keeps its rotated queries, keys and values that way for the backward), and with -DOUT_BF16 for an
+// output rounded to bfloat16 (mixed-precision training: the output projection's operand). Same layouts as attention.cu.
 
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
@@ -18,6 +18,11 @@
 typedef unsigned short q_t;
 #else
 typedef float q_t;
+#endif
+#ifdef OUT_BF16
+typedef unsigned short out_t;
+#else
+typedef float out_t;
 #endif
 
 #define MC 64                     // keys per tile
@@ -168,7 +173,7 @@ __device__ __forceinline__ void round_tile(unsigned short* dst, const float* raw
 #endif
 
 extern "C" __global__ void __launch_bounds__(FT, RT == 2 ? 2 : 1)
-attention_forward_f16(float* out, float* lse, const q_t* q, const kv_t* k, const kv_t* v, Shape s) {
+attention_forward_f16(out_t* out, float* lse, const q_t* q, const kv_t* k, const kv_t* v, Shape s) {
     extern __shared__ float smem[];
     unsigned short* sQh = reinterpret_cast<unsigned short*>(smem);   // [FR][LH]
     unsigned short* sKh = sQh + FR * LH;                             // [KV_STAGES][MC][LH]
@@ -393,10 +398,16 @@ attention_forward_f16(float* out, float* lse, const q_t* q, const kv_t* k, const
             if (row >= rowsHere) continue;
             const i64 r = (i64) b * s.seqQ + i0 + row;
             const float inv = 1.f / l[rt][hh];
-            float* dst = out + r * qStride + (i64) h * HEAD_DIM;
+            out_t* dst = out + r * qStride + (i64) h * HEAD_DIM;
 #pragma unroll
-            for (int n = 0; n < OT; n++)
-                *reinterpret_cast<float2*>(dst + n * 8 + 2 * t) = make_float2(o[rt][n][2 * hh] * inv, o[rt][n][2 * hh + 1] * inv);
+            for (int n = 0; n < OT; n++) {
+                const float x = o[rt][n][2 * hh] * inv, y = o[rt][n][2 * hh + 1] * inv;
+#ifdef OUT_BF16
+                *reinterpret_cast<unsigned*>(dst + n * 8 + 2 * t) = bf16_bits(x) | (unsigned) bf16_bits(y) << 16;
+#else
+                *reinterpret_cast<float2*>(dst + n * 8 + 2 * t) = make_float2(x, y);
+#endif
+            }
             if (lse != 0 && t == 0) lse[r * s.heads + h] = m[rt][hh] * 0.6931471805599453f + logf(l[rt][hh]);
         }
 }
@@ -442,19 +453,26 @@ extern "C" __global__ void attention_grad_absmax(unsigned* maxBits, const float*
     if ((threadIdx.x & 31) == 0) atomicMax(maxBits, m);
 }
 
-// One warp per (row, head), blocks of 8 warps: dOh = float16(scale * dOut), delta = scale * (dOut . out).
+// One warp per (row, head), blocks of 8 warps: dOh = float16(scale * dOut), delta = scale * (dOut . out), out being
+// float32, or bfloat16 where outBf16 is set (the forward's output as mixed precision keeps it).
 extern "C" __global__ void __launch_bounds__(256)
-attention_backward_prep(unsigned short* dOh, float* delta, const float* dOut, const float* out, const unsigned* maxBits,
-                        i64 rowsTimesHeads) {
+attention_backward_prep(unsigned short* dOh, float* delta, const float* dOut, const void* out, int outBf16,
+                        const unsigned* maxBits, i64 rowsTimesHeads) {
     const i64 e = (i64) blockIdx.x * 8 + threadIdx.x / 32;
     if (e >= rowsTimesHeads) return;
     const int lane = threadIdx.x % 32;
     const float scale = grad_scale(*maxBits, false);
     const float* a = dOut + e * HEAD_DIM;
-    const float* o = out + e * HEAD_DIM;
     float sum = 0.f;
     for (int d = 2 * lane; d < HEAD_DIM; d += 64) {
-        const float2 x = *reinterpret_cast<const float2*>(a + d), y = *reinterpret_cast<const float2*>(o + d);
+        const float2 x = *reinterpret_cast<const float2*>(a + d);
+        float2 y;
+        if (outBf16) {
+            const unsigned pair = *reinterpret_cast<const unsigned*>(static_cast<const unsigned short*>(out) + e * HEAD_DIM + d);
+            y = make_float2(bf16_to_float((unsigned short) (pair & 0xffffu)), bf16_to_float((unsigned short) (pair >> 16)));
+        } else {
+            y = *reinterpret_cast<const float2*>(static_cast<const float*>(out) + e * HEAD_DIM + d);
+        }
         sum += x.x * y.x + x.y * y.y;
         *reinterpret_cast<unsigned*>(dOh + e * HEAD_DIM + d) = half_pair(x.x * scale, x.y * scale);
     }

@@ -67,6 +67,15 @@ __device__ __forceinline__ unsigned short half_bits(float x) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
     return h;
 }
+// float32 to bfloat16, rounded to nearest even; a NaN stays a (quiet) NaN: the CPU backend's rounding, bit for bit.
+__device__ __forceinline__ unsigned short bf16_bits(float x) {
+    const unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short) ((u >> 16) | 0x40u);
+    return (unsigned short) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ float bf16_to_float(unsigned short b) { return __uint_as_float(((unsigned) b) << 16); }
+
 #ifdef KV_HALF
 typedef unsigned short kv_t;
 #define KV_BYTES 2

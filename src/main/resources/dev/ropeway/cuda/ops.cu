@@ -66,13 +66,6 @@ extern "C" __global__ void convert_f64(float* out, const double* in, i64 n) {
     GRID_STRIDE(i, n) out[i] = (float) in[i];
 }
 
-// float32 to bfloat16, rounded to nearest even; a NaN stays a (quiet) NaN: the CPU backend's rounding, bit for bit.
-__device__ __forceinline__ unsigned short bf16_bits(float x) {
-    const unsigned u = __float_as_uint(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short) ((u >> 16) | 0x40u);
-    return (unsigned short) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 extern "C" __global__ void to_bf16(unsigned short* dst, const float* src, i64 n) {
     GRID_STRIDE(i, n) dst[i] = bf16_bits(src[i]);
 }

@@ -485,6 +485,20 @@ class CudaBackendTest {
                     }
                     assertArrayEquals(got[0], got[1], "out, " + what);
                     assertArrayEquals(gotLse[0], gotLse[1], "lse, " + what);
+                    // Mixed precision's output, rounded to bfloat16 once by the forward, and read so by the backward.
+                    Tensor rounded = b.allocate(qn, DType.BF16), lse = b.allocate(stats);
+                    b.attention(rounded, narrow[0], narrow[1], narrow[2], lse, s);
+                    Tensor expected = b.allocate(qn, DType.BF16);
+                    b.copy(expected, 0, b.upload(got[1]), 0, qn);
+                    assertArrayEquals(read(b, expected), read(b, rounded), "a bfloat16 out, " + what);
+                    float[][] fromRounded = new float[2][];
+                    for (int run = 0; run < 2; run++) {
+                        Tensor dq = b.allocate(qn), dk = b.allocate(kvn), dv = b.allocate(kvn);
+                        b.attentionBackward(dq, dk, dv, b.upload(dOut), narrow[0], narrow[1], narrow[2],
+                                run == 0 ? rounded : b.upload(read(b, rounded)), lse, s);
+                        fromRounded[run] = read(b, dq);
+                    }
+                    assertArrayEquals(fromRounded[1], fromRounded[0], "dq from a bfloat16 out, " + what);
                     String[] names = {"dq", "dk", "dv"};
                     for (int i = 0; i < 3; i++) assertArrayEquals(grads[0][i], grads[1][i], names[i] + ", " + what);
                     // And the CPU's attention on those values.
@@ -735,12 +749,15 @@ class CudaBackendTest {
             b.attention(nout, narrow[0], narrow[1], narrow[2], nlse, s);
             assertArrayEquals(read(b, gout), read(b, nout), "cuDNN out from bfloat16 operands");
             assertArrayEquals(read(b, glse), read(b, nlse), "cuDNN lse from bfloat16 operands");
+            Tensor bout = b.allocate(qn, DType.BF16);
+            b.attention(bout, narrow[0], narrow[1], narrow[2], nlse, s);
+            assertArrayEquals(read(b, nout), read(b, bout), "cuDNN's bfloat16 out, written in place");
             Tensor ndq = b.allocate(qn), ndk = b.allocate(kvn), ndv = b.allocate(kvn);
             b.attentionBackward(ndq, ndk, ndv, b.upload(dOut), narrow[0], narrow[1], narrow[2], nout, nlse, s);
             close(read(b, gdq), read(b, ndq), 1e-5, "cuDNN dq from bfloat16 operands");
             close(read(b, gdk), read(b, ndk), 1e-5, "cuDNN dk from bfloat16 operands");
             close(read(b, gdv), read(b, ndv), 1e-5, "cuDNN dv from bfloat16 operands");
-            assertArrayEquals(new long[] {3 + f, 2}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {4 + f, 2}, b.cudnnAttentionCounts());
             assertTrue(b.deterministic(true));
             assertEquals(DType.F16, b.attentionOperandType(headDim), "a deterministic backward is the kernels'");
             b.deterministic(false);
@@ -757,7 +774,7 @@ class CudaBackendTest {
             close(read(cpu, dq), read(b, gdq), 2e-2, "cuDNN windowed dq " + windowed);
             close(read(cpu, dk), read(b, gdk), 2e-2, "cuDNN windowed dk " + windowed);
             close(read(cpu, dv), read(b, gdv), 2e-2, "cuDNN windowed dv " + windowed);
-            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {5 + f, 3}, b.cudnnAttentionCounts());
 
             // A chunk of queries after cached keys is not cuDNN's: the kernels run it, with the same answer.
             int cached = 8;
@@ -767,11 +784,11 @@ class CudaBackendTest {
             cpu.attention(cout, cpu.upload(qc), cpu.upload(k), cpu.upload(v), null, chunk);
             b.attention(gcout, b.upload(qc), gk, gv, null, chunk);
             close(read(cpu, cout), read(b, gcout), 3e-3, "a chunk after cached keys beside cuDNN " + chunk);
-            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {5 + f, 3}, b.cudnnAttentionCounts());
             assertFalse(b.cudnnAttention(false));
             b.attention(inference, gq, gk, gv, null, s);
             close(read(cpu, out), read(b, inference), 3e-3, "kernels again after cuDNN is switched off " + s);
-            assertArrayEquals(new long[] {4 + f, 3}, b.cudnnAttentionCounts());
+            assertArrayEquals(new long[] {5 + f, 3}, b.cudnnAttentionCounts());
         }
     }
 

@@ -57,7 +57,8 @@ class KernelSourcesCompileTest {
                         List.of("-DHEAD_DIM=80", "-DKV_HALF"), List.of("-DHEAD_DIM=128"), List.of("-DHEAD_DIM=128", "-DKV_HALF"),
                         List.of("-DHEAD_DIM=128", "-DKV_HALF", "-DFR=64", "-DSTAGES=1"),
                         // float16 queries too (the operands a training pass keeps)
-                        List.of("-DHEAD_DIM=64", "-DKV_HALF", "-DQ_HALF"), List.of("-DHEAD_DIM=128", "-DKV_HALF", "-DQ_HALF"));
+                        List.of("-DHEAD_DIM=64", "-DKV_HALF", "-DQ_HALF"),
+                        List.of("-DHEAD_DIM=128", "-DKV_HALF", "-DQ_HALF", "-DOUT_BF16"));
             };
             for (List<String> defines : variants)
                 for (String arch : new String[] {"sm_80", "sm_90"}) {

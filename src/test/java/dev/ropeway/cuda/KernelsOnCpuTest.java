@@ -68,7 +68,8 @@ class KernelsOnCpuTest {
     @ParameterizedTest(name = "head size {0}, float16 K/V {1} {2}")
     @CsvSource({"64, false, ''", "64, true, ''", "80, true, ''", "128, true, ''",
             "128, true, -DFR=64 -DSTAGES=1",    // the variant for GPUs with 99 KB of shared memory per block
-            "64, true, -DQ_HALF", "128, true, -DQ_HALF"})   // float16 queries too (a training pass's kept operands)
+            // float16 queries too (a training pass's kept operands), and the output rounded to bfloat16 (mixed precision)
+            "64, true, -DQ_HALF -DOUT_BF16", "128, true, -DQ_HALF -DOUT_BF16", "80, true, -DQ_HALF"})
     void tensorCoreAttentionMatchesFloat64References(int headDim, boolean halfKv, String extra, @TempDir Path tmp)
             throws Exception {
         List<String> defines = new ArrayList<>(List.of("-DHEAD_DIM=" + headDim));

@@ -123,6 +123,43 @@ public class Bf16OperandsTest {
         }
     }
 
+    /**
+     * Attention into a bfloat16 out (mixed precision's output projection operand) writes the float32 result rounded
+     * once, and its backward reading that out gives what it gives from a float32 out of the same values.
+     */
+    @Test
+    void attentionWritesARoundedOutAndItsBackwardReadsIt() {
+        AttentionShape s = AttentionShape.selfAttention(2, 9, 4, 2, 8);
+        long qn = 2 * 9 * 4 * 8, kvn = 2 * 9 * 2 * 8, stats = 2 * 9 * 4;
+        try (Tensor q = cpu.upload(random(11, (int) qn, 1)); Tensor k = cpu.upload(random(12, (int) kvn, 1));
+             Tensor v = cpu.upload(random(13, (int) kvn, 1)); Tensor dOut = cpu.upload(random(14, (int) qn, 1));
+             Tensor f = cpu.allocate(qn); Tensor h = cpu.allocate(qn, DType.BF16); Tensor lse = cpu.allocate(stats)) {
+            cpu.attention(f, q, k, v, lse, s);
+            cpu.attention(h, q, k, v, lse, s);
+            assertArrayEquals(rounded(read(f)), read(h));
+            float[][] grads = new float[2][];
+            for (int run = 0; run < 2; run++)
+                try (Tensor out = run == 0 ? cpu.upload(read(h)) : null; Tensor dq = cpu.allocate(qn);
+                     Tensor dk = cpu.allocate(kvn); Tensor dv = cpu.allocate(kvn)) {
+                    cpu.attentionBackward(dq, dk, dv, dOut, q, k, v, run == 0 ? out : h, lse, s);
+                    grads[run] = concat(read(dq), read(dk), read(dv));
+                }
+            assertArrayEquals(grads[0], grads[1]);
+        }
+    }
+
+    private static float[] concat(float[]... parts) {
+        int n = 0;
+        for (float[] p : parts) n += p.length;
+        float[] all = new float[n];
+        int at = 0;
+        for (float[] p : parts) {
+            System.arraycopy(p, 0, all, at, p.length);
+            at += p.length;
+        }
+        return all;
+    }
+
     /** Products with one or both operands bfloat16, every transpose: exactly the float32 product of the widened values. */
     @ParameterizedTest
     @CsvSource({"false,false,true,true", "false,true,true,true", "true,false,true,true", "true,true,true,true",
