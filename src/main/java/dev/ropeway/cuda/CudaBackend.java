@@ -287,10 +287,7 @@ public final class CudaBackend implements Backend {
                 driver.fill32(at[3] + sz.kvFloats * 2, 0, (psz.kvFloats - sz.kvFloats) / 2, stream);
             }
             plan.run(new long[] {q, k, v, o, at[4]}, shape.scale(), at[5]);
-            if (!direct) {
-                if (os.storage() == ioType) driver.copyOnDevice(os.address(), o, sz.qFloats * 2, stream);
-                else convert(conversion(ioType, os.storage()), os.address(), o, sz.qFloats);
-            }
+            if (!direct) place(os.address(), o, ioType, sz.qFloats, os.storage());
             if (ls != null) transposeRows(ls.address(), at[4], shape.batch(), shape.heads(), shape.seqQ());
             cudnnForwards.incrementAndGet();
             return true;
@@ -669,8 +666,13 @@ public final class CudaBackend implements Backend {
 
     /** n elements of {@code src} into {@code dst} as {@code want}: copied, or converted (called holding the lock). */
     private void place(long dst, CudaTensor src, long n, CudaTensor.Storage want) {
-        if (src.storage() == want) driver.copyOnDevice(dst, src.address(), n * want.bytes, stream);
-        else convert(conversion(src.storage(), want), dst, src.address(), n);
+        place(dst, src.address(), src.storage(), n, want);
+    }
+
+    /** n elements of type {@code from} at {@code src} into {@code dst} as {@code want}: copied, or converted. */
+    private void place(long dst, long src, CudaTensor.Storage from, long n, CudaTensor.Storage want) {
+        if (from == want) driver.copyOnDevice(dst, src, n * want.bytes, stream);
+        else convert(conversion(from, want), dst, src, n);
     }
 
     /**

@@ -27,9 +27,9 @@ import java.util.List;
  * <p>With bfloat16 operands (mixed precision, {@link Backend#trainingOperandType}), every matrix product reads
  * bfloat16: copies of the matrices, refreshed from the float32 master weights at each pass, and the activations that
  * products read (both norms' outputs, the attention output (which its backward reads so too), the MLP's activation,
- * the final norm's output, and each gradient a product takes back), rounded once where they are made; so are the gate and up projections (the largest
- * activations), when they have no biases. Gradients, the residual stream and the other element-wise values stay
- * float32, as do the optimiser's weights and state.
+ * the final norm's output, and each gradient a product takes back), rounded once where they are made; so are the
+ * gate and up projections (the largest activations), when they have no biases. Gradients, the residual stream and
+ * the other element-wise values stay float32, as do the optimiser's weights and state.
  *
  * <p>Where the backend's attention rounds its operands anyway ({@link Backend#attentionOperandType}: float16 for the
  * GPU's tensor-core kernels, bfloat16 for cuDNN's), each layer keeps its rotated queries, keys and values in that
