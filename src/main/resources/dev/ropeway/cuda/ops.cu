@@ -47,7 +47,7 @@ __device__ double block_sum_d(double v, double* scratch) { return block_reduce<S
 // ---- conversions (weights arrive as bf16 / f16 / f64) ----
 
 extern "C" __global__ void convert_bf16(float* out, const unsigned short* in, i64 n) {
-    GRID_STRIDE(i, n) out[i] = __uint_as_float(((unsigned int) in[i]) << 16);
+    GRID_STRIDE(i, n) out[i] = bf16_to_float(in[i]);
 }
 
 extern "C" __global__ void convert_f16(float* out, const unsigned short* in, i64 n) {
@@ -96,7 +96,7 @@ struct F32In {
 };
 struct Bf16In {
     const unsigned short* p;
-    __device__ float operator[](i64 i) const { return __uint_as_float(((unsigned) p[i]) << 16); }
+    __device__ float operator[](i64 i) const { return bf16_to_float(p[i]); }
 };
 
 template <typename T, typename In>
@@ -398,7 +398,7 @@ extern "C" __global__ void rotary_forward(float* x, const float* cosT, const flo
 __device__ __forceinline__ float load_any(const void* p, i64 i, int type) {
     if (type == T_F32) return static_cast<const float*>(p)[i];
     const unsigned short b = static_cast<const unsigned short*>(p)[i];
-    return type == T_F16 ? to_float(b) : __uint_as_float(((unsigned) b) << 16);
+    return type == T_F16 ? to_float(b) : bf16_to_float(b);
 }
 
 __device__ __forceinline__ void store_any(void* p, i64 i, int type, float v) {
@@ -547,7 +547,7 @@ extern "C" __global__ void half_to_bf16(unsigned short* dst, const unsigned shor
 }
 
 extern "C" __global__ void bf16_to_half(unsigned short* dst, const unsigned short* src, i64 n) {
-    GRID_STRIDE(i, n) dst[i] = half_bits(__uint_as_float(((unsigned) src[i]) << 16));
+    GRID_STRIDE(i, n) dst[i] = half_bits(bf16_to_float(src[i]));
 }
 
 // ---- cuDNN's attention statistics ----
