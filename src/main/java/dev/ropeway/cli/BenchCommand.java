@@ -49,17 +49,39 @@ final class BenchCommand implements Runnable {
         @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
         String preset;
 
+        @Option(names = "--weights", defaultValue = "f32", paramLabel = "f32|bf16",
+                description = "How the random model's weights are stored: f32 (default) or bf16, as most published "
+                        + "checkpoints are (kept so in memory: half the bytes a decode step reads).")
+        String weights;
+
         private Path temporary;
 
         /** {@code --model}, or a random checkpoint for positions up to {@code maxLen}, deleted by {@link #deleteTemporary}. */
         Path checkpoint(long maxLen) throws IOException {
-            if (model != null) return model;
+            if (model != null) {
+                if (!weights.equals("f32"))
+                    throw new RopewayException("--weights applies to the random model of --preset; convert a checkpoint "
+                            + "with `ropeway export --dtype bf16`");
+                return model;
+            }
+            boolean bf16 = switch (weights) {
+                case "f32" -> false;
+                case "bf16" -> true;
+                default -> throw new RopewayException("unknown --weights '" + weights + "' (f32 or bf16)");
+            };
             temporary = randomModel(preset, maxLen);
+            if (bf16) {
+                Path narrow = Files.createTempDirectory("ropeway-bench");
+                CheckpointWriter.convertWeights(temporary, narrow, dev.ropeway.tensor.DType.BF16);
+                Files.copy(temporary.resolve("config.json"), narrow.resolve("config.json"));
+                FileTrees.delete(temporary);
+                temporary = narrow;
+            }
             return temporary;
         }
 
         String label() {
-            return model == null ? "random " + preset : model.toString();
+            return model == null ? "random " + preset + (weights.equals("f32") ? "" : ", " + weights + " weights") : model.toString();
         }
 
         void deleteTemporary() throws IOException {

@@ -51,8 +51,10 @@ final class ExportCommand implements Callable<Integer> {
     Double factor;
     @Option(names = "--rope", paramLabel = "<spec>", description = "Write this RoPE method instead (see score --rope).")
     String rope;
-    @Option(names = "--dtype", paramLabel = "f32|f16|q8_0",
-            description = "gguf: how matrices are stored (default f16; norms and biases stay f32).")
+    @Option(names = "--dtype", paramLabel = "<type>",
+            description = "hf: f32, bf16 or f16, every weight converted (default: as stored; bf16 halves a float32 "
+                    + "checkpoint, as most published ones are). gguf: f32, f16 or q8_0, how matrices are stored "
+                    + "(default f16; norms and biases stay f32).")
     String dtype;
     @Option(names = "--context-length", paramLabel = "<n>",
             description = "gguf: the context the file declares (default: max_position_embeddings, or the length the "
@@ -67,8 +69,13 @@ final class ExportCommand implements Callable<Integer> {
             case "gguf" -> true;
             default -> throw new RopewayException("unknown --format '" + format + "' (this version writes hf or gguf)");
         };
-        if (!gguf && (dtype != null || contextLength != null))
-            throw new RopewayException((dtype != null ? "--dtype" : "--context-length") + " applies to --format gguf only");
+        if (!gguf && contextLength != null) throw new RopewayException("--context-length applies to --format gguf only");
+        dev.ropeway.tensor.DType hfType = gguf || dtype == null ? null : switch (dtype.toLowerCase(java.util.Locale.ROOT)) {
+            case "f32", "float32" -> dev.ropeway.tensor.DType.F32;
+            case "bf16", "bfloat16" -> dev.ropeway.tensor.DType.BF16;
+            case "f16", "float16" -> dev.ropeway.tensor.DType.F16;
+            default -> throw new RopewayException("unknown --dtype '" + dtype + "' for --format hf (f32, bf16 or f16)");
+        };
         if (model.toAbsolutePath().normalize().equals(out.toAbsolutePath().normalize()))
             throw new RopewayException("--out must differ from --model");
         Map<String, Object> json = Json.readObject(model.resolve("config.json"));
@@ -92,17 +99,28 @@ final class ExportCommand implements Callable<Integer> {
         if (gguf) return writeGguf(target, contextLength != null ? contextLength : impliedContext(target, maxPositions));
         Map<String, Object> written = CheckpointWriter.withRope(json, target, maxPositions);
         Files.createDirectories(out);
-        // The weights are unchanged: copy them (atomically, so a kill leaves no half file).
-        for (Path f : Files.list(model).filter(p -> p.getFileName().toString().endsWith(".safetensors")
-                || p.getFileName().toString().equals("model.safetensors.index.json")).toList()) {
-            if (f.getFileName().toString().equals(Checkpoints.OPTIMIZER)) continue;
-            Path tmp = out.resolve("." + f.getFileName() + ".tmp");
-            Files.copy(f, tmp, StandardCopyOption.REPLACE_EXISTING);
-            Files.move(tmp, out.resolve(f.getFileName()), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        String weights;
+        if (hfType != null) {
+            long bytes = CheckpointWriter.convertWeights(model, out, hfType);
+            String torch = CheckpointWriter.torchDtype(hfType);
+            written.put("torch_dtype", torch);
+            if (written.containsKey("dtype")) written.put("dtype", torch);
+            weights = String.format(java.util.Locale.ROOT, "weights %s, %.1f MB", hfType.name().toLowerCase(java.util.Locale.ROOT), bytes / 1e6);
+        } else {
+            // The weights are unchanged: copy them (atomically, so a kill leaves no half file).
+            for (Path f : Files.list(model).filter(p -> p.getFileName().toString().endsWith(".safetensors")
+                    || p.getFileName().toString().equals("model.safetensors.index.json")).toList()) {
+                if (f.getFileName().toString().equals(Checkpoints.OPTIMIZER)) continue;
+                Path tmp = out.resolve("." + f.getFileName() + ".tmp");
+                Files.copy(f, tmp, StandardCopyOption.REPLACE_EXISTING);
+                Files.move(tmp, out.resolve(f.getFileName()), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            }
+            weights = "weights as stored";
         }
         Checkpoints.copyTokenizer(model, out);
         Json.writeAtomic(out.resolve("config.json"), written);
-        System.out.printf("wrote %s: RoPE %s, max_position_embeddings %d%n", out, RopeSpec.describe(target), maxPositions);
+        System.out.printf("wrote %s: RoPE %s, max_position_embeddings %d, %s%n", out, RopeSpec.describe(target), maxPositions,
+                weights);
         return 0;
     }
 

@@ -618,6 +618,31 @@ public final class CudaBackend implements Backend {
         return t;
     }
 
+    /**
+     * A bfloat16 checkpoint's matrices stay bfloat16 on the GPU (half the memory, half the bytes a decode step reads):
+     * {@link #linear}, {@link #gemm} and {@link #embedding} read them widened, which is exact, so they compute what they
+     * would on a float32 copy. Other types become float32 as {@link #upload} makes them.
+     */
+    @Override
+    public CudaTensor uploadWeights(MemorySegment src, DType dtype, long count) {
+        if (dtype != DType.BF16) return upload(src, dtype, count);
+        OpChecks.nonNegative("uploadWeights", "count", count);
+        long bytes = OpChecks.product("uploadWeights", count, 2);
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
+                    + " bytes, needs count*2 = " + bytes);
+        CudaTensor t = new CudaTensor(this, count, CudaTensor.Storage.BF16);
+        if (count == 0) return t;
+        enter();
+        try (HostScratch a = HostScratch.begin()) {
+            MemorySegment host = src.isNative() ? src : a.allocate(bytes).copyFrom(src.asSlice(0, bytes));
+            driver.copyToDevice(t.address(), host, bytes);
+        } finally {
+            exit();
+        }
+        return t;
+    }
+
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
         CudaTensor s = anyTensor("download", "src", src);
@@ -769,6 +794,31 @@ public final class CudaBackend implements Backend {
         CudaTensor ta = matrix(op, "a", operand(op, "a", a), aOffset, aRows, aCols, lda, reads);
         CudaTensor tb = matrix(op, "b", operand(op, "b", b), bOffset, bRows, bCols, ldb, reads);
         CudaTensor tc = matrix(op, "c", tensor(op, "c", c), cOffset, m, n, ldc, true);
+        if (ta.storage() == CudaTensor.Storage.F32 && tb.storage() == CudaTensor.Storage.BF16) {
+            // Activations times bfloat16 weights (a bfloat16 checkpoint's logits head).
+            if (m == 0 || n == 0) return;
+            enter();
+            try {
+                long aAt = ta.address() + aOffset * 4, bAt = tb.address() + bOffset * 2, cAt = tc.address() + cOffset * 4;
+                if (!transA && transB) bf16WeightProduct(m, n, k, alpha, aAt, lda, bAt, ldb, beta, cAt, ldc, 0);
+                else widenedProduct(transA, transB, m, n, k, alpha, aAt, lda, bAt, ldb, transB ? n : k, transB ? k : n,
+                        beta, cAt, ldc, false);
+            } finally {
+                exit();
+            }
+            return;
+        }
+        if (ta.storage() == CudaTensor.Storage.BF16 && tb.storage() == CudaTensor.Storage.F32) {
+            if (m == 0 || n == 0) return;
+            enter();
+            try {
+                widenedProduct(transA, transB, m, n, k, alpha, ta.address() + aOffset * 2, lda, tb.address() + bOffset * 4,
+                        ldb, transA ? k : m, transA ? m : k, beta, tc.address() + cOffset * 4, ldc, true);
+            } finally {
+                exit();
+            }
+            return;
+        }
         boolean bf16 = sameOperandTypes(op, "a", ta, "b", tb);
         if (m == 0 || n == 0) return;
         enter();
@@ -778,6 +828,83 @@ public final class CudaBackend implements Backend {
                     beta, tc.address() + cOffset * 4, ldc, bf16);
         } finally {
             exit();
+        }
+    }
+
+    /** Rows a product on bfloat16 weights takes on its own kernel (LINEAR_ROWS in ops.cu); more go to cuBLAS. */
+    private static final int BF16_WEIGHT_ROWS = 8;
+    /** Weight rows per block of the kernel (LINEAR_WARPS x LINEAR_OUTS), and its threads. */
+    private static final int BF16_WEIGHT_OUTS_PER_BLOCK = 8, BF16_WEIGHT_THREADS = 128;
+    /** Floats of scratch a product widens bfloat16 weights into at a time: 64 MB (smaller in tests, to see blocks). */
+    static long widenFloats = 1L << 24;
+
+    /**
+     * {@code C[m,n] = alpha A[m,k] W[n,k]^T + beta C (+ bias[n])} with float32 A and C and bfloat16 weights W (device
+     * addresses, row strides), the result of the float32 product on W widened: a few rows on the bfloat16-weight
+     * kernel (reads each weight once: a decode step); more on cuBLAS, from A rounded to bfloat16 where products run in
+     * bfloat16 anyway, else from W widened into float32 scratch a block of its rows at a time. {@code bias} is a
+     * device address or 0. Called holding the lock.
+     */
+    private void bf16WeightProduct(int m, int n, int k, float alpha, long a, int lda, long w, int ldw, float beta, long c,
+                                   int ldc, long bias) {
+        try (HostScratch h = HostScratch.begin()) {
+            if (m <= BF16_WEIGHT_ROWS) {
+                boolean vec = k % 8 == 0 && ldw % 8 == 0 && lda % 4 == 0 && w % 16 == 0 && a % 16 == 0;
+                ops.launch("linear_bf16_weights", blocks(n, BF16_WEIGHT_OUTS_PER_BLOCK), 1, 1, BF16_WEIGHT_THREADS, 0,
+                        new KernelArgs(h).ptr(c).ptr(a).ptr(w).ptr(bias).i32(m).i32(k).i32(n).i64(lda).i64(ldw).i64(ldc)
+                                .f32(alpha).f32(beta).i32(vec ? 1 : 0));
+                return;
+            }
+            if (precision == MatmulPrecision.BF16) {
+                // cuBLAS's bfloat16 mode rounds float32 inputs to bfloat16 anyway: round A once, read W as it is.
+                long a16 = scratch((long) m * k * 2);
+                try {
+                    ops.launch("round_bf16_rows", gridFor((long) m * k), 1, 1, THREADS, 0,
+                            new KernelArgs(h).ptr(a16).ptr(a).i64(m).i32(k).i64(k).i64(lda));
+                    cublas.gemm(false, true, m, n, k, alpha, a16, k, w, ldw, beta, c, ldc, true);
+                } finally {
+                    release(a16);
+                }
+            } else {
+                int per = (int) Math.max(1, Math.min(n, widenFloats / Math.max(k, 1)));
+                long wide = scratch((long) per * k * 4);
+                try {
+                    for (int o0 = 0; o0 < n; o0 += per) {
+                        int nc = Math.min(per, n - o0);
+                        ops.launch("widen_bf16_rows", gridFor((long) nc * k), 1, 1, THREADS, 0,
+                                new KernelArgs(h).ptr(wide).ptr(w + (long) o0 * ldw * 2).i64(nc).i32(k).i64(k).i64(ldw));
+                        cublas.gemm(false, true, m, nc, k, alpha, a, lda, wide, k, beta, c + (long) o0 * 4, ldc);
+                    }
+                } finally {
+                    release(wide);
+                }
+            }
+            if (bias != 0) {
+                if (ldc != n) throw new IllegalStateException("a bias needs ldc == n");
+                ops.launch("add_bias", gridFor((long) m * n), 1, 1, THREADS, 0,
+                        new KernelArgs(h).ptr(c).ptr(bias).i64(m).i32(n));
+            }
+        }
+    }
+
+    /**
+     * A product with one bfloat16 operand (at {@code half}, {@code rows x cols} with row stride {@code ld}; A when
+     * {@code halfIsA}, else B) and one float32: the bfloat16 one widened into float32 scratch, then the float32 product.
+     * Called holding the lock.
+     */
+    private void widenedProduct(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
+                                int ldb, int rows, int cols, float beta, long c, int ldc, boolean halfIsA) {
+        long half = halfIsA ? a : b;
+        int ld = halfIsA ? lda : ldb;
+        long wide = scratch(Math.max(1, (long) rows * cols) * 4);
+        try (HostScratch h = HostScratch.begin()) {
+            if (rows > 0 && cols > 0)
+                ops.launch("widen_bf16_rows", gridFor((long) rows * cols), 1, 1, THREADS, 0,
+                        new KernelArgs(h).ptr(wide).ptr(half).i64(rows).i32(cols).i64(cols).i64(ld));
+            if (halfIsA) cublas.gemm(transA, transB, m, n, k, alpha, wide, Math.max(1, cols), b, ldb, beta, c, ldc);
+            else cublas.gemm(transA, transB, m, n, k, alpha, a, lda, wide, Math.max(1, cols), beta, c, ldc);
+        } finally {
+            release(wide);
         }
     }
 
@@ -791,8 +918,8 @@ public final class CudaBackend implements Backend {
     /** Whether both operands are bfloat16 (true) or both float32 (false); cuBLAS takes no mixed pair. */
     private static boolean sameOperandTypes(String op, String an, CudaTensor a, String bn, CudaTensor b) {
         if (a.storage() != b.storage())
-            throw new IllegalArgumentException(op + ": " + an + " and " + bn + " must be both float32 or both bfloat16, got "
-                    + a + " and " + b);
+            throw new IllegalArgumentException(op + ": " + an + " and " + bn + " must be both float32 or both bfloat16 "
+                    + "(or float32 " + an + " and bfloat16 weights " + bn + "), got " + a + " and " + b);
         return a.storage() == CudaTensor.Storage.BF16;
     }
 
@@ -820,6 +947,23 @@ public final class CudaBackend implements Backend {
         CudaTensor ws = atLeast(op, "w", operand(op, "w", w), (long) out * in, "out*in");
         CudaTensor ys = atLeast(op, "y", operand(op, "y", y), OpChecks.product(op, rows, out), "rows*out");
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
+        if (xs.storage() == CudaTensor.Storage.F32 && ws.storage() == CudaTensor.Storage.BF16) {
+            // Float32 activations, a bfloat16 checkpoint's weights.
+            if (ys.storage() != CudaTensor.Storage.F32)
+                throw new IllegalArgumentException(op + ": a bfloat16 y needs bfloat16 x and w, got " + xs + " and " + ws);
+            if (rows == 0) return;
+            enter();
+            try {
+                for (long r0 = 0; r0 < rows; r0 += 1L << 30) {
+                    int m = (int) Math.min(1L << 30, rows - r0);
+                    bf16WeightProduct(m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, 0f,
+                            ys.address() + r0 * out * 4, out, bs == null ? 0 : bs.address());
+                }
+            } finally {
+                exit();
+            }
+            return;
+        }
         boolean bf16 = sameOperandTypes(op, "x", xs, "w", ws);
         boolean bf16Out = ys.storage() == CudaTensor.Storage.BF16;
         if (bf16Out && !bf16)
@@ -854,13 +998,13 @@ public final class CudaBackend implements Backend {
     @Override
     public void embedding(Tensor out, Tensor table, int[] ids, int dim) {
         String op = "embedding";
-        CudaTensor t = embeddingTable(op, "table", table, ids, dim);
+        CudaTensor t = embeddingTable(op, "table", table, ids, dim, true);
         CudaTensor o = atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
         if (ids.length == 0) return;
         enter();
         try (HostScratch a = HostScratch.begin()) {
             long dIds = uploadInts(a, ids);
-            ops.launch("embedding_forward", ids.length, 1, 1, THREADS, 0,
+            ops.launch(embeddingKernel(t), ids.length, 1, 1, THREADS, 0,
                     new KernelArgs(a).ptr(o.address()).ptr(t.address()).ptr(dIds).i64(ids.length).i32(dim));
             release(dIds);
         } finally {
@@ -1300,11 +1444,11 @@ public final class CudaBackend implements Backend {
     public void embedding(Tensor out, Tensor table, dev.ropeway.tensor.DecodeStep step, int dim) {
         String op = "embedding";
         CudaDecodeStep st = step(op, step);
-        CudaTensor t = embeddingTable(op, "table", table, new int[] {step.token()}, dim);
+        CudaTensor t = embeddingTable(op, "table", table, new int[] {step.token()}, dim, true);
         CudaTensor o = atLeast(op, "out", out, dim, "dim");
         enter();
         try (HostScratch a = HostScratch.begin()) {
-            ops.launch("embedding_forward", 1, 1, 1, THREADS, 0, new KernelArgs(a).ptr(o.address()).ptr(t.address())
+            ops.launch(embeddingKernel(t), 1, 1, 1, THREADS, 0, new KernelArgs(a).ptr(o.address()).ptr(t.address())
                     .ptr(st.address() + CudaDecodeStep.TOKEN).i64(1).i32(dim));
         } finally {
             exit();
@@ -1852,7 +1996,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void embeddingBackward(Tensor dTable, Tensor dOut, int[] ids, int dim) {
         String op = "embeddingBackward";
-        CudaTensor t = embeddingTable(op, "dTable", dTable, ids, dim);
+        CudaTensor t = embeddingTable(op, "dTable", dTable, ids, dim, false);
         CudaTensor dy = atLeast(op, "dOut", dOut, (long) ids.length * dim, "ids.length*dim");
         if (ids.length == 0) return;
         // Rows grouped by id (each group in row order), so every table row is summed by one block, deterministically.
@@ -2126,20 +2270,29 @@ public final class CudaBackend implements Backend {
                     + "and v, rotary's out and rotaryBackward's rounded and rotated take; copy it into a float32 tensor first");
         if (c.storage() == CudaTensor.Storage.BF16)
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
-                    + "the operands of gemm and linear, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
+                    + "the operands of gemm and linear, embedding's table, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
                     + "swiglu's out, swigluBackward's dGate and dUp, rmsNormBackwardAdd's rounded, crossEntropyBackward's "
                     + "dLogits, attention's out), attention's and attentionBackward's q, k, v and out, rotary's out and "
                     + "rotaryBackward's rounded and rotated take");
         return c;
     }
 
-    /** An embedding op's table (or its gradient), with dim positive and every id one of its rows. */
-    private static CudaTensor embeddingTable(String op, String name, Tensor table, int[] ids, int dim) {
+    /**
+     * An embedding op's table (or its gradient), with dim positive and every id one of its rows; float32, or bfloat16
+     * (a bfloat16 checkpoint's) where {@code bf16} allows it.
+     */
+    private static CudaTensor embeddingTable(String op, String name, Tensor table, int[] ids, int dim, boolean bf16) {
         OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
-        CudaTensor t = tensor(op, name, table);
+        CudaTensor t = bf16 ? anyTensor(op, name, table) : tensor(op, name, table);
+        if (t.isHalf()) tensor(op, name, table);   // refused, with its message
         OpChecks.ids(op, ids, t.size() / dim);
         return t;
+    }
+
+    /** The embedding lookup for a float32 or a bfloat16 table. */
+    private static String embeddingKernel(CudaTensor table) {
+        return table.storage() == CudaTensor.Storage.BF16 ? "embedding_forward_bf16" : "embedding_forward";
     }
 
     private static CudaTensor anyTensor(String op, String name, Tensor t) {

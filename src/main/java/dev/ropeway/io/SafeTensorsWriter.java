@@ -35,8 +35,12 @@ public final class SafeTensorsWriter {
     private final List<Entry> entries = new ArrayList<>();
     private final Set<String> names = new HashSet<>();
 
-    /** One tensor to write: its bytes come from exactly one of {@code floats} and {@code bytes}. */
-    private record Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize) {}
+    /**
+     * One tensor to write: its bytes come from exactly one of {@code floats} and {@code bytes}; {@code bytes} hold
+     * {@code from} values, converted to {@code dtype} as they are written, when {@code from} is not null.
+     */
+    private record Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize,
+                         DType from) {}
 
     /** Adds a "__metadata__" entry (a later value for the same key wins). */
     public SafeTensorsWriter metadata(String key, String value) {
@@ -52,7 +56,7 @@ public final class SafeTensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
                     + elements + " elements but " + data.length + " floats were given");
         }
-        return add(new Entry(name, DType.F32, shape.clone(), data, null, 4L * data.length));
+        return add(new Entry(name, DType.F32, shape.clone(), data, null, 4L * data.length, null));
     }
 
     /** Adds a tensor from its raw little-endian bytes, which must be exactly shape x dtype size long. */
@@ -70,7 +74,27 @@ public final class SafeTensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': " + dtype + " " + Arrays.toString(shape)
                     + " needs " + expected + " bytes but " + bytes.byteSize() + " were given");
         }
-        return add(new Entry(name, dtype, shape.clone(), null, bytes, expected));
+        return add(new Entry(name, dtype, shape.clone(), null, bytes, expected, null));
+    }
+
+    /**
+     * Adds a tensor stored as {@code dtype} (F32, BF16 or F16) from the raw little-endian values of another floating
+     * type in {@code src} (F32, BF16, F16 or F64): converted a block at a time as the file is written, rounded to
+     * nearest even where the new type is narrower (a NaN stays a NaN).
+     */
+    public SafeTensorsWriter addConverted(String name, DType dtype, MemorySegment src, DType srcType, long... shape) {
+        Objects.requireNonNull(dtype, "dtype");
+        Objects.requireNonNull(srcType, "srcType");
+        Objects.requireNonNull(src, "src");
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
+            throw new IllegalArgumentException("tensor '" + name + "': converts to F32, BF16 or F16, not " + dtype);
+        if (!srcType.isFloatWeight())
+            throw new IllegalArgumentException("tensor '" + name + "': converts from F32, BF16, F16 or F64, not " + srcType);
+        long elements = checkNameAndShape(name, shape);
+        if (src.byteSize() != elements * srcType.bytes())
+            throw new IllegalArgumentException("tensor '" + name + "': " + srcType + " " + Arrays.toString(shape)
+                    + " needs " + elements * srcType.bytes() + " bytes but " + src.byteSize() + " were given");
+        return add(new Entry(name, dtype, shape.clone(), null, src, elements * dtype.bytes(), srcType));
     }
 
     private SafeTensorsWriter add(Entry entry) {
@@ -107,6 +131,7 @@ public final class SafeTensorsWriter {
             writeFully(channel, ByteBuffer.wrap(header));
             for (Entry e : entries) {
                 if (e.floats() != null) writeFloats(channel, e.floats());
+                else if (e.from() != null) writeConverted(channel, e);
                 else writeSegment(channel, e.bytes());
             }
         });
@@ -146,6 +171,34 @@ public final class SafeTensorsWriter {
             buffer.limit(4 * count);
             writeFully(channel, buffer);
         }
+    }
+
+    private static void writeConverted(FileChannel channel, Entry e) throws IOException {
+        int inBytes = e.from().bytes(), outBytes = e.dtype().bytes();
+        long count = e.bytes().byteSize() / inBytes;
+        ByteBuffer buffer = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+        int per = CHUNK / 4;
+        for (long from = 0; from < count; from += per) {
+            int n = (int) Math.min(per, count - from);
+            float[] values = FloatConversion.toFloats(e.bytes().asSlice(from * inBytes, (long) n * inBytes), e.from(), n,
+                    "tensor '" + e.name() + "'");
+            buffer.clear();
+            switch (e.dtype()) {
+                case F32 -> buffer.asFloatBuffer().put(values);
+                case BF16 -> { for (float v : values) buffer.putShort(bf16(v)); }
+                case F16 -> { for (float v : values) buffer.putShort(Float.floatToFloat16(v)); }
+                default -> throw new AssertionError(e.dtype());
+            }
+            buffer.position(0).limit(n * outBytes);
+            writeFully(channel, buffer);
+        }
+    }
+
+    /** float32 to bfloat16, rounded to nearest even; a NaN stays a quiet NaN. */
+    static short bf16(float x) {
+        int u = Float.floatToRawIntBits(x);
+        if ((u & 0x7fffffff) > 0x7f800000) return (short) ((u >>> 16) | 0x40);
+        return (short) ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16);
     }
 
     private static void writeSegment(FileChannel channel, MemorySegment bytes) throws IOException {

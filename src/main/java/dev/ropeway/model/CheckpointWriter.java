@@ -117,4 +117,58 @@ public final class CheckpointWriter {
         Json.writeAtomic(dir.resolve("config.json"), config);
         return c;
     }
+
+    /**
+     * Writes the weight files of the checkpoint folder {@code from} (its {@code .safetensors} files but the optimizer
+     * state, and the shard index) into {@code to} with every floating tensor stored as {@code dtype} (F32, BF16 or F16;
+     * rounded to nearest even where narrower), except the CLEX layer's, which keep their type; other tensors are copied
+     * as they are. One tensor block at a time, so a large model is never held in memory; each file is written
+     * atomically. Returns the bytes of tensor data written. {@code config.json} is the caller's.
+     */
+    public static long convertWeights(Path from, Path to, dev.ropeway.tensor.DType dtype) throws IOException {
+        if (dtype != dev.ropeway.tensor.DType.F32 && dtype != dev.ropeway.tensor.DType.BF16 && dtype != dev.ropeway.tensor.DType.F16)
+            throw new IllegalArgumentException("weights convert to F32, BF16 or F16, not " + dtype);
+        Files.createDirectories(to);
+        long total = 0;
+        java.util.List<Path> files;
+        try (var list = Files.list(from)) {
+            files = list.filter(f -> f.getFileName().toString().endsWith(".safetensors")
+                    && !f.getFileName().toString().equals("optimizer.safetensors")).sorted().toList();
+        }
+        if (files.isEmpty()) throw new dev.ropeway.io.CheckpointException("no .safetensors weights in " + from);
+        for (Path f : files) {
+            try (dev.ropeway.io.SafeTensors in = dev.ropeway.io.SafeTensors.open(f)) {
+                SafeTensorsWriter w = new SafeTensorsWriter();
+                in.metadata().forEach(w::metadata);
+                for (dev.ropeway.io.TensorInfo t : in.tensors()) {
+                    boolean keep = !t.dtype().isFloatWeight() || t.name().startsWith("model.clex_layer.");
+                    if (keep) w.add(t.name(), t.dtype(), in.data(t.name()), t.shape());
+                    else w.addConverted(t.name(), dtype, in.data(t.name()), t.dtype(), t.shape());
+                    total += keep ? t.byteSize() : t.byteSize() / t.dtype().bytes() * dtype.bytes();
+                }
+                w.write(to.resolve(f.getFileName()));
+            }
+        }
+        Path index = from.resolve("model.safetensors.index.json");
+        if (Files.exists(index)) {
+            Map<String, Object> json = Json.readObject(index);
+            Object meta = json.get("metadata");
+            Map<String, Object> metadata = new LinkedHashMap<>();
+            if (meta instanceof Map<?, ?> m) m.forEach((k, v) -> metadata.put(String.valueOf(k), v));
+            metadata.put("total_size", total);
+            json.put("metadata", metadata);
+            Json.writeAtomic(to.resolve(index.getFileName()), json);
+        }
+        return total;
+    }
+
+    /** The name transformers gives a weight type in config.json ({@code torch_dtype}). */
+    public static String torchDtype(dev.ropeway.tensor.DType dtype) {
+        return switch (dtype) {
+            case F32 -> "float32";
+            case BF16 -> "bfloat16";
+            case F16 -> "float16";
+            default -> throw new IllegalArgumentException("no torch dtype for " + dtype);
+        };
+    }
 }

@@ -206,6 +206,105 @@ extern "C" __global__ void column_sum_finish(float* out, const float* partial, i
     out[c] += s;
 }
 
+// ---- products with few rows on bfloat16 weights (inference from a bfloat16 checkpoint) ----
+
+// y[r, o] = alpha * sum_i x[r * ldx + i] * w[o * ldw + i] + beta * y[r * ldy + o] (+ bias[o]), for r < rows (at most
+// LINEAR_ROWS) and o < out: what cuBLAS computes on the weights widened to float32 (widening is exact), without a
+// float32 copy of them. A decode step's products are bound by reading their weights, so this reads each weight once,
+// in 16-byte loads of 8 (when `vec`: in a multiple of 8, ldw of 8, ldx of 4, w and x 16-byte aligned), two chunks of
+// each of a warp's LINEAR_OUTS weight rows in flight; the few float32 rows of x come from the L1 cache. beta == 0
+// ignores y, as cuBLAS does. Blocks of LINEAR_WARPS warps.
+#define LINEAR_ROWS 8
+#define LINEAR_OUTS 2
+#define LINEAR_WARPS 4
+
+__device__ __forceinline__ void widen8(uint4 u, float* f) {
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+    for (int j = 0; j < 4; j++) {
+        f[2 * j] = __uint_as_float(w[j] << 16);
+        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    }
+}
+
+extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const unsigned short* w, const float* bias,
+                                               int rows, int in, int out, i64 ldx, i64 ldw, i64 ldy, float alpha,
+                                               float beta, int vec) {
+    const int lane = threadIdx.x & 31;
+    const i64 o0 = ((i64) blockIdx.x * LINEAR_WARPS + (threadIdx.x >> 5)) * LINEAR_OUTS;
+    if (o0 >= out) return;   // the whole warp
+    // Rows past `out` read row o0 instead (in range) and are never written.
+    const unsigned short* wr[LINEAR_OUTS];
+    for (int o = 0; o < LINEAR_OUTS; o++) wr[o] = w + (o0 + o < out ? o0 + o : o0) * ldw;
+    float acc[LINEAR_OUTS][LINEAR_ROWS];
+    for (int o = 0; o < LINEAR_OUTS; o++)
+        for (int r = 0; r < LINEAR_ROWS; r++) acc[o][r] = 0.f;
+    if (vec) {
+        for (int i = lane * 8; i < in; i += 512) {
+            const bool second = i + 256 < in;
+            uint4 raw[2][LINEAR_OUTS];
+            for (int o = 0; o < LINEAR_OUTS; o++) {
+                raw[0][o] = *reinterpret_cast<const uint4*>(wr[o] + i);
+                raw[1][o] = second ? *reinterpret_cast<const uint4*>(wr[o] + i + 256) : raw[0][o];
+            }
+            for (int c = 0; c < 2; c++) {
+                if (c == 1 && !second) break;
+                const int ic = i + 256 * c;
+                float wf[LINEAR_OUTS][8];
+                for (int o = 0; o < LINEAR_OUTS; o++) widen8(raw[c][o], wf[o]);
+                for (int r = 0; r < LINEAR_ROWS; r++) {
+                    if (r >= rows) break;
+                    const float4 a = *reinterpret_cast<const float4*>(x + r * ldx + ic);
+                    const float4 b = *reinterpret_cast<const float4*>(x + r * ldx + ic + 4);
+                    const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+                    for (int o = 0; o < LINEAR_OUTS; o++)
+                        for (int j = 0; j < 8; j++) acc[o][r] = fmaf(xv[j], wf[o][j], acc[o][r]);
+                }
+            }
+        }
+    } else {
+        for (int i = lane; i < in; i += 32) {
+            float wf[LINEAR_OUTS];
+            for (int o = 0; o < LINEAR_OUTS; o++) wf[o] = bf16_to_float(wr[o][i]);
+            for (int r = 0; r < LINEAR_ROWS; r++) {
+                if (r >= rows) break;
+                const float xv = x[r * ldx + i];
+                for (int o = 0; o < LINEAR_OUTS; o++) acc[o][r] = fmaf(xv, wf[o], acc[o][r]);
+            }
+        }
+    }
+    for (int r = 0; r < LINEAR_ROWS; r++) {
+        if (r >= rows) break;
+        for (int o = 0; o < LINEAR_OUTS; o++) {
+            const float s = warp_sum(acc[o][r]);
+            if (lane == 0 && o0 + o < out) {
+                float* dst = y + r * ldy + o0 + o;
+                float v = alpha * s;
+                if (beta != 0.f) v += beta * *dst;
+                if (bias) v += bias[o0 + o];
+                *dst = v;
+            }
+        }
+    }
+}
+
+// dst[r * ldDst + c] = the bfloat16 src[r * ldSrc + c] widened, for r < rows, c < cols: a block of a matrix's rows.
+extern "C" __global__ void widen_bf16_rows(float* dst, const unsigned short* src, i64 rows, int cols, i64 ldDst,
+                                           i64 ldSrc) {
+    GRID_STRIDE(i, rows * cols) {
+        const i64 r = i / cols, c = i - r * cols;
+        dst[r * ldDst + c] = bf16_to_float(src[r * ldSrc + c]);
+    }
+}
+
+// dst[r * ldDst + c] = src[r * ldSrc + c] rounded to bfloat16 (nearest even), for r < rows, c < cols.
+extern "C" __global__ void round_bf16_rows(unsigned short* dst, const float* src, i64 rows, int cols, i64 ldDst,
+                                           i64 ldSrc) {
+    GRID_STRIDE(i, rows * cols) {
+        const i64 r = i / cols, c = i - r * cols;
+        dst[r * ldDst + c] = bf16_bits(src[r * ldSrc + c]);
+    }
+}
+
 // ---- embedding ----
 
 extern "C" __global__ void embedding_forward(float* out, const float* table, const int* ids, i64 rows, int dim) {
@@ -213,6 +312,15 @@ extern "C" __global__ void embedding_forward(float* out, const float* table, con
     const float* src = table + (i64) ids[r] * dim;
     float* dst = out + r * dim;
     for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = src[j];
+}
+
+// The same from a bfloat16 table (a bfloat16 checkpoint's embeddings), widened exactly.
+extern "C" __global__ void embedding_forward_bf16(float* out, const unsigned short* table, const int* ids, i64 rows,
+                                                  int dim) {
+    i64 r = blockIdx.x;
+    const unsigned short* src = table + (i64) ids[r] * dim;
+    float* dst = out + r * dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = bf16_to_float(src[j]);
 }
 
 // One block per distinct id: rows order[starts[u] .. starts[u+1]) of dOut (in row order) are added to dTable[ids[u]].

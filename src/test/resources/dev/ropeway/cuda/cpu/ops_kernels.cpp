@@ -1,6 +1,7 @@
 // Runs ops.cu's kernels on the CPU (shim.h) against float64 references written from the ops' definitions, and
 // prints one line per check; exits non-zero when any check fails. Built and run by KernelsOnCpuTest.
 #include "shim.h"
+#include "mma_shim.h"   // float4, uint4
 #include "ops_for_cpu.h"   // common.cuh + ops.cu, as NVRTC gets them, with inline PTX replaced
 
 #include "checks.h"
@@ -395,6 +396,12 @@ static void embedding() {
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < dim; j++) want[r * dim + j] = table[ids[r] * dim + j];
     check("embedding_forward", rel(want, out), 0);
+    std::vector<unsigned short> table16(table.size());
+    for (size_t i = 0; i < table.size(); i++) table16[i] = (unsigned short) (__float_as_uint(table[i]) >> 16);
+    launch(rows, 1, 256, [&] { embedding_forward_bf16(out.data(), table16.data(), ids.data(), rows, dim); });
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < dim; j++) want[r * dim + j] = widenBf16(table16[ids[r] * dim + j]);
+    check("embedding_forward_bf16: exact widening", rel(want, out), 0);
     // The host sorts rows by id: unique ids, where each one's rows start, the rows in order.
     std::vector<int> order(rows), unique, starts;
     for (int r = 0; r < rows; r++) order[r] = r;
@@ -413,6 +420,59 @@ static void embedding() {
     check("embedding_backward (repeated ids accumulate)", rel(dWant, dTable), 1e-6);
 }
 
+// Products with few rows on bfloat16 weights, against float64 sums of the widened weights: the vector path (in a
+// multiple of 8, a second 256-wide chunk present or not) and the scalar one, strides wider than the rows, a bias,
+// alpha and beta, output counts that leave a warp's second row or a block's last warps idle.
+static void bf16WeightProducts() {
+    struct Case { int rows, in, out; i64 ldx, ldw, ldy; float alpha, beta; bool bias; };
+    const Case cases[] = {{1, 768, 37, 768, 768, 37, 1.f, 0.f, false}, {3, 520, 9, 528, 536, 12, 1.f, 0.f, true},
+                          {8, 1032, 70, 1032, 1040, 70, 0.5f, 0.25f, false}, {5, 77, 13, 80, 79, 13, 1.f, 0.f, true},
+                          {2, 24, 3, 24, 24, 5, 2.f, -1.f, true}};
+    for (const Case& c : cases) {
+        F x = normal((size_t) c.rows * c.ldx, 1), wide = normal((size_t) c.out * c.ldw, 0.5), bias = normal(c.out, 1);
+        std::vector<unsigned short> w(wide.size());
+        for (size_t i = 0; i < w.size(); i++) w[i] = (unsigned short) (__float_as_uint(wide[i]) >> 16);
+        F y = normal((size_t) c.rows * c.ldy, 1);
+        D want(y.begin(), y.end());
+        for (int r = 0; r < c.rows; r++)
+            for (int o = 0; o < c.out; o++) {
+                double s = 0;
+                for (int i = 0; i < c.in; i++) s += (double) x[r * c.ldx + i] * widenBf16(w[o * c.ldw + i]);
+                double v = c.alpha * s + (c.beta != 0 ? c.beta * (double) y[r * c.ldy + o] : 0) + (c.bias ? bias[o] : 0);
+                want[r * c.ldy + o] = v;
+            }
+        const bool vec = c.in % 8 == 0 && c.ldw % 8 == 0 && c.ldx % 4 == 0;
+        const int perBlock = LINEAR_WARPS * LINEAR_OUTS, blocks = (c.out + perBlock - 1) / perBlock;
+        launch(blocks, 1, LINEAR_WARPS * 32, [&] {
+            linear_bf16_weights(y.data(), x.data(), w.data(), c.bias ? bias.data() : nullptr, c.rows, c.in, c.out,
+                                c.ldx, c.ldw, c.ldy, c.alpha, c.beta, vec ? 1 : 0);
+        });
+        check("linear_bf16_weights: " + std::to_string(c.rows) + " x " + std::to_string(c.in) + " -> "
+              + std::to_string(c.out) + (vec ? ", 16-byte loads" : ", scalar"), rel(want, y), 1e-6);
+    }
+    // A block of rows widened into float32 and rounded back, strides on both sides.
+    const int rows = 7, cols = 45;
+    F src = normal(rows * 50, 2), wideRows(rows * 48, -1.f);
+    std::vector<unsigned short> b(rows * 50), back(rows * 46, 0xffff);
+    for (size_t i = 0; i < b.size(); i++) b[i] = (unsigned short) (__float_as_uint(src[i]) >> 16);
+    launch(2, 1, 256, [&] { widen_bf16_rows(wideRows.data(), b.data(), rows, cols, 48, 50); });
+    int wrong = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < 48; c++) {
+            float want = c < cols ? widenBf16(b[r * 50 + c]) : -1.f;
+            wrong += __float_as_uint(wideRows[r * 48 + c]) != __float_as_uint(want);
+        }
+    check("widen_bf16_rows: exact, the strides' gaps untouched", wrong, 0);
+    launch(2, 1, 256, [&] { round_bf16_rows(back.data(), src.data(), rows, cols, 46, 50); });
+    wrong = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < 46; c++) {
+            unsigned short want = c < cols ? (unsigned short) (__float_as_uint(roundBf16(src[r * 50 + c])) >> 16) : 0xffff;
+            wrong += back[r * 46 + c] != want;
+        }
+    check("round_bf16_rows: nearest even, the strides' gaps untouched", wrong, 0);
+}
+
 int main() {
     conversions();
     elementwise();
@@ -420,6 +480,7 @@ int main() {
     crossEntropy();
     rotary();
     embedding();
+    bf16WeightProducts();
     std::printf("%d check(s) failed\n", failures);
     return failures == 0 ? 0 : 1;
 }
