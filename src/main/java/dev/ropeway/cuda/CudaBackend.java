@@ -841,18 +841,23 @@ public final class CudaBackend implements Backend {
     /**
      * {@code C[m,n] = alpha A[m,k] W[n,k]^T + beta C (+ bias[n])} with float32 A and C and bfloat16 weights W (device
      * addresses, row strides), the result of the float32 product on W widened: a few rows on the bfloat16-weight
-     * kernel (reads each weight once: a decode step); more on cuBLAS, from A rounded to bfloat16 where products run in
-     * bfloat16 anyway, else from W widened into float32 scratch a block of its rows at a time. {@code bias} is a
-     * device address or 0. Called holding the lock.
+     * kernel (reads each weight once per 8 rows: a decode step, a short prompt, a few server slots); more on cuBLAS,
+     * from A rounded to bfloat16 where products run in bfloat16 anyway, else from W widened into float32 scratch a
+     * block of its rows at a time. {@code bias} is a device address or 0. Called holding the lock.
      */
     private void bf16WeightProduct(int m, int n, int k, float alpha, long a, int lda, long w, int ldw, float beta, long c,
                                    int ldc, long bias) {
         try (HostScratch h = HostScratch.begin()) {
-            if (m <= BF16_WEIGHT_ROWS) {
+            // Up to 4 passes of the kernel (each reading the weights once, 2 bytes apiece) move fewer bytes than
+            // widening them for cuBLAS (6, then 4 more read by the product); a bfloat16 product reads them once.
+            int passes = (m + BF16_WEIGHT_ROWS - 1) / BF16_WEIGHT_ROWS;
+            if (passes == 1 || passes <= 4 && precision != MatmulPrecision.BF16) {
                 boolean vec = k % 8 == 0 && ldw % 8 == 0 && lda % 4 == 0 && w % 16 == 0 && a % 16 == 0;
-                ops.launch("linear_bf16_weights", blocks(n, BF16_WEIGHT_OUTS_PER_BLOCK), 1, 1, BF16_WEIGHT_THREADS, 0,
-                        new KernelArgs(h).ptr(c).ptr(a).ptr(w).ptr(bias).i32(m).i32(k).i32(n).i64(lda).i64(ldw).i64(ldc)
-                                .f32(alpha).f32(beta).i32(vec ? 1 : 0));
+                for (int r0 = 0; r0 < m; r0 += BF16_WEIGHT_ROWS)
+                    ops.launch("linear_bf16_weights", blocks(n, BF16_WEIGHT_OUTS_PER_BLOCK), 1, 1, BF16_WEIGHT_THREADS, 0,
+                            new KernelArgs(h).ptr(c + (long) r0 * ldc * 4).ptr(a + (long) r0 * lda * 4).ptr(w).ptr(bias)
+                                    .i32(Math.min(BF16_WEIGHT_ROWS, m - r0)).i32(k).i32(n).i64(lda).i64(ldw).i64(ldc)
+                                    .f32(alpha).f32(beta).i32(vec ? 1 : 0));
                 return;
             }
             if (precision == MatmulPrecision.BF16) {
