@@ -619,19 +619,19 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * A bfloat16 checkpoint's matrices stay bfloat16 on the GPU (half the memory, half the bytes a decode step reads):
-     * {@link #linear}, {@link #gemm} and {@link #embedding} read them widened, which is exact, so they compute what they
-     * would on a float32 copy. Other types become float32 as {@link #upload} makes them.
+     * A bfloat16 or float16 checkpoint's matrices stay so on the GPU (half the memory, half the bytes a decode step
+     * reads): {@link #linear}, {@link #gemm} and {@link #embedding} read them widened, which is exact, so they compute
+     * what they would on a float32 copy. Other types become float32 as {@link #upload} makes them.
      */
     @Override
     public CudaTensor uploadWeights(MemorySegment src, DType dtype, long count) {
-        if (dtype != DType.BF16) return upload(src, dtype, count);
+        if (dtype != DType.BF16 && dtype != DType.F16) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, 2);
         if (src == null || src.byteSize() < bytes)
             throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
                     + " bytes, needs count*2 = " + bytes);
-        CudaTensor t = new CudaTensor(this, count, CudaTensor.Storage.BF16);
+        CudaTensor t = new CudaTensor(this, count, dtype == DType.BF16 ? CudaTensor.Storage.BF16 : CudaTensor.Storage.F16);
         if (count == 0) return t;
         enter();
         try (HostScratch a = HostScratch.begin()) {
@@ -794,26 +794,27 @@ public final class CudaBackend implements Backend {
         CudaTensor ta = matrix(op, "a", operand(op, "a", a), aOffset, aRows, aCols, lda, reads);
         CudaTensor tb = matrix(op, "b", operand(op, "b", b), bOffset, bRows, bCols, ldb, reads);
         CudaTensor tc = matrix(op, "c", tensor(op, "c", c), cOffset, m, n, ldc, true);
-        if (ta.storage() == CudaTensor.Storage.F32 && tb.storage() == CudaTensor.Storage.BF16) {
-            // Activations times bfloat16 weights (a bfloat16 checkpoint's logits head).
+        if (ta.storage() == CudaTensor.Storage.F32 && tb.storage() != CudaTensor.Storage.F32) {
+            // Activations times a narrow checkpoint's weights (its logits head).
             if (m == 0 || n == 0) return;
+            boolean half = tb.isHalf();
             enter();
             try {
                 long aAt = ta.address() + aOffset * 4, bAt = tb.address() + bOffset * 2, cAt = tc.address() + cOffset * 4;
-                if (!transA && transB) bf16WeightProduct(m, n, k, alpha, aAt, lda, bAt, ldb, beta, cAt, ldc, 0);
+                if (!transA && transB) narrowWeightProduct(m, n, k, alpha, aAt, lda, bAt, ldb, half, beta, cAt, ldc, 0);
                 else widenedProduct(transA, transB, m, n, k, alpha, aAt, lda, bAt, ldb, transB ? n : k, transB ? k : n,
-                        beta, cAt, ldc, false);
+                        beta, cAt, ldc, false, half);
             } finally {
                 exit();
             }
             return;
         }
-        if (ta.storage() == CudaTensor.Storage.BF16 && tb.storage() == CudaTensor.Storage.F32) {
+        if (ta.storage() != CudaTensor.Storage.F32 && tb.storage() == CudaTensor.Storage.F32) {
             if (m == 0 || n == 0) return;
             enter();
             try {
                 widenedProduct(transA, transB, m, n, k, alpha, ta.address() + aOffset * 2, lda, tb.address() + bOffset * 4,
-                        ldb, transA ? k : m, transA ? m : k, beta, tc.address() + cOffset * 4, ldc, true);
+                        ldb, transA ? k : m, transA ? m : k, beta, tc.address() + cOffset * 4, ldc, true, ta.isHalf());
             } finally {
                 exit();
             }
@@ -831,36 +832,39 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Rows a product on bfloat16 weights takes on its own kernel (LINEAR_ROWS in ops.cu); more go to cuBLAS. */
-    private static final int BF16_WEIGHT_ROWS = 8;
+    /** Rows a product on narrow weights takes on its own kernel per pass (LINEAR_ROWS in ops.cu); more go to cuBLAS. */
+    private static final int NARROW_WEIGHT_ROWS = 8;
     /** Weight rows per block of the kernel (LINEAR_WARPS x LINEAR_OUTS), and its threads. */
-    private static final int BF16_WEIGHT_OUTS_PER_BLOCK = 8, BF16_WEIGHT_THREADS = 128;
+    private static final int NARROW_WEIGHT_OUTS_PER_BLOCK = 8, NARROW_WEIGHT_THREADS = 128;
     /** Floats of scratch a product widens bfloat16 weights into at a time: 64 MB (smaller in tests, to see blocks). */
     static long widenFloats = 1L << 24;
 
     /**
-     * {@code C[m,n] = alpha A[m,k] W[n,k]^T + beta C (+ bias[n])} with float32 A and C and bfloat16 weights W (device
-     * addresses, row strides), the result of the float32 product on W widened: a few rows on the bfloat16-weight
-     * kernel (reads each weight once per 8 rows: a decode step, a short prompt, a few server slots); more on cuBLAS,
-     * from A rounded to bfloat16 where products run in bfloat16 anyway, else from W widened into float32 scratch a
-     * block of its rows at a time. {@code bias} is a device address or 0. Called holding the lock.
+     * {@code C[m,n] = alpha A[m,k] W[n,k]^T + beta C (+ bias[n])} with float32 A and C and bfloat16 weights W (float16
+     * when {@code half}; device addresses, row strides), the result of the float32 product on W widened: a few rows on
+     * the narrow-weight kernel (reads each weight once per 8 rows: a decode step, a short prompt, a few server slots);
+     * more on cuBLAS, from A rounded to bfloat16 where products run in bfloat16 anyway and W is bfloat16, else from W
+     * widened into float32 scratch a block of its rows at a time. {@code bias} is a device address or 0. Called
+     * holding the lock.
      */
-    private void bf16WeightProduct(int m, int n, int k, float alpha, long a, int lda, long w, int ldw, float beta, long c,
-                                   int ldc, long bias) {
+    private void narrowWeightProduct(int m, int n, int k, float alpha, long a, int lda, long w, int ldw, boolean half,
+                                     float beta, long c, int ldc, long bias) {
         try (HostScratch h = HostScratch.begin()) {
             // Up to 4 passes of the kernel (each reading the weights once, 2 bytes apiece) move fewer bytes than
             // widening them for cuBLAS (6, then 4 more read by the product); a bfloat16 product reads them once.
-            int passes = (m + BF16_WEIGHT_ROWS - 1) / BF16_WEIGHT_ROWS;
-            if (passes == 1 || passes <= 4 && precision != MatmulPrecision.BF16) {
+            boolean bf16Product = precision == MatmulPrecision.BF16 && !half;
+            int passes = (m + NARROW_WEIGHT_ROWS - 1) / NARROW_WEIGHT_ROWS;
+            if (passes == 1 || passes <= 4 && !bf16Product) {
                 boolean vec = k % 8 == 0 && ldw % 8 == 0 && lda % 4 == 0 && w % 16 == 0 && a % 16 == 0;
-                for (int r0 = 0; r0 < m; r0 += BF16_WEIGHT_ROWS)
-                    ops.launch("linear_bf16_weights", blocks(n, BF16_WEIGHT_OUTS_PER_BLOCK), 1, 1, BF16_WEIGHT_THREADS, 0,
+                String kernel = half ? "linear_f16_weights" : "linear_bf16_weights";
+                for (int r0 = 0; r0 < m; r0 += NARROW_WEIGHT_ROWS)
+                    ops.launch(kernel, blocks(n, NARROW_WEIGHT_OUTS_PER_BLOCK), 1, 1, NARROW_WEIGHT_THREADS, 0,
                             new KernelArgs(h).ptr(c + (long) r0 * ldc * 4).ptr(a + (long) r0 * lda * 4).ptr(w).ptr(bias)
-                                    .i32(Math.min(BF16_WEIGHT_ROWS, m - r0)).i32(k).i32(n).i64(lda).i64(ldw).i64(ldc)
+                                    .i32(Math.min(NARROW_WEIGHT_ROWS, m - r0)).i32(k).i32(n).i64(lda).i64(ldw).i64(ldc)
                                     .f32(alpha).f32(beta).i32(vec ? 1 : 0));
                 return;
             }
-            if (precision == MatmulPrecision.BF16) {
+            if (bf16Product) {
                 // cuBLAS's bfloat16 mode rounds float32 inputs to bfloat16 anyway: round A once, read W as it is.
                 long a16 = scratch((long) m * k * 2);
                 try {
@@ -876,7 +880,7 @@ public final class CudaBackend implements Backend {
                 try {
                     for (int o0 = 0; o0 < n; o0 += per) {
                         int nc = Math.min(per, n - o0);
-                        ops.launch("widen_bf16_rows", gridFor((long) nc * k), 1, 1, THREADS, 0,
+                        ops.launch(half ? "widen_f16_rows" : "widen_bf16_rows", gridFor((long) nc * k), 1, 1, THREADS, 0,
                                 new KernelArgs(h).ptr(wide).ptr(w + (long) o0 * ldw * 2).i64(nc).i32(k).i64(k).i64(ldw));
                         cublas.gemm(false, true, m, nc, k, alpha, a, lda, wide, k, beta, c + (long) o0 * 4, ldc);
                     }
@@ -893,38 +897,39 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * A product with one bfloat16 operand (at {@code half}, {@code rows x cols} with row stride {@code ld}; A when
-     * {@code halfIsA}, else B) and one float32: the bfloat16 one widened into float32 scratch, then the float32 product.
-     * Called holding the lock.
+     * A product with one narrow operand (bfloat16, or float16 when {@code f16}; {@code rows x cols} with its row stride;
+     * A when {@code narrowIsA}, else B) and one float32: the narrow one widened into float32 scratch, then the float32
+     * product. Called holding the lock.
      */
     private void widenedProduct(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
-                                int ldb, int rows, int cols, float beta, long c, int ldc, boolean halfIsA) {
-        long half = halfIsA ? a : b;
-        int ld = halfIsA ? lda : ldb;
+                                int ldb, int rows, int cols, float beta, long c, int ldc, boolean narrowIsA, boolean f16) {
+        long narrow = narrowIsA ? a : b;
+        int ld = narrowIsA ? lda : ldb;
         long wide = scratch(Math.max(1, (long) rows * cols) * 4);
         try (HostScratch h = HostScratch.begin()) {
             if (rows > 0 && cols > 0)
-                ops.launch("widen_bf16_rows", gridFor((long) rows * cols), 1, 1, THREADS, 0,
-                        new KernelArgs(h).ptr(wide).ptr(half).i64(rows).i32(cols).i64(cols).i64(ld));
-            if (halfIsA) cublas.gemm(transA, transB, m, n, k, alpha, wide, Math.max(1, cols), b, ldb, beta, c, ldc);
+                ops.launch(f16 ? "widen_f16_rows" : "widen_bf16_rows", gridFor((long) rows * cols), 1, 1, THREADS, 0,
+                        new KernelArgs(h).ptr(wide).ptr(narrow).i64(rows).i32(cols).i64(cols).i64(ld));
+            if (narrowIsA) cublas.gemm(transA, transB, m, n, k, alpha, wide, Math.max(1, cols), b, ldb, beta, c, ldc);
             else cublas.gemm(transA, transB, m, n, k, alpha, a, lda, wide, Math.max(1, cols), beta, c, ldc);
         } finally {
             release(wide);
         }
     }
 
-    /** A product's operand: float32 or bfloat16. */
+    /** A product's operand: float32, bfloat16, or float16 (a float16 checkpoint's weights, beside float32 activations). */
     private static CudaTensor operand(String op, String name, Tensor t) {
-        CudaTensor c = anyTensor(op, name, t);
-        if (c.isHalf()) return tensor(op, name, t);   // refused, with the KV cache's message
-        return c;
+        return anyTensor(op, name, t);
     }
 
     /** Whether both operands are bfloat16 (true) or both float32 (false); cuBLAS takes no mixed pair. */
     private static boolean sameOperandTypes(String op, String an, CudaTensor a, String bn, CudaTensor b) {
+        if (a.isHalf() || b.isHalf())
+            throw new IllegalArgumentException(op + ": float16 tensors are products' operands only as weights beside "
+                    + "float32 activations (a float16 checkpoint's), got " + a + " and " + b);
         if (a.storage() != b.storage())
             throw new IllegalArgumentException(op + ": " + an + " and " + bn + " must be both float32 or both bfloat16 "
-                    + "(or float32 " + an + " and bfloat16 weights " + bn + "), got " + a + " and " + b);
+                    + "(or float32 " + an + " and bfloat16 or float16 weights " + bn + "), got " + a + " and " + b);
         return a.storage() == CudaTensor.Storage.BF16;
     }
 
@@ -952,8 +957,9 @@ public final class CudaBackend implements Backend {
         CudaTensor ws = atLeast(op, "w", operand(op, "w", w), (long) out * in, "out*in");
         CudaTensor ys = atLeast(op, "y", operand(op, "y", y), OpChecks.product(op, rows, out), "rows*out");
         CudaTensor bs = bias == null ? null : atLeast(op, "bias", bias, out, "out");
-        if (xs.storage() == CudaTensor.Storage.F32 && ws.storage() == CudaTensor.Storage.BF16) {
-            // Float32 activations, a bfloat16 checkpoint's weights.
+        if (ys.isHalf()) throw new IllegalArgumentException(op + ": y must be float32 or bfloat16, got " + ys);
+        if (xs.storage() == CudaTensor.Storage.F32 && ws.storage() != CudaTensor.Storage.F32) {
+            // Float32 activations, a narrow checkpoint's weights.
             if (ys.storage() != CudaTensor.Storage.F32)
                 throw new IllegalArgumentException(op + ": a bfloat16 y needs bfloat16 x and w, got " + xs + " and " + ws);
             if (rows == 0) return;
@@ -961,7 +967,7 @@ public final class CudaBackend implements Backend {
             try {
                 for (long r0 = 0; r0 < rows; r0 += 1L << 30) {
                     int m = (int) Math.min(1L << 30, rows - r0);
-                    bf16WeightProduct(m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, 0f,
+                    narrowWeightProduct(m, out, in, 1f, xs.address() + r0 * in * 4, in, ws.address(), in, ws.isHalf(), 0f,
                             ys.address() + r0 * out * 4, out, bs == null ? 0 : bs.address());
                 }
             } finally {
@@ -2270,9 +2276,11 @@ public final class CudaBackend implements Backend {
     private static CudaTensor tensor(String op, String name, Tensor t) {
         CudaTensor c = anyTensor(op, name, t);
         if (c.isHalf())
-            throw new IllegalArgumentException(op + ": " + name + " is a float16 tensor (a KV cache, or attention's operands "
-                    + "as training keeps them), which only copy, view, download, attention's and attentionBackward's q, k "
-                    + "and v, rotary's out and rotaryBackward's rounded and rotated take; copy it into a float32 tensor first");
+            throw new IllegalArgumentException(op + ": " + name + " is a float16 tensor (a KV cache, attention's operands "
+                    + "as training keeps them, or a float16 checkpoint's weights), which only copy, view, download, "
+                    + "attention's and attentionBackward's q, k and v, rotary's out, rotaryBackward's rounded and rotated, "
+                    + "the weights of linear and gemm beside float32 activations and embedding's table take; copy it into "
+                    + "a float32 tensor first");
         if (c.storage() == CudaTensor.Storage.BF16)
             throw new IllegalArgumentException(op + ": " + name + " is a bfloat16 tensor, which only copy, view, download, "
                     + "the operands of gemm and linear, embedding's table, and the outputs rounded for them (rmsNorm's, addRmsNorm's and "
@@ -2284,20 +2292,23 @@ public final class CudaBackend implements Backend {
 
     /**
      * An embedding op's table (or its gradient), with dim positive and every id one of its rows; float32, or bfloat16
-     * (a bfloat16 checkpoint's) where {@code bf16} allows it.
+     * or float16 (a narrow checkpoint's) where {@code narrow} allows it.
      */
-    private static CudaTensor embeddingTable(String op, String name, Tensor table, int[] ids, int dim, boolean bf16) {
+    private static CudaTensor embeddingTable(String op, String name, Tensor table, int[] ids, int dim, boolean narrow) {
         OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
-        CudaTensor t = bf16 ? anyTensor(op, name, table) : tensor(op, name, table);
-        if (t.isHalf()) tensor(op, name, table);   // refused, with its message
+        CudaTensor t = narrow ? anyTensor(op, name, table) : tensor(op, name, table);
         OpChecks.ids(op, ids, t.size() / dim);
         return t;
     }
 
-    /** The embedding lookup for a float32 or a bfloat16 table. */
+    /** The embedding lookup for a float32, bfloat16 or float16 table. */
     private static String embeddingKernel(CudaTensor table) {
-        return table.storage() == CudaTensor.Storage.BF16 ? "embedding_forward_bf16" : "embedding_forward";
+        return switch (table.storage()) {
+            case F32 -> "embedding_forward";
+            case BF16 -> "embedding_forward_bf16";
+            case F16 -> "embedding_forward_f16";
+        };
     }
 
     private static CudaTensor anyTensor(String op, String name, Tensor t) {

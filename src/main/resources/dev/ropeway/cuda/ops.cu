@@ -206,7 +206,12 @@ extern "C" __global__ void column_sum_finish(float* out, const float* partial, i
     out[c] += s;
 }
 
-// ---- products with few rows on bfloat16 weights (inference from a bfloat16 checkpoint) ----
+// ---- products with few rows on narrow weights (inference from a bfloat16 or float16 checkpoint) ----
+
+// A stored weight widened to float32 (exactly): bfloat16, or float16 when HALF.
+template <bool HALF> __device__ __forceinline__ float widen_weight(unsigned short b) {
+    return HALF ? to_float(b) : bf16_to_float(b);
+}
 
 // y[r, o] = alpha * sum_i x[r * ldx + i] * w[o * ldw + i] + beta * y[r * ldy + o] (+ bias[o]), for r < rows (at most
 // LINEAR_ROWS) and o < out: what cuBLAS computes on the weights widened to float32 (widening is exact), without a
@@ -218,17 +223,18 @@ extern "C" __global__ void column_sum_finish(float* out, const float* partial, i
 #define LINEAR_OUTS 2
 #define LINEAR_WARPS 4
 
-__device__ __forceinline__ void widen8(uint4 u, float* f) {
+template <bool HALF> __device__ __forceinline__ void widen8(uint4 u, float* f) {
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
     for (int j = 0; j < 4; j++) {
-        f[2 * j] = __uint_as_float(w[j] << 16);
-        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+        f[2 * j] = widen_weight<HALF>((unsigned short) (w[j] & 0xffffu));
+        f[2 * j + 1] = widen_weight<HALF>((unsigned short) (w[j] >> 16));
     }
 }
 
-extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const unsigned short* w, const float* bias,
-                                               int rows, int in, int out, i64 ldx, i64 ldw, i64 ldy, float alpha,
-                                               float beta, int vec) {
+template <bool HALF>
+__device__ __forceinline__ void linear_narrow_weights(float* y, const float* x, const unsigned short* w,
+                                                      const float* bias, int rows, int in, int out, i64 ldx, i64 ldw,
+                                                      i64 ldy, float alpha, float beta, int vec) {
     const int lane = threadIdx.x & 31;
     const i64 o0 = ((i64) blockIdx.x * LINEAR_WARPS + (threadIdx.x >> 5)) * LINEAR_OUTS;
     if (o0 >= out) return;   // the whole warp
@@ -250,7 +256,7 @@ extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const u
                 if (c == 1 && !second) break;
                 const int ic = i + 256 * c;
                 float wf[LINEAR_OUTS][8];
-                for (int o = 0; o < LINEAR_OUTS; o++) widen8(raw[c][o], wf[o]);
+                for (int o = 0; o < LINEAR_OUTS; o++) widen8<HALF>(raw[c][o], wf[o]);
                 for (int r = 0; r < LINEAR_ROWS; r++) {
                     if (r >= rows) break;
                     const float4 a = *reinterpret_cast<const float4*>(x + r * ldx + ic);
@@ -264,7 +270,7 @@ extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const u
     } else {
         for (int i = lane; i < in; i += 32) {
             float wf[LINEAR_OUTS];
-            for (int o = 0; o < LINEAR_OUTS; o++) wf[o] = bf16_to_float(wr[o][i]);
+            for (int o = 0; o < LINEAR_OUTS; o++) wf[o] = widen_weight<HALF>(wr[o][i]);
             for (int r = 0; r < LINEAR_ROWS; r++) {
                 if (r >= rows) break;
                 const float xv = x[r * ldx + i];
@@ -287,13 +293,37 @@ extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const u
     }
 }
 
-// dst[r * ldDst + c] = the bfloat16 src[r * ldSrc + c] widened, for r < rows, c < cols: a block of a matrix's rows.
-extern "C" __global__ void widen_bf16_rows(float* dst, const unsigned short* src, i64 rows, int cols, i64 ldDst,
+extern "C" __global__ void linear_bf16_weights(float* y, const float* x, const unsigned short* w, const float* bias,
+                                               int rows, int in, int out, i64 ldx, i64 ldw, i64 ldy, float alpha,
+                                               float beta, int vec) {
+    linear_narrow_weights<false>(y, x, w, bias, rows, in, out, ldx, ldw, ldy, alpha, beta, vec);
+}
+
+extern "C" __global__ void linear_f16_weights(float* y, const float* x, const unsigned short* w, const float* bias,
+                                              int rows, int in, int out, i64 ldx, i64 ldw, i64 ldy, float alpha,
+                                              float beta, int vec) {
+    linear_narrow_weights<true>(y, x, w, bias, rows, in, out, ldx, ldw, ldy, alpha, beta, vec);
+}
+
+// dst[r * ldDst + c] = src[r * ldSrc + c] widened (bfloat16, or float16 with HALF), for r < rows, c < cols: a block of
+// a matrix's rows.
+template <bool HALF>
+__device__ __forceinline__ void widen_rows(float* dst, const unsigned short* src, i64 rows, int cols, i64 ldDst,
                                            i64 ldSrc) {
     GRID_STRIDE(i, rows * cols) {
         const i64 r = i / cols, c = i - r * cols;
-        dst[r * ldDst + c] = bf16_to_float(src[r * ldSrc + c]);
+        dst[r * ldDst + c] = widen_weight<HALF>(src[r * ldSrc + c]);
     }
+}
+
+extern "C" __global__ void widen_bf16_rows(float* dst, const unsigned short* src, i64 rows, int cols, i64 ldDst,
+                                           i64 ldSrc) {
+    widen_rows<false>(dst, src, rows, cols, ldDst, ldSrc);
+}
+
+extern "C" __global__ void widen_f16_rows(float* dst, const unsigned short* src, i64 rows, int cols, i64 ldDst,
+                                          i64 ldSrc) {
+    widen_rows<true>(dst, src, rows, cols, ldDst, ldSrc);
 }
 
 // dst[r * ldDst + c] = src[r * ldSrc + c] rounded to bfloat16 (nearest even), for r < rows, c < cols.
@@ -314,13 +344,23 @@ extern "C" __global__ void embedding_forward(float* out, const float* table, con
     for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = src[j];
 }
 
-// The same from a bfloat16 table (a bfloat16 checkpoint's embeddings), widened exactly.
-extern "C" __global__ void embedding_forward_bf16(float* out, const unsigned short* table, const int* ids, i64 rows,
-                                                  int dim) {
+// The same from a bfloat16 or float16 table (a narrow checkpoint's embeddings), widened exactly.
+template <bool HALF>
+__device__ __forceinline__ void embedding_narrow(float* out, const unsigned short* table, const int* ids, int dim) {
     i64 r = blockIdx.x;
     const unsigned short* src = table + (i64) ids[r] * dim;
     float* dst = out + r * dim;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = bf16_to_float(src[j]);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = widen_weight<HALF>(src[j]);
+}
+
+extern "C" __global__ void embedding_forward_bf16(float* out, const unsigned short* table, const int* ids, i64 rows,
+                                                  int dim) {
+    embedding_narrow<false>(out, table, ids, dim);
+}
+
+extern "C" __global__ void embedding_forward_f16(float* out, const unsigned short* table, const int* ids, i64 rows,
+                                                 int dim) {
+    embedding_narrow<true>(out, table, ids, dim);
 }
 
 // One block per distinct id: rows order[starts[u] .. starts[u+1]) of dOut (in row order) are added to dTable[ids[u]].

@@ -184,40 +184,44 @@ class CudaBackendTest {
      * into a separate gradient, SwiGLU backward into bfloat16) against the CPU's unfused ones, with the aliasing the
      * training and decoding passes use, and a row too wide for the fused norm backward's shared memory.
      */
-    /** Random bfloat16 values: their raw bits (as a checkpoint holds them) and their exact float32 widening. */
-    record Bf16Weights(MemorySegment bits, float[] wide) {
-        static Bf16Weights random(Random r, int count, Arena arena) {
+    /** Random bfloat16 or float16 values: their raw bits (as a checkpoint holds them) and their exact float32 widening. */
+    record NarrowWeights(MemorySegment bits, float[] wide) {
+        static NarrowWeights random(Random r, int count, Arena arena, DType type) {
             MemorySegment bits = arena.allocate(2L * count);
             float[] wide = new float[count];
             for (int i = 0; i < count; i++) {
-                short b = (short) (Float.floatToRawIntBits((float) (r.nextGaussian() * 0.5)) >>> 16);
+                float v = (float) (r.nextGaussian() * 0.5);
+                short b = type == DType.F16 ? Float.floatToFloat16(v) : (short) (Float.floatToRawIntBits(v) >>> 16);
                 bits.setAtIndex(JAVA_SHORT, i, b);
-                wide[i] = Float.intBitsToFloat(b << 16);
+                wide[i] = type == DType.F16 ? Float.float16ToFloat(b) : Float.intBitsToFloat(b << 16);
             }
-            return new Bf16Weights(bits, wide);
+            return new NarrowWeights(bits, wide);
         }
     }
 
     /**
-     * A bfloat16 checkpoint's matrices kept as bfloat16 ({@code uploadWeights}): linear, gemm and embedding compute on
+     * A bfloat16 or float16 checkpoint's matrices kept so ({@code uploadWeights}): linear, gemm and embedding compute on
      * them what the CPU computes on their float32 widening. A few rows (a decode step; up to 32 in passes of 8 unless
-     * products are bfloat16) run the bfloat16-weight kernel, exact in every precision; more rows run cuBLAS on the
-     * weights widened a block of rows at a time (float32, TF32) or on the activations rounded (bfloat16 products), to
-     * each precision's tolerance.
+     * products are bfloat16 on bfloat16 weights) run the narrow-weight kernel, exact in every precision; more rows run
+     * cuBLAS on the weights widened a block of rows at a time (float32, TF32, float16 weights) or on the activations
+     * rounded (bfloat16 products on bfloat16 weights), to each precision's tolerance.
      */
-    @Test
-    void bf16WeightsComputeWhatTheirWideningDoes() {
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(value = DType.class, names = {"BF16", "F16"})
+    void narrowWeightsComputeWhatTheirWideningDoes(DType type) {
         Random r = new Random(31);
         long savedWiden = CudaBackend.widenFloats;
+        String typeName = type.name().toLowerCase(java.util.Locale.ROOT);
         try (Arena arena = Arena.ofConfined(); CudaBackend bf16Products = new CudaBackend(0, MatmulPrecision.BF16)) {
             CudaBackend.widenFloats = 2000;   // blocks of a few weight rows, so that the loop over blocks runs
             for (CudaBackend g : new CudaBackend[] {gpu, tf32, bf16Products}) {
                 double many = g == gpu ? 1e-5 : g == tf32 ? 3e-3 : 1.5e-2;
+                boolean roundsActivations = g == bf16Products && type == DType.BF16;
                 for (int in : new int[] {776, 77}) {   // 16-byte loads (two chunks of 256 and a tail), and the scalar loop
                     int out = 53;
-                    Bf16Weights w = Bf16Weights.random(r, in * out, arena);
-                    Tensor wb = g.uploadWeights(w.bits(), DType.BF16, (long) in * out);
-                    assertEquals("CudaTensor[" + in * out + " bf16]", wb.toString());
+                    NarrowWeights w = NarrowWeights.random(r, in * out, arena, type);
+                    Tensor wb = g.uploadWeights(w.bits(), type, (long) in * out);
+                    assertEquals("CudaTensor[" + in * out + " " + typeName + "]", wb.toString());
                     assertArrayEquals(w.wide(), read(g, wb));
                     float[] bias = random(r, out, 1);
                     Tensor cw = cpu.upload(w.wide()), cb = cpu.upload(bias), gbias = g.upload(bias);
@@ -227,43 +231,43 @@ class CudaBackendTest {
                             Tensor cy = cpu.allocate((long) rows * out), gy = g.allocate((long) rows * out);
                             cpu.linear(cy, cpu.upload(x), cw, withBias ? cb : null, rows, in, out);
                             g.linear(gy, g.upload(x), wb, withBias ? gbias : null, rows, in, out);
-                            boolean kernel = rows <= 8 || rows <= 32 && g != bf16Products;
+                            boolean kernel = rows <= 8 || rows <= 32 && !roundsActivations;
                             close(read(cpu, cy), read(g, gy), kernel ? 1e-5 : many,
-                                    g + " linear on bfloat16 weights, " + rows + " x " + in + ", bias " + withBias);
+                                    g + " linear on " + typeName + " weights, " + rows + " x " + in + ", bias " + withBias);
                         }
                     }
                 }
                 // The logits head's product: offsets, strides, alpha and beta.
                 int n = 37, k = 40, lda = 48, ldb = 44, ldc = 41;
-                Bf16Weights w = Bf16Weights.random(r, 3 + (n - 1) * ldb + k, arena);
-                Tensor wb = g.uploadWeights(w.bits(), DType.BF16, w.wide().length), cw = cpu.upload(w.wide());
+                NarrowWeights w = NarrowWeights.random(r, 3 + (n - 1) * ldb + k, arena, type);
+                Tensor wb = g.uploadWeights(w.bits(), type, w.wide().length), cw = cpu.upload(w.wide());
                 for (int m : new int[] {1, 6, 20, 33}) {
                     float[] a = random(r, 2 + (m - 1) * lda + k, 1), c = random(r, 5 + (m - 1) * ldc + n, 1);
                     Tensor cc = cpu.upload(c), gc = g.upload(c);
                     cpu.gemm(false, true, m, n, k, 0.5f, cpu.upload(a), 2, lda, cw, 3, ldb, 0.25f, cc, 5, ldc);
                     g.gemm(false, true, m, n, k, 0.5f, g.upload(a), 2, lda, wb, 3, ldb, 0.25f, gc, 5, ldc);
-                    close(read(cpu, cc), read(g, gc), m <= 8 || m <= 32 && g != bf16Products ? 1e-5 : many,
-                            g + " gemm on bfloat16 weights, m " + m);
+                    close(read(cpu, cc), read(g, gc), m <= 8 || m <= 32 && !roundsActivations ? 1e-5 : many,
+                            g + " gemm on " + typeName + " weights, m " + m);
                 }
-                // Other layouts widen the bfloat16 operand, A or B, and run the float32 product.
+                // Other layouts widen the narrow operand, A or B, and run the float32 product.
                 int m = 12;
                 float[] f = random(r, m * k, 1), c0 = random(r, m * n, 1);
-                Bf16Weights kn = Bf16Weights.random(r, k * n, arena), km = Bf16Weights.random(r, k * m, arena);
+                NarrowWeights kn = NarrowWeights.random(r, k * n, arena, type), km = NarrowWeights.random(r, k * m, arena, type);
                 Tensor cc = cpu.upload(c0), gc = g.upload(c0);
                 cpu.gemm(false, false, m, n, k, 1f, cpu.upload(f), 0, k, cpu.upload(kn.wide()), 0, n, 1f, cc, 0, n);
-                g.gemm(false, false, m, n, k, 1f, g.upload(f), 0, k, g.uploadWeights(kn.bits(), DType.BF16, k * n), 0, n, 1f,
+                g.gemm(false, false, m, n, k, 1f, g.upload(f), 0, k, g.uploadWeights(kn.bits(), type, k * n), 0, n, 1f,
                         gc, 0, n);
-                close(read(cpu, cc), read(g, gc), g == gpu ? 1e-5 : many, g + " gemm A x bfloat16 B");
+                close(read(cpu, cc), read(g, gc), g == gpu ? 1e-5 : many, g + " gemm A x " + typeName + " B");
                 float[] b = random(r, k * n, 1);
                 cpu.gemm(true, false, m, n, k, 1f, cpu.upload(km.wide()), 0, m, cpu.upload(b), 0, n, 0f, cc, 0, n);
-                g.gemm(true, false, m, n, k, 1f, g.uploadWeights(km.bits(), DType.BF16, k * m), 0, m, g.upload(b), 0, n, 0f,
+                g.gemm(true, false, m, n, k, 1f, g.uploadWeights(km.bits(), type, k * m), 0, m, g.upload(b), 0, n, 0f,
                         gc, 0, n);
-                close(read(cpu, cc), read(g, gc), g == gpu ? 1e-5 : many, g + " gemm bfloat16 A^T x B");
+                close(read(cpu, cc), read(g, gc), g == gpu ? 1e-5 : many, g + " gemm " + typeName + " A^T x B");
             }
-            // Embedding rows from a bfloat16 table, batch and decode step alike: exactly the widened rows.
+            // Embedding rows from a narrow table, batch and decode step alike: exactly the widened rows.
             int vocab = 30, dim = 24;
-            Bf16Weights t = Bf16Weights.random(r, vocab * dim, arena);
-            Tensor table = gpu.uploadWeights(t.bits(), DType.BF16, (long) vocab * dim);
+            NarrowWeights t = NarrowWeights.random(r, vocab * dim, arena, type);
+            Tensor table = gpu.uploadWeights(t.bits(), type, (long) vocab * dim);
             int[] ids = {3, 29, 0, 3};
             Tensor rows = gpu.allocate((long) ids.length * dim);
             gpu.embedding(rows, table, ids, dim);
@@ -277,11 +281,16 @@ class CudaBackendTest {
                 gpu.embedding(one, table, step, dim);
                 assertArrayEquals(java.util.Arrays.copyOfRange(t.wide(), 17 * dim, 18 * dim), read(gpu, one));
             }
+            Tensor narrow8 = gpu.uploadWeights(t.bits(), type, 8);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> gpu.linear(
-                    gpu.allocate(8, DType.BF16), gpu.upload(new float[8]), gpu.uploadWeights(t.bits(), DType.BF16, 8), null, 1, 8, 1));
+                    gpu.allocate(8, DType.BF16), gpu.upload(new float[8]), narrow8, null, 1, 8, 1));
             assertTrue(e.getMessage().contains("needs bfloat16 x and w"), e.getMessage());
             e = assertThrows(IllegalArgumentException.class, () -> gpu.embeddingBackward(table, gpu.allocate(dim), new int[] {1}, dim));
-            assertTrue(e.getMessage().contains("bfloat16"), e.getMessage());
+            assertTrue(e.getMessage().contains(type == DType.F16 ? "float16" : "bfloat16"), e.getMessage());
+            if (type == DType.F16) {
+                e = assertThrows(IllegalArgumentException.class, () -> gpu.linear(gpu.allocate(1), narrow8, narrow8, null, 1, 8, 1));
+                assertTrue(e.getMessage().contains("only as weights beside float32 activations"), e.getMessage());
+            }
         } finally {
             CudaBackend.widenFloats = savedWiden;
         }

@@ -99,40 +99,46 @@ class CudaParityTest {
     }
 
     /**
-     * A bfloat16 checkpoint stays bfloat16 on the GPU (half the weight memory) and gives the CPU's logits on the same
-     * file (which also keeps it bfloat16): whole forwards (cuBLAS on widened weights) and cached decoding, op by op and
-     * recorded as graphs (the bfloat16-weight kernel), tied and untied heads.
+     * A bfloat16 or float16 checkpoint stays so on the GPU (half the weight memory) and gives the CPU's logits on the
+     * same file: whole forwards (cuBLAS on widened weights) and cached decoding, op by op and recorded as graphs (the
+     * narrow-weight kernel), tied and untied heads.
      */
     @Test
-    void bf16CheckpointsStayBf16AndMatchTheCpu(@TempDir Path tmp) throws Exception {
-        for (boolean tied : new boolean[]{false, true}) {
-            Map<String, Object> json = CheckpointWriter.llamaConfig(DecoderTest.VOCAB, 32, 64, 2, 4, 2, 8, 128,
-                    new DefaultRope(10000, 8), tied);
-            Path f32 = tmp.resolve("f32-" + tied), bf16 = tmp.resolve("bf16-" + tied);
-            try (CpuBackend cpu = new CpuBackend(); TrainableModel m = TrainableModel.random(cpu, ModelConfig.parse(json, "bf16"), 7)) {
-                m.save(f32, json);
+    void narrowCheckpointsStayNarrowAndMatchTheCpu(@TempDir Path tmp) throws Exception {
+        for (DType type : new DType[]{DType.BF16, DType.F16})
+            for (boolean tied : new boolean[]{false, true})
+                checkNarrowCheckpoint(tmp.resolve(type + "-" + tied), type, tied);
+    }
+
+    private static void checkNarrowCheckpoint(Path tmp, DType type, boolean tied) throws Exception {
+        Map<String, Object> json = CheckpointWriter.llamaConfig(DecoderTest.VOCAB, 32, 64, 2, 4, 2, 8, 128,
+                new DefaultRope(10000, 8), tied);
+        Path f32 = tmp.resolve("f32"), narrow = tmp.resolve("narrow");
+        try (CpuBackend cpu = new CpuBackend(); TrainableModel m = TrainableModel.random(cpu, ModelConfig.parse(json, "narrow"), 7)) {
+            m.save(f32, json);
+        }
+        CheckpointWriter.convertWeights(f32, narrow, type);
+        dev.ropeway.io.Json.writeAtomic(narrow.resolve("config.json"), json);
+        int[] ids = DecoderTest.randomTokens(40, 5);
+        Scorer.Score want;
+        try (CpuBackend cpu = new CpuBackend(); Transformer t = Transformer.load(cpu, narrow)) {
+            want = new Scorer(t).score(TokenBatch.of(new int[][]{ids}), t.config().rope(), true);
+        }
+        try (CudaBackend b = new CudaBackend(0, MatmulPrecision.FP32, false); Transformer t = Transformer.load(b, narrow)) {
+            String what = type + (tied ? ", tied" : "") + ": ";
+            String suffix = " " + type.name().toLowerCase(java.util.Locale.ROOT) + "]";
+            assertTrue(t.weights().layers().get(0).q().toString().endsWith(suffix), what + t.weights().layers().get(0).q());
+            assertTrue(t.weights().lmHead().toString().endsWith(suffix), what + "lm head " + t.weights().lmHead());
+            Scorer.Score got = new Scorer(t).score(TokenBatch.of(new int[][]{ids}), t.config().rope(), true);
+            double diff = 0, norm = 0;
+            for (int i = 0; i < want.logits().length; i++) {
+                diff += Math.pow(got.logits()[i] - want.logits()[i], 2);
+                norm += Math.pow(want.logits()[i], 2);
             }
-            CheckpointWriter.convertWeights(f32, bf16, DType.BF16);
-            dev.ropeway.io.Json.writeAtomic(bf16.resolve("config.json"), json);
-            int[] ids = DecoderTest.randomTokens(40, 5);
-            Scorer.Score want, got;
-            try (CpuBackend cpu = new CpuBackend(); Transformer t = Transformer.load(cpu, bf16)) {
-                want = new Scorer(t).score(TokenBatch.of(new int[][]{ids}), t.config().rope(), true);
-            }
-            try (CudaBackend b = new CudaBackend(0, MatmulPrecision.FP32, false); Transformer t = Transformer.load(b, bf16)) {
-                assertTrue(t.weights().layers().get(0).q().toString().contains("bf16"), t.weights().layers().get(0).q().toString());
-                assertTrue(t.weights().lmHead().toString().contains("bf16"), "lm head " + t.weights().lmHead());
-                got = new Scorer(t).score(TokenBatch.of(new int[][]{ids}), t.config().rope(), true);
-                double diff = 0, norm = 0;
-                for (int i = 0; i < want.logits().length; i++) {
-                    diff += Math.pow(got.logits()[i] - want.logits()[i], 2);
-                    norm += Math.pow(want.logits()[i], 2);
-                }
-                assertTrue(Math.sqrt(diff / norm) < 1e-5, "logits relative error " + Math.sqrt(diff / norm));
-                assertEquals(want.loss(), got.loss(), 1e-5);
-                DecoderTest.checkGreedyAgainstFullForward(t, new DefaultRope(10000, 8), Decoder.RopeChange.REROTATE, 9, 12, 1e-4);
-                DecoderTest.compareRecordedSteps(t, new DefaultRope(10000, 8), 20, 8, 0.0);
-            }
+            assertTrue(Math.sqrt(diff / norm) < 1e-5, what + "logits relative error " + Math.sqrt(diff / norm));
+            assertEquals(want.loss(), got.loss(), 1e-5, what + "loss");
+            DecoderTest.checkGreedyAgainstFullForward(t, new DefaultRope(10000, 8), Decoder.RopeChange.REROTATE, 9, 12, 1e-4);
+            DecoderTest.compareRecordedSteps(t, new DefaultRope(10000, 8), 20, 8, 0.0);
         }
     }
 

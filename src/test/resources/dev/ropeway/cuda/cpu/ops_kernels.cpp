@@ -386,6 +386,21 @@ static void rotary() {
     check("rotary_backward: d loss / d angle from bfloat16 rotated values", rel(angleW, angleBF), 1e-2);
 }
 
+static unsigned short narrowBits(float v, bool half) {
+    if (!half) return (unsigned short) (__float_as_uint(v) >> 16);
+    _Float16 h = (_Float16) v;
+    unsigned short b;
+    std::memcpy(&b, &h, 2);
+    return b;
+}
+
+static float widenBits(unsigned short b, bool half) {
+    if (!half) return widenBf16(b);
+    _Float16 h;
+    std::memcpy(&h, &b, 2);
+    return (float) h;
+}
+
 static void embedding() {
     const int vocab = 50, dim = 33, rows = 200;
     F table = normal(vocab * dim, 1), dOut = normal(rows * dim, 1), out(rows * dim);
@@ -402,6 +417,12 @@ static void embedding() {
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < dim; j++) want[r * dim + j] = widenBf16(table16[ids[r] * dim + j]);
     check("embedding_forward_bf16: exact widening", rel(want, out), 0);
+    std::vector<unsigned short> table16h(table.size());
+    for (size_t i = 0; i < table.size(); i++) table16h[i] = narrowBits(table[i], true);
+    launch(rows, 1, 256, [&] { embedding_forward_f16(out.data(), table16h.data(), ids.data(), rows, dim); });
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < dim; j++) want[r * dim + j] = widenBits(table16h[ids[r] * dim + j], true);
+    check("embedding_forward_f16: exact widening", rel(want, out), 0);
     // The host sorts rows by id: unique ids, where each one's rows start, the rows in order.
     std::vector<int> order(rows), unique, starts;
     for (int r = 0; r < rows; r++) order[r] = r;
@@ -420,36 +441,38 @@ static void embedding() {
     check("embedding_backward (repeated ids accumulate)", rel(dWant, dTable), 1e-6);
 }
 
-// Products with few rows on bfloat16 weights, against float64 sums of the widened weights: the vector path (in a
-// multiple of 8, a second 256-wide chunk present or not) and the scalar one, strides wider than the rows, a bias,
+// Products with few rows on bfloat16 and float16 weights, against float64 sums of the widened weights: the vector path
+// (in a multiple of 8, a second 256-wide chunk present or not) and the scalar one, strides wider than the rows, a bias,
 // alpha and beta, output counts that leave a warp's second row or a block's last warps idle.
 static void bf16WeightProducts() {
     struct Case { int rows, in, out; i64 ldx, ldw, ldy; float alpha, beta; bool bias; };
     const Case cases[] = {{1, 768, 37, 768, 768, 37, 1.f, 0.f, false}, {3, 520, 9, 528, 536, 12, 1.f, 0.f, true},
                           {8, 1032, 70, 1032, 1040, 70, 0.5f, 0.25f, false}, {5, 77, 13, 80, 79, 13, 1.f, 0.f, true},
                           {2, 24, 3, 24, 24, 5, 2.f, -1.f, true}};
-    for (const Case& c : cases) {
-        F x = normal((size_t) c.rows * c.ldx, 1), wide = normal((size_t) c.out * c.ldw, 0.5), bias = normal(c.out, 1);
-        std::vector<unsigned short> w(wide.size());
-        for (size_t i = 0; i < w.size(); i++) w[i] = (unsigned short) (__float_as_uint(wide[i]) >> 16);
-        F y = normal((size_t) c.rows * c.ldy, 1);
-        D want(y.begin(), y.end());
-        for (int r = 0; r < c.rows; r++)
-            for (int o = 0; o < c.out; o++) {
-                double s = 0;
-                for (int i = 0; i < c.in; i++) s += (double) x[r * c.ldx + i] * widenBf16(w[o * c.ldw + i]);
-                double v = c.alpha * s + (c.beta != 0 ? c.beta * (double) y[r * c.ldy + o] : 0) + (c.bias ? bias[o] : 0);
-                want[r * c.ldy + o] = v;
-            }
-        const bool vec = c.in % 8 == 0 && c.ldw % 8 == 0 && c.ldx % 4 == 0;
-        const int perBlock = LINEAR_WARPS * LINEAR_OUTS, blocks = (c.out + perBlock - 1) / perBlock;
-        launch(blocks, 1, LINEAR_WARPS * 32, [&] {
-            linear_bf16_weights(y.data(), x.data(), w.data(), c.bias ? bias.data() : nullptr, c.rows, c.in, c.out,
-                                c.ldx, c.ldw, c.ldy, c.alpha, c.beta, vec ? 1 : 0);
-        });
-        check("linear_bf16_weights: " + std::to_string(c.rows) + " x " + std::to_string(c.in) + " -> "
-              + std::to_string(c.out) + (vec ? ", 16-byte loads" : ", scalar"), rel(want, y), 1e-6);
-    }
+    for (bool half : {false, true})
+        for (const Case& c : cases) {
+            F x = normal((size_t) c.rows * c.ldx, 1), wide = normal((size_t) c.out * c.ldw, 0.5), bias = normal(c.out, 1);
+            std::vector<unsigned short> w(wide.size());
+            for (size_t i = 0; i < w.size(); i++) w[i] = narrowBits(wide[i], half);
+            F y = normal((size_t) c.rows * c.ldy, 1);
+            D want(y.begin(), y.end());
+            for (int r = 0; r < c.rows; r++)
+                for (int o = 0; o < c.out; o++) {
+                    double s = 0;
+                    for (int i = 0; i < c.in; i++) s += (double) x[r * c.ldx + i] * widenBits(w[o * c.ldw + i], half);
+                    double v = c.alpha * s + (c.beta != 0 ? c.beta * (double) y[r * c.ldy + o] : 0) + (c.bias ? bias[o] : 0);
+                    want[r * c.ldy + o] = v;
+                }
+            const bool vec = c.in % 8 == 0 && c.ldw % 8 == 0 && c.ldx % 4 == 0;
+            const int perBlock = LINEAR_WARPS * LINEAR_OUTS, blocks = (c.out + perBlock - 1) / perBlock;
+            launch(blocks, 1, LINEAR_WARPS * 32, [&] {
+                (half ? linear_f16_weights : linear_bf16_weights)(y.data(), x.data(), w.data(), c.bias ? bias.data() : nullptr,
+                        c.rows, c.in, c.out, c.ldx, c.ldw, c.ldy, c.alpha, c.beta, vec ? 1 : 0);
+            });
+            check(std::string(half ? "linear_f16_weights: " : "linear_bf16_weights: ") + std::to_string(c.rows) + " x "
+                  + std::to_string(c.in) + " -> " + std::to_string(c.out) + (vec ? ", 16-byte loads" : ", scalar"),
+                  rel(want, y), 1e-6);
+        }
     // A block of rows widened into float32 and rounded back, strides on both sides.
     const int rows = 7, cols = 45;
     F src = normal(rows * 50, 2), wideRows(rows * 48, -1.f);
@@ -463,6 +486,17 @@ static void bf16WeightProducts() {
             wrong += __float_as_uint(wideRows[r * 48 + c]) != __float_as_uint(want);
         }
     check("widen_bf16_rows: exact, the strides' gaps untouched", wrong, 0);
+    std::vector<unsigned short> h(rows * 50);
+    for (size_t i = 0; i < h.size(); i++) h[i] = narrowBits(src[i], true);
+    F wideHalves(rows * 48, -1.f);
+    launch(2, 1, 256, [&] { widen_f16_rows(wideHalves.data(), h.data(), rows, cols, 48, 50); });
+    wrong = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < 48; c++) {
+            float want = c < cols ? widenBits(h[r * 50 + c], true) : -1.f;
+            wrong += __float_as_uint(wideHalves[r * 48 + c]) != __float_as_uint(want);
+        }
+    check("widen_f16_rows: exact, the strides' gaps untouched", wrong, 0);
     launch(2, 1, 256, [&] { round_bf16_rows(back.data(), src.data(), rows, cols, 46, 50); });
     wrong = 0;
     for (int r = 0; r < rows; r++)
