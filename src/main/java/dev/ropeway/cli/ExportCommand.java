@@ -14,6 +14,7 @@ import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.rope.StaticNtkRope;
 import dev.ropeway.rope.YarnRope;
+import dev.ropeway.tensor.DType;
 import dev.ropeway.train.Checkpoints;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -22,6 +23,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -70,10 +72,10 @@ final class ExportCommand implements Callable<Integer> {
             default -> throw new RopewayException("unknown --format '" + format + "' (this version writes hf or gguf)");
         };
         if (!gguf && contextLength != null) throw new RopewayException("--context-length applies to --format gguf only");
-        dev.ropeway.tensor.DType hfType = gguf || dtype == null ? null : switch (dtype.toLowerCase(java.util.Locale.ROOT)) {
-            case "f32", "float32" -> dev.ropeway.tensor.DType.F32;
-            case "bf16", "bfloat16" -> dev.ropeway.tensor.DType.BF16;
-            case "f16", "float16" -> dev.ropeway.tensor.DType.F16;
+        DType hfType = gguf || dtype == null ? null : switch (dtype.toLowerCase(Locale.ROOT)) {
+            case "f32", "float32" -> DType.F32;
+            case "bf16", "bfloat16" -> DType.BF16;
+            case "f16", "float16" -> DType.F16;
             default -> throw new RopewayException("unknown --dtype '" + dtype + "' for --format hf (f32, bf16 or f16)");
         };
         if (model.toAbsolutePath().normalize().equals(out.toAbsolutePath().normalize()))
@@ -105,7 +107,7 @@ final class ExportCommand implements Callable<Integer> {
             String torch = CheckpointWriter.torchDtype(hfType);
             written.put("torch_dtype", torch);
             if (written.containsKey("dtype")) written.put("dtype", torch);
-            weights = String.format(java.util.Locale.ROOT, "weights %s, %.1f MB", hfType.name().toLowerCase(java.util.Locale.ROOT), bytes / 1e6);
+            weights = String.format(Locale.ROOT, "weights %s, %.1f MB", hfType.name().toLowerCase(Locale.ROOT), bytes / 1e6);
         } else {
             // The weights are unchanged: copy them (atomically, so a kill leaves no half file).
             for (Path f : Files.list(model).filter(p -> p.getFileName().toString().endsWith(".safetensors")
@@ -133,7 +135,7 @@ final class ExportCommand implements Callable<Integer> {
         String name = model.toAbsolutePath().normalize().getFileName().toString();
         GgufExport.Result r = GgufExport.write(model, out, new GgufExport.Options(target, context, type, name));
         System.out.printf("wrote %s: GGUF %s, %d tensors (%s), %.1f MB; RoPE %s, context_length %d%n", out,
-                r.architecture(), r.tensors(), type.name().toLowerCase(java.util.Locale.ROOT), r.bytes() / 1e6, r.rope(), context);
+                r.architecture(), r.tensors(), type.name().toLowerCase(Locale.ROOT), r.bytes() / 1e6, r.rope(), context);
         for (String note : r.notes()) System.out.println("  note: " + note);
         return 0;
     }

@@ -185,20 +185,13 @@ public final class SafeTensorsWriter {
             buffer.clear();
             switch (e.dtype()) {
                 case F32 -> buffer.asFloatBuffer().put(values);
-                case BF16 -> { for (float v : values) buffer.putShort(bf16(v)); }
+                case BF16 -> { for (float v : values) buffer.putShort(dev.ropeway.tensor.Bfloat16.round(v)); }
                 case F16 -> { for (float v : values) buffer.putShort(Float.floatToFloat16(v)); }
                 default -> throw new AssertionError(e.dtype());
             }
             buffer.position(0).limit(n * outBytes);
             writeFully(channel, buffer);
         }
-    }
-
-    /** float32 to bfloat16, rounded to nearest even; a NaN stays a quiet NaN. */
-    static short bf16(float x) {
-        int u = Float.floatToRawIntBits(x);
-        if ((u & 0x7fffffff) > 0x7f800000) return (short) ((u >>> 16) | 0x40);
-        return (short) ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16);
     }
 
     private static void writeSegment(FileChannel channel, MemorySegment bytes) throws IOException {

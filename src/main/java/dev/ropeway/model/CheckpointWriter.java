@@ -1,14 +1,19 @@
 package dev.ropeway.model;
 
+import dev.ropeway.io.CheckpointException;
 import dev.ropeway.io.Json;
+import dev.ropeway.io.SafeTensors;
 import dev.ropeway.io.SafeTensorsWriter;
+import dev.ropeway.io.TensorInfo;
 import dev.ropeway.rope.RopeScaling;
+import dev.ropeway.tensor.DType;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.function.BiConsumer;
@@ -125,22 +130,22 @@ public final class CheckpointWriter {
      * as they are. One tensor block at a time, so a large model is never held in memory; each file is written
      * atomically. Returns the bytes of tensor data written. {@code config.json} is the caller's.
      */
-    public static long convertWeights(Path from, Path to, dev.ropeway.tensor.DType dtype) throws IOException {
-        if (dtype != dev.ropeway.tensor.DType.F32 && dtype != dev.ropeway.tensor.DType.BF16 && dtype != dev.ropeway.tensor.DType.F16)
+    public static long convertWeights(Path from, Path to, DType dtype) throws IOException {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new IllegalArgumentException("weights convert to F32, BF16 or F16, not " + dtype);
         Files.createDirectories(to);
         long total = 0;
-        java.util.List<Path> files;
+        List<Path> files;
         try (var list = Files.list(from)) {
             files = list.filter(f -> f.getFileName().toString().endsWith(".safetensors")
                     && !f.getFileName().toString().equals("optimizer.safetensors")).sorted().toList();
         }
-        if (files.isEmpty()) throw new dev.ropeway.io.CheckpointException("no .safetensors weights in " + from);
+        if (files.isEmpty()) throw new CheckpointException("no .safetensors weights in " + from);
         for (Path f : files) {
-            try (dev.ropeway.io.SafeTensors in = dev.ropeway.io.SafeTensors.open(f)) {
+            try (SafeTensors in = SafeTensors.open(f)) {
                 SafeTensorsWriter w = new SafeTensorsWriter();
                 in.metadata().forEach(w::metadata);
-                for (dev.ropeway.io.TensorInfo t : in.tensors()) {
+                for (TensorInfo t : in.tensors()) {
                     boolean keep = !t.dtype().isFloatWeight() || t.name().startsWith("model.clex_layer.");
                     if (keep) w.add(t.name(), t.dtype(), in.data(t.name()), t.shape());
                     else w.addConverted(t.name(), dtype, in.data(t.name()), t.dtype(), t.shape());
@@ -163,7 +168,7 @@ public final class CheckpointWriter {
     }
 
     /** The name transformers gives a weight type in config.json ({@code torch_dtype}). */
-    public static String torchDtype(dev.ropeway.tensor.DType dtype) {
+    public static String torchDtype(DType dtype) {
         return switch (dtype) {
             case F32 -> "float32";
             case BF16 -> "bfloat16";

@@ -71,16 +71,9 @@ final class Bf16Gemm {
         for (; i < count; i++) dst.set(JAVA_FLOAT, to + 4L * i, Float.intBitsToFloat(src.get(SHORT, from + 2L * i) << 16));
     }
 
-    /** float32 to bfloat16, rounded to nearest even; a NaN stays a (quiet) NaN. */
-    static short narrow(float x) {
-        int bits = Float.floatToRawIntBits(x);
-        if ((bits & 0x7fffffff) > 0x7f800000) return (short) ((bits >>> 16) | 0x40);
-        return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
-    }
-
     /** {@code count} floats from byte {@code from} of {@code src} as bfloat16 values from byte {@code to} of {@code dst}. */
     static void narrow(MemorySegment src, long from, MemorySegment dst, long to, long count) {
-        for (long i = 0; i < count; i++) dst.set(SHORT, to + 2 * i, narrow(src.get(JAVA_FLOAT, from + 4 * i)));
+        for (long i = 0; i < count; i++) dst.set(SHORT, to + 2 * i, Bfloat16.round(src.get(JAVA_FLOAT, from + 4 * i)));
     }
 
     /** LANES bfloat16 values at byte {@code offset}, widened: the bits moved to the top half of each float. */
