@@ -2,6 +2,7 @@ package dev.ropeway.cuda;
 
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.Bf16WeightsTest.Weights;
 import dev.ropeway.tensor.CpuBackend;
 import dev.ropeway.tensor.DType;
 import dev.ropeway.tensor.DecodeStep;
@@ -184,21 +185,6 @@ class CudaBackendTest {
      * into a separate gradient, SwiGLU backward into bfloat16) against the CPU's unfused ones, with the aliasing the
      * training and decoding passes use, and a row too wide for the fused norm backward's shared memory.
      */
-    /** Random bfloat16 or float16 values: their raw bits (as a checkpoint holds them) and their exact float32 widening. */
-    record NarrowWeights(MemorySegment bits, float[] wide) {
-        static NarrowWeights random(Random r, int count, Arena arena, DType type) {
-            MemorySegment bits = arena.allocate(2L * count);
-            float[] wide = new float[count];
-            for (int i = 0; i < count; i++) {
-                float v = (float) (r.nextGaussian() * 0.5);
-                short b = type == DType.F16 ? Float.floatToFloat16(v) : (short) (Float.floatToRawIntBits(v) >>> 16);
-                bits.setAtIndex(JAVA_SHORT, i, b);
-                wide[i] = type == DType.F16 ? Float.float16ToFloat(b) : Float.intBitsToFloat(b << 16);
-            }
-            return new NarrowWeights(bits, wide);
-        }
-    }
-
     /**
      * A bfloat16 or float16 checkpoint's matrices kept so ({@code uploadWeights}): linear, gemm and embedding compute on
      * them what the CPU computes on their float32 widening. A few rows (a decode step; up to 32 in passes of 8 unless
@@ -219,7 +205,7 @@ class CudaBackendTest {
                 boolean roundsActivations = g == bf16Products && type == DType.BF16;
                 for (int in : new int[] {776, 77}) {   // 16-byte loads (two chunks of 256 and a tail), and the scalar loop
                     int out = 53;
-                    NarrowWeights w = NarrowWeights.random(r, in * out, arena, type);
+                    Weights w = Weights.random(r, in * out, arena, type, 0.5);
                     Tensor wb = g.uploadWeights(w.bits(), type, (long) in * out);
                     assertEquals("CudaTensor[" + in * out + " " + typeName + "]", wb.toString());
                     assertArrayEquals(w.wide(), read(g, wb));
@@ -239,7 +225,7 @@ class CudaBackendTest {
                 }
                 // The logits head's product: offsets, strides, alpha and beta.
                 int n = 37, k = 40, lda = 48, ldb = 44, ldc = 41;
-                NarrowWeights w = NarrowWeights.random(r, 3 + (n - 1) * ldb + k, arena, type);
+                Weights w = Weights.random(r, 3 + (n - 1) * ldb + k, arena, type, 0.5);
                 Tensor wb = g.uploadWeights(w.bits(), type, w.wide().length), cw = cpu.upload(w.wide());
                 for (int m : new int[] {1, 6, 20, 33}) {
                     float[] a = random(r, 2 + (m - 1) * lda + k, 1), c = random(r, 5 + (m - 1) * ldc + n, 1);
@@ -252,7 +238,7 @@ class CudaBackendTest {
                 // Other layouts widen the narrow operand, A or B, and run the float32 product.
                 int m = 12;
                 float[] f = random(r, m * k, 1), c0 = random(r, m * n, 1);
-                NarrowWeights kn = NarrowWeights.random(r, k * n, arena, type), km = NarrowWeights.random(r, k * m, arena, type);
+                Weights kn = Weights.random(r, k * n, arena, type, 0.5), km = Weights.random(r, k * m, arena, type, 0.5);
                 Tensor cc = cpu.upload(c0), gc = g.upload(c0);
                 cpu.gemm(false, false, m, n, k, 1f, cpu.upload(f), 0, k, cpu.upload(kn.wide()), 0, n, 1f, cc, 0, n);
                 g.gemm(false, false, m, n, k, 1f, g.upload(f), 0, k, g.uploadWeights(kn.bits(), type, k * n), 0, n, 1f,
@@ -266,7 +252,7 @@ class CudaBackendTest {
             }
             // Embedding rows from a narrow table, batch and decode step alike: exactly the widened rows.
             int vocab = 30, dim = 24;
-            NarrowWeights t = NarrowWeights.random(r, vocab * dim, arena, type);
+            Weights t = Weights.random(r, vocab * dim, arena, type, 0.5);
             Tensor table = gpu.uploadWeights(t.bits(), type, (long) vocab * dim);
             int[] ids = {3, 29, 0, 3};
             Tensor rows = gpu.allocate((long) ids.length * dim);

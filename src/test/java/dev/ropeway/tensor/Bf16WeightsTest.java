@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** bfloat16 weights kept as bfloat16 give what their float32 widening gives, on every op that reads them. */
-class Bf16WeightsTest {
+public class Bf16WeightsTest {
     static CpuBackend cpu;
     static Arena arena;
 
@@ -32,18 +32,23 @@ class Bf16WeightsTest {
         arena.close();
     }
 
-    /** Random bfloat16 values (as raw bits) and their exact float32 widening. */
-    record Weights(MemorySegment bits, float[] wide) {
-        static Weights random(long seed, int count) {
-            Random r = new Random(seed);
+    /** Random bfloat16 or float16 values: their raw bits (as a checkpoint holds them) and their exact float32 widening. */
+    public record Weights(MemorySegment bits, float[] wide) {
+        /** {@code count} normal values of standard deviation {@code scale}, stored as {@code type} (BF16 or F16). */
+        public static Weights random(Random r, int count, Arena arena, DType type, double scale) {
             MemorySegment bits = arena.allocate(2L * count);
             float[] wide = new float[count];
             for (int i = 0; i < count; i++) {
-                short b = (short) (Float.floatToRawIntBits((float) r.nextGaussian()) >>> 16);
+                float v = (float) (r.nextGaussian() * scale);
+                short b = type == DType.F16 ? Float.floatToFloat16(v) : (short) (Float.floatToRawIntBits(v) >>> 16);
                 bits.setAtIndex(JAVA_SHORT, i, b);
-                wide[i] = Float.intBitsToFloat(b << 16);
+                wide[i] = type == DType.F16 ? Float.float16ToFloat(b) : Float.intBitsToFloat(b << 16);
             }
             return new Weights(bits, wide);
+        }
+
+        static Weights random(long seed, int count) {
+            return random(new Random(seed), count, arena, DType.BF16, 1);
         }
     }
 
