@@ -5,6 +5,7 @@ import dev.ropeway.cuda.CudaBackend;
 import dev.ropeway.cuda.MatmulPrecision;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.tensor.DType;
 import picocli.CommandLine.Option;
 
 /** Options that choose where compute runs, shared by every command that runs a model. */
@@ -24,9 +25,10 @@ final class BackendOptions {
     String gpuMatmul;
 
     @Option(names = "--kv-cache", defaultValue = "auto", paramLabel = "<type>",
-            description = "KV cache storage: f16 (the GPU's default: half the memory and half the bytes a long-context "
-                    + "decode step reads) or f32 (the CPU's only one; on the GPU, cached decoding then computes exactly "
-                    + "what whole-sequence forwards compute).")
+            description = "KV cache storage: auto (f16 on the GPU, f32 on the CPU), f16 (GPU: half the memory and half "
+                    + "the bytes a long-context decode step reads), bf16 (CPU: the same halving; about 2.5x faster "
+                    + "decode attention at 64k tokens) or f32 (cached decoding computes exactly what whole-sequence "
+                    + "forwards compute).")
     String kvCache;
 
     @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
@@ -59,11 +61,10 @@ final class BackendOptions {
     private Backend openBackend() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
-        boolean half = switch (kvCache.toLowerCase(java.util.Locale.ROOT)) {
-            case "auto", "f16" -> true;
-            case "f32" -> false;
-            default -> throw new RopewayException("unknown --kv-cache '" + kvCache + "' (auto, f16, f32)");
-        };
+        String kv = kvCache.strip().toLowerCase(java.util.Locale.ROOT);
+        if (!java.util.List.of("auto", "f16", "bf16", "f32").contains(kv))
+            throw new RopewayException("unknown --kv-cache '" + kvCache + "' (auto, f16, bf16, f32)");
+        boolean half = !kv.equals("f32");
         if (device.equals("cpu")) return cpu();
         if (device.equals("auto")) {
             if (!CudaBackend.isAvailable()) return cpu();
@@ -91,6 +92,8 @@ final class BackendOptions {
 
     /** A GPU backend, named on stderr so a run says where it computes (stdout may be JSON). */
     private Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
+        if (kvCache.strip().equalsIgnoreCase("bf16"))
+            throw new RopewayException("--kv-cache bf16 is for the CPU backend; the GPU keeps its KV cache in f16 (the default) or f32");
         CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
         b.deterministic(deterministic);
         System.err.println("device: cuda:" + ordinal + ", " + b.description());
@@ -98,8 +101,10 @@ final class BackendOptions {
     }
 
     private Backend cpu() {
-        if (kvCache.equalsIgnoreCase("f16"))
-            throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU backend keeps its KV cache in float32");
-        return threads == null ? new CpuBackend() : new CpuBackend(threads);
+        String kv = kvCache.strip().toLowerCase(java.util.Locale.ROOT);
+        if (kv.equals("f16"))
+            throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU keeps its KV cache in f32 (the default) or bf16");
+        return new CpuBackend(threads == null ? Runtime.getRuntime().availableProcessors() : threads,
+                kv.equals("bf16") ? DType.BF16 : DType.F32);
     }
 }

@@ -2,9 +2,21 @@ package dev.ropeway.tensor;
 
 import java.lang.foreign.MemorySegment;
 
-/** An {@link AttentionShape} bound to its buffers, with the derived group size; {@code lse} may be null. */
+/**
+ * An {@link AttentionShape} bound to its buffers, with the derived group size; {@code lse} may be null. Keys and values
+ * are float32, or bfloat16 ({@code kvType} BF16: a bfloat16 KV cache), widened as they are read.
+ */
 record AttentionGeometry(AttentionShape shape, MemorySegment out, MemorySegment q, MemorySegment k, MemorySegment v,
-                         MemorySegment lse) {
+                         MemorySegment lse, DType kvType) {
+    /** Float32 keys and values. */
+    AttentionGeometry(AttentionShape shape, MemorySegment out, MemorySegment q, MemorySegment k, MemorySegment v,
+                      MemorySegment lse) {
+        this(shape, out, q, k, v, lse, DType.F32);
+    }
+
+    /** Bytes per key or value element: 4, or 2 for a bfloat16 cache. */
+    int kvBytes() { return kvType == DType.F32 ? Float.BYTES : 2; }
+
     int batch() { return shape.batch(); }
     long seqQ() { return shape.seqQ(); }
     long kvRowsPerBatch() { return shape.kvRowsPerBatch(); }

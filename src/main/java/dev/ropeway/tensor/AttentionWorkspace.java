@@ -109,11 +109,12 @@ final class AttentionWorkspace {
             keys = new float[step * ld];
             values = new float[step * ld];
         }
-        long strideBytes = (long) g.kvHeads() * dim * Float.BYTES;
-        long rowBytes = ((long) batchIndex * g.kvRowsPerBatch() * g.kvHeads() + firstHead) * dim * Float.BYTES;
+        long strideBytes = (long) g.kvHeads() * dim * g.kvBytes();
+        long rowBytes = ((long) batchIndex * g.kvRowsPerBatch() * g.kvHeads() + firstHead) * dim * g.kvBytes();
         for (long k0 = keyFrom; k0 < keyTo; k0 += step) {
             int nk = (int) Math.min(step, keyTo - k0);
-            gather(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
+            if (g.kvType() == DType.F32) gather(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
+            else gatherBf16(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
             for (int i = 0; i < count; i++) {
                 QueryTile t = tiles[i];
                 int n = (int) Math.min(nk, t.lastPosition() + 1L - k0);
@@ -154,6 +155,15 @@ final class AttentionWorkspace {
                 keys[o + d] = k.get(JAVA_FLOAT, offset + d * 4L);
                 values[o + d] = v.get(JAVA_FLOAT, offset + d * 4L);
             }
+        }
+    }
+
+    /** {@link #gather} from a bfloat16 cache, widening each row as it is copied. */
+    private static void gatherBf16(MemorySegment k, MemorySegment v, long offset, long strideBytes, int rows, int cols,
+                                   int ld, float[] keys, float[] values) {
+        for (int j = 0, o = 0; j < rows; j++, o += ld, offset += strideBytes) {
+            Bf16Rows.widen(k, offset, keys, o, cols);
+            Bf16Rows.widen(v, offset, values, o, cols);
         }
     }
 }

@@ -15,7 +15,8 @@ final class Checks {
         if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
         if (!(t instanceof CpuTensor c))
             throw new IllegalArgumentException(op + ": " + name + " is a " + t.getClass().getSimpleName() + ", not a CPU tensor"
-                    + (t instanceof CpuBf16Tensor ? " (bfloat16 weights are read only by linear, gemm as a transposed B, embedding and download)" : ""));
+                    + (t instanceof CpuBf16Tensor ? " (bfloat16 tensors are read only by linear, gemm as a transposed B, embedding, "
+                    + "attention as keys and values, copy, download and view)" : ""));
         if (c.isClosed()) throw new IllegalArgumentException(op + ": " + name + " is closed");
         return c.segment();
     }

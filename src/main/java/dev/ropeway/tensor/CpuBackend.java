@@ -21,15 +21,30 @@ public final class CpuBackend implements Backend {
     static final long LINEAR_ROW_CHUNK = 1L << 30;
 
     private final WorkerPool pool;
+    /** What {@link #allocateKv} stores: F32 or BF16. */
+    private final DType kvType;
     private volatile boolean closed;
 
-    /** A backend using every available processor. */
+    /** A backend using every available processor, with a float32 KV cache. */
     public CpuBackend() {
         this(Runtime.getRuntime().availableProcessors());
     }
 
+    /** A backend with {@code threads} workers and a float32 KV cache. */
     public CpuBackend(int threads) {
+        this(threads, DType.F32);
+    }
+
+    /**
+     * A backend with {@code threads} workers whose KV caches ({@link #allocateKv}) hold {@code kvType}: F32, or BF16
+     * (half the memory and half the bytes a long-context decode step reads; keys and values are rounded once as they
+     * are stored, and attention widens them as it reads them).
+     */
+    public CpuBackend(int threads, DType kvType) {
         if (threads <= 0) throw new IllegalArgumentException("threads must be positive, got " + threads);
+        if (kvType != DType.F32 && kvType != DType.BF16)
+            throw new IllegalArgumentException("the CPU backend keeps a KV cache in F32 or BF16, not " + kvType);
+        this.kvType = kvType;
         // This backend runs its own threads; OpenBLAS's own would spin after each call and slow the next kernel.
         OpenBlas.setThreads(1);
         this.pool = new WorkerPool(threads, "ropeway-cpu");
@@ -111,8 +126,27 @@ public final class CpuBackend implements Backend {
         return new CpuBf16Tensor(src, count);
     }
 
+    /** Float32, or bfloat16 ({@link CpuBf16Tensor}) when this backend was made with that KV type. */
     @Override
-    public CpuTensor view(Tensor base, long offset, long size) {
+    public Tensor allocateKv(long size) {
+        OpChecks.nonNegative("allocateKv", "size", size);
+        return kvType == DType.F32 ? allocate(size) : new CpuBf16Tensor(size);
+    }
+
+    @Override
+    public int kvBytesPerElement() {
+        return kvType.bytes();
+    }
+
+    /** The type of this backend's KV caches: F32 or BF16. */
+    public DType kvType() {
+        return kvType;
+    }
+
+    /** A view of a float32 tensor, or of a bfloat16 one (a bfloat16 KV cache's rows). */
+    @Override
+    public Tensor view(Tensor base, long offset, long size) {
+        if (base instanceof CpuBf16Tensor b) return new CpuBf16Tensor(b, offset, size);
         if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
         return new CpuTensor(t, offset, size);
     }
@@ -382,11 +416,23 @@ public final class CpuBackend implements Backend {
         long kvRows = OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()) + shape.seqKv();
         long kvFloats = OpChecks.product(op, kvRows, (long) shape.kvHeads() * shape.headDim());
         MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, "batch*seqQ*heads*headDim");
-        MemorySegment ks = Checks.atLeast(op, "k", k, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
-        MemorySegment vs = Checks.atLeast(op, "v", v, kvFloats, "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim");
+        String kvFormula = "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
+        DType kvType = k instanceof CpuBf16Tensor ? DType.BF16 : DType.F32;
+        if ((v instanceof CpuBf16Tensor ? DType.BF16 : DType.F32) != kvType)
+            throw new IllegalArgumentException(op + ": k is " + k + " and v is " + v + "; keys and values must have one type");
+        MemorySegment ks = kvAtLeast(op, "k", k, kvFloats, kvFormula);
+        MemorySegment vs = kvAtLeast(op, "v", v, kvFloats, kvFormula);
         MemorySegment ls = lse == null ? null : Checks.atLeast(op, "lse", lse, qRows * shape.heads(), "batch*seqQ*heads");
         // A bfloat16 out (mixed precision's) gets the float32 result rounded once.
-        intoMaybeBf16(op, out, qFloats, os -> Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls)));
+        intoMaybeBf16(op, out, qFloats, os -> Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls, kvType)));
+    }
+
+    /** Keys or values: a float32 tensor or a bfloat16 KV cache of at least {@code needed} values. */
+    private static MemorySegment kvAtLeast(String op, String name, Tensor t, long needed, String formula) {
+        if (!(t instanceof CpuBf16Tensor kv)) return Checks.atLeast(op, name, t, needed, formula);
+        if (kv.size() < needed)
+            throw new IllegalArgumentException(op + ": " + name + " has " + kv.size() + " values, needs " + formula + " = " + needed);
+        return kv.segment();
     }
 
     @Override

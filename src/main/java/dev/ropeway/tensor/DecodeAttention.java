@@ -1,6 +1,8 @@
 package dev.ropeway.tensor;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
@@ -11,9 +13,9 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * Attention for one new token per sequence (a generation step) reading the KV cache in place, with the keys in the
- * vector lanes: each block of 16 keys gets 16 dot products (head dimension / 16 FMAs each, one accumulator per key),
- * folded into one vector of 16 scores by four halving steps of blend-and-add; then an online-softmax update and
+ * Attention for one new token per sequence (a generation step) reading the KV cache in place (a bfloat16 cache
+ * widened in registers as it is read), with the keys in the vector lanes: each block of 16 keys gets 16 dot products (head
+ * dimension / 16 FMAs each, one accumulator per key), folded into one vector of 16 scores by four halving steps of blend-and-add; then an online-softmax update and
  * the weighted sum of the 16 value rows. The query-tile kernels would instead put the few query heads of a key/value
  * head in the lanes, leaving most of them idle at decode time.
  *
@@ -22,6 +24,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  */
 final class DecodeAttention {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_512;
+    private static final VectorSpecies<Integer> I = IntVector.SPECIES_512;
     private static final int LANES = 16;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final VectorShuffle<Float> SWAP8 = VectorShuffle.fromOp(F, i -> i ^ 8);
@@ -39,9 +42,13 @@ final class DecodeAttention {
 
     private DecodeAttention() {}
 
-    /** True for one query per sequence, no log-sum-exp output, 16-lane vectors and a head size that is a multiple of 16. */
+    /**
+     * True for one query per sequence, no log-sum-exp output, 16-lane vectors and a head size that is a multiple of 16
+     * (of 32 for a bfloat16 cache, which is widened 32 values at a time).
+     */
     static boolean applies(AttentionGeometry g) {
-        return g.seqQ() == 1 && g.lse() == null && VectorMath.LANES == LANES && g.headDim() % LANES == 0;
+        return g.seqQ() == 1 && g.lse() == null && VectorMath.LANES == LANES
+                && g.headDim() % (g.kvType() == DType.F32 ? LANES : 2 * LANES) == 0;
     }
 
     static void run(WorkerPool pool, AttentionGeometry g) {
@@ -84,43 +91,55 @@ final class DecodeAttention {
 
     /**
      * Keys [from, to) of sequence b for the query heads of key/value head kvh; writes per head the unnormalised output,
-     * the running max and the running sum into {@code state} (dim + 2 floats per head).
+     * the running max and the running sum into {@code state} (dim + 2 floats per head). Each block of keys is read
+     * from memory once for all the query heads of the group.
      */
     private static void attend(AttentionGeometry g, int b, int kvh, long from, long to, float[] state) {
         int group = g.group(), dim = g.headDim(), heads = g.heads();
         float scale = g.scale();
         MemorySegment k = g.k(), v = g.v(), q = g.q();
-        long rowBytes = (long) g.kvHeads() * dim * Float.BYTES;
-        long headOffset = (long) kvh * dim * Float.BYTES;
-        long base = (long) b * g.kvRowsPerBatch() * rowBytes + headOffset;
-        float[] qh = new float[dim], o = new float[dim], p = new float[LANES], s = new float[LANES];
+        long rowBytes = (long) g.kvHeads() * dim * g.kvBytes();
+        long base = (long) b * g.kvRowsPerBatch() * rowBytes + (long) kvh * dim * g.kvBytes();
+        float[][] qh = new float[group][dim], o = new float[group][dim];
+        float[] m = new float[group], l = new float[group], p = new float[LANES], s = new float[LANES];
         for (int gi = 0; gi < group; gi++) {
-            int h = kvh * group + gi;
-            MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + h) * dim * Float.BYTES, qh, 0, dim);
-            java.util.Arrays.fill(o, 0f);
-            float m = Float.NEGATIVE_INFINITY, l = 0;
-            for (long k0 = from; k0 < to; k0 += LANES) {
-                int n = (int) Math.min(LANES, to - k0);
-                scores(k, base + k0 * rowBytes, rowBytes, n, qh, dim, s);
+            MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + kvh * group + gi) * dim * Float.BYTES, qh[gi], 0, dim);
+            m[gi] = Float.NEGATIVE_INFINITY;
+        }
+        // A bfloat16 cache is widened in registers as it is read, its elements in pair order (Bf16Rows.pairOrder: the
+        // evens, then the odds, of each 32, from one 16-int load by a shift and a mask); the queries are permuted the
+        // same way, which leaves the dot products as they are, and the outputs are put back in order at the end.
+        boolean bf16 = g.kvType() == DType.BF16;
+        if (bf16) for (float[] qg : qh) Bf16Rows.pairOrder(qg, dim);
+        for (long k0 = from; k0 < to; k0 += LANES) {
+            int n = (int) Math.min(LANES, to - k0);
+            long at = base + k0 * rowBytes;
+            for (int gi = 0; gi < group; gi++) {
+                if (bf16) scoresBf16(k, at, rowBytes, n, qh[gi], dim, s);
+                else scores(k, at, rowBytes, n, qh[gi], dim, s);
                 float blockMax = Float.NEGATIVE_INFINITY;
                 for (int j = 0; j < n; j++) {
                     s[j] *= scale;
                     blockMax = Math.max(blockMax, s[j]);
                 }
-                float mNew = Math.max(m, blockMax);
-                float alpha = m == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(m - mNew);
+                float mNew = Math.max(m[gi], blockMax);
+                float alpha = m[gi] == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(m[gi] - mNew);
                 for (int j = 0; j < LANES; j++) p[j] = j < n ? s[j] - mNew : Float.NEGATIVE_INFINITY;
                 VectorMath.expInPlace(p, 0, LANES);
                 float blockSum = 0;
                 for (int j = 0; j < n; j++) blockSum += p[j];
-                l = l * alpha + blockSum;
-                m = mNew;
-                accumulate(v, base + k0 * rowBytes, rowBytes, n, p, alpha, o, dim);
+                l[gi] = l[gi] * alpha + blockSum;
+                m[gi] = mNew;
+                if (bf16) accumulateBf16(v, at, rowBytes, n, p, alpha, o[gi], dim);
+                else accumulate(v, at, rowBytes, n, p, alpha, o[gi], dim);
             }
+        }
+        if (bf16) for (float[] og : o) Bf16Rows.naturalOrder(og, dim);
+        for (int gi = 0; gi < group; gi++) {
             int at = gi * (dim + 2);
-            System.arraycopy(o, 0, state, at, dim);
-            state[at + dim] = m;
-            state[at + dim + 1] = l;
+            System.arraycopy(o[gi], 0, state, at, dim);
+            state[at + dim] = m[gi];
+            state[at + dim + 1] = l[gi];
         }
     }
 
@@ -175,6 +194,78 @@ final class DecodeAttention {
         r.rearrange(BITREV).intoArray(s, 0);
     }
 
+    /**
+     * {@link #scores} on bfloat16 keys, widened as they are read: each 32 values of a key are one 16-int load whose
+     * low halves (the even elements) and high halves (the odd ones) become floats by a shift and a mask, multiplied by
+     * the query's matching elements ({@code q} in pair order, {@link Bf16Rows#pairOrder}).
+     */
+    private static void scoresBf16(MemorySegment k, long row0, long stride, int n, float[] q, int dim, float[] s) {
+        long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
+                r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
+                r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
+                r7 = row0 + stride * Math.min(7, n - 1), r8 = row0 + stride * Math.min(8, n - 1),
+                r9 = row0 + stride * Math.min(9, n - 1), r10 = row0 + stride * Math.min(10, n - 1),
+                r11 = row0 + stride * Math.min(11, n - 1), r12 = row0 + stride * Math.min(12, n - 1),
+                r13 = row0 + stride * Math.min(13, n - 1), r14 = row0 + stride * Math.min(14, n - 1),
+                r15 = row0 + stride * Math.min(15, n - 1);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+                a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        for (int d = 0; d < dim; d += 2 * LANES) {
+            FloatVector xe = FloatVector.fromArray(F, q, d), xo = FloatVector.fromArray(F, q, d + LANES);
+            long o = d * 2L;
+            IntVector w0 = IntVector.fromMemorySegment(I, k, r0 + o, NATIVE);
+            a0 = w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w0.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a0));
+            IntVector w1 = IntVector.fromMemorySegment(I, k, r1 + o, NATIVE);
+            a1 = w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w1.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a1));
+            IntVector w2 = IntVector.fromMemorySegment(I, k, r2 + o, NATIVE);
+            a2 = w2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w2.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a2));
+            IntVector w3 = IntVector.fromMemorySegment(I, k, r3 + o, NATIVE);
+            a3 = w3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w3.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a3));
+            IntVector w4 = IntVector.fromMemorySegment(I, k, r4 + o, NATIVE);
+            a4 = w4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w4.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a4));
+            IntVector w5 = IntVector.fromMemorySegment(I, k, r5 + o, NATIVE);
+            a5 = w5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w5.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a5));
+            IntVector w6 = IntVector.fromMemorySegment(I, k, r6 + o, NATIVE);
+            a6 = w6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w6.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a6));
+            IntVector w7 = IntVector.fromMemorySegment(I, k, r7 + o, NATIVE);
+            a7 = w7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w7.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a7));
+            IntVector w8 = IntVector.fromMemorySegment(I, k, r8 + o, NATIVE);
+            a8 = w8.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w8.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a8));
+            IntVector w9 = IntVector.fromMemorySegment(I, k, r9 + o, NATIVE);
+            a9 = w9.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w9.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a9));
+            IntVector w10 = IntVector.fromMemorySegment(I, k, r10 + o, NATIVE);
+            a10 = w10.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w10.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a10));
+            IntVector w11 = IntVector.fromMemorySegment(I, k, r11 + o, NATIVE);
+            a11 = w11.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w11.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a11));
+            IntVector w12 = IntVector.fromMemorySegment(I, k, r12 + o, NATIVE);
+            a12 = w12.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w12.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a12));
+            IntVector w13 = IntVector.fromMemorySegment(I, k, r13 + o, NATIVE);
+            a13 = w13.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w13.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a13));
+            IntVector w14 = IntVector.fromMemorySegment(I, k, r14 + o, NATIVE);
+            a14 = w14.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w14.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a14));
+            IntVector w15 = IntVector.fromMemorySegment(I, k, r15 + o, NATIVE);
+            a15 = w15.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w15.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a15));
+        }
+        // Fold 16 vectors into one: each step adds lane i and lane i ^ w of two vectors and keeps one half of each.
+        FloatVector z0 = a0.blend(a1, HI8).add(a0.rearrange(SWAP8).blend(a1.rearrange(SWAP8), HI8));
+        FloatVector z1 = a2.blend(a3, HI8).add(a2.rearrange(SWAP8).blend(a3.rearrange(SWAP8), HI8));
+        FloatVector z2 = a4.blend(a5, HI8).add(a4.rearrange(SWAP8).blend(a5.rearrange(SWAP8), HI8));
+        FloatVector z3 = a6.blend(a7, HI8).add(a6.rearrange(SWAP8).blend(a7.rearrange(SWAP8), HI8));
+        FloatVector z4 = a8.blend(a9, HI8).add(a8.rearrange(SWAP8).blend(a9.rearrange(SWAP8), HI8));
+        FloatVector z5 = a10.blend(a11, HI8).add(a10.rearrange(SWAP8).blend(a11.rearrange(SWAP8), HI8));
+        FloatVector z6 = a12.blend(a13, HI8).add(a12.rearrange(SWAP8).blend(a13.rearrange(SWAP8), HI8));
+        FloatVector z7 = a14.blend(a15, HI8).add(a14.rearrange(SWAP8).blend(a15.rearrange(SWAP8), HI8));
+        FloatVector y0 = z0.blend(z1, HI4).add(z0.rearrange(SWAP4).blend(z1.rearrange(SWAP4), HI4));
+        FloatVector y1 = z2.blend(z3, HI4).add(z2.rearrange(SWAP4).blend(z3.rearrange(SWAP4), HI4));
+        FloatVector y2 = z4.blend(z5, HI4).add(z4.rearrange(SWAP4).blend(z5.rearrange(SWAP4), HI4));
+        FloatVector y3 = z6.blend(z7, HI4).add(z6.rearrange(SWAP4).blend(z7.rearrange(SWAP4), HI4));
+        FloatVector x0 = y0.blend(y1, HI2).add(y0.rearrange(SWAP2).blend(y1.rearrange(SWAP2), HI2));
+        FloatVector x1 = y2.blend(y3, HI2).add(y2.rearrange(SWAP2).blend(y3.rearrange(SWAP2), HI2));
+        FloatVector r = x0.blend(x1, HI1).add(x0.rearrange(SWAP1).blend(x1.rearrange(SWAP1), HI1));
+        r.rearrange(BITREV).intoArray(s, 0);
+    }
+
+
     /** {@code o = o * alpha + sum_j p[j] v_j} over the n value rows starting at byte {@code row0}. */
     private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o, int dim) {
         for (int d = 0; d < dim; d += LANES) {
@@ -183,6 +274,23 @@ final class DecodeAttention {
             for (int j = 0; j < n; j++, at += stride)
                 acc = FloatVector.fromMemorySegment(F, v, at, NATIVE).fma(FloatVector.broadcast(F, p[j]), acc);
             acc.intoArray(o, d);
+        }
+    }
+
+    /** {@link #accumulate} on bfloat16 values, widened as they are read; {@code o} in pair order. */
+    private static void accumulateBf16(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o,
+                                       int dim) {
+        for (int d = 0; d < dim; d += 2 * LANES) {
+            FloatVector even = FloatVector.fromArray(F, o, d).mul(alpha), odd = FloatVector.fromArray(F, o, d + LANES).mul(alpha);
+            long at = row0 + d * 2L;
+            for (int j = 0; j < n; j++, at += stride) {
+                IntVector w = IntVector.fromMemorySegment(I, v, at, NATIVE);
+                FloatVector pj = FloatVector.broadcast(F, p[j]);
+                even = w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(pj, even);
+                odd = w.and(0xFFFF0000).reinterpretAsFloats().fma(pj, odd);
+            }
+            even.intoArray(o, d);
+            odd.intoArray(o, d + LANES);
         }
     }
 }

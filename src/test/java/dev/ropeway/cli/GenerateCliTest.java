@@ -34,6 +34,17 @@ class GenerateCliTest {
         CliRunner.Result again = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "the other", "--max-tokens", "30",
                 "--greedy", "--ignore-eos", "--json");
         assertEquals(2, Json.mapper().readTree(again.out()).path("rope_changes").asInt());
+        // A bfloat16 KV cache on the CPU runs the same generation; float16 is the GPU's and is refused here by name.
+        CliRunner.Result bf16 = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "the other", "--max-tokens", "30",
+                "--greedy", "--ignore-eos", "--json", "--device", "cpu", "--kv-cache", "bf16");
+        assertEquals(0, bf16.exitCode(), bf16.err());
+        JsonNode b = Json.mapper().readTree(bf16.out());
+        assertEquals(30, b.path("tokens").size());
+        assertEquals(2, b.path("rope_changes").asInt());
+        CliRunner.Result f16 = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "x", "--device", "cpu",
+                "--kv-cache", "f16");
+        assertEquals(1, f16.exitCode());
+        assertTrue(f16.err().contains("--kv-cache f16 is for the GPU") && f16.err().contains("bf16"), f16.err());
 
         CliRunner.Result chat = CliRunner.run("generate", "--model", dir.toString(), "--prompt", "hi", "--chat");
         assertEquals(1, chat.exitCode());

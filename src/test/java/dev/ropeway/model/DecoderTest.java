@@ -178,6 +178,40 @@ class DecoderTest {
         }
     }
 
+    /**
+     * A bfloat16 KV cache on the CPU (keys and values rounded to 8 bits as they are stored): chunked prefill and greedy
+     * steps track whole-sequence forwards, with E²-LLM's g changing three times, by recomputing the prefix and by
+     * re-rotating the cached keys (rotated in float32 and rounded once), and recorded steps equal op-by-op ones.
+     */
+    @Test
+    void bfloat16KvCacheTracksWholeForwards() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer two = model("e2-bf16-kv", 2, e2, 0); Transformer one = model("e2-bf16-kv-one", 1, e2, 0);
+             CpuBackend bf16 = new CpuBackend(2, dev.ropeway.tensor.DType.BF16);
+             Transformer t2 = Transformer.load(bf16, dir.resolve("e2-bf16-kv"));
+             Transformer t1 = Transformer.load(bf16, dir.resolve("e2-bf16-kv-one"))) {
+            double tol = 1e-2;
+            assertEquals(3, checkGreedyAgainstFullForward(t2, e2, Decoder.RopeChange.RECOMPUTE, 5, 24, tol));
+            assertEquals(0, checkGreedyAgainstFullForward(t2, new DefaultRope(10000, 8), Decoder.RopeChange.REROTATE, 7, 20, tol));
+            assertEquals(3, checkGreedyAgainstFullForward(t1, e2, Decoder.RopeChange.REROTATE, 5, 24, tol));
+            assertEquals(3, compareRecordedSteps(t2, e2, 5, 24, 0.0));
+            // The rounding shows: the cached decoder's logits are not those of the float32 cache.
+            int[] seq = randomTokens(12, 4);
+            try (Decoder wide = new Decoder(two, e2, 16, Decoder.RopeChange.RECOMPUTE, 4);
+                 Decoder narrow = new Decoder(t2, e2, 16, Decoder.RopeChange.RECOMPUTE, 4)) {
+                wide.append(Arrays.copyOf(seq, 8));
+                narrow.append(Arrays.copyOf(seq, 8));
+                float[] a = wide.append(Arrays.copyOfRange(seq, 8, 12)), b = narrow.append(Arrays.copyOfRange(seq, 8, 12));
+                double diff = 0;
+                for (int i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+                double top = 0;
+                for (float x : a) top = Math.max(top, Math.abs(x));
+                assertTrue(diff > 1e-6 && diff < 5e-3 * top, "bfloat16 keys and values move the logits a little: " + diff
+                        + " (largest logit " + top + ")");
+            }
+        }
+    }
+
     /** With several layers, re-rotation differs from a full forward only through what earlier lengths produced. */
     @Test
     void rerotationKeepsDeepLayersFromEarlierLengths() {

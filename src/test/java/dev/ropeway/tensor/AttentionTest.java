@@ -132,6 +132,90 @@ class AttentionTest {
         check(new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f), true, 1);
     }
 
+    /**
+     * Keys and values in a bfloat16 KV cache ({@code CpuBackend(threads, BF16)}): attention reads them widened, so it
+     * gives what float32 attention gives on the rounded values, on every path: the decode kernel widening in registers
+     * (head sizes that are multiples of 32: groups, tails, windows, keys split between threads), the query tiles'
+     * copies (other head sizes, a log-sum-exp asked for, several queries after cached keys).
+     */
+    @Test
+    void bfloat16KvCacheGivesAttentionOnTheRoundedValues() {
+        try (CpuBackend bf16 = new CpuBackend(3, DType.BF16)) {
+            assertEquals(2, bf16.kvBytesPerElement());
+            for (AttentionShape s : new AttentionShape[]{
+                    new AttentionShape(1, 1, 3000, 3000, 2999, 1, 1, 64, 0.125f),
+                    new AttentionShape(2, 1, 300, 320, 299, 4, 2, 64, 0.125f),
+                    new AttentionShape(1, 1, 7, 9, 6, 6, 6, 32, 0.2f),
+                    new AttentionShape(2, 1, 5000, 5100, 4999, 8, 4, 128, 0.1f),
+                    new AttentionShape(2, 1, 3000, 3100, 2999, 4, 2, 64, 0.125f, 700),
+                    new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f),
+                    new AttentionShape(1, 1, 2001, 2001, 2000, 8, 1, 16, 4f),
+                    new AttentionShape(2, 40, 130, 160, 90, 4, 2, 64, 0.125f),
+                    new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f)})
+                for (boolean withLse : new boolean[]{false, true}) checkBf16Kv(bf16, s, withLse);
+        }
+    }
+
+    /** {@link #check} with keys and values stored in {@code b}'s bfloat16 KV cache, against the reference on their rounding. */
+    static void checkBf16Kv(CpuBackend b, AttentionShape s, boolean withLse) {
+        Random rnd = new Random(s.hashCode());
+        int d = s.headDim();
+        long qn = s.batch() * s.seqQ() * s.heads() * d;
+        long kvn = ((s.batch() - 1) * s.kvRowsPerBatch() + s.seqKv()) * s.kvHeads() * d;
+        float[] q = random(rnd, qn, 1f), k = random(rnd, kvn, 1f), v = random(rnd, kvn, 1f);
+        try (Tensor tq = b.upload(q); Tensor wk = b.upload(k); Tensor wv = b.upload(v);
+             Tensor tk = b.allocateKv(kvn); Tensor tv = b.allocateKv(kvn);
+             Tensor out = b.allocate(qn); Tensor lse = withLse ? b.allocate(s.batch() * s.seqQ() * s.heads()) : null) {
+            assertTrue(tk instanceof CpuBf16Tensor, "a bfloat16 KV cache");
+            b.copy(tk, 0, wk, 0, kvn);
+            b.copy(tv, 0, wv, 0, kvn);
+            float[] rk = new float[(int) kvn], rv = new float[(int) kvn];
+            b.download(tk, 0, rk, 0, rk.length);
+            b.download(tv, 0, rv, 0, rv.length);
+            for (int i = 0; i < kvn; i++) {
+                assertEquals(Float.intBitsToFloat(Bfloat16.round(k[i]) << 16), rk[i], "stored key " + i);
+                assertEquals(Float.intBitsToFloat(Bfloat16.round(v[i]) << 16), rv[i], "stored value " + i);
+            }
+            b.attention(out, tq, tk, tv, lse, s);
+            float[] o = new float[(int) qn];
+            b.download(out, 0, o, 0, o.length);
+            float[] l = new float[withLse ? (int) (s.batch() * s.seqQ() * s.heads()) : 0];
+            if (withLse) b.download(lse, 0, l, 0, l.length);
+            for (int bi = 0; bi < s.batch(); bi++)
+                for (long i = 0; i < s.seqQ(); i++)
+                    for (int h = 0; h < s.heads(); h++) checkRow(s, q, rk, rv, o, withLse ? l : null, bi, i, h);
+        }
+    }
+
+    /** Views share a bfloat16 KV cache's memory and die with it; mixed key and value types and other ops are refused. */
+    @Test
+    void bfloat16KvCacheViewsAndRefusals() {
+        try (CpuBackend bf16 = new CpuBackend(1, DType.BF16)) {
+            Tensor cache = bf16.allocateKv(64);
+            Tensor rows = bf16.view(cache, 16, 8);
+            try (Tensor src = bf16.upload(new float[]{1.5f, -2.25f, 3.0039062f, 1e-3f, 65504f, -0f, 7f, 8f})) {
+                bf16.copy(rows, 0, src, 0, 8);
+            }
+            float[] back = new float[8];
+            bf16.download(cache, 16, back, 0, 8);
+            assertEquals(1.5f, back[0]);
+            assertEquals(3.0f, back[2], "rounded to bfloat16's 8 bits");
+            assertEquals(Float.intBitsToFloat(Bfloat16.round(1e-3f) << 16), back[3]);
+            float[] viaView = new float[8];
+            bf16.download(rows, 0, viaView, 0, 8);
+            assertEquals(java.util.Arrays.toString(back), java.util.Arrays.toString(viaView));
+            Tensor q = bf16.allocate(64), f32 = bf16.allocate(64), out = bf16.allocate(64);
+            AttentionShape s = new AttentionShape(1, 1, 2, 2, 1, 2, 2, 16, 0.25f);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> bf16.attention(out, q, cache, f32, null, s));
+            assertTrue(e.getMessage().contains("one type"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> bf16.addInPlace(f32, cache, 8));
+            assertTrue(e.getMessage().contains("bfloat16"), e.getMessage());
+            cache.close();
+            assertThrows(IllegalStateException.class, () -> bf16.download(rows, 0, new float[1], 0, 1));
+            assertThrows(IllegalArgumentException.class, () -> new CpuBackend(1, DType.F16));
+        }
+    }
+
     /** One query without a log-sum-exp: the keys-in-lanes decode kernel, on every path it has (tails, windows, groups, chunks). */
     @Test
     void decodeKernelWithKeysInLanes() {
