@@ -195,6 +195,23 @@ public final class CudaBackend implements Backend {
         return c == null ? null : c.version() + " at " + c.location();
     }
 
+    /**
+     * Whether {@link #attentionBackward} of {@code shape} (whole causal sequences) runs on cuDNN: its attention on, not
+     * {@link #deterministic}, products not {@code fp32}, and a shape its graphs serve on the cuDNN loaded (up to 9.15,
+     * only lengths that are multiples of 128).
+     */
+    public boolean cudnnRunsBackward(AttentionShape shape) {
+        CudnnAttention c = cudnnAttention;
+        return c != null && !deterministic && precision != MatmulPrecision.FP32 && c.backwardSupports(shape)
+                && shape.kvRowsPerBatch() == shape.seqKv();
+    }
+
+    /** The loaded cuDNN's version number (major * 10000 + minor * 100 + patch), or 0 while cuDNN is off. */
+    long cudnnVersion() {
+        Cudnn c = cudnn;
+        return c == null ? 0 : c.versionNumber();
+    }
+
     private void closeCudnn() {
         driver.synchronize();
         cudnnAttention.close();
@@ -335,7 +352,8 @@ public final class CudaBackend implements Backend {
     private boolean cudnnBackward(CudaTensor dqs, CudaTensor dks, CudaTensor dvs, CudaTensor dos, CudaTensor qs,
                                   CudaTensor ks, CudaTensor vs, CudaTensor os, CudaTensor ls, AttentionShape shape,
                                   AttentionBuffers sz) {
-        if (!CudnnAttention.supports(shape) || shape.kvRowsPerBatch() != shape.seqKv()) return false;
+        CudnnAttention attention = cudnnAttention;
+        if (attention == null || !attention.backwardSupports(shape) || shape.kvRowsPerBatch() != shape.seqKv()) return false;
         enter();
         long base = 0;
         try {

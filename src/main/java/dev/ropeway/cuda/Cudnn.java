@@ -172,6 +172,11 @@ final class Cudnn implements AutoCloseable {
         return versionString(lib.version());
     }
 
+    /** cuDNN's version number (major * 10000 + minor * 100 + patch for cuDNN 9). */
+    long versionNumber() {
+        return lib.version();
+    }
+
     MemorySegment handle() {
         return handle;
     }

@@ -35,7 +35,25 @@ final class CudnnAttention implements AutoCloseable {
     private final Map<String, CudaException> refused = new java.util.HashMap<>();
 
     CudnnAttention(Cudnn cudnn) {
+        long v = cudnn.versionNumber();
+        // NVIDIA's own frontend refuses scaled dot-product attention on these two releases for known bugs.
+        if (v == 91000 || v == 91001)
+            throw new CudaException("cuDNN " + cudnn.version() + " has known bugs in its fused attention (fixed in 9.10.2); "
+                    + "install another cuDNN 9 or run with --gpu-attention kernels");
         this.cudnn = cudnn;
+    }
+
+    /**
+     * Whether the backward graph serves {@code s}: cuDNN up to 9.15.0 needs a padding mask (which these graphs do not
+     * build) when the sequence is not a multiple of its 128-row tiles, so such shapes stay on the kernels there.
+     */
+    boolean backwardSupports(AttentionShape s) {
+        return backwardServes(s, cudnn.versionNumber());
+    }
+
+    /** {@link #backwardSupports} for cuDNN {@code version} (major * 10000 + minor * 100 + patch). */
+    static boolean backwardServes(AttentionShape s, long version) {
+        return supports(s) && (s.seqKv() % 128 == 0 || version > 91500);
     }
 
     /** Whether the graphs express this call: whole causal sequences (queries = keys from position 0), any window. */
