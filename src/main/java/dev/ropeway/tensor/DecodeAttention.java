@@ -14,10 +14,10 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * Attention for one new token per sequence (a generation step) reading the KV cache in place (a bfloat16 cache
- * widened in registers as it is read), with the keys in the vector lanes: each block of 16 keys gets 16 dot products (head
- * dimension / 16 FMAs each, one accumulator per key), folded into one vector of 16 scores by four halving steps of blend-and-add; then an online-softmax update and
- * the weighted sum of the 16 value rows. The query-tile kernels would instead put the few query heads of a key/value
- * head in the lanes, leaving most of them idle at decode time.
+ * widened in registers as it is read), with the keys in the vector lanes: each block of 16 keys gets 16 dot products
+ * (head dimension / 16 FMAs each, one accumulator per key), folded into one vector of 16 scores by four halving steps
+ * of blend-and-add; then an online-softmax update and the weighted sum of the 16 value rows. The query-tile kernels
+ * would instead put the few query heads of a key/value head in the lanes, leaving most of them idle at decode time.
  *
  * <p>Keys of a sequence are cut into chunks so every thread has work at batch 1; partial states (max, sum, output)
  * are merged in a fixed order afterwards. Sums run in a fixed order throughout, so results do not depend on JIT state.
@@ -214,39 +214,56 @@ final class DecodeAttention {
             FloatVector xe = FloatVector.fromArray(F, q, d), xo = FloatVector.fromArray(F, q, d + LANES);
             long o = d * 2L;
             IntVector w0 = IntVector.fromMemorySegment(I, k, r0 + o, NATIVE);
-            a0 = w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w0.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a0));
+            a0 = w0.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a0);
+            a0 = w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a0);
             IntVector w1 = IntVector.fromMemorySegment(I, k, r1 + o, NATIVE);
-            a1 = w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w1.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a1));
+            a1 = w1.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a1);
+            a1 = w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a1);
             IntVector w2 = IntVector.fromMemorySegment(I, k, r2 + o, NATIVE);
-            a2 = w2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w2.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a2));
+            a2 = w2.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a2);
+            a2 = w2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a2);
             IntVector w3 = IntVector.fromMemorySegment(I, k, r3 + o, NATIVE);
-            a3 = w3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w3.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a3));
+            a3 = w3.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a3);
+            a3 = w3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a3);
             IntVector w4 = IntVector.fromMemorySegment(I, k, r4 + o, NATIVE);
-            a4 = w4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w4.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a4));
+            a4 = w4.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a4);
+            a4 = w4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a4);
             IntVector w5 = IntVector.fromMemorySegment(I, k, r5 + o, NATIVE);
-            a5 = w5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w5.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a5));
+            a5 = w5.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a5);
+            a5 = w5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a5);
             IntVector w6 = IntVector.fromMemorySegment(I, k, r6 + o, NATIVE);
-            a6 = w6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w6.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a6));
+            a6 = w6.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a6);
+            a6 = w6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a6);
             IntVector w7 = IntVector.fromMemorySegment(I, k, r7 + o, NATIVE);
-            a7 = w7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w7.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a7));
+            a7 = w7.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a7);
+            a7 = w7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a7);
             IntVector w8 = IntVector.fromMemorySegment(I, k, r8 + o, NATIVE);
-            a8 = w8.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w8.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a8));
+            a8 = w8.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a8);
+            a8 = w8.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a8);
             IntVector w9 = IntVector.fromMemorySegment(I, k, r9 + o, NATIVE);
-            a9 = w9.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w9.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a9));
+            a9 = w9.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a9);
+            a9 = w9.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a9);
             IntVector w10 = IntVector.fromMemorySegment(I, k, r10 + o, NATIVE);
-            a10 = w10.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w10.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a10));
+            a10 = w10.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a10);
+            a10 = w10.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a10);
             IntVector w11 = IntVector.fromMemorySegment(I, k, r11 + o, NATIVE);
-            a11 = w11.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w11.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a11));
+            a11 = w11.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a11);
+            a11 = w11.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a11);
             IntVector w12 = IntVector.fromMemorySegment(I, k, r12 + o, NATIVE);
-            a12 = w12.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w12.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a12));
+            a12 = w12.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a12);
+            a12 = w12.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a12);
             IntVector w13 = IntVector.fromMemorySegment(I, k, r13 + o, NATIVE);
-            a13 = w13.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w13.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a13));
+            a13 = w13.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a13);
+            a13 = w13.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a13);
             IntVector w14 = IntVector.fromMemorySegment(I, k, r14 + o, NATIVE);
-            a14 = w14.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w14.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a14));
+            a14 = w14.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a14);
+            a14 = w14.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a14);
             IntVector w15 = IntVector.fromMemorySegment(I, k, r15 + o, NATIVE);
-            a15 = w15.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, w15.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a15));
+            a15 = w15.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a15);
+            a15 = w15.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a15);
         }
-        // Fold 16 vectors into one: each step adds lane i and lane i ^ w of two vectors and keeps one half of each.
+        // The fold of scores, written out again: a method taking the 16 vectors would box them whenever the JIT
+        // left it out of line.
         FloatVector z0 = a0.blend(a1, HI8).add(a0.rearrange(SWAP8).blend(a1.rearrange(SWAP8), HI8));
         FloatVector z1 = a2.blend(a3, HI8).add(a2.rearrange(SWAP8).blend(a3.rearrange(SWAP8), HI8));
         FloatVector z2 = a4.blend(a5, HI8).add(a4.rearrange(SWAP8).blend(a5.rearrange(SWAP8), HI8));
