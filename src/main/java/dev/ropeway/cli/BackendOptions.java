@@ -61,10 +61,7 @@ final class BackendOptions {
     private Backend openBackend() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
-        String kv = kvCache.strip().toLowerCase(java.util.Locale.ROOT);
-        if (!java.util.List.of("auto", "f16", "bf16", "f32").contains(kv))
-            throw new RopewayException("unknown --kv-cache '" + kvCache + "' (auto, f16, bf16, f32)");
-        boolean half = !kv.equals("f32");
+        boolean half = !kvCacheType().equals("f32");
         if (device.equals("cpu")) return cpu();
         if (device.equals("auto")) {
             if (!CudaBackend.isAvailable()) return cpu();
@@ -92,7 +89,7 @@ final class BackendOptions {
 
     /** A GPU backend, named on stderr so a run says where it computes (stdout may be JSON). */
     private Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
-        if (kvCache.strip().equalsIgnoreCase("bf16"))
+        if (kvCacheType().equals("bf16"))
             throw new RopewayException("--kv-cache bf16 is for the CPU backend; the GPU keeps its KV cache in f16 (the default) or f32");
         CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
         b.deterministic(deterministic);
@@ -100,8 +97,16 @@ final class BackendOptions {
         return b;
     }
 
-    private Backend cpu() {
+    /** {@code --kv-cache}, checked and in lower case: auto, f16, bf16 or f32. */
+    private String kvCacheType() {
         String kv = kvCache.strip().toLowerCase(java.util.Locale.ROOT);
+        if (!java.util.List.of("auto", "f16", "bf16", "f32").contains(kv))
+            throw new RopewayException("unknown --kv-cache '" + kvCache + "' (auto, f16, bf16, f32)");
+        return kv;
+    }
+
+    private Backend cpu() {
+        String kv = kvCacheType();
         if (kv.equals("f16"))
             throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU keeps its KV cache in f32 (the default) or bf16");
         return new CpuBackend(threads == null ? Runtime.getRuntime().availableProcessors() : threads,
