@@ -2,8 +2,8 @@ package dev.ropeway.tensor;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -281,7 +281,6 @@ final class DecodeAttention {
         FloatVector r = x0.blend(x1, HI1).add(x0.rearrange(SWAP1).blend(x1.rearrange(SWAP1), HI1));
         r.rearrange(BITREV).intoArray(s, 0);
     }
-
 
     /** {@code o = o * alpha + sum_j p[j] v_j} over the n value rows starting at byte {@code row0}. */
     private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o, int dim) {
