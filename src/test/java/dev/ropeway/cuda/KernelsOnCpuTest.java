@@ -19,7 +19,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * Runs the CUDA kernels on the CPU, where a C++20 compiler is on the PATH: the source NVRTC gets is compiled with a
  * small stand-in for the CUDA execution model ({@code cpu/shim.h}: a block's threads as fibers, {@code
  * __syncthreads} and warp shuffles as barriers, warps run one at a time between barriers in alternating orders so that
- * a missing barrier shows, {@code cp.async} landing only when its thread waits, misaligned vector accesses and writes
+ * a missing barrier shows, {@code cp.async} landing either when its thread waits or at once (block by block, so that
+ * reading a tile too early and copying over one another warp still reads both show), misaligned vector accesses and writes
  * past a launch's shared memory caught; {@code cpu/mma_shim.h}: {@code ldmatrix} and {@code mma.sync} gathering their
  * fragments across the warp with the PTX ISA's layouts) and checked against float64 references: {@code ops.cu}'s
  * element-wise, row and reduction kernels ({@code cpu/ops_kernels.cpp}), and the tensor-core attention forward and

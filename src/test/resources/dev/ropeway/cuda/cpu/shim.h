@@ -241,8 +241,13 @@ inline T* shimVectorCast(P* p) {
     return reinterpret_cast<T*>(p);
 }
 
-// Asynchronous copies (cp.async) a thread has started and not yet waited for: they land in shared memory only when
-// the thread waits (cp.async.wait_group 0), so a kernel that reads a tile before waiting for it reads what was there.
+// Asynchronous copies (cp.async). A GPU lands one at any moment between its issue and the issuing thread's wait
+// (cp.async.wait_group 0), so the stand-in takes the two extremes, in alternate pairs of blocks (launch): lazily, only
+// when the thread waits, so that a kernel reading a tile before waiting for it reads what was there; or eagerly, at
+// once, so that a kernel copying into a buffer that another warp may still be reading (no barrier between that read
+// and the copy) overwrites it under one of the warp orders.
+inline bool shimEagerCopies = false;
+
 struct ShimCopy {
     void* dst;
     const void* src;
@@ -253,6 +258,11 @@ inline std::vector<std::vector<ShimCopy>> shimPendingCopies;   // by thread of t
 inline void shimCpAsync(void* dst, const void* src, bool valid) {
     shimAligned(dst, 16, "cp.async destination");
     shimAligned(src, 16, "cp.async source");
+    if (shimEagerCopies) {
+        if (valid) std::memcpy(dst, src, 16);
+        else std::memset(dst, 0, 16);
+        return;
+    }
     shimPendingCopies[currentFiber].push_back({dst, src, valid});
 }
 
@@ -285,7 +295,11 @@ void launch(int gx, int gy, int gz, int threads, Kernel kernel) {
             for (int bx = 0; bx < gx; bx++) {
                 blockIdx = {(unsigned) bx, (unsigned) by, (unsigned) bz};
                 shimPendingCopies.assign(threads, {});   // copies a block never waited for are dropped with it
-                shimRunBlock(threads, ((bx + by + bz) & 1) != 0);
+                // Blocks 0, 1, 2, 3, 4, ... (by the sum of their indices): warps in order with lazy copies, reversed
+                // with lazy copies, in order with eager ones, reversed with eager ones, and again.
+                const int n = bx + by + bz;
+                shimEagerCopies = (n & 2) != 0;
+                shimRunBlock(threads, (n & 1) != 0);
                 shimCheckSharedBounds();
             }
 }
