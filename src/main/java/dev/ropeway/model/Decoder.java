@@ -10,7 +10,9 @@ import dev.ropeway.tensor.Recording;
 import dev.ropeway.tensor.RotaryTable;
 import dev.ropeway.tensor.Tensor;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * One sequence's incremental forward pass over a {@link KvCache}: tokens are appended in chunks (a prompt's prefill)
@@ -164,9 +166,23 @@ public final class Decoder implements AutoCloseable {
      */
     private void append(int[] ids, LogitsSink sink, float[] last) {
         checkTokens(ids);
-        long p = cache.length(), s = p + ids.length;
+        long s = prepare(ids.length);
+        for (int from = 0; from < ids.length; from += chunk) {
+            int n = Math.min(chunk, ids.length - from);
+            int base = from;
+            LogitsSink shifted = sink == null ? null : (first, rows, logits) -> sink.accept(base + first, rows, logits);
+            run(Arrays.copyOfRange(ids, from, from + n), s, shifted, from + n == ids.length ? last : null);
+        }
+    }
+
+    /**
+     * Before appending {@code n} tokens: checks that they fit, and when the frequencies at the new length differ from
+     * the cached keys', re-rotates or recomputes the cache (the policy). Returns the new length.
+     */
+    private long prepare(int n) {
+        long p = cache.length(), s = p + n;
         if (s > cache.capacity())
-            throw new RopewayException("the context is full: " + p + " tokens cached + " + ids.length
+            throw new RopewayException("the context is full: " + p + " tokens cached + " + n
                     + " new exceed its capacity of " + cache.capacity() + " tokens");
         float[] freq = rope.inverseFrequencies(s);
         if (p > 0 && !Arrays.equals(freq, cache.frequencies())) {
@@ -180,12 +196,79 @@ public final class Decoder implements AutoCloseable {
                 rerotate(p, freq);
             }
         }
-        for (int from = 0; from < ids.length; from += chunk) {
-            int n = Math.min(chunk, ids.length - from);
-            int base = from;
-            LogitsSink shifted = sink == null ? null : (first, rows, logits) -> sink.accept(base + first, rows, logits);
-            run(Arrays.copyOfRange(ids, from, from + n), s, shifted, from + n == ids.length ? last : null);
+        return s;
+    }
+
+    /**
+     * Appends one token to each of several sequences at once ({@code ids[i]} to {@code decoders.get(i)}, decoders of one
+     * model, each at most once) and returns each one's logits for the token after it. Each sequence keeps its own
+     * cache, RoPE (planned at its own length, its frequency changes handled by its own policy) and attention; the
+     * matrix products run once over all the rows, so a step of several sequences reads the weights once. The logits
+     * are those of {@link #next} on each decoder up to the order of the products' sums (on the CPU, bit for bit up to
+     * four sequences). One decoder alone takes {@link #next} (and its recorded step).
+     */
+    public static List<float[]> next(List<Decoder> decoders, int[] ids) {
+        if (decoders.size() != ids.length)
+            throw new IllegalArgumentException(decoders.size() + " decoders but " + ids.length + " tokens");
+        if (decoders.isEmpty()) return List.of();
+        if (decoders.size() == 1) return List.of(decoders.get(0).next(ids[0]));
+        Decoder first = decoders.get(0);
+        Transformer model = first.model;
+        Backend backend = first.backend;
+        ModelConfig c = first.config;
+        java.util.Set<Decoder> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (int i = 0; i < ids.length; i++) {
+            Decoder d = decoders.get(i);
+            if (d.model != model) throw new IllegalArgumentException("decoders of different models cannot step together");
+            if (!seen.add(d)) throw new IllegalArgumentException("a decoder appears twice in one step");
+            d.checkTokens(new int[]{ids[i]});
         }
+        for (Decoder d : decoders) d.prepare(1);
+        int k = ids.length, h = c.hiddenSize();
+        List<RotaryTable> made = new ArrayList<>();
+        List<Transformer.SequenceRow> rows = new ArrayList<>(k);
+        float[][] plans = new float[k][];
+        List<float[]> out = new ArrayList<>(k);
+        try (Tensor x = backend.allocate((long) k * h)) {
+            for (int i = 0; i < k; i++) {
+                Decoder d = decoders.get(i);
+                KvCache cache = d.cache;
+                long p = cache.length();
+                float[] pos = positions(p, 1);
+                RopePlan plan = d.rope.plan(pos, p + 1);
+                float scale = plan.attentionScale();
+                plans[i] = plan.invFreq();
+                RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
+                made.add(queries);
+                RotaryTable keys = queries;
+                if (scale != 1f) {
+                    keys = backend.rotaryTable(pos, plan.invFreq(), 1f);
+                    made.add(keys);
+                }
+                AttentionShape shape = new AttentionShape(1, 1, p + 1, cache.capacity(), p, c.numHeads(), c.numKvHeads(),
+                        c.headDim(), (float) (1.0 / Math.sqrt(c.headDim()))).withWindow(c.slidingWindow());
+                rows.add(new Transformer.SequenceRow(queries, keys, shape, l -> new Transformer.LayerKv(
+                        cache.rows(cache.keys(l), p, 1), cache.rows(cache.values(l), p, 1),
+                        cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, 1) : null, cache.keys(l), cache.values(l), null)));
+            }
+            backend.embedding(x, model.weights().embedding(), ids, h);
+            model.layers(x, rows);
+            model.finalNorm(x, x, k);
+            int vocab = c.vocabSize();
+            for (int i = 0; i < k; i++) out.add(new float[vocab]);
+            model.emitLogits(x, 0, k, (from, n, logits) -> {
+                for (int r = 0; r < n; r++) backend.download(logits, (long) r * vocab, out.get((int) from + r), 0, vocab);
+            });
+            for (int i = 0; i < k; i++) {
+                Decoder d = decoders.get(i);
+                long p = d.cache.length();
+                d.tokens[(int) p] = ids[i];
+                d.cache.setLength(p + 1, plans[i]);
+            }
+        } finally {
+            for (int i = made.size() - 1; i >= 0; i--) made.get(i).close();
+        }
+        return out;
     }
 
     private void checkTokens(int[] ids) {

@@ -108,7 +108,92 @@ public final class Transformer implements AutoCloseable {
                 java.util.function.IntFunction<LayerKv> kvOf, DecodeStep step) {
         if (step != null && rows != 1) throw new IllegalArgumentException("a decode step runs one token, got " + rows);
         ModelConfig c = config;
-        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
+        int h = c.hiddenSize(), kvd = c.kvDim();
+        stack(x, rows, (l, w, hs, q, att) -> {
+            LayerKv kv = kvOf.apply(l);
+            if (kv.rawKeys() != null) {
+                backend.linear(kv.rawKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+                backend.copy(kv.newKeys(), 0, kv.rawKeys(), 0, rows * kvd);
+            } else {
+                backend.linear(kv.newKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+            }
+            backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
+            backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
+            backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
+            if (step != null) {
+                LayerKv to = kv.stored();
+                backend.storeRow(to.keys(), kv.newKeys(), step, kvd);
+                backend.storeRow(to.values(), kv.newValues(), step, kvd);
+                if (to.rawKeys() != null) backend.storeRow(to.rawKeys(), kv.rawKeys(), step, kvd);
+            } else if (kv.stored() != null) {
+                LayerKv to = kv.stored();
+                backend.copy(to.newKeys(), 0, kv.newKeys(), 0, rows * kvd);
+                backend.copy(to.newValues(), 0, kv.newValues(), 0, rows * kvd);
+                if (to.rawKeys() != null) backend.copy(to.rawKeys(), 0, kv.rawKeys(), 0, rows * kvd);
+            }
+            if (step != null) backend.attention(att, q, kv.keys(), kv.values(), shape, step);
+            else backend.attention(att, q, kv.keys(), kv.values(), null, shape);
+        });
+    }
+
+    /**
+     * One new token of each of several sequences, each with its own KV cache: row i of {@code x} is sequence i's
+     * token. Its queries and keys are rotated with its own tables, its new key and value are stored in its cache
+     * ({@code kvOf} of a layer names the cache rows to write as {@code newKeys}, {@code newValues} and, when the cache
+     * keeps them, {@code rawKeys}, and the whole caches as {@code keys}, {@code values}), and attention reads its cache
+     * alone; every matrix product runs once over all the rows, so the weights are read once for the whole batch.
+     */
+    record SequenceRow(RotaryTable queries, RotaryTable keys, AttentionShape shape,
+                       java.util.function.IntFunction<LayerKv> kvOf) {}
+
+    void layers(Tensor x, List<SequenceRow> sequences) {
+        ModelConfig c = config;
+        int rows = sequences.size(), h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim();
+        try (Tensor newKeys = backend.allocate((long) rows * kvd);
+             Tensor newValues = backend.allocate((long) rows * kvd);
+             Tensor rawKeys = backend.allocate((long) rows * kvd)) {
+            stack(x, rows, (l, w, hs, q, att) -> {
+                List<LayerKv> kvs = new java.util.ArrayList<>(rows);
+                boolean anyRaw = false;
+                for (SequenceRow s : sequences) {
+                    LayerKv kv = s.kvOf().apply(l);
+                    kvs.add(kv);
+                    anyRaw |= kv.rawKeys() != null;
+                }
+                if (anyRaw) {
+                    backend.linear(rawKeys, hs, w.k(), w.kBias(), rows, h, kvd);
+                    backend.copy(newKeys, 0, rawKeys, 0, (long) rows * kvd);
+                } else {
+                    backend.linear(newKeys, hs, w.k(), w.kBias(), rows, h, kvd);
+                }
+                backend.linear(newValues, hs, w.v(), w.vBias(), rows, h, kvd);
+                for (int i = 0; i < rows; i++) {
+                    SequenceRow s = sequences.get(i);
+                    LayerKv kv = kvs.get(i);
+                    Tensor qi = backend.view(q, (long) i * qd, qd), ki = backend.view(newKeys, (long) i * kvd, kvd);
+                    Tensor vi = backend.view(newValues, (long) i * kvd, kvd), ai = backend.view(att, (long) i * qd, qd);
+                    backend.rotary(qi, s.queries(), 1, c.numHeads(), c.headDim());
+                    backend.rotary(ki, s.keys(), 1, c.numKvHeads(), c.headDim());
+                    backend.copy(kv.newKeys(), 0, ki, 0, kvd);
+                    backend.copy(kv.newValues(), 0, vi, 0, kvd);
+                    if (kv.rawKeys() != null) backend.copy(kv.rawKeys(), 0, rawKeys, (long) i * kvd, kvd);
+                    backend.attention(ai, qi, kv.keys(), kv.values(), null, s.shape());
+                }
+            });
+        }
+    }
+
+    /** The part of a layer between its queries' product and the output projection: rotation, keys, values, attention. */
+    @FunctionalInterface
+    private interface AttentionPart {
+        /** From the layer's normed input {@code hs} and its unrotated queries {@code q}, the attention output {@code att}. */
+        void run(int layer, LayerWeights w, Tensor hs, Tensor q, Tensor att);
+    }
+
+    /** The decoder stack over {@code rows} rows of the residual stream {@code x} (updated in place). */
+    private void stack(Tensor x, long rows, AttentionPart attention) {
+        ModelConfig c = config;
+        int h = c.hiddenSize(), qd = c.qDim(), ffn = c.intermediateSize();
         try (Tensor hs = backend.allocate(rows * h);
              Tensor q = backend.allocate(rows * qd);
              Tensor att = backend.allocate(rows * qd);
@@ -117,33 +202,11 @@ public final class Transformer implements AutoCloseable {
             List<LayerWeights> all = weights.layers();
             for (int l = 0; l < all.size(); l++) {
                 LayerWeights w = all.get(l);
-                LayerKv kv = kvOf.apply(l);
                 // The previous layer's MLP output (in hs) is added to the stream by the fused add + norm.
                 if (l == 0) backend.rmsNorm(hs, x, w.inputNorm(), rows, h, c.rmsNormEps());
                 else backend.addRmsNorm(hs, x, x, hs, w.inputNorm(), rows, h, c.rmsNormEps());
                 backend.linear(q, hs, w.q(), w.qBias(), rows, h, qd);
-                if (kv.rawKeys() != null) {
-                    backend.linear(kv.rawKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
-                    backend.copy(kv.newKeys(), 0, kv.rawKeys(), 0, rows * kvd);
-                } else {
-                    backend.linear(kv.newKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
-                }
-                backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
-                backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
-                backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
-                if (step != null) {
-                    LayerKv to = kv.stored();
-                    backend.storeRow(to.keys(), kv.newKeys(), step, kvd);
-                    backend.storeRow(to.values(), kv.newValues(), step, kvd);
-                    if (to.rawKeys() != null) backend.storeRow(to.rawKeys(), kv.rawKeys(), step, kvd);
-                } else if (kv.stored() != null) {
-                    LayerKv to = kv.stored();
-                    backend.copy(to.newKeys(), 0, kv.newKeys(), 0, rows * kvd);
-                    backend.copy(to.newValues(), 0, kv.newValues(), 0, rows * kvd);
-                    if (to.rawKeys() != null) backend.copy(to.rawKeys(), 0, kv.rawKeys(), 0, rows * kvd);
-                }
-                if (step != null) backend.attention(att, q, kv.keys(), kv.values(), shape, step);
-                else backend.attention(att, q, kv.keys(), kv.values(), null, shape);
+                attention.run(l, w, hs, q, att);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
                 backend.addRmsNorm(hs, x, x, hs, w.postAttentionNorm(), rows, h, c.rmsNormEps());
                 backend.linear(gate, hs, w.gate(), w.gateBias(), rows, h, ffn);

@@ -212,6 +212,99 @@ class DecoderTest {
         }
     }
 
+    /**
+     * Several sequences stepped together ({@link Decoder#next(java.util.List, int[])}) give each one the logits of its
+     * own steps, bit for bit on the CPU: different lengths, E²'s g changing at different steps under both policies,
+     * YaRN's attention scale with a sliding window, a bfloat16 cache, and sequences joining and leaving the batch.
+     */
+    @Test
+    void batchedStepsEqualEachSequencesOwnSteps() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-batched", 2, e2, 0); Transformer w = model("window-batched", 2, new DefaultRope(10000, 8), 6);
+             CpuBackend bf16 = new CpuBackend(2, dev.ropeway.tensor.DType.BF16);
+             Transformer tb = Transformer.load(bf16, dir.resolve("e2-batched"))) {
+            assertEquals(7, compareBatchedSteps(t, e2, new Decoder.RopeChange[]{Decoder.RopeChange.REROTATE,
+                    Decoder.RopeChange.RECOMPUTE, Decoder.RopeChange.REROTATE}, new int[]{5, 7, 12}, 24));
+            RopeScaling yarn = w.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
+            assertNotEquals(1f, yarn.attentionScaling(), "YaRN's mscale is what this case checks");
+            compareBatchedSteps(w, yarn, new Decoder.RopeChange[]{Decoder.RopeChange.REROTATE, Decoder.RopeChange.REROTATE,
+                    Decoder.RopeChange.REROTATE, Decoder.RopeChange.REROTATE}, new int[]{3, 9, 4, 15}, 12);
+            assertEquals(3, compareBatchedSteps(tb, e2, new Decoder.RopeChange[]{Decoder.RopeChange.RECOMPUTE,
+                    Decoder.RopeChange.REROTATE}, new int[]{6, 10}, 16));
+        }
+    }
+
+    /**
+     * Greedy steps of {@code prompts.length} sequences, batched and one by one, compared exactly; sequence 1 sits out
+     * every third step and the last joins after four steps. Returns the RoPE changes the batched decoders made.
+     */
+    static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps) {
+        int k = prompts.length;
+        java.util.List<Decoder> batched = new java.util.ArrayList<>(), alone = new java.util.ArrayList<>();
+        try {
+            float[][] last = new float[k][];
+            for (int i = 0; i < k; i++) {
+                batched.add(new Decoder(t, rope, prompts[i] + steps, policies[i], 4));
+                alone.add(new Decoder(t, rope, prompts[i] + steps, policies[i], 4));
+                int[] prompt = randomTokens(prompts[i], 40 + i);
+                last[i] = batched.get(i).append(prompt);
+                assertArrayEquals(alone.get(i).append(prompt), last[i]);
+            }
+            for (int step = 0; step < steps; step++) {
+                java.util.List<Decoder> now = new java.util.ArrayList<>();
+                java.util.List<Integer> which = new java.util.ArrayList<>();
+                for (int i = 0; i < k; i++) {
+                    if (i == 1 && step % 3 == 2) continue;
+                    if (i == k - 1 && k > 2 && step < 4) continue;
+                    now.add(batched.get(i));
+                    which.add(i);
+                }
+                int[] ids = new int[which.size()];
+                for (int j = 0; j < ids.length; j++) ids[j] = argmax(last[which.get(j)]);
+                java.util.List<float[]> out = Decoder.next(now, ids);
+                for (int j = 0; j < ids.length; j++) {
+                    int i = which.get(j);
+                    float[] expected = alone.get(i).next(ids[j]);
+                    assertArrayEquals(expected, out.get(j), "sequence " + i + ", step " + step + " in a batch of " + ids.length);
+                    last[i] = out.get(j);
+                }
+            }
+            int changes = 0;
+            for (int i = 0; i < k; i++) {
+                assertArrayEquals(alone.get(i).tokens(), batched.get(i).tokens());
+                assertEquals(alone.get(i).ropeChanges(), batched.get(i).ropeChanges());
+                changes += batched.get(i).ropeChanges();
+            }
+            return changes;
+        } finally {
+            for (Decoder d : batched) d.close();
+            for (Decoder d : alone) d.close();
+        }
+    }
+
+    @Test
+    void batchedStepsRefuseWhatCannotStepTogether() {
+        try (Transformer a = model("batch-a", 1, new DefaultRope(10000, 8), 0);
+             Transformer b = model("batch-b", 1, new DefaultRope(10000, 8), 0);
+             Decoder da = new Decoder(a, a.config().rope(), 4); Decoder db = new Decoder(b, b.config().rope(), 4);
+             Decoder full = new Decoder(a, a.config().rope(), 2)) {
+            da.append(new int[]{1});
+            db.append(new int[]{2});
+            full.append(new int[]{1, 2});
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> Decoder.next(java.util.List.of(da, db), new int[]{1, 2}))
+                    .getMessage().contains("different models"));
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> Decoder.next(java.util.List.of(da, da), new int[]{1, 2}))
+                    .getMessage().contains("twice"));
+            assertTrue(assertThrows(IllegalArgumentException.class, () -> Decoder.next(java.util.List.of(da), new int[]{1, 2}))
+                    .getMessage().contains("1 decoders but 2 tokens"));
+            assertTrue(assertThrows(RopewayException.class, () -> Decoder.next(java.util.List.of(da, full), new int[]{1, 2}))
+                    .getMessage().contains("the context is full"));
+            assertTrue(assertThrows(RopewayException.class, () -> Decoder.next(java.util.List.of(da, full), new int[]{VOCAB, 2}))
+                    .getMessage().contains("outside the model's vocabulary"));
+            assertEquals(1, da.length(), "a refused step appends nothing");
+        }
+    }
+
     /** With several layers, re-rotation differs from a full forward only through what earlier lengths produced. */
     @Test
     void rerotationKeepsDeepLayersFromEarlierLengths() {
