@@ -50,6 +50,10 @@ final class ServeCommand implements Callable<Integer> {
     int maxBody;
     @Option(names = "--shutdown-grace", defaultValue = "10", description = "Seconds running requests may finish in at shutdown (default: ${DEFAULT-VALUE}).")
     int grace;
+    @Option(names = "--batch", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = {"Decode the slots' sequences together, one step for all of them (the weights read once per step;",
+                    "default), or each on its own (--no-batch). Prompts are prefilled one request at a time either way."})
+    boolean batch;
     @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
     String rope;
     @Option(names = "--rope-change", defaultValue = "rerotate", description = "rerotate or recompute (see generate --help).")
@@ -65,7 +69,7 @@ final class ServeCommand implements Callable<Integer> {
             RopeScaling method = t.config().ropeOrSpec(rope);
             int ctx = context != null ? context : defaultContext(t.config(), method);
             int limit = maxTokensLimit != null ? maxTokensLimit : Math.max(1, Math.min(4096, ctx - 1));
-            ServerSettings settings = new ServerSettings(host, port, slots, queue, ctx, limit, maxBody, grace);
+            ServerSettings settings = new ServerSettings(host, port, slots, queue, ctx, limit, maxBody, grace, batch);
             ChatTemplate chat = ChatTemplate.find(model).orElse(null);
             String id = name != null ? name : model.toAbsolutePath().normalize().getFileName().toString();
             long kv = KvCache.bytes(t.config(), ctx, true, t.backend().kvBytesPerElement()) * slots;
@@ -76,8 +80,9 @@ final class ServeCommand implements Callable<Integer> {
                     server.close();
                     stopped.countDown();
                 }));
-                System.err.printf("serving '%s' (RoPE %s) at http://%s:%d/v1  %d slots x %,d tokens (KV caches up to %,d MiB)%s%n",
+                System.err.printf("serving '%s' (RoPE %s) at http://%s:%d/v1  %d slots x %,d tokens (KV caches up to %,d MiB)%s%s%n",
                         id, RopeSpec.describe(method), host, server.port(), slots, ctx, kv >> 20,
+                        slots == 1 ? "" : batch ? "; their decode steps batched" : "; each slot decoding on its own",
                         chat == null ? "; no chat template, so /v1/chat/completions answers 400" : "");
                 stopped.await();
             }

@@ -51,6 +51,18 @@ public final class Generator {
         void text(String piece);
     }
 
+    /** How a generation takes its decode steps: one by one on its decoder, or batched with other generations'. */
+    public interface Steps {
+        /** Appends {@code token} to {@code decoder}'s sequence; returns the logits for the token after it. */
+        float[] next(Decoder decoder, int token);
+
+        /** {@code decoder}'s generation has ended (after its last step, or instead of any). */
+        default void done(Decoder decoder) {}
+
+        /** Each step on its own decoder. */
+        Steps ALONE = Decoder::next;
+    }
+
     private final Tokenizer tokenizer;
 
     public Generator(Tokenizer tokenizer) {
@@ -64,6 +76,21 @@ public final class Generator {
      * token; a cancelled run returns what it has.
      */
     public Result generate(Decoder decoder, int[] prompt, Settings settings, Listener listener, BooleanSupplier cancelled) {
+        return generate(decoder, prompt, settings, listener, cancelled, Steps.ALONE);
+    }
+
+    /** As above, with the decode steps taken through {@code steps} (for example batched with other generations'). */
+    public Result generate(Decoder decoder, int[] prompt, Settings settings, Listener listener, BooleanSupplier cancelled,
+                           Steps steps) {
+        try {
+            return run(decoder, prompt, settings, listener, cancelled, steps);
+        } finally {
+            steps.done(decoder);
+        }
+    }
+
+    private Result run(Decoder decoder, int[] prompt, Settings settings, Listener listener, BooleanSupplier cancelled,
+                       Steps steps) {
         if (prompt.length == 0) throw new RopewayException("the prompt has no tokens");
         long room = decoder.capacity() - prompt.length;
         if (room < 1)
@@ -99,7 +126,7 @@ public final class Generator {
                 break;
             }
             if (generated == budget) break;
-            logits = decoder.next(next);
+            logits = steps.next(decoder, next);
         }
         if (finish != Finish.STOP) {
             StreamingText.Step tail = text.finish();

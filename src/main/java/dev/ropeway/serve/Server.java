@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import dev.ropeway.RopewayException;
+import dev.ropeway.generate.BatchedSteps;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
 import dev.ropeway.io.Json;
@@ -39,7 +40,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, each with
  * its own {@link Decoder} (KV cache), fed from a queue of at most {@code queue} waiting requests (a full queue is a
- * 503). A streaming client that goes away is noticed at its next write (and by a keep-alive comment every second
+ * 503). Each slot prefills its prompt on its own; their decode steps run together, one batched step for every slot
+ * that is decoding ({@link BatchedSteps}), unless the settings turn that off. A streaming client that goes away is noticed at its next write (and by a keep-alive comment every second
  * while it waits), and its request is cancelled, which frees the slot. {@link #close()} stops taking requests, lets
  * running ones finish for the grace period, then cancels the rest.
  */
@@ -57,6 +59,8 @@ public final class Server implements AutoCloseable {
     private final ExecutorService handlers;
     private final List<Decoder> decoders = new ArrayList<>();
     private final ThreadLocal<Decoder> slotDecoder;
+    private final Generator.Steps steps;
+    private final BatchedSteps batched;
     private final java.util.Set<Job> running = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final java.util.Set<Job> pending = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final AtomicBoolean draining = new AtomicBoolean();
@@ -90,6 +94,8 @@ public final class Server implements AutoCloseable {
             }
             return d;
         });
+        this.batched = settings.batch() && settings.slots() > 1 ? new BatchedSteps(settings.slots()) : null;
+        this.steps = batched != null ? batched : Generator.Steps.ALONE;
         AtomicInteger slotNumber = new AtomicInteger();
         this.slots = new ThreadPoolExecutor(settings.slots(), settings.slots(), 0, TimeUnit.SECONDS,
                 settings.queue() == 0 ? new java.util.concurrent.SynchronousQueue<>() : new ArrayBlockingQueue<>(settings.queue()),
@@ -151,6 +157,11 @@ public final class Server implements AutoCloseable {
                 body.put("slots", settings.slots());
                 body.put("busy", busySlots());
                 body.put("queued", queued());
+                if (batched != null) {
+                    // How many sequences the batched decode steps carried on average.
+                    body.put("decode_steps", batched.steps());
+                    body.put("decode_rows", batched.rows());
+                }
                 sendJson(ex, draining.get() ? 503 : 200, body);
             }
             case "/v1/models" -> {
@@ -263,7 +274,7 @@ public final class Server implements AutoCloseable {
         running.add(job);
         try {
             Generator.Result r = generator.generate(slotDecoder.get(), req.prompt(), req.settings(),
-                    piece -> job.events.add(piece), job.cancelled::get);
+                    piece -> job.events.add(piece), job.cancelled::get, steps);
             job.events.add(r);
         } catch (RuntimeException e) {
             job.events.add(new Failure(e));

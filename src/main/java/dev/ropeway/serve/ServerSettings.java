@@ -13,9 +13,17 @@ import dev.ropeway.RopewayException;
  * @param maxTokens       the largest {@code max_tokens} a request may ask for
  * @param maxBodyBytes    the largest request body
  * @param shutdownSeconds how long a shutdown lets running requests finish before cancelling them
+ * @param batch           whether the slots' decode steps run together, one batched step for all of them (the
+ *                        weights read once per step), or each on its own
  */
 public record ServerSettings(String host, int port, int slots, int queue, int context, int maxTokens, int maxBodyBytes,
-                             int shutdownSeconds) {
+                             int shutdownSeconds, boolean batch) {
+    /** With the slots' decode steps batched. */
+    public ServerSettings(String host, int port, int slots, int queue, int context, int maxTokens, int maxBodyBytes,
+                          int shutdownSeconds) {
+        this(host, port, slots, queue, context, maxTokens, maxBodyBytes, shutdownSeconds, true);
+    }
+
     public ServerSettings {
         if (port < 0 || port > 65535) throw new RopewayException("--port must be in [0, 65535], got " + port);
         if (slots < 1) throw new RopewayException("--slots must be at least 1, got " + slots);

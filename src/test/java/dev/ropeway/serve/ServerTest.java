@@ -124,14 +124,17 @@ class ServerTest {
         return new Stream(text.toString(), finish, done, events);
     }
 
-    /** 32 concurrent streaming clients on 4 slots: every stream completes with the text a lone request gets. */
+    /**
+     * 32 concurrent streaming clients on 4 slots: every stream completes with the text a lone request gets, though
+     * the slots' decode steps ran batched (up to four sequences per step on the CPU are bit for bit a lone step).
+     */
     @Test
     void manyConcurrentStreamingClients() throws Exception {
         try (Server s = server(4, 64, 5)) {
             List<String> prompts = new ArrayList<>();
             for (int i = 0; i < 32; i++) prompts.add("the " + i + " here " + "ab".repeat(i % 5));
             List<String> expected = new ArrayList<>();
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < prompts.size(); i++) {
                 HttpResponse<String> r = post(s, "/v1/completions", completion(prompts.get(i), 12, false));
                 assertEquals(200, r.statusCode(), r.body());
                 JsonNode body = Json.mapper().readTree(r.body());
@@ -155,12 +158,38 @@ class ServerTest {
                     Stream st = futures.get(i).get(120, TimeUnit.SECONDS);
                     assertTrue(st.done(), "stream " + i + " ended with [DONE]");
                     assertEquals("length", st.finish(), "stream " + i);
-                    if (i < expected.size()) assertEquals(expected.get(i), st.text(), "stream " + i + " equals the lone request");
+                    assertEquals(expected.get(i), st.text(), "stream " + i + " equals the lone request");
                 }
             }
             assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(120));
             waitUntil(() -> s.busySlots() == 0 && s.queued() == 0, "every slot free");
-            assertEquals(36, s.completed());
+            assertEquals(64, s.completed());
+            JsonNode health = Json.mapper().readTree(get(s, "/health").body());
+            long steps = health.path("decode_steps").asLong(), rows = health.path("decode_rows").asLong();
+            assertEquals(64 * 11, rows, "every generated token after the first is one sequence's step: " + health);
+            assertTrue(steps < rows, "some steps carried several sequences: " + health);
+        }
+    }
+
+    /** With --no-batch each slot decodes on its own, and the texts are the same. */
+    @Test
+    void unbatchedSlotsGiveTheSameTexts() throws Exception {
+        ServerSettings settings = new ServerSettings("127.0.0.1", 0, 3, 16, 256, 200, 4096, 5, false);
+        List<String> prompts = List.of("one two", "three four five", "six");
+        try (Server batched = server(3, 16, 5);
+             Server alone = new Server(model, model.config().rope(), new Generator(tokenizer), null, "tiny", settings,
+                     Decoder.RopeChange.REROTATE);
+             ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+            List<Future<String>> a = new ArrayList<>(), b = new ArrayList<>();
+            for (String p : prompts) {
+                a.add(pool.submit(() -> Json.mapper().readTree(post(batched, "/v1/completions", completion(p, 20, false)).body())
+                        .path("choices").path(0).path("text").asText()));
+                b.add(pool.submit(() -> Json.mapper().readTree(post(alone, "/v1/completions", completion(p, 20, false)).body())
+                        .path("choices").path(0).path("text").asText()));
+            }
+            for (int i = 0; i < prompts.size(); i++) assertEquals(a.get(i).get(60, TimeUnit.SECONDS), b.get(i).get(60, TimeUnit.SECONDS));
+            JsonNode health = Json.mapper().readTree(get(alone, "/health").body());
+            assertTrue(health.path("decode_steps").isMissingNode(), "no batched steps without batching: " + health);
         }
     }
 
