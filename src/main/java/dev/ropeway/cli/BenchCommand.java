@@ -188,7 +188,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "decode", mixinStandardHelpOptions = true, sortOptions = false,
-            description = {"Generation speed: tokens/s of one-token decode steps (KV cache, batch 1) at given context lengths,",
+            description = {"Generation speed: tokens/s of one-token decode steps (KV cache; one sequence, or --batch n) at given context lengths,",
                     "and the prefill rate when --fill prefill."})
     static final class Decode implements Callable<Integer> {
         @Mixin
@@ -206,6 +206,10 @@ final class BenchCommand implements Runnable {
                 "Default: ${DEFAULT-VALUE}."})
         String fill;
 
+        @Option(names = "--batch", defaultValue = "1", description = {"Sequences decoded together, each with its own cache of the",
+                "context's length (one step appends a token to every one, as serve's batched slots do; default: ${DEFAULT-VALUE})."})
+        int batch;
+
         @Option(names = "--graphs", negatable = true,
                 description = {"Run each decode step as one recorded step: on a GPU, one CUDA graph launch instead of a",
                         "couple of hundred kernel launches (the GPU's default); --no-graphs runs the ops one by one",
@@ -221,6 +225,7 @@ final class BenchCommand implements Runnable {
         @Override
         public Integer call() throws IOException {
             if (tokens < 1) throw new RopewayException("--tokens must be at least 1");
+            if (batch < 1) throw new RopewayException("--batch must be at least 1, got " + batch);
             if (!fill.equals("random") && !fill.equals("prefill")) throw new RopewayException("--fill must be random or prefill, got " + fill);
             List<Long> ctx = new ArrayList<>();
             for (String c : contexts) ctx.add((long) EvalCommand.parseLength(c));
@@ -232,45 +237,56 @@ final class BenchCommand implements Runnable {
                 for (long c : ctx) {
                     Map<String, Object> row = new LinkedHashMap<>();
                     row.put("context", c);
-                    try (Decoder d = new Decoder(t, t.config().rope(), c + tokens)) {
-                        if (graphs != null) d.recordSteps(graphs);
+                    List<Decoder> ds = new ArrayList<>();
+                    try {
+                        for (int b = 0; b < batch; b++) {
+                            Decoder d = new Decoder(t, t.config().rope(), c + tokens);
+                            ds.add(d);
+                            if (graphs != null) d.recordSteps(graphs);
+                        }
                         if (fill.equals("prefill")) {
                             long s = System.nanoTime();
-                            if (c > 0) d.append(random.ints((int) c, 0, t.config().vocabSize()).toArray());
+                            for (Decoder d : ds)
+                                if (c > 0) d.append(random.ints((int) c, 0, t.config().vocabSize()).toArray());
                             double secs = (System.nanoTime() - s) / 1e9;
                             row.put("prefill_seconds", secs);
-                            row.put("prefill_tokens_per_second", c / secs);
+                            row.put("prefill_tokens_per_second", c * batch / secs);
                         } else {
-                            d.fillRandom(c, 7);
+                            for (int b = 0; b < batch; b++) ds.get(b).fillRandom(c, 7 + b);
                         }
-                        int next = random.nextInt(t.config().vocabSize());
+                        int[] next = new int[batch];
+                        for (int b = 0; b < batch; b++) next[b] = random.nextInt(t.config().vocabSize());
                         // Warm-up (the JIT compiles the kernels) for at least a second and 8 steps, then back to c.
                         long warm = System.nanoTime();
                         for (int i = 0; i < 8 || System.nanoTime() - warm < 1_000_000_000L; i++) {
-                            if (d.length() == d.capacity()) d.truncate(c);
-                            d.next(next);
+                            if (ds.get(0).length() == ds.get(0).capacity()) for (Decoder d : ds) d.truncate(c);
+                            Decoder.next(ds, next);
                         }
-                        d.truncate(c);
+                        for (Decoder d : ds) d.truncate(c);
                         double[] step = new double[tokens];
                         for (int i = 0; i < tokens; i++) {
                             long s = System.nanoTime();
-                            float[] logits = d.next(next);
+                            List<float[]> logits = Decoder.next(ds, next);
                             step[i] = (System.nanoTime() - s) / 1e9;
-                            next = dev.ropeway.generate.Sampler.argmax(logits);
+                            for (int b = 0; b < batch; b++) next[b] = dev.ropeway.generate.Sampler.argmax(logits.get(b));
                         }
                         Arrays.sort(step);
                         double median = step[tokens / 2];
-                        row.put("graph_steps", d.graphSteps());
+                        row.put("batch", batch);
+                        row.put("graph_steps", ds.stream().mapToLong(Decoder::graphSteps).sum());
                         row.put("decode_tokens", tokens);
                         row.put("median_step_ms", median * 1e3);
-                        row.put("tokens_per_second", 1 / median);
-                        row.put("kv_cache_mib", d.cacheBytes() >> 20);
+                        row.put("tokens_per_second", batch / median);
+                        row.put("kv_cache_mib", ds.stream().mapToLong(Decoder::cacheBytes).sum() >> 20);
                         row.put("peak_rss_mib", peakRssMiB());
+                    } finally {
+                        for (Decoder d : ds) d.close();
                     }
                     rows.add(row);
                     if (!json) {
-                        System.out.printf("context %,8d  decode %8.1f tokens/s  (median step %.2f ms%s)", c,
+                        System.out.printf("context %,8d  decode %8.1f tokens/s  (median step %.2f ms%s%s)", c,
                                 (Double) row.get("tokens_per_second"), (Double) row.get("median_step_ms"),
+                                batch > 1 ? " for " + batch + " sequences" : "",
                                 (Long) row.get("graph_steps") > 0 ? ", CUDA graphs" : "");
                         if (row.containsKey("prefill_tokens_per_second"))
                             System.out.printf("  prefill %,.0f tokens/s", (Double) row.get("prefill_tokens_per_second"));

@@ -60,6 +60,27 @@ class GemmTest {
         }
     }
 
+    /**
+     * Rows go through the weights together (a batched decode step), yet every row's result is the one it gets alone,
+     * bit for bit, with the leftover columns and elements of k, and C's padding untouched.
+     */
+    @ParameterizedTest(name = "m={0} n={1} k={2}")
+    @CsvSource({"2,517,300", "3,1030,17", "4,4096,384", "4,7,33", "3,3,5"})
+    void fewRowsTogetherGiveEachRowsOwnResult(int m, int n, int k) {
+        Random rnd = new Random(m * 17L + n + k * 5L);
+        int lda = k + 3, ldb = k + 5, ldc = n + 2;
+        float[] a = random(rnd, m * lda), b = random(rnd, n * ldb), c = random(rnd, m * ldc);
+        float[] alone = c.clone();
+        try (Tensor ta = cpu.upload(a); Tensor tb = cpu.upload(b); Tensor tc = cpu.upload(c); Tensor t1 = cpu.upload(alone)) {
+            cpu.gemm(false, true, m, n, k, 1f, ta, 0, lda, tb, 0, ldb, 0f, tc, 0, ldc);
+            for (int r = 0; r < m; r++) cpu.gemm(false, true, 1, n, k, 1f, ta, (long) r * lda, lda, tb, 0, ldb, 0f, t1, (long) r * ldc, ldc);
+            float[] together = download(tc), one = download(t1);
+            assertArrayEquals(one, together);
+            for (int r = 0; r < m; r++)
+                for (int j = n; j < ldc; j++) assertEquals(c[r * ldc + j], together[r * ldc + j], "padding of row " + r);
+        }
+    }
+
     /** All four transpose combinations, with offsets, padded leading dimensions, alpha and beta. */
     @ParameterizedTest(name = "transA={0} transB={1} m={2} n={3} k={4}")
     @CsvSource({
