@@ -22,22 +22,23 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>A generation joins at its first step (after its prompt's prefill, which runs on its own) and leaves when it ends
  * ({@link #done}). A step starts when every member has asked for its next token, up to {@code maxBatch} of them, or
- * when the oldest request has waited half the last step's time (at least 0.1 ms, at most 5 ms), so a member that is
+ * when the oldest request has waited half the last step's time (at least 0.5 ms, at most 5 ms), so a member that is
  * slow to ask does not hold the others up for long. The thread whose request is waiting runs the step and hands each
  * member its logits. When a batched step fails, its members' steps are run again one by one, so that a failure is
  * reported to the generation it belongs to only.
  */
 public final class BatchedSteps implements Generator.Steps {
-    private static final long MIN_WAIT_NANOS = TimeUnit.MICROSECONDS.toNanos(100);
+    private static final long MIN_WAIT_NANOS = TimeUnit.MICROSECONDS.toNanos(500);
     private static final long MAX_WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(5);
 
     private final int maxBatch;
+    private final long minWait, maxWait;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
     private final ArrayDeque<Request> pending = new ArrayDeque<>();
     private final Set<Decoder> members = Collections.newSetFromMap(new IdentityHashMap<>());
     private boolean stepping;
-    private long lastStepNanos = MIN_WAIT_NANOS;
+    private long lastStepNanos;
     private final AtomicLong steps = new AtomicLong(), rows = new AtomicLong();
 
     private static final class Request {
@@ -56,8 +57,18 @@ public final class BatchedSteps implements Generator.Steps {
 
     /** Steps of at most {@code maxBatch} sequences. */
     public BatchedSteps(int maxBatch) {
+        this(maxBatch, MIN_WAIT_NANOS, MAX_WAIT_NANOS);
+    }
+
+    /** As above, waiting for members that have not asked yet between {@code minWaitNanos} and {@code maxWaitNanos}. */
+    public BatchedSteps(int maxBatch, long minWaitNanos, long maxWaitNanos) {
         if (maxBatch < 1) throw new IllegalArgumentException("a batch holds at least one sequence, got " + maxBatch);
+        if (minWaitNanos < 0 || maxWaitNanos < minWaitNanos)
+            throw new IllegalArgumentException("waits must satisfy 0 <= min <= max, got " + minWaitNanos + " and " + maxWaitNanos);
         this.maxBatch = maxBatch;
+        this.minWait = minWaitNanos;
+        this.maxWait = maxWaitNanos;
+        this.lastStepNanos = minWaitNanos;
     }
 
     /** Appends {@code token} to {@code decoder}'s sequence in the next batched step; returns its next-token logits. */
@@ -75,7 +86,7 @@ public final class BatchedSteps implements Generator.Steps {
                     continue;
                 }
                 long now = System.nanoTime();
-                long deadline = pending.peekFirst().arrived + Math.clamp(lastStepNanos / 2, MIN_WAIT_NANOS, MAX_WAIT_NANOS);
+                long deadline = pending.peekFirst().arrived + Math.clamp(lastStepNanos / 2, minWait, maxWait);
                 if (pending.size() >= Math.min(members.size(), maxBatch) || now - deadline >= 0) {
                     lead();
                 } else {

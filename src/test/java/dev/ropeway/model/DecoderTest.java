@@ -239,6 +239,12 @@ class DecoderTest {
      * every third step and the last joins after four steps. Returns the RoPE changes the batched decoders made.
      */
     static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps) {
+        return compareBatchedSteps(t, rope, policies, prompts, steps, 0);
+    }
+
+    /** As above, the logits within {@code tol} (relative, as {@link #assertClose}) when it is not 0. */
+    static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps,
+                                   double tol) {
         int k = prompts.length;
         java.util.List<Decoder> batched = new java.util.ArrayList<>(), alone = new java.util.ArrayList<>();
         try {
@@ -248,7 +254,9 @@ class DecoderTest {
                 alone.add(new Decoder(t, rope, prompts[i] + steps, policies[i], 4));
                 int[] prompt = randomTokens(prompts[i], 40 + i);
                 last[i] = batched.get(i).append(prompt);
-                assertArrayEquals(alone.get(i).append(prompt), last[i]);
+                float[] first = alone.get(i).append(prompt);
+                if (tol == 0) assertArrayEquals(first, last[i]);
+                else assertClose(first, last[i], tol, "prompt " + i);
             }
             for (int step = 0; step < steps; step++) {
                 java.util.List<Decoder> now = new java.util.ArrayList<>();
@@ -265,7 +273,9 @@ class DecoderTest {
                 for (int j = 0; j < ids.length; j++) {
                     int i = which.get(j);
                     float[] expected = alone.get(i).next(ids[j]);
-                    assertArrayEquals(expected, out.get(j), "sequence " + i + ", step " + step + " in a batch of " + ids.length);
+                    String what = "sequence " + i + ", step " + step + " in a batch of " + ids.length;
+                    if (tol == 0) assertArrayEquals(expected, out.get(j), what);
+                    else assertClose(expected, out.get(j), tol, what);
                     last[i] = out.get(j);
                 }
             }
