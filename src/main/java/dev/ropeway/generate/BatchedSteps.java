@@ -154,6 +154,19 @@ public final class BatchedSteps implements Generator.Steps {
         }
     }
 
+    /**
+     * Makes {@code decoder}'s generation a member before its first step (which would make it one anyway): steps wait
+     * for it from now on, within the wait bounds, until {@link #done}.
+     */
+    public void join(Decoder decoder) {
+        lock.lock();
+        try {
+            members.add(decoder);
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** {@code decoder}'s generation has ended: the next steps no longer wait for it. */
     @Override
     public void done(Decoder decoder) {
