@@ -245,9 +245,7 @@ public final class Decoder implements AutoCloseable {
                     keys = backend.rotaryTable(pos, plan.invFreq(), 1f);
                     made.add(keys);
                 }
-                AttentionShape shape = new AttentionShape(1, 1, p + 1, cache.capacity(), p, c.numHeads(), c.numKvHeads(),
-                        c.headDim(), (float) (1.0 / Math.sqrt(c.headDim()))).withWindow(c.slidingWindow());
-                rows.add(new Transformer.SequenceRow(queries, keys, shape, l -> new Transformer.LayerKv(
+                rows.add(new Transformer.SequenceRow(queries, keys, d.attentionShape(p, 1), l -> new Transformer.LayerKv(
                         cache.rows(cache.keys(l), p, 1), cache.rows(cache.values(l), p, 1),
                         cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, 1) : null, cache.keys(l), cache.values(l), null)));
             }
@@ -269,6 +267,12 @@ public final class Decoder implements AutoCloseable {
             for (int i = made.size() - 1; i >= 0; i--) made.get(i).close();
         }
         return out;
+    }
+
+    /** Attention of {@code n} new tokens after {@code p} cached ones, over this decoder's cache. */
+    private AttentionShape attentionShape(long p, int n) {
+        return new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
+                config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
     }
 
     private void checkTokens(int[] ids) {
@@ -322,8 +326,7 @@ public final class Decoder implements AutoCloseable {
         float[] pos = positions(p, n);
         RopePlan plan = rope.plan(pos, ropeLength);
         float scale = plan.attentionScale();
-        AttentionShape shape = new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
-                config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
+        AttentionShape shape = attentionShape(p, n);
         long kvFloats = (long) n * config.kvDim();
         boolean narrow = cache.narrow();
         try (Tensor x = backend.allocate((long) n * h);
@@ -389,7 +392,6 @@ public final class Decoder implements AutoCloseable {
         StepGraph(float scale, int half) {
             this.scale = scale;
             int h = config.hiddenSize(), kvd = config.kvDim();
-            long capacity = cache.capacity();
             try {
                 step = add(backend.decodeStep(half));
                 x = add(backend.allocate(h));
@@ -399,9 +401,8 @@ public final class Decoder implements AutoCloseable {
                 logits = add(backend.allocate(config.vocabSize()));
                 queries = new RotaryTable(add(backend.allocate(half)), add(backend.allocate(half)), 1, half);
                 keys = scale == 1f ? queries : new RotaryTable(add(backend.allocate(half)), add(backend.allocate(half)), 1, half);
-                AttentionShape shape = new AttentionShape(1, 1, capacity, capacity, capacity - 1, config.numHeads(),
-                        config.numKvHeads(), config.headDim(), (float) (1.0 / Math.sqrt(config.headDim())))
-                        .withWindow(config.slidingWindow());
+                // Covering the whole cache: the step's position comes from the DecodeStep when it runs.
+                AttentionShape shape = attentionShape(cache.capacity() - 1, 1);
                 recording = add(backend.record(() -> {
                     backend.embedding(x, model.weights().embedding(), step, h);
                     backend.rotaryTable(queries, step, scale * scale);

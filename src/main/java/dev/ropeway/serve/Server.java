@@ -41,8 +41,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, each with
  * its own {@link Decoder} (KV cache), fed from a queue of at most {@code queue} waiting requests (a full queue is a
  * 503). Each slot prefills its prompt on its own; their decode steps run together, one batched step for every slot
- * that is decoding ({@link BatchedSteps}), unless the settings turn that off. A streaming client that goes away is noticed at its next write (and by a keep-alive comment every second
- * while it waits), and its request is cancelled, which frees the slot. {@link #close()} stops taking requests, lets
+ * that is decoding ({@link BatchedSteps}), unless the settings turn that off. A streaming client that goes away is
+ * noticed at its next write (and by a keep-alive comment every second while it waits), and its request is cancelled,
+ * which frees the slot. {@link #close()} stops taking requests, lets
  * running ones finish for the grace period, then cancels the rest.
  */
 public final class Server implements AutoCloseable {
