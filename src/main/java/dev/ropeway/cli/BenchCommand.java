@@ -188,8 +188,8 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "decode", mixinStandardHelpOptions = true, sortOptions = false,
-            description = {"Generation speed: tokens/s of one-token decode steps (KV cache; one sequence, or --batch n) at given context lengths,",
-                    "and the prefill rate when --fill prefill."})
+            description = {"Generation speed: tokens/s of one-token decode steps (KV cache; one sequence, or --batch n) at given context lengths, "
+                    + "and the prefill rate when --fill prefill."})
     static final class Decode implements Callable<Integer> {
         @Mixin
         BenchModel source;
@@ -201,19 +201,19 @@ final class BenchCommand implements Runnable {
         @Option(names = "--tokens", defaultValue = "64", description = "Decode steps timed per context (default: ${DEFAULT-VALUE}).")
         int tokens;
 
-        @Option(names = "--fill", defaultValue = "random", description = {"How the context is made: random (random keys and",
-                "values, instant; a step's cost depends only on the length) or prefill (the model runs over random tokens, timed).",
+        @Option(names = "--fill", defaultValue = "random", description = {"How the context is made: random (random keys and "
+                + "values, instant; a step's cost depends only on the length) or prefill (the model runs over random tokens, timed).",
                 "Default: ${DEFAULT-VALUE}."})
         String fill;
 
-        @Option(names = "--batch", defaultValue = "1", description = {"Sequences decoded together, each with its own cache of the",
-                "context's length (one step appends a token to every one, as serve's batched slots do; default: ${DEFAULT-VALUE})."})
+        @Option(names = "--batch", defaultValue = "1", description = {"Sequences decoded together, each with its own cache of the "
+                + "context's length (one step appends a token to every one, as serve's batched slots do; default: ${DEFAULT-VALUE})."})
         int batch;
 
         @Option(names = "--graphs", negatable = true,
-                description = {"Run each decode step as one recorded step: on a GPU, one CUDA graph launch instead of a",
-                        "couple of hundred kernel launches (the GPU's default); --no-graphs runs the ops one by one",
-                        "(the CPU's default: there a recorded step only runs its ops again)."})
+                description = {"Run each decode step as one recorded step: on a GPU, one CUDA graph launch instead of a "
+                        + "couple of hundred kernel launches (the GPU's default); --no-graphs runs the ops one by one "
+                        + "(the CPU's default: there a recorded step only runs its ops again)."})
         Boolean graphs;
 
         @Option(names = "--json")
@@ -309,8 +309,8 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "train", mixinStandardHelpOptions = true,
-            description = {"Training tokens/s (forward, backward and AdamW step) of random models, and model-FLOP",
-                    "utilisation as a fraction of the SGEMM rate this backend reaches in the same run."})
+            description = {"Training tokens/s (forward, backward and AdamW step) of random models, and model-FLOP "
+                    + "utilisation as a fraction of the SGEMM rate this backend reaches in the same run."})
     static final class Train implements Callable<Integer> {
         @Option(names = "--preset", split = ",", defaultValue = "5m,20m", description = "Model sizes (default: ${DEFAULT-VALUE}).")
         String[] presets;

@@ -25,8 +25,8 @@ import java.util.concurrent.Callable;
 /** {@code ropeway compare}: methods × lengths, every task, one report. */
 @Command(name = "compare", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Compare models and RoPE methods across context lengths: perplexity, passkey, RULER niah and vt.",
-                "Writes <out>/report.md, report.json and PNG charts; every cell is kept in <out>/cells/<method>/ as it",
-                "finishes, so a rerun reuses them and an interrupted run continues."})
+                "Writes <out>/report.md, report.json and PNG charts; every cell is kept in <out>/cells/<method>/ as it "
+                + "finishes, so a rerun reuses them and an interrupted run continues."})
 final class CompareCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;

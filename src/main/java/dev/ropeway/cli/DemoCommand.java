@@ -14,8 +14,8 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway demo}: the whole story on a small model, in one command. */
 @Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Get a corpus, train a tokenizer, pretrain a small Llama at L tokens, extend it with PI, YaRN,",
-                "E²-LLM and CLEX, add zero-shot PI / NTK / YaRN, and compare perplexity at 1x..16x L.",
+        description = {"Get a corpus, train a tokenizer, pretrain a small Llama at L tokens, extend it with PI, YaRN, "
+                + "E²-LLM and CLEX, add zero-shot PI / NTK / YaRN, and compare perplexity at 1x..16x L.",
                 "Every stage reuses what an earlier (or interrupted) run left in --work."})
 final class DemoCommand implements Callable<Integer> {
 

@@ -137,9 +137,9 @@ final class EvalCommand implements Runnable {
 
     @Command(name = "ppl", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"Perplexity on long documents at several context lengths.",
-                    "chunks: non-overlapping windows of exactly L tokens (CLEX's protocol); sliding: windows of L every",
-                    "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's); prefill: the chunks windows fed",
-                    "through the KV cache --stride tokens per forward (CLEX's chunked evaluation)."})
+                    "chunks: non-overlapping windows of exactly L tokens (CLEX's protocol); sliding: windows of L every "
+                    + "--stride tokens, each scoring only its new tokens (YaRN's and E²-LLM's); prefill: the chunks windows fed "
+                    + "through the KV cache --stride tokens per forward (CLEX's chunked evaluation)."})
     static final class Ppl extends Base {
         @Option(names = "--data", required = true, paramLabel = "<dir>", order = 1,
                 description = "Documents: a prepared corpus (its heldout/ part) or any folder of .txt / .jsonl files.")

@@ -18,8 +18,9 @@ import java.util.concurrent.Callable;
         description = {"Fine-tune a checkpoint (plain RoPE) for longer contexts.",
                 "Methods: e2 (E²-LLM: random scale g in 1..G and offset t per iteration; at inference g = ceil(length / L0)),",
                 "clex (CLEX: an ODE layer moves the frequencies with the length factor t in 1..T, trained jointly),",
-                "pi (position interpolation at --factor), yarn (YaRN at --factor), pose (skip-wise positions up to",
-                "--factor x L0, then position interpolation). Same progress, metrics, checkpoints and --resume as pretrain."})
+                "pi (position interpolation at --factor), yarn (YaRN at --factor), pose (skip-wise positions up to "
+                + "--factor x L0, then position interpolation).",
+                "Same progress, metrics, checkpoints and --resume as pretrain."})
 final class ExtendCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, paramLabel = "<dir>", description = "The pretrained checkpoint.")

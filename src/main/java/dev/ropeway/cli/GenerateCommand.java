@@ -31,8 +31,8 @@ import java.util.concurrent.Callable;
 /** {@code ropeway generate}: text after a prompt, streamed as it is generated. */
 @Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Generate text after a prompt with a KV cache, streamed to standard output.",
-                "RoPE follows the method as the sequence grows (dynamic NTK, E²-LLM's g, CLEX's t); statistics go to",
-                "standard error."})
+                "RoPE follows the method as the sequence grows (dynamic NTK, E²-LLM's g, CLEX's t); statistics go to "
+                + "standard error."})
 final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder (with tokenizer.json).")
     Path model;
@@ -62,8 +62,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope), e.g. dynamic, e2, yarn:factor=4.")
     String rope;
     @Option(names = "--rope-change", defaultValue = "rerotate", paramLabel = "<policy>",
-            description = {"When the RoPE frequencies change with the length: rerotate (rotate the cached keys again, CLEX's",
-                    "reference inference) or recompute (run the prefix again: exactly a whole-sequence forward). Default: ${DEFAULT-VALUE}."})
+            description = {"When the RoPE frequencies change with the length: rerotate (rotate the cached keys again, CLEX's "
+                    + "reference inference) or recompute (run the prefix again: exactly a whole-sequence forward). Default: ${DEFAULT-VALUE}."})
     String ropeChange;
     @Option(names = "--context", description = "KV-cache capacity in tokens (default: prompt + --max-tokens).")
     Long context;

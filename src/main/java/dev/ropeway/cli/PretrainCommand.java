@@ -19,8 +19,8 @@ import java.util.concurrent.Callable;
 /** {@code ropeway pretrain}: trains a fresh Llama on a corpus. */
 @Command(name = "pretrain", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Pretrain a fresh Llama-architecture model on a corpus.",
-                "Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files) to --out, with",
-                "checkpoint-<step>/ folders (atomic; --resume continues from the newest) and metrics.jsonl."})
+                "Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files) to --out, with "
+                + "checkpoint-<step>/ folders (atomic; --resume continues from the newest) and metrics.jsonl."})
 final class PretrainCommand implements Callable<Integer> {
 
     @Option(names = "--corpus", required = true, paramLabel = "<dir>",

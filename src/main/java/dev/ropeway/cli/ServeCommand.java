@@ -26,9 +26,9 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway serve}: an OpenAI-compatible HTTP server for one model. */
 @Command(name = "serve", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Serve a model over HTTP with the OpenAI API: POST /v1/completions and /v1/chat/completions",
-                "(\"stream\": true for server-sent events), GET /v1/models and /health. Listens on localhost unless --host",
-                "says otherwise (there is no authentication). Ctrl-C finishes running requests, then stops."})
+        description = {"Serve a model over HTTP with the OpenAI API: POST /v1/completions and /v1/chat/completions "
+                + "(\"stream\": true for server-sent events), GET /v1/models and /health. Listens on localhost unless --host "
+                + "says otherwise (there is no authentication). Ctrl-C finishes running requests, then stops."})
 final class ServeCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "<dir>")
     Path model;
@@ -51,8 +51,8 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--shutdown-grace", defaultValue = "10", description = "Seconds running requests may finish in at shutdown (default: ${DEFAULT-VALUE}).")
     int grace;
     @Option(names = "--batch", negatable = true, defaultValue = "true", fallbackValue = "true",
-            description = {"Decode the slots' sequences together, one step for all of them (the weights read once per step;",
-                    "default), or each on its own (--no-batch). Prompts are prefilled one request at a time either way."})
+            description = {"Decode the slots' sequences together, one step for all of them (the weights read once per step; "
+                    + "default), or each on its own (--no-batch). Prompts are prefilled one request at a time either way."})
     boolean batch;
     @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
     String rope;

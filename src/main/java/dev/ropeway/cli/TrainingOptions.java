@@ -57,8 +57,8 @@ final class TrainingOptions {
     }
 
     @Option(names = "--retrieval-mix", defaultValue = "0", paramLabel = "<fraction>",
-            description = {"Fraction of training windows that carry a pass-key needle in their text and end with its question",
-                    "and answer (retrieval warm-up for small models; 0 = none, the default)."})
+            description = {"Fraction of training windows that carry a pass-key needle in their text and end with its question "
+                    + "and answer (retrieval warm-up for small models; 0 = none, the default)."})
     double retrievalMix;
 
     Trainer.Settings settings(int seq, int evalLength) {

@@ -59,6 +59,9 @@ public final class Decoder implements AutoCloseable {
     private boolean recordSteps;
     private StepGraph stepGraph;
     private long recordedSteps;
+    /** Creation order: a recorded batched step lists its decoders in it. */
+    private final long id = IDS.getAndIncrement();
+    private static final java.util.concurrent.atomic.AtomicLong IDS = new java.util.concurrent.atomic.AtomicLong();
 
     /**
      * A decoder for sequences of up to {@code capacity} tokens with the given RoPE method, policy and prefill chunk size.
@@ -205,7 +208,9 @@ public final class Decoder implements AutoCloseable {
      * cache, RoPE (planned at its own length, its frequency changes handled by its own policy) and attention; the
      * matrix products run once over all the rows, so a step of several sequences reads the weights once. The logits
      * are those of {@link #next} on each decoder up to the order of the products' sums (on the CPU, bit for bit up to
-     * four sequences). One decoder alone takes {@link #next} (and its recorded step).
+     * four sequences). One decoder alone takes {@link #next} (and its recorded step). When every decoder records its
+     * steps ({@link #recordSteps}, a GPU's default), the batched step is recorded too, once per group of decoders that
+     * step together, and replayed while the same group steps again.
      */
     public static List<float[]> next(List<Decoder> decoders, int[] ids) {
         if (decoders.size() != ids.length)
@@ -224,6 +229,8 @@ public final class Decoder implements AutoCloseable {
             d.checkTokens(new int[]{ids[i]});
         }
         for (Decoder d : decoders) d.prepare(1);
+        if (decoders.stream().allMatch(d -> d.recordSteps && d.cache.length() < 1L << 24))
+            return model.recordedBatches().step(decoders, ids);
         int k = ids.length, h = c.hiddenSize();
         List<RotaryTable> made = new ArrayList<>();
         List<Transformer.SequenceRow> rows = new ArrayList<>(k);
@@ -269,8 +276,20 @@ public final class Decoder implements AutoCloseable {
         return out;
     }
 
+    long id() { return id; }
+
+    KvCache cache() { return cache; }
+
+    /** After a recorded batched step appended {@code token} with frequencies {@code freq}. */
+    void stepped(int token, float[] freq, boolean asGraph) {
+        long p = cache.length();
+        tokens[(int) p] = token;
+        cache.setLength(p + 1, freq);
+        if (asGraph) recordedSteps++;
+    }
+
     /** Attention of {@code n} new tokens after {@code p} cached ones, over this decoder's cache. */
-    private AttentionShape attentionShape(long p, int n) {
+    AttentionShape attentionShape(long p, int n) {
         return new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
                 config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
     }
@@ -411,7 +430,7 @@ public final class Decoder implements AutoCloseable {
                             cache.keys(l), cache.values(l), new Transformer.LayerKv(null, null,
                             cache.keepsRawKeys() ? cache.rawKeys(l) : null, cache.keys(l), cache.values(l), null)), step);
                     model.finalNorm(x, x, 1);
-                    model.logits(x, logits);
+                    model.logits(x, 1, logits);
                 }));
             } catch (RuntimeException | Error e) {
                 close();
@@ -477,6 +496,7 @@ public final class Decoder implements AutoCloseable {
 
     @Override
     public void close() {
+        model.recordedBatches().forget(this);
         if (stepGraph != null) stepGraph.close();
         stepGraph = null;
         cache.close();

@@ -26,6 +26,7 @@ public final class Transformer implements AutoCloseable {
     private final Backend backend;
     private final ModelConfig config;
     private final ModelWeights weights;
+    private final RecordedBatches recordedBatches = new RecordedBatches(this);
 
     public Transformer(Backend backend, ModelConfig config, ModelWeights weights) {
         this.backend = backend;
@@ -53,6 +54,9 @@ public final class Transformer implements AutoCloseable {
 
     ModelWeights weights() { return weights; }
 
+    /** The recorded batched decode steps of this model's decoders. */
+    RecordedBatches recordedBatches() { return recordedBatches; }
+
     /** Runs the model over a batch with the checkpoint's own RoPE method. */
     public void forward(TokenBatch in, LogitsSink sink) {
         forward(in, config.rope(), sink);
@@ -77,12 +81,6 @@ public final class Transformer implements AutoCloseable {
         }
     }
 
-    /**
-     * Where one layer writes the keys and values of the rows being processed ({@code newKeys}, {@code newValues};
-     * {@code rawKeys}, when not null, first receives the keys before rotation and is copied into {@code newKeys}), and
-     * the tensors attention reads them from ({@code keys}, {@code values}: the same for a plain forward, the whole
-     * cache of the layer for a forward that appends to a KV cache).
-     */
     /**
      * Where a layer's attention finds its keys and values: the new rows are computed into {@code newKeys},
      * {@code newValues} (and {@code rawKeys}, unrotated), and attention reads {@code keys} and {@code values}. For a
@@ -142,9 +140,16 @@ public final class Transformer implements AutoCloseable {
      * ({@code kvOf} of a layer names the cache rows to write as {@code newKeys}, {@code newValues} and, when the cache
      * keeps them, {@code rawKeys}, and the whole caches as {@code keys}, {@code values}), and attention reads its cache
      * alone; every matrix product runs once over all the rows, so the weights are read once for the whole batch.
+     * With a {@code step} (a recorded batched step) the sequence's token position is read from it when the ops run:
+     * {@code kvOf} then names the whole caches as {@code newKeys}, {@code newValues} and {@code rawKeys}, the new rows
+     * are stored at the step's position, and attention runs at it ({@code shape} covering the cache).
      */
     record SequenceRow(RotaryTable queries, RotaryTable keys, AttentionShape shape,
-                       java.util.function.IntFunction<LayerKv> kvOf) {}
+                       java.util.function.IntFunction<LayerKv> kvOf, DecodeStep step) {
+        SequenceRow(RotaryTable queries, RotaryTable keys, AttentionShape shape, java.util.function.IntFunction<LayerKv> kvOf) {
+            this(queries, keys, shape, kvOf, null);
+        }
+    }
 
     void layers(Tensor x, List<SequenceRow> sequences) {
         ModelConfig c = config;
@@ -174,10 +179,18 @@ public final class Transformer implements AutoCloseable {
                     Tensor vi = backend.view(newValues, (long) i * kvd, kvd), ai = backend.view(att, (long) i * qd, qd);
                     backend.rotary(qi, s.queries(), 1, c.numHeads(), c.headDim());
                     backend.rotary(ki, s.keys(), 1, c.numKvHeads(), c.headDim());
-                    backend.copy(kv.newKeys(), 0, ki, 0, kvd);
-                    backend.copy(kv.newValues(), 0, vi, 0, kvd);
-                    if (kv.rawKeys() != null) backend.copy(kv.rawKeys(), 0, rawKeys, (long) i * kvd, kvd);
-                    backend.attention(ai, qi, kv.keys(), kv.values(), null, s.shape());
+                    if (s.step() != null) {
+                        backend.storeRow(kv.newKeys(), ki, s.step(), kvd);
+                        backend.storeRow(kv.newValues(), vi, s.step(), kvd);
+                        if (kv.rawKeys() != null)
+                            backend.storeRow(kv.rawKeys(), backend.view(rawKeys, (long) i * kvd, kvd), s.step(), kvd);
+                        backend.attention(ai, qi, kv.keys(), kv.values(), s.shape(), s.step());
+                    } else {
+                        backend.copy(kv.newKeys(), 0, ki, 0, kvd);
+                        backend.copy(kv.newValues(), 0, vi, 0, kvd);
+                        if (kv.rawKeys() != null) backend.copy(kv.rawKeys(), 0, rawKeys, (long) i * kvd, kvd);
+                        backend.attention(ai, qi, kv.keys(), kv.values(), null, s.shape());
+                    }
                 }
             });
         }
@@ -223,10 +236,10 @@ public final class Transformer implements AutoCloseable {
         backend.rmsNorm(out, x, weights.finalNorm(), rows, config.hiddenSize(), config.rmsNormEps());
     }
 
-    /** The logits of one hidden row into {@code out} (vocabulary-sized). */
-    void logits(Tensor hidden, Tensor out) {
+    /** The logits of {@code rows} hidden rows into {@code out} (rows × vocabulary). */
+    void logits(Tensor hidden, int rows, Tensor out) {
         int h = config.hiddenSize(), vocab = config.vocabSize();
-        backend.gemm(false, true, 1, vocab, h, 1f, hidden, 0, h, weights.lmHead(), 0, h, 0f, out, 0, vocab);
+        backend.gemm(false, true, rows, vocab, h, 1f, hidden, 0, h, weights.lmHead(), 0, h, 0f, out, 0, vocab);
     }
 
     /** Logits of hidden rows {@code [from, rows)}, streamed to the sink in blocks (row numbers counted from {@code from}). */
@@ -245,6 +258,7 @@ public final class Transformer implements AutoCloseable {
 
     @Override
     public void close() {
+        recordedBatches.close();
         weights.close();
     }
 }

@@ -235,8 +235,59 @@ class DecoderTest {
     }
 
     /**
+     * Batched steps recorded once per group of decoders (a GPU's default; here the recording runs its ops on the CPU
+     * through the decode-step ops, the path a graph replays) give each sequence exactly its own steps' logits: groups
+     * change as members sit out or join, E²'s frequencies change under both policies, YaRN's scale with a window, a
+     * bfloat16 cache, and more members than {@link RecordedBatches#LIMIT} groups hold.
+     */
+    @Test
+    void recordedBatchedStepsEqualEachSequencesOwnSteps() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer t = model("e2-recorded-batches", 2, e2, 0);
+             Transformer w = model("window-recorded-batches", 2, new DefaultRope(10000, 8), 6);
+             CpuBackend bf16 = new CpuBackend(2, dev.ropeway.tensor.DType.BF16);
+             Transformer tb = Transformer.load(bf16, dir.resolve("e2-recorded-batches"))) {
+            assertEquals(7, compareBatchedSteps(t, e2, new Decoder.RopeChange[]{Decoder.RopeChange.REROTATE,
+                    Decoder.RopeChange.RECOMPUTE, Decoder.RopeChange.REROTATE}, new int[]{5, 7, 12}, 24, 0, true));
+            RopeScaling yarn = w.config().ropeOrSpec("yarn:factor=4,original_max_position_embeddings=16");
+            compareBatchedSteps(w, yarn, new Decoder.RopeChange[]{Decoder.RopeChange.REROTATE, Decoder.RopeChange.REROTATE,
+                    Decoder.RopeChange.REROTATE, Decoder.RopeChange.REROTATE}, new int[]{3, 9, 4, 15}, 12, 0, true);
+            assertEquals(3, compareBatchedSteps(tb, e2, new Decoder.RopeChange[]{Decoder.RopeChange.RECOMPUTE,
+                    Decoder.RopeChange.REROTATE}, new int[]{6, 10}, 16, 0, true));
+        }
+    }
+
+    /** Groups are kept up to the limit, the least recently used dropped, each group's order its decoders' creation order. */
+    @Test
+    void recordedBatchGroupsAreBoundedAndOrderFree() {
+        try (Transformer t = model("recorded-groups", 1, new DefaultRope(10000, 8), 0)) {
+            int n = RecordedBatches.LIMIT + 2;
+            java.util.List<Decoder> ds = new java.util.ArrayList<>();
+            try {
+                for (int i = 0; i < n + 1; i++) {
+                    Decoder d = new Decoder(t, t.config().rope(), 16).recordSteps(true);
+                    ds.add(d);
+                    d.append(randomTokens(3, 70 + i));
+                }
+                // The same pair listed either way is one group.
+                Decoder.next(java.util.List.of(ds.get(0), ds.get(1)), new int[]{1, 2});
+                Decoder.next(java.util.List.of(ds.get(1), ds.get(0)), new int[]{3, 4});
+                assertEquals(1, t.recordedBatches().size());
+                for (int i = 1; i < n; i++) Decoder.next(java.util.List.of(ds.get(i), ds.get(i + 1)), new int[]{5, 6});
+                assertEquals(RecordedBatches.LIMIT, t.recordedBatches().size());
+                ds.get(n).close();
+                assertEquals(RecordedBatches.LIMIT - 1, t.recordedBatches().size(), "the group of a closed decoder goes");
+            } finally {
+                for (Decoder d : ds) d.close();
+            }
+            assertEquals(0, t.recordedBatches().size());
+        }
+    }
+
+    /**
      * Greedy steps of {@code prompts.length} sequences, batched and one by one, compared exactly; sequence 1 sits out
-     * every third step and the last joins after four steps. Returns the RoPE changes the batched decoders made.
+     * every third step, the last joins after four steps, and every other step lists them in reverse. Returns the RoPE
+     * changes the batched decoders made.
      */
     static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps) {
         return compareBatchedSteps(t, rope, policies, prompts, steps, 0);
@@ -245,12 +296,23 @@ class DecoderTest {
     /** As above, the logits within {@code tol} (relative, as {@link #assertClose}) when it is not 0. */
     static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps,
                                    double tol) {
+        return compareBatchedSteps(t, rope, policies, prompts, steps, tol, null);
+    }
+
+    /**
+     * As above, the batched decoders recording their steps or not ({@link Decoder#recordSteps}; null: the backend's
+     * default). Recorded batched steps must have replayed as graphs where the backend's recordings are graphs, and
+     * every group recorded is dropped once its decoders close.
+     */
+    static int compareBatchedSteps(Transformer t, RopeScaling rope, Decoder.RopeChange[] policies, int[] prompts, int steps,
+                                   double tol, Boolean recorded) {
         int k = prompts.length;
         java.util.List<Decoder> batched = new java.util.ArrayList<>(), alone = new java.util.ArrayList<>();
         try {
             float[][] last = new float[k][];
             for (int i = 0; i < k; i++) {
-                batched.add(new Decoder(t, rope, prompts[i] + steps, policies[i], 4));
+                Decoder d = new Decoder(t, rope, prompts[i] + steps, policies[i], 4);
+                batched.add(recorded == null ? d : d.recordSteps(recorded));
                 alone.add(new Decoder(t, rope, prompts[i] + steps, policies[i], 4));
                 int[] prompt = randomTokens(prompts[i], 40 + i);
                 last[i] = batched.get(i).append(prompt);
@@ -266,6 +328,10 @@ class DecoderTest {
                     if (i == k - 1 && k > 2 && step < 4) continue;
                     now.add(batched.get(i));
                     which.add(i);
+                }
+                if (step % 2 == 1) {   // the caller's order is its own: every other step lists them backwards
+                    java.util.Collections.reverse(now);
+                    java.util.Collections.reverse(which);
                 }
                 int[] ids = new int[which.size()];
                 for (int j = 0; j < ids.length; j++) ids[j] = argmax(last[which.get(j)]);
@@ -285,10 +351,16 @@ class DecoderTest {
                 assertEquals(alone.get(i).ropeChanges(), batched.get(i).ropeChanges());
                 changes += batched.get(i).ropeChanges();
             }
+            boolean graphs = (recorded == null || recorded) && t.backend().recordingPays();
+            for (int i = 0; i < k; i++)
+                if (graphs) assertTrue(batched.get(i).graphSteps() > 0, "sequence " + i + " stepped in recorded batches");
+                else if (recorded != null && !recorded) assertEquals(0, batched.get(i).graphSteps());
+            if (recorded != null && recorded && k > 1) assertTrue(t.recordedBatches().size() > 0, "groups were recorded");
             return changes;
         } finally {
             for (Decoder d : batched) d.close();
             for (Decoder d : alone) d.close();
+            assertEquals(0, t.recordedBatches().size(), "closed decoders leave no recorded group behind");
         }
     }
 
