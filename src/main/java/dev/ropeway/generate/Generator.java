@@ -39,7 +39,12 @@ public final class Generator {
     }
 
     /** The outcome: the generated ids and text, why it ended, and how long prefill and decoding took. */
-    public record Result(int[] tokens, String text, Finish finish, int promptTokens, long prefillNanos, long decodeNanos) {
+    /**
+     * A finished generation: its tokens and text, why it stopped, the prompt's length, how many of the prompt's tokens
+     * were already cached on the decoder (not computed again), and the time of its prefill and of its decode steps.
+     */
+    public record Result(int[] tokens, String text, Finish finish, int promptTokens, int cachedTokens, long prefillNanos,
+                         long decodeNanos) {
         public double decodeTokensPerSecond() {
             return tokens.length <= 1 || decodeNanos == 0 ? 0 : (tokens.length - 1) / (decodeNanos / 1e9);
         }
@@ -72,8 +77,9 @@ public final class Generator {
     public Tokenizer tokenizer() { return tokenizer; }
 
     /**
-     * Generates after {@code prompt} on {@code decoder}, which is reset first. {@code cancelled} is polled before every
-     * token; a cancelled run returns what it has.
+     * Generates after {@code prompt} on {@code decoder}. The decoder keeps what it has cached of the prompt's beginning
+     * ({@link Decoder#reusablePrefix}: a chat's earlier turns, a shared system prompt) and prefills only the rest; a
+     * fresh decoder prefills it all. {@code cancelled} is polled before every token; a cancelled run returns what it has.
      */
     public Result generate(Decoder decoder, int[] prompt, Settings settings, Listener listener, BooleanSupplier cancelled) {
         return generate(decoder, prompt, settings, listener, cancelled, Steps.ALONE);
@@ -97,9 +103,11 @@ public final class Generator {
             throw new RopewayException("the prompt has " + prompt.length + " tokens; the context holds " + decoder.capacity());
         int budget = (int) Math.min(settings.maxTokens(), room + 1);
         int[] stopTokens = settings.ignoreEos() || tokenizer.eosId().isEmpty() ? new int[0] : new int[]{tokenizer.eosId().getAsInt()};
-        decoder.reset();
         long start = System.nanoTime();
-        float[] logits = decoder.append(prompt);
+        int cached = decoder.reusablePrefix(prompt);
+        if (cached > 0) decoder.truncate(cached);
+        else decoder.reset();
+        float[] logits = decoder.append(cached == 0 ? prompt : Arrays.copyOfRange(prompt, cached, prompt.length));
         long prefilled = System.nanoTime();
         Sampler sampler = new Sampler(settings.sampling());
         int[] history = Arrays.copyOf(prompt, prompt.length + budget);
@@ -134,7 +142,7 @@ public final class Generator {
             if (tail.stopped()) finish = Finish.STOP;
         }
         long end = System.nanoTime();
-        return new Result(Arrays.copyOfRange(history, prompt.length, length), all.toString(), finish, prompt.length,
+        return new Result(Arrays.copyOfRange(history, prompt.length, length), all.toString(), finish, prompt.length, cached,
                 prefilled - start, end - prefilled);
     }
 

@@ -136,6 +136,21 @@ public final class Decoder implements AutoCloseable {
         cache.setLength(n, cache.frequencies());
     }
 
+    /**
+     * How many leading tokens of {@code ids} can stay cached when this decoder goes on to {@code ids}: the longest
+     * prefix its sequence shares with them, leaving at least one token of {@code ids} to append (for the logits that
+     * follow), and 0 when the cached keys and values may depend on the lengths they were computed at (RoPE whose
+     * frequencies change with the length, kept by rotating cached keys again: a fresh prefill would compute them all at
+     * the new length). Kept rows are what a fresh prefill computes, up to the order of floating-point sums; then
+     * {@link #truncate} to them and append the rest (a chat's next turn, a shared system prompt).
+     */
+    public int reusablePrefix(int[] ids) {
+        if (cache.keepsRawKeys()) return 0;
+        int n = (int) Math.min(cache.length(), ids.length - 1L), i = 0;
+        while (i < n && tokens[i] == ids[i]) i++;
+        return i;
+    }
+
     /** Starts a new sequence (keeps the memory). */
     public void reset() {
         cache.clear();

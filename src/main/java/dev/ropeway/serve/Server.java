@@ -38,13 +38,15 @@ import java.util.concurrent.atomic.AtomicLong;
  * An OpenAI-compatible HTTP server: {@code POST /v1/completions}, {@code POST /v1/chat/completions} (both with
  * server-sent-event streaming), {@code GET /v1/models}, {@code GET /health}.
  *
- * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, each with
- * its own {@link Decoder} (KV cache), fed from a queue of at most {@code queue} waiting requests (a full queue is a
- * 503). Each slot prefills its prompt on its own; their decode steps run together, one batched step for every slot
- * that is decoding ({@link BatchedSteps}), unless the settings turn that off. A streaming client that goes away is
- * noticed at its next write (and by a keep-alive comment every second while it waits), and its request is cancelled,
- * which frees the slot. {@link #close()} stops taking requests, lets
- * running ones finish for the grace period, then cancels the rest.
+ * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, fed from a
+ * queue of at most {@code queue} waiting requests (a full queue is a 503). There are as many {@link Decoder}s (KV
+ * caches) as slots, and each keeps its last sequence: a request takes the idle decoder that already holds the longest
+ * start of its prompt (a chat's earlier turns, a shared system prompt) and prefills only the rest
+ * ({@code usage.prompt_tokens_details.cached_tokens}). Each slot prefills on its own; their decode steps run together,
+ * one batched step for every slot that is decoding ({@link BatchedSteps}), unless the settings turn that off. A
+ * streaming client that goes away is noticed at its next write (and by a keep-alive comment every second while it
+ * waits), and its request is cancelled, which frees the slot. {@link #close()} stops taking requests, lets running
+ * ones finish for the grace period, then cancels the rest.
  */
 public final class Server implements AutoCloseable {
     private static final long KEEP_ALIVE_MILLIS = 1000;
@@ -59,7 +61,10 @@ public final class Server implements AutoCloseable {
     private final ThreadPoolExecutor slots;
     private final ExecutorService handlers;
     private final List<Decoder> decoders = new ArrayList<>();
-    private final ThreadLocal<Decoder> slotDecoder;
+    private final Decoder.RopeChange policy;
+    /** Decoders no request is using, the longest idle first (guarded by {@link #decoders}). */
+    private final List<Decoder> idle = new ArrayList<>();
+    private final AtomicLong cachedPromptTokens = new AtomicLong();
     private final Generator.Steps steps;
     private final BatchedSteps batched;
     private final java.util.Set<Job> running = java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -88,13 +93,7 @@ public final class Server implements AutoCloseable {
         this.chat = chat;
         this.modelId = modelId;
         this.settings = settings;
-        this.slotDecoder = ThreadLocal.withInitial(() -> {
-            Decoder d = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
-            synchronized (decoders) {
-                decoders.add(d);
-            }
-            return d;
-        });
+        this.policy = policy;
         this.batched = settings.batch() && settings.slots() > 1 ? new BatchedSteps(settings.slots()) : null;
         this.steps = batched != null ? batched : Generator.Steps.ALONE;
         AtomicInteger slotNumber = new AtomicInteger();
@@ -158,6 +157,8 @@ public final class Server implements AutoCloseable {
                 body.put("slots", settings.slots());
                 body.put("busy", busySlots());
                 body.put("queued", queued());
+                // Prompt tokens found already cached (not prefilled again), over all requests so far.
+                body.put("cached_prompt_tokens", cachedPromptTokens.get());
                 if (batched != null) {
                     // How many sequences the batched decode steps carried on average.
                     body.put("decode_steps", batched.steps());
@@ -273,16 +274,56 @@ public final class Server implements AutoCloseable {
             return;
         }
         running.add(job);
+        Decoder decoder = null;
         try {
-            Generator.Result r = generator.generate(slotDecoder.get(), req.prompt(), req.settings(),
+            decoder = takeDecoder(req.prompt());
+            Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(),
                     piece -> job.events.add(piece), job.cancelled::get, steps);
+            cachedPromptTokens.addAndGet(r.cachedTokens());
             job.events.add(r);
         } catch (RuntimeException e) {
             job.events.add(new Failure(e));
         } finally {
+            if (decoder != null) giveBack(decoder);
             running.remove(job);
             pending.remove(job);
             completed.incrementAndGet();
+        }
+    }
+
+    /**
+     * A decoder for a request: the idle one that has the longest start of the prompt cached (a chat's earlier turns, a
+     * shared system prompt: only the rest is prefilled), else a new one while there are fewer than the slots, else the
+     * one idle longest (the caches used most recently are the likeliest to be continued).
+     */
+    private Decoder takeDecoder(int[] prompt) {
+        synchronized (decoders) {
+            Decoder best = null;
+            int longest = 0;
+            for (Decoder d : idle) {
+                int n = d.reusablePrefix(prompt);
+                if (n > longest) {
+                    best = d;
+                    longest = n;
+                }
+            }
+            if (best == null && decoders.size() < settings.slots()) {
+                best = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
+                decoders.add(best);
+                return best;
+            }
+            if (best == null) {
+                if (idle.isEmpty()) throw new IllegalStateException("no idle decoder for a slot");
+                best = idle.get(0);
+            }
+            idle.remove(best);
+            return best;
+        }
+    }
+
+    private void giveBack(Decoder d) {
+        synchronized (decoders) {
+            idle.add(d);
         }
     }
 
@@ -380,6 +421,7 @@ public final class Server implements AutoCloseable {
         u.put("prompt_tokens", r.promptTokens());
         u.put("completion_tokens", r.tokens().length);
         u.put("total_tokens", r.promptTokens() + r.tokens().length);
+        u.put("prompt_tokens_details", Map.of("cached_tokens", r.cachedTokens()));
         return u;
     }
 

@@ -120,6 +120,34 @@ class GeneratorTest {
         }
     }
 
+    /**
+     * A chat's next turn on the same decoder: the prompt repeats the last one and its answer, then goes on; only what
+     * the decoder does not hold is prefilled, and the answer is a fresh decoder's.
+     */
+    @Test
+    void theNextTurnPrefillsOnlyWhatIsNew() {
+        int[] first = tok.encodeWithBos("the other");
+        Generator g = new Generator(tok);
+        try (Decoder d = new Decoder(model, model.config().rope(), 96); Decoder fresh = new Decoder(model, model.config().rope(), 96)) {
+            Generator.Result one = g.generate(d, first, greedy(12, List.of(), true), p -> { }, () -> false);
+            assertEquals(0, one.cachedTokens());
+            int[] turn = tok.encode(" and then", false);
+            int[] next = Arrays.copyOf(first, first.length + one.tokens().length + turn.length);
+            System.arraycopy(one.tokens(), 0, next, first.length, one.tokens().length);
+            System.arraycopy(turn, 0, next, first.length + one.tokens().length, turn.length);
+            Generator.Result two = g.generate(d, next, greedy(12, List.of(), true), p -> { }, () -> false);
+            // The last generated token was sampled, never appended: everything before it is kept.
+            assertEquals(first.length + one.tokens().length - 1, two.cachedTokens());
+            assertEquals(next.length, two.promptTokens());
+            Generator.Result alone = g.generate(fresh, next, greedy(12, List.of(), true), p -> { }, () -> false);
+            assertEquals(0, alone.cachedTokens());
+            assertArrayEquals(alone.tokens(), two.tokens());
+            assertEquals(alone.text(), two.text());
+            // A prompt that shares nothing starts over.
+            assertEquals(0, g.generate(d, tok.encode("x", false), greedy(2, List.of(), true), p -> { }, () -> false).cachedTokens());
+        }
+    }
+
     @Test
     void theContextBoundsTheOutput() {
         int[] prompt = tok.encodeWithBos("the other");

@@ -257,6 +257,64 @@ class DecoderTest {
         }
     }
 
+    /**
+     * A decoder going on to a sequence that shares a start with what it holds keeps that start cached: appending the
+     * rest gives a fresh prefill's logits. With static RoPE and with frequencies that follow the length under
+     * RECOMPUTE (the kept rows are computed again when the new length changes them); never under REROTATE with such
+     * frequencies, whose cached rows keep what earlier lengths made.
+     */
+    @Test
+    void keptPrefixGivesAFreshPrefillsLogits() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer plain = model("prefix-plain", 2, new DefaultRope(10000, 8), 0);
+             Transformer windowed = model("prefix-window", 2, new DefaultRope(10000, 8), 6);
+             Transformer t = model("prefix-e2", 2, e2, 0)) {
+            assertEquals(0, checkKeptPrefix(plain, plain.config().rope(), Decoder.RopeChange.REROTATE, 12, 20));
+            checkKeptPrefix(windowed, windowed.config().rope(), Decoder.RopeChange.REROTATE, 12, 20);
+            // E²: g = 2 for the first sequence (length 9..16), 4 for the second (25..32): the kept rows are recomputed.
+            assertTrue(checkKeptPrefix(t, e2, Decoder.RopeChange.RECOMPUTE, 6, 30) >= 1);
+            try (Decoder d = new Decoder(t, e2, 40, Decoder.RopeChange.REROTATE, 4)) {
+                int[] seq = randomTokens(12, 3);
+                d.append(seq);
+                assertEquals(0, d.reusablePrefix(seq), "REROTATE with length-dependent frequencies keeps nothing");
+            }
+        }
+    }
+
+    /**
+     * A decoder prefills {@code shared} tokens plus 5 of its own and decodes 3; then goes on to the same {@code shared}
+     * tokens followed by others, up to {@code second} tokens. Checks the kept count and the logits against a fresh
+     * decoder, each step of greedy decoding after it too; returns the RoPE changes of the reusing decoder.
+     */
+    static int checkKeptPrefix(Transformer t, RopeScaling rope, Decoder.RopeChange policy, int shared, int second) {
+        int[] common = randomTokens(shared, 21), tail = randomTokens(second - shared, 22), own = randomTokens(5, 23);
+        int[] first = concat(common, own), next = concat(common, tail);
+        try (Decoder d = new Decoder(t, rope, 48, policy, 4); Decoder fresh = new Decoder(t, rope, 48, policy, 4)) {
+            float[] logits = d.append(first);
+            for (int i = 0; i < 3; i++) logits = d.next(argmax(logits));
+            assertEquals(first.length - 1, d.reusablePrefix(first), "the same prompt again keeps all but its last token");
+            int kept = d.reusablePrefix(next);
+            assertEquals(shared, kept);
+            int changes = d.ropeChanges();
+            d.truncate(kept);
+            float[] got = d.append(Arrays.copyOfRange(next, kept, next.length)), want = fresh.append(next);
+            for (int step = 0; step < 4; step++) {
+                assertArrayEquals(want, got, "step " + step + " after the kept prefix");
+                int token = argmax(want);
+                got = d.next(token);
+                want = fresh.next(token);
+            }
+            assertArrayEquals(fresh.tokens(), d.tokens());
+            return d.ropeChanges() - changes;
+        }
+    }
+
+    static int[] concat(int[] a, int[] b) {
+        int[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
     /** Groups are kept up to the limit, the least recently used dropped, each group's order its decoders' creation order. */
     @Test
     void recordedBatchGroupsAreBoundedAndOrderFree() {

@@ -241,6 +241,38 @@ class ServerTest {
         }
     }
 
+    /**
+     * A chat's second turn repeats the first and its answer: the request goes to the slot whose cache holds them (not the
+     * one idle longest, which an unrelated request used), only the new part is prefilled, and the answer is what a fresh
+     * server gives.
+     */
+    @Test
+    void aChatsNextTurnReusesItsCachedStart() throws Exception {
+        String user = "{\"role\":\"user\",\"content\":\"hi there\"}";
+        String first = "{\"model\":\"tiny\",\"messages\":[" + user + "],\"max_tokens\":8,\"temperature\":0,\"ignore_eos\":true}";
+        try (Server s = server(2, 4, 1); Server fresh = server(1, 4, 1)) {
+            JsonNode other = Json.mapper().readTree(post(s, "/v1/completions", completion("zz unrelated", 4, false)).body());
+            assertEquals(0, other.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt(), other.toString());
+            // Its slot is idle longest now, but the next turn must find the other one.
+            JsonNode one = Json.mapper().readTree(post(s, "/v1/chat/completions", first).body());
+            assertEquals(0, one.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt());
+            String answer = one.path("choices").path(0).path("message").path("content").asText();
+            String second = "{\"model\":\"tiny\",\"messages\":[" + user + ",{\"role\":\"assistant\",\"content\":" + quote(answer)
+                    + "},{\"role\":\"user\",\"content\":\"and then?\"}],\"max_tokens\":8,\"temperature\":0,\"ignore_eos\":true}";
+            JsonNode two = Json.mapper().readTree(post(s, "/v1/chat/completions", second).body());
+            int firstPrompt = one.path("usage").path("prompt_tokens").asInt(), cached = two.path("usage").path("prompt_tokens_details")
+                    .path("cached_tokens").asInt();
+            assertTrue(cached >= firstPrompt - 1 && cached < two.path("usage").path("prompt_tokens").asInt(),
+                    "the first turn's prompt (and what of its answer tokenises the same) stays cached: " + two.path("usage"));
+            JsonNode alone = Json.mapper().readTree(post(fresh, "/v1/chat/completions", second).body());
+            assertEquals(0, alone.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt());
+            assertEquals(alone.path("choices").path(0).path("message").path("content").asText(),
+                    two.path("choices").path(0).path("message").path("content").asText());
+            JsonNode health = Json.mapper().readTree(get(s, "/health").body());
+            assertEquals(cached, health.path("cached_prompt_tokens").asInt(), health.toString());
+        }
+    }
+
     /** A streaming client that hangs up frees its slot long before its 10,000-token budget. */
     @Test
     void disconnectFreesTheSlot() throws Exception {
