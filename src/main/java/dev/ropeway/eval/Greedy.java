@@ -8,32 +8,105 @@ import dev.ropeway.rope.RopeScaling;
 import java.util.Arrays;
 
 /**
- * Greedy decoding for every evaluation task, through the KV cache: the prompt is prefilled once, then each new
- * token costs one decode step. RoPE is planned at the sequence's total length at every step, and when that changes
- * the frequencies (E²'s g, CLEX's t, dynamic NTK crossing a boundary) the prefix is recomputed, so every token is the
- * one a whole-sequence forward of the same tokens would pick.
+ * Greedy decoding and answer log-likelihoods for the evaluation tasks, through one KV cache that a series of prompts
+ * shares: each prompt keeps what the cache already holds of its start ({@link Decoder#reusablePrefix}: the trials of a
+ * passkey cell share everything before the needle, and an answer's log-likelihood shares the whole prompt with its
+ * greedy decoding) and only the rest is computed. RoPE is planned at the sequence's total length at every step, and
+ * when that changes the frequencies (E²'s g, CLEX's t, dynamic NTK crossing a boundary) the prefix is recomputed, so
+ * every token is the one a whole-sequence forward of the same tokens would pick, and every log-likelihood the one a
+ * whole forward of the prompt and answer gives.
  */
-public final class Greedy {
-    private Greedy() {}
+public final class Greedy implements AutoCloseable {
+    private final Transformer model;
+    private final RopeScaling rope;
+    private Decoder decoder;
+    private long cachedTokens;
+
+    public Greedy(Transformer model, RopeScaling rope) {
+        this.model = model;
+        this.rope = rope;
+    }
+
+    /** One prompt's greedy decoding on a fresh cache. */
+    public static int[] decode(Transformer model, RopeScaling rope, int[] prompt, int maxNew, int stopToken) {
+        try (Greedy g = new Greedy(model, rope)) {
+            return g.decode(prompt, maxNew, stopToken);
+        }
+    }
 
     /**
      * Up to {@code maxNew} tokens after {@code prompt}, each the most likely next token (the lowest id on ties),
      * stopping after {@code stopToken} when it is generated (negative: never stop early).
      */
-    public static int[] decode(Transformer model, RopeScaling rope, int[] prompt, int maxNew, int stopToken) {
+    public int[] decode(int[] prompt, int maxNew, int stopToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("greedy decoding needs a non-empty prompt");
-        int[] out = new int[Math.max(0, maxNew)];
+        if (maxNew <= 0) return new int[0];
+        int[] out = new int[maxNew];
         int n = 0;
-        if (maxNew <= 0) return out;
-        try (Decoder decoder = new Decoder(model, rope, prompt.length + maxNew, Decoder.RopeChange.RECOMPUTE, model.backend().prefillChunk())) {
-            float[] logits = decoder.append(prompt);
-            while (true) {
-                int best = Logits.argmax(logits);
-                out[n++] = best;
-                if (best == stopToken || n == maxNew) break;
-                logits = decoder.next(best);
-            }
+        Decoder d = decoderFor(prompt.length + maxNew);
+        float[] logits = d.append(Arrays.copyOfRange(prompt, keep(d, prompt, prompt.length - 1), prompt.length));
+        while (true) {
+            int best = Logits.argmax(logits);
+            out[n++] = best;
+            if (best == stopToken || n == maxNew) break;
+            logits = d.next(best);
         }
         return Arrays.copyOf(out, n);
+    }
+
+    /**
+     * The log-likelihood of {@code answer}'s tokens following {@code prompt}: the sum of log p(answer[i] | prompt,
+     * answer[..i]), the prompt and answer planned together at their whole length, as one forward over both.
+     */
+    public double logLikelihood(int[] prompt, int[] answer) {
+        if (prompt.length == 0) throw new IllegalArgumentException("a log-likelihood needs a non-empty prompt");
+        if (answer.length == 0) return 0;
+        int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
+        System.arraycopy(answer, 0, full, prompt.length, answer.length);
+        Decoder d = decoderFor(full.length);
+        // The row of the prompt's last token predicts the answer's first, so that token is appended at least.
+        int from = keep(d, full, prompt.length - 1), vocab = model.config().vocabSize();
+        double[] sum = {0};
+        d.append(Arrays.copyOfRange(full, from, full.length), (first, rows, logits) -> {
+            int[] targets = new int[rows];
+            for (int r = 0; r < rows; r++) {
+                long position = from + first + r;
+                targets[r] = position >= prompt.length - 1 && position < full.length - 1 ? full[(int) position + 1] : -1;
+            }
+            double[] losses = model.backend().crossEntropy(logits, targets, rows, vocab);
+            for (int r = 0; r < rows; r++) if (targets[r] >= 0) sum[0] -= losses[r];
+        });
+        return sum[0];
+    }
+
+    /** Prompt tokens found in the cache so far, not computed again. */
+    public long cachedTokens() {
+        return cachedTokens;
+    }
+
+    /** Keeps at most {@code limit} of {@code seq}'s first tokens from the cache (the rest is appended next). */
+    private int keep(Decoder d, int[] seq, int limit) {
+        int kept = Math.min(d.reusablePrefix(seq), limit);
+        if (kept > 0) d.truncate(kept);
+        else d.reset();
+        cachedTokens += kept;
+        return kept;
+    }
+
+    /** The cache, grown (emptied) when it cannot hold {@code tokens}. */
+    private Decoder decoderFor(long tokens) {
+        if (decoder != null && decoder.capacity() >= tokens) return decoder;
+        if (decoder != null) decoder.close();
+        decoder = null;
+        // Some room beyond this prompt: the next trials' prompts differ by a few tokens.
+        long capacity = tokens + Math.max(16, tokens / 16);
+        decoder = new Decoder(model, rope, capacity, Decoder.RopeChange.RECOMPUTE, model.backend().prefillChunk());
+        return decoder;
+    }
+
+    @Override
+    public void close() {
+        if (decoder != null) decoder.close();
+        decoder = null;
     }
 }

@@ -1,8 +1,6 @@
 package dev.ropeway.eval;
 
 import dev.ropeway.io.Tokenizer;
-import dev.ropeway.model.Scorer;
-import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
@@ -109,28 +107,20 @@ public final class Passkey {
         int prefix = (int) Math.round(depth * filler);
         int regex = 0, exact = 0, promptTokens = 0;
         double ll = 0;
-        Scorer scorer = new Scorer(model);
-        for (int trial = 0; trial < trials; trial++) {
-            int key = key(seed, trial);
-            int[] prompt = tokens(tok, prompt(filler, prefix, key));
-            promptTokens = prompt.length;
-            int[] answer = tok.encode(" " + key, false);
-            ll += logLikelihood(scorer, rope, prompt, answer);
-            int[] generated = Greedy.decode(model, rope, prompt, Math.max(answer.length, 10), tok.eosId().orElse(-1));
-            if (Arrays.equals(Arrays.copyOf(generated, answer.length), answer)) exact++;
-            Matcher m = FIRST_INT.matcher(tok.decode(generated, true));
-            if (m.find() && m.group().length() < 10 && Long.parseLong(m.group()) == key) regex++;
+        // One cache for the cell: the trials' prompts share everything before the key.
+        try (Greedy greedy = new Greedy(model, rope)) {
+            for (int trial = 0; trial < trials; trial++) {
+                int key = key(seed, trial);
+                int[] prompt = tokens(tok, prompt(filler, prefix, key));
+                promptTokens = prompt.length;
+                int[] answer = tok.encode(" " + key, false);
+                ll += greedy.logLikelihood(prompt, answer);
+                int[] generated = greedy.decode(prompt, Math.max(answer.length, 10), tok.eosId().orElse(-1));
+                if (Arrays.equals(Arrays.copyOf(generated, answer.length), answer)) exact++;
+                Matcher m = FIRST_INT.matcher(tok.decode(generated, true));
+                if (m.find() && m.group().length() < 10 && Long.parseLong(m.group()) == key) regex++;
+            }
         }
         return new Cell(targetTokens, depth, promptTokens, trials, regex, exact, ll / trials);
-    }
-
-    /** The log-likelihood of {@code answer}'s tokens following {@code prompt}: one forward over both. */
-    static double logLikelihood(Scorer scorer, RopeScaling rope, int[] prompt, int[] answer) {
-        int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
-        System.arraycopy(answer, 0, full, prompt.length, answer.length);
-        double[] lp = scorer.score(TokenBatch.of(full, 1, full.length), rope, false).logProbs(0, full.length);
-        double sum = 0;
-        for (int i = 0; i < answer.length; i++) sum += lp[prompt.length - 1 + i];
-        return sum;
     }
 }

@@ -2,7 +2,6 @@ package dev.ropeway.eval;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.Tokenizer;
-import dev.ropeway.model.Scorer;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
@@ -216,21 +215,24 @@ public final class Ruler {
         if (task.hasDepth() && !(depth >= 0 && depth <= 1))
             throw new RopewayException("the needle's depth must be in [0, 1], got " + depth);
         Sizer sizer = new Sizer(task, tok, targetTokens, newTokens, depth, seed);
-        Scorer scorer = new Scorer(model);
         int eos = tok.eosId().orElse(-1);
         int promptTokens = 0, allFound = 0;
         double found = 0, ll = 0;
         String first = null;
-        for (int t = 0; t < trials; t++) {
-            Sample s = sizer.trial(t);
-            int[] prompt = Passkey.tokens(tok, s.prompt());
-            promptTokens = Math.max(promptTokens, prompt.length);
-            ll += Passkey.logLikelihood(scorer, rope, prompt, tok.encode(s.answerText(), false));
-            String output = postprocess(tok.decode(Greedy.decode(model, rope, prompt, newTokens, eos), true));
-            double f = matchFraction(output, s.answers());
-            found += f;
-            if (f == 1) allFound++;
-            if (first == null) first = output.length() > 200 ? output.substring(0, 200) : output;
+        // One cache for the cell: each answer's log-likelihood and greedy decoding share the prompt, and trials
+        // whatever start their prompts share.
+        try (Greedy greedy = new Greedy(model, rope)) {
+            for (int t = 0; t < trials; t++) {
+                Sample s = sizer.trial(t);
+                int[] prompt = Passkey.tokens(tok, s.prompt());
+                promptTokens = Math.max(promptTokens, prompt.length);
+                ll += greedy.logLikelihood(prompt, tok.encode(s.answerText(), false));
+                String output = postprocess(tok.decode(greedy.decode(prompt, newTokens, eos), true));
+                double f = matchFraction(output, s.answers());
+                found += f;
+                if (f == 1) allFound++;
+                if (first == null) first = output.length() > 200 ? output.substring(0, 200) : output;
+            }
         }
         return new Cell(task, targetTokens, task.hasDepth() ? depth : Double.NaN, promptTokens, trials, newTokens,
                 found / trials * 100, allFound, ll / trials, first);

@@ -12,6 +12,7 @@ import java.util.Arrays;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class GreedyTest {
 
@@ -37,6 +38,49 @@ class GreedyTest {
             // Asked to stop at the token it generates first, it returns just that token.
             assertArrayEquals(new int[]{out[0]}, Greedy.decode(t, t.config().rope(), prompt, 6, out[0]));
             assertEquals(0, Greedy.decode(t, t.config().rope(), prompt, 0, -1).length);
+        }
+    }
+
+    /**
+     * Prompts that share their start, on one cache: the shared part is kept, and every greedy answer and answer
+     * log-likelihood is what a fresh cache and a whole forward give. Under E²'s length-dependent RoPE too, with
+     * prompts and answers that cross its boundaries (the kept rows are then computed again).
+     */
+    @Test
+    void promptsOnOneCacheGiveWhatFreshOnesGive(@TempDir Path dir) {
+        TinyModels.model(dir, 64, 5);
+        try (CpuBackend backend = new CpuBackend(); Transformer t = Transformer.load(backend, dir)) {
+            checkSharedPrompts(t, t.config().rope());
+            checkSharedPrompts(t, new dev.ropeway.rope.E2Rope(10000, 16, 16, 0, 8));
+        }
+    }
+
+    private static void checkSharedPrompts(Transformer t, dev.ropeway.rope.RopeScaling rope) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(9);
+        int[] shared = new int[20];
+        for (int i = 0; i < shared.length; i++) shared[i] = r.nextInt(t.config().vocabSize());
+        Scorer scorer = new Scorer(t);
+        try (Greedy g = new Greedy(t, rope)) {
+            for (int trial = 0; trial < 4; trial++) {
+                // Prompts of 45..27 tokens, answers of 9..3 (the first sizes the cache): E²'s g = ceil(length / 16)
+                // changes between and within them.
+                int[] prompt = Arrays.copyOf(shared, 45 - 6 * trial), answer = new int[9 - 2 * trial];
+                for (int i = shared.length; i < prompt.length; i++) prompt[i] = r.nextInt(t.config().vocabSize());
+                for (int i = 0; i < answer.length; i++) answer[i] = r.nextInt(t.config().vocabSize());
+                long before = g.cachedTokens();
+                double ll = g.logLikelihood(prompt, answer);
+                if (trial > 0) assertTrue(g.cachedTokens() - before >= shared.length, "trial " + trial + " kept the shared start");
+                int[] full = Arrays.copyOf(prompt, prompt.length + answer.length);
+                System.arraycopy(answer, 0, full, prompt.length, answer.length);
+                double[] lp = scorer.score(TokenBatch.of(full, 1, full.length), rope, false).logProbs(0, full.length);
+                double want = 0;
+                for (int i = 0; i < answer.length; i++) want += lp[prompt.length - 1 + i];
+                assertEquals(want, ll, 1e-4 * Math.abs(want), "trial " + trial + "'s answer log-likelihood");
+                before = g.cachedTokens();
+                int[] out = g.decode(prompt, 6, -1);
+                assertEquals(prompt.length - 1, g.cachedTokens() - before, "decoding after the answer's scoring keeps the prompt");
+                assertArrayEquals(Greedy.decode(t, rope, prompt, 6, -1), out, "trial " + trial);
+            }
         }
     }
 }
