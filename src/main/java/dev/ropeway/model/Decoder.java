@@ -421,7 +421,7 @@ public final class Decoder implements AutoCloseable {
         final RotaryTable queries, keys;
         final Recording recording;
         /** Everything above that this step made, closed in reverse order. */
-        private final java.util.List<AutoCloseable> made = new java.util.ArrayList<>();
+        private final Owned made = new Owned("a recorded decode step");
 
         StepGraph(float scale, int half) {
             this.scale = scale;
@@ -454,23 +454,12 @@ public final class Decoder implements AutoCloseable {
         }
 
         private <T extends AutoCloseable> T add(T t) {
-            made.add(t);
-            return t;
+            return made.add(t);
         }
 
         @Override
         public void close() {
-            RuntimeException failure = null;
-            for (int i = made.size() - 1; i >= 0; i--) {
-                try {
-                    made.get(i).close();
-                } catch (Exception e) {
-                    if (failure == null) failure = new RopewayException("closing a recorded decode step: " + e.getMessage());
-                    failure.addSuppressed(e);
-                }
-            }
-            made.clear();
-            if (failure != null) throw failure;
+            made.close();
         }
     }
 

@@ -120,7 +120,7 @@ final class RecordedBatches implements AutoCloseable {
         final DecodeStep[] steps;
         final Tensor logits;
         final Recording recording;
-        private final List<AutoCloseable> made = new ArrayList<>();
+        private final Owned made = new Owned("a recorded batched step");
 
         Group(List<Decoder> members, float[] scales, float[][] freqs) {
             this.scales = scales.clone();
@@ -173,23 +173,12 @@ final class RecordedBatches implements AutoCloseable {
         }
 
         private <T extends AutoCloseable> T add(T t) {
-            made.add(t);
-            return t;
+            return made.add(t);
         }
 
         @Override
         public void close() {
-            RuntimeException failure = null;
-            for (int i = made.size() - 1; i >= 0; i--) {
-                try {
-                    made.get(i).close();
-                } catch (Exception e) {
-                    if (failure == null) failure = new dev.ropeway.RopewayException("closing a recorded batched step: " + e.getMessage());
-                    failure.addSuppressed(e);
-                }
-            }
-            made.clear();
-            if (failure != null) throw failure;
+            made.close();
         }
     }
 }
