@@ -293,8 +293,10 @@ public final class Server implements AutoCloseable {
 
     /**
      * A decoder for a request: the idle one that has the longest start of the prompt cached (a chat's earlier turns, a
-     * shared system prompt: only the rest is prefilled), else a new one while there are fewer than the slots, else the
-     * one idle longest (the caches used most recently are the likeliest to be continued).
+     * document asked about again: only the rest is prefilled). While there are fewer decoders than slots, a new one
+     * instead when that start is less than half of what the idle one holds (a shared system prompt, a first word: not
+     * worth the rest of another conversation's cache). Else the one idle longest (the caches used most recently are the
+     * likeliest to be continued).
      */
     private Decoder takeDecoder(int[] prompt) {
         synchronized (decoders) {
@@ -307,7 +309,7 @@ public final class Server implements AutoCloseable {
                     longest = n;
                 }
             }
-            if (best == null && decoders.size() < settings.slots()) {
+            if (decoders.size() < settings.slots() && (best == null || 2L * longest < best.length())) {
                 best = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
                 decoders.add(best);
                 return best;

@@ -273,6 +273,24 @@ class ServerTest {
         }
     }
 
+    /**
+     * A request that shares only a first word with a slot's sequence takes a slot of its own while there is one, so
+     * the first sequence's cache is still there for its follow-up.
+     */
+    @Test
+    void aSharedFirstWordDoesNotTakeAnotherConversationsCache() throws Exception {
+        try (Server s = server(2, 4, 1)) {
+            String first = "the whale and the sea and the ship of the captain";
+            JsonNode a = Json.mapper().readTree(post(s, "/v1/completions", completion(first, 6, false)).body());
+            JsonNode b = Json.mapper().readTree(post(s, "/v1/completions", completion("the end", 6, false)).body());
+            assertEquals(0, b.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt(), b.toString());
+            String next = first + a.path("choices").path(0).path("text").asText() + " and more";
+            JsonNode c = Json.mapper().readTree(post(s, "/v1/completions", completion(next, 6, false)).body());
+            assertTrue(c.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt()
+                    >= a.path("usage").path("prompt_tokens").asInt() - 1, c.path("usage").toString());
+        }
+    }
+
     /** A streaming client that hangs up frees its slot long before its 10,000-token budget. */
     @Test
     void disconnectFreesTheSlot() throws Exception {
