@@ -52,7 +52,7 @@ final class ServeCommand implements Callable<Integer> {
     int grace;
     @Option(names = "--batch", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = {"Decode the slots' sequences together, one step for all of them (the weights read once per step; "
-                    + "default), or each on its own (--no-batch). Prompts are prefilled one request at a time either way."})
+                    + "default), or each on its own (--no-batch). Each request's prompt is prefilled on its own either way."})
     boolean batch;
     @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
     String rope;
