@@ -87,8 +87,7 @@ public final class Greedy implements AutoCloseable {
     /** Keeps at most {@code limit} of {@code seq}'s first tokens from the cache (the rest is appended next). */
     private int keep(Decoder d, int[] seq, int limit) {
         int kept = Math.min(d.reusablePrefix(seq), limit);
-        if (kept > 0) d.truncate(kept);
-        else d.reset();
+        d.truncate(kept);
         cachedTokens += kept;
         return kept;
     }

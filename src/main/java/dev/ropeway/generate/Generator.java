@@ -38,7 +38,6 @@ public final class Generator {
         }
     }
 
-    /** The outcome: the generated ids and text, why it ended, and how long prefill and decoding took. */
     /**
      * A finished generation: its tokens and text, why it stopped, the prompt's length, how many of the prompt's tokens
      * were already cached on the decoder (not computed again), and the time of its prefill and of its decode steps.
@@ -105,9 +104,8 @@ public final class Generator {
         int[] stopTokens = settings.ignoreEos() || tokenizer.eosId().isEmpty() ? new int[0] : new int[]{tokenizer.eosId().getAsInt()};
         long start = System.nanoTime();
         int cached = decoder.reusablePrefix(prompt);
-        if (cached > 0) decoder.truncate(cached);
-        else decoder.reset();
-        float[] logits = decoder.append(cached == 0 ? prompt : Arrays.copyOfRange(prompt, cached, prompt.length));
+        decoder.truncate(cached);
+        float[] logits = decoder.append(Arrays.copyOfRange(prompt, cached, prompt.length));
         long prefilled = System.nanoTime();
         Sampler sampler = new Sampler(settings.sampling());
         int[] history = Arrays.copyOf(prompt, prompt.length + budget);

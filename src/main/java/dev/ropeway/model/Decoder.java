@@ -247,26 +247,19 @@ public final class Decoder implements AutoCloseable {
         if (decoders.stream().allMatch(d -> d.recordSteps && d.cache.length() < 1L << 24))
             return model.recordedBatches().step(decoders, ids);
         int k = ids.length, h = c.hiddenSize();
-        List<RotaryTable> made = new ArrayList<>();
         List<Transformer.SequenceRow> rows = new ArrayList<>(k);
         float[][] plans = new float[k][];
         List<float[]> out = new ArrayList<>(k);
-        try (Tensor x = backend.allocate((long) k * h)) {
+        try (Owned made = new Owned("a batched decode step"); Tensor x = backend.allocate((long) k * h)) {
             for (int i = 0; i < k; i++) {
                 Decoder d = decoders.get(i);
                 KvCache cache = d.cache;
                 long p = cache.length();
-                float[] pos = positions(p, 1);
-                RopePlan plan = d.rope.plan(pos, p + 1);
+                RopePlan plan = d.nextPlan();
                 float scale = plan.attentionScale();
                 plans[i] = plan.invFreq();
-                RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
-                made.add(queries);
-                RotaryTable keys = queries;
-                if (scale != 1f) {
-                    keys = backend.rotaryTable(pos, plan.invFreq(), 1f);
-                    made.add(keys);
-                }
+                RotaryTable queries = made.add(backend.rotaryTable(plan.positions(), plan.invFreq(), scale * scale));
+                RotaryTable keys = scale == 1f ? queries : made.add(backend.rotaryTable(plan.positions(), plan.invFreq(), 1f));
                 rows.add(new Transformer.SequenceRow(queries, keys, d.attentionShape(p, 1), l -> new Transformer.LayerKv(
                         cache.rows(cache.keys(l), p, 1), cache.rows(cache.values(l), p, 1),
                         cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, 1) : null, cache.keys(l), cache.values(l), null)));
@@ -279,16 +272,15 @@ public final class Decoder implements AutoCloseable {
             model.emitLogits(x, 0, k, (from, n, logits) -> {
                 for (int r = 0; r < n; r++) backend.download(logits, (long) r * vocab, out.get((int) from + r), 0, vocab);
             });
-            for (int i = 0; i < k; i++) {
-                Decoder d = decoders.get(i);
-                long p = d.cache.length();
-                d.tokens[(int) p] = ids[i];
-                d.cache.setLength(p + 1, plans[i]);
-            }
-        } finally {
-            for (int i = made.size() - 1; i >= 0; i--) made.get(i).close();
+            for (int i = 0; i < k; i++) decoders.get(i).stepped(ids[i], plans[i], false);
         }
         return out;
+    }
+
+    /** The RoPE plan of one token appended after the cached ones (planned at the length with it). */
+    RopePlan nextPlan() {
+        long p = cache.length();
+        return rope.plan(positions(p, 1), p + 1);
     }
 
     long id() { return id; }

@@ -43,27 +43,25 @@ final class RecordedBatches implements AutoCloseable {
         Integer[] order = new Integer[k];
         for (int i = 0; i < k; i++) order[i] = i;
         Arrays.sort(order, Comparator.comparingLong(i -> decoders.get(i).id()));
-        List<Decoder> members = new ArrayList<>(k);
+        Decoder[] sorted = new Decoder[k];
         float[] scales = new float[k];
         float[][] freqs = new float[k][];
         for (int j = 0; j < k; j++) {
-            Decoder d = decoders.get(order[j]);
-            members.add(d);
-            long p = d.length();
-            RopePlan plan = d.rope().plan(new float[]{p}, p + 1);
+            sorted[j] = decoders.get(order[j]);
+            RopePlan plan = sorted[j].nextPlan();
             scales[j] = plan.attentionScale();
             freqs[j] = plan.invFreq();
         }
-        List<Decoder> key = List.copyOf(members);
-        Group g = groups.get(key);
+        List<Decoder> members = List.of(sorted);
+        Group g = groups.get(members);
         if (g != null && !g.fits(scales, freqs)) {
-            groups.remove(key);
+            groups.remove(members);
             g.close();
             g = null;
         }
         if (g == null) {
-            g = new Group(key, scales, freqs);
-            groups.put(key, g);
+            g = new Group(members, scales, freqs);
+            groups.put(members, g);
             while (groups.size() > LIMIT) {
                 var eldest = groups.entrySet().iterator().next();
                 groups.remove(eldest.getKey());
@@ -76,7 +74,7 @@ final class RecordedBatches implements AutoCloseable {
             g.recording.replay();
             model.backend().download(g.logits, 0, all, 0, all.length);
         } catch (RuntimeException | Error e) {
-            groups.remove(key);
+            groups.remove(members);
             g.close();
             throw e;
         }

@@ -41,7 +41,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Requests are read and answered on virtual threads; generation runs on {@code slots} platform threads, fed from a
  * queue of at most {@code queue} waiting requests (a full queue is a 503). There are as many {@link Decoder}s (KV
  * caches) as slots, and each keeps its last sequence: a request takes the idle decoder that already holds the longest
- * start of its prompt (a chat's earlier turns, a shared system prompt) and prefills only the rest
+ * start of its prompt (a chat's earlier turns, a document asked about again) and prefills only the rest
  * ({@code usage.prompt_tokens_details.cached_tokens}). Each slot prefills on its own; their decode steps run together,
  * one batched step for every slot that is decoding ({@link BatchedSteps}), unless the settings turn that off. A
  * streaming client that goes away is noticed at its next write (and by a keep-alive comment every second while it
