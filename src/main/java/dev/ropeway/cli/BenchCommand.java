@@ -1,7 +1,9 @@
 package dev.ropeway.cli;
 
+import dev.ropeway.generate.Generator;
 import dev.ropeway.io.FileTrees;
-import dev.ropeway.RopewayException;
+import dev.ropeway.io.Tokenizer;
+import dev.ropeway.io.Tokenizers;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.ModelPreset;
@@ -9,14 +11,22 @@ import dev.ropeway.model.Recompute;
 import dev.ropeway.model.TokenBatch;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeContext;
+import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.rope.RopeSpec;
+import dev.ropeway.RopewayException;
+import dev.ropeway.serve.LoadTest;
+import dev.ropeway.serve.Server;
+import dev.ropeway.serve.ServerSettings;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.KernelBenchmark;
+import dev.ropeway.train.tokenizer.BpeTrainer;
+import dev.ropeway.train.tokenizer.TokenizerFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
+import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -30,7 +40,7 @@ import java.util.concurrent.Callable;
 /** {@code ropeway bench}: measured speed of the kernels and of whole forward passes. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks (results for BENCHMARKS.md).",
         subcommands = {BenchCommand.Gemm.class, BenchCommand.Forward.class, BenchCommand.Decode.class,
-                BenchCommand.Train.class})
+                BenchCommand.Train.class, BenchCommand.Serve.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -136,7 +146,7 @@ final class BenchCommand implements Runnable {
         @Option(names = "--repeat", defaultValue = "3", description = "Timed runs per length; the median is reported.")
         int repeat;
 
-        @Option(names = "--json")
+        @Option(names = "--json", description = "Print JSON instead of text.")
         boolean json;
 
         @Mixin
@@ -216,7 +226,7 @@ final class BenchCommand implements Runnable {
                         + "(the CPU's default: there a recorded step only runs its ops again)."})
         Boolean graphs;
 
-        @Option(names = "--json")
+        @Option(names = "--json", description = "Print JSON instead of text.")
         boolean json;
 
         @Mixin
@@ -328,7 +338,7 @@ final class BenchCommand implements Runnable {
                 description = "Recompute activations in the backward: auto (the default: only when keeping them would not fit), on or off.")
         String recompute;
 
-        @Option(names = "--json")
+        @Option(names = "--json", description = "Print JSON instead of text.")
         boolean json;
 
         @Mixin
@@ -403,4 +413,113 @@ final class BenchCommand implements Runnable {
         return -1;
     }
 
+
+    @Command(name = "serve", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Load test of an OpenAI-compatible server: --clients clients at once, each streaming greedy "
+                    + "completions of --max-tokens tokens one after another until --requests have run. Reports output "
+                    + "tokens/s, and the time to the first text, between streamed pieces of text and per request (median "
+                    + "and 90th percentile). Starts Ropeway's server (one slot per client unless --slots says otherwise) on "
+                    + "--model, a checkpoint with its tokenizer, or on a random model of --preset with a small byte-level "
+                    + "BPE written beside it; or measures the server at --url, Ropeway's or another one's."})
+    static final class Serve implements Callable<Integer> {
+        @Mixin
+        BenchModel source;
+        @Option(names = "--url", paramLabel = "<url>", description = "A running server to measure instead, e.g. http://127.0.0.1:8080.")
+        URI url;
+        @Option(names = "--model-name", paramLabel = "<id>", description = "With --url: the model field of the requests (default: left out).")
+        String modelName;
+        @Option(names = "--clients", defaultValue = "4", description = "Clients at once (default: ${DEFAULT-VALUE}).")
+        int clients;
+        @Option(names = "--requests", description = "Requests counted (default: 4 per client).")
+        Integer requests;
+        @Option(names = "--warmup", defaultValue = "2", description = "Requests per client before the counted ones (default: ${DEFAULT-VALUE}).")
+        int warmup;
+        @Option(names = "--prompt-words", defaultValue = "200", description = "Words per prompt (default: ${DEFAULT-VALUE}).")
+        int promptWords;
+        @Option(names = "--shared-words", defaultValue = "0",
+                description = "Words every prompt starts with, as a system prompt (default: ${DEFAULT-VALUE}).")
+        int sharedWords;
+        @Option(names = "--max-tokens", defaultValue = "64", description = "Tokens generated per request (default: ${DEFAULT-VALUE}).")
+        int maxTokens;
+        @Option(names = "--seed", defaultValue = "1", description = "Seed of the prompts' words (default: ${DEFAULT-VALUE}).")
+        long seed;
+        @Option(names = "--slots", description = "Slots of the started server (default: --clients).")
+        Integer slots;
+        @Option(names = "--context", description = "Tokens per slot of the started server (default: as serve; 2048 for a random model).")
+        Integer context;
+        @Option(names = "--batch", negatable = true, defaultValue = "true", fallbackValue = "true",
+                description = "The started server's decode steps: batched (default) or each slot on its own (--no-batch).")
+        boolean batch;
+        @Option(names = "--json", description = "Print JSON instead of text.")
+        boolean json;
+        @Mixin
+        BackendOptions backendOptions;
+
+        @Override
+        public Integer call() throws Exception {
+            int count = requests != null ? requests : 4 * clients;
+            if (url != null) {
+                if (source.model != null) throw new RopewayException("--model starts a server to measure; --url measures a running one: name one");
+                return report(new LoadTest.Settings(url, modelName, clients, count, warmup,
+                        promptWords, sharedWords, maxTokens, seed), url.toString());
+            }
+            if (modelName != null) throw new RopewayException("--model-name goes with --url (the started server takes any model field)");
+            int n = slots != null ? slots : clients;
+            int positions = context != null ? context : 2048;
+            Path model = source.checkpoint(positions);
+            try {
+                if (source.model == null) {
+                    // A random model has no tokenizer: a byte-level BPE learnt from the prompts' own words.
+                    int vocab = Math.min(ModelPreset.parse(source.preset).vocab, BpeTrainer.MIN_VOCAB_SIZE + 256);
+                    var trained = BpeTrainer.train(List.of(LoadTest.vocabularyText()),
+                            new BpeTrainer.Options(vocab, 1, 1), BpeTrainer.Progress.NONE);
+                    TokenizerFiles.write(model, trained.model(), positions);
+                }
+                return serveAndMeasure(model, n, count);
+            } finally {
+                source.deleteTemporary();
+            }
+        }
+
+        private int serveAndMeasure(Path model, int n, int count) throws Exception {
+            try (Tokenizer tok = Tokenizers.open(model); Backend backend = backendOptions.open();
+                 Transformer t = Transformer.load(backend, model)) {
+                RopeScaling method = t.config().rope();
+                int ctx = context != null ? context : ServeCommand.defaultContext(t.config(), method);
+                ServerSettings settings = new ServerSettings("127.0.0.1", 0, n,
+                        Math.max(64, clients), ctx, Math.max(1, ctx - 1), 1 << 24, 1, batch);
+                try (Server server = new Server(t, method,
+                        new Generator(tok), null, "bench", settings, Decoder.RopeChange.REROTATE)) {
+                    return report(new LoadTest.Settings(URI.create("http://127.0.0.1:" + server.port()),
+                            null, clients, count, warmup, promptWords, sharedWords, maxTokens, seed),
+                            source.label() + ", " + n + (n == 1 ? " slot" : " slots" + (batch ? ", batched steps" : ", each slot on its own")));
+                }
+            }
+        }
+
+        private int report(LoadTest.Settings s, String what) {
+            LoadTest.Report r = LoadTest.run(s);
+            if (json) {
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("server", what);
+                out.putAll(r.toJson());
+                System.out.println(Output.json(out));
+                return 0;
+            }
+            System.out.printf("%s: %d client%s, %d request%s in %.2f s (prompts of %.0f tokens, %.0f of them cached; %.0f new tokens each)%n",
+                    what, r.clients(), r.clients() == 1 ? "" : "s", r.requests(), r.requests() == 1 ? "" : "s", r.seconds(),
+                    (double) r.promptTokens() / r.requests(),
+                    (double) r.cachedTokens() / r.requests(), (double) r.completionTokens() / r.requests());
+            System.out.printf("  throughput      %,.1f output tokens/s, %.2f requests/s%n", r.outputTokensPerSecond(), r.requestsPerSecond());
+            System.out.printf("  first text      p50 %s  p90 %s%n", time(r.firstTextP50()), time(r.firstTextP90()));
+            System.out.printf("  between texts   p50 %s  p90 %s%n", time(r.gapP50()), time(r.gapP90()));
+            System.out.printf("  whole request   p50 %s  p90 %s%n", time(r.requestP50()), time(r.requestP90()));
+            return 0;
+        }
+
+        private static String time(double seconds) {
+            if (Double.isNaN(seconds)) return "-";
+            return seconds < 1 ? String.format("%.1f ms", seconds * 1e3) : String.format("%.2f s", seconds);
+        }
+    }
 }

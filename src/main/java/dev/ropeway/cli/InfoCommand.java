@@ -21,14 +21,25 @@ import java.util.concurrent.Callable;
                 "Given a .gguf file instead, summarise it: architecture, sizes, RoPE keys, tokenizer, tensor types."})
 final class InfoCommand implements Callable<Integer> {
 
-    @Parameters(paramLabel = "<model-dir>", description = "Checkpoint folder (config.json + safetensors), or a .gguf file.")
+    @Parameters(paramLabel = "<model-dir>", arity = "0..1",
+            description = "Checkpoint folder (config.json + safetensors), or a .gguf file.")
     Path dir;
+
+    @Option(names = "--model", paramLabel = "<dir>", description = "The same, named as the other commands name it.")
+    Path model;
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
 
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
     @Override
     public Integer call() {
+        if ((dir == null) == (model == null))
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "name one checkpoint: ropeway info <model-dir> or ropeway info --model <model-dir>");
+        if (dir == null) dir = model;
         if (Files.isRegularFile(dir)) return GgufInfo.print(dir, json);
         ModelConfig c = Transformer.loadConfig(dir);
         Map<String, Object> out = new LinkedHashMap<>();

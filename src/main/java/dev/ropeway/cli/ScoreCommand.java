@@ -125,6 +125,9 @@ final class ScoreCommand implements Callable<Integer> {
     private TokenBatch readInput(ModelConfig config) throws IOException {
         if (input.ids != null) return TokenBatch.of(readIds(input.ids));
         String text = input.text != null ? input.text : readText(input.textFile);
+        if (Files.isDirectory(model) && !Files.isRegularFile(model.resolve("tokenizer.json")))
+            throw new RopewayException("no tokenizer.json in " + model + " to read the text with; pass token ids with"
+                    + " --ids instead");
         try (Tokenizer tok = HfTokenizer.load(model)) {
             int[] ids = tok.encode(text, true);
             if (ids.length < 2)

@@ -54,6 +54,10 @@ final class ServeCommand implements Callable<Integer> {
             description = {"Decode the slots' sequences together, one step for all of them (the weights read once per step; "
                     + "default), or each on its own (--no-batch). Each request's prompt is prefilled on its own either way."})
     boolean batch;
+    @Option(names = "--warmup", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = {"Before listening, run a prompt and decode steps on scratch caches, so that the first requests "
+                    + "do not wait for the kernels to be compiled (default; --no-warmup listens at once)."})
+    boolean warmup;
     @Option(names = "--rope", paramLabel = "<spec>", description = "Replace the model's RoPE method (see score --rope).")
     String rope;
     @Option(names = "--rope-change", defaultValue = "rerotate", description = "rerotate or recompute (see generate --help).")
@@ -73,8 +77,13 @@ final class ServeCommand implements Callable<Integer> {
             ChatTemplate chat = ChatTemplate.find(model).orElse(null);
             String id = name != null ? name : model.toAbsolutePath().normalize().getFileName().toString();
             long kv = KvCache.bytes(t.config(), ctx, true, t.backend().kvBytesPerElement()) * slots;
+            Generator generator = new Generator(tok);
+            if (warmup) {
+                System.err.print("ropeway serve: warming up (prompts and decode steps on scratch caches)... ");
+                System.err.printf("%.1f s%n", Server.warmUp(t, method, generator, settings, policy));
+            }
             CountDownLatch stopped = new CountDownLatch(1);
-            try (Server server = new Server(t, method, new Generator(tok), chat, id, settings, policy)) {
+            try (Server server = new Server(t, method, generator, chat, id, settings, policy)) {
                 Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().unstarted(() -> {
                     System.err.println("ropeway serve: shutting down (running requests get " + grace + " s to finish)");
                     server.close();

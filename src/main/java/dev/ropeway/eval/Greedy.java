@@ -19,12 +19,24 @@ import java.util.Arrays;
 public final class Greedy implements AutoCloseable {
     private final Transformer model;
     private final RopeScaling rope;
+    private final int vocabulary;
     private Decoder decoder;
     private long cachedTokens;
 
     public Greedy(Transformer model, RopeScaling rope) {
+        this(model, rope, model.config().vocabSize());
+    }
+
+    /**
+     * Decoding that picks among the first {@code vocabulary} ids only: a tokenizer's, when the model's vocabulary is
+     * padded past it (its extra rows have no text).
+     */
+    public Greedy(Transformer model, RopeScaling rope, int vocabulary) {
+        if (vocabulary < 1 || vocabulary > model.config().vocabSize())
+            throw new IllegalArgumentException("vocabulary " + vocabulary + " outside [1, " + model.config().vocabSize() + "]");
         this.model = model;
         this.rope = rope;
+        this.vocabulary = vocabulary;
     }
 
     /** One prompt's greedy decoding on a fresh cache. */
@@ -46,7 +58,7 @@ public final class Greedy implements AutoCloseable {
         Decoder d = decoderFor(prompt.length + maxNew);
         float[] logits = d.append(Arrays.copyOfRange(prompt, keep(d, prompt, prompt.length - 1), prompt.length));
         while (true) {
-            int best = Logits.argmax(logits);
+            int best = Logits.argmax(logits, vocabulary);
             out[n++] = best;
             if (best == stopToken || n == maxNew) break;
             logits = d.next(best);

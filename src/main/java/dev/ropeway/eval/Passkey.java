@@ -108,7 +108,7 @@ public final class Passkey {
         int regex = 0, exact = 0, promptTokens = 0;
         double ll = 0;
         // One cache for the cell: the trials' prompts share everything before the key.
-        try (Greedy greedy = new Greedy(model, rope)) {
+        try (Greedy greedy = new Greedy(model, rope, Math.min(tok.vocabSize(), model.config().vocabSize()))) {
             for (int trial = 0; trial < trials; trial++) {
                 int key = key(seed, trial);
                 int[] prompt = tokens(tok, prompt(filler, prefix, key));

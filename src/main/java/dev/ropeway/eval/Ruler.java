@@ -221,7 +221,7 @@ public final class Ruler {
         String first = null;
         // One cache for the cell: each answer's log-likelihood and greedy decoding share the prompt, and trials
         // whatever start their prompts share.
-        try (Greedy greedy = new Greedy(model, rope)) {
+        try (Greedy greedy = new Greedy(model, rope, Math.min(tok.vocabSize(), model.config().vocabSize()))) {
             for (int t = 0; t < trials; t++) {
                 Sample s = sizer.trial(t);
                 int[] prompt = Passkey.tokens(tok, s.prompt());

@@ -120,6 +120,10 @@ public final class Generator {
                 finish = Finish.CANCELLED;
                 break;
             }
+            // A model whose vocabulary is padded past its tokenizer's (rows for alignment, or a random model) never
+            // gets an id the tokenizer cannot turn into text.
+            if (logits.length > tokenizer.vocabSize())
+                Arrays.fill(logits, tokenizer.vocabSize(), logits.length, Float.NEGATIVE_INFINITY);
             int next = sampler.sample(logits, history, length);
             StreamingText.Step step = text.push(next);
             if (!step.stopped() || !step.stop().byToken()) {

@@ -30,15 +30,13 @@ public final class HfTokenizer implements Tokenizer {
         if (Files.isDirectory(dirOrTokenizerJson)) {
             folder = dirOrTokenizerJson;
             json = folder.resolve("tokenizer.json");
-            if (!Files.isRegularFile(json)) {
-                throw new CheckpointException("no tokenizer.json in " + folder + "; pass token ids with --ids instead");
-            }
+            if (!Files.isRegularFile(json)) throw new CheckpointException("no tokenizer.json in " + folder
+                    + ": text needs the model's tokenizer (the Hugging Face tokenizer.json saved with it)");
         } else {
             json = dirOrTokenizerJson;
             folder = json.toAbsolutePath().getParent();
-            if (!Files.isRegularFile(json)) {
-                throw new CheckpointException("no tokenizer file " + json + "; pass token ids with --ids instead");
-            }
+            if (!Files.isRegularFile(json))
+                throw new CheckpointException((Files.exists(json) ? "not a tokenizer file: " : "no such folder or file: ") + json);
         }
         // Read with Jackson first: a broken file then gets a message with line and column, not a native error.
         TokenizerVocabulary vocabulary = TokenizerVocabulary.read(json);

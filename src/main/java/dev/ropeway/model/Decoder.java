@@ -56,6 +56,18 @@ public final class Decoder implements AutoCloseable {
     private final KvCache cache;
     private final int[] tokens;
     private int ropeChanges;
+    /**
+     * Whether every cached row came from forwards planned with the cache's frequencies (no re-rotation since the
+     * sequence started): then the rows are what one fresh prefill at a length with those frequencies computes.
+     */
+    private boolean oneFrequency;
+    /** Whether the RoPE frequencies are the same at every length up to the capacity (cached rows never change). */
+    private final boolean fixedFrequencies;
+    /**
+     * The length as last set by the thread appending to this decoder, published for others ({@link #settledPrefix}):
+     * the rows and tokens below it were written before it was.
+     */
+    private volatile long published;
     private boolean recordSteps;
     private StepGraph stepGraph;
     private long recordedSteps;
@@ -76,7 +88,8 @@ public final class Decoder implements AutoCloseable {
         this.rope = rope;
         this.policy = policy;
         this.chunk = chunk;
-        boolean raw = policy == RopeChange.REROTATE && lengthDependent(rope, capacity);
+        this.fixedFrequencies = !lengthDependent(rope, capacity);
+        boolean raw = policy == RopeChange.REROTATE && !fixedFrequencies;
         this.cache = KvCache.allocate(backend, config, capacity, raw);
         this.tokens = new int[(int) capacity];
         this.recordSteps = backend.recordingPays();
@@ -133,27 +146,113 @@ public final class Decoder implements AutoCloseable {
      */
     public void truncate(long n) {
         if (n < 0 || n > cache.length()) throw new RopewayException("cannot truncate " + cache.length() + " tokens to " + n);
-        cache.setLength(n, cache.frequencies());
+        lengthIs(n, cache.frequencies());
     }
 
     /**
      * How many leading tokens of {@code ids} can stay cached when this decoder goes on to {@code ids}: the longest
      * prefix its sequence shares with them, leaving at least one token of {@code ids} to append (for the logits that
-     * follow), and 0 when the cached keys and values may depend on the lengths they were computed at (RoPE whose
-     * frequencies change with the length, kept by rotating cached keys again: a fresh prefill would compute them all at
-     * the new length). Kept rows are what a fresh prefill computes, up to the order of floating-point sums; then
-     * {@link #truncate} to them and append the rest (a chat's next turn, a shared system prompt).
+     * follow). Kept rows are what a fresh prefill of {@code ids} computes, up to the order of floating-point sums, when
+     * the rest is appended in one {@link #append} after {@link #truncate} to them (a chat's next turn, a shared system
+     * prompt). Where cached keys are rotated again as the frequencies follow the length (E²-LLM, CLEX, dynamic NTK under
+     * {@link RopeChange#REROTATE}), values and deeper layers keep what the lengths they were computed at gave, so
+     * rows are kept only while every one of them was computed with the frequencies that {@code ids.length} tokens get
+     * (a sequence that stayed within one of E²'s g or CLEX's t steps); otherwise 0.
      */
     public int reusablePrefix(int[] ids) {
-        if (cache.keepsRawKeys()) return 0;
+        if (cache.keepsRawKeys() && !(oneFrequency && Arrays.equals(cache.frequencies(), rope.inverseFrequencies(ids.length))))
+            return 0;
         int n = (int) Math.min(cache.length(), ids.length - 1L), i = 0;
         while (i < n && tokens[i] == ids[i]) i++;
         return i;
     }
 
+    /**
+     * Makes this decoder hold the first {@code n} tokens of {@code other}'s sequence, their keys and values copied from
+     * its cache rather than computed again (another conversation's copy of a shared system prompt or document; take
+     * {@code n} from {@code other.reusablePrefix(ids)}). Afterwards this decoder is what {@code other} truncated to
+     * {@code n} would be: the rows a fresh prefill computes, and the frequencies they were rotated with, so the next
+     * append handles a frequency change as usual. Rows this decoder already holds for the same tokens at the same
+     * frequencies are kept, not copied. Both decoders must be of one model with one RoPE method, policy and cache
+     * type, rows that were rotated again (see {@link #reusablePrefix}) are refused, and nothing may append to
+     * {@code other} during the call.
+     */
+    public void copyPrefix(Decoder other, int n) {
+        if (other == this) {
+            truncate(n);
+            return;
+        }
+        checkCopyable(other);
+        if (other.cache.keepsRawKeys() != cache.keepsRawKeys())
+            throw new RopewayException("a cached prefix is copied only between caches of one layout (these keep "
+                    + (cache.keepsRawKeys() ? "unrotated keys and the other does not" : "no unrotated keys and the other does") + ")");
+        if (other.cache.keepsRawKeys() && !other.oneFrequency)
+            throw new RopewayException("cached rows that depend on the lengths they were computed at (keys rotated again "
+                    + "as the RoPE frequencies followed the length) cannot be copied to another sequence");
+        if (n < 0 || n > other.length() || n > capacity())
+            throw new RopewayException("cannot copy " + n + " tokens of a sequence of " + other.length()
+                    + " into a cache of " + capacity());
+        copyRows(other, n, other.cache.frequencies(), other.oneFrequency);
+    }
+
+    /**
+     * For another thread, while this decoder's own thread may be appending to it: how many leading tokens of {@code ids}
+     * it holds in rows that no longer change, capped as {@link #reusablePrefix} is. Only where the RoPE frequencies do
+     * not depend on the length (0 otherwise: a frequency change rewrites cached rows), and only while nothing truncates
+     * or resets this decoder meanwhile (appending is fine): rows and tokens below the length its thread last published
+     * were written before it, and are never written again while the sequence only grows.
+     */
+    public int settledPrefix(int[] ids) {
+        if (!fixedFrequencies) return 0;
+        int n = (int) Math.min(published, ids.length - 1L), i = 0;
+        while (i < n && tokens[i] == ids[i]) i++;
+        return i;
+    }
+
+    /**
+     * {@link #copyPrefix} from a decoder that its own thread may be appending to meanwhile (another slot still
+     * generating): {@code n} at most its {@link #settledPrefix}, under the same conditions (length-independent RoPE,
+     * no truncation or reset of {@code other} during the call).
+     */
+    public void copySettledPrefix(Decoder other, int n) {
+        if (other == this) throw new IllegalArgumentException("a decoder copies its own prefix with truncate");
+        checkCopyable(other);
+        if (!other.fixedFrequencies || !fixedFrequencies)
+            throw new RopewayException("rows of a sequence still growing are copied only where the RoPE frequencies do not "
+                    + "depend on the length");
+        if (n < 0 || n > other.published || n > capacity())
+            throw new RopewayException("cannot copy " + n + " tokens of a sequence of " + other.published
+                    + " into a cache of " + capacity());
+        copyRows(other, n, rope.inverseFrequencies(Math.max(1, n)), true);
+    }
+
+    private void checkCopyable(Decoder other) {
+        if (other.model != model || !other.rope.equals(rope) || other.policy != policy)
+            throw new RopewayException("a cached prefix is copied only between decoders of one model, RoPE method and policy");
+    }
+
+    /** Rows [0, n) from {@code other}, made with {@code freq}; the ones this decoder holds already for the same tokens kept. */
+    private void copyRows(Decoder other, int n, float[] freq, boolean otherOneFrequency) {
+        int same = 0;
+        if (Arrays.equals(freq, cache.frequencies())) {
+            int m = (int) Math.min(length(), n);
+            while (same < m && tokens[same] == other.tokens[same]) same++;
+        }
+        long width = config.kvDim();
+        for (int l = 0; l < config.numLayers(); l++) {
+            backend.copy(cache.keys(l), same * width, other.cache.keys(l), same * width, (n - same) * width);
+            backend.copy(cache.values(l), same * width, other.cache.values(l), same * width, (n - same) * width);
+            if (cache.keepsRawKeys())
+                backend.copy(cache.rawKeys(l), same * width, other.cache.rawKeys(l), same * width, (n - same) * width);
+        }
+        System.arraycopy(other.tokens, same, tokens, same, n - same);
+        oneFrequency = otherOneFrequency && (same == 0 || oneFrequency);
+        lengthIs(n, freq);
+    }
+
     /** Starts a new sequence (keeps the memory). */
     public void reset() {
-        cache.clear();
+        lengthIs(0, null);
     }
 
     /** Appends one token; returns the logits for the token after it. */
@@ -190,6 +289,9 @@ public final class Decoder implements AutoCloseable {
             int base = from;
             LogitsSink shifted = sink == null ? null : (first, rows, logits) -> sink.accept(base + first, rows, logits);
             run(Arrays.copyOfRange(ids, from, from + n), s, shifted, from + n == ids.length ? last : null);
+            // On a GPU, each chunk is finished before the next is issued: a long prompt then queues at most one chunk
+            // of work ahead of other sequences' decode steps on the device (serve's slots), instead of all of it.
+            if (from + n < ids.length) backend.synchronize();
         }
     }
 
@@ -207,7 +309,7 @@ public final class Decoder implements AutoCloseable {
             ropeChanges++;
             if (policy == RopeChange.RECOMPUTE) {
                 int[] prefix = Arrays.copyOf(tokens, (int) p);
-                cache.clear();
+                lengthIs(0, null);
                 for (int from = 0; from < prefix.length; from += chunk)
                     run(Arrays.copyOfRange(prefix, from, Math.min(prefix.length, from + chunk)), s, null, null);
             } else {
@@ -291,7 +393,8 @@ public final class Decoder implements AutoCloseable {
     void stepped(int token, float[] freq, boolean asGraph) {
         long p = cache.length();
         tokens[(int) p] = token;
-        cache.setLength(p + 1, freq);
+        appended(p, freq);
+        lengthIs(p + 1, freq);
         if (asGraph) recordedSteps++;
     }
 
@@ -308,10 +411,22 @@ public final class Decoder implements AutoCloseable {
                         + config.vocabSize() + ")");
     }
 
+    /** Sets the cached length (and the frequencies of its rows) and publishes it. */
+    private void lengthIs(long n, float[] freq) {
+        cache.setLength(n, freq);
+        published = n;
+    }
+
+    /** Rows computed with {@code freq} appended after {@code p} cached ones. */
+    private void appended(long p, float[] freq) {
+        oneFrequency = p == 0 || (oneFrequency && Arrays.equals(freq, cache.frequencies()));
+    }
+
     /** Rotates the first {@code p} cached keys of every layer again, from their unrotated copies. */
     private void rerotate(long p, float[] freq) {
         if (!cache.keepsRawKeys())
             throw new IllegalStateException("frequencies changed but the cache keeps no unrotated keys");
+        oneFrequency = false;
         if (!cache.narrow()) {
             try (RotaryTable table = backend.rotaryTable(positions(0, p), freq, 1f)) {
                 for (int l = 0; l < config.numLayers(); l++) {
@@ -337,7 +452,7 @@ public final class Decoder implements AutoCloseable {
                 }
             }
         }
-        cache.setLength(p, freq);
+        lengthIs(p, freq);
     }
 
     /** Runs {@code ids} after the cached tokens, with RoPE planned for a sequence of {@code ropeLength} tokens. */
@@ -370,7 +485,8 @@ public final class Decoder implements AutoCloseable {
                 return narrow ? new Transformer.LayerKv(newKeys, newValues, newRaw, cache.keys(l), cache.values(l), rows) : rows;
             });
             System.arraycopy(ids, 0, tokens, (int) p, n);
-            cache.setLength(p + n, plan.invFreq());
+            appended(p, plan.invFreq());
+            lengthIs(p + n, plan.invFreq());
             if (sink != null) {
                 model.finalNorm(x, x, n);
                 model.emitLogits(x, 0, n, sink);
@@ -398,7 +514,8 @@ public final class Decoder implements AutoCloseable {
         g.recording.replay();
         if (g.recording.replayedAsGraph()) recordedSteps++;
         tokens[(int) p] = token;
-        cache.setLength(p + 1, plan.invFreq());
+        appended(p, plan.invFreq());
+        lengthIs(p + 1, plan.invFreq());
         backend.download(g.logits, 0, last, 0, last.length);
     }
 
@@ -481,7 +598,8 @@ public final class Decoder implements AutoCloseable {
                         }
         }
         for (int i = 0; i < n; i++) tokens[i] = r.nextInt(config.vocabSize());
-        cache.setLength(n, rope.inverseFrequencies(Math.max(1, n)));
+        oneFrequency = false;
+        lengthIs(n, rope.inverseFrequencies(Math.max(1, n)));
     }
 
     private static float[] positions(long from, long count) {

@@ -8,10 +8,16 @@ public final class Logits {
 
     /** The index of the largest value, the lowest one on ties; NaN is an error. */
     public static int argmax(float[] logits) {
-        if (logits.length == 0) throw new RopewayException("no logits to choose from (empty vocabulary)");
+        return argmax(logits, logits.length);
+    }
+
+    /** As {@link #argmax(float[])} among the first {@code count} values (a tokenizer's ids in a padded vocabulary). */
+    public static int argmax(float[] logits, int count) {
+        if (count <= 0) throw new RopewayException("no logits to choose from (empty vocabulary)");
+        if (count > logits.length) throw new IllegalArgumentException(count + " logits asked of " + logits.length);
         int best = 0;
         float max = logits[0];
-        for (int i = 0; i < logits.length; i++) {
+        for (int i = 0; i < count; i++) {
             float x = logits[i];
             if (Float.isNaN(x)) throw nan(i);
             if (x > max) {

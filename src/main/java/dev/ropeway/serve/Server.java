@@ -8,8 +8,10 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.generate.BatchedSteps;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
+import dev.ropeway.generate.SamplingSettings;
 import dev.ropeway.io.Json;
 import dev.ropeway.model.Decoder;
+import dev.ropeway.model.Logits;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
@@ -19,9 +21,11 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SplittableRandom;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ExecutorService;
@@ -42,14 +46,22 @@ import java.util.concurrent.atomic.AtomicLong;
  * queue of at most {@code queue} waiting requests (a full queue is a 503). There are as many {@link Decoder}s (KV
  * caches) as slots, and each keeps its last sequence: a request takes the idle decoder that already holds the longest
  * start of its prompt (a chat's earlier turns, a document asked about again) and prefills only the rest
- * ({@code usage.prompt_tokens_details.cached_tokens}). Each slot prefills on its own; their decode steps run together,
- * one batched step for every slot that is decoding ({@link BatchedSteps}), unless the settings turn that off. A
- * streaming client that goes away is noticed at its next write (and by a keep-alive comment every second while it
- * waits), and its request is cancelled, which frees the slot. {@link #close()} stops taking requests, lets running
- * ones finish for the grace period, then cancels the rest.
+ * ({@code usage.prompt_tokens_details.cached_tokens}); a start that is only a small part of that decoder's sequence
+ * (a shared system prompt) is copied into another decoder instead ({@link Decoder#copyPrefix}). Each slot prefills on
+ * its own; their decode steps run together, one batched step for every slot that is decoding ({@link BatchedSteps}),
+ * unless the settings turn that off. A streaming client that goes away is noticed at its next write (and by a
+ * keep-alive comment every second while it waits), and its request is cancelled, which frees the slot.
+ * {@link #close()} stops taking requests, lets running ones finish for the grace period, then cancels the rest.
  */
 public final class Server implements AutoCloseable {
     private static final long KEEP_ALIVE_MILLIS = 1000;
+    /**
+     * A shared start shorter than this is prefilled again rather than copied (a first word, a template's opening); a
+     * sequence that would lose at most this many tokens is continued in place while a slot is unused.
+     */
+    static final int COPY_AT_LEAST = 16;
+    /** Prompts and decode steps {@link #warmUp} runs, one after the other. */
+    static final int ROUNDS = 1;
 
     private final Transformer model;
     private final RopeScaling rope;
@@ -108,6 +120,50 @@ public final class Server implements AutoCloseable {
     }
 
     /** The port the server listens on (the one picked when the settings asked for 0). */
+    /**
+     * Runs prompts and decode steps through scratch caches before a server takes requests, so that its first requests
+     * do not pay for readying the kernels (the JIT compiling them on the CPU; compiling them and capturing decode
+     * graphs on a GPU): {@link #ROUNDS} times a prefill of random tokens (a quarter of the context, at most 256) and 48
+     * decode steps, batched over up to 4 sequences when the server batches its slots' steps, then one generation from
+     * a text prompt through {@code generator}. Returns the seconds it took.
+     */
+    public static double warmUp(Transformer model, RopeScaling rope, Generator generator, ServerSettings settings,
+                                Decoder.RopeChange policy) {
+        long start = System.nanoTime();
+        int capacity = Math.min(settings.context(), 512);
+        int prompt = Math.max(1, Math.min(256, capacity / 4)), steps = Math.min(48, capacity - prompt);
+        int n = settings.batch() ? Math.min(settings.slots(), 4) : 1, vocab = model.config().vocabSize();
+        SplittableRandom random = new SplittableRandom(1);
+        List<Decoder> ds = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) ds.add(new Decoder(model, rope, capacity, policy, model.backend().prefillChunk()));
+            int[] next = new int[n];
+            for (int round = 0; round < ROUNDS; round++) {
+                for (int i = 0; i < n; i++) {
+                    ds.get(i).reset();
+                    next[i] = Logits.argmax(ds.get(i).append(random.ints(prompt, 0, vocab).toArray()));
+                }
+                for (int s = 0; s < steps; s++) {
+                    List<float[]> logits = n == 1 ? List.of(ds.get(0).next(next[0])) : Decoder.next(ds, next);
+                    for (int i = 0; i < n; i++) next[i] = Logits.argmax(logits.get(i));
+                }
+            }
+            // Then a text request's own path: the tokenizer both ways, the sampler, the streamed text.
+            if (steps >= 1) {
+                StringBuilder text = new StringBuilder();
+                for (int w = 0; w < prompt / 2; w++) text.append(w % 7 == 0 ? "The " : "river and the harbour ");
+                ds.get(0).reset();
+                int[] ids = generator.tokenizer().encodeWithBos(text.toString());
+                generator.generate(ds.get(0), Arrays.copyOf(ids, Math.min(ids.length, capacity - steps)),
+                        new Generator.Settings(steps, SamplingSettings.greedy(), List.of(), true),
+                        piece -> {}, () -> false);
+            }
+        } finally {
+            for (Decoder d : ds) d.close();
+        }
+        return (System.nanoTime() - start) / 1e9;
+    }
+
     public int port() {
         return http.getAddress().getPort();
     }
@@ -275,28 +331,35 @@ public final class Server implements AutoCloseable {
         }
         running.add(job);
         Decoder decoder = null;
+        Object outcome = null;
         try {
             decoder = takeDecoder(req.prompt());
             Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(),
                     piece -> job.events.add(piece), job.cancelled::get, steps);
             cachedPromptTokens.addAndGet(r.cachedTokens());
-            job.events.add(r);
+            outcome = r;
         } catch (RuntimeException e) {
-            job.events.add(new Failure(e));
+            outcome = new Failure(e);
         } finally {
             if (decoder != null) giveBack(decoder);
             running.remove(job);
             pending.remove(job);
             completed.incrementAndGet();
+            // The slot is free and counted before its client hears the end, so /health agrees with what it has read.
+            job.events.add(outcome != null ? outcome
+                    : new Failure(new ApiError(500, "server_error", null, "the generation stopped on an internal error")));
         }
     }
 
     /**
-     * A decoder for a request: the idle one that has the longest start of the prompt cached (a chat's earlier turns, a
-     * document asked about again: only the rest is prefilled). While there are fewer decoders than slots, a new one
-     * instead when that start is less than half of what the idle one holds (a shared system prompt, a first word: not
-     * worth the rest of another conversation's cache). Else the one idle longest (the caches used most recently are the
-     * likeliest to be continued).
+     * A decoder for a request. The idle one that has the longest start of the prompt cached takes it over when the
+     * request continues its sequence (a chat's next turn: while a slot is unused, at most {@link #COPY_AT_LEAST} of its
+     * tokens would be dropped; once every slot is in use, that start is at least half of what it holds, as for a
+     * document asked about again). Otherwise the request takes a new decoder while there are fewer than the slots, else
+     * the one idle longest (never the one holding the start), and the shared start (a system prompt, a document) is
+     * copied into it from that idle decoder, or from a busy one that holds more of it ({@link Decoder#settledPrefix}),
+     * when it is at least {@link #COPY_AT_LEAST} tokens: rows copied instead of prefilled, and the other conversation's
+     * cache kept whole.
      */
     private Decoder takeDecoder(int[] prompt) {
         synchronized (decoders) {
@@ -304,22 +367,51 @@ public final class Server implements AutoCloseable {
             int longest = 0;
             for (Decoder d : idle) {
                 int n = d.reusablePrefix(prompt);
-                if (n > longest) {
+                if (n > 0 && n >= longest) {   // among equals, the one used last
                     best = d;
                     longest = n;
                 }
             }
-            if (decoders.size() < settings.slots() && (best == null || 2L * longest < best.length())) {
-                best = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
-                decoders.add(best);
-                return best;
+            // Rows to copy may also come from a slot still generating (two requests about one document at once),
+            // where they no longer change: RoPE whose frequencies do not follow the length, and the slot's sequence
+            // only grows until it is given back and taken again, which waits for this lock.
+            Decoder donor = best;
+            int donated = longest;
+            for (Decoder d : decoders)
+                if (!idle.contains(d)) {
+                    int n = d.settledPrefix(prompt);
+                    if (n > donated) {
+                        donor = d;
+                        donated = n;
+                    }
+                }
+            Decoder chosen;
+            boolean unused = decoders.size() < settings.slots();
+            if (best != null && (unused ? best.length() - longest <= COPY_AT_LEAST : 2L * longest >= best.length())) {
+                chosen = best;
+            } else if (unused) {
+                chosen = new Decoder(model, rope, settings.context(), policy, model.backend().prefillChunk());
+                decoders.add(chosen);
+                idle.add(chosen);
+            } else {
+                Decoder holder = best;
+                chosen = idle.stream().filter(d -> d != holder).findFirst().orElse(best);
+                if (chosen == null) throw new IllegalStateException("no idle decoder for a slot");
             }
-            if (best == null) {
-                if (idle.isEmpty()) throw new IllegalStateException("no idle decoder for a slot");
-                best = idle.get(0);
+            idle.remove(chosen);
+            try {
+                if (donor != null && donor != chosen && donated >= COPY_AT_LEAST && donated > chosen.reusablePrefix(prompt)) {
+                    if (idle.contains(donor)) chosen.copyPrefix(donor, donated);
+                    else chosen.copySettledPrefix(donor, donated);
+                }
+                // Truncated here, under the lock, so that a slot is never cut short while another copies from it.
+                chosen.truncate(chosen.reusablePrefix(prompt));
+            } catch (RuntimeException e) {
+                chosen.reset();
+                idle.add(chosen);
+                throw e;
             }
-            idle.remove(best);
-            return best;
+            return chosen;
         }
     }
 

@@ -113,6 +113,14 @@ class CommandLineTest {
         JsonNode t = Json.mapper().readTree(tied.out());
         assertTrue(t.get("tied_embeddings").asBoolean());
         assertEquals(t.get("parameters").asLong(), t.get("parameters_from_config").asLong());
+        var named = CliRunner.run("info", "--model", FIXTURES.resolve("llama-tied").toString(), "--json");
+        assertEquals(0, named.exitCode(), named.err());
+        assertEquals(tied.out(), named.out(), "--model names the folder as the positional argument does");
+        assertEquals(2, CliRunner.run("info", "--json").exitCode(), "no checkpoint named");
+        var both = CliRunner.run("info", "--model", FIXTURES.resolve("llama-tied").toString(),
+                FIXTURES.resolve("llama-default").toString());
+        assertEquals(2, both.exitCode());
+        assertTrue(both.err().contains("name one checkpoint"), both.err());
     }
 
     private void assertFailsWith(String expected, String... args) {
@@ -200,6 +208,9 @@ class CommandLineTest {
     @Test
     void missingFolderAndTokenizerAreReported() {
         assertFailsWith("config.json", "info", tmp.resolve("nowhere").toString());
-        assertFailsWith("tokenizer.json", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--text", "hello");
+        assertFailsWith("no tokenizer.json in " + FIXTURES.resolve("llama-default") + " to read the text with; pass token"
+                + " ids with --ids instead", "score", "--model", FIXTURES.resolve("llama-default").toString(), "--text", "hello");
+        assertFailsWith("no tokenizer.json in " + FIXTURES.resolve("llama-default") + ": text needs the model's tokenizer",
+                "generate", "--model", FIXTURES.resolve("llama-default").toString(), "--prompt", "hello");
     }
 }

@@ -53,4 +53,36 @@ class GenerateCliTest {
         assertEquals(1, folder.exitCode());
         assertTrue(folder.err().contains("it is a folder"), folder.err());
     }
+
+    /** {@code bench serve} starts the server on a model, runs its clients and reports what they measured. */
+    @Test
+    void benchServeLoadsTheServer(@TempDir Path dir) throws Exception {
+        CheckpointWriter.writeRandom(dir, CheckpointWriter.llamaConfig(ByteLevelBpeFixture.VOCAB_SIZE, 32, 64, 2, 2, 2, 16, 512,
+                new dev.ropeway.rope.DefaultRope(10000, 16), false), 3);
+        ByteLevelBpeFixture.write(dir);
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        CliRunner.Result r = CliRunner.run("bench", "serve", "--model", dir.toString(), "--clients", "2", "--requests", "3",
+                "--prompt-words", "12", "--max-tokens", "5", "--json");
+        assertEquals(0, r.exitCode(), r.err());
+        JsonNode j = Json.mapper().readTree(r.out());
+        assertEquals(3, j.path("requests").asInt());
+        assertEquals(15, j.path("completion_tokens").asInt());
+        assertTrue(j.path("output_tokens_per_second").asDouble() > 0);
+        assertTrue(j.path("server").asText().contains("2 slots, batched steps"), j.toString());
+        CliRunner.Result text = CliRunner.run("bench", "serve", "--model", dir.toString(), "--clients", "1", "--requests", "1",
+                "--prompt-words", "5", "--max-tokens", "3", "--no-batch", "--warmup", "0");
+        assertEquals(0, text.exitCode(), text.err());
+        assertTrue(text.out().contains("1 client, 1 request in") && text.out().contains("output tokens/s"), text.out());
+        CliRunner.Result both = CliRunner.run("bench", "serve", "--model", dir.toString(), "--url", "http://127.0.0.1:9");
+        assertEquals(1, both.exitCode());
+        assertTrue(both.err().contains("--model") && both.err().contains("--url"), both.err());
+        // A random model of a preset gets a tokenizer of its own for the run.
+        CliRunner.Result random = CliRunner.run("bench", "serve", "--preset", "tiny", "--clients", "2", "--requests", "2",
+                "--prompt-words", "20", "--max-tokens", "4", "--warmup", "0", "--json");
+        assertEquals(0, random.exitCode(), random.err());
+        JsonNode rj = Json.mapper().readTree(random.out());
+        assertEquals(8, rj.path("completion_tokens").asInt());
+        assertTrue(rj.path("prompt_tokens").asInt() >= 2 * 20, rj.toString());
+        assertTrue(rj.path("server").asText().startsWith("random tiny"), rj.toString());
+    }
 }

@@ -38,6 +38,16 @@ class GreedyTest {
             // Asked to stop at the token it generates first, it returns just that token.
             assertArrayEquals(new int[]{out[0]}, Greedy.decode(t, t.config().rope(), prompt, 6, out[0]));
             assertEquals(0, Greedy.decode(t, t.config().rope(), prompt, 0, -1).length);
+            // Limited to the ids below the greedy tokens' largest, it picks the best among those instead.
+            int limit = Arrays.stream(out).max().getAsInt();
+            try (Greedy g = new Greedy(t, t.config().rope(), limit)) {
+                int[] limited = g.decode(prompt, 6, -1);
+                for (int id : limited) assertTrue(id < limit, "id " + id);
+                float[] logits = scorer.score(TokenBatch.of(prompt, 1, prompt.length), t.config().rope(), true).logits();
+                int base = (prompt.length - 1) * vocab, best = 0;
+                for (int v = 1; v < limit; v++) if (logits[base + v] > logits[base + best]) best = v;
+                assertEquals(best, limited[0]);
+            }
         }
     }
 

@@ -55,6 +55,40 @@ class GeneratorTest {
         return new Generator.Settings(n, SamplingSettings.greedy(), stop, ignoreEos);
     }
 
+    /**
+     * A model whose vocabulary is larger than its tokenizer's (padded for alignment) never generates an id past the
+     * tokenizer, greedy or sampled; the same model's plain argmax does reach them here.
+     */
+    @Test
+    void idsPastTheTokenizerAreNeverGenerated(@org.junit.jupiter.api.io.TempDir Path padded) {
+        int vocab = ByteLevelBpeFixture.VOCAB_SIZE + 200;
+        CheckpointWriter.writeRandom(padded, CheckpointWriter.llamaConfig(vocab, 32, 64, 2, 2, 2, 16, 256,
+                new DefaultRope(10000, 16), false), 9);
+        ByteLevelBpeFixture.write(padded);
+        try (Transformer t = Transformer.load(backend, padded); Tokenizer pt = Tokenizers.open(padded)) {
+            assertTrue(pt.vocabSize() < vocab);
+            int[] prompt = pt.encodeWithBos("the other");
+            boolean reachesPadding = false;
+            try (Decoder d = new Decoder(t, t.config().rope(), 64)) {
+                float[] logits = d.append(prompt);
+                for (int i = 0; i < 30; i++) {
+                    int next = Sampler.argmax(logits);
+                    reachesPadding |= next >= pt.vocabSize();
+                    logits = d.next(next);
+                }
+            }
+            assertTrue(reachesPadding, "the random model's argmax lands past the tokenizer");
+            for (SamplingSettings sampling : new SamplingSettings[]{SamplingSettings.greedy(),
+                    new SamplingSettings(1.0, 0, 1.0, 0, 1.0, 0, 7L)})
+                try (Decoder d = new Decoder(t, t.config().rope(), 64)) {
+                    Generator.Result r = new Generator(pt).generate(d, prompt, new Generator.Settings(30, sampling, List.of(), true),
+                            piece -> {}, () -> false);
+                    assertEquals(30, r.tokens().length);
+                    for (int id : r.tokens()) assertTrue(id < pt.vocabSize(), "generated id " + id);
+                }
+        }
+    }
+
     /** Greedy tokens are the argmax of whole-sequence logits at every step; the streamed text is their decoding. */
     @Test
     void greedyFollowsFullForwardArgmaxAndStreamsItsText() {

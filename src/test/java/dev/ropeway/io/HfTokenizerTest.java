@@ -172,12 +172,13 @@ class HfTokenizerTest {
     }
 
     @Test
-    void missingTokenizerSaysWhatToDoInstead() {
+    void missingTokenizerSaysWhatIsMissing() {
         CheckpointException e = assertThrows(CheckpointException.class, () -> HfTokenizer.load(dir));
-        assertEquals("no tokenizer.json in " + dir + "; pass token ids with --ids instead", e.getMessage());
+        assertEquals("no tokenizer.json in " + dir + ": text needs the model's tokenizer (the Hugging Face tokenizer.json"
+                + " saved with it)", e.getMessage());
         Path file = dir.resolve("other.json");
         CheckpointException missingFile = assertThrows(CheckpointException.class, () -> HfTokenizer.load(file));
-        assertEquals("no tokenizer file " + file + "; pass token ids with --ids instead", missingFile.getMessage());
+        assertEquals("no such folder or file: " + file, missingFile.getMessage());
     }
 
     @Test

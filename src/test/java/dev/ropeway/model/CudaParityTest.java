@@ -99,6 +99,11 @@ class CudaParityTest {
                     assertEquals(3, DecoderTest.checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.RECOMPUTE, 5, 24, tol));
                     assertEquals(0, DecoderTest.checkGreedyAgainstFullForward(t, new DefaultRope(10000, 8),
                             Decoder.RopeChange.REROTATE, 7, 20, tol));
+                    // A prefix copied from another decoder's cache (serve's shared system prompts): what a fresh
+                    // decoder computes, bit for bit (the same chunks run either way).
+                    for (int held : new int[]{-1, 0, 12})
+                        DecoderTest.checkCopiedPrefix(t, new DefaultRope(10000, 8), Decoder.RopeChange.REROTATE, 12, 20, held);
+                    assertTrue(DecoderTest.checkCopiedPrefix(t, e2, Decoder.RopeChange.RECOMPUTE, 12, 30, -1) >= 1);
                 }
                 try (Transformer t = Transformer.load(b, tmp.resolve("l1"))) {
                     assertEquals(3, DecoderTest.checkGreedyAgainstFullForward(t, e2, Decoder.RopeChange.REROTATE, 5, 24, tol));

@@ -273,10 +273,22 @@ class DecoderTest {
             checkKeptPrefix(windowed, windowed.config().rope(), Decoder.RopeChange.REROTATE, 12, 20);
             // E²: g = 2 for the first sequence (length 9..16), 4 for the second (25..32): the kept rows are recomputed.
             assertTrue(checkKeptPrefix(t, e2, Decoder.RopeChange.RECOMPUTE, 6, 30) >= 1);
+            // Keys rotated again as g follows the length: rows are kept while the sequence stayed at one g (3 for
+            // lengths 17 to 24) and the next prompt's length has it too; the steps after cross to g = 4 in both.
+            assertEquals(1, checkKeptPrefix(t, e2, Decoder.RopeChange.REROTATE, 12, 22));
             try (Decoder d = new Decoder(t, e2, 40, Decoder.RopeChange.REROTATE, 4)) {
-                int[] seq = randomTokens(12, 3);
+                int[] seq = randomTokens(17, 3);
                 d.append(seq);
-                assertEquals(0, d.reusablePrefix(seq), "REROTATE with length-dependent frequencies keeps nothing");
+                assertEquals(16, d.reusablePrefix(seq));
+                assertEquals(0, d.reusablePrefix(concat(seq, randomTokens(9, 4))), "26 tokens get g = 4");
+                assertEquals(0, d.reusablePrefix(Arrays.copyOf(seq, 12)), "12 tokens get g = 2");
+                d.truncate(12);
+                d.append(Arrays.copyOfRange(seq, 12, 17));
+                assertEquals(16, d.reusablePrefix(seq), "rows computed at g = 3 throughout");
+                d.truncate(8);
+                d.append(Arrays.copyOfRange(seq, 8, 12));                     // g = 2: the 8 rows re-rotated
+                d.append(Arrays.copyOfRange(seq, 12, 17));                    // g = 3: all 12 rotated again
+                assertEquals(0, d.reusablePrefix(seq), "rows of other lengths' values and deeper keys are not kept");
             }
         }
     }
@@ -306,6 +318,167 @@ class DecoderTest {
             }
             assertArrayEquals(fresh.tokens(), d.tokens());
             return d.ropeChanges() - changes;
+        }
+    }
+
+    /**
+     * A prefix copied from another decoder's cache gives what a fresh prefill gives: into an empty decoder, into one that
+     * already holds part of the prefix (kept rows plus rows of other tokens after them), across E²'s g changes (rows at
+     * other frequencies replaced, the copied ones recomputed when the next append changes g), with a sliding window
+     * and a bfloat16 cache; the donor is untouched.
+     */
+    @Test
+    void copiedPrefixGivesAFreshPrefillsLogits() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer plain = model("copy-plain", 2, new DefaultRope(10000, 8), 0);
+             Transformer windowed = model("copy-window", 2, new DefaultRope(10000, 8), 6);
+             Transformer t = model("copy-e2", 2, e2, 0);
+             CpuBackend bf16 = new CpuBackend(2, dev.ropeway.tensor.DType.BF16);
+             Transformer narrow = Transformer.load(bf16, dir.resolve("copy-plain"))) {
+            DefaultRope rope = new DefaultRope(10000, 8);
+            for (int held : new int[]{-1, 0, 5, 12}) {
+                checkCopiedPrefix(plain, rope, Decoder.RopeChange.REROTATE, 12, 20, held);
+                checkCopiedPrefix(windowed, rope, Decoder.RopeChange.REROTATE, 12, 20, held);
+                checkCopiedPrefix(narrow, rope, Decoder.RopeChange.REROTATE, 12, 20, held);
+            }
+            // g = 3 in the donor (lengths 17 to 20), 4 after the append (30): the copied rows are recomputed.
+            assertTrue(checkCopiedPrefix(t, e2, Decoder.RopeChange.RECOMPUTE, 12, 30, -1) >= 1);
+            // The receiver's own rows of the prefix were made at g = 4 (length 25): replaced, not kept.
+            checkCopiedPrefix(t, e2, Decoder.RopeChange.RECOMPUTE, 12, 30, 5);
+            // Re-rotated keys: rows made at one g (3) are copied with their unrotated keys, which the receiver's
+            // steps into g = 4 rotate again.
+            for (int held : new int[]{-1, 0, 12})
+                assertEquals(1, checkCopiedPrefix(t, e2, Decoder.RopeChange.REROTATE, 12, 22, held));
+
+            try (Decoder a = new Decoder(plain, rope, 48); Decoder b = new Decoder(plain, rope, 16);
+                 Decoder other = new Decoder(windowed, rope, 48);
+                 Decoder raw = new Decoder(t, e2, 48, Decoder.RopeChange.REROTATE, 4);
+                 Decoder raw2 = new Decoder(t, e2, 48, Decoder.RopeChange.REROTATE, 4)) {
+                a.append(randomTokens(20, 5));
+                RopewayException tooLong = assertThrows(RopewayException.class, () -> b.copyPrefix(a, 17));
+                assertTrue(tooLong.getMessage().contains("cache of 16"), tooLong.getMessage());
+                assertThrows(RopewayException.class, () -> b.copyPrefix(a, 21), "more than the donor holds");
+                assertThrows(RopewayException.class, () -> other.copyPrefix(a, 4), "another model");
+                raw.append(randomTokens(12, 6));
+                raw.append(randomTokens(5, 7));                  // g from 2 to 3: the first 12 keys rotated again
+                RopewayException rotated = assertThrows(RopewayException.class, () -> raw2.copyPrefix(raw, 4));
+                assertTrue(rotated.getMessage().contains("cannot be copied"), rotated.getMessage());
+                assertEquals(0, b.length(), "a refused copy changes nothing");
+            }
+        }
+    }
+
+    /**
+     * A donor prefills {@code shared} tokens plus 5 of its own and decodes 3; a receiver holding {@code held} of the
+     * shared tokens followed by 4 others (nothing for -1; at a length whose RoPE differs when {@code held} is 5 and the
+     * rope is E²) copies the shared prefix from it and goes on to {@code second} tokens. Checks its logits, and greedy
+     * steps after them, against a fresh decoder, and that the donor still holds its sequence; returns the receiver's
+     * RoPE changes after the copy.
+     */
+    static int checkCopiedPrefix(Transformer t, RopeScaling rope, Decoder.RopeChange policy, int shared, int second, int held) {
+        int[] common = randomTokens(shared, 31), tail = randomTokens(second - shared, 32), own = randomTokens(5, 33);
+        int[] first = concat(common, own), next = concat(common, tail);
+        try (Decoder donor = new Decoder(t, rope, 48, policy, 4); Decoder d = new Decoder(t, rope, 48, policy, 4);
+             Decoder fresh = new Decoder(t, rope, 48, policy, 4)) {
+            float[] logits = donor.append(first);
+            for (int i = 0; i < 3; i++) logits = donor.next(argmax(logits));
+            int[] donorTokens = donor.tokens();
+            if (held >= 0) {
+                int pad = rope instanceof E2Rope && held == 5 ? 25 - held : 4;
+                d.append(concat(Arrays.copyOf(common, held), randomTokens(pad, 34)));
+            }
+            int n = donor.reusablePrefix(next);
+            assertEquals(shared, n);
+            d.copyPrefix(donor, n);
+            assertEquals(n, d.length());
+            assertEquals(n, d.reusablePrefix(next));
+            int changes = d.ropeChanges();
+            float[] got = d.append(Arrays.copyOfRange(next, n, next.length)), want = fresh.append(next);
+            for (int step = 0; step < 4; step++) {
+                assertArrayEquals(want, got, "step " + step + " after the copied prefix (held " + held + ")");
+                int token = argmax(want);
+                got = d.next(token);
+                want = fresh.next(token);
+            }
+            assertArrayEquals(fresh.tokens(), d.tokens());
+            assertArrayEquals(donorTokens, donor.tokens(), "the donor keeps its sequence");
+            float[] again = donor.next(7);
+            try (Decoder replay = new Decoder(t, rope, 48, policy, 4)) {
+                replay.append(Arrays.copyOf(donorTokens, first.length));
+                for (int i = first.length; i < donorTokens.length; i++) replay.next(donorTokens[i]);
+                assertArrayEquals(replay.next(7), again, "the donor's cache is intact");
+            }
+            return d.ropeChanges() - changes;
+        }
+    }
+
+    /**
+     * Rows of a sequence that another thread keeps appending to are copied while it grows: each copy gives a fresh
+     * prefill's logits. Refused where the frequencies follow the length.
+     */
+    @Test
+    void settledRowsAreCopiedWhileTheDonorGrows() throws Exception {
+        DefaultRope rope = new DefaultRope(10000, 8);
+        try (Transformer plain = model("settled-plain", 2, rope, 0);
+             Transformer e2model = model("settled-e2", 1, new E2Rope(10000, 8, 8, 0, 4), 0)) {
+            int[] common = randomTokens(12, 41);
+            int[] next = concat(common, randomTokens(6, 42));
+            float[] want;
+            try (Decoder fresh = new Decoder(plain, rope, 64, Decoder.RopeChange.REROTATE, 4)) {
+                want = fresh.append(next);
+            }
+            try (Decoder donor = new Decoder(plain, rope, 400, Decoder.RopeChange.REROTATE, 4)) {
+                float[] first = donor.append(concat(common, randomTokens(3, 43)));
+                assertEquals(12, donor.settledPrefix(next));
+                java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+                Thread grower = Thread.ofPlatform().start(() -> {
+                    float[] logits = first;
+                    while (!stop.get() && donor.length() < 390) logits = donor.next(argmax(logits));
+                });
+                try {
+                    for (int copy = 0; copy < 20; copy++)
+                        try (Decoder d = new Decoder(plain, rope, 64, Decoder.RopeChange.REROTATE, 4)) {
+                            int n = donor.settledPrefix(next);
+                            assertEquals(12, n);
+                            d.copySettledPrefix(donor, n);
+                            assertArrayEquals(want, d.append(Arrays.copyOfRange(next, n, next.length)), "copy " + copy);
+                        }
+                } finally {
+                    stop.set(true);
+                    grower.join();
+                }
+                assertTrue(donor.length() > 15, "the donor grew meanwhile");
+                try (Decoder d = new Decoder(plain, rope, 64, Decoder.RopeChange.REROTATE, 4)) {
+                    assertThrows(RopewayException.class, () -> d.copySettledPrefix(donor, (int) donor.length() + 1));
+                }
+            }
+            E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+            try (Decoder donor = new Decoder(e2model, e2, 64, Decoder.RopeChange.RECOMPUTE, 4);
+                 Decoder d = new Decoder(e2model, e2, 64, Decoder.RopeChange.RECOMPUTE, 4)) {
+                donor.append(common);
+                assertEquals(0, donor.settledPrefix(next), "E2's rows change when g does");
+                assertThrows(RopewayException.class, () -> d.copySettledPrefix(donor, 4));
+            }
+        }
+    }
+
+    /** A prompt in several chunks waits for each chunk but the last (a GPU's queue holds one chunk at a time). */
+    @Test
+    void chunkedPrefillWaitsBetweenChunks() {
+        try (Transformer plain = model("sync-chunks", 1, new DefaultRope(10000, 8), 0)) {
+            dev.ropeway.tensor.InstrumentedBackend counted = dev.ropeway.tensor.InstrumentedBackend.of(backend);
+            try (Transformer t = Transformer.load(counted.backend(), dir.resolve("sync-chunks"));
+                 Decoder d = new Decoder(t, t.config().rope(), 32, Decoder.RopeChange.REROTATE, 4);
+                 Decoder whole = new Decoder(plain, plain.config().rope(), 32, Decoder.RopeChange.REROTATE, 4)) {
+                int[] prompt = randomTokens(10, 8);
+                long before = counted.calls("synchronize");
+                float[] logits = d.append(prompt);
+                assertEquals(2, counted.calls("synchronize") - before, "three chunks, a wait after each of the first two");
+                d.next(argmax(logits));
+                assertEquals(2, counted.calls("synchronize") - before, "a one-token step does not wait");
+                float[] want = whole.append(prompt);
+                assertArrayEquals(want, logits);
+            }
         }
     }
 

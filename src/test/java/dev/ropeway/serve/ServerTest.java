@@ -29,6 +29,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
@@ -289,6 +290,177 @@ class ServerTest {
             assertTrue(c.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt()
                     >= a.path("usage").path("prompt_tokens").asInt() - 1, c.path("usage").toString());
         }
+    }
+
+    /**
+     * Requests that share a system prompt with an idle slot, but only a small part of its sequence, get the shared rows
+     * copied into another slot: an unused one, then (all slots used) the one idle longest, never the donor, whose
+     * conversation goes on with its whole cache. Each answer is a fresh server's.
+     */
+    @Test
+    void aSharedSystemPromptIsCopiedIntoAnotherSlot() throws Exception {
+        String system = "you are a kind whale of the sea. ";
+        String[] questions = new String[4];
+        for (int q = 0; q < questions.length; q++) {
+            StringBuilder b = new StringBuilder();
+            for (int w = 0; w < 14; w++) b.append(new String[]{"why", "does", "the", "moon", "pull", "tide", "salt", "wind"}[(w * (q + 3) + q) % 8]).append(' ');
+            questions[q] = system + b.toString().trim();
+        }
+        try (Server s = server(2, 4, 1); Server fresh = server(1, 4, 1)) {
+            int[] total = {0};
+            java.util.function.BiFunction<String, Boolean, JsonNode> ask = (prompt, copied) -> {
+                try {
+                    JsonNode r = Json.mapper().readTree(post(s, "/v1/completions", completion(prompt, 6, false)).body());
+                    int c = cached(r), prompted = r.path("usage").path("prompt_tokens").asInt();
+                    total[0] += c;
+                    if (copied) {
+                        assertTrue(c >= Server.COPY_AT_LEAST && 2 * c < prompted, "the system prompt copied: " + r);
+                        JsonNode alone = Json.mapper().readTree(post(fresh, "/v1/completions", completion(prompt, 6, false)).body());
+                        assertEquals(alone.path("choices").path(0).path("text").asText(), r.path("choices").path(0).path("text").asText(),
+                                "after copied rows: " + prompt);
+                    }
+                    return r;
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            };
+            assertEquals(0, cached(ask.apply(questions[0], false)));                 // slot A
+            JsonNode one = ask.apply(questions[1], true);                            // slot B, copied from A
+            ask.apply(questions[2], true);                                           // A (idle longest), copied from B
+            String followUp = questions[1] + one.path("choices").path(0).path("text").asText() + " and more";
+            JsonNode kept = ask.apply(followUp, false);                              // B: its whole cache
+            assertTrue(cached(kept) >= one.path("usage").path("prompt_tokens").asInt() - 1, kept.toString());
+            assertTrue(cached(ask.apply("zz unrelated", false)) < Server.COPY_AT_LEAST);  // A, idle longest
+            // B alone holds the system prompt, and it is the one idle longest: the copy goes to A, B stays.
+            ask.apply(questions[3], true);
+            JsonNode again = ask.apply(followUp + kept.path("choices").path(0).path("text").asText() + " again", false);
+            assertTrue(cached(again) >= kept.path("usage").path("prompt_tokens").asInt() - 1, again.toString());
+            JsonNode health = Json.mapper().readTree(get(s, "/health").body());
+            assertEquals(total[0], health.path("cached_prompt_tokens").asInt(), health.toString());
+        }
+    }
+
+    /**
+     * While a slot is unused, a second question about the same document (most of the first request, but not its
+     * question and answer) gets the document's rows copied into the unused slot, and the first conversation keeps its
+     * whole cache for its follow-up.
+     */
+    @Test
+    void aDocumentAskedAgainKeepsTheFirstConversation() throws Exception {
+        String doc = "the whale and the sea and the ship of the captain and the long voyage home. ";
+        try (Server s = server(2, 4, 1); Server fresh = server(1, 4, 1)) {
+            String first = doc + "who steered the ship through the storm at night?";
+            JsonNode a = Json.mapper().readTree(post(s, "/v1/completions", completion(first, 6, false)).body());
+            String second = doc + "what did the captain eat on the way back home?";
+            JsonNode b = Json.mapper().readTree(post(s, "/v1/completions", completion(second, 6, false)).body());
+            assertTrue(cached(b) >= Server.COPY_AT_LEAST && 2 * cached(b) >= a.path("usage").path("prompt_tokens").asInt(), b.toString());
+            JsonNode alone = Json.mapper().readTree(post(fresh, "/v1/completions", completion(second, 6, false)).body());
+            assertEquals(alone.path("choices").path(0).path("text").asText(), b.path("choices").path(0).path("text").asText());
+            String next = first + a.path("choices").path(0).path("text").asText() + " and more";
+            JsonNode c = Json.mapper().readTree(post(s, "/v1/completions", completion(next, 6, false)).body());
+            assertTrue(cached(c) >= a.path("usage").path("prompt_tokens").asInt() - 1, c.toString());
+        }
+    }
+
+    /**
+     * The load test runs every request once through the streamed API and adds up what the server reported: clients
+     * share a system prompt (copied between the slots), each request gets its own words after it.
+     */
+    @Test
+    void loadTestCountsEveryRequest() throws Exception {
+        try (Server s = server(3, 8, 1)) {
+            LoadTest.Settings settings = new LoadTest.Settings(URI.create("http://127.0.0.1:" + s.port()), null, 3, 7, 1,
+                    30, 20, 4, 5);
+            long before = s.completed();
+            LoadTest.Report r = LoadTest.run(settings);
+            assertEquals(7, r.requests());
+            assertEquals(10, s.completed() - before, "three warm-up requests and seven counted ones");
+            assertEquals(7 * 4, r.completionTokens());
+            assertTrue(r.promptTokens() >= 7 * 30, "at least a token per word: " + r.promptTokens());
+            assertTrue(r.cachedTokens() > 7 * Server.COPY_AT_LEAST / 2, "the shared words found cached: " + r.cachedTokens());
+            assertTrue(r.firstTextP50() > 0 && r.firstTextP50() <= r.requestP90() && r.requestP50() <= r.requestP90());
+            assertTrue(r.gapP50() >= 0 && r.gapP50() <= r.gapP90());
+            assertEquals(r.completionTokens() / r.seconds(), r.outputTokensPerSecond(), 1e-9);
+
+            String a = LoadTest.prompt(settings, 0), b = LoadTest.prompt(settings, 1);
+            assertEquals(30, a.split(" ").length);
+            String[] wa = a.split(" "), wb = b.split(" ");
+            assertArrayEquals(Arrays.copyOf(wa, 20), Arrays.copyOf(wb, 20), "the shared words");
+            assertNotEquals(String.join(" ", Arrays.copyOfRange(wa, 20, 30)), String.join(" ", Arrays.copyOfRange(wb, 20, 30)));
+            assertEquals(a, LoadTest.prompt(settings, 0), "the same prompt for the same seed and index");
+        }
+        assertEquals(2.5, LoadTest.percentile(new double[]{4, 1, 3, 2}, 50), 1e-12);
+        assertEquals(3.7, LoadTest.percentile(new double[]{4, 1, 3, 2}, 90), 1e-12);
+        assertTrue(Double.isNaN(LoadTest.percentile(new double[0], 50)));
+    }
+
+    /** A load test against nothing, or against a model the server does not have, stops with the reason. */
+    @Test
+    void loadTestFailuresSayWhy() throws Exception {
+        int port;
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            port = free.getLocalPort();
+        }
+        URI nowhere = URI.create("http://127.0.0.1:" + port);
+        dev.ropeway.RopewayException e = assertThrows(dev.ropeway.RopewayException.class,
+                () -> LoadTest.run(new LoadTest.Settings(nowhere, null, 2, 2, 0, 5, 0, 2, 1)));
+        assertTrue(e.getMessage().contains("cannot connect to " + nowhere), e.getMessage());
+        try (Server s = server(1, 4, 1)) {
+            URI base = URI.create("http://127.0.0.1:" + s.port());
+            dev.ropeway.RopewayException other = assertThrows(dev.ropeway.RopewayException.class,
+                    () -> LoadTest.run(new LoadTest.Settings(base, "another", 1, 1, 0, 5, 0, 2, 1)));
+            assertTrue(other.getMessage().contains("answered 404"), other.getMessage());
+        }
+        assertThrows(dev.ropeway.RopewayException.class, () -> new LoadTest.Settings(nowhere, null, 1, 1, 0, 5, 6, 2, 1),
+                "more shared words than words");
+    }
+
+    /**
+     * A request about the same document as one still generating gets the document's rows copied from the busy slot
+     * (they no longer change), and the answer a fresh server gives.
+     */
+    @Test
+    void aBusySlotsSettledRowsAreCopied() throws Exception {
+        String doc = "the whale and the sea and the ship of the captain and the long voyage home. ";
+        ServerSettings settings = new ServerSettings("127.0.0.1", 0, 2, 4, 10_100, 10_000, 4096, 1);
+        try (Server s = new Server(model, model.config().rope(), new Generator(tokenizer), null, "tiny", settings,
+                Decoder.RopeChange.REROTATE); Server fresh = server(1, 4, 1)) {
+            HttpResponse<InputStream> r = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + "/v1/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString(completion(doc + "who steered?", 10_000, true))).build(),
+                    HttpResponse.BodyHandlers.ofInputStream());
+            try (InputStream in = r.body()) {
+                assertTrue(new String(in.readNBytes(200), StandardCharsets.UTF_8).startsWith("data: "));
+                waitUntil(() -> s.busySlots() == 1, "the first request generates");
+                String second = doc + "what did they eat?";
+                JsonNode b = Json.mapper().readTree(post(s, "/v1/completions", completion(second, 6, false)).body());
+                assertTrue(cached(b) >= Server.COPY_AT_LEAST, b.toString());
+                // The answered slot is free before its answer is sent.
+                assertEquals(1, s.busySlots(), "the first request is still generating");
+                JsonNode alone = Json.mapper().readTree(post(fresh, "/v1/completions", completion(second, 6, false)).body());
+                assertEquals(alone.path("choices").path(0).path("text").asText(), b.path("choices").path(0).path("text").asText());
+            }
+            waitUntil(() -> s.busySlots() == 0, "the first request ends once its client is gone");
+        }
+    }
+
+    /** The start-up warm-up runs prompts, batched steps and a text generation on scratch caches, down to a 2-token context. */
+    @Test
+    void warmUpRunsOnScratchCaches() throws Exception {
+        for (ServerSettings settings : new ServerSettings[]{new ServerSettings("127.0.0.1", 0, 3, 4, 256, 200, 4096, 1),
+                new ServerSettings("127.0.0.1", 0, 1, 4, 6, 5, 4096, 1, false),
+                new ServerSettings("127.0.0.1", 0, 2, 4, 2, 1, 4096, 1)}) {
+            double seconds = Server.warmUp(model, model.config().rope(), new Generator(tokenizer), settings,
+                    Decoder.RopeChange.REROTATE);
+            assertTrue(seconds > 0);
+        }
+        // A server started afterwards answers as one that was not warmed up.
+        try (Server s = server(1, 4, 1)) {
+            assertEquals(200, post(s, "/v1/completions", completion("the", 3, false)).statusCode());
+        }
+    }
+
+    static int cached(JsonNode response) {
+        return response.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt();
     }
 
     /** A streaming client that hangs up frees its slot long before its 10,000-token budget. */
