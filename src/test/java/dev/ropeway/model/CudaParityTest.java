@@ -270,8 +270,14 @@ class CudaParityTest {
         for (int i = 0; i < 10; i++)
             assertEquals(losses[0][i], losses[1][i], tolerance * Math.abs(losses[0][i]), "loss at step " + (i + 1));
         assertTrue(losses[1][9] < losses[1][0] - 0.1, "the GPU run learns: " + losses[1][0] + " -> " + losses[1][9]);
-        for (int j = 0; j < freqGrads[0].length; j++)
-            assertEquals(freqGrads[0][j], freqGrads[1][j], (tolerance <= 1e-4 ? 1 : 10) * tolerance * (1e-3 + Math.abs(freqGrads[0][j])), "dInvFreq[" + j + "]");
+        // Exact paths agree per component. Under narrow operands each component is a sum of terms rounded to the
+        // operands' precision, so its error scales with the largest components, not with what is left after they cancel.
+        double largest = java.util.Arrays.stream(freqGrads[0]).map(Math::abs).max().orElse(0);
+        for (int j = 0; j < freqGrads[0].length; j++) {
+            double g = Math.abs(freqGrads[0][j]);
+            double allowed = tolerance <= 1e-4 ? tolerance * (1e-3 + g) : 10 * tolerance * (g + 0.1 * largest);
+            assertEquals(freqGrads[0][j], freqGrads[1][j], allowed, "dInvFreq[" + j + "] of " + java.util.Arrays.toString(freqGrads[0]));
+        }
         return losses[1];
     }
 }
