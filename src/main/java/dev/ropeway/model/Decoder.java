@@ -196,6 +196,14 @@ public final class Decoder implements AutoCloseable {
     }
 
     /**
+     * Whether rows stay as they were appended while the sequence grows (RoPE whose frequencies do not follow the
+     * length): only then are rows copied from a sequence still growing ({@link #settledPrefix}).
+     */
+    public boolean settles() {
+        return fixedFrequencies;
+    }
+
+    /**
      * For another thread, while this decoder's own thread may be appending to it: how many leading tokens of {@code ids}
      * it holds in rows that no longer change, capped as {@link #reusablePrefix} is. Only where the RoPE frequencies do
      * not depend on the length (0 otherwise: a frequency change rewrites cached rows), and only while nothing truncates

@@ -76,7 +76,10 @@ public final class Server implements AutoCloseable {
     private final Decoder.RopeChange policy;
     /** Decoders no request is using, the longest idle first (guarded by {@link #decoders}). */
     private final List<Decoder> idle = new ArrayList<>();
+    /** The prompt each busy decoder is working on (written under {@link #decoders}). */
+    private final Map<Decoder, int[]> working = new java.util.concurrent.ConcurrentHashMap<>();
     private final AtomicLong cachedPromptTokens = new AtomicLong();
+    private final AtomicLong awaitedPrefills = new AtomicLong();
     private final Generator.Steps steps;
     private final BatchedSteps batched;
     private final java.util.Set<Job> running = java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -215,6 +218,8 @@ public final class Server implements AutoCloseable {
                 body.put("queued", queued());
                 // Prompt tokens found already cached (not prefilled again), over all requests so far.
                 body.put("cached_prompt_tokens", cachedPromptTokens.get());
+                // Requests that waited for another slot's prefill of the start they share, and copied it.
+                body.put("awaited_prefills", awaitedPrefills.get());
                 if (batched != null) {
                     // How many sequences the batched decode steps carried on average.
                     body.put("decode_steps", batched.steps());
@@ -333,7 +338,7 @@ public final class Server implements AutoCloseable {
         Decoder decoder = null;
         Object outcome = null;
         try {
-            decoder = takeDecoder(req.prompt());
+            decoder = takeDecoder(req.prompt(), job.cancelled::get);
             Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(),
                     piece -> job.events.add(piece), job.cancelled::get, steps);
             cachedPromptTokens.addAndGet(r.cachedTokens());
@@ -357,11 +362,14 @@ public final class Server implements AutoCloseable {
      * tokens would be dropped; once every slot is in use, that start is at least half of what it holds, as for a
      * document asked about again). Otherwise the request takes a new decoder while there are fewer than the slots, else
      * the one idle longest (never the one holding the start), and the shared start (a system prompt, a document) is
-     * copied into it from that idle decoder, or from a busy one that holds more of it ({@link Decoder#settledPrefix}),
-     * when it is at least {@link #COPY_AT_LEAST} tokens: rows copied instead of prefilled, and the other conversation's
-     * cache kept whole.
+     * copied into it ({@link #fill}). When another slot is still prefilling a longer shared start than anyone holds
+     * yet (requests about one new document arriving together), the request waits for those rows and copies them,
+     * instead of computing them a second time beside it ({@link #awaitsPrefill}).
      */
-    private Decoder takeDecoder(int[] prompt) {
+    private Decoder takeDecoder(int[] prompt, java.util.function.BooleanSupplier cancelled) {
+        Decoder chosen, awaited = null;
+        int[] awaitedPrompt = null;
+        int target = 0;
         synchronized (decoders) {
             Decoder best = null;
             int longest = 0;
@@ -372,20 +380,6 @@ public final class Server implements AutoCloseable {
                     longest = n;
                 }
             }
-            // Rows to copy may also come from a slot still generating (two requests about one document at once),
-            // where they no longer change: RoPE whose frequencies do not follow the length, and the slot's sequence
-            // only grows until it is given back and taken again, which waits for this lock.
-            Decoder donor = best;
-            int donated = longest;
-            for (Decoder d : decoders)
-                if (!idle.contains(d)) {
-                    int n = d.settledPrefix(prompt);
-                    if (n > donated) {
-                        donor = d;
-                        donated = n;
-                    }
-                }
-            Decoder chosen;
             boolean unused = decoders.size() < settings.slots();
             if (best != null && (unused ? best.length() - longest <= COPY_AT_LEAST : 2L * longest >= best.length())) {
                 chosen = best;
@@ -399,24 +393,89 @@ public final class Server implements AutoCloseable {
                 if (chosen == null) throw new IllegalStateException("no idle decoder for a slot");
             }
             idle.remove(chosen);
-            try {
-                if (donor != null && donor != chosen && donated >= COPY_AT_LEAST && donated > chosen.reusablePrefix(prompt)) {
-                    if (idle.contains(donor)) chosen.copyPrefix(donor, donated);
-                    else chosen.copySettledPrefix(donor, donated);
+            // What the request can have at once (its own rows, or a copy), against what a busy slot will soon hold.
+            int now = Math.max(longest, chosen.reusablePrefix(prompt));
+            for (Decoder d : decoders)
+                if (!idle.contains(d)) now = Math.max(now, d.settledPrefix(prompt));
+            for (Map.Entry<Decoder, int[]> e : working.entrySet()) {
+                int shared = e.getKey().settles() ? sharedStart(e.getValue(), prompt) : 0;
+                if (shared - now >= awaitsPrefill() && shared > target) {
+                    awaited = e.getKey();
+                    awaitedPrompt = e.getValue();
+                    target = shared;
                 }
-                // Truncated here, under the lock, so that a slot is never cut short while another copies from it.
-                chosen.truncate(chosen.reusablePrefix(prompt));
-            } catch (RuntimeException e) {
-                chosen.reset();
-                idle.add(chosen);
-                throw e;
             }
-            return chosen;
+            working.put(chosen, prompt);
+            if (awaited == null) {
+                fill(chosen, prompt);
+                return chosen;
+            }
         }
+        // Polled: a prefill chunk takes milliseconds at least, and the awaited slot answers to no one.
+        awaitedPrefills.incrementAndGet();
+        try {
+            while (!cancelled.getAsBoolean() && working.get(awaited) == awaitedPrompt && awaited.settledPrefix(prompt) < target)
+                Thread.sleep(1);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        synchronized (decoders) {
+            fill(chosen, prompt);
+        }
+        return chosen;
+    }
+
+    /**
+     * Under the pool lock: copies into {@code chosen} the longest start of {@code prompt} that another decoder holds,
+     * an idle one or a busy one in rows that no longer change ({@link Decoder#settledPrefix}), when it is at least
+     * {@link #COPY_AT_LEAST} tokens and longer than what {@code chosen} holds itself (rows copied instead of prefilled,
+     * the other conversation's cache kept whole); then truncates {@code chosen} to what it keeps. A failure gives the
+     * decoder back, emptied.
+     */
+    private void fill(Decoder chosen, int[] prompt) {
+        Decoder donor = null;
+        int donated = 0;
+        for (Decoder d : decoders) {
+            if (d == chosen) continue;
+            int n = idle.contains(d) ? d.reusablePrefix(prompt) : d.settledPrefix(prompt);
+            if (n > donated) {
+                donor = d;
+                donated = n;
+            }
+        }
+        try {
+            if (donor != null && donated >= COPY_AT_LEAST && donated > chosen.reusablePrefix(prompt)) {
+                if (idle.contains(donor)) chosen.copyPrefix(donor, donated);
+                else chosen.copySettledPrefix(donor, donated);
+            }
+            // Truncated here, under the lock, so that a slot is never cut short while another copies from it.
+            chosen.truncate(chosen.reusablePrefix(prompt));
+        } catch (RuntimeException e) {
+            chosen.reset();
+            working.remove(chosen);
+            idle.add(chosen);
+            throw e;
+        }
+    }
+
+    /**
+     * The fewest tokens worth waiting for another slot's prefill: a quarter of a prefill chunk (16 at least), since
+     * that slot publishes its rows a chunk at a time.
+     */
+    private int awaitsPrefill() {
+        return Math.max(COPY_AT_LEAST, model.backend().prefillChunk() / 4);
+    }
+
+    /** Tokens {@code prompt} shares with the start of {@code other}, leaving at least its own last token to append. */
+    private static int sharedStart(int[] other, int[] prompt) {
+        int n = Math.min(other.length, prompt.length - 1), i = 0;
+        while (i < n && other[i] == prompt[i]) i++;
+        return i;
     }
 
     private void giveBack(Decoder d) {
         synchronized (decoders) {
+            working.remove(d);
             idle.add(d);
         }
     }

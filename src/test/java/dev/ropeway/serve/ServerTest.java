@@ -443,6 +443,57 @@ class ServerTest {
         }
     }
 
+    /**
+     * Two requests about one new document arriving together: the second waits for the first slot's prefill of the
+     * document (held here after its first chunk) and copies its rows, and both answer as a fresh server does.
+     */
+    @Test
+    void aDocumentPrefilledInAnotherSlotIsAwaitedNotComputedTwice() throws Exception {
+        String doc = "the whale and the sea and the ship of the captain and the long voyage home. ".repeat(3);
+        java.util.concurrent.CountDownLatch held = new java.util.concurrent.CountDownLatch(1),
+                release = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.atomic.AtomicBoolean armed = new java.util.concurrent.atomic.AtomicBoolean(true);
+        dev.ropeway.tensor.InstrumentedBackend gated = dev.ropeway.tensor.InstrumentedBackend.of(backend).prefillChunk(16)
+                .onSynchronize(() -> {
+                    if (!armed.compareAndSet(true, false)) return;
+                    held.countDown();
+                    try {
+                        release.await(60, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                });
+        ServerSettings settings = new ServerSettings("127.0.0.1", 0, 2, 4, 256, 200, 4096, 1);
+        String first = doc + "who steered?", second = doc + "what did they eat?";
+        try (Transformer t = Transformer.load(gated.backend(), dir);
+             Server s = new Server(t, t.config().rope(), new Generator(tokenizer), null, "tiny", settings, Decoder.RopeChange.REROTATE);
+             Server fresh = server(1, 4, 1);
+             ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+            int shared = 0;
+            int[] a = tokenizer.encodeWithBos(first), b = tokenizer.encodeWithBos(second);
+            while (a[shared] == b[shared]) shared++;
+            assertTrue(shared > 3 * 16, "the document spans several chunks: " + shared);
+            Future<HttpResponse<String>> one = pool.submit(() -> post(s, "/v1/completions", completion(first, 6, false)));
+            assertTrue(held.await(30, TimeUnit.SECONDS), "the first prefill reached its first chunk's end");
+            Future<HttpResponse<String>> two = pool.submit(() -> post(s, "/v1/completions", completion(second, 6, false)));
+            waitUntil(() -> health(s).path("awaited_prefills").asInt() == 1,
+                    "the second request waits for the first one's prefill");
+            assertFalse(two.isDone(), "answered while the rows it waits for are not computed");
+            release.countDown();
+            JsonNode r1 = Json.mapper().readTree(one.get(60, TimeUnit.SECONDS).body());
+            JsonNode r2 = Json.mapper().readTree(two.get(60, TimeUnit.SECONDS).body());
+            assertEquals(shared, cached(r2), r2.toString());
+            assertEquals(0, cached(r1), r1.toString());
+            for (String[] pair : new String[][]{{first, r1.toString()}, {second, r2.toString()}}) {
+                JsonNode alone = Json.mapper().readTree(post(fresh, "/v1/completions", completion(pair[0], 6, false)).body());
+                assertEquals(alone.path("choices").path(0).path("text").asText(),
+                        Json.mapper().readTree(pair[1]).path("choices").path(0).path("text").asText());
+            }
+        } finally {
+            release.countDown();
+        }
+    }
+
     /** The start-up warm-up runs prompts, batched steps and a text generation on scratch caches, down to a 2-token context. */
     @Test
     void warmUpRunsOnScratchCaches() throws Exception {
@@ -497,6 +548,14 @@ class ServerTest {
             assertEquals(200, finished.statusCode(), finished.body());
             assertEquals("length", Json.mapper().readTree(finished.body()).path("choices").path(0).path("finish_reason").asText());
             assertThrows(java.io.IOException.class, () -> get(s, "/health"), "the listener is closed");
+        }
+    }
+
+    static JsonNode health(Server s) {
+        try {
+            return Json.mapper().readTree(get(s, "/health").body());
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
         }
     }
 

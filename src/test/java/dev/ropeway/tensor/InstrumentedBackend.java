@@ -19,6 +19,7 @@ public final class InstrumentedBackend {
     private Integer prefillChunk;
     private OptionalLong memoryAvailable;
     private DType attentionOperandType;
+    private volatile Runnable onSynchronize;
 
     private InstrumentedBackend(Backend backend) {
         this.backend = backend;
@@ -49,6 +50,12 @@ public final class InstrumentedBackend {
         return this;
     }
 
+    /** Runs {@code hook} on the calling thread before every {@code synchronize} (to hold a prefill between chunks). */
+    public InstrumentedBackend onSynchronize(Runnable hook) {
+        this.onSynchronize = hook;
+        return this;
+    }
+
     /** Calls of the op {@code name} so far (every overload). */
     public long calls(String name) {
         AtomicLong n = calls.get(name);
@@ -69,6 +76,8 @@ public final class InstrumentedBackend {
                     if (name.equals("prefillChunk") && prefillChunk != null) return prefillChunk;
                     if (name.equals("memoryAvailable") && memoryAvailable != null) return memoryAvailable;
                     if (name.equals("attentionOperandType") && attentionOperandType != null) return attentionOperandType;
+                    Runnable hook = onSynchronize;
+                    if (name.equals("synchronize") && hook != null) hook.run();
                     if (name.equals("allocate"))
                         allocatedBytes.addAndGet((long) args[0] * (args.length == 2 ? ((DType) args[1]).bytes() : 4));
                     try {
