@@ -4,6 +4,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.model.Decoder;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.function.BooleanSupplier;
@@ -25,34 +26,57 @@ public final class Generator {
     }
 
     /**
-     * @param maxTokens tokens to generate at most
-     * @param sampling  how each token is picked
-     * @param stop      strings that end generation (not included in the text)
-     * @param ignoreEos keep going past the end-of-sequence token
+     * @param maxTokens      tokens to generate at most (0 only to score the prompt)
+     * @param sampling       how each token is picked
+     * @param stop           strings that end generation (not included in the text)
+     * @param ignoreEos      keep going past the end-of-sequence token
+     * @param logprobs       for each generated token, its log-probability and this many most likely alternatives
+     *                       ({@link TokenLogprob}, at most {@link TokenLogprob#MAX_TOP}); -1: none
+     * @param promptLogprobs the same for every prompt token after the first (with {@code logprobs}' alternatives); the
+     *                       prompt is then computed whole, none of it kept from the cache, since the logits of its
+     *                       earlier tokens are needed
      */
-    public record Settings(int maxTokens, SamplingSettings sampling, List<String> stop, boolean ignoreEos) {
+    public record Settings(int maxTokens, SamplingSettings sampling, List<String> stop, boolean ignoreEos, int logprobs,
+                           boolean promptLogprobs) {
         public Settings {
-            if (maxTokens < 1) throw new RopewayException("max tokens must be at least 1, got " + maxTokens);
+            if (maxTokens < 0 || maxTokens == 0 && !promptLogprobs)
+                throw new RopewayException("max tokens must be at least 1 (0 only to score the prompt), got " + maxTokens);
+            if (logprobs < -1 || logprobs > TokenLogprob.MAX_TOP)
+                throw new RopewayException("log-probabilities: 0 to " + TokenLogprob.MAX_TOP + " alternatives, got " + logprobs);
+            if (promptLogprobs && logprobs < 0) throw new RopewayException("prompt log-probabilities need logprobs >= 0");
             stop = List.copyOf(stop);
             for (String s : stop) if (s.isEmpty()) throw new RopewayException("a stop string must not be empty");
+        }
+
+        /** Without log-probabilities. */
+        public Settings(int maxTokens, SamplingSettings sampling, List<String> stop, boolean ignoreEos) {
+            this(maxTokens, sampling, stop, ignoreEos, -1, false);
         }
     }
 
     /**
      * A finished generation: its tokens and text, why it stopped, the prompt's length, how many of the prompt's tokens
-     * were already cached on the decoder (not computed again), and the time of its prefill and of its decode steps.
+     * were already cached on the decoder (not computed again), the time of its prefill and of its decode steps, and,
+     * when the settings asked for them (else null), each generated token's log-probability and those of the prompt's
+     * tokens after the first.
      */
     public record Result(int[] tokens, String text, Finish finish, int promptTokens, int cachedTokens, long prefillNanos,
-                         long decodeNanos) {
+                         long decodeNanos, List<TokenLogprob> logprobs, List<TokenLogprob> promptLogprobs) {
         public double decodeTokensPerSecond() {
             return tokens.length <= 1 || decodeNanos == 0 ? 0 : (tokens.length - 1) / (decodeNanos / 1e9);
         }
     }
 
-    /** Receives the text as it becomes final. */
+    /** Receives the text as it becomes final, and each generated token's log-probability when they were asked for. */
     @FunctionalInterface
     public interface Listener {
         void text(String piece);
+
+        /** A generated token's log-probability, before the text it makes final (if any) is given to {@link #text}. */
+        default void logprob(TokenLogprob token) {}
+
+        /** The prompt's log-probabilities (its tokens after the first), once it is prefilled, when they were asked for. */
+        default void promptLogprobs(List<TokenLogprob> tokens) {}
     }
 
     /** How a generation takes its decode steps: one by one on its decoder, or batched with other generations'. */
@@ -98,15 +122,32 @@ public final class Generator {
                        Steps steps) {
         if (prompt.length == 0) throw new RopewayException("the prompt has no tokens");
         long room = decoder.capacity() - prompt.length;
-        if (room < 1)
+        if (room < Math.min(1, settings.maxTokens()))
             throw new RopewayException("the prompt has " + prompt.length + " tokens; the context holds " + decoder.capacity());
         int budget = (int) Math.min(settings.maxTokens(), room + 1);
         int[] stopTokens = settings.ignoreEos() || tokenizer.eosId().isEmpty() ? new int[0] : new int[]{tokenizer.eosId().getAsInt()};
+        int vocabulary = Math.min(tokenizer.vocabSize(), decoder.config().vocabSize()), top = Math.max(0, settings.logprobs());
         long start = System.nanoTime();
-        int cached = decoder.reusablePrefix(prompt);
-        decoder.truncate(cached);
-        float[] logits = decoder.append(Arrays.copyOfRange(prompt, cached, prompt.length));
+        float[] logits;
+        int cached;
+        List<TokenLogprob> promptLogprobs = null;
+        if (settings.promptLogprobs()) {
+            cached = 0;
+            decoder.truncate(0);
+            Scored scored = scorePrompt(decoder, prompt, vocabulary, top);
+            promptLogprobs = scored.logprobs();
+            logits = scored.last();
+            listener.promptLogprobs(promptLogprobs);
+        } else {
+            cached = decoder.reusablePrefix(prompt);
+            decoder.truncate(cached);
+            logits = decoder.append(Arrays.copyOfRange(prompt, cached, prompt.length));
+        }
         long prefilled = System.nanoTime();
+        List<TokenLogprob> logprobs = settings.logprobs() >= 0 ? new ArrayList<>() : null;
+        if (budget == 0) {
+            return new Result(new int[0], "", Finish.LENGTH, prompt.length, cached, prefilled - start, 0, logprobs, promptLogprobs);
+        }
         Sampler sampler = new Sampler(settings.sampling());
         int[] history = Arrays.copyOf(prompt, prompt.length + budget);
         int length = prompt.length, generated = 0;
@@ -129,6 +170,11 @@ public final class Generator {
             if (!step.stopped() || !step.stop().byToken()) {
                 history[length++] = next;
                 generated++;
+                if (logprobs != null) {
+                    TokenLogprob lp = TokenLogprob.of(logits, 0, vocabulary, next, top);
+                    logprobs.add(lp);
+                    listener.logprob(lp);
+                }
             }
             emit(step.text(), all, listener);
             if (step.stopped()) {
@@ -145,7 +191,33 @@ public final class Generator {
         }
         long end = System.nanoTime();
         return new Result(Arrays.copyOfRange(history, prompt.length, length), all.toString(), finish, prompt.length, cached,
-                prefilled - start, end - prefilled);
+                prefilled - start, end - prefilled, logprobs, promptLogprobs);
+    }
+
+    /** A prompt's log-probabilities, and the logits after its last token. */
+    private record Scored(List<TokenLogprob> logprobs, float[] last) {}
+
+    /**
+     * Prefills the whole prompt with the logits of every row: the log-probability of each prompt token after the first
+     * (and {@code top} alternatives), and the last row's logits.
+     */
+    private static Scored scorePrompt(Decoder decoder, int[] prompt, int vocabulary, int top) {
+        List<TokenLogprob> out = new ArrayList<>(prompt.length - 1);
+        int vocab = decoder.config().vocabSize();
+        float[][] last = new float[1][];
+        decoder.append(prompt, (first, rows, logits) -> {
+            float[] host = new float[Math.multiplyExact(rows, vocab)];
+            decoder.backend().download(logits, 0, host, 0, host.length);
+            for (int r = 0; r < rows; r++) {
+                long position = first + r;
+                if (position + 1 < prompt.length) {
+                    out.add(TokenLogprob.of(host, r * vocab, vocabulary, prompt[(int) position + 1], top));
+                } else {
+                    last[0] = Arrays.copyOfRange(host, r * vocab, (r + 1) * vocab);
+                }
+            }
+        });
+        return new Scored(out, last[0]);
     }
 
     private static void emit(String piece, StringBuilder all, Listener listener) {

@@ -109,6 +109,9 @@ public final class Decoder implements AutoCloseable {
 
     public RopeScaling rope() { return rope; }
 
+    /** Where the cache lives and the model computes (logits given to a {@link LogitsSink} are its tensors). */
+    public Backend backend() { return backend; }
+
     /** Tokens in the sequence so far. */
     public long length() { return cache.length(); }
 

@@ -6,6 +6,7 @@ import dev.ropeway.generate.ChatMessage;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
 import dev.ropeway.generate.SamplingSettings;
+import dev.ropeway.generate.TokenLogprob;
 import dev.ropeway.io.Tokenizer;
 
 import java.util.ArrayList;
@@ -14,9 +15,11 @@ import java.util.function.Consumer;
 
 /**
  * OpenAI request bodies to validated generation requests. Unknown fields are ignored (clients send many); fields
- * Ropeway does not implement are refused when they ask for something ({@code n > 1}, logprobs, non-zero presence or
- * frequency penalties, {@code suffix}), so a client never gets silently different behaviour. Beyond OpenAI:
- * {@code top_k}, {@code min_p}, {@code repetition_penalty}, {@code ignore_eos}.
+ * Ropeway does not implement are refused when they ask for something ({@code n > 1}, non-zero presence or frequency
+ * penalties, {@code suffix}), so a client never gets silently different behaviour. Log-probabilities: {@code logprobs}
+ * (an integer) on completions, with {@code echo} for the prompt's tokens too ({@code max_tokens} 0 then scores the
+ * prompt alone); {@code logprobs: true} and {@code top_logprobs} on chat completions. Beyond OpenAI: {@code top_k},
+ * {@code min_p}, {@code repetition_penalty}, {@code ignore_eos}.
  */
 final class Requests {
     /** Stop strings per request at most. */
@@ -53,7 +56,15 @@ final class Requests {
         }
         if (optionalText(body, "suffix") != null) throw ApiError.invalid("suffix", "'suffix' (insertion) is not supported");
         int maxTokens = intField(body, "max_tokens", 16);
-        return finish(body, ids, text, maxTokens, limits, false);
+        JsonNode lp = body.get("logprobs");
+        int logprobs = -1;
+        if (lp != null && !lp.isNull() && !(lp.isBoolean() && !lp.booleanValue())) {
+            if (!lp.isIntegralNumber() || lp.asLong() < 0 || lp.asLong() > TokenLogprob.MAX_TOP)
+                throw ApiError.invalid("logprobs", "'logprobs' must be an integer from 0 to " + TokenLogprob.MAX_TOP
+                        + " (the most likely tokens reported beside each chosen one)");
+            logprobs = lp.intValue();
+        }
+        return finish(body, ids, text, maxTokens, limits, false, logprobs);
     }
 
     static Parsed chat(JsonNode body, Consumer<String> checkModel, Tokenizer tokenizer, ChatTemplate chat, ServerSettings limits) {
@@ -82,7 +93,13 @@ final class Requests {
         int room = limits.context() - ids.length;
         int dflt = Math.max(1, Math.min(limits.maxTokens(), room));
         int maxTokens = mt != null ? intField(body, "max_completion_tokens", dflt) : intField(body, "max_tokens", dflt);
-        return finish(body, ids, text, maxTokens, limits, true);
+        boolean wanted = bool(body, "logprobs", false);
+        int top = intField(body, "top_logprobs", wanted ? 0 : -1);
+        if (top != -1 && !wanted && body.has("top_logprobs") && !body.get("top_logprobs").isNull())
+            throw ApiError.invalid("top_logprobs", "'top_logprobs' needs \"logprobs\": true");
+        if (wanted && (top < 0 || top > TokenLogprob.MAX_TOP))
+            throw ApiError.invalid("top_logprobs", "'top_logprobs' must be from 0 to " + TokenLogprob.MAX_TOP + ", got " + top);
+        return finish(body, ids, text, maxTokens, limits, true, wanted ? top : -1);
     }
 
     private static String content(JsonNode c, int index) {
@@ -100,9 +117,13 @@ final class Requests {
         throw ApiError.invalid("messages", "message " + index + ": 'content' must be a string or an array of text parts");
     }
 
-    private static Parsed finish(JsonNode body, int[] ids, String text, int maxTokens, ServerSettings limits, boolean isChat) {
+    private static Parsed finish(JsonNode body, int[] ids, String text, int maxTokens, ServerSettings limits, boolean isChat,
+                                 int logprobs) {
         if (ids.length == 0) throw ApiError.invalid("prompt", "the prompt has no tokens");
-        if (maxTokens < 1) throw ApiError.invalid("max_tokens", "max_tokens must be at least 1, got " + maxTokens);
+        boolean echo = !isChat && bool(body, "echo", false), scoring = echo && logprobs >= 0;
+        if (maxTokens < (scoring ? 0 : 1))
+            throw ApiError.invalid("max_tokens", "max_tokens must be at least 1 (0 only with echo and logprobs, to score the "
+                    + "prompt), got " + maxTokens);
         if (maxTokens > limits.maxTokens())
             throw ApiError.invalid("max_tokens", "max_tokens " + maxTokens + " is over this server's limit of " + limits.maxTokens());
         if ((long) ids.length + maxTokens > limits.context())
@@ -111,8 +132,6 @@ final class Requests {
                             + maxTokens + " (context_length_exceeded)");
         int n = intField(body, "n", 1);
         if (n != 1) throw ApiError.invalid("n", "only n = 1 is supported, got " + n);
-        if (body.has("logprobs") && !body.get("logprobs").isNull() && !(body.get("logprobs").isBoolean() && !body.get("logprobs").booleanValue()))
-            throw ApiError.invalid("logprobs", "logprobs are not supported");
         for (String f : new String[]{"presence_penalty", "frequency_penalty"})
             if (number(body, f, 0) != 0) throw ApiError.invalid(f, f + " is not supported; use repetition_penalty");
         SamplingSettings sampling;
@@ -135,8 +154,9 @@ final class Requests {
         }
         if (stops.size() > MAX_STOPS) throw ApiError.invalid("stop", "at most " + MAX_STOPS + " stop strings, got " + stops.size());
         if (stops.contains("")) throw ApiError.invalid("stop", "a stop string must not be empty");
-        boolean stream = bool(body, "stream", false), echo = !isChat && bool(body, "echo", false);
-        return new Parsed(ids, text, new Generator.Settings(maxTokens, sampling, stops, bool(body, "ignore_eos", false)), stream, echo);
+        boolean stream = bool(body, "stream", false);
+        return new Parsed(ids, text, new Generator.Settings(maxTokens, sampling, stops, bool(body, "ignore_eos", false),
+                logprobs, scoring), stream, echo);
     }
 
     /** The prompt's ids with the tokenizer's BOS in front when it has one and the encoding did not add it. */

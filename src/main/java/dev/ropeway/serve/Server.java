@@ -9,6 +9,7 @@ import dev.ropeway.generate.BatchedSteps;
 import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.generate.Generator;
 import dev.ropeway.generate.SamplingSettings;
+import dev.ropeway.generate.TokenLogprob;
 import dev.ropeway.io.Json;
 import dev.ropeway.model.Decoder;
 import dev.ropeway.model.Logits;
@@ -95,6 +96,9 @@ public final class Server implements AutoCloseable {
     }
 
     private record Failure(RuntimeException error) {}
+
+    /** The prompt's log-probabilities, once it is prefilled. */
+    private record PromptScored(List<TokenLogprob> tokens) {}
 
     /**
      * Starts serving {@code model} (with {@code rope}, the tokenizer's {@code generator}, and {@code chat} for chat
@@ -339,8 +343,22 @@ public final class Server implements AutoCloseable {
         Object outcome = null;
         try {
             decoder = takeDecoder(req.prompt(), job.cancelled::get);
-            Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(),
-                    piece -> job.events.add(piece), job.cancelled::get, steps);
+            Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(), new Generator.Listener() {
+                @Override
+                public void text(String piece) {
+                    job.events.add(piece);
+                }
+
+                @Override
+                public void logprob(TokenLogprob token) {
+                    job.events.add(token);
+                }
+
+                @Override
+                public void promptLogprobs(List<TokenLogprob> tokens) {
+                    job.events.add(new PromptScored(tokens));
+                }
+            }, job.cancelled::get, steps);
             cachedPromptTokens.addAndGet(r.cachedTokens());
             outcome = r;
         } catch (RuntimeException e) {
@@ -500,7 +518,7 @@ public final class Server implements AutoCloseable {
         choice.put("index", 0);
         if (isChat) choice.put("message", Map.of("role", "assistant", "content", result.text()));
         else choice.put("text", req.echo() ? req.promptText() + result.text() : result.text());
-        choice.put("logprobs", null);
+        choice.put("logprobs", req.settings().logprobs() < 0 ? null : wholeLogprobs(req, result, isChat));
         choice.put("finish_reason", result.finish().label());
         Map<String, Object> body = envelope(id, created, isChat ? "chat.completion" : "text_completion");
         body.put("choices", List.of(choice));
@@ -514,8 +532,11 @@ public final class Server implements AutoCloseable {
         ex.sendResponseHeaders(200, 0);
         OutputStream out = ex.getResponseBody();
         String object = isChat ? "chat.completion.chunk" : "text_completion";
+        boolean logprobs = req.settings().logprobs() >= 0, scored = req.settings().promptLogprobs();
+        Logprobs format = new Logprobs(generator.tokenizer(), scored ? new int[0] : req.prompt());
+        List<TokenLogprob> pending = new ArrayList<>();
         if (isChat) sendEvent(out, chunk(id, created, object, Map.of("role", "assistant", "content", ""), null, true));
-        else if (req.echo()) sendEvent(out, chunk(id, created, object, req.promptText(), null, false));
+        else if (req.echo() && !scored) sendEvent(out, chunk(id, created, object, req.promptText(), null, false));
         while (true) {
             Object e;
             try {
@@ -527,10 +548,21 @@ public final class Server implements AutoCloseable {
             if (e == null) {
                 out.write(": keep-alive\n\n".getBytes(StandardCharsets.UTF_8));
                 out.flush();
+            } else if (e instanceof TokenLogprob t) {
+                pending.add(t);
+            } else if (e instanceof PromptScored p) {
+                // The echoed prompt goes out with its log-probabilities.
+                Map<String, Object> echo = chunk(id, created, object, req.promptText(), null, false);
+                withLogprobs(echo, format.append(format.completionFrom(req.prompt()[0]), p.tokens()));
+                sendEvent(out, echo);
             } else if (e instanceof String piece) {
-                sendEvent(out, chunk(id, created, object, isChat ? Map.of("content", piece) : piece, null, isChat));
+                Map<String, Object> c = chunk(id, created, object, isChat ? Map.of("content", piece) : piece, null, isChat);
+                if (logprobs) withLogprobs(c, streamedLogprobs(format, pending, isChat));
+                sendEvent(out, c);
             } else if (e instanceof Generator.Result r) {
                 Map<String, Object> last = chunk(id, created, object, isChat ? Map.of() : "", r.finish().label(), isChat);
+                // Tokens whose text never showed (held back, a stop string) have their log-probabilities here.
+                if (logprobs && !pending.isEmpty()) withLogprobs(last, streamedLogprobs(format, pending, isChat));
                 last.put("usage", usage(r));
                 sendEvent(out, last);
                 break;
@@ -541,6 +573,27 @@ public final class Server implements AutoCloseable {
         }
         out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
         out.flush();
+    }
+
+    /** A whole answer's log-probabilities: the echoed prompt's when it was scored, then the generated tokens'. */
+    private Map<String, Object> wholeLogprobs(Requests.Parsed req, Generator.Result result, boolean isChat) {
+        boolean scored = result.promptLogprobs() != null;
+        Logprobs format = new Logprobs(generator.tokenizer(), scored ? new int[0] : req.prompt());
+        if (isChat) return format.chat(result.logprobs());
+        Map<String, Object> m = scored ? format.append(format.completionFrom(req.prompt()[0]), result.promptLogprobs()) : format.completion();
+        return format.append(m, result.logprobs());
+    }
+
+    /** The streamed tokens' log-probabilities since the last chunk (then forgotten). */
+    private static Map<String, Object> streamedLogprobs(Logprobs format, List<TokenLogprob> pending, boolean isChat) {
+        Map<String, Object> m = isChat ? format.chat(pending) : format.append(format.completion(), pending);
+        pending.clear();
+        return m;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void withLogprobs(Map<String, Object> chunk, Map<String, Object> logprobs) {
+        ((Map<String, Object>) ((List<Object>) chunk.get("choices")).get(0)).put("logprobs", logprobs);
     }
 
     private static ApiError asApiError(RuntimeException e) {

@@ -112,6 +112,71 @@ class GeneratorTest {
         }
     }
 
+    /**
+     * Log-probabilities are the log-softmax of whole-sequence logits: of each generated token (sampled, so not always
+     * the most likely), with the listener told each one before its text, and of every prompt token after the first,
+     * the prompt then computed whole even when a cache holds its start; 0 tokens scores the prompt alone.
+     */
+    @Test
+    void logprobsAreTheWholeForwardsLogSoftmax() {
+        int[] prompt = tok.encodeWithBos("the other side of the river");
+        int vocab = model.config().vocabSize();
+        Scorer scorer = new Scorer(model);
+        SamplingSettings sampled = new SamplingSettings(1.5, 0, 1.0, 0, 1.0, 0, 11L);
+        try (Decoder d = new Decoder(model, model.config().rope(), 64)) {
+            d.append(Arrays.copyOf(prompt, 4));   // a cached start that prompt log-probabilities must not keep
+            List<Object> events = new ArrayList<>();
+            Generator.Result r = new Generator(tok).generate(d, prompt, new Generator.Settings(12, sampled, List.of(), true, 3, true),
+                    new Generator.Listener() {
+                        @Override
+                        public void text(String piece) {
+                            events.add(piece);
+                        }
+
+                        @Override
+                        public void logprob(TokenLogprob token) {
+                            events.add(token);
+                        }
+                    }, () -> false);
+            assertEquals(0, r.cachedTokens());
+            assertEquals(12, r.logprobs().size());
+            assertEquals(prompt.length - 1, r.promptLogprobs().size());
+            int[] seq = Arrays.copyOf(prompt, prompt.length + r.tokens().length);
+            System.arraycopy(r.tokens(), 0, seq, prompt.length, r.tokens().length);
+            float[] logits = scorer.score(TokenBatch.of(seq, 1, seq.length), model.config().rope(), true).logits();
+            boolean notTop = false;
+            for (int p = 1; p < seq.length; p++) {
+                TokenLogprob got = p < prompt.length ? r.promptLogprobs().get(p - 1) : r.logprobs().get(p - prompt.length);
+                TokenLogprob want = TokenLogprob.of(logits, (p - 1) * vocab, tok.vocabSize(), seq[p], 3);
+                assertEquals(seq[p], got.token());
+                assertEquals(want.logprob(), got.logprob(), 1e-4, "position " + p);
+                assertArrayEquals(want.topTokens(), got.topTokens(), "position " + p);
+                notTop |= got.token() != got.topTokens()[0];
+            }
+            assertTrue(notTop, "some sampled token is not the most likely one");
+            // Each token's log-probability comes before the text it makes final, and all of them before the end.
+            int seen = 0;
+            for (Object e : events) if (e instanceof TokenLogprob) seen++; else assertTrue(seen > 0);
+            assertEquals(12, seen);
+
+            Generator.Result scoreOnly = new Generator(tok).generate(d, prompt,
+                    new Generator.Settings(0, SamplingSettings.greedy(), List.of(), true, 0, true), piece -> {}, () -> false);
+            assertEquals(0, scoreOnly.tokens().length);
+            assertEquals(0, scoreOnly.logprobs().size());
+            for (int p = 1; p < prompt.length; p++)
+                assertEquals(r.promptLogprobs().get(p - 1).logprob(), scoreOnly.promptLogprobs().get(p - 1).logprob(), 1e-6);
+            // The logits after a scored prompt are the ones after a plain prefill: the same greedy tokens follow.
+            Generator.Result scoredGreedy = new Generator(tok).generate(d, prompt,
+                    new Generator.Settings(8, SamplingSettings.greedy(), List.of(), true, 0, true), piece -> {}, () -> false);
+            Generator.Result plainGreedy = new Generator(tok).generate(d, prompt, greedy(8, List.of(), true), piece -> {}, () -> false);
+            assertArrayEquals(plainGreedy.tokens(), scoredGreedy.tokens());
+            assertNull(plainGreedy.logprobs());
+            assertNull(plainGreedy.promptLogprobs());
+        }
+        assertThrows(dev.ropeway.RopewayException.class, () -> new Generator.Settings(0, SamplingSettings.greedy(), List.of(), true));
+        assertThrows(dev.ropeway.RopewayException.class, () -> new Generator.Settings(1, SamplingSettings.greedy(), List.of(), true, -1, true));
+    }
+
     /** A stop string taken from what greedy decoding produces cuts the text just before it. */
     @Test
     void stopStringsAndCancellation() {
