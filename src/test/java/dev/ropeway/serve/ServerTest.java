@@ -494,6 +494,92 @@ class ServerTest {
         }
     }
 
+    /**
+     * Log-probabilities in OpenAI's shapes: an echoed and scored prompt (its first token without one) then the
+     * generated tokens, each top map holding the chosen token, greedy tokens the most likely; the same request streamed
+     * gives the same tokens and values across its chunks; max_tokens 0 scores the prompt alone; chat's content list.
+     */
+    @Test
+    void logprobsComeInOpenAisShapes() throws Exception {
+        try (Server s = server(1, 4, 1)) {
+            String prompt = "the captain of the ship";
+            int promptTokens = tokenizer.encodeWithBos(prompt).length;
+            String body = "{\"model\":\"tiny\",\"prompt\":" + quote(prompt) + ",\"max_tokens\":5,\"temperature\":0,"
+                    + "\"ignore_eos\":true,\"logprobs\":2,\"echo\":true";
+            JsonNode whole = Json.mapper().readTree(post(s, "/v1/completions", body + "}").body());
+            JsonNode choice = whole.path("choices").path(0), lp = choice.path("logprobs");
+            assertEquals(promptTokens + 5, lp.path("tokens").size(), lp.toString());
+            assertTrue(lp.path("token_logprobs").get(0).isNull());
+            assertTrue(lp.path("top_logprobs").get(0).isNull());
+            long lastOffset = -1;
+            for (int i = 1; i < lp.path("tokens").size(); i++) {
+                String token = lp.path("tokens").get(i).asText();
+                double value = lp.path("token_logprobs").get(i).asDouble();
+                JsonNode top = lp.path("top_logprobs").get(i);
+                assertTrue(value < 0, "a log-probability: " + value);
+                assertTrue(top.size() >= 2 && top.size() <= 3, top.toString());
+                assertEquals(value, top.path(token).asDouble(), 1e-12, "the chosen token is in the top map");
+                if (i >= promptTokens) {
+                    double best = Double.NEGATIVE_INFINITY;
+                    for (JsonNode v : top) best = Math.max(best, v.asDouble());
+                    assertEquals(best, value, 1e-12, "greedy picks the most likely token");
+                }
+                long offset = lp.path("text_offset").get(i).asLong();
+                assertTrue(offset >= lastOffset);
+                lastOffset = offset;
+            }
+            assertTrue(choice.path("text").asText().startsWith(prompt));
+            assertEquals(0, cached(whole));
+
+            // Streamed: the chunks' log-probabilities put together are the whole answer's.
+            List<String> tokens = new ArrayList<>();
+            List<Double> values = new ArrayList<>();
+            HttpResponse<InputStream> r = client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + s.port() + "/v1/completions"))
+                    .POST(HttpRequest.BodyPublishers.ofString(body + ",\"stream\":true}")).build(), HttpResponse.BodyHandlers.ofInputStream());
+            try (BufferedReader in = new BufferedReader(new InputStreamReader(r.body(), StandardCharsets.UTF_8))) {
+                for (String line; (line = in.readLine()) != null; ) {
+                    if (!line.startsWith("data: {")) continue;
+                    JsonNode l = Json.mapper().readTree(line.substring(6)).path("choices").path(0).path("logprobs");
+                    for (int i = 0; i < l.path("tokens").size(); i++) {
+                        tokens.add(l.path("tokens").get(i).asText());
+                        values.add(l.path("token_logprobs").get(i).isNull() ? null : l.path("token_logprobs").get(i).asDouble());
+                    }
+                }
+            }
+            assertEquals(lp.path("tokens").size(), tokens.size());
+            for (int i = 0; i < tokens.size(); i++) {
+                assertEquals(lp.path("tokens").get(i).asText(), tokens.get(i));
+                if (i > 0) assertEquals(lp.path("token_logprobs").get(i).asDouble(), values.get(i), 1e-12);
+            }
+
+            JsonNode scored = Json.mapper().readTree(post(s, "/v1/completions", body.replace("\"max_tokens\":5", "\"max_tokens\":0") + "}").body());
+            assertEquals(prompt, scored.path("choices").path(0).path("text").asText());
+            assertEquals(0, scored.path("usage").path("completion_tokens").asInt());
+            JsonNode scoredLp = scored.path("choices").path(0).path("logprobs");
+            assertEquals(promptTokens, scoredLp.path("tokens").size());
+            for (int i = 1; i < promptTokens; i++)
+                assertEquals(lp.path("token_logprobs").get(i).asDouble(), scoredLp.path("token_logprobs").get(i).asDouble(), 1e-6);
+
+            JsonNode chat = Json.mapper().readTree(post(s, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                    + "\"max_tokens\":4,\"temperature\":0,\"ignore_eos\":true,\"logprobs\":true,\"top_logprobs\":2}").body());
+            JsonNode content = chat.path("choices").path(0).path("logprobs").path("content");
+            assertEquals(4, content.size(), chat.toString());
+            for (JsonNode c : content) {
+                assertEquals(2, c.path("top_logprobs").size());
+                assertEquals(c.path("top_logprobs").get(0).path("logprob").asDouble(), c.path("logprob").asDouble(), 1e-12);
+                assertTrue(c.path("bytes").isArray());
+            }
+            JsonNode plain = Json.mapper().readTree(post(s, "/v1/completions", completion(prompt, 2, false)).body());
+            assertTrue(plain.path("choices").path(0).path("logprobs").isNull());
+
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"logprobs\":21}"), 400, "from 0 to 20");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"logprobs\":true}"), 400, "integer");
+            assertError(post(s, "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":0,\"logprobs\":1}"), 400, "0 only with echo");
+            assertError(post(s, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_logprobs\":2}"),
+                    400, "needs");
+        }
+    }
+
     /** The start-up warm-up runs prompts, batched steps and a text generation on scratch caches, down to a 2-token context. */
     @Test
     void warmUpRunsOnScratchCaches() throws Exception {
