@@ -61,6 +61,8 @@ public final class Server implements AutoCloseable {
      * sequence that would lose at most this many tokens is continued in place while a slot is unused.
      */
     static final int COPY_AT_LEAST = 16;
+    /** How long a request waits for another slot's prefill whose rows have stopped growing. */
+    static final long STALLED_MILLIS = 30_000;
     /** Prompts and decode steps {@link #warmUp} runs, one after the other. */
     static final int ROUNDS = 1;
 
@@ -342,7 +344,7 @@ public final class Server implements AutoCloseable {
         Decoder decoder = null;
         Object outcome = null;
         try {
-            decoder = takeDecoder(req.prompt(), job.cancelled::get);
+            decoder = takeDecoder(req.prompt(), !req.settings().promptLogprobs(), job.cancelled::get);
             Generator.Result r = generator.generate(decoder, req.prompt(), req.settings(), new Generator.Listener() {
                 @Override
                 public void text(String piece) {
@@ -382,9 +384,10 @@ public final class Server implements AutoCloseable {
      * the one idle longest (never the one holding the start), and the shared start (a system prompt, a document) is
      * copied into it ({@link #fill}). When another slot is still prefilling a longer shared start than anyone holds
      * yet (requests about one new document arriving together), the request waits for those rows and copies them,
-     * instead of computing them a second time beside it ({@link #awaitsPrefill}).
+     * instead of computing them a second time beside it ({@link #awaitsPrefill}). A request that does not {@code keep}
+     * any of it (its prompt scored, so computed whole) gets its decoder emptied.
      */
-    private Decoder takeDecoder(int[] prompt, java.util.function.BooleanSupplier cancelled) {
+    private Decoder takeDecoder(int[] prompt, boolean keep, java.util.function.BooleanSupplier cancelled) {
         Decoder chosen, awaited = null;
         int[] awaitedPrompt = null;
         int target = 0;
@@ -411,11 +414,20 @@ public final class Server implements AutoCloseable {
                 if (chosen == null) throw new IllegalStateException("no idle decoder for a slot");
             }
             idle.remove(chosen);
+            working.put(chosen, prompt);
+            if (!keep) {
+                // The prompt is computed whole (its log-probabilities need every row's logits): emptied here, under
+                // the lock, as any truncation of a slot others may copy from.
+                chosen.reset();
+                return chosen;
+            }
             // What the request can have at once (its own rows, or a copy), against what a busy slot will soon hold.
             int now = Math.max(longest, chosen.reusablePrefix(prompt));
             for (Decoder d : decoders)
                 if (!idle.contains(d)) now = Math.max(now, d.settledPrefix(prompt));
             for (Map.Entry<Decoder, int[]> e : working.entrySet()) {
+                // Only slots taken before this one: a request never waits for itself or for one that waits for it.
+                if (e.getKey() == chosen) continue;
                 int shared = e.getKey().settles() ? sharedStart(e.getValue(), prompt) : 0;
                 if (shared - now >= awaitsPrefill() && shared > target) {
                     awaited = e.getKey();
@@ -423,17 +435,22 @@ public final class Server implements AutoCloseable {
                     target = shared;
                 }
             }
-            working.put(chosen, prompt);
             if (awaited == null) {
                 fill(chosen, prompt);
                 return chosen;
             }
         }
-        // Polled: a prefill chunk takes milliseconds at least, and the awaited slot answers to no one.
+        // Polled: a prefill chunk takes milliseconds at least, and the awaited slot answers to no one. A slot whose rows
+        // stop growing for STALLED_MILLIS is not waited for any longer: the request then computes what it lacks.
         awaitedPrefills.incrementAndGet();
         try {
-            while (!cancelled.getAsBoolean() && working.get(awaited) == awaitedPrompt && awaited.settledPrefix(prompt) < target)
+            long lastGrowth = System.nanoTime();
+            for (int seen = -1, n; !cancelled.getAsBoolean() && working.get(awaited) == awaitedPrompt
+                    && (n = awaited.settledPrefix(prompt)) < target; seen = n) {
+                if (n != seen) lastGrowth = System.nanoTime();
+                else if (System.nanoTime() - lastGrowth > STALLED_MILLIS * 1_000_000L) break;
                 Thread.sleep(1);
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -39,7 +39,8 @@ import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** The real server on loopback, driven by the JDK's HTTP client. */
+/** The real server on loopback, driven by the JDK's HTTP client; a test that hangs (slots waiting on each other) fails. */
+@org.junit.jupiter.api.Timeout(value = 180, threadMode = org.junit.jupiter.api.Timeout.ThreadMode.SEPARATE_THREAD)
 class ServerTest {
     static final String CHATML = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
             + "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -552,7 +553,10 @@ class ServerTest {
                 if (i > 0) assertEquals(lp.path("token_logprobs").get(i).asDouble(), values.get(i), 1e-12);
             }
 
+            // After a plain request left the prompt's rows in the slot, scoring it still computes it whole.
+            assertTrue(cached(Json.mapper().readTree(post(s, "/v1/completions", completion(prompt + " sailed", 2, false)).body())) > 0);
             JsonNode scored = Json.mapper().readTree(post(s, "/v1/completions", body.replace("\"max_tokens\":5", "\"max_tokens\":0") + "}").body());
+            assertEquals(0, cached(scored));
             assertEquals(prompt, scored.path("choices").path(0).path("text").asText());
             assertEquals(0, scored.path("usage").path("completion_tokens").asInt());
             JsonNode scoredLp = scored.path("choices").path(0).path("logprobs");
