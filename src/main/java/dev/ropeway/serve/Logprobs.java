@@ -24,6 +24,8 @@ final class Logprobs {
 
     private final Tokenizer tokenizer;
     private int[] context;
+    /** The context's text with special tokens written out [0] and left out [1], once decoded. */
+    private final String[] contextText = new String[2];
     private long offset;
 
     /** Strings decoded after {@code before}: the prompt when generated tokens follow it, nothing when it is echoed. */
@@ -108,11 +110,15 @@ final class Logprobs {
     private String piece(int id, boolean specials) {
         int[] with = Arrays.copyOf(context, context.length + 1);
         with[context.length] = id;
-        String before = tokenizer.decode(context, !specials), after = tokenizer.decode(with, !specials);
+        int k = specials ? 0 : 1;
+        // The context's own text is decoded once per position, not once per alternative.
+        if (contextText[k] == null) contextText[k] = tokenizer.decode(context, !specials);
+        String before = contextText[k], after = tokenizer.decode(with, !specials);
         return after.startsWith(before) ? after.substring(before.length()) : tokenizer.decode(new int[]{id}, !specials);
     }
 
     private void push(int id) {
+        contextText[0] = contextText[1] = null;
         int keep = Math.min(context.length, CONTEXT - 1);
         int[] next = Arrays.copyOfRange(context, context.length - keep, context.length + 1);
         next[keep] = id;
