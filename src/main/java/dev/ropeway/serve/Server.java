@@ -382,7 +382,7 @@ public final class Server implements AutoCloseable {
      * tokens would be dropped; once every slot is in use, that start is at least half of what it holds, as for a
      * document asked about again). Otherwise the request takes a new decoder while there are fewer than the slots, else
      * the one idle longest (never the one holding the start), and the shared start (a system prompt, a document) is
-     * copied into it ({@link #fill}). When another slot is still prefilling a longer shared start than anyone holds
+     * copied into it ({@link #donor}, {@link #fill}). When another slot is still prefilling a longer shared start than anyone holds
      * yet (requests about one new document arriving together), the request waits for those rows and copies them,
      * instead of computing them a second time beside it ({@link #awaitsPrefill}). A request that does not {@code keep}
      * any of it (its prompt scored, so computed whole) gets its decoder emptied.
@@ -422,9 +422,8 @@ public final class Server implements AutoCloseable {
                 return chosen;
             }
             // What the request can have at once (its own rows, or a copy), against what a busy slot will soon hold.
-            int now = Math.max(longest, chosen.reusablePrefix(prompt));
-            for (Decoder d : decoders)
-                if (!idle.contains(d)) now = Math.max(now, d.settledPrefix(prompt));
+            Donor donor = donor(chosen, prompt);
+            int now = Math.max(donor.tokens(), chosen.reusablePrefix(prompt));
             for (Map.Entry<Decoder, int[]> e : working.entrySet()) {
                 // Only slots taken before this one: a request never waits for itself or for one that waits for it.
                 if (e.getKey() == chosen) continue;
@@ -436,7 +435,7 @@ public final class Server implements AutoCloseable {
                 }
             }
             if (awaited == null) {
-                fill(chosen, prompt);
+                fill(chosen, prompt, donor);
                 return chosen;
             }
         }
@@ -455,19 +454,19 @@ public final class Server implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         synchronized (decoders) {
-            fill(chosen, prompt);
+            fill(chosen, prompt, donor(chosen, prompt));
         }
         return chosen;
     }
 
+    /** The decoder other than {@code chosen} holding the longest start of a prompt ({@code decoder} null: none). */
+    private record Donor(Decoder decoder, int tokens) {}
+
     /**
-     * Under the pool lock: copies into {@code chosen} the longest start of {@code prompt} that another decoder holds,
-     * an idle one or a busy one in rows that no longer change ({@link Decoder#settledPrefix}), when it is at least
-     * {@link #COPY_AT_LEAST} tokens and longer than what {@code chosen} holds itself (rows copied instead of prefilled,
-     * the other conversation's cache kept whole); then truncates {@code chosen} to what it keeps. A failure gives the
-     * decoder back, emptied.
+     * Under the pool lock: the decoder other than {@code chosen} that holds the longest start of {@code prompt}, an
+     * idle one or a busy one in rows that no longer change ({@link Decoder#settledPrefix}).
      */
-    private void fill(Decoder chosen, int[] prompt) {
+    private Donor donor(Decoder chosen, int[] prompt) {
         Decoder donor = null;
         int donated = 0;
         for (Decoder d : decoders) {
@@ -478,10 +477,20 @@ public final class Server implements AutoCloseable {
                 donated = n;
             }
         }
+        return new Donor(donor, donated);
+    }
+
+    /**
+     * Under the pool lock: copies into {@code chosen} the start of {@code prompt} that {@code donor} holds, when it is
+     * at least {@link #COPY_AT_LEAST} tokens and longer than what {@code chosen} holds itself (rows copied instead of
+     * prefilled, the other conversation's cache kept whole); then truncates {@code chosen} to what it keeps. A failure
+     * gives the decoder back, emptied.
+     */
+    private void fill(Decoder chosen, int[] prompt, Donor donor) {
         try {
-            if (donor != null && donated >= COPY_AT_LEAST && donated > chosen.reusablePrefix(prompt)) {
-                if (idle.contains(donor)) chosen.copyPrefix(donor, donated);
-                else chosen.copySettledPrefix(donor, donated);
+            if (donor.decoder() != null && donor.tokens() >= COPY_AT_LEAST && donor.tokens() > chosen.reusablePrefix(prompt)) {
+                if (idle.contains(donor.decoder())) chosen.copyPrefix(donor.decoder(), donor.tokens());
+                else chosen.copySettledPrefix(donor.decoder(), donor.tokens());
             }
             // Truncated here, under the lock, so that a slot is never cut short while another copies from it.
             chosen.truncate(chosen.reusablePrefix(prompt));
@@ -503,9 +512,8 @@ public final class Server implements AutoCloseable {
 
     /** Tokens {@code prompt} shares with the start of {@code other}, leaving at least its own last token to append. */
     private static int sharedStart(int[] other, int[] prompt) {
-        int n = Math.min(other.length, prompt.length - 1), i = 0;
-        while (i < n && other[i] == prompt[i]) i++;
-        return i;
+        int n = Math.min(other.length, prompt.length - 1), at = Arrays.mismatch(other, 0, n, prompt, 0, n);
+        return at < 0 ? n : at;
     }
 
     private void giveBack(Decoder d) {
