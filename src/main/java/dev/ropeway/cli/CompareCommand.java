@@ -24,7 +24,7 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway compare}: methods × lengths, every task, one report. */
 @Command(name = "compare", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Compare models and RoPE methods across context lengths: perplexity, passkey, RULER niah and vt.",
+        description = {"Compare models and RoPE methods across context lengths: perplexity, passkey, RULER's synthetic tasks.",
                 "Writes <out>/report.md, report.json and PNG charts; every cell is kept in <out>/cells/<method>/ as it "
                 + "finishes, so a rerun reuses them and an interrupted run continues."})
 final class CompareCommand implements Callable<Integer> {
@@ -39,17 +39,20 @@ final class CompareCommand implements Callable<Integer> {
                     "pi-zero-shot=runs/base@linear:factor=4. Listed after the --models entries."})
     List<String> methods = new ArrayList<>();
     @Option(names = "--tasks", split = ",", defaultValue = "ppl,passkey", paramLabel = "<task>",
-            description = "Any of ppl, passkey, niah (RULER niah_single_1), vt (RULER variable tracking) (default: ${DEFAULT-VALUE}).")
+            description = {"Any of ppl, passkey, ruler (all of RULER's tasks below that the inputs allow: the essay haystacks "
+                    + "need --data), or RULER's niah_single_1 (or niah), niah_single_2, niah_single_3, niah_multikey_1, "
+                    + "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, fwe (default: ${DEFAULT-VALUE})."})
     List<String> tasks;
     @Option(names = "--lengths", required = true, split = ",", paramLabel = "<L>",
             description = "Context lengths in tokens, e.g. 256,512,1k,2k,4k.")
     List<String> lengths;
     @Option(names = "--retrieval-lengths", split = ",", paramLabel = "<L>",
-            description = "Lengths for passkey, niah and vt (default: --lengths).")
+            description = "Lengths for passkey and RULER's tasks (default: --lengths).")
     List<String> retrievalLengths;
     @Option(names = "--out", required = true, paramLabel = "<dir>")
     Path out;
-    @Option(names = "--data", paramLabel = "<dir>", description = "Documents for perplexity (a prepared corpus's heldout/ part, or any folder of text).")
+    @Option(names = "--data", paramLabel = "<dir>", description = {"Documents for perplexity and the prose of RULER's essay "
+            + "haystacks (a prepared corpus's heldout/ part, or any folder of text)."})
     Path data;
     @Option(names = "--protocol", defaultValue = "chunks", description = "Perplexity protocol: chunks or sliding (default: ${DEFAULT-VALUE}).")
     String protocol;
@@ -59,14 +62,15 @@ final class CompareCommand implements Callable<Integer> {
             description = "Perplexity: tokens scored per length at most, 0 = all (default: ${DEFAULT-VALUE}).")
     long maxTokens;
     @Option(names = "--depths", split = ",", defaultValue = "0,0.5,1",
-            description = "Needle depths for passkey and niah, in [0, 1] (default: ${DEFAULT-VALUE}).")
+            description = "Needle depths for passkey and RULER's one-needle tasks, in [0, 1] (default: ${DEFAULT-VALUE}).")
     List<Double> depths;
     @Option(names = "--trials", defaultValue = "3", description = "Trials per retrieval cell (default: ${DEFAULT-VALUE}).")
     int trials;
     @Option(names = "--seed", defaultValue = "0")
     long seed;
     @Option(names = "--new-tokens", paramLabel = "<n>",
-            description = "niah and vt: tokens to generate, also reserved within the length (default: RULER's, 128 and 30).")
+            description = {"RULER's tasks: tokens to generate, also reserved within the length (default: RULER's for each "
+                    + "task: 128 for the needles, 30 for vt, 120 for cwe, 50 for fwe)."})
     Integer newTokens;
     @Option(names = "--train-length", paramLabel = "<L>",
             description = "The trained length that ratios and charts refer to (default: the shortest trained length of the models).")
@@ -88,7 +92,13 @@ final class CompareCommand implements Callable<Integer> {
         for (String m : methods) targets.add(Evaluation.Target.parse(m));
         if (targets.isEmpty()) throw new RopewayException("nothing to compare: give --models and/or --model");
         LinkedHashSet<Evaluation.Task> taskSet = new LinkedHashSet<>();
-        for (String t : tasks) taskSet.add(Evaluation.Task.parse(t));
+        boolean allRuler = false;
+        for (String t : tasks) {
+            allRuler |= t.strip().equalsIgnoreCase("ruler");
+            taskSet.addAll(Evaluation.Task.parseAll(t));
+        }
+        if (allRuler && data == null && taskSet.removeIf(t -> t.ruler() != null && t.ruler().needsText()))
+            spec.commandLine().getErr().println("compare: without --data, RULER's essay-haystack tasks are left out");
         List<Evaluation.Task> taskList = List.copyOf(taskSet);
         if (taskSet.contains(Evaluation.Task.PPL) && data == null)
             throw new RopewayException("the ppl task needs --data <dir> (documents to score)");

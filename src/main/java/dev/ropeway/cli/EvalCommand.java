@@ -17,6 +17,7 @@ import picocli.CommandLine.Option;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -25,7 +26,7 @@ import java.util.concurrent.Callable;
 /** {@code ropeway eval}: long-context evaluations of one model. */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation of one model.",
         subcommands = {EvalCommand.Ppl.class, EvalCommand.PasskeyCommand.class, EvalCommand.NiahCommand.class,
-                EvalCommand.VtCommand.class})
+                EvalCommand.VtCommand.class, EvalCommand.RulerSuite.class})
 final class EvalCommand implements Runnable {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -53,6 +54,16 @@ final class EvalCommand implements Runnable {
 
         abstract Evaluation.Task task();
 
+        /** Whether a cell that cannot be computed is reported and the others shown (else the command fails on it). */
+        boolean keepsGoing() {
+            return false;
+        }
+
+        /** The name of the run: its progress line and {@code <out>/<label>.json}. */
+        String label() {
+            return task().label();
+        }
+
         abstract Evaluation.Settings settings();
 
         abstract List<Evaluation.CellSpec> cells();
@@ -66,7 +77,7 @@ final class EvalCommand implements Runnable {
             Evaluation.Resolved resolved = Evaluation.resolve(target);
             List<Evaluation.CellSpec> cells = cells();
             Evaluation.Settings settings = settings();
-            EvaluationProgress progress = new EvaluationProgress(task().label(), spec.commandLine().getErr());
+            EvaluationProgress progress = new EvaluationProgress(label(), spec.commandLine().getErr());
             Evaluation.Outcome outcome;
             Evaluation evaluation;
             try (Backend backend = backendOptions.open()) {
@@ -77,17 +88,26 @@ final class EvalCommand implements Runnable {
             List<Map<String, Object>> results = new ArrayList<>();
             for (Evaluation.CellSpec c : cells) {
                 Map<String, Object> r = outcome.results().get(target.name()).get(c);
-                if (r.containsKey("error")) throw new RopewayException(c.fileName() + ": " + r.get("error"));
+                if (r.containsKey("error")) {
+                    if (!keepsGoing()) throw new RopewayException(c.fileName() + ": " + r.get("error"));
+                    spec.commandLine().getErr().println("no result for " + c.fileName() + ": " + r.get("error"));
+                    Map<String, Object> e = new LinkedHashMap<>();
+                    e.put("task", c.task().title());
+                    e.put("length", c.length());
+                    if (c.task().hasDepth()) e.put("depth", c.depth());
+                    e.put("error", r.get("error"));
+                    r = e;
+                }
                 results.add(r);
             }
             Map<String, Object> doc = new LinkedHashMap<>();
             doc.put("run", run.toJson());
-            doc.put("task", task().label());
+            doc.put("task", label());
             doc.put("model", resolved.record().toJson());
             doc.put("rope", resolved.rope().toParameters());
-            doc.put("settings", settingsJson(settings, task() == Evaluation.Task.PPL ? evaluation.dataRecord() : null));
+            doc.put("settings", settingsJson(settings, settings.data() != null ? evaluation.dataRecord() : null));
             doc.put("results", results);
-            if (out != null) Json.writeAtomic(out.resolve(task().label() + ".json"), doc);
+            if (out != null) Json.writeAtomic(out.resolve(label() + ".json"), doc);
             if (json) System.out.println(Output.json(doc));
             else print(resolved, results);
             return 0;
@@ -95,15 +115,9 @@ final class EvalCommand implements Runnable {
 
         Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
             Map<String, Object> m = new LinkedHashMap<>();
-            if (data != null) {
-                m.put("data", data);
-                m.put("protocol", s.protocol().label());
-                m.put("stride", s.stride());
-                m.put("max_tokens", s.maxTokens());
-            } else {
-                m.put("trials", s.trials());
-                m.put("seed", s.seed());
-            }
+            m.put("trials", s.trials());
+            m.put("seed", s.seed());
+            if (data != null) m.put("data", data);
             return m;
         }
     }
@@ -168,6 +182,16 @@ final class EvalCommand implements Runnable {
         }
 
         @Override
+        Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("data", data);
+            m.put("protocol", s.protocol().label());
+            m.put("stride", s.stride());
+            m.put("max_tokens", s.maxTokens());
+            return m;
+        }
+
+        @Override
         List<Evaluation.CellSpec> cells() {
             return Evaluation.CellSpec.grid(List.of(task()), parseLengths(lengths), List.of(), List.of());
         }
@@ -207,15 +231,24 @@ final class EvalCommand implements Runnable {
             return 0;
         }
 
+        /** A text the task reads (RULER's essay haystacks), or null. */
+        Path text() {
+            return null;
+        }
+
+        List<Evaluation.Task> tasks() {
+            return List.of(task());
+        }
+
         @Override
         Evaluation.Settings settings() {
             if (trials < 1) throw new RopewayException("--trials must be at least 1, got " + trials);
-            return new Evaluation.Settings(null, PerplexityProtocol.CHUNKS, 0, 0, trials, seed, newTokens());
+            return new Evaluation.Settings(text(), PerplexityProtocol.CHUNKS, 0, 0, trials, seed, newTokens());
         }
 
         @Override
         List<Evaluation.CellSpec> cells() {
-            return Evaluation.CellSpec.grid(List.of(task()), List.of(), parseLengths(lengths), checkDepths(depths()));
+            return Evaluation.CellSpec.grid(tasks(), List.of(), parseLengths(lengths), checkDepths(depths()));
         }
 
         /** The line above a retrieval task's cells. */
@@ -255,7 +288,8 @@ final class EvalCommand implements Runnable {
     /** niah and vt: RULER's tasks, which also take the number of tokens to generate. */
     abstract static class RulerCommand extends Retrieval {
         @Option(names = "--new-tokens", order = 6, paramLabel = "<n>",
-                description = "Tokens to generate, also reserved within the length (default: RULER's, 128 for niah, 30 for vt).")
+                description = {"Tokens to generate, also reserved within the length (default: RULER's for each task: 128 for "
+                        + "the needles, 30 for vt, 120 for cwe, 50 for fwe)."})
         Integer newTokens;
 
         @Override
@@ -267,8 +301,13 @@ final class EvalCommand implements Runnable {
         @Override
         Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
             Map<String, Object> m = super.settingsJson(s, data);
-            m.put("new_tokens", newTokens() > 0 ? newTokens() : (task() == Evaluation.Task.NIAH ? Ruler.Task.NIAH_SINGLE_1
-                    : Ruler.Task.VT).defaultNewTokens());
+            if (tasks().size() == 1) {
+                m.put("new_tokens", s.newTokens(task()));
+            } else {
+                Map<String, Object> byTask = new LinkedHashMap<>();
+                for (Evaluation.Task t : tasks()) byTask.put(t.title(), s.newTokens(t));
+                m.put("new_tokens", byTask);
+            }
             return m;
         }
 
@@ -309,6 +348,98 @@ final class EvalCommand implements Runnable {
         @Override
         Evaluation.Task task() {
             return Evaluation.Task.VT;
+        }
+    }
+
+    @Command(name = "ruler", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"RULER's synthetic tasks at each length: the eight needle-in-a-haystack variants, vt, cwe and fwe "
+                    + "(all of RULER but its two QA tasks, whose data is not offline), then their average by length.",
+                    "Each task is scored by RULER's string_match_all (0-100), with the log-likelihood of its answer. The tasks "
+                    + "with one needle are run at each --depths; the others place their needles as RULER does."})
+    static final class RulerSuite extends RulerCommand {
+        @Option(names = "--tasks", split = ",", defaultValue = "ruler", paramLabel = "<task>", order = 1,
+                description = {"Tasks: ruler (all: niah_single_1, niah_single_2, niah_single_3, niah_multikey_1, "
+                        + "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, fwe) or any of them "
+                        + "(default: ${DEFAULT-VALUE})."})
+        List<String> taskNames;
+        @Option(names = "--data", paramLabel = "<dir>", order = 7, description = {"Prose for the essay haystacks "
+                + "(niah_single_2, niah_single_3, niah_multikey_1, niah_multivalue, niah_multiquery) and the words of cwe lists "
+                + "longer than the built-in word list: a prepared corpus (its held-out novels) or any folder of text. Without "
+                + "it, --tasks ruler runs the tasks that need none."})
+        Path data;
+        @Mixin
+        Depths depths;
+        private boolean noted;
+
+        @Override
+        Evaluation.Task task() {
+            return tasks().getFirst();
+        }
+
+        @Override
+        String label() {
+            return "ruler";
+        }
+
+        @Override
+        boolean keepsGoing() {
+            return true;
+        }
+
+        @Override
+        List<Evaluation.Task> tasks() {
+            LinkedHashSet<Evaluation.Task> out = new LinkedHashSet<>();
+            boolean all = false;
+            for (String name : taskNames) {
+                all |= name.strip().equalsIgnoreCase("ruler");
+                out.addAll(Evaluation.Task.parseAll(name));
+            }
+            if (all && data == null && out.removeIf(t -> t.ruler().needsText()) && !noted) {
+                spec.commandLine().getErr().println("eval ruler: without --data, the essay-haystack tasks are left out");
+                noted = true;
+            }
+            return List.copyOf(out);
+        }
+
+        @Override
+        Path text() {
+            return data;
+        }
+
+        @Override
+        List<Double> depths() {
+            return depths.values;
+        }
+
+        @Override
+        void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
+            printHeader(r);
+            List<Ruler.Cell> cells = results.stream().filter(m -> !m.containsKey("error")).map(Ruler.Cell::fromJson).toList();
+            List<Integer> lengths = parseLengths(this.lengths);
+            System.out.print(String.format(Locale.ROOT, "  %-16s", "task"));
+            for (int l : lengths) System.out.printf(Locale.ROOT, " %9s", String.format(Locale.ROOT, "%,d", l));
+            System.out.println("   (string_match_all by length, over depths; answer log-likelihood)");
+            Map<Integer, List<Double>> byLength = new LinkedHashMap<>();
+            for (Evaluation.Task t : tasks()) {
+                StringBuilder scores = new StringBuilder(), lls = new StringBuilder();
+                for (int l : lengths) {
+                    List<Ruler.Cell> at = cells.stream().filter(c -> c.task() == t.ruler() && c.targetTokens() == l).toList();
+                    double score = at.stream().mapToDouble(Ruler.Cell::score).average().orElse(Double.NaN);
+                    double ll = at.stream().mapToDouble(Ruler.Cell::meanAnswerLogLikelihood).average().orElse(Double.NaN);
+                    byLength.computeIfAbsent(l, k -> new ArrayList<>()).add(score);
+                    scores.append(at.isEmpty() ? String.format(Locale.ROOT, " %9s", "—") : String.format(Locale.ROOT, " %9.2f", score));
+                    lls.append(at.isEmpty() ? " —" : String.format(Locale.ROOT, " %.2f", ll));
+                }
+                System.out.printf(Locale.ROOT, "  %-16s%s   (%s)%n", t.title(), scores, lls.toString().strip());
+            }
+            // RULER's average needs every task's score at that length.
+            StringBuilder avg = new StringBuilder();
+            for (int l : lengths) {
+                List<Double> scores = byLength.get(l);
+                avg.append(scores.stream().anyMatch(d -> d.isNaN()) ? String.format(Locale.ROOT, " %9s", "—")
+                        : String.format(Locale.ROOT, " %9.2f", scores.stream().mapToDouble(d -> d).average().orElse(Double.NaN)));
+            }
+            System.out.printf(Locale.ROOT, "  %-16s%s%n", "average", avg);
         }
     }
 }

@@ -17,8 +17,9 @@ import java.util.Map;
 /**
  * The report of a comparison: {@code report.md} (provenance, the methods, then a table per task), {@code report.json}
  * (the same facts and every cell's result) and PNG charts (perplexity against length; a heat map of length × depth
- * per retrieval task with depths; score against length for variable tracking). Written from the cells alone, so a
- * rerun that computes nothing writes the same report.
+ * per retrieval task with depths; the answer's log-likelihood against length for RULER's other tasks, and RULER's
+ * average score when several of its tasks ran). Written from the cells alone, so a rerun that computes nothing writes
+ * the same report.
  */
 public final class CompareReport {
 
@@ -52,8 +53,12 @@ public final class CompareReport {
         header();
         if (plan.tasks().contains(Evaluation.Task.PPL)) perplexity();
         if (plan.tasks().contains(Evaluation.Task.PASSKEY)) depthTask(Evaluation.Task.PASSKEY);
-        if (plan.tasks().contains(Evaluation.Task.NIAH)) depthTask(Evaluation.Task.NIAH);
-        if (plan.tasks().contains(Evaluation.Task.VT)) variableTracking();
+        List<Evaluation.Task> ruler = plan.tasks().stream().filter(t -> t.ruler() != null).toList();
+        if (ruler.size() > 1) rulerAverage(ruler);
+        for (Evaluation.Task t : ruler) {
+            if (t.hasDepth()) depthTask(t);
+            else lengthTask(t);
+        }
         if (!errors.isEmpty()) {
             md.append("\n## Cells that could not be computed\n\n");
             for (String e : errors) md.append("- ").append(e).append('\n');
@@ -159,18 +164,64 @@ public final class CompareReport {
                 : plan.lengths().stream().mapToInt(Integer::intValue).min().orElse(plan.trainLength());
     }
 
-    /** Passkey and NIAH: a summary by length, a heat map of length × depth, the per-depth detail. */
+    /**
+     * RULER's headline: by method and length, the mean over the tasks run of their string_match_all (a task with
+     * depths counting the mean over its depths), "—" where a task's cell is missing.
+     */
+    private void rulerAverage(List<Evaluation.Task> tasks) {
+        md.append(fmt("%n## RULER average%n%nThe mean of RULER's string_match_all (0–100) over the %d RULER tasks run (%s), "
+                + "each task with one needle averaged over its depths; the tasks follow one by one below. Higher is "
+                + "better.%n%n", tasks.size(), String.join(", ", tasks.stream().map(Evaluation.Task::title).toList())));
+        md.append(lengthHeader(plan.retrievalLengths()));
+        Map<String, List<Plots.Point>> series = new LinkedHashMap<>();
+        for (Evaluation.Resolved r : methods) {
+            String name = r.target().name();
+            List<Plots.Point> ps = new ArrayList<>();
+            md.append("| ").append(name).append(" |");
+            for (int l : plan.retrievalLengths()) {
+                double sum = 0;
+                boolean complete = true;
+                for (Evaluation.Task t : tasks) {
+                    double taskSum = 0;
+                    int n = 0;
+                    for (double d : t.hasDepth() ? plan.depths() : List.of(Double.NaN)) {
+                        Map<String, Object> c = results.getOrDefault(name, Map.of()).get(new Evaluation.CellSpec(t, l, d));
+                        if (c == null || c.containsKey("error")) continue;
+                        taskSum += Ruler.Cell.fromJson(c).score();
+                        n++;
+                    }
+                    if (n == 0) complete = false;
+                    else sum += taskSum / n;
+                }
+                if (!complete) {
+                    md.append(" — |");
+                    continue;
+                }
+                double mean = sum / tasks.size();
+                ps.add(new Plots.Point(l, mean));
+                md.append(fmt(" %.1f |", mean));
+            }
+            md.append('\n');
+            series.put(name, ps);
+        }
+        if (series.values().stream().anyMatch(p -> !p.isEmpty())
+                && Plots.byLength(out.resolve("ruler-average.png"), "RULER: mean string_match_all over the tasks run",
+                "score (0-100, higher is better)", series, plan.trainLength()))
+            md.append("\n![RULER average score against length](ruler-average.png)\n");
+    }
+
+    /** Passkey and RULER's single-needle tasks: a summary by length, a heat map of length × depth, the per-depth detail. */
     private void depthTask(Evaluation.Task task) {
         boolean passkey = task == Evaluation.Task.PASSKEY;
-        String title = passkey ? "Passkey retrieval" : "RULER niah_single_1";
+        String title = passkey ? "Passkey retrieval" : "RULER " + task.title();
         String llName = passkey ? "key" : "answer";
         Evaluation.Settings s = plan.settings();
         md.append(fmt("%n## %s%n%n", title));
         md.append(passkey
                 ? "The Landmark prompt with the key at each depth of the filler; accuracy = the first integer of the greedy "
                 + "answer is the key. "
-                : fmt("RULER's single needle in the noise haystack, %d tokens generated; accuracy = RULER's string_match_all "
-                + "(the 7-digit value appears in the output). ", s.newTokens(task)));
+                : fmt("%s, %d tokens generated; accuracy = RULER's string_match_all (the value appears in the output).%s ",
+                task.ruler().summary(), s.newTokens(task), proseSource(task)));
         md.append(fmt("%d trials per (length, depth), seed %d. Each cell: correct / trials over all depths, and the mean "
                 + "log-likelihood of the %s's tokens (higher is better; it moves where accuracy is still 0).%n%n",
                 s.trials(), s.seed(), llName));
@@ -238,12 +289,21 @@ public final class CompareReport {
         md.append(detail).append("\n</details>\n");
     }
 
-    private void variableTracking() {
+    /** Where a RULER task's prose (or cwe's long word lists) came from, as a sentence; empty for the others. */
+    private String proseSource(Evaluation.Task task) {
+        if (!task.ruler().readsText() || dataRecord.isEmpty()) return "";
+        return fmt(" %s from `%s` (%s part).", task == Evaluation.Task.CWE ? "Words beyond the built-in list" : "Prose",
+                dataRecord.get("path"), dataRecord.get("part"));
+    }
+
+    /** RULER's tasks without a controlled depth: score and answer log-likelihood by length. */
+    private void lengthTask(Evaluation.Task task) {
         Evaluation.Settings s = plan.settings();
-        md.append(fmt("%n## RULER vt (variable tracking)%n%nOne chain of five variables in the noise haystack, RULER's worked "
-                + "example first, %d tokens generated, %d trials per length, seed %d. Each cell: RULER's string_match_all "
-                + "(0–100, the share of the five names found in the output), then the mean log-likelihood of the answer.%n%n",
-                s.newTokens(Evaluation.Task.VT), s.trials(), s.seed()));
+        String title = task == Evaluation.Task.VT ? "RULER vt (variable tracking)" : "RULER " + task.title();
+        md.append(fmt("%n## %s%n%n%s, %d tokens generated, %d trials per length, seed %d. Each cell: RULER's "
+                + "string_match_all (0–100, the share of the gold strings found in the output), then the mean "
+                + "log-likelihood of the answer.%s%n%n", title, task.ruler().summary(), s.newTokens(task), s.trials(), s.seed(),
+                proseSource(task)));
         md.append(lengthHeader(plan.retrievalLengths()));
         Map<String, List<Plots.Point>> series = new LinkedHashMap<>();
         for (Evaluation.Resolved r : methods) {
@@ -251,7 +311,7 @@ public final class CompareReport {
             List<Plots.Point> ps = new ArrayList<>();
             md.append("| ").append(name).append(" |");
             for (int l : plan.retrievalLengths()) {
-                Map<String, Object> c = cell(name, new Evaluation.CellSpec(Evaluation.Task.VT, l, Double.NaN));
+                Map<String, Object> c = cell(name, new Evaluation.CellSpec(task, l, Double.NaN));
                 if (c == null) {
                     md.append(" — |");
                     continue;
@@ -263,11 +323,11 @@ public final class CompareReport {
             md.append('\n');
             series.put(name, ps);
         }
-        if (series.values().stream().anyMatch(p -> !p.isEmpty())) {
-            if (Plots.byLength(out.resolve("vt-loglik.png"), "Variable tracking: log-likelihood of the five names",
-                    "answer log-likelihood (nats, higher is better)", series, plan.trainLength()))
-                md.append("\n![variable tracking: answer log-likelihood against length](vt-loglik.png)\n");
-        }
+        String stem = task.label() + "-loglik.png";
+        if (series.values().stream().anyMatch(p -> !p.isEmpty())
+                && Plots.byLength(out.resolve(stem), "RULER " + task.title() + ": log-likelihood of the answer",
+                "answer log-likelihood (nats, higher is better)", series, plan.trainLength()))
+            md.append(fmt("%n![%s: answer log-likelihood against length](%s)%n", task.title(), stem));
     }
 
     private Map<String, Object> json() {
@@ -289,8 +349,10 @@ public final class CompareReport {
             settings.put("stride", s.stride());
             settings.put("max_tokens", s.maxTokens());
         }
-        if (plan.tasks().contains(Evaluation.Task.NIAH)) settings.put("niah_new_tokens", s.newTokens(Evaluation.Task.NIAH));
-        if (plan.tasks().contains(Evaluation.Task.VT)) settings.put("vt_new_tokens", s.newTokens(Evaluation.Task.VT));
+        for (Evaluation.Task t : plan.tasks())
+            if (t.ruler() != null) settings.put(t.label() + "_new_tokens", s.newTokens(t));
+        if (!plan.tasks().contains(Evaluation.Task.PPL) && plan.tasks().stream().anyMatch(t -> t.ruler() != null
+                && t.ruler().readsText()) && s.data() != null) settings.put("data", dataRecord);
         root.put("settings", settings);
         List<Map<String, Object>> ms = new ArrayList<>();
         Map<String, Object> rs = new LinkedHashMap<>();

@@ -36,40 +36,78 @@ import java.util.regex.Pattern;
  */
 public final class Evaluation {
 
-    /** What a cell measures. */
+    /** What a cell measures: perplexity, passkey retrieval, or one of RULER's tasks. */
     public enum Task {
-        PPL("ppl"), PASSKEY("passkey"), NIAH("niah"), VT("vt");
+        PPL("ppl", null), PASSKEY("passkey", null),
+        NIAH("niah", Ruler.Task.NIAH_SINGLE_1),
+        NIAH_SINGLE_2("niah_single_2", Ruler.Task.NIAH_SINGLE_2),
+        NIAH_SINGLE_3("niah_single_3", Ruler.Task.NIAH_SINGLE_3),
+        NIAH_MULTIKEY_1("niah_multikey_1", Ruler.Task.NIAH_MULTIKEY_1),
+        NIAH_MULTIKEY_2("niah_multikey_2", Ruler.Task.NIAH_MULTIKEY_2),
+        NIAH_MULTIKEY_3("niah_multikey_3", Ruler.Task.NIAH_MULTIKEY_3),
+        NIAH_MULTIVALUE("niah_multivalue", Ruler.Task.NIAH_MULTIVALUE),
+        NIAH_MULTIQUERY("niah_multiquery", Ruler.Task.NIAH_MULTIQUERY),
+        VT("vt", Ruler.Task.VT),
+        CWE("cwe", Ruler.Task.CWE),
+        FWE("fwe", Ruler.Task.FWE);
 
         private final String label;
+        private final Ruler.Task ruler;
 
-        Task(String label) {
+        Task(String label, Ruler.Task ruler) {
             this.label = label;
+            this.ruler = ruler;
         }
 
+        /** The name in file names, keys and reports ("niah" for RULER's niah_single_1, as results were first saved). */
         public String label() {
             return label;
         }
 
+        /** RULER's name for the task ("niah_single_1" for niah), or the label for the others. */
+        public String title() {
+            return ruler == null ? label : ruler.label();
+        }
+
         public boolean hasDepth() {
-            return this == PASSKEY || this == NIAH;
+            return this == PASSKEY || ruler != null && ruler.hasDepth();
         }
 
         public boolean retrieval() {
             return this != PPL;
         }
 
-        public static Task parse(String name) {
-            return switch (name.strip().toLowerCase(Locale.ROOT)) {
-                case "ppl", "perplexity" -> PPL;
-                case "passkey" -> PASSKEY;
-                case "niah", "niah_single_1" -> NIAH;
-                case "vt", "variable_tracking" -> VT;
-                default -> throw new RopewayException("unknown task '" + name + "' (ppl, passkey, niah, vt)");
-            };
+        /** The RULER task this is, or null for perplexity and passkey. */
+        public Ruler.Task ruler() {
+            return ruler;
         }
 
-        Ruler.Task ruler() {
-            return this == NIAH ? Ruler.Task.NIAH_SINGLE_1 : Ruler.Task.VT;
+        public static Task parse(String name) {
+            String n = name.strip().toLowerCase(Locale.ROOT);
+            switch (n) {
+                case "ppl", "perplexity" -> { return PPL; }
+                case "passkey" -> { return PASSKEY; }
+                default -> { }
+            }
+            Ruler.Task r;
+            try {
+                r = Ruler.Task.parse(n);
+            } catch (RopewayException e) {
+                throw new RopewayException("unknown task '" + name + "' (ppl, passkey, ruler for all of RULER's, or one of "
+                        + Ruler.Task.labels() + ")");
+            }
+            for (Task t : values()) if (t.ruler == r) return t;
+            throw new IllegalStateException("no evaluation task for " + r);
+        }
+
+        /** One task, or {@code ruler}: all of RULER's tasks. */
+        public static List<Task> parseAll(String name) {
+            return name.strip().equalsIgnoreCase("ruler") ? rulerTasks() : List.of(parse(name));
+        }
+
+        /** RULER's tasks, in RULER's order. */
+        public static List<Task> rulerTasks() {
+            return java.util.Arrays.stream(values()).filter(t -> t.ruler != null).toList();
         }
     }
 
@@ -144,7 +182,7 @@ public final class Evaluation {
     }
 
     /**
-     * How cells are computed. {@code data}: documents for perplexity; {@code stride} 0 means L / 2 (sliding);
+     * How cells are computed. {@code data}: documents for perplexity and the text of RULER's essay haystacks; {@code stride} 0 means L / 2 (sliding);
      * {@code maxTokens} 0 means every document; {@code newTokens} 0 means RULER's count for each task.
      */
     public record Settings(Path data, PerplexityProtocol protocol, int stride, long maxTokens, int trials, long seed,
@@ -156,7 +194,7 @@ public final class Evaluation {
             if (newTokens < 0) throw new RopewayException("the tokens to generate must be positive, got " + newTokens);
         }
 
-        int newTokens(Task task) {
+        public int newTokens(Task task) {
             return newTokens > 0 ? newTokens : task.ruler().defaultNewTokens();
         }
     }
@@ -188,6 +226,7 @@ public final class Evaluation {
     private final Listener listener;
     private final Map<String, List<int[]>> documentsByTokenizer = new HashMap<>();
     private Map<String, Object> dataRecord;
+    private RulerText text;
 
     public Evaluation(Backend backend, Settings settings, CellStore store, Listener listener) {
         this.backend = backend;
@@ -222,6 +261,10 @@ public final class Evaluation {
             if (!names.add(t.name())) throw new RopewayException("two methods are named '" + t.name() + "'; name them apart");
         if (cells.stream().anyMatch(c -> c.task() == Task.PPL) && settings.data() == null)
             throw new RopewayException("perplexity needs documents (--data <dir>)");
+        for (CellSpec c : cells)
+            if (c.task().ruler() != null && c.task().ruler().needsText() && settings.data() == null)
+                throw new RopewayException(c.task().title() + " hides its needles in prose: it needs a text (--data <dir>: a "
+                        + "prepared corpus, whose held-out novels are used, or any folder of text)");
         List<Resolved> resolved = targets.stream().map(Evaluation::resolve).toList();
 
         // The plan: which cells are already saved.
@@ -293,8 +336,8 @@ public final class Evaluation {
                         settings.maxTokens(), n -> { }).toJson();
             }
             case PASSKEY -> Passkey.run(model, rope, tok, c.length(), c.depth(), settings.trials(), settings.seed()).toJson();
-            case NIAH, VT -> Ruler.run(model, rope, tok, c.task().ruler(), c.length(), c.depth(), settings.trials(),
-                    settings.seed(), settings.newTokens(c.task())).toJson();
+            default -> Ruler.run(model, rope, tok, c.task().ruler(), c.length(), c.depth(), settings.trials(),
+                    settings.seed(), settings.newTokens(c.task()), c.task().ruler().readsText() ? text() : null).toJson();
         };
     }
 
@@ -320,10 +363,11 @@ public final class Evaluation {
                 k.put("trials", settings.trials());
                 k.put("seed", settings.seed());
             }
-            case NIAH, VT -> {
+            default -> {
                 k.put("trials", settings.trials());
                 k.put("seed", settings.seed());
                 k.put("new_tokens", settings.newTokens(c.task()));
+                if (c.task().ruler().readsText() && settings.data() != null) k.put("text", dataRecord());
             }
         }
         return k;
@@ -337,12 +381,15 @@ public final class Evaluation {
         double tokens = switch (c.task()) {
             case PPL -> settings.maxTokens() > 0 ? settings.maxTokens() : 1 << 16;
             case PASSKEY -> (double) settings.trials() * 11 * c.length();
-            case NIAH, VT -> (double) settings.trials() * (1 + settings.newTokens(c.task())) * c.length();
+            default -> (double) settings.trials() * (1 + settings.newTokens(c.task())) * c.length();
         };
         return tokens * (1 + c.length() / 4096.0);
     }
 
-    /** The documents perplexity reads: the folder, and the name and size of every file (cheap, and edits show). */
+    /**
+     * The documents perplexity and RULER's essays read: the folder, and the name and size of every file (cheap, and
+     * edits show).
+     */
     public Map<String, Object> dataRecord() {
         if (dataRecord == null) {
             Corpus corpus = Corpus.open(settings.data());
@@ -368,6 +415,12 @@ public final class Evaluation {
             dataRecord = m;
         }
         return dataRecord;
+    }
+
+    /** The text of RULER's essay haystacks and long cwe lists: the data's held-out part, read once; null without data. */
+    private RulerText text() {
+        if (text == null && settings.data() != null) text = RulerText.of(Corpus.open(settings.data()));
+        return text;
     }
 
     /** The perplexity documents in {@code tok}'s ids, each with BOS in front; tokenised once per tokenizer file. */

@@ -1,20 +1,31 @@
 package dev.ropeway.eval;
 
+import dev.ropeway.RopewayException;
+
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.UUID;
 
 /**
- * RULER's {@code niah_single_1}: one needle "One of the special magic numbers for {key} is: {value}." hidden in a
- * noise haystack (the grass-and-sky paragraph, one copy per line), then the question and RULER's answer prefix, so
- * a base model answers by copying the seven-digit value. RULER writes the template for any number of needles and
- * rewrites it for a single one (Some→A, are all→is, are→is, answers→answer, numbers→number); the same rewrite is
- * applied here, so the prompt is RULER's byte for byte.
+ * RULER's needle-in-a-haystack family: needles "One of the special magic {numbers} for {key} is: {value}." hidden in
+ * a haystack, then the question and RULER's answer prefix, so a base model answers by copying the values. The eight
+ * variants differ in the haystack (the grass-and-sky noise line repeated, prose, or other needles with other keys),
+ * in what keys and values are (adjective-noun words, seven-digit numbers, UUIDs), and in how many keys, values per
+ * key and asked keys there are ({@link Spec}). RULER writes the template for any number of needles and rewrites it
+ * when one value is asked for (Some→A, are all→is, are→is, answers→answer, numbers→number); the same rewrite is
+ * applied here, so prompts are RULER's byte for byte for the same haystack.
  *
- * <p>Keys are adjective-noun pairs as RULER draws them (from a built-in list of common English words instead of the
- * wonderwords package); values are uniform in [1,000,000, 9,999,999]. The needle's line is {@code round(depth × n)}
- * of the n haystack lines (RULER picks it at random; a controlled depth gives the length × depth grid).
+ * <p>Keys are adjective-noun pairs as RULER draws them (from {@link RulerWords}' built-in lists instead of the
+ * wonderwords package), values uniform in [1,000,000, 9,999,999] or version-4 UUIDs. Unlike RULER, no two needles
+ * (the distractors of a needle haystack included) share a key, so every question has one right answer. Where one
+ * needle is hidden, its place is a controlled variable: line {@code round(depth × n)} of n haystack lines, or
+ * sentence {@code floor(depth × s)} of s sentences, which gives the length × depth grid. Where several are, they go
+ * where RULER puts them: at distinct random lines, or at sentences drawn from RULER's 40 depths from 0 to 100%.
  */
 public final class Niah {
     static final String TEMPLATE = "Some special magic {type_needle_v} are hidden within the following text. Make sure to "
@@ -23,62 +34,182 @@ public final class Niah {
     static final String ANSWER_PREFIX = " The special magic {type_needle_v} for {query} mentioned in the provided text are";
     static final String NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}.";
     static final String NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
-    static final String TYPE_NEEDLE_V = "numbers";
+    /** RULER's needle depths for essays: round(linspace(0, 100, 40)), in percent. */
+    static final int[] DEPTHS = depths();
 
-    private static final String[] ADJECTIVES = ("able absent acid afraid ancient angry anxious ashamed awake bitter "
-            + "black blue bold brave brief bright broad broken busy calm careful cheap chief clean clear clever close "
-            + "cold cool crazy cruel curious dark dear deep direct dirty dry dull eager early easy elegant empty equal "
-            + "exact faint fair false famous fancy fast fierce firm flat fond foolish formal free fresh friendly full "
-            + "funny gentle giant glad golden good grand gray great green grim happy hard harsh heavy high hollow "
-            + "honest hot huge humble hungry icy idle innocent jolly keen kind large late lazy level light little "
-            + "lively lonely long loud lucky mad magic mighty mild modern narrow neat nervous new noble odd old open "
-            + "orange pale patient plain polite poor proud purple quick quiet rapid rare raw ready red rich rough "
-            + "round royal rude sad safe salty sharp shiny short shy silent silly simple slow small smooth soft solid "
-            + "sour spare square steep still strange strict strong sudden sweet swift tall tame tender thick thin "
-            + "tidy tiny tough true ugly usual vast violet warm wary weak wet white wide wild wise witty wooden "
-            + "yellow young").split(" ");
-    private static final String[] NOUNS = ("acorn anchor apple arch arrow autumn badge bakery balcony banjo barn "
-            + "basket beacon bell berry bicycle blanket boat bottle bridge bucket cabin camera candle canoe canyon "
-            + "carpet castle cathedral cellar chair channel chimney circle cliff clock cloud coast compass copper "
-            + "cottage crayon crystal cushion desert diamond dragon drum eagle engine falcon feather fence ferry "
-            + "fiddle forest fountain garden garlic glacier glove granite guitar hammer harbor harvest helmet hill "
-            + "horizon island jacket jungle kettle kitten ladder lagoon lantern lemon library lighthouse lizard "
-            + "magnet maple marble meadow mirror mountain mushroom needle notebook oak ocean orchard otter oven "
-            + "paddle palace parrot pebble pencil pepper piano pillow planet pocket pond puzzle quarry rabbit "
-            + "railway raven ribbon river rocket saddle sailor salmon sandal scarf shadow shell shovel silver "
-            + "sparrow spider spoon stable statue storm stream sugar summit sunset swan table teapot temple thunder "
-            + "tiger timber tower tractor trumpet tulip tunnel turtle umbrella valley velvet violin wagon walnut "
-            + "whale willow window winter wizard wolf yacht zebra").split(" ");
+    /** What fills the haystack. */
+    public enum Haystack { NOISE, ESSAY, NEEDLE }
+
+    /** What keys and values are, by the plural RULER's template uses. */
+    public enum Kind {
+        WORDS("words"), NUMBERS("numbers"), UUIDS("uuids");
+
+        private final String plural;
+
+        Kind(String plural) {
+            this.plural = plural;
+        }
+
+        String plural() {
+            return plural;
+        }
+
+        String draw(SplittableRandom rnd) {
+            return switch (this) {
+                case WORDS -> RulerWords.ADJECTIVES[rnd.nextInt(RulerWords.ADJECTIVES.length)] + "-"
+                        + RulerWords.NOUNS[rnd.nextInt(RulerWords.NOUNS.length)];
+                case NUMBERS -> Integer.toString(rnd.nextInt(1_000_000, 10_000_000));
+                case UUIDS -> new UUID(rnd.nextLong() & ~0xF000L | 0x4000L,
+                        rnd.nextLong() & 0x3FFF_FFFF_FFFF_FFFFL | 0x8000_0000_0000_0000L).toString();
+            };
+        }
+    }
+
+    /**
+     * A variant: its haystack, key and value kinds, and how many keys, values per key and asked keys (as RULER,
+     * at least as many keys as are asked).
+     */
+    public record Spec(Haystack haystack, Kind keys, Kind values, int keyCount, int valueCount, int queryCount) {
+        public Spec {
+            if (valueCount < 1 || queryCount < 1) throw new IllegalArgumentException("at least one value and one query");
+            keyCount = Math.max(keyCount, queryCount);
+        }
+
+        int needles() {
+            return keyCount * valueCount;
+        }
+
+        /** Whether one needle is hidden, whose depth is then the cell's. */
+        boolean single() {
+            return needles() == 1;
+        }
+    }
 
     private Niah() {}
 
-    /** One drawn needle: its key (what the question asks for) and its value (the answer). */
-    record Needle(String key, String value) {}
-
-    static Needle needle(SplittableRandom rnd) {
-        String key = ADJECTIVES[rnd.nextInt(ADJECTIVES.length)] + "-" + NOUNS[rnd.nextInt(NOUNS.length)];
-        return new Needle(key, Integer.toString(rnd.nextInt(1_000_000, 10_000_000)));
+    private static int[] depths() {
+        int[] d = new int[40];
+        for (int i = 0; i < d.length; i++) d[i] = (int) Math.round(100.0 * i / 39);
+        return d;
     }
 
-    /** The full prompt (answer prefix included) with {@code lines} haystack lines, the needle after {@code at} of them. */
-    static String prompt(int lines, int at, Needle needle) {
-        if (lines < 0 || at < 0 || at > lines)
-            throw new IllegalArgumentException("needle line " + at + " outside a haystack of " + lines + " lines");
-        List<String> context = new ArrayList<>(Collections.nCopies(lines, NOISE));
-        context.add(at, NEEDLE.replace("{type_needle_v}", TYPE_NEEDLE_V).replace("{key}", needle.key())
-                .replace("{value}", needle.value()));
-        // RULER's rewrite for one needle and one query, applied to the template before it is filled in.
-        String template = (TEMPLATE + ANSWER_PREFIX).replace("Some", "A").replace("are all", "is").replace("are", "is")
-                .replace("answers", "answer");
-        String type = TYPE_NEEDLE_V.substring(0, TYPE_NEEDLE_V.length() - 1);
-        return template.replace("{type_needle_v}", type).replace("{query}", needle.key())
-                .replace("{context}", String.join("\n", context));
+    /**
+     * One trial's sample with a haystack of {@code size} lines (noise, needle) or words (essay, from {@code text}),
+     * the single needle at {@code depth} in [0, 1] (ignored with several needles). What is asked (keys, values and
+     * the asked keys) is drawn before the haystack, so a trial asks the same at every size.
+     */
+    static Ruler.Sample sample(Spec spec, int size, double depth, SplittableRandom rnd, RulerText text) {
+        if (size < 0) throw new IllegalArgumentException("haystack size " + size);
+        List<String> keys = new ArrayList<>();
+        List<List<String>> values = new ArrayList<>();
+        List<String> needles = new ArrayList<>();
+        Set<String> used = new HashSet<>();
+        for (int k = 0; k < spec.keyCount(); k++) {
+            String key = distinct(spec.keys(), rnd, used);
+            List<String> vs = new ArrayList<>();
+            for (int v = 0; v < spec.valueCount(); v++) {
+                vs.add(spec.values().draw(rnd));
+                needles.add(needle(spec, key, vs.getLast()));
+            }
+            keys.add(key);
+            values.add(vs);
+        }
+        shuffle(needles, rnd);
+        int[] asked = pick(spec.keyCount(), spec.queryCount(), rnd);
+        List<String> queries = new ArrayList<>(), answers = new ArrayList<>();
+        for (int i : asked) {
+            queries.add(keys.get(i));
+            answers.addAll(values.get(i));
+        }
+
+        String context = spec.haystack() == Haystack.ESSAY ? essay(text, size, needles, spec.single() ? depth : -1, rnd)
+                : lines(spec, size, needles, spec.single() ? depth : -1, used, rnd);
+        String query = queries.size() == 1 ? queries.getFirst()
+                : String.join(", ", queries.subList(0, queries.size() - 1)) + ", and " + queries.getLast();
+        String template = TEMPLATE + ANSWER_PREFIX;
+        String type = spec.values().plural();
+        if (spec.queryCount() * spec.valueCount() == 1) {
+            // RULER's rewrite for one asked value, applied to the template before it is filled in.
+            template = template.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer");
+            type = type.substring(0, type.length() - 1);
+        }
+        String prompt = template.replace("{type_needle_v}", type).replace("{query}", query).replace("{context}", context);
+        return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers));
     }
 
-    /** The sample of one trial with {@code lines} haystack lines and the needle at {@code depth}. */
-    static Ruler.Sample sample(int lines, double depth, SplittableRandom rnd) {
-        Needle n = needle(rnd);
-        int at = (int) Math.round(depth * lines);
-        return new Ruler.Sample(prompt(lines, at, n), List.of(n.value()), " " + n.value());
+    private static String needle(Spec spec, String key, String value) {
+        return NEEDLE.replace("{type_needle_v}", spec.values().plural()).replace("{key}", key).replace("{value}", value);
+    }
+
+    private static String distinct(Kind kind, SplittableRandom rnd, Set<String> used) {
+        for (int tries = 0; tries < 1_000; tries++) {
+            String s = kind.draw(rnd);
+            if (used.add(s)) return s;
+        }
+        throw new RopewayException("cannot draw another distinct " + kind.plural() + " key after " + used.size());
+    }
+
+    /** Fisher-Yates, from the last element down. */
+    private static <T> void shuffle(List<T> list, SplittableRandom rnd) {
+        for (int i = list.size() - 1; i > 0; i--) Collections.swap(list, i, rnd.nextInt(i + 1));
+    }
+
+    /** {@code count} distinct indices in [0, n), in the order drawn (a partial Fisher-Yates shuffle). */
+    static int[] pick(int n, int count, SplittableRandom rnd) {
+        int[] idx = new int[n];
+        for (int i = 0; i < n; i++) idx[i] = i;
+        for (int i = 0; i < count; i++) {
+            int j = i + rnd.nextInt(n - i);
+            int t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+        }
+        return Arrays.copyOf(idx, count);
+    }
+
+    /** Noise or distractor lines with the needles among them, one per line. */
+    private static String lines(Spec spec, int n, List<String> needles, double depth, Set<String> usedKeys,
+                                SplittableRandom rnd) {
+        List<String> lines = new ArrayList<>(n + needles.size());
+        for (int i = 0; i < n; i++) {
+            if (spec.haystack() == Haystack.NOISE) lines.add(NOISE);
+            else lines.add(needle(spec, distinct(spec.keys(), rnd, usedKeys), spec.values().draw(rnd)));
+        }
+        if (depth >= 0) {
+            lines.add((int) Math.round(depth * n), needles.getFirst());
+        } else {
+            // As RULER: distinct lines in descending order, each needle inserted at its own; with fewer lines than
+            // needles, lines drawn with repeats.
+            int m = needles.size();
+            int[] at = n >= m ? pick(n, m, rnd) : rnd.ints(m, 0, n + 1).toArray();
+            Arrays.sort(at);
+            for (int i = 0; i < m; i++) lines.add(at[m - 1 - i], needles.get(i));
+        }
+        return String.join("\n", lines);
+    }
+
+    /** The first {@code words} words of the text with the needles between its sentences, as RULER builds an essay. */
+    private static String essay(RulerText text, int words, List<String> needles, double depth, SplittableRandom rnd) {
+        if (text == null) throw new RopewayException("an essay haystack needs a text (--data <corpus>)");
+        List<String> sentences = text.sentences(words);
+        int s = sentences.size(), m = needles.size();
+        int[] at = new int[m];
+        if (depth >= 0) {
+            at[0] = (int) (s * depth);
+        } else {
+            int[] d = pick(DEPTHS.length, m, rnd);
+            for (int i = 0; i < m; i++) at[i] = (int) ((long) s * DEPTHS[d[i]] / 100);
+            Arrays.sort(at);
+        }
+        // RULER joins every piece with a space, empty stretches included.
+        List<String> parts = new ArrayList<>();
+        int last = 0;
+        for (int i = 0; i <= m; i++) {
+            int next = i < m ? Math.min(at[i], s) : s;
+            parts.add(String.join(" ", sentences.subList(last, next)));
+            if (i < m) parts.add(needles.get(i));
+            last = next;
+        }
+        return String.join(" ", parts);
     }
 }

@@ -14,50 +14,111 @@ import java.util.function.IntUnaryOperator;
 import java.util.regex.Pattern;
 
 /**
- * RULER's synthetic retrieval tasks that need no outside data: {@link Niah niah_single_1} and {@link VariableTracking
- * vt}. As in RULER, the haystack is the largest that keeps prompt plus the tokens to generate within the target
- * length (searched per target, then shrunk for a trial whose prompt tokenises longer), the model continues RULER's
- * answer prefix greedily, and the answer is scored by {@code string_match_all}: the fraction of the gold strings
- * found, case-insensitively, in the output. The log-likelihood of the gold answer after the prompt is reported too,
- * a smooth signal where a small model still finds nothing.
+ * RULER's synthetic tasks that need no outside data: the eight needle-in-a-haystack variants ({@link Niah}),
+ * {@link VariableTracking vt}, {@link CommonWords cwe} and {@link FrequentWords fwe} (RULER's other two, qa_1 and
+ * qa_2, read SQuAD and HotpotQA). As in RULER, the haystack is the largest that keeps prompt plus the tokens to
+ * generate within the target length (searched per target, then shrunk for a trial whose prompt tokenises longer),
+ * the model continues RULER's answer prefix greedily, and the answer is scored by {@code string_match_all}: the
+ * fraction of the gold strings found, case-insensitively, in the output. The log-likelihood of the gold answer after
+ * the prompt is reported too, a smooth signal where a small model still finds nothing. The essay haystacks and long
+ * cwe lists read a text ({@link RulerText}) in place of RULER's essays and word lists.
  */
 public final class Ruler {
     private static final Pattern CONTROL = Pattern.compile("[\\x00-\\x1f]");
 
     /** The tasks, with RULER's number of tokens to generate for each. */
     public enum Task {
-        NIAH_SINGLE_1("niah_single_1", 128, 0x6e696168L),
-        VT("vt", 30, 0x7674L);
+        NIAH_SINGLE_1("niah_single_1", 0x6e696168L, niah(Niah.Haystack.NOISE, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 1, 1, 1)),
+        NIAH_SINGLE_2("niah_single_2", 0, niah(Niah.Haystack.ESSAY, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 1, 1, 1)),
+        NIAH_SINGLE_3("niah_single_3", 0, niah(Niah.Haystack.ESSAY, Niah.Kind.WORDS, Niah.Kind.UUIDS, 1, 1, 1)),
+        NIAH_MULTIKEY_1("niah_multikey_1", 0, niah(Niah.Haystack.ESSAY, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 4, 1, 1)),
+        NIAH_MULTIKEY_2("niah_multikey_2", 0, niah(Niah.Haystack.NEEDLE, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 1, 1, 1)),
+        NIAH_MULTIKEY_3("niah_multikey_3", 0, niah(Niah.Haystack.NEEDLE, Niah.Kind.UUIDS, Niah.Kind.UUIDS, 1, 1, 1)),
+        NIAH_MULTIVALUE("niah_multivalue", 0, niah(Niah.Haystack.ESSAY, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 1, 4, 1)),
+        NIAH_MULTIQUERY("niah_multiquery", 0, niah(Niah.Haystack.ESSAY, Niah.Kind.WORDS, Niah.Kind.NUMBERS, 1, 1, 4)),
+        VT("vt", 0x7674L, null),
+        CWE("cwe", 0, null),
+        FWE("fwe", 0, null);
 
         private final String label;
-        private final int defaultNewTokens;
         private final long salt;
+        private final Niah.Spec niah;
 
-        Task(String label, int defaultNewTokens, long salt) {
+        Task(String label, long salt, Niah.Spec niah) {
             this.label = label;
-            this.defaultNewTokens = defaultNewTokens;
-            this.salt = salt;
+            this.salt = salt != 0 ? salt : label.hashCode() * 0x9E37_79B9_7F4A_7C15L;
+            this.niah = niah;
+        }
+
+        private static Niah.Spec niah(Niah.Haystack h, Niah.Kind k, Niah.Kind v, int keys, int values, int queries) {
+            return new Niah.Spec(h, k, v, keys, values, queries);
         }
 
         public String label() {
             return label;
         }
 
+        /** RULER's tokens to generate: 128 for the needle tasks, 30 for vt, 120 for cwe, 50 for fwe. */
         public int defaultNewTokens() {
-            return defaultNewTokens;
+            return niah != null ? 128 : switch (this) {
+                case VT -> 30;
+                case CWE -> 120;
+                default -> 50;
+            };
         }
 
-        /** Whether the needle's depth is a controlled variable (the single needle) or drawn per trial (the chain). */
+        /** Whether one needle is hidden, at a depth the cell controls; other tasks draw their places per trial. */
         public boolean hasDepth() {
-            return this == NIAH_SINGLE_1;
+            return niah != null && niah.single();
+        }
+
+        /** Whether the task reads a text: an essay haystack, or (at lengths that need more words) cwe's word pool. */
+        public boolean readsText() {
+            return this == CWE || niah != null && niah.haystack() == Niah.Haystack.ESSAY;
+        }
+
+        /** Whether the task cannot run without a text at all. */
+        public boolean needsText() {
+            return niah != null && niah.haystack() == Niah.Haystack.ESSAY;
+        }
+
+        Niah.Spec niah() {
+            return niah;
+        }
+
+        /** What the task asks, in a sentence, for reports. */
+        public String summary() {
+            return switch (this) {
+                case NIAH_SINGLE_1 -> "One needle (a 7-digit number under an adjective-noun key) in the noise haystack";
+                case NIAH_SINGLE_2 -> "One needle (a 7-digit number) in prose";
+                case NIAH_SINGLE_3 -> "One needle whose value is a UUID, in prose";
+                case NIAH_MULTIKEY_1 -> "Four needles with different keys in prose, one key asked";
+                case NIAH_MULTIKEY_2 -> "One needle in a haystack made of needles with other keys";
+                case NIAH_MULTIKEY_3 -> "One needle in a haystack of needles, keys and values UUIDs";
+                case NIAH_MULTIVALUE -> "Four values under one key in prose, all four asked";
+                case NIAH_MULTIQUERY -> "Four needles in prose, all four keys asked";
+                case VT -> "One chain of five variables in the noise haystack, RULER's worked example first; every name "
+                        + "that holds the value asked";
+                case CWE -> "The ten most frequent words of a numbered word list (each 30 times against 3 for the rest), "
+                        + "a worked example first";
+                case FWE -> "The three most frequent coded words of a text whose word counts follow a Zipf law (the most "
+                        + "frequent replaced by '...')";
+            };
         }
 
         public static Task parse(String name) {
-            return switch (name.toLowerCase(Locale.ROOT)) {
-                case "niah_single_1", "niah" -> NIAH_SINGLE_1;
-                case "vt", "variable_tracking" -> VT;
-                default -> throw new RopewayException("unknown RULER task '" + name + "' (niah_single_1, vt)");
-            };
+            String n = name.strip().toLowerCase(Locale.ROOT);
+            if (n.equals("niah")) return NIAH_SINGLE_1;
+            if (n.equals("variable_tracking")) return VT;
+            if (n.equals("common_words_extraction")) return CWE;
+            if (n.equals("freq_words_extraction")) return FWE;
+            for (Task t : values()) if (t.label.equals(n)) return t;
+            throw new RopewayException("unknown RULER task '" + name + "' (" + labels() + ")");
+        }
+
+        /** Every task's name, comma-separated. */
+        public static String labels() {
+            return String.join(", ", java.util.Arrays.stream(values()).map(Task::label).toList());
         }
     }
 
@@ -130,17 +191,28 @@ public final class Ruler {
     }
 
     /**
-     * The largest n ≥ 0 with {@code tokensAt(n) ≤ budget} (the token count grows with n), or -1 when even n = 0
-     * is over budget. Doubling, then bisection, so the tokeniser's work stays proportional to the answer.
+     * The largest n in [0, cap] with {@code tokensAt(n) ≤ budget} (the token count grows with n), or -1 when even
+     * n = 0 is over budget. Doubling, then bisection, so the tokeniser's work stays proportional to the answer.
      */
-    static int largestFitting(IntUnaryOperator tokensAt, int budget) {
+    static int largestFitting(IntUnaryOperator tokensAt, int budget, int cap) {
         if (tokensAt.applyAsInt(0) > budget) return -1;
+        if (cap == 0) return 0;
         int lo = 0, hi = 1;
         while (tokensAt.applyAsInt(hi) <= budget) {
             lo = hi;
+            if (hi == cap) return cap;
             if (hi > (1 << 24)) throw new IllegalStateException("the prompt does not grow with the haystack");
-            hi *= 2;
+            hi = (int) Math.min(2L * hi, cap);
         }
+        return bisect(tokensAt, budget, lo, hi);
+    }
+
+    static int largestFitting(IntUnaryOperator tokensAt, int budget) {
+        return largestFitting(tokensAt, budget, Integer.MAX_VALUE);
+    }
+
+    /** The largest n in [lo, hi) with {@code tokensAt(n) ≤ budget}, given that lo fits and hi does not. */
+    private static int bisect(IntUnaryOperator tokensAt, int budget, int lo, int hi) {
         while (hi - lo > 1) {
             int mid = (lo + hi) >>> 1;
             if (tokensAt.applyAsInt(mid) <= budget) lo = mid;
@@ -149,22 +221,37 @@ public final class Ruler {
         return lo;
     }
 
-    /** Prompts of a task sized for one target length: the haystack size found once, then one sample per trial. */
+    /**
+     * Prompts of a task sized for one target length: the haystack size (noise or needle lines, essay words, cwe's
+     * words beyond the ten common ones, fwe's coded words) found once, then one sample per trial.
+     */
     static final class Sizer {
+        /** fwe's smallest text: below it the counts of ranks 4 and 5 may tie, and the answer is not defined. */
+        static final int FWE_MIN_WORDS = 100;
+
         private final Task task;
         private final Tokenizer tok;
+        private final int targetTokens;
         private final int budget;
         private final double depth;
         private final long seed;
+        private final RulerText text;
         private final int exampleLines;
-        private final int lines;
+        private final int vocabulary;
+        private final int cap;
+        private final int size;
 
-        Sizer(Task task, Tokenizer tok, int targetTokens, int newTokens, double depth, long seed) {
+        Sizer(Task task, Tokenizer tok, int targetTokens, int newTokens, double depth, long seed, RulerText text) {
             this.task = task;
             this.tok = tok;
+            this.targetTokens = targetTokens;
             this.budget = targetTokens - newTokens;
             this.depth = depth;
             this.seed = seed;
+            this.text = text;
+            if (task.needsText() && text == null)
+                throw new RopewayException(task.label() + " hides its needles in prose: give a text for the haystack "
+                        + "(--data <corpus>: a prepared corpus's held-out novels, or any folder of text)");
             if (task == Task.VT) {
                 int exampleBudget = Math.min(VariableTracking.EXAMPLE_MAX_TOKENS, targetTokens / 4);
                 VariableTracking.Chain probe = VariableTracking.chain(trialRandom(task, seed, 0), 3);
@@ -174,12 +261,22 @@ public final class Ruler {
             } else {
                 exampleLines = 0;
             }
-            int n = largestFitting(k -> tokens(sample(k, 0).prompt()), budget);
+            vocabulary = task == Task.FWE ? FrequentWords.vocabularySize(targetTokens, newTokens) : 0;
+            cap = task != Task.CWE ? Integer.MAX_VALUE
+                    : Math.max(RulerWords.COMMON.size(), text == null ? 0 : text.vocabulary().size()) - CommonWords.COMMON;
+            int n = largestFitting(k -> tokens(sample(k, 0).prompt()), budget, cap);
             if (n < 0)
                 throw new RopewayException(String.format(Locale.ROOT, "a %s prompt needs %d tokens with no haystack, plus %d "
                                 + "to generate: %d tokens cannot hold it", task.label(), tokens(sample(0, 0).prompt()), newTokens,
                         targetTokens));
-            lines = n;
+            if (n == cap)
+                throw new RopewayException(String.format(Locale.ROOT, "a cwe list of %d tokens needs more than the %d distinct "
+                        + "words %s", budget, cap + CommonWords.COMMON, text == null
+                        ? "built in: give a text to draw words from (--data <corpus>)" : "of the text and the built-in list"));
+            if (task == Task.FWE && n < FWE_MIN_WORDS)
+                throw new RopewayException(String.format(Locale.ROOT, "%d tokens hold an fwe text of only %d coded words "
+                        + "(at least %d are needed for a well-defined answer)", targetTokens, n, FWE_MIN_WORDS));
+            size = n;
         }
 
         private int tokens(String text) {
@@ -188,33 +285,55 @@ public final class Ruler {
 
         private Sample sample(int haystack, int trial) {
             SplittableRandom rnd = trialRandom(task, seed, trial);
-            return task == Task.VT ? VariableTracking.sample(haystack, exampleLines, rnd) : Niah.sample(haystack, depth, rnd);
+            return switch (task) {
+                case VT -> VariableTracking.sample(haystack, exampleLines, rnd);
+                case CWE -> CommonWords.sample(haystack + CommonWords.COMMON, targetTokens, rnd, text);
+                case FWE -> FrequentWords.sample(haystack, vocabulary, rnd);
+                default -> Niah.sample(task.niah(), haystack, depth, rnd, text);
+            };
         }
 
-        /** Trial {@code trial}'s sample, with fewer haystack lines if its own draw tokenises over the budget. */
+        /**
+         * Trial {@code trial}'s sample: a smaller haystack if its own draw tokenises over the budget, a larger one if
+         * it falls more than 1% short (fwe's coded words, or UUIDs, tokenise to a few percent more or fewer tokens from
+         * one draw to the next).
+         */
         Sample trial(int trial) {
-            for (int n = lines; ; n--) {
-                Sample s = sample(n, trial);
-                if (n == 0 || tokens(s.prompt()) <= budget) return s;
+            Sample s = sample(size, trial);
+            IntUnaryOperator tokensAt = k -> tokens(sample(k, trial).prompt());
+            int at = tokens(s.prompt());
+            if (at > budget) {
+                if (size == 0) return s;
+                return sample(tokensAt.applyAsInt(0) <= budget ? bisect(tokensAt, budget, 0, size) : 0, trial);
+            }
+            if (at >= budget - budget / 100 || size == cap) return s;
+            int lo = size, step = Math.max(1, size / 64);
+            while (true) {
+                int hi = (int) Math.min((long) lo + step, cap);
+                if (tokensAt.applyAsInt(hi) > budget) return sample(bisect(tokensAt, budget, lo, hi), trial);
+                lo = hi;
+                if (lo == cap) return sample(lo, trial);
+                step = (int) Math.min(2L * step, 1 << 24);
             }
         }
 
-        int lines() {
-            return lines;
+        int size() {
+            return size;
         }
     }
 
     /**
      * Runs {@code trials} trials of one cell: the task at {@code targetTokens} (prompt plus {@code newTokens}
-     * generated) with the needle at {@code depth} (ignored by vt), decoding {@code newTokens} tokens greedily.
+     * generated) with the needle at {@code depth} (ignored by tasks without one), decoding {@code newTokens} tokens
+     * greedily. {@code text} feeds the essay haystacks and long cwe lists (null: none; those tasks then fail clearly).
      */
     public static Cell run(Transformer model, RopeScaling rope, Tokenizer tok, Task task, int targetTokens, double depth,
-                           int trials, long seed, int newTokens) {
+                           int trials, long seed, int newTokens, RulerText text) {
         if (trials < 1) throw new RopewayException("a RULER cell needs at least one trial, got " + trials);
         if (newTokens < 1) throw new RopewayException("RULER needs at least one token to generate, got " + newTokens);
         if (task.hasDepth() && !(depth >= 0 && depth <= 1))
             throw new RopewayException("the needle's depth must be in [0, 1], got " + depth);
-        Sizer sizer = new Sizer(task, tok, targetTokens, newTokens, depth, seed);
+        Sizer sizer = new Sizer(task, tok, targetTokens, newTokens, depth, seed, text);
         int eos = tok.eosId().orElse(-1);
         int promptTokens = 0, allFound = 0;
         double found = 0, ll = 0;

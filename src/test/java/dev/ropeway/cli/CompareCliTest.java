@@ -147,6 +147,66 @@ class CompareCliTest {
     }
 
     @Test
+    void rulerRunsEveryOfflineTaskAndAveragesThem(@TempDir Path tmp) throws Exception {
+        Path model = TinyModels.model(tmp.resolve("tiny"), 64, 3);
+        Path corpus = TinyModels.corpus(tmp.resolve("corpus"));
+        CliRunner.Result all = CliRunner.run("eval", "ruler", "--model", model.toString(), "--lengths", "2400", "--depths", "0.5",
+                "--trials", "1", "--new-tokens", "3", "--data", corpus.toString(), "--json");
+        assertEquals(0, all.exitCode(), all.err());
+        JsonNode doc = Json.mapper().readTree(all.out());
+        assertEquals("ruler", doc.get("task").asText());
+        List<String> tasks = new java.util.ArrayList<>();
+        for (JsonNode r : doc.get("results")) {
+            tasks.add(r.get("task").asText());
+            assertEquals(2400, r.get("length").asInt());
+            assertTrue(r.get("prompt_tokens").asInt() <= 2397 && r.get("prompt_tokens").asInt() > 2000, r.toString());
+            assertEquals(r.get("task").asText().matches("niah_single_.|niah_multikey_[23]"), !r.get("depth").isNull(), r.toString());
+        }
+        assertEquals(List.of("niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
+                "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe"), tasks);
+        assertTrue(doc.at("/settings/data/path").asText().endsWith("corpus"), doc.get("settings").toString());
+
+        // Without a text the essay tasks are left out, with a note; the table ends with RULER's average.
+        CliRunner.Result some = CliRunner.run("eval", "ruler", "--model", model.toString(), "--lengths", "2400", "--depths", "0.5",
+                "--trials", "1", "--new-tokens", "3");
+        assertEquals(0, some.exitCode(), some.err());
+        assertTrue(some.err().contains("essay-haystack tasks are left out"), some.err());
+        for (String task : List.of("niah_single_1", "niah_multikey_2", "niah_multikey_3", "vt", "cwe", "fwe", "average"))
+            assertTrue(some.out().contains("  " + task + " "), task + " in\n" + some.out());
+        assertTrue(!some.out().contains("niah_single_2"), some.out());
+        // A cell that cannot be computed (cwe's worked example alone is ~1,600 byte tokens) is reported, the rest shown.
+        CliRunner.Result partial = CliRunner.run("eval", "ruler", "--tasks", "cwe,fwe", "--model", model.toString(),
+                "--lengths", "1200,2400", "--trials", "1", "--new-tokens", "3");
+        assertEquals(0, partial.exitCode(), partial.err());
+        assertTrue(partial.err().contains("no result for cwe-1200: a cwe prompt needs"), partial.err());
+        assertTrue(partial.out().lines().anyMatch(l -> l.matches("  cwe +— +\\d+\\.\\d\\d .*")), partial.out());
+        assertTrue(partial.out().lines().anyMatch(l -> l.matches("  average +— +\\d+\\.\\d\\d")), partial.out());
+        CliRunner.Result essay = CliRunner.run("eval", "ruler", "--tasks", "niah_multivalue", "--model", model.toString(),
+                "--lengths", "2400");
+        assertEquals(1, essay.exitCode());
+        assertTrue(essay.err().contains("niah_multivalue hides its needles in prose: it needs a text (--data"), essay.err());
+
+        Path out = tmp.resolve("cmp");
+        CliRunner.Result cmp = CliRunner.run("compare", "--models", model.toString(), "--tasks", "cwe,niah_multikey_1,niah_single_3",
+                "--lengths", "2400", "--depths", "1", "--trials", "1", "--new-tokens", "3", "--data", corpus.toString(),
+                "--out", out.toString());
+        assertEquals(0, cmp.exitCode(), cmp.err());
+        String md = Files.readString(out.resolve("report.md"));
+        for (String section : List.of("## RULER average", "## RULER cwe", "## RULER niah_multikey_1", "## RULER niah_single_3"))
+            assertTrue(md.contains(section), section + " in\n" + md);
+        assertTrue(!md.contains("could not be computed"), md);
+        assertTrue(md.lines().anyMatch(l -> l.matches("\\| tiny \\| \\d+\\.\\d \\|")), "an average cell: " + md);
+        assertTrue(md.contains("Prose from `" + corpus.toAbsolutePath().normalize() + "` (heldout part)."), md);
+        assertTrue(md.contains("Words beyond the built-in list from `"), md);
+        for (String png : List.of("ruler-average", "cwe-loglik", "niah_multikey_1-loglik", "niah_single_3-accuracy"))
+            assertPng(out.resolve(png + ".png"));
+        JsonNode report = Json.mapper().readTree(out.resolve("report.json").toFile());
+        assertEquals(3, report.at("/settings/cwe_new_tokens").asInt());
+        assertTrue(report.at("/settings/data/path").asText().endsWith("corpus"), report.get("settings").toString());
+        assertEquals(1, report.at("/results/tiny/niah_multikey_1").size());
+    }
+
+    @Test
     void badInputIsAOneLineError(@TempDir Path tmp) {
         Path model = TinyModels.model(tmp.resolve("tiny"), 64, 3);
         CliRunner.Result noData = CliRunner.run("compare", "--models", model.toString(), "--lengths", "32", "--out", tmp.resolve("o").toString());
