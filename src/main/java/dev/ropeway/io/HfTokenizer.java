@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.OptionalInt;
 
 /** A Hugging Face {@code tokenizer.json}, run by the native tokenizers library that DJL bundles. */
@@ -16,11 +17,14 @@ public final class HfTokenizer implements Tokenizer {
     private final HuggingFaceTokenizer tokenizer;
     private final int vocabSize;
     private final SpecialTokenIds special;
+    /** Each token's raw bytes, or null where the decoder gives none. */
+    private final byte[][] pieces;
 
-    private HfTokenizer(HuggingFaceTokenizer tokenizer, int vocabSize, SpecialTokenIds special) {
+    private HfTokenizer(HuggingFaceTokenizer tokenizer, int vocabSize, SpecialTokenIds special, byte[][] pieces) {
         this.tokenizer = tokenizer;
         this.vocabSize = vocabSize;
         this.special = special;
+        this.pieces = pieces;
     }
 
     /** Loads {@code tokenizer.json} from a checkpoint folder, or the given tokenizer file itself. */
@@ -40,6 +44,7 @@ public final class HfTokenizer implements Tokenizer {
         }
         // Read with Jackson first: a broken file then gets a message with line and column, not a native error.
         TokenizerVocabulary vocabulary = TokenizerVocabulary.read(json);
+        byte[][] pieces = TokenPieces.read(Json.readObjectNode(json), vocabulary);
         SpecialTokenIds special = SpecialTokenIds.resolve(folder, vocabulary);
         // DJL otherwise probes cloud metadata endpoints on first use, which stalls on a machine without network.
         if (System.getProperty("ai.djl.offline") == null) System.setProperty("ai.djl.offline", "true");
@@ -55,7 +60,7 @@ public final class HfTokenizer implements Tokenizer {
         } catch (IOException | RuntimeException e) {
             throw new CheckpointException("cannot load tokenizer " + json + ": " + e.getMessage(), e);
         }
-        return new HfTokenizer(tokenizer, vocabulary.size(), special);
+        return new HfTokenizer(tokenizer, vocabulary.size(), special, pieces);
     }
 
     @Override
@@ -115,6 +120,12 @@ public final class HfTokenizer implements Tokenizer {
             wide[i] = ids[i];
         }
         return tokenizer.decode(wide, skipSpecialTokens);
+    }
+
+    @Override
+    public Optional<byte[]> tokenBytes(int id) {
+        if (id < 0 || id >= vocabSize) throw new RopewayException("token id " + id + " is outside the vocabulary (0.." + (vocabSize - 1) + ")");
+        return pieces == null || pieces[id] == null ? Optional.empty() : Optional.of(pieces[id].clone());
     }
 
     @Override

@@ -1,5 +1,6 @@
 package dev.ropeway.io;
 
+import java.util.Optional;
 import java.util.OptionalInt;
 
 /** Text to token ids and back, for the model whose checkpoint folder the tokenizer came from. */
@@ -13,6 +14,16 @@ public interface Tokenizer extends AutoCloseable {
 
     /** The number of token ids, added tokens included: every valid id is below it. */
     int vocabSize();
+
+    /**
+     * The raw bytes token {@code id} stands for, where the tokenizer defines them: a byte-level BPE token's bytes, a
+     * SentencePiece piece with '▁' as a space and a byte-fallback piece ({@code <0xE2>}) as its byte. A token that
+     * ends inside a UTF-8 character decodes to U+FFFD on its own; its bytes are what a client joins to rebuild the
+     * character. Empty where the tokenizer's decoder gives no such meaning (WordPiece, for one).
+     */
+    default Optional<byte[]> tokenBytes(int id) {
+        return Optional.empty();
+    }
 
     /** The beginning-of-sequence token, when the tokenizer or model declares one. */
     OptionalInt bosId();

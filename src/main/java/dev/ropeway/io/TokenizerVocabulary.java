@@ -65,6 +65,11 @@ final class TokenizerVocabulary {
         return size;
     }
 
+    /** Every token with its id. */
+    Map<String, Integer> ids() {
+        return java.util.Collections.unmodifiableMap(ids);
+    }
+
     OptionalInt idOf(String token) {
         Integer id = ids.get(token);
         return id == null ? OptionalInt.empty() : OptionalInt.of(id);

@@ -13,7 +13,9 @@ import java.util.Map;
 /**
  * Log-probabilities in the OpenAI response shapes, for one request's tokens in order (prompt tokens when echoed,
  * then the generated ones, in as many calls as there are streamed chunks). A token's string is the text it adds after
- * the tokens before it (a leading space kept; special tokens written out; an incomplete UTF-8 character as U+FFFD).
+ * the tokens before it (a leading space kept; special tokens written out; an incomplete UTF-8 character as U+FFFD);
+ * a chat entry's {@code bytes} are the token's own (a piece of a character included), so that a client joining them
+ * gets the text back.
  * {@code text_offset} counts characters of the returned text, in which special tokens take no room.
  */
 final class Logprobs {
@@ -80,8 +82,8 @@ final class Logprobs {
         List<Object> content = new ArrayList<>();
         for (TokenLogprob e : entries) {
             List<Object> top = new ArrayList<>();
-            for (int i = 0; i < e.topTokens().length; i++) top.add(entry(piece(e.topTokens()[i], true), e.topLogprobs()[i]));
-            Map<String, Object> c = entry(piece(e.token(), true), e.logprob());
+            for (int i = 0; i < e.topTokens().length; i++) top.add(entry(e.topTokens()[i], e.topLogprobs()[i]));
+            Map<String, Object> c = entry(e.token(), e.logprob());
             c.put("top_logprobs", top);
             content.add(c);
             push(e.token());
@@ -91,11 +93,13 @@ final class Logprobs {
         return m;
     }
 
-    private static Map<String, Object> entry(String token, double logprob) {
+    /** One chat entry; {@code bytes} is the token's own bytes where the tokenizer defines them, else its string's UTF-8. */
+    private Map<String, Object> entry(int id, double logprob) {
+        String token = piece(id, true);
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("token", token);
         m.put("logprob", finite(logprob));
-        byte[] bytes = token.getBytes(StandardCharsets.UTF_8);
+        byte[] bytes = tokenizer.tokenBytes(id).orElseGet(() -> token.getBytes(StandardCharsets.UTF_8));
         List<Integer> list = new ArrayList<>(bytes.length);
         for (byte b : bytes) list.add(b & 0xff);
         m.put("bytes", list);

@@ -44,6 +44,86 @@ class HfTokenizerTest {
         return s.toString();
     }
 
+    /** The bytes of {@code ids}' tokens, joined. */
+    private static byte[] joined(Tokenizer t, int[] ids) {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        for (int id : ids) out.writeBytes(t.tokenBytes(id).orElseThrow());
+        return out.toByteArray();
+    }
+
+    @Test
+    void tokensBytesJoinIntoTheTextEvenWhereATokenSplitsACharacter() {
+        Random random = new Random(7);
+        ByteLevelBpeFixture.write(dir);
+        try (Tokenizer hf = HfTokenizer.load(dir); Tokenizer java = Tokenizers.open(dir)) {
+            assertTrue(java instanceof dev.ropeway.io.bpe.BpeEncoder, "the pure-Java encoder reads this file");
+            for (int i = 0; i < 50; i++) {
+                String text = randomText(random, 1 + random.nextInt(30));
+                int[] ids = java.encode(text, false);
+                assertArrayEquals(text.getBytes(StandardCharsets.UTF_8), joined(java, ids), text);
+                assertArrayEquals(text.getBytes(StandardCharsets.UTF_8), joined(hf, ids), text);
+            }
+            // "é" is two byte tokens here: each decodes to U+FFFD alone, and its bytes are half the character.
+            int[] e = java.encode("é", false);
+            assertEquals(2, e.length);
+            assertArrayEquals(new byte[]{(byte) 0xC3}, java.tokenBytes(e[0]).orElseThrow());
+            assertEquals("\uFFFD", java.decode(new int[]{e[0]}, false));
+            assertArrayEquals("<s>".getBytes(StandardCharsets.UTF_8), hf.tokenBytes(BOS).orElseThrow());
+            assertThrows(RopewayException.class, () -> java.tokenBytes(ByteLevelBpeFixture.VOCAB_SIZE));
+            assertThrows(RopewayException.class, () -> hf.tokenBytes(-1));
+        }
+    }
+
+    @Test
+    void sentencePiecePiecesAreSpacesAndFallbackBytes() throws IOException {
+        // A Llama-2-style tokenizer.json: '▁' for spaces, <0xNN> pieces for bytes no piece covers.
+        Map<String, Integer> vocab = new java.util.LinkedHashMap<>();
+        vocab.put("<unk>", 0);
+        vocab.put("<s>", 1);
+        vocab.put("</s>", 2);
+        for (int b = 0; b < 256; b++) vocab.put(String.format("<0x%02X>", b), 3 + b);
+        for (String p : List.of("\u2581", "a", "b", "\u2581a", "\u2581b")) vocab.put(p, vocab.size());
+        Map<String, Object> json = new java.util.LinkedHashMap<>();
+        json.put("version", "1.0");
+        json.put("added_tokens", List.of(
+                Map.of("id", 0, "content", "<unk>", "single_word", false, "lstrip", false, "rstrip", false, "normalized", false, "special", true),
+                Map.of("id", 1, "content", "<s>", "single_word", false, "lstrip", false, "rstrip", false, "normalized", false, "special", true),
+                Map.of("id", 2, "content", "</s>", "single_word", false, "lstrip", false, "rstrip", false, "normalized", false, "special", true)));
+        json.put("normalizer", Map.of("type", "Sequence", "normalizers", List.of(
+                Map.of("type", "Prepend", "prepend", "\u2581"),
+                Map.of("type", "Replace", "pattern", Map.of("String", " "), "content", "\u2581"))));
+        json.put("pre_tokenizer", null);
+        json.put("post_processor", null);
+        json.put("decoder", Map.of("type", "Sequence", "decoders", List.of(
+                Map.of("type", "Replace", "pattern", Map.of("String", "\u2581"), "content", " "),
+                Map.of("type", "ByteFallback"), Map.of("type", "Fuse"),
+                Map.of("type", "Strip", "content", " ", "start", 1, "stop", 0))));
+        Map<String, Object> model = new java.util.LinkedHashMap<>();
+        model.put("type", "BPE");
+        model.put("dropout", null);
+        model.put("unk_token", "<unk>");
+        model.put("continuing_subword_prefix", null);
+        model.put("end_of_word_suffix", null);
+        model.put("fuse_unk", true);
+        model.put("byte_fallback", true);
+        model.put("vocab", vocab);
+        model.put("merges", List.of("\u2581 a", "\u2581 b"));
+        json.put("model", model);
+        Path sp = Files.createDirectories(dir.resolve("sp"));
+        Json.writeAtomic(sp.resolve("tokenizer.json"), json);
+        try (Tokenizer t = Tokenizers.open(sp)) {
+            assertTrue(t instanceof HfTokenizer, "the tokenizers library reads a SentencePiece-style file");
+            String text = "a bé ab";
+            int[] ids = t.encode(text, false);
+            assertEquals(text, t.decode(ids, true));
+            assertTrue(Arrays.stream(ids).anyMatch(id -> id == 3 + 0xC3), "é falls back to its bytes: " + Arrays.toString(ids));
+            // The text's bytes, with the space the normalizer put in front (the decoder strips it from the text).
+            assertArrayEquals((" " + text).getBytes(StandardCharsets.UTF_8), joined(t, ids));
+            assertArrayEquals(new byte[]{' ', 'a'}, t.tokenBytes(vocab.get("\u2581a")).orElseThrow());
+            assertArrayEquals(new byte[]{(byte) 0xA9}, t.tokenBytes(3 + 0xA9).orElseThrow());
+        }
+    }
+
     @Test
     void appliesTheMergesOfTheModel() {
         try (Tokenizer t = load()) {

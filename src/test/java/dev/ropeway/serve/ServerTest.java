@@ -568,11 +568,16 @@ class ServerTest {
                     + "\"max_tokens\":4,\"temperature\":0,\"ignore_eos\":true,\"logprobs\":true,\"top_logprobs\":2}").body());
             JsonNode content = chat.path("choices").path(0).path("logprobs").path("content");
             assertEquals(4, content.size(), chat.toString());
+            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
             for (JsonNode c : content) {
                 assertEquals(2, c.path("top_logprobs").size());
                 assertEquals(c.path("top_logprobs").get(0).path("logprob").asDouble(), c.path("logprob").asDouble(), 1e-12);
                 assertTrue(c.path("bytes").isArray());
+                for (JsonNode b : c.path("bytes")) bytes.write(b.asInt());
             }
+            // The tokens' own bytes (a piece of a character included) join into the message's text.
+            assertEquals(chat.path("choices").path(0).path("message").path("content").asText(),
+                    bytes.toString(java.nio.charset.StandardCharsets.UTF_8));
             JsonNode plain = Json.mapper().readTree(post(s, "/v1/completions", completion(prompt, 2, false)).body());
             assertTrue(plain.path("choices").path(0).path("logprobs").isNull());
 

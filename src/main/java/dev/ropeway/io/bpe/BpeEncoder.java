@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.Optional;
 import java.util.OptionalInt;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -239,6 +240,13 @@ public final class BpeEncoder implements Tokenizer {
             at += tokenBytes[id].length;
         }
         return new String(bytes, StandardCharsets.UTF_8);
+    }
+
+    @Override
+    public Optional<byte[]> tokenBytes(int id) {
+        if (id < 0 || id >= tokenBytes.length || tokenBytes[id] == null)
+            throw new RopewayException("token id " + id + " is outside the vocabulary (0.." + (tokenBytes.length - 1) + ")");
+        return Optional.of(tokenBytes[id].clone());
     }
 
     @Override
