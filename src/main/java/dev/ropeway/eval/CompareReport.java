@@ -13,6 +13,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.BiFunction;
 
 /**
  * The report of a comparison: {@code report.md} (provenance, the methods, then a table per task), {@code report.json}
@@ -172,38 +173,23 @@ public final class CompareReport {
         md.append(fmt("%n## RULER average%n%nThe mean of RULER's string_match_all (0–100) over the %d RULER tasks run (%s), "
                 + "each task with one needle averaged over its depths; the tasks follow one by one below. Higher is "
                 + "better.%n%n", tasks.size(), String.join(", ", tasks.stream().map(Evaluation.Task::title).toList())));
-        md.append(lengthHeader(plan.retrievalLengths()));
-        Map<String, List<Plots.Point>> series = new LinkedHashMap<>();
-        for (Evaluation.Resolved r : methods) {
-            String name = r.target().name();
-            List<Plots.Point> ps = new ArrayList<>();
-            md.append("| ").append(name).append(" |");
-            for (int l : plan.retrievalLengths()) {
-                double sum = 0;
-                boolean complete = true;
-                for (Evaluation.Task t : tasks) {
-                    double taskSum = 0;
-                    int n = 0;
-                    for (double d : t.hasDepth() ? plan.depths() : List.of(Double.NaN)) {
-                        Map<String, Object> c = results.getOrDefault(name, Map.of()).get(new Evaluation.CellSpec(t, l, d));
-                        if (c == null || c.containsKey("error")) continue;
-                        taskSum += Ruler.Cell.fromJson(c).score();
-                        n++;
-                    }
-                    if (n == 0) complete = false;
-                    else sum += taskSum / n;
+        Map<String, List<Plots.Point>> series = lengthRows((name, l) -> {
+            double sum = 0;
+            for (Evaluation.Task t : tasks) {
+                double taskSum = 0;
+                int n = 0;
+                for (double d : t.hasDepth() ? plan.depths() : List.of(Double.NaN)) {
+                    Map<String, Object> c = results.getOrDefault(name, Map.of()).get(new Evaluation.CellSpec(t, l, d));
+                    if (c == null || c.containsKey("error")) continue;
+                    taskSum += Ruler.Cell.fromJson(c).score();
+                    n++;
                 }
-                if (!complete) {
-                    md.append(" — |");
-                    continue;
-                }
-                double mean = sum / tasks.size();
-                ps.add(new Plots.Point(l, mean));
-                md.append(fmt(" %.1f |", mean));
+                if (n == 0) return null;
+                sum += taskSum / n;
             }
-            md.append('\n');
-            series.put(name, ps);
-        }
+            double mean = sum / tasks.size();
+            return new LengthEntry(fmt("%.1f", mean), mean);
+        });
         if (series.values().stream().anyMatch(p -> !p.isEmpty())
                 && Plots.byLength(out.resolve("ruler-average.png"), "RULER: mean string_match_all over the tasks run",
                 "score (0-100, higher is better)", series, plan.trainLength()))
@@ -289,6 +275,35 @@ public final class CompareReport {
         md.append(detail).append("\n</details>\n");
     }
 
+    /** A table cell's text and the value its method's line plots at that length. */
+    private record LengthEntry(String text, double plotted) {}
+
+    /**
+     * A table with a row per method and a column per retrieval length, each cell from {@code entry} ("—" where it
+     * gives null); returns each method's points for a chart.
+     */
+    private Map<String, List<Plots.Point>> lengthRows(BiFunction<String, Integer, LengthEntry> entry) {
+        md.append(lengthHeader(plan.retrievalLengths()));
+        Map<String, List<Plots.Point>> series = new LinkedHashMap<>();
+        for (Evaluation.Resolved r : methods) {
+            String name = r.target().name();
+            List<Plots.Point> ps = new ArrayList<>();
+            md.append("| ").append(name).append(" |");
+            for (int l : plan.retrievalLengths()) {
+                LengthEntry e = entry.apply(name, l);
+                if (e == null) {
+                    md.append(" — |");
+                    continue;
+                }
+                ps.add(new Plots.Point(l, e.plotted()));
+                md.append(' ').append(e.text()).append(" |");
+            }
+            md.append('\n');
+            series.put(name, ps);
+        }
+        return series;
+    }
+
     /** Where a RULER task's prose (or cwe's long word lists) came from, as a sentence; empty for the others. */
     private String proseSource(Evaluation.Task task) {
         if (!task.ruler().readsText() || dataRecord.isEmpty()) return "";
@@ -304,25 +319,12 @@ public final class CompareReport {
                 + "string_match_all (0–100, the share of the gold strings found in the output), then the mean "
                 + "log-likelihood of the answer.%s%n%n", title, task.ruler().summary(), s.newTokens(task), s.trials(), s.seed(),
                 proseSource(task)));
-        md.append(lengthHeader(plan.retrievalLengths()));
-        Map<String, List<Plots.Point>> series = new LinkedHashMap<>();
-        for (Evaluation.Resolved r : methods) {
-            String name = r.target().name();
-            List<Plots.Point> ps = new ArrayList<>();
-            md.append("| ").append(name).append(" |");
-            for (int l : plan.retrievalLengths()) {
-                Map<String, Object> c = cell(name, new Evaluation.CellSpec(task, l, Double.NaN));
-                if (c == null) {
-                    md.append(" — |");
-                    continue;
-                }
-                Ruler.Cell v = Ruler.Cell.fromJson(c);
-                ps.add(new Plots.Point(l, v.meanAnswerLogLikelihood()));
-                md.append(fmt(" %.1f, %.2f |", v.score(), v.meanAnswerLogLikelihood()));
-            }
-            md.append('\n');
-            series.put(name, ps);
-        }
+        Map<String, List<Plots.Point>> series = lengthRows((name, l) -> {
+            Map<String, Object> c = cell(name, new Evaluation.CellSpec(task, l, Double.NaN));
+            if (c == null) return null;
+            Ruler.Cell v = Ruler.Cell.fromJson(c);
+            return new LengthEntry(fmt("%.1f, %.2f", v.score(), v.meanAnswerLogLikelihood()), v.meanAnswerLogLikelihood());
+        });
         String stem = task.label() + "-loglik.png";
         if (series.values().stream().anyMatch(p -> !p.isEmpty())
                 && Plots.byLength(out.resolve(stem), "RULER " + task.title() + ": log-likelihood of the answer",
