@@ -3,7 +3,6 @@ package dev.ropeway.eval;
 import dev.ropeway.RopewayException;
 
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.SplittableRandom;
 
@@ -43,14 +42,14 @@ final class CommonWords {
             if (words > pool.size())
                 throw new RopewayException("a cwe list of " + words + " words needs more distinct words than the text's " + pool.size());
         }
-        int[] chosen = Niah.pick(pool.size(), words, rnd);
+        int[] chosen = Ruler.pick(pool.size(), words, rnd);
         List<String> common = new ArrayList<>(), list = new ArrayList<>();
         for (int i = 0; i < words; i++) {
             String w = pool.get(chosen[i]);
             if (i < COMMON) common.add(w);
             for (int r = 0; r < (i < COMMON ? commonRepeats : rareRepeats); r++) list.add(w);
         }
-        for (int i = list.size() - 1; i > 0; i--) Collections.swap(list, i, rnd.nextInt(i + 1));
+        Ruler.shuffle(list, rnd);
         return new Example(numbered(list), common);
     }
 

@@ -51,7 +51,7 @@ final class FrequentWords {
         vocab.set(0, "...");
         List<String> text = new ArrayList<>();
         for (int k = 1; k <= vocab.size(); k++) text.addAll(Collections.nCopies(count(words, k), vocab.get(k - 1)));
-        for (int i = text.size() - 1; i > 0; i--) Collections.swap(text, i, rnd.nextInt(i + 1));
+        Ruler.shuffle(text, rnd);
         List<String> answers = List.copyOf(vocab.subList(1, 4));
         String prompt = (TEMPLATE + ANSWER_PREFIX).replace("{context}", String.join(" ", text));
         return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers));

@@ -4,7 +4,6 @@ import dev.ropeway.RopewayException;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -114,8 +113,8 @@ public final class Niah {
             keys.add(key);
             values.add(vs);
         }
-        shuffle(needles, rnd);
-        int[] asked = pick(spec.keyCount(), spec.queryCount(), rnd);
+        Ruler.shuffle(needles, rnd);
+        int[] asked = Ruler.pick(spec.keyCount(), spec.queryCount(), rnd);
         List<String> queries = new ArrayList<>(), answers = new ArrayList<>();
         for (int i : asked) {
             queries.add(keys.get(i));
@@ -149,24 +148,6 @@ public final class Niah {
         throw new RopewayException("cannot draw another distinct " + kind.plural() + " key after " + used.size());
     }
 
-    /** Fisher-Yates, from the last element down. */
-    private static <T> void shuffle(List<T> list, SplittableRandom rnd) {
-        for (int i = list.size() - 1; i > 0; i--) Collections.swap(list, i, rnd.nextInt(i + 1));
-    }
-
-    /** {@code count} distinct indices in [0, n), in the order drawn (a partial Fisher-Yates shuffle). */
-    static int[] pick(int n, int count, SplittableRandom rnd) {
-        int[] idx = new int[n];
-        for (int i = 0; i < n; i++) idx[i] = i;
-        for (int i = 0; i < count; i++) {
-            int j = i + rnd.nextInt(n - i);
-            int t = idx[i];
-            idx[i] = idx[j];
-            idx[j] = t;
-        }
-        return Arrays.copyOf(idx, count);
-    }
-
     /** Noise or distractor lines with the needles among them, one per line. */
     private static String lines(Spec spec, int n, List<String> needles, double depth, Set<String> usedKeys,
                                 SplittableRandom rnd) {
@@ -181,7 +162,7 @@ public final class Niah {
             // As RULER: distinct lines in descending order, each needle inserted at its own; with fewer lines than
             // needles, lines drawn with repeats.
             int m = needles.size();
-            int[] at = n >= m ? pick(n, m, rnd) : rnd.ints(m, 0, n + 1).toArray();
+            int[] at = n >= m ? Ruler.pick(n, m, rnd) : rnd.ints(m, 0, n + 1).toArray();
             Arrays.sort(at);
             for (int i = 0; i < m; i++) lines.add(at[m - 1 - i], needles.get(i));
         }
@@ -197,7 +178,7 @@ public final class Niah {
         if (depth >= 0) {
             at[0] = (int) (s * depth);
         } else {
-            int[] d = pick(DEPTHS.length, m, rnd);
+            int[] d = Ruler.pick(DEPTHS.length, m, rnd);
             for (int i = 0; i < m; i++) at[i] = (int) ((long) s * DEPTHS[d[i]] / 100);
             Arrays.sort(at);
         }

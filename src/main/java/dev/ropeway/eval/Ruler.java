@@ -5,6 +5,8 @@ import dev.ropeway.io.Tokenizer;
 import dev.ropeway.model.Transformer;
 import dev.ropeway.rope.RopeScaling;
 
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -184,6 +186,24 @@ public final class Ruler {
         double sum = 0;
         for (int i = 0; i < predictions.size(); i++) sum += matchFraction(predictions.get(i), answers.get(i));
         return sum / predictions.size() * 100;
+    }
+
+    /** Fisher-Yates, from the last element down. */
+    static <T> void shuffle(List<T> list, SplittableRandom rnd) {
+        for (int i = list.size() - 1; i > 0; i--) Collections.swap(list, i, rnd.nextInt(i + 1));
+    }
+
+    /** {@code count} distinct indices in [0, n), in the order drawn (a partial Fisher-Yates shuffle). */
+    static int[] pick(int n, int count, SplittableRandom rnd) {
+        int[] idx = new int[n];
+        for (int i = 0; i < n; i++) idx[i] = i;
+        for (int i = 0; i < count; i++) {
+            int j = i + rnd.nextInt(n - i);
+            int t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+        }
+        return Arrays.copyOf(idx, count);
     }
 
     static SplittableRandom trialRandom(Task task, long seed, int trial) {

@@ -55,14 +55,7 @@ public final class VariableTracking {
         List<String> links = chain.lines();
         List<Integer> at = new ArrayList<>();
         if (lines >= links.size()) {
-            // A uniform sample of distinct lines (a partial Fisher-Yates shuffle), in order.
-            int[] idx = new int[lines];
-            for (int i = 0; i < lines; i++) idx[i] = i;
-            for (int i = 0; i < links.size(); i++) {
-                int j = i + rnd.nextInt(lines - i);
-                int t = idx[i]; idx[i] = idx[j]; idx[j] = t;
-                at.add(idx[i]);
-            }
+            for (int i : Ruler.pick(lines, links.size(), rnd)) at.add(i);
         } else {
             for (int i = 0; i < links.size(); i++) at.add(rnd.nextInt(lines + 1));
         }
