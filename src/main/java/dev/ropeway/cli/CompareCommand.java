@@ -16,7 +16,6 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -91,16 +90,11 @@ final class CompareCommand implements Callable<Integer> {
         }
         for (String m : methods) targets.add(Evaluation.Target.parse(m));
         if (targets.isEmpty()) throw new RopewayException("nothing to compare: give --models and/or --model");
-        LinkedHashSet<Evaluation.Task> taskSet = new LinkedHashSet<>();
-        boolean allRuler = false;
-        for (String t : tasks) {
-            allRuler |= t.strip().equalsIgnoreCase("ruler");
-            taskSet.addAll(Evaluation.Task.parseAll(t));
-        }
-        if (allRuler && data == null && taskSet.removeIf(t -> t.ruler() != null && t.ruler().needsText()))
+        Evaluation.Task.Selection selection = Evaluation.Task.select(tasks, data != null);
+        if (selection.proseLeftOut())
             spec.commandLine().getErr().println("compare: without --data, RULER's essay-haystack tasks are left out");
-        List<Evaluation.Task> taskList = List.copyOf(taskSet);
-        if (taskSet.contains(Evaluation.Task.PPL) && data == null)
+        List<Evaluation.Task> taskList = selection.tasks();
+        if (taskList.contains(Evaluation.Task.PPL) && data == null)
             throw new RopewayException("the ppl task needs --data <dir> (documents to score)");
         if (data != null && !Files.isDirectory(data)) throw new RopewayException("--data " + data + " is not a folder");
         if (stride != null && stride < 1) throw new RopewayException("--stride must be at least 1, got " + stride);

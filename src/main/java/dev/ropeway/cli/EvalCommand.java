@@ -17,7 +17,6 @@ import picocli.CommandLine.Option;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -369,7 +368,8 @@ final class EvalCommand implements Runnable {
         Path data;
         @Mixin
         Depths depths;
-        private boolean noted;
+        /** The tasks --tasks selects, once parsed. */
+        private List<Evaluation.Task> selected;
 
         @Override
         Evaluation.Task task() {
@@ -388,17 +388,13 @@ final class EvalCommand implements Runnable {
 
         @Override
         List<Evaluation.Task> tasks() {
-            LinkedHashSet<Evaluation.Task> out = new LinkedHashSet<>();
-            boolean all = false;
-            for (String name : taskNames) {
-                all |= name.strip().equalsIgnoreCase("ruler");
-                out.addAll(Evaluation.Task.parseAll(name));
+            if (selected == null) {
+                Evaluation.Task.Selection selection = Evaluation.Task.select(taskNames, data != null);
+                if (selection.proseLeftOut())
+                    spec.commandLine().getErr().println("eval ruler: without --data, the essay-haystack tasks are left out");
+                selected = selection.tasks();
             }
-            if (all && data == null && out.removeIf(t -> t.ruler().needsText()) && !noted) {
-                spec.commandLine().getErr().println("eval ruler: without --data, the essay-haystack tasks are left out");
-                noted = true;
-            }
-            return List.copyOf(out);
+            return selected;
         }
 
         @Override

@@ -100,9 +100,27 @@ public final class Evaluation {
             throw new IllegalStateException("no evaluation task for " + r);
         }
 
-        /** One task, or {@code ruler}: all of RULER's tasks. */
-        public static List<Task> parseAll(String name) {
-            return name.strip().equalsIgnoreCase("ruler") ? rulerTasks() : List.of(parse(name));
+        /** The tasks a list of names selects, and whether {@code ruler} left the prose tasks out for want of a text. */
+        public record Selection(List<Task> tasks, boolean proseLeftOut) {}
+
+        /**
+         * The tasks {@code names} name, in order and once each; {@code ruler} stands for all of RULER's, less the
+         * ones that hide needles in prose when there is no text ({@code hasText} false). A prose task named on its own
+         * stays, and fails when run for want of the text.
+         */
+        public static Selection select(List<String> names, boolean hasText) {
+            LinkedHashSet<Task> out = new LinkedHashSet<>();
+            boolean all = false;
+            for (String name : names) {
+                if (name.strip().equalsIgnoreCase("ruler")) {
+                    all = true;
+                    out.addAll(rulerTasks());
+                } else {
+                    out.add(parse(name));
+                }
+            }
+            boolean leftOut = all && !hasText && out.removeIf(t -> t.ruler != null && t.ruler.needsText());
+            return new Selection(List.copyOf(out), leftOut);
         }
 
         /** RULER's tasks, in RULER's order. */
@@ -182,8 +200,9 @@ public final class Evaluation {
     }
 
     /**
-     * How cells are computed. {@code data}: documents for perplexity and the text of RULER's essay haystacks; {@code stride} 0 means L / 2 (sliding);
-     * {@code maxTokens} 0 means every document; {@code newTokens} 0 means RULER's count for each task.
+     * How cells are computed. {@code data}: documents for perplexity and the text of RULER's essay haystacks;
+     * {@code stride} 0 means L / 2 (sliding); {@code maxTokens} 0 means every document; {@code newTokens} 0 means
+     * RULER's count for each task.
      */
     public record Settings(Path data, PerplexityProtocol protocol, int stride, long maxTokens, int trials, long seed,
                            int newTokens) {
