@@ -299,8 +299,12 @@ public final class Ruler {
             size = n;
         }
 
+        private int[] ids(String text) {
+            return Passkey.tokens(tok, text);
+        }
+
         private int tokens(String text) {
-            return Passkey.tokens(tok, text).length;
+            return ids(text).length;
         }
 
         private Sample sample(int haystack, int trial) {
@@ -313,26 +317,37 @@ public final class Ruler {
             };
         }
 
+        /** A trial's sample and its prompt's token ids. */
+        record Fitted(Sample sample, int[] ids) {}
+
         /**
          * Trial {@code trial}'s sample: a smaller haystack if its own draw tokenises over the budget, a larger one if
          * it falls more than 1% short (fwe's coded words, or UUIDs, tokenise to a few percent more or fewer tokens from
-         * one draw to the next).
+         * one draw to the next). The prompt's ids come with it, so that it is not tokenised again.
          */
-        Sample trial(int trial) {
+        Fitted trial(int trial) {
             Sample s = sample(size, trial);
+            int[] ids = ids(s.prompt());
+            int n = fittedSize(trial, ids.length);
+            if (n == size) return new Fitted(s, ids);
+            Sample fitted = sample(n, trial);
+            return new Fitted(fitted, ids(fitted.prompt()));
+        }
+
+        /** The haystack size for trial {@code trial}, whose prompt at the cell's size has {@code tokens} tokens. */
+        private int fittedSize(int trial, int tokens) {
             IntUnaryOperator tokensAt = k -> tokens(sample(k, trial).prompt());
-            int at = tokens(s.prompt());
-            if (at > budget) {
-                if (size == 0) return s;
-                return sample(tokensAt.applyAsInt(0) <= budget ? bisect(tokensAt, budget, 0, size) : 0, trial);
+            if (tokens > budget) {
+                if (size == 0) return 0;
+                return tokensAt.applyAsInt(0) <= budget ? bisect(tokensAt, budget, 0, size) : 0;
             }
-            if (at >= budget - budget / 100 || size == cap) return s;
+            if (tokens >= budget - budget / 100 || size == cap) return size;
             int lo = size, step = Math.max(1, size / 64);
             while (true) {
                 int hi = (int) Math.min((long) lo + step, cap);
-                if (tokensAt.applyAsInt(hi) > budget) return sample(bisect(tokensAt, budget, lo, hi), trial);
+                if (tokensAt.applyAsInt(hi) > budget) return bisect(tokensAt, budget, lo, hi);
                 lo = hi;
-                if (lo == cap) return sample(lo, trial);
+                if (lo == cap) return lo;
                 step = (int) Math.min(2L * step, 1 << 24);
             }
         }
@@ -362,8 +377,9 @@ public final class Ruler {
         // whatever start their prompts share.
         try (Greedy greedy = new Greedy(model, rope, Math.min(tok.vocabSize(), model.config().vocabSize()))) {
             for (int t = 0; t < trials; t++) {
-                Sample s = sizer.trial(t);
-                int[] prompt = Passkey.tokens(tok, s.prompt());
+                Sizer.Fitted fitted = sizer.trial(t);
+                Sample s = fitted.sample();
+                int[] prompt = fitted.ids();
                 promptTokens = Math.max(promptTokens, prompt.length);
                 ll += greedy.logLikelihood(prompt, tok.encode(s.answerText(), false));
                 String output = postprocess(tok.decode(greedy.decode(prompt, newTokens, eos), true));

@@ -17,6 +17,7 @@ import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -352,7 +353,9 @@ class RulerTest {
                 int target = task == Ruler.Task.CWE ? 2400 : 1400, newTokens = 5;
                 Ruler.Sizer sizer = new Ruler.Sizer(task, tok, target, newTokens, 0.5, 11, text);
                 for (int trial = 0; trial < 3; trial++) {
-                    int tokens = Passkey.tokens(tok, sizer.trial(trial).prompt()).length;
+                    Ruler.Sizer.Fitted fitted = sizer.trial(trial);
+                    assertArrayEquals(Passkey.tokens(tok, fitted.sample().prompt()), fitted.ids(), "the prompt's own ids");
+                    int tokens = fitted.ids().length;
                     assertTrue(tokens <= target - newTokens, task + ": " + tokens + " tokens");
                     // Every trial fills the length: one more haystack line, word or list entry would not fit (~100
                     // tokens here), or the trial is within 1% of the budget.
