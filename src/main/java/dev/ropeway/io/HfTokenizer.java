@@ -2,6 +2,7 @@ package dev.ropeway.io;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.ropeway.RopewayException;
 
 import java.io.IOException;
@@ -43,8 +44,9 @@ public final class HfTokenizer implements Tokenizer {
                 throw new CheckpointException((Files.exists(json) ? "not a tokenizer file: " : "no such folder or file: ") + json);
         }
         // Read with Jackson first: a broken file then gets a message with line and column, not a native error.
-        TokenizerVocabulary vocabulary = TokenizerVocabulary.read(json);
-        byte[][] pieces = TokenPieces.read(Json.readObjectNode(json), vocabulary);
+        JsonNode root = Json.readObjectNode(json);
+        TokenizerVocabulary vocabulary = TokenizerVocabulary.read(root, json);
+        byte[][] pieces = TokenPieces.read(root, vocabulary);
         SpecialTokenIds special = SpecialTokenIds.resolve(folder, vocabulary);
         // DJL otherwise probes cloud metadata endpoints on first use, which stalls on a machine without network.
         if (System.getProperty("ai.djl.offline") == null) System.setProperty("ai.djl.offline", "true");

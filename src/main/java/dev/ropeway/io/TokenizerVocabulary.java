@@ -22,7 +22,11 @@ final class TokenizerVocabulary {
     }
 
     static TokenizerVocabulary read(Path tokenizerJson) {
-        JsonNode root = Json.readObjectNode(tokenizerJson);
+        return read(Json.readObjectNode(tokenizerJson), tokenizerJson);
+    }
+
+    /** The table of {@code root}, the parsed {@code tokenizerJson} (named in messages). */
+    static TokenizerVocabulary read(JsonNode root, Path tokenizerJson) {
         Map<String, Integer> ids = new HashMap<>();
         JsonNode model = root.path("model");
         JsonNode vocab = model.path("vocab");
