@@ -7,12 +7,14 @@ import java.util.stream.Collectors;
 
 /**
  * The decoder families Ropeway runs. They share one transformer (pre-norm, RMSNorm, rotary attention with
- * grouped-query heads, SwiGLU MLP) and differ in which projections carry biases.
+ * grouped-query heads, SwiGLU MLP) and differ in which projections carry biases, where a sliding window comes from,
+ * and how the checkpoint stores the projections (Phi-3 stacks q, k and v in one matrix, and gate and up in another).
  */
 public enum Architecture {
     LLAMA("LlamaForCausalLM", "llama"),
     MISTRAL("MistralForCausalLM", "mistral"),
-    QWEN2("Qwen2ForCausalLM", "qwen2");
+    QWEN2("Qwen2ForCausalLM", "qwen2"),
+    PHI3("Phi3ForCausalLM", "phi3");
 
     private final String hfClass;
     private final String modelType;
@@ -25,6 +27,9 @@ public enum Architecture {
     public String hfClass() { return hfClass; }
 
     public String modelType() { return modelType; }
+
+    /** Whether checkpoints store {@code qkv_proj} and {@code gate_up_proj} (stacked) instead of the separate matrices. */
+    public boolean stacksProjections() { return this == PHI3; }
 
     /** Resolves from the config's "architectures" entry, falling back to "model_type". */
     public static Architecture resolve(String hfClass, String modelType, String source) {

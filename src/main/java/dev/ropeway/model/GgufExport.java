@@ -106,7 +106,7 @@ public final class GgufExport {
         GgufVocabulary vocabulary = GgufVocabulary.read(modelDir).paddedTo(c.vocabSize(), source);
         vocabulary.metadata().forEach(w::put);
 
-        try (WeightStore store = WeightStore.open(modelDir)) {
+        try (WeightStore store = StackedProjections.open(modelDir, c)) {
             Tensors t = new Tensors(w, store, o.dtype(), notes);
             long h = c.hiddenSize(), v = c.vocabSize(), ffn = c.intermediateSize(), qd = c.qDim(), kvd = c.kvDim();
             t.matrix("token_embd.weight", "model.embed_tokens.weight", v, h);

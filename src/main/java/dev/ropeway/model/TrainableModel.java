@@ -3,6 +3,7 @@ package dev.ropeway.model;
 import dev.ropeway.io.CheckpointException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.SafeTensorsWriter;
+import dev.ropeway.io.SplitWeights;
 import dev.ropeway.io.TensorInfo;
 import dev.ropeway.io.WeightStore;
 import dev.ropeway.rope.ClexOde;
@@ -11,6 +12,7 @@ import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.Tensor;
 
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
@@ -47,6 +49,7 @@ public final class TrainableModel implements AutoCloseable {
     }
 
     public static TrainableModel fromStore(Backend backend, ModelConfig config, WeightStore store) {
+        store = SplitWeights.of(store, StackedProjections.of(config));
         ParameterLayout layout = ParameterLayout.of(config);
         Tensor params = backend.allocate(layout.totalSize());
         try {
@@ -156,7 +159,27 @@ public final class TrainableModel implements AutoCloseable {
      */
     public void save(Path dir, Map<String, Object> configJson) {
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
-        for (ParameterLayout.Entry e : layout.entries()) w.add(e.name(), read(e.name(), false), e.shape());
+        Map<String, List<SplitWeights.Part>> stacked = StackedProjections.of(config);
+        Map<String, String> stackOf = StackedProjections.stackOf(stacked);
+        for (ParameterLayout.Entry e : layout.entries()) {
+            String stack = stackOf.get(e.name());
+            if (stack == null) {
+                w.add(e.name(), read(e.name(), false), e.shape());
+            } else if (stacked.get(stack).getFirst().name().equals(e.name())) {
+                // The architecture's own layout: the parts one above the other in a single matrix.
+                List<SplitWeights.Part> parts = stacked.get(stack);
+                long rows = 0, cols = e.shape()[1];
+                for (SplitWeights.Part p : parts) rows += p.rows();
+                float[] all = new float[Math.toIntExact(rows * cols)];
+                int at = 0;
+                for (SplitWeights.Part p : parts) {
+                    float[] part = read(p.name(), false);
+                    System.arraycopy(part, 0, all, at, part.length);
+                    at += part.length;
+                }
+                w.add(stack, all, rows, cols);
+            }
+        }
         if (clexInvFreq != null) w.add(ClexLayer.INV_FREQ, clexInvFreq.clone(), clexInvFreq.length);
         try {
             java.nio.file.Files.createDirectories(dir);

@@ -9,8 +9,10 @@ import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.LinearRope;
 import dev.ropeway.rope.YarnRope;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.testutil.Phi3Checkpoints;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -22,6 +24,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -112,5 +115,55 @@ class ExtensionTest {
             case CLEX -> assertEquals(4, assertInstanceOf(ClexRope.class, rope).factorFor(4 * L0));
         }
         assertTrue(Double.isFinite(result.heldoutLoss()));
+    }
+
+    /**
+     * A Phi-3 checkpoint is fine-tuned as the Llama it equals (the same steps give the same weights) and saved as a
+     * Phi-3 again, its projections stacked, so transformers reads the result as it read the input.
+     */
+    @Test
+    void aPhi3IsExtendedAsTheLlamaItEqualsAndStaysAPhi3() throws Exception {
+        Path phi3 = Phi3Checkpoints.write(pretrained, tmp.resolve("base-phi3"));
+        Trainer.Settings settings = new Trainer.Settings(4, L0, 1, 3, 2, 1, 0, 0, Recompute.OFF, 4 * L0);
+        OptimizerSettings optimizer = new OptimizerSettings(2e-3, 2e-4, 1, 4, OptimizerSettings.Schedule.COSINE, 0.9, 0.95, 1e-8, 0, 1);
+        Map<Path, Path> outs = new java.util.LinkedHashMap<>();
+        for (Path from : List.of(pretrained, phi3)) {
+            Path out = tmp.resolve("e2-from-" + from.getFileName());
+            Extension.run(backend, new Extension.Options(from, Extension.Method.E2, corpus, null, out, settings, optimizer,
+                    false, 0, 4, 8, false, 4, new Extension.ClexSettings(8, 1, "tanh", 0.01, false, 0.01)),
+                    line -> { }, new Trainer.Listener() {
+                        @Override
+                        public void step(Trainer.StepReport report) { }
+                    });
+            outs.put(from, out);
+        }
+        Path llamaOut = outs.get(pretrained), phi3Out = outs.get(phi3);
+        assertEquals(dev.ropeway.model.Architecture.PHI3, Transformer.loadConfig(phi3Out).architecture());
+        assertInstanceOf(E2Rope.class, Transformer.loadConfig(phi3Out).rope());
+        try (dev.ropeway.io.SafeTensors a = dev.ropeway.io.SafeTensors.open(llamaOut.resolve("model.safetensors"));
+             dev.ropeway.io.SafeTensors b = dev.ropeway.io.SafeTensors.open(phi3Out.resolve("model.safetensors"))) {
+            assertEquals(null, b.info("model.layers.0.self_attn.q_proj.weight"));
+            for (int i = 0; i < 2; i++) {
+                String at = "model.layers." + i + ".self_attn.", m = "model.layers." + i + ".mlp.";
+                assertArrayEquals(concat(a.readFloats(at + "q_proj.weight"), a.readFloats(at + "k_proj.weight"),
+                        a.readFloats(at + "v_proj.weight")), b.readFloats(at + "qkv_proj.weight"), at + "qkv_proj");
+                assertArrayEquals(concat(a.readFloats(m + "gate_proj.weight"), a.readFloats(m + "up_proj.weight")),
+                        b.readFloats(m + "gate_up_proj.weight"), m + "gate_up_proj");
+                assertArrayEquals(a.readFloats(at + "o_proj.weight"), b.readFloats(at + "o_proj.weight"));
+            }
+            assertArrayEquals(a.readFloats("model.embed_tokens.weight"), b.readFloats("model.embed_tokens.weight"));
+        }
+    }
+
+    private static float[] concat(float[]... parts) {
+        int n = 0;
+        for (float[] p : parts) n += p.length;
+        float[] out = new float[n];
+        int at = 0;
+        for (float[] p : parts) {
+            System.arraycopy(p, 0, out, at, p.length);
+            at += p.length;
+        }
+        return out;
     }
 }
