@@ -57,6 +57,7 @@ final class InfoCommand implements Callable<Integer> {
             out.put("rotary_dim", c.rotaryDim());
             out.put("tied_embeddings", c.tieWordEmbeddings());
             out.put("biases", biases(c));
+            out.put("qk_norm", c.qkNorm());
             out.put("parameters", store.totalElements());
             out.put("parameters_from_config", c.parameterCount());
             out.put("dtype", store.dominantDtype().safetensorsName());
@@ -82,7 +83,8 @@ final class InfoCommand implements Callable<Integer> {
                 c.intermediateSize(), c.vocabSize());
         System.out.printf("  attention    %d heads, %d kv heads%s, head_dim %d%s%n", c.numHeads(), c.numKvHeads(),
                 c.numKvHeads() < c.numHeads() ? " (grouped-query)" : "", c.headDim(),
-                c.rotaryDim() < c.headDim() ? ", rotary " + c.rotaryDim() : "");
+                (c.rotaryDim() < c.headDim() ? ", rotary " + c.rotaryDim() : "")
+                        + (c.qkNorm() ? "; queries and keys RMS-normed per head" : ""));
         System.out.printf("  embeddings   %s; biases: %s%n", c.tieWordEmbeddings() ? "tied" : "untied", out.get("biases"));
         System.out.printf("  rope         %s%n", out.get("rope_summary"));
         System.out.printf("  context      trained %,d tokens; claims %,d (max_position_embeddings %,d)%n", trained,

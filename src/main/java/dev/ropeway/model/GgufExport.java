@@ -31,7 +31,8 @@ import java.util.Locale;
  * with feature j + d/2 ({@code rotate_half}); llama.cpp's "llama" architecture rotates features 2i and 2i+1. Both
  * are the same rotation if Q and K put feature i at 2i and feature i + d/2 at 2i + 1, so the rows of q_proj and
  * k_proj (and their biases) are reordered that way within each head; q·k is unchanged because both sides move
- * alike. Its "qwen2" architecture rotates j with j + d/2 already, so Qwen2 weights are written as they are.
+ * alike. Its "qwen2" and "qwen3" architectures rotate j with j + d/2 already, so Qwen2 and Qwen3 weights are written as
+ * they are (Qwen3's per-head query and key norms as attn_q_norm and attn_k_norm).
  */
 public final class GgufExport {
     private GgufExport() {}
@@ -71,7 +72,11 @@ public final class GgufExport {
 
     /** The GGUF architecture name a config maps to. */
     public static String architectureOf(ModelConfig c) {
-        return c.architecture() == Architecture.QWEN2 ? "qwen2" : "llama";
+        return switch (c.architecture()) {
+            case QWEN2 -> "qwen2";
+            case QWEN3 -> "qwen3";
+            case LLAMA, MISTRAL, PHI3 -> "llama";
+        };
     }
 
     public static Result write(Path modelDir, Path out, Options o) {
@@ -134,6 +139,11 @@ public final class GgufExport {
                     t.vector(b + "attn_v.bias", a + "v_proj.bias", kvd);
                 }
                 if (c.outputBias()) t.vector(b + "attn_output.bias", a + "o_proj.bias", h);
+                if (c.qkNorm()) {
+                    // Per-head weights, the same for every head: unchanged by the row order of q and k.
+                    t.vector(b + "attn_q_norm.weight", a + "q_norm.weight", c.headDim());
+                    t.vector(b + "attn_k_norm.weight", a + "k_norm.weight", c.headDim());
+                }
                 t.vector(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", h);
                 t.matrix(b + "ffn_gate.weight", m + "gate_proj.weight", ffn, h);
                 t.matrix(b + "ffn_up.weight", m + "up_proj.weight", ffn, h);

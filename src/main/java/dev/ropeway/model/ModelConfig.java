@@ -67,15 +67,14 @@ public record ModelConfig(
             throw new RopewayException(source + ": hidden_act '" + activation + "' is not supported (only silu)");
         boolean qkvBias, outBias;
         switch (arch) {
-            case LLAMA -> qkvBias = outBias = c.bool("attention_bias", false);
+            case LLAMA, QWEN3 -> qkvBias = outBias = c.bool("attention_bias", false);
             case QWEN2 -> { qkvBias = true; outBias = false; }
             default -> qkvBias = outBias = false;
         }
         boolean mlpBias = arch == Architecture.LLAMA && c.bool("mlp_bias", false);
         long window = 0;
         if ((arch == Architecture.MISTRAL || arch == Architecture.PHI3) && c.has("sliding_window")) window = c.positiveLong("sliding_window");
-        if (arch == Architecture.QWEN2 && c.bool("use_sliding_window", false) && c.has("sliding_window"))
-            window = c.positiveLong("sliding_window");
+        if (arch == Architecture.QWEN2 || arch == Architecture.QWEN3) window = qwenWindow(c, source);
         RopeScaling rope;
         try {
             rope = RopeScalings.fromConfig(json, rotaryDim);
@@ -105,6 +104,34 @@ public record ModelConfig(
                 slidingWindow, newRope, bosTokenId, eosTokenId, dtype, raw);
     }
 
+    /**
+     * Qwen2's and Qwen3's window: with use_sliding_window, layers from max_window_layers on attend within
+     * sliding_window tokens and the ones before it attend to everything (transformers' layer_types, which a config
+     * may also list itself). Ropeway runs one kind of attention in every layer, so a mix is refused.
+     */
+    private static long qwenWindow(ConfigReader c, String source) {
+        int layers = c.positiveInt("num_hidden_layers");
+        java.util.List<String> types = new java.util.ArrayList<>();
+        if (c.raw("layer_types") instanceof java.util.List<?> listed) {
+            for (Object t : listed) types.add(String.valueOf(t));
+        } else if (c.bool("use_sliding_window", false) && c.has("sliding_window")) {
+            Object max = c.raw("max_window_layers");
+            int from = max instanceof Number n ? n.intValue() : 0;
+            for (int i = 0; i < layers; i++) types.add(i >= from ? "sliding_attention" : "full_attention");
+        }
+        long sliding = types.stream().filter("sliding_attention"::equals).count();
+        if (sliding == 0) return 0;
+        if (sliding != types.size())
+            throw new RopewayException(source + ": " + sliding + " of " + types.size() + " layers use sliding-window "
+                    + "attention and the others full attention; Ropeway runs one kind of attention in every layer");
+        if (!c.has("sliding_window"))
+            throw new RopewayException(source + ": layer_types asks for sliding-window attention but no sliding_window is given");
+        return c.positiveLong("sliding_window");
+    }
+
+    /** Whether each head's queries and keys are RMS-normed before RoPE (Qwen3's q_norm and k_norm). */
+    public boolean qkNorm() { return architecture.normsQueriesAndKeys(); }
+
     public int qDim() { return numHeads * headDim; }
 
     public int kvDim() { return numKvHeads * headDim; }
@@ -117,6 +144,7 @@ public record ModelConfig(
         if (qkvBias) perLayer += qDim() + 2L * kvDim();
         if (outputBias) perLayer += h;
         if (mlpBias) perLayer += 2L * intermediateSize + h;
+        if (qkNorm()) perLayer += 2L * headDim;
         long embed = (long) vocabSize * h;
         return embed + (tieWordEmbeddings ? 0 : embed) + h + numLayers * perLayer;
     }

@@ -44,7 +44,9 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
                         load.tensor(m + "down_proj.weight", h, ffn),
                         c.mlpBias() ? load.tensor(m + "gate_proj.bias", ffn) : null,
                         c.mlpBias() ? load.tensor(m + "up_proj.bias", ffn) : null,
-                        c.mlpBias() ? load.tensor(m + "down_proj.bias", h) : null));
+                        c.mlpBias() ? load.tensor(m + "down_proj.bias", h) : null,
+                        c.qkNorm() ? load.tensor(a + "q_norm.weight", c.headDim()) : null,
+                        c.qkNorm() ? load.tensor(a + "k_norm.weight", c.headDim()) : null));
             }
             Tensor norm = load.tensor("model.norm.weight", h);
             // Some tied checkpoints still carry a copy of the head; the config decides.

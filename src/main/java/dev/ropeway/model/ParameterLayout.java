@@ -68,6 +68,10 @@ public final class ParameterLayout {
                 a.add(p + "self_attn.v_proj.bias", false, kvd);
             }
             if (c.outputBias()) a.add(p + "self_attn.o_proj.bias", false, h);
+            if (c.qkNorm()) {
+                a.add(p + "self_attn.q_norm.weight", false, c.headDim());
+                a.add(p + "self_attn.k_norm.weight", false, c.headDim());
+            }
             if (c.mlpBias()) {
                 a.add(p + "mlp.gate_proj.bias", false, ffn);
                 a.add(p + "mlp.up_proj.bias", false, ffn);
@@ -154,7 +158,8 @@ public final class ParameterLayout {
                     optional.apply(at + "q_proj.bias"), optional.apply(at + "k_proj.bias"),
                     optional.apply(at + "v_proj.bias"), optional.apply(at + "o_proj.bias"),
                     view.apply(m + "gate_proj.weight"), view.apply(m + "up_proj.weight"), view.apply(m + "down_proj.weight"),
-                    optional.apply(m + "gate_proj.bias"), optional.apply(m + "up_proj.bias"), optional.apply(m + "down_proj.bias")));
+                    optional.apply(m + "gate_proj.bias"), optional.apply(m + "up_proj.bias"), optional.apply(m + "down_proj.bias"),
+                    optional.apply(at + "q_norm.weight"), optional.apply(at + "k_norm.weight")));
         }
         Tensor norm = view.apply("model.norm.weight");
         boolean tied = c.tieWordEmbeddings();

@@ -96,6 +96,8 @@ public final class TrainingPass implements AutoCloseable {
 
     private final class LayerActivations {
         final Tensor xIn, norm1, q, k, v, att, lse, xMid, norm2, gate, up, act;
+        /** Qwen3: the query and key products before their per-head norm (the norms' backward reads them); else null. */
+        final Tensor qPre, kPre;
 
         LayerActivations(Tensor xIn, LayerActivations shared) {
             this.xIn = xIn;
@@ -103,6 +105,7 @@ public final class TrainingPass implements AutoCloseable {
                 norm1 = shared.norm1; q = shared.q; k = shared.k; v = shared.v; att = shared.att;
                 lse = shared.lse;
                 xMid = shared.xMid; norm2 = shared.norm2; gate = shared.gate; up = shared.up; act = shared.act;
+                qPre = shared.qPre; kPre = shared.kPre;
                 return;
             }
             int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
@@ -119,6 +122,8 @@ public final class TrainingPass implements AutoCloseable {
             gate = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
             up = mlp16 ? operand(rows * ffn) : alloc(rows * ffn);
             act = operand(rows * ffn);
+            qPre = c.qkNorm() ? alloc(rows * qd) : null;
+            kPre = c.qkNorm() ? alloc(rows * kvd) : null;
         }
     }
 
@@ -227,7 +232,7 @@ public final class TrainingPass implements AutoCloseable {
             long vocab = c.vocabSize(), op = mixed ? 2 : 4, mlp = mlp16 ? 2 : 4, at = attention.bytes();
             long layerInput = 4 * rows * h;
             long layerSet = rows * (op * h + at * (qd + 2 * kvd) + op * qd + 4L * c.numHeads()
-                    + 4 * h + op * h + 2 * mlp * ffn + op * ffn);
+                    + 4 * h + op * h + 2 * mlp * ffn + op * ffn + (c.qkNorm() ? 4 * (qd + kvd) : 0));
             long logitRows = Math.max(1, Math.min(rows, blockFloats / vocab));
             long shared = rows * (4 * h + op * h) + 4 * logitRows * vocab
                     + rows * (8 * h + 8 * qd + 8 * kvd + 2 * mlp * ffn + 4 * ffn)
@@ -393,15 +398,13 @@ public final class TrainingPass implements AutoCloseable {
         int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim(), ffn = c.intermediateSize();
         float eps = c.rmsNormEps();
         if (attentionType == DType.F32) {
-            backend.linear(a.q, a.norm1, m.q(), w.qBias(), rows, h, qd);
-            backend.linear(a.k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+            queriesAndKeys(l, a.q, a.k);
             backend.linear(a.v, a.norm1, m.v(), w.vBias(), rows, h, kvd);
             backend.rotary(a.q, table, rows, c.numHeads(), c.headDim());
             backend.rotary(a.k, table, rows, c.numKvHeads(), c.headDim());
         } else {
             // The products in float32, rotated and rounded into the layer's narrow copies in one pass each.
-            backend.linear(qLin, a.norm1, m.q(), w.qBias(), rows, h, qd);
-            backend.linear(kLin, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+            queriesAndKeys(l, qLin, kLin);
             backend.rotary(a.q, qLin, table, rows, c.numHeads(), c.headDim());
             backend.rotary(a.k, kLin, table, rows, c.numKvHeads(), c.headDim());
             if (vLin == null) {
@@ -421,6 +424,26 @@ public final class TrainingPass implements AutoCloseable {
         backend.linear(out, a.act, m.down(), w.downBias(), rows, ffn, h);
         if (nextNorm != null) backend.addRmsNorm(nextNorm, out, out, a.xMid, nextWeight, rows, h, eps);
         else backend.addInPlace(out, a.xMid, rows * h);
+    }
+
+    /**
+     * Layer {@code l}'s unrotated queries and keys into {@code q} and {@code k}: the products of its normed input, and
+     * for Qwen3 each head's RMSNorm of them (the products kept in {@code qPre} and {@code kPre} for the backward).
+     */
+    private void queriesAndKeys(int l, Tensor q, Tensor k) {
+        LayerWeights w = weights.layers().get(l);
+        Matrices m = matrices16.get(l);
+        LayerActivations a = layers[l];
+        int h = c.hiddenSize(), qd = c.qDim(), kvd = c.kvDim();
+        if (!c.qkNorm()) {
+            backend.linear(q, a.norm1, m.q(), w.qBias(), rows, h, qd);
+            backend.linear(k, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+            return;
+        }
+        backend.linear(a.qPre, a.norm1, m.q(), w.qBias(), rows, h, qd);
+        backend.linear(a.kPre, a.norm1, m.k(), w.kBias(), rows, h, kvd);
+        backend.rmsNorm(q, a.qPre, w.qNorm(), rows * c.numHeads(), c.headDim(), c.rmsNormEps());
+        backend.rmsNorm(k, a.kPre, w.kNorm(), rows * c.numKvHeads(), c.headDim(), c.rmsNormEps());
     }
 
     /**
@@ -471,12 +494,19 @@ public final class TrainingPass implements AutoCloseable {
         backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, a.att, a.lse, shape);
         // The rotated q and k are still in a.q / a.k: the frequency gradient reads them. In mixed precision each
         // un-rotated gradient is also rounded, in the same pass, into the operand its products read.
-        Tensor rounded = mixed ? dY16 : null;
+        // With Qwen3's per-head norms between the products and the rotation, their backward comes in between, and the
+        // products' gradient is rounded after it.
+        boolean normed = c.qkNorm();
+        Tensor rounded = mixed && !normed ? dY16 : null;
         backend.rotaryBackward(dq, rounded, dInvFreq == null ? null : a.q, table, positions, dInvFreq, rows, c.numHeads(),
                 c.headDim());
+        if (normed)
+            backend.rmsNormBackward(dq, g.qNorm(), dq, a.qPre, w.qNorm(), rows * c.numHeads(), c.headDim(), eps);
         linearBackward(dNorm, g.q(), g.qBias(), dq, rounded, a.norm1, m.q(), h, qd, false);
         backend.rotaryBackward(dk, rounded, dInvFreq == null ? null : a.k, table, positions, dInvFreq, rows,
                 c.numKvHeads(), c.headDim());
+        if (normed)
+            backend.rmsNormBackward(dk, g.kNorm(), dk, a.kPre, w.kNorm(), rows * c.numKvHeads(), c.headDim(), eps);
         linearBackward(dNorm, g.k(), g.kBias(), dk, rounded, a.norm1, m.k(), h, kvd, true);
         linearBackward(dNorm, g.v(), g.vBias(), dv, null, a.norm1, m.v(), h, kvd, true);
         backend.rmsNormBackwardAdd(dx, dx16, g.inputNorm(), dNorm, a.xIn, w.inputNorm(), rows, h, eps);

@@ -15,7 +15,7 @@ import java.util.List;
 
 /**
  * The decoder forward pass, written once against {@link Backend}: embedding, then per layer
- * RMSNorm, q/k/v projections, rotary embedding (from the {@link RopePlan} of the active RoPE method), causal
+ * RMSNorm, q/k/v projections (each head's queries and keys RMS-normed where the architecture does so), rotary embedding (from the {@link RopePlan} of the active RoPE method), causal
  * grouped-query attention (within a sliding window where the config sets one), output projection, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and the
  * vocabulary projection, streamed to a {@link LogitsSink} in blocks of rows.
  *
@@ -110,10 +110,10 @@ public final class Transformer implements AutoCloseable {
         stack(x, rows, (l, w, hs, q, att) -> {
             LayerKv kv = kvOf.apply(l);
             if (kv.rawKeys() != null) {
-                backend.linear(kv.rawKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+                keys(kv.rawKeys(), hs, w, rows);
                 backend.copy(kv.newKeys(), 0, kv.rawKeys(), 0, rows * kvd);
             } else {
-                backend.linear(kv.newKeys(), hs, w.k(), w.kBias(), rows, h, kvd);
+                keys(kv.newKeys(), hs, w, rows);
             }
             backend.linear(kv.newValues(), hs, w.v(), w.vBias(), rows, h, kvd);
             backend.rotary(q, queryTable, rows, c.numHeads(), c.headDim());
@@ -166,10 +166,10 @@ public final class Transformer implements AutoCloseable {
                     anyRaw |= kv.rawKeys() != null;
                 }
                 if (anyRaw) {
-                    backend.linear(rawKeys, hs, w.k(), w.kBias(), rows, h, kvd);
+                    keys(rawKeys, hs, w, rows);
                     backend.copy(newKeys, 0, rawKeys, 0, (long) rows * kvd);
                 } else {
-                    backend.linear(newKeys, hs, w.k(), w.kBias(), rows, h, kvd);
+                    keys(newKeys, hs, w, rows);
                 }
                 backend.linear(newValues, hs, w.v(), w.vBias(), rows, h, kvd);
                 for (int i = 0; i < rows; i++) {
@@ -196,7 +196,17 @@ public final class Transformer implements AutoCloseable {
         }
     }
 
-    /** The part of a layer between its queries' product and the output projection: rotation, keys, values, attention. */
+    /** A layer's unrotated keys of {@code rows} normed rows {@code hs}: the product, and Qwen3's per-head norm. */
+    private void keys(Tensor out, Tensor hs, LayerWeights w, long rows) {
+        ModelConfig c = config;
+        backend.linear(out, hs, w.k(), w.kBias(), rows, c.hiddenSize(), c.kvDim());
+        if (w.kNorm() != null) backend.rmsNorm(out, out, w.kNorm(), rows * c.numKvHeads(), c.headDim(), c.rmsNormEps());
+    }
+
+    /**
+     * The part of a layer between its queries' product (and norm) and the output projection: rotation, keys, values,
+     * attention.
+     */
     @FunctionalInterface
     private interface AttentionPart {
         /** From the layer's normed input {@code hs} and its unrotated queries {@code q}, the attention output {@code att}. */
@@ -219,6 +229,7 @@ public final class Transformer implements AutoCloseable {
                 if (l == 0) backend.rmsNorm(hs, x, w.inputNorm(), rows, h, c.rmsNormEps());
                 else backend.addRmsNorm(hs, x, x, hs, w.inputNorm(), rows, h, c.rmsNormEps());
                 backend.linear(q, hs, w.q(), w.qBias(), rows, h, qd);
+                if (w.qNorm() != null) backend.rmsNorm(q, q, w.qNorm(), rows * c.numHeads(), c.headDim(), c.rmsNormEps());
                 attention.run(l, w, hs, q, att);
                 backend.linear(hs, att, w.o(), w.oBias(), rows, qd, h);
                 backend.addRmsNorm(hs, x, x, hs, w.postAttentionNorm(), rows, h, c.rmsNormEps());

@@ -69,6 +69,15 @@ class CudaParityTest {
         GradientParityTest.check(gpu, dir, recompute);
     }
 
+    /** Qwen3's per-head query and key norms: logits, loss and gradients against the model's float64 definition. */
+    @Test
+    void qwen3MatchesItsDefinition(@TempDir Path tmp) {
+        Path dir = Qwen3Reference.write(tmp.resolve("qwen3"), false, 2, 12, 5);
+        FixtureParityTest.check(gpu, dir, dev.ropeway.io.Json.readObject(dir.resolve("config.json")));
+        GradientParityTest.check(gpu, dir, false);
+        GradientParityTest.check(gpu, dir, true);
+    }
+
     /**
      * Cached decoding on the GPU against whole-sequence forwards, with the float16 KV cache (keys and values rounded
      * to 11 bits) and the float32 one: chunked prefill, greedy steps, E²-LLM's g changing three times, both by

@@ -29,10 +29,15 @@ class TrainingMemoryTest {
     static ModelConfig config(String type, boolean mlpBias) {
         Map<String, Object> json = CheckpointWriter.llamaConfig(96, 48, 80, 3, 6, 2, 8, 256, new DefaultRope(10000, 8), false);
         json.put("model_type", type);
-        json.put("architectures", java.util.List.of(type.equals("qwen2") ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+        json.put("architectures", java.util.List.of(switch (type) {
+            case "qwen2" -> "Qwen2ForCausalLM";
+            case "qwen3" -> "Qwen3ForCausalLM";
+            default -> "LlamaForCausalLM";
+        }));
         if (mlpBias) json.put("mlp_bias", true);
         ModelConfig c = ModelConfig.parse(json, "test");
         assertEquals(type.equals("qwen2"), c.qkvBias(), type);
+        assertEquals(type.equals("qwen3"), c.qkNorm(), type);
         assertEquals(mlpBias, c.mlpBias(), type);
         return c;
     }
@@ -43,7 +48,8 @@ class TrainingMemoryTest {
         // mixed precision); logits in blocks of 2 rows and in one block; float32 and bfloat16 operands; attention's
         // operands kept as float32 and narrower (16-bit: the planned bytes are the same for float16 and bfloat16, and
         // this backend stores bfloat16).
-        for (ModelConfig c : new ModelConfig[] {config("llama", false), config("qwen2", false), config("llama", true)})
+        for (ModelConfig c : new ModelConfig[] {config("llama", false), config("qwen2", false), config("llama", true),
+                config("qwen3", false)})
             for (long blockFloats : new long[] {200, 1L << 22})
                 for (DType operands : new DType[] {DType.F32, DType.BF16})
                     for (DType attention : new DType[] {DType.F32, DType.BF16})
