@@ -125,7 +125,7 @@ public final class Generator {
         if (room < Math.min(1, settings.maxTokens()))
             throw new RopewayException("the prompt has " + prompt.length + " tokens; the context holds " + decoder.capacity());
         int budget = (int) Math.min(settings.maxTokens(), room + 1);
-        int[] stopTokens = settings.ignoreEos() || tokenizer.eosId().isEmpty() ? new int[0] : new int[]{tokenizer.eosId().getAsInt()};
+        int[] stopTokens = settings.ignoreEos() ? new int[0] : tokenizer.endIds();
         int vocabulary = Math.min(tokenizer.vocabSize(), decoder.config().vocabSize()), top = Math.max(0, settings.logprobs());
         long start = System.nanoTime();
         float[] logits;

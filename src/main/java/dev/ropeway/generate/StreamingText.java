@@ -24,13 +24,11 @@ public final class StreamingText {
     }
 
     /**
-     * A stream over {@code tokenizer}, special tokens left out of the text, stopping at its end-of-sequence token
-     * (when it declares one), at any of {@code extraStopTokens} and at any of {@code stopStrings}.
+     * A stream over {@code tokenizer}, special tokens left out of the text, stopping at its end tokens
+     * ({@link Tokenizer#endIds}), at any of {@code extraStopTokens} and at any of {@code stopStrings}.
      */
     public static StreamingText of(Tokenizer tokenizer, List<String> stopStrings, int... extraStopTokens) {
-        int[] ids = tokenizer.eosId().isPresent()
-                ? IntStream.concat(IntStream.of(tokenizer.eosId().getAsInt()), IntStream.of(extraStopTokens)).toArray()
-                : extraStopTokens;
+        int[] ids = IntStream.concat(IntStream.of(tokenizer.endIds()), IntStream.of(extraStopTokens)).toArray();
         return new StreamingText(new TokenTextStream(tokenizer, true), new StopStrings(stopStrings), ids);
     }
 

@@ -18,14 +18,17 @@ public final class HfTokenizer implements Tokenizer {
     private final HuggingFaceTokenizer tokenizer;
     private final int vocabSize;
     private final SpecialTokenIds special;
+    private final int[] endIds;
     /** Each token's raw bytes, or null where the decoder gives none. */
     private final byte[][] pieces;
 
-    private HfTokenizer(HuggingFaceTokenizer tokenizer, int vocabSize, SpecialTokenIds special, byte[][] pieces) {
+    private HfTokenizer(HuggingFaceTokenizer tokenizer, int vocabSize, SpecialTokenIds special, byte[][] pieces,
+                        int[] endIds) {
         this.tokenizer = tokenizer;
         this.vocabSize = vocabSize;
         this.special = special;
         this.pieces = pieces;
+        this.endIds = endIds;
     }
 
     /** Loads {@code tokenizer.json} from a checkpoint folder, or the given tokenizer file itself. */
@@ -62,7 +65,8 @@ public final class HfTokenizer implements Tokenizer {
         } catch (IOException | RuntimeException e) {
             throw new CheckpointException("cannot load tokenizer " + json + ": " + e.getMessage(), e);
         }
-        return new HfTokenizer(tokenizer, vocabulary.size(), special, pieces);
+        return new HfTokenizer(tokenizer, vocabulary.size(), special, pieces,
+                EndTokens.of(folder, special.eos(), vocabulary.size()));
     }
 
     @Override
@@ -143,6 +147,11 @@ public final class HfTokenizer implements Tokenizer {
     @Override
     public OptionalInt eosId() {
         return special.eos();
+    }
+
+    @Override
+    public int[] endIds() {
+        return endIds.clone();
     }
 
     @Override

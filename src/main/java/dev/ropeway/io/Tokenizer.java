@@ -31,6 +31,14 @@ public interface Tokenizer extends AutoCloseable {
     /** The end-of-sequence token, when the tokenizer or model declares one. */
     OptionalInt eosId();
 
+    /**
+     * Every token that ends a generation: {@link #eosId} first, then the others the model folder declares
+     * ({@code eos_token_id} lists in {@code generation_config.json} and {@code config.json}, as chat models have).
+     */
+    default int[] endIds() {
+        return eosId().isPresent() ? new int[]{eosId().getAsInt()} : new int[0];
+    }
+
     /** A document's ids with the BOS token in front (as training packs them), or without when there is none. */
     default int[] encodeWithBos(String text) {
         int[] ids = encode(text, false);

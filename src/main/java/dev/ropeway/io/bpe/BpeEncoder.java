@@ -2,6 +2,7 @@ package dev.ropeway.io.bpe;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.ropeway.RopewayException;
+import dev.ropeway.io.EndTokens;
 import dev.ropeway.io.HfTokenizer;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
@@ -37,14 +38,16 @@ public final class BpeEncoder implements Tokenizer {
     private final byte[][] tokenBytes;
     private final boolean[] special;
     private final OptionalInt bos, eos;
+    private final int[] endIds;
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
 
     public BpeEncoder(BpeModel model) {
-        this(model, OptionalInt.empty(), OptionalInt.empty());
+        this(model, OptionalInt.empty(), OptionalInt.empty(), new int[0]);
     }
 
-    private BpeEncoder(BpeModel model, OptionalInt bos, OptionalInt eos) {
+    private BpeEncoder(BpeModel model, OptionalInt bos, OptionalInt eos, int[] endIds) {
         this.model = model;
+        this.endIds = endIds;
         this.bos = bos;
         this.eos = eos;
         Map<String, Integer> ids = new HashMap<>();
@@ -97,7 +100,7 @@ public final class BpeEncoder implements Tokenizer {
             bos = tokenId(model, root.path("bos_token"));
             eos = tokenId(model, root.path("eos_token"));
         }
-        return new BpeEncoder(model, bos, eos);
+        return new BpeEncoder(model, bos, eos, EndTokens.of(file.toAbsolutePath().getParent(), eos, model.vocabSize()));
     }
 
     private static OptionalInt tokenId(BpeModel model, JsonNode token) {
@@ -262,6 +265,11 @@ public final class BpeEncoder implements Tokenizer {
     @Override
     public OptionalInt eosId() {
         return eos;
+    }
+
+    @Override
+    public int[] endIds() {
+        return endIds.clone();
     }
 
     @Override
