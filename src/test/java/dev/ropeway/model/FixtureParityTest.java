@@ -48,18 +48,7 @@ class FixtureParityTest {
 
     /** The 5.x config rewritten in the 4.x form: rope_scaling (with "type") plus a top-level rope_theta. */
     static Map<String, Object> legacyForm(Map<String, Object> config) {
-        Map<String, Object> c = new LinkedHashMap<>(config);
-        @SuppressWarnings("unchecked")
-        Map<String, Object> params = new LinkedHashMap<>((Map<String, Object>) c.remove("rope_parameters"));
-        c.put("rope_theta", params.remove("rope_theta"));
-        Object type = params.remove("rope_type");
-        if ("default".equals(type)) {
-            c.put("rope_scaling", null);
-        } else {
-            params.put("type", type);
-            c.put("rope_scaling", params);
-        }
-        return c;
+        return dev.ropeway.testutil.FixtureFiles.legacyForm(config);
     }
 
     @TestFactory

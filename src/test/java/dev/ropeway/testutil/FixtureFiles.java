@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -51,5 +52,21 @@ public final class FixtureFiles {
                 throw new IllegalArgumentException(name + " in " + file + " is " + info.dtype() + ", not F32");
             return new F32Tensor(info.shape(), st.readFloats(name));
         }
+    }
+
+    /** A 5.x config rewritten in the 4.x form: rope_scaling (with "type") plus a top-level rope_theta. */
+    public static Map<String, Object> legacyForm(Map<String, Object> config) {
+        Map<String, Object> c = new LinkedHashMap<>(config);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> params = new LinkedHashMap<>((Map<String, Object>) c.remove("rope_parameters"));
+        c.put("rope_theta", params.remove("rope_theta"));
+        Object type = params.remove("rope_type");
+        if ("default".equals(type)) {
+            c.put("rope_scaling", null);
+        } else {
+            params.put("type", type);
+            c.put("rope_scaling", params);
+        }
+        return c;
     }
 }

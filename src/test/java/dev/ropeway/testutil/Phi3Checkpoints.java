@@ -34,7 +34,7 @@ public final class Phi3Checkpoints {
             }
         }
         Map<String, Object> config = Json.readObject(llama.resolve("config.json"));
-        if (config.containsKey("rope_parameters")) config = legacyForm(config);
+        if (config.containsKey("rope_parameters")) config = FixtureFiles.legacyForm(config);
         config.put("architectures", List.of("Phi3ForCausalLM"));
         config.put("model_type", "phi3");
         config.remove("attention_bias");
@@ -86,21 +86,5 @@ public final class Phi3Checkpoints {
         }
         Json.writeAtomic(out.resolve("config.json"), config);
         return out;
-    }
-
-    /** A 5.x config rewritten in the 4.x form: rope_scaling (with "type") plus a top-level rope_theta. */
-    private static Map<String, Object> legacyForm(Map<String, Object> config) {
-        Map<String, Object> c = new LinkedHashMap<>(config);
-        @SuppressWarnings("unchecked")
-        Map<String, Object> params = new LinkedHashMap<>((Map<String, Object>) c.remove("rope_parameters"));
-        c.put("rope_theta", params.remove("rope_theta"));
-        Object type = params.remove("rope_type");
-        if ("default".equals(type)) {
-            c.put("rope_scaling", null);
-        } else {
-            params.put("type", type);
-            c.put("rope_scaling", params);
-        }
-        return c;
     }
 }
