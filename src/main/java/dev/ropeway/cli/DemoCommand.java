@@ -19,7 +19,8 @@ import java.util.concurrent.Callable;
                 "Every stage reuses what an earlier (or interrupted) run left in --work."})
 final class DemoCommand implements Callable<Integer> {
 
-    @Option(names = "--work", defaultValue = "ropeway-data/demo", description = "Work folder (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--work", paramLabel = "<dir>",
+            description = "Work folder (default: ropeway-data/demo for the small preset, ropeway-data/demo-<preset> for the others).")
     Path work;
 
     @Option(names = "--preset", defaultValue = "small",
@@ -48,13 +49,17 @@ final class DemoCommand implements Callable<Integer> {
                 throw new RopewayException("the demo's " + p.name() + " preset needs an NVIDIA GPU (it would take many hours on "
                         + "the CPU); --device found none here. Use --preset small or medium on a CPU.");
             StageDisplay stages = new StageDisplay();
-            Demo demo = new Demo(backend, work, p, line -> {
+            Path dir = work != null ? work : Demo.defaultWork(p);
+            Path shared = sharedCorpus(p, dir);
+            if (shared != null) System.err.println("[demo] corpus: reusing " + shared + " (the default run's)");
+            Path text = corpus != null ? corpus : shared;
+            Demo demo = new Demo(backend, dir, p, line -> {
                 stages.finish();
                 System.err.println("[demo] " + line);
             }, stages);
             Path report;
             try {
-                report = reportOnly ? demo.reportOnly() : demo.run(corpus);
+                report = reportOnly ? demo.reportOnly() : demo.run(text);
             } catch (RopewayException e) {
                 if (corpus == null && e.getMessage() != null && e.getMessage().contains("apt"))
                     throw new RopewayException(e.getMessage() + " (or run the demo on your own text: ropeway demo --corpus <folder of .txt files>)");
@@ -65,6 +70,17 @@ final class DemoCommand implements Callable<Integer> {
                     ProgressBar.duration((System.nanoTime() - start) / 1e9));
         }
         return 0;
+    }
+
+    /**
+     * The default run's prepared corpus, for another preset in its own default folder that has none yet (the text
+     * does not depend on the preset, and fetching it needs the network); else null.
+     */
+    private Path sharedCorpus(Demo.Preset p, Path dir) {
+        if (corpus != null || work != null || reportOnly) return null;
+        Path own = dir.resolve("corpus/prepared"), small = Demo.defaultWork(Demo.Preset.named("small")).resolve("corpus/prepared");
+        if (own.equals(small) || Files.isRegularFile(own.resolve(dev.ropeway.train.corpus.CorpusPreparer.MANIFEST))) return null;
+        return Files.isRegularFile(small.resolve(dev.ropeway.train.corpus.CorpusPreparer.MANIFEST)) ? small : null;
     }
 
     /** A fresh progress bar for each training stage. */

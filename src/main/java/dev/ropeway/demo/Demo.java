@@ -71,6 +71,17 @@ public final class Demo {
         }
     }
 
+    /**
+     * The work folder a preset uses unless told otherwise: {@code ropeway-data/demo} for the default (small),
+     * {@code ropeway-data/demo-<preset>} for the others, so one preset never picks up another's stages.
+     */
+    public static Path defaultWork(Preset preset) {
+        return Path.of(preset.name().equals("small") ? "ropeway-data/demo" : "ropeway-data/demo-" + preset.name());
+    }
+
+    /** The file that names the preset whose run a work folder holds. */
+    static final String PRESET_FILE = "preset.json";
+
     /** One row of the comparison: a model folder and the RoPE method it is read with. */
     public record Entry(String name, String description, Path model, String ropeSpec) {}
 
@@ -90,6 +101,7 @@ public final class Demo {
 
     /** Runs every stage; returns the report's path. */
     public Path run(Path userCorpus) {
+        claimWork(true);
         Path corpus = userCorpus != null ? userCorpus : corpus();
         Path tokenizer = tokenizer(corpus);
         Path base = pretrain(corpus, tokenizer);
@@ -108,6 +120,7 @@ public final class Demo {
      * model; fails naming the first evaluation that is missing.
      */
     public Path reportOnly() {
+        claimWork(false);
         List<Entry> entries = entries(work.resolve("base"), m -> work.resolve("extend-" + m.label()));
         Map<String, List<Perplexity.Result>> results = new LinkedHashMap<>();
         Map<String, List<Passkey.Cell>> passkeys = new LinkedHashMap<>();
@@ -213,6 +226,40 @@ public final class Demo {
             case CLEX -> "CLEX fine-tuned at 4L (t in 1..16)";
             case POSE -> "PoSE fine-tuned at L (target 16L)";
         };
+    }
+
+    /**
+     * Refuses a work folder that holds another preset's run (its stages would be reused or fail to resume: another
+     * vocabulary, model shape, batch), named by {@link #PRESET_FILE} or, in a folder written before that file existed,
+     * by the pretrained model's shape; with {@code claim}, names this preset there.
+     */
+    private void claimWork(boolean claim) {
+        Path file = work.resolve(PRESET_FILE);
+        String holder = null;
+        if (Files.isRegularFile(file)) {
+            holder = String.valueOf(Json.readObject(file).get("preset"));
+        } else if (Files.isRegularFile(work.resolve("base/config.json"))) {
+            Map<String, Object> config = Json.readObject(work.resolve("base/config.json"));
+            boolean same = config.get("hidden_size") instanceof Number h && h.intValue() == preset.shape().hidden()
+                    && config.get("num_hidden_layers") instanceof Number l && l.intValue() == preset.shape().layers()
+                    && config.get("vocab_size") instanceof Number v && v.intValue() == preset.vocab();
+            if (!same) holder = "";
+        }
+        if (holder != null && !holder.equals(preset.name()))
+            throw new RopewayException(work + " holds a run of " + (holder.isEmpty() ? "another preset of the demo (its "
+                    + "pretrained model is not the " + preset.name() + " preset's shape)" : "the demo's " + holder + " preset")
+                    + (work.normalize().equals(defaultWork(preset))
+                    ? "; delete it (it is the " + preset.name() + " preset's default folder) or pass another --work"
+                    : "; run the " + preset.name() + " preset in its own folder (--work " + defaultWork(preset)
+                      + ", its default), or delete " + work));
+        if (claim && holder == null) {
+            try {
+                Files.createDirectories(work);
+            } catch (IOException e) {
+                throw new RopewayException("cannot create the work folder " + work + ": " + e.getMessage());
+            }
+            Json.writeAtomic(file, Map.of("preset", preset.name()));
+        }
     }
 
     private Path corpus() {

@@ -52,6 +52,18 @@ class DemoCliTest {
         assertEquals(trained, Files.getLastModifiedTime(work.resolve("base/model.safetensors")), "pretraining is reused");
         assertTrue(second.out().contains("| no scaling |"), second.out());
 
+        // Another preset in the same folder would reuse or trip over these stages: refused, naming both.
+        CliRunner.Result other = CliRunner.run("demo", "--preset", "small", "--corpus", corpus.toString(), "--work", work.toString());
+        assertEquals(1, other.exitCode());
+        assertTrue(other.err().contains("holds a run of the demo's quick preset; run the small preset in its own folder "
+                + "(--work ropeway-data/demo, its default)"), other.err());
+        // A folder from before the preset was recorded is known by its pretrained model's shape.
+        Files.delete(work.resolve("preset.json"));
+        CliRunner.Result old = CliRunner.run("demo", "--preset", "small", "--corpus", corpus.toString(), "--work", work.toString());
+        assertEquals(1, old.exitCode());
+        assertTrue(old.err().contains("another preset of the demo"), old.err());
+        assertEquals(Path.of("ropeway-data/demo-quick"), dev.ropeway.demo.Demo.defaultWork(dev.ropeway.demo.Demo.Preset.named("quick")));
+
         // The report alone, from the evaluations, with every model gone (as after copying eval/ off a GPU server).
         for (String model : new String[]{"base", "extend-pi", "extend-yarn", "extend-e2", "extend-clex"})
             dev.ropeway.io.FileTrees.delete(work.resolve(model));
