@@ -3,6 +3,7 @@ package dev.ropeway.cli;
 import dev.ropeway.RopewayException;
 import dev.ropeway.demo.Demo;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.train.corpus.CorpusPreparer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -79,8 +80,8 @@ final class DemoCommand implements Callable<Integer> {
     private Path sharedCorpus(Demo.Preset p, Path dir) {
         if (corpus != null || work != null || reportOnly) return null;
         Path own = dir.resolve("corpus/prepared"), small = Demo.defaultWork(Demo.Preset.named("small")).resolve("corpus/prepared");
-        if (own.equals(small) || Files.isRegularFile(own.resolve(dev.ropeway.train.corpus.CorpusPreparer.MANIFEST))) return null;
-        return Files.isRegularFile(small.resolve(dev.ropeway.train.corpus.CorpusPreparer.MANIFEST)) ? small : null;
+        if (own.equals(small) || Files.isRegularFile(own.resolve(CorpusPreparer.MANIFEST))) return null;
+        return Files.isRegularFile(small.resolve(CorpusPreparer.MANIFEST)) ? small : null;
     }
 
     /** A fresh progress bar for each training stage. */

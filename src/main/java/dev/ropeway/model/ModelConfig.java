@@ -73,7 +73,8 @@ public record ModelConfig(
         }
         boolean mlpBias = arch == Architecture.LLAMA && c.bool("mlp_bias", false);
         long window = 0;
-        if ((arch == Architecture.MISTRAL || arch == Architecture.PHI3) && c.has("sliding_window")) window = c.positiveLong("sliding_window");
+        if ((arch == Architecture.MISTRAL || arch == Architecture.PHI3) && c.has("sliding_window"))
+            window = c.positiveLong("sliding_window");
         if (arch == Architecture.QWEN2 || arch == Architecture.QWEN3) window = qwenWindow(c, source);
         RopeScaling rope;
         try {

@@ -1,6 +1,5 @@
 package dev.ropeway.model;
 
-import dev.ropeway.io.SplitWeights;
 import dev.ropeway.io.TensorInfo;
 import dev.ropeway.io.WeightStore;
 import dev.ropeway.tensor.Backend;
@@ -18,7 +17,7 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
                            boolean tied) implements AutoCloseable {
 
     public static ModelWeights load(Backend backend, ModelConfig c, WeightStore store) {
-        store = SplitWeights.of(store, StackedProjections.of(c));
+        store = StackedProjections.view(store, c);
         long h = c.hiddenSize(), v = c.vocabSize(), ffn = c.intermediateSize(), qd = c.qDim(), kvd = c.kvDim();
         Loader load = new Loader(backend, store);
         List<Tensor> loaded = load.loaded;

@@ -30,21 +30,19 @@ public final class StackedProjections {
         return stacked;
     }
 
+    /** {@code store}, the weights of a model with config {@code c}, seen by the separate names. */
+    public static WeightStore view(WeightStore store, ModelConfig c) {
+        return SplitWeights.of(store, of(c));
+    }
+
     /** The weights of the checkpoint folder {@code dir} of a model with config {@code c}, by the separate names. */
     public static WeightStore open(Path dir, ModelConfig c) {
         WeightStore store = WeightStore.open(dir);
         try {
-            return SplitWeights.of(store, of(c));
+            return view(store, c);
         } catch (RuntimeException e) {
             store.close();
             throw e;
         }
-    }
-
-    /** For every part name, the stacked tensor holding it. */
-    static Map<String, String> stackOf(Map<String, List<SplitWeights.Part>> stacked) {
-        Map<String, String> out = new LinkedHashMap<>();
-        stacked.forEach((name, parts) -> parts.forEach(p -> out.put(p.name(), name)));
-        return out;
     }
 }

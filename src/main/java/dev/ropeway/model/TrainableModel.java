@@ -49,7 +49,7 @@ public final class TrainableModel implements AutoCloseable {
     }
 
     public static TrainableModel fromStore(Backend backend, ModelConfig config, WeightStore store) {
-        store = SplitWeights.of(store, StackedProjections.of(config));
+        store = StackedProjections.view(store, config);
         ParameterLayout layout = ParameterLayout.of(config);
         Tensor params = backend.allocate(layout.totalSize());
         try {
@@ -160,26 +160,23 @@ public final class TrainableModel implements AutoCloseable {
     public void save(Path dir, Map<String, Object> configJson) {
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
         Map<String, List<SplitWeights.Part>> stacked = StackedProjections.of(config);
-        Map<String, String> stackOf = StackedProjections.stackOf(stacked);
-        for (ParameterLayout.Entry e : layout.entries()) {
-            String stack = stackOf.get(e.name());
-            if (stack == null) {
-                w.add(e.name(), read(e.name(), false), e.shape());
-            } else if (stacked.get(stack).getFirst().name().equals(e.name())) {
-                // The architecture's own layout: the parts one above the other in a single matrix.
-                List<SplitWeights.Part> parts = stacked.get(stack);
-                long rows = 0, cols = e.shape()[1];
-                for (SplitWeights.Part p : parts) rows += p.rows();
-                float[] all = new float[Math.toIntExact(rows * cols)];
-                int at = 0;
-                for (SplitWeights.Part p : parts) {
-                    float[] part = read(p.name(), false);
-                    System.arraycopy(part, 0, all, at, part.length);
-                    at += part.length;
-                }
-                w.add(stack, all, rows, cols);
+        java.util.Set<String> parts = new java.util.HashSet<>();
+        stacked.values().forEach(list -> list.forEach(p -> parts.add(p.name())));
+        for (ParameterLayout.Entry e : layout.entries())
+            if (!parts.contains(e.name())) w.add(e.name(), read(e.name(), false), e.shape());
+        // The architecture's own layout: the parts one above the other in a single matrix.
+        stacked.forEach((name, list) -> {
+            long rows = 0, cols = layout.entry(list.getFirst().name()).shape()[1];
+            for (SplitWeights.Part p : list) rows += p.rows();
+            float[] all = new float[Math.toIntExact(rows * cols)];
+            int at = 0;
+            for (SplitWeights.Part p : list) {
+                float[] part = read(p.name(), false);
+                System.arraycopy(part, 0, all, at, part.length);
+                at += part.length;
             }
-        }
+            w.add(name, all, rows, cols);
+        });
         if (clexInvFreq != null) w.add(ClexLayer.INV_FREQ, clexInvFreq.clone(), clexInvFreq.length);
         try {
             java.nio.file.Files.createDirectories(dir);

@@ -14,10 +14,11 @@ import java.nio.file.Path;
 import java.util.List;
 
 /**
- * The decoder forward pass, written once against {@link Backend}: embedding, then per layer
- * RMSNorm, q/k/v projections (each head's queries and keys RMS-normed where the architecture does so), rotary embedding (from the {@link RopePlan} of the active RoPE method), causal
- * grouped-query attention (within a sliding window where the config sets one), output projection, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and the
- * vocabulary projection, streamed to a {@link LogitsSink} in blocks of rows.
+ * The decoder forward pass, written once against {@link Backend}: embedding, then per layer RMSNorm, q/k/v
+ * projections (each head's queries and keys RMS-normed where the architecture does so), rotary embedding (from the
+ * {@link RopePlan} of the active RoPE method), causal grouped-query attention (within a sliding window where the config
+ * sets one), output projection, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and the vocabulary projection,
+ * streamed to a {@link LogitsSink} in blocks of rows.
  *
  * <p>Activation memory is linear in the number of tokens: attention is tiled, and logits are produced in blocks.
  */
