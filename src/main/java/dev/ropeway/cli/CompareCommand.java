@@ -23,8 +23,8 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway compare}: methods × lengths, every task, one report. */
 @Command(name = "compare", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Compare models and RoPE methods across context lengths: perplexity, passkey, RULER's synthetic tasks, "
-                + "LongBench-style tasks.",
+        description = {"Compare models and RoPE methods across context lengths: perplexity, passkey, LongEval's "
+                + "lines, RULER's synthetic tasks, LongBench-style tasks.",
                 "Writes <out>/report.md, report.json and PNG charts; every cell is kept in <out>/cells/<method>/ as it "
                 + "finishes, so a rerun reuses them and an interrupted run continues."})
 final class CompareCommand implements Callable<Integer> {
@@ -39,7 +39,7 @@ final class CompareCommand implements Callable<Integer> {
                     "pi-zero-shot=runs/base@linear:factor=4. Listed after the --models entries."})
     List<String> methods = new ArrayList<>();
     @Option(names = "--tasks", split = ",", defaultValue = "ppl,passkey", paramLabel = "<task>",
-            description = {"Any of ppl, passkey, ruler (all of RULER's tasks below that the inputs allow: the essay haystacks "
+            description = {"Any of ppl, passkey, lines (LongEval's line retrieval), ruler (all of RULER's tasks below that the inputs allow: the essay haystacks "
                     + "need --data), or RULER's niah_single_1 (or niah), niah_single_2, niah_single_3, niah_multikey_1, "
                     + "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, fwe; longbench (the "
                     + "LongBench-style tasks the inputs allow: passage_count and passage_retrieval need --data, lcc --code) "
@@ -49,7 +49,7 @@ final class CompareCommand implements Callable<Integer> {
             description = "Context lengths in tokens, e.g. 256,512,1k,2k,4k.")
     List<String> lengths;
     @Option(names = "--retrieval-lengths", split = ",", paramLabel = "<L>",
-            description = "Lengths for passkey, RULER's and the LongBench-style tasks (default: --lengths).")
+            description = "Lengths for passkey, lines, RULER's and the LongBench-style tasks (default: --lengths).")
     List<String> retrievalLengths;
     @Option(names = "--out", required = true, paramLabel = "<dir>")
     Path out;
@@ -67,16 +67,17 @@ final class CompareCommand implements Callable<Integer> {
             description = "Perplexity: tokens scored per length at most, 0 = all (default: ${DEFAULT-VALUE}).")
     long maxTokens;
     @Option(names = "--depths", split = ",", defaultValue = "0,0.5,1",
-            description = "Needle depths for passkey and RULER's one-needle tasks, in [0, 1] (default: ${DEFAULT-VALUE}).")
+            description = "Needle depths for passkey, lines (the asked line) and RULER's one-needle tasks, in [0, 1] "
+                    + "(default: ${DEFAULT-VALUE}).")
     List<Double> depths;
     @Option(names = "--trials", defaultValue = "3", description = "Trials per retrieval cell (default: ${DEFAULT-VALUE}).")
     int trials;
     @Option(names = "--seed", defaultValue = "0")
     long seed;
     @Option(names = "--new-tokens", paramLabel = "<n>",
-            description = {"RULER's and the LongBench-style tasks: tokens to generate, also reserved within the length "
-                    + "(default: each task's own: 128 for RULER's needles, 30 for vt, 120 for cwe, 50 for fwe, 32 for the "
-                    + "passage tasks, 64 for lcc)."})
+            description = {"lines, RULER's and the LongBench-style tasks: tokens to generate, also reserved within the "
+                    + "length (default: each task's own: 15 for lines, 128 for RULER's needles, 30 for vt, 120 for cwe, 50 "
+                    + "for fwe, 32 for the passage tasks, 64 for lcc)."})
     Integer newTokens;
     @Option(names = "--train-length", paramLabel = "<L>",
             description = "The trained length that ratios and charts refer to (default: the shortest trained length of the models).")

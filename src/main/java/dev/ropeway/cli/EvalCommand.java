@@ -3,6 +3,7 @@ package dev.ropeway.cli;
 import dev.ropeway.RopewayException;
 import dev.ropeway.eval.CellStore;
 import dev.ropeway.eval.Evaluation;
+import dev.ropeway.eval.LongEvalLines;
 import dev.ropeway.eval.Passkey;
 import dev.ropeway.eval.Perplexity;
 import dev.ropeway.eval.PerplexityProtocol;
@@ -25,7 +26,7 @@ import java.util.concurrent.Callable;
 /** {@code ropeway eval}: long-context evaluations of one model. */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Long-context evaluation of one model.",
         subcommands = {EvalCommand.Ppl.class, EvalCommand.PasskeyCommand.class, EvalCommand.NiahCommand.class,
-                EvalCommand.VtCommand.class, EvalCommand.RulerSuite.class, EvalCommand.LongBenchSuite.class})
+                EvalCommand.VtCommand.class, EvalCommand.LinesCommand.class, EvalCommand.RulerSuite.class, EvalCommand.LongBenchSuite.class})
 final class EvalCommand implements Runnable {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
@@ -317,7 +318,7 @@ final class EvalCommand implements Runnable {
         @Option(names = "--new-tokens", order = 6, paramLabel = "<n>",
                 description = {"Tokens to generate, also reserved within the length (default: each task's own: RULER's 128 "
                         + "for the needles, 30 for vt, 120 for cwe, 50 for fwe; LongBench's 32 for the passage tasks, 64 for "
-                        + "lcc)."})
+                        + "lcc; LongEval's 15 for lines)."})
         Integer newTokens;
 
         @Override
@@ -367,6 +368,37 @@ final class EvalCommand implements Runnable {
         @Override
         List<Double> depths() {
             return depths.values;
+        }
+    }
+
+    @Command(name = "lines", aliases = "longeval_lines", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"LongEval's line retrieval: a record of \"line <index>: REGISTER_CONTENT is <number>\" lines filling "
+                    + "each length, and the question for the line at each depth.",
+                    "Scored by LongEval's rule (the last integer of the answer's line is the number), and the number's "
+                    + "log-likelihood."})
+    static final class LinesCommand extends RulerCommand {
+        @Mixin
+        Depths depths;
+
+        @Override
+        Evaluation.Task task() {
+            return Evaluation.Task.LINES;
+        }
+
+        @Override
+        List<Double> depths() {
+            return depths.values;
+        }
+
+        @Override
+        void print(Evaluation.Resolved r, List<Map<String, Object>> results) {
+            printHeader(r);
+            for (Map<String, Object> m : results) {
+                if (printedAsMissing(m)) continue;
+                LongEvalLines.Cell c = LongEvalLines.Cell.fromJson(m);
+                System.out.printf(Locale.ROOT, "  L = %,6d  depth %.2f  %,5d lines  accuracy %.2f  number log-likelihood %8.3f%n",
+                        c.targetTokens(), c.depth(), c.lines(), c.accuracy(), c.meanAnswerLogLikelihood());
+            }
         }
     }
 

@@ -54,6 +54,7 @@ public final class CompareReport {
         header();
         if (plan.tasks().contains(Evaluation.Task.PPL)) perplexity();
         if (plan.tasks().contains(Evaluation.Task.PASSKEY)) depthTask(Evaluation.Task.PASSKEY);
+        if (plan.tasks().contains(Evaluation.Task.LINES)) depthTask(Evaluation.Task.LINES);
         List<Evaluation.Task> ruler = plan.tasks().stream().filter(t -> t.ruler() != null).toList();
         if (ruler.size() > 1)
             suiteAverage(ruler, "RULER average", fmt("The mean of RULER's string_match_all (0–100) over the %d RULER tasks "
@@ -211,14 +212,17 @@ public final class CompareReport {
 
     /** Passkey and RULER's single-needle tasks: a summary by length, a heat map of length × depth, the per-depth detail. */
     private void depthTask(Evaluation.Task task) {
-        boolean passkey = task == Evaluation.Task.PASSKEY;
-        String title = passkey ? "Passkey retrieval" : "RULER " + task.title();
-        String llName = passkey ? "key" : "answer";
+        boolean passkey = task == Evaluation.Task.PASSKEY, lines = task == Evaluation.Task.LINES;
+        String title = passkey ? "Passkey retrieval" : lines ? "LongEval lines" : "RULER " + task.title();
+        String llName = passkey ? "key" : lines ? "number" : "answer";
         Evaluation.Settings s = plan.settings();
         md.append(fmt("%n## %s%n%n", title));
         md.append(passkey
                 ? "The Landmark prompt with the key at each depth of the filler; accuracy = the first integer of the greedy "
                 + "answer is the key. "
+                : lines ? fmt("LongEval's record of lines \"line <index>: REGISTER_CONTENT is <number>\", as many as fit, "
+                + "and the question for the line at each depth, %d tokens generated; accuracy = LongEval's rule (the last "
+                + "integer of the answer's line is the number). ", s.newTokens(task))
                 : fmt("%s, %d tokens generated; accuracy = RULER's string_match_all (the value appears in the output).%s ",
                 task.ruler().summary(), s.newTokens(task), proseSource(task)));
         md.append(fmt("%d trials per (length, depth), seed %d. Each cell: correct / trials over all depths, and the mean "
@@ -248,6 +252,11 @@ public final class CompareReport {
                         n = p.trials();
                         k = p.regexCorrect();
                         cellLl = p.meanKeyLogLikelihood();
+                    } else if (lines) {
+                        LongEvalLines.Cell p = LongEvalLines.Cell.fromJson(c);
+                        n = p.trials();
+                        k = p.correct();
+                        cellLl = p.meanAnswerLogLikelihood();
                     } else {
                         Ruler.Cell p = Ruler.Cell.fromJson(c);
                         n = p.trials();
@@ -377,7 +386,8 @@ public final class CompareReport {
             settings.put("max_tokens", s.maxTokens());
         }
         for (Evaluation.Task t : plan.tasks())
-            if (t.ruler() != null || t.longBench() != null) settings.put(t.label() + "_new_tokens", s.newTokens(t));
+            if (t.ruler() != null || t.longBench() != null || t == Evaluation.Task.LINES)
+                settings.put(t.label() + "_new_tokens", s.newTokens(t));
         if (!plan.tasks().contains(Evaluation.Task.PPL) && plan.tasks().stream().anyMatch(Evaluation.Task::readsText)
                 && s.data() != null) settings.put("data", dataRecord);
         if (s.code() != null && plan.tasks().stream().anyMatch(Evaluation.Task::needsCode))

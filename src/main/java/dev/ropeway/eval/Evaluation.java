@@ -36,9 +36,12 @@ import java.util.regex.Pattern;
  */
 public final class Evaluation {
 
-    /** What a cell measures: perplexity, passkey retrieval, one of RULER's tasks or a LongBench-style one. */
+    /**
+     * What a cell measures: perplexity, passkey retrieval, LongEval's line retrieval, one of RULER's tasks or a
+     * LongBench-style one.
+     */
     public enum Task {
-        PPL("ppl", null), PASSKEY("passkey", null),
+        PPL("ppl", null), PASSKEY("passkey", null), LINES("lines", null),
         NIAH("niah", Ruler.Task.NIAH_SINGLE_1),
         NIAH_SINGLE_2("niah_single_2", Ruler.Task.NIAH_SINGLE_2),
         NIAH_SINGLE_3("niah_single_3", Ruler.Task.NIAH_SINGLE_3),
@@ -81,7 +84,7 @@ public final class Evaluation {
         }
 
         public boolean hasDepth() {
-            return this == PASSKEY || ruler != null && ruler.hasDepth();
+            return this == PASSKEY || this == LINES || ruler != null && ruler.hasDepth();
         }
 
         public boolean retrieval() {
@@ -113,8 +116,9 @@ public final class Evaluation {
             return longBench == LongBenchStyle.Task.LCC;
         }
 
-        /** Tokens to generate by default: RULER's or LongBench's for the task. */
+        /** Tokens to generate by default: RULER's, LongBench's or LongEval's for the task. */
         public int defaultNewTokens() {
+            if (this == LINES) return LongEvalLines.NEW_TOKENS;
             if (ruler != null) return ruler.defaultNewTokens();
             if (longBench != null) return longBench.defaultNewTokens();
             throw new IllegalStateException(label + " generates nothing");
@@ -125,6 +129,7 @@ public final class Evaluation {
             switch (n) {
                 case "ppl", "perplexity" -> { return PPL; }
                 case "passkey" -> { return PASSKEY; }
+                case "lines", "longeval_lines", "longeval" -> { return LINES; }
                 default -> { }
             }
             for (Task t : values()) if (t.longBench != null && t.label.equals(n)) return t;
@@ -133,7 +138,7 @@ public final class Evaluation {
             try {
                 r = Ruler.Task.parse(n);
             } catch (RopewayException e) {
-                throw new RopewayException("unknown task '" + name + "' (ppl, passkey, ruler for all of RULER's, one of "
+                throw new RopewayException("unknown task '" + name + "' (ppl, passkey, lines, ruler for all of RULER's, one of "
                         + Ruler.Task.labels() + ", longbench for the LongBench-style passage_count, passage_retrieval and "
                         + "lcc, or one of them)");
             }
@@ -437,6 +442,8 @@ public final class Evaluation {
                         settings.maxTokens(), n -> { }).toJson();
             }
             case PASSKEY -> Passkey.run(model, rope, tok, c.length(), c.depth(), settings.trials(), settings.seed()).toJson();
+            case LINES -> LongEvalLines.run(model, rope, tok, c.length(), c.depth(), settings.trials(), settings.seed(),
+                    settings.newTokens(c.task())).toJson();
             case PASSAGE_COUNT, PASSAGE_RETRIEVAL, LCC -> LongBenchStyle.run(model, rope, tok, c.task().longBench(), c.length(),
                     settings.trials(), settings.seed(), settings.newTokens(c.task()), c.task().needsText() ? passages() : null,
                     c.task().needsCode() ? code() : null).toJson();

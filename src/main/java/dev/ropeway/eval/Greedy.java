@@ -51,6 +51,15 @@ public final class Greedy implements AutoCloseable {
      * stopping after {@code stopToken} when it is generated (negative: never stop early).
      */
     public int[] decode(int[] prompt, int maxNew, int stopToken) {
+        return decode(prompt, maxNew, new int[] {stopToken});
+    }
+
+    /**
+     * Up to {@code maxNew} tokens after {@code prompt}, each the most likely next token (the lowest id on ties),
+     * stopping after any of {@code stopTokens} (a tokenizer's {@link dev.ropeway.io.Tokenizer#endIds end tokens}) when
+     * it is generated; negative entries never match.
+     */
+    public int[] decode(int[] prompt, int maxNew, int[] stopTokens) {
         if (prompt.length == 0) throw new IllegalArgumentException("greedy decoding needs a non-empty prompt");
         if (maxNew <= 0) return new int[0];
         int[] out = new int[maxNew];
@@ -60,10 +69,15 @@ public final class Greedy implements AutoCloseable {
         while (true) {
             int best = Logits.argmax(logits, vocabulary);
             out[n++] = best;
-            if (best == stopToken || n == maxNew) break;
+            if (n == maxNew || stops(best, stopTokens)) break;
             logits = d.next(best);
         }
         return Arrays.copyOf(out, n);
+    }
+
+    private static boolean stops(int token, int[] stopTokens) {
+        for (int s : stopTokens) if (s == token) return true;
+        return false;
     }
 
     /**

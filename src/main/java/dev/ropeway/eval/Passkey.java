@@ -127,7 +127,7 @@ public final class Passkey {
                 promptTokens = prompt.length;
                 int[] answer = tok.encode(" " + key, false);
                 ll += greedy.logLikelihood(prompt, answer);
-                int[] generated = greedy.decode(prompt, Math.max(answer.length, 10), tok.eosId().orElse(-1));
+                int[] generated = greedy.decode(prompt, Math.max(answer.length, 10), tok.endIds());
                 if (Arrays.equals(Arrays.copyOf(generated, answer.length), answer)) exact++;
                 Matcher m = FIRST_INT.matcher(tok.decode(generated, true));
                 if (m.find() && m.group().length() < 10 && Long.parseLong(m.group()) == key) regex++;

@@ -309,14 +309,14 @@ public final class Ruler {
 
     /**
      * Runs {@code trials} trials: each fitted prompt's answer log-likelihood, then {@code newTokens} tokens decoded
-     * greedily (stopping at EOS), cleaned by {@code postprocess} and scored against the sample by {@code score}.
+     * greedily (stopping at an end token: the EOS, or a chat model's end of turn), cleaned by {@code postprocess} and scored against the sample by {@code score}.
      * One KV cache serves the cell: each answer's log-likelihood and greedy decoding share the prompt, and trials
      * whatever start their prompts share.
      */
     static Trials runTrials(Transformer model, RopeScaling rope, Tokenizer tok, int trials, int newTokens,
                             IntFunction<PromptFitter.Fitted> trial, UnaryOperator<String> postprocess,
                             ToDoubleBiFunction<String, Sample> score) {
-        int eos = tok.eosId().orElse(-1);
+        int[] ends = tok.endIds();
         int promptTokens = 0, full = 0;
         double sum = 0, ll = 0;
         String first = null;
@@ -327,7 +327,7 @@ public final class Ruler {
                 int[] prompt = fitted.ids();
                 promptTokens = Math.max(promptTokens, prompt.length);
                 ll += greedy.logLikelihood(prompt, tok.encode(s.answerText(), false));
-                String output = postprocess.apply(tok.decode(greedy.decode(prompt, newTokens, eos), true));
+                String output = postprocess.apply(tok.decode(greedy.decode(prompt, newTokens, ends), true));
                 double f = score.applyAsDouble(output, s);
                 sum += f;
                 if (f == 1) full++;

@@ -43,14 +43,14 @@ class CompareCliTest {
         Path corpus = TinyModels.corpus(tmp.resolve("corpus"));
         Path out = tmp.resolve("cmp");
         String[] args = {"compare", "--models", model.toString(), "--model", "pi=" + model + "@linear:factor=2",
-                "--tasks", "ppl,passkey,niah,vt", "--lengths", "32,64", "--retrieval-lengths", "1200", "--depths", "0,1",
+                "--tasks", "ppl,passkey,niah,vt,lines", "--lengths", "32,64", "--retrieval-lengths", "1200", "--depths", "0,1",
                 "--trials", "1", "--new-tokens", "4", "--max-tokens", "256", "--data", corpus.toString(), "--out", out.toString()};
         CliRunner.Result first = CliRunner.run(args);
         assertEquals(0, first.exitCode(), first.err());
-        assertTrue(first.err().contains("computed 14 cells, reused 0"), first.err());
+        assertTrue(first.err().contains("computed 18 cells, reused 0"), first.err());
 
         String md = Files.readString(out.resolve("report.md"));
-        for (String section : List.of("## Perplexity", "## Passkey retrieval", "## RULER niah_single_1", "## RULER vt"))
+        for (String section : List.of("## Perplexity", "## Passkey retrieval", "## LongEval lines", "## RULER niah_single_1", "## RULER vt"))
             assertTrue(md.contains(section), section + " in\n" + md);
         assertTrue(md.contains("ropeway compare --models " + model), md);
         // Trained at 64 tokens: the 64 column is the 1x of the ratios.
@@ -63,7 +63,7 @@ class CompareCliTest {
         assertTrue(report.at("/run/command").asText().startsWith("ropeway compare --models "));
         assertTrue(report.at("/run/git_revision").asText().matches("[0-9a-f]{40}(\\+modified)?|unknown"));
         assertTrue(report.at("/run/machine/cores").asInt() >= 1);
-        assertEquals(14, report.at("/cells/computed").asInt());
+        assertEquals(18, report.at("/cells/computed").asInt());
         assertTrue(report.at("/cells/seconds").asDouble() > 0);
         String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(model.resolve("config.json"))));
         assertEquals(sha, report.at("/methods/0/model/config_sha256").asText());
@@ -73,19 +73,21 @@ class CompareCliTest {
             assertEquals(2, report.at("/results/" + m + "/passkey").size());
             assertEquals(2, report.at("/results/" + m + "/niah").size());
             assertEquals(1, report.at("/results/" + m + "/vt").size());
+            assertEquals(2, report.at("/results/" + m + "/lines").size());
             assertTrue(report.at("/results/" + m + "/ppl/1/perplexity").asDouble() > 1);
         }
-        for (String png : List.of("perplexity", "passkey-accuracy", "passkey-loglik", "niah-accuracy", "niah-loglik", "vt-loglik"))
+        for (String png : List.of("perplexity", "passkey-accuracy", "passkey-loglik", "niah-accuracy", "niah-loglik", "vt-loglik",
+                "lines-accuracy", "lines-loglik"))
             assertPng(out.resolve(png + ".png"));
 
         Map<Path, FileTime> saved = cells(out);
-        assertEquals(14, saved.size());
+        assertEquals(18, saved.size());
         assertTrue(Files.isRegularFile(out.resolve("cells/pi/passkey-1200-d1.00.json")));
 
         // A rerun computes nothing: every cell file is untouched, the results are the same.
         CliRunner.Result second = CliRunner.run(args);
         assertEquals(0, second.exitCode(), second.err());
-        assertTrue(second.err().contains("computed 0 cells, reused 14"), second.err());
+        assertTrue(second.err().contains("computed 0 cells, reused 18"), second.err());
         assertEquals(saved, cells(out));
         JsonNode rerun = Json.mapper().readTree(out.resolve("report.json").toFile());
         assertEquals(report.get("results"), rerun.get("results"));
@@ -98,7 +100,7 @@ class CompareCliTest {
         Files.delete(out.resolve("cells/tiny/ppl-64.json"));
         CliRunner.Result third = CliRunner.run(args);
         assertEquals(0, third.exitCode(), third.err());
-        assertTrue(third.err().contains("computed 2 cells, reused 12"), third.err());
+        assertTrue(third.err().contains("computed 2 cells, reused 16"), third.err());
         Map<Path, FileTime> after = cells(out);
         for (var e : saved.entrySet())
             if (!e.getKey().endsWith("vt-1200.json") && !e.getKey().endsWith("ppl-64.json"))
@@ -136,6 +138,11 @@ class CompareCliTest {
                 "--depths", "0.5", "--trials", "1", "--new-tokens", "3", "--json");
         assertEquals(0, niah.exitCode(), niah.err());
         assertEquals(0.5, Json.mapper().readTree(niah.out()).at("/results/0/depth").asDouble());
+        CliRunner.Result lines = CliRunner.run("eval", "lines", "--model", model.toString(), "--lengths", "1200",
+                "--depths", "0,1", "--trials", "1", "--new-tokens", "4");
+        assertEquals(0, lines.exitCode(), lines.err());
+        assertTrue(lines.out().lines().anyMatch(l -> l.matches("  L =  1,200  depth 1\\.00 +\\d+ lines  accuracy [01]\\.\\d\\d  "
+                + "number log-likelihood +-\\d+\\.\\d{3}")), lines.out());
         CliRunner.Result passkey = CliRunner.run("eval", "passkey", "--model", model.toString(), "--lengths", "300",
                 "--depths", "0,1", "--trials", "1");
         assertEquals(0, passkey.exitCode(), passkey.err());

@@ -57,6 +57,11 @@ class EvaluationTest {
         assertThrows(IllegalArgumentException.class, () -> new Evaluation.CellSpec(Evaluation.Task.PPL, 64, 0.5));
         assertThrows(RopewayException.class, () -> Evaluation.Task.parse("qa_1"));
         assertEquals(Evaluation.Task.NIAH, Evaluation.Task.parse("niah_single_1"));
+        assertEquals(Evaluation.Task.LINES, Evaluation.Task.parse("lines"));
+        assertEquals(Evaluation.Task.LINES, Evaluation.Task.parse("longeval_lines"));
+        assertTrue(Evaluation.Task.LINES.hasDepth());
+        assertEquals(15, Evaluation.Task.LINES.defaultNewTokens());
+        assertEquals("lines-4096-d0.50", new Evaluation.CellSpec(Evaluation.Task.LINES, 4096, 0.5).fileName());
         assertEquals(Evaluation.Task.PASSAGE_RETRIEVAL, Evaluation.Task.parse("passage_retrieval_en"));
         assertEquals("lcc-4096", new Evaluation.CellSpec(Evaluation.Task.LCC, 4096, Double.NaN).fileName());
     }

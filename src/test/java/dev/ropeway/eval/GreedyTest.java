@@ -37,6 +37,14 @@ class GreedyTest {
             }
             // Asked to stop at the token it generates first, it returns just that token.
             assertArrayEquals(new int[]{out[0]}, Greedy.decode(t, t.config().rope(), prompt, 6, out[0]));
+            // Among several stop tokens (a chat model's end of turn beside its EOS), whichever comes first stops it.
+            try (Greedy g = new Greedy(t, t.config().rope())) {
+                int third = out[2];
+                int firstAt = 0;
+                while (out[firstAt] != third) firstAt++;
+                assertArrayEquals(Arrays.copyOf(out, firstAt + 1), g.decode(prompt, 6, new int[] {-1, 261, third}));
+                assertArrayEquals(out, g.decode(prompt, 6, new int[0]));
+            }
             assertEquals(0, Greedy.decode(t, t.config().rope(), prompt, 0, -1).length);
             // Limited to the ids below the greedy tokens' largest, it picks the best among those instead.
             int limit = Arrays.stream(out).max().getAsInt();
