@@ -77,8 +77,11 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--new-tokens", paramLabel = "<n>",
             description = {"lines, RULER's and the LongBench-style tasks: tokens to generate, also reserved within the "
                     + "length (default: each task's own: 15 for lines, 128 for RULER's needles, 30 for vt, 120 for cwe, 50 "
-                    + "for fwe, 32 for the passage tasks, 64 for lcc)."})
+                    + "for fwe, 32 for the passage tasks, 64 for lcc; 100 for lines with --chat)."})
     Integer newTokens;
+    @Option(names = "--chat", description = {"Prompt chat models through their own chat templates in the lines, RULER's "
+            + "and the LongBench-style tasks (every model compared needs one); perplexity and passkey read plain text."})
+    boolean chat;
     @Option(names = "--train-length", paramLabel = "<L>",
             description = "The trained length that ratios and charts refer to (default: the shortest trained length of the models).")
     Integer trainLength;
@@ -112,7 +115,7 @@ final class CompareCommand implements Callable<Integer> {
         List<Integer> rls = retrievalLengths == null ? ls : EvalCommand.parseLengths(retrievalLengths);
         EvalCommand.checkDepths(depths);
         Evaluation.Settings settings = new Evaluation.Settings(data, PerplexityProtocol.parse(protocol),
-                stride == null ? 0 : stride, maxTokens, trials, seed, newTokens == null ? 0 : newTokens, code);
+                stride == null ? 0 : stride, maxTokens, trials, seed, newTokens == null ? 0 : newTokens, code, chat);
 
         List<Evaluation.Resolved> resolved = targets.stream().map(Evaluation::resolve).toList();
         int train = trainLength != null ? trainLength : resolved.stream().mapToInt(CompareCommand::trainedLength).min().orElseThrow();

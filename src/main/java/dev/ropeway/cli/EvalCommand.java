@@ -249,6 +249,11 @@ final class EvalCommand implements Runnable {
             return null;
         }
 
+        /** Whether the prompts go through the model's chat template. */
+        boolean chat() {
+            return false;
+        }
+
         List<Evaluation.Task> tasks() {
             return List.of(task());
         }
@@ -256,7 +261,7 @@ final class EvalCommand implements Runnable {
         @Override
         Evaluation.Settings settings() {
             if (trials < 1) throw new RopewayException("--trials must be at least 1, got " + trials);
-            return new Evaluation.Settings(text(), PerplexityProtocol.CHUNKS, 0, 0, trials, seed, newTokens(), code());
+            return new Evaluation.Settings(text(), PerplexityProtocol.CHUNKS, 0, 0, trials, seed, newTokens(), code(), chat());
         }
 
         @Override
@@ -318,8 +323,19 @@ final class EvalCommand implements Runnable {
         @Option(names = "--new-tokens", order = 6, paramLabel = "<n>",
                 description = {"Tokens to generate, also reserved within the length (default: each task's own: RULER's 128 "
                         + "for the needles, 30 for vt, 120 for cwe, 50 for fwe; LongBench's 32 for the passage tasks, 64 for "
-                        + "lcc; LongEval's 15 for lines)."})
+                        + "lcc; LongEval's 15 for lines, 100 with --chat)."})
         Integer newTokens;
+        @Option(names = "--chat", order = 7, description = {"Prompt a chat model through its own chat template "
+                + "(tokenizer_config.json or chat_template.jinja): the question as the user's message and the answer "
+                + "prefix, where the task has one (RULER's), after the start of the assistant's reply, as RULER prompts "
+                + "chat models; LongBench's and LongEval's prompts go whole into the message. Generation stops at the "
+                + "model's end of turn."})
+        boolean chat;
+
+        @Override
+        boolean chat() {
+            return chat;
+        }
 
         @Override
         int newTokens() {
@@ -330,6 +346,7 @@ final class EvalCommand implements Runnable {
         @Override
         Map<String, Object> settingsJson(Evaluation.Settings s, Map<String, Object> data) {
             Map<String, Object> m = super.settingsJson(s, data);
+            if (s.chat()) m.put("chat", true);
             if (tasks().size() == 1) {
                 m.put("new_tokens", s.newTokens(task()));
             } else {

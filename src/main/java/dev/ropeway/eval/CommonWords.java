@@ -73,7 +73,7 @@ final class CommonWords {
         Example asked = short_ ? example(words, 6, 1, rnd, text) : example(words, 30, 3, rnd, text);
         String answer = numbered(asked.common());
         String prompt = question(shown.context()) + " " + numbered(shown.common()) + "\n" + question(asked.context());
-        return new Ruler.Sample(prompt, asked.common(), " " + answer);
+        return new Ruler.Sample(prompt, asked.common(), " " + answer, ANSWER_PREFIX.length());
     }
 
     private static String question(String context) {

@@ -97,6 +97,9 @@ public final class CompareReport {
         md.append(fmt("%d method(s) × %d task(s); lengths in tokens; trained length L = %d (the 1× of every ratio).%n%n",
                 methods.size(), plan.tasks().size(), plan.trainLength()));
         md.append("```\n").append(run.command()).append("\n```\n\n");
+        if (plan.settings().chat() && plan.tasks().stream().anyMatch(Evaluation.Task::chats))
+            md.append("The lines, RULER and LongBench-style prompts went through each model's own chat template (the "
+                    + "question as the user's message, RULER's answer prefix after the start of the reply).\n\n");
         Map<String, Object> m = run.machine();
         md.append(fmt("Ropeway %s, git revision `%s`, %s. Machine: %s cores, %s, %s (%s), Java %s.%n%n", run.version(),
                 run.revision(), run.date(), m.get("cores"), m.get("cpu"), m.get("os"), m.get("arch"), m.get("java")));
@@ -379,6 +382,7 @@ public final class CompareReport {
         settings.put("train_length", plan.trainLength());
         settings.put("trials", s.trials());
         settings.put("seed", s.seed());
+        if (s.chat()) settings.put("chat", true);
         if (plan.tasks().contains(Evaluation.Task.PPL)) {
             settings.put("data", dataRecord);
             settings.put("protocol", s.protocol().label());

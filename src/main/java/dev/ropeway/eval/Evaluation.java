@@ -1,6 +1,7 @@
 package dev.ropeway.eval;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.generate.ChatTemplate;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.io.Tokenizers;
@@ -89,6 +90,14 @@ public final class Evaluation {
 
         public boolean retrieval() {
             return this != PPL;
+        }
+
+        /**
+         * Whether a chat model's template can carry the task's prompts (RULER's, LongEval's and the LongBench-style
+         * tasks; perplexity and passkey read plain text).
+         */
+        public boolean chats() {
+            return this != PPL && this != PASSKEY;
         }
 
         /** The RULER task this is, or null for the others. */
@@ -278,10 +287,15 @@ public final class Evaluation {
      * means every document; {@code newTokens} 0 means RULER's or LongBench's count for each task.
      */
     public record Settings(Path data, PerplexityProtocol protocol, int stride, long maxTokens, int trials, long seed,
-                           int newTokens, Path code) {
+                           int newTokens, Path code, boolean chat) {
         public Settings(Path data, PerplexityProtocol protocol, int stride, long maxTokens, int trials, long seed,
                         int newTokens) {
-            this(data, protocol, stride, maxTokens, trials, seed, newTokens, null);
+            this(data, protocol, stride, maxTokens, trials, seed, newTokens, null, false);
+        }
+
+        public Settings(Path data, PerplexityProtocol protocol, int stride, long maxTokens, int trials, long seed,
+                        int newTokens, Path code) {
+            this(data, protocol, stride, maxTokens, trials, seed, newTokens, code, false);
         }
 
         public Settings {
@@ -292,7 +306,13 @@ public final class Evaluation {
         }
 
         public int newTokens(Task task) {
-            return newTokens > 0 ? newTokens : task.defaultNewTokens();
+            if (newTokens > 0) return newTokens;
+            return chat && task == Task.LINES ? LongEvalLines.CHAT_NEW_TOKENS : task.defaultNewTokens();
+        }
+
+        /** Whether {@code task}'s prompts go through the model's chat template. */
+        public boolean chat(Task task) {
+            return chat && task.chats();
         }
     }
 
@@ -322,6 +342,7 @@ public final class Evaluation {
     private final CellStore store;
     private final Listener listener;
     private final Map<String, List<int[]>> documentsByTokenizer = new HashMap<>();
+    private final Map<Path, ChatTemplate> chatTemplates = new HashMap<>();
     private Map<String, Object> dataRecord;
     private RulerText text;
     private Passages passages;
@@ -434,6 +455,7 @@ public final class Evaluation {
     }
 
     private Map<String, Object> compute(Path modelDir, Transformer model, RopeScaling rope, Tokenizer tok, CellSpec c) {
+        PromptFormat format = settings.chat(c.task()) ? PromptFormat.chat(tok, chatTemplate(modelDir)) : PromptFormat.plain(tok);
         return switch (c.task()) {
             case PPL -> {
                 int stride = settings.stride() > 0 ? Math.min(settings.stride(), c.length())
@@ -442,12 +464,12 @@ public final class Evaluation {
                         settings.maxTokens(), n -> { }).toJson();
             }
             case PASSKEY -> Passkey.run(model, rope, tok, c.length(), c.depth(), settings.trials(), settings.seed()).toJson();
-            case LINES -> LongEvalLines.run(model, rope, tok, c.length(), c.depth(), settings.trials(), settings.seed(),
+            case LINES -> LongEvalLines.run(model, rope, format, c.length(), c.depth(), settings.trials(), settings.seed(),
                     settings.newTokens(c.task())).toJson();
-            case PASSAGE_COUNT, PASSAGE_RETRIEVAL, LCC -> LongBenchStyle.run(model, rope, tok, c.task().longBench(), c.length(),
+            case PASSAGE_COUNT, PASSAGE_RETRIEVAL, LCC -> LongBenchStyle.run(model, rope, format, c.task().longBench(), c.length(),
                     settings.trials(), settings.seed(), settings.newTokens(c.task()), c.task().needsText() ? passages() : null,
                     c.task().needsCode() ? code() : null).toJson();
-            default -> Ruler.run(model, rope, tok, c.task().ruler(), c.length(), c.depth(), settings.trials(),
+            default -> Ruler.run(model, rope, format, c.task().ruler(), c.length(), c.depth(), settings.trials(),
                     settings.seed(), settings.newTokens(c.task()), c.task().ruler().readsText() ? text() : null).toJson();
         };
     }
@@ -480,9 +502,18 @@ public final class Evaluation {
                 k.put("new_tokens", settings.newTokens(c.task()));
                 if (c.task().readsText() && settings.data() != null) k.put("text", dataRecord());
                 if (c.task().needsCode()) k.put("code", code().record());
+                if (settings.chat(c.task()))
+                    k.put("chat_template", ModelRecord.sha256(chatTemplate(r.target().model()).source().getBytes(StandardCharsets.UTF_8)));
             }
         }
         return k;
+    }
+
+    /** A model folder's chat template, read once (a folder without one fails with a message that says so). */
+    private ChatTemplate chatTemplate(Path modelDir) {
+        return chatTemplates.computeIfAbsent(modelDir.toAbsolutePath().normalize(), dir -> ChatTemplate.find(dir).orElseThrow(
+                () -> new RopewayException(modelDir + " has no chat template (no chat_template in tokenizer_config.json, no "
+                        + "chat_template.jinja): evaluate it without --chat, as a base model")));
     }
 
     /**

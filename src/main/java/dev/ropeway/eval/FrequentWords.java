@@ -54,6 +54,6 @@ final class FrequentWords {
         Ruler.shuffle(text, rnd);
         List<String> answers = List.copyOf(vocab.subList(1, 4));
         String prompt = (TEMPLATE + ANSWER_PREFIX).replace("{context}", String.join(" ", text));
-        return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers));
+        return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers), ANSWER_PREFIX.length());
     }
 }

@@ -278,7 +278,7 @@ public final class LongBenchStyle {
     static final int MIN_PASSAGES = 2;
 
     /** The prompts of a task sized for one target length; the text or code it reads must be given. */
-    static PromptFitter fitter(Task task, Tokenizer tok, int targetTokens, int newTokens, long seed, Passages passages,
+    static PromptFitter fitter(Task task, PromptFormat format, int targetTokens, int newTokens, long seed, Passages passages,
                                CodeFiles code) {
         PromptFitter.Generator generator;
         int cap;
@@ -299,18 +299,18 @@ public final class LongBenchStyle {
                 cap = code.maxLines();
             }
         }
-        PromptFitter fitter = new PromptFitter(tok, targetTokens - newTokens, cap, generator);
+        PromptFitter fitter = new PromptFitter(format, targetTokens - newTokens, cap, generator);
         int n = fitter.size();
         int least = task == Task.LCC ? 1 : MIN_PASSAGES;
         if (n < least)
             throw new RopewayException(String.format(Locale.ROOT, "%d tokens, %d of them to generate, cannot hold a %s "
                     + "prompt with %d %s (it needs %d tokens)", targetTokens, newTokens, task.label(), least,
                     task == Task.LCC ? "line of context" : "paragraphs",
-                    fitter.tokens(generator.sample(least, 0).prompt()) + newTokens));
+                    fitter.tokens(generator.sample(least, 0)) + newTokens));
         if (n == cap)
             throw new RopewayException(String.format(Locale.ROOT, "%s: the %s too short to fill %d tokens (it "
                     + "gives %d tokens at most)", task.label(), task == Task.LCC ? "code folder is" : "text's passages are",
-                    targetTokens, fitter.tokens(generator.sample(n, 0).prompt()) + newTokens));
+                    targetTokens, fitter.tokens(generator.sample(n, 0)) + newTokens));
         return fitter;
     }
 
@@ -321,9 +321,16 @@ public final class LongBenchStyle {
      */
     public static Cell run(Transformer model, RopeScaling rope, Tokenizer tok, Task task, int targetTokens, int trials,
                            long seed, int newTokens, Passages passages, CodeFiles code) {
+        return run(model, rope, PromptFormat.plain(tok), task, targetTokens, trials, seed, newTokens, passages, code);
+    }
+
+    /** Like the plain-text run, with the prompts in {@code format} (a chat model's template: the whole prompt its message). */
+    public static Cell run(Transformer model, RopeScaling rope, PromptFormat format, Task task, int targetTokens, int trials,
+                           long seed, int newTokens, Passages passages, CodeFiles code) {
+        Tokenizer tok = format.tokenizer();
         if (trials < 1) throw new RopewayException("a LongBench-style cell needs at least one trial, got " + trials);
         if (newTokens < 1) throw new RopewayException("at least one token to generate, got " + newTokens);
-        PromptFitter fitter = fitter(task, tok, targetTokens, newTokens, seed, passages, code);
+        PromptFitter fitter = fitter(task, format, targetTokens, newTokens, seed, passages, code);
         Ruler.Trials r = Ruler.runTrials(model, rope, tok, trials, newTokens, fitter::trial, UnaryOperator.identity(),
                 (output, s) -> score(task, output, s.answers().getFirst()));
         return new Cell(task, targetTokens, r.promptTokens(), trials, newTokens, r.meanScore() * 100, r.full(),

@@ -12,6 +12,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.function.UnaryOperator;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -28,7 +29,9 @@ import java.util.regex.Pattern;
  * {@link RulerWords}' built-in adjectives and nouns instead of the wonderwords package, and no two lines share one, so
  * the question has one right answer. Scored by LongEval's rule on the answer, the output's first non-empty line (a
  * base model goes on writing the record after it): its last integer is the line's number. The log-likelihood of the
- * number as the lines write it ({@code " <number>"}) is reported too.
+ * number as the lines write it ({@code " <number>"}) is reported too. A chat model ({@link PromptFormat#chat}) gets
+ * the prompt without the answer start as its message, 100 tokens to answer in, and its whole answer scored, as
+ * LongEval prompts and scores chat models.
  */
 public final class LongEvalLines {
     static final String HEADER = "Below is a record of lines I want you to remember. Each line begins with 'line <line "
@@ -42,6 +45,8 @@ public final class LongEvalLines {
     static final int MAX_VALUE = 50_000;
     /** Tokens to generate by default: LongEval's 15 for a model answering without a chat template. */
     public static final int NEW_TOKENS = 15;
+    /** Tokens to generate by default for a chat model: LongEval's 100. */
+    public static final int CHAT_NEW_TOKENS = 100;
     /** How many distinct indices the built-in words give. */
     static final int INDICES = RulerWords.ADJECTIVES.length * RulerWords.NOUNS.length;
     private static final long SALT = Ruler.salt("longeval_lines");
@@ -96,6 +101,14 @@ public final class LongEvalLines {
      * same at every size and a longer record only adds lines.
      */
     static Ruler.Sample sample(int n, double depth, SplittableRandom rnd) {
+        return sample(n, depth, rnd, true);
+    }
+
+    /**
+     * The sample with or without the answer start after the question: LongEval gives it to a model without a chat
+     * template, and a chat model the question alone.
+     */
+    static Ruler.Sample sample(int n, double depth, SplittableRandom rnd, boolean answerStart) {
         if (n < 1) throw new IllegalArgumentException("a record needs at least one line, asked " + n);
         if (n > INDICES)
             throw new RopewayException(String.format(Locale.ROOT, "a record of %,d lines needs more distinct line indices "
@@ -112,8 +125,10 @@ public final class LongEvalLines {
                 sb.append(line(index(rnd, used), rnd.nextInt(1, MAX_VALUE + 1)));
             }
         }
-        sb.append(QUESTION.replace("{index}", asked)).append(ANSWER_START.replace("{index}", asked));
-        return new Ruler.Sample(sb.toString(), List.of(Integer.toString(value)), " <" + value + ">");
+        sb.append(QUESTION.replace("{index}", asked));
+        String start = answerStart ? ANSWER_START.replace("{index}", asked) : "";
+        sb.append(start);
+        return new Ruler.Sample(sb.toString(), List.of(Integer.toString(value)), " <" + value + ">", start.length());
     }
 
     /** An index no line has yet: uniform over the pairs, drawn again on a repeat. */
@@ -143,13 +158,14 @@ public final class LongEvalLines {
     }
 
     /** The prompts of one cell: the record's length found once, then fitted per trial. */
-    static PromptFitter fitter(Tokenizer tok, int targetTokens, int newTokens, double depth, long seed) {
-        PromptFitter.Generator generator = (k, trial) -> sample(k + 1, depth, Ruler.trialRandom(SALT, seed, trial));
-        PromptFitter fitter = new PromptFitter(tok, targetTokens - newTokens, INDICES - 1, generator);
+    static PromptFitter fitter(PromptFormat format, int targetTokens, int newTokens, double depth, long seed) {
+        PromptFitter.Generator generator = (k, trial) -> sample(k + 1, depth, Ruler.trialRandom(SALT, seed, trial),
+                !format.chat());
+        PromptFitter fitter = new PromptFitter(format, targetTokens - newTokens, INDICES - 1, generator);
         int k = fitter.size();
         if (k < 0)
             throw new RopewayException(String.format(Locale.ROOT, "a lines prompt with one line needs %d tokens, plus %d to "
-                    + "generate: %d tokens cannot hold it", fitter.tokens(generator.sample(0, 0).prompt()), newTokens,
+                    + "generate: %d tokens cannot hold it", fitter.tokens(generator.sample(0, 0)), newTokens,
                     targetTokens));
         if (k == INDICES - 1)
             throw new RopewayException(String.format(Locale.ROOT, "%,d tokens need more lines than the %,d distinct line "
@@ -163,11 +179,22 @@ public final class LongEvalLines {
      */
     public static Cell run(Transformer model, RopeScaling rope, Tokenizer tok, int targetTokens, double depth, int trials,
                            long seed, int newTokens) {
+        return run(model, rope, PromptFormat.plain(tok), targetTokens, depth, trials, seed, newTokens);
+    }
+
+    /**
+     * Like the plain-text run, with the prompts in {@code format}. A chat model gets the prompt without the answer
+     * start as its user message, and its whole answer is scored (it ends its turn), as LongEval scores chat models.
+     */
+    public static Cell run(Transformer model, RopeScaling rope, PromptFormat format, int targetTokens, double depth,
+                           int trials, long seed, int newTokens) {
+        Tokenizer tok = format.tokenizer();
         if (trials < 1) throw new RopewayException("a lines cell needs at least one trial, got " + trials);
         if (newTokens < 1) throw new RopewayException("at least one token to generate, got " + newTokens);
         if (!(depth >= 0 && depth <= 1)) throw new RopewayException("the asked line's depth must be in [0, 1], got " + depth);
-        PromptFitter fitter = fitter(tok, targetTokens, newTokens, depth, seed);
-        Ruler.Trials r = Ruler.runTrials(model, rope, tok, trials, newTokens, fitter::trial, LongEvalLines::answer,
+        PromptFitter fitter = fitter(format, targetTokens, newTokens, depth, seed);
+        UnaryOperator<String> clean = format.chat() ? String::strip : LongEvalLines::answer;
+        Ruler.Trials r = Ruler.runTrials(model, rope, tok, trials, newTokens, fitter::trial, clean,
                 (answer, s) -> correct(answer, s.answers().getFirst()) ? 1 : 0);
         return new Cell(targetTokens, depth, r.promptTokens(), fitter.size() + 1, trials, newTokens, r.full(),
                 r.meanLogLikelihood(), r.firstOutput());

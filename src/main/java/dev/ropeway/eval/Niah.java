@@ -125,15 +125,22 @@ public final class Niah {
                 : lines(spec, size, needles, spec.single() ? depth : -1, used, rnd);
         String query = queries.size() == 1 ? queries.getFirst()
                 : String.join(", ", queries.subList(0, queries.size() - 1)) + ", and " + queries.getLast();
-        String template = TEMPLATE + ANSWER_PREFIX;
+        String template = TEMPLATE, prefix = ANSWER_PREFIX;
         String type = spec.values().plural();
         if (spec.queryCount() * spec.valueCount() == 1) {
-            // RULER's rewrite for one asked value, applied to the template before it is filled in.
-            template = template.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer");
+            // RULER's rewrite for one asked value, applied to the template and answer prefix before they are filled
+            // in (no word it rewrites spans the two).
+            template = singular(template);
+            prefix = singular(prefix);
             type = type.substring(0, type.length() - 1);
         }
-        String prompt = template.replace("{type_needle_v}", type).replace("{query}", query).replace("{context}", context);
-        return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers));
+        prefix = prefix.replace("{type_needle_v}", type).replace("{query}", query);
+        String prompt = template.replace("{type_needle_v}", type).replace("{query}", query).replace("{context}", context) + prefix;
+        return new Ruler.Sample(prompt, answers, " " + String.join(", ", answers), prefix.length());
+    }
+
+    private static String singular(String s) {
+        return s.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer");
     }
 
     private static String needle(Spec spec, String key, String value) {

@@ -1,7 +1,5 @@
 package dev.ropeway.eval;
 
-import dev.ropeway.io.Tokenizer;
-
 import java.util.function.IntUnaryOperator;
 
 /**
@@ -19,31 +17,32 @@ final class PromptFitter {
     /** A trial's sample and its prompt's token ids. */
     record Fitted(Ruler.Sample sample, int[] ids) {}
 
-    private final Tokenizer tok;
+    private final PromptFormat format;
     private final int budget;
     private final int cap;
     private final Generator generator;
     private final int size;
 
     /** {@code size()} is then the cell's size: -1 when even an empty haystack is over budget, {@code cap} at the cap. */
-    PromptFitter(Tokenizer tok, int budget, int cap, Generator generator) {
-        this.tok = tok;
+    PromptFitter(PromptFormat format, int budget, int cap, Generator generator) {
+        this.format = format;
         this.budget = budget;
         this.cap = cap;
         this.generator = generator;
-        this.size = largestFitting(k -> tokens(generator.sample(k, 0).prompt()), budget, cap);
+        this.size = largestFitting(k -> tokens(generator.sample(k, 0)), budget, cap);
     }
 
     int size() {
         return size;
     }
 
-    int[] ids(String text) {
-        return Passkey.tokens(tok, text);
+    /** A sample's prompt's ids, in the cell's format. */
+    int[] ids(Ruler.Sample s) {
+        return format.ids(s);
     }
 
-    int tokens(String text) {
-        return ids(text).length;
+    int tokens(Ruler.Sample s) {
+        return ids(s).length;
     }
 
     /**
@@ -55,16 +54,16 @@ final class PromptFitter {
     Fitted trial(int trial) {
         if (size < 0) throw new IllegalStateException("no haystack size fits the budget");
         Ruler.Sample s = generator.sample(size, trial);
-        int[] ids = ids(s.prompt());
+        int[] ids = ids(s);
         int n = fittedSize(trial, ids.length);
         if (n == size) return new Fitted(s, ids);
         Ruler.Sample fitted = generator.sample(n, trial);
-        return new Fitted(fitted, ids(fitted.prompt()));
+        return new Fitted(fitted, ids(fitted));
     }
 
     /** The haystack size for trial {@code trial}, whose prompt at the cell's size has {@code tokens} tokens. */
     private int fittedSize(int trial, int tokens) {
-        IntUnaryOperator tokensAt = k -> tokens(generator.sample(k, trial).prompt());
+        IntUnaryOperator tokensAt = k -> tokens(generator.sample(k, trial));
         if (tokens > budget) {
             if (size == 0) return 0;
             return tokensAt.applyAsInt(0) <= budget ? bisect(tokensAt, budget, 0, size) : 0;

@@ -127,8 +127,32 @@ public final class Ruler {
         }
     }
 
-    /** One trial's prompt (answer prefix included), the gold strings, and the gold answer as the model should write it. */
-    public record Sample(String prompt, List<String> answers, String answerText) {}
+    /**
+     * One trial's prompt (answer prefix included), the gold strings, the gold answer as the model should write it, and
+     * how many of the prompt's last characters are the answer prefix (the start of the answer the prompt writes for
+     * the model; for a chat model it follows the generation prompt, the rest being the user's message).
+     */
+    public record Sample(String prompt, List<String> answers, String answerText, int prefixChars) {
+        public Sample {
+            if (prefixChars < 0 || prefixChars > prompt.length())
+                throw new IllegalArgumentException("an answer prefix of " + prefixChars + " characters in a prompt of " + prompt.length());
+        }
+
+        /** A prompt without an answer prefix: all of it is the question. */
+        public Sample(String prompt, List<String> answers, String answerText) {
+            this(prompt, answers, answerText, 0);
+        }
+
+        /** The prompt without its answer prefix: what a chat model gets as the user's message. */
+        public String question() {
+            return prompt.substring(0, prompt.length() - prefixChars);
+        }
+
+        /** The answer prefix at the end of the prompt (empty when there is none). */
+        public String answerPrefix() {
+            return prompt.substring(prompt.length() - prefixChars);
+        }
+    }
 
     /**
      * One cell's outcome: RULER's score (string_match_all, 0 to 100), how many trials found every gold string, and
@@ -249,6 +273,11 @@ public final class Ruler {
         private final PromptFitter fitter;
 
         Sizer(Task task, Tokenizer tok, int targetTokens, int newTokens, double depth, long seed, RulerText text) {
+            this(task, PromptFormat.plain(tok), targetTokens, newTokens, depth, seed, text);
+        }
+
+        Sizer(Task task, PromptFormat format, int targetTokens, int newTokens, double depth, long seed, RulerText text) {
+            Tokenizer tok = format.tokenizer();
             this.task = task;
             this.targetTokens = targetTokens;
             this.depth = depth;
@@ -269,11 +298,11 @@ public final class Ruler {
             vocabulary = task == Task.FWE ? FrequentWords.vocabularySize(targetTokens, newTokens) : 0;
             int cap = task != Task.CWE ? Integer.MAX_VALUE
                     : Math.max(RulerWords.COMMON.size(), text == null ? 0 : text.vocabulary().size()) - CommonWords.COMMON;
-            fitter = new PromptFitter(tok, targetTokens - newTokens, cap, this::sample);
+            fitter = new PromptFitter(format, targetTokens - newTokens, cap, this::sample);
             int n = fitter.size();
             if (n < 0)
                 throw new RopewayException(String.format(Locale.ROOT, "a %s prompt needs %d tokens with no haystack, plus %d "
-                                + "to generate: %d tokens cannot hold it", task.label(), fitter.tokens(sample(0, 0).prompt()),
+                                + "to generate: %d tokens cannot hold it", task.label(), fitter.tokens(sample(0, 0)),
                         newTokens, targetTokens));
             if (n == cap)
                 throw new RopewayException(String.format(Locale.ROOT, "a cwe list of %d tokens needs more than the %d distinct "
@@ -344,11 +373,18 @@ public final class Ruler {
      */
     public static Cell run(Transformer model, RopeScaling rope, Tokenizer tok, Task task, int targetTokens, double depth,
                            int trials, long seed, int newTokens, RulerText text) {
+        return run(model, rope, PromptFormat.plain(tok), task, targetTokens, depth, trials, seed, newTokens, text);
+    }
+
+    /** Like the plain-text run, with the prompts in {@code format} (a chat model's template). */
+    public static Cell run(Transformer model, RopeScaling rope, PromptFormat format, Task task, int targetTokens,
+                           double depth, int trials, long seed, int newTokens, RulerText text) {
+        Tokenizer tok = format.tokenizer();
         if (trials < 1) throw new RopewayException("a RULER cell needs at least one trial, got " + trials);
         if (newTokens < 1) throw new RopewayException("RULER needs at least one token to generate, got " + newTokens);
         if (task.hasDepth() && !(depth >= 0 && depth <= 1))
             throw new RopewayException("the needle's depth must be in [0, 1], got " + depth);
-        Sizer sizer = new Sizer(task, tok, targetTokens, newTokens, depth, seed, text);
+        Sizer sizer = new Sizer(task, format, targetTokens, newTokens, depth, seed, text);
         Trials r = runTrials(model, rope, tok, trials, newTokens, sizer::trial, Ruler::postprocess,
                 (output, s) -> matchFraction(output, s.answers()));
         return new Cell(task, targetTokens, task.hasDepth() ? depth : Double.NaN, r.promptTokens(), trials, newTokens,

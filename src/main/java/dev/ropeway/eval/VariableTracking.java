@@ -67,6 +67,11 @@ public final class VariableTracking {
                 .replace("{query}", chain.value()).replace("{context}", text);
     }
 
+    /** The answer prefix of a question about {@code chain}, as it ends the question. */
+    static String answerPrefix(Chain chain) {
+        return ANSWER_PREFIX.replace("{num_v}", Integer.toString(HOPS + 1)).replace("{query}", chain.value());
+    }
+
     /** The worked example RULER puts before the question: a three-letter chain, its question and the answer. */
     static String example(int lines, Chain chain, SplittableRandom rnd) {
         return question(lines, chain, rnd) + " " + String.join(" ", chain.names()) + "\n";
@@ -81,6 +86,6 @@ public final class VariableTracking {
         Chain shown = chain(rnd, 3);
         Chain asked = chain(rnd, 5);
         String prompt = example(exampleLines, shown, rnd) + "\n" + question(lines, asked, rnd);
-        return new Ruler.Sample(prompt, asked.names(), String.join(" ", asked.names()));
+        return new Ruler.Sample(prompt, asked.names(), String.join(" ", asked.names()), answerPrefix(asked).length());
     }
 }

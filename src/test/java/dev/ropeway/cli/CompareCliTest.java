@@ -143,6 +143,19 @@ class CompareCliTest {
         assertEquals(0, lines.exitCode(), lines.err());
         assertTrue(lines.out().lines().anyMatch(l -> l.matches("  L =  1,200  depth 1\\.00 +\\d+ lines  accuracy [01]\\.\\d\\d  "
                 + "number log-likelihood +-\\d+\\.\\d{3}")), lines.out());
+        CliRunner.Result noTemplate = CliRunner.run("eval", "lines", "--model", model.toString(), "--lengths", "1200",
+                "--chat");
+        assertEquals(1, noTemplate.exitCode());
+        assertTrue(noTemplate.err().contains("has no chat template") && noTemplate.err().contains("without --chat"),
+                noTemplate.err());
+        Path chatModel = TinyModels.chatModel(tmp.resolve("chat"));
+        CliRunner.Result chat = CliRunner.run("eval", "lines", "--model", chatModel.toString(), "--lengths", "1200",
+                "--depths", "0.5", "--trials", "1", "--chat", "--json");
+        assertEquals(0, chat.exitCode(), chat.err());
+        JsonNode chatDoc = Json.mapper().readTree(chat.out());
+        assertTrue(chatDoc.at("/settings/chat").asBoolean(), chatDoc.toString());
+        assertEquals(100, chatDoc.at("/settings/new_tokens").asInt(), "LongEval's tokens for a chat model");
+        assertEquals(100, chatDoc.at("/results/0/new_tokens").asInt());
         CliRunner.Result passkey = CliRunner.run("eval", "passkey", "--model", model.toString(), "--lengths", "300",
                 "--depths", "0,1", "--trials", "1");
         assertEquals(0, passkey.exitCode(), passkey.err());

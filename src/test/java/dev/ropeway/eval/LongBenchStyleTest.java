@@ -221,7 +221,7 @@ class LongBenchStyleTest {
                 // Byte-level tokens: a passage of 100+ words is ~700 of them.
                 boolean lcc = task == LongBenchStyle.Task.LCC;
                 int target = lcc ? 1400 : 4000, newTokens = 4;
-                PromptFitter fitter = LongBenchStyle.fitter(task, tok, target, newTokens, 7, passages, code);
+                PromptFitter fitter = LongBenchStyle.fitter(task, PromptFormat.plain(tok), target, newTokens, 7, passages, code);
                 for (int trial = 0; trial < 3; trial++) {
                     PromptFitter.Fitted fitted = fitter.trial(trial);
                     assertArrayEquals(Passkey.tokens(tok, fitted.sample().prompt()), fitted.ids());

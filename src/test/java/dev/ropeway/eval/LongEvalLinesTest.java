@@ -100,7 +100,7 @@ class LongEvalLinesTest {
         try (CpuBackend backend = new CpuBackend(); Transformer t = Transformer.load(backend, dir);
              Tokenizer tok = Tokenizers.open(dir)) {
             int target = 1500, newTokens = 6;
-            PromptFitter fitter = LongEvalLines.fitter(tok, target, newTokens, 0.5, 11);
+            PromptFitter fitter = LongEvalLines.fitter(PromptFormat.plain(tok), target, newTokens, 0.5, 11);
             for (int trial = 0; trial < 3; trial++) {
                 PromptFitter.Fitted fitted = fitter.trial(trial);
                 assertArrayEquals(Passkey.tokens(tok, fitted.sample().prompt()), fitted.ids());

@@ -25,6 +25,19 @@ public final class TinyModels {
         return dir;
     }
 
+    /**
+     * The {@link #model} with a ChatML-style chat template in its tokenizer_config.json: each message
+     * {@code <|im_start|>role\ncontent<|im_end|>\n}, the reply opened by {@code <|im_start|>assistant\n}.
+     */
+    public static Path chatModel(Path dir) {
+        model(dir, 64, 3);
+        Map<String, Object> config = new java.util.LinkedHashMap<>(Json.readObject(dir.resolve("tokenizer_config.json")));
+        config.put("chat_template", "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                + "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}");
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), config);
+        return dir;
+    }
+
     /** A prepared-corpus folder whose heldout/ part has two documents of random words. */
     public static Path corpus(Path dir) {
         SplittableRandom r = new SplittableRandom(1);
