@@ -30,7 +30,8 @@ final class CorpusCommand implements Runnable {
     @Command(name = "fetch", mixinStandardHelpOptions = true,
             description = {"Download the corpus sources (pinned Debian packages, no root needed) and extract their texts.",
                     "Sources: kjv (King James Bible), jargon (Jargon File), vim (Vim manual), perl (Perl POD),"
-                            + " linux-doc (Linux 6.1 Documentation/, a 139 MB download), austen (six novels),"
+                            + " linux-doc (Linux 6.1 Documentation/, a 139 MB download), linux-code (the same package's"
+                            + " long C files of its core folders, held out as a code domain), austen (six novels),"
                             + " mobydick. Re-running reuses what is already there."})
     static final class Fetch implements Callable<Integer> {
         @Option(names = "--out", paramLabel = "<dir>", description = "Folder for the raw texts and manifest.json (default: ropeway-data/corpus/raw).")
@@ -87,22 +88,26 @@ final class CorpusCommand implements Runnable {
             long start = System.nanoTime();
             CorpusPreparer.Summary s = CorpusPreparer.prepare(raw, out);
             double seconds = (System.nanoTime() - start) / 1e9;
-            System.out.printf(Locale.ROOT, "%-10s %9s %9s%n", "split", "documents", "MB");
+            System.out.printf(Locale.ROOT, "%-12s %9s %9s%n", "split", "documents", "MB");
             for (Map.Entry<String, CorpusPreparer.Count> e : s.splits().entrySet())
-                System.out.printf(Locale.ROOT, "%-10s %9d %9.2f%n", e.getKey(), e.getValue().documents(),
+                System.out.printf(Locale.ROOT, "%-12s %9d %9.2f%n", e.getKey(), e.getValue().documents(),
                         e.getValue().bytes() / 1e6);
             System.out.println();
-            System.out.printf(Locale.ROOT, "%-10s %-8s %9s %9s%n", "source", "split", "documents", "MB");
+            System.out.printf(Locale.ROOT, "%-10s %-12s %9s %9s%n", "source", "split", "documents", "MB");
             s.sources().forEach((id, counts) -> counts.forEach((split, c) -> System.out.printf(Locale.ROOT,
-                    "%-10s %-8s %9d %9.2f%n", id, split, c.documents(), c.bytes() / 1e6)));
+                    "%-10s %-12s %9d %9.2f%n", id, split, c.documents(), c.bytes() / 1e6)));
             System.out.println();
             if (!s.dropped().isEmpty())
                 System.out.printf(Locale.ROOT, "dropped %d raw files shorter than %d bytes after cleaning%n",
                         s.dropped().size(), CorpusPreparer.MIN_DOCUMENT_BYTES);
             if (s.latin1Files() > 0)
                 System.out.printf(Locale.ROOT, "read %d raw files that were not UTF-8 as Latin-1%n", s.latin1Files());
-            System.out.printf(Locale.ROOT, "wrote %s (%s/, %s/, %s); %.1f s%n", s.out(), Corpus.TRAIN, Corpus.HELDOUT,
-                    CorpusPreparer.MANIFEST, seconds);
+            boolean code = s.split(CorpusPreparer.HELDOUT_CODE).documents() > 0;
+            System.out.printf(Locale.ROOT, "wrote %s (%s/, %s/, %s%s); %.1f s%n", s.out(), Corpus.TRAIN, Corpus.HELDOUT,
+                    code ? CorpusPreparer.HELDOUT_CODE + "/, " : "", CorpusPreparer.MANIFEST, seconds);
+            if (code)
+                System.out.printf("perplexity on the held-out code: ropeway eval ppl --data %s --model <dir> --lengths ...%n",
+                        s.out().resolve(CorpusPreparer.HELDOUT_CODE));
             return 0;
         }
     }

@@ -269,9 +269,10 @@ public final class Demo {
             return prepared;
         }
         Path raw = work.resolve("corpus/raw");
-        // Linux Documentation/ is a 139 MB download; the demo's model could not use that much text anyway.
+        // The kernel sources are a 139 MB download; the demo's model could not use that much text anyway.
         EnumSet<Source> sources = EnumSet.allOf(Source.class);
         sources.remove(Source.LINUX_DOC);
+        sources.remove(Source.LINUX_CODE);
         log.accept("corpus: fetching " + sources.size() + " public-domain sources from Debian packages");
         CorpusFetcher.fetch(raw, sources, log);
         CorpusPreparer.prepare(raw, prepared);

@@ -25,7 +25,9 @@ import java.util.concurrent.ThreadLocalRandom;
 /**
  * {@code ropeway corpus prepare}: cleans the raw texts that {@link CorpusFetcher} wrote (see {@link TextCleaner}) and
  * splits them into the folder layout {@link Corpus} reads: {@code heldout/} holds four whole Gutenberg novels for
- * long-document evaluation (Moby Dick, Emma, Persuasion, Northanger Abbey), {@code train/} everything else. The
+ * long-document evaluation (Moby Dick, Emma, Persuasion, Northanger Abbey), {@code heldout-code/} the kernel's long C
+ * files when {@code linux-code} was fetched (a second domain, as Proof-pile is beside PG19), {@code train/} everything
+ * else. The
  * output is a pure function of the raw files: same input, byte-identical output, with every file's digest in
  * {@code <out>/manifest.json}.
  */
@@ -64,8 +66,18 @@ public final class CorpusPreparer {
 
     private CorpusPreparer() {}
 
-    /** {@link Corpus#TRAIN} or {@link Corpus#HELDOUT} for the raw file at {@code rawPath} (relative, '/'-separated). */
+    /**
+     * The held-out code: {@code linux-code}'s C files, long documents of a second domain that training never reads
+     * (perplexity on them: {@code eval ppl --data <prepared>/heldout-code}).
+     */
+    public static final String HELDOUT_CODE = "heldout-code";
+
+    /**
+     * {@link Corpus#TRAIN}, {@link Corpus#HELDOUT} or {@link #HELDOUT_CODE} for the raw file at {@code rawPath}
+     * (relative, '/'-separated).
+     */
     public static String splitOf(String rawPath) {
+        if (rawPath.startsWith(Source.LINUX_CODE.id() + "/")) return HELDOUT_CODE;
         return HELDOUT.contains(rawPath) ? Corpus.HELDOUT : Corpus.TRAIN;
     }
 

@@ -50,6 +50,11 @@ final class Processes {
      * is discarded. Fails naming the first command that exited non-zero.
      */
     static void pipeline(Path dir, List<List<String>> commands) {
+        pipeline(dir, commands, null);
+    }
+
+    /** Like {@link #pipeline(Path, List)}, with the last command's output written to {@code stdout} (null: discarded). */
+    static void pipeline(Path dir, List<List<String>> commands, Path stdout) {
         List<ProcessBuilder> builders = new ArrayList<>();
         for (List<String> command : commands) {
             ProcessBuilder pb = new ProcessBuilder(command);
@@ -57,7 +62,8 @@ final class Processes {
             builders.add(pb);
         }
         builders.getFirst().redirectInput(ProcessBuilder.Redirect.from(devNull()));
-        builders.getLast().redirectOutput(ProcessBuilder.Redirect.DISCARD);
+        builders.getLast().redirectOutput(stdout == null ? ProcessBuilder.Redirect.DISCARD
+                : ProcessBuilder.Redirect.to(stdout.toFile()));
         List<Process> processes;
         try {
             processes = ProcessBuilder.startPipeline(builders);

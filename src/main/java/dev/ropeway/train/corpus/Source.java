@@ -22,6 +22,8 @@ public enum Source {
     PERL("perl", "Perl documentation (pod/*.pod)", 7.9, new Pin("perl-doc", "5.36.0-7+deb12u3")),
     LINUX_DOC("linux-doc", "Linux 6.1 Documentation/ (.rst and .txt files)", 139.1,
             new Pin("linux-source-6.1", "6.1.176-1")),
+    LINUX_CODE("linux-code", "Linux 6.1 C files of 128 KB or more from its core folders (a held-out code domain)", 139.1,
+            new Pin("linux-source-6.1", "6.1.176-1")),
     AUSTEN("austen", "Jane Austen's six novels (R data set janeaustenr)", 1.6, new Pin("r-cran-janeaustenr", "1.0.0-1")),
     MOBY_DICK("mobydick", "Moby Dick (R data set tokenizers::mobydick)", 0.7, new Pin("r-cran-tokenizers", "0.3.0-1"));
 

@@ -43,6 +43,10 @@ final class SourceExtraction {
             linuxDocumentation(source, debs.getFirst(), work, target);
             return;
         }
+        if (source == Source.LINUX_CODE) {
+            linuxCode(source, debs.getFirst(), work, target);
+            return;
+        }
         Path root = work.resolve("root");
         for (Path deb : debs) archive.extract(deb, root);
         switch (source) {
@@ -124,21 +128,8 @@ final class SourceExtraction {
      */
     private void linuxDocumentation(Source source, Path deb, Path work, Path target) {
         String pkg = source.packages().getFirst().pkg();
-        Path unpacked = work.resolve("tree").toAbsolutePath();
-        try {
-            Files.createDirectories(unpacked);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + unpacked, e);
-        }
-        String tar = AptArchive.require("tar", "unpacking " + pkg).toString();
-        String xz = AptArchive.require("xz", "unpacking " + pkg).toString();
         progress.accept("[" + source.id() + "] unpacking " + pkg + "/Documentation from the kernel tarball");
-        Processes.pipeline(work, List.of(
-                archive.dataTarCommand(deb.toAbsolutePath()),
-                List.of(tar, "-x", "-O", "-f", "-", "./usr/src/" + pkg + ".tar.xz"),
-                List.of(xz, "-d", "-c"),
-                List.of(tar, "-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner", "--no-same-permissions",
-                        "--wildcards", pkg + "/Documentation/*")));
+        Path unpacked = unpackKernel(source, deb, work, List.of(pkg + "/Documentation/*"));
         Path docs = unpacked.resolve(pkg).resolve("Documentation");
         if (!Files.isDirectory(docs)) throw new RopewayException(pkg + " holds no " + pkg + "/Documentation folder");
         int n = 0;
@@ -152,6 +143,117 @@ final class SourceExtraction {
         }
         if (n == 0) throw new RopewayException(pkg + "/Documentation holds no .rst or .txt files");
         progress.accept("[" + source.id() + "] " + n + " .rst/.txt files");
+    }
+
+    /**
+     * The kernel's hand-written core (the scheduler, memory management, file systems, networking...): its C files of
+     * at least {@link #MIN_CODE_BYTES} bytes, about 32k tokens and more, long documents of another domain than the
+     * prose, none of them in the training text (which takes only Documentation/). Drivers and architecture code are
+     * left out: their largest files are mostly generated tables. The tarball is listed first, so that only the files
+     * taken are unpacked.
+     */
+    private void linuxCode(Source source, Path deb, Path work, Path target) {
+        String pkg = source.packages().getFirst().pkg();
+        progress.accept("[" + source.id() + "] listing the C files of " + pkg + "'s " + String.join(", ", CODE_FOLDERS)
+                + " folders in the kernel tarball");
+        Path listing = work.resolve("listing.txt").toAbsolutePath();
+        kernelTar(source, deb, work, List.of("-t", "-v", "-f", "-"), listing);
+        List<String> names = longCodeFiles(pkg, read(listing));
+        if (names.isEmpty())
+            throw new RopewayException(pkg + " holds no C file of " + MIN_CODE_BYTES / 1024 + " KB or more in its "
+                    + String.join(", ", CODE_FOLDERS) + " folders");
+        Path list = work.resolve("names.txt").toAbsolutePath();
+        write(list, String.join("\n", names) + "\n");
+        progress.accept("[" + source.id() + "] unpacking " + names.size() + " C files");
+        Path unpacked = work.resolve("tree").toAbsolutePath();
+        createDirectories(unpacked);
+        kernelTar(source, deb, work, List.of("-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner",
+                "--no-same-permissions", "--verbatim-files-from", "-T", list.toString()), null);
+        Path tree = unpacked.resolve(pkg);
+        long bytes = 0;
+        for (String name : names) {
+            Path f = unpacked.resolve(name);
+            if (!Files.isRegularFile(f)) throw new RopewayException(pkg + ": " + name + " was listed but not unpacked");
+            bytes += size(f);
+            Path dst = target.resolve(Trees.relative(tree, f));
+            createParent(dst);
+            copy(f, dst);
+        }
+        progress.accept(String.format(Locale.ROOT, "[%s] %d C files, %.1f MB", source.id(), names.size(), bytes / 1e6));
+    }
+
+    /** The kernel's top-level folders whose long C files {@code linux-code} takes. */
+    static final List<String> CODE_FOLDERS = List.of("kernel", "mm", "fs", "net", "block", "ipc", "security", "lib",
+            "init", "crypto");
+    /** The smallest C file {@code linux-code} takes: 128 KB, about 32k tokens of a Llama tokenizer. */
+    static final long MIN_CODE_BYTES = 128 * 1024;
+
+    /**
+     * The regular {@code .c} files of at least {@link #MIN_CODE_BYTES} bytes under the {@link #CODE_FOLDERS} of a
+     * verbose tar listing ({@code -rw-r--r-- root/root 145678 2024-05-01 10:00 linux-source-6.1/mm/slub.c}), sorted.
+     */
+    static List<String> longCodeFiles(String pkg, String listing) {
+        List<String> out = new ArrayList<>();
+        for (String line : listing.split("\n")) {
+            String[] f = line.strip().split("\\s+", 6);
+            if (f.length < 6 || !f[0].startsWith("-") || !f[5].endsWith(".c")) continue;
+            long size;
+            try {
+                size = Long.parseLong(f[2]);
+            } catch (NumberFormatException e) {
+                continue;
+            }
+            String name = f[5].startsWith("./") ? f[5].substring(2) : f[5];
+            if (size < MIN_CODE_BYTES) continue;
+            for (String folder : CODE_FOLDERS)
+                if (name.startsWith(pkg + "/" + folder + "/")) {
+                    out.add(name);
+                    break;
+                }
+        }
+        out.sort(null);
+        return out;
+    }
+
+    /** Runs tar with {@code args} on the kernel tarball inside the package, decompressed as a stream. */
+    private void kernelTar(Source source, Path deb, Path work, List<String> args, Path stdout) {
+        String pkg = source.packages().getFirst().pkg();
+        String tar = AptArchive.require("tar", "unpacking " + pkg).toString();
+        String xz = AptArchive.require("xz", "unpacking " + pkg).toString();
+        List<String> last = new ArrayList<>(List.of(tar));
+        last.addAll(args);
+        Processes.pipeline(work, List.of(
+                archive.dataTarCommand(deb.toAbsolutePath()),
+                List.of(tar, "-x", "-O", "-f", "-", "./usr/src/" + pkg + ".tar.xz"),
+                List.of(xz, "-d", "-c"),
+                last), stdout);
+    }
+
+    /** Unpacks the members matching {@code patterns} (tar wildcards) of the kernel tarball; returns their folder. */
+    private Path unpackKernel(Source source, Path deb, Path work, List<String> patterns) {
+        Path unpacked = work.resolve("tree").toAbsolutePath();
+        createDirectories(unpacked);
+        List<String> args = new ArrayList<>(List.of("-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner",
+                "--no-same-permissions", "--wildcards"));
+        args.addAll(patterns);
+        kernelTar(source, deb, work, args, null);
+        return unpacked;
+    }
+
+    private static void createDirectories(Path dir) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create " + dir, e);
+        }
+    }
+
+    private static String read(Path f) {
+        try {
+            return Files.readString(f, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + f, e);
+        }
     }
 
     /** The novels are character vectors, one element per line; each becomes one file. */
