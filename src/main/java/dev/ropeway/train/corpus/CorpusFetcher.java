@@ -80,7 +80,7 @@ public final class CorpusFetcher {
 
     Result run(Options options, Consumer<String> progress) {
         Path out = options.out();
-        createDirectories(out);
+        Trees.createDirectories(out);
         Path manifestFile = out.resolve(MANIFEST);
         Map<String, Object> manifest = readManifest(manifestFile, progress);
         @SuppressWarnings("unchecked")
@@ -126,8 +126,8 @@ public final class CorpusFetcher {
         Trees.delete(work);
         Trees.delete(staging);
         try {
-            createDirectories(work);
-            createDirectories(staging);
+            Trees.createDirectories(work);
+            Trees.createDirectories(staging);
             new SourceExtraction(archive(), progress).extract(source, debs, work, staging);
             // Swap the complete folder in, so an interrupted run never leaves a half-written source behind a
             // manifest entry that claims it.
@@ -169,7 +169,7 @@ public final class CorpusFetcher {
             resolved.add(new Source.Pin(pin.pkg(), version));
         }
         Map<String, DebianArchive.DebFile> files = archive().describe(resolved);
-        createDirectories(options.cache());
+        Trees.createDirectories(options.cache());
         List<Source.Pin> missing = new ArrayList<>();
         for (Source.Pin pin : resolved) {
             DebianArchive.DebFile file = files.get(pin.pkg());
@@ -298,14 +298,6 @@ public final class CorpusFetcher {
 
     private static void writeManifest(Path file, Map<String, Object> manifest) {
         Json.writeAtomic(file, manifest);
-    }
-
-    private static void createDirectories(Path dir) {
-        try {
-            Files.createDirectories(dir);
-        } catch (IOException e) {
-            throw new RopewayException("cannot create folder " + dir + ": " + e.getMessage());
-        }
     }
 
     private static void deleteIfExists(Path file) {

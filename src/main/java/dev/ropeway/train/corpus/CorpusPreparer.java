@@ -102,7 +102,7 @@ public final class CorpusPreparer {
         checkReplaceable(out);
 
         Path parent = outAbs.getParent();
-        createDirectories(parent);
+        Trees.createDirectories(parent);
         String tag = HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong());
         Path temp = parent.resolve("." + outAbs.getFileName() + ".tmp-" + tag);
         try {
@@ -140,7 +140,7 @@ public final class CorpusPreparer {
                 }
                 String outPath = outputPath(rawPath);
                 Path target = temp.resolve(outPath);
-                createDirectories(target.getParent());
+                Trees.createDirectories(target.getParent());
                 writeNew(target, cleaned);
                 String split = splitOf(rawPath);
                 splits.merge(split, new Count(1, cleaned.length), (a, b) -> a.plus(b.bytes()));
@@ -281,14 +281,6 @@ public final class CorpusPreparer {
             Files.write(file, bytes, java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + file, e);
-        }
-    }
-
-    private static void createDirectories(Path dir) {
-        try {
-            Files.createDirectories(dir);
-        } catch (IOException e) {
-            throw new RopewayException("cannot create folder " + dir + ": " + e.getMessage());
         }
     }
 }

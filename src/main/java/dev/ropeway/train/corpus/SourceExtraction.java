@@ -166,7 +166,7 @@ final class SourceExtraction {
         write(list, String.join("\n", names) + "\n");
         progress.accept("[" + source.id() + "] unpacking " + names.size() + " C files");
         Path unpacked = work.resolve("tree").toAbsolutePath();
-        createDirectories(unpacked);
+        Trees.createDirectories(unpacked);
         kernelTar(source, deb, work, List.of("-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner",
                 "--no-same-permissions", "--verbatim-files-from", "-T", list.toString()), null);
         Path tree = unpacked.resolve(pkg);
@@ -232,20 +232,12 @@ final class SourceExtraction {
     /** Unpacks the members matching {@code patterns} (tar wildcards) of the kernel tarball; returns their folder. */
     private Path unpackKernel(Source source, Path deb, Path work, List<String> patterns) {
         Path unpacked = work.resolve("tree").toAbsolutePath();
-        createDirectories(unpacked);
+        Trees.createDirectories(unpacked);
         List<String> args = new ArrayList<>(List.of("-x", "-f", "-", "-C", unpacked.toString(), "--no-same-owner",
                 "--no-same-permissions", "--wildcards"));
         args.addAll(patterns);
         kernelTar(source, deb, work, args, null);
         return unpacked;
-    }
-
-    private static void createDirectories(Path dir) {
-        try {
-            Files.createDirectories(dir);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot create " + dir, e);
-        }
     }
 
     private static String read(Path f) {

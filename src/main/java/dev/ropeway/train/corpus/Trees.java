@@ -14,6 +14,15 @@ import java.util.stream.Stream;
 final class Trees {
     private Trees() {}
 
+    /** Creates {@code dir} and its parents, failing with a message that names it. */
+    static void createDirectories(Path dir) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new dev.ropeway.RopewayException("cannot create folder " + dir + ": " + e.getMessage());
+        }
+    }
+
     /** Deletes {@code dir} and everything under it (links are removed, never followed); absent is fine. */
     static void delete(Path dir) {
         try {
