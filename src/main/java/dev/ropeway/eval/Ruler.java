@@ -135,7 +135,8 @@ public final class Ruler {
     public record Sample(String prompt, List<String> answers, String answerText, int prefixChars) {
         public Sample {
             if (prefixChars < 0 || prefixChars > prompt.length())
-                throw new IllegalArgumentException("an answer prefix of " + prefixChars + " characters in a prompt of " + prompt.length());
+                throw new IllegalArgumentException("an answer prefix of " + prefixChars + " characters in a prompt of "
+                        + prompt.length());
         }
 
         /** A prompt without an answer prefix: all of it is the question. */
@@ -338,7 +339,8 @@ public final class Ruler {
 
     /**
      * Runs {@code trials} trials: each fitted prompt's answer log-likelihood, then {@code newTokens} tokens decoded
-     * greedily (stopping at an end token: the EOS, or a chat model's end of turn), cleaned by {@code postprocess} and scored against the sample by {@code score}.
+     * greedily (stopping at an end token: the EOS, or a chat model's end of turn), cleaned by {@code postprocess} and
+     * scored against the sample by {@code score}.
      * One KV cache serves the cell: each answer's log-likelihood and greedy decoding share the prompt, and trials
      * whatever start their prompts share.
      */
