@@ -307,7 +307,7 @@ public final class Evaluation {
 
         public int newTokens(Task task) {
             if (newTokens > 0) return newTokens;
-            return chat && task == Task.LINES ? LongEvalLines.CHAT_NEW_TOKENS : task.defaultNewTokens();
+            return task == Task.LINES && chat(task) ? LongEvalLines.CHAT_NEW_TOKENS : task.defaultNewTokens();
         }
 
         /** Whether {@code task}'s prompts go through the model's chat template. */

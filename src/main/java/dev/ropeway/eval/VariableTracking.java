@@ -63,13 +63,12 @@ public final class VariableTracking {
         // Inserting link j at its sorted position + j keeps the links in chain order, as RULER does.
         for (int j = 0; j < links.size(); j++) context.add(at.get(j) + j, links.get(j));
         String text = String.join("\n", context).replace(". \n", ".\n");
-        return (TEMPLATE + ANSWER_PREFIX).replace("{num_v}", Integer.toString(links.size()))
-                .replace("{query}", chain.value()).replace("{context}", text);
+        return TEMPLATE.replace("{query}", chain.value()).replace("{context}", text) + answerPrefix(chain);
     }
 
     /** The answer prefix of a question about {@code chain}, as it ends the question. */
     static String answerPrefix(Chain chain) {
-        return ANSWER_PREFIX.replace("{num_v}", Integer.toString(HOPS + 1)).replace("{query}", chain.value());
+        return ANSWER_PREFIX.replace("{num_v}", Integer.toString(chain.names().size())).replace("{query}", chain.value());
     }
 
     /** The worked example RULER puts before the question: a three-letter chain, its question and the answer. */
