@@ -10,6 +10,7 @@ import dev.ropeway.rope.ClexRope;
 import dev.ropeway.rope.E2Rope;
 import dev.ropeway.rope.LinearRope;
 import dev.ropeway.rope.Llama3Rope;
+import dev.ropeway.rope.LongRope;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.rope.RopeSpec;
 import dev.ropeway.rope.StaticNtkRope;
@@ -38,9 +39,9 @@ import java.util.concurrent.Callable;
         description = {"Write a copy of a checkpoint that other engines load: --format hf (a Hugging Face folder with a "
                 + "RoPE config stock transformers knows) or --format gguf (one file for llama.cpp and other GGUF engines).",
                 "An e2 model becomes linear (position interpolation) with --factor g, for inputs up to g x L0. "
-                        + "A CLEX model has no equivalent in either format and is refused; for gguf, dynamic NTK and "
-                        + "LongRoPE are refused too (name a fixed method with --rope), and the checkpoint needs a "
-                        + "byte-level BPE tokenizer.json."})
+                        + "A CLEX model has no equivalent in either format and is refused; for gguf, dynamic NTK is "
+                        + "refused too (name a fixed method with --rope), LongRoPE keeps the factor set its "
+                        + "--context-length uses, and the checkpoint needs a byte-level BPE tokenizer.json."})
 final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "<dir>")
     Path model;
@@ -148,6 +149,7 @@ final class ExportCommand implements Callable<Integer> {
         return switch (target) {
             case YarnRope y -> Math.max(maxPositions, Math.round(y.originalMaxPositionEmbeddings() * y.factor()));
             case Llama3Rope l -> Math.max(maxPositions, Math.round(l.originalMaxPositionEmbeddings() * l.factor()));
+            case LongRope l -> Math.max(maxPositions, Math.round(l.originalMaxPositionEmbeddings() * l.factor()));
             case LinearRope l when rope != null -> Math.max(maxPositions, Math.round(maxPositions * l.factor()));
             case StaticNtkRope n when rope != null -> Math.max(maxPositions, Math.round(maxPositions * n.factor()));
             default -> maxPositions;

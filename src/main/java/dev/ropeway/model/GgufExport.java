@@ -106,7 +106,7 @@ public final class GgufExport {
         }
         w.put(arch + ".attention.layer_norm_rms_epsilon", GgufValue.float32(c.rmsNormEps()));
         w.put(arch + ".rope.dimension_count", GgufValue.uint32(c.rotaryDim()));
-        float[] ropeFactors = ropeKeys(w, arch, o.rope(), c.rotaryDim());
+        float[] ropeFactors = ropeKeys(w, arch, o.rope(), c.rotaryDim(), o.contextLength(), notes);
 
         GgufVocabulary vocabulary = GgufVocabulary.read(modelDir).paddedTo(c.vocabSize(), source);
         vocabulary.metadata().forEach(w::put);
@@ -197,9 +197,10 @@ public final class GgufExport {
 
     /**
      * Writes the {@code <arch>.rope.*} keys for {@code rope}; returns per-pair frequency divisors for a
-     * {@code rope_freqs.weight} tensor when the method needs one (Llama 3 scaling), else null.
+     * {@code rope_freqs.weight} tensor when the method needs one (Llama 3 scaling, LongRoPE), else null.
      */
-    static float[] ropeKeys(GgufWriter w, String arch, RopeScaling rope, int rotaryDim) {
+    static float[] ropeKeys(GgufWriter w, String arch, RopeScaling rope, int rotaryDim, long contextLength,
+                            List<String> notes) {
         String k = arch + ".rope.";
         w.put(k + "freq_base", GgufValue.float32((float) rope.theta()));
         switch (rope) {
@@ -220,32 +221,62 @@ public final class GgufExport {
                 double builtIn = 1 + 0.1 * Math.log(r.factor());
                 double attnFactor = r.resolvedAttentionFactor() / builtIn;
                 if (Math.abs(attnFactor - 1) > 1e-6) w.put(k + "scaling.attn_factor", GgufValue.float32((float) attnFactor));
-                if (r.betaFast() != YarnRope.DEFAULT_BETA_FAST)
-                    w.put(k + "scaling.yarn_beta_fast", GgufValue.float32((float) r.betaFast()));
-                if (r.betaSlow() != YarnRope.DEFAULT_BETA_SLOW)
-                    w.put(k + "scaling.yarn_beta_slow", GgufValue.float32((float) r.betaSlow()));
+                if (r.betaFast() != YarnRope.DEFAULT_BETA_FAST || r.betaSlow() != YarnRope.DEFAULT_BETA_SLOW)
+                    throw new RopewayException("YaRN with beta_fast " + number(r.betaFast()) + " and beta_slow "
+                            + number(r.betaSlow()) + " has no GGUF form for the " + arch + " architecture: llama.cpp "
+                            + "reads its yarn_beta keys only for a few other architectures and runs " + arch + " with "
+                            + "beta_fast " + number(YarnRope.DEFAULT_BETA_FAST) + " and beta_slow "
+                            + number(YarnRope.DEFAULT_BETA_SLOW) + ", so the file would compute other frequencies; "
+                            + "export with --rope yarn:factor=" + number(r.factor()) + ",original_max_position_embeddings="
+                            + r.originalMaxPositionEmbeddings() + " (the default betas) or serve the model with Ropeway");
             }
             case Llama3Rope r -> {
-                // GGUF engines divide each pair's angle by rope_freqs[j]: the ratio of plain to scaled frequency.
-                float[] plain = new DefaultRope(r.theta(), rotaryDim).inverseFrequencies(0);
-                float[] scaled = r.inverseFrequencies(0);
-                float[] divisors = new float[plain.length];
-                for (int j = 0; j < plain.length; j++) divisors[j] = plain[j] / scaled[j];
-                return divisors;
+                requireRopeFreqs(arch, "Llama 3 scaling");
+                return divisors(r, rotaryDim, 0);
+            }
+            case LongRope r -> {
+                requireRopeFreqs(arch, "LongRoPE");
+                // One factor set for every length, as llama.cpp keeps (it picks one by its context size): the long
+                // factors when the file's context passes the original one, as a pass that long uses them.
+                boolean longFactors = r.usesLongFactors(contextLength);
+                notes.add("LongRoPE written with its " + (longFactors ? "long" : "short") + " factors for every length "
+                        + "(context_length " + contextLength + (longFactors ? " > " : " <= ") + "original "
+                        + r.originalMaxPositionEmbeddings() + "): Hugging Face switches to the "
+                        + (longFactors ? "short factors for sequences of up to " + r.originalMaxPositionEmbeddings()
+                        + " tokens" : "long factors past " + r.originalMaxPositionEmbeddings() + " tokens")
+                        + ", a GGUF file keeps one set");
+                double attnFactor = r.resolvedAttentionFactor();
+                if (Math.abs(attnFactor - 1) > 1e-9) w.put(k + "scaling.attn_factor", GgufValue.float32((float) attnFactor));
+                return divisors(r, rotaryDim, contextLength);
             }
             case DynamicNtkRope r -> throw new RopewayException("dynamic NTK has no GGUF form: GGUF engines keep one "
                     + "frequency table for every length. Export with --rope default (identical up to max_position_embeddings "
                     + r.maxPositionEmbeddings() + "), or a fixed method such as --rope ntk:factor=" + number(r.factor())
                     + " or --rope yarn:factor=" + number(r.factor()) + ",original_max_position_embeddings="
                     + r.maxPositionEmbeddings());
-            case LongRope r -> throw new RopewayException("LongRoPE is not exported to GGUF's " + arch + " architecture "
-                    + "(its per-pair factors switch with the length); export with --rope yarn:... or --rope linear:...");
             case E2Rope r -> throw new RopewayException("an e2 RoPE has no GGUF form as such; export the e2 model without "
                     + "--rope and it becomes linear (position interpolation) with --factor g");
             case ClexRope r -> throw new RopewayException("CLEX has no GGUF equivalent (its frequencies come from a trained "
                     + "ODE layer); serve it with Ropeway, or export with --rope to approximate it");
         }
         return null;
+    }
+
+    /** Per-pair factors travel as a rope_freqs.weight tensor, which llama.cpp loads for its llama architecture only. */
+    private static void requireRopeFreqs(String arch, String method) {
+        if (!arch.equals("llama"))
+            throw new RopewayException(method + " has no GGUF form for the " + arch + " architecture: its per-pair "
+                    + "frequency factors go in a rope_freqs.weight tensor, which llama.cpp loads for llama models only "
+                    + "(it refuses a " + arch + " file that has one); export with --rope yarn:... or --rope linear:...");
+    }
+
+    /** GGUF engines divide each pair's angle by {@code rope_freqs[j]}: the ratio of plain to scaled frequency. */
+    private static float[] divisors(RopeScaling rope, int rotaryDim, long seqLen) {
+        float[] plain = new DefaultRope(rope.theta(), rotaryDim).inverseFrequencies(0);
+        float[] scaled = rope.inverseFrequencies(seqLen);
+        float[] divisors = new float[plain.length];
+        for (int j = 0; j < plain.length; j++) divisors[j] = plain[j] / scaled[j];
+        return divisors;
     }
 
     private static String number(double v) {

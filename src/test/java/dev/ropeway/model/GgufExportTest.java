@@ -393,10 +393,14 @@ class GgufExportTest {
             assertFalse(g.metadata().containsKey("llama.rope.scaling.yarn_beta_fast"));
         }
         try (GgufFile g = write(model, tmp.resolve("yarn2.gguf"),
-                c.ropeOrSpec("yarn:factor=4,original_max_position_embeddings=32,attention_factor=1.5,beta_fast=16"))) {
+                c.ropeOrSpec("yarn:factor=4,original_max_position_embeddings=32,attention_factor=1.5"))) {
             assertEquals(1.5 / (1 + 0.1 * Math.log(4)), g.value("llama.rope.scaling.attn_factor").asDouble(), 1e-6);
-            assertEquals(16f, (float) g.value("llama.rope.scaling.yarn_beta_fast").asDouble());
         }
+        // llama.cpp runs llama, qwen2 and qwen3 with the default betas whatever the file says.
+        RopewayException betas = assertThrows(RopewayException.class, () -> write(model, tmp.resolve("yarn3.gguf"),
+                c.ropeOrSpec("yarn:factor=4,original_max_position_embeddings=32,beta_fast=16")));
+        assertTrue(betas.getMessage().contains("beta_fast 16 and beta_slow 1 has no GGUF form for the llama architecture")
+                && betas.getMessage().contains("--rope yarn:factor=4,original_max_position_embeddings=32"), betas.getMessage());
         try (GgufFile g = write(model, tmp.resolve("ntk.gguf"), c.ropeOrSpec("ntk:factor=4"))) {
             assertEquals((float) (10000 * Math.pow(4, 16.0 / 14)), (float) g.value("llama.rope.freq_base").asDouble());
             assertFalse(g.metadata().containsKey("llama.rope.scaling.type"));
@@ -412,6 +416,54 @@ class GgufExportTest {
         }
     }
 
+    @Test
+    void perPairFactorsAreRefusedForQwenArchitectures(@TempDir Path tmp) {
+        Path model = tmp.resolve("q");
+        BpeModel tok = tokenizer(model);
+        Map<String, Object> config = CheckpointWriter.llamaConfig(tok.vocabSize(), HIDDEN, FFN, LAYERS, HEADS, KV_HEADS,
+                HEAD_DIM, 128, new DefaultRope(1e6, HEAD_DIM), false);
+        config.put("architectures", List.of("Qwen2ForCausalLM"));
+        config.put("model_type", "qwen2");
+        writeWithBiases(model, config);
+        ModelConfig c = Transformer.loadConfig(model);
+        for (String spec : List.of("llama3:factor=8,low_freq_factor=1,high_freq_factor=4,original_max_position_embeddings=32",
+                "longrope:short_factor=1;1;1;1;1;1;1;1,long_factor=2;2;2;2;2;2;2;2,original_max_position_embeddings=32")) {
+            Path out = tmp.resolve("x.gguf");
+            RopewayException e = assertThrows(RopewayException.class,
+                    () -> GgufExport.write(model, out, new GgufExport.Options(c.ropeOrSpec(spec), 128, GgufExport.Dtype.F16, "x")));
+            assertTrue(e.getMessage().contains("has no GGUF form for the qwen2 architecture")
+                    && e.getMessage().contains("rope_freqs.weight"), e.getMessage());
+            assertFalse(Files.exists(out));
+        }
+    }
+
+    @Test
+    void longRopeKeepsTheFactorSetItsContextUses(@TempDir Path tmp) {
+        Path model = llama(tmp.resolve("m"), new DefaultRope(10000, HEAD_DIM), false, 0);
+        ModelConfig c = Transformer.loadConfig(model);
+        RopeScaling longRope = c.ropeOrSpec("longrope:short_factor=1;1.5;2;2.5;3;3.5;4;4.5,"
+                + "long_factor=2;3;4;5;6;7;8;9,original_max_position_embeddings=32,factor=4");
+        // Past the original 32 positions the long factors, and the attention factor sqrt(1 + ln 4 / ln 32).
+        GgufExport.Result r = GgufExport.write(model, tmp.resolve("long.gguf"),
+                new GgufExport.Options(longRope, 128, GgufExport.Dtype.F16, "x"));
+        try (GgufFile g = GgufFile.open(tmp.resolve("long.gguf"))) {
+            float[] divisors = g.floats("rope_freqs.weight");
+            for (int j = 0; j < divisors.length; j++) assertEquals(2 + j, divisors[j], 1e-5, "pair " + j);
+            assertEquals(Math.sqrt(1 + Math.log(4) / Math.log(32)), g.value("llama.rope.scaling.attn_factor").asDouble(), 1e-6);
+            assertFalse(g.metadata().containsKey("llama.rope.scaling.type"));
+        }
+        assertTrue(r.notes().stream().anyMatch(n -> n.startsWith("LongRoPE written with its long factors for every length")
+                && n.contains("short factors for sequences of up to 32 tokens")), r.notes().toString());
+        // Within them the short ones.
+        GgufExport.Result s = GgufExport.write(model, tmp.resolve("short.gguf"),
+                new GgufExport.Options(longRope, 32, GgufExport.Dtype.F16, "x"));
+        try (GgufFile g = GgufFile.open(tmp.resolve("short.gguf"))) {
+            float[] divisors = g.floats("rope_freqs.weight");
+            for (int j = 0; j < divisors.length; j++) assertEquals(1 + 0.5 * j, divisors[j], 1e-5, "pair " + j);
+        }
+        assertTrue(s.notes().stream().anyMatch(n -> n.contains("its short factors")), s.notes().toString());
+    }
+
     private static GgufFile write(Path model, Path out, RopeScaling rope) {
         GgufExport.write(model, out, new GgufExport.Options(rope, 128, GgufExport.Dtype.F16, "tiny"));
         return GgufFile.open(out);
@@ -423,7 +475,6 @@ class GgufExportTest {
         ModelConfig c = Transformer.loadConfig(model);
         Map<String, String> refusals = Map.of(
                 "dynamic:factor=2", "dynamic NTK has no GGUF form",
-                "longrope:short_factor=1;1;1;1;1;1;1;1,long_factor=2;2;2;2;2;2;2;2,original_max_position_embeddings=32", "LongRoPE is not exported",
                 "clex:max_factor=4", "CLEX has no GGUF equivalent",
                 "e2", "an e2 RoPE has no GGUF form");
         refusals.forEach((spec, message) -> {
