@@ -5,6 +5,8 @@
 //   tokenize --model <file.gguf> --text-file <path>           the ids llama.cpp's own tokenizer gives (no BOS)
 //   generate --model <file.gguf> --ids <json | @file> --n <k> the greedy continuation, k tokens
 //   info     --model <file.gguf>                              what llama.cpp read: vocabulary, context, BOS / EOS
+//   bench    --model <file.gguf> --contexts 1024,4096 [--tokens 64] [--threads 2] [--kv f16|f32] [--repeat 1]
+//            prefill of each context (random ids, in batches of 512) and greedy decode steps after it: tokens/s
 import {readFileSync} from "node:fs";
 import {pathToFileURL} from "node:url";
 
@@ -26,10 +28,11 @@ const ids = () => {
     if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every(Number.isInteger)) fail("--ids is not a non-empty array of token ids");
     return parsed;
 };
-if (!["logits", "tokenize", "generate", "info"].includes(command)) fail("commands: logits, tokenize, generate, info");
+if (!["logits", "tokenize", "generate", "info", "bench"].includes(command)) fail("commands: logits, tokenize, generate, info, bench");
 
 const {getLlama} = await import(pathToFileURL(process.env.LLAMA_CPP_PEER_PACKAGE ?? fail("run it through bin/llama-cpp-peer")).href);
-const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const threads = parseInt(opts.threads ?? "2", 10);
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error", maxThreads: threads});
 const model = await llama.loadModel({modelPath: need("model")});
 
 async function sequence(tokens) {
@@ -63,6 +66,35 @@ if (command === "info") {
         return dense(o.next.logits);
     });
     console.log(JSON.stringify({ids: input, vocab: logits[0].length, logits}));
+} else if (command === "bench") {
+    const tokens = parseInt(opts.tokens ?? "64", 10), repeat = parseInt(opts.repeat ?? "1", 10);
+    const kv = (opts.kv ?? "f16").toUpperCase();
+    const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+    for (const contextTokens of need("contexts").split(",").map(Number)) {
+        for (let run = 0; run < repeat; run++) {
+            const context = await model.createContext({
+                contextSize: contextTokens + tokens + 8, batchSize: 512, sequences: 1, threads,
+                experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv, flashAttention: false,
+            });
+            const seq = context.getSequence();
+            let seed = 12345 + run;
+            const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) % (vocab - 4) + 4;
+            const prompt = Array.from({length: contextTokens}, random);
+            let t0 = process.hrtime.bigint();
+            const last = prompt.length - 1;
+            const out = await seq.controlledEvaluate(prompt.map((t, i) => i === last ? [t, {generateNext: {token: true}}] : t));
+            const prefillSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+            const next = out[last].next.token;
+            t0 = process.hrtime.bigint();
+            let k = 0;
+            for await (const token of seq.evaluate([next], {temperature: 0})) if (++k >= tokens) break;
+            const decodeSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+            console.log(JSON.stringify({context: contextTokens, kv: kv.toLowerCase(), threads,
+                prefill_tokens_per_s: contextTokens / prefillSeconds, decode_tokens_per_s: tokens / decodeSeconds,
+                prefill_s: prefillSeconds, decode_s: decodeSeconds, tokens}));
+            await context.dispose();
+        }
+    }
 } else {
     // Greedy: the most likely token of each step's raw logits (the row before a dropped extra token, as above).
     const input = ids(), n = parseInt(need("n"), 10);
