@@ -302,15 +302,20 @@ class GgufExportTest {
         assertTrue(e.getMessage().contains("the tokenizer has " + (vocab - 20) + " tokens"), e.getMessage());
     }
 
-    @Test
-    void qwen2KeepsItsLayoutAndItsBiases(@TempDir Path tmp) {
-        Path model = tmp.resolve("q");
+    /** A random Qwen2 checkpoint (q/k/v biases) with a trained tokenizer. */
+    private static Path qwen2(Path model) {
         BpeModel tok = tokenizer(model);
         Map<String, Object> config = CheckpointWriter.llamaConfig(tok.vocabSize(), HIDDEN, FFN, LAYERS, HEADS, KV_HEADS,
                 HEAD_DIM, 128, new DefaultRope(1e6, HEAD_DIM), false);
         config.put("architectures", List.of("Qwen2ForCausalLM"));
         config.put("model_type", "qwen2");
         writeWithBiases(model, config);
+        return model;
+    }
+
+    @Test
+    void qwen2KeepsItsLayoutAndItsBiases(@TempDir Path tmp) {
+        Path model = qwen2(tmp.resolve("q"));
         Path out = tmp.resolve("q.gguf");
         assertEquals("qwen2", export(model, out, GgufExport.Dtype.F32).architecture());
         try (GgufFile g = GgufFile.open(out); WeightStore hf = WeightStore.open(model)) {
@@ -418,13 +423,7 @@ class GgufExportTest {
 
     @Test
     void perPairFactorsAreRefusedForQwenArchitectures(@TempDir Path tmp) {
-        Path model = tmp.resolve("q");
-        BpeModel tok = tokenizer(model);
-        Map<String, Object> config = CheckpointWriter.llamaConfig(tok.vocabSize(), HIDDEN, FFN, LAYERS, HEADS, KV_HEADS,
-                HEAD_DIM, 128, new DefaultRope(1e6, HEAD_DIM), false);
-        config.put("architectures", List.of("Qwen2ForCausalLM"));
-        config.put("model_type", "qwen2");
-        writeWithBiases(model, config);
+        Path model = qwen2(tmp.resolve("q"));
         ModelConfig c = Transformer.loadConfig(model);
         for (String spec : List.of("llama3:factor=8,low_freq_factor=1,high_freq_factor=4,original_max_position_embeddings=32",
                 "longrope:short_factor=1;1;1;1;1;1;1;1,long_factor=2;2;2;2;2;2;2;2,original_max_position_embeddings=32")) {
