@@ -57,8 +57,8 @@ if (command === "info") {
     console.log(JSON.stringify({ids: Array.from(model.tokenize(text, false))}));
 } else if (command === "logits") {
     const input = ids();
-    // The row of a call's last token is not the one the same token gives with another after it (node-llama-cpp
-    // prepares that row for sampling), so one more token is evaluated and its row dropped.
+    // The row of a call's last token comes back different from the row the same token gives with another token
+    // after it (which matches Ropeway to float rounding), so one more token is evaluated and its row dropped.
     const seq = await sequence(input.length + 1);
     const out = await seq.controlledEvaluate([...input.map(t => [t, {generateNext: {logits: true}}]), input[input.length - 1]]);
     const logits = out.slice(0, input.length).map((o, i) => {
