@@ -209,28 +209,22 @@ public final class GgufFile implements AutoCloseable {
         return file.asSlice(dataOffset + t.offset(), t.byteSize());
     }
 
-    /** A tensor's values as float32 in row-major order (F32, F16, BF16 and Q8_0 tensors). */
+    /**
+     * A tensor's values as float32 in row-major order, for every type {@link GgmlDequant} converts (the plain
+     * floats, the legacy and k-quants, IQ4_NL / IQ4_XS and MXFP4).
+     */
     public float[] floats(String name) {
         Tensor t = tensor(name);
         if (t.elements() > Integer.MAX_VALUE - 8)
             throw new CheckpointException("tensor " + name + " in " + path + " is too large to read into one array");
+        if (!GgmlDequant.supports(t.type()))
+            throw new CheckpointException("tensor " + name + " in " + path + " is " + t.type() + ", which this version "
+                    + "does not convert to floats (it reads " + GgmlDequant.supported() + "); requantize the file to one "
+                    + "of those (llama-quantize --allow-requantize ... Q4_K_M) or use an F16 / Q8_0 GGUF");
         int n = (int) t.elements();
-        MemorySegment d = data(name);
         float[] out = new float[n];
-        switch (t.type()) {
-            case F32 -> MemorySegment.copy(d, F32, 0, out, 0, n);
-            case F16 -> { for (int i = 0; i < n; i++) out[i] = Float.float16ToFloat(d.get(I16, 2L * i)); }
-            case BF16 -> { for (int i = 0; i < n; i++) out[i] = Float.intBitsToFloat((d.get(I16, 2L * i) & 0xFFFF) << 16); }
-            case Q8_0 -> {
-                for (int block = 0; block < n / 32; block++) {
-                    long at = 34L * block;
-                    float scale = Float.float16ToFloat(d.get(I16, at));
-                    for (int j = 0; j < 32; j++) out[block * 32 + j] = scale * d.get(ValueLayout.JAVA_BYTE, at + 2 + j);
-                }
-            }
-            default -> throw new CheckpointException("tensor " + name + " in " + path + " is " + t.type()
-                    + "; this reader converts F32, F16, BF16 and Q8_0 to floats");
-        }
+        if (t.type() == GgmlType.F32) MemorySegment.copy(data(name), F32, 0, out, 0, n);
+        else GgmlDequant.toFloats(t.type(), data(name), n, out, 0);
         return out;
     }
 

@@ -30,7 +30,7 @@ public record GgufValue(Type type, Object value, Type elementType) {
         /** Bytes of a fixed-size value, 0 for STRING and ARRAY. */
         int bytes() { return bytes; }
 
-        boolean isInteger() {
+        public boolean isInteger() {
             return this == UINT8 || this == INT8 || this == UINT16 || this == INT16 || this == UINT32 || this == INT32
                     || this == UINT64 || this == INT64;
         }

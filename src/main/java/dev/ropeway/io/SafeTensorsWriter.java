@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.function.Supplier;
 
 /**
  * Builds a safetensors file: tensors are laid out contiguously in the order they were added, the JSON header is
@@ -36,11 +37,16 @@ public final class SafeTensorsWriter {
     private final Set<String> names = new HashSet<>();
 
     /**
-     * One tensor to write: its bytes come from exactly one of {@code floats} and {@code bytes}; {@code bytes} hold
-     * {@code from} values, converted to {@code dtype} as they are written, when {@code from} is not null.
+     * One tensor to write: its bytes come from exactly one of {@code floats}, {@code bytes} and {@code later};
+     * {@code bytes} hold {@code from} values, converted to {@code dtype} as they are written, when {@code from} is
+     * not null; {@code later} makes float32 values when the tensor is written, converted to {@code dtype}.
      */
     private record Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize,
-                         DType from) {}
+                         DType from, Supplier<float[]> later) {
+        Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize, DType from) {
+            this(name, dtype, shape, floats, bytes, byteSize, from, null);
+        }
+    }
 
     /** Adds a "__metadata__" entry (a later value for the same key wins). */
     public SafeTensorsWriter metadata(String key, String value) {
@@ -97,6 +103,20 @@ public final class SafeTensorsWriter {
         return add(new Entry(name, dtype, shape.clone(), null, src, elements * dtype.bytes(), srcType));
     }
 
+    /**
+     * Adds a tensor stored as {@code dtype} (F32, BF16 or F16) whose float32 values {@code values} makes when the file
+     * is written (rounded to nearest even where {@code dtype} is narrower): one such tensor is in memory at a time, so a
+     * model larger than memory can be converted tensor by tensor.
+     */
+    public SafeTensorsWriter addLater(String name, DType dtype, Supplier<float[]> values, long... shape) {
+        Objects.requireNonNull(dtype, "dtype");
+        Objects.requireNonNull(values, "values");
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
+            throw new IllegalArgumentException("tensor '" + name + "': converts to F32, BF16 or F16, not " + dtype);
+        long elements = checkNameAndShape(name, shape);
+        return add(new Entry(name, dtype, shape.clone(), null, null, elements * dtype.bytes(), null, values));
+    }
+
     private SafeTensorsWriter add(Entry entry) {
         names.add(entry.name());
         entries.add(entry);
@@ -131,6 +151,7 @@ public final class SafeTensorsWriter {
             writeFully(channel, ByteBuffer.wrap(header));
             for (Entry e : entries) {
                 if (e.floats() != null) writeFloats(channel, e.floats());
+                else if (e.later() != null) writeLater(channel, e);
                 else if (e.from() != null) writeConverted(channel, e);
                 else writeSegment(channel, e.bytes());
             }
@@ -169,6 +190,27 @@ public final class SafeTensorsWriter {
             buffer.clear();
             buffer.asFloatBuffer().put(data, from, count);
             buffer.limit(4 * count);
+            writeFully(channel, buffer);
+        }
+    }
+
+    private static void writeLater(FileChannel channel, Entry e) throws IOException {
+        float[] values = e.later().get();
+        long elements = e.byteSize() / e.dtype().bytes();
+        if (values == null || values.length != elements)
+            throw new IllegalStateException("tensor '" + e.name() + "': " + Arrays.toString(e.shape()) + " holds " + elements
+                    + " elements but " + (values == null ? "none" : values.length) + " values were made");
+        if (e.dtype() == DType.F32) {
+            writeFloats(channel, values);
+            return;
+        }
+        ByteBuffer buffer = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+        for (int from = 0; from < values.length; from += CHUNK / 2) {
+            int n = Math.min(CHUNK / 2, values.length - from);
+            buffer.clear();
+            if (e.dtype() == DType.BF16) for (int i = 0; i < n; i++) buffer.putShort(dev.ropeway.tensor.Bfloat16.round(values[from + i]));
+            else for (int i = 0; i < n; i++) buffer.putShort(Float.floatToFloat16(values[from + i]));
+            buffer.flip();
             writeFully(channel, buffer);
         }
     }

@@ -1,0 +1,278 @@
+package dev.ropeway.io;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.EnumSet;
+import java.util.Set;
+
+/**
+ * ggml tensor data back to float32: the plain types (F32, F16, BF16), the legacy block quantisations (Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0), the k-quants (Q2_K to Q6_K), the non-linear 4-bit ones (IQ4_NL, IQ4_XS) and MXFP4. Each value
+ * is computed with the same float operations in the same order as ggml's reference {@code dequantize_row_*}, so the
+ * results are bit for bit ggml's.
+ *
+ * <p>The block layouts (little-endian, {@code d}/{@code dmin} float16, QK_K = 256):
+ * <ul>
+ *   <li>Q4_0 {d, qs[16]}: x = d (q - 8); Q4_1 {d, m, qs[16]}: x = d q + m (low nibbles are elements 0..15, high
+ *   nibbles 16..31);</li>
+ *   <li>Q5_0 {d, qh[4], qs[16]} and Q5_1 {d, m, qh[4], qs[16]}: a fifth bit per element from the 32-bit qh;</li>
+ *   <li>Q8_0 {d, qs[32] int8}: x = d q;</li>
+ *   <li>Q2_K {scales[16], qs[64], d, dmin}: 16 sub-blocks of 16 with 4-bit scale and min;</li>
+ *   <li>Q3_K {hmask[32], qs[64], scales[12], d}: 3-bit values, 6-bit signed sub-block scales;</li>
+ *   <li>Q4_K {d, dmin, scales[12], qs[128]} and Q5_K {d, dmin, scales[12], qh[32], qs[128]}: 8 sub-blocks of 32
+ *   with 6-bit scale and min;</li>
+ *   <li>Q6_K {ql[128], qh[64], scales[16] int8, d}: 6-bit values, 16 sub-blocks of 16;</li>
+ *   <li>IQ4_NL {d, qs[16]} and IQ4_XS {d, scales_h, scales_l[4], qs[128]}: 4-bit indices into a fixed table;</li>
+ *   <li>MXFP4 {e, qs[16]}: FP4 (E2M1) values times the power of two e8m0 {@code e}.</li>
+ * </ul>
+ */
+public final class GgmlDequant {
+    private GgmlDequant() {}
+
+    private static final Set<GgmlType> SUPPORTED = EnumSet.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16,
+            GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K,
+            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.MXFP4);
+
+    /** The table IQ4_NL and IQ4_XS index. */
+    private static final byte[] IQ4 = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    /** E2M1 values, doubled (MXFP4's scale is halved to match). */
+    private static final byte[] FP4 = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+    /** Bytes decoded per step: whole blocks of every type, about a quarter megabyte. */
+    private static final int CHUNK_BLOCKS = 1024;
+
+    /** Whether {@link #toFloats} converts {@code type}. */
+    public static boolean supports(GgmlType type) {
+        return SUPPORTED.contains(type);
+    }
+
+    /** The types {@link #toFloats} converts, in ggml id order. */
+    public static Set<GgmlType> supported() {
+        return EnumSet.copyOf(SUPPORTED);
+    }
+
+    /**
+     * Converts {@code n} elements stored as {@code type} in {@code src} (a whole number of blocks) into
+     * {@code out[outOffset ..]}.
+     */
+    public static void toFloats(GgmlType type, MemorySegment src, long n, float[] out, int outOffset) {
+        if (!supports(type)) throw new IllegalArgumentException(type + " is not converted to floats");
+        if (n % type.blockSize() != 0)
+            throw new IllegalArgumentException(n + " elements are not whole blocks of " + type.blockSize() + " (" + type + ")");
+        long blocks = n / type.blockSize();
+        if (src.byteSize() < blocks * type.blockBytes())
+            throw new IllegalArgumentException(src.byteSize() + " bytes hold fewer than " + blocks + " blocks of " + type);
+        if (outOffset < 0 || outOffset + n > out.length)
+            throw new IllegalArgumentException(n + " values do not fit in " + out.length + " floats from " + outOffset);
+        byte[] chunk = new byte[(int) Math.min(blocks, CHUNK_BLOCKS) * type.blockBytes()];
+        int perChunk = chunk.length / type.blockBytes();
+        for (long first = 0; first < blocks; first += perChunk) {
+            int count = (int) Math.min(perChunk, blocks - first);
+            MemorySegment.copy(src, ValueLayout.JAVA_BYTE, first * type.blockBytes(), chunk, 0, count * type.blockBytes());
+            int y = outOffset + (int) (first * type.blockSize());
+            for (int b = 0; b < count; b++, y += type.blockSize()) block(type, chunk, b * type.blockBytes(), out, y);
+        }
+    }
+
+    /** Decodes one block starting at {@code x[at]} into {@code y[o .. o + blockSize)}. */
+    private static void block(GgmlType type, byte[] x, int at, float[] y, int o) {
+        switch (type) {
+            case F32 -> y[o] = Float.intBitsToFloat(i32(x, at));
+            case F16 -> y[o] = f16(x, at);
+            case BF16 -> y[o] = Float.intBitsToFloat(u16(x, at) << 16);
+            case Q4_0 -> {
+                float d = f16(x, at);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 2 + j] & 0xFF;
+                    y[o + j] = ((q & 0xF) - 8) * d;
+                    y[o + j + 16] = ((q >> 4) - 8) * d;
+                }
+            }
+            case Q4_1 -> {
+                float d = f16(x, at), m = f16(x, at + 2);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 4 + j] & 0xFF;
+                    y[o + j] = (q & 0xF) * d + m;
+                    y[o + j + 16] = (q >> 4) * d + m;
+                }
+            }
+            case Q5_0 -> {
+                float d = f16(x, at);
+                int qh = i32(x, at + 2);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 6 + j] & 0xFF;
+                    int h0 = ((qh >>> j) << 4) & 0x10, h1 = (qh >>> (j + 12)) & 0x10;
+                    y[o + j] = (((q & 0xF) | h0) - 16) * d;
+                    y[o + j + 16] = (((q >> 4) | h1) - 16) * d;
+                }
+            }
+            case Q5_1 -> {
+                float d = f16(x, at), m = f16(x, at + 2);
+                int qh = i32(x, at + 4);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 8 + j] & 0xFF;
+                    int h0 = ((qh >>> j) << 4) & 0x10, h1 = (qh >>> (j + 12)) & 0x10;
+                    y[o + j] = ((q & 0xF) | h0) * d + m;
+                    y[o + j + 16] = ((q >> 4) | h1) * d + m;
+                }
+            }
+            case Q8_0 -> {
+                float d = f16(x, at);
+                for (int j = 0; j < 32; j++) y[o + j] = x[at + 2 + j] * d;
+            }
+            case Q2_K -> q2k(x, at, y, o);
+            case Q3_K -> q3k(x, at, y, o);
+            case Q4_K -> q45k(x, at, y, o, false);
+            case Q5_K -> q45k(x, at, y, o, true);
+            case Q6_K -> q6k(x, at, y, o);
+            case IQ4_NL -> {
+                float d = f16(x, at);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 2 + j] & 0xFF;
+                    y[o + j] = d * IQ4[q & 0xF];
+                    y[o + j + 16] = d * IQ4[q >> 4];
+                }
+            }
+            case IQ4_XS -> {
+                float d = f16(x, at);
+                int scalesH = u16(x, at + 2);
+                for (int ib = 0; ib < 8; ib++) {
+                    int ls = (((x[at + 4 + ib / 2] & 0xFF) >> (4 * (ib % 2))) & 0xF) | (((scalesH >> (2 * ib)) & 3) << 4);
+                    float dl = d * (ls - 32);
+                    int qs = at + 8 + 16 * ib, yo = o + 32 * ib;
+                    for (int j = 0; j < 16; j++) {
+                        int q = x[qs + j] & 0xFF;
+                        y[yo + j] = dl * IQ4[q & 0xF];
+                        y[yo + j + 16] = dl * IQ4[q >> 4];
+                    }
+                }
+            }
+            case MXFP4 -> {
+                // e8m0 halved: 2^(e - 128), as a float whose exponent field is e - 1 (e = 0, 1 are subnormal).
+                int e = x[at] & 0xFF;
+                float d = e < 2 ? Float.intBitsToFloat(0x0020_0000 << e) : Float.intBitsToFloat((e - 1) << 23);
+                for (int j = 0; j < 16; j++) {
+                    int q = x[at + 1 + j] & 0xFF;
+                    y[o + j] = FP4[q & 0xF] * d;
+                    y[o + j + 16] = FP4[q >> 4] * d;
+                }
+            }
+            default -> throw new IllegalArgumentException(type + " is not converted to floats");
+        }
+    }
+
+    private static void q2k(byte[] x, int at, float[] y, int o) {
+        int scales = at, qs = at + 16;
+        float d = f16(x, at + 80), min = f16(x, at + 82);
+        int is = 0;
+        for (int n = 0; n < 256; n += 128) {
+            int shift = 0;
+            for (int j = 0; j < 4; j++) {
+                for (int half = 0; half < 2; half++) {
+                    int sc = x[scales + is++] & 0xFF;
+                    float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                    int q = qs + 16 * half;
+                    for (int l = 0; l < 16; l++) y[o++] = dl * (((x[q + l] & 0xFF) >> shift) & 3) - ml;
+                }
+                shift += 2;
+            }
+            qs += 32;
+        }
+    }
+
+    private static void q3k(byte[] x, int at, float[] y, int o) {
+        int hm = at, qs = at + 32;
+        float dAll = f16(x, at + 108);
+        int a0 = i32(x, at + 96), a1 = i32(x, at + 100), tmp = i32(x, at + 104);
+        int kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+        int[] aux = {
+                (a0 & kmask2) | ((tmp & kmask1) << 4),
+                (a1 & kmask2) | (((tmp >>> 2) & kmask1) << 4),
+                ((a0 >>> 4) & kmask2) | (((tmp >>> 4) & kmask1) << 4),
+                ((a1 >>> 4) & kmask2) | (((tmp >>> 6) & kmask1) << 4)};
+        int is = 0, m = 1;
+        for (int n = 0; n < 256; n += 128) {
+            int shift = 0;
+            for (int j = 0; j < 4; j++) {
+                for (int half = 0; half < 2; half++) {
+                    int scale = (byte) (aux[is / 4] >>> (8 * (is % 4)));
+                    is++;
+                    float dl = dAll * (scale - 32);
+                    int q = qs + 16 * half, h = hm + 16 * half;
+                    for (int l = 0; l < 16; l++)
+                        y[o++] = dl * ((((x[q + l] & 0xFF) >> shift) & 3) - ((x[h + l] & m) != 0 ? 0 : 4));
+                }
+                shift += 2;
+                m <<= 1;
+            }
+            qs += 32;
+        }
+    }
+
+    private static void q45k(byte[] x, int at, float[] y, int o, boolean five) {
+        float d = f16(x, at), min = f16(x, at + 2);
+        int scales = at + 4, qh = at + 16, ql = five ? at + 48 : at + 16;
+        int is = 0, u1 = 1, u2 = 2;
+        for (int j = 0; j < 256; j += 64) {
+            float d1 = d * scale(x, scales, is), m1 = min * min(x, scales, is);
+            float d2 = d * scale(x, scales, is + 1), m2 = min * min(x, scales, is + 1);
+            for (int l = 0; l < 32; l++) {
+                int q = (x[ql + l] & 0xF) + (five && (x[qh + l] & u1) != 0 ? 16 : 0);
+                y[o++] = d1 * q - m1;
+            }
+            for (int l = 0; l < 32; l++) {
+                int q = ((x[ql + l] & 0xFF) >> 4) + (five && (x[qh + l] & u2) != 0 ? 16 : 0);
+                y[o++] = d2 * q - m2;
+            }
+            ql += 32;
+            is += 2;
+            u1 <<= 2;
+            u2 <<= 2;
+        }
+    }
+
+    /** The 6-bit scale of sub-block j of a Q4_K / Q5_K block's 12 scale bytes. */
+    private static int scale(byte[] x, int q, int j) {
+        return j < 4 ? x[q + j] & 63 : (x[q + j + 4] & 0xF) | (((x[q + j - 4] & 0xFF) >> 6) << 4);
+    }
+
+    /** The 6-bit min of sub-block j. */
+    private static int min(byte[] x, int q, int j) {
+        return j < 4 ? x[q + j + 4] & 63 : ((x[q + j + 4] & 0xFF) >> 4) | (((x[q + j] & 0xFF) >> 6) << 4);
+    }
+
+    private static void q6k(byte[] x, int at, float[] y, int o) {
+        int ql = at, qh = at + 128, sc = at + 192;
+        float d = f16(x, at + 208);
+        for (int n = 0; n < 256; n += 128) {
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                int lo0 = x[ql + l] & 0xFF, lo1 = x[ql + l + 32] & 0xFF, h = x[qh + l] & 0xFF;
+                int q1 = ((lo0 & 0xF) | ((h & 3) << 4)) - 32;
+                int q2 = ((lo1 & 0xF) | (((h >> 2) & 3) << 4)) - 32;
+                int q3 = ((lo0 >> 4) | (((h >> 4) & 3) << 4)) - 32;
+                int q4 = ((lo1 >> 4) | (((h >> 6) & 3) << 4)) - 32;
+                y[o + l] = d * x[sc + is] * q1;
+                y[o + l + 32] = d * x[sc + is + 2] * q2;
+                y[o + l + 64] = d * x[sc + is + 4] * q3;
+                y[o + l + 96] = d * x[sc + is + 6] * q4;
+            }
+            o += 128;
+            ql += 64;
+            qh += 32;
+            sc += 8;
+        }
+    }
+
+    private static int u16(byte[] x, int at) {
+        return (x[at] & 0xFF) | (x[at + 1] & 0xFF) << 8;
+    }
+
+    private static int i32(byte[] x, int at) {
+        return (x[at] & 0xFF) | (x[at + 1] & 0xFF) << 8 | (x[at + 2] & 0xFF) << 16 | (x[at + 3] & 0xFF) << 24;
+    }
+
+    private static float f16(byte[] x, int at) {
+        return Float.float16ToFloat((short) u16(x, at));
+    }
+}

@@ -1,0 +1,311 @@
+package dev.ropeway.io;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A GGUF file's {@code tokenizer.ggml.*} metadata as a Hugging Face tokenizer folder: {@code tokenizer.json},
+ * {@code tokenizer_config.json} (special tokens, BOS/EOS flags, the chat template) and the end ids for
+ * {@code generation_config.json}. Two GGUF tokenizer models have a Hugging Face form that tokenizes as the GGUF
+ * engines do:
+ * <ul>
+ *   <li>{@code gpt2} (byte-level BPE, as Llama 3, Qwen2 and Qwen3 ship): the vocabulary and merges as they are, with the
+ *   pre-tokenizer that {@code tokenizer.ggml.pre} names (GPT-2's ByteLevel regex, or the Llama 3 / Qwen2 split
+ *   patterns; Llama 3's also skips merges for words already in the vocabulary, as llama.cpp does). Other pre-tokenizer
+ *   names are refused rather than tokenized differently.</li>
+ *   <li>{@code llama} (SentencePiece BPE with byte fallback, as Llama 2, Mistral and Phi-3 ship): a BPE whose merges
+ *   are every split of a vocabulary piece into two pieces, ranked by the merged piece's score (highest first), with
+ *   '\u2581' for spaces, a prefix space unless {@code tokenizer.ggml.add_space_prefix} is false, and byte fallback.
+ *   SentencePiece merges the best-scoring adjacent pair first, which that ranking reproduces.</li>
+ * </ul>
+ */
+public final class GgufTokenizerFiles {
+    private GgufTokenizerFiles() {}
+
+    static final int UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4;
+    private static final String SPACE = "\u2581";
+
+    /** What was written. */
+    public record Written(String model, String pre, int tokens, int merges, int addedTokens, boolean chatTemplate,
+                          int[] endIds, List<String> notes) {}
+
+    /** Pre-tokenizer families by the names llama.cpp gives them. */
+    private enum Pre { GPT2, LLAMA3, QWEN2 }
+
+    private static final Map<String, Pre> PRE_NAMES = Map.of(
+            "gpt-2", Pre.GPT2, "phi-2", Pre.GPT2,
+            "llama-bpe", Pre.LLAMA3, "llama3", Pre.LLAMA3, "llama-v3", Pre.LLAMA3, "falcon3", Pre.LLAMA3,
+            "pixtral", Pre.LLAMA3,
+            "qwen2", Pre.QWEN2, "deepseek-r1-qwen", Pre.QWEN2);
+
+    /** Whether the file carries a tokenizer at all. */
+    public static boolean present(GgufFile g) {
+        GgufValue model = g.metadata().get("tokenizer.ggml.model");
+        return model != null && model.type() == GgufValue.Type.STRING
+                && !model.asString().equals("none") && !model.asString().equals("no_vocab");
+    }
+
+    /**
+     * Writes {@code tokenizer.json} and {@code tokenizer_config.json} into {@code dir} (atomically each).
+     * {@code modelMaxLength} goes in the tokenizer config.
+     */
+    public static Written write(GgufFile g, Path dir, long modelMaxLength) {
+        String kind = string(g, "tokenizer.ggml.model");
+        List<String> tokens = strings(g, "tokenizer.ggml.tokens");
+        int n = tokens.size();
+        int[] types = ints(g, "tokenizer.ggml.token_type", n, 1);
+        List<String> notes = new ArrayList<>();
+
+        Map<String, Integer> vocab = new LinkedHashMap<>();
+        int duplicates = 0;
+        for (int id = 0; id < n; id++) if (vocab.putIfAbsent(tokens.get(id), id) != null) duplicates++;
+        if (duplicates > 0)
+            notes.add(duplicates + " token strings repeat an earlier one; tokenizer.json maps each string to its first id");
+
+        Integer bos = optionalId(g, "tokenizer.ggml.bos_token_id", n), eos = optionalId(g, "tokenizer.ggml.eos_token_id", n);
+        Integer unk = optionalId(g, "tokenizer.ggml.unknown_token_id", n), pad = optionalId(g, "tokenizer.ggml.padding_token_id", n);
+        Set<Integer> ends = new LinkedHashSet<>();
+        if (eos != null) ends.add(eos);
+        for (String key : new String[]{"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+            Integer id = optionalId(g, key, n);
+            if (id != null) ends.add(id);
+        }
+
+        List<Object> added = new ArrayList<>();
+        Map<String, Object> addedDecoder = new LinkedHashMap<>();
+        for (int id = 0; id < n; id++) {
+            int t = types[id];
+            if (t != CONTROL && t != USER_DEFINED && t != UNKNOWN) continue;
+            boolean special = t != USER_DEFINED;
+            Map<String, Object> token = ordered("id", id, "content", tokens.get(id), "single_word", false,
+                    "lstrip", false, "rstrip", false, "normalized", false, "special", special);
+            added.add(token);
+            Map<String, Object> decoded = new LinkedHashMap<>(token);
+            decoded.remove("id");
+            addedDecoder.put(Integer.toString(id), decoded);
+        }
+
+        Map<String, Object> root = new LinkedHashMap<>();
+        root.put("version", "1.0");
+        root.put("truncation", null);
+        root.put("padding", null);
+        root.put("added_tokens", added);
+        boolean addBos, addEos = bool(g, "tokenizer.ggml.add_eos_token", false);
+        String pre;
+        int mergeCount;
+        Map<String, Object> model = new LinkedHashMap<>();
+        model.put("type", "BPE");
+        model.put("dropout", null);
+        switch (kind) {
+            case "gpt2" -> {
+                pre = g.metadata().containsKey("tokenizer.ggml.pre") ? string(g, "tokenizer.ggml.pre") : "default";
+                Pre family = PRE_NAMES.get(pre);
+                if (family == null)
+                    throw new CheckpointException(g.path() + ": its tokenizer's pre-tokenizer '" + pre + "' has no "
+                            + "Hugging Face form known here (GGUF names it; llama.cpp keeps the rules in code); known: "
+                            + new java.util.TreeSet<>(PRE_NAMES.keySet()) + ". Import with --no-tokenizer and put the "
+                            + "model's own tokenizer.json beside it");
+                addBos = bool(g, "tokenizer.ggml.add_bos_token", family == Pre.LLAMA3);
+                root.put("normalizer", null);
+                Map<String, Object> byteLevel = ordered("type", "ByteLevel", "add_prefix_space", false,
+                        "trim_offsets", true, "use_regex", family == Pre.GPT2);
+                if (family == Pre.GPT2) {
+                    root.put("pre_tokenizer", byteLevel);
+                } else {
+                    String pattern = null;
+                    for (Map.Entry<String, String> e : GgufVocabulary.SPLIT_PATTERNS.entrySet())
+                        if (e.getValue().equals(family == Pre.LLAMA3 ? "llama-bpe" : "qwen2")) pattern = e.getKey();
+                    Map<String, Object> split = ordered("type", "Split", "pattern", ordered("Regex", pattern),
+                            "behavior", "Isolated", "invert", false);
+                    root.put("pre_tokenizer", ordered("type", "Sequence", "pretokenizers", List.of(split, byteLevel)));
+                }
+                root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
+                root.put("decoder", ordered("type", "ByteLevel", "add_prefix_space", true, "trim_offsets", true,
+                        "use_regex", true));
+                List<String> merges = g.metadata().containsKey("tokenizer.ggml.merges")
+                        ? strings(g, "tokenizer.ggml.merges") : List.of();
+                if (merges.isEmpty()) notes.add("the tokenizer has no merges: every word is split into single bytes");
+                mergeCount = merges.size();
+                model.put("unk_token", unk == null ? null : tokens.get(unk));
+                model.put("continuing_subword_prefix", null);
+                model.put("end_of_word_suffix", null);
+                model.put("fuse_unk", false);
+                model.put("byte_fallback", false);
+                model.put("ignore_merges", family == Pre.LLAMA3);
+                model.put("vocab", vocab);
+                model.put("merges", merges);
+            }
+            case "llama" -> {
+                pre = null;
+                addBos = bool(g, "tokenizer.ggml.add_bos_token", true);
+                boolean prefix = bool(g, "tokenizer.ggml.add_space_prefix", true);
+                Map<String, Object> replace = ordered("type", "Replace", "pattern", ordered("String", " "), "content", SPACE);
+                root.put("normalizer", prefix
+                        ? ordered("type", "Sequence", "normalizers", List.of(ordered("type", "Prepend", "prepend", SPACE), replace))
+                        : replace);
+                root.put("pre_tokenizer", null);
+                root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
+                List<Object> decoders = new ArrayList<>(List.of(
+                        ordered("type", "Replace", "pattern", ordered("String", SPACE), "content", " "),
+                        ordered("type", "ByteFallback"), ordered("type", "Fuse")));
+                if (prefix) decoders.add(ordered("type", "Strip", "content", " ", "start", 1, "stop", 0));
+                root.put("decoder", ordered("type", "Sequence", "decoders", decoders));
+                float[] scores = floats(g, "tokenizer.ggml.scores", n);
+                List<String> merges = sentencePieceMerges(tokens, vocab, scores);
+                mergeCount = merges.size();
+                model.put("unk_token", unk == null ? null : tokens.get(unk));
+                model.put("continuing_subword_prefix", null);
+                model.put("end_of_word_suffix", null);
+                model.put("fuse_unk", true);
+                model.put("byte_fallback", true);
+                model.put("ignore_merges", false);
+                model.put("vocab", vocab);
+                model.put("merges", merges);
+            }
+            default -> throw new CheckpointException(g.path() + ": its tokenizer model is '" + kind + "'; this version "
+                    + "imports 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE) tokenizers. Import with "
+                    + "--no-tokenizer and put the model's own tokenizer.json beside it");
+        }
+        root.put("model", model);
+        Json.writeAtomic(dir.resolve("tokenizer.json"), root);
+
+        Map<String, Object> config = new LinkedHashMap<>();
+        config.put("add_bos_token", addBos);
+        config.put("add_eos_token", addEos);
+        config.put("added_tokens_decoder", addedDecoder);
+        if (bos != null) config.put("bos_token", tokens.get(bos));
+        if (eos != null) config.put("eos_token", tokens.get(eos));
+        if (unk != null) config.put("unk_token", tokens.get(unk));
+        if (pad != null) config.put("pad_token", tokens.get(pad));
+        GgufValue template = g.metadata().get("tokenizer.chat_template");
+        boolean chat = template != null && template.type() == GgufValue.Type.STRING;
+        if (chat) config.put("chat_template", template.asString());
+        config.put("clean_up_tokenization_spaces", false);
+        config.put("model_max_length", modelMaxLength);
+        config.put("tokenizer_class", "PreTrainedTokenizerFast");
+        Json.writeAtomic(dir.resolve("tokenizer_config.json"), config);
+        return new Written(kind, pre, n, mergeCount, added.size(), chat,
+                ends.stream().mapToInt(Integer::intValue).toArray(), List.copyOf(notes));
+    }
+
+    /**
+     * SentencePiece's scores as BPE merges: for every piece, each split into two pieces that are both in the
+     * vocabulary, ordered by the piece's score (highest first; ties by id), a piece's own splits by the ids of
+     * their halves. Splits fall on code points, as the pieces are strings of characters.
+     */
+    static List<String> sentencePieceMerges(List<String> tokens, Map<String, Integer> vocab, float[] scores) {
+        record Merge(String left, String right, int piece, int leftId, int rightId) {}
+        List<Merge> merges = new ArrayList<>();
+        for (Map.Entry<String, Integer> e : vocab.entrySet()) {
+            String piece = e.getKey();
+            for (int at = piece.offsetByCodePoints(0, 1); at < piece.length(); at = piece.offsetByCodePoints(at, 1)) {
+                Integer l = vocab.get(piece.substring(0, at)), r = vocab.get(piece.substring(at));
+                if (l != null && r != null) merges.add(new Merge(piece.substring(0, at), piece.substring(at), e.getValue(), l, r));
+            }
+        }
+        merges.sort(Comparator.comparingDouble((Merge m) -> -scores[m.piece()]).thenComparingInt(Merge::piece)
+                .thenComparingInt(Merge::leftId).thenComparingInt(Merge::rightId));
+        List<String> out = new ArrayList<>(merges.size());
+        for (Merge m : merges) out.add(m.left() + " " + m.right());
+        return out;
+    }
+
+    /** The post-processor: BOS before the text and EOS after it when the file asks for them. */
+    private static Map<String, Object> template(List<String> tokens, Integer bos, Integer eos) {
+        Map<String, Object> specials = new LinkedHashMap<>();
+        List<Object> single = new ArrayList<>(), pair = new ArrayList<>();
+        for (int typeId = 0; typeId < 2; typeId++) {
+            List<Object> items = new ArrayList<>();
+            if (bos != null) items.add(special(tokens.get(bos), bos, typeId, specials));
+            items.add(ordered("Sequence", ordered("id", typeId == 0 ? "A" : "B", "type_id", typeId)));
+            if (eos != null) items.add(special(tokens.get(eos), eos, typeId, specials));
+            if (typeId == 0) single.addAll(items);
+            pair.addAll(items);
+        }
+        return ordered("type", "TemplateProcessing", "single", single, "pair", pair, "special_tokens", specials);
+    }
+
+    private static Map<String, Object> special(String content, int id, int typeId, Map<String, Object> specials) {
+        specials.put(content, ordered("id", content, "ids", List.of(id), "tokens", List.of(content)));
+        return ordered("SpecialToken", ordered("id", content, "type_id", typeId));
+    }
+
+    private static Map<String, Object> ordered(Object... keysAndValues) {
+        Map<String, Object> map = new LinkedHashMap<>();
+        for (int i = 0; i < keysAndValues.length; i += 2) map.put((String) keysAndValues[i], keysAndValues[i + 1]);
+        return map;
+    }
+
+    private static String string(GgufFile g, String key) {
+        GgufValue v = g.value(key);
+        if (v.type() != GgufValue.Type.STRING) throw wrongType(g, key, v, "a string");
+        return v.asString();
+    }
+
+    private static List<String> strings(GgufFile g, String key) {
+        GgufValue v = g.value(key);
+        if (v.type() != GgufValue.Type.ARRAY || v.elementType() != GgufValue.Type.STRING)
+            throw wrongType(g, key, v, "an array of strings");
+        return v.asStrings();
+    }
+
+    private static boolean bool(GgufFile g, String key, boolean fallback) {
+        GgufValue v = g.metadata().get(key);
+        if (v == null) return fallback;
+        if (v.type() != GgufValue.Type.BOOL) throw wrongType(g, key, v, "a bool");
+        return v.asBool();
+    }
+
+    private static Integer optionalId(GgufFile g, String key, int n) {
+        GgufValue v = g.metadata().get(key);
+        if (v == null) return null;
+        if (!v.type().isInteger()) throw wrongType(g, key, v, "an integer");
+        long id = v.asLong();
+        if (id < 0 || id >= n)
+            throw new CheckpointException(g.path() + ": " + key + " is " + id + ", outside the " + n + " tokens");
+        return (int) id;
+    }
+
+    /** An integer array of {@code n} entries, or {@code fallback} everywhere when the key is absent. */
+    private static int[] ints(GgufFile g, String key, int n, int fallback) {
+        int[] out = new int[n];
+        GgufValue v = g.metadata().get(key);
+        if (v == null) {
+            java.util.Arrays.fill(out, fallback);
+            return out;
+        }
+        if (v.type() != GgufValue.Type.ARRAY || !v.elementType().isInteger()) throw wrongType(g, key, v, "an integer array");
+        List<?> list = v.asList();
+        if (list.size() != n)
+            throw new CheckpointException(g.path() + ": " + key + " has " + list.size() + " entries for " + n + " tokens");
+        for (int i = 0; i < n; i++) out[i] = ((Number) list.get(i)).intValue();
+        return out;
+    }
+
+    /** A float array of {@code n} entries; absent, minus the id (earlier pieces first, as SentencePiece orders them). */
+    private static float[] floats(GgufFile g, String key, int n) {
+        float[] out = new float[n];
+        GgufValue v = g.metadata().get(key);
+        if (v == null) {
+            for (int i = 0; i < n; i++) out[i] = -i;
+            return out;
+        }
+        if (v.type() != GgufValue.Type.ARRAY || (v.elementType() != GgufValue.Type.FLOAT32 && v.elementType() != GgufValue.Type.FLOAT64))
+            throw wrongType(g, key, v, "a float array");
+        List<?> list = v.asList();
+        if (list.size() != n)
+            throw new CheckpointException(g.path() + ": " + key + " has " + list.size() + " entries for " + n + " tokens");
+        for (int i = 0; i < n; i++) out[i] = ((Number) list.get(i)).floatValue();
+        return out;
+    }
+
+    private static CheckpointException wrongType(GgufFile g, String key, GgufValue v, String expected) {
+        return new CheckpointException(g.path() + ": " + key + " is " + v.describe() + ", not " + expected);
+    }
+}

@@ -1,0 +1,107 @@
+package dev.ropeway.io;
+
+import dev.ropeway.testutil.LlamaCppNative;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Random;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * {@link GgmlDequant} against ggml itself (llama.cpp's libraries, where the peer is installed): ggml quantises random
+ * rows to every type Ropeway reads, and Ropeway's floats from those bytes equal ggml's own dequantiser bit for bit.
+ * Hand-made blocks check the layouts without ggml.
+ */
+class GgmlDequantTest {
+    @Test
+    void everyTypeHasGgmlsBlockGeometry() {
+        LlamaCppNative ggml = LlamaCppNative.load();
+        assumeTrue(ggml != null, "llama.cpp is not installed for the tests (bin/llama-cpp-peer install)");
+        for (GgmlType t : GgmlType.values()) {
+            LlamaCppNative.Traits traits = ggml.traits(t.id());
+            assertEquals(t.name().toLowerCase(java.util.Locale.ROOT), traits.name().toLowerCase(java.util.Locale.ROOT), "id " + t.id());
+            assertEquals(t.blockSize(), traits.blockSize(), t + " block size");
+            assertEquals(t.blockBytes(), traits.typeSize(), t + " block bytes");
+        }
+    }
+
+    @TestFactory
+    Stream<DynamicTest> ropewayDequantisesAsGgmlDoes() {
+        LlamaCppNative ggml = LlamaCppNative.load();
+        assumeTrue(ggml != null, "llama.cpp is not installed for the tests (bin/llama-cpp-peer install)");
+        return GgmlDequant.supported().stream().filter(t -> t != GgmlType.F32).map(t -> DynamicTest.dynamicTest(t.name(), () -> {
+            int rows = 8, perRow = 512;
+            float[] x = new float[rows * perRow];
+            Random r = new Random(t.id());
+            for (int i = 0; i < x.length; i++) {
+                // Rows of different scales, a few outliers, and exact zeros: every scale and min path is taken.
+                double scale = Math.pow(10, (i / perRow) % 4 - 2);
+                x[i] = (float) (i % 97 == 0 ? 0 : scale * (r.nextGaussian() + (i % 61 == 0 ? 8 : 0) + (i / perRow == 5 ? 0.7 : 0)));
+            }
+            byte[] bytes = ggml.quantize(t.id(), x, rows, perRow);
+            float[] theirs = ggml.dequantize(t.id(), bytes, x.length);
+            float[] ours = new float[x.length];
+            GgmlDequant.toFloats(t, MemorySegment.ofArray(bytes), x.length, ours, 0);
+            for (int i = 0; i < x.length; i++)
+                assertEquals(Float.floatToRawIntBits(theirs[i]), Float.floatToRawIntBits(ours[i]),
+                        t + " value " + i + ": ggml " + theirs[i] + ", Ropeway " + ours[i]);
+            double err = 0, norm = 0;
+            for (int i = 0; i < x.length; i++) {
+                err += (ours[i] - x[i]) * (ours[i] - x[i]);
+                norm += x[i] * x[i];
+            }
+            assertTrue(Math.sqrt(err / norm) < 0.6, t + " reconstructs its input (relative rms " + Math.sqrt(err / norm) + ")");
+        }));
+    }
+
+    @Test
+    void q4_0AndQ8_0BlocksByHand() {
+        // Q4_0: d = 0.5 (float16 0x3800), nibbles j and j + 16 in byte j: low nibble 9 -> +0.5, high nibble 2 -> -3.
+        byte[] q4 = new byte[18];
+        q4[0] = 0x00;
+        q4[1] = 0x38;
+        for (int j = 0; j < 16; j++) q4[2 + j] = (byte) (0x29);
+        float[] y = new float[32];
+        GgmlDequant.toFloats(GgmlType.Q4_0, MemorySegment.ofArray(q4), 32, y, 0);
+        for (int j = 0; j < 16; j++) {
+            assertEquals(0.5f, y[j]);
+            assertEquals(-3f, y[j + 16]);
+        }
+        // Q8_0: d = 2 (0x4000), values -128 .. 127 stepping.
+        byte[] q8 = new byte[34];
+        q8[1] = 0x40;
+        for (int j = 0; j < 32; j++) q8[2 + j] = (byte) (j * 8 - 128);
+        GgmlDequant.toFloats(GgmlType.Q8_0, MemorySegment.ofArray(q8), 32, y, 0);
+        for (int j = 0; j < 32; j++) assertEquals(2f * (j * 8 - 128), y[j]);
+    }
+
+    @Test
+    void q6_KBlockByHand() {
+        // d = 1, every scale 2, every 6-bit value 33 (low nibble 1, high bits 2): x = 1 * 2 * (33 - 32) = 2.
+        byte[] b = new byte[210];
+        for (int i = 0; i < 128; i++) b[i] = 0x11;
+        for (int i = 128; i < 192; i++) b[i] = (byte) 0xAA;
+        for (int i = 192; i < 208; i++) b[i] = 2;
+        b[208] = 0x00;
+        b[209] = 0x3C;
+        float[] y = new float[256];
+        GgmlDequant.toFloats(GgmlType.Q6_K, MemorySegment.ofArray(b), 256, y, 0);
+        for (float v : y) assertEquals(2f, v);
+    }
+
+    @Test
+    void wrongSizesAndTypesAreRefused() {
+        float[] y = new float[64];
+        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.toFloats(GgmlType.Q4_0, MemorySegment.ofArray(new byte[18]), 33, y, 0));
+        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.toFloats(GgmlType.Q4_0, MemorySegment.ofArray(new byte[18]), 64, y, 0));
+        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.toFloats(GgmlType.IQ2_XXS, MemorySegment.ofArray(new byte[66]), 256, new float[256], 0));
+        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.toFloats(GgmlType.Q8_0, MemorySegment.ofArray(new byte[34]), 32, y, 40));
+    }
+}

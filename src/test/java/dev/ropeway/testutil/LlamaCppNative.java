@@ -1,0 +1,140 @@
+package dev.ropeway.testutil;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * llama.cpp's own libraries (ggml and libllama, from the peer {@code bin/llama-cpp-peer install} puts in place)
+ * called through FFM, as ground truth for GGUF data: ggml's type table, its quantisers and dequantisers, and
+ * {@code llama_model_quantize}, which makes the quantised files users download. {@link #load} returns null where the
+ * peer is not installed, and tests skip.
+ */
+public final class LlamaCppNative {
+    private static final Path PEER = Path.of("bin/llama-cpp-peer").toAbsolutePath();
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static LlamaCppNative instance;
+    private static boolean looked;
+
+    private final MethodHandle typeTraits, quantizeChunk, quantizeDefaults, quantizeModel;
+
+    private LlamaCppNative(Path bins) {
+        Arena arena = Arena.global();
+        SymbolLookup base = SymbolLookup.libraryLookup(bins.resolve("libggml-base.so"), arena);
+        typeTraits = LINKER.downcallHandle(base.find("ggml_get_type_traits").orElseThrow(),
+                FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        quantizeChunk = LINKER.downcallHandle(base.find("ggml_quantize_chunk").orElseThrow(),
+                FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
+                        ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS));
+        Path llama;
+        try (var files = Files.list(bins)) {
+            llama = files.filter(p -> p.getFileName().toString().startsWith("libllama.") && p.toString().endsWith(".so"))
+                    .findFirst().orElseThrow();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        SymbolLookup lib = SymbolLookup.libraryLookup(llama, arena);
+        quantizeDefaults = LINKER.downcallHandle(lib.find("llama_model_quantize_default_params").orElseThrow(),
+                FunctionDescriptor.of(PARAMS));
+        quantizeModel = LINKER.downcallHandle(lib.find("llama_model_quantize").orElseThrow(),
+                FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS));
+    }
+
+    /**
+     * llama_model_quantize_params is larger than 16 bytes, so it is returned through memory the caller provides;
+     * a layout at least as large as the struct (whose first fields, nthread and ftype, have been stable for years)
+     * is enough to receive the defaults and pass them back with those two changed.
+     */
+    private static final MemoryLayout PARAMS = MemoryLayout.structLayout(MemoryLayout.sequenceLayout(64, ValueLayout.JAVA_LONG));
+
+    /** The libraries, or null when the peer is not installed. */
+    public static synchronized LlamaCppNative load() {
+        if (looked) return instance;
+        looked = true;
+        try {
+            if (!Files.isExecutable(PEER)) return null;
+            Process p = new ProcessBuilder(PEER.toString(), "where").redirectErrorStream(true).start();
+            String dir = new String(p.getInputStream().readAllBytes()).trim();
+            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) return null;
+            Path bins = Path.of(dir, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64");
+            if (!Files.isRegularFile(bins.resolve("libggml-base.so"))) return null;
+            instance = new LlamaCppNative(bins);
+        } catch (Exception e) {
+            instance = null;
+        }
+        return instance;
+    }
+
+    /** ggml's row geometry of a type: name, block size, bytes per block. */
+    public record Traits(String name, long blockSize, long typeSize, boolean quantized, MemorySegment toFloat) {}
+
+    public Traits traits(int type) {
+        try {
+            MemorySegment t = ((MemorySegment) typeTraits.invokeExact(type)).reinterpret(56);
+            MemorySegment name = t.get(ValueLayout.ADDRESS, 0);
+            return new Traits(name.equals(MemorySegment.NULL) ? null : name.reinterpret(256).getString(0),
+                    t.get(ValueLayout.JAVA_LONG, 8), t.get(ValueLayout.JAVA_LONG, 24), t.get(ValueLayout.JAVA_BYTE, 32) != 0,
+                    t.get(ValueLayout.ADDRESS, 40));
+        } catch (Throwable e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** {@code rows} rows of {@code perRow} values quantised to ggml type {@code type} by ggml (no importance matrix). */
+    public byte[] quantize(int type, float[] values, int rows, int perRow) {
+        Traits t = traits(type);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment src = arena.allocateFrom(ValueLayout.JAVA_FLOAT, values);
+            long bytes = (long) rows * perRow / t.blockSize() * t.typeSize();
+            MemorySegment dst = arena.allocate(bytes, 64);
+            long written = (long) quantizeChunk.invokeExact(type, src, dst, 0L, (long) rows, (long) perRow, MemorySegment.NULL);
+            if (written != bytes) throw new IllegalStateException("ggml wrote " + written + " bytes, expected " + bytes);
+            return dst.toArray(ValueLayout.JAVA_BYTE);
+        } catch (Throwable e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** ggml's {@code to_float} of {@code type} over {@code n} values. */
+    public float[] dequantize(int type, byte[] data, int n) {
+        MethodHandle toFloat = LINKER.downcallHandle(traits(type).toFloat(),
+                FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG));
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment src = arena.allocateFrom(ValueLayout.JAVA_BYTE, data);
+            MemorySegment dst = arena.allocate(4L * n, 64);
+            toFloat.invokeExact(src, dst, (long) n);
+            return dst.toArray(ValueLayout.JAVA_FLOAT);
+        } catch (Throwable e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /**
+     * What {@code llama-quantize in out FTYPE} does: the file quantised with llama.cpp's own per-tensor choices for
+     * {@code ftype} (its {@code llama_ftype}: 2 Q4_0, 3 Q4_1, 7 Q8_0, 8 Q5_0, 9 Q5_1, 10 Q2_K, 12 Q3_K_M, 15 Q4_K_M,
+     * 17 Q5_K_M, 18 Q6_K, 25 IQ4_NL, 30 IQ4_XS).
+     */
+    public void quantizeModel(Path in, Path out, int ftype) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment params = (MemorySegment) quantizeDefaults.invokeExact((SegmentAllocator) arena);
+            params.set(ValueLayout.JAVA_INT, 0, 2);      // nthread
+            params.set(ValueLayout.JAVA_INT, 4, ftype);  // ftype
+            int status = (int) quantizeModel.invokeExact(arena.allocateFrom(in.toString()),
+                    arena.allocateFrom(out.toString()), params);
+            if (status != 0) throw new IllegalStateException("llama_model_quantize returned " + status + " for " + in);
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
