@@ -27,7 +27,7 @@ public record GgufVocabulary(String pre, List<String> tokens, int[] tokenTypes, 
      * GPT-2's pre-tokenizer regex (what a ByteLevel pre-tokenizer with use_regex runs, and what Ropeway's tokenizer
      * trainer uses) has the name "gpt-2"; Llama 3's and Qwen2's split patterns have "llama-bpe" and "qwen2".
      */
-    static final Map<String, String> SPLIT_PATTERNS = Map.of(
+    public static final Map<String, String> SPLIT_PATTERNS = Map.of(
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "llama-bpe",
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2");
 

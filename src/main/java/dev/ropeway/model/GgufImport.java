@@ -312,7 +312,8 @@ public final class GgufImport {
 
     /**
      * Per-pair divisors as Llama 3 scaling when its formula (low_freq_factor 1, the others fitted from the pairs
-     * between the two bands, or Llama 3.1's 4 and 8192) reproduces every divisor to 1e-5; otherwise LongRoPE with the
+     * between the two bands, or high_freq_factor 4 and the original length a blended pair or a power of two gives)
+     * reproduces every divisor to 1e-5; otherwise LongRoPE with the
      * divisors as both factor sets, which computes the same frequencies at every length.
      */
     static RopeScaling fromDivisors(double theta, int rotary, float[] divisors, long context, double attnFactor,
@@ -335,8 +336,12 @@ public final class GgufImport {
                     candidates.add(new double[]{1, Math.rint(high * 1e4) / 1e4, original});
                 }
             }
-            for (long original : new long[]{8192, 4096, 2048, 16384, 32768, 65536, 131072})
-                candidates.add(new double[]{1, 4, original});
+            // Llama 3's low_freq_factor 1 and high_freq_factor 4: each blended pair then names the original length.
+            for (int j : middle) {
+                double s = (factor / divisors[j] - 1) / (factor - 1);
+                candidates.add(new double[]{1, 4, Math.rint((3 * s + 1) / (plain[j] / (2 * Math.PI)))});
+            }
+            for (int power = 5; power <= 20; power++) candidates.add(new double[]{1, 4, 1 << power});
             for (double[] c : candidates) {
                 if (!(c[1] > c[0]) || !(c[2] >= 1)) continue;
                 Llama3Rope r = new Llama3Rope(theta, rotary, factor, c[0], c[1], (long) c[2]);
