@@ -1,10 +1,14 @@
 package dev.ropeway.model;
 
+import dev.ropeway.io.GgufFile;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.io.Tokenizers;
+import dev.ropeway.io.WeightStore;
+import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.rope.RopeScaling;
 import dev.ropeway.tensor.CpuBackend;
+import dev.ropeway.testutil.LlamaCppNative;
 import dev.ropeway.train.tokenizer.BpeTrainer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -169,6 +173,99 @@ class GgufLlamaCppTest {
         assertEquals(BpeTrainer.BOS, ((Number) info.get("bos")).intValue());
         assertEquals(BpeTrainer.EOS, ((Number) info.get("eos")).intValue());
         assertEquals(CONTEXT, ((Number) info.get("trainContextSize")).intValue());
+    }
+
+    /**
+     * Files quantised by llama.cpp itself ({@code llama_model_quantize}, what {@code llama-quantize} runs), imported:
+     * every weight equals ggml's own dequantisation of the file's bytes, bit for bit (the import read with --dtype
+     * f32), and Ropeway's logits from the imported checkpoint are within llama.cpp's activation rounding of its logits
+     * from the quantised file (llama.cpp rounds activations to 8 bits in quantised products), far closer than the
+     * unquantised model's for the 2- to 5-bit types. The model's rows are whole k-quant blocks of 256, so every type
+     * applies to every matrix.
+     */
+    @TestFactory
+    Stream<DynamicTest> importedQuantisedFilesHoldLlamaCppsWeights() throws IOException {
+        LlamaCppNative llama = LlamaCppNative.load();
+        assumeTrue(llama != null, "llama.cpp's libraries are not installed");
+        Map<String, Object> wide = CheckpointWriter.llamaConfig(vocab, 256, 512, 2, 4, 2, 64, CONTEXT,
+                new DefaultRope(10000, 64), false);
+        Path model = models.checkpoint(tmp.resolve("quantised"), wide, 35, 0.06);
+        RopeScaling rope = Transformer.loadConfig(model).rope();
+        Path f32 = tmp.resolve("quantised-f32.gguf");
+        GgufExport.write(model, f32, new GgufExport.Options(rope, CONTEXT, GgufExport.Dtype.F32, "test"));
+        int[] ids = models.promptIds(60, 9);
+        float[][] exact = ropewayLogits(model, rope, ids);
+        double scale = GgufTestModels.maxAbs(exact);
+        // llama_ftype ids and the type each puts on most matrices.
+        Object[][] types = {{"Q4_0", 2}, {"Q4_1", 3}, {"Q5_0", 8}, {"Q5_1", 9}, {"Q8_0", 7}, {"Q2_K", 10},
+                {"Q3_K", 12}, {"Q4_K", 15}, {"Q5_K", 17}, {"Q6_K", 18}, {"IQ4_NL", 25}, {"IQ4_XS", 30}};
+        return Arrays.stream(types).map(t -> DynamicTest.dynamicTest((String) t[0], () -> {
+            String type = (String) t[0];
+            Path quantised = tmp.resolve("quantised-" + type + ".gguf");
+            llama.quantizeModel(f32, quantised, (Integer) t[1]);
+            GgufImport.Result r = GgufImport.write(quantised, tmp.resolve("quantised-" + type),
+                    new GgufImport.Options(dev.ropeway.tensor.DType.F32, true));
+            assertTrue(r.sourceTypes().containsKey(type), "llama.cpp wrote " + type + " tensors: " + r.sourceTypes());
+            try (GgufFile g = GgufFile.open(quantised); WeightStore store = WeightStore.open(r.dir())) {
+                for (GgufFile.Tensor x : g.tensors().values()) {
+                    float[] theirs = llama.dequantize(x.type().id(), g.data(x.name()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
+                            (int) x.elements());
+                    float[] ours = ggufOrder(store, x.name());
+                    assertArrayEquals(theirs, ours, type + " " + x.type() + " " + x.name());
+                }
+            }
+            float[][] theirs = peerLogits(quantised, ids);
+            float[][] ours = ropewayLogits(r.dir(), Transformer.loadConfig(r.dir()).rope(), ids);
+            double imported = GgufTestModels.maxDifference(ours, theirs), original = GgufTestModels.maxDifference(exact, theirs);
+            String seen = type + " " + r.sourceTypes() + ": imported " + imported + ", unquantised " + original + " of logits up to " + scale;
+            assertTrue(imported < 0.06 * scale, seen);
+            if (!type.equals("Q8_0") && !type.equals("Q6_K")) assertTrue(imported < 0.25 * original, seen);
+        }));
+    }
+
+    /** An imported tensor back in the file's order: Q and K rows interleaved again (llama architecture). */
+    private static float[] ggufOrder(WeightStore store, String gguf) {
+        if (gguf.equals("token_embd.weight")) return store.readFloats("model.embed_tokens.weight");
+        if (gguf.equals("output.weight")) return store.readFloats("lm_head.weight");
+        if (gguf.equals("output_norm.weight")) return store.readFloats("model.norm.weight");
+        String[] parts = gguf.split("\\.");
+        String p = "model.layers." + parts[1] + ".";
+        return switch (parts[2]) {
+            case "attn_norm" -> store.readFloats(p + "input_layernorm.weight");
+            case "ffn_norm" -> store.readFloats(p + "post_attention_layernorm.weight");
+            case "attn_q" -> GgufExport.interleaveRotaryRows(store.readFloats(p + "self_attn.q_proj.weight"), 4, 64, 256);
+            case "attn_k" -> GgufExport.interleaveRotaryRows(store.readFloats(p + "self_attn.k_proj.weight"), 2, 64, 256);
+            case "attn_v" -> store.readFloats(p + "self_attn.v_proj.weight");
+            case "attn_output" -> store.readFloats(p + "self_attn.o_proj.weight");
+            case "ffn_gate" -> store.readFloats(p + "mlp.gate_proj.weight");
+            case "ffn_up" -> store.readFloats(p + "mlp.up_proj.weight");
+            case "ffn_down" -> store.readFloats(p + "mlp.down_proj.weight");
+            default -> throw new AssertionError("unexpected tensor " + gguf);
+        };
+    }
+
+    /** llama.cpp's SentencePiece tokenizer, from a "llama" vocabulary in the file, gives the imported tokenizer's ids. */
+    @Test
+    void anImportedSentencePieceTokenizerGivesLlamaCppsIds() throws Exception {
+        Path model = models.checkpoint(tmp.resolve("spm"), models.llamaConfig(false), 36);
+        Path source = tmp.resolve("spm-source.gguf");
+        GgufExport.write(model, source, new GgufExport.Options(Transformer.loadConfig(model).rope(), CONTEXT,
+                GgufExport.Dtype.F16, "test"));
+        GgufTestModels.SentencePieceVocab spm = GgufTestModels.SentencePieceVocab.learn(GgufTestModels.SAMPLE, 120, vocab,
+                "\u767d\u9be8\uD83D\uDC0B");
+        Path gguf = tmp.resolve("spm.gguf");
+        GgufTestModels.rewrite(source, gguf, spm.metadata(), java.util.Set.of("tokenizer.ggml.merges", "tokenizer.ggml.pre"));
+        GgufImport.Result r = GgufImport.write(gguf, tmp.resolve("spm-imported"), new GgufImport.Options(null, true));
+        String text = GgufTestModels.SAMPLE + " and  again:\n" + GgufTestModels.SAMPLE.toLowerCase(java.util.Locale.ROOT);
+        Path file = tmp.resolve("spm-text.txt");
+        Files.writeString(file, text);
+        int[] theirs = ints(peer("tokenize", "--model", gguf.toString(), "--text-file", file.toString()).get("ids"));
+        try (Tokenizer tok = Tokenizers.open(r.dir())) {
+            int[] ours = tok.encode(text, false);
+            assertTrue(ours.length > 150, "a text of some length (" + ours.length + " tokens)");
+            assertArrayEquals(theirs, ours);
+        }
+        assertArrayEquals(theirs, Arrays.copyOfRange(spm.encode(text, true), 1, theirs.length + 1), "SentencePiece's own segmentation");
     }
 
     // ---- helpers ----

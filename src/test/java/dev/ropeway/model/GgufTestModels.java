@@ -67,6 +67,11 @@ final class GgufTestModels {
      * every bias the architecture has; with the test tokenizer.
      */
     Path checkpoint(Path dir, Map<String, Object> config, long seed) throws IOException {
+        return checkpoint(dir, config, seed, 0.3);
+    }
+
+    /** {@link #checkpoint(Path, Map, long)} with matrices of standard deviation {@code std}. */
+    Path checkpoint(Path dir, Map<String, Object> config, long seed, double std) throws IOException {
         ModelConfig c = ModelConfig.parse(config, "test config");
         Path plain = dir.resolveSibling(dir.getFileName() + "-plain");
         CheckpointWriter.writeRandom(plain, config, seed);
@@ -76,7 +81,7 @@ final class GgufTestModels {
             for (String name : store.names()) {
                 float[] x = store.readFloats(name);
                 boolean norm = store.info(name).shape().length == 1;
-                for (int i = 0; i < x.length; i++) x[i] = norm ? (float) (1 + 0.3 * r.nextGaussian()) : 15 * x[i];
+                for (int i = 0; i < x.length; i++) x[i] = norm ? (float) (1 + 0.3 * r.nextGaussian()) : (float) (std / 0.02) * x[i];
                 w.add(name, x, store.info(name).shape());
             }
         }

@@ -47,7 +47,21 @@ public final class LlamaCppNative {
                 FunctionDescriptor.of(PARAMS));
         quantizeModel = LINKER.downcallHandle(lib.find("llama_model_quantize").orElseThrow(),
                 FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS));
+        // Quiet: llama.cpp logs every key and tensor of every file it quantises.
+        try {
+            MemorySegment quiet = LINKER.upcallStub(java.lang.invoke.MethodHandles.lookup().findStatic(LlamaCppNative.class,
+                    "ignoreLog", java.lang.invoke.MethodType.methodType(void.class, int.class, MemorySegment.class,
+                            MemorySegment.class)), FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                    ValueLayout.ADDRESS), arena);
+            FunctionDescriptor logSet = FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS);
+            LINKER.downcallHandle(lib.find("llama_log_set").orElseThrow(), logSet).invokeExact(quiet, MemorySegment.NULL);
+            LINKER.downcallHandle(base.find("ggml_log_set").orElseThrow(), logSet).invokeExact(quiet, MemorySegment.NULL);
+        } catch (Throwable e) {
+            throw new IllegalStateException("cannot set llama.cpp's log callback", e);
+        }
     }
+
+    private static void ignoreLog(int level, MemorySegment text, MemorySegment user) {}
 
     /**
      * llama_model_quantize_params is larger than 16 bytes, so it is returned through memory the caller provides;
@@ -104,8 +118,13 @@ public final class LlamaCppNative {
         }
     }
 
-    /** ggml's {@code to_float} of {@code type} over {@code n} values. */
+    /** ggml's {@code to_float} of {@code type} over {@code n} values (F32's bytes as they are). */
     public float[] dequantize(int type, byte[] data, int n) {
+        if (type == 0) {
+            float[] out = new float[n];
+            java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+            return out;
+        }
         MethodHandle toFloat = LINKER.downcallHandle(traits(type).toFloat(),
                 FunctionDescriptor.ofVoid(ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG));
         try (Arena arena = Arena.ofConfined()) {
