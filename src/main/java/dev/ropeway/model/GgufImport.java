@@ -286,8 +286,12 @@ public final class GgufImport {
         if (phiFactors) {
             float[] shortF = k.floats("rope_factors_short.weight", rotary / 2), longF = k.floats("rope_factors_long.weight", rotary / 2);
             if (original == 0) throw new CheckpointException(g.path() + ": LongRoPE factors without " + p + "scaling.original_context_length");
-            return new LongRope(theta, rotary, doubles(shortF), doubles(longF), (double) context / original, original,
-                    g.metadata().containsKey(p + "scaling.attn_factor") ? OptionalDouble.of(attnFactor) : OptionalDouble.empty());
+            double scale = (double) context / original;
+            // The file states the attention factor; leave it implicit when it is LongRoPE's own for this scale.
+            double implied = scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(original));
+            boolean stated = g.metadata().containsKey(p + "scaling.attn_factor") && Math.abs(attnFactor - implied) > 1e-6 * implied;
+            return new LongRope(theta, rotary, doubles(shortF), doubles(longF), scale, original,
+                    stated ? OptionalDouble.of(attnFactor) : OptionalDouble.empty());
         }
         if (freqs) return fromDivisors(theta, rotary, k.floats("rope_freqs.weight", rotary / 2), context, attnFactor, notes);
         return switch (type) {
@@ -361,9 +365,10 @@ public final class GgufImport {
         return true;
     }
 
+    /** Float32 values as the shortest decimals that read back as them (1.2, not 1.2000000476837158). */
     private static List<Double> doubles(float[] v) {
         List<Double> out = new ArrayList<>(v.length);
-        for (float f : v) out.add((double) f);
+        for (float f : v) out.add(Double.parseDouble(Float.toString(f)));
         return out;
     }
 

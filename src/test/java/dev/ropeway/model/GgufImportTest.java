@@ -202,6 +202,29 @@ class GgufImportTest {
         assertTrue(fallbacks > 8, "withheld characters took the byte fallback (" + fallbacks + " byte pieces)");
     }
 
+    /** llama.cpp's phi3 layout (fused projections, LongRoPE factor tensors) comes back as Phi-3 with the same logits. */
+    @Test
+    void phi3FilesComeBackAsPhi3() throws IOException {
+        int[] ids = models.promptIds(100, 7);
+        for (GgufTestModels.Case k : models.cases()) {
+            if (!k.name().startsWith("phi3")) continue;
+            String name = k.name().replaceAll("[^A-Za-z0-9]+", "-");
+            GgufImport.Result r = importFile(GgufTestModels.phi3Gguf(k.model(), tmp.resolve(name + "-phi3.gguf")), name + "-phi3");
+            assertEquals("Phi3ForCausalLM", r.hfArchitecture());
+            ModelConfig c = Transformer.loadConfig(r.dir());
+            assertEquals(Transformer.loadConfig(k.model()).rope(), c.rope(), k.name());
+            float[][] original = GgufTestModels.logits(backend, k.model(), k.resolvedRope(), ids);
+            float[][] back = GgufTestModels.logits(backend, r.dir(), c.rope(), ids);
+            assertEquals(0, GgufTestModels.maxDifference(original, back), k.name());
+            try (WeightStore store = WeightStore.open(r.dir())) {
+                assertTrue(store.names().contains("model.layers.0.self_attn.qkv_proj.weight"), "stacked as Hugging Face stacks Phi-3");
+            }
+            assertEquals("llama", r.tokenizer().model());
+            assertEquals(List.of(models.vocab - 2, models.vocab - 1), Json.readObject(r.dir().resolve("generation_config.json"))
+                    .get("eos_token_id"), "<|endoftext|> and <|end|> end a generation");
+        }
+    }
+
     @Test
     void llama3DivisorsAreRecognisedAndOthersKeptExactly() {
         Llama3Rope llama31 = new Llama3Rope(500000, 128, 8, 1, 4, 8192);

@@ -244,6 +244,29 @@ class GgufLlamaCppTest {
         };
     }
 
+    /**
+     * llama.cpp's own phi3 architecture (fused projections, LongRoPE factor tensors) computes Ropeway's logits, so the
+     * layout {@link GgufImport} reads phi3 files with is llama.cpp's; and the import computes the same.
+     */
+    @Test
+    void llamaCppsPhi3LayoutIsTheOneImportReads() throws IOException {
+        int[] ids = models.promptIds(100, 10);
+        int seen = 0;
+        for (GgufTestModels.Case k : models.cases()) {
+            if (!k.name().startsWith("phi3")) continue;
+            Path gguf = GgufTestModels.phi3Gguf(k.model(), tmp.resolve(k.name().replaceAll("[^A-Za-z0-9]+", "-") + "-phi3.gguf"));
+            float[][] theirs = peerLogits(gguf, ids);
+            float[][] ours = ropewayLogits(k.model(), k.resolvedRope(), ids);
+            double worst = GgufTestModels.maxDifference(ours, theirs), scale = GgufTestModels.maxAbs(ours);
+            assertTrue(worst <= 5e-5 * scale, k.name() + ": llama.cpp's phi3 differs by " + worst + " of " + scale);
+            Path imported = GgufImport.write(gguf, tmp.resolve(gguf.getFileName() + "-imported"), new GgufImport.Options(null, true)).dir();
+            assertTrue(GgufTestModels.maxDifference(ropewayLogits(imported, Transformer.loadConfig(imported).rope(), ids), theirs)
+                    <= 5e-5 * scale, k.name() + " imported");
+            seen++;
+        }
+        assertEquals(2, seen, "short and LongRoPE Phi-3 cases");
+    }
+
     /** llama.cpp's SentencePiece tokenizer, from a "llama" vocabulary in the file, gives the imported tokenizer's ids. */
     @Test
     void anImportedSentencePieceTokenizerGivesLlamaCppsIds() throws Exception {

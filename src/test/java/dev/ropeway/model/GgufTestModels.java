@@ -1,5 +1,6 @@
 package dev.ropeway.model;
 
+import dev.ropeway.io.GgmlType;
 import dev.ropeway.io.GgufFile;
 import dev.ropeway.io.GgufValue;
 import dev.ropeway.io.GgufWriter;
@@ -131,7 +132,15 @@ final class GgufTestModels {
         }
     }
 
-    List<Case> cases() throws IOException {
+    private List<Case> cases;
+
+    /** The export cases, written once per folder. */
+    synchronized List<Case> cases() throws IOException {
+        if (cases == null) cases = List.copyOf(writeCases());
+        return cases;
+    }
+
+    private List<Case> writeCases() throws IOException {
         List<Case> cases = new ArrayList<>();
         Path llama = checkpoint(tmp.resolve("llama"), llamaConfig(false), 21);
         cases.add(new Case("llama", llama, null, GgufExport.Dtype.F32));
@@ -369,5 +378,72 @@ final class GgufTestModels {
             m.put("tokenizer.ggml.add_eos_token", GgufValue.bool(false));
             return m;
         }
+    }
+
+    /**
+     * A Phi-3 checkpoint folder written as llama.cpp's {@code phi3} architecture (as its converter writes Phi-3):
+     * fused {@code attn_qkv} and {@code ffn_up} (gate rows, then up), rotary halves as Hugging Face has them, and
+     * LongRoPE as {@code rope_factors_short} / {@code rope_factors_long} with the original context and attention
+     * factor as keys, and a SentencePiece vocabulary whose last two pieces are Phi-3's end tokens.
+     */
+    static Path phi3Gguf(Path dir, Path out) {
+        ModelConfig c = Transformer.loadConfig(dir);
+        GgufWriter w = new GgufWriter();
+        w.put("general.architecture", GgufValue.string("phi3"));
+        w.put("general.name", GgufValue.string("phi3 test"));
+        w.put("general.file_type", GgufValue.uint32(0));
+        w.put("phi3.context_length", GgufValue.uint32(c.maxPositionEmbeddings()));
+        w.put("phi3.embedding_length", GgufValue.uint32(c.hiddenSize()));
+        w.put("phi3.feed_forward_length", GgufValue.uint32(c.intermediateSize()));
+        w.put("phi3.block_count", GgufValue.uint32(c.numLayers()));
+        w.put("phi3.attention.head_count", GgufValue.uint32(c.numHeads()));
+        w.put("phi3.attention.head_count_kv", GgufValue.uint32(c.numKvHeads()));
+        w.put("phi3.attention.layer_norm_rms_epsilon", GgufValue.float32(c.rmsNormEps()));
+        w.put("phi3.rope.dimension_count", GgufValue.uint32(c.rotaryDim()));
+        w.put("phi3.rope.freq_base", GgufValue.float32((float) c.rope().theta()));
+        if (c.rope() instanceof dev.ropeway.rope.LongRope l) {
+            w.put("phi3.rope.scaling.original_context_length", GgufValue.uint32(l.originalMaxPositionEmbeddings()));
+            w.put("phi3.rope.scaling.attn_factor", GgufValue.float32((float) l.resolvedAttentionFactor()));
+            w.tensor("rope_factors_long.weight", GgmlType.F32, new long[]{l.longFactor().size()}, () -> floats(l.longFactor()));
+            w.tensor("rope_factors_short.weight", GgmlType.F32, new long[]{l.shortFactor().size()}, () -> floats(l.shortFactor()));
+        }
+        // Phi-3 ships a SentencePiece tokenizer with <|endoftext|> (EOS) and <|end|> (end of turn), which llama.cpp
+        // looks up by name for this architecture.
+        SentencePieceVocab spm = SentencePieceVocab.learn(SAMPLE, 120, c.vocabSize(), "");
+        List<String> tokens = new ArrayList<>(spm.tokens());
+        int[] types = spm.types();
+        int end = tokens.size() - 1, endOfText = tokens.size() - 2;
+        tokens.set(endOfText, "<|endoftext|>");
+        tokens.set(end, "<|end|>");
+        types[endOfText] = types[end] = 3;
+        spm.metadata().forEach(w::put);
+        w.put("tokenizer.ggml.tokens", GgufValue.strings(tokens));
+        w.put("tokenizer.ggml.token_type", GgufValue.int32s(types));
+        w.put("tokenizer.ggml.eos_token_id", GgufValue.uint32(endOfText));
+        w.put("tokenizer.ggml.eot_token_id", GgufValue.uint32(end));
+        try (WeightStore store = WeightStore.open(dir)) {
+            java.util.function.BiConsumer<String, String> copy = (gguf, hf) ->
+                    w.tensor(gguf, GgmlType.F32, store.info(hf).shape(), () -> store.readFloats(hf));
+            copy.accept("token_embd.weight", "model.embed_tokens.weight");
+            for (int i = 0; i < c.numLayers(); i++) {
+                String p = "model.layers." + i + ".", b = "blk." + i + ".";
+                copy.accept(b + "attn_norm.weight", p + "input_layernorm.weight");
+                copy.accept(b + "attn_qkv.weight", p + "self_attn.qkv_proj.weight");
+                copy.accept(b + "attn_output.weight", p + "self_attn.o_proj.weight");
+                copy.accept(b + "ffn_norm.weight", p + "post_attention_layernorm.weight");
+                copy.accept(b + "ffn_up.weight", p + "mlp.gate_up_proj.weight");
+                copy.accept(b + "ffn_down.weight", p + "mlp.down_proj.weight");
+            }
+            copy.accept("output_norm.weight", "model.norm.weight");
+            copy.accept("output.weight", "lm_head.weight");
+            w.write(out);
+        }
+        return out;
+    }
+
+    private static float[] floats(List<Double> values) {
+        float[] out = new float[values.size()];
+        for (int i = 0; i < out.length; i++) out[i] = values.get(i).floatValue();
+        return out;
     }
 }
