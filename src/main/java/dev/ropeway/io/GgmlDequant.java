@@ -29,6 +29,9 @@ import java.util.Set;
 public final class GgmlDequant {
     private GgmlDequant() {}
 
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+
     private static final Set<GgmlType> SUPPORTED = EnumSet.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16,
             GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K,
             GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.MXFP4);
@@ -64,6 +67,21 @@ public final class GgmlDequant {
             throw new IllegalArgumentException(src.byteSize() + " bytes hold fewer than " + blocks + " blocks of " + type);
         if (outOffset < 0 || outOffset + n > out.length)
             throw new IllegalArgumentException(n + " values do not fit in " + out.length + " floats from " + outOffset);
+        if (type == GgmlType.F32) {
+            MemorySegment.copy(src, F32, 0, out, outOffset, (int) n);
+            return;
+        }
+        if (type == GgmlType.F16 || type == GgmlType.BF16) {
+            short[] halves = new short[(int) Math.min(n, 1 << 18)];
+            for (long first = 0; first < n; first += halves.length) {
+                int count = (int) Math.min(halves.length, n - first);
+                MemorySegment.copy(src, I16, 2 * first, halves, 0, count);
+                int y = outOffset + (int) first;
+                if (type == GgmlType.F16) for (int i = 0; i < count; i++) out[y + i] = Float.float16ToFloat(halves[i]);
+                else for (int i = 0; i < count; i++) out[y + i] = Float.intBitsToFloat(halves[i] << 16);
+            }
+            return;
+        }
         byte[] chunk = new byte[(int) Math.min(blocks, CHUNK_BLOCKS) * type.blockBytes()];
         int perChunk = chunk.length / type.blockBytes();
         for (long first = 0; first < blocks; first += perChunk) {
