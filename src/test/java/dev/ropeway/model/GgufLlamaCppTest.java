@@ -218,6 +218,7 @@ class GgufLlamaCppTest {
             float[][] ours = ropewayLogits(r.dir(), Transformer.loadConfig(r.dir()).rope(), ids);
             double imported = GgufTestModels.maxDifference(ours, theirs), original = GgufTestModels.maxDifference(exact, theirs);
             String seen = type + " " + r.sourceTypes() + ": imported " + imported + ", unquantised " + original + " of logits up to " + scale;
+            System.out.println("llama.cpp on " + seen);
             assertTrue(imported < 0.06 * scale, seen);
             if (!type.equals("Q8_0") && !type.equals("Q6_K")) assertTrue(imported < 0.25 * original, seen);
         }));

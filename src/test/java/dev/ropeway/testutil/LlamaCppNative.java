@@ -88,6 +88,26 @@ public final class LlamaCppNative {
         return instance;
     }
 
+    /**
+     * {@code quantize <in.gguf> <out.gguf> <llama_ftype>}: what {@code llama-quantize} does, from the command line
+     * ({@code java --enable-native-access=ALL-UNNAMED -cp target/test-classes:target/classes
+     * dev.ropeway.testutil.LlamaCppNative quantize in.gguf out.gguf 15}, from the repository root).
+     */
+    public static void main(String[] args) {
+        if (args.length != 4 || !args[0].equals("quantize")) {
+            System.err.println("usage: LlamaCppNative quantize <in.gguf> <out.gguf> <llama_ftype, e.g. 15 for Q4_K_M>");
+            System.exit(2);
+        }
+        LlamaCppNative llama = load();
+        if (llama == null) {
+            System.err.println("llama.cpp is not installed (bin/llama-cpp-peer install)");
+            System.exit(1);
+        }
+        long start = System.nanoTime();
+        llama.quantizeModel(Path.of(args[1]), Path.of(args[2]), Integer.parseInt(args[3]));
+        System.out.printf("wrote %s in %.2f s%n", args[2], (System.nanoTime() - start) / 1e9);
+    }
+
     /** ggml's row geometry of a type: name, block size, bytes per block. */
     public record Traits(String name, long blockSize, long typeSize, boolean quantized, MemorySegment toFloat) {}
 
