@@ -42,6 +42,10 @@ class ImportCliTest {
         double b = loss(CliRunner.run("score", "--model", back.toString(), "--ids", idsFile.toString(), "--json"));
         assertEquals(a, b, 1e-12);
 
+        r = CliRunner.run("score", "--model", gguf.toString(), "--text", "the sea");
+        assertEquals(1, r.exitCode());
+        assertTrue(r.err().contains("is a GGUF file") && r.err().contains("ropeway import --gguf"), r.err());
+
         r = CliRunner.run("import", "--gguf", gguf.toString(), "--out", back.toString());
         assertEquals(1, r.exitCode());
         assertTrue(r.err().contains("already holds a checkpoint"), r.err());
