@@ -4,6 +4,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.io.CheckpointException;
 import dev.ropeway.io.GgmlType;
 import dev.ropeway.io.GgufFile;
+import dev.ropeway.io.GgufParts;
 import dev.ropeway.io.GgufTokenizerFiles;
 import dev.ropeway.io.GgufValue;
 import dev.ropeway.io.Json;
@@ -69,12 +70,12 @@ public final class GgufImport {
     public static Result write(Path ggufPath, Path out, Options o) {
         if (Files.isRegularFile(out.resolve("config.json")))
             throw new RopewayException(out + " already holds a checkpoint (config.json); choose another --out or remove it");
-        try (GgufFile g = GgufFile.open(ggufPath)) {
+        try (GgufParts g = GgufParts.open(ggufPath)) {
             return write(g, out, o);
         }
     }
 
-    private static Result write(GgufFile g, Path out, Options o) {
+    private static Result write(GgufParts g, Path out, Options o) {
         Keys k = new Keys(g);
         String arch = k.string("general.architecture");
         String hfArch = ARCHITECTURES.get(arch);
@@ -85,6 +86,7 @@ public final class GgufImport {
             throw new CheckpointException(g.path() + " is a mixture-of-experts model (" + arch + ".expert_count "
                     + k.count(arch + ".expert_count", 0) + "); Ropeway runs dense models only");
         List<String> notes = new ArrayList<>();
+        if (g.count() > 1) notes.add("read from the " + g.count() + " parts of a split file");
         int hidden = k.positive(arch + ".embedding_length");
         int layers = k.positive(arch + ".block_count");
         int ffn = k.perLayer(arch + ".feed_forward_length", layers, -1);
@@ -175,8 +177,8 @@ public final class GgufImport {
         } catch (IOException e) {
             throw new RopewayException("cannot create " + out + ": " + e.getMessage(), e);
         }
-        if (o.tokenizer() && GgufTokenizerFiles.present(g)) {
-            tokenizer = GgufTokenizerFiles.write(g, out, context);
+        if (o.tokenizer() && GgufTokenizerFiles.present(g.first())) {
+            tokenizer = GgufTokenizerFiles.write(g.first(), out, context);
             if (tokenizer.tokens() > vocab)
                 throw new CheckpointException(g.path() + ": the tokenizer has " + tokenizer.tokens() + " tokens but "
                         + "token_embd.weight only " + vocab + " rows");
@@ -255,12 +257,12 @@ public final class GgufImport {
                 sourceTypes, tokenizer, List.copyOf(notes));
     }
 
-    private static CheckpointException unexpected(GgufFile g, String arch, String what) {
+    private static CheckpointException unexpected(GgufParts g, String arch, String what) {
         return new CheckpointException(g.path() + ": a " + arch + " file with " + what + " is not a model this version imports");
     }
 
     /** F32 when every matrix is F32, F16 or BF16 when all are that, else F16 (quantised values within 2^-12). */
-    private static DType autoType(GgufFile g) {
+    private static DType autoType(GgufParts g) {
         java.util.Set<GgmlType> types = java.util.EnumSet.noneOf(GgmlType.class);
         for (GgufFile.Tensor t : g.tensors().values()) if (t.ne().length == 2) types.add(t.type());
         if (types.equals(java.util.EnumSet.of(GgmlType.BF16))) return DType.BF16;
@@ -269,7 +271,7 @@ public final class GgufImport {
     }
 
     /** The RoPE method the file's keys and frequency tensors describe. */
-    static RopeScaling rope(GgufFile g, Keys k, String arch, int rotary, long context, List<String> notes) {
+    static RopeScaling rope(GgufParts g, Keys k, String arch, int rotary, long context, List<String> notes) {
         String p = arch + ".rope.";
         double theta = k.number(p + "freq_base", 10000.0);
         String type = g.metadata().containsKey(p + "scaling.type") ? k.string(p + "scaling.type") : "none";
@@ -394,9 +396,9 @@ public final class GgufImport {
 
     /** Typed metadata access whose errors name the file and the key. */
     static final class Keys {
-        private final GgufFile g;
+        private final GgufParts g;
 
-        Keys(GgufFile g) {
+        Keys(GgufParts g) {
             this.g = g;
         }
 
@@ -469,12 +471,12 @@ public final class GgufImport {
 
     /** Queues GGUF tensors on the safetensors writer under their Hugging Face names, each shape checked now. */
     private static final class Tensors {
-        final GgufFile g;
+        final GgufParts g;
         final SafeTensorsWriter writer;
         final DType matrixType;
         long bytes;
 
-        Tensors(GgufFile g, SafeTensorsWriter writer, DType matrixType) {
+        Tensors(GgufParts g, SafeTensorsWriter writer, DType matrixType) {
             this.g = g;
             this.writer = writer;
             this.matrixType = matrixType;

@@ -225,6 +225,26 @@ class GgufImportTest {
         }
     }
 
+    /** A model split over three files (gguf-split's layout) imports to the same bytes as the single file. */
+    @Test
+    void aSplitFileImportsAsTheWholeOne() throws IOException {
+        Path model = models.checkpoint(tmp.resolve("split"), models.llamaConfig(false), 46);
+        Path whole = export(new GgufTestModels.Case("split", model, null, GgufExport.Dtype.Q8_0), "split-whole");
+        Path parts = Files.createDirectories(tmp.resolve("split-parts"));
+        Path first = GgufTestModels.split(whole, parts, "model", 3);
+        GgufImport.Result a = importFile(whole, "split-whole"), b = importFile(first, "split-parts");
+        assertTrue(b.notes().contains("read from the 3 parts of a split file"), b.notes().toString());
+        assertArrayEquals(Files.readAllBytes(a.dir().resolve("model.safetensors")), Files.readAllBytes(b.dir().resolve("model.safetensors")));
+        assertEquals(Files.readString(a.dir().resolve("config.json")), Files.readString(b.dir().resolve("config.json")));
+
+        CheckpointException e = assertThrows(CheckpointException.class,
+                () -> importFile(parts.resolve("model-00002-of-00003.gguf"), "split-second"));
+        assertTrue(e.getMessage().contains("part 2 of 3") && e.getMessage().contains("model-00001-of-00003.gguf"), e.getMessage());
+        Files.delete(parts.resolve("model-00003-of-00003.gguf"));
+        e = assertThrows(CheckpointException.class, () -> importFile(first, "split-missing"));
+        assertTrue(e.getMessage().contains("part 3, model-00003-of-00003.gguf, is missing"), e.getMessage());
+    }
+
     @Test
     void llama3DivisorsAreRecognisedAndOthersKeptExactly() {
         Llama3Rope llama31 = new Llama3Rope(500000, 128, 8, 1, 4, 8192);

@@ -268,6 +268,18 @@ class GgufLlamaCppTest {
         assertEquals(2, seen, "short and LongRoPE Phi-3 cases");
     }
 
+    /** llama.cpp loads the split files the import reads (its gguf-split layout) and computes the whole file's logits. */
+    @Test
+    void llamaCppReadsTheSplitLayoutImportReads() throws IOException {
+        Path model = models.checkpoint(tmp.resolve("split"), models.llamaConfig(false), 37);
+        Path whole = tmp.resolve("split-whole.gguf");
+        GgufExport.write(model, whole, new GgufExport.Options(Transformer.loadConfig(model).rope(), CONTEXT,
+                GgufExport.Dtype.F32, "test"));
+        Path first = GgufTestModels.split(whole, Files.createDirectories(tmp.resolve("split-parts")), "m", 3);
+        int[] ids = models.promptIds(40, 11);
+        assertEquals(0, GgufTestModels.maxDifference(peerLogits(whole, ids), peerLogits(first, ids)));
+    }
+
     /** llama.cpp's SentencePiece tokenizer, from a "llama" vocabulary in the file, gives the imported tokenizer's ids. */
     @Test
     void anImportedSentencePieceTokenizerGivesLlamaCppsIds() throws Exception {

@@ -446,4 +446,32 @@ final class GgufTestModels {
         for (int i = 0; i < out.length; i++) out[i] = values.get(i).floatValue();
         return out;
     }
+
+    /**
+     * {@code in} split as llama.cpp's gguf-split splits a model: {@code <prefix>-0000i-of-0000n.gguf}, the metadata in
+     * the first part, the tensors shared out in order, every part with its split.* keys. Returns the first part.
+     */
+    static Path split(Path in, Path dir, String prefix, int n) {
+        try (GgufFile g = GgufFile.open(in)) {
+            List<GgufFile.Tensor> tensors = new ArrayList<>(g.tensors().values());
+            Path first = null;
+            for (int part = 0; part < n; part++) {
+                GgufWriter w = new GgufWriter();
+                if (part == 0)
+                    for (Map.Entry<String, GgufValue> e : g.metadata().entrySet())
+                        if (!e.getKey().equals("general.alignment")) w.put(e.getKey(), e.getValue());
+                w.put("split.no", new GgufValue(GgufValue.Type.UINT16, (long) part, null));
+                w.put("split.count", new GgufValue(GgufValue.Type.UINT16, (long) n, null));
+                w.put("split.tensors.count", GgufValue.int32(tensors.size()));
+                for (int i = part * tensors.size() / n; i < (part + 1) * tensors.size() / n; i++) {
+                    GgufFile.Tensor t = tensors.get(i);
+                    w.tensor(t.name(), t.type(), t.shape(), () -> g.floats(t.name()));
+                }
+                Path out = dir.resolve(String.format("%s-%05d-of-%05d.gguf", prefix, part + 1, n));
+                w.write(out);
+                if (part == 0) first = out;
+            }
+            return first;
+        }
+    }
 }
