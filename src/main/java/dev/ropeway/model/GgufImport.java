@@ -187,8 +187,8 @@ public final class GgufImport {
             notes.add("the file carries no tokenizer: put the model's tokenizer.json beside the weights");
         }
         Integer bos = k.optionalId("tokenizer.ggml.bos_token_id"), eos = k.optionalId("tokenizer.ggml.eos_token_id");
-        config.put("bos_token_id", bos);
-        config.put("eos_token_id", eos);
+        if (bos != null) config.put("bos_token_id", bos); else config.remove("bos_token_id");
+        if (eos != null) config.put("eos_token_id", eos); else config.remove("eos_token_id");
 
         Tensors t = new Tensors(g, new SafeTensorsWriter().metadata("format", "pt"), matrixType);
         t.matrix("model.embed_tokens.weight", "token_embd.weight", vocab, hidden);
