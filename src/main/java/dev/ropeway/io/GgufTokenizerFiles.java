@@ -83,7 +83,7 @@ public final class GgufTokenizerFiles {
             int t = types[id];
             if (t != CONTROL && t != USER_DEFINED && t != UNKNOWN) continue;
             boolean special = t != USER_DEFINED;
-            Map<String, Object> token = ordered("id", id, "content", tokens.get(id), "single_word", false,
+            Map<String, Object> token = Json.ordered("id", id, "content", tokens.get(id), "single_word", false,
                     "lstrip", false, "rstrip", false, "normalized", false, "special", special);
             added.add(token);
             Map<String, Object> decoded = new LinkedHashMap<>(token);
@@ -113,7 +113,7 @@ public final class GgufTokenizerFiles {
                             + "model's own tokenizer.json beside it");
                 addBos = bool(g, "tokenizer.ggml.add_bos_token", family == Pre.LLAMA3);
                 root.put("normalizer", null);
-                Map<String, Object> byteLevel = ordered("type", "ByteLevel", "add_prefix_space", false,
+                Map<String, Object> byteLevel = Json.ordered("type", "ByteLevel", "add_prefix_space", false,
                         "trim_offsets", true, "use_regex", family == Pre.GPT2);
                 if (family == Pre.GPT2) {
                     root.put("pre_tokenizer", byteLevel);
@@ -121,12 +121,12 @@ public final class GgufTokenizerFiles {
                     String pattern = null;
                     for (Map.Entry<String, String> e : GgufVocabulary.SPLIT_PATTERNS.entrySet())
                         if (e.getValue().equals(family == Pre.LLAMA3 ? "llama-bpe" : "qwen2")) pattern = e.getKey();
-                    Map<String, Object> split = ordered("type", "Split", "pattern", ordered("Regex", pattern),
+                    Map<String, Object> split = Json.ordered("type", "Split", "pattern", Json.ordered("Regex", pattern),
                             "behavior", "Isolated", "invert", false);
-                    root.put("pre_tokenizer", ordered("type", "Sequence", "pretokenizers", List.of(split, byteLevel)));
+                    root.put("pre_tokenizer", Json.ordered("type", "Sequence", "pretokenizers", List.of(split, byteLevel)));
                 }
                 root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
-                root.put("decoder", ordered("type", "ByteLevel", "add_prefix_space", true, "trim_offsets", true,
+                root.put("decoder", Json.ordered("type", "ByteLevel", "add_prefix_space", true, "trim_offsets", true,
                         "use_regex", true));
                 List<String> merges = g.metadata().containsKey("tokenizer.ggml.merges")
                         ? strings(g, "tokenizer.ggml.merges") : List.of();
@@ -145,17 +145,17 @@ public final class GgufTokenizerFiles {
                 pre = null;
                 addBos = bool(g, "tokenizer.ggml.add_bos_token", true);
                 boolean prefix = bool(g, "tokenizer.ggml.add_space_prefix", true);
-                Map<String, Object> replace = ordered("type", "Replace", "pattern", ordered("String", " "), "content", SPACE);
+                Map<String, Object> replace = Json.ordered("type", "Replace", "pattern", Json.ordered("String", " "), "content", SPACE);
                 root.put("normalizer", prefix
-                        ? ordered("type", "Sequence", "normalizers", List.of(ordered("type", "Prepend", "prepend", SPACE), replace))
+                        ? Json.ordered("type", "Sequence", "normalizers", List.of(Json.ordered("type", "Prepend", "prepend", SPACE), replace))
                         : replace);
                 root.put("pre_tokenizer", null);
                 root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
                 List<Object> decoders = new ArrayList<>(List.of(
-                        ordered("type", "Replace", "pattern", ordered("String", SPACE), "content", " "),
-                        ordered("type", "ByteFallback"), ordered("type", "Fuse")));
-                if (prefix) decoders.add(ordered("type", "Strip", "content", " ", "start", 1, "stop", 0));
-                root.put("decoder", ordered("type", "Sequence", "decoders", decoders));
+                        Json.ordered("type", "Replace", "pattern", Json.ordered("String", SPACE), "content", " "),
+                        Json.ordered("type", "ByteFallback"), Json.ordered("type", "Fuse")));
+                if (prefix) decoders.add(Json.ordered("type", "Strip", "content", " ", "start", 1, "stop", 0));
+                root.put("decoder", Json.ordered("type", "Sequence", "decoders", decoders));
                 float[] scores = floats(g, "tokenizer.ggml.scores", n);
                 List<String> merges = sentencePieceMerges(tokens, vocab, scores);
                 mergeCount = merges.size();
@@ -223,24 +223,19 @@ public final class GgufTokenizerFiles {
         for (int typeId = 0; typeId < 2; typeId++) {
             List<Object> items = new ArrayList<>();
             if (bos != null) items.add(special(tokens.get(bos), bos, typeId, specials));
-            items.add(ordered("Sequence", ordered("id", typeId == 0 ? "A" : "B", "type_id", typeId)));
+            items.add(Json.ordered("Sequence", Json.ordered("id", typeId == 0 ? "A" : "B", "type_id", typeId)));
             if (eos != null) items.add(special(tokens.get(eos), eos, typeId, specials));
             if (typeId == 0) single.addAll(items);
             pair.addAll(items);
         }
-        return ordered("type", "TemplateProcessing", "single", single, "pair", pair, "special_tokens", specials);
+        return Json.ordered("type", "TemplateProcessing", "single", single, "pair", pair, "special_tokens", specials);
     }
 
     private static Map<String, Object> special(String content, int id, int typeId, Map<String, Object> specials) {
-        specials.put(content, ordered("id", content, "ids", List.of(id), "tokens", List.of(content)));
-        return ordered("SpecialToken", ordered("id", content, "type_id", typeId));
+        specials.put(content, Json.ordered("id", content, "ids", List.of(id), "tokens", List.of(content)));
+        return Json.ordered("SpecialToken", Json.ordered("id", content, "type_id", typeId));
     }
 
-    private static Map<String, Object> ordered(Object... keysAndValues) {
-        Map<String, Object> map = new LinkedHashMap<>();
-        for (int i = 0; i < keysAndValues.length; i += 2) map.put((String) keysAndValues[i], keysAndValues[i + 1]);
-        return map;
-    }
 
     private static String string(GgufFile g, String key) {
         GgufValue v = g.value(key);

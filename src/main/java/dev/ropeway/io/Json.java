@@ -90,4 +90,15 @@ public final class Json {
         JsonLocation at = e.getLocation();
         return at == null ? "" : " (line " + at.getLineNr() + ", column " + at.getColumnNr() + ")";
     }
+
+    /**
+     * A map with the given keys and values in that order ({@code "a", 1, "b", 2}): JSON written from it comes out in
+     * a fixed field order, byte-identical from run to run, as {@code Map.of} does not guarantee.
+     */
+    public static Map<String, Object> ordered(Object... keysAndValues) {
+        if (keysAndValues.length % 2 != 0) throw new IllegalArgumentException("keys and values come in pairs");
+        Map<String, Object> map = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < keysAndValues.length; i += 2) map.put((String) keysAndValues[i], keysAndValues[i + 1]);
+        return map;
+    }
 }

@@ -169,6 +169,11 @@ public final class GgufExport {
      * i + headDim/2 to 2i + 1.
      */
     public static float[] interleaveRotaryRows(float[] w, int heads, int headDim, int cols) {
+        return moveRotaryRows(w, heads, headDim, cols, true);
+    }
+
+    /** Row i of each head to 2i and row i + headDim/2 to 2i + 1 ({@code interleave}), or back. */
+    static float[] moveRotaryRows(float[] w, int heads, int headDim, int cols, boolean interleave) {
         if ((long) heads * headDim * cols != w.length)
             throw new IllegalArgumentException(w.length + " values are not " + heads + " heads x " + headDim + " rows x " + cols);
         float[] out = new float[w.length];
@@ -176,8 +181,11 @@ public final class GgufExport {
         for (int head = 0; head < heads; head++) {
             int base = head * headDim;
             for (int i = 0; i < half; i++) {
-                System.arraycopy(w, (base + i) * cols, out, (base + 2 * i) * cols, cols);
-                System.arraycopy(w, (base + i + half) * cols, out, (base + 2 * i + 1) * cols, cols);
+                int[] halves = {base + i, base + i + half}, pairs = {base + 2 * i, base + 2 * i + 1};
+                for (int k = 0; k < 2; k++) {
+                    int from = interleave ? halves[k] : pairs[k], to = interleave ? pairs[k] : halves[k];
+                    System.arraycopy(w, from * cols, out, to * cols, cols);
+                }
             }
         }
         return out;

@@ -380,18 +380,7 @@ public final class GgufImport {
      * {@link GgufExport#interleaveRotaryRows}.
      */
     public static float[] deinterleaveRotaryRows(float[] w, int heads, int headDim, int cols) {
-        if ((long) heads * headDim * cols != w.length)
-            throw new IllegalArgumentException(w.length + " values are not " + heads + " heads x " + headDim + " rows x " + cols);
-        float[] out = new float[w.length];
-        int half = headDim / 2;
-        for (int head = 0; head < heads; head++) {
-            int base = head * headDim;
-            for (int i = 0; i < half; i++) {
-                System.arraycopy(w, (base + 2 * i) * cols, out, (base + i) * cols, cols);
-                System.arraycopy(w, (base + 2 * i + 1) * cols, out, (base + i + half) * cols, cols);
-            }
-        }
-        return out;
+        return GgufExport.moveRotaryRows(w, heads, headDim, cols, false);
     }
 
     /** Typed metadata access whose errors name the file and the key. */

@@ -139,25 +139,20 @@ public final class BpeModel {
         for (int typeId = 0; typeId < 2; typeId++) {
             List<Object> items = typeId == 0 ? first : second;
             for (int id : prefix) items.add(specialItem(id, typeId, specials));
-            items.add(ordered("Sequence", ordered("id", typeId == 0 ? "A" : "B", "type_id", typeId)));
+            items.add(Json.ordered("Sequence", Json.ordered("id", typeId == 0 ? "A" : "B", "type_id", typeId)));
             for (int id : suffix) items.add(specialItem(id, typeId, specials));
         }
         List<Object> pair = new ArrayList<>(first);
         pair.addAll(second);
-        return ordered("type", "TemplateProcessing", "single", first, "pair", pair, "special_tokens", specials);
+        return Json.ordered("type", "TemplateProcessing", "single", first, "pair", pair, "special_tokens", specials);
     }
 
     private Map<String, Object> specialItem(int id, int typeId, Map<String, Object> specials) {
         String content = vocab[id];
-        specials.put(content, ordered("id", content, "ids", List.of(id), "tokens", List.of(content)));
-        return ordered("SpecialToken", ordered("id", content, "type_id", typeId));
+        specials.put(content, Json.ordered("id", content, "ids", List.of(id), "tokens", List.of(content)));
+        return Json.ordered("SpecialToken", Json.ordered("id", content, "type_id", typeId));
     }
 
-    private static Map<String, Object> ordered(Object... keysAndValues) {
-        Map<String, Object> map = new LinkedHashMap<>();
-        for (int i = 0; i < keysAndValues.length; i += 2) map.put((String) keysAndValues[i], keysAndValues[i + 1]);
-        return map;
-    }
 
     /** Reads a byte-level BPE {@code tokenizer.json}, or the one in a folder. */
     public static BpeModel read(Path dirOrFile) {
