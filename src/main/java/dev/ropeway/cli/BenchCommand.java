@@ -72,7 +72,7 @@ final class BenchCommand implements Runnable {
                 if (!weights.equals("f32"))
                     throw new RopewayException("--weights applies to the random model of --preset; convert a checkpoint "
                             + "with `ropeway export --dtype bf16`");
-                return model;
+                return ModelFolders.resolve(model);
             }
             boolean bf16 = switch (weights) {
                 case "f32" -> false;

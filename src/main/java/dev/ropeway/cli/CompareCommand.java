@@ -97,9 +97,9 @@ final class CompareCommand implements Callable<Integer> {
         for (String m : models) {
             if (m.isBlank()) throw new RopewayException("--models has an empty entry");
             Path p = Path.of(m.strip());
-            targets.add(new Evaluation.Target(Evaluation.Target.defaultName(p, null), p, null));
+            targets.add(ModelFolders.resolve(new Evaluation.Target(Evaluation.Target.defaultName(p, null), p, null)));
         }
-        for (String m : methods) targets.add(Evaluation.Target.parse(m));
+        for (String m : methods) targets.add(ModelFolders.resolve(Evaluation.Target.parse(m)));
         if (targets.isEmpty()) throw new RopewayException("nothing to compare: give --models and/or --model");
         Evaluation.Task.Selection selection = Evaluation.Task.select(tasks, data != null, code != null);
         for (String note : selection.notes()) spec.commandLine().getErr().println("compare: " + note);

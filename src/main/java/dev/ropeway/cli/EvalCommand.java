@@ -40,7 +40,7 @@ final class EvalCommand implements Runnable {
     abstract static class Base implements Callable<Integer> {
         @picocli.CommandLine.Spec
         picocli.CommandLine.Model.CommandSpec spec;
-        @Option(names = "--model", required = true, paramLabel = "<dir>", order = 0)
+        @Option(names = "--model", required = true, paramLabel = "<dir>", order = 0, description = "Checkpoint folder, or a GGUF file (imported once into the cache, then read from there).")
         Path model;
         @Option(names = "--rope", paramLabel = "<spec>", order = 50, description = "Replace the model's RoPE method (see score --rope).")
         String rope;
@@ -76,7 +76,8 @@ final class EvalCommand implements Runnable {
         @Override
         public Integer call() {
             RunRecord run = RunRecord.now(spec.commandLine().getParseResult().originalArgs());
-            Evaluation.Target target = new Evaluation.Target(Evaluation.Target.defaultName(model, rope), model, rope);
+            Evaluation.Target target = ModelFolders.resolve(
+                    new Evaluation.Target(Evaluation.Target.defaultName(model, rope), model, rope));
             Evaluation.Resolved resolved = Evaluation.resolve(target);
             List<Evaluation.CellSpec> cells = cells();
             Evaluation.Settings settings = settings();

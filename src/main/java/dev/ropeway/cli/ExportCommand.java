@@ -67,6 +67,7 @@ final class ExportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        model = ModelFolders.resolve(model);
         boolean gguf = switch (format) {
             case "hf" -> false;
             case "gguf" -> true;

@@ -70,6 +70,7 @@ final class ExtendCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        model = ModelFolders.resolve(model);
         Extension.Method m = Extension.Method.parse(method);
         long l0 = originalLength > 0 ? originalLength : dev.ropeway.model.Transformer.loadConfig(model).maxPositionEmbeddings();
         int evalLength = evalFactor > 0 ? (int) Math.round(l0 * evalFactor) : 0;

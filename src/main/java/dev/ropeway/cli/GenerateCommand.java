@@ -34,7 +34,7 @@ import java.util.concurrent.Callable;
                 "RoPE follows the method as the sequence grows (dynamic NTK, E²-LLM's g, CLEX's t); statistics go to "
                 + "standard error."})
 final class GenerateCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder (with tokenizer.json).")
+    @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder (with tokenizer.json), or a GGUF file (imported once into the cache, then read from there).")
     Path model;
 
     @ArgGroup(multiplicity = "1")
@@ -77,6 +77,8 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        Path given = model;
+        model = ModelFolders.resolve(model);
         if (maxTokens < 1) throw new RopewayException("--max-tokens must be at least 1");
         String text;
         try {
@@ -98,7 +100,7 @@ final class GenerateCommand implements Callable<Integer> {
             Generator.Settings settings = new Generator.Settings(maxTokens, sampling.settings(), stop, ignoreEos);
             try (Decoder decoder = new Decoder(t, method, capacity, policy,
                     chunk != null ? chunk : backend.prefillChunk())) {
-                if (!json) System.err.printf("%s: %,d prompt tokens, RoPE %s, KV cache %,d tokens (%,d MiB)%n", model, ids.length,
+                if (!json) System.err.printf("%s: %,d prompt tokens, RoPE %s, KV cache %,d tokens (%,d MiB)%n", given, ids.length,
                         RopeSpec.describe(method), capacity,
                         decoder.cacheBytes() >> 20);
                 Generator.Result r = generator.generate(decoder, ids, settings, piece -> {

@@ -33,7 +33,7 @@ import java.util.concurrent.Callable;
         description = "Mean next-token loss and perplexity of a batch of token ids or of a text.")
 final class ScoreCommand implements Callable<Integer> {
 
-    @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder.")
+    @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder, or a GGUF file (imported once into the cache, then read from there).")
     Path model;
 
     @ArgGroup(multiplicity = "1")
@@ -70,6 +70,7 @@ final class ScoreCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        model = ModelFolders.resolve(model);
         ModelConfig config = Transformer.loadConfig(model);
         RopeScaling scaling = config.ropeOrSpec(rope);
         TokenBatch batch = readInput(config);

@@ -30,9 +30,9 @@ import java.util.concurrent.Callable;
                 + "(\"stream\": true for server-sent events), GET /v1/models and /health. Listens on localhost unless --host "
                 + "says otherwise (there is no authentication). Ctrl-C finishes running requests, then stops."})
 final class ServeCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, paramLabel = "<dir>")
+    @Option(names = "--model", required = true, paramLabel = "<dir>", description = "Checkpoint folder, or a GGUF file (imported once into the cache, then read from there).")
     Path model;
-    @Option(names = "--name", description = "Model id clients use (default: the folder's name).")
+    @Option(names = "--name", description = "Model id clients use (default: the folder's name, or the GGUF file's without .gguf).")
     String name;
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to listen on (default: ${DEFAULT-VALUE}).")
     String host;
@@ -67,6 +67,8 @@ final class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        Path given = model;
+        model = ModelFolders.resolve(model);
         Decoder.RopeChange policy = Decoder.RopeChange.parse(ropeChange);
         try (Tokenizer tok = Tokenizers.open(model); Backend backend = backendOptions.open();
              Transformer t = Transformer.load(backend, model)) {
@@ -75,7 +77,7 @@ final class ServeCommand implements Callable<Integer> {
             int limit = maxTokensLimit != null ? maxTokensLimit : Math.max(1, Math.min(4096, ctx - 1));
             ServerSettings settings = new ServerSettings(host, port, slots, queue, ctx, limit, maxBody, grace, batch);
             ChatTemplate chat = ChatTemplate.find(model).orElse(null);
-            String id = name != null ? name : model.toAbsolutePath().normalize().getFileName().toString();
+            String id = name != null ? name : ModelFolders.name(given);
             long kv = KvCache.bytes(t.config(), ctx, true, t.backend().kvBytesPerElement()) * slots;
             Generator generator = new Generator(tok);
             if (warmup) {

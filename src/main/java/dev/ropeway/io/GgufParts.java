@@ -87,6 +87,9 @@ public final class GgufParts implements AutoCloseable {
 
     public int count() { return files.size(); }
 
+    /** The files, the first part first. */
+    public List<Path> paths() { return files.stream().map(GgufFile::path).toList(); }
+
     public Path path() { return first().path(); }
 
     public Map<String, GgufValue> metadata() { return first().metadata(); }

@@ -75,7 +75,8 @@ public final class GgufImport {
         }
     }
 
-    private static Result write(GgufParts g, Path out, Options o) {
+    /** As above, from an open file. */
+    static Result write(GgufParts g, Path out, Options o) {
         Keys k = new Keys(g);
         String arch = k.string("general.architecture");
         String hfArch = ARCHITECTURES.get(arch);

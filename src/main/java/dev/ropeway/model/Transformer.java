@@ -46,8 +46,9 @@ public final class Transformer implements AutoCloseable {
 
     public static ModelConfig loadConfig(Path dir) {
         if (java.nio.file.Files.isRegularFile(dir) && dir.getFileName().toString().toLowerCase(java.util.Locale.ROOT).endsWith(".gguf"))
-            throw new dev.ropeway.RopewayException(dir + " is a GGUF file; commands read checkpoint folders. Convert it once "
-                    + "with: ropeway import --gguf " + dir + " --out <dir>");
+            throw new dev.ropeway.RopewayException(dir + " is a GGUF file; models load from checkpoint folders. Read it "
+                    + "through its cached import, GgufCache.folder(file, log), as --model does on the command line, or "
+                    + "convert it once with: ropeway import --gguf " + dir + " --out <dir>");
         Path file = dir.resolve("config.json");
         return ModelConfig.parse(Json.readObject(file), file.toString());
     }

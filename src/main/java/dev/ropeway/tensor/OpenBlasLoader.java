@@ -28,7 +28,7 @@ import java.util.Properties;
 @SuppressWarnings("restricted") // native access is this class's job; the JVM runs with --enable-native-access
 final class OpenBlasLoader {
     static final String ENV_LIBRARY = "ROPEWAY_OPENBLAS";
-    static final String ENV_CACHE = "ROPEWAY_CACHE";
+    static final String ENV_CACHE = dev.ropeway.io.UserCache.ENV;
     static final String DEFAULT_VERSION = "0.3.31-1.5.13";
     private static final String[] JAR_FILES = {"libopenblas.so.0", "libgfortran.so.5", "libquadmath.so.0", "libgcc_s.so.1"};
     private static final String[] SYSTEM_NAMES = {"libopenblas.so.0", "libopenblas.so"};
@@ -93,9 +93,7 @@ final class OpenBlasLoader {
     }
 
     static Path cacheRoot() {
-        String env = System.getenv(ENV_CACHE);
-        if (env != null && !env.isBlank()) return Path.of(env);
-        return Path.of(System.getProperty("user.home"), ".cache", "ropeway");
+        return dev.ropeway.io.UserCache.root();
     }
 
     /** The version in the jar's Maven metadata, so a new jar gets a new folder. */

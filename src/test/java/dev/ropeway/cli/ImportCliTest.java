@@ -1,6 +1,7 @@
 package dev.ropeway.cli;
 
 import dev.ropeway.io.Json;
+import dev.ropeway.io.UserCache;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.rope.DefaultRope;
 import dev.ropeway.testutil.TinyTokenizer;
@@ -9,6 +10,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
@@ -42,9 +44,35 @@ class ImportCliTest {
         double b = loss(CliRunner.run("score", "--model", back.toString(), "--ids", idsFile.toString(), "--json"));
         assertEquals(a, b, 1e-12);
 
-        r = CliRunner.run("score", "--model", gguf.toString(), "--text", "the sea");
-        assertEquals(1, r.exitCode());
-        assertTrue(r.err().contains("is a GGUF file") && r.err().contains("ropeway import --gguf"), r.err());
+        // --model takes the GGUF file itself: imported once into the cache, then read from there.
+        Path cache = tmp.resolve("cache");
+        String before = System.getProperty(UserCache.PROPERTY);
+        System.setProperty(UserCache.PROPERTY, cache.toString());
+        try {
+            double c = loss(CliRunner.run("score", "--model", gguf.toString(), "--ids", idsFile.toString(), "--json"));
+            assertEquals(a, c, 1e-12);
+            List<Path> imports = folders(cache.resolve("gguf"));
+            assertEquals(1, imports.size(), imports.toString());
+            assertTrue(imports.getFirst().getFileName().toString().startsWith("m-"), imports.toString());
+            long written = Files.getLastModifiedTime(imports.getFirst().resolve("model.safetensors")).toMillis();
+            CliRunner.Result gen = CliRunner.run("generate", "--model", gguf.toString(), "--prompt", "the sea",
+                    "--max-tokens", "4", "--greedy", "--ignore-eos", "--json");
+            assertEquals(0, gen.exitCode(), gen.err());
+            assertEquals(imports, folders(cache.resolve("gguf")), "the second use reads the first import");
+            assertEquals(written, Files.getLastModifiedTime(imports.getFirst().resolve("model.safetensors")).toMillis());
+            // A new version of the file (here only its time) is imported again and the old import removed.
+            Files.setLastModifiedTime(gguf, java.nio.file.attribute.FileTime.fromMillis(written - 60_000));
+            assertEquals(a, loss(CliRunner.run("score", "--model", gguf.toString(), "--ids", idsFile.toString(), "--json")), 1e-12);
+            List<Path> after = folders(cache.resolve("gguf"));
+            assertEquals(1, after.size(), after.toString());
+            assertTrue(!after.equals(imports), after.toString());
+            // serve's default model id: the file's name without .gguf, a folder's name as it is.
+            assertEquals("m", ModelFolders.name(gguf));
+            assertEquals("back", ModelFolders.name(back));
+        } finally {
+            if (before == null) System.clearProperty(UserCache.PROPERTY);
+            else System.setProperty(UserCache.PROPERTY, before);
+        }
 
         r = CliRunner.run("import", "--gguf", gguf.toString(), "--out", back.toString());
         assertEquals(1, r.exitCode());
@@ -59,6 +87,12 @@ class ImportCliTest {
         r = CliRunner.run("import", "--gguf", tmp.resolve("junk.gguf").toString(), "--out", tmp.resolve("z").toString());
         assertEquals(1, r.exitCode());
         assertTrue(r.err().contains("junk.gguf"), r.err());
+    }
+
+    private static List<Path> folders(Path dir) throws java.io.IOException {
+        try (var s = Files.list(dir)) {
+            return s.sorted().toList();
+        }
     }
 
     private static double loss(CliRunner.Result r) throws Exception {
