@@ -92,7 +92,8 @@ final class DecodeAttention {
     /**
      * Keys [from, to) of sequence b for the query heads of key/value head kvh; writes per head the unnormalised output,
      * the running max and the running sum into {@code state} (dim + 2 floats per head). Each block of keys is read
-     * from memory once for all the query heads of the group.
+     * from memory once for all the query heads of the group (later heads' scores find the keys in L1), and each value
+     * row is loaded (and widened) once for up to four heads at a time; the softmax update runs on one vector per head.
      */
     private static void attend(AttentionGeometry g, int b, int kvh, long from, long to, float[] state) {
         int group = g.group(), dim = g.headDim(), heads = g.heads();
@@ -100,51 +101,96 @@ final class DecodeAttention {
         MemorySegment k = g.k(), v = g.v(), q = g.q();
         long rowBytes = (long) g.kvHeads() * dim * g.kvBytes();
         long base = (long) b * g.kvRowsPerBatch() * rowBytes + (long) kvh * dim * g.kvBytes();
-        float[][] qh = new float[group][dim], o = new float[group][dim];
-        float[] m = new float[group], l = new float[group], p = new float[LANES], s = new float[LANES];
-        for (int gi = 0; gi < group; gi++) {
-            MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + kvh * group + gi) * dim * Float.BYTES, qh[gi], 0, dim);
-            m[gi] = Float.NEGATIVE_INFINITY;
-        }
+        float[] qh = new float[group * dim], o = new float[group * dim];
+        float[] m = new float[group], l = new float[group], alpha = new float[group];
+        float[] p = new float[group * LANES], s = new float[LANES];
+        MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + (long) kvh * group) * dim * Float.BYTES, qh, 0, group * dim);
+        java.util.Arrays.fill(m, Float.NEGATIVE_INFINITY);
         // A bfloat16 cache is widened in registers as it is read, its elements in pair order (Bf16Rows.pairOrder: the
         // evens, then the odds, of each 32, from one 16-int load by a shift and a mask); the queries are permuted the
         // same way, which leaves the dot products as they are, and the outputs are put back in order at the end.
         boolean bf16 = g.kvType() == DType.BF16;
-        if (bf16) for (float[] qg : qh) Bf16Rows.pairOrder(qg, dim);
+        if (bf16) Bf16Rows.pairOrder(qh, group * dim);
         for (long k0 = from; k0 < to; k0 += LANES) {
             int n = (int) Math.min(LANES, to - k0);
             long at = base + k0 * rowBytes;
             for (int gi = 0; gi < group; gi++) {
-                if (bf16) scoresBf16(k, at, rowBytes, n, qh[gi], dim, s);
-                else scores(k, at, rowBytes, n, qh[gi], dim, s);
-                float blockMax = Float.NEGATIVE_INFINITY;
-                for (int j = 0; j < n; j++) {
-                    s[j] *= scale;
-                    blockMax = Math.max(blockMax, s[j]);
+                if (bf16) scoresBf16(k, at, rowBytes, n, qh, gi * dim, dim, s);
+                else scores(k, at, rowBytes, n, qh, gi * dim, dim, s);
+                blockSoftmax(s, n, scale, m, l, alpha, gi, p);
+            }
+            int gi = 0;
+            if (bf16) {
+                for (; gi + 4 <= group; gi += 4) accumulateBf16x4(v, at, rowBytes, n, p, alpha, o, gi, dim);
+                if (gi + 2 <= group) {
+                    accumulateBf16x2(v, at, rowBytes, n, p, alpha, o, gi, dim);
+                    gi += 2;
                 }
-                float mNew = Math.max(m[gi], blockMax);
-                float alpha = m[gi] == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(m[gi] - mNew);
-                for (int j = 0; j < LANES; j++) p[j] = j < n ? s[j] - mNew : Float.NEGATIVE_INFINITY;
-                VectorMath.expInPlace(p, 0, LANES);
-                float blockSum = 0;
-                for (int j = 0; j < n; j++) blockSum += p[j];
-                l[gi] = l[gi] * alpha + blockSum;
-                m[gi] = mNew;
-                if (bf16) accumulateBf16(v, at, rowBytes, n, p, alpha, o[gi], dim);
-                else accumulate(v, at, rowBytes, n, p, alpha, o[gi], dim);
+                if (gi < group) accumulateBf16(v, at, rowBytes, n, p, alpha, o, gi, dim);
+            } else {
+                for (; gi + 4 <= group; gi += 4) accumulateX4(v, at, rowBytes, n, p, alpha, o, gi, dim);
+                for (; gi < group; gi++) accumulate(v, at, rowBytes, n, p, alpha, o, gi, dim);
             }
         }
-        if (bf16) for (float[] og : o) Bf16Rows.naturalOrder(og, dim);
+        if (bf16) Bf16Rows.naturalOrder(o, group * dim);
         for (int gi = 0; gi < group; gi++) {
             int at = gi * (dim + 2);
-            System.arraycopy(o[gi], 0, state, at, dim);
+            System.arraycopy(o, gi * dim, state, at, dim);
             state[at + dim] = m[gi];
             state[at + dim + 1] = l[gi];
         }
     }
 
+    private static final VectorShuffle<Float> DOWN8 = VectorShuffle.fromOp(F, i -> (i + 8) & 15);
+    private static final VectorShuffle<Float> DOWN4 = VectorShuffle.fromOp(F, i -> (i + 4) & 15);
+    private static final VectorShuffle<Float> DOWN2 = VectorShuffle.fromOp(F, i -> (i + 2) & 15);
+    private static final VectorShuffle<Float> DOWN1 = VectorShuffle.fromOp(F, i -> (i + 1) & 15);
+
+    /**
+     * The online-softmax update of head gi for one block of n scores {@code s} (unscaled): {@code p[gi * 16 + j]} gets
+     * exp(scale s_j - m_new) (0 for j >= n), {@code alpha[gi]} the factor exp(m_old - m_new) for what the head has
+     * accumulated so far, and m and l the new running max and sum. The block's max and sum are lane trees of fixed
+     * shape, and the exponential is {@link VectorMath#expInPlace}'s, written out so no vector leaves this method.
+     */
+    private static void blockSoftmax(float[] s, int n, float scale, float[] m, float[] l, float[] alpha, int gi, float[] p) {
+        FloatVector x = FloatVector.fromArray(F, s, 0).mul(scale);
+        if (n < LANES) x = x.blend(Float.NEGATIVE_INFINITY, VectorMask.fromLong(F, 0xFFFFL & (-1L << n)));
+        FloatVector mx = x.max(x.rearrange(DOWN8));
+        mx = mx.max(mx.rearrange(DOWN4));
+        mx = mx.max(mx.rearrange(DOWN2));
+        mx = mx.max(mx.rearrange(DOWN1));
+        float blockMax = mx.lane(0);
+        float mOld = m[gi], mNew = Math.max(mOld, blockMax);
+        x = x.sub(mNew);
+        FloatVector clamped = x.max(VectorMath.EXP_MIN).min(VectorMath.EXP_MAX);
+        FloatVector shifted = clamped.fma(VectorMath.LOG2E, VectorMath.ROUNDER);
+        FloatVector nn = shifted.sub(VectorMath.ROUNDER);
+        FloatVector r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_HI), clamped);
+        r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_LO), r);
+        FloatVector one = FloatVector.broadcast(F, 1f);
+        FloatVector e = r.fma(VectorMath.C7, VectorMath.C6).fma(r, FloatVector.broadcast(F, VectorMath.C5))
+                .fma(r, FloatVector.broadcast(F, VectorMath.C4)).fma(r, FloatVector.broadcast(F, VectorMath.C3))
+                .fma(r, FloatVector.broadcast(F, VectorMath.C2)).fma(r, one).fma(r, one);
+        IntVector ni = shifted.reinterpretAsInts().sub(VectorMath.ROUNDER_BITS);
+        IntVector half = ni.lanewise(VectorOperators.ASHR, 1);
+        FloatVector s1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        FloatVector s2 = ni.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        e = e.mul(s1).mul(s2)
+                .blend(0f, x.compare(VectorOperators.LT, VectorMath.EXP_MIN))
+                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, VectorMath.EXP_MAX));
+        e.intoArray(p, gi * LANES);
+        FloatVector sum = e.add(e.rearrange(DOWN8));
+        sum = sum.add(sum.rearrange(DOWN4));
+        sum = sum.add(sum.rearrange(DOWN2));
+        sum = sum.add(sum.rearrange(DOWN1));
+        float a = mOld == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(mOld - mNew);
+        alpha[gi] = a;
+        l[gi] = l[gi] * a + sum.lane(0);
+        m[gi] = mNew;
+    }
+
     /** {@code s[j] = k_j · q} for the n (at most 16) key rows starting at byte {@code row0}; missing rows repeat the last. */
-    private static void scores(MemorySegment k, long row0, long stride, int n, float[] q, int dim, float[] s) {
+    private static void scores(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s) {
         long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
                 r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
                 r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
@@ -156,7 +202,7 @@ final class DecodeAttention {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
                 a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
         for (int d = 0; d < dim; d += LANES) {
-            FloatVector x = FloatVector.fromArray(F, q, d);
+            FloatVector x = FloatVector.fromArray(F, q, qOff + d);
             long o = d * 4L;
             a0 = FloatVector.fromMemorySegment(F, k, r0 + o, NATIVE).fma(x, a0);
             a1 = FloatVector.fromMemorySegment(F, k, r1 + o, NATIVE).fma(x, a1);
@@ -199,7 +245,7 @@ final class DecodeAttention {
      * low halves (the even elements) and high halves (the odd ones) become floats by a shift and a mask, multiplied by
      * the query's matching elements ({@code q} in pair order, {@link Bf16Rows#pairOrder}).
      */
-    private static void scoresBf16(MemorySegment k, long row0, long stride, int n, float[] q, int dim, float[] s) {
+    private static void scoresBf16(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s) {
         long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
                 r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
                 r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
@@ -211,7 +257,7 @@ final class DecodeAttention {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
                 a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
         for (int d = 0; d < dim; d += 2 * LANES) {
-            FloatVector xe = FloatVector.fromArray(F, q, d), xo = FloatVector.fromArray(F, q, d + LANES);
+            FloatVector xe = FloatVector.fromArray(F, q, qOff + d), xo = FloatVector.fromArray(F, q, qOff + d + LANES);
             long o = d * 2L;
             IntVector w0 = IntVector.fromMemorySegment(I, k, r0 + o, NATIVE);
             a0 = w0.and(0xFFFF0000).reinterpretAsFloats().fma(xo, a0);
@@ -282,31 +328,124 @@ final class DecodeAttention {
         r.rearrange(BITREV).intoArray(s, 0);
     }
 
-    /** {@code o = o * alpha + sum_j p[j] v_j} over the n value rows starting at byte {@code row0}. */
-    private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o, int dim) {
+    /** {@code o_h = o_h * alpha_h + sum_j p_h[j] v_j} for head h = gi, over the n value rows starting at byte {@code row0}. */
+    private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
+                                   int gi, int dim) {
+        float a = alpha[gi];
+        int pj = gi * LANES, oo = gi * dim;
         for (int d = 0; d < dim; d += LANES) {
-            FloatVector acc = FloatVector.fromArray(F, o, d).mul(alpha);
+            FloatVector acc = FloatVector.fromArray(F, o, oo + d).mul(a);
             long at = row0 + d * 4L;
             for (int j = 0; j < n; j++, at += stride)
-                acc = FloatVector.fromMemorySegment(F, v, at, NATIVE).fma(FloatVector.broadcast(F, p[j]), acc);
-            acc.intoArray(o, d);
+                acc = FloatVector.fromMemorySegment(F, v, at, NATIVE).fma(FloatVector.broadcast(F, p[pj + j]), acc);
+            acc.intoArray(o, oo + d);
+        }
+    }
+
+    /** {@link #accumulate} for heads gi..gi+3 at once: each value vector is loaded once for the four (same sums each). */
+    private static void accumulateX4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
+                                     int gi, int dim) {
+        int p0 = gi * LANES, p1 = p0 + LANES, p2 = p1 + LANES, p3 = p2 + LANES;
+        for (int d = 0; d < dim; d += LANES) {
+            int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
+            FloatVector c0 = FloatVector.fromArray(F, o, o0).mul(alpha[gi]), c1 = FloatVector.fromArray(F, o, o1).mul(alpha[gi + 1]);
+            FloatVector c2 = FloatVector.fromArray(F, o, o2).mul(alpha[gi + 2]), c3 = FloatVector.fromArray(F, o, o3).mul(alpha[gi + 3]);
+            long at = row0 + d * 4L;
+            for (int j = 0; j < n; j++, at += stride) {
+                FloatVector x = FloatVector.fromMemorySegment(F, v, at, NATIVE);
+                c0 = x.fma(FloatVector.broadcast(F, p[p0 + j]), c0);
+                c1 = x.fma(FloatVector.broadcast(F, p[p1 + j]), c1);
+                c2 = x.fma(FloatVector.broadcast(F, p[p2 + j]), c2);
+                c3 = x.fma(FloatVector.broadcast(F, p[p3 + j]), c3);
+            }
+            c0.intoArray(o, o0);
+            c1.intoArray(o, o1);
+            c2.intoArray(o, o2);
+            c3.intoArray(o, o3);
         }
     }
 
     /** {@link #accumulate} on bfloat16 values, widened as they are read; {@code o} in pair order. */
-    private static void accumulateBf16(MemorySegment v, long row0, long stride, int n, float[] p, float alpha, float[] o,
-                                       int dim) {
+    private static void accumulateBf16(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
+                                       int gi, int dim) {
+        float a = alpha[gi];
+        int pj = gi * LANES, oo = gi * dim;
         for (int d = 0; d < dim; d += 2 * LANES) {
-            FloatVector even = FloatVector.fromArray(F, o, d).mul(alpha), odd = FloatVector.fromArray(F, o, d + LANES).mul(alpha);
+            FloatVector even = FloatVector.fromArray(F, o, oo + d).mul(a), odd = FloatVector.fromArray(F, o, oo + d + LANES).mul(a);
             long at = row0 + d * 2L;
             for (int j = 0; j < n; j++, at += stride) {
                 IntVector w = IntVector.fromMemorySegment(I, v, at, NATIVE);
-                FloatVector pj = FloatVector.broadcast(F, p[j]);
-                even = w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(pj, even);
-                odd = w.and(0xFFFF0000).reinterpretAsFloats().fma(pj, odd);
+                FloatVector b = FloatVector.broadcast(F, p[pj + j]);
+                even = w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(b, even);
+                odd = w.and(0xFFFF0000).reinterpretAsFloats().fma(b, odd);
             }
-            even.intoArray(o, d);
-            odd.intoArray(o, d + LANES);
+            even.intoArray(o, oo + d);
+            odd.intoArray(o, oo + d + LANES);
+        }
+    }
+
+    /** {@link #accumulateBf16} for heads gi and gi+1: each value row widened once for both (same sums each). */
+    private static void accumulateBf16x2(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
+                                         int gi, int dim) {
+        int p0 = gi * LANES, p1 = p0 + LANES;
+        for (int d = 0; d < dim; d += 2 * LANES) {
+            int o0 = gi * dim + d, o1 = o0 + dim;
+            float a0 = alpha[gi], a1 = alpha[gi + 1];
+            FloatVector e0 = FloatVector.fromArray(F, o, o0).mul(a0), d0 = FloatVector.fromArray(F, o, o0 + LANES).mul(a0);
+            FloatVector e1 = FloatVector.fromArray(F, o, o1).mul(a1), d1 = FloatVector.fromArray(F, o, o1 + LANES).mul(a1);
+            long at = row0 + d * 2L;
+            for (int j = 0; j < n; j++, at += stride) {
+                IntVector w = IntVector.fromMemorySegment(I, v, at, NATIVE);
+                FloatVector even = w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                FloatVector odd = w.and(0xFFFF0000).reinterpretAsFloats();
+                FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
+                e0 = even.fma(b0, e0);
+                d0 = odd.fma(b0, d0);
+                e1 = even.fma(b1, e1);
+                d1 = odd.fma(b1, d1);
+            }
+            e0.intoArray(o, o0);
+            d0.intoArray(o, o0 + LANES);
+            e1.intoArray(o, o1);
+            d1.intoArray(o, o1 + LANES);
+        }
+    }
+
+    /** {@link #accumulateBf16} for heads gi..gi+3: each value row widened once for the four (same sums each). */
+    private static void accumulateBf16x4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
+                                         int gi, int dim) {
+        int p0 = gi * LANES, p1 = p0 + LANES, p2 = p1 + LANES, p3 = p2 + LANES;
+        for (int d = 0; d < dim; d += 2 * LANES) {
+            int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
+            float a0 = alpha[gi], a1 = alpha[gi + 1], a2 = alpha[gi + 2], a3 = alpha[gi + 3];
+            FloatVector e0 = FloatVector.fromArray(F, o, o0).mul(a0), d0 = FloatVector.fromArray(F, o, o0 + LANES).mul(a0);
+            FloatVector e1 = FloatVector.fromArray(F, o, o1).mul(a1), d1 = FloatVector.fromArray(F, o, o1 + LANES).mul(a1);
+            FloatVector e2 = FloatVector.fromArray(F, o, o2).mul(a2), d2 = FloatVector.fromArray(F, o, o2 + LANES).mul(a2);
+            FloatVector e3 = FloatVector.fromArray(F, o, o3).mul(a3), d3 = FloatVector.fromArray(F, o, o3 + LANES).mul(a3);
+            long at = row0 + d * 2L;
+            for (int j = 0; j < n; j++, at += stride) {
+                IntVector w = IntVector.fromMemorySegment(I, v, at, NATIVE);
+                FloatVector even = w.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                FloatVector odd = w.and(0xFFFF0000).reinterpretAsFloats();
+                FloatVector b0 = FloatVector.broadcast(F, p[p0 + j]), b1 = FloatVector.broadcast(F, p[p1 + j]);
+                FloatVector b2 = FloatVector.broadcast(F, p[p2 + j]), b3 = FloatVector.broadcast(F, p[p3 + j]);
+                e0 = even.fma(b0, e0);
+                d0 = odd.fma(b0, d0);
+                e1 = even.fma(b1, e1);
+                d1 = odd.fma(b1, d1);
+                e2 = even.fma(b2, e2);
+                d2 = odd.fma(b2, d2);
+                e3 = even.fma(b3, e3);
+                d3 = odd.fma(b3, d3);
+            }
+            e0.intoArray(o, o0);
+            d0.intoArray(o, o0 + LANES);
+            e1.intoArray(o, o1);
+            d1.intoArray(o, o1 + LANES);
+            e2.intoArray(o, o2);
+            d2.intoArray(o, o2 + LANES);
+            e3.intoArray(o, o3);
+            d3.intoArray(o, o3 + LANES);
         }
     }
 }
