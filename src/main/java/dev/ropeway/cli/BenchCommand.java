@@ -111,13 +111,13 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "kernels", aliases = "gemm", mixinStandardHelpOptions = true,
-            description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, and attention GFLOP/s.")
+            description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, attention GFLOP/s and decode-step attention times.")
     static final class Gemm implements Callable<Integer> {
         @Option(names = "--threads", description = "Threads (default: all cores).")
         Integer threads;
 
         @Option(names = "--only", paramLabel = "<case>",
-                description = "Run one part: gemm, elementwise, attention or attention-backward (default: all).")
+                description = "Run one part: gemm, elementwise, attention, attention-backward or decode-attention (default: all).")
         String only;
 
         @Override

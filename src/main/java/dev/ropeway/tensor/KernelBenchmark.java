@@ -38,7 +38,11 @@ public final class KernelBenchmark {
     public record CallOverhead(int size, double plainNanos, double criticalNanos) {}
 
     /** The parts of {@link #main}, each selectable with {@code --only}. */
-    public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward");
+    public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward", "decode-attention");
+
+    /** One decode-attention shape: a query per head over {@code keys} cached keys, per layer and as cache bytes read per second. */
+    public record DecodeAttentionResult(int heads, int kvHeads, int headDim, DType cache, int keys, double millisPerLayer,
+                                        double gigabytesPerSecond) {}
 
     private KernelBenchmark() {}
 
@@ -159,6 +163,44 @@ public final class KernelBenchmark {
         }
     }
 
+    /**
+     * Decode-step attention (one query per head, {@link DecodeAttention}) over {@code layers} separate caches of
+     * {@code keys} keys, as a model's decode step reads them: one layer after another, so a long cache comes from
+     * memory, not from the CPU's caches. Random keys and values, stored as {@code cache} (F32 or BF16).
+     */
+    public static DecodeAttentionResult decodeAttention(int threads, int heads, int kvHeads, int headDim, DType cache,
+                                                        int keys, int layers, double warmupSeconds, int samples) {
+        Random rnd = new Random(7);
+        long n = (long) keys * kvHeads * headDim;
+        try (CpuBackend cpu = new CpuBackend(threads, cache)) {
+            Tensor[] k = new Tensor[layers], v = new Tensor[layers];
+            try (CpuTensor q = cpu.upload(random(rnd, (long) heads * headDim)); CpuTensor out = cpu.allocate((long) heads * headDim)) {
+                for (int l = 0; l < layers; l++) {
+                    k[l] = cpu.allocateKv(n);
+                    v[l] = cpu.allocateKv(n);
+                    try (CpuTensor x = cpu.upload(random(rnd, n))) {
+                        cpu.copy(k[l], 0, x, 0, n);
+                    }
+                    try (CpuTensor x = cpu.upload(random(rnd, n))) {
+                        cpu.copy(v[l], 0, x, 0, n);
+                    }
+                }
+                AttentionShape shape = new AttentionShape(1, 1, keys, keys, keys - 1, heads, kvHeads, headDim,
+                        (float) (1 / Math.sqrt(headDim)));
+                double seconds = BenchTiming.medians(() -> {
+                    for (int l = 0; l < layers; l++) cpu.attention(out, q, k[l], v[l], null, shape);
+                }, null, warmupSeconds, samples)[0];
+                double bytes = 2.0 * layers * n * cache.bytes();
+                return new DecodeAttentionResult(heads, kvHeads, headDim, cache, keys, seconds * 1e3 / layers, bytes / seconds / 1e9);
+            } finally {
+                for (int l = 0; l < layers; l++) {
+                    if (k[l] != null) k[l].close();
+                    if (v[l] != null) v[l].close();
+                }
+            }
+        }
+    }
+
     /** A line describing the machine and the settings the figures depend on. */
     public static String machine(CpuBackend cpu) {
         return "cpus=" + Runtime.getRuntime().availableProcessors() + " threads=" + cpu.threads()
@@ -224,6 +266,17 @@ public final class KernelBenchmark {
                     System.out.printf("%-36s %6d %5d %5d %3d   %15.1f   %16.1f   %5.2f%n", "", r.batch(), r.seq(), r.heads(),
                             r.headDim(), r.forwardGflops(), r.backwardGflops(), r.backwardGflops() / r.forwardGflops());
                 }
+            }
+            if (only == null || only.equals("decode-attention")) {
+                System.out.println("decode-attention (8 layers' caches, one query per head)  heads kv dim cache    keys   ms/layer   GB/s");
+                int[][] shapes = {{6, 6}, {32, 8}, {14, 2}};
+                for (int[] hk : shapes)
+                    for (DType type : new DType[]{DType.F32, DType.BF16})
+                        for (int keys : quick ? new int[]{1024, 4096} : new int[]{1024, 4096, 16384}) {
+                            DecodeAttentionResult r = decodeAttention(threads, hk[0], hk[1], 64, type, keys, 8, warmup, quick ? 5 : 15);
+                            System.out.printf("%-55s %5d %2d %3d %-5s %7d   %8.3f   %4.1f%n", "", r.heads(), r.kvHeads(), r.headDim(),
+                                    r.cache().name().toLowerCase(java.util.Locale.ROOT), r.keys(), r.millisPerLayer(), r.gigabytesPerSecond());
+                        }
             }
         }
     }
