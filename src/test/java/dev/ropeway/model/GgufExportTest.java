@@ -519,10 +519,21 @@ class GgufExportTest {
         Map<String, Object> bpe = new LinkedHashMap<>(cast(original.get("model")));
         bpe.put("byte_fallback", true);
         sentencePiece.put("model", bpe);
+        // SentencePiece-style tokenizers GGUF's 'llama' tokenizer would segment differently: a Metaspace that splits
+        // (its default), a vocabulary without the byte tokens the fallback needs.
         sentencePiece.put("pre_tokenizer", Map.of("type", "Metaspace", "replacement", "\u2581", "prepend_scheme", "first"));
         Json.writeAtomic(json, sentencePiece);
         CheckpointException e = assertThrows(CheckpointException.class, () -> export(model, tmp.resolve("a.gguf"), GgufExport.Dtype.F16));
-        assertTrue(e.getMessage().contains("SentencePiece-style"), e.getMessage());
+        assertTrue(e.getMessage().contains("split: false"), e.getMessage());
+        sentencePiece.put("pre_tokenizer", Map.of("type", "Metaspace", "replacement", "\u2581", "prepend_scheme", "first", "split", false));
+        Json.writeAtomic(json, sentencePiece);
+        e = assertThrows(CheckpointException.class, () -> export(model, tmp.resolve("a.gguf"), GgufExport.Dtype.F16));
+        assertTrue(e.getMessage().contains("needs all 256 byte tokens"), e.getMessage());
+        sentencePiece.put("pre_tokenizer", null);
+        sentencePiece.put("normalizer", Map.of("type", "NFKC"));
+        Json.writeAtomic(json, sentencePiece);
+        e = assertThrows(CheckpointException.class, () -> export(model, tmp.resolve("a.gguf"), GgufExport.Dtype.F16));
+        assertTrue(e.getMessage().contains("does not apply") && e.getMessage().contains("NFKC"), e.getMessage());
 
         Map<String, Object> whitespace = new LinkedHashMap<>(original);
         whitespace.put("pre_tokenizer", Map.of("type", "Whitespace"));

@@ -4,6 +4,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.io.CheckpointException;
 import dev.ropeway.io.GgmlType;
 import dev.ropeway.io.GgufFile;
+import dev.ropeway.io.GgufVocabulary;
 import dev.ropeway.io.GgufValue;
 import dev.ropeway.io.GgufWriter;
 import dev.ropeway.io.Json;
@@ -200,6 +201,34 @@ class GgufImportTest {
             }
         }
         assertTrue(fallbacks > 8, "withheld characters took the byte fallback (" + fallbacks + " byte pieces)");
+
+        // Exported again, the tokenizer is GGUF's 'llama' one (scores from the merges' ranks, byte tokens typed as
+        // bytes, no merges), and imported from there it gives the same ids.
+        Path again = tmp.resolve("spm-again.gguf");
+        GgufExport.write(r.dir(), again, new GgufExport.Options(Transformer.loadConfig(r.dir()).rope(),
+                GgufTestModels.CONTEXT, GgufExport.Dtype.F16, "test"));
+        try (GgufFile g = GgufFile.open(again)) {
+            assertEquals("llama", g.value("tokenizer.ggml.model").asString());
+            assertTrue(g.value("tokenizer.ggml.add_space_prefix").asBool());
+            assertTrue(!g.metadata().containsKey("tokenizer.ggml.merges") && !g.metadata().containsKey("tokenizer.ggml.pre"));
+            List<String> tokens = g.value("tokenizer.ggml.tokens").asStrings();
+            List<?> types = g.value("tokenizer.ggml.token_type").asList();
+            assertEquals((long) GgufVocabulary.UNKNOWN, types.get(0), tokens.get(0));
+            assertEquals((long) GgufVocabulary.CONTROL, types.get(1), tokens.get(1));
+            for (int b = 0; b < 256; b++) {
+                assertEquals(String.format("<0x%02X>", b), tokens.get(3 + b));
+                assertEquals((long) GgufVocabulary.BYTE, types.get(3 + b), tokens.get(3 + b));
+            }
+            // The learnt pieces keep SentencePiece's order: each scores below the one learnt before it.
+            float[] exported = new float[tokens.size()];
+            List<?> scores = g.value("tokenizer.ggml.scores").asList();
+            for (int id = 0; id < exported.length; id++) exported[id] = ((Number) scores.get(id)).floatValue();
+            for (int id = 260; id < 259 + 120; id++) assertTrue(exported[id] < exported[id - 1], "piece " + id + " " + tokens.get(id));
+        }
+        GgufImport.Result back = importFile(again, "spm-again");
+        try (Tokenizer a = Tokenizers.open(r.dir()); Tokenizer b = Tokenizers.open(back.dir())) {
+            for (String text : texts) assertArrayEquals(a.encode(text, true), b.encode(text, true), text);
+        }
     }
 
     /** llama.cpp's phi3 layout (fused projections, LongRoPE factor tensors) comes back as Phi-3 with the same logits. */

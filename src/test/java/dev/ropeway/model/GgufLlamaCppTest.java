@@ -302,6 +302,22 @@ class GgufLlamaCppTest {
             assertArrayEquals(theirs, ours);
         }
         assertArrayEquals(theirs, Arrays.copyOfRange(spm.encode(text, true), 1, theirs.length + 1), "SentencePiece's own segmentation");
+
+        // And back: the imported checkpoint exported as GGUF (a 'llama' tokenizer with scores from the merges' ranks)
+        // tokenizes in llama.cpp as Ropeway does, for both forms transformers writes such a tokenizer.json in.
+        Path prepend = tmp.resolve("spm-exported.gguf");
+        GgufExport.write(r.dir(), prepend, new GgufExport.Options(Transformer.loadConfig(r.dir()).rope(), CONTEXT,
+                GgufExport.Dtype.F16, "test"));
+        assertArrayEquals(theirs, ints(peer("tokenize", "--model", prepend.toString(), "--text-file", file.toString()).get("ids")));
+        Path metaspace = GgufTestModels.metaspaceCopy(r.dir(), tmp.resolve("spm-metaspace"));
+        Path exported = tmp.resolve("spm-metaspace.gguf");
+        GgufExport.write(metaspace, exported, new GgufExport.Options(Transformer.loadConfig(metaspace).rope(), CONTEXT,
+                GgufExport.Dtype.F16, "test"));
+        try (Tokenizer tok = Tokenizers.open(metaspace)) {
+            assertArrayEquals(tok.encode(text, false),
+                    ints(peer("tokenize", "--model", exported.toString(), "--text-file", file.toString()).get("ids")));
+            assertArrayEquals(theirs, tok.encode(text, false));
+        }
     }
 
     // ---- helpers ----

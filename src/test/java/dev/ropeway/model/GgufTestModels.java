@@ -257,6 +257,29 @@ final class GgufTestModels {
     }
 
     /**
+     * A copy of checkpoint folder {@code from} whose SentencePiece-style tokenizer.json says '\u2581' and the prefix
+     * space with a Metaspace pre-tokenizer (prepend_scheme first, no split), as transformers writes Mistral's, instead of
+     * a Prepend / Replace normalizer; the same ids either way.
+     */
+    static Path metaspaceCopy(Path from, Path to) throws IOException {
+        Files.createDirectories(to);
+        try (var files = Files.list(from)) {
+            for (Path f : files.toList()) if (Files.isRegularFile(f)) Files.copy(f, to.resolve(f.getFileName()));
+        }
+        Map<String, Object> tokenizer = Json.readObject(to.resolve("tokenizer.json"));
+        tokenizer.put("normalizer", null);
+        Map<String, Object> metaspace = new java.util.LinkedHashMap<>();
+        metaspace.put("type", "Metaspace");
+        metaspace.put("replacement", "\u2581");
+        metaspace.put("prepend_scheme", "first");
+        metaspace.put("split", false);
+        tokenizer.put("pre_tokenizer", metaspace);
+        Files.delete(to.resolve("tokenizer.json"));
+        Json.writeAtomic(to.resolve("tokenizer.json"), tokenizer);
+        return to;
+    }
+
+    /**
      * A SentencePiece BPE vocabulary learnt from {@code text} as SentencePiece lays one out: {@code <unk>},
      * {@code <s>}, {@code </s>}, the 256 byte pieces, the merged pieces best first (score minus their rank), the
      * single characters, then unused pieces up to {@code size}. Characters of {@code withheld} are left out, so they
