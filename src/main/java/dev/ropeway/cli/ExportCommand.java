@@ -41,7 +41,7 @@ import java.util.concurrent.Callable;
                 "An e2 model becomes linear (position interpolation) with --factor g, for inputs up to g x L0. "
                         + "A CLEX model has no equivalent in either format and is refused; for gguf, dynamic NTK is "
                         + "refused too (name a fixed method with --rope), LongRoPE keeps the factor set its "
-                        + "--context-length uses, and the checkpoint needs a byte-level BPE tokenizer.json."})
+                        + "--context-length uses, and the checkpoint needs a BPE tokenizer.json: byte-level (GPT-2 style) or SentencePiece-style (Llama 2, Mistral)."})
 final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "<dir>")
     Path model;
