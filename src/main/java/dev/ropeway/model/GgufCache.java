@@ -92,7 +92,13 @@ public final class GgufCache {
                     + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong()) + ".tmp");
             boolean moved = false;
             try {
-                GgufImport.write(g, temp, new GgufImport.Options(type, true));
+                try {
+                    GgufImport.write(g, temp, new GgufImport.Options(type, true));
+                } catch (RopewayException e) {
+                    String hint = e.getMessage() != null && e.getMessage().contains("--no-tokenizer")
+                            ? " (that is: ropeway import --gguf " + gguf + " --out <dir> --no-tokenizer, then --model <dir>)" : "";
+                    throw new RopewayException("cannot read " + gguf + " as a model: " + e.getMessage() + hint, e);
+                }
                 Map<String, Object> source = new LinkedHashMap<>();
                 source.put("format", FORMAT);
                 source.put("parts", parts.stream().map(GgufCache::describe).toList());

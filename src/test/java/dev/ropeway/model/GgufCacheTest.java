@@ -155,7 +155,8 @@ class GgufCacheTest {
         GgufTestModels.rewrite(good, bad, Map.of("tokenizer.ggml.pre", GgufValue.string("no-such-pre-tokenizer")), Set.of());
         Path root = tmp.resolve("cache-bad");
         RopewayException e = assertThrows(RopewayException.class, () -> GgufCache.folder(bad, root, m -> {}));
-        assertTrue(e.getMessage().contains("no-such-pre-tokenizer"), e.getMessage());
+        assertTrue(e.getMessage().contains("no-such-pre-tokenizer") && e.getMessage().startsWith("cannot read " + bad)
+                && e.getMessage().contains("--no-tokenizer, then --model <dir>"), e.getMessage());
         assertEquals(List.of(), folders(root));
     }
 
