@@ -10,7 +10,7 @@ import java.io.PrintWriter;
 @Command(name = "ropeway", mixinStandardHelpOptions = true, versionProvider = Version.class,
         description = "Extend the context window of RoPE language models (Llama, Mistral, Qwen2).",
         subcommands = {InfoCommand.class, ScoreCommand.class, InitCommand.class, CorpusCommand.class,
-                TokenizerCommand.class, PretrainCommand.class, ExtendCommand.class, EvalCommand.class, CompareCommand.class, ExportCommand.class, ImportCommand.class, DevicesCommand.class, GenerateCommand.class, ServeCommand.class, BenchCommand.class, DemoCommand.class, DistCommand.class,
+                TokenizerCommand.class, PretrainCommand.class, ExtendCommand.class, EvalCommand.class, CompareCommand.class, ExportCommand.class, ImportCommand.class, CacheCommand.class, DevicesCommand.class, GenerateCommand.class, ServeCommand.class, BenchCommand.class, DemoCommand.class, DistCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

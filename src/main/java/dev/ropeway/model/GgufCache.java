@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
@@ -65,7 +66,12 @@ public final class GgufCache {
 
     /** The folder under {@code $ROPEWAY_CACHE/gguf} holding the import of {@code gguf}, importing it first if needed. */
     public static Path folder(Path gguf, Consumer<String> log) {
-        return folder(gguf, UserCache.root().resolve("gguf"), log);
+        return folder(gguf, root(), log);
+    }
+
+    /** The default cache's folder of imports: {@code gguf} under {@link UserCache#root()}. */
+    public static Path root() {
+        return UserCache.root().resolve("gguf");
     }
 
     /** As above, with the cache's folder given. {@code log} hears what is done (an import takes seconds to minutes). */
@@ -121,6 +127,87 @@ public final class GgufCache {
             return target;
         } catch (IOException e) {
             throw new RopewayException("cannot import " + gguf + " into " + root + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * One import in the cache: its folder, the GGUF files it came from, the bytes it takes, and whether those files
+     * are still there as they were when imported (a stale import is never read again: a changed file gets a new key).
+     */
+    public record Entry(Path dir, List<Path> sources, long bytes, boolean current) {}
+
+    /** The imports under {@code root} (a cache's {@code gguf} folder), by folder name; unreadable folders are skipped. */
+    public static List<Entry> entries(Path root) {
+        List<Entry> out = new ArrayList<>();
+        if (!Files.isDirectory(root)) return out;
+        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(root)) {
+            for (Path d : dirs) {
+                Path source = d.resolve(SOURCE_FILE);
+                if (d.getFileName().toString().startsWith(".") || !Files.isRegularFile(source)) continue;
+                try {
+                    List<Path> sources = new ArrayList<>();
+                    boolean current = Files.isRegularFile(d.resolve("config.json"));
+                    if (!(Json.readObject(source).get("parts") instanceof List<?> parts)) continue;
+                    for (Object part : parts) {
+                        if (!(part instanceof Map<?, ?> m) || !(m.get("path") instanceof String path)) continue;
+                        Path file = Path.of(path);
+                        sources.add(file);
+                        current &= Files.isRegularFile(file) && m.get("size") instanceof Number size
+                                && m.get("modified") instanceof Number modified && Files.size(file) == size.longValue()
+                                && Files.getLastModifiedTime(file).toMillis() == modified.longValue();
+                    }
+                    out.add(new Entry(d, List.copyOf(sources), folderBytes(d), current && !sources.isEmpty()));
+                } catch (IOException | RuntimeException e) {
+                    // A folder being removed, or written by someone else: not an import this can describe.
+                }
+            }
+        } catch (IOException e) {
+            throw new RopewayException("cannot list " + root + ": " + e.getMessage(), e);
+        }
+        out.sort(java.util.Comparator.comparing(e -> e.dir().getFileName().toString()));
+        return out;
+    }
+
+    /**
+     * Removes the imports whose GGUF files are gone or changed (every import with {@code all}) and the hidden folders
+     * interrupted imports left behind; returns the folders removed.
+     */
+    public static List<Path> clean(Path root, boolean all) {
+        List<Path> removed = new ArrayList<>();
+        for (Entry e : entries(root)) {
+            if (!all && e.current()) continue;
+            delete(e.dir());
+            removed.add(e.dir());
+        }
+        if (Files.isDirectory(root)) {
+            try (DirectoryStream<Path> dirs = Files.newDirectoryStream(root, ".*.tmp")) {
+                for (Path d : dirs) {
+                    // Only the leftovers of imports that died: one running now renames its folder within minutes.
+                    if (Files.getLastModifiedTime(d).toMillis() < System.currentTimeMillis() - 24 * 3600_000L) {
+                        delete(d);
+                        removed.add(d);
+                    }
+                }
+            } catch (IOException e) {
+                throw new RopewayException("cannot list " + root + ": " + e.getMessage(), e);
+            }
+        }
+        return removed;
+    }
+
+    private static void delete(Path dir) {
+        try {
+            FileTrees.delete(dir);
+        } catch (IOException e) {
+            throw new RopewayException("cannot remove " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static long folderBytes(Path dir) throws IOException {
+        try (java.util.stream.Stream<Path> files = Files.list(dir)) {
+            long total = 0;
+            for (Path f : files.toList()) if (Files.isRegularFile(f)) total += Files.size(f);
+            return total;
         }
     }
 

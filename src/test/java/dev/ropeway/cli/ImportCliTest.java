@@ -66,6 +66,24 @@ class ImportCliTest {
             List<Path> after = folders(cache.resolve("gguf"));
             assertEquals(1, after.size(), after.toString());
             assertTrue(!after.equals(imports), after.toString());
+            // ropeway cache: a second file's import goes stale when the file is deleted; --clean removes only that one,
+            // --clear the rest.
+            Path other = tmp.resolve("other.gguf");
+            Files.copy(gguf, other);
+            assertEquals(a, loss(CliRunner.run("score", "--model", other.toString(), "--ids", idsFile.toString(), "--json")), 1e-12);
+            Files.delete(other);
+            CliRunner.Result list = CliRunner.run("cache", "--json");
+            assertEquals(0, list.exitCode(), list.err());
+            List<?> entries = (List<?>) Json.mapper().readValue(list.out(), Map.class).get("gguf_imports");
+            assertEquals(2, entries.size(), list.out());
+            long stale = entries.stream().filter(e -> Boolean.FALSE.equals(((Map<?, ?>) e).get("current"))).count();
+            assertEquals(1, stale, list.out());
+            assertTrue(CliRunner.run("cache").out().contains("[stale"), "the listing marks it");
+            CliRunner.Result clean = CliRunner.run("cache", "--clean");
+            assertTrue(clean.out().contains("1 folder removed"), clean.out());
+            assertEquals(after, folders(cache.resolve("gguf")), "the current import stays");
+            assertTrue(CliRunner.run("cache", "--clear").out().contains("1 folder removed"));
+            assertEquals(List.of(), folders(cache.resolve("gguf")));
             // serve's default model id: the file's name without .gguf, a folder's name as it is.
             assertEquals("m", ModelFolders.name(gguf));
             assertEquals("back", ModelFolders.name(back));
