@@ -281,24 +281,14 @@ public final class GgufCache {
 
     /** Removes the imports of earlier versions of the same file (same first part, other size or time). */
     private static void removeOlderImports(Path root, Path keep, String firstPart, Consumer<String> log) {
-        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(root)) {
-            for (Path d : dirs) {
-                if (d.equals(keep) || d.getFileName().toString().startsWith(".")) continue;
-                Path source = d.resolve(SOURCE_FILE);
-                if (!Files.isRegularFile(source)) continue;
-                try {
-                    Object parts = Json.readObject(source).get("parts");
-                    if (parts instanceof List<?> l && !l.isEmpty() && l.getFirst() instanceof Map<?, ?> m
-                            && firstPart.equals(m.get("path"))) {
-                        FileTrees.delete(d);
-                        log.accept("removed " + d + ", the import of an earlier version of the file");
-                    }
-                } catch (RuntimeException | IOException e) {
-                    // An unreadable or vanished folder is left for the user; it costs only disk space.
-                }
+        try {
+            for (Entry e : entries(root)) {
+                if (e.dir().equals(keep) || e.sources().isEmpty() || !e.sources().getFirst().toString().equals(firstPart)) continue;
+                delete(e.dir());
+                log.accept("removed " + e.dir() + ", the import of an earlier version of the file");
             }
-        } catch (IOException e) {
-            // Not being able to tidy up is no reason to fail a run.
+        } catch (RopewayException e) {
+            // Not being able to tidy up is no reason to fail a run; `ropeway cache --clean` can do it later.
         }
     }
 }
