@@ -64,14 +64,14 @@ public final class GgufCache {
         }
     }
 
-    /** The folder under {@code $ROPEWAY_CACHE/gguf} holding the import of {@code gguf}, importing it first if needed. */
-    public static Path folder(Path gguf, Consumer<String> log) {
-        return folder(gguf, root(), log);
-    }
-
     /** The default cache's folder of imports: {@code gguf} under {@link UserCache#root()}. */
     public static Path root() {
         return UserCache.root().resolve("gguf");
+    }
+
+    /** The folder under {@code $ROPEWAY_CACHE/gguf} holding the import of {@code gguf}, importing it first if needed. */
+    public static Path folder(Path gguf, Consumer<String> log) {
+        return folder(gguf, root(), log);
     }
 
     /** As above, with the cache's folder given. {@code log} hears what is done (an import takes seconds to minutes). */
