@@ -9,6 +9,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
+import static dev.ropeway.io.GgufVocabulary.CONTROL;
+import static dev.ropeway.io.GgufVocabulary.SPACE;
+import static dev.ropeway.io.GgufVocabulary.UNKNOWN;
+import static dev.ropeway.io.GgufVocabulary.USER_DEFINED;
+
 /**
  * A GGUF file's {@code tokenizer.ggml.*} metadata as a Hugging Face tokenizer folder: {@code tokenizer.json},
  * {@code tokenizer_config.json} (special tokens, BOS/EOS flags, the chat template) and the end ids for
@@ -27,9 +32,6 @@ import java.util.Set;
  */
 public final class GgufTokenizerFiles {
     private GgufTokenizerFiles() {}
-
-    static final int UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4;
-    private static final String SPACE = "\u2581";
 
     /** What was written. */
     public record Written(String model, String pre, int tokens, int merges, int addedTokens, boolean chatTemplate,

@@ -37,7 +37,8 @@ public record GgufVocabulary(String model, String pre, List<String> tokens, int[
     /** GGUF's two BPE tokenizer models. */
     public static final String GPT2 = "gpt2", LLAMA = "llama";
 
-    private static final String SPACE = "\u2581";
+    /** SentencePiece's stand-in for a space. */
+    static final String SPACE = "\u2581";
 
     /**
      * GPT-2's pre-tokenizer regex (what a ByteLevel pre-tokenizer with use_regex runs, and what Ropeway's tokenizer
@@ -127,25 +128,21 @@ public record GgufVocabulary(String model, String pre, List<String> tokens, int[
             // Ranks as scores: the token the earliest merge forms scores highest.
             Map<String, Integer> firstRank = new java.util.HashMap<>();
             for (int r = 0; r < merges.size(); r++) firstRank.putIfAbsent(merges.get(r).replace(" ", ""), r);
-            scores = new float[size];
-            for (int id = 0; id < size; id++) {
-                String token = tokens.get(id);
-                if (types[id] != NORMAL) continue;
-                if (token.length() == 6 && token.startsWith("<0x") && token.endsWith(">")
-                        && token.substring(3, 5).matches("[0-9A-F]{2}")) {
-                    types[id] = BYTE;
-                    continue;
-                }
-                Integer rank = firstRank.get(token);
-                if (rank != null) scores[id] = -1f - rank;
-                else if (token.codePointCount(0, token.length()) > 1) scores[id] = -1f - merges.size() - id;
-            }
             for (int b = 0; b < 256; b++) {
                 String name = String.format("<0x%02X>", b);
                 OptionalInt id = vocabulary.idOf(name);
                 if (id.isEmpty())
                     throw new CheckpointException(json + " falls back to bytes but has no token " + name + "; GGUF's 'llama' "
                             + "tokenizer needs all 256 byte tokens");
+                if (types[id.getAsInt()] == NORMAL) types[id.getAsInt()] = BYTE;
+            }
+            scores = new float[size];
+            for (int id = 0; id < size; id++) {
+                String token = tokens.get(id);
+                if (types[id] != NORMAL) continue;
+                Integer rank = firstRank.get(token);
+                if (rank != null) scores[id] = -1f - rank;
+                else if (token.codePointCount(0, token.length()) > 1) scores[id] = -1f - merges.size() - id;
             }
         }
 
@@ -155,8 +152,8 @@ public record GgufVocabulary(String model, String pre, List<String> tokens, int[
         OptionalInt unk = byText(config, "unk_token", vocabulary);
         if (unk.isEmpty() && model.path("unk_token").isTextual()) unk = vocabulary.idOf(model.path("unk_token").textValue());
         OptionalInt pad = byText(config, "pad_token", vocabulary);
-        if (sentencePiece && unk.isPresent() && types[unk.getAsInt()] == CONTROL) types[unk.getAsInt()] = UNKNOWN;
-        if (sentencePiece && unk.isPresent() && types[unk.getAsInt()] == NORMAL) types[unk.getAsInt()] = UNKNOWN;
+        if (sentencePiece && unk.isPresent() && (types[unk.getAsInt()] == CONTROL || types[unk.getAsInt()] == NORMAL))
+            types[unk.getAsInt()] = UNKNOWN;
         boolean addBos = config != null && config.path("add_bos_token").isBoolean()
                 ? config.path("add_bos_token").booleanValue()
                 : templateAdds(root.path("post_processor"), special.bos(), byId, true);
