@@ -14,9 +14,11 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * Attention for one new token per sequence (a generation step) reading the KV cache in place (a bfloat16 cache
- * widened in registers as it is read), with the keys in the vector lanes: each block of 16 keys gets 16 dot products
- * (head dimension / 16 FMAs each, one accumulator per key), folded into one vector of 16 scores by four halving steps
- * of blend-and-add; then an online-softmax update and the weighted sum of the 16 value rows. The query-tile kernels
+ * widened in registers as it is read), with the keys in the vector lanes: each 16 keys get 16 dot products (head
+ * dimension / 16 FMAs each, one accumulator per key and query head), folded into one vector of 16 scores by four
+ * halving steps of blend-and-add (the partner lanes picked from both vectors by one two-vector selection); query heads
+ * of a group are scored in pairs, 8 keys for each head per fold, so each key row is loaded and widened once for two.
+ * Every 64 keys, an online-softmax update per head and the weighted sum of the 64 value rows. The query-tile kernels
  * would instead put the few query heads of a key/value head in the lanes, leaving most of them idle at decode time.
  *
  * <p>Keys of a sequence are cut into chunks so every thread has work at batch 1; partial states (max, sum, output)
@@ -26,11 +28,19 @@ final class DecodeAttention {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_512;
     private static final VectorSpecies<Integer> I = IntVector.SPECIES_512;
     private static final int LANES = 16;
+    /** Keys per online-softmax update: four vectors of scores per head. */
+    private static final int BLOCK = 4 * LANES;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
-    private static final VectorShuffle<Float> SWAP8 = VectorShuffle.fromOp(F, i -> i ^ 8);
-    private static final VectorShuffle<Float> SWAP4 = VectorShuffle.fromOp(F, i -> i ^ 4);
-    private static final VectorShuffle<Float> SWAP2 = VectorShuffle.fromOp(F, i -> i ^ 2);
-    private static final VectorShuffle<Float> SWAP1 = VectorShuffle.fromOp(F, i -> i ^ 1);
+    /**
+     * Two-vector selections for the fold of scores: lane i of {@code PAIRw.selectFrom(a, b)} is a[i ^ w] where bit w
+     * of i is clear and b[i ^ w] where it is set, the partner of the lane that {@code a.blend(b, HIw)} keeps.
+     */
+    private static final FloatVector PAIR8 = pairs(8), PAIR4 = pairs(4), PAIR2 = pairs(2), PAIR1 = pairs(1);
+    /**
+     * Where {@link #splitPair} finds key j of each head: after the fold, accumulator i of a half is in lane
+     * bitreverse4(i); the first head's keys are accumulators 0..7 of each half, the second head's 8..15.
+     */
+    private static final FloatVector FIRST_OF_PAIR = splitIndex(0), SECOND_OF_PAIR = splitIndex(LANES / 2);
     /** After the folds, lane i holds the score of key bitreverse4(i); this shuffle puts key j in lane j. */
     private static final VectorShuffle<Float> BITREV = VectorShuffle.fromOp(F, i -> Integer.reverse(i) >>> 28);
     private static final VectorMask<Float> HI8 = VectorMask.fromLong(F, 0xFF00L);
@@ -41,6 +51,21 @@ final class DecodeAttention {
     private static final int MIN_CHUNK_KEYS = 512;
 
     private DecodeAttention() {}
+
+    private static FloatVector splitIndex(int accumulator0) {
+        float[] index = new float[LANES];
+        for (int j = 0; j < LANES; j++) {
+            int half = j / (LANES / 2), accumulator = accumulator0 + j % (LANES / 2);
+            index[j] = half * LANES + (Integer.reverse(accumulator) >>> 28);
+        }
+        return FloatVector.fromArray(F, index, 0);
+    }
+
+    private static FloatVector pairs(int w) {
+        float[] index = new float[LANES];
+        for (int i = 0; i < LANES; i++) index[i] = (i & w) == 0 ? i ^ w : LANES + (i ^ w);
+        return FloatVector.fromArray(F, index, 0);
+    }
 
     /**
      * True for one query per sequence, no log-sum-exp output, 16-lane vectors and a head size that is a multiple of 16
@@ -91,9 +116,9 @@ final class DecodeAttention {
 
     /**
      * Keys [from, to) of sequence b for the query heads of key/value head kvh; writes per head the unnormalised output,
-     * the running max and the running sum into {@code state} (dim + 2 floats per head). Each block of keys is read
-     * from memory once for all the query heads of the group (later heads' scores find the keys in L1), and each value
-     * row is loaded (and widened) once for up to four heads at a time; the softmax update runs on one vector per head.
+     * the running max and the running sum into {@code state} (dim + 2 floats per head). Each 16 keys are read from
+     * memory once for all the query heads of the group (scored two heads at a time, later pairs finding the keys in
+     * L1), and each value row is loaded (and widened) once for up to four heads at a time.
      */
     private static void attend(AttentionGeometry g, int b, int kvh, long from, long to, float[] state) {
         int group = g.group(), dim = g.headDim(), heads = g.heads();
@@ -103,7 +128,7 @@ final class DecodeAttention {
         long base = (long) b * g.kvRowsPerBatch() * rowBytes + (long) kvh * dim * g.kvBytes();
         float[] qh = new float[group * dim], o = new float[group * dim];
         float[] m = new float[group], l = new float[group], alpha = new float[group];
-        float[] p = new float[group * LANES], s = new float[LANES];
+        float[] p = new float[group * BLOCK], s = new float[group * BLOCK], raw = new float[2 * LANES];
         MemorySegment.copy(q, JAVA_FLOAT, ((long) b * heads + (long) kvh * group) * dim * Float.BYTES, qh, 0, group * dim);
         java.util.Arrays.fill(m, Float.NEGATIVE_INFINITY);
         // A bfloat16 cache is widened in registers as it is read, its elements in pair order (Bf16Rows.pairOrder: the
@@ -111,14 +136,29 @@ final class DecodeAttention {
         // same way, which leaves the dot products as they are, and the outputs are put back in order at the end.
         boolean bf16 = g.kvType() == DType.BF16;
         if (bf16) Bf16Rows.pairOrder(qh, group * dim);
-        for (long k0 = from; k0 < to; k0 += LANES) {
-            int n = (int) Math.min(LANES, to - k0);
+        for (long k0 = from; k0 < to; k0 += BLOCK) {
+            int n = (int) Math.min(BLOCK, to - k0);
             long at = base + k0 * rowBytes;
-            for (int gi = 0; gi < group; gi++) {
-                if (bf16) scoresBf16(k, at, rowBytes, n, qh, gi * dim, dim, s);
-                else scores(k, at, rowBytes, n, qh, gi * dim, dim, s);
-                blockSoftmax(s, n, scale, m, l, alpha, gi, p);
+            for (int sub = 0; sub < n; sub += LANES) {
+                long rows = at + sub * rowBytes;
+                int left = n - sub, gi = 0;
+                for (; gi + 2 <= group; gi += 2) {
+                    int qa = gi * dim, qb = qa + dim;
+                    if (bf16) {
+                        scoresBf16Pair(k, rows, rowBytes, 0, left, qh, qa, qb, dim, raw, 0);
+                        scoresBf16Pair(k, rows, rowBytes, LANES / 2, left, qh, qa, qb, dim, raw, LANES);
+                    } else {
+                        scoresPair(k, rows, rowBytes, 0, left, qh, qa, qb, dim, raw, 0);
+                        scoresPair(k, rows, rowBytes, LANES / 2, left, qh, qa, qb, dim, raw, LANES);
+                    }
+                    splitPair(raw, s, gi * BLOCK + sub, (gi + 1) * BLOCK + sub);
+                }
+                if (gi < group) {
+                    if (bf16) scoresBf16(k, rows, rowBytes, left, qh, gi * dim, dim, s, gi * BLOCK + sub);
+                    else scores(k, rows, rowBytes, left, qh, gi * dim, dim, s, gi * BLOCK + sub);
+                }
             }
+            for (int gi = 0; gi < group; gi++) blockSoftmax(s, n, scale, m, l, alpha, gi, p);
             int gi = 0;
             if (bf16) {
                 for (; gi + 4 <= group; gi += 4) accumulateBf16x4(v, at, rowBytes, n, p, alpha, o, gi, dim);
@@ -147,39 +187,50 @@ final class DecodeAttention {
     private static final VectorShuffle<Float> DOWN1 = VectorShuffle.fromOp(F, i -> (i + 1) & 15);
 
     /**
-     * The online-softmax update of head gi for one block of n scores {@code s} (unscaled): {@code p[gi * 16 + j]} gets
-     * exp(scale s_j - m_new) (0 for j >= n), {@code alpha[gi]} the factor exp(m_old - m_new) for what the head has
-     * accumulated so far, and m and l the new running max and sum. The block's max and sum are lane trees of fixed
-     * shape, and the exponential is {@link VectorMath#expInPlace}'s, written out so no vector leaves this method.
+     * The online-softmax update of head gi for one block of n (at most 64) scores {@code s[gi * 64 ..]} (unscaled):
+     * {@code p[gi * 64 + j]} gets exp(scale s_j - m_new) (0 for j >= n), {@code alpha[gi]} the factor exp(m_old - m_new)
+     * for what the head has accumulated so far, and m and l the new running max and sum. The block's max and sum are
+     * lanewise over its four vectors, then lane trees of fixed shape; the exponential is {@link VectorMath#expInPlace}'s,
+     * written out so no vector leaves this method. One update per 64 keys keeps its chain of dependent steps (max,
+     * exponential, sum) off the critical path of the dot products.
      */
     private static void blockSoftmax(float[] s, int n, float scale, float[] m, float[] l, float[] alpha, int gi, float[] p) {
-        FloatVector x = FloatVector.fromArray(F, s, 0).mul(scale);
-        if (n < LANES) x = x.blend(Float.NEGATIVE_INFINITY, VectorMask.fromLong(F, 0xFFFFL & (-1L << n)));
-        FloatVector mx = x.max(x.rearrange(DOWN8));
+        int at = gi * BLOCK;
+        FloatVector mx = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (int c = 0; c < BLOCK; c += LANES) {
+            FloatVector x = FloatVector.fromArray(F, s, at + c).mul(scale);
+            if (n < c + LANES) x = x.blend(Float.NEGATIVE_INFINITY, VectorMask.fromLong(F, 0xFFFFL & (-1L << Math.max(0, n - c))));
+            x.intoArray(s, at + c);
+            mx = mx.max(x);
+        }
+        mx = mx.max(mx.rearrange(DOWN8));
         mx = mx.max(mx.rearrange(DOWN4));
         mx = mx.max(mx.rearrange(DOWN2));
         mx = mx.max(mx.rearrange(DOWN1));
-        float blockMax = mx.lane(0);
-        float mOld = m[gi], mNew = Math.max(mOld, blockMax);
-        x = x.sub(mNew);
-        FloatVector clamped = x.max(VectorMath.EXP_MIN).min(VectorMath.EXP_MAX);
-        FloatVector shifted = clamped.fma(VectorMath.LOG2E, VectorMath.ROUNDER);
-        FloatVector nn = shifted.sub(VectorMath.ROUNDER);
-        FloatVector r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_HI), clamped);
-        r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_LO), r);
-        FloatVector one = FloatVector.broadcast(F, 1f);
-        FloatVector e = r.fma(VectorMath.C7, VectorMath.C6).fma(r, FloatVector.broadcast(F, VectorMath.C5))
-                .fma(r, FloatVector.broadcast(F, VectorMath.C4)).fma(r, FloatVector.broadcast(F, VectorMath.C3))
-                .fma(r, FloatVector.broadcast(F, VectorMath.C2)).fma(r, one).fma(r, one);
-        IntVector ni = shifted.reinterpretAsInts().sub(VectorMath.ROUNDER_BITS);
-        IntVector half = ni.lanewise(VectorOperators.ASHR, 1);
-        FloatVector s1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        FloatVector s2 = ni.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        e = e.mul(s1).mul(s2)
-                .blend(0f, x.compare(VectorOperators.LT, VectorMath.EXP_MIN))
-                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, VectorMath.EXP_MAX));
-        e.intoArray(p, gi * LANES);
-        FloatVector sum = e.add(e.rearrange(DOWN8));
+        float mOld = m[gi], mNew = Math.max(mOld, mx.lane(0));
+        FloatVector sum = FloatVector.zero(F);
+        for (int c = 0; c < BLOCK; c += LANES) {
+            FloatVector x = FloatVector.fromArray(F, s, at + c).sub(mNew);
+            FloatVector clamped = x.max(VectorMath.EXP_MIN).min(VectorMath.EXP_MAX);
+            FloatVector shifted = clamped.fma(VectorMath.LOG2E, VectorMath.ROUNDER);
+            FloatVector nn = shifted.sub(VectorMath.ROUNDER);
+            FloatVector r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_HI), clamped);
+            r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_LO), r);
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            FloatVector e = r.fma(VectorMath.C7, VectorMath.C6).fma(r, FloatVector.broadcast(F, VectorMath.C5))
+                    .fma(r, FloatVector.broadcast(F, VectorMath.C4)).fma(r, FloatVector.broadcast(F, VectorMath.C3))
+                    .fma(r, FloatVector.broadcast(F, VectorMath.C2)).fma(r, one).fma(r, one);
+            IntVector ni = shifted.reinterpretAsInts().sub(VectorMath.ROUNDER_BITS);
+            IntVector half = ni.lanewise(VectorOperators.ASHR, 1);
+            FloatVector s1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector s2 = ni.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            e = e.mul(s1).mul(s2)
+                    .blend(0f, x.compare(VectorOperators.LT, VectorMath.EXP_MIN))
+                    .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, VectorMath.EXP_MAX));
+            e.intoArray(p, at + c);
+            sum = sum.add(e);
+        }
+        sum = sum.add(sum.rearrange(DOWN8));
         sum = sum.add(sum.rearrange(DOWN4));
         sum = sum.add(sum.rearrange(DOWN2));
         sum = sum.add(sum.rearrange(DOWN1));
@@ -189,8 +240,12 @@ final class DecodeAttention {
         m[gi] = mNew;
     }
 
-    /** {@code s[j] = k_j · q} for the n (at most 16) key rows starting at byte {@code row0}; missing rows repeat the last. */
-    private static void scores(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s) {
+    /**
+     * {@code s[sOff + j] = k_j · q} for the n key rows (at most 16 are read) starting at byte {@code row0}; missing rows
+     * repeat the last.
+     */
+    private static void scores(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s,
+                               int sOff) {
         long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
                 r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
                 r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
@@ -222,22 +277,22 @@ final class DecodeAttention {
             a15 = FloatVector.fromMemorySegment(F, k, r15 + o, NATIVE).fma(x, a15);
         }
         // Fold 16 vectors into one: each step adds lane i and lane i ^ w of two vectors and keeps one half of each.
-        FloatVector z0 = a0.blend(a1, HI8).add(a0.rearrange(SWAP8).blend(a1.rearrange(SWAP8), HI8));
-        FloatVector z1 = a2.blend(a3, HI8).add(a2.rearrange(SWAP8).blend(a3.rearrange(SWAP8), HI8));
-        FloatVector z2 = a4.blend(a5, HI8).add(a4.rearrange(SWAP8).blend(a5.rearrange(SWAP8), HI8));
-        FloatVector z3 = a6.blend(a7, HI8).add(a6.rearrange(SWAP8).blend(a7.rearrange(SWAP8), HI8));
-        FloatVector z4 = a8.blend(a9, HI8).add(a8.rearrange(SWAP8).blend(a9.rearrange(SWAP8), HI8));
-        FloatVector z5 = a10.blend(a11, HI8).add(a10.rearrange(SWAP8).blend(a11.rearrange(SWAP8), HI8));
-        FloatVector z6 = a12.blend(a13, HI8).add(a12.rearrange(SWAP8).blend(a13.rearrange(SWAP8), HI8));
-        FloatVector z7 = a14.blend(a15, HI8).add(a14.rearrange(SWAP8).blend(a15.rearrange(SWAP8), HI8));
-        FloatVector y0 = z0.blend(z1, HI4).add(z0.rearrange(SWAP4).blend(z1.rearrange(SWAP4), HI4));
-        FloatVector y1 = z2.blend(z3, HI4).add(z2.rearrange(SWAP4).blend(z3.rearrange(SWAP4), HI4));
-        FloatVector y2 = z4.blend(z5, HI4).add(z4.rearrange(SWAP4).blend(z5.rearrange(SWAP4), HI4));
-        FloatVector y3 = z6.blend(z7, HI4).add(z6.rearrange(SWAP4).blend(z7.rearrange(SWAP4), HI4));
-        FloatVector x0 = y0.blend(y1, HI2).add(y0.rearrange(SWAP2).blend(y1.rearrange(SWAP2), HI2));
-        FloatVector x1 = y2.blend(y3, HI2).add(y2.rearrange(SWAP2).blend(y3.rearrange(SWAP2), HI2));
-        FloatVector r = x0.blend(x1, HI1).add(x0.rearrange(SWAP1).blend(x1.rearrange(SWAP1), HI1));
-        r.rearrange(BITREV).intoArray(s, 0);
+        FloatVector z0 = a0.blend(a1, HI8).add(PAIR8.selectFrom(a0, a1));
+        FloatVector z1 = a2.blend(a3, HI8).add(PAIR8.selectFrom(a2, a3));
+        FloatVector z2 = a4.blend(a5, HI8).add(PAIR8.selectFrom(a4, a5));
+        FloatVector z3 = a6.blend(a7, HI8).add(PAIR8.selectFrom(a6, a7));
+        FloatVector z4 = a8.blend(a9, HI8).add(PAIR8.selectFrom(a8, a9));
+        FloatVector z5 = a10.blend(a11, HI8).add(PAIR8.selectFrom(a10, a11));
+        FloatVector z6 = a12.blend(a13, HI8).add(PAIR8.selectFrom(a12, a13));
+        FloatVector z7 = a14.blend(a15, HI8).add(PAIR8.selectFrom(a14, a15));
+        FloatVector y0 = z0.blend(z1, HI4).add(PAIR4.selectFrom(z0, z1));
+        FloatVector y1 = z2.blend(z3, HI4).add(PAIR4.selectFrom(z2, z3));
+        FloatVector y2 = z4.blend(z5, HI4).add(PAIR4.selectFrom(z4, z5));
+        FloatVector y3 = z6.blend(z7, HI4).add(PAIR4.selectFrom(z6, z7));
+        FloatVector x0 = y0.blend(y1, HI2).add(PAIR2.selectFrom(y0, y1));
+        FloatVector x1 = y2.blend(y3, HI2).add(PAIR2.selectFrom(y2, y3));
+        FloatVector r = x0.blend(x1, HI1).add(PAIR1.selectFrom(x0, x1));
+        r.rearrange(BITREV).intoArray(s, sOff);
     }
 
     /**
@@ -245,7 +300,8 @@ final class DecodeAttention {
      * low halves (the even elements) and high halves (the odd ones) become floats by a shift and a mask, multiplied by
      * the query's matching elements ({@code q} in pair order, {@link Bf16Rows#pairOrder}).
      */
-    private static void scoresBf16(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s) {
+    private static void scoresBf16(MemorySegment k, long row0, long stride, int n, float[] q, int qOff, int dim, float[] s,
+                                   int sOff) {
         long r0 = row0, r1 = row0 + stride * Math.min(1, n - 1), r2 = row0 + stride * Math.min(2, n - 1),
                 r3 = row0 + stride * Math.min(3, n - 1), r4 = row0 + stride * Math.min(4, n - 1),
                 r5 = row0 + stride * Math.min(5, n - 1), r6 = row0 + stride * Math.min(6, n - 1),
@@ -310,29 +366,173 @@ final class DecodeAttention {
         }
         // The fold of scores, written out again: a method taking the 16 vectors would box them whenever the JIT
         // left it out of line.
-        FloatVector z0 = a0.blend(a1, HI8).add(a0.rearrange(SWAP8).blend(a1.rearrange(SWAP8), HI8));
-        FloatVector z1 = a2.blend(a3, HI8).add(a2.rearrange(SWAP8).blend(a3.rearrange(SWAP8), HI8));
-        FloatVector z2 = a4.blend(a5, HI8).add(a4.rearrange(SWAP8).blend(a5.rearrange(SWAP8), HI8));
-        FloatVector z3 = a6.blend(a7, HI8).add(a6.rearrange(SWAP8).blend(a7.rearrange(SWAP8), HI8));
-        FloatVector z4 = a8.blend(a9, HI8).add(a8.rearrange(SWAP8).blend(a9.rearrange(SWAP8), HI8));
-        FloatVector z5 = a10.blend(a11, HI8).add(a10.rearrange(SWAP8).blend(a11.rearrange(SWAP8), HI8));
-        FloatVector z6 = a12.blend(a13, HI8).add(a12.rearrange(SWAP8).blend(a13.rearrange(SWAP8), HI8));
-        FloatVector z7 = a14.blend(a15, HI8).add(a14.rearrange(SWAP8).blend(a15.rearrange(SWAP8), HI8));
-        FloatVector y0 = z0.blend(z1, HI4).add(z0.rearrange(SWAP4).blend(z1.rearrange(SWAP4), HI4));
-        FloatVector y1 = z2.blend(z3, HI4).add(z2.rearrange(SWAP4).blend(z3.rearrange(SWAP4), HI4));
-        FloatVector y2 = z4.blend(z5, HI4).add(z4.rearrange(SWAP4).blend(z5.rearrange(SWAP4), HI4));
-        FloatVector y3 = z6.blend(z7, HI4).add(z6.rearrange(SWAP4).blend(z7.rearrange(SWAP4), HI4));
-        FloatVector x0 = y0.blend(y1, HI2).add(y0.rearrange(SWAP2).blend(y1.rearrange(SWAP2), HI2));
-        FloatVector x1 = y2.blend(y3, HI2).add(y2.rearrange(SWAP2).blend(y3.rearrange(SWAP2), HI2));
-        FloatVector r = x0.blend(x1, HI1).add(x0.rearrange(SWAP1).blend(x1.rearrange(SWAP1), HI1));
-        r.rearrange(BITREV).intoArray(s, 0);
+        FloatVector z0 = a0.blend(a1, HI8).add(PAIR8.selectFrom(a0, a1));
+        FloatVector z1 = a2.blend(a3, HI8).add(PAIR8.selectFrom(a2, a3));
+        FloatVector z2 = a4.blend(a5, HI8).add(PAIR8.selectFrom(a4, a5));
+        FloatVector z3 = a6.blend(a7, HI8).add(PAIR8.selectFrom(a6, a7));
+        FloatVector z4 = a8.blend(a9, HI8).add(PAIR8.selectFrom(a8, a9));
+        FloatVector z5 = a10.blend(a11, HI8).add(PAIR8.selectFrom(a10, a11));
+        FloatVector z6 = a12.blend(a13, HI8).add(PAIR8.selectFrom(a12, a13));
+        FloatVector z7 = a14.blend(a15, HI8).add(PAIR8.selectFrom(a14, a15));
+        FloatVector y0 = z0.blend(z1, HI4).add(PAIR4.selectFrom(z0, z1));
+        FloatVector y1 = z2.blend(z3, HI4).add(PAIR4.selectFrom(z2, z3));
+        FloatVector y2 = z4.blend(z5, HI4).add(PAIR4.selectFrom(z4, z5));
+        FloatVector y3 = z6.blend(z7, HI4).add(PAIR4.selectFrom(z6, z7));
+        FloatVector x0 = y0.blend(y1, HI2).add(PAIR2.selectFrom(y0, y1));
+        FloatVector x1 = y2.blend(y3, HI2).add(PAIR2.selectFrom(y2, y3));
+        FloatVector r = x0.blend(x1, HI1).add(PAIR1.selectFrom(x0, x1));
+        r.rearrange(BITREV).intoArray(s, sOff);
+    }
+
+    /**
+     * Half a block of scores for two query heads of a group on bfloat16 keys: the dot products of keys first..first+7
+     * (rows past n repeat the last) with queries {@code qa} and {@code qb}, each key row loaded and widened once for
+     * both; per head the same sums in the same order as {@link #scoresBf16}. Stores the folded vector, lanes in
+     * bit-reversed order (keys of qa in accumulators 0..7, of qb in 8..15), at {@code raw[rawOff]}; {@link #splitPair}
+     * turns two halves into the two heads' blocks.
+     */
+    private static void scoresBf16Pair(MemorySegment k, long row0, long stride, int first, int n, float[] q, int qa,
+                                       int qb, int dim, float[] raw, int rawOff) {
+        long r0 = row0 + stride * Math.min(first, n - 1), r1 = row0 + stride * Math.min(first + 1, n - 1),
+                r2 = row0 + stride * Math.min(first + 2, n - 1), r3 = row0 + stride * Math.min(first + 3, n - 1),
+                r4 = row0 + stride * Math.min(first + 4, n - 1), r5 = row0 + stride * Math.min(first + 5, n - 1),
+                r6 = row0 + stride * Math.min(first + 6, n - 1), r7 = row0 + stride * Math.min(first + 7, n - 1);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+                a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        for (int d = 0; d < dim; d += 2 * LANES) {
+            FloatVector ea = FloatVector.fromArray(F, q, qa + d), oa = FloatVector.fromArray(F, q, qa + d + LANES);
+            FloatVector eb = FloatVector.fromArray(F, q, qb + d), ob = FloatVector.fromArray(F, q, qb + d + LANES);
+            long o = d * 2L;
+            IntVector w0 = IntVector.fromMemorySegment(I, k, r0 + o, NATIVE);
+            FloatVector h0 = w0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l0 = w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a0 = l0.fma(ea, h0.fma(oa, a0));
+            a8 = l0.fma(eb, h0.fma(ob, a8));
+            IntVector w1 = IntVector.fromMemorySegment(I, k, r1 + o, NATIVE);
+            FloatVector h1 = w1.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l1 = w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a1 = l1.fma(ea, h1.fma(oa, a1));
+            a9 = l1.fma(eb, h1.fma(ob, a9));
+            IntVector w2 = IntVector.fromMemorySegment(I, k, r2 + o, NATIVE);
+            FloatVector h2 = w2.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l2 = w2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a2 = l2.fma(ea, h2.fma(oa, a2));
+            a10 = l2.fma(eb, h2.fma(ob, a10));
+            IntVector w3 = IntVector.fromMemorySegment(I, k, r3 + o, NATIVE);
+            FloatVector h3 = w3.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l3 = w3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a3 = l3.fma(ea, h3.fma(oa, a3));
+            a11 = l3.fma(eb, h3.fma(ob, a11));
+            IntVector w4 = IntVector.fromMemorySegment(I, k, r4 + o, NATIVE);
+            FloatVector h4 = w4.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l4 = w4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a4 = l4.fma(ea, h4.fma(oa, a4));
+            a12 = l4.fma(eb, h4.fma(ob, a12));
+            IntVector w5 = IntVector.fromMemorySegment(I, k, r5 + o, NATIVE);
+            FloatVector h5 = w5.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l5 = w5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a5 = l5.fma(ea, h5.fma(oa, a5));
+            a13 = l5.fma(eb, h5.fma(ob, a13));
+            IntVector w6 = IntVector.fromMemorySegment(I, k, r6 + o, NATIVE);
+            FloatVector h6 = w6.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l6 = w6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a6 = l6.fma(ea, h6.fma(oa, a6));
+            a14 = l6.fma(eb, h6.fma(ob, a14));
+            IntVector w7 = IntVector.fromMemorySegment(I, k, r7 + o, NATIVE);
+            FloatVector h7 = w7.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l7 = w7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a7 = l7.fma(ea, h7.fma(oa, a7));
+            a15 = l7.fma(eb, h7.fma(ob, a15));
+        }
+        FloatVector z0 = a0.blend(a1, HI8).add(PAIR8.selectFrom(a0, a1));
+        FloatVector z1 = a2.blend(a3, HI8).add(PAIR8.selectFrom(a2, a3));
+        FloatVector z2 = a4.blend(a5, HI8).add(PAIR8.selectFrom(a4, a5));
+        FloatVector z3 = a6.blend(a7, HI8).add(PAIR8.selectFrom(a6, a7));
+        FloatVector z4 = a8.blend(a9, HI8).add(PAIR8.selectFrom(a8, a9));
+        FloatVector z5 = a10.blend(a11, HI8).add(PAIR8.selectFrom(a10, a11));
+        FloatVector z6 = a12.blend(a13, HI8).add(PAIR8.selectFrom(a12, a13));
+        FloatVector z7 = a14.blend(a15, HI8).add(PAIR8.selectFrom(a14, a15));
+        FloatVector y0 = z0.blend(z1, HI4).add(PAIR4.selectFrom(z0, z1));
+        FloatVector y1 = z2.blend(z3, HI4).add(PAIR4.selectFrom(z2, z3));
+        FloatVector y2 = z4.blend(z5, HI4).add(PAIR4.selectFrom(z4, z5));
+        FloatVector y3 = z6.blend(z7, HI4).add(PAIR4.selectFrom(z6, z7));
+        FloatVector x0 = y0.blend(y1, HI2).add(PAIR2.selectFrom(y0, y1));
+        FloatVector x1 = y2.blend(y3, HI2).add(PAIR2.selectFrom(y2, y3));
+        FloatVector r = x0.blend(x1, HI1).add(PAIR1.selectFrom(x0, x1));
+        r.intoArray(raw, rawOff);
+    }
+
+    /** {@link #scoresBf16Pair} on float32 keys: each key vector loaded once for both heads (sums as {@link #scores}). */
+    private static void scoresPair(MemorySegment k, long row0, long stride, int first, int n, float[] q, int qa, int qb,
+                                   int dim, float[] raw, int rawOff) {
+        long r0 = row0 + stride * Math.min(first, n - 1), r1 = row0 + stride * Math.min(first + 1, n - 1),
+                r2 = row0 + stride * Math.min(first + 2, n - 1), r3 = row0 + stride * Math.min(first + 3, n - 1),
+                r4 = row0 + stride * Math.min(first + 4, n - 1), r5 = row0 + stride * Math.min(first + 5, n - 1),
+                r6 = row0 + stride * Math.min(first + 6, n - 1), r7 = row0 + stride * Math.min(first + 7, n - 1);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+                a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        for (int d = 0; d < dim; d += LANES) {
+            FloatVector xa = FloatVector.fromArray(F, q, qa + d), xb = FloatVector.fromArray(F, q, qb + d);
+            long o = d * 4L;
+            FloatVector k0 = FloatVector.fromMemorySegment(F, k, r0 + o, NATIVE);
+            a0 = k0.fma(xa, a0);
+            a8 = k0.fma(xb, a8);
+            FloatVector k1 = FloatVector.fromMemorySegment(F, k, r1 + o, NATIVE);
+            a1 = k1.fma(xa, a1);
+            a9 = k1.fma(xb, a9);
+            FloatVector k2 = FloatVector.fromMemorySegment(F, k, r2 + o, NATIVE);
+            a2 = k2.fma(xa, a2);
+            a10 = k2.fma(xb, a10);
+            FloatVector k3 = FloatVector.fromMemorySegment(F, k, r3 + o, NATIVE);
+            a3 = k3.fma(xa, a3);
+            a11 = k3.fma(xb, a11);
+            FloatVector k4 = FloatVector.fromMemorySegment(F, k, r4 + o, NATIVE);
+            a4 = k4.fma(xa, a4);
+            a12 = k4.fma(xb, a12);
+            FloatVector k5 = FloatVector.fromMemorySegment(F, k, r5 + o, NATIVE);
+            a5 = k5.fma(xa, a5);
+            a13 = k5.fma(xb, a13);
+            FloatVector k6 = FloatVector.fromMemorySegment(F, k, r6 + o, NATIVE);
+            a6 = k6.fma(xa, a6);
+            a14 = k6.fma(xb, a14);
+            FloatVector k7 = FloatVector.fromMemorySegment(F, k, r7 + o, NATIVE);
+            a7 = k7.fma(xa, a7);
+            a15 = k7.fma(xb, a15);
+        }
+        FloatVector z0 = a0.blend(a1, HI8).add(PAIR8.selectFrom(a0, a1));
+        FloatVector z1 = a2.blend(a3, HI8).add(PAIR8.selectFrom(a2, a3));
+        FloatVector z2 = a4.blend(a5, HI8).add(PAIR8.selectFrom(a4, a5));
+        FloatVector z3 = a6.blend(a7, HI8).add(PAIR8.selectFrom(a6, a7));
+        FloatVector z4 = a8.blend(a9, HI8).add(PAIR8.selectFrom(a8, a9));
+        FloatVector z5 = a10.blend(a11, HI8).add(PAIR8.selectFrom(a10, a11));
+        FloatVector z6 = a12.blend(a13, HI8).add(PAIR8.selectFrom(a12, a13));
+        FloatVector z7 = a14.blend(a15, HI8).add(PAIR8.selectFrom(a14, a15));
+        FloatVector y0 = z0.blend(z1, HI4).add(PAIR4.selectFrom(z0, z1));
+        FloatVector y1 = z2.blend(z3, HI4).add(PAIR4.selectFrom(z2, z3));
+        FloatVector y2 = z4.blend(z5, HI4).add(PAIR4.selectFrom(z4, z5));
+        FloatVector y3 = z6.blend(z7, HI4).add(PAIR4.selectFrom(z6, z7));
+        FloatVector x0 = y0.blend(y1, HI2).add(PAIR2.selectFrom(y0, y1));
+        FloatVector x1 = y2.blend(y3, HI2).add(PAIR2.selectFrom(y2, y3));
+        FloatVector r = x0.blend(x1, HI1).add(PAIR1.selectFrom(x0, x1));
+        r.intoArray(raw, rawOff);
+    }
+
+    /**
+     * Two halves from {@link #scoresBf16Pair} or {@link #scoresPair} ({@code s[0..15]}: keys 0..7, {@code s[16..31]}:
+     * keys 8..15) become the blocks of the two heads, in key order: the first head's in {@code s[0..15]}, the second's
+     * in {@code s[16..31]}.
+     */
+    private static void splitPair(float[] raw, float[] s, int first, int second) {
+        FloatVector lo = FloatVector.fromArray(F, raw, 0), hi = FloatVector.fromArray(F, raw, LANES);
+        FIRST_OF_PAIR.selectFrom(lo, hi).intoArray(s, first);
+        SECOND_OF_PAIR.selectFrom(lo, hi).intoArray(s, second);
     }
 
     /** {@code o_h = o_h * alpha_h + sum_j p_h[j] v_j} for head h = gi, over the n value rows starting at byte {@code row0}. */
     private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                    int gi, int dim) {
         float a = alpha[gi];
-        int pj = gi * LANES, oo = gi * dim;
+        int pj = gi * BLOCK, oo = gi * dim;
         for (int d = 0; d < dim; d += LANES) {
             FloatVector acc = FloatVector.fromArray(F, o, oo + d).mul(a);
             long at = row0 + d * 4L;
@@ -345,7 +545,7 @@ final class DecodeAttention {
     /** {@link #accumulate} for heads gi..gi+3 at once: each value vector is loaded once for the four (same sums each). */
     private static void accumulateX4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                      int gi, int dim) {
-        int p0 = gi * LANES, p1 = p0 + LANES, p2 = p1 + LANES, p3 = p2 + LANES;
+        int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
         for (int d = 0; d < dim; d += LANES) {
             int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
             FloatVector c0 = FloatVector.fromArray(F, o, o0).mul(alpha[gi]), c1 = FloatVector.fromArray(F, o, o1).mul(alpha[gi + 1]);
@@ -369,7 +569,7 @@ final class DecodeAttention {
     private static void accumulateBf16(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                        int gi, int dim) {
         float a = alpha[gi];
-        int pj = gi * LANES, oo = gi * dim;
+        int pj = gi * BLOCK, oo = gi * dim;
         for (int d = 0; d < dim; d += 2 * LANES) {
             FloatVector even = FloatVector.fromArray(F, o, oo + d).mul(a), odd = FloatVector.fromArray(F, o, oo + d + LANES).mul(a);
             long at = row0 + d * 2L;
@@ -387,7 +587,7 @@ final class DecodeAttention {
     /** {@link #accumulateBf16} for heads gi and gi+1: each value row widened once for both (same sums each). */
     private static void accumulateBf16x2(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                          int gi, int dim) {
-        int p0 = gi * LANES, p1 = p0 + LANES;
+        int p0 = gi * BLOCK, p1 = p0 + BLOCK;
         for (int d = 0; d < dim; d += 2 * LANES) {
             int o0 = gi * dim + d, o1 = o0 + dim;
             float a0 = alpha[gi], a1 = alpha[gi + 1];
@@ -414,7 +614,7 @@ final class DecodeAttention {
     /** {@link #accumulateBf16} for heads gi..gi+3: each value row widened once for the four (same sums each). */
     private static void accumulateBf16x4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                          int gi, int dim) {
-        int p0 = gi * LANES, p1 = p0 + LANES, p2 = p1 + LANES, p3 = p2 + LANES;
+        int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
         for (int d = 0; d < dim; d += 2 * LANES) {
             int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
             float a0 = alpha[gi], a1 = alpha[gi + 1], a2 = alpha[gi + 2], a3 = alpha[gi + 3];

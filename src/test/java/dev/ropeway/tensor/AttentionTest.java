@@ -151,7 +151,9 @@ class AttentionTest {
                     new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f),
                     new AttentionShape(1, 1, 2001, 2001, 2000, 8, 1, 16, 4f),
                     new AttentionShape(2, 40, 130, 160, 90, 4, 2, 64, 0.125f),
-                    new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f)})
+                    new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f),
+                    new AttentionShape(2, 1, 1037, 1040, 1036, 6, 2, 64, 0.125f),
+                    new AttentionShape(1, 1, 2051, 2051, 2050, 14, 2, 64, 0.125f)})
                 for (boolean withLse : new boolean[]{false, true}) checkBf16Kv(bf16, s, withLse);
         }
     }
@@ -229,6 +231,9 @@ class AttentionTest {
         check(new AttentionShape(2, 1, 3000, 3100, 2999, 4, 2, 64, 0.125f, 700), false, 1);
         check(new AttentionShape(1, 1, 2001, 2001, 2000, 8, 1, 16, 4f), false, 1);
         check(new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f), false, 1);
+        // groups of 3 and 7: query heads scored in pairs, then one alone; a partial last block of keys
+        check(new AttentionShape(2, 1, 1037, 1040, 1036, 6, 2, 64, 0.125f), false, 1);
+        check(new AttentionShape(1, 1, 2051, 2051, 2050, 14, 2, 64, 0.125f), false, 1);
     }
 
     @Test
