@@ -31,6 +31,13 @@ final class BackendOptions {
                     + "forwards compute).")
     String kvCache;
 
+    @Option(names = "--cpu-weights", defaultValue = "auto", paramLabel = "<type>",
+            description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto (default: bf16 checkpoints stay bf16, f16 and "
+                    + "f32 ones become f32, exactly) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half "
+                    + "the memory of f32, and decode steps, which stream every matrix, up to twice as fast; each weight "
+                    + "moves by at most 2^-9 of itself).")
+    String cpuWeights;
+
     @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
             description = "GPU attention for whole sequences (training, prefill): kernels (default, or "
                     + "$ROPEWAY_CUDA_ATTENTION; Ropeway's own) or cudnn (cuDNN 9's fused flash attention, which must be "
@@ -60,6 +67,7 @@ final class BackendOptions {
 
     private Backend openBackend() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
+        cpuMatrixType();   // a misspelt value fails whichever device is chosen
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         boolean half = !kvCacheType().equals("f32");
         if (device.equals("cpu")) return cpu();
@@ -91,6 +99,9 @@ final class BackendOptions {
     private Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
         if (kvCacheType().equals("bf16"))
             throw new RopewayException("--kv-cache bf16 is for the CPU backend; the GPU keeps its KV cache in f16 (the default) or f32");
+        if (cpuMatrixType() == DType.BF16)
+            throw new RopewayException("--cpu-weights bf16 is for the CPU backend; on the GPU, --gpu-matmul bf16 computes "
+                    + "products in bfloat16 (add --device cpu to compute on the CPU)");
         CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
         b.deterministic(deterministic);
         System.err.println("device: cuda:" + ordinal + ", " + b.description());
@@ -105,11 +116,20 @@ final class BackendOptions {
         return kv;
     }
 
+    /** {@code --cpu-weights} as the CPU backend's matrix type: F32 for auto, BF16 for bf16. */
+    private DType cpuMatrixType() {
+        return switch (cpuWeights.strip().toLowerCase(java.util.Locale.ROOT)) {
+            case "auto" -> DType.F32;
+            case "bf16" -> DType.BF16;
+            default -> throw new RopewayException("unknown --cpu-weights '" + cpuWeights + "' (auto, bf16)");
+        };
+    }
+
     private Backend cpu() {
         String kv = kvCacheType();
         if (kv.equals("f16"))
             throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU keeps its KV cache in f32 (the default) or bf16");
         return new CpuBackend(threads == null ? Runtime.getRuntime().availableProcessors() : threads,
-                kv.equals("bf16") ? DType.BF16 : DType.F32);
+                kv.equals("bf16") ? DType.BF16 : DType.F32, cpuMatrixType());
     }
 }

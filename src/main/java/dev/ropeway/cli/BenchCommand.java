@@ -70,8 +70,9 @@ final class BenchCommand implements Runnable {
         Path checkpoint(long maxLen) throws IOException {
             if (model != null) {
                 if (!weights.equals("f32"))
-                    throw new RopewayException("--weights applies to the random model of --preset; convert a checkpoint "
-                            + "with `ropeway export --dtype bf16`");
+                    throw new RopewayException("--weights applies to the random model of --preset; to hold a "
+                            + "checkpoint's matrices in bf16, use --cpu-weights bf16 (or convert it with `ropeway export "
+                            + "--dtype bf16`)");
                 return ModelFolders.resolve(model);
             }
             boolean bf16 = switch (weights) {

@@ -23,6 +23,8 @@ public final class CpuBackend implements Backend {
     private final WorkerPool pool;
     /** What {@link #allocateKv} stores: F32 or BF16. */
     private final DType kvType;
+    /** What {@link #uploadWeights} keeps F32, F16 and F64 matrices as: F32 (widened exactly) or BF16 (rounded). */
+    private final DType matrixType;
     private volatile boolean closed;
 
     /** A backend using every available processor, with a float32 KV cache. */
@@ -41,10 +43,23 @@ public final class CpuBackend implements Backend {
      * are stored, and attention widens them as it reads them).
      */
     public CpuBackend(int threads, DType kvType) {
+        this(threads, kvType, DType.F32);
+    }
+
+    /**
+     * {@link #CpuBackend(int, DType)} whose weight matrices ({@link #uploadWeights}) are held as {@code matrixType}:
+     * F32 (bfloat16 matrices stay bfloat16, others are widened exactly to float32) or BF16 (float32, float16 and
+     * float64 matrices too are rounded to nearest-even bfloat16 as they load: half the memory of float32, and half the
+     * bytes a memory-bound decode step streams, for a relative change of at most 2^-9 per weight).
+     */
+    public CpuBackend(int threads, DType kvType, DType matrixType) {
         if (threads <= 0) throw new IllegalArgumentException("threads must be positive, got " + threads);
         if (kvType != DType.F32 && kvType != DType.BF16)
             throw new IllegalArgumentException("the CPU backend keeps a KV cache in F32 or BF16, not " + kvType);
+        if (matrixType != DType.F32 && matrixType != DType.BF16)
+            throw new IllegalArgumentException("the CPU backend keeps weight matrices in F32 or BF16, not " + matrixType);
         this.kvType = kvType;
+        this.matrixType = matrixType;
         // This backend runs its own threads; OpenBLAS's own would spin after each call and slow the next kernel.
         OpenBlas.setThreads(1);
         this.pool = new WorkerPool(threads, "ropeway-cpu");
@@ -115,15 +130,47 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
-    /** bfloat16 stays bfloat16 ({@link CpuBf16Tensor}); other types become float32 as {@link #upload} makes them. */
+    /**
+     * bfloat16 stays bfloat16 ({@link CpuBf16Tensor}); other types become float32 as {@link #upload} makes them, or,
+     * on a backend made with BF16 matrices, bfloat16 rounded to nearest even (converted a slice at a time, so loading
+     * needs no float32 copy of the whole matrix).
+     */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
+        if (dtype != DType.BF16 && matrixType == DType.BF16) return roundedWeights(src, dtype, count);
         if (dtype != DType.BF16) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, 2);
         if (src == null || src.byteSize() < bytes)
             throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize()) + " bytes, needs count*2 = " + bytes);
         return new CpuBf16Tensor(src, count);
+    }
+
+    private Tensor roundedWeights(MemorySegment src, DType dtype, long count) {
+        OpChecks.nonNegative("uploadWeights", "count", count);
+        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
+                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        CpuBf16Tensor t = new CpuBf16Tensor(count);
+        try {
+            long slice = 1L << 20;
+            for (long at = 0; at < count; at += slice) {
+                long n = Math.min(slice, count - at);
+                try (CpuTensor part = upload(src.asSlice(at * dtype.bytes(), n * dtype.bytes()), dtype, n)) {
+                    copy(t, at, part, 0, n);
+                }
+            }
+            return t;
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+    }
+
+    /** The type {@link #uploadWeights} keeps float32, float16 and float64 matrices in: F32 or BF16. */
+    public DType matrixType() {
+        return matrixType;
     }
 
     /** Float32, or bfloat16 ({@link CpuBf16Tensor}) when this backend was made with that KV type. */

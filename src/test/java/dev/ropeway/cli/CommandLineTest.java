@@ -44,6 +44,40 @@ class CommandLineTest {
         return dst;
     }
 
+    /**
+     * {@code --cpu-weights bf16} holds float32 matrices as bfloat16: the loss is exactly that of the same checkpoint
+     * converted to bf16 (its norms are ones, so only the matrices change), not the float32 one; a misspelt value is
+     * refused by name.
+     */
+    @Test
+    void cpuWeightsBf16RoundsTheMatricesAsTheyLoad() throws IOException {
+        Path f32 = tmp.resolve("f32"), bf16 = tmp.resolve("bf16");
+        dev.ropeway.model.CheckpointWriter.writeRandom(f32, dev.ropeway.model.CheckpointWriter.llamaConfig(256, 64, 128, 2,
+                4, 2, 16, 128, new dev.ropeway.rope.DefaultRope(10000, 16), false), 5);
+        dev.ropeway.model.CheckpointWriter.convertWeights(f32, bf16, dev.ropeway.tensor.DType.BF16);
+        Files.copy(f32.resolve("config.json"), bf16.resolve("config.json"));
+        java.util.Random rnd = new java.util.Random(3);
+        int[][] seqs = new int[2][60];
+        for (int[] seq : seqs) for (int i = 0; i < seq.length; i++) seq[i] = rnd.nextInt(256);
+        Path ids = tmp.resolve("ids.json");
+        Files.writeString(ids, Json.mapper().writeValueAsString(seqs));
+        double exact = loss(f32, ids, "auto"), rounded = loss(f32, ids, "bf16"), converted = loss(bf16, ids, "auto");
+        assertEquals(converted, rounded, 0.0);
+        assertTrue(exact != rounded, "bf16 matrices change the loss");
+        assertEquals(exact, rounded, 1e-2);
+        assertEquals(converted, loss(bf16, ids, "bf16"), 0.0, "bf16 matrices are kept as they are");
+        var bad = CliRunner.run("score", "--model", f32.toString(), "--ids", ids.toString(), "--cpu-weights", "f8");
+        assertEquals(1, bad.exitCode());
+        assertTrue(bad.err().contains("unknown --cpu-weights 'f8' (auto, bf16)"), bad.err());
+    }
+
+    private static double loss(Path model, Path ids, String cpuWeights) throws IOException {
+        var r = CliRunner.run("score", "--model", model.toString(), "--ids", ids.toString(), "--json", "--device", "cpu",
+                "--cpu-weights", cpuWeights);
+        assertEquals(0, r.exitCode(), r.err());
+        return Json.mapper().readTree(r.out()).get("loss").asDouble();
+    }
+
     @Test
     void scorePrintsLossPerplexityAndTokensAsJson() throws IOException {
         Path fx = FIXTURES.resolve("llama-default");

@@ -77,6 +77,52 @@ public class Bf16WeightsTest {
         assertInstanceOf(CpuTensor.class, cpu.uploadWeights(cpu.segment(cpu.upload(new float[4])), DType.F32, 4));
     }
 
+    /**
+     * A backend made with BF16 matrices rounds float32 and float16 matrices to nearest-even bfloat16 as they load (in
+     * slices of 2^20 values: this matrix crosses one), keeps bfloat16 ones as they are, and refuses other matrix types.
+     */
+    @Test
+    void bf16MatricesRoundFloat32AndFloat16ToNearestEven() {
+        int n = (1 << 20) + 37;
+        Random r = new Random(9);
+        float[] f = new float[n];
+        for (int i = 0; i < n; i++) f[i] = (float) (r.nextGaussian() * Math.pow(2, r.nextInt(20) - 10));
+        f[0] = Float.intBitsToFloat(0x3F808000);   // a tie with an even bfloat16 below: rounds down
+        f[1] = Float.intBitsToFloat(0x3F818000);   // a tie with an odd bfloat16 below: rounds up
+        f[n - 1] = Float.intBitsToFloat(0x3F80FFFF);
+        Weights half = Weights.random(new Random(10), n, arena, DType.F16, 0.05);
+        try (CpuBackend narrow = new CpuBackend(2, DType.F32, DType.BF16); Tensor src = narrow.upload(f)) {
+            assertEquals(DType.BF16, narrow.matrixType());
+            Tensor fromF32 = narrow.uploadWeights(CpuBackend.segment(src), DType.F32, n);
+            Tensor fromF16 = narrow.uploadWeights(half.bits(), DType.F16, n);
+            assertInstanceOf(CpuBf16Tensor.class, fromF32);
+            assertInstanceOf(CpuBf16Tensor.class, fromF16);
+            float[] a = new float[n], b = new float[n];
+            narrow.download(fromF32, 0, a, 0, n);
+            narrow.download(fromF16, 0, b, 0, n);
+            for (int i = 0; i < n; i++) {
+                assertEquals(nearestEven(f[i]), a[i], "float32 value " + i);
+                assertEquals(nearestEven(half.wide()[i]), b[i], "float16 value " + i);
+            }
+            assertEquals(Float.intBitsToFloat(0x3F800000), a[0]);
+            assertEquals(Float.intBitsToFloat(0x3F820000), a[1]);
+            assertEquals(Float.intBitsToFloat(0x3F810000), a[n - 1]);
+            Weights kept = Weights.random(11, 64);
+            float[] c = new float[64];
+            narrow.download(narrow.uploadWeights(kept.bits(), DType.BF16, 64), 0, c, 0, 64);
+            assertArrayEquals(kept.wide(), c);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CpuBackend(1, DType.F32, DType.F16));
+    }
+
+    /** Round to nearest even bfloat16, written out from the definition. */
+    private static float nearestEven(float x) {
+        int bits = Float.floatToRawIntBits(x);
+        int low = bits & 0xFFFF, kept = bits & 0xFFFF0000;
+        boolean up = low > 0x8000 || low == 0x8000 && (bits & 0x10000) != 0;
+        return Float.intBitsToFloat(up ? kept + 0x10000 : kept);
+    }
+
     @Test
     void linearMatchesTheWidenedWeights() {
         int in = 77, out = 53;   // odd sizes: vector loops and scalar tails both run
