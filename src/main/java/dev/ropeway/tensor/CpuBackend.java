@@ -137,21 +137,13 @@ public final class CpuBackend implements Backend {
      */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
-        if (dtype != DType.BF16 && matrixType == DType.BF16) return roundedWeights(src, dtype, count);
-        if (dtype != DType.BF16) return upload(src, dtype, count);
-        OpChecks.nonNegative("uploadWeights", "count", count);
-        long bytes = OpChecks.product("uploadWeights", count, 2);
-        if (src == null || src.byteSize() < bytes)
-            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize()) + " bytes, needs count*2 = " + bytes);
-        return new CpuBf16Tensor(src, count);
-    }
-
-    private Tensor roundedWeights(MemorySegment src, DType dtype, long count) {
+        if (dtype != DType.BF16 && matrixType != DType.BF16) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
         if (src == null || src.byteSize() < bytes)
             throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
                     + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        if (dtype == DType.BF16) return new CpuBf16Tensor(src, count);
         CpuBf16Tensor t = new CpuBf16Tensor(count);
         try {
             long slice = 1L << 20;
