@@ -190,9 +190,9 @@ final class DecodeAttention {
      * The online-softmax update of head gi for one block of n (at most 64) scores {@code s[gi * 64 ..]} (unscaled):
      * {@code p[gi * 64 + j]} gets exp(scale s_j - m_new) (0 for j >= n), {@code alpha[gi]} the factor exp(m_old - m_new)
      * for what the head has accumulated so far, and m and l the new running max and sum. The block's max and sum are
-     * lanewise over its four vectors, then lane trees of fixed shape; the exponential is {@link VectorMath#expInPlace}'s,
-     * written out so no vector leaves this method. One update per 64 keys keeps its chain of dependent steps (max,
-     * exponential, sum) off the critical path of the dot products.
+     * lanewise over its four vectors, then lane trees of fixed shape; the exponential is {@link VectorMath#expInPlace}.
+     * One update per 64 keys keeps its chain of dependent steps (max, exponential, sum) off the critical path of the
+     * dot products.
      */
     private static void blockSoftmax(float[] s, int n, float scale, float[] m, float[] l, float[] alpha, int gi, float[] p) {
         int at = gi * BLOCK;
@@ -208,28 +208,10 @@ final class DecodeAttention {
         mx = mx.max(mx.rearrange(DOWN2));
         mx = mx.max(mx.rearrange(DOWN1));
         float mOld = m[gi], mNew = Math.max(mOld, mx.lane(0));
+        for (int c = 0; c < BLOCK; c += LANES) FloatVector.fromArray(F, s, at + c).sub(mNew).intoArray(p, at + c);
+        VectorMath.expInPlace(p, at, at + BLOCK);
         FloatVector sum = FloatVector.zero(F);
-        for (int c = 0; c < BLOCK; c += LANES) {
-            FloatVector x = FloatVector.fromArray(F, s, at + c).sub(mNew);
-            FloatVector clamped = x.max(VectorMath.EXP_MIN).min(VectorMath.EXP_MAX);
-            FloatVector shifted = clamped.fma(VectorMath.LOG2E, VectorMath.ROUNDER);
-            FloatVector nn = shifted.sub(VectorMath.ROUNDER);
-            FloatVector r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_HI), clamped);
-            r = nn.fma(FloatVector.broadcast(F, -VectorMath.LN2_LO), r);
-            FloatVector one = FloatVector.broadcast(F, 1f);
-            FloatVector e = r.fma(VectorMath.C7, VectorMath.C6).fma(r, FloatVector.broadcast(F, VectorMath.C5))
-                    .fma(r, FloatVector.broadcast(F, VectorMath.C4)).fma(r, FloatVector.broadcast(F, VectorMath.C3))
-                    .fma(r, FloatVector.broadcast(F, VectorMath.C2)).fma(r, one).fma(r, one);
-            IntVector ni = shifted.reinterpretAsInts().sub(VectorMath.ROUNDER_BITS);
-            IntVector half = ni.lanewise(VectorOperators.ASHR, 1);
-            FloatVector s1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-            FloatVector s2 = ni.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-            e = e.mul(s1).mul(s2)
-                    .blend(0f, x.compare(VectorOperators.LT, VectorMath.EXP_MIN))
-                    .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, VectorMath.EXP_MAX));
-            e.intoArray(p, at + c);
-            sum = sum.add(e);
-        }
+        for (int c = 0; c < BLOCK; c += LANES) sum = sum.add(FloatVector.fromArray(F, p, at + c));
         sum = sum.add(sum.rearrange(DOWN8));
         sum = sum.add(sum.rearrange(DOWN4));
         sum = sum.add(sum.rearrange(DOWN2));

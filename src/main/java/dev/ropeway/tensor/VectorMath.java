@@ -45,21 +45,21 @@ final class VectorMath {
         return lanes[0];
     }
 
-    static final float LOG2E = 1.44269504088896341f;
+    private static final float LOG2E = 1.44269504088896341f;
     /** ln 2 split so that {@code n * LN2_HI} is exact for |n| < 2^9 (LN2_HI has 9 trailing zero bits). */
-    static final float LN2_HI = 0.693145751953125f;
-    static final float LN2_LO = 1.42860682030941723212e-6f;
+    private static final float LN2_HI = 0.693145751953125f;
+    private static final float LN2_LO = 1.42860682030941723212e-6f;
     /** Adding 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, left in the low mantissa bits. */
-    static final float ROUNDER = 12582912f;
-    static final int ROUNDER_BITS = Float.floatToRawIntBits(ROUNDER);
+    private static final float ROUNDER = 12582912f;
+    private static final int ROUNDER_BITS = Float.floatToRawIntBits(ROUNDER);
     /** Below this e^x is under half the smallest subnormal float: the result is 0. */
-    static final float EXP_MIN = -103.972084f;
+    private static final float EXP_MIN = -103.972084f;
     /** Above this e^x overflows float. */
-    static final float EXP_MAX = 88.72283f;
+    private static final float EXP_MAX = 88.72283f;
     /** ln of the smallest normal float: a single factor 2^n stays normal down to here. */
-    static final float NORMAL_MIN = -87.33654f;
+    private static final float NORMAL_MIN = -87.33654f;
     /** Taylor coefficients 1/k! of e^r. */
-    static final float C2 = 1f / 2, C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720, C7 = 1f / 5040;
+    private static final float C2 = 1f / 2, C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720, C7 = 1f / 5040;
 
     private VectorMath() {}
 
