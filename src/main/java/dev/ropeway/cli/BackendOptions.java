@@ -32,10 +32,10 @@ final class BackendOptions {
     String kvCache;
 
     @Option(names = "--cpu-weights", defaultValue = "auto", paramLabel = "<type>",
-            description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto (default: bf16 checkpoints stay bf16, f16 and "
-                    + "f32 ones become f32, exactly) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half "
-                    + "the memory of f32, and decode steps, which stream every matrix, up to twice as fast; each weight "
-                    + "moves by at most 2^-9 of itself).")
+            description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto "
+                    + "(default: bf16 checkpoints stay bf16, f16 and f32 ones become f32, exactly) or bf16 (f32 and f16 "
+                    + "matrices rounded to bfloat16 as they load: half the memory of f32, and decode steps, which stream "
+                    + "every matrix, up to twice as fast; each weight moves by at most 2^-9 of itself).")
     String cpuWeights;
 
     @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
