@@ -33,9 +33,11 @@ final class BackendOptions {
 
     @Option(names = "--cpu-weights", defaultValue = "auto", paramLabel = "<type>",
             description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto "
-                    + "(default: bf16 checkpoints stay bf16, f16 and f32 ones become f32, exactly) or bf16 (f32 and f16 "
-                    + "matrices rounded to bfloat16 as they load: half the memory of f32, and decode steps, which stream "
-                    + "every matrix, up to twice as fast; each weight moves by at most 2^-9 of itself).")
+                    + "(default: bf16 and f16 checkpoints stay 16-bit, f32 ones stay f32; all exact), f32 (every matrix "
+                    + "widened to f32, exactly: twice the memory of a 16-bit checkpoint, slower decode steps, long prompts "
+                    + "up to ~10% faster) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half the memory "
+                    + "of f32, and decode steps, which stream every matrix, up to twice as fast; each weight moves by at "
+                    + "most 2^-9 of itself).")
     String cpuWeights;
 
     @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
@@ -67,7 +69,7 @@ final class BackendOptions {
 
     private Backend openBackend() {
         if (threads != null && threads < 1) throw new RopewayException("--threads must be at least 1, got " + threads);
-        cpuMatrixType();   // a misspelt value fails whichever device is chosen
+        cpuWeights();   // a misspelt value fails whichever device is chosen
         MatmulPrecision precision = MatmulPrecision.parse(gpuMatmul);
         boolean half = !kvCacheType().equals("f32");
         if (device.equals("cpu")) return cpu();
@@ -99,9 +101,9 @@ final class BackendOptions {
     private Backend gpu(int ordinal, MatmulPrecision precision, boolean halfKvCache) {
         if (kvCacheType().equals("bf16"))
             throw new RopewayException("--kv-cache bf16 is for the CPU backend; the GPU keeps its KV cache in f16 (the default) or f32");
-        if (cpuMatrixType() == DType.BF16)
-            throw new RopewayException("--cpu-weights bf16 is for the CPU backend; on the GPU, --gpu-matmul bf16 computes "
-                    + "products in bfloat16 (add --device cpu to compute on the CPU)");
+        if (cpuWeights() != CpuBackend.Weights.AUTO)
+            throw new RopewayException("--cpu-weights " + cpuWeights.strip() + " is for the CPU backend; on the GPU, "
+                    + "--gpu-matmul bf16 computes products in bfloat16 (add --device cpu to compute on the CPU)");
         CudaBackend b = new CudaBackend(ordinal, precision, halfKvCache);
         b.deterministic(deterministic);
         System.err.println("device: cuda:" + ordinal + ", " + b.description());
@@ -116,12 +118,13 @@ final class BackendOptions {
         return kv;
     }
 
-    /** {@code --cpu-weights} as the CPU backend's matrix type: F32 for auto, BF16 for bf16. */
-    private DType cpuMatrixType() {
+    /** {@code --cpu-weights} as the CPU backend's policy for weight matrices. */
+    private CpuBackend.Weights cpuWeights() {
         return switch (cpuWeights.strip().toLowerCase(java.util.Locale.ROOT)) {
-            case "auto" -> DType.F32;
-            case "bf16" -> DType.BF16;
-            default -> throw new RopewayException("unknown --cpu-weights '" + cpuWeights + "' (auto, bf16)");
+            case "auto" -> CpuBackend.Weights.AUTO;
+            case "f32" -> CpuBackend.Weights.F32;
+            case "bf16" -> CpuBackend.Weights.BF16;
+            default -> throw new RopewayException("unknown --cpu-weights '" + cpuWeights + "' (auto, f32, bf16)");
         };
     }
 
@@ -130,6 +133,6 @@ final class BackendOptions {
         if (kv.equals("f16"))
             throw new RopewayException("--kv-cache f16 is for the GPU backend; the CPU keeps its KV cache in f32 (the default) or bf16");
         return new CpuBackend(threads == null ? Runtime.getRuntime().availableProcessors() : threads,
-                kv.equals("bf16") ? DType.BF16 : DType.F32, cpuMatrixType());
+                kv.equals("bf16") ? DType.BF16 : DType.F32, cpuWeights());
     }
 }

@@ -59,9 +59,9 @@ final class BenchCommand implements Runnable {
         @Option(names = "--preset", defaultValue = "20m", description = "Size of the random model when no --model is given (default: ${DEFAULT-VALUE}).")
         String preset;
 
-        @Option(names = "--weights", defaultValue = "f32", paramLabel = "f32|bf16",
-                description = "How the random model's weights are stored: f32 (default) or bf16, as most published "
-                        + "checkpoints are (kept so in memory: half the bytes a decode step reads).")
+        @Option(names = "--weights", defaultValue = "f32", paramLabel = "f32|bf16|f16",
+                description = "How the random model's weights are stored: f32 (default), bf16 or f16, as most published "
+                        + "checkpoints are (16-bit matrices are kept so in memory: half the bytes a decode step reads).")
         String weights;
 
         private Path temporary;
@@ -72,18 +72,19 @@ final class BenchCommand implements Runnable {
                 if (!weights.equals("f32"))
                     throw new RopewayException("--weights applies to the random model of --preset; to hold a "
                             + "checkpoint's matrices in bf16, use --cpu-weights bf16 (or convert it with `ropeway export "
-                            + "--dtype bf16`)");
+                            + "--dtype bf16` or `--dtype f16`)");
                 return ModelFolders.resolve(model);
             }
-            boolean bf16 = switch (weights) {
-                case "f32" -> false;
-                case "bf16" -> true;
-                default -> throw new RopewayException("unknown --weights '" + weights + "' (f32 or bf16)");
+            dev.ropeway.tensor.DType type = switch (weights) {
+                case "f32" -> null;
+                case "bf16" -> dev.ropeway.tensor.DType.BF16;
+                case "f16" -> dev.ropeway.tensor.DType.F16;
+                default -> throw new RopewayException("unknown --weights '" + weights + "' (f32, bf16 or f16)");
             };
             temporary = randomModel(preset, maxLen);
-            if (bf16) {
+            if (type != null) {
                 Path narrow = Files.createTempDirectory("ropeway-bench");
-                CheckpointWriter.convertWeights(temporary, narrow, dev.ropeway.tensor.DType.BF16);
+                CheckpointWriter.convertWeights(temporary, narrow, type);
                 Files.copy(temporary.resolve("config.json"), narrow.resolve("config.json"));
                 FileTrees.delete(temporary);
                 temporary = narrow;
@@ -112,13 +113,15 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "kernels", aliases = "gemm", mixinStandardHelpOptions = true,
-            description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, attention GFLOP/s and decode-step attention times.")
+            description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, attention GFLOP/s, "
+                    + "decode-step attention times and products by weight type (f32, bf16, f16).")
     static final class Gemm implements Callable<Integer> {
         @Option(names = "--threads", description = "Threads (default: all cores).")
         Integer threads;
 
         @Option(names = "--only", paramLabel = "<case>",
-                description = "Run one part: gemm, elementwise, attention, attention-backward or decode-attention (default: all).")
+                description = "Run one part: gemm, elementwise, attention, attention-backward, decode-attention or weights "
+                        + "(default: all).")
         String only;
 
         @Override

@@ -16,7 +16,9 @@ final class Checks {
         if (!(t instanceof CpuTensor c))
             throw new IllegalArgumentException(op + ": " + name + " is a " + t.getClass().getSimpleName() + ", not a CPU tensor"
                     + (t instanceof CpuBf16Tensor ? " (bfloat16 tensors are read only by linear, gemm as a transposed B, embedding, "
-                    + "attention as keys and values, copy, download and view)" : ""));
+                    + "attention as keys and values, copy, download and view)" : "")
+                    + (t instanceof CpuF16Tensor ? " (float16 weight tensors are read only by linear, gemm, embedding, copy, "
+                    + "download and view)" : ""));
         if (c.isClosed()) throw new IllegalArgumentException(op + ": " + name + " is closed");
         return c.segment();
     }

@@ -23,8 +23,8 @@ public final class CpuBackend implements Backend {
     private final WorkerPool pool;
     /** What {@link #allocateKv} stores: F32 or BF16. */
     private final DType kvType;
-    /** What {@link #uploadWeights} keeps F32, F16 and F64 matrices as: F32 (widened exactly) or BF16 (rounded). */
-    private final DType matrixType;
+    /** How {@link #uploadWeights} holds weight matrices. */
+    private final Weights weights;
     private volatile boolean closed;
 
     /** A backend using every available processor, with a float32 KV cache. */
@@ -43,23 +43,37 @@ public final class CpuBackend implements Backend {
      * are stored, and attention widens them as it reads them).
      */
     public CpuBackend(int threads, DType kvType) {
-        this(threads, kvType, DType.F32);
+        this(threads, kvType, Weights.AUTO);
     }
 
-    /**
-     * {@link #CpuBackend(int, DType)} whose weight matrices ({@link #uploadWeights}) are held as {@code matrixType}:
-     * F32 (bfloat16 matrices stay bfloat16, others are widened exactly to float32) or BF16 (float32, float16 and
-     * float64 matrices too are rounded to nearest-even bfloat16 as they load: half the memory of float32, and half the
-     * bytes a memory-bound decode step streams, for a relative change of at most 2^-9 per weight).
-     */
-    public CpuBackend(int threads, DType kvType, DType matrixType) {
+    /** How {@link #uploadWeights} holds a checkpoint's weight matrices on the CPU. */
+    public enum Weights {
+        /**
+         * As stored where that is exact and compact: bfloat16 and float16 matrices stay 16-bit (a float16 one holding
+         * an infinity or a NaN becomes float32), float32 and float64 ones become float32.
+         */
+        AUTO,
+        /**
+         * Every matrix widened exactly to float32: twice the memory of a 16-bit checkpoint, and prompt-sized products
+         * call OpenBLAS on the weights directly instead of widening a block of them at a time.
+         */
+        F32,
+        /**
+         * Every matrix as bfloat16: float32, float16 and float64 ones rounded to nearest even as they load (half the
+         * memory of float32 and half the bytes a memory-bound decode step streams, for a relative change of at most
+         * 2^-9 per weight).
+         */
+        BF16
+    }
+
+    /** {@link #CpuBackend(int, DType)} whose weight matrices ({@link #uploadWeights}) are held as {@code weights} says. */
+    public CpuBackend(int threads, DType kvType, Weights weights) {
         if (threads <= 0) throw new IllegalArgumentException("threads must be positive, got " + threads);
         if (kvType != DType.F32 && kvType != DType.BF16)
             throw new IllegalArgumentException("the CPU backend keeps a KV cache in F32 or BF16, not " + kvType);
-        if (matrixType != DType.F32 && matrixType != DType.BF16)
-            throw new IllegalArgumentException("the CPU backend keeps weight matrices in F32 or BF16, not " + matrixType);
+        if (weights == null) throw new IllegalArgumentException("weights must not be null");
         this.kvType = kvType;
-        this.matrixType = matrixType;
+        this.weights = weights;
         // This backend runs its own threads; OpenBLAS's own would spin after each call and slow the next kernel.
         OpenBlas.setThreads(1);
         this.pool = new WorkerPool(threads, "ropeway-cpu");
@@ -131,19 +145,27 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * bfloat16 stays bfloat16 ({@link CpuBf16Tensor}); other types become float32 as {@link #upload} makes them, or,
-     * on a backend made with BF16 matrices, bfloat16 rounded to nearest even (converted a slice at a time, so loading
-     * needs no float32 copy of the whole matrix).
+     * A weight matrix as this backend's {@link Weights} policy holds it: bfloat16 ({@link CpuBf16Tensor}), float16
+     * ({@link CpuF16Tensor}) or float32 (as {@link #upload} makes it). Rounding to bfloat16 converts a slice at a time,
+     * so loading needs no float32 copy of the whole matrix.
      */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
-        if (dtype != DType.BF16 && matrixType != DType.BF16) return upload(src, dtype, count);
+        boolean keep = weights == Weights.AUTO && (dtype == DType.BF16 || dtype == DType.F16)
+                || weights == Weights.BF16 && dtype == DType.BF16;
+        if (!keep && weights != Weights.BF16) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
         if (src == null || src.byteSize() < bytes)
             throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
                     + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
         if (dtype == DType.BF16) return new CpuBf16Tensor(src, count);
+        if (keep) {
+            CpuF16Tensor t = new CpuF16Tensor(src, count);
+            if (allFinite(t)) return t;
+            t.close();
+            return upload(src, dtype, count);
+        }
         CpuBf16Tensor t = new CpuBf16Tensor(count);
         try {
             long slice = 1L << 20;
@@ -160,9 +182,19 @@ public final class CpuBackend implements Backend {
         }
     }
 
-    /** The type {@link #uploadWeights} keeps float32, float16 and float64 matrices in: F32 or BF16. */
-    public DType matrixType() {
-        return matrixType;
+    /** True when no value of the float16 tensor is an infinity or a NaN (all exponent bits set). */
+    private boolean allFinite(CpuF16Tensor t) {
+        MemorySegment s = t.segment();
+        java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+        pool().forRange(t.size(), 1 << 18, (from, to) -> {
+            if (!HalfGemm.finiteF16(s, from, to)) finite.set(false);
+        });
+        return finite.get();
+    }
+
+    /** How {@link #uploadWeights} holds weight matrices. */
+    public Weights weights() {
+        return weights;
     }
 
     /** Float32, or bfloat16 ({@link CpuBf16Tensor}) when this backend was made with that KV type. */
@@ -182,17 +214,18 @@ public final class CpuBackend implements Backend {
         return kvType;
     }
 
-    /** A view of a float32 tensor, or of a bfloat16 one (a bfloat16 KV cache's rows). */
+    /** A view of a float32 tensor, or of a bfloat16 (a bfloat16 KV cache's rows) or float16 one. */
     @Override
     public Tensor view(Tensor base, long offset, long size) {
         if (base instanceof CpuBf16Tensor b) return new CpuBf16Tensor(b, offset, size);
+        if (base instanceof CpuF16Tensor h) return new CpuF16Tensor(h, offset, size);
         if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
         return new CpuTensor(t, offset, size);
     }
 
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
-        if (src instanceof CpuBf16Tensor w) {
+        if (src instanceof HalfTensor w) {
             if (offset < 0 || length < 0 || offset > w.size() - length)
                 throw new IllegalArgumentException("download: src range [" + offset + ", " + (offset + length) + ") is outside its "
                         + w.size() + " values");
@@ -201,7 +234,7 @@ public final class CpuBackend implements Backend {
             // Vector stores need native memory (a float[] is not a byte[] heap segment): widen through a scratch block.
             try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
                 MemorySegment tmp = arena.allocate((long) Math.max(length, 1) * Float.BYTES, 64);
-                Bf16Gemm.widen(w.segment(), offset * 2, tmp, 0, length);
+                widen(w, offset, tmp, 0, length);
                 MemorySegment.copy(tmp, JAVA_FLOAT, 0, dst, dstOffset, length);
             }
             return;
@@ -215,7 +248,7 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
-        if (dst instanceof CpuBf16Tensor || src instanceof CpuBf16Tensor) {
+        if (dst instanceof HalfTensor || src instanceof HalfTensor) {
             convertingCopy(dst, dstOffset, src, srcOffset, length);
             return;
         }
@@ -229,34 +262,63 @@ public final class CpuBackend implements Backend {
                 d, (dstOffset + from) * Float.BYTES, (to - from) * Float.BYTES));
     }
 
-    /** A copy into or out of bfloat16: float32 rounds to nearest even, bfloat16 widens exactly. */
+    /**
+     * A copy into or out of bfloat16, or out of float16: float32 rounds to nearest even into bfloat16, 16-bit values
+     * widen exactly (float16 into bfloat16 goes through float32), and a copy between tensors of one 16-bit type moves
+     * the bits. Nothing writes a float16 tensor.
+     */
     private void convertingCopy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
-        boolean dHalf = dst instanceof CpuBf16Tensor, sHalf = src instanceof CpuBf16Tensor;
+        if (dst instanceof CpuF16Tensor && !(src instanceof CpuF16Tensor))
+            throw new IllegalArgumentException("copy: dst is a float16 weight tensor, which only a float16 source may fill");
         MemorySegment d = anyRange("dst", dst, dstOffset, length), s = anyRange("src", src, srcOffset, length);
-        if (dHalf && sHalf) {
+        if (dst.getClass() == src.getClass()) {
             MemorySegment.copy(s, srcOffset * 2, d, dstOffset * 2, length * 2);
             return;
         }
+        HalfTensor from16 = src instanceof HalfTensor h ? h : null;
+        boolean into16 = dst instanceof CpuBf16Tensor;
         pool().forRange(length, 1 << 16, (from, to) -> {
-            if (dHalf) Bf16Gemm.narrow(s, (srcOffset + from) * Float.BYTES, d, (dstOffset + from) * 2, to - from);
-            else for (long i = from; i < to; i += Integer.MAX_VALUE / 4) {
-                int count = (int) Math.min(Integer.MAX_VALUE / 4, to - i);
-                Bf16Gemm.widen(s, (srcOffset + i) * 2, d, (dstOffset + i) * Float.BYTES, count);
+            if (from16 == null) {
+                HalfGemm.narrow(s, (srcOffset + from) * Float.BYTES, d, (dstOffset + from) * 2, to - from);
+            } else if (!into16) {
+                widen(from16, srcOffset + from, d, (dstOffset + from) * Float.BYTES, to - from);
+            } else {
+                // float16 into bfloat16: widened a block at a time, then rounded.
+                int block = 1 << 12;
+                try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+                    MemorySegment tmp = arena.allocate((long) block * Float.BYTES, 64);
+                    for (long i = from; i < to; i += block) {
+                        int n = (int) Math.min(block, to - i);
+                        widen(from16, srcOffset + i, tmp, 0, n);
+                        HalfGemm.narrow(tmp, 0, d, (dstOffset + i) * 2, n);
+                    }
+                }
             }
         });
     }
 
-    /** A copy's float32 or bfloat16 tensor, its range [offset, offset + length) checked. */
+    /** {@code count} values of a 16-bit tensor from element {@code from}, widened to float32 at byte {@code to} of dst. */
+    private static void widen(HalfTensor t, long from, MemorySegment dst, long to, long count) {
+        MemorySegment s = t.segment();
+        boolean f16 = t instanceof CpuF16Tensor;
+        for (long i = 0; i < count; i += Integer.MAX_VALUE / 4) {
+            int n = (int) Math.min(Integer.MAX_VALUE / 4, count - i);
+            if (f16) HalfGemm.widenF16(s, (from + i) * 2, dst, to + i * Float.BYTES, n);
+            else HalfGemm.widen(s, (from + i) * 2, dst, to + i * Float.BYTES, n);
+        }
+    }
+
+    /** A copy's float32 or 16-bit tensor, its range [offset, offset + length) checked. */
     private static MemorySegment anyRange(String name, Tensor t, long offset, long length) {
-        if (!(t instanceof CpuBf16Tensor b)) return Checks.range("copy", name, t, offset, length);
+        if (!(t instanceof HalfTensor b)) return Checks.range("copy", name, t, offset, length);
         if (offset < 0 || length < 0 || offset > b.size() - length)
             throw new IllegalArgumentException("copy: " + name + " range [" + offset + ", " + (offset + length)
-                    + ") is outside its " + b.size() + " bfloat16 values");
+                    + ") is outside its " + b.size() + " " + b.typeName() + " values");
         return b.segment();
     }
 
-    /** A float32 copy of the {@code length} bfloat16 values of {@code t} from {@code offset} (the caller closes it). */
-    private CpuTensor widened(CpuBf16Tensor t, long offset, long length) {
+    /** A float32 copy of the {@code length} 16-bit values of {@code t} from {@code offset} (the caller closes it). */
+    private CpuTensor widened(HalfTensor t, long offset, long length) {
         CpuTensor wide = new CpuTensor(length);
         convertingCopy(wide, 0, t, offset, length);
         return wide;
@@ -300,13 +362,14 @@ public final class CpuBackend implements Backend {
         checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, read);
         checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, read);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
-        if (c instanceof CpuBf16Tensor) throw new IllegalArgumentException(op + ": c must be float32, got a bfloat16 tensor");
+        if (c instanceof HalfTensor h)
+            throw new IllegalArgumentException(op + ": c must be float32, got a " + h.typeName() + " tensor");
         if (m == 0 || n == 0) return;
-        // Bfloat16 operands other than a transposed weight under a float32 a are widened (exactly) first.
-        boolean fast = !(a instanceof CpuBf16Tensor) && !transA && transB;
-        if (read && (a instanceof CpuBf16Tensor || b instanceof CpuBf16Tensor && !fast)) {
-            CpuTensor wa = a instanceof CpuBf16Tensor ha ? widened(ha, aOffset, (long) (aRows - 1) * lda + aCols) : null;
-            CpuTensor wb = b instanceof CpuBf16Tensor hb ? widened(hb, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
+        // 16-bit operands other than a transposed weight under a float32 a are widened (exactly) first.
+        boolean fast = !(a instanceof HalfTensor) && !transA && transB;
+        if (read && (a instanceof HalfTensor || b instanceof HalfTensor && !fast)) {
+            CpuTensor wa = a instanceof HalfTensor ha ? widened(ha, aOffset, (long) (aRows - 1) * lda + aCols) : null;
+            CpuTensor wb = b instanceof HalfTensor hb ? widened(hb, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
             try {
                 gemm(transA, transB, m, n, k, alpha, wa != null ? wa : a, wa != null ? 0 : aOffset, lda,
                         wb != null ? wb : b, wb != null ? 0 : bOffset, ldb, beta, c, cOffset, ldc);
@@ -317,8 +380,9 @@ public final class CpuBackend implements Backend {
             return;
         }
         MemorySegment as = Checks.segment(op, "a", a), cs = Checks.segment(op, "c", c);
-        if (b instanceof CpuBf16Tensor w)
-            Bf16Gemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, beta, cs, cOffset, ldc, null);
+        if (b instanceof HalfTensor w)
+            HalfGemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, w instanceof CpuF16Tensor, beta,
+                    cs, cOffset, ldc, null);
         else
             ParallelGemm.sgemm(pool(), transA, transB, m, n, k, alpha, as, aOffset, lda, Checks.segment(op, "b", b), bOffset,
                     ldb, beta, cs, cOffset, ldc, null);
@@ -326,18 +390,18 @@ public final class CpuBackend implements Backend {
 
     /**
      * A row-major [rows, cols] matrix with row stride ld at offset must fit inside t (when it is read at all); t is a
-     * float32 tensor or, where the op reads one, a bfloat16 weight.
+     * float32 tensor or, where the op reads one, a 16-bit weight.
      */
     private static void checkMatrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        boolean bf16 = t instanceof CpuBf16Tensor;
-        if (!bf16) Checks.segment(op, name, t);
+        boolean half = t instanceof HalfTensor;
+        if (!half) Checks.segment(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
         OpChecks.nonNegative(op, name + "Offset", offset);
         if (!read || rows == 0 || cols == 0) return;
         long end = offset + (long) (rows - 1) * ld + cols;
         if (end > t.size())
-            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + (bf16 ? " values" : " floats")
+            throw new IllegalArgumentException(op + ": " + name + " has " + t.size() + (half ? " values" : " floats")
                     + ", needs offset + (rows-1)*ld + cols = " + offset + " + " + (rows - 1) + "*" + ld + " + " + cols + " = " + end);
     }
 
@@ -374,7 +438,8 @@ public final class CpuBackend implements Backend {
         MemorySegment ys = Checks.atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
-        CpuBf16Tensor wb = w instanceof CpuBf16Tensor t ? t : null;
+        HalfTensor wb = w instanceof HalfTensor t ? t : null;
+        boolean f16 = w instanceof CpuF16Tensor;
         if (wb != null && wb.size() < (long) out * in)
             throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
         MemorySegment ws = wb != null ? wb.segment() : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
@@ -383,7 +448,7 @@ public final class CpuBackend implements Backend {
             long xOffset = r0 * in, yOffset = r0 * out;
             ParallelGemm.Epilogue addBias = bs == null ? null
                     : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
-            if (wb != null) Bf16Gemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
+            if (wb != null) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, f16, 0f, ys, yOffset, out, addBias);
             else ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
         }
     }
@@ -394,12 +459,11 @@ public final class CpuBackend implements Backend {
         OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
-        if (table instanceof CpuBf16Tensor wb) {
+        if (table instanceof HalfTensor wb) {
             OpChecks.ids(op, ids, wb.size() / dim);
-            MemorySegment t = wb.segment();
+            wb.segment();
             pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
-                for (long r = from; r < to; r++)
-                    Bf16Gemm.widen(t, (long) ids[(int) r] * dim * 2, o, r * dim * Float.BYTES, dim);
+                for (long r = from; r < to; r++) widen(wb, (long) ids[(int) r] * dim, o, r * dim * Float.BYTES, dim);
             });
             return;
         }

@@ -64,7 +64,7 @@ final class Gemv {
      * for operation, so a row's result does not depend on the rows beside it. (The kernels keep few vectors live and
      * hand only floats to their helpers: a vector passed to a method the JIT does not inline is boxed.)
      */
-    private static void columns(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
+    static void columns(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
                                 MemorySegment b, long bOffset, int ldb, MemorySegment c, long cOffset, int ldc) {
         if (m >= 3) {
             int last = Math.min(3, m - 1);

@@ -38,7 +38,11 @@ public final class KernelBenchmark {
     public record CallOverhead(int size, double plainNanos, double criticalNanos) {}
 
     /** The parts of {@link #main}, each selectable with {@code --only}. */
-    public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward", "decode-attention");
+    public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward", "decode-attention",
+            "weights");
+
+    /** One {@code linear} call with its weight matrix held as {@code type}: milliseconds per call, weight bytes per second. */
+    public record WeightsResult(DType type, int rows, int out, int in, double millis, double gigabytesPerSecond) {}
 
     /** One decode-attention shape: a query per head over {@code keys} cached keys, per layer and as cache bytes read per second. */
     public record DecodeAttentionResult(int heads, int kvHeads, int headDim, DType cache, int keys, double millisPerLayer,
@@ -201,6 +205,36 @@ public final class KernelBenchmark {
         }
     }
 
+    /**
+     * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16 and float16
+     * (one set of float16 values; the bfloat16 copy rounds them), the three sampled in turn.
+     */
+    public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
+        Random rnd = new Random(5);
+        long count = (long) out * in;
+        java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined();
+        java.lang.foreign.MemorySegment f16 = arena.allocate(2 * count), bf16 = arena.allocate(2 * count);
+        for (long i = 0; i < count; i++) {
+            short h = Float.floatToFloat16((float) (rnd.nextGaussian() * 0.02));
+            f16.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, h);
+            bf16.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, Bfloat16.round(Float.float16ToFloat(h)));
+        }
+        List<WeightsResult> results = new ArrayList<>();
+        try (arena; Tensor x = cpu.upload(random(rnd, (long) rows * in)); Tensor y = cpu.allocate((long) rows * out);
+             Tensor w32 = cpu.upload(f16, DType.F16, count); Tensor w16 = cpu.uploadWeights(f16, DType.F16, count);
+             Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count)) {
+            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor))
+                throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto)");
+            for (Tensor w : new Tensor[] {w32, wb, w16}) {
+                double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
+                        samples)[0];
+                DType type = w == w32 ? DType.F32 : w == wb ? DType.BF16 : DType.F16;
+                results.add(new WeightsResult(type, rows, out, in, seconds * 1e3, count * type.bytes() / seconds / 1e9));
+            }
+        }
+        return results;
+    }
+
     /** A line describing the machine and the settings the figures depend on. */
     public static String machine(CpuBackend cpu) {
         return "cpus=" + Runtime.getRuntime().availableProcessors() + " threads=" + cpu.threads()
@@ -277,6 +311,18 @@ public final class KernelBenchmark {
                             System.out.printf("%-55s %5d %2d %3d %-5s %7d   %8.3f   %4.1f%n", "", r.heads(), r.kvHeads(), r.headDim(),
                                     r.cache().name().toLowerCase(java.util.Locale.ROOT), r.keys(), r.millisPerLayer(), r.gigabytesPerSecond());
                         }
+            }
+            if (only == null || only.equals("weights")) {
+                System.out.println("linear by weight type (rows x [out, in])   rows   out    in  type        ms   weight GB/s   vs f32");
+                int[][] shapes = quick ? new int[][] {{1, 2048, 2048}, {64, 2048, 2048}}
+                        : new int[][] {{1, 4096, 4096}, {2, 4096, 4096}, {4, 4096, 4096}, {1, 11008, 4096}, {512, 2048, 2048}};
+                for (int[] s : shapes) {
+                    List<WeightsResult> rs = weights(cpu, s[0], s[1], s[2], warmup, samples);
+                    for (WeightsResult r : rs)
+                        System.out.printf("%-42s %5d %5d %5d  %-4s %9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
+                                r.type().name().toLowerCase(java.util.Locale.ROOT), r.millis(), r.gigabytesPerSecond(),
+                                rs.get(0).millis() / r.millis());
+                }
             }
         }
     }

@@ -68,7 +68,29 @@ class CommandLineTest {
         assertEquals(converted, loss(bf16, ids, "bf16"), 0.0, "bf16 matrices are kept as they are");
         var bad = CliRunner.run("score", "--model", f32.toString(), "--ids", ids.toString(), "--cpu-weights", "f8");
         assertEquals(1, bad.exitCode());
-        assertTrue(bad.err().contains("unknown --cpu-weights 'f8' (auto, bf16)"), bad.err());
+        assertTrue(bad.err().contains("unknown --cpu-weights 'f8' (auto, f32, bf16)"), bad.err());
+    }
+
+    /**
+     * An f16 checkpoint's matrices stay float16 on the CPU by default, and widen exactly as they are read: the loss is
+     * that of {@code --cpu-weights f32}, which widens them at load; bf16 rounds them and moves it.
+     */
+    @Test
+    void cpuWeightsKeepF16MatricesExactly() throws IOException {
+        Path f32 = tmp.resolve("f32-for-f16"), f16 = tmp.resolve("f16");
+        dev.ropeway.model.CheckpointWriter.writeRandom(f32, dev.ropeway.model.CheckpointWriter.llamaConfig(256, 64, 128, 2,
+                4, 2, 16, 128, new dev.ropeway.rope.DefaultRope(10000, 16), false), 6);
+        dev.ropeway.model.CheckpointWriter.convertWeights(f32, f16, dev.ropeway.tensor.DType.F16);
+        Files.copy(f32.resolve("config.json"), f16.resolve("config.json"));
+        java.util.Random rnd = new java.util.Random(4);
+        int[][] seqs = new int[2][60];
+        for (int[] seq : seqs) for (int i = 0; i < seq.length; i++) seq[i] = rnd.nextInt(256);
+        Path ids = tmp.resolve("ids-f16.json");
+        Files.writeString(ids, Json.mapper().writeValueAsString(seqs));
+        double kept = loss(f16, ids, "auto"), widened = loss(f16, ids, "f32"), rounded = loss(f16, ids, "bf16");
+        assertEquals(widened, kept, 1e-6 * Math.abs(widened));
+        assertTrue(rounded != kept, "bf16 matrices change the loss");
+        assertEquals(kept, rounded, 1e-2);
     }
 
     private static double loss(Path model, Path ids, String cpuWeights) throws IOException {

@@ -1,0 +1,305 @@
+package dev.ropeway.tensor;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * {@code C = alpha A · Wᵀ + beta C} with W a bfloat16 or float16 matrix ({@link CpuBf16Tensor}, {@link CpuF16Tensor};
+ * row-major [n, k]). A few rows of A (a decode step) read W directly, widening it in registers: half the bytes of the
+ * float32 product for the same sums in the same order. More rows widen W in chunks of columns into a float32 buffer for
+ * OpenBLAS. Widening is exact, so both give what the float32 product of the widened weights gives.
+ *
+ * <p>A finite float16 widens in three vector steps: its bits moved to a float32's exponent and mantissa fields
+ * (sign in place), which reads as the value times 2^-112, then a multiplication by 2^112, exact for normal and
+ * subnormal float16 alike. Infinities and NaNs would come out finite, so float16 matrices holding any stay float32
+ * ({@link CpuBackend#uploadWeights}).
+ */
+final class HalfGemm {
+    private static final VectorSpecies<Float> F = VectorMath.F;
+    private static final int LANES = VectorMath.LANES;
+    private static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT;
+    /** Columns of C (rows of W) widened at a time by one task: 256 x k floats stay in cache with the A block. */
+    private static final int CHUNK = 256;
+
+    private HalfGemm() {}
+
+    /**
+     * Offsets and leading dimensions in elements: floats for A and C, 16-bit values for W, which holds float16 values
+     * (all finite) when {@code f16} is set and bfloat16 ones otherwise.
+     */
+    static void run(WorkerPool pool, int m, int n, int k, float alpha, MemorySegment a, long aOffset, int lda,
+                    MemorySegment w, long wOffset, int ldw, boolean f16, float beta, MemorySegment c, long cOffset, int ldc,
+                    ParallelGemm.Epilogue epilogue) {
+        if (m == 0 || n == 0) return;
+        if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
+            Gemv.ColumnBlock kernel;
+            if (m > 1) kernel = (c0, c1) -> {
+                // Rows share each widened weight vector: four at a time (fewer repeat the last, whose sums are the
+                // same), or two.
+                int last = m - 1;
+                long x1 = aOffset + Math.min(1, last) * (long) lda, x2 = aOffset + Math.min(2, last) * (long) lda;
+                long x3 = aOffset + Math.min(3, last) * (long) lda;
+                long y1 = cOffset + Math.min(1, last) * (long) ldc, y2 = cOffset + Math.min(2, last) * (long) ldc;
+                long y3 = cOffset + Math.min(3, last) * (long) ldc;
+                columns4(f16, c0, c1, k, a, aOffset, x1, x2, x3, w, wOffset, ldw, c, cOffset, y1, y2, y3);
+            };
+            else if (f16) kernel = (c0, c1) -> columnsF16(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc);
+            else kernel = (c0, c1) -> columns(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc);
+            Gemv.forColumns(pool, m, n, k, kernel, epilogue);
+            return;
+        }
+        ParallelGemm.forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
+            MemorySegment wide = wideBuffer((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
+            for (int j0 = c0; j0 < c1; j0 += CHUNK) {
+                int cols = Math.min(CHUNK, c1 - j0);
+                widenRows(w, wOffset, ldw, f16, j0, cols, k, wide);
+                OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
+                        lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
+            }
+        }, epilogue);
+    }
+
+    /** Rows {@code [j0, j0 + cols)} of W, k values each, widened into {@code wide} as a row-major [cols, k] block. */
+    private static void widenRows(MemorySegment w, long wOffset, int ldw, boolean f16, int j0, int cols, int k, MemorySegment wide) {
+        for (int j = 0; j < cols; j++) {
+            long from = (wOffset + (long) (j0 + j) * ldw) * 2, to = (long) j * k * Float.BYTES;
+            if (f16) widenF16(w, from, wide, to, k);
+            else widen(w, from, wide, to, k);
+        }
+    }
+
+    /**
+     * Four rows of A (element offsets of A's and C's rows; a repeated row is computed twice), two columns at a time:
+     * each weight vector is widened once for the four. Per row and column the sums of the one-row kernels, operation
+     * for operation ({@link Gemv}'s four-row kernel with W widened in registers).
+     */
+    private static void columns4(boolean f16, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
+                                 MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0, long y1, long y2, long y3) {
+        float[] lanes = new float[LANES];
+        int bound = F.loopBound(k);
+        long a0 = x0 * 4, a1 = x1 * 4, a2 = x2 * 4, a3 = x3 * 4, step = (long) ldw * 2;
+        int j = c0;
+        for (; j + 2 <= c1; j += 2) {
+            long b0 = (wOffset + (long) j * ldw) * 2;
+            FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+            int i = 0;
+            for (; i < bound; i += LANES) {
+                long o = i * 4L;
+                FloatVector w0 = f16 ? wideF16(w, b0 + i * 2L) : wide(w, b0 + i * 2L);
+                FloatVector w1 = f16 ? wideF16(w, b0 + step + i * 2L) : wide(w, b0 + step + i * 2L);
+                FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
+                s00 = w0.fma(x, s00);
+                s01 = w1.fma(x, s01);
+                x = FloatVector.fromMemorySegment(F, a, a1 + o, NATIVE);
+                s10 = w0.fma(x, s10);
+                s11 = w1.fma(x, s11);
+                x = FloatVector.fromMemorySegment(F, a, a2 + o, NATIVE);
+                s20 = w0.fma(x, s20);
+                s21 = w1.fma(x, s21);
+                x = FloatVector.fromMemorySegment(F, a, a3 + o, NATIVE);
+                s30 = w0.fma(x, s30);
+                s31 = w1.fma(x, s31);
+            }
+            store2(f16, Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), i, k, a, a0, w, b0, step, c, (y0 + j) * 4);
+            store2(f16, Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), i, k, a, a1, w, b0, step, c, (y1 + j) * 4);
+            store2(f16, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
+            store2(f16, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
+        }
+        if (j < c1) {
+            for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}}) {
+                if (f16) columnsF16(1, j, c1, k, a, row[0], 0, w, wOffset, ldw, c, row[1], 0);
+                else columns(1, j, c1, k, a, row[0], 0, w, wOffset, ldw, c, row[1], 0);
+            }
+        }
+    }
+
+    /** One row's two dot products from their lanes' sums: the tail of k added in order (from element i), then stored. */
+    private static void store2(boolean f16, float d0, float d1, int i, int k, MemorySegment a, long aRow, MemorySegment w,
+                               long b0, long step, MemorySegment c, long out) {
+        for (; i < k; i++) {
+            float x = a.get(JAVA_FLOAT, aRow + i * 4L);
+            d0 += x * (f16 ? valueF16(w, b0 + i * 2L) : value(w, b0 + i * 2L));
+            d1 += x * (f16 ? valueF16(w, b0 + step + i * 2L) : value(w, b0 + step + i * 2L));
+        }
+        c.set(JAVA_FLOAT, out, d0);
+        c.set(JAVA_FLOAT, out + 4, d1);
+    }
+
+    /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */
+    private static final ThreadLocal<MemorySegment[]> WIDE = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
+    private static MemorySegment wideBuffer(long bytes) {
+        MemorySegment[] held = WIDE.get();
+        if (held[0] == null || held[0].byteSize() < bytes) held[0] = Arena.ofAuto().allocate(bytes, 64);
+        return held[0];
+    }
+
+    /** {@code count} bfloat16 values at byte {@code from} of {@code src} as float32 at byte {@code to} of {@code dst}. */
+    static void widen(MemorySegment src, long from, MemorySegment dst, long to, int count) {
+        int i = 0;
+        for (int bound = S.loopBound(count); i < bound; i += S.length())
+            wide(src, from + 2L * i).intoMemorySegment(dst, to + 4L * i, NATIVE);
+        for (; i < count; i++) dst.set(JAVA_FLOAT, to + 4L * i, Float.intBitsToFloat(src.get(SHORT, from + 2L * i) << 16));
+    }
+
+    /** {@code count} finite float16 values at byte {@code from} of {@code src} as float32 at byte {@code to} of {@code dst}. */
+    static void widenF16(MemorySegment src, long from, MemorySegment dst, long to, int count) {
+        int i = 0;
+        for (int bound = S.loopBound(count); i < bound; i += S.length())
+            wideF16(src, from + 2L * i).intoMemorySegment(dst, to + 4L * i, NATIVE);
+        for (; i < count; i++) dst.set(JAVA_FLOAT, to + 4L * i, Float.float16ToFloat(src.get(SHORT, from + 2L * i)));
+    }
+
+    /** {@code count} floats from byte {@code from} of {@code src} as bfloat16 values from byte {@code to} of {@code dst}. */
+    static void narrow(MemorySegment src, long from, MemorySegment dst, long to, long count) {
+        for (long i = 0; i < count; i++) dst.set(SHORT, to + 2 * i, Bfloat16.round(src.get(JAVA_FLOAT, from + 4 * i)));
+    }
+
+    /** LANES bfloat16 values at byte {@code offset}, widened: the bits moved to the top half of each float. */
+    private static FloatVector wide(MemorySegment src, long offset) {
+        ShortVector s = ShortVector.fromMemorySegment(S, src, offset, NATIVE);
+        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /**
+     * LANES finite float16 values at byte {@code offset}, widened. Each is sign-extended to an int and shifted left by
+     * 13: exponent and mantissa land in the float32 fields (bits 13 to 27), the sign in bit 31 (the mask clears the
+     * copies between). Read as a float32 that is the value times 2^-112, exactly; the product with 2^112 is exact too.
+     */
+    private static FloatVector wideF16(MemorySegment src, long offset) {
+        ShortVector s = ShortVector.fromMemorySegment(S, src, offset, NATIVE);
+        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS)
+                .reinterpretAsFloats().mul(F16_SCALE);
+    }
+
+    /** True when none of the float16 values {@code [from, to)} of {@code src} is an infinity or a NaN. */
+    static boolean finiteF16(MemorySegment src, long from, long to) {
+        long i = from;
+        for (long bound = from + (to - from) / S.length() * S.length(); i < bound; i += S.length())
+            if (ShortVector.fromMemorySegment(S, src, 2 * i, NATIVE).and(F16_EXPONENT)
+                    .compare(VectorOperators.EQ, F16_EXPONENT).anyTrue()) return false;
+        for (; i < to; i++) if ((src.get(SHORT, 2 * i) & F16_EXPONENT) == F16_EXPONENT) return false;
+        return true;
+    }
+
+    /** A float16's exponent bits: all set for infinities and NaNs. */
+    private static final short F16_EXPONENT = 0x7C00;
+    /** The bits a shifted, sign-extended float16 keeps: sign, 5 exponent bits, 10 mantissa bits. */
+    private static final int F16_BITS = 0x8FFFE000;
+    /** 2^(127 - 15): the gap between the float32 and float16 exponent biases. */
+    private static final float F16_SCALE = 0x1p112f;
+
+    /** The decode kernel of {@link Gemv}, with W read as bfloat16: same lanes, same order of sums. */
+    private static void columns(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
+                                MemorySegment w, long wOffset, int ldw, MemorySegment c, long cOffset, int ldc) {
+        float[] lanes = new float[LANES];
+        int bound = F.loopBound(k);
+        for (int r = 0; r < m; r++) {
+            long aRow = (aOffset + (long) r * lda) * Float.BYTES;
+            int j = c0;
+            for (; j + 4 <= c1; j += 4) {
+                long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
+                FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
+                int i = 0;
+                for (; i < bound; i += LANES) {
+                    FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
+                    s0 = wide(w, w0 + i * 2L).fma(x, s0);
+                    s1 = wide(w, w0 + step + i * 2L).fma(x, s1);
+                    s2 = wide(w, w0 + 2 * step + i * 2L).fma(x, s2);
+                    s3 = wide(w, w0 + 3 * step + i * 2L).fma(x, s3);
+                }
+                float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
+                for (; i < k; i++) {
+                    float x = a.get(JAVA_FLOAT, aRow + i * 4L);
+                    d0 += x * value(w, w0 + i * 2L);
+                    d1 += x * value(w, w0 + step + i * 2L);
+                    d2 += x * value(w, w0 + 2 * step + i * 2L);
+                    d3 += x * value(w, w0 + 3 * step + i * 2L);
+                }
+                long out = (cOffset + (long) r * ldc + j) * Float.BYTES;
+                c.set(JAVA_FLOAT, out, d0);
+                c.set(JAVA_FLOAT, out + 4, d1);
+                c.set(JAVA_FLOAT, out + 8, d2);
+                c.set(JAVA_FLOAT, out + 12, d3);
+            }
+            for (; j < c1; j++) {
+                long w0 = (wOffset + (long) j * ldw) * 2;
+                FloatVector s = FloatVector.zero(F);
+                int i = 0;
+                for (; i < bound; i += LANES)
+                    s = wide(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
+                float d = Gemv.sum(s, lanes);
+                for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * value(w, w0 + i * 2L);
+                c.set(JAVA_FLOAT, (cOffset + (long) r * ldc + j) * Float.BYTES, d);
+            }
+        }
+    }
+
+    /** The decode kernel of {@link Gemv}, with W read as float16 (all finite): same lanes, same order of sums. */
+    private static void columnsF16(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
+                                MemorySegment w, long wOffset, int ldw, MemorySegment c, long cOffset, int ldc) {
+        float[] lanes = new float[LANES];
+        int bound = F.loopBound(k);
+        for (int r = 0; r < m; r++) {
+            long aRow = (aOffset + (long) r * lda) * Float.BYTES;
+            int j = c0;
+            for (; j + 4 <= c1; j += 4) {
+                long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
+                FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
+                int i = 0;
+                for (; i < bound; i += LANES) {
+                    FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
+                    s0 = wideF16(w, w0 + i * 2L).fma(x, s0);
+                    s1 = wideF16(w, w0 + step + i * 2L).fma(x, s1);
+                    s2 = wideF16(w, w0 + 2 * step + i * 2L).fma(x, s2);
+                    s3 = wideF16(w, w0 + 3 * step + i * 2L).fma(x, s3);
+                }
+                float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
+                for (; i < k; i++) {
+                    float x = a.get(JAVA_FLOAT, aRow + i * 4L);
+                    d0 += x * valueF16(w, w0 + i * 2L);
+                    d1 += x * valueF16(w, w0 + step + i * 2L);
+                    d2 += x * valueF16(w, w0 + 2 * step + i * 2L);
+                    d3 += x * valueF16(w, w0 + 3 * step + i * 2L);
+                }
+                long out = (cOffset + (long) r * ldc + j) * Float.BYTES;
+                c.set(JAVA_FLOAT, out, d0);
+                c.set(JAVA_FLOAT, out + 4, d1);
+                c.set(JAVA_FLOAT, out + 8, d2);
+                c.set(JAVA_FLOAT, out + 12, d3);
+            }
+            for (; j < c1; j++) {
+                long w0 = (wOffset + (long) j * ldw) * 2;
+                FloatVector s = FloatVector.zero(F);
+                int i = 0;
+                for (; i < bound; i += LANES)
+                    s = wideF16(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
+                float d = Gemv.sum(s, lanes);
+                for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * valueF16(w, w0 + i * 2L);
+                c.set(JAVA_FLOAT, (cOffset + (long) r * ldc + j) * Float.BYTES, d);
+            }
+        }
+    }
+
+    private static float value(MemorySegment w, long byteOffset) {
+        return Float.intBitsToFloat(w.get(SHORT, byteOffset) << 16);
+    }
+
+    private static float valueF16(MemorySegment w, long byteOffset) {
+        return Float.float16ToFloat(w.get(SHORT, byteOffset));
+    }
+}
