@@ -35,7 +35,7 @@ final class BackendOptions {
             description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto "
                     + "(default: bf16 and f16 checkpoints stay 16-bit, f32 ones stay f32; all exact), f32 (every matrix "
                     + "widened to f32, exactly: twice the memory of a 16-bit checkpoint, slower decode steps, long prompts "
-                    + "up to ~10% faster) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half the memory "
+                    + "up to a quarter faster) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half the memory "
                     + "of f32, and decode steps, which stream every matrix, up to twice as fast; each weight moves by at "
                     + "most 2^-9 of itself).")
     String cpuWeights;
