@@ -35,9 +35,11 @@ final class BackendOptions {
             description = "CPU inference (training keeps float32 weights): how weight matrices are held in memory: auto "
                     + "(default: bf16 and f16 checkpoints stay 16-bit, f32 ones stay f32; all exact), f32 (every matrix "
                     + "widened to f32, exactly: twice the memory of a 16-bit checkpoint, slower decode steps, long prompts "
-                    + "up to a quarter faster) or bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half the memory "
-                    + "of f32, and decode steps, which stream every matrix, up to twice as fast; each weight moves by at "
-                    + "most 2^-9 of itself).")
+                    + "up to a quarter faster), bf16 (f32 and f16 matrices rounded to bfloat16 as they load: half the "
+                    + "memory of f32, and decode steps, which stream every matrix, up to twice as fast; each weight moves by "
+                    + "at most 2^-9 of itself) or q8_0 (llama.cpp's Q8_0: an int8 per weight and a scale per 32, a quarter "
+                    + "of f32's memory, faster decode still; each weight moves by at most about 1/225 of its block's "
+                    + "largest).")
     String cpuWeights;
 
     @Option(names = "--gpu-attention", defaultValue = "${env:ROPEWAY_CUDA_ATTENTION:-kernels}", paramLabel = "<impl>",
@@ -124,7 +126,8 @@ final class BackendOptions {
             case "auto" -> CpuBackend.Weights.AUTO;
             case "f32" -> CpuBackend.Weights.F32;
             case "bf16" -> CpuBackend.Weights.BF16;
-            default -> throw new RopewayException("unknown --cpu-weights '" + cpuWeights + "' (auto, f32, bf16)");
+            case "q8_0", "q8" -> CpuBackend.Weights.Q8_0;
+            default -> throw new RopewayException("unknown --cpu-weights '" + cpuWeights + "' (auto, f32, bf16, q8_0)");
         };
     }
 

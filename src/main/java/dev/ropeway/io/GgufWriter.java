@@ -1,6 +1,7 @@
 package dev.ropeway.io;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.tensor.Q8Blocks;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -191,27 +192,16 @@ public final class GgufWriter {
         return h;
     }
 
-    /** ggml's Q8_0: blocks of 32 values, each an f16 scale d = max|x| / 127 followed by 32 int8 round(x / d). */
+    /** ggml's Q8_0 blocks ({@link Q8Blocks}): each an f16 scale followed by 32 int8 values. */
     static final class Q8_0 {
-        static final int BLOCK = 32;
-
         private Q8_0() {}
 
         static void encode(float[] x, ByteBuffer out) {
-            for (int start = 0; start < x.length; start += BLOCK) {
-                float amax = 0;
-                for (int j = 0; j < BLOCK; j++) amax = Math.max(amax, Math.abs(x[start + j]));
-                float d = amax / 127f;
-                float inverse = d != 0 ? 1f / d : 0f;
-                out.putShort(Float.floatToFloat16(d));
-                for (int j = 0; j < BLOCK; j++) out.put((byte) roundHalfAway(x[start + j] * inverse));
+            byte[] q = new byte[Q8Blocks.BLOCK];
+            for (int start = 0; start < x.length; start += Q8Blocks.BLOCK) {
+                out.putShort(Q8Blocks.block(x, start, q, 0));
+                out.put(q);
             }
-        }
-
-        /** C's roundf (ties away from zero), which ggml uses; Math.round would send -0.5 to 0. */
-        static int roundHalfAway(float v) {
-            int r = (int) (Math.signum(v) * Math.floor(Math.abs(v) + 0.5f));
-            return Math.clamp(r, -127, 127);
         }
     }
 

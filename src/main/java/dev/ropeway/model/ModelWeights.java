@@ -81,9 +81,9 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
             if (!info.dtype().isFloatWeight())
                 throw new dev.ropeway.io.CheckpointException("tensor " + name + " in " + store.directory() + " has dtype "
                         + info.dtype() + "; weights must be F32, BF16, F16 or F64");
-            // Matrices may stay in a narrower type on backends that read them exactly (bfloat16 on the CPU); vectors
-            // (norms, biases) are read by ops that want float32.
-            Tensor t = shape.length == 2 ? backend.uploadWeights(store.data(name), info.dtype(), info.elementCount())
+            // Matrices may stay in a narrower type (16-bit as stored, or what --cpu-weights asks for); vectors (norms,
+            // biases) are read by ops that want float32.
+            Tensor t = shape.length == 2 ? backend.uploadWeights(store.data(name), info.dtype(), shape[0], shape[1])
                     : backend.upload(store.data(name), info.dtype(), info.elementCount());
             loaded.add(t);
             return t;

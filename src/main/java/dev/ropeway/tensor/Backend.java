@@ -98,6 +98,14 @@ public interface Backend extends AutoCloseable {
         return upload(src, dtype, count);
     }
 
+    /**
+     * {@link #uploadWeights(MemorySegment, DType, long)} for a matrix of {@code rows} x {@code cols}, for backends whose
+     * narrower forms depend on the row length (the CPU backend's Q8_0 blocks of 32 values along a row).
+     */
+    default Tensor uploadWeights(MemorySegment src, DType dtype, long rows, long cols) {
+        return uploadWeights(src, dtype, OpChecks.product("uploadWeights", rows, cols));
+    }
+
     /** Copies {@code length} floats starting at element {@code offset} of {@code src} into {@code dst[dstOffset..]}. */
     void download(Tensor src, long offset, float[] dst, int dstOffset, int length);
 

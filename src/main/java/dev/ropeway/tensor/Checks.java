@@ -18,7 +18,9 @@ final class Checks {
                     + (t instanceof CpuBf16Tensor ? " (bfloat16 tensors are read only by linear, gemm as a transposed B, embedding, "
                     + "attention as keys and values, copy, download and view)" : "")
                     + (t instanceof CpuF16Tensor ? " (float16 weight tensors are read only by linear, gemm, embedding, copy, "
-                    + "download and view)" : ""));
+                    + "download and view)" : "")
+                    + (t instanceof CpuQ8Tensor ? " (Q8_0 weight tensors are read only by linear, gemm, embedding, copy and "
+                    + "download)" : ""));
         if (c.isClosed()) throw new IllegalArgumentException(op + ": " + name + " is closed");
         return c.segment();
     }

@@ -68,4 +68,23 @@ final class Convert {
             MemorySegment.copy(out, 0, dst, JAVA_FLOAT, i * 4, n);
         }
     }
+
+    /** {@code n} values of {@code type} from element {@code from} of {@code src}, as float32, into {@code out[0, n)}. */
+    static void toFloats(MemorySegment src, DType type, long from, float[] out, int n) {
+        switch (type) {
+            case F32 -> MemorySegment.copy(src, F32_LE, from * 4, out, 0, n);
+            case F16, BF16 -> {
+                short[] in = new short[n];
+                MemorySegment.copy(src, U16_LE, from * 2, in, 0, n);
+                if (type == DType.F16) for (int j = 0; j < n; j++) out[j] = Float.float16ToFloat(in[j]);
+                else for (int j = 0; j < n; j++) out[j] = Float.intBitsToFloat(in[j] << 16);
+            }
+            case F64 -> {
+                double[] in = new double[n];
+                MemorySegment.copy(src, F64_LE, from * 8, in, 0, n);
+                for (int j = 0; j < n; j++) out[j] = (float) in[j];
+            }
+            default -> throw new IllegalArgumentException("cannot convert " + type + " to float32");
+        }
+    }
 }

@@ -63,7 +63,14 @@ public final class CpuBackend implements Backend {
          * memory of float32 and half the bytes a memory-bound decode step streams, for a relative change of at most
          * 2^-9 per weight).
          */
-        BF16
+        BF16,
+        /**
+         * Every matrix in ggml's Q8_0 form ({@link CpuQ8Tensor}): an int8 per weight and a scale per 32, about a quarter
+         * of float32's memory and bytes per decode step, for a change per weight of at most half a quantisation step
+         * plus the scale's float16 rounding: about max|x| / 225 of its block. Matrices whose rows are not a multiple of 32 values (or loaded without their shape,
+         * or holding an infinity or a NaN) are held as BF16 instead.
+         */
+        Q8_0
     }
 
     /** {@link #CpuBackend(int, DType)} whose weight matrices ({@link #uploadWeights}) are held as {@code weights} says. */
@@ -151,9 +158,9 @@ public final class CpuBackend implements Backend {
      */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
-        boolean keep = weights == Weights.AUTO && (dtype == DType.BF16 || dtype == DType.F16)
-                || weights == Weights.BF16 && dtype == DType.BF16;
-        if (!keep && weights != Weights.BF16) return upload(src, dtype, count);
+        boolean narrow = weights == Weights.BF16 || weights == Weights.Q8_0;
+        boolean keep = weights == Weights.AUTO && (dtype == DType.BF16 || dtype == DType.F16) || narrow && dtype == DType.BF16;
+        if (!keep && !narrow) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
         if (src == null || src.byteSize() < bytes)
@@ -180,6 +187,48 @@ public final class CpuBackend implements Backend {
             t.close();
             throw e;
         }
+    }
+
+    /**
+     * A [rows, cols] weight matrix: under {@link Weights#Q8_0}, quantised to Q8_0 blocks when its rows are a multiple of
+     * 32 values and it holds only finite values; otherwise as {@link #uploadWeights(MemorySegment, DType, long)}.
+     */
+    @Override
+    public Tensor uploadWeights(MemorySegment src, DType dtype, long rows, long cols) {
+        long count = OpChecks.product("uploadWeights", rows, cols);
+        if (weights != Weights.Q8_0 || cols % Q8Blocks.BLOCK != 0 || !dtype.isFloatWeight())
+            return uploadWeights(src, dtype, count);
+        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
+                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        CpuQ8Tensor t = new CpuQ8Tensor(count);
+        try {
+            MemorySegment q = t.quants(), scales = t.scales();
+            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+            WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
+            int perBlock = 256;
+            p.forRange(count / Q8Blocks.BLOCK, 1 << 12, (from, to) -> {
+                float[] x = new float[perBlock * Q8Blocks.BLOCK];
+                byte[] out = new byte[x.length];
+                for (long b = from; b < to; b += perBlock) {
+                    int blocks = (int) Math.min(perBlock, to - b), n = blocks * Q8Blocks.BLOCK;
+                    Convert.toFloats(src, dtype, b * Q8Blocks.BLOCK, x, n);
+                    for (int i = 0; i < blocks; i++) {
+                        float d = Float.float16ToFloat(Q8Blocks.block(x, i * Q8Blocks.BLOCK, out, i * Q8Blocks.BLOCK));
+                        if (!Float.isFinite(d)) finite.set(false);
+                        scales.setAtIndex(JAVA_FLOAT, b + i, d);
+                    }
+                    MemorySegment.copy(out, 0, q, java.lang.foreign.ValueLayout.JAVA_BYTE, b * Q8Blocks.BLOCK, n);
+                }
+            });
+            if (finite.get()) return t;
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        t.close();
+        return uploadWeights(src, dtype, count);
     }
 
     /** True when no value of the float16 tensor is an infinity or a NaN (all exponent bits set). */
@@ -217,6 +266,8 @@ public final class CpuBackend implements Backend {
     /** A view of a float32 tensor, or of a bfloat16 (a bfloat16 KV cache's rows) or float16 one. */
     @Override
     public Tensor view(Tensor base, long offset, long size) {
+        if (base instanceof CpuQ8Tensor)
+            throw new IllegalArgumentException("view: a Q8_0 weight tensor has no views (read it with linear, gemm or embedding)");
         if (base instanceof CpuBf16Tensor b) return new CpuBf16Tensor(b, offset, size);
         if (base instanceof CpuF16Tensor h) return new CpuF16Tensor(h, offset, size);
         if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
@@ -225,7 +276,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
-        if (src instanceof HalfTensor w) {
+        if (src instanceof HalfTensor || src instanceof CpuQ8Tensor) {
+            Tensor w = src;
             if (offset < 0 || length < 0 || offset > w.size() - length)
                 throw new IllegalArgumentException("download: src range [" + offset + ", " + (offset + length) + ") is outside its "
                         + w.size() + " values");
@@ -248,6 +300,17 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
+        if (dst instanceof CpuQ8Tensor) throw new IllegalArgumentException("copy: dst is a Q8_0 weight tensor, which nothing writes");
+        if (src instanceof CpuQ8Tensor w) {
+            if (srcOffset < 0 || length < 0 || srcOffset > w.size() - length)
+                throw new IllegalArgumentException("copy: src range [" + srcOffset + ", " + (srcOffset + length)
+                        + ") is outside its " + w.size() + " Q8_0 values");
+            if (!(dst instanceof CpuTensor))
+                throw new IllegalArgumentException("copy: a Q8_0 source copies into float32 only, not into " + dst);
+            MemorySegment d = Checks.range("copy", "dst", dst, dstOffset, length);
+            pool().forRange(length, 1 << 16, (from, to) -> widen(w, srcOffset + from, d, (dstOffset + from) * Float.BYTES, to - from));
+            return;
+        }
         if (dst instanceof HalfTensor || src instanceof HalfTensor) {
             convertingCopy(dst, dstOffset, src, srcOffset, length);
             return;
@@ -297,8 +360,16 @@ public final class CpuBackend implements Backend {
         });
     }
 
-    /** {@code count} values of a 16-bit tensor from element {@code from}, widened to float32 at byte {@code to} of dst. */
-    private static void widen(HalfTensor t, long from, MemorySegment dst, long to, long count) {
+    /**
+     * {@code count} values of a 16-bit or Q8_0 tensor from element {@code from}, widened (dequantised) to float32 at
+     * byte {@code to} of dst.
+     */
+    private static void widen(Tensor weights, long from, MemorySegment dst, long to, long count) {
+        if (weights instanceof CpuQ8Tensor q) {
+            Q8Gemm.dequantize(q.quants(), q.scales(), from, dst, to, count);
+            return;
+        }
+        HalfTensor t = (HalfTensor) weights;
         MemorySegment s = t.segment();
         boolean f16 = t instanceof CpuF16Tensor;
         for (long i = 0; i < count; i += Integer.MAX_VALUE / 4) {
@@ -317,10 +388,10 @@ public final class CpuBackend implements Backend {
         return b.segment();
     }
 
-    /** A float32 copy of the {@code length} 16-bit values of {@code t} from {@code offset} (the caller closes it). */
-    private CpuTensor widened(HalfTensor t, long offset, long length) {
+    /** A float32 copy of the {@code length} 16-bit or Q8_0 values of {@code t} from {@code offset} (the caller closes it). */
+    private CpuTensor widened(Tensor t, long offset, long length) {
         CpuTensor wide = new CpuTensor(length);
-        convertingCopy(wide, 0, t, offset, length);
+        copy(wide, 0, t, offset, length);
         return wide;
     }
 
@@ -362,14 +433,18 @@ public final class CpuBackend implements Backend {
         checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, read);
         checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, read);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
-        if (c instanceof HalfTensor h)
-            throw new IllegalArgumentException(op + ": c must be float32, got a " + h.typeName() + " tensor");
+        if (c instanceof HalfTensor || c instanceof CpuQ8Tensor)
+            throw new IllegalArgumentException(op + ": c must be float32, got " + c);
         if (m == 0 || n == 0) return;
-        // 16-bit operands other than a transposed weight under a float32 a are widened (exactly) first.
-        boolean fast = !(a instanceof HalfTensor) && !transA && transB;
-        if (read && (a instanceof HalfTensor || b instanceof HalfTensor && !fast)) {
-            CpuTensor wa = a instanceof HalfTensor ha ? widened(ha, aOffset, (long) (aRows - 1) * lda + aCols) : null;
-            CpuTensor wb = b instanceof HalfTensor hb ? widened(hb, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
+        // Narrow operands other than a transposed weight under a float32 a (for Q8_0, one whose rows start on block
+        // boundaries) are widened (exactly) first.
+        boolean aNarrow = a instanceof HalfTensor || a instanceof CpuQ8Tensor;
+        boolean bNarrow = b instanceof HalfTensor || b instanceof CpuQ8Tensor;
+        boolean fast = !aNarrow && !transA && transB
+                && (!(b instanceof CpuQ8Tensor) || Q8Gemm.aligned(bOffset, ldb) && k % Q8Blocks.BLOCK == 0);
+        if (read && (aNarrow || bNarrow && !fast)) {
+            CpuTensor wa = aNarrow ? widened(a, aOffset, (long) (aRows - 1) * lda + aCols) : null;
+            CpuTensor wb = bNarrow ? widened(b, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
             try {
                 gemm(transA, transB, m, n, k, alpha, wa != null ? wa : a, wa != null ? 0 : aOffset, lda,
                         wb != null ? wb : b, wb != null ? 0 : bOffset, ldb, beta, c, cOffset, ldc);
@@ -380,7 +455,9 @@ public final class CpuBackend implements Backend {
             return;
         }
         MemorySegment as = Checks.segment(op, "a", a), cs = Checks.segment(op, "c", c);
-        if (b instanceof HalfTensor w)
+        if (b instanceof CpuQ8Tensor w)
+            Q8Gemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w, bOffset, ldb, beta, cs, cOffset, ldc, null);
+        else if (b instanceof HalfTensor w)
             HalfGemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, w instanceof CpuF16Tensor, beta,
                     cs, cOffset, ldc, null);
         else
@@ -393,7 +470,7 @@ public final class CpuBackend implements Backend {
      * float32 tensor or, where the op reads one, a 16-bit weight.
      */
     private static void checkMatrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        boolean half = t instanceof HalfTensor;
+        boolean half = t instanceof HalfTensor || t instanceof CpuQ8Tensor;
         if (!half) Checks.segment(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
@@ -438,17 +515,29 @@ public final class CpuBackend implements Backend {
         MemorySegment ys = Checks.atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
+        if (w instanceof CpuQ8Tensor wq) {
+            if (wq.size() < (long) out * in)
+                throw new IllegalArgumentException(op + ": w has " + wq.size() + " values, needs out*in = " + (long) out * in);
+            if (in % Q8Blocks.BLOCK != 0) {
+                try (CpuTensor wide = widened(wq, 0, (long) out * in)) {
+                    linear(y, x, wide, bias, rows, in, out, rowChunk);
+                }
+                return;
+            }
+        }
         HalfTensor wb = w instanceof HalfTensor t ? t : null;
+        CpuQ8Tensor wq = w instanceof CpuQ8Tensor t ? t : null;
         boolean f16 = w instanceof CpuF16Tensor;
         if (wb != null && wb.size() < (long) out * in)
             throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
-        MemorySegment ws = wb != null ? wb.segment() : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
+        MemorySegment ws = wb != null ? wb.segment() : wq != null ? null : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
         for (long r0 = 0; r0 < rows; r0 += rowChunk) {
             int m = (int) Math.min(rowChunk, rows - r0);
             long xOffset = r0 * in, yOffset = r0 * out;
             ParallelGemm.Epilogue addBias = bs == null ? null
                     : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
-            if (wb != null) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, f16, 0f, ys, yOffset, out, addBias);
+            if (wq != null) Q8Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wq, 0, in, 0f, ys, yOffset, out, addBias);
+            else if (wb != null) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, f16, 0f, ys, yOffset, out, addBias);
             else ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
         }
     }
@@ -459,9 +548,9 @@ public final class CpuBackend implements Backend {
         OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
-        if (table instanceof HalfTensor wb) {
+        if (table instanceof HalfTensor || table instanceof CpuQ8Tensor) {
+            Tensor wb = table;
             OpChecks.ids(op, ids, wb.size() / dim);
-            wb.segment();
             pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
                 for (long r = from; r < to; r++) widen(wb, (long) ids[(int) r] * dim, o, r * dim * Float.BYTES, dim);
             });

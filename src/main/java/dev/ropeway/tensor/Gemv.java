@@ -213,11 +213,13 @@ final class Gemv {
         }
     }
 
-    /** The lanes of {@code v} summed pairwise in a fixed order (see {@link VectorMath#sumLanes}). */
+    /**
+     * The lanes of {@code v} summed pairwise in a fixed order (see {@link VectorMath#sumLanes}). Kept below the JIT's
+     * always-inline size (35 bytes of bytecode): a vector handed to a method left out of line is boxed, and at one call
+     * per column of a decode-step product that once cost as much as the product.
+     */
     static float sum(FloatVector v, float[] lanes) {
         v.intoArray(lanes, 0);
-        for (int width = lanes.length / 2; width > 0; width /= 2)
-            for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
-        return lanes[0];
+        return VectorMath.sumInPlace(lanes);
     }
 }

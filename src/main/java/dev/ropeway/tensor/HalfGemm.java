@@ -142,7 +142,7 @@ final class HalfGemm {
     /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */
     private static final ThreadLocal<MemorySegment[]> WIDE = ThreadLocal.withInitial(() -> new MemorySegment[1]);
 
-    private static MemorySegment wideBuffer(long bytes) {
+    static MemorySegment wideBuffer(long bytes) {
         MemorySegment[] held = WIDE.get();
         if (held[0] == null || held[0].byteSize() < bytes) held[0] = Arena.ofAuto().allocate(bytes, 64);
         return held[0];
@@ -169,10 +169,19 @@ final class HalfGemm {
         for (long i = 0; i < count; i++) dst.set(SHORT, to + 2 * i, Bfloat16.round(src.get(JAVA_FLOAT, from + 4 * i)));
     }
 
+    /*
+     * The helpers below return vectors, so each stays within the JIT's always-inline size (35 bytes of bytecode): one
+     * left out of line would box its result on every call.
+     */
+
     /** LANES bfloat16 values at byte {@code offset}, widened: the bits moved to the top half of each float. */
     private static FloatVector wide(MemorySegment src, long offset) {
-        ShortVector s = ShortVector.fromMemorySegment(S, src, offset, NATIVE);
-        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+        return ints(ShortVector.fromMemorySegment(S, src, offset, NATIVE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /** The 16-bit values, sign-extended to ints. */
+    private static IntVector ints(ShortVector s) {
+        return (IntVector) s.convertShape(VectorOperators.S2I, I, 0);
     }
 
     /**
@@ -181,9 +190,12 @@ final class HalfGemm {
      * copies between). Read as a float32 that is the value times 2^-112, exactly; the product with 2^112 is exact too.
      */
     private static FloatVector wideF16(MemorySegment src, long offset) {
-        ShortVector s = ShortVector.fromMemorySegment(S, src, offset, NATIVE);
-        return ((IntVector) s.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS)
-                .reinterpretAsFloats().mul(F16_SCALE);
+        return scaledF16(ints(ShortVector.fromMemorySegment(S, src, offset, NATIVE)).lanewise(VectorOperators.LSHL, 13));
+    }
+
+    /** Shifted float16 bits with the copies of the sign masked off, read as float32 and scaled by 2^112. */
+    private static FloatVector scaledF16(IntVector shifted) {
+        return shifted.and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE);
     }
 
     /**

@@ -41,8 +41,11 @@ public final class KernelBenchmark {
     public static final List<String> CASES = List.of("gemm", "elementwise", "attention", "attention-backward", "decode-attention",
             "weights");
 
-    /** One {@code linear} call with its weight matrix held as {@code type}: milliseconds per call, weight bytes per second. */
-    public record WeightsResult(DType type, int rows, int out, int in, double millis, double gigabytesPerSecond) {}
+    /**
+     * One {@code linear} call with its weight matrix held as {@code type} ("f32", "bf16", "f16" or "q8_0"): milliseconds
+     * per call, weight bytes per second.
+     */
+    public record WeightsResult(String type, int rows, int out, int in, double millis, double gigabytesPerSecond) {}
 
     /** One decode-attention shape: a query per head over {@code keys} cached keys, per layer and as cache bytes read per second. */
     public record DecodeAttentionResult(int heads, int kvHeads, int headDim, DType cache, int keys, double millisPerLayer,
@@ -206,8 +209,8 @@ public final class KernelBenchmark {
     }
 
     /**
-     * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16 and float16
-     * (one set of float16 values; the bfloat16 copy rounds them), the three sampled in turn.
+     * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
+     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
         Random rnd = new Random(5);
@@ -222,14 +225,20 @@ public final class KernelBenchmark {
         List<WeightsResult> results = new ArrayList<>();
         try (arena; Tensor x = cpu.upload(random(rnd, (long) rows * in)); Tensor y = cpu.allocate((long) rows * out);
              Tensor w32 = cpu.upload(f16, DType.F16, count); Tensor w16 = cpu.uploadWeights(f16, DType.F16, count);
-             Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count)) {
-            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor))
-                throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto)");
-            for (Tensor w : new Tensor[] {w32, wb, w16}) {
+             Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count);
+             CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0);
+             Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in)) {
+            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor))
+                throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto), "
+                        + "and in must be a multiple of 32");
+            String[] names = {"f32", "bf16", "f16", "q8_0"};
+            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK};
+            Tensor[] held = {w32, wb, w16, wq};
+            for (int i = 0; i < held.length; i++) {
+                Tensor w = held[i];
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
                         samples)[0];
-                DType type = w == w32 ? DType.F32 : w == wb ? DType.BF16 : DType.F16;
-                results.add(new WeightsResult(type, rows, out, in, seconds * 1e3, count * type.bytes() / seconds / 1e9));
+                results.add(new WeightsResult(names[i], rows, out, in, seconds * 1e3, count * bytesPerWeight[i] / seconds / 1e9));
             }
         }
         return results;
@@ -319,8 +328,8 @@ public final class KernelBenchmark {
                 for (int[] s : shapes) {
                     List<WeightsResult> rs = weights(cpu, s[0], s[1], s[2], warmup, samples);
                     for (WeightsResult r : rs)
-                        System.out.printf("%-42s %5d %5d %5d  %-4s %9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
-                                r.type().name().toLowerCase(java.util.Locale.ROOT), r.millis(), r.gigabytesPerSecond(),
+                        System.out.printf("%-42s %5d %5d %5d  %-5s%9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
+                                r.type(), r.millis(), r.gigabytesPerSecond(),
                                 rs.get(0).millis() / r.millis());
                 }
             }
@@ -338,6 +347,7 @@ public final class KernelBenchmark {
             attention(cpu, 512, 4, 64, false, 0.1, 1);
             attentionBackward(cpu, 2, 256, 4, 64, 0.1, 1);
             gemm(cpu, "warm-up", 256, 256, 256, true, 0.05, 1);
+            for (int rows : new int[] {1, 2, 4}) weights(cpu, rows, 256, 512, 0.02, 1);
         }
     }
 

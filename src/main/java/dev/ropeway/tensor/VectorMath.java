@@ -31,7 +31,11 @@ final class VectorMath {
      * would make a resumed training run drift from the uninterrupted one. Called once per row, so its cost is noise.
      */
     static float sumLanes(FloatVector v) {
-        float[] lanes = v.toArray();
+        return sumInPlace(v.toArray());
+    }
+
+    /** {@code lanes} (a power-of-two length) summed pairwise in place, in the order {@link #sumLanes} uses. */
+    static float sumInPlace(float[] lanes) {
         for (int width = lanes.length / 2; width > 0; width /= 2)
             for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
         return lanes[0];
@@ -39,7 +43,11 @@ final class VectorMath {
 
     /** {@link #sumLanes(FloatVector)} for doubles. */
     static double sumLanes(jdk.incubator.vector.DoubleVector v) {
-        double[] lanes = v.toArray();
+        return sumInPlace(v.toArray());
+    }
+
+    /** {@code lanes} (a power-of-two length) summed pairwise in place. */
+    private static double sumInPlace(double[] lanes) {
         for (int width = lanes.length / 2; width > 0; width /= 2)
             for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
         return lanes[0];

@@ -68,7 +68,7 @@ class CommandLineTest {
         assertEquals(converted, loss(bf16, ids, "bf16"), 0.0, "bf16 matrices are kept as they are");
         var bad = CliRunner.run("score", "--model", f32.toString(), "--ids", ids.toString(), "--cpu-weights", "f8");
         assertEquals(1, bad.exitCode());
-        assertTrue(bad.err().contains("unknown --cpu-weights 'f8' (auto, f32, bf16)"), bad.err());
+        assertTrue(bad.err().contains("unknown --cpu-weights 'f8' (auto, f32, bf16, q8_0)"), bad.err());
     }
 
     /**
@@ -91,6 +91,33 @@ class CommandLineTest {
         assertEquals(widened, kept, 1e-6 * Math.abs(widened));
         assertTrue(rounded != kept, "bf16 matrices change the loss");
         assertEquals(kept, rounded, 1e-2);
+    }
+
+    /**
+     * {@code --cpu-weights q8_0} quantises the matrices as llama.cpp's Q8_0 does: the loss equals, to the last bit, that
+     * of the same checkpoint exported to a Q8_0 GGUF file and imported back as float32 (its dequantised values).
+     */
+    @Test
+    void cpuWeightsQ8QuantisesAsAQ8GgufFileHoldsTheWeights() throws IOException {
+        Path f32 = tmp.resolve("f32-for-q8"), gguf = tmp.resolve("q8.gguf"), back = tmp.resolve("q8-back");
+        Files.createDirectories(f32);
+        int vocab = dev.ropeway.testutil.TinyTokenizer.write(f32).vocabSize();   // GGUF export carries a tokenizer
+        dev.ropeway.model.CheckpointWriter.writeRandom(f32, dev.ropeway.model.CheckpointWriter.llamaConfig(vocab, 64, 128, 2,
+                4, 2, 16, 128, new dev.ropeway.rope.DefaultRope(10000, 16), false), 7);
+        var export = CliRunner.run("export", "--model", f32.toString(), "--format", "gguf", "--dtype", "q8_0", "--out",
+                gguf.toString());
+        assertEquals(0, export.exitCode(), export.err());
+        var imported = CliRunner.run("import", "--gguf", gguf.toString(), "--out", back.toString(), "--dtype", "f32");
+        assertEquals(0, imported.exitCode(), imported.err());
+        java.util.Random rnd = new java.util.Random(5);
+        int[][] seqs = new int[2][60];
+        for (int[] seq : seqs) for (int i = 0; i < seq.length; i++) seq[i] = rnd.nextInt(vocab);
+        Path ids = tmp.resolve("ids-q8.json");
+        Files.writeString(ids, Json.mapper().writeValueAsString(seqs));
+        double quantised = loss(f32, ids, "q8_0"), exact = loss(f32, ids, "auto");
+        assertEquals(loss(back, ids, "auto"), quantised, 0.0);
+        assertTrue(quantised != exact, "Q8_0 matrices change the loss");
+        assertEquals(exact, quantised, 2e-2);
     }
 
     private static double loss(Path model, Path ids, String cpuWeights) throws IOException {
