@@ -67,8 +67,8 @@ public final class CpuBackend implements Backend {
         /**
          * Every matrix in ggml's Q8_0 form ({@link CpuQ8Tensor}): an int8 per weight and a scale per 32, about a quarter
          * of float32's memory and bytes per decode step, for a change per weight of at most half a quantisation step
-         * plus the scale's float16 rounding: about max|x| / 225 of its block. Matrices whose rows are not a multiple of 32 values (or loaded without their shape,
-         * or holding an infinity or a NaN) are held as BF16 instead.
+         * plus the scale's float16 rounding: about max|x| / 225 of its block. Matrices whose rows are not a multiple
+         * of 32 values (or loaded without their shape, or holding an infinity or a NaN) are held as BF16 instead.
          */
         Q8_0
     }
