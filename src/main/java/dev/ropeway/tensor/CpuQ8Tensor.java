@@ -5,7 +5,7 @@ import java.lang.foreign.MemorySegment;
 /**
  * A weight matrix in ggml's Q8_0 form ({@link Q8Blocks}), as {@code --cpu-weights q8_0} holds it: one int8 per value
  * and a scale per block of 32 consecutive values (kept as float32, each exactly the block's float16 scale), about
- * 1.06 bytes per weight against 2 for bfloat16 and 4 for float32. Each value reads back as scale times int8, exactly, so
+ * 1.125 bytes per weight against 2 for bfloat16 and 4 for float32. Each value reads back as scale times int8, exactly, so
  * every op that reads one computes exactly what it computes on that dequantised float32 matrix. Only {@code linear},
  * {@code gemm}, {@code embedding}, {@code copy} (as the source) and {@code download} read these; nothing writes them.
  */
