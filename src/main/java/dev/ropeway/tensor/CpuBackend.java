@@ -161,11 +161,7 @@ public final class CpuBackend implements Backend {
         boolean narrow = weights == Weights.BF16 || weights == Weights.Q8_0;
         boolean keep = weights == Weights.AUTO && (dtype == DType.BF16 || dtype == DType.F16) || narrow && dtype == DType.BF16;
         if (!keep && !narrow) return upload(src, dtype, count);
-        OpChecks.nonNegative("uploadWeights", "count", count);
-        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
-        if (src == null || src.byteSize() < bytes)
-            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
-                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        checkSource(src, dtype, count);
         if (dtype == DType.BF16) return new CpuBf16Tensor(src, count);
         if (keep) {
             CpuF16Tensor t = new CpuF16Tensor(src, count);
@@ -198,10 +194,7 @@ public final class CpuBackend implements Backend {
         long count = OpChecks.product("uploadWeights", rows, cols);
         if (weights != Weights.Q8_0 || cols % Q8Blocks.BLOCK != 0 || !dtype.isFloatWeight())
             return uploadWeights(src, dtype, count);
-        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
-        if (src == null || src.byteSize() < bytes)
-            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
-                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        checkSource(src, dtype, count);
         CpuQ8Tensor t = new CpuQ8Tensor(count);
         try {
             MemorySegment q = t.quants(), scales = t.scales();
@@ -229,6 +222,20 @@ public final class CpuBackend implements Backend {
         }
         t.close();
         return uploadWeights(src, dtype, count);
+    }
+
+    /** A weight source must hold {@code count} values of {@code dtype}. */
+    private static void checkSource(MemorySegment src, DType dtype, long count) {
+        OpChecks.nonNegative("uploadWeights", "count", count);
+        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
+                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+    }
+
+    /** A weight held narrower than float32 (bfloat16, float16 or Q8_0), which only some ops read. */
+    private static boolean narrowWeight(Tensor t) {
+        return t instanceof HalfTensor || t instanceof CpuQ8Tensor;
     }
 
     /** True when no value of the float16 tensor is an infinity or a NaN (all exponent bits set). */
@@ -276,17 +283,16 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void download(Tensor src, long offset, float[] dst, int dstOffset, int length) {
-        if (src instanceof HalfTensor || src instanceof CpuQ8Tensor) {
-            Tensor w = src;
-            if (offset < 0 || length < 0 || offset > w.size() - length)
+        if (narrowWeight(src)) {
+            if (offset < 0 || length < 0 || offset > src.size() - length)
                 throw new IllegalArgumentException("download: src range [" + offset + ", " + (offset + length) + ") is outside its "
-                        + w.size() + " values");
+                        + src.size() + " values");
             if (dst == null || dstOffset < 0 || dstOffset > dst.length - length)
                 throw new IllegalArgumentException("download: dst range is outside its " + (dst == null ? "null" : dst.length + " floats"));
             // Vector stores need native memory (a float[] is not a byte[] heap segment): widen through a scratch block.
             try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
                 MemorySegment tmp = arena.allocate((long) Math.max(length, 1) * Float.BYTES, 64);
-                widen(w, offset, tmp, 0, length);
+                widen(src, offset, tmp, 0, length);
                 MemorySegment.copy(tmp, JAVA_FLOAT, 0, dst, dstOffset, length);
             }
             return;
@@ -433,13 +439,12 @@ public final class CpuBackend implements Backend {
         checkMatrix(op, "a", a, aOffset, aRows, aCols, lda, read);
         checkMatrix(op, "b", b, bOffset, bRows, bCols, ldb, read);
         checkMatrix(op, "c", c, cOffset, m, n, ldc, true);
-        if (c instanceof HalfTensor || c instanceof CpuQ8Tensor)
+        if (narrowWeight(c))
             throw new IllegalArgumentException(op + ": c must be float32, got " + c);
         if (m == 0 || n == 0) return;
         // Narrow operands other than a transposed weight under a float32 a (for Q8_0, one whose rows start on block
         // boundaries) are widened (exactly) first.
-        boolean aNarrow = a instanceof HalfTensor || a instanceof CpuQ8Tensor;
-        boolean bNarrow = b instanceof HalfTensor || b instanceof CpuQ8Tensor;
+        boolean aNarrow = narrowWeight(a), bNarrow = narrowWeight(b);
         boolean fast = !aNarrow && !transA && transB
                 && (!(b instanceof CpuQ8Tensor) || Q8Gemm.aligned(bOffset, ldb) && k % Q8Blocks.BLOCK == 0);
         if (read && (aNarrow || bNarrow && !fast)) {
@@ -470,7 +475,7 @@ public final class CpuBackend implements Backend {
      * float32 tensor or, where the op reads one, a 16-bit weight.
      */
     private static void checkMatrix(String op, String name, Tensor t, long offset, int rows, int cols, int ld, boolean read) {
-        boolean half = t instanceof HalfTensor || t instanceof CpuQ8Tensor;
+        boolean half = narrowWeight(t);
         if (!half) Checks.segment(op, name, t);
         if (ld < Math.max(1, cols))
             throw new IllegalArgumentException(op + ": ld" + name + " = " + ld + " is less than its " + cols + " columns");
@@ -515,29 +520,25 @@ public final class CpuBackend implements Backend {
         MemorySegment ys = Checks.atLeast(op, "y", y, OpChecks.product(op, rows, out), "rows*out");
         MemorySegment bs = bias == null ? null : Checks.atLeast(op, "bias", bias, out, "out");
         WorkerPool p = pool();
-        if (w instanceof CpuQ8Tensor wq) {
-            if (wq.size() < (long) out * in)
-                throw new IllegalArgumentException(op + ": w has " + wq.size() + " values, needs out*in = " + (long) out * in);
-            if (in % Q8Blocks.BLOCK != 0) {
-                try (CpuTensor wide = widened(wq, 0, (long) out * in)) {
-                    linear(y, x, wide, bias, rows, in, out, rowChunk);
-                }
-                return;
+        boolean narrowW = narrowWeight(w);
+        if (narrowW && w.size() < (long) out * in)
+            throw new IllegalArgumentException(op + ": w has " + w.size() + " values, needs out*in = " + (long) out * in);
+        if (w instanceof CpuQ8Tensor && in % Q8Blocks.BLOCK != 0) {
+            // Rows that are not whole blocks: the kernels cannot read them in place.
+            try (CpuTensor wide = widened(w, 0, (long) out * in)) {
+                linear(y, x, wide, bias, rows, in, out, rowChunk);
             }
+            return;
         }
-        HalfTensor wb = w instanceof HalfTensor t ? t : null;
-        CpuQ8Tensor wq = w instanceof CpuQ8Tensor t ? t : null;
-        boolean f16 = w instanceof CpuF16Tensor;
-        if (wb != null && wb.size() < (long) out * in)
-            throw new IllegalArgumentException(op + ": w has " + wb.size() + " values, needs out*in = " + (long) out * in);
-        MemorySegment ws = wb != null ? wb.segment() : wq != null ? null : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
+        MemorySegment ws = w instanceof HalfTensor h ? h.segment() : narrowW ? null : Checks.atLeast(op, "w", w, (long) out * in, "out*in");
         for (long r0 = 0; r0 < rows; r0 += rowChunk) {
             int m = (int) Math.min(rowChunk, rows - r0);
             long xOffset = r0 * in, yOffset = r0 * out;
             ParallelGemm.Epilogue addBias = bs == null ? null
                     : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
-            if (wq != null) Q8Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wq, 0, in, 0f, ys, yOffset, out, addBias);
-            else if (wb != null) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, f16, 0f, ys, yOffset, out, addBias);
+            if (w instanceof CpuQ8Tensor wq) Q8Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wq, 0, in, 0f, ys, yOffset, out, addBias);
+            else if (w instanceof HalfTensor) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, w instanceof CpuF16Tensor,
+                    0f, ys, yOffset, out, addBias);
             else ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);
         }
     }
@@ -548,11 +549,10 @@ public final class CpuBackend implements Backend {
         OpChecks.positive(op, "dim", dim);
         if (ids == null) throw new IllegalArgumentException(op + ": ids is null");
         MemorySegment o = Checks.atLeast(op, "out", out, (long) ids.length * dim, "ids.length*dim");
-        if (table instanceof HalfTensor || table instanceof CpuQ8Tensor) {
-            Tensor wb = table;
-            OpChecks.ids(op, ids, wb.size() / dim);
+        if (narrowWeight(table)) {
+            OpChecks.ids(op, ids, table.size() / dim);
             pool().forRange(ids.length, RowKernels.rowsPerChunk(dim), (from, to) -> {
-                for (long r = from; r < to; r++) widen(wb, (long) ids[(int) r] * dim, o, r * dim * Float.BYTES, dim);
+                for (long r = from; r < to; r++) widen(table, (long) ids[(int) r] * dim, o, r * dim * Float.BYTES, dim);
             });
             return;
         }

@@ -36,6 +36,16 @@ final class Gemv {
                 epilogue);
     }
 
+    /**
+     * The element offsets of four rows of a matrix for the four-row kernels: {@code first} and the next three at
+     * stride {@code ld}, those past row {@code m - 1} repeating it (its sums are computed again, to the same values).
+     */
+    static long[] fourRows(long first, int ld, int m) {
+        long[] rows = new long[4];
+        for (int r = 0; r < 4; r++) rows[r] = first + Math.min(r, m - 1) * (long) ld;
+        return rows;
+    }
+
     /** Columns {@code [c0, c1)} of all m rows of C. */
     @FunctionalInterface
     interface ColumnBlock {

@@ -7,7 +7,6 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -32,8 +31,6 @@ final class HalfGemm {
     private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT;
-    /** Columns of C (rows of W) widened at a time by one task: 256 x k floats stay in cache with the A block. */
-    private static final int CHUNK = 256;
 
     private HalfGemm() {}
 
@@ -47,39 +44,23 @@ final class HalfGemm {
         if (m == 0 || n == 0) return;
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
             Gemv.ColumnBlock kernel;
-            if (m > 1) kernel = (c0, c1) -> {
-                // Rows share each widened weight vector: four at a time (fewer repeat the last, whose sums are the
-                // same), or two.
-                int last = m - 1;
-                long x1 = aOffset + Math.min(1, last) * (long) lda, x2 = aOffset + Math.min(2, last) * (long) lda;
-                long x3 = aOffset + Math.min(3, last) * (long) lda;
-                long y1 = cOffset + Math.min(1, last) * (long) ldc, y2 = cOffset + Math.min(2, last) * (long) ldc;
-                long y3 = cOffset + Math.min(3, last) * (long) ldc;
-                columns4(f16, c0, c1, k, a, aOffset, x1, x2, x3, w, wOffset, ldw, c, cOffset, y1, y2, y3);
-            };
-            else if (f16) kernel = (c0, c1) -> columnsF16(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc);
-            else kernel = (c0, c1) -> columns(m, c0, c1, k, a, aOffset, lda, w, wOffset, ldw, c, cOffset, ldc);
+            if (m > 1) {
+                // Rows share each widened weight vector, four at a time (fewer repeat the last).
+                long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
+                kernel = (c0, c1) -> columns4(f16, c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
+            }
+            else if (f16) kernel = (c0, c1) -> columnsF16(c0, c1, k, a, aOffset, w, wOffset, ldw, c, cOffset);
+            else kernel = (c0, c1) -> columns(c0, c1, k, a, aOffset, w, wOffset, ldw, c, cOffset);
             Gemv.forColumns(pool, m, n, k, kernel, epilogue);
             return;
         }
-        ParallelGemm.forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
-            MemorySegment wide = wideBuffer((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
-            for (int j0 = c0; j0 < c1; j0 += CHUNK) {
-                int cols = Math.min(CHUNK, c1 - j0);
-                widenRows(w, wOffset, ldw, f16, j0, cols, k, wide);
-                OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
-                        lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
+        ParallelGemm.sgemmWidened(pool, m, n, k, alpha, a, aOffset, lda, (j0, cols, wide) -> {
+            for (int j = 0; j < cols; j++) {
+                long from = (wOffset + (long) (j0 + j) * ldw) * 2, to = (long) j * k * Float.BYTES;
+                if (f16) widenF16(w, from, wide, to, k);
+                else widen(w, from, wide, to, k);
             }
-        }, epilogue);
-    }
-
-    /** Rows {@code [j0, j0 + cols)} of W, k values each, widened into {@code wide} as a row-major [cols, k] block. */
-    private static void widenRows(MemorySegment w, long wOffset, int ldw, boolean f16, int j0, int cols, int k, MemorySegment wide) {
-        for (int j = 0; j < cols; j++) {
-            long from = (wOffset + (long) (j0 + j) * ldw) * 2, to = (long) j * k * Float.BYTES;
-            if (f16) widenF16(w, from, wide, to, k);
-            else widen(w, from, wide, to, k);
-        }
+        }, beta, c, cOffset, ldc, epilogue);
     }
 
     /**
@@ -121,8 +102,8 @@ final class HalfGemm {
         }
         if (j < c1) {
             for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}}) {
-                if (f16) columnsF16(1, j, c1, k, a, row[0], 0, w, wOffset, ldw, c, row[1], 0);
-                else columns(1, j, c1, k, a, row[0], 0, w, wOffset, ldw, c, row[1], 0);
+                if (f16) columnsF16(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
+                else columns(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
             }
         }
     }
@@ -137,15 +118,6 @@ final class HalfGemm {
         }
         c.set(JAVA_FLOAT, out, d0);
         c.set(JAVA_FLOAT, out + 4, d1);
-    }
-
-    /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */
-    private static final ThreadLocal<MemorySegment[]> WIDE = ThreadLocal.withInitial(() -> new MemorySegment[1]);
-
-    static MemorySegment wideBuffer(long bytes) {
-        MemorySegment[] held = WIDE.get();
-        if (held[0] == null || held[0].byteSize() < bytes) held[0] = Arena.ofAuto().allocate(bytes, 64);
-        return held[0];
     }
 
     /** {@code count} bfloat16 values at byte {@code from} of {@code src} as float32 at byte {@code to} of {@code dst}. */
@@ -221,94 +193,90 @@ final class HalfGemm {
     private static final float F16_SCALE = 0x1p112f;
 
     /** The decode kernel of {@link Gemv}, with W read as bfloat16: same lanes, same order of sums. */
-    private static void columns(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
-                                MemorySegment w, long wOffset, int ldw, MemorySegment c, long cOffset, int ldc) {
+    private static void columns(int c0, int c1, int k, MemorySegment a, long x0,
+                                MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0) {
         float[] lanes = new float[LANES];
         int bound = F.loopBound(k);
-        for (int r = 0; r < m; r++) {
-            long aRow = (aOffset + (long) r * lda) * Float.BYTES;
-            int j = c0;
-            for (; j + 4 <= c1; j += 4) {
-                long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
-                FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
-                int i = 0;
-                for (; i < bound; i += LANES) {
-                    FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
-                    s0 = wide(w, w0 + i * 2L).fma(x, s0);
-                    s1 = wide(w, w0 + step + i * 2L).fma(x, s1);
-                    s2 = wide(w, w0 + 2 * step + i * 2L).fma(x, s2);
-                    s3 = wide(w, w0 + 3 * step + i * 2L).fma(x, s3);
-                }
-                float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
-                for (; i < k; i++) {
-                    float x = a.get(JAVA_FLOAT, aRow + i * 4L);
-                    d0 += x * value(w, w0 + i * 2L);
-                    d1 += x * value(w, w0 + step + i * 2L);
-                    d2 += x * value(w, w0 + 2 * step + i * 2L);
-                    d3 += x * value(w, w0 + 3 * step + i * 2L);
-                }
-                long out = (cOffset + (long) r * ldc + j) * Float.BYTES;
-                c.set(JAVA_FLOAT, out, d0);
-                c.set(JAVA_FLOAT, out + 4, d1);
-                c.set(JAVA_FLOAT, out + 8, d2);
-                c.set(JAVA_FLOAT, out + 12, d3);
+        long aRow = x0 * Float.BYTES;
+        int j = c0;
+        for (; j + 4 <= c1; j += 4) {
+            long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
+            FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
+            int i = 0;
+            for (; i < bound; i += LANES) {
+                FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
+                s0 = wide(w, w0 + i * 2L).fma(x, s0);
+                s1 = wide(w, w0 + step + i * 2L).fma(x, s1);
+                s2 = wide(w, w0 + 2 * step + i * 2L).fma(x, s2);
+                s3 = wide(w, w0 + 3 * step + i * 2L).fma(x, s3);
             }
-            for (; j < c1; j++) {
-                long w0 = (wOffset + (long) j * ldw) * 2;
-                FloatVector s = FloatVector.zero(F);
-                int i = 0;
-                for (; i < bound; i += LANES)
-                    s = wide(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
-                float d = Gemv.sum(s, lanes);
-                for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * value(w, w0 + i * 2L);
-                c.set(JAVA_FLOAT, (cOffset + (long) r * ldc + j) * Float.BYTES, d);
+            float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
+            for (; i < k; i++) {
+                float x = a.get(JAVA_FLOAT, aRow + i * 4L);
+                d0 += x * value(w, w0 + i * 2L);
+                d1 += x * value(w, w0 + step + i * 2L);
+                d2 += x * value(w, w0 + 2 * step + i * 2L);
+                d3 += x * value(w, w0 + 3 * step + i * 2L);
             }
+            long out = (y0 + j) * Float.BYTES;
+            c.set(JAVA_FLOAT, out, d0);
+            c.set(JAVA_FLOAT, out + 4, d1);
+            c.set(JAVA_FLOAT, out + 8, d2);
+            c.set(JAVA_FLOAT, out + 12, d3);
+        }
+        for (; j < c1; j++) {
+            long w0 = (wOffset + (long) j * ldw) * 2;
+            FloatVector s = FloatVector.zero(F);
+            int i = 0;
+            for (; i < bound; i += LANES)
+                s = wide(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
+            float d = Gemv.sum(s, lanes);
+            for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * value(w, w0 + i * 2L);
+            c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, d);
         }
     }
 
     /** The decode kernel of {@link Gemv}, with W read as float16 (all finite): same lanes, same order of sums. */
-    private static void columnsF16(int m, int c0, int c1, int k, MemorySegment a, long aOffset, int lda,
-                                MemorySegment w, long wOffset, int ldw, MemorySegment c, long cOffset, int ldc) {
+    private static void columnsF16(int c0, int c1, int k, MemorySegment a, long x0,
+                                   MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0) {
         float[] lanes = new float[LANES];
         int bound = F.loopBound(k);
-        for (int r = 0; r < m; r++) {
-            long aRow = (aOffset + (long) r * lda) * Float.BYTES;
-            int j = c0;
-            for (; j + 4 <= c1; j += 4) {
-                long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
-                FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
-                int i = 0;
-                for (; i < bound; i += LANES) {
-                    FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
-                    s0 = wideF16(w, w0 + i * 2L).fma(x, s0);
-                    s1 = wideF16(w, w0 + step + i * 2L).fma(x, s1);
-                    s2 = wideF16(w, w0 + 2 * step + i * 2L).fma(x, s2);
-                    s3 = wideF16(w, w0 + 3 * step + i * 2L).fma(x, s3);
-                }
-                float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
-                for (; i < k; i++) {
-                    float x = a.get(JAVA_FLOAT, aRow + i * 4L);
-                    d0 += x * valueF16(w, w0 + i * 2L);
-                    d1 += x * valueF16(w, w0 + step + i * 2L);
-                    d2 += x * valueF16(w, w0 + 2 * step + i * 2L);
-                    d3 += x * valueF16(w, w0 + 3 * step + i * 2L);
-                }
-                long out = (cOffset + (long) r * ldc + j) * Float.BYTES;
-                c.set(JAVA_FLOAT, out, d0);
-                c.set(JAVA_FLOAT, out + 4, d1);
-                c.set(JAVA_FLOAT, out + 8, d2);
-                c.set(JAVA_FLOAT, out + 12, d3);
+        long aRow = x0 * Float.BYTES;
+        int j = c0;
+        for (; j + 4 <= c1; j += 4) {
+            long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
+            FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
+            int i = 0;
+            for (; i < bound; i += LANES) {
+                FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
+                s0 = wideF16(w, w0 + i * 2L).fma(x, s0);
+                s1 = wideF16(w, w0 + step + i * 2L).fma(x, s1);
+                s2 = wideF16(w, w0 + 2 * step + i * 2L).fma(x, s2);
+                s3 = wideF16(w, w0 + 3 * step + i * 2L).fma(x, s3);
             }
-            for (; j < c1; j++) {
-                long w0 = (wOffset + (long) j * ldw) * 2;
-                FloatVector s = FloatVector.zero(F);
-                int i = 0;
-                for (; i < bound; i += LANES)
-                    s = wideF16(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
-                float d = Gemv.sum(s, lanes);
-                for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * valueF16(w, w0 + i * 2L);
-                c.set(JAVA_FLOAT, (cOffset + (long) r * ldc + j) * Float.BYTES, d);
+            float d0 = Gemv.sum(s0, lanes), d1 = Gemv.sum(s1, lanes), d2 = Gemv.sum(s2, lanes), d3 = Gemv.sum(s3, lanes);
+            for (; i < k; i++) {
+                float x = a.get(JAVA_FLOAT, aRow + i * 4L);
+                d0 += x * valueF16(w, w0 + i * 2L);
+                d1 += x * valueF16(w, w0 + step + i * 2L);
+                d2 += x * valueF16(w, w0 + 2 * step + i * 2L);
+                d3 += x * valueF16(w, w0 + 3 * step + i * 2L);
             }
+            long out = (y0 + j) * Float.BYTES;
+            c.set(JAVA_FLOAT, out, d0);
+            c.set(JAVA_FLOAT, out + 4, d1);
+            c.set(JAVA_FLOAT, out + 8, d2);
+            c.set(JAVA_FLOAT, out + 12, d3);
+        }
+        for (; j < c1; j++) {
+            long w0 = (wOffset + (long) j * ldw) * 2;
+            FloatVector s = FloatVector.zero(F);
+            int i = 0;
+            for (; i < bound; i += LANES)
+                s = wideF16(w, w0 + i * 2L).fma(FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE), s);
+            float d = Gemv.sum(s, lanes);
+            for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * valueF16(w, w0 + i * 2L);
+            c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, d);
         }
     }
 

@@ -44,6 +44,41 @@ final class ParallelGemm {
         }, epilogue);
     }
 
+    /** Rows {@code [j0, j0 + cols)} of a narrow [n, k] weight matrix W, widened to a row-major [cols, k] float32 block. */
+    @FunctionalInterface
+    interface Widener {
+        void widen(int j0, int cols, MemorySegment wide);
+    }
+
+    /** Columns of C (rows of W) widened at a time by one task: 256 x k floats stay in cache with the A block. */
+    private static final int WIDE_CHUNK = 256;
+
+    /**
+     * {@code C = alpha A · Wᵀ + beta C} for a W that OpenBLAS cannot read (bfloat16, float16, Q8_0): each block of C
+     * widens its rows of W a chunk at a time into a float32 buffer and multiplies that. Offsets are in floats.
+     */
+    static void sgemmWidened(WorkerPool pool, int m, int n, int k, float alpha, MemorySegment a, long aOffset, int lda,
+                             Widener w, float beta, MemorySegment c, long cOffset, int ldc, Epilogue epilogue) {
+        forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
+            MemorySegment wide = wideBuffer((long) Math.min(WIDE_CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
+            for (int j0 = c0; j0 < c1; j0 += WIDE_CHUNK) {
+                int cols = Math.min(WIDE_CHUNK, c1 - j0);
+                w.widen(j0, cols, wide);
+                OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
+                        lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
+            }
+        }, epilogue);
+    }
+
+    /** Each worker's widening buffer, kept between calls (grown when a wider matrix needs more). */
+    private static final ThreadLocal<MemorySegment[]> WIDE = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
+    private static MemorySegment wideBuffer(long bytes) {
+        MemorySegment[] held = WIDE.get();
+        if (held[0] == null || held[0].byteSize() < bytes) held[0] = java.lang.foreign.Arena.ofAuto().allocate(bytes, 64);
+        return held[0];
+    }
+
     /** Rows {@code [r0, r1)} by columns {@code [c0, c1)} of C. */
     @FunctionalInterface
     interface Block {
@@ -52,7 +87,7 @@ final class ParallelGemm {
 
     /**
      * C cut into the {@link #grid} of blocks, one product per block on the pool, the epilogue on each finished block.
-     * Shared by the float32 and bfloat16 products.
+     * Shared by the float32 and the narrow-weight products.
      */
     static void forBlocks(WorkerPool pool, int m, int n, int k, Block kernel, Epilogue epilogue) {
         int[] grid = grid(pool.threads(), m, n, (long) m * n * k);

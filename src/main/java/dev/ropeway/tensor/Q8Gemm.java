@@ -26,8 +26,6 @@ final class Q8Gemm {
     private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, F.vectorBitSize() / 4)));
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final int BLOCK = Q8Blocks.BLOCK;
-    /** Columns of C (rows of W) dequantised at a time by one task for OpenBLAS. */
-    private static final int CHUNK = 256;
 
     private Q8Gemm() {}
 
@@ -47,28 +45,18 @@ final class Q8Gemm {
         MemorySegment q = w.quants(), s = w.scales();
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
             Gemv.ColumnBlock kernel;
-            if (m > 1) kernel = (c0, c1) -> {
-                int last = m - 1;
-                long x1 = aOffset + Math.min(1, last) * (long) lda, x2 = aOffset + Math.min(2, last) * (long) lda;
-                long x3 = aOffset + Math.min(3, last) * (long) lda;
-                long y1 = cOffset + Math.min(1, last) * (long) ldc, y2 = cOffset + Math.min(2, last) * (long) ldc;
-                long y3 = cOffset + Math.min(3, last) * (long) ldc;
-                columns4(c0, c1, k, a, aOffset, x1, x2, x3, q, s, wOffset, ldw, c, cOffset, y1, y2, y3);
-            };
+            if (m > 1) {
+                long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
+                kernel = (c0, c1) -> columns4(c0, c1, k, a, x[0], x[1], x[2], x[3], q, s, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
+            }
             else kernel = (c0, c1) -> columns1(c0, c1, k, a, aOffset, q, s, wOffset, ldw, c, cOffset);
             Gemv.forColumns(pool, m, n, k, kernel, epilogue);
             return;
         }
-        ParallelGemm.forBlocks(pool, m, n, k, (r0, r1, c0, c1) -> {
-            MemorySegment wide = HalfGemm.wideBuffer((long) Math.min(CHUNK, c1 - c0) * Math.max(k, 1) * Float.BYTES);
-            for (int j0 = c0; j0 < c1; j0 += CHUNK) {
-                int cols = Math.min(CHUNK, c1 - j0);
-                for (int j = 0; j < cols; j++)
-                    dequantize(q, s, wOffset + (long) (j0 + j) * ldw, wide, (long) j * k * Float.BYTES, k);
-                OpenBlas.sgemm(false, true, r1 - r0, cols, k, alpha, a.asSlice((aOffset + (long) r0 * lda) * Float.BYTES),
-                        lda, wide, Math.max(k, 1), beta, c.asSlice((cOffset + (long) r0 * ldc + j0) * Float.BYTES), ldc);
-            }
-        }, epilogue);
+        ParallelGemm.sgemmWidened(pool, m, n, k, alpha, a, aOffset, lda, (j0, cols, wide) -> {
+            for (int j = 0; j < cols; j++)
+                dequantize(q, s, wOffset + (long) (j0 + j) * ldw, wide, (long) j * k * Float.BYTES, k);
+        }, beta, c, cOffset, ldc, epilogue);
     }
 
     /** Elements {@code [from, from + count)} of a Q8_0 tensor's values as float32 from byte {@code to} of {@code dst}. */
