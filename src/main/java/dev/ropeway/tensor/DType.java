@@ -1,19 +1,60 @@
 package dev.ropeway.tensor;
 
-/** Element types a checkpoint may store. Compute is always float32 on the CPU. */
+/**
+ * Element types a checkpoint may store. Compute is always float32 on the CPU.
+ *
+ * <p>Besides the plain types there are three of ggml's block quantisations, which Ropeway keeps as they are when a GGUF
+ * file holds them: a matrix row is cut into blocks of {@link #blockSize()} values stored in {@link #blockBytes()} bytes
+ * (Q8_0: a float16 scale and 32 int8 values; Q4_K: 256 values in 8 sub-blocks with 6-bit scales and mins and 4-bit
+ * values; Q6_K: 256 values in 16 sub-blocks with int8 scales and 6-bit values). Such a type has no per-element size:
+ * {@link #bytes()} refuses it, {@link #byteSize(long)} sizes any type.
+ */
 public enum DType {
-    F64(8), F32(4), F16(2), BF16(2), I64(8), I32(4), I16(2), I8(1), U8(1), BOOL(1), F8_E4M3(1), F8_E5M2(1);
+    F64(8), F32(4), F16(2), BF16(2), I64(8), I32(4), I16(2), I8(1), U8(1), BOOL(1), F8_E4M3(1), F8_E5M2(1),
+    Q8_0(32, 34), Q4_K(256, 144), Q6_K(256, 210);
 
-    private final int bytes;
+    private final int blockSize;
+    private final int blockBytes;
 
-    DType(int bytes) { this.bytes = bytes; }
+    DType(int bytes) { this(1, bytes); }
 
-    public int bytes() { return bytes; }
+    DType(int blockSize, int blockBytes) {
+        this.blockSize = blockSize;
+        this.blockBytes = blockBytes;
+    }
+
+    /** Bytes per element; a quantised type has none and refuses (use {@link #byteSize(long)}). */
+    public int bytes() {
+        if (blockSize != 1)
+            throw new UnsupportedOperationException(this + " stores blocks of " + blockSize + " values in " + blockBytes
+                    + " bytes, not a whole number of bytes per value");
+        return blockBytes;
+    }
+
+    /** Values per block: 1 for the plain types. */
+    public int blockSize() { return blockSize; }
+
+    /** Bytes per block: {@link #bytes()} for the plain types. */
+    public int blockBytes() { return blockBytes; }
+
+    /** Whether this is one of ggml's block quantisations. */
+    public boolean isQuantised() { return blockSize != 1; }
+
+    /**
+     * Bytes of {@code elements} values: for a quantised type a whole number of blocks (a row of a matrix must be one),
+     * else an {@link IllegalArgumentException} naming the block size.
+     */
+    public long byteSize(long elements) {
+        if (elements % blockSize != 0)
+            throw new IllegalArgumentException(this + " stores values in blocks of " + blockSize + "; " + elements
+                    + " is not a multiple");
+        return Math.multiplyExact(elements / blockSize, (long) blockBytes);
+    }
 
     /** True for the types a model's weights may use (converted to float32 when loaded). */
     public boolean isFloatWeight() { return this == F32 || this == F16 || this == BF16 || this == F64; }
 
-    /** Parses a safetensors dtype name ("F32", "BF16", ...); null when unknown. */
+    /** Parses a safetensors dtype name ("F32", "BF16", ...); null when unknown (a quantised type is no safetensors dtype). */
     public static DType fromSafetensors(String name) {
         if (name == null) return null;
         return switch (name) {
@@ -24,5 +65,6 @@ public enum DType {
         };
     }
 
-    public String safetensorsName() { return name(); }
+    /** The safetensors dtype name; a quantised type is stored as U8 bytes (see {@code SafeTensorsHeader}). */
+    public String safetensorsName() { return isQuantised() ? U8.name() : name(); }
 }
