@@ -32,6 +32,11 @@ final class ImportCommand implements Callable<Integer> {
             description = "f32, bf16 or f16: how matrices are stored (default: as the file stores them; quantised "
                     + "types become f16, within 2^-12 of their values). Norms and biases are f32.")
     String dtype;
+    @Option(names = "--keep-quantised", negatable = false,
+            description = "Keep Q8_0, Q4_K and Q6_K matrices as their blocks (about the file's own size; the CPU computes "
+                    + "with them as they are, a GPU widens them to bf16). Ropeway reads such a folder; other Hugging Face "
+                    + "readers do not. Runs given the GGUF file itself do this by themselves.")
+    boolean keepQuantised;
     @Option(names = "--no-tokenizer", negatable = false,
             description = "Write no tokenizer files (for a tokenizer GGUF has no form for; put the model's own beside it).")
     boolean noTokenizer;
@@ -47,7 +52,7 @@ final class ImportCommand implements Callable<Integer> {
             case "f16", "float16" -> DType.F16;
             default -> throw new RopewayException("unknown --dtype '" + dtype + "' (f32, bf16 or f16)");
         };
-        GgufImport.Result r = GgufImport.write(gguf, out, new GgufImport.Options(type, !noTokenizer));
+        GgufImport.Result r = GgufImport.write(gguf, out, new GgufImport.Options(type, !noTokenizer, keepQuantised));
         if (json) {
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("dir", r.dir().toString());
@@ -56,6 +61,7 @@ final class ImportCommand implements Callable<Integer> {
             o.put("rope", r.rope());
             o.put("parameters", r.parameters());
             o.put("dtype", r.dtype().name().toLowerCase(Locale.ROOT));
+            o.put("keep_quantised", keepQuantised);
             o.put("weight_bytes", r.bytes());
             o.put("source_types", r.sourceTypes());
             if (r.tokenizer() != null) {

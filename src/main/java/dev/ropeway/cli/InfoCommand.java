@@ -60,7 +60,7 @@ final class InfoCommand implements Callable<Integer> {
             out.put("qk_norm", c.qkNorm());
             out.put("parameters", store.totalElements());
             out.put("parameters_from_config", c.parameterCount());
-            out.put("dtype", store.dominantDtype().safetensorsName());
+            out.put("dtype", store.dominantDtype().name());
             out.put("tensors", store.names().size());
             out.put("sliding_window", c.slidingWindow() == 0 ? null : c.slidingWindow());
         }

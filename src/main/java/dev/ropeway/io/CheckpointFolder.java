@@ -148,7 +148,7 @@ final class CheckpointFolder implements WeightStore {
         Map<DType, Long> counts = new EnumMap<>(DType.class);
         for (String name : shardOf.keySet()) {
             DType d = info(name).dtype();
-            if (d.isFloatWeight()) counts.merge(d, 1L, Long::sum);
+            if (d.isFloatWeight() || d.isQuantised()) counts.merge(d, 1L, Long::sum);
         }
         // Ties go to the wider type, the one listed earlier in DType.
         return counts.entrySet().stream()

@@ -6,7 +6,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
-/** Widens the stored floating types of a checkpoint to the float32 that all compute uses. */
+/** Widens the stored floating types of a checkpoint (and ggml-quantised matrices) to the float32 that all compute uses. */
 final class FloatConversion {
     // Unaligned: safetensors does not promise that a tensor starts at a multiple of its element size.
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -23,9 +23,9 @@ final class FloatConversion {
      * file in error messages.
      */
     static float[] toFloats(MemorySegment bytes, DType dtype, long count, String what) {
-        if (!dtype.isFloatWeight()) {
+        if (!dtype.isFloatWeight() && !dtype.isQuantised()) {
             throw new CheckpointException(what + " has dtype " + dtype
-                    + "; only F32, F16, BF16 and F64 tensors can be read as floats");
+                    + "; only F32, F16, BF16, F64 and ggml-quantised tensors can be read as floats");
         }
         if (count > MAX_ARRAY) {
             throw new CheckpointException(what + " has " + count
@@ -33,6 +33,10 @@ final class FloatConversion {
         }
         int n = (int) count;
         float[] out = new float[n];
+        if (dtype.isQuantised()) {
+            GgmlDequant.toFloats(GgmlType.valueOf(dtype.name()), bytes, count, out, 0);
+            return out;
+        }
         switch (dtype) {
             case F32 -> MemorySegment.copy(bytes, F32, 0, out, 0, n);
             case F64 -> {

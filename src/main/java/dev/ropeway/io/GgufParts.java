@@ -1,5 +1,6 @@
 package dev.ropeway.io;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -109,6 +110,12 @@ public final class GgufParts implements AutoCloseable {
     public float[] floats(String name) {
         tensor(name);
         return owner.get(name).floats(name);
+    }
+
+    /** The tensor's bytes as the file stores them (a read-only slice of its part's mapping). */
+    public MemorySegment data(String name) {
+        tensor(name);
+        return owner.get(name).data(name);
     }
 
     @Override

@@ -32,6 +32,11 @@ import java.util.Map;
  * mapping tensor names to {dtype, shape, data_offsets}, with an optional "__metadata__" string map. Every way the
  * bytes can be wrong becomes a {@link CheckpointException} naming the file and the problem, so a corrupt or hostile
  * file can never surface as an index or arithmetic error deep inside a model load.
+ *
+ * <p>A matrix in one of ggml's block quantisations ({@link DType#isQuantised()}: Q8_0, Q4_K, Q6_K) is stored as a U8
+ * tensor of shape [rows, bytes per row] holding its blocks as a GGUF file does, named by a metadata entry
+ * {@code "ggml_type:<tensor name>": "<type>"}; other readers see the bytes, this one the [rows, columns] matrix of that
+ * type, after checking that each row is a whole number of blocks.
  */
 record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors, long dataStart) {
 
@@ -39,6 +44,9 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
     static final long MAX_HEADER_BYTES = 100_000_000L;
 
     static final String METADATA_KEY = "__metadata__";
+
+    /** The metadata key prefix naming a U8 tensor's ggml block type. */
+    static final String GGML_TYPE = "ggml_type:";
 
     private static final ValueLayout.OfLong LENGTH = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
@@ -90,9 +98,32 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
                     tensors.add(tensor(entry.getKey(), entry.getValue(), dataStart, dataLength));
                 }
             }
+            tensors = quantised(metadata, tensors);
             tensors.sort(Comparator.comparingLong(TensorInfo::offset).thenComparingLong(TensorInfo::byteSize));
             checkNoOverlap(tensors, dataStart);
             return new SafeTensorsHeader(metadata, Collections.unmodifiableList(tensors), dataStart);
+        }
+
+        /** The U8 tensors the metadata names as ggml blocks, as matrices of their block type. */
+        private List<TensorInfo> quantised(Map<String, String> metadata, List<TensorInfo> tensors) {
+            Map<String, TensorInfo> byName = new LinkedHashMap<>();
+            for (TensorInfo t : tensors) byName.put(t.name(), t);
+            for (Map.Entry<String, String> e : metadata.entrySet()) {
+                if (!e.getKey().startsWith(GGML_TYPE)) continue;
+                String name = e.getKey().substring(GGML_TYPE.length());
+                TensorInfo t = byName.get(name);
+                if (t == null) throw fail("metadata " + e.getKey() + " names a tensor the file does not have");
+                DType type = Arrays.stream(DType.values()).filter(d -> d.isQuantised() && d.name().equals(e.getValue()))
+                        .findFirst().orElseThrow(() -> fail("metadata " + e.getKey() + " is '" + e.getValue()
+                                + "', not a block type this version reads (" + Arrays.stream(DType.values())
+                                .filter(DType::isQuantised).map(DType::name).toList() + ")"));
+                if (t.dtype() != DType.U8 || t.rank() != 2 || t.dim(1) % type.blockBytes() != 0)
+                    throw fail("tensor '" + name + "' is " + t.dtype() + " " + Arrays.toString(t.shape()) + "; as " + type
+                            + " blocks it must be U8 [rows, a multiple of " + type.blockBytes() + " bytes]");
+                long cols = t.dim(1) / type.blockBytes() * type.blockSize();
+                byName.put(name, new TensorInfo(name, type, new long[] {t.dim(0), cols}, t.offset(), t.byteSize()));
+            }
+            return new ArrayList<>(byName.values());
         }
 
         private String decodeUtf8(byte[] header) {

@@ -42,9 +42,9 @@ public final class SafeTensorsWriter {
      * not null; {@code later} makes float32 values when the tensor is written, converted to {@code dtype}.
      */
     private record Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize,
-                         DType from, Supplier<float[]> later) {
+                         DType from, Supplier<float[]> later, Supplier<MemorySegment> blocks) {
         Entry(String name, DType dtype, long[] shape, float[] floats, MemorySegment bytes, long byteSize, DType from) {
-            this(name, dtype, shape, floats, bytes, byteSize, from, null);
+            this(name, dtype, shape, floats, bytes, byteSize, from, null, null);
         }
     }
 
@@ -114,7 +114,24 @@ public final class SafeTensorsWriter {
         if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new IllegalArgumentException("tensor '" + name + "': converts to F32, BF16 or F16, not " + dtype);
         long elements = checkNameAndShape(name, shape);
-        return add(new Entry(name, dtype, shape.clone(), null, null, elements * dtype.bytes(), null, values));
+        return add(new Entry(name, dtype, shape.clone(), null, null, elements * dtype.bytes(), null, values, null));
+    }
+
+    /**
+     * Adds a [rows, cols] matrix in one of ggml's block quantisations ({@link DType#isQuantised()}), whose blocks
+     * (exactly {@code type.byteSize(rows * cols)} bytes, rows of whole blocks) {@code blocks} gives when the file is
+     * written; stored as U8 [rows, bytes per row] with a {@code ggml_type:} metadata entry ({@link SafeTensorsHeader}).
+     */
+    public SafeTensorsWriter addQuantisedLater(String name, DType type, Supplier<MemorySegment> blocks, long rows, long cols) {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(blocks, "blocks");
+        if (!type.isQuantised()) throw new IllegalArgumentException("tensor '" + name + "': " + type + " is not a block type");
+        long elements = checkNameAndShape(name, new long[] {rows, cols});
+        if (cols % type.blockSize() != 0)
+            throw new IllegalArgumentException("tensor '" + name + "': rows of " + cols + " values are not whole " + type
+                    + " blocks of " + type.blockSize());
+        metadata(SafeTensorsHeader.GGML_TYPE + name, type.name());
+        return add(new Entry(name, type, new long[] {rows, cols}, null, null, type.byteSize(elements), null, null, blocks));
     }
 
     private SafeTensorsWriter add(Entry entry) {
@@ -152,6 +169,7 @@ public final class SafeTensorsWriter {
             for (Entry e : entries) {
                 if (e.floats() != null) writeFloats(channel, e.floats());
                 else if (e.later() != null) writeLater(channel, e);
+                else if (e.blocks() != null) writeBlocks(channel, e);
                 else if (e.from() != null) writeConverted(channel, e);
                 else writeSegment(channel, e.bytes());
             }
@@ -165,7 +183,9 @@ public final class SafeTensorsWriter {
         for (Entry e : entries) {
             Map<String, Object> fields = new LinkedHashMap<>();
             fields.put("dtype", e.dtype().safetensorsName());
-            fields.put("shape", e.shape());
+            long[] shape = e.shape();
+            if (e.dtype().isQuantised()) shape = new long[] {shape[0], shape[0] == 0 ? 0 : e.byteSize() / shape[0]};
+            fields.put("shape", shape);
             fields.put("data_offsets", new long[] {offset, offset + e.byteSize()});
             root.put(e.name(), fields);
             offset += e.byteSize();
@@ -213,6 +233,14 @@ public final class SafeTensorsWriter {
             buffer.flip();
             writeFully(channel, buffer);
         }
+    }
+
+    private static void writeBlocks(FileChannel channel, Entry e) throws IOException {
+        MemorySegment bytes = e.blocks().get();
+        if (bytes == null || bytes.byteSize() != e.byteSize())
+            throw new IllegalStateException("tensor '" + e.name() + "': " + e.dtype() + " " + Arrays.toString(e.shape())
+                    + " takes " + e.byteSize() + " bytes but " + (bytes == null ? "none" : bytes.byteSize()) + " were made");
+        writeSegment(channel, bytes);
     }
 
     private static void writeConverted(FileChannel channel, Entry e) throws IOException {

@@ -31,7 +31,7 @@ public interface WeightStore extends AutoCloseable {
     /** The raw little-endian bytes, a read-only slice of the mapped shard (valid until {@link #close}). */
     MemorySegment data(String name);
 
-    /** The tensor converted to float32 (F32, F16, BF16 or F64 only). */
+    /** The tensor converted to float32 (F32, F16, BF16, F64 or a ggml block type only). */
     float[] readFloats(String name);
 
     /**
@@ -40,7 +40,7 @@ public interface WeightStore extends AutoCloseable {
      */
     TensorInfo require(String name, long... expectedShape);
 
-    /** The most common dtype among the floating tensors (what a user would call "the model's dtype"); null if none. */
+    /** The most common dtype among the floating and quantised tensors (what a user would call "the model's dtype"); null if none. */
     DType dominantDtype();
 
     /** The number of parameters: elements summed over all tensors. */

@@ -126,7 +126,7 @@ public final class CheckpointWriter {
     /**
      * Writes the weight files of the checkpoint folder {@code from} (its {@code .safetensors} files but the optimizer
      * state, and the shard index) into {@code to} with every floating tensor stored as {@code dtype} (F32, BF16 or F16;
-     * rounded to nearest even where narrower), except the CLEX layer's, which keep their type; other tensors are copied
+     * rounded to nearest even where narrower; ggml-quantised matrices are dequantised first), except the CLEX layer's, which keep their type; other tensors are copied
      * as they are. One tensor block at a time, so a large model is never held in memory; each file is written
      * atomically. Returns the bytes of tensor data written. {@code config.json} is the caller's.
      */
@@ -144,8 +144,14 @@ public final class CheckpointWriter {
         for (Path f : files) {
             try (SafeTensors in = SafeTensors.open(f)) {
                 SafeTensorsWriter w = new SafeTensorsWriter();
-                in.metadata().forEach(w::metadata);
+                // A quantised matrix is converted like the rest, so the entries naming block types go.
+                in.metadata().forEach((k, v) -> { if (!k.startsWith("ggml_type:")) w.metadata(k, v); });
                 for (TensorInfo t : in.tensors()) {
+                    if (t.dtype().isQuantised()) {
+                        w.addLater(t.name(), dtype, () -> in.readFloats(t.name()), t.shape());
+                        total += t.elementCount() * dtype.bytes();
+                        continue;
+                    }
                     boolean keep = !t.dtype().isFloatWeight() || t.name().startsWith("model.clex_layer.");
                     if (keep) w.add(t.name(), t.dtype(), in.data(t.name()), t.shape());
                     else w.addConverted(t.name(), dtype, in.data(t.name()), t.dtype(), t.shape());

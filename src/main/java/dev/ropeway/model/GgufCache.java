@@ -37,10 +37,12 @@ import java.util.function.Consumer;
  * use reads that folder. A folder belongs to one version of the file: its key is each part's real path, size and
  * modification time, so a file changed in place is imported again (and the folder of its old version removed).
  *
- * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16); quantised files become
- * bfloat16, the half-precision type both backends keep narrow in memory (a quantised value is within 2^-9 of itself
- * there, well inside the quantisation's own step). {@code ropeway import --dtype f16|f32} writes a folder of
- * another type for whoever needs the values closer.
+ * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
+ * the CPU backend computes with (Q8_0, Q4_K and Q6_K: {@link GgufImport#KEPT}; a Q4_K_M file is mostly these), so the
+ * import takes about the file's own size; matrices of other quantised types become bfloat16, the half-precision type
+ * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the
+ * quantisation's own step). {@code ropeway import --dtype f16|f32} writes a plain Hugging Face folder for whoever
+ * needs one.
  *
  * <p>An import is written into a hidden folder and renamed into place when complete, so an interrupted one leaves
  * nothing a later run would mistake for a checkpoint, and two processes importing the same file at once both end up
@@ -48,7 +50,7 @@ import java.util.function.Consumer;
  */
 public final class GgufCache {
     /** Bumped when an import of the same file would be written differently, so old folders are not reused. */
-    private static final String FORMAT = "1";
+    private static final String FORMAT = "2";
     private static final byte[] MAGIC = "GGUF".getBytes(StandardCharsets.US_ASCII);
     private static final String SOURCE_FILE = "gguf-source.json";
 
@@ -91,15 +93,15 @@ public final class GgufCache {
                 throw new RopewayException(String.format(Locale.ROOT, "importing %s needs %s in %s, which has %s free; "
                         + "set ROPEWAY_CACHE to a folder with room, or run ropeway import --gguf %s --out <dir> and pass "
                         + "that folder", gguf, size(bytes), root, size(free), gguf));
-            log.accept(String.format(Locale.ROOT, "importing %s once (%s; %s as %s) into %s", gguf.getFileName(),
-                    describeTypes(g), size(bytes), type.name().toLowerCase(Locale.ROOT), target));
+            log.accept(String.format(Locale.ROOT, "importing %s once (%s; %s%s) into %s", gguf.getFileName(),
+                    describeTypes(g), size(bytes), converted(g, type), target));
             long t0 = System.nanoTime();
             Path temp = root.resolve("." + target.getFileName() + "."
                     + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextLong()) + ".tmp");
             boolean moved = false;
             try {
                 try {
-                    GgufImport.write(g, temp, new GgufImport.Options(type, true));
+                    GgufImport.write(g, temp, new GgufImport.Options(type, true, true));
                 } catch (RopewayException e) {
                     String hint = e.getMessage() != null && e.getMessage().contains("--no-tokenizer")
                             ? " (that is: ropeway import --gguf " + gguf + " --out <dir> --no-tokenizer, then --model <dir>)" : "";
@@ -211,6 +213,17 @@ public final class GgufCache {
         }
     }
 
+    /** What the import does with the file's matrices: ", Q4_K, Q6_K kept, others as bf16", or " as f16". */
+    private static String converted(GgufParts g, DType type) {
+        Set<GgmlType> kept = EnumSet.noneOf(GgmlType.class), others = EnumSet.noneOf(GgmlType.class);
+        for (GgufFile.Tensor t : g.tensors().values())
+            if (t.ne().length == 2) (GgufImport.KEPT.contains(t.type()) ? kept : others).add(t.type());
+        String as = type.name().toLowerCase(Locale.ROOT);
+        if (kept.isEmpty()) return " as " + as;
+        String names = String.join(", ", kept.stream().map(Enum::name).toList());
+        return others.isEmpty() ? "; " + names + " kept" : "; " + names + " kept, others as " + as;
+    }
+
     /** bfloat16 for quantised files; otherwise the file's own float type (float32 where types are mixed). */
     static DType type(GgufParts g) {
         Set<GgmlType> types = EnumSet.noneOf(GgmlType.class);
@@ -222,13 +235,14 @@ public final class GgufCache {
         return DType.F32;
     }
 
-    /** The bytes the import writes: matrices in {@code type}, the rest (norms, biases) in float32. */
+    /** The bytes the import writes: kept matrices as in the file, others in {@code type}, the rest (norms, biases) in float32. */
     private static long bytes(GgufParts g, DType type) {
         long total = 0;
         for (GgufFile.Tensor t : g.tensors().values()) {
             long n = 1;
             for (long d : t.ne()) n *= d;
-            total += n * (t.ne().length == 2 ? type.bytes() : 4);
+            boolean matrix = t.ne().length == 2;
+            total += matrix && GgufImport.KEPT.contains(t.type()) ? t.byteSize() : n * (matrix ? type.bytes() : 4);
         }
         return total;
     }

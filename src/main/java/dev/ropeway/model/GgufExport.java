@@ -177,18 +177,15 @@ public final class GgufExport {
         if ((long) heads * headDim * cols != w.length)
             throw new IllegalArgumentException(w.length + " values are not " + heads + " heads x " + headDim + " rows x " + cols);
         float[] out = new float[w.length];
-        int half = headDim / 2;
-        for (int head = 0; head < heads; head++) {
-            int base = head * headDim;
-            for (int i = 0; i < half; i++) {
-                int[] halves = {base + i, base + i + half}, pairs = {base + 2 * i, base + 2 * i + 1};
-                for (int k = 0; k < 2; k++) {
-                    int from = interleave ? halves[k] : pairs[k], to = interleave ? pairs[k] : halves[k];
-                    System.arraycopy(w, from * cols, out, to * cols, cols);
-                }
-            }
-        }
+        for (int row = 0; row < heads * headDim; row++)
+            System.arraycopy(w, rotarySource(row, headDim, interleave) * cols, out, row * cols, cols);
         return out;
+    }
+
+    /** The row that {@link #moveRotaryRows} moves to {@code row}. */
+    static int rotarySource(int row, int headDim, boolean interleave) {
+        int base = row - row % headDim, j = row % headDim, half = headDim / 2;
+        return base + (interleave ? (j % 2 == 0 ? j / 2 : j / 2 + half) : (j < half ? 2 * j : 2 * (j - half) + 1));
     }
 
     private static void checkShape(ModelConfig c, Options o, String source) {

@@ -20,19 +20,24 @@ import dev.ropeway.rope.YarnRope;
 import dev.ropeway.tensor.DType;
 
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalDouble;
+import java.util.Set;
 import java.util.function.Supplier;
 
 /**
  * A GGUF file (llama.cpp's format) as a Hugging Face checkpoint folder that every Ropeway command reads:
  * {@code config.json} from the {@code <arch>.*} keys, {@code model.safetensors} from the tensors (every quantised
- * type {@link dev.ropeway.io.GgmlDequant} knows converted back to floats), and the tokenizer files from
+ * type {@link dev.ropeway.io.GgmlDequant} knows converted back to floats, unless {@link Options#keepQuantised()} keeps
+ * the blocks of those Ropeway computes with), and the tokenizer files from
  * {@code tokenizer.ggml.*}. The inverse of {@link GgufExport}: the architectures are GGUF's {@code llama} (Llama,
  * Mistral and kin), {@code qwen2}, {@code qwen3} and {@code phi3}.
  *
@@ -50,12 +55,28 @@ public final class GgufImport {
      *                  (F32 stays F32, F16 and BF16 stay so, quantised types become F16, which represents their
      *                  values to within 2^-12)
      * @param tokenizer whether to write the tokenizer files (a file without a tokenizer gets none either way)
+     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q4_K, Q6_K)
+     *                  keep their blocks (a U8 tensor named by a {@code ggml_type:} metadata entry, which other
+     *                  programs do not read as a matrix) instead of becoming {@code dtype}
      */
-    public record Options(DType dtype, boolean tokenizer) {
+    public record Options(DType dtype, boolean tokenizer, boolean keepQuantised) {
         public Options {
             if (dtype != null && dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
                 throw new RopewayException("imported weights are stored as f32, bf16 or f16, not " + dtype);
         }
+
+        /** Every matrix as {@code dtype}: a folder any Hugging Face reader loads. */
+        public Options(DType dtype, boolean tokenizer) {
+            this(dtype, tokenizer, false);
+        }
+    }
+
+    /** The GGUF block types whose matrices an import may keep as they are: those the CPU backend computes with. */
+    public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K));
+
+    /** The tensor type a kept GGUF block type becomes. */
+    static DType kept(GgmlType type) {
+        return DType.valueOf(type.name());
     }
 
     /** What was written. */
@@ -191,7 +212,7 @@ public final class GgufImport {
         if (bos != null) config.put("bos_token_id", bos); else config.remove("bos_token_id");
         if (eos != null) config.put("eos_token_id", eos); else config.remove("eos_token_id");
 
-        Tensors t = new Tensors(g, new SafeTensorsWriter().metadata("format", "pt"), matrixType);
+        Tensors t = new Tensors(g, new SafeTensorsWriter().metadata("format", "pt"), matrixType, o.keepQuantised());
         t.matrix("model.embed_tokens.weight", "token_embd.weight", vocab, hidden);
         for (int i = 0; i < layers; i++) {
             String p = "model.layers." + i + ".", a = p + "self_attn.", m = p + "mlp.", b = "blk." + i + ".";
@@ -384,6 +405,16 @@ public final class GgufImport {
         return GgufExport.moveRotaryRows(w, heads, headDim, cols, false);
     }
 
+    /** {@link #deinterleaveRotaryRows(float[], int, int, int)} for rows of bytes (rows of quantised blocks). */
+    static MemorySegment deinterleaveRotaryRows(MemorySegment w, int heads, int headDim) {
+        int rows = heads * headDim;
+        long rowBytes = w.byteSize() / rows;
+        MemorySegment out = MemorySegment.ofArray(new byte[Math.toIntExact(w.byteSize())]);
+        for (int row = 0; row < rows; row++)
+            out.asSlice(row * rowBytes, rowBytes).copyFrom(w.asSlice(GgufExport.rotarySource(row, headDim, false) * rowBytes, rowBytes));
+        return out;
+    }
+
     /** Typed metadata access whose errors name the file and the key. */
     static final class Keys {
         private final GgufParts g;
@@ -464,12 +495,14 @@ public final class GgufImport {
         final GgufParts g;
         final SafeTensorsWriter writer;
         final DType matrixType;
+        final boolean keepQuantised;
         long bytes;
 
-        Tensors(GgufParts g, SafeTensorsWriter writer, DType matrixType) {
+        Tensors(GgufParts g, SafeTensorsWriter writer, DType matrixType, boolean keepQuantised) {
             this.g = g;
             this.writer = writer;
             this.matrixType = matrixType;
+            this.keepQuantised = keepQuantised;
         }
 
         private GgufFile.Tensor require(String gguf, long... shape) {
@@ -481,15 +514,31 @@ public final class GgufImport {
             return t;
         }
 
+        /** Whether these GGUF matrices (all of one block type) keep their blocks. */
+        private boolean keeps(String... gguf) {
+            if (!keepQuantised) return false;
+            GgmlType type = g.tensor(gguf[0]).type();
+            for (String name : gguf) if (g.tensor(name).type() != type) return false;
+            return KEPT.contains(type);
+        }
+
         void matrix(String hf, String gguf, long rows, long cols) {
-            require(gguf, rows, cols);
-            add(hf, matrixType, () -> g.floats(gguf), rows, cols);
+            GgufFile.Tensor t = require(gguf, rows, cols);
+            if (keeps(gguf)) addBlocks(hf, kept(t.type()), () -> g.data(gguf), rows, cols);
+            else add(hf, matrixType, () -> g.floats(gguf), rows, cols);
         }
 
         void rotary(String hf, String gguf, int heads, int headDim, long cols, boolean interleaved) {
-            require(gguf, (long) heads * headDim, cols);
+            long rows = (long) heads * headDim;
+            GgufFile.Tensor t = require(gguf, rows, cols);
+            if (keeps(gguf)) {
+                // Each row is whole blocks, so moving rows moves their bytes.
+                addBlocks(hf, kept(t.type()), interleaved ? () -> deinterleaveRotaryRows(g.data(gguf), heads, headDim)
+                        : () -> g.data(gguf), rows, cols);
+                return;
+            }
             add(hf, matrixType, interleaved ? () -> deinterleaveRotaryRows(g.floats(gguf), heads, headDim, (int) cols)
-                    : () -> g.floats(gguf), (long) heads * headDim, cols);
+                    : () -> g.floats(gguf), rows, cols);
         }
 
         void rotaryBias(String hf, String gguf, int heads, int headDim, boolean interleaved) {
@@ -516,22 +565,44 @@ public final class GgufImport {
         /** Row blocks of several GGUF tensors stacked into one Hugging Face matrix. */
         void stacked(String hf, long cols, Object... namesAndRows) {
             long rows = 0;
+            String[] names = new String[namesAndRows.length / 2];
             for (int i = 0; i < namesAndRows.length; i += 2) {
                 long r = ((Number) namesAndRows[i + 1]).longValue();
-                require((String) namesAndRows[i], r, cols);
+                names[i / 2] = (String) namesAndRows[i];
+                require(names[i / 2], r, cols);
                 rows += r;
+            }
+            if (keeps(names)) {
+                DType type = kept(g.tensor(names[0]).type());
+                addBlocks(hf, type, () -> {
+                    MemorySegment out = MemorySegment.ofArray(new byte[Math.toIntExact(
+                            type.byteSize(java.util.Arrays.stream(names).mapToLong(n -> g.tensor(n).elements()).sum()))]);
+                    long at = 0;
+                    for (String name : names) {
+                        MemorySegment part = g.data(name);
+                        out.asSlice(at, part.byteSize()).copyFrom(part);
+                        at += part.byteSize();
+                    }
+                    return out;
+                }, rows, cols);
+                return;
             }
             long total = rows * cols;
             add(hf, matrixType, () -> {
                 float[] out = new float[Math.toIntExact(total)];
                 int at = 0;
-                for (int i = 0; i < namesAndRows.length; i += 2) {
-                    float[] part = g.floats((String) namesAndRows[i]);
+                for (String name : names) {
+                    float[] part = g.floats(name);
                     System.arraycopy(part, 0, out, at, part.length);
                     at += part.length;
                 }
                 return out;
             }, rows, cols);
+        }
+
+        private void addBlocks(String hf, DType type, Supplier<MemorySegment> blocks, long rows, long cols) {
+            writer.addQuantisedLater(hf, type, blocks, rows, cols);
+            bytes += type.byteSize(rows * cols);
         }
 
         private void add(String hf, DType type, Supplier<float[]> values, long... shape) {

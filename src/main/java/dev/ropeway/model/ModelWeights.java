@@ -9,7 +9,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * All weights of a decoder, converted to float32 on a backend. Names and shapes follow Hugging Face's
+ * All weights of a decoder on a backend (matrices as {@link Backend#uploadWeights} holds them, the rest float32). Names and shapes follow Hugging Face's
  * {@code *ForCausalLM} layout; every tensor is checked against the shape the config implies, so a wrong or missing
  * tensor is reported by name before any compute.
  */
@@ -78,11 +78,11 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
 
         Tensor tensor(String name, long... shape) {
             TensorInfo info = store.require(name, shape);
-            if (!info.dtype().isFloatWeight())
+            if (!info.dtype().isFloatWeight() && !(shape.length == 2 && info.dtype().isQuantised()))
                 throw new dev.ropeway.io.CheckpointException("tensor " + name + " in " + store.directory() + " has dtype "
-                        + info.dtype() + "; weights must be F32, BF16, F16 or F64");
-            // Matrices may stay in a narrower type (16-bit as stored, or what --cpu-weights asks for); vectors (norms,
-            // biases) are read by ops that want float32.
+                        + info.dtype() + "; weights must be F32, BF16, F16 or F64 (matrices may also be Q8_0, Q4_K or Q6_K)");
+            // Matrices may stay in a narrower type (16-bit or ggml blocks as stored, or what --cpu-weights asks for);
+            // vectors (norms, biases) are read by ops that want float32.
             Tensor t = shape.length == 2 ? backend.uploadWeights(store.data(name), info.dtype(), shape[0], shape[1])
                     : backend.upload(store.data(name), info.dtype(), info.elementCount());
             loaded.add(t);

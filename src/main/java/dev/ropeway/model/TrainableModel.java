@@ -60,10 +60,12 @@ public final class TrainableModel implements AutoCloseable {
                     continue;
                 }
                 TensorInfo info = store.require(e.name(), e.shape());
-                if (!info.dtype().isFloatWeight())
+                if (!info.dtype().isFloatWeight() && !info.dtype().isQuantised())
                     throw new CheckpointException("tensor " + e.name() + " in " + store.directory() + " has dtype "
-                            + info.dtype() + "; weights must be F32, BF16, F16 or F64");
-                try (Tensor t = backend.upload(store.data(e.name()), info.dtype(), info.elementCount())) {
+                            + info.dtype() + "; weights must be F32, BF16, F16, F64 or a ggml block type");
+                // Training updates float32 weights: a quantised matrix (a GGUF import's) starts from its values.
+                try (Tensor t = info.dtype().isQuantised() ? backend.upload(store.readFloats(e.name()))
+                        : backend.upload(store.data(e.name()), info.dtype(), info.elementCount())) {
                     backend.copy(params, e.offset(), t, 0, e.size());
                 }
             }

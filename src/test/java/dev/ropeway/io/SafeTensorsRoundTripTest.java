@@ -250,4 +250,55 @@ class SafeTensorsRoundTripTest {
         assertEquals("w F32 [2, 3] @64+24", t.toString());
         assertEquals(1, new TensorInfo("s", DType.F32, new long[0], 0, 4).elementCount());
     }
+
+    /**
+     * A matrix of ggml blocks is written as U8 [rows, bytes per row] named by a metadata entry, and read as the [rows,
+     * cols] matrix of its type; readFloats dequantises it, and a plain reader of the file sees the bytes.
+     */
+    @Test
+    void ggmlBlockMatricesRoundTrip() throws Exception {
+        Random random = new Random(7);
+        byte[] q8 = new byte[3 * 2 * 34];
+        random.nextBytes(q8);
+        float[] expected = new float[3 * 64];
+        for (int b = 0; b < 6; b++) {
+            short d = Float.floatToFloat16((float) (0.01 * (b + 1)));
+            q8[34 * b] = (byte) d;
+            q8[34 * b + 1] = (byte) (d >> 8);
+            for (int j = 0; j < 32; j++) expected[32 * b + j] = q8[34 * b + 2 + j] * Float.float16ToFloat(d);
+        }
+        byte[] q4k = new byte[2 * 144];
+        random.nextBytes(q4k);
+        Path file = dir.resolve("blocks.safetensors");
+        new SafeTensorsWriter().metadata("format", "pt")
+                .add("norm", new float[] {1, 2}, 2)
+                .addQuantisedLater("w", DType.Q8_0, () -> MemorySegment.ofArray(q8), 3, 64)
+                .addQuantisedLater("k", DType.Q4_K, () -> MemorySegment.ofArray(q4k), 2, 256)
+                .write(file);
+        try (SafeTensors st = SafeTensors.open(file)) {
+            TensorInfo w = st.info("w"), k = st.info("k");
+            assertEquals(DType.Q8_0, w.dtype());
+            assertArrayEquals(new long[] {3, 64}, w.shape());
+            assertEquals(q8.length, w.byteSize());
+            assertEquals(DType.Q4_K, k.dtype());
+            assertArrayEquals(new long[] {2, 256}, k.shape());
+            assertArrayEquals(q8, st.data("w").toArray(ValueLayout.JAVA_BYTE));
+            assertArrayEquals(expected, st.readFloats("w"));
+            float[] k32 = new float[512];
+            GgmlDequant.toFloats(GgmlType.Q4_K, MemorySegment.ofArray(q4k), 512, k32, 0);
+            assertArrayEquals(k32, st.readFloats("k"));
+            assertEquals("Q8_0", st.metadata().get("ggml_type:w"));
+        }
+        // What any safetensors reader sees: U8 bytes.
+        byte[] raw = Files.readAllBytes(file);
+        long length = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+        JsonNode header = new com.fasterxml.jackson.databind.ObjectMapper().readTree(new String(raw, 8, (int) length, StandardCharsets.UTF_8));
+        assertEquals("U8", header.get("w").get("dtype").asText());
+        assertEquals("[3,68]", header.get("w").get("shape").toString());
+        assertEquals("[2,144]", header.get("k").get("shape").toString());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> new SafeTensorsWriter().addQuantisedLater("x", DType.Q4_K, () -> MemorySegment.ofArray(q4k), 1, 100));
+        assertTrue(e.getMessage().contains("not whole Q4_K blocks of 256"), e.getMessage());
+        assertThrows(UnsupportedOperationException.class, DType.Q4_K::bytes);
+    }
 }

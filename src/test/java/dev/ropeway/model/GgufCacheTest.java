@@ -21,6 +21,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.stream.Stream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -63,9 +64,13 @@ class GgufCacheTest {
         }
     }
 
-    /** A q8_0 file becomes a bfloat16 folder whose logits are the f32 import's within bfloat16's rounding. */
+    /**
+     * A q8_0 file's matrices keep their blocks in the cache (so it takes about the file's size), read back as exactly the
+     * f32 import's values, and the CPU computes the f32 import's logits from them bit for bit; a bf16 import rounds
+     * each value to the nearest bfloat16.
+     */
     @Test
-    void aQuantisedFileIsImportedOnceAsBfloat16() throws IOException {
+    void aQuantisedFileIsImportedOnceKeepingItsBlocks() throws IOException {
         Path model = models.checkpoint(tmp.resolve("q8"), models.llamaConfig(false), 51, 0.1);
         Path gguf = export(model, GgufExport.Dtype.Q8_0, tmp.resolve("Some Model-Q8_0.gguf"));
         Path root = tmp.resolve("cache-q8");
@@ -74,30 +79,35 @@ class GgufCacheTest {
         assertEquals(root.resolve(dir.getFileName()), dir);
         assertTrue(dir.getFileName().toString().matches("Some_Model-Q8_0-[0-9a-f]{16}"), dir.toString());
         assertEquals(2, log.size(), log.toString());
-        assertTrue(log.getFirst().contains("16 Q8_0") && log.getFirst().contains("as bf16"), log.toString());
-        assertEquals("bfloat16", Json.readObject(dir.resolve("config.json")).get("torch_dtype"));
+        assertTrue(log.getFirst().contains("16 Q8_0") && log.getFirst().contains("Q8_0 kept"), log.toString());
         assertTrue(Files.isRegularFile(dir.resolve("tokenizer.json")));
-        try (WeightStore store = WeightStore.open(dir)) {
-            assertEquals(DType.BF16, store.info("model.layers.0.mlp.up_proj.weight").dtype());
-            assertEquals(DType.F32, store.info("model.layers.0.input_layernorm.weight").dtype());
-        }
-        // Each matrix value is the q8_0 value rounded to the nearest bfloat16 (ties to even).
+        long weights = Files.size(dir.resolve("model.safetensors")), file = Files.size(gguf);
+        assertTrue(weights < 1.1 * file, "the import takes about the file's size: " + weights + " against " + file);
         Path exact = GgufImport.write(gguf, tmp.resolve("q8-exact"), new GgufImport.Options(DType.F32, false)).dir();
-        try (WeightStore narrow = WeightStore.open(dir); WeightStore wide = WeightStore.open(exact)) {
+        try (WeightStore kept = WeightStore.open(dir); WeightStore wide = WeightStore.open(exact)) {
+            assertEquals(DType.Q8_0, kept.info("model.layers.0.mlp.up_proj.weight").dtype());
+            assertArrayEquals(wide.info("model.layers.0.mlp.up_proj.weight").shape(), kept.info("model.layers.0.mlp.up_proj.weight").shape());
+            assertEquals(DType.F32, kept.info("model.layers.0.input_layernorm.weight").dtype());
+            assertEquals(DType.Q8_0, kept.dominantDtype());
+            for (String name : kept.names())
+                assertArrayEquals(wide.readFloats(name), kept.readFloats(name), name);
+        }
+        int[] ids = new java.util.SplittableRandom(5).ints(40, 0, models.vocab).toArray();
+        float[][] a = logits(dir, ids), b = logits(exact, ids);
+        for (int i = 0; i < a.length; i++) assertArrayEquals(b[i], a[i], "logits at position " + i);
+
+        // Asked for bf16, each matrix value is the q8_0 value rounded to the nearest bfloat16 (ties to even).
+        Path narrow = GgufImport.write(gguf, tmp.resolve("q8-bf16"), new GgufImport.Options(DType.BF16, false)).dir();
+        try (WeightStore bf16 = WeightStore.open(narrow); WeightStore wide = WeightStore.open(exact)) {
             for (String name : List.of("model.layers.1.mlp.down_proj.weight", "model.layers.0.self_attn.q_proj.weight")) {
-                float[] q8 = wide.readFloats(name), bf16 = narrow.readFloats(name);
+                assertEquals(DType.BF16, bf16.info(name).dtype());
+                float[] q8 = wide.readFloats(name), rounded = bf16.readFloats(name);
                 for (int i = 0; i < q8.length; i++) {
                     int bits = Float.floatToRawIntBits(q8[i]);
-                    float rounded = Float.intBitsToFloat((bits + 0x7FFF + ((bits >>> 16) & 1)) & 0xFFFF0000);
-                    assertEquals(rounded, bf16[i], name + " value " + i);
+                    assertEquals(Float.intBitsToFloat((bits + 0x7FFF + ((bits >>> 16) & 1)) & 0xFFFF0000), rounded[i], name + " value " + i);
                 }
             }
         }
-        // The logits follow within what bfloat16's rounding of every weight (2^-9) moves them in a random model.
-        int[] ids = new java.util.SplittableRandom(5).ints(40, 0, models.vocab).toArray();
-        float[][] a = logits(dir, ids), b = logits(exact, ids);
-        double diff = GgufTestModels.maxDifference(a, b), scale = GgufTestModels.maxAbs(b);
-        assertTrue(diff > 0 && diff < 0.05 * scale, "bf16 against f32 of the same q8_0 values: " + diff + " of " + scale);
 
         log.clear();
         assertEquals(dir, GgufCache.folder(gguf, root, log::add));

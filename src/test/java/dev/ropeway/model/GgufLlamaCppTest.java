@@ -221,6 +221,17 @@ class GgufLlamaCppTest {
             System.out.println("llama.cpp on " + seen);
             assertTrue(imported < 0.06 * scale, seen);
             if (!type.equals("Q8_0") && !type.equals("Q6_K")) assertTrue(imported < 0.25 * original, seen);
+            if (type.equals("Q8_0") || type.equals("Q4_K") || type.equals("Q6_K")) {
+                // Kept as blocks, the matrices read back as the f32 import's values, and the CPU computes its logits.
+                GgufImport.Result k = GgufImport.write(quantised, tmp.resolve("quantised-kept-" + type),
+                        new GgufImport.Options(null, true, true));
+                try (WeightStore kept = WeightStore.open(k.dir()); WeightStore floats = WeightStore.open(r.dir())) {
+                    assertEquals(dev.ropeway.tensor.DType.valueOf(type), kept.info("model.layers.0.mlp.up_proj.weight").dtype());
+                    for (String name : kept.names()) assertArrayEquals(floats.readFloats(name), kept.readFloats(name), name);
+                }
+                float[][] fromBlocks = ropewayLogits(k.dir(), Transformer.loadConfig(k.dir()).rope(), ids);
+                for (int i = 0; i < ours.length; i++) assertArrayEquals(ours[i], fromBlocks[i], type + " kept, position " + i);
+            }
         }));
     }
 
