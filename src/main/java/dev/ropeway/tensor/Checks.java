@@ -20,7 +20,9 @@ final class Checks {
                     + (t instanceof CpuF16Tensor ? " (float16 weight tensors are read only by linear, gemm, embedding, copy, "
                     + "download and view)" : "")
                     + (t instanceof CpuQ8Tensor ? " (Q8_0 weight tensors are read only by linear, gemm, embedding, copy and "
-                    + "download)" : ""));
+                    + "download)" : "")
+                    + (t instanceof CpuKQuantTensor k ? " (" + k.type() + " weight tensors are read only by linear, gemm, "
+                    + "embedding, copy and download)" : ""));
         if (c.isClosed()) throw new IllegalArgumentException(op + ": " + name + " is closed");
         return c.segment();
     }

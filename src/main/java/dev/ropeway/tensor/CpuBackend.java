@@ -138,14 +138,13 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
+    /** Also from ggml's Q8_0, Q4_K and Q6_K blocks ({@code count} then a whole number of blocks), dequantised as ggml does. */
     @Override
     public CpuTensor upload(MemorySegment src, DType dtype, long count) {
         if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
-        if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
-        OpChecks.nonNegative("upload", "count", count);
-        long bytes = OpChecks.product("upload", count, dtype.bytes());
-        if (src.byteSize() < bytes)
-            throw new IllegalArgumentException("upload: src has " + src.byteSize() + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+        if (!dtype.isFloatWeight() && !dtype.isQuantised())
+            throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
+        checkSource("upload", src, dtype, count);
         CpuTensor t = new CpuTensor(count);
         Convert.toFloat32(pool(), src, dtype, count, t.segment());
         return t;
@@ -154,14 +153,16 @@ public final class CpuBackend implements Backend {
     /**
      * A weight matrix as this backend's {@link Weights} policy holds it: bfloat16 ({@link CpuBf16Tensor}), float16
      * ({@link CpuF16Tensor}) or float32 (as {@link #upload} makes it). Rounding to bfloat16 converts a slice at a time,
-     * so loading needs no float32 copy of the whole matrix.
+     * so loading needs no float32 copy of the whole matrix. Quantised blocks (Q8_0, Q4_K, Q6_K) without their matrix's
+     * shape are dequantised: to bfloat16 under {@link Weights#BF16}, to float32 otherwise.
      */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long count) {
-        boolean narrow = weights == Weights.BF16 || weights == Weights.Q8_0;
+        if (dtype == null) throw new IllegalArgumentException("uploadWeights: dtype must not be null");
+        boolean narrow = weights == Weights.BF16 || weights == Weights.Q8_0 && !dtype.isQuantised();
         boolean keep = weights == Weights.AUTO && (dtype == DType.BF16 || dtype == DType.F16) || narrow && dtype == DType.BF16;
         if (!keep && !narrow) return upload(src, dtype, count);
-        checkSource(src, dtype, count);
+        checkSource("uploadWeights", src, dtype, count);
         if (dtype == DType.BF16) return new CpuBf16Tensor(src, count);
         if (keep) {
             CpuF16Tensor t = new CpuF16Tensor(src, count);
@@ -174,7 +175,7 @@ public final class CpuBackend implements Backend {
             long slice = 1L << 20;
             for (long at = 0; at < count; at += slice) {
                 long n = Math.min(slice, count - at);
-                try (CpuTensor part = upload(src.asSlice(at * dtype.bytes(), n * dtype.bytes()), dtype, n)) {
+                try (CpuTensor part = upload(src.asSlice(dtype.byteSize(at), dtype.byteSize(n)), dtype, n)) {
                     copy(t, at, part, 0, n);
                 }
             }
@@ -188,13 +189,20 @@ public final class CpuBackend implements Backend {
     /**
      * A [rows, cols] weight matrix: under {@link Weights#Q8_0}, quantised to Q8_0 blocks when its rows are a multiple of
      * 32 values and it holds only finite values; otherwise as {@link #uploadWeights(MemorySegment, DType, long)}.
+     *
+     * <p>ggml's quantised blocks ({@code dtype} Q8_0, Q4_K or Q6_K; {@code src} the matrix's blocks row after row, as a
+     * GGUF file stores them, each row a whole number of blocks) are never quantised again: under {@link Weights#AUTO} and
+     * {@link Weights#Q8_0} they are kept as they are ({@link CpuQ8Tensor}, {@link CpuKQuantTensor}), except that a matrix
+     * whose float16 factors include an infinity or a NaN is dequantised to float32; under {@link Weights#F32} they are
+     * dequantised to float32, under {@link Weights#BF16} dequantised and rounded to bfloat16.
      */
     @Override
     public Tensor uploadWeights(MemorySegment src, DType dtype, long rows, long cols) {
         long count = OpChecks.product("uploadWeights", rows, cols);
-        if (weights != Weights.Q8_0 || cols % Q8Blocks.BLOCK != 0 || !dtype.isFloatWeight())
+        if (dtype != null && dtype.isQuantised()) return uploadBlocks(src, dtype, rows, cols, count);
+        if (weights != Weights.Q8_0 || cols % Q8Blocks.BLOCK != 0 || dtype == null || !dtype.isFloatWeight())
             return uploadWeights(src, dtype, count);
-        checkSource(src, dtype, count);
+        checkSource("uploadWeights", src, dtype, count);
         CpuQ8Tensor t = new CpuQ8Tensor(count);
         try {
             MemorySegment q = t.quants(), scales = t.scales();
@@ -224,18 +232,104 @@ public final class CpuBackend implements Backend {
         return uploadWeights(src, dtype, count);
     }
 
-    /** A weight source must hold {@code count} values of {@code dtype}. */
-    private static void checkSource(MemorySegment src, DType dtype, long count) {
-        OpChecks.nonNegative("uploadWeights", "count", count);
-        long bytes = OpChecks.product("uploadWeights", count, dtype.bytes());
+    /** A source must hold {@code count} values of {@code dtype} (for a quantised type, whole blocks of them). */
+    private static void checkSource(String op, MemorySegment src, DType dtype, long count) {
+        OpChecks.nonNegative(op, "count", count);
+        long bytes;
+        String formula;
+        if (dtype.isQuantised()) {
+            if (count % dtype.blockSize() != 0)
+                throw new IllegalArgumentException(op + ": " + dtype + " values come in blocks of " + dtype.blockSize()
+                        + "; count = " + count + " is not a whole number of blocks");
+            bytes = OpChecks.product(op, count / dtype.blockSize(), dtype.blockBytes());
+            formula = "count/" + dtype.blockSize() + "*" + dtype.blockBytes();
+        } else {
+            bytes = OpChecks.product(op, count, dtype.bytes());
+            formula = "count*" + dtype.bytes();
+        }
         if (src == null || src.byteSize() < bytes)
-            throw new IllegalArgumentException("uploadWeights: src has " + (src == null ? "no" : src.byteSize())
-                    + " bytes, needs count*" + dtype.bytes() + " = " + bytes);
+            throw new IllegalArgumentException(op + ": src has " + (src == null ? "no" : src.byteSize())
+                    + " bytes, needs " + formula + " = " + bytes);
     }
 
-    /** A weight held narrower than float32 (bfloat16, float16 or Q8_0), which only some ops read. */
+    /** {@link #uploadWeights(MemorySegment, DType, long, long)} for ggml's blocks: kept, or dequantised as the policy says. */
+    private Tensor uploadBlocks(MemorySegment src, DType dtype, long rows, long cols, long count) {
+        if (cols % dtype.blockSize() != 0)
+            throw new IllegalArgumentException("uploadWeights: a " + dtype + " matrix's rows are whole blocks of "
+                    + dtype.blockSize() + " values; cols = " + cols + " is not a multiple of " + dtype.blockSize());
+        checkSource("uploadWeights", src, dtype, count);
+        if (weights == Weights.F32 || weights == Weights.BF16) return uploadWeights(src, dtype, count);
+        Tensor kept = dtype == DType.Q8_0 ? q8Blocks(src, count) : kQuantBlocks(src, dtype, rows, cols);
+        return kept != null ? kept : upload(src, dtype, count);
+    }
+
+    /** Q8_0 blocks as a {@link CpuQ8Tensor} (the int8 values as they are, the scales widened), or null if a scale is not finite. */
+    private CpuQ8Tensor q8Blocks(MemorySegment src, long count) {
+        int block = Q8Blocks.BLOCK, bytes = DType.Q8_0.blockBytes();
+        CpuQ8Tensor t = new CpuQ8Tensor(count);
+        try {
+            MemorySegment q = t.quants(), scales = t.scales();
+            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+            WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
+            int perStage = 1024;
+            p.forRange(count / block, 1 << 12, (from, to) -> {
+                byte[] in = new byte[perStage * bytes], values = new byte[perStage * block];
+                float[] d = new float[perStage];
+                for (long b = from; b < to; b += perStage) {
+                    int n = (int) Math.min(perStage, to - b);
+                    MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_BYTE, b * bytes, in, 0, n * bytes);
+                    for (int i = 0; i < n; i++) {
+                        d[i] = Float.float16ToFloat((short) (in[i * bytes] & 0xFF | in[i * bytes + 1] << 8));
+                        if (!Float.isFinite(d[i])) finite.set(false);
+                        System.arraycopy(in, i * bytes + 2, values, i * block, block);
+                    }
+                    MemorySegment.copy(values, 0, q, java.lang.foreign.ValueLayout.JAVA_BYTE, b * block, n * block);
+                    MemorySegment.copy(d, 0, scales, JAVA_FLOAT, b * Float.BYTES, n);
+                }
+            });
+            if (finite.get()) return t;
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        t.close();
+        return null;
+    }
+
+    /** Q4_K or Q6_K blocks as a {@link CpuKQuantTensor}, or null if a block's d or dmin is not finite. */
+    private CpuKQuantTensor kQuantBlocks(MemorySegment src, DType dtype, long rows, long cols) {
+        CpuKQuantTensor t = new CpuKQuantTensor(dtype, rows, cols);
+        try {
+            MemorySegment dst = t.blocks();
+            long bytes = dtype.blockBytes();
+            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+            WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
+            p.forRange(t.size() / dtype.blockSize(), 1 << 10, (from, to) -> {
+                MemorySegment.copy(src, from * bytes, dst, from * bytes, (to - from) * bytes);
+                if (!KQuantGemm.finiteFactors(dtype, dst, from, to)) finite.set(false);
+            });
+            if (finite.get()) return t;
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        t.close();
+        return null;
+    }
+
+    /** A weight held narrower than float32 (bfloat16, float16, Q8_0, Q4_K or Q6_K), which only some ops read. */
     private static boolean narrowWeight(Tensor t) {
-        return t instanceof HalfTensor || t instanceof CpuQ8Tensor;
+        return t instanceof HalfTensor || t instanceof CpuQ8Tensor || t instanceof CpuKQuantTensor;
+    }
+
+    /** Q8_0, Q4_K or Q6_K: a weight in ggml's blocks, which nothing writes and nothing views. */
+    private static boolean blockWeight(Tensor t) {
+        return t instanceof CpuQ8Tensor || t instanceof CpuKQuantTensor;
+    }
+
+    /** How a block weight names itself in errors. */
+    private static String blockType(Tensor t) {
+        return t instanceof CpuKQuantTensor k ? k.type().toString() : "Q8_0";
     }
 
     /** True when no value of the float16 tensor is an infinity or a NaN (all exponent bits set). */
@@ -273,8 +367,8 @@ public final class CpuBackend implements Backend {
     /** A view of a float32 tensor, or of a bfloat16 (a bfloat16 KV cache's rows) or float16 one. */
     @Override
     public Tensor view(Tensor base, long offset, long size) {
-        if (base instanceof CpuQ8Tensor)
-            throw new IllegalArgumentException("view: a Q8_0 weight tensor has no views (read it with linear, gemm or embedding)");
+        if (blockWeight(base))
+            throw new IllegalArgumentException("view: a " + blockType(base) + " weight tensor has no views (read it with linear, gemm or embedding)");
         if (base instanceof CpuBf16Tensor b) return new CpuBf16Tensor(b, offset, size);
         if (base instanceof CpuF16Tensor h) return new CpuF16Tensor(h, offset, size);
         if (!(base instanceof CpuTensor t)) throw new IllegalArgumentException("view: base is not a CPU tensor: " + base);
@@ -306,13 +400,15 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void copy(Tensor dst, long dstOffset, Tensor src, long srcOffset, long length) {
-        if (dst instanceof CpuQ8Tensor) throw new IllegalArgumentException("copy: dst is a Q8_0 weight tensor, which nothing writes");
-        if (src instanceof CpuQ8Tensor w) {
+        if (blockWeight(dst))
+            throw new IllegalArgumentException("copy: dst is a " + blockType(dst) + " weight tensor, which nothing writes");
+        if (blockWeight(src)) {
+            Tensor w = src;
             if (srcOffset < 0 || length < 0 || srcOffset > w.size() - length)
                 throw new IllegalArgumentException("copy: src range [" + srcOffset + ", " + (srcOffset + length)
-                        + ") is outside its " + w.size() + " Q8_0 values");
+                        + ") is outside its " + w.size() + " " + blockType(w) + " values");
             if (!(dst instanceof CpuTensor))
-                throw new IllegalArgumentException("copy: a Q8_0 source copies into float32 only, not into " + dst);
+                throw new IllegalArgumentException("copy: a " + blockType(w) + " source copies into float32 only, not into " + dst);
             MemorySegment d = Checks.range("copy", "dst", dst, dstOffset, length);
             pool().forRange(length, 1 << 16, (from, to) -> widen(w, srcOffset + from, d, (dstOffset + from) * Float.BYTES, to - from));
             return;
@@ -367,12 +463,16 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * {@code count} values of a 16-bit or Q8_0 tensor from element {@code from}, widened (dequantised) to float32 at
-     * byte {@code to} of dst.
+     * {@code count} values of a 16-bit, Q8_0, Q4_K or Q6_K tensor from element {@code from}, widened (dequantised) to
+     * float32 at byte {@code to} of dst.
      */
     private static void widen(Tensor weights, long from, MemorySegment dst, long to, long count) {
         if (weights instanceof CpuQ8Tensor q) {
             Q8Gemm.dequantize(q.quants(), q.scales(), from, dst, to, count);
+            return;
+        }
+        if (weights instanceof CpuKQuantTensor k) {
+            KQuantGemm.dequantize(k.type(), k.blocks(), from, dst, to, count);
             return;
         }
         HalfTensor t = (HalfTensor) weights;
@@ -394,7 +494,7 @@ public final class CpuBackend implements Backend {
         return b.segment();
     }
 
-    /** A float32 copy of the {@code length} 16-bit or Q8_0 values of {@code t} from {@code offset} (the caller closes it). */
+    /** A float32 copy of the {@code length} 16-bit or block values of {@code t} from {@code offset} (the caller closes it). */
     private CpuTensor widened(Tensor t, long offset, long length) {
         CpuTensor wide = new CpuTensor(length);
         copy(wide, 0, t, offset, length);
@@ -442,11 +542,12 @@ public final class CpuBackend implements Backend {
         if (narrowWeight(c))
             throw new IllegalArgumentException(op + ": c must be float32, got " + c);
         if (m == 0 || n == 0) return;
-        // Narrow operands other than a transposed weight under a float32 a (for Q8_0, one whose rows start on block
+        // Narrow operands other than a transposed weight under a float32 a (for blocks, one whose rows start on block
         // boundaries) are widened (exactly) first.
         boolean aNarrow = narrowWeight(a), bNarrow = narrowWeight(b);
         boolean fast = !aNarrow && !transA && transB
-                && (!(b instanceof CpuQ8Tensor) || Q8Gemm.aligned(bOffset, ldb) && k % Q8Blocks.BLOCK == 0);
+                && (!(b instanceof CpuQ8Tensor) || Q8Gemm.aligned(bOffset, ldb) && k % Q8Blocks.BLOCK == 0)
+                && (!(b instanceof CpuKQuantTensor) || KQuantGemm.aligned(bOffset, ldb) && k % KQuantGemm.BLOCK == 0);
         if (read && (aNarrow || bNarrow && !fast)) {
             CpuTensor wa = aNarrow ? widened(a, aOffset, (long) (aRows - 1) * lda + aCols) : null;
             CpuTensor wb = bNarrow ? widened(b, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
@@ -462,6 +563,8 @@ public final class CpuBackend implements Backend {
         MemorySegment as = Checks.segment(op, "a", a), cs = Checks.segment(op, "c", c);
         if (b instanceof CpuQ8Tensor w)
             Q8Gemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w, bOffset, ldb, beta, cs, cOffset, ldc, null);
+        else if (b instanceof CpuKQuantTensor w)
+            KQuantGemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w, bOffset, ldb, beta, cs, cOffset, ldc, null);
         else if (b instanceof HalfTensor w)
             HalfGemm.run(pool(), m, n, k, alpha, as, aOffset, lda, w.segment(), bOffset, ldb, w instanceof CpuF16Tensor, beta,
                     cs, cOffset, ldc, null);
@@ -523,7 +626,7 @@ public final class CpuBackend implements Backend {
         boolean narrowW = narrowWeight(w);
         if (narrowW && w.size() < (long) out * in)
             throw new IllegalArgumentException(op + ": w has " + w.size() + " values, needs out*in = " + (long) out * in);
-        if (w instanceof CpuQ8Tensor && in % Q8Blocks.BLOCK != 0) {
+        if (w instanceof CpuQ8Tensor && in % Q8Blocks.BLOCK != 0 || w instanceof CpuKQuantTensor && in % KQuantGemm.BLOCK != 0) {
             // Rows that are not whole blocks: the kernels cannot read them in place.
             try (CpuTensor wide = widened(w, 0, (long) out * in)) {
                 linear(y, x, wide, bias, rows, in, out, rowChunk);
@@ -537,6 +640,8 @@ public final class CpuBackend implements Backend {
             ParallelGemm.Epilogue addBias = bs == null ? null
                     : (rowFrom, rowTo, colFrom, colTo) -> Elementwise.addBias(ys, yOffset, out, bs, rowFrom, rowTo, colFrom, colTo);
             if (w instanceof CpuQ8Tensor wq) Q8Gemm.run(p, m, out, in, 1f, xs, xOffset, in, wq, 0, in, 0f, ys, yOffset, out, addBias);
+            else if (w instanceof CpuKQuantTensor wk)
+                KQuantGemm.run(p, m, out, in, 1f, xs, xOffset, in, wk, 0, in, 0f, ys, yOffset, out, addBias);
             else if (w instanceof HalfTensor) HalfGemm.run(p, m, out, in, 1f, xs, xOffset, in, ws, 0, in, w instanceof CpuF16Tensor,
                     0f, ys, yOffset, out, addBias);
             else ParallelGemm.sgemm(p, false, true, m, out, in, 1f, xs, xOffset, in, ws, 0, in, 0f, ys, yOffset, out, addBias);

@@ -42,8 +42,8 @@ public final class KernelBenchmark {
             "weights");
 
     /**
-     * One {@code linear} call with its weight matrix held as {@code type} ("f32", "bf16", "f16" or "q8_0"): milliseconds
-     * per call, weight bytes per second.
+     * One {@code linear} call with its weight matrix held as {@code type} ("f32", "bf16", "f16", "q8_0", "q4_k" or
+     * "q6_k"): milliseconds per call, weight bytes per second (as held).
      */
     public record WeightsResult(String type, int rows, int out, int in, double millis, double gigabytesPerSecond) {}
 
@@ -210,7 +210,8 @@ public final class KernelBenchmark {
 
     /**
      * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
-     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), sampled in turn.
+     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q4_K and Q6_K (random blocks with
+     * float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
         Random rnd = new Random(5);
@@ -227,13 +228,16 @@ public final class KernelBenchmark {
              Tensor w32 = cpu.upload(f16, DType.F16, count); Tensor w16 = cpu.uploadWeights(f16, DType.F16, count);
              Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count);
              CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0);
-             Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in)) {
-            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor))
-                throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto), "
-                        + "and in must be a multiple of 32");
-            String[] names = {"f32", "bf16", "f16", "q8_0"};
-            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK};
-            Tensor[] held = {w32, wb, w16, wq};
+             Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in);
+             Tensor w4 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q4_K, count), DType.Q4_K, out, in);
+             Tensor w6 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q6_K, count), DType.Q6_K, out, in)) {
+            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor)
+                    || !(w4 instanceof CpuKQuantTensor) || !(w6 instanceof CpuKQuantTensor))
+                throw new IllegalStateException("the backend must keep 16-bit and k-quant weights as they are "
+                        + "(--cpu-weights auto), and in must be a multiple of 256");
+            String[] names = {"f32", "bf16", "f16", "q8_0", "q4_k", "q6_k"};
+            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK, DType.Q4_K.blockBytes() / 256.0, DType.Q6_K.blockBytes() / 256.0};
+            Tensor[] held = {w32, wb, w16, wq, w4, w6};
             for (int i = 0; i < held.length; i++) {
                 Tensor w = held[i];
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
@@ -242,6 +246,25 @@ public final class KernelBenchmark {
             }
         }
         return results;
+    }
+
+    /** {@code count} values of random Q4_K or Q6_K blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
+    private static MemorySegment kQuantBlocks(Arena arena, Random rnd, DType type, long count) {
+        MemorySegment s = arena.allocate(type.byteSize(count));
+        byte[] block = new byte[type.blockBytes()];
+        java.lang.foreign.ValueLayout.OfShort half = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (long b = 0; b < count / type.blockSize(); b++) {
+            rnd.nextBytes(block);
+            long p = b * type.blockBytes();
+            MemorySegment.copy(block, 0, s, java.lang.foreign.ValueLayout.JAVA_BYTE, p, block.length);
+            short d = Float.floatToFloat16((float) (0.005 + 0.01 * rnd.nextDouble()));
+            if (type == DType.Q6_K) s.set(half, p + 208, d);
+            else {
+                s.set(half, p, d);
+                s.set(half, p + 2, d);
+            }
+        }
+        return s;
     }
 
     /** A line describing the machine and the settings the figures depend on. */

@@ -1,0 +1,495 @@
+package dev.ropeway.tensor;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+/**
+ * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K or Q6_K matrix ({@link CpuKQuantTensor}, row-major [n, k] in blocks of
+ * 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W as it is
+ * stored: each vector of weights is decoded in registers (bytes loaded, the bits of its values masked out, converted to
+ * float32 and scaled with its sub-block's factors, each operation rounded as ggml's reference dequantisation rounds it),
+ * which gives exactly the dequantised values, then used as {@link Gemv} uses a float32 one: the sums are those of the
+ * float32 product of the dequantised weights, in the same order, from a seventh (Q4_K) or a fifth (Q6_K) of the bytes.
+ * More rows dequantise W in chunks of columns into a float32 buffer for OpenBLAS.
+ *
+ * <p>The blocks (little-endian, d and dmin float16):
+ * <ul>
+ *   <li>Q4_K, 144 bytes: d @0, dmin @2, scales[12] @4, qs[128] @16. Sub-block j (32 values) has a 6-bit scale sc and
+ *   min m: for j &lt; 4 {@code sc = scales[j] & 63, m = scales[j+4] & 63}; for j &ge; 4 the low 4 bits come from
+ *   {@code scales[j+4]} (sc its low nibble, m its high one) and the top 2 from the top bits of {@code scales[j-4]} (sc)
+ *   and {@code scales[j]} (m). Values 64c .. 64c+31 are the low nibbles of {@code qs[32c .. 32c+32)} (sub-block 2c),
+ *   values 64c+32 .. 64c+63 their high nibbles (sub-block 2c+1); a value is {@code (d*sc)*q - (dmin*m)}.</li>
+ *   <li>Q6_K, 210 bytes: ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. Value 16g .. 16g+15 share scale
+ *   {@code scales[g]}; in half h (128 values: ql from 64h, qh from 32h), quarter t (32 values) takes its low 4 bits from
+ *   {@code ql[32(t & 1) + l]} (the low nibble for t &lt; 2, the high one after) and its top 2 from bits 2t, 2t+1 of
+ *   {@code qh[l]}; a value is {@code (d*scale)*(q - 32)}.</li>
+ * </ul>
+ *
+ * <p>Each helper taking or returning a vector stays within the JIT's always-inline size (35 bytes of bytecode); one
+ * left out of line would box its vector on every call.
+ */
+final class KQuantGemm {
+    /** Values per block (ggml's QK_K). */
+    static final int BLOCK = 256;
+    private static final int Q4_BYTES = 144, Q6_BYTES = 210;
+    private static final VectorSpecies<Float> F = VectorMath.F;
+    private static final int LANES = VectorMath.LANES;
+    /** Bytes loaded per float vector: at least LANES of them (the smallest byte vector is 8 bytes). */
+    private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, F.vectorBitSize() / 4)));
+    private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
+    private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final byte NIBBLE = 0x0F;
+
+    static {
+        if (16 % LANES != 0) throw new ExceptionInInitializerError("k-quant kernels need a vector of 16 floats or a divisor of it, not " + LANES);
+    }
+
+    private KQuantGemm() {}
+
+    /** True when W's rows of {@code ldw} values from element {@code wOffset} start on block boundaries. */
+    static boolean aligned(long wOffset, int ldw) {
+        return wOffset % BLOCK == 0 && ldw % BLOCK == 0;
+    }
+
+    /** Offsets and leading dimensions in elements; W must be {@link #aligned} and k a multiple of 256. */
+    static void run(WorkerPool pool, int m, int n, int k, float alpha, MemorySegment a, long aOffset, int lda,
+                    CpuKQuantTensor w, long wOffset, int ldw, float beta, MemorySegment c, long cOffset, int ldc,
+                    ParallelGemm.Epilogue epilogue) {
+        if (m == 0 || n == 0) return;
+        DType type = w.type();
+        if (!aligned(wOffset, ldw) || k % BLOCK != 0)
+            throw new IllegalArgumentException(type + " weights need rows on block boundaries and k a multiple of " + BLOCK
+                    + " (offset " + wOffset + ", ld " + ldw + ", k " + k + ")");
+        MemorySegment q = w.blocks();
+        boolean six = type == DType.Q6_K;
+        int blockBytes = type.blockBytes();
+        // Byte offsets: of W's first row, and from one row to the next.
+        long first = wOffset / BLOCK * blockBytes, stride = (long) ldw / BLOCK * blockBytes;
+        if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
+            Gemv.ColumnBlock kernel;
+            if (m > 1) {
+                long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
+                kernel = (c0, c1) -> rows4(six, c0, c1, k, a, x[0], x[1], x[2], x[3], q, first, stride, c, y[0], y[1], y[2], y[3]);
+            } else {
+                kernel = (c0, c1) -> row(six, c0, c1, k, a, aOffset, q, first, stride, c, cOffset);
+            }
+            Gemv.forColumns(pool, m, n, k, kernel, epilogue);
+            return;
+        }
+        ParallelGemm.sgemmWidened(pool, m, n, k, alpha, a, aOffset, lda, (j0, cols, wide) -> {
+            for (int j = 0; j < cols; j++)
+                decode(type, q, first + (j0 + j) * stride, k / BLOCK, wide, (long) j * k * Float.BYTES);
+        }, beta, c, cOffset, ldc, epilogue);
+    }
+
+    /**
+     * Elements {@code [from, from + count)} of a Q4_K or Q6_K matrix (block b at byte {@code b * blockBytes} of
+     * {@code blocks}) as float32 from byte {@code to} of {@code dst}: bit for bit ggml's dequantisation. Both segments
+     * are native or over a {@code byte[]}, and {@code blocks} may be read up to 8 bytes past the last block it uses.
+     */
+    static void dequantize(DType type, MemorySegment blocks, long from, MemorySegment dst, long to, long count) {
+        int blockBytes = type.blockBytes();
+        MemorySegment scratch = null;
+        long e = from, end = from + count;
+        while (e < end) {
+            long b = e / BLOCK, start = b * BLOCK;
+            long out = to + (e - from) * Float.BYTES;
+            if (e == start && end - e >= BLOCK) {
+                long whole = (end - e) / BLOCK;
+                decode(type, blocks, b * blockBytes, whole, dst, out);
+                e += whole * BLOCK;
+            } else {
+                // Part of a block: decoded whole beside, the part copied.
+                if (scratch == null) scratch = MemorySegment.ofArray(new byte[BLOCK * Float.BYTES]);
+                long stop = Math.min(end, start + BLOCK);
+                decode(type, blocks, b * blockBytes, 1, scratch, 0);
+                MemorySegment.copy(scratch, (e - start) * Float.BYTES, dst, out, (stop - e) * Float.BYTES);
+                e = stop;
+            }
+        }
+    }
+
+    /**
+     * {@code count} whole blocks of {@code type} (Q4_K or Q6_K) from byte {@code at} of {@code blocks}, as float32 from
+     * byte {@code to} of {@code dst} (see {@link #dequantize}).
+     */
+    static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
+        boolean six = type == DType.Q6_K;
+        int blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        float[] factors = new float[16];
+        for (long i = 0; i < count; i++) {
+            long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
+            if (six) q6Block(blocks, p, dst, out, factors);
+            else q4Block(blocks, p, dst, out, factors);
+        }
+    }
+
+    /** True when none of the float16 factors (d, and dmin for Q4_K) of blocks {@code [from, to)} is an infinity or a NaN. */
+    static boolean finiteFactors(DType type, MemorySegment blocks, long from, long to) {
+        boolean six = type == DType.Q6_K;
+        int blockBytes = type.blockBytes();
+        int special = 0;
+        for (long b = from; b < to; b++) {
+            long p = b * blockBytes;
+            special |= six ? special(blocks.get(HALF, p + 208)) : special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
+        }
+        return special == 0;
+    }
+
+    /** Not zero when the float16 bits are an infinity or a NaN (all five exponent bits set: adding 1 to them carries). */
+    private static int special(short bits) {
+        return ((bits & 0x7C00) + 0x0400) & 0x8000;
+    }
+
+    // ---- The decode kernels, shared by both types ----
+
+    /**
+     * One row of A (element offset {@code x0}), four columns at a time: {@link Gemv}'s one-row kernel on the dequantised
+     * W. Columns past {@code c1 - 1} repeat it (its sums are computed again, to the same values, and stored over it).
+     * W's row j starts at byte {@code first + j * stride}.
+     *
+     * <p>The work is cut in two so that the JIT compiles every vector operation in place. The blocks' float factors are
+     * decoded first, four rows of W at a time, into a small array ({@link #factors}); then each block goes through a
+     * method of its own ({@link #q4Block4}, {@link #q6Block2}) that carries the four columns' accumulators in an array,
+     * loading them on entry and storing them on exit (exactly: the sums are those of accumulators kept in registers).
+     * Written as one method, with the scalar decoding in the vector loop, the kernel outgrew the JIT's inlining budget,
+     * which left vector helpers out of line and boxed their vectors (measured: ten times slower).
+     */
+    private static void row(boolean six, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
+                            long stride, MemorySegment c, long y0) {
+        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
+        long aRow = x0 * Float.BYTES;
+        for (int j = c0; j < c1; j += 4) {
+            int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
+            long r0 = first + j * stride, r1 = first + j1 * stride, r2 = first + j2 * stride, r3 = first + j3 * stride;
+            factors(six, w, first, stride, j, 4, c1 - 1, blocks, f);
+            java.util.Arrays.fill(acc, 0f);
+            for (int b = 0; b < blocks; b++) {
+                long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
+                if (six) {
+                    q6Block2(w, r0 + o, r1 + o, f, 16 * b, per + 16 * b, a, x, acc, 0);
+                    q6Block2(w, r2 + o, r3 + o, f, 2 * per + 16 * b, 3 * per + 16 * b, a, x, acc, 2 * LANES);
+                } else {
+                    q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, 16 * b, per, a, x, acc);
+                }
+            }
+            c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
+            c.set(JAVA_FLOAT, (y0 + j1) * Float.BYTES, sum(acc, 1, lanes));
+            c.set(JAVA_FLOAT, (y0 + j2) * Float.BYTES, sum(acc, 2, lanes));
+            c.set(JAVA_FLOAT, (y0 + j3) * Float.BYTES, sum(acc, 3, lanes));
+        }
+    }
+
+    /**
+     * Four rows of A (element offsets of A's and C's rows; a repeated row is computed twice), two columns at a time (past
+     * {@code c1 - 1} the last repeats), each weight vector decoded once for the four rows; per row and column the
+     * one-row kernel's sums, operation for operation. Cut in two as {@link #row} is; the eight accumulators are
+     * {@code acc[LANES (2 row + column) ..]}.
+     */
+    private static void rows4(boolean six, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
+                              MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
+        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
+        long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
+        long[] y = {y0, y1, y2, y3};
+        for (int j = c0; j < c1; j += 2) {
+            int j1 = Math.min(j + 1, c1 - 1);
+            long r0 = first + j * stride, r1 = first + j1 * stride;
+            factors(six, w, first, stride, j, 2, c1 - 1, blocks, f);
+            java.util.Arrays.fill(acc, 0f);
+            for (int b = 0; b < blocks; b++) {
+                long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
+                if (six) q6Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                else q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+            }
+            for (int t = 0; t < 4; t++) {
+                c.set(JAVA_FLOAT, (y[t] + j) * Float.BYTES, sum(acc, 2 * t, lanes));
+                c.set(JAVA_FLOAT, (y[t] + j1) * Float.BYTES, sum(acc, 2 * t + 1, lanes));
+            }
+        }
+    }
+
+    /**
+     * The float factors of the first {@code blocks} blocks of W's rows {@code j .. j + rows - 1} (those past {@code last}
+     * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[16 (t blocks + b)]}, as
+     * {@link #q4Factors} or {@link #q6Factors} lay them out.
+     */
+    private static void factors(boolean six, MemorySegment w, long first, long stride, int j, int rows, int last, int blocks,
+                                float[] out) {
+        for (int t = 0; t < rows; t++) {
+            long r = first + Math.min(j + t, last) * stride;
+            for (int b = 0; b < blocks; b++) {
+                if (six) q6Factors(w, r + (long) b * Q6_BYTES, out, 16 * (t * blocks + b));
+                else q4Factors(w, r + (long) b * Q4_BYTES, out, 16 * (t * blocks + b));
+            }
+        }
+    }
+
+    /** Accumulator {@code i} of {@code acc} (LANES floats from {@code i * LANES}) summed as {@link Gemv#sum} sums a vector. */
+    private static float sum(float[] acc, int i, float[] lanes) {
+        System.arraycopy(acc, i * LANES, lanes, 0, LANES);
+        return VectorMath.sumInPlace(lanes);
+    }
+
+    // ---- Q4_K ----
+
+    /*
+     * A Q4_K value is (d*sc)*q - dmin*m. d*sc has at most 17 significant bits (11 of a float16, 6 of sc) and q at most 4,
+     * so the product is exact in float32: the kernels' fused multiply-add by the negated min rounds once, where the
+     * reference's subtraction does, to the same float.
+     */
+
+    /**
+     * The factors of the Q4_K block at byte p: sub-block s's scale d*sc at {@code out[o + s]}, its negated min
+     * -(dmin*m) at {@code out[o + 8 + s]}.
+     */
+    private static void q4Factors(MemorySegment w, long p, float[] out, int o) {
+        float d = half(w, p), dmin = half(w, p + 2);
+        long lo = w.get(LONG, p + 4), hi = w.get(INT, p + 12) & 0xFFFF_FFFFL;
+        // Sub-blocks 0-3: the low 6 bits of bytes 0-3 (scales) and 4-7 (mins); 4-7: the low (scales) and high (mins)
+        // nibbles of bytes 8-11, topped with the top 2 bits of bytes 0-3 (scales) and 4-7 (mins).
+        long sc = lo & 0x3F3F3F3FL | (hi & 0x0F0F0F0FL | lo >>> 2 & 0x30303030L) << 32;
+        long m = lo >>> 32 & 0x3F3F3F3FL | (hi >>> 4 & 0x0F0F0F0FL | lo >>> 34 & 0x30303030L) << 32;
+        for (int s = 0; s < 8; s++) {
+            out[o + s] = d * (int) (sc >>> 8 * s & 0xFF);
+            out[o + 8 + s] = -(dmin * (int) (m >>> 8 * s & 0xFF));
+        }
+    }
+
+    private static void q4Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f) {
+        q4Factors(w, p, f, 0);
+        for (int s = 0; s < 8; s++) {
+            long q = p + 16 + 32 * (s >> 1);
+            int shift = 4 * (s & 1);
+            for (int v = 0; v < 32; v += LANES)
+                q4(w, q + v, shift, f[s], f[8 + s]).intoMemorySegment(dst, to + (32L * s + v) * Float.BYTES, NATIVE);
+        }
+    }
+
+    /**
+     * One Q4_K block of four rows of W (bytes {@code p0 .. p3}; factors from {@code f[e]}, {@code per} apart) times the
+     * 256 floats of A's row from byte {@code x}, into the four accumulators of {@code acc}.
+     */
+    private static void q4Block4(MemorySegment w, long p0, long p1, long p2, long p3, float[] f, int e, int per,
+                                 MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s, q = 16 + 32 * (s >> 1), shift = 4 * (s & 1);
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            float d2 = f[2 * per + i], m2 = f[2 * per + i + 8], d3 = f[3 * per + i], m3 = f[3 * per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
+                s0 = q4(w, p0 + q + v, shift, d0, m0).fma(xv, s0);
+                s1 = q4(w, p1 + q + v, shift, d1, m1).fma(xv, s1);
+                s2 = q4(w, p2 + q + v, shift, d2, m2).fma(xv, s2);
+                s3 = q4(w, p3 + q + v, shift, d3, m3).fma(xv, s3);
+            }
+        }
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
+    }
+
+    /**
+     * One Q4_K block of two rows of W (bytes {@code p0}, {@code p1}) times four rows of A (bytes {@code x0 .. x3}), into
+     * the eight accumulators of {@code acc} (row t, column u at {@code LANES (2t + u)}).
+     */
+    private static void q4Block2x4(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
+                                 long x0, long x1, long x2, long x3, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
+        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s, q = 16 + 32 * (s >> 1), shift = 4 * (s & 1);
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                long o = (32L * s + v) * Float.BYTES;
+                FloatVector v0 = q4(w, p0 + q + v, shift, d0, m0), v1 = q4(w, p1 + q + v, shift, d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+                s20 = v0.fma(xv, s20);
+                s21 = v1.fma(xv, s21);
+                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+                s30 = v0.fma(xv, s30);
+                s31 = v1.fma(xv, s31);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+        s20.intoArray(acc, 4 * LANES);
+        s21.intoArray(acc, 5 * LANES);
+        s30.intoArray(acc, 6 * LANES);
+        s31.intoArray(acc, 7 * LANES);
+    }
+
+    /**
+     * LANES Q4_K weights: the nibbles at bit {@code shift} (0 or 4) of the bytes from {@code at}, times the sub-block's
+     * scale plus its negated min (exactly the reference's value, see above).
+     */
+    private static FloatVector q4(MemorySegment w, long at, int shift, float scale, float negatedMin) {
+        return floats(bits(bytes(w, at), shift, NIBBLE)).fma(scale, negatedMin);
+    }
+
+    // ---- Q6_K ----
+
+    /*
+     * Q6_K value group g (values 16g .. 16g+15, scale scales[g]) of a block: half h = g >> 3, quarter t = (g >> 1) & 3;
+     * its ql bytes start at 64h + 32(t & 1) + 16(g & 1), shifted by 4(t >> 1), its qh bytes at 128 + 32h + 16(g & 1),
+     * shifted by 2t. A value, d*scale*(q - 32), is exact in float32 (at most 11 + 7 + 5 significant bits), so the order
+     * of the two products does not matter.
+     */
+
+    private static int ql(int g) {
+        return 64 * (g >> 3) + 32 * ((g >> 1) & 1) + 16 * (g & 1);
+    }
+
+    private static int qlShift(int g) {
+        return 4 * ((g >> 2) & 1);
+    }
+
+    private static int qh(int g) {
+        return 128 + 32 * (g >> 3) + 16 * (g & 1);
+    }
+
+    private static int qhShift(int g) {
+        return 2 * ((g >> 1) & 3);
+    }
+
+    /** The factors of the Q6_K block at byte p: group g's d*scales[g] at {@code out[o + g]}. */
+    private static void q6Factors(MemorySegment w, long p, float[] out, int o) {
+        float d = half(w, p + 208);
+        long lo = w.get(LONG, p + 192), hi = w.get(LONG, p + 200);
+        for (int g = 0; g < 8; g++) {
+            out[o + g] = d * (byte) (lo >>> 8 * g);
+            out[o + 8 + g] = d * (byte) (hi >>> 8 * g);
+        }
+    }
+
+    private static void q6Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f) {
+        q6Factors(w, p, f, 0);
+        for (int g = 0; g < 16; g++) {
+            long lo = p + ql(g), hi = p + qh(g);
+            int lowShift = qlShift(g), highShift = qhShift(g);
+            for (int v = 0; v < 16; v += LANES)
+                q6(w, lo + v, lowShift, hi + v, highShift, f[g]).intoMemorySegment(dst, to + (16L * g + v) * Float.BYTES, NATIVE);
+        }
+    }
+
+    /**
+     * {@link #q4Block4} for Q6_K, two rows of W at a time (factors from {@code f[e0]} and {@code f[e1]}, accumulators from
+     * {@code acc[at]}): a Q6_K weight vector takes twice the operations of a Q4_K one, and four in one method outgrew the
+     * JIT's inlining budget (measured: four times slower than this).
+     */
+    private static void q6Block2(MemorySegment w, long p0, long p1, float[] f, int e0, int e1, MemorySegment a, long x,
+                                 float[] acc, int at) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, at), s1 = FloatVector.fromArray(F, acc, at + LANES);
+        for (int g = 0; g < 16; g++) {
+            int lo = ql(g), hi = qh(g), lowShift = qlShift(g), highShift = qhShift(g);
+            float d0 = f[e0 + g], d1 = f[e1 + g];
+            for (int v = 0; v < 16; v += LANES) {
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (16L * g + v) * Float.BYTES, NATIVE);
+                s0 = q6(w, p0 + lo + v, lowShift, p0 + hi + v, highShift, d0).fma(xv, s0);
+                s1 = q6(w, p1 + lo + v, lowShift, p1 + hi + v, highShift, d1).fma(xv, s1);
+            }
+        }
+        s0.intoArray(acc, at);
+        s1.intoArray(acc, at + LANES);
+    }
+
+    /** {@link #q4Block2x4} for Q6_K. */
+    private static void q6Block2x4(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
+                                 long x0, long x1, long x2, long x3, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
+        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
+        for (int g = 0; g < 16; g++) {
+            int i = e + g, lo = ql(g), hi = qh(g), lowShift = qlShift(g), highShift = qhShift(g);
+            float d0 = f[i], d1 = f[per + i];
+            for (int v = 0; v < 16; v += LANES) {
+                long o = (16L * g + v) * Float.BYTES;
+                FloatVector v0 = q6(w, p0 + lo + v, lowShift, p0 + hi + v, highShift, d0);
+                FloatVector v1 = q6(w, p1 + lo + v, lowShift, p1 + hi + v, highShift, d1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+                s20 = v0.fma(xv, s20);
+                s21 = v1.fma(xv, s21);
+                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+                s30 = v0.fma(xv, s30);
+                s31 = v1.fma(xv, s31);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+        s20.intoArray(acc, 4 * LANES);
+        s21.intoArray(acc, 5 * LANES);
+        s30.intoArray(acc, 6 * LANES);
+        s31.intoArray(acc, 7 * LANES);
+    }
+
+    /**
+     * LANES Q6_K weights: 4 low bits from the ql bytes at {@code ql} (bit {@code lowShift}), 2 high bits from the qh bytes
+     * at {@code qh} (bit {@code highShift}), less 32, times the group's factor ({@code d*scale}).
+     */
+    private static FloatVector q6(MemorySegment w, long ql, int lowShift, long qh, int highShift, float scale) {
+        return floats(bits(bytes(w, ql), lowShift, NIBBLE).add(high(bytes(w, qh), highShift))).mul(scale);
+    }
+
+    /** The two bits at {@code shift} of each qh byte moved to bits 4 and 5, less 32: a value's top part, offset. */
+    private static ByteVector high(ByteVector qh, int shift) {
+        return qh.lanewise(VectorOperators.LSHR, shift).and((byte) 3).lanewise(VectorOperators.LSHL, 4).sub((byte) 32);
+    }
+
+    // ---- Shared ----
+
+    /** LANES bytes from byte {@code at}. */
+    private static ByteVector bytes(MemorySegment w, long at) {
+        return ByteVector.fromMemorySegment(B, w, at, NATIVE);
+    }
+
+    /** The bits of each byte from bit {@code shift} on (an unsigned shift), masked. */
+    private static ByteVector bits(ByteVector v, int shift, byte mask) {
+        return v.lanewise(VectorOperators.LSHR, shift).and(mask);
+    }
+
+    /** The first LANES bytes, as signed integers, converted to float32 (exactly). */
+    private static FloatVector floats(ByteVector v) {
+        return (FloatVector) v.convertShape(VectorOperators.B2F, F, 0);
+    }
+
+    /** The float16 at byte {@code p}. */
+    private static float half(MemorySegment w, long p) {
+        return Float.float16ToFloat(w.get(HALF, p));
+    }
+
+}
