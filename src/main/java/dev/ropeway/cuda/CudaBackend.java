@@ -2,6 +2,8 @@ package dev.ropeway.cuda;
 
 import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
+import dev.ropeway.tensor.Bfloat16;
+import dev.ropeway.tensor.Convert;
 import dev.ropeway.tensor.DType;
 import dev.ropeway.tensor.OpChecks;
 import dev.ropeway.tensor.RotaryTable;
@@ -10,6 +12,7 @@ import dev.ropeway.tensor.Tensor;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -21,6 +24,7 @@ import java.util.concurrent.locks.ReentrantLock;
 
 import static java.lang.foreign.ValueLayout.JAVA_DOUBLE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -603,6 +607,7 @@ public final class CudaBackend implements Backend {
     @Override
     public CudaTensor upload(MemorySegment src, DType dtype, long count) {
         if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
+        if (dtype.isQuantised()) return dequantised("upload", src, dtype, count, CudaTensor.Storage.F32);
         if (!dtype.isFloatWeight()) throw new IllegalArgumentException("upload: cannot convert " + dtype + " to float32");
         if (count < 0) throw new IllegalArgumentException("upload: count must be >= 0, got " + count);
         long bytes = OpChecks.product("upload", count, dtype.bytes());
@@ -639,10 +644,13 @@ public final class CudaBackend implements Backend {
     /**
      * A bfloat16 or float16 checkpoint's matrices stay so on the GPU (half the memory, half the bytes a decode step
      * reads): {@link #linear}, {@link #gemm} and {@link #embedding} read them widened, which is exact, so they compute
-     * what they would on a float32 copy. Other types become float32 as {@link #upload} makes them.
+     * what they would on a float32 copy. A matrix of ggml blocks (Q8_0, Q4_K, Q6_K: a GGUF import's) is dequantised on
+     * the host and rounded to bfloat16, which holds each value to 2^-9 of itself, well inside the quantisation's step.
+     * Other types become float32 as {@link #upload} makes them.
      */
     @Override
     public CudaTensor uploadWeights(MemorySegment src, DType dtype, long count) {
+        if (dtype != null && dtype.isQuantised()) return dequantised("uploadWeights", src, dtype, count, CudaTensor.Storage.BF16);
         if (dtype != DType.BF16 && dtype != DType.F16) return upload(src, dtype, count);
         OpChecks.nonNegative("uploadWeights", "count", count);
         long bytes = OpChecks.product("uploadWeights", count, 2);
@@ -655,6 +663,45 @@ public final class CudaBackend implements Backend {
         try (HostScratch a = HostScratch.begin()) {
             MemorySegment host = src.isNative() ? src : a.allocate(bytes).copyFrom(src.asSlice(0, bytes));
             driver.copyToDevice(t.address(), host, bytes);
+        } finally {
+            exit();
+        }
+        return t;
+    }
+
+    /**
+     * {@code count} values of ggml blocks dequantised on the host (as ggml's reference does) into a new float32 or
+     * bfloat16 tensor, a slice of about a million values at a time.
+     */
+    private CudaTensor dequantised(String op, MemorySegment src, DType dtype, long count, CudaTensor.Storage storage) {
+        OpChecks.nonNegative(op, "count", count);
+        long bytes;
+        try {
+            bytes = dtype.byteSize(count);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(op + ": " + e.getMessage(), e);
+        }
+        if (src == null || src.byteSize() < bytes)
+            throw new IllegalArgumentException(op + ": src has " + (src == null ? "no" : src.byteSize()) + " bytes, needs "
+                    + bytes + " for " + count + " " + dtype + " values");
+        boolean narrow = storage == CudaTensor.Storage.BF16;
+        CudaTensor t = new CudaTensor(this, count, storage);
+        long slice = (1L << 20) / dtype.blockSize() * dtype.blockSize();
+        float[] values = new float[(int) Math.min(slice, count)];
+        enter();
+        try (Arena a = Arena.ofConfined()) {
+            int width = narrow ? 2 : Float.BYTES;
+            MemorySegment host = a.allocate((long) values.length * width, 64);
+            for (long at = 0; at < count; at += slice) {
+                int n = (int) Math.min(slice, count - at);
+                Convert.toFloats(src, dtype, at, values, n);
+                if (narrow) for (int i = 0; i < n; i++) host.setAtIndex(JAVA_SHORT, i, Bfloat16.round(values[i]));
+                else MemorySegment.copy(values, 0, host, JAVA_FLOAT, 0, n);
+                driver.copyToDevice(t.address() + at * width, host, (long) n * width);
+            }
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
         } finally {
             exit();
         }

@@ -282,6 +282,47 @@ class CudaBackendTest {
         }
     }
 
+    /**
+     * A GGUF import's ggml blocks (Q8_0, Q4_K, Q6_K): uploaded as float32 they are ggml's dequantised values exactly;
+     * as weights they are those values rounded to bfloat16, and linear computes what the CPU computes on that rounding.
+     */
+    @Test
+    void quantisedWeightsAreTheirValuesInBfloat16() {
+        Random r = new Random(41);
+        try (Arena arena = Arena.ofConfined()) {
+            for (DType type : new DType[] {DType.Q8_0, DType.Q4_K, DType.Q6_K}) {
+                int rows = 5, cols = 512;
+                long count = (long) rows * cols;
+                byte[] bytes = new byte[(int) type.byteSize(count)];
+                r.nextBytes(bytes);
+                MemorySegment src = arena.allocate(bytes.length);
+                MemorySegment.copy(bytes, 0, src, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, bytes.length);
+                int scale = type == DType.Q6_K ? 208 : 0;
+                for (long b = 0; b < count / type.blockSize(); b++) {
+                    long p = b * type.blockBytes();
+                    src.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, p + scale, Float.floatToFloat16((float) (0.001 + 0.05 * r.nextDouble())));
+                    if (type == DType.Q4_K) src.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, p + 2, Float.floatToFloat16((float) (0.01 * r.nextDouble())));
+                }
+                float[] values = new float[(int) count];
+                dev.ropeway.io.GgmlDequant.toFloats(dev.ropeway.io.GgmlType.valueOf(type.name()), src, count, values, 0);
+                assertArrayEquals(values, read(gpu, gpu.upload(src, type, count)), type + " as float32");
+                Tensor w = gpu.uploadWeights(src, type, rows, cols);
+                assertEquals("CudaTensor[" + count + " bf16]", w.toString());
+                float[] rounded = new float[values.length];
+                for (int i = 0; i < values.length; i++) rounded[i] = Float.intBitsToFloat(dev.ropeway.tensor.Bfloat16.round(values[i]) << 16);
+                assertArrayEquals(rounded, read(gpu, w), type + " as bfloat16 weights");
+                float[] x = random(r, 3L * cols, 1);
+                Tensor cy = cpu.allocate(3L * rows), gy = gpu.allocate(3L * rows);
+                cpu.linear(cy, cpu.upload(x), cpu.upload(rounded), null, 3, cols, rows);
+                gpu.linear(gy, gpu.upload(x), w, null, 3, cols, rows);
+                close(read(cpu, cy), read(gpu, gy), 1e-5, type + " linear");
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> gpu.uploadWeights(arena.allocate(144), DType.Q4_K, 100));
+            assertTrue(e.getMessage().contains("uploadWeights: Q4_K stores values in blocks of 256"), e.getMessage());
+        }
+    }
+
     @Test
     void fusedOpsMatchTheCpu() {
         Random r = new Random(13);
