@@ -50,25 +50,30 @@ public final class CpuBackend implements Backend {
     public enum Weights {
         /**
          * As stored where that is exact and compact: bfloat16 and float16 matrices stay 16-bit (a float16 one holding
-         * an infinity or a NaN becomes float32), float32 and float64 ones become float32.
+         * an infinity or a NaN becomes float32), float32 and float64 ones become float32, and matrices in ggml's Q8_0,
+         * Q4_K and Q6_K blocks stay in them ({@link CpuQ8Tensor}, {@link CpuKQuantTensor}; loaded without their shape,
+         * float32).
          */
         AUTO,
         /**
-         * Every matrix widened exactly to float32: twice the memory of a 16-bit checkpoint, and prompt-sized products
-         * call OpenBLAS on the weights directly instead of widening a block of them at a time.
+         * Every matrix widened exactly to float32 (quantised blocks dequantised as ggml does): twice the memory of a
+         * 16-bit checkpoint, and prompt-sized products call OpenBLAS on the weights directly instead of widening a block
+         * of them at a time.
          */
         F32,
         /**
-         * Every matrix as bfloat16: float32, float16 and float64 ones rounded to nearest even as they load (half the
-         * memory of float32 and half the bytes a memory-bound decode step streams, for a relative change of at most
-         * 2^-9 per weight).
+         * Every matrix as bfloat16: float32, float16 and float64 ones (and quantised blocks, dequantised) rounded to
+         * nearest even as they load (half the memory of float32 and half the bytes a memory-bound decode step streams,
+         * for a relative change of at most 2^-9 per weight).
          */
         BF16,
         /**
          * Every matrix in ggml's Q8_0 form ({@link CpuQ8Tensor}): an int8 per weight and a scale per 32, about a quarter
          * of float32's memory and bytes per decode step, for a change per weight of at most half a quantisation step
          * plus the scale's float16 rounding: about max|x| / 225 of its block. Matrices whose rows are not a multiple
-         * of 32 values (or loaded without their shape, or holding an infinity or a NaN) are held as BF16 instead.
+         * of 32 values (or loaded without their shape, or holding an infinity or a NaN) are held as BF16 instead. A
+         * matrix already in ggml's blocks (Q8_0, Q4_K, Q6_K) is kept as it is, as under {@link #AUTO}: never quantised
+         * twice.
          */
         Q8_0
     }

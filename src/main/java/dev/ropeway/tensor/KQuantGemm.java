@@ -2,6 +2,7 @@ package dev.ropeway.tensor;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -10,17 +11,16 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
-import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K or Q6_K matrix ({@link CpuKQuantTensor}, row-major [n, k] in blocks of
  * 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W as it is
- * stored: each vector of weights is decoded in registers (bytes loaded, the bits of its values masked out, converted to
- * float32 and scaled with its sub-block's factors, each operation rounded as ggml's reference dequantisation rounds it),
- * which gives exactly the dequantised values, then used as {@link Gemv} uses a float32 one: the sums are those of the
- * float32 product of the dequantised weights, in the same order, from a seventh (Q4_K) or a fifth (Q6_K) of the bytes.
- * More rows dequantise W in chunks of columns into a float32 buffer for OpenBLAS.
+ * stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q6_K: from the
+ * block's values unpacked to bytes just before; then converted to float32 and scaled with the sub-block's factors, giving
+ * exactly ggml's dequantised values), then used as {@link Gemv} uses a float32 one: the sums are those of the float32
+ * product of the dequantised weights, in the same order, from a seventh (Q4_K) or a fifth (Q6_K) of the bytes. More rows
+ * dequantise W in chunks of columns into a float32 buffer for OpenBLAS.
  *
  * <p>The blocks (little-endian, d and dmin float16):
  * <ul>
@@ -35,8 +35,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  *   {@code qh[l]}; a value is {@code (d*scale)*(q - 32)}.</li>
  * </ul>
  *
- * <p>Each helper taking or returning a vector stays within the JIT's always-inline size (35 bytes of bytecode); one
- * left out of line would box its vector on every call.
+ * <p>Each helper taking or returning a vector stays small (within the JIT's always-inline size, 35 bytes of bytecode, and a
+ * few operations, so that a copy compiled on its own is no "big method" the JIT then refuses to inline): one left out
+ * of line would box its vector on every call. The kernels are cut per block for the same reason ({@link #row}).
  */
 final class KQuantGemm {
     /** Values per block (ggml's QK_K). */
@@ -50,7 +51,13 @@ final class KQuantGemm {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final byte NIBBLE = 0x0F;
+    /** Those bytes as 32-bit lanes, for shifts (x86 has no byte shifts). */
+    private static final VectorSpecies<Integer> BI = VectorSpecies.of(int.class, B.vectorShape());
+    /** Bytes unpacked at a time (Q6_K): 32, or fewer where vectors are narrower; and as 32-bit lanes. */
+    private static final VectorSpecies<Byte> U = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.min(256, Math.max(64, F.vectorBitSize()))));
+    private static final VectorSpecies<Integer> UI = VectorSpecies.of(int.class, U.vectorShape());
+    /** A nibble (or two bits) in each byte of a 32-bit lane. */
+    private static final int NIBBLE = 0x0F0F0F0F, PAIR = 0x03030303;
 
     static {
         if (16 % LANES != 0) throw new ExceptionInInitializerError("k-quant kernels need a vector of 16 floats or a divisor of it, not " + LANES);
@@ -129,9 +136,10 @@ final class KQuantGemm {
         boolean six = type == DType.Q6_K;
         int blockBytes = six ? Q6_BYTES : Q4_BYTES;
         float[] factors = new float[16];
+        byte[] unpacked = six ? new byte[BLOCK + 64] : null;
         for (long i = 0; i < count; i++) {
             long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
-            if (six) q6Block(blocks, p, dst, out, factors);
+            if (six) q6Block(blocks, p, dst, out, factors, unpacked);
             else q4Block(blocks, p, dst, out, factors);
         }
     }
@@ -162,7 +170,7 @@ final class KQuantGemm {
      *
      * <p>The work is cut in two so that the JIT compiles every vector operation in place. The blocks' float factors are
      * decoded first, four rows of W at a time, into a small array ({@link #factors}); then each block goes through a
-     * method of its own ({@link #q4Block4}, {@link #q6Block2}) that carries the four columns' accumulators in an array,
+     * method of its own ({@link #q4Block4}, {@link #q6Block4}) that carries the four columns' accumulators in an array,
      * loading them on entry and storing them on exit (exactly: the sums are those of accumulators kept in registers).
      * Written as one method, with the scalar decoding in the vector loop, the kernel outgrew the JIT's inlining budget,
      * which left vector helpers out of line and boxed their vectors (measured: ten times slower).
@@ -171,6 +179,7 @@ final class KQuantGemm {
                             long stride, MemorySegment c, long y0) {
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
+        byte[] q = six ? new byte[4 * BLOCK + 64] : null;
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
@@ -180,8 +189,11 @@ final class KQuantGemm {
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
                 if (six) {
-                    q6Block2(w, r0 + o, r1 + o, f, 16 * b, per + 16 * b, a, x, acc, 0);
-                    q6Block2(w, r2 + o, r3 + o, f, 2 * per + 16 * b, 3 * per + 16 * b, a, x, acc, 2 * LANES);
+                    q6Unpack(w, r0 + o, q, 0);
+                    q6Unpack(w, r1 + o, q, BLOCK);
+                    q6Unpack(w, r2 + o, q, 2 * BLOCK);
+                    q6Unpack(w, r3 + o, q, 3 * BLOCK);
+                    q6Block4(q, f, 16 * b, per, a, x, acc);
                 } else {
                     q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, 16 * b, per, a, x, acc);
                 }
@@ -203,6 +215,7 @@ final class KQuantGemm {
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
+        byte[] q = six ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
         long[] y = {y0, y1, y2, y3};
         for (int j = c0; j < c1; j += 2) {
@@ -212,8 +225,13 @@ final class KQuantGemm {
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
-                if (six) q6Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
-                else q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                if (six) {
+                    q6Unpack(w, r0 + o, q, 0);
+                    q6Unpack(w, r1 + o, q, BLOCK);
+                    q6Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                } else {
+                    q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                }
             }
             for (int t = 0; t < 4; t++) {
                 c.set(JAVA_FLOAT, (y[t] + j) * Float.BYTES, sum(acc, 2 * t, lanes));
@@ -275,7 +293,7 @@ final class KQuantGemm {
             long q = p + 16 + 32 * (s >> 1);
             int shift = 4 * (s & 1);
             for (int v = 0; v < 32; v += LANES)
-                q4(w, q + v, shift, f[s], f[8 + s]).intoMemorySegment(dst, to + (32L * s + v) * Float.BYTES, NATIVE);
+                floats(nibbles(w, q + v, shift)).fma(f[s], f[8 + s]).intoMemorySegment(dst, to + (32L * s + v) * Float.BYTES, NATIVE);
         }
     }
 
@@ -293,10 +311,10 @@ final class KQuantGemm {
             float d2 = f[2 * per + i], m2 = f[2 * per + i + 8], d3 = f[3 * per + i], m3 = f[3 * per + i + 8];
             for (int v = 0; v < 32; v += LANES) {
                 FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
-                s0 = q4(w, p0 + q + v, shift, d0, m0).fma(xv, s0);
-                s1 = q4(w, p1 + q + v, shift, d1, m1).fma(xv, s1);
-                s2 = q4(w, p2 + q + v, shift, d2, m2).fma(xv, s2);
-                s3 = q4(w, p3 + q + v, shift, d3, m3).fma(xv, s3);
+                s0 = floats(nibbles(w, p0 + q + v, shift)).fma(d0, m0).fma(xv, s0);
+                s1 = floats(nibbles(w, p1 + q + v, shift)).fma(d1, m1).fma(xv, s1);
+                s2 = floats(nibbles(w, p2 + q + v, shift)).fma(d2, m2).fma(xv, s2);
+                s3 = floats(nibbles(w, p3 + q + v, shift)).fma(d3, m3).fma(xv, s3);
             }
         }
         s0.intoArray(acc, 0);
@@ -320,7 +338,7 @@ final class KQuantGemm {
             float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
             for (int v = 0; v < 32; v += LANES) {
                 long o = (32L * s + v) * Float.BYTES;
-                FloatVector v0 = q4(w, p0 + q + v, shift, d0, m0), v1 = q4(w, p1 + q + v, shift, d1, m1);
+                FloatVector v0 = floats(nibbles(w, p0 + q + v, shift)).fma(d0, m0), v1 = floats(nibbles(w, p1 + q + v, shift)).fma(d1, m1);
                 FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
                 s00 = v0.fma(xv, s00);
                 s01 = v1.fma(xv, s01);
@@ -345,38 +363,20 @@ final class KQuantGemm {
         s31.intoArray(acc, 7 * LANES);
     }
 
-    /**
-     * LANES Q4_K weights: the nibbles at bit {@code shift} (0 or 4) of the bytes from {@code at}, times the sub-block's
-     * scale plus its negated min (exactly the reference's value, see above).
-     */
-    private static FloatVector q4(MemorySegment w, long at, int shift, float scale, float negatedMin) {
-        return floats(bits(bytes(w, at), shift, NIBBLE)).fma(scale, negatedMin);
-    }
-
     // ---- Q6_K ----
 
     /*
-     * Q6_K value group g (values 16g .. 16g+15, scale scales[g]) of a block: half h = g >> 3, quarter t = (g >> 1) & 3;
-     * its ql bytes start at 64h + 32(t & 1) + 16(g & 1), shifted by 4(t >> 1), its qh bytes at 128 + 32h + 16(g & 1),
-     * shifted by 2t. A value, d*scale*(q - 32), is exact in float32 (at most 11 + 7 + 5 significant bits), so the order
-     * of the two products does not matter.
+     * A Q6_K block, as 8 quarters u of 32 values (u = 4h + t: half h, quarter t within it): quarter u takes its low 4 bits
+     * from the 32 ql bytes at 64h + 32(t & 1), shifted by 4(t >> 1), and its top 2 from the 32 qh bytes at 128 + 32h,
+     * shifted by 2t; its values 16g .. 16g+15 (g = 2u and 2u + 1) have scale scales[g]. A value, d*scale*(q - 32), is
+     * exact in float32 (at most 11 + 7 + 5 significant bits), so the order of the products does not matter. (Adding the
+     * offset in a fused multiply-add instead, q*(d*scale) - 32*(d*scale), is exact too but gives +0 where the reference
+     * gives -0: a negative scale times q - 32 = 0.)
+     *
+     * The kernels first unpack a block's 6-bit values into 256 signed bytes, q - 32 (32 at a time), then read those as
+     * the Q8_0 kernels read theirs: decoding each vector of weights in place took twice the operations of a Q4_K one, and
+     * a kernel with four columns of it outgrew the JIT's inlining budget (measured: five times slower than this).
      */
-
-    private static int ql(int g) {
-        return 64 * (g >> 3) + 32 * ((g >> 1) & 1) + 16 * (g & 1);
-    }
-
-    private static int qlShift(int g) {
-        return 4 * ((g >> 2) & 1);
-    }
-
-    private static int qh(int g) {
-        return 128 + 32 * (g >> 3) + 16 * (g & 1);
-    }
-
-    private static int qhShift(int g) {
-        return 2 * ((g >> 1) & 3);
-    }
 
     /** The factors of the Q6_K block at byte p: group g's d*scales[g] at {@code out[o + g]}. */
     private static void q6Factors(MemorySegment w, long p, float[] out, int o) {
@@ -388,64 +388,73 @@ final class KQuantGemm {
         }
     }
 
-    private static void q6Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f) {
-        q6Factors(w, p, f, 0);
-        for (int g = 0; g < 16; g++) {
-            long lo = p + ql(g), hi = p + qh(g);
-            int lowShift = qlShift(g), highShift = qhShift(g);
-            for (int v = 0; v < 16; v += LANES)
-                q6(w, lo + v, lowShift, hi + v, highShift, f[g]).intoMemorySegment(dst, to + (16L * g + v) * Float.BYTES, NATIVE);
+    /** The 256 values of the Q6_K block at byte p, less 32 (-32 to 31), into {@code q[at .. at + 256)}. */
+    private static void q6Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int u = 0; u < 8; u++) {
+            long lo = p + 64 * (u >> 2) + 32 * (u & 1), hi = p + 128 + 32 * (u >> 2);
+            int lowShift = 4 * ((u >> 1) & 1), highShift = 2 * (u & 3);
+            for (int v = 0; v < 32; v += U.length()) {
+                ByteVector low = (ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, lo + v, NATIVE).reinterpretShape(UI, 0))
+                        .lanewise(VectorOperators.LSHR, lowShift).and(NIBBLE).reinterpretShape(U, 0);
+                ByteVector high = (ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, hi + v, NATIVE).reinterpretShape(UI, 0))
+                        .lanewise(VectorOperators.LSHR, highShift).and(PAIR).lanewise(VectorOperators.LSHL, 4).reinterpretShape(U, 0);
+                low.or(high).sub((byte) 32).intoArray(q, at + 32 * u + v);
+            }
         }
+    }
+
+    private static void q6Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f, byte[] q) {
+        q6Factors(w, p, f, 0);
+        q6Unpack(w, p, q, 0);
+        for (int i = 0; i < BLOCK; i += LANES)
+            floats(ByteVector.fromArray(B, q, i)).mul(f[i >> 4]).intoMemorySegment(dst, to + (long) i * Float.BYTES, NATIVE);
     }
 
     /**
-     * {@link #q4Block4} for Q6_K, two rows of W at a time (factors from {@code f[e0]} and {@code f[e1]}, accumulators from
-     * {@code acc[at]}): a Q6_K weight vector takes twice the operations of a Q4_K one, and four in one method outgrew the
-     * JIT's inlining budget (measured: four times slower than this).
+     * {@link #q4Block4} for Q6_K: one block of four rows of W, unpacked ({@link #q6Unpack}) into {@code q[256 t ..]} for
+     * row t, times the 256 floats of A's row from byte {@code x}, into the four accumulators of {@code acc}.
      */
-    private static void q6Block2(MemorySegment w, long p0, long p1, float[] f, int e0, int e1, MemorySegment a, long x,
-                                 float[] acc, int at) {
-        FloatVector s0 = FloatVector.fromArray(F, acc, at), s1 = FloatVector.fromArray(F, acc, at + LANES);
-        for (int g = 0; g < 16; g++) {
-            int lo = ql(g), hi = qh(g), lowShift = qlShift(g), highShift = qhShift(g);
-            float d0 = f[e0 + g], d1 = f[e1 + g];
-            for (int v = 0; v < 16; v += LANES) {
-                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (16L * g + v) * Float.BYTES, NATIVE);
-                s0 = q6(w, p0 + lo + v, lowShift, p0 + hi + v, highShift, d0).fma(xv, s0);
-                s1 = q6(w, p1 + lo + v, lowShift, p1 + hi + v, highShift, d1).fma(xv, s1);
-            }
+    private static void q6Block4(byte[] q, float[] f, int e, int per, MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (long) i * Float.BYTES, NATIVE);
+            s0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]).fma(xv, s0);
+            s1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]).fma(xv, s1);
+            s2 = floats(ByteVector.fromArray(B, q, 2 * BLOCK + i)).mul(f[2 * per + g]).fma(xv, s2);
+            s3 = floats(ByteVector.fromArray(B, q, 3 * BLOCK + i)).mul(f[3 * per + g]).fma(xv, s3);
         }
-        s0.intoArray(acc, at);
-        s1.intoArray(acc, at + LANES);
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
     }
 
-    /** {@link #q4Block2x4} for Q6_K. */
-    private static void q6Block2x4(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
-                                 long x0, long x1, long x2, long x3, float[] acc) {
+    /** {@link #q4Block2x4} for Q6_K, the two rows of W unpacked into {@code q[0 ..]} and {@code q[256 ..]}. */
+    private static void q6Block2x4(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, long x2, long x3,
+                                   float[] acc) {
         FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
         FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
         FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
         FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
-        for (int g = 0; g < 16; g++) {
-            int i = e + g, lo = ql(g), hi = qh(g), lowShift = qlShift(g), highShift = qhShift(g);
-            float d0 = f[i], d1 = f[per + i];
-            for (int v = 0; v < 16; v += LANES) {
-                long o = (16L * g + v) * Float.BYTES;
-                FloatVector v0 = q6(w, p0 + lo + v, lowShift, p0 + hi + v, highShift, d0);
-                FloatVector v1 = q6(w, p1 + lo + v, lowShift, p1 + hi + v, highShift, d1);
-                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
-                s00 = v0.fma(xv, s00);
-                s01 = v1.fma(xv, s01);
-                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
-                s10 = v0.fma(xv, s10);
-                s11 = v1.fma(xv, s11);
-                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
-                s20 = v0.fma(xv, s20);
-                s21 = v1.fma(xv, s21);
-                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
-                s30 = v0.fma(xv, s30);
-                s31 = v1.fma(xv, s31);
-            }
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            long o = (long) i * Float.BYTES;
+            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
+            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+            s00 = v0.fma(xv, s00);
+            s01 = v1.fma(xv, s01);
+            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+            s10 = v0.fma(xv, s10);
+            s11 = v1.fma(xv, s11);
+            xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+            s20 = v0.fma(xv, s20);
+            s21 = v1.fma(xv, s21);
+            xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+            s30 = v0.fma(xv, s30);
+            s31 = v1.fma(xv, s31);
         }
         s00.intoArray(acc, 0);
         s01.intoArray(acc, LANES);
@@ -457,19 +466,6 @@ final class KQuantGemm {
         s31.intoArray(acc, 7 * LANES);
     }
 
-    /**
-     * LANES Q6_K weights: 4 low bits from the ql bytes at {@code ql} (bit {@code lowShift}), 2 high bits from the qh bytes
-     * at {@code qh} (bit {@code highShift}), less 32, times the group's factor ({@code d*scale}).
-     */
-    private static FloatVector q6(MemorySegment w, long ql, int lowShift, long qh, int highShift, float scale) {
-        return floats(bits(bytes(w, ql), lowShift, NIBBLE).add(high(bytes(w, qh), highShift))).mul(scale);
-    }
-
-    /** The two bits at {@code shift} of each qh byte moved to bits 4 and 5, less 32: a value's top part, offset. */
-    private static ByteVector high(ByteVector qh, int shift) {
-        return qh.lanewise(VectorOperators.LSHR, shift).and((byte) 3).lanewise(VectorOperators.LSHL, 4).sub((byte) 32);
-    }
-
     // ---- Shared ----
 
     /** LANES bytes from byte {@code at}. */
@@ -477,9 +473,17 @@ final class KQuantGemm {
         return ByteVector.fromMemorySegment(B, w, at, NATIVE);
     }
 
-    /** The bits of each byte from bit {@code shift} on (an unsigned shift), masked. */
-    private static ByteVector bits(ByteVector v, int shift, byte mask) {
-        return v.lanewise(VectorOperators.LSHR, shift).and(mask);
+    /**
+     * The nibbles at bit {@code shift} (0 or 4) of the LANES bytes from {@code at}: shifted as 32-bit lanes (x86 has no
+     * byte shifts), so a byte also receives its neighbour's low bits at its top, which the mask clears.
+     */
+    private static ByteVector nibbles(MemorySegment w, long at, int shift) {
+        return (ByteVector) ints(bytes(w, at)).lanewise(VectorOperators.LSHR, shift).and(NIBBLE).reinterpretShape(B, 0);
+    }
+
+    /** The bytes as 32-bit lanes (the same bits). */
+    private static IntVector ints(ByteVector v) {
+        return (IntVector) v.reinterpretShape(BI, 0);
     }
 
     /** The first LANES bytes, as signed integers, converted to float32 (exactly). */
