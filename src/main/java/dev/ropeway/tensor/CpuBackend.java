@@ -1,7 +1,9 @@
 package dev.ropeway.tensor;
 
 import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicBoolean;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
@@ -209,32 +211,25 @@ public final class CpuBackend implements Backend {
             return uploadWeights(src, dtype, count);
         checkSource("uploadWeights", src, dtype, count);
         CpuQ8Tensor t = new CpuQ8Tensor(count);
-        try {
-            MemorySegment q = t.quants(), scales = t.scales();
-            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
-            WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
-            int perBlock = 256;
-            p.forRange(count / Q8Blocks.BLOCK, 1 << 12, (from, to) -> {
-                float[] x = new float[perBlock * Q8Blocks.BLOCK];
-                byte[] out = new byte[x.length];
-                for (long b = from; b < to; b += perBlock) {
-                    int blocks = (int) Math.min(perBlock, to - b), n = blocks * Q8Blocks.BLOCK;
-                    Convert.toFloats(src, dtype, b * Q8Blocks.BLOCK, x, n);
-                    for (int i = 0; i < blocks; i++) {
-                        float d = Float.float16ToFloat(Q8Blocks.block(x, i * Q8Blocks.BLOCK, out, i * Q8Blocks.BLOCK));
-                        if (!Float.isFinite(d)) finite.set(false);
-                        scales.setAtIndex(JAVA_FLOAT, b + i, d);
-                    }
-                    MemorySegment.copy(out, 0, q, java.lang.foreign.ValueLayout.JAVA_BYTE, b * Q8Blocks.BLOCK, n);
+        MemorySegment q = t.quants(), scales = t.scales();
+        int perBlock = 256;
+        CpuQ8Tensor quantised = filledIfFinite(t, src, count / Q8Blocks.BLOCK, 1 << 12, (from, to) -> {
+            boolean finite = true;
+            float[] x = new float[perBlock * Q8Blocks.BLOCK];
+            byte[] out = new byte[x.length];
+            for (long b = from; b < to; b += perBlock) {
+                int blocks = (int) Math.min(perBlock, to - b), n = blocks * Q8Blocks.BLOCK;
+                Convert.toFloats(src, dtype, b * Q8Blocks.BLOCK, x, n);
+                for (int i = 0; i < blocks; i++) {
+                    float d = Float.float16ToFloat(Q8Blocks.block(x, i * Q8Blocks.BLOCK, out, i * Q8Blocks.BLOCK));
+                    finite &= Float.isFinite(d);
+                    scales.setAtIndex(JAVA_FLOAT, b + i, d);
                 }
-            });
-            if (finite.get()) return t;
-        } catch (RuntimeException e) {
-            t.close();
-            throw e;
-        }
-        t.close();
-        return uploadWeights(src, dtype, count);
+                MemorySegment.copy(out, 0, q, JAVA_BYTE, b * Q8Blocks.BLOCK, n);
+            }
+            return finite;
+        });
+        return quantised != null ? quantised : uploadWeights(src, dtype, count);
     }
 
     /** A source must hold {@code count} values of {@code dtype} (for a quantised type, whole blocks of them). */
@@ -270,48 +265,55 @@ public final class CpuBackend implements Backend {
 
     /** Q8_0 blocks as a {@link CpuQ8Tensor} (the int8 values as they are, the scales widened), or null if a scale is not finite. */
     private CpuQ8Tensor q8Blocks(MemorySegment src, long count) {
-        int block = Q8Blocks.BLOCK, bytes = DType.Q8_0.blockBytes();
+        int block = Q8Blocks.BLOCK, bytes = DType.Q8_0.blockBytes(), perStage = 1024;
         CpuQ8Tensor t = new CpuQ8Tensor(count);
-        try {
-            MemorySegment q = t.quants(), scales = t.scales();
-            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
-            WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
-            int perStage = 1024;
-            p.forRange(count / block, 1 << 12, (from, to) -> {
-                byte[] in = new byte[perStage * bytes], values = new byte[perStage * block];
-                float[] d = new float[perStage];
-                for (long b = from; b < to; b += perStage) {
-                    int n = (int) Math.min(perStage, to - b);
-                    MemorySegment.copy(src, java.lang.foreign.ValueLayout.JAVA_BYTE, b * bytes, in, 0, n * bytes);
-                    for (int i = 0; i < n; i++) {
-                        d[i] = Float.float16ToFloat((short) (in[i * bytes] & 0xFF | in[i * bytes + 1] << 8));
-                        if (!Float.isFinite(d[i])) finite.set(false);
-                        System.arraycopy(in, i * bytes + 2, values, i * block, block);
-                    }
-                    MemorySegment.copy(values, 0, q, java.lang.foreign.ValueLayout.JAVA_BYTE, b * block, n * block);
-                    MemorySegment.copy(d, 0, scales, JAVA_FLOAT, b * Float.BYTES, n);
+        MemorySegment q = t.quants(), scales = t.scales();
+        return filledIfFinite(t, src, count / block, 1 << 12, (from, to) -> {
+            boolean finite = true;
+            byte[] in = new byte[perStage * bytes], values = new byte[perStage * block];
+            float[] d = new float[perStage];
+            for (long b = from; b < to; b += perStage) {
+                int n = (int) Math.min(perStage, to - b);
+                MemorySegment.copy(src, JAVA_BYTE, b * bytes, in, 0, n * bytes);
+                for (int i = 0; i < n; i++) {
+                    d[i] = Float.float16ToFloat((short) (in[i * bytes] & 0xFF | in[i * bytes + 1] << 8));
+                    finite &= Float.isFinite(d[i]);
+                    System.arraycopy(in, i * bytes + 2, values, i * block, block);
                 }
-            });
-            if (finite.get()) return t;
-        } catch (RuntimeException e) {
-            t.close();
-            throw e;
-        }
-        t.close();
-        return null;
+                MemorySegment.copy(values, 0, q, JAVA_BYTE, b * block, n * block);
+                MemorySegment.copy(d, 0, scales, JAVA_FLOAT, b * Float.BYTES, n);
+            }
+            return finite;
+        });
     }
 
     /** Q4_K or Q6_K blocks as a {@link CpuKQuantTensor}, or null if a block's d or dmin is not finite. */
     private CpuKQuantTensor kQuantBlocks(MemorySegment src, DType dtype, long rows, long cols) {
         CpuKQuantTensor t = new CpuKQuantTensor(dtype, rows, cols);
+        MemorySegment dst = t.blocks();
+        long bytes = dtype.blockBytes();
+        return filledIfFinite(t, src, t.size() / dtype.blockSize(), 1 << 10, (from, to) -> {
+            MemorySegment.copy(src, from * bytes, dst, from * bytes, (to - from) * bytes);
+            return KQuantGemm.finiteFactors(dtype, dst, from, to);
+        });
+    }
+
+    /** Fills blocks {@code [from, to)} of a tensor being loaded; false when one holds a non-finite factor. */
+    private interface BlockFill {
+        boolean fill(long from, long to);
+    }
+
+    /**
+     * Runs {@code fill} over {@code blocks} blocks of {@code t} on the workers (on the calling thread alone when they may
+     * not read {@code src}); {@code t} when every block was finite, else null with {@code t} closed (as it is when the
+     * fill throws).
+     */
+    private <T extends Tensor> T filledIfFinite(T t, MemorySegment src, long blocks, long minChunk, BlockFill fill) {
         try {
-            MemorySegment dst = t.blocks();
-            long bytes = dtype.blockBytes();
-            java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+            AtomicBoolean finite = new AtomicBoolean(true);
             WorkerPool p = pool().workersCanAccess(src) ? pool() : WorkerPool.SERIAL;
-            p.forRange(t.size() / dtype.blockSize(), 1 << 10, (from, to) -> {
-                MemorySegment.copy(src, from * bytes, dst, from * bytes, (to - from) * bytes);
-                if (!KQuantGemm.finiteFactors(dtype, dst, from, to)) finite.set(false);
+            p.forRange(blocks, minChunk, (from, to) -> {
+                if (!fill.fill(from, to)) finite.set(false);
             });
             if (finite.get()) return t;
         } catch (RuntimeException e) {
@@ -340,7 +342,7 @@ public final class CpuBackend implements Backend {
     /** True when no value of the float16 tensor is an infinity or a NaN (all exponent bits set). */
     private boolean allFinite(CpuF16Tensor t) {
         MemorySegment s = t.segment();
-        java.util.concurrent.atomic.AtomicBoolean finite = new java.util.concurrent.atomic.AtomicBoolean(true);
+        AtomicBoolean finite = new AtomicBoolean(true);
         pool().forRange(t.size(), 1 << 18, (from, to) -> {
             if (!HalfGemm.finiteF16(s, from, to)) finite.set(false);
         });
