@@ -184,7 +184,7 @@ public final class SafeTensorsWriter {
             Map<String, Object> fields = new LinkedHashMap<>();
             fields.put("dtype", e.dtype().safetensorsName());
             long[] shape = e.shape();
-            if (e.dtype().isQuantised()) shape = new long[] {shape[0], shape[0] == 0 ? 0 : e.byteSize() / shape[0]};
+            if (e.dtype().isQuantised()) shape = new long[] {shape[0], e.dtype().byteSize(shape[1])};
             fields.put("shape", shape);
             fields.put("data_offsets", new long[] {offset, offset + e.byteSize()});
             root.put(e.name(), fields);
