@@ -38,8 +38,9 @@ import java.util.function.Consumer;
  * modification time, so a file changed in place is imported again (and the folder of its old version removed).
  *
  * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
- * the CPU backend computes with (Q8_0, Q4_K and Q6_K: {@link GgufImport#KEPT}; a Q4_K_M file is mostly these), so the
- * import takes about the file's own size; matrices of other quantised types become bfloat16, the half-precision type
+ * the CPU backend computes with (Q8_0, Q4_K, Q5_K and Q6_K: {@link GgufImport#KEPT}; the K_M and K_S files are mostly
+ * these), so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices become the Q8_0 blocks of the
+ * same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
  * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the
  * quantisation's own step). {@code ropeway import --dtype f16|f32} writes a plain Hugging Face folder for whoever
  * needs one.
@@ -50,7 +51,7 @@ import java.util.function.Consumer;
  */
 public final class GgufCache {
     /** Bumped when an import of the same file would be written differently, so old folders are not reused. */
-    private static final String FORMAT = "2";
+    private static final String FORMAT = "3";
     private static final byte[] MAGIC = "GGUF".getBytes(StandardCharsets.US_ASCII);
     private static final String SOURCE_FILE = "gguf-source.json";
 
@@ -213,15 +214,23 @@ public final class GgufCache {
         }
     }
 
-    /** What the import does with the file's matrices: ", Q4_K, Q6_K kept, others as bf16", or " as f16". */
+    /**
+     * What the import does with the file's matrices: "; Q4_K, Q6_K kept, others as bf16", "; Q4_0 as Q8_0, Q6_K kept",
+     * or " as f16".
+     */
     private static String converted(GgufParts g, DType type) {
         Set<GgmlType> kept = EnumSet.noneOf(GgmlType.class), others = EnumSet.noneOf(GgmlType.class);
         for (GgufFile.Tensor t : g.tensors().values())
             if (t.ne().length == 2) (GgufImport.KEPT.contains(t.type()) ? kept : others).add(t.type());
         String as = type.name().toLowerCase(Locale.ROOT);
         if (kept.isEmpty()) return " as " + as;
-        String names = String.join(", ", kept.stream().map(Enum::name).toList());
-        return others.isEmpty() ? "; " + names + " kept" : "; " + names + " kept, others as " + as;
+        List<String> rewritten = kept.stream().filter(t -> !GgufImport.kept(t).name().equals(t.name()))
+                .map(t -> t.name() + " as " + GgufImport.kept(t)).toList();
+        List<String> same = kept.stream().filter(t -> GgufImport.kept(t).name().equals(t.name())).map(Enum::name).toList();
+        List<String> parts = new ArrayList<>(rewritten);
+        if (!same.isEmpty()) parts.add(String.join(", ", same) + " kept");
+        String names = String.join(", ", parts);
+        return others.isEmpty() ? "; " + names : "; " + names + ", others as " + as;
     }
 
     /** bfloat16 for quantised files; otherwise the file's own float type (float32 where types are mixed). */
@@ -242,7 +251,7 @@ public final class GgufCache {
             long n = 1;
             for (long d : t.ne()) n *= d;
             boolean matrix = t.ne().length == 2;
-            total += matrix && GgufImport.KEPT.contains(t.type()) ? t.byteSize() : n * (matrix ? type.bytes() : 4);
+            total += matrix && GgufImport.KEPT.contains(t.type()) ? GgufImport.kept(t.type()).byteSize(n) : n * (matrix ? type.bytes() : 4);
         }
         return total;
     }

@@ -2,6 +2,7 @@ package dev.ropeway.model;
 
 import dev.ropeway.RopewayException;
 import dev.ropeway.io.CheckpointException;
+import dev.ropeway.io.GgmlDequant;
 import dev.ropeway.io.GgmlType;
 import dev.ropeway.io.GgufFile;
 import dev.ropeway.io.GgufParts;
@@ -55,9 +56,10 @@ public final class GgufImport {
      *                  (F32 stays F32, F16 and BF16 stay so, quantised types become F16, which represents their
      *                  values to within 2^-12)
      * @param tokenizer whether to write the tokenizer files (a file without a tokenizer gets none either way)
-     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q4_K, Q6_K)
-     *                  keep their blocks (a U8 tensor named by a {@code ggml_type:} metadata entry, which other
-     *                  programs do not read as a matrix) instead of becoming {@code dtype}
+     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q4_K, Q5_K, Q6_K,
+     *                  and Q4_0, Q5_0, IQ4_NL rewritten as the Q8_0 blocks of the same values) keep their blocks (a U8
+     *                  tensor named by a {@code ggml_type:} metadata entry, which other programs do not read as a
+     *                  matrix) instead of becoming {@code dtype}
      */
     public record Options(DType dtype, boolean tokenizer, boolean keepQuantised) {
         public Options {
@@ -71,12 +73,24 @@ public final class GgufImport {
         }
     }
 
-    /** The GGUF block types whose matrices an import may keep as they are: those the CPU backend computes with. */
-    public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K));
+    /**
+     * The GGUF block types whose matrices an import may keep as blocks: those the CPU backend computes with (Q8_0, Q4_K,
+     * Q5_K, Q6_K), kept as they are, and those whose values Q8_0 blocks hold exactly (Q4_0, Q5_0, IQ4_NL:
+     * {@link GgmlDequant#asQ8_0}), rewritten as Q8_0.
+     */
+    public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q5_0,
+            GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL));
 
     /** The tensor type a kept GGUF block type becomes. */
-    static DType kept(GgmlType type) {
-        return DType.valueOf(type.name());
+    public static DType kept(GgmlType type) {
+        return GgmlDequant.Q8_0_EXACT.contains(type) ? DType.Q8_0 : DType.valueOf(type.name());
+    }
+
+    /** A kept matrix's blocks: the file's own, or rewritten as Q8_0 ({@link #kept}). */
+    static MemorySegment keptBlocks(GgufParts g, String gguf) {
+        GgufFile.Tensor t = g.tensor(gguf);
+        MemorySegment data = g.data(gguf);
+        return GgmlDequant.Q8_0_EXACT.contains(t.type()) ? GgmlDequant.asQ8_0(t.type(), data, t.elements()) : data;
     }
 
     /** What was written. */
@@ -524,7 +538,7 @@ public final class GgufImport {
 
         void matrix(String hf, String gguf, long rows, long cols) {
             GgufFile.Tensor t = require(gguf, rows, cols);
-            if (keeps(gguf)) addBlocks(hf, kept(t.type()), () -> g.data(gguf), rows, cols);
+            if (keeps(gguf)) addBlocks(hf, kept(t.type()), () -> keptBlocks(g, gguf), rows, cols);
             else add(hf, matrixType, () -> g.floats(gguf), rows, cols);
         }
 
@@ -533,8 +547,8 @@ public final class GgufImport {
             GgufFile.Tensor t = require(gguf, rows, cols);
             if (keeps(gguf)) {
                 // Each row is whole blocks, so moving rows moves their bytes.
-                addBlocks(hf, kept(t.type()), interleaved ? () -> deinterleaveRotaryRows(g.data(gguf), heads, headDim)
-                        : () -> g.data(gguf), rows, cols);
+                addBlocks(hf, kept(t.type()), interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf), heads, headDim)
+                        : () -> keptBlocks(g, gguf), rows, cols);
                 return;
             }
             add(hf, matrixType, interleaved ? () -> deinterleaveRotaryRows(g.floats(gguf), heads, headDim, (int) cols)
@@ -579,7 +593,7 @@ public final class GgufImport {
                             type.byteSize(java.util.Arrays.stream(names).mapToLong(n -> g.tensor(n).elements()).sum()))]);
                     long at = 0;
                     for (String name : names) {
-                        MemorySegment part = g.data(name);
+                        MemorySegment part = keptBlocks(g, name);
                         out.asSlice(at, part.byteSize()).copyFrom(part);
                         at += part.byteSize();
                     }

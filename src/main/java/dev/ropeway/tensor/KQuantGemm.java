@@ -16,13 +16,14 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K or Q6_K matrix ({@link CpuKQuantTensor}, row-major [n, k] in blocks of
- * 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W as it is
- * stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q6_K: from the
- * block's values unpacked to bytes just before; then converted to float32 and scaled with the sub-block's factors, giving
- * exactly ggml's dequantised values), then used as {@link Gemv} uses a float32 one: the sums are those of the float32
- * product of the dequantised weights, in the same order, from a seventh (Q4_K) or a fifth (Q6_K) of the bytes. More rows
- * dequantise W in chunks of columns into a float32 buffer for OpenBLAS.
+ * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K, Q5_K or Q6_K matrix ({@link CpuKQuantTensor}, row-major [n, k] in
+ * blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W
+ * as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q5_K: the
+ * same, each topped with its fifth bit; Q6_K: from the block's values unpacked to bytes just before; then converted to
+ * float32 and scaled with the sub-block's factors, giving exactly ggml's dequantised values), then used as {@link Gemv}
+ * uses a float32 one: the sums are those of the float32 product of the dequantised weights, in the same order, from a
+ * seventh (Q4_K), a sixth (Q5_K) or a fifth (Q6_K) of the bytes. More rows dequantise W in chunks of columns into a
+ * float32 buffer for OpenBLAS.
  *
  * <p>The blocks (little-endian, d and dmin float16):
  * <ul>
@@ -31,6 +32,9 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  *   {@code scales[j+4]} (sc its low nibble, m its high one) and the top 2 from the top bits of {@code scales[j-4]} (sc)
  *   and {@code scales[j]} (m). Values 64c .. 64c+31 are the low nibbles of {@code qs[32c .. 32c+32)} (sub-block 2c),
  *   values 64c+32 .. 64c+63 their high nibbles (sub-block 2c+1); a value is {@code (d*sc)*q - (dmin*m)}.</li>
+ *   <li>Q5_K, 176 bytes: d @0, dmin @2, scales[12] @4 as in Q4_K, qh[32] @16, qs[128] @48. The low 4 bits of a value
+ *   come from qs as in Q4_K; value l of sub-block s (0 to 7) takes bit s of {@code qh[l]} as its fifth; a value is
+ *   {@code (d*sc)*q - (dmin*m)} with q from 0 to 31.</li>
  *   <li>Q6_K, 210 bytes: ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. Value 16g .. 16g+15 share scale
  *   {@code scales[g]}; in half h (128 values: ql from 64h, qh from 32h), quarter t (32 values) takes its low 4 bits from
  *   {@code ql[32(t & 1) + l]} (the low nibble for t &lt; 2, the high one after) and its top 2 from bits 2t, 2t+1 of
@@ -44,7 +48,6 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 final class KQuantGemm {
     /** Values per block (ggml's QK_K). */
     static final int BLOCK = 256;
-    private static final int Q4_BYTES = 144, Q6_BYTES = 210;
     private static final VectorSpecies<Float> F = VectorMath.F;
     private static final int LANES = VectorMath.LANES;
     /** Bytes loaded per float vector: at least LANES of them (the smallest byte vector is 8 bytes). */
@@ -62,7 +65,7 @@ final class KQuantGemm {
     private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
     private static final VectorSpecies<Long> L = LongVector.SPECIES_128;
     /** A nibble (or two bits) in each byte of a 32-bit lane. */
-    private static final int NIBBLE = 0x0F0F0F0F, PAIR = 0x03030303;
+    private static final int NIBBLE = 0x0F0F0F0F, PAIR = 0x03030303, ONES = 0x01010101;
 
     static {
         if (16 % LANES != 0) throw new ExceptionInInitializerError("k-quant kernels need a vector of 16 floats or a divisor of it, not " + LANES);
@@ -85,7 +88,6 @@ final class KQuantGemm {
             throw new IllegalArgumentException(type + " weights need rows on block boundaries and k a multiple of " + BLOCK
                     + " (offset " + wOffset + ", ld " + ldw + ", k " + k + ")");
         MemorySegment q = w.blocks();
-        boolean six = type == DType.Q6_K;
         int blockBytes = type.blockBytes();
         // Byte offsets: of W's first row, and from one row to the next.
         long first = wOffset / BLOCK * blockBytes, stride = (long) ldw / BLOCK * blockBytes;
@@ -93,9 +95,9 @@ final class KQuantGemm {
             Gemv.ColumnBlock kernel;
             if (m > 1) {
                 long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
-                kernel = (c0, c1) -> rows4(six, c0, c1, k, a, x[0], x[1], x[2], x[3], q, first, stride, c, y[0], y[1], y[2], y[3]);
+                kernel = (c0, c1) -> rows4(type, c0, c1, k, a, x[0], x[1], x[2], x[3], q, first, stride, c, y[0], y[1], y[2], y[3]);
             } else {
-                kernel = (c0, c1) -> row(six, c0, c1, k, a, aOffset, q, first, stride, c, cOffset);
+                kernel = (c0, c1) -> row(type, c0, c1, k, a, aOffset, q, first, stride, c, cOffset);
             }
             Gemv.forColumns(pool, m, n, k, kernel, epilogue);
             return;
@@ -138,18 +140,21 @@ final class KQuantGemm {
      * byte {@code to} of {@code dst} (see {@link #dequantize}).
      */
     static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
-        boolean six = type == DType.Q6_K;
-        int blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        int blockBytes = type.blockBytes();
         float[] factors = new float[16];
-        byte[] unpacked = six ? new byte[BLOCK + 64] : null;
+        byte[] unpacked = type == DType.Q6_K ? new byte[BLOCK + 64] : null;
         for (long i = 0; i < count; i++) {
             long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
-            if (six) q6Block(blocks, p, dst, out, factors, unpacked);
-            else q4Block(blocks, p, dst, out, factors);
+            switch (type) {
+                case Q4_K -> q4Block(blocks, p, dst, out, factors);
+                case Q5_K -> q5Block(blocks, p, dst, out, factors);
+                case Q6_K -> q6Block(blocks, p, dst, out, factors, unpacked);
+                default -> throw new IllegalArgumentException("not a k-quant type: " + type);
+            }
         }
     }
 
-    /** True when none of the float16 factors (d, and dmin for Q4_K) of blocks {@code [from, to)} is an infinity or a NaN. */
+    /** True when none of the float16 factors (d, and dmin for Q4_K and Q5_K) of blocks {@code [from, to)} is an infinity or a NaN. */
     static boolean finiteFactors(DType type, MemorySegment blocks, long from, long to) {
         boolean six = type == DType.Q6_K;
         int blockBytes = type.blockBytes();
@@ -166,7 +171,7 @@ final class KQuantGemm {
         return ((bits & 0x7C00) + 0x0400) & 0x8000;
     }
 
-    // ---- The decode kernels, shared by both types ----
+    // ---- The decode kernels, shared by the three types ----
 
     /**
      * One row of A (element offset {@code x0}), four columns at a time: {@link Gemv}'s one-row kernel on the dequantised
@@ -180,16 +185,17 @@ final class KQuantGemm {
      * Written as one method, with the scalar decoding in the vector loop, the kernel outgrew the JIT's inlining budget,
      * which left vector helpers out of line and boxed their vectors (measured: ten times slower).
      */
-    private static void row(boolean six, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
+    private static void row(DType type, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
                             long stride, MemorySegment c, long y0) {
-        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = six ? new byte[4 * BLOCK + 64] : null;
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride, r2 = first + j2 * stride, r3 = first + j3 * stride;
-            factors(six, w, first, stride, j, 4, c1 - 1, blocks, f);
+            factors(type, w, first, stride, j, 4, c1 - 1, blocks, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
@@ -199,6 +205,9 @@ final class KQuantGemm {
                     q6Unpack(w, r2 + o, q, 2 * BLOCK);
                     q6Unpack(w, r3 + o, q, 3 * BLOCK);
                     q6Block4(q, f, 16 * b, per, a, x, acc);
+                } else if (five) {
+                    q5Block2(w, r0 + o, r1 + o, f, 16 * b, per, a, x, acc, 0);
+                    q5Block2(w, r2 + o, r3 + o, f, 16 * b + 2 * per, per, a, x, acc, 2 * LANES);
                 } else {
                     q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, 16 * b, per, a, x, acc);
                 }
@@ -216,9 +225,10 @@ final class KQuantGemm {
      * one-row kernel's sums, operation for operation. Cut in two as {@link #row} is; the eight accumulators are
      * {@code acc[LANES (2 row + column) ..]}.
      */
-    private static void rows4(boolean six, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
+    private static void rows4(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
-        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = six ? Q6_BYTES : Q4_BYTES;
+        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
         byte[] q = six ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
@@ -226,7 +236,7 @@ final class KQuantGemm {
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride;
-            factors(six, w, first, stride, j, 2, c1 - 1, blocks, f);
+            factors(type, w, first, stride, j, 2, c1 - 1, blocks, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
@@ -234,6 +244,8 @@ final class KQuantGemm {
                     q6Unpack(w, r0 + o, q, 0);
                     q6Unpack(w, r1 + o, q, BLOCK);
                     q6Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                } else if (five) {
+                    q5Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else {
                     q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 }
@@ -248,15 +260,17 @@ final class KQuantGemm {
     /**
      * The float factors of the first {@code blocks} blocks of W's rows {@code j .. j + rows - 1} (those past {@code last}
      * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[16 (t blocks + b)]}, as
-     * {@link #q4Factors} or {@link #q6Factors} lay them out.
+     * {@link #q4Factors} (Q4_K and Q5_K) or {@link #q6Factors} lay them out.
      */
-    private static void factors(boolean six, MemorySegment w, long first, long stride, int j, int rows, int last, int blocks,
+    private static void factors(DType type, MemorySegment w, long first, long stride, int j, int rows, int last, int blocks,
                                 float[] out) {
+        boolean six = type == DType.Q6_K;
+        int blockBytes = type.blockBytes();
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
             for (int b = 0; b < blocks; b++) {
-                if (six) q6Factors(w, r + (long) b * Q6_BYTES, out, 16 * (t * blocks + b));
-                else q4Factors(w, r + (long) b * Q4_BYTES, out, 16 * (t * blocks + b));
+                if (six) q6Factors(w, r + (long) b * blockBytes, out, 16 * (t * blocks + b));
+                else q4Factors(w, r + (long) b * blockBytes, out, 16 * (t * blocks + b));
             }
         }
     }
@@ -354,6 +368,85 @@ final class KQuantGemm {
             for (int v = 0; v < 32; v += LANES) {
                 long o = (32L * s + v) * Float.BYTES;
                 FloatVector v0 = floats(nibbles(w, p0 + q + v, shift)).fma(d0, m0), v1 = floats(nibbles(w, p1 + q + v, shift)).fma(d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+                s20 = v0.fma(xv, s20);
+                s21 = v1.fma(xv, s21);
+                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+                s30 = v0.fma(xv, s30);
+                s31 = v1.fma(xv, s31);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+        s20.intoArray(acc, 4 * LANES);
+        s21.intoArray(acc, 5 * LANES);
+        s30.intoArray(acc, 6 * LANES);
+        s31.intoArray(acc, 7 * LANES);
+    }
+
+    // ---- Q5_K ----
+
+    /*
+     * A Q5_K block is a Q4_K block with a fifth bit per value: the same d, dmin and 12 scale bytes (so the same factors,
+     * {@link #q4Factors}), then qh[32] @16 and the nibbles qs[128] @48. Value l of sub-block s takes its low 4 bits as
+     * Q4_K does and its top bit from bit s of {@code qh[l]}. d*sc (17 significant bits) times q (5) is still exact in
+     * float32, so the fused multiply-add by the negated min rounds once, where the reference's subtraction does.
+     */
+
+    private static void q5Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f) {
+        q4Factors(w, p, f, 0);
+        for (int s = 0; s < 8; s++) {
+            long q = p + 48 + 32 * (s >> 1);
+            int shift = 4 * (s & 1);
+            for (int v = 0; v < 32; v += LANES)
+                floats(fives(nibbleInts(w, q + v, shift), fifthBits(w, p + 16 + v, s))).fma(f[s], f[8 + s]).intoMemorySegment(dst, to + (32L * s + v) * Float.BYTES, NATIVE);
+        }
+    }
+
+    /**
+     * {@link #q4Block4} for Q5_K, half of it: two rows of W (bytes {@code p0}, {@code p1}; factors from {@code f[e]},
+     * {@code per} apart) into the two accumulators of {@code acc} from {@code at}. The one-row kernel calls it twice per
+     * block: four rows' decoding in one method outgrew the JIT's node budget for inlining (NodeCountInliningCutoff),
+     * which left vector helpers out of line (measured: three times slower).
+     */
+    private static void q5Block2(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a, long x,
+                                 float[] acc, int at) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, at), s1 = FloatVector.fromArray(F, acc, at + LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s, q = 48 + 32 * (s >> 1), shift = 4 * (s & 1);
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
+                s0 = floats(fives(nibbleInts(w, p0 + q + v, shift), fifthBits(w, p0 + 16 + v, s))).fma(d0, m0).fma(xv, s0);
+                s1 = floats(fives(nibbleInts(w, p1 + q + v, shift), fifthBits(w, p1 + 16 + v, s))).fma(d1, m1).fma(xv, s1);
+            }
+        }
+        s0.intoArray(acc, at);
+        s1.intoArray(acc, at + LANES);
+    }
+
+    /** {@link #q4Block2x4} for Q5_K. */
+    private static void q5Block2x4(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
+                                   long x0, long x1, long x2, long x3, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
+        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s, q = 48 + 32 * (s >> 1), shift = 4 * (s & 1);
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                long o = (32L * s + v) * Float.BYTES;
+                FloatVector v0 = floats(fives(nibbleInts(w, p0 + q + v, shift), fifthBits(w, p0 + 16 + v, s))).fma(d0, m0);
+                FloatVector v1 = floats(fives(nibbleInts(w, p1 + q + v, shift), fifthBits(w, p1 + 16 + v, s))).fma(d1, m1);
                 FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
                 s00 = v0.fma(xv, s00);
                 s01 = v1.fma(xv, s01);
@@ -490,6 +583,25 @@ final class KQuantGemm {
      */
     private static ByteVector nibbles(MemorySegment w, long at, int shift) {
         return (ByteVector) ints(bytes(w, at)).lanewise(VectorOperators.LSHR, shift).and(NIBBLE).reinterpretShape(B, 0);
+    }
+
+    /**
+     * Q5_K values as bytes: the low 4 bits ({@link #nibbleInts}) or-ed with the fifth ({@link #fifthBits}). (Taking the
+     * addresses and shifts of both instead, five arguments wide, the JIT refused to inline it: "callee uses too much
+     * stack", which boxes the vectors.)
+     */
+    private static ByteVector fives(IntVector low, IntVector high) {
+        return (ByteVector) low.or(high).reinterpretShape(B, 0);
+    }
+
+    /** {@link #nibbles} as 32-bit lanes. */
+    private static IntVector nibbleInts(MemorySegment w, long at, int shift) {
+        return ints(bytes(w, at)).lanewise(VectorOperators.LSHR, shift).and(NIBBLE);
+    }
+
+    /** Bit {@code bit} of each of the LANES bytes from {@code at}, moved to bit 4 of its byte (as 32-bit lanes). */
+    private static IntVector fifthBits(MemorySegment w, long at, int bit) {
+        return ints(bytes(w, at)).lanewise(VectorOperators.LSHR, bit).and(ONES).lanewise(VectorOperators.LSHL, 4);
     }
 
     /** The bytes as 32-bit lanes (the same bits). */

@@ -1,5 +1,6 @@
 package dev.ropeway.model;
 
+import dev.ropeway.io.GgmlType;
 import dev.ropeway.io.GgufFile;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
@@ -221,12 +222,14 @@ class GgufLlamaCppTest {
             System.out.println("llama.cpp on " + seen);
             assertTrue(imported < 0.06 * scale, seen);
             if (!type.equals("Q8_0") && !type.equals("Q6_K")) assertTrue(imported < 0.25 * original, seen);
-            if (type.equals("Q8_0") || type.equals("Q4_K") || type.equals("Q6_K")) {
-                // Kept as blocks, the matrices read back as the f32 import's values, and the CPU computes its logits.
+            GgmlType main = GgmlType.valueOf(type);
+            if (GgufImport.KEPT.contains(main)) {
+                // Kept as blocks (Q4_0, Q5_0 and IQ4_NL rewritten as Q8_0), the matrices read back as the f32 import's
+                // values, and the CPU computes its logits.
                 GgufImport.Result k = GgufImport.write(quantised, tmp.resolve("quantised-kept-" + type),
                         new GgufImport.Options(null, true, true));
                 try (WeightStore kept = WeightStore.open(k.dir()); WeightStore floats = WeightStore.open(r.dir())) {
-                    assertEquals(dev.ropeway.tensor.DType.valueOf(type), kept.info("model.layers.0.mlp.up_proj.weight").dtype());
+                    assertEquals(GgufImport.kept(main), kept.info("model.layers.0.mlp.up_proj.weight").dtype());
                     for (String name : kept.names()) assertArrayEquals(floats.readFloats(name), kept.readFloats(name), name);
                 }
                 float[][] fromBlocks = ropewayLogits(k.dir(), Transformer.loadConfig(k.dir()).rope(), ids);
