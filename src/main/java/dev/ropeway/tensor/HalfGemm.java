@@ -47,7 +47,8 @@ final class HalfGemm {
             if (m > 1) {
                 // Rows share each widened weight vector, four at a time (fewer repeat the last).
                 long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
-                kernel = (c0, c1) -> columns4(f16, c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
+                kernel = f16 ? (c0, c1) -> columns4F16(c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3])
+                        : (c0, c1) -> columns4(c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
             }
             else if (f16) kernel = (c0, c1) -> columnsF16(c0, c1, k, a, aOffset, w, wOffset, ldw, c, cOffset);
             else kernel = (c0, c1) -> columns(c0, c1, k, a, aOffset, w, wOffset, ldw, c, cOffset);
@@ -66,9 +67,12 @@ final class HalfGemm {
     /**
      * Four rows of A (element offsets of A's and C's rows; a repeated row is computed twice), two columns at a time:
      * each weight vector is widened once for the four. Per row and column the sums of the one-row kernels, operation
-     * for operation ({@link Gemv}'s four-row kernel with W widened in registers).
+     * for operation ({@link Gemv}'s four-row kernel with W widened in registers). W is bfloat16 here and float16 in its
+     * twin {@link #columns4F16}: one kernel for both, branching on the type for each vector, was compiled for the type
+     * that ran first, and the other one then recompiled it with both branches, past the JIT's inlining budget, which
+     * left the widening helpers out of line and boxed their vectors (measured: bfloat16 at 2 rows 20 times slower).
      */
-    private static void columns4(boolean f16, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
+    private static void columns4(int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                                  MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0, long y1, long y2, long y3) {
         float[] lanes = new float[LANES];
         int bound = F.loopBound(k);
@@ -80,8 +84,8 @@ final class HalfGemm {
             int i = 0;
             for (; i < bound; i += LANES) {
                 long o = i * 4L;
-                FloatVector w0 = f16 ? wideF16(w, b0 + i * 2L) : wide(w, b0 + i * 2L);
-                FloatVector w1 = f16 ? wideF16(w, b0 + step + i * 2L) : wide(w, b0 + step + i * 2L);
+                FloatVector w0 = wide(w, b0 + i * 2L);
+                FloatVector w1 = wide(w, b0 + step + i * 2L);
                 FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
                 s00 = w0.fma(x, s00);
                 s01 = w1.fma(x, s01);
@@ -95,16 +99,53 @@ final class HalfGemm {
                 s30 = w0.fma(x, s30);
                 s31 = w1.fma(x, s31);
             }
-            store2(f16, Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), i, k, a, a0, w, b0, step, c, (y0 + j) * 4);
-            store2(f16, Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), i, k, a, a1, w, b0, step, c, (y1 + j) * 4);
-            store2(f16, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
-            store2(f16, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
+            store2(false, Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), i, k, a, a0, w, b0, step, c, (y0 + j) * 4);
+            store2(false, Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), i, k, a, a1, w, b0, step, c, (y1 + j) * 4);
+            store2(false, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
+            store2(false, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
         }
         if (j < c1) {
-            for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}}) {
-                if (f16) columnsF16(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
-                else columns(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
+            for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
+                columns(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
+        }
+    }
+
+    /** {@link #columns4} with W float16 (all finite). */
+    private static void columns4F16(int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
+                                    MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0, long y1, long y2, long y3) {
+        float[] lanes = new float[LANES];
+        int bound = F.loopBound(k);
+        long a0 = x0 * 4, a1 = x1 * 4, a2 = x2 * 4, a3 = x3 * 4, step = (long) ldw * 2;
+        int j = c0;
+        for (; j + 2 <= c1; j += 2) {
+            long b0 = (wOffset + (long) j * ldw) * 2;
+            FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+            int i = 0;
+            for (; i < bound; i += LANES) {
+                long o = i * 4L;
+                FloatVector w0 = wideF16(w, b0 + i * 2L);
+                FloatVector w1 = wideF16(w, b0 + step + i * 2L);
+                FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
+                s00 = w0.fma(x, s00);
+                s01 = w1.fma(x, s01);
+                x = FloatVector.fromMemorySegment(F, a, a1 + o, NATIVE);
+                s10 = w0.fma(x, s10);
+                s11 = w1.fma(x, s11);
+                x = FloatVector.fromMemorySegment(F, a, a2 + o, NATIVE);
+                s20 = w0.fma(x, s20);
+                s21 = w1.fma(x, s21);
+                x = FloatVector.fromMemorySegment(F, a, a3 + o, NATIVE);
+                s30 = w0.fma(x, s30);
+                s31 = w1.fma(x, s31);
             }
+            store2(true, Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), i, k, a, a0, w, b0, step, c, (y0 + j) * 4);
+            store2(true, Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), i, k, a, a1, w, b0, step, c, (y1 + j) * 4);
+            store2(true, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
+            store2(true, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
+        }
+        if (j < c1) {
+            for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
+                columnsF16(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
         }
     }
 

@@ -93,7 +93,10 @@ final class KQuantGemm {
         long first = wOffset / BLOCK * blockBytes, stride = (long) ldw / BLOCK * blockBytes;
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
             Gemv.ColumnBlock kernel;
-            if (m > 1) {
+            if (m == 2) {
+                long x1 = aOffset + lda, y1 = cOffset + ldc;
+                kernel = (c0, c1) -> rows2(type, c0, c1, k, a, aOffset, x1, q, first, stride, c, cOffset, y1);
+            } else if (m > 2) {
                 long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
                 kernel = (c0, c1) -> rows4(type, c0, c1, k, a, x[0], x[1], x[2], x[3], q, first, stride, c, y[0], y[1], y[2], y[3]);
             } else {
@@ -230,7 +233,7 @@ final class KQuantGemm {
         boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
-        byte[] q = six ? new byte[2 * BLOCK + 64] : null;
+        byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
         long[] y = {y0, y1, y2, y3};
         for (int j = c0; j < c1; j += 2) {
@@ -245,7 +248,9 @@ final class KQuantGemm {
                     q6Unpack(w, r1 + o, q, BLOCK);
                     q6Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else if (five) {
-                    q5Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                    q5Unpack(w, r0 + o, q, 0);
+                    q5Unpack(w, r1 + o, q, BLOCK);
+                    q5Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else {
                     q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 }
@@ -254,6 +259,43 @@ final class KQuantGemm {
                 c.set(JAVA_FLOAT, (y[t] + j) * Float.BYTES, sum(acc, 2 * t, lanes));
                 c.set(JAVA_FLOAT, (y[t] + j1) * Float.BYTES, sum(acc, 2 * t + 1, lanes));
             }
+        }
+    }
+
+    /**
+     * Two rows of A (element offsets of A's and C's rows), two columns at a time (past {@code c1 - 1} the last repeats):
+     * {@link #rows4} with half the rows, so that two rows (a batch of two, two serving slots) do not pay for four.
+     */
+    private static void rows2(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, MemorySegment w,
+                              long first, long stride, MemorySegment c, long y0, long y1) {
+        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
+        float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
+        byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
+        long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
+        for (int j = c0; j < c1; j += 2) {
+            int j1 = Math.min(j + 1, c1 - 1);
+            long r0 = first + j * stride, r1 = first + j1 * stride;
+            factors(type, w, first, stride, j, 2, c1 - 1, blocks, f);
+            java.util.Arrays.fill(acc, 0f);
+            for (int b = 0; b < blocks; b++) {
+                long o = (long) b * blockBytes, xo = (long) b * BLOCK * Float.BYTES;
+                if (six) {
+                    q6Unpack(w, r0 + o, q, 0);
+                    q6Unpack(w, r1 + o, q, BLOCK);
+                    q6Block2x2(q, f, 16 * b, per, a, xa + xo, xb + xo, acc);
+                } else if (five) {
+                    q5Unpack(w, r0 + o, q, 0);
+                    q5Unpack(w, r1 + o, q, BLOCK);
+                    q5Block2x2(q, f, 16 * b, per, a, xa + xo, xb + xo, acc);
+                } else {
+                    q4Block2x2(w, r0 + o, r1 + o, f, 16 * b, per, a, xa + xo, xb + xo, acc);
+                }
+            }
+            c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
+            c.set(JAVA_FLOAT, (y0 + j1) * Float.BYTES, sum(acc, 1, lanes));
+            c.set(JAVA_FLOAT, (y1 + j) * Float.BYTES, sum(acc, 2, lanes));
+            c.set(JAVA_FLOAT, (y1 + j1) * Float.BYTES, sum(acc, 3, lanes));
         }
     }
 
@@ -392,6 +434,31 @@ final class KQuantGemm {
         s31.intoArray(acc, 7 * LANES);
     }
 
+    /** {@link #q4Block2x4} for two rows of A (bytes {@code x0}, {@code x1}): accumulators row t, column u at {@code LANES (2t + u)}. */
+    private static void q4Block2x2(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
+                                   long x0, long x1, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s, q = 16 + 32 * (s >> 1), shift = 4 * (s & 1);
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                long o = (32L * s + v) * Float.BYTES;
+                FloatVector v0 = floats(nibbles(w, p0 + q + v, shift)).fma(d0, m0), v1 = floats(nibbles(w, p1 + q + v, shift)).fma(d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+    }
+
     // ---- Q5_K ----
 
     /*
@@ -433,20 +500,43 @@ final class KQuantGemm {
         s1.intoArray(acc, at + LANES);
     }
 
-    /** {@link #q4Block2x4} for Q5_K. */
-    private static void q5Block2x4(MemorySegment w, long p0, long p1, float[] f, int e, int per, MemorySegment a,
-                                   long x0, long x1, long x2, long x3, float[] acc) {
+    /**
+     * The 256 values of the Q5_K block at byte p (0 to 31) into {@code q[at .. at + 256)}: for products of several rows
+     * of A, where decoding each weight vector in registers (five operations more than Q4_K's) for every pair of rows cost
+     * more than unpacking the block once (measured: 4 rows 2.5 times the Q4_K kernel's time, against about 1.3 this way).
+     */
+    private static void q5Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int s = 0; s < 8; s++) {
+            long lo = p + 48 + 32 * (s >> 1), hi = p + 16;
+            int shift = 4 * (s & 1);
+            for (int v = 0; v < 32; v += U.length()) {
+                IntVector low = ((IntVector) ByteVector.fromMemorySegment(U, w, lo + v, NATIVE).reinterpretShape(UI, 0))
+                        .lanewise(VectorOperators.LSHR, shift).and(NIBBLE);
+                IntVector high = ((IntVector) ByteVector.fromMemorySegment(U, w, hi + v, NATIVE).reinterpretShape(UI, 0))
+                        .lanewise(VectorOperators.LSHR, s).and(ONES).lanewise(VectorOperators.LSHL, 4);
+                ((ByteVector) low.or(high).reinterpretShape(U, 0)).intoArray(q, at + 32 * s + v);
+            }
+        }
+    }
+
+    /**
+     * {@link #q4Block2x4} for Q5_K, the two rows of W unpacked ({@link #q5Unpack}) into {@code q[0 ..]} and
+     * {@code q[256 ..]}.
+     */
+    private static void q5Block2x4(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, long x2, long x3,
+                                   float[] acc) {
         FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
         FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
         FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
         FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
         for (int s = 0; s < 8; s++) {
-            int i = e + s, q = 48 + 32 * (s >> 1), shift = 4 * (s & 1);
+            int i = e + s;
             float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
             for (int v = 0; v < 32; v += LANES) {
-                long o = (32L * s + v) * Float.BYTES;
-                FloatVector v0 = floats(fives(nibbleInts(w, p0 + q + v, shift), fifthBits(w, p0 + 16 + v, s))).fma(d0, m0);
-                FloatVector v1 = floats(fives(nibbleInts(w, p1 + q + v, shift), fifthBits(w, p1 + 16 + v, s))).fma(d1, m1);
+                int u = 32 * s + v;
+                long o = (long) u * Float.BYTES;
+                FloatVector v0 = floats(ByteVector.fromArray(B, q, u)).fma(d0, m0);
+                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + u)).fma(d1, m1);
                 FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
                 s00 = v0.fma(xv, s00);
                 s01 = v1.fma(xv, s01);
@@ -469,6 +559,32 @@ final class KQuantGemm {
         s21.intoArray(acc, 5 * LANES);
         s30.intoArray(acc, 6 * LANES);
         s31.intoArray(acc, 7 * LANES);
+    }
+
+    /** {@link #q5Block2x4} for two rows of A. */
+    private static void q5Block2x2(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s;
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            for (int v = 0; v < 32; v += LANES) {
+                int u = 32 * s + v;
+                long o = (long) u * Float.BYTES;
+                FloatVector v0 = floats(ByteVector.fromArray(B, q, u)).fma(d0, m0);
+                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + u)).fma(d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
     }
 
     // ---- Q6_K ----
@@ -568,6 +684,28 @@ final class KQuantGemm {
         s21.intoArray(acc, 5 * LANES);
         s30.intoArray(acc, 6 * LANES);
         s31.intoArray(acc, 7 * LANES);
+    }
+
+    /** {@link #q6Block2x4} for two rows of A. */
+    private static void q6Block2x2(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            long o = (long) i * Float.BYTES;
+            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
+            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+            s00 = v0.fma(xv, s00);
+            s01 = v1.fma(xv, s01);
+            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+            s10 = v0.fma(xv, s10);
+            s11 = v1.fma(xv, s11);
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
     }
 
     // ---- Shared ----
