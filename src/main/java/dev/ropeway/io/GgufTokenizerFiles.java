@@ -21,9 +21,10 @@ import static dev.ropeway.io.GgufVocabulary.USER_DEFINED;
  * engines do:
  * <ul>
  *   <li>{@code gpt2} (byte-level BPE, as Llama 3, Qwen2 and Qwen3 ship): the vocabulary and merges as they are, with the
- *   pre-tokenizer that {@code tokenizer.ggml.pre} names (GPT-2's ByteLevel regex, or the Llama 3 / Qwen2 split
- *   patterns; Llama 3's also skips merges for words already in the vocabulary, as llama.cpp does). Other pre-tokenizer
- *   names are refused rather than tokenized differently.</li>
+ *   pre-tokenizer that {@code tokenizer.ggml.pre} names (GPT-2's ByteLevel regex, SmolLM's digits then that regex, or
+ *   the split patterns of Llama 3, DBRX, Qwen2, Mistral's Tekken and GPT-4o; Llama 3's and Tekken's also skip merges for
+ *   words already in the vocabulary, as llama.cpp does). Other pre-tokenizer names are refused rather than tokenized
+ *   differently.</li>
  *   <li>{@code llama} (SentencePiece BPE with byte fallback, as Llama 2, Mistral and Phi-3 ship): a BPE whose merges
  *   are every split of a vocabulary piece into two pieces, ranked by the merged piece's score (highest first), with
  *   '\u2581' for spaces, a prefix space unless {@code tokenizer.ggml.add_space_prefix} is false, and byte fallback.
@@ -37,14 +38,45 @@ public final class GgufTokenizerFiles {
     public record Written(String model, String pre, int tokens, int merges, int addedTokens, boolean chatTemplate,
                           int[] endIds, List<String> notes) {}
 
-    /** Pre-tokenizer families by the names llama.cpp gives them. */
-    private enum Pre { GPT2, LLAMA3, QWEN2 }
+    /** Mistral's Tekken tokenizer's split pattern: letters in runs of capitals then lower case, digits one by one. */
+    private static final String TEKKEN_PATTERN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+            + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}"
+            + "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    /** The o200k split pattern (GPT-4o's, Phi-4-mini's): Tekken's letter runs with contractions, digits in threes. */
+    private static final String GPT4O_PATTERN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+            + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+            + "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-    private static final Map<String, Pre> PRE_NAMES = Map.of(
-            "gpt-2", Pre.GPT2, "phi-2", Pre.GPT2,
-            "llama-bpe", Pre.LLAMA3, "llama3", Pre.LLAMA3, "llama-v3", Pre.LLAMA3, "falcon3", Pre.LLAMA3,
-            "pixtral", Pre.LLAMA3,
-            "qwen2", Pre.QWEN2, "deepseek-r1-qwen", Pre.QWEN2);
+    /**
+     * Pre-tokenizer families by what they run: GPT-2's ByteLevel regex (after splitting off every digit for
+     * {@link #DIGITS}), or a split pattern then bytes; whether merges are skipped for a word already in the vocabulary
+     * (llama.cpp's {@code ignore_merges}), and whether a BOS token is added when the file does not say.
+     */
+    private enum Pre {
+        GPT2(null, false, false), DIGITS(null, false, false),
+        LLAMA3(GgufVocabulary.splitPattern("llama-bpe"), true, true), DBRX(GgufVocabulary.splitPattern("llama-bpe"), false, false),
+        QWEN2(GgufVocabulary.splitPattern("qwen2"), false, false),
+        TEKKEN(TEKKEN_PATTERN, true, true), GPT4O(GPT4O_PATTERN, false, false);
+
+        final String pattern;
+        final boolean ignoreMerges, addBos;
+
+        Pre(String pattern, boolean ignoreMerges, boolean addBos) {
+            this.pattern = pattern;
+            this.ignoreMerges = ignoreMerges;
+            this.addBos = addBos;
+        }
+    }
+
+    /** The names llama.cpp gives the pre-tokenizers, each with the family it runs for that name. */
+    private static final Map<String, Pre> PRE_NAMES = Map.ofEntries(
+            Map.entry("gpt-2", Pre.GPT2), Map.entry("phi-2", Pre.GPT2),
+            Map.entry("smollm", Pre.DIGITS),
+            Map.entry("llama-bpe", Pre.LLAMA3), Map.entry("llama3", Pre.LLAMA3), Map.entry("llama-v3", Pre.LLAMA3),
+            Map.entry("falcon3", Pre.LLAMA3), Map.entry("pixtral", Pre.LLAMA3),
+            Map.entry("dbrx", Pre.DBRX), Map.entry("smaug-bpe", Pre.DBRX),
+            Map.entry("qwen2", Pre.QWEN2), Map.entry("deepseek-r1-qwen", Pre.QWEN2),
+            Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O));
 
     /** Whether the file carries a tokenizer at all. */
     public static boolean present(GgufFile g) {
@@ -113,18 +145,17 @@ public final class GgufTokenizerFiles {
                             + "Hugging Face form known here (GGUF names it; llama.cpp keeps the rules in code); known: "
                             + new java.util.TreeSet<>(PRE_NAMES.keySet()) + ". Import with --no-tokenizer and put the "
                             + "model's own tokenizer.json beside it");
-                addBos = bool(g, "tokenizer.ggml.add_bos_token", family == Pre.LLAMA3);
+                addBos = bool(g, "tokenizer.ggml.add_bos_token", family.addBos);
                 root.put("normalizer", null);
                 Map<String, Object> byteLevel = Json.ordered("type", "ByteLevel", "add_prefix_space", false,
-                        "trim_offsets", true, "use_regex", family == Pre.GPT2);
+                        "trim_offsets", true, "use_regex", family.pattern == null);
                 if (family == Pre.GPT2) {
                     root.put("pre_tokenizer", byteLevel);
                 } else {
-                    String pattern = null;
-                    for (Map.Entry<String, String> e : GgufVocabulary.SPLIT_PATTERNS.entrySet())
-                        if (e.getValue().equals(family == Pre.LLAMA3 ? "llama-bpe" : "qwen2")) pattern = e.getKey();
-                    Map<String, Object> split = Json.ordered("type", "Split", "pattern", Json.ordered("Regex", pattern),
-                            "behavior", "Isolated", "invert", false);
+                    Map<String, Object> split = family == Pre.DIGITS
+                            ? Json.ordered("type", "Digits", "individual_digits", true)
+                            : Json.ordered("type", "Split", "pattern", Json.ordered("Regex", family.pattern),
+                                    "behavior", "Isolated", "invert", false);
                     root.put("pre_tokenizer", Json.ordered("type", "Sequence", "pretokenizers", List.of(split, byteLevel)));
                 }
                 root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
@@ -139,7 +170,7 @@ public final class GgufTokenizerFiles {
                 model.put("end_of_word_suffix", null);
                 model.put("fuse_unk", false);
                 model.put("byte_fallback", false);
-                model.put("ignore_merges", family == Pre.LLAMA3);
+                model.put("ignore_merges", family.ignoreMerges);
                 model.put("vocab", vocab);
                 model.put("merges", merges);
             }

@@ -48,6 +48,12 @@ public record GgufVocabulary(String model, String pre, List<String> tokens, int[
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "llama-bpe",
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", "qwen2");
 
+    /** The split pattern {@link #SPLIT_PATTERNS} names {@code name}. */
+    static String splitPattern(String name) {
+        for (Map.Entry<String, String> e : SPLIT_PATTERNS.entrySet()) if (e.getValue().equals(name)) return e.getKey();
+        throw new IllegalArgumentException("no split pattern named " + name);
+    }
+
     public GgufVocabulary {
         if (!model.equals(GPT2) && !model.equals(LLAMA)) throw new IllegalArgumentException("tokenizer model " + model);
         tokens = List.copyOf(tokens);
