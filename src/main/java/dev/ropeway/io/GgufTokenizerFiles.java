@@ -22,9 +22,9 @@ import static dev.ropeway.io.GgufVocabulary.USER_DEFINED;
  * <ul>
  *   <li>{@code gpt2} (byte-level BPE, as Llama 3, Qwen2 and Qwen3 ship): the vocabulary and merges as they are, with the
  *   pre-tokenizer that {@code tokenizer.ggml.pre} names (GPT-2's ByteLevel regex, SmolLM's digits then that regex, or
- *   the split patterns of Llama 3, DBRX, Qwen2, Mistral's Tekken and GPT-4o; Llama 3's and Tekken's also skip merges for
- *   words already in the vocabulary, as llama.cpp does). Other pre-tokenizer names are refused rather than tokenized
- *   differently.</li>
+ *   the split patterns of Llama 3, DBRX, Qwen2, Mistral's Tekken, GPT-4o and DeepSeek Coder; Llama 3's and Tekken's
+ *   also skip merges for words already in the vocabulary, as llama.cpp does). Other pre-tokenizer names are refused
+ *   rather than tokenized differently.</li>
  *   <li>{@code llama} (SentencePiece BPE with byte fallback, as Llama 2, Mistral and Phi-3 ship): a BPE whose merges
  *   are every split of a vocabulary piece into two pieces, ranked by the merged piece's score (highest first), with
  *   '\u2581' for spaces, a prefix space unless {@code tokenizer.ggml.add_space_prefix} is false, and byte fallback.
@@ -53,18 +53,27 @@ public final class GgufTokenizerFiles {
      * (llama.cpp's {@code ignore_merges}), and whether a BOS token is added when the file does not say.
      */
     private enum Pre {
-        GPT2(null, false, false), DIGITS(null, false, false),
-        LLAMA3(GgufVocabulary.splitPattern("llama-bpe"), true, true), DBRX(GgufVocabulary.splitPattern("llama-bpe"), false, false),
-        QWEN2(GgufVocabulary.splitPattern("qwen2"), false, false),
-        TEKKEN(TEKKEN_PATTERN, true, true), GPT4O(GPT4O_PATTERN, false, false);
+        GPT2(false, false), DIGITS(false, false, "\\p{N}"),
+        LLAMA3(true, true, GgufVocabulary.splitPattern("llama-bpe")), DBRX(false, false, GgufVocabulary.splitPattern("llama-bpe")),
+        QWEN2(false, false, GgufVocabulary.splitPattern("qwen2")),
+        TEKKEN(true, true, TEKKEN_PATTERN), GPT4O(false, false, GPT4O_PATTERN),
+        /** DeepSeek Coder's: line breaks, letter runs, punctuation runs, CJK runs and digits, each cut off in turn. */
+        DEEPSEEK_CODER(false, false, "[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+                "\\p{N}");
 
-        final String pattern;
+        /** Split patterns applied in turn, each to the pieces the one before left; none for GPT-2's regex alone. */
+        final List<String> patterns;
         final boolean ignoreMerges, addBos;
 
-        Pre(String pattern, boolean ignoreMerges, boolean addBos) {
-            this.pattern = pattern;
+        Pre(boolean ignoreMerges, boolean addBos, String... patterns) {
+            this.patterns = List.of(patterns);
             this.ignoreMerges = ignoreMerges;
             this.addBos = addBos;
+        }
+
+        /** Whether GPT-2's regex cuts the pieces last (ByteLevel's use_regex), as it does for GPT2 and DIGITS. */
+        boolean gpt2Words() {
+            return this == GPT2 || this == DIGITS;
         }
     }
 
@@ -76,7 +85,7 @@ public final class GgufTokenizerFiles {
             Map.entry("falcon3", Pre.LLAMA3), Map.entry("pixtral", Pre.LLAMA3),
             Map.entry("dbrx", Pre.DBRX), Map.entry("smaug-bpe", Pre.DBRX),
             Map.entry("qwen2", Pre.QWEN2), Map.entry("deepseek-r1-qwen", Pre.QWEN2),
-            Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O));
+            Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O), Map.entry("deepseek-coder", Pre.DEEPSEEK_CODER));
 
     /** Whether the file carries a tokenizer at all. */
     public static boolean present(GgufFile g) {
@@ -148,15 +157,16 @@ public final class GgufTokenizerFiles {
                 addBos = bool(g, "tokenizer.ggml.add_bos_token", family.addBos);
                 root.put("normalizer", null);
                 Map<String, Object> byteLevel = Json.ordered("type", "ByteLevel", "add_prefix_space", false,
-                        "trim_offsets", true, "use_regex", family.pattern == null);
-                if (family == Pre.GPT2) {
+                        "trim_offsets", true, "use_regex", family.gpt2Words());
+                if (family.patterns.isEmpty()) {
                     root.put("pre_tokenizer", byteLevel);
                 } else {
-                    Map<String, Object> split = family == Pre.DIGITS
-                            ? Json.ordered("type", "Digits", "individual_digits", true)
-                            : Json.ordered("type", "Split", "pattern", Json.ordered("Regex", family.pattern),
-                                    "behavior", "Isolated", "invert", false);
-                    root.put("pre_tokenizer", Json.ordered("type", "Sequence", "pretokenizers", List.of(split, byteLevel)));
+                    List<Object> steps = new ArrayList<>();
+                    for (String pattern : family.patterns)
+                        steps.add(Json.ordered("type", "Split", "pattern", Json.ordered("Regex", pattern), "behavior", "Isolated",
+                                "invert", false));
+                    steps.add(byteLevel);
+                    root.put("pre_tokenizer", Json.ordered("type", "Sequence", "pretokenizers", steps));
                 }
                 root.put("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
                 root.put("decoder", Json.ordered("type", "ByteLevel", "add_prefix_space", true, "trim_offsets", true,

@@ -302,7 +302,7 @@ class GgufLlamaCppTest {
      */
     @TestFactory
     Stream<DynamicTest> importedPreTokenizersGiveLlamaCppsIds() throws IOException {
-        String text = GgufTestModels.SAMPLE + "CamelCase HTTPServer iPhone McDonald's I'M WE'LL they'Re 12345678 a/b//c\n"
+        String text = GgufTestModels.SAMPLE + "CamelCase HTTPServer iPhone McDonald's I'M WE'LL they'Re 12345678 a/b//c \uD55C\uAD6D\uC5B4\n"
                 + "  trailing\t \n\n\r\n x";
         // A vocabulary trained on the text itself (GPT-2's rules), so that its merges cross the boundaries where the
         // other rules cut: without them, different cuts could still give the same ids.
@@ -319,7 +319,7 @@ class GgufLlamaCppTest {
         Path file = tmp.resolve("pre-text.txt");
         Files.writeString(file, text);
         Map<String, int[]> seen = new java.util.concurrent.ConcurrentHashMap<>();
-        List<String> names = List.of("gpt-2", "smollm", "llama-bpe", "dbrx", "qwen2", "tekken", "gpt-4o");
+        List<String> names = List.of("gpt-2", "smollm", "llama-bpe", "dbrx", "qwen2", "tekken", "gpt-4o", "deepseek-coder");
         return names.stream().map(pre -> DynamicTest.dynamicTest(pre, () -> {
             Path gguf = tmp.resolve("pre-" + pre + ".gguf");
             GgufTestModels.rewrite(source, gguf, Map.of("tokenizer.ggml.pre", dev.ropeway.io.GgufValue.string(pre)), java.util.Set.of());
