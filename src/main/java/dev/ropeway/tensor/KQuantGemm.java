@@ -16,7 +16,7 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K, Q5_K or Q6_K matrix ({@link CpuKQuantTensor}, row-major [n, k] in
+ * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor}, row-major [n, k] in
  * blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W
  * as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q5_K: the
  * same, each topped with its fifth bit; Q6_K: from the block's values unpacked to bytes just before; then converted to
@@ -64,6 +64,8 @@ final class KQuantGemm {
     /** The 16 bytes of a Q4_K block's scales and mins, and the two longs they are gathered in. */
     private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
     private static final VectorSpecies<Long> L = LongVector.SPECIES_128;
+    /** Those 16 bytes as four 32-bit lanes, for shifts. */
+    private static final VectorSpecies<Integer> I4 = IntVector.SPECIES_128;
     /** A nibble (or two bits) in each byte of a 32-bit lane. */
     private static final int NIBBLE = 0x0F0F0F0F, PAIR = 0x03030303, ONES = 0x01010101;
 
@@ -145,13 +147,13 @@ final class KQuantGemm {
     static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
         int blockBytes = type.blockBytes();
         float[] factors = new float[16];
-        byte[] unpacked = type == DType.Q6_K ? new byte[BLOCK + 64] : null;
+        byte[] unpacked = unpacks(type) ? new byte[BLOCK + 64] : null;
         for (long i = 0; i < count; i++) {
             long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
             switch (type) {
                 case Q4_K -> q4Block(blocks, p, dst, out, factors);
                 case Q5_K -> q5Block(blocks, p, dst, out, factors);
-                case Q6_K -> q6Block(blocks, p, dst, out, factors, unpacked);
+                case Q6_K, IQ4_XS -> unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
                 default -> throw new IllegalArgumentException("not a k-quant type: " + type);
             }
         }
@@ -159,12 +161,15 @@ final class KQuantGemm {
 
     /** True when none of the float16 factors (d, and dmin for Q4_K and Q5_K) of blocks {@code [from, to)} is an infinity or a NaN. */
     static boolean finiteFactors(DType type, MemorySegment blocks, long from, long to) {
-        boolean six = type == DType.Q6_K;
         int blockBytes = type.blockBytes();
         int special = 0;
         for (long b = from; b < to; b++) {
             long p = b * blockBytes;
-            special |= six ? special(blocks.get(HALF, p + 208)) : special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
+            special |= switch (type) {
+                case Q6_K -> special(blocks.get(HALF, p + 208));
+                case IQ4_XS -> special(blocks.get(HALF, p));
+                default -> special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
+            };
         }
         return special == 0;
     }
@@ -190,7 +195,7 @@ final class KQuantGemm {
      */
     private static void row(DType type, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
                             long stride, MemorySegment c, long y0) {
-        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        boolean six = unpacks(type), five = type == DType.Q5_K;
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = six ? new byte[4 * BLOCK + 64] : null;
@@ -203,10 +208,10 @@ final class KQuantGemm {
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
                 if (six) {
-                    q6Unpack(w, r0 + o, q, 0);
-                    q6Unpack(w, r1 + o, q, BLOCK);
-                    q6Unpack(w, r2 + o, q, 2 * BLOCK);
-                    q6Unpack(w, r3 + o, q, 3 * BLOCK);
+                    unpack(type, w, r0 + o, q, 0);
+                    unpack(type, w, r1 + o, q, BLOCK);
+                    unpack(type, w, r2 + o, q, 2 * BLOCK);
+                    unpack(type, w, r3 + o, q, 3 * BLOCK);
                     q6Block4(q, f, 16 * b, per, a, x, acc);
                 } else if (five) {
                     q5Block2(w, r0 + o, r1 + o, f, 16 * b, per, a, x, acc, 0);
@@ -230,7 +235,7 @@ final class KQuantGemm {
      */
     private static void rows4(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
-        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        boolean six = unpacks(type), five = type == DType.Q5_K;
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
         byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
@@ -244,8 +249,8 @@ final class KQuantGemm {
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
                 if (six) {
-                    q6Unpack(w, r0 + o, q, 0);
-                    q6Unpack(w, r1 + o, q, BLOCK);
+                    unpack(type, w, r0 + o, q, 0);
+                    unpack(type, w, r1 + o, q, BLOCK);
                     q6Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else if (five) {
                     q5Unpack(w, r0 + o, q, 0);
@@ -268,7 +273,7 @@ final class KQuantGemm {
      */
     private static void rows2(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, MemorySegment w,
                               long first, long stride, MemorySegment c, long y0, long y1) {
-        boolean six = type == DType.Q6_K, five = type == DType.Q5_K;
+        boolean six = unpacks(type), five = type == DType.Q5_K;
         int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
@@ -281,8 +286,8 @@ final class KQuantGemm {
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xo = (long) b * BLOCK * Float.BYTES;
                 if (six) {
-                    q6Unpack(w, r0 + o, q, 0);
-                    q6Unpack(w, r1 + o, q, BLOCK);
+                    unpack(type, w, r0 + o, q, 0);
+                    unpack(type, w, r1 + o, q, BLOCK);
                     q6Block2x2(q, f, 16 * b, per, a, xa + xo, xb + xo, acc);
                 } else if (five) {
                     q5Unpack(w, r0 + o, q, 0);
@@ -302,17 +307,21 @@ final class KQuantGemm {
     /**
      * The float factors of the first {@code blocks} blocks of W's rows {@code j .. j + rows - 1} (those past {@code last}
      * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[16 (t blocks + b)]}, as
-     * {@link #q4Factors} (Q4_K and Q5_K) or {@link #q6Factors} lay them out.
+     * {@link #q4Factors} (Q4_K and Q5_K), {@link #q6Factors} or {@link #iq4Factors} lay them out.
      */
     private static void factors(DType type, MemorySegment w, long first, long stride, int j, int rows, int last, int blocks,
                                 float[] out) {
-        boolean six = type == DType.Q6_K;
         int blockBytes = type.blockBytes();
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
             for (int b = 0; b < blocks; b++) {
-                if (six) q6Factors(w, r + (long) b * blockBytes, out, 16 * (t * blocks + b));
-                else q4Factors(w, r + (long) b * blockBytes, out, 16 * (t * blocks + b));
+                long p = r + (long) b * blockBytes;
+                int o = 16 * (t * blocks + b);
+                switch (type) {
+                    case Q6_K -> q6Factors(w, p, out, o);
+                    case IQ4_XS -> iq4Factors(w, p, out, o);
+                    default -> q4Factors(w, p, out, o);
+                }
             }
         }
     }
@@ -623,9 +632,11 @@ final class KQuantGemm {
         }
     }
 
-    private static void q6Block(MemorySegment w, long p, MemorySegment dst, long to, float[] f, byte[] q) {
-        q6Factors(w, p, f, 0);
-        q6Unpack(w, p, q, 0);
+    /** A Q6_K or IQ4_XS block decoded: its values unpacked to bytes, times their group's factor. */
+    private static void unpackedBlock(DType type, MemorySegment w, long p, MemorySegment dst, long to, float[] f, byte[] q) {
+        if (type == DType.Q6_K) q6Factors(w, p, f, 0);
+        else iq4Factors(w, p, f, 0);
+        unpack(type, w, p, q, 0);
         for (int i = 0; i < BLOCK; i += LANES)
             floats(ByteVector.fromArray(B, q, i)).mul(f[i >> 4]).intoMemorySegment(dst, to + (long) i * Float.BYTES, NATIVE);
     }
@@ -706,6 +717,55 @@ final class KQuantGemm {
         s01.intoArray(acc, LANES);
         s10.intoArray(acc, 2 * LANES);
         s11.intoArray(acc, 3 * LANES);
+    }
+
+    // ---- IQ4_XS ----
+
+    /*
+     * An IQ4_XS block, 136 bytes: d (float16) @0, scales_h (16 bits) @2, scales_l[4] @4, qs[128] @8. Sub-block ib (32
+     * values) has the 6-bit scale ls = (nibble ib of scales_l) | (bits 2ib, 2ib+1 of scales_h) << 4 and the factor
+     * dl = d*(ls - 32); its values are the 16 bytes at 8 + 16 ib, low nibbles first (values 0 to 15), then the high ones,
+     * each an index into a fixed table of 16 integers (-127 to 113), and a value is dl times its table entry. dl has at most
+     * 17 significant bits and the entry 7, so every value is exact in float32. The kernels run it as Q6_K: the block
+     * unpacked to its table entries as signed bytes, then each group of 16 times its factor (the factor of sub-block ib
+     * repeated for groups 2ib and 2ib+1).
+     */
+
+    /** The table IQ4_NL and IQ4_XS index (ggml's kvalues_iq4nl). */
+    private static final byte[] IQ4_TABLE = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    private static final ByteVector IQ4_VALUES = ByteVector.fromArray(B16, IQ4_TABLE, 0);
+
+    /** The factors of the IQ4_XS block at byte p: sub-block ib's d*(ls - 32) at {@code out[o + 2ib]} and {@code out[o + 2ib + 1]}. */
+    private static void iq4Factors(MemorySegment w, long p, float[] out, int o) {
+        float d = half(w, p);
+        int high = w.get(HALF, p + 2) & 0xFFFF, low = w.get(INT, p + 4);
+        for (int ib = 0; ib < 8; ib++) {
+            int ls = (low >>> 4 * ib) & 0xF | ((high >>> 2 * ib) & 3) << 4;
+            float dl = d * (ls - 32);
+            out[o + 2 * ib] = dl;
+            out[o + 2 * ib + 1] = dl;
+        }
+    }
+
+    /** The 256 table entries of the IQ4_XS block at byte p, as signed bytes, into {@code q[at .. at + 256)}. */
+    private static void iq4Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            IntVector bytes = (IntVector) ByteVector.fromMemorySegment(B16, w, p + 8 + 16 * ib, NATIVE).reinterpretShape(I4, 0);
+            ((ByteVector) bytes.and(NIBBLE).reinterpretShape(B16, 0)).selectFrom(IQ4_VALUES).intoArray(q, at + 32 * ib);
+            ((ByteVector) bytes.lanewise(VectorOperators.LSHR, 4).and(NIBBLE).reinterpretShape(B16, 0)).selectFrom(IQ4_VALUES)
+                    .intoArray(q, at + 32 * ib + 16);
+        }
+    }
+
+    /** The block at byte p unpacked to signed bytes: Q6_K's values less 32, or IQ4_XS's table entries. */
+    private static void unpack(DType type, MemorySegment w, long p, byte[] q, int at) {
+        if (type == DType.Q6_K) q6Unpack(w, p, q, at);
+        else iq4Unpack(w, p, q, at);
+    }
+
+    /** Whether the kernels unpack this type's blocks to bytes first (Q6_K, IQ4_XS) instead of decoding in registers. */
+    private static boolean unpacks(DType type) {
+        return type == DType.Q6_K || type == DType.IQ4_XS;
     }
 
     // ---- Shared ----

@@ -210,7 +210,7 @@ public final class KernelBenchmark {
 
     /**
      * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
-     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q4_K, Q5_K and Q6_K (random blocks with
+     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q4_K, Q5_K, Q6_K and IQ4_XS (random blocks with
      * float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
@@ -231,15 +231,17 @@ public final class KernelBenchmark {
              Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in);
              Tensor w4 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q4_K, count), DType.Q4_K, out, in);
              Tensor w5 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q5_K, count), DType.Q5_K, out, in);
-             Tensor w6 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q6_K, count), DType.Q6_K, out, in)) {
+             Tensor w6 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q6_K, count), DType.Q6_K, out, in);
+             Tensor wx = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.IQ4_XS, count), DType.IQ4_XS, out, in)) {
             if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor)
-                    || !(w4 instanceof CpuKQuantTensor) || !(w5 instanceof CpuKQuantTensor) || !(w6 instanceof CpuKQuantTensor))
+                    || !(w4 instanceof CpuKQuantTensor) || !(w5 instanceof CpuKQuantTensor) || !(w6 instanceof CpuKQuantTensor)
+                    || !(wx instanceof CpuKQuantTensor))
                 throw new IllegalStateException("the backend must keep 16-bit and k-quant weights as they are "
                         + "(--cpu-weights auto), and in must be a multiple of 256");
-            String[] names = {"f32", "bf16", "f16", "q8_0", "q4_k", "q5_k", "q6_k"};
+            String[] names = {"f32", "bf16", "f16", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_xs"};
             double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK, DType.Q4_K.blockBytes() / 256.0,
-                    DType.Q5_K.blockBytes() / 256.0, DType.Q6_K.blockBytes() / 256.0};
-            Tensor[] held = {w32, wb, w16, wq, w4, w5, w6};
+                    DType.Q5_K.blockBytes() / 256.0, DType.Q6_K.blockBytes() / 256.0, DType.IQ4_XS.blockBytes() / 256.0};
+            Tensor[] held = {w32, wb, w16, wq, w4, w5, w6, wx};
             for (int i = 0; i < held.length; i++) {
                 Tensor w = held[i];
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
@@ -250,7 +252,7 @@ public final class KernelBenchmark {
         return results;
     }
 
-    /** {@code count} values of random Q4_K, Q5_K or Q6_K blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
+    /** {@code count} values of random Q4_K, Q5_K, Q6_K or IQ4_XS blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
     private static MemorySegment kQuantBlocks(Arena arena, Random rnd, DType type, long count) {
         MemorySegment s = arena.allocate(type.byteSize(count));
         byte[] block = new byte[type.blockBytes()];
@@ -347,13 +349,13 @@ public final class KernelBenchmark {
                         }
             }
             if (only == null || only.equals("weights")) {
-                System.out.println("linear by weight type (rows x [out, in])   rows   out    in  type        ms   weight GB/s   vs f32");
+                System.out.println("linear by weight type (rows x [out, in])   rows   out    in  type         ms   weight GB/s   vs f32");
                 int[][] shapes = quick ? new int[][] {{1, 2048, 2048}, {64, 2048, 2048}}
                         : new int[][] {{1, 4096, 4096}, {2, 4096, 4096}, {4, 4096, 4096}, {1, 11008, 4096}, {512, 2048, 2048}};
                 for (int[] s : shapes) {
                     List<WeightsResult> rs = weights(cpu, s[0], s[1], s[2], warmup, samples);
                     for (WeightsResult r : rs)
-                        System.out.printf("%-42s %5d %5d %5d  %-5s%9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
+                        System.out.printf("%-42s %5d %5d %5d  %-6s%9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
                                 r.type(), r.millis(), r.gigabytesPerSecond(),
                                 rs.get(0).millis() / r.millis());
                 }

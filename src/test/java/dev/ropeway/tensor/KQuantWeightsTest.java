@@ -23,13 +23,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * ggml's Q4_K, Q5_K, Q6_K and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
+ * ggml's Q4_K, Q5_K, Q6_K, IQ4_XS and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
  * every op that reads them computes, bit for bit, what it computes on the float32 matrix of ggml's own dequantisation
  * ({@link GgmlDequant}, the reference here).
  */
 public class KQuantWeightsTest {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final List<DType> TYPES = List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.Q8_0);
+    private static final List<DType> TYPES = List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS, DType.Q8_0);
 
     static CpuBackend auto, f32;
     static Arena arena;
@@ -133,7 +133,7 @@ public class KQuantWeightsTest {
     /** The vector decoder and ggml's scalar one over many blocks, one block at a time at every offset. */
     @Test
     void manyBlocksBitForBit() {
-        for (DType type : List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K)) {
+        for (DType type : List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS)) {
             int blocks = 2000;
             MemorySegment src = blocks(type, (long) blocks * 256, 100 + type.ordinal());
             float[] want = reference(type, src, (long) blocks * 256);
@@ -271,7 +271,12 @@ public class KQuantWeightsTest {
             for (short bits : new short[] {0x7C00, (short) 0xFC00, 0x7E00}) {
                 int rows = 2, cols = 256;
                 MemorySegment src = blocks(type, (long) rows * cols, 53);
-                long at = type == DType.Q6_K ? type.blockBytes() + 208 : type == DType.Q4_K || type == DType.Q5_K ? type.blockBytes() + 2 : 34 * 5;
+                long at = switch (type) {
+                    case Q6_K -> type.blockBytes() + 208;
+                    case Q4_K, Q5_K -> type.blockBytes() + 2;
+                    case IQ4_XS -> type.blockBytes();
+                    default -> 34 * 5;
+                };
                 src.set(HALF, at, bits);
                 Tensor t = auto.uploadWeights(src, type, rows, cols);
                 assertInstanceOf(CpuTensor.class, t, type + " with factor " + Integer.toHexString(bits & 0xFFFF));
