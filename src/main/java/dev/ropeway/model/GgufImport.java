@@ -56,7 +56,7 @@ public final class GgufImport {
      *                  (F32 stays F32, F16 and BF16 stay so, quantised types become F16, which represents their
      *                  values to within 2^-12)
      * @param tokenizer whether to write the tokenizer files (a file without a tokenizer gets none either way)
-     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q4_K, Q5_K, Q6_K, IQ4_XS,
+     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q2_K to Q6_K, IQ4_XS,
      *                  and Q4_0, Q5_0, IQ4_NL rewritten as the Q8_0 blocks of the same values) keep their blocks (a U8
      *                  tensor named by a {@code ggml_type:} metadata entry, which other programs do not read as a
      *                  matrix) instead of becoming {@code dtype}
@@ -75,11 +75,12 @@ public final class GgufImport {
 
     /**
      * The GGUF block types whose matrices an import may keep as blocks: those the CPU backend computes with (Q8_0, Q4_K,
-     * Q5_K, Q6_K, IQ4_XS), kept as they are, and those whose values Q8_0 blocks hold exactly (Q4_0, Q5_0, IQ4_NL:
+     * Q5_K, Q6_K, IQ4_XS, Q2_K, Q3_K), kept as they are, and those whose values Q8_0 blocks hold exactly (Q4_0, Q5_0, IQ4_NL:
      * {@link GgmlDequant#asQ8_0}), rewritten as Q8_0.
      */
     public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q5_0,
-            GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS));
+            GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL,
+            GgmlType.IQ4_XS));
 
     /** The tensor type a kept GGUF block type becomes. */
     public static DType kept(GgmlType type) {

@@ -3,8 +3,9 @@ package dev.ropeway.tensor;
 import java.lang.foreign.MemorySegment;
 
 /**
- * A [rows, cols] weight matrix in one of ggml's 256-value block forms, Q4_K, Q5_K, Q6_K or IQ4_XS, held exactly as a GGUF file stores
- * it: each row a whole number of blocks of 256 values, 144 bytes per Q4_K block (4-bit values, a 6-bit scale and min per
+ * A [rows, cols] weight matrix in one of ggml's 256-value block forms, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS, held exactly as a GGUF file stores
+ * it: each row a whole number of blocks of 256 values, 84 per Q2_K block (0.33 bytes per weight), 110 per Q3_K block
+ * (0.43), 144 bytes per Q4_K block (4-bit values, a 6-bit scale and min per
  * 32, two float16 factors: 0.5625 bytes per weight), 176 per Q5_K block (the same with 5-bit values: 0.6875 bytes per
  * weight), 136 per IQ4_XS block (4-bit indices into a table of 16 integers, a 6-bit scale per 32, one float16 factor:
  * 0.53 bytes per weight) and 210 per Q6_K block (6-bit values, an int8 scale per 16, one
@@ -19,10 +20,10 @@ public final class CpuKQuantTensor implements Tensor {
     /** The blocks, row after row (held in a float buffer of a quarter the byte count, rounded up). */
     private final CpuTensor blocks;
 
-    /** Zeros: a [rows, cols] matrix of {@code type} (Q4_K, Q5_K, Q6_K or IQ4_XS, cols a multiple of 256), to fill through {@link #blocks()}. */
+    /** Zeros: a [rows, cols] matrix of {@code type} (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS, cols a multiple of 256), to fill through {@link #blocks()}. */
     CpuKQuantTensor(DType type, long rows, long cols) {
-        if (type != DType.Q4_K && type != DType.Q5_K && type != DType.Q6_K && type != DType.IQ4_XS)
-            throw new IllegalArgumentException("a k-quant tensor holds Q4_K, Q5_K, Q6_K or IQ4_XS blocks, not " + type);
+        if (!type.isQuantised() || type.blockSize() != KQuantGemm.BLOCK)
+            throw new IllegalArgumentException("a k-quant tensor holds Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS blocks, not " + type);
         if (rows < 0 || cols < 0 || cols % type.blockSize() != 0)
             throw new IllegalArgumentException("a " + type + " matrix has rows of whole blocks of " + type.blockSize()
                     + " values, not [" + rows + ", " + cols + "]");
@@ -40,7 +41,7 @@ public final class CpuKQuantTensor implements Tensor {
         return rows * cols;
     }
 
-    /** Q4_K, Q5_K, Q6_K or IQ4_XS. */
+    /** Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS. */
     public DType type() {
         return type;
     }

@@ -16,7 +16,7 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * {@code C = alpha A · Wᵀ + beta C} with W a Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor}, row-major [n, k] in
+ * {@code C = alpha A · Wᵀ + beta C} with W a Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor}, row-major [n, k] in
  * blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W
  * as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q5_K: the
  * same, each topped with its fifth bit; Q6_K: from the block's values unpacked to bytes just before; then converted to
@@ -141,25 +141,28 @@ final class KQuantGemm {
     }
 
     /**
-     * {@code count} whole blocks of {@code type} (Q4_K or Q6_K) from byte {@code at} of {@code blocks}, as float32 from
-     * byte {@code to} of {@code dst} (see {@link #dequantize}).
+     * {@code count} whole blocks of {@code type} (a {@link CpuKQuantTensor} type) from byte {@code at} of {@code blocks},
+     * as float32 from byte {@code to} of {@code dst} (see {@link #dequantize}).
      */
     static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
         int blockBytes = type.blockBytes();
-        float[] factors = new float[16];
-        byte[] unpacked = unpacks(type) ? new byte[BLOCK + 64] : null;
+        float[] factors = new float[32];
+        byte[] unpacked = new byte[BLOCK + 64];
         for (long i = 0; i < count; i++) {
             long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
             switch (type) {
                 case Q4_K -> q4Block(blocks, p, dst, out, factors);
                 case Q5_K -> q5Block(blocks, p, dst, out, factors);
-                case Q6_K, IQ4_XS -> unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
+                case Q2_K, Q3_K, Q6_K, IQ4_XS -> unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
                 default -> throw new IllegalArgumentException("not a k-quant type: " + type);
             }
         }
     }
 
-    /** True when none of the float16 factors (d, and dmin for Q4_K and Q5_K) of blocks {@code [from, to)} is an infinity or a NaN. */
+    /**
+     * True when none of the float16 factors (d, and dmin for Q2_K, Q4_K and Q5_K) of blocks {@code [from, to)} is an
+     * infinity or a NaN.
+     */
     static boolean finiteFactors(DType type, MemorySegment blocks, long from, long to) {
         int blockBytes = type.blockBytes();
         int special = 0;
@@ -167,6 +170,8 @@ final class KQuantGemm {
             long p = b * blockBytes;
             special |= switch (type) {
                 case Q6_K -> special(blocks.get(HALF, p + 208));
+                case Q3_K -> special(blocks.get(HALF, p + 108));
+                case Q2_K -> special(blocks.get(HALF, p + 80)) | special(blocks.get(HALF, p + 82));
                 case IQ4_XS -> special(blocks.get(HALF, p));
                 default -> special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
             };
@@ -179,7 +184,45 @@ final class KQuantGemm {
         return ((bits & 0x7C00) + 0x0400) & 0x8000;
     }
 
-    // ---- The decode kernels, shared by the three types ----
+    // ---- The decode kernels, shared by every type ----
+
+    /*
+     * Two ways to read a block. Q4_K (and Q5_K for one row of A) decode each weight vector in registers from the block's
+     * bytes, with the factors as q4Factors lays them out: 16 floats per block. Every other type, and Q5_K for several
+     * rows, first unpacks the block to 256 signed bytes (unpack) and reads those: value i is q[i] times the scale of
+     * its group (16 values, 32 for Q5_K), plus that group's min for the types that have one (Q2_K, Q5_K), with the factors as
+     * unpackedFactors lays them out: 32 floats per block, the 16 groups' scales then their negated mins. The products
+     * are exact in float32 for every type (at most 11 + 7 + 6 significant bits), so a fused multiply-add by the
+     * negated min rounds once, where ggml's dequantisation rounds its subtraction: the same floats. The types without
+     * a min have kernels of their own (bytesBlock4, bytesBlock2x4, bytesBlock2x2, multiplying) beside those with one
+     * (minBlock4, minBlock2x4, minBlock2x2): adding a -0.0 min (x + (-0.0) is x for every x) gives the same floats but
+     * cost 15-20 % more for Q6_K and IQ4_XS (measured), the extra factor loaded per vector and the mins filled per block.
+     */
+
+    /** Whether the one-row kernel unpacks this type's blocks (all but Q4_K and Q5_K, which decode in registers). */
+    private static boolean unpacks(DType type) {
+        return type != DType.Q4_K && type != DType.Q5_K;
+    }
+
+    /** Whether the several-row kernels unpack this type's blocks (all but Q4_K). */
+    private static boolean unpacksForRows(DType type) {
+        return type != DType.Q4_K;
+    }
+
+    /** Whether the unpacked type's groups have mins as well as scales. */
+    private static boolean hasMins(DType type) {
+        return type == DType.Q2_K || type == DType.Q5_K;
+    }
+
+    /** Values per scale (and min) in the unpacked layout: 32 for Q5_K, 16 for the others. */
+    private static int groupSize(DType type) {
+        return type == DType.Q5_K ? 32 : 16;
+    }
+
+    /** Floats of factors per block: {@link #unpackedFactors}' 32, or {@link #q4Factors}' 16. */
+    private static int factorWidth(boolean unpacked) {
+        return unpacked ? 32 : 16;
+    }
 
     /**
      * One row of A (element offset {@code x0}), four columns at a time: {@link Gemv}'s one-row kernel on the dequantised
@@ -188,36 +231,39 @@ final class KQuantGemm {
      *
      * <p>The work is cut in two so that the JIT compiles every vector operation in place. The blocks' float factors are
      * decoded first, four rows of W at a time, into a small array ({@link #factors}); then each block goes through a
-     * method of its own ({@link #q4Block4}, {@link #q6Block4}) that carries the four columns' accumulators in an array,
-     * loading them on entry and storing them on exit (exactly: the sums are those of accumulators kept in registers).
-     * Written as one method, with the scalar decoding in the vector loop, the kernel outgrew the JIT's inlining budget,
-     * which left vector helpers out of line and boxed their vectors (measured: ten times slower).
+     * method of its own ({@link #q4Block4}, {@link #q5Block2}, {@link #bytesBlock4}) that carries the four columns'
+     * accumulators in an array, loading them on entry and storing them on exit (exactly: the sums are those of
+     * accumulators kept in registers). Written as one method, with the scalar decoding in the vector loop, the kernel
+     * outgrew the JIT's inlining budget, which left vector helpers out of line and boxed their vectors (measured: ten
+     * times slower).
      */
     private static void row(DType type, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
                             long stride, MemorySegment c, long y0) {
-        boolean six = unpacks(type), five = type == DType.Q5_K;
-        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
+        boolean unpacked = unpacks(type), five = type == DType.Q5_K, mins = hasMins(type);
+        int group = groupSize(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
-        byte[] q = six ? new byte[4 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[4 * BLOCK + 64] : null;
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride, r2 = first + j2 * stride, r3 = first + j3 * stride;
-            factors(type, w, first, stride, j, 4, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 4, c1 - 1, blocks, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
-                if (six) {
+                if (unpacked) {
                     unpack(type, w, r0 + o, q, 0);
                     unpack(type, w, r1 + o, q, BLOCK);
                     unpack(type, w, r2 + o, q, 2 * BLOCK);
                     unpack(type, w, r3 + o, q, 3 * BLOCK);
-                    q6Block4(q, f, 16 * b, per, a, x, acc);
+                    if (mins) minBlock4(q, f, width * b, per, group, a, x, acc);
+                    else bytesBlock4(q, f, width * b, per, a, x, acc);
                 } else if (five) {
-                    q5Block2(w, r0 + o, r1 + o, f, 16 * b, per, a, x, acc, 0);
-                    q5Block2(w, r2 + o, r3 + o, f, 16 * b + 2 * per, per, a, x, acc, 2 * LANES);
+                    q5Block2(w, r0 + o, r1 + o, f, width * b, per, a, x, acc, 0);
+                    q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
                 } else {
-                    q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, 16 * b, per, a, x, acc);
+                    q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
                 }
             }
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
@@ -235,29 +281,27 @@ final class KQuantGemm {
      */
     private static void rows4(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
-        boolean six = unpacks(type), five = type == DType.Q5_K;
-        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
+        boolean unpacked = unpacksForRows(type), mins = hasMins(type);
+        int group = groupSize(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
-        byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
         long[] y = {y0, y1, y2, y3};
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride;
-            factors(type, w, first, stride, j, 2, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
-                if (six) {
+                if (unpacked) {
                     unpack(type, w, r0 + o, q, 0);
                     unpack(type, w, r1 + o, q, BLOCK);
-                    q6Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
-                } else if (five) {
-                    q5Unpack(w, r0 + o, q, 0);
-                    q5Unpack(w, r1 + o, q, BLOCK);
-                    q5Block2x4(q, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                    if (mins) minBlock2x4(q, f, width * b, per, group, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                    else bytesBlock2x4(q, f, width * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else {
-                    q4Block2x4(w, r0 + o, r1 + o, f, 16 * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                    q4Block2x4(w, r0 + o, r1 + o, f, width * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 }
             }
             for (int t = 0; t < 4; t++) {
@@ -273,28 +317,26 @@ final class KQuantGemm {
      */
     private static void rows2(DType type, int c0, int c1, int k, MemorySegment a, long x0, long x1, MemorySegment w,
                               long first, long stride, MemorySegment c, long y0, long y1) {
-        boolean six = unpacks(type), five = type == DType.Q5_K;
-        int blocks = k / BLOCK, per = 16 * blocks, blockBytes = type.blockBytes();
+        boolean unpacked = unpacksForRows(type), mins = hasMins(type);
+        int group = groupSize(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
-        byte[] q = six || five ? new byte[2 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride;
-            factors(type, w, first, stride, j, 2, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xo = (long) b * BLOCK * Float.BYTES;
-                if (six) {
+                if (unpacked) {
                     unpack(type, w, r0 + o, q, 0);
                     unpack(type, w, r1 + o, q, BLOCK);
-                    q6Block2x2(q, f, 16 * b, per, a, xa + xo, xb + xo, acc);
-                } else if (five) {
-                    q5Unpack(w, r0 + o, q, 0);
-                    q5Unpack(w, r1 + o, q, BLOCK);
-                    q5Block2x2(q, f, 16 * b, per, a, xa + xo, xb + xo, acc);
+                    if (mins) minBlock2x2(q, f, width * b, per, group, a, xa + xo, xb + xo, acc);
+                    else bytesBlock2x2(q, f, width * b, per, a, xa + xo, xb + xo, acc);
                 } else {
-                    q4Block2x2(w, r0 + o, r1 + o, f, 16 * b, per, a, xa + xo, xb + xo, acc);
+                    q4Block2x2(w, r0 + o, r1 + o, f, width * b, per, a, xa + xo, xb + xo, acc);
                 }
             }
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
@@ -306,22 +348,19 @@ final class KQuantGemm {
 
     /**
      * The float factors of the first {@code blocks} blocks of W's rows {@code j .. j + rows - 1} (those past {@code last}
-     * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[16 (t blocks + b)]}, as
-     * {@link #q4Factors} (Q4_K and Q5_K), {@link #q6Factors} or {@link #iq4Factors} lay them out.
+     * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[width (t blocks + b)]}, as
+     * {@link #unpackedFactors} ({@code unpacked}) or {@link #q4Factors} lay them out.
      */
-    private static void factors(DType type, MemorySegment w, long first, long stride, int j, int rows, int last, int blocks,
-                                float[] out) {
-        int blockBytes = type.blockBytes();
+    private static void factors(DType type, boolean unpacked, MemorySegment w, long first, long stride, int j, int rows,
+                                int last, int blocks, float[] out) {
+        int blockBytes = type.blockBytes(), width = factorWidth(unpacked);
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
             for (int b = 0; b < blocks; b++) {
                 long p = r + (long) b * blockBytes;
-                int o = 16 * (t * blocks + b);
-                switch (type) {
-                    case Q6_K -> q6Factors(w, p, out, o);
-                    case IQ4_XS -> iq4Factors(w, p, out, o);
-                    default -> q4Factors(w, p, out, o);
-                }
+                int o = width * (t * blocks + b);
+                if (unpacked) unpackedFactors(type, w, p, out, o);
+                else q4Factors(w, p, out, o);
             }
         }
     }
@@ -330,6 +369,223 @@ final class KQuantGemm {
     private static float sum(float[] acc, int i, float[] lanes) {
         System.arraycopy(acc, i * LANES, lanes, 0, LANES);
         return VectorMath.sumInPlace(lanes);
+    }
+
+    // ---- Unpacked blocks ----
+
+    /** The block at byte p unpacked to 256 signed bytes, into {@code q[at .. at + 256)}. */
+    private static void unpack(DType type, MemorySegment w, long p, byte[] q, int at) {
+        switch (type) {
+            case Q6_K -> q6Unpack(w, p, q, at);
+            case Q5_K -> q5Unpack(w, p, q, at);
+            case IQ4_XS -> iq4Unpack(w, p, q, at);
+            case Q3_K -> q3Unpack(w, p, q, at);
+            case Q2_K -> q2Unpack(w, p, q, at);
+            default -> throw new IllegalArgumentException("no unpacking for " + type);
+        }
+    }
+
+    /**
+     * The factors of the block at byte p for the unpacked kernels: group g's scale at {@code out[o + g]} and, for a type
+     * with mins ({@link #hasMins}), its negated min at {@code out[o + 16 + g]}; a group is 16 values, or 32 for Q5_K
+     * ({@link #groupSize}).
+     */
+    private static void unpackedFactors(DType type, MemorySegment w, long p, float[] out, int o) {
+        switch (type) {
+            case Q2_K -> {
+                q2Factors(w, p, out, o);
+                return;
+            }
+            case Q5_K -> {
+                // Q4_K's layout (8 scales, 8 negated mins), one pair per group of 32, the mins moved to their place.
+                q4Factors(w, p, out, o);
+                System.arraycopy(out, o + 8, out, o + 16, 8);
+                return;
+            }
+            case Q6_K -> q6Factors(w, p, out, o);
+            case IQ4_XS -> iq4Factors(w, p, out, o);
+            case Q3_K -> q3Factors(w, p, out, o);
+            default -> throw new IllegalArgumentException("no unpacked factors for " + type);
+        }
+    }
+
+    /** A block decoded through its unpacked bytes: value i is {@code q[i] * scale (+ min)} of its group (i / 16). */
+    private static void unpackedBlock(DType type, MemorySegment w, long p, MemorySegment dst, long to, float[] f, byte[] q) {
+        unpackedFactors(type, w, p, f, 0);
+        unpack(type, w, p, q, 0);
+        boolean mins = hasMins(type);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            FloatVector v = floats(ByteVector.fromArray(B, q, i));
+            (mins ? v.fma(f[i >> 4], f[16 + (i >> 4)]) : v.mul(f[i >> 4])).intoMemorySegment(dst, to + (long) i * Float.BYTES, NATIVE);
+        }
+    }
+
+    /**
+     * One unpacked block of four rows of W ({@code q[256 t ..]} for row t; factors from {@code f[e]}, {@code per} apart,
+     * as {@link #unpackedFactors} lays them out) times the 256 floats of A's row from byte {@code x}, into the four
+     * accumulators of {@code acc}.
+     */
+    private static void bytesBlock4(byte[] q, float[] f, int e, int per, MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (long) i * Float.BYTES, NATIVE);
+            s0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]).fma(xv, s0);
+            s1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]).fma(xv, s1);
+            s2 = floats(ByteVector.fromArray(B, q, 2 * BLOCK + i)).mul(f[2 * per + g]).fma(xv, s2);
+            s3 = floats(ByteVector.fromArray(B, q, 3 * BLOCK + i)).mul(f[3 * per + g]).fma(xv, s3);
+        }
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
+    }
+
+    /**
+     * One unpacked block of two rows of W ({@code q[0 ..]}, {@code q[256 ..]}) times four rows of A (bytes {@code x0 ..
+     * x3}), into the eight accumulators of {@code acc} (row t, column u at {@code LANES (2t + u)}).
+     */
+    private static void bytesBlock2x4(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, long x2, long x3,
+                                      float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
+        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            long o = (long) i * Float.BYTES;
+            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
+            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+            s00 = v0.fma(xv, s00);
+            s01 = v1.fma(xv, s01);
+            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+            s10 = v0.fma(xv, s10);
+            s11 = v1.fma(xv, s11);
+            xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+            s20 = v0.fma(xv, s20);
+            s21 = v1.fma(xv, s21);
+            xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+            s30 = v0.fma(xv, s30);
+            s31 = v1.fma(xv, s31);
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+        s20.intoArray(acc, 4 * LANES);
+        s21.intoArray(acc, 5 * LANES);
+        s30.intoArray(acc, 6 * LANES);
+        s31.intoArray(acc, 7 * LANES);
+    }
+
+    /** {@link #bytesBlock2x4} for two rows of A. */
+    private static void bytesBlock2x2(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0; i < BLOCK; i += LANES) {
+            int g = e + (i >> 4);
+            long o = (long) i * Float.BYTES;
+            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
+            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
+            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+            s00 = v0.fma(xv, s00);
+            s01 = v1.fma(xv, s01);
+            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+            s10 = v0.fma(xv, s10);
+            s11 = v1.fma(xv, s11);
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+    }
+
+    /**
+     * {@link #bytesBlock4} for a type with mins: each value {@code q * scale + negated min}, one fused multiply-add, with
+     * one scale and min per {@code group} values ({@link #groupSize}: 16 for Q2_K, 32 for Q5_K), loaded once per group.
+     */
+    private static void minBlock4(byte[] q, float[] f, int e, int per, int group, MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0, g = e; i < BLOCK; g++) {
+            float d0 = f[g], m0 = f[g + 16], d1 = f[per + g], m1 = f[per + g + 16];
+            float d2 = f[2 * per + g], m2 = f[2 * per + g + 16], d3 = f[3 * per + g], m3 = f[3 * per + g + 16];
+            for (int end = i + group; i < end; i += LANES) {
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (long) i * Float.BYTES, NATIVE);
+                s0 = floats(ByteVector.fromArray(B, q, i)).fma(d0, m0).fma(xv, s0);
+                s1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).fma(d1, m1).fma(xv, s1);
+                s2 = floats(ByteVector.fromArray(B, q, 2 * BLOCK + i)).fma(d2, m2).fma(xv, s2);
+                s3 = floats(ByteVector.fromArray(B, q, 3 * BLOCK + i)).fma(d3, m3).fma(xv, s3);
+            }
+        }
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
+    }
+
+    /** {@link #bytesBlock2x4} for a type with mins, as {@link #minBlock4}. */
+    private static void minBlock2x4(byte[] q, float[] f, int e, int per, int group, MemorySegment a, long x0, long x1, long x2,
+                                    long x3, float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
+        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
+        for (int i = 0, g = e; i < BLOCK; g++) {
+            float d0 = f[g], m0 = f[g + 16], d1 = f[per + g], m1 = f[per + g + 16];
+            for (int end = i + group; i < end; i += LANES) {
+                long o = (long) i * Float.BYTES;
+                FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).fma(d0, m0);
+                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).fma(d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
+                s20 = v0.fma(xv, s20);
+                s21 = v1.fma(xv, s21);
+                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
+                s30 = v0.fma(xv, s30);
+                s31 = v1.fma(xv, s31);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
+        s20.intoArray(acc, 4 * LANES);
+        s21.intoArray(acc, 5 * LANES);
+        s30.intoArray(acc, 6 * LANES);
+        s31.intoArray(acc, 7 * LANES);
+    }
+
+    /** {@link #minBlock2x4} for two rows of A. */
+    private static void minBlock2x2(byte[] q, float[] f, int e, int per, int group, MemorySegment a, long x0, long x1,
+                                    float[] acc) {
+        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int i = 0, g = e; i < BLOCK; g++) {
+            float d0 = f[g], m0 = f[g + 16], d1 = f[per + g], m1 = f[per + g + 16];
+            for (int end = i + group; i < end; i += LANES) {
+                long o = (long) i * Float.BYTES;
+                FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).fma(d0, m0);
+                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).fma(d1, m1);
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
+                s00 = v0.fma(xv, s00);
+                s01 = v1.fma(xv, s01);
+                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
+                s10 = v0.fma(xv, s10);
+                s11 = v1.fma(xv, s11);
+            }
+        }
+        s00.intoArray(acc, 0);
+        s01.intoArray(acc, LANES);
+        s10.intoArray(acc, 2 * LANES);
+        s11.intoArray(acc, 3 * LANES);
     }
 
     // ---- Q4_K ----
@@ -528,74 +784,6 @@ final class KQuantGemm {
         }
     }
 
-    /**
-     * {@link #q4Block2x4} for Q5_K, the two rows of W unpacked ({@link #q5Unpack}) into {@code q[0 ..]} and
-     * {@code q[256 ..]}.
-     */
-    private static void q5Block2x4(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, long x2, long x3,
-                                   float[] acc) {
-        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
-        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
-        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
-        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
-        for (int s = 0; s < 8; s++) {
-            int i = e + s;
-            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
-            for (int v = 0; v < 32; v += LANES) {
-                int u = 32 * s + v;
-                long o = (long) u * Float.BYTES;
-                FloatVector v0 = floats(ByteVector.fromArray(B, q, u)).fma(d0, m0);
-                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + u)).fma(d1, m1);
-                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
-                s00 = v0.fma(xv, s00);
-                s01 = v1.fma(xv, s01);
-                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
-                s10 = v0.fma(xv, s10);
-                s11 = v1.fma(xv, s11);
-                xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
-                s20 = v0.fma(xv, s20);
-                s21 = v1.fma(xv, s21);
-                xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
-                s30 = v0.fma(xv, s30);
-                s31 = v1.fma(xv, s31);
-            }
-        }
-        s00.intoArray(acc, 0);
-        s01.intoArray(acc, LANES);
-        s10.intoArray(acc, 2 * LANES);
-        s11.intoArray(acc, 3 * LANES);
-        s20.intoArray(acc, 4 * LANES);
-        s21.intoArray(acc, 5 * LANES);
-        s30.intoArray(acc, 6 * LANES);
-        s31.intoArray(acc, 7 * LANES);
-    }
-
-    /** {@link #q5Block2x4} for two rows of A. */
-    private static void q5Block2x2(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, float[] acc) {
-        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
-        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
-        for (int s = 0; s < 8; s++) {
-            int i = e + s;
-            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
-            for (int v = 0; v < 32; v += LANES) {
-                int u = 32 * s + v;
-                long o = (long) u * Float.BYTES;
-                FloatVector v0 = floats(ByteVector.fromArray(B, q, u)).fma(d0, m0);
-                FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + u)).fma(d1, m1);
-                FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
-                s00 = v0.fma(xv, s00);
-                s01 = v1.fma(xv, s01);
-                xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
-                s10 = v0.fma(xv, s10);
-                s11 = v1.fma(xv, s11);
-            }
-        }
-        s00.intoArray(acc, 0);
-        s01.intoArray(acc, LANES);
-        s10.intoArray(acc, 2 * LANES);
-        s11.intoArray(acc, 3 * LANES);
-    }
-
     // ---- Q6_K ----
 
     /*
@@ -606,9 +794,10 @@ final class KQuantGemm {
      * offset in a fused multiply-add instead, q*(d*scale) - 32*(d*scale), is exact too but gives +0 where the reference
      * gives -0: a negative scale times q - 32 = 0.)
      *
-     * The kernels first unpack a block's 6-bit values into 256 signed bytes, q - 32 (32 at a time), then read those as
-     * the Q8_0 kernels read theirs: decoding each vector of weights in place took twice the operations of a Q4_K one, and
-     * a kernel with four columns of it outgrew the JIT's inlining budget (measured: five times slower than this).
+     * The kernels first unpack a block's 6-bit values into 256 signed bytes, q - 32 (32 at a time), then read those
+     * ({@link #bytesBlock4}): decoding each vector of weights in place took twice the operations of a Q4_K one, and a
+     * kernel with four columns of it outgrew the JIT's inlining budget (measured: five times slower than this; in
+     * two-column halves, as Q5_K's one-row kernel is cut, 1.5 times slower).
      */
 
     /** The factors of the Q6_K block at byte p: group g's d*scales[g] at {@code out[o + g]}. */
@@ -632,93 +821,6 @@ final class KQuantGemm {
         }
     }
 
-    /** A Q6_K or IQ4_XS block decoded: its values unpacked to bytes, times their group's factor. */
-    private static void unpackedBlock(DType type, MemorySegment w, long p, MemorySegment dst, long to, float[] f, byte[] q) {
-        if (type == DType.Q6_K) q6Factors(w, p, f, 0);
-        else iq4Factors(w, p, f, 0);
-        unpack(type, w, p, q, 0);
-        for (int i = 0; i < BLOCK; i += LANES)
-            floats(ByteVector.fromArray(B, q, i)).mul(f[i >> 4]).intoMemorySegment(dst, to + (long) i * Float.BYTES, NATIVE);
-    }
-
-    /**
-     * {@link #q4Block4} for Q6_K: one block of four rows of W, unpacked ({@link #q6Unpack}) into {@code q[256 t ..]} for
-     * row t, times the 256 floats of A's row from byte {@code x}, into the four accumulators of {@code acc}.
-     */
-    private static void q6Block4(byte[] q, float[] f, int e, int per, MemorySegment a, long x, float[] acc) {
-        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
-        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
-        for (int i = 0; i < BLOCK; i += LANES) {
-            int g = e + (i >> 4);
-            FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (long) i * Float.BYTES, NATIVE);
-            s0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]).fma(xv, s0);
-            s1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]).fma(xv, s1);
-            s2 = floats(ByteVector.fromArray(B, q, 2 * BLOCK + i)).mul(f[2 * per + g]).fma(xv, s2);
-            s3 = floats(ByteVector.fromArray(B, q, 3 * BLOCK + i)).mul(f[3 * per + g]).fma(xv, s3);
-        }
-        s0.intoArray(acc, 0);
-        s1.intoArray(acc, LANES);
-        s2.intoArray(acc, 2 * LANES);
-        s3.intoArray(acc, 3 * LANES);
-    }
-
-    /** {@link #q4Block2x4} for Q6_K, the two rows of W unpacked into {@code q[0 ..]} and {@code q[256 ..]}. */
-    private static void q6Block2x4(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, long x2, long x3,
-                                   float[] acc) {
-        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
-        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
-        FloatVector s20 = FloatVector.fromArray(F, acc, 4 * LANES), s21 = FloatVector.fromArray(F, acc, 5 * LANES);
-        FloatVector s30 = FloatVector.fromArray(F, acc, 6 * LANES), s31 = FloatVector.fromArray(F, acc, 7 * LANES);
-        for (int i = 0; i < BLOCK; i += LANES) {
-            int g = e + (i >> 4);
-            long o = (long) i * Float.BYTES;
-            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
-            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
-            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
-            s00 = v0.fma(xv, s00);
-            s01 = v1.fma(xv, s01);
-            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
-            s10 = v0.fma(xv, s10);
-            s11 = v1.fma(xv, s11);
-            xv = FloatVector.fromMemorySegment(F, a, x2 + o, NATIVE);
-            s20 = v0.fma(xv, s20);
-            s21 = v1.fma(xv, s21);
-            xv = FloatVector.fromMemorySegment(F, a, x3 + o, NATIVE);
-            s30 = v0.fma(xv, s30);
-            s31 = v1.fma(xv, s31);
-        }
-        s00.intoArray(acc, 0);
-        s01.intoArray(acc, LANES);
-        s10.intoArray(acc, 2 * LANES);
-        s11.intoArray(acc, 3 * LANES);
-        s20.intoArray(acc, 4 * LANES);
-        s21.intoArray(acc, 5 * LANES);
-        s30.intoArray(acc, 6 * LANES);
-        s31.intoArray(acc, 7 * LANES);
-    }
-
-    /** {@link #q6Block2x4} for two rows of A. */
-    private static void q6Block2x2(byte[] q, float[] f, int e, int per, MemorySegment a, long x0, long x1, float[] acc) {
-        FloatVector s00 = FloatVector.fromArray(F, acc, 0), s01 = FloatVector.fromArray(F, acc, LANES);
-        FloatVector s10 = FloatVector.fromArray(F, acc, 2 * LANES), s11 = FloatVector.fromArray(F, acc, 3 * LANES);
-        for (int i = 0; i < BLOCK; i += LANES) {
-            int g = e + (i >> 4);
-            long o = (long) i * Float.BYTES;
-            FloatVector v0 = floats(ByteVector.fromArray(B, q, i)).mul(f[g]);
-            FloatVector v1 = floats(ByteVector.fromArray(B, q, BLOCK + i)).mul(f[per + g]);
-            FloatVector xv = FloatVector.fromMemorySegment(F, a, x0 + o, NATIVE);
-            s00 = v0.fma(xv, s00);
-            s01 = v1.fma(xv, s01);
-            xv = FloatVector.fromMemorySegment(F, a, x1 + o, NATIVE);
-            s10 = v0.fma(xv, s10);
-            s11 = v1.fma(xv, s11);
-        }
-        s00.intoArray(acc, 0);
-        s01.intoArray(acc, LANES);
-        s10.intoArray(acc, 2 * LANES);
-        s11.intoArray(acc, 3 * LANES);
-    }
-
     // ---- IQ4_XS ----
 
     /*
@@ -727,8 +829,8 @@ final class KQuantGemm {
      * dl = d*(ls - 32); its values are the 16 bytes at 8 + 16 ib, low nibbles first (values 0 to 15), then the high ones,
      * each an index into a fixed table of 16 integers (-127 to 113), and a value is dl times its table entry. dl has at most
      * 17 significant bits and the entry 7, so every value is exact in float32. The kernels run it as Q6_K: the block
-     * unpacked to its table entries as signed bytes, then each group of 16 times its factor (the factor of sub-block ib
-     * repeated for groups 2ib and 2ib+1).
+     * unpacked to its table entries as signed bytes (a byte shuffle), then each group of 16 times its factor (the factor
+     * of sub-block ib repeated for groups 2ib and 2ib+1).
      */
 
     /** The table IQ4_NL and IQ4_XS index (ggml's kvalues_iq4nl). */
@@ -757,15 +859,67 @@ final class KQuantGemm {
         }
     }
 
-    /** The block at byte p unpacked to signed bytes: Q6_K's values less 32, or IQ4_XS's table entries. */
-    private static void unpack(DType type, MemorySegment w, long p, byte[] q, int at) {
-        if (type == DType.Q6_K) q6Unpack(w, p, q, at);
-        else iq4Unpack(w, p, q, at);
+    // ---- Q3_K ----
+
+    /*
+     * A Q3_K block, 110 bytes: hmask[32] @0, qs[64] @32, scales[12] @96, d (float16) @108. Half h (128 values) and
+     * quarter j (32 values, j = 0..3) take their low 2 bits from bits 2j, 2j+1 of qs[32h + l] (l = 0..31) and their
+     * third from bit 4h + j of hmask[l]; the value is (low - (that bit ? 0 : 4)) = (low | bit << 2) - 4, from -4 to 3.
+     * Value i's group of 16, g = i / 16, has the 6-bit scale sc[g] (the 12 bytes' low nibbles for groups 0-7, high
+     * nibbles for 8-15, topped with 2 bits each from bytes 8-11) and the factor d*(sc[g] - 32); a value (at most
+     * 11 + 6 + 3 significant bits) is exact in float32.
+     */
+
+    /** The factors of the Q3_K block at byte p: group g's d*(sc[g] - 32) at {@code out[o + g]}. */
+    private static void q3Factors(MemorySegment w, long p, float[] out, int o) {
+        float d = half(w, p + 108);
+        int a0 = w.get(INT, p + 96), a1 = w.get(INT, p + 100), top = w.get(INT, p + 104);
+        int[] packed = {
+                a0 & NIBBLE | (top & PAIR) << 4, a1 & NIBBLE | (top >>> 2 & PAIR) << 4,
+                a0 >>> 4 & NIBBLE | (top >>> 4 & PAIR) << 4, a1 >>> 4 & NIBBLE | (top >>> 6 & PAIR) << 4};
+        for (int g = 0; g < 16; g++) out[o + g] = d * ((packed[g >> 2] >>> 8 * (g & 3) & 0xFF) - 32);
     }
 
-    /** Whether the kernels unpack this type's blocks to bytes first (Q6_K, IQ4_XS) instead of decoding in registers. */
-    private static boolean unpacks(DType type) {
-        return type == DType.Q6_K || type == DType.IQ4_XS;
+    /** The 256 values of the Q3_K block at byte p (-4 to 3) into {@code q[at .. at + 256)}. */
+    private static void q3Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 32; v += U.length()) {
+                    IntVector low = ((IntVector) ByteVector.fromMemorySegment(U, w, p + 32 + 32 * h + v, NATIVE).reinterpretShape(UI, 0))
+                            .lanewise(VectorOperators.LSHR, 2 * j).and(PAIR);
+                    IntVector high = ((IntVector) ByteVector.fromMemorySegment(U, w, p + v, NATIVE).reinterpretShape(UI, 0))
+                            .lanewise(VectorOperators.LSHR, 4 * h + j).and(ONES).lanewise(VectorOperators.LSHL, 2);
+                    ((ByteVector) low.or(high).reinterpretShape(U, 0)).sub((byte) 4).intoArray(q, at + 128 * h + 32 * j + v);
+                }
+    }
+
+    // ---- Q2_K ----
+
+    /*
+     * A Q2_K block, 84 bytes: scales[16] @0, qs[64] @16, d @80 and dmin @82 (float16). Values are laid out as Q3_K's low
+     * 2 bits (bits 2j, 2j+1 of qs[32h + l] for quarter j of half h), from 0 to 3; group g = i / 16 has the scale
+     * d*(scales[g] & 15) and the min dmin*(scales[g] >> 4), and a value is scale*q - min. The product is exact (at most
+     * 11 + 4 + 2 significant bits), so the fused multiply-add by the negated min rounds once, where the reference's
+     * subtraction does.
+     */
+
+    /** The factors of the Q2_K block at byte p: group g's scale at {@code out[o + g]}, its negated min at {@code out[o + 16 + g]}. */
+    private static void q2Factors(MemorySegment w, long p, float[] out, int o) {
+        float d = half(w, p + 80), negatedMin = -half(w, p + 82);
+        for (int g = 0; g < 16; g++) {
+            int sc = w.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + g) & 0xFF;
+            out[o + g] = d * (sc & 15);
+            out[o + 16 + g] = negatedMin * (sc >> 4);
+        }
+    }
+
+    /** The 256 values of the Q2_K block at byte p (0 to 3) into {@code q[at .. at + 256)}. */
+    private static void q2Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 32; v += U.length())
+                    ((ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, p + 16 + 32 * h + v, NATIVE).reinterpretShape(UI, 0))
+                            .lanewise(VectorOperators.LSHR, 2 * j).and(PAIR).reinterpretShape(U, 0)).intoArray(q, at + 128 * h + 32 * j + v);
     }
 
     // ---- Shared ----

@@ -23,13 +23,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * ggml's Q4_K, Q5_K, Q6_K, IQ4_XS and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
+ * ggml's Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
  * every op that reads them computes, bit for bit, what it computes on the float32 matrix of ggml's own dequantisation
  * ({@link GgmlDequant}, the reference here).
  */
 public class KQuantWeightsTest {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final List<DType> TYPES = List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS, DType.Q8_0);
+    private static final List<DType> TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS, DType.Q8_0);
 
     static CpuBackend auto, f32;
     static Arena arena;
@@ -49,7 +49,7 @@ public class KQuantWeightsTest {
     }
 
     /**
-     * {@code count} values of random {@code type} blocks: random bytes, with the float16 factors (d, and Q4_K's and Q5_K's dmin) of
+     * {@code count} values of random {@code type} blocks: random bytes, with the float16 factors (d, and the dmin of Q2_K, Q4_K and Q5_K) of
      * realistic magnitude (1e-3 to 1e-1, either sign) except for some blocks where they are zero, negative zero or
      * subnormal.
      */
@@ -67,6 +67,11 @@ public class KQuantWeightsTest {
                     s.set(HALF, p + 2, factor(r, b + 3));
                 }
                 case Q6_K -> s.set(HALF, p + 208, factor(r, b));
+                case Q3_K -> s.set(HALF, p + 108, factor(r, b));
+                case Q2_K -> {
+                    s.set(HALF, p + 80, factor(r, b));
+                    s.set(HALF, p + 82, factor(r, b + 3));
+                }
                 default -> s.set(HALF, p, factor(r, b));
             }
         }
@@ -133,7 +138,7 @@ public class KQuantWeightsTest {
     /** The vector decoder and ggml's scalar one over many blocks, one block at a time at every offset. */
     @Test
     void manyBlocksBitForBit() {
-        for (DType type : List.of(DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS)) {
+        for (DType type : TYPES.subList(0, TYPES.size() - 1)) {
             int blocks = 2000;
             MemorySegment src = blocks(type, (long) blocks * 256, 100 + type.ordinal());
             float[] want = reference(type, src, (long) blocks * 256);
@@ -275,6 +280,8 @@ public class KQuantWeightsTest {
                     case Q6_K -> type.blockBytes() + 208;
                     case Q4_K, Q5_K -> type.blockBytes() + 2;
                     case IQ4_XS -> type.blockBytes();
+                    case Q3_K -> type.blockBytes() + 108;
+                    case Q2_K -> type.blockBytes() + 82;
                     default -> 34 * 5;
                 };
                 src.set(HALF, at, bits);
