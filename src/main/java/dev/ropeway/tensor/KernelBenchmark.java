@@ -210,7 +210,7 @@ public final class KernelBenchmark {
 
     /**
      * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
-     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q4_K, Q5_K, Q6_K and IQ4_XS (random blocks with
+     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS (random blocks with
      * float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
@@ -229,19 +229,22 @@ public final class KernelBenchmark {
              Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count);
              CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0);
              Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in);
+             Tensor w2 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q2_K, count), DType.Q2_K, out, in);
+             Tensor w3 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q3_K, count), DType.Q3_K, out, in);
              Tensor w4 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q4_K, count), DType.Q4_K, out, in);
              Tensor w5 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q5_K, count), DType.Q5_K, out, in);
              Tensor w6 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q6_K, count), DType.Q6_K, out, in);
              Tensor wx = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.IQ4_XS, count), DType.IQ4_XS, out, in)) {
             if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor)
                     || !(w4 instanceof CpuKQuantTensor) || !(w5 instanceof CpuKQuantTensor) || !(w6 instanceof CpuKQuantTensor)
-                    || !(wx instanceof CpuKQuantTensor))
+                    || !(wx instanceof CpuKQuantTensor) || !(w2 instanceof CpuKQuantTensor) || !(w3 instanceof CpuKQuantTensor))
                 throw new IllegalStateException("the backend must keep 16-bit and k-quant weights as they are "
                         + "(--cpu-weights auto), and in must be a multiple of 256");
-            String[] names = {"f32", "bf16", "f16", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_xs"};
-            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK, DType.Q4_K.blockBytes() / 256.0,
+            String[] names = {"f32", "bf16", "f16", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"};
+            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK, DType.Q2_K.blockBytes() / 256.0,
+                    DType.Q3_K.blockBytes() / 256.0, DType.Q4_K.blockBytes() / 256.0,
                     DType.Q5_K.blockBytes() / 256.0, DType.Q6_K.blockBytes() / 256.0, DType.IQ4_XS.blockBytes() / 256.0};
-            Tensor[] held = {w32, wb, w16, wq, w4, w5, w6, wx};
+            Tensor[] held = {w32, wb, w16, wq, w2, w3, w4, w5, w6, wx};
             for (int i = 0; i < held.length; i++) {
                 Tensor w = held[i];
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
@@ -252,7 +255,7 @@ public final class KernelBenchmark {
         return results;
     }
 
-    /** {@code count} values of random Q4_K, Q5_K, Q6_K or IQ4_XS blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
+    /** {@code count} values of random Q2_K to Q6_K or IQ4_XS blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
     private static MemorySegment kQuantBlocks(Arena arena, Random rnd, DType type, long count) {
         MemorySegment s = arena.allocate(type.byteSize(count));
         byte[] block = new byte[type.blockBytes()];
@@ -263,7 +266,11 @@ public final class KernelBenchmark {
             MemorySegment.copy(block, 0, s, java.lang.foreign.ValueLayout.JAVA_BYTE, p, block.length);
             short d = Float.floatToFloat16((float) (0.005 + 0.01 * rnd.nextDouble()));
             if (type == DType.Q6_K) s.set(half, p + 208, d);
-            else {
+            else if (type == DType.Q3_K) s.set(half, p + 108, d);
+            else if (type == DType.Q2_K) {
+                s.set(half, p + 80, d);
+                s.set(half, p + 82, d);
+            } else {
                 s.set(half, p, d);
                 s.set(half, p + 2, d);
             }
