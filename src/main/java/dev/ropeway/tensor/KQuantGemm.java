@@ -16,14 +16,15 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * {@code C = alpha A · Wᵀ + beta C} with W a Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor}, row-major [n, k] in
- * blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a decode step) read W
- * as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles masked out; Q5_K: the
- * same, each topped with its fifth bit; Q6_K: from the block's values unpacked to bytes just before; then converted to
- * float32 and scaled with the sub-block's factors, giving exactly ggml's dequantised values), then used as {@link Gemv}
- * uses a float32 one: the sums are those of the float32 product of the dequantised weights, in the same order, from a
- * seventh (Q4_K), a sixth (Q5_K) or a fifth (Q6_K) of the bytes. More rows dequantise W in chunks of columns into a
- * float32 buffer for OpenBLAS.
+ * {@code C = alpha A · Wᵀ + beta C} with W a Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor},
+ * row-major [n, k] in blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a
+ * decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles
+ * masked out; Q5_K for one row: the same, each topped with its fifth bit) or read from the block's values unpacked to
+ * signed bytes just before (the other types), then converted to float32 and scaled with its group's factors, giving
+ * exactly ggml's dequantised values, and used as {@link Gemv} uses a float32 one: the sums are those of the float32
+ * product of the dequantised weights, in the same order, from a twelfth (Q2_K) to a fifth (Q6_K) of the bytes. More
+ * rows dequantise W in chunks of columns into a float32 buffer for OpenBLAS. The layouts of Q2_K, Q3_K and IQ4_XS are
+ * described beside their unpacking code.
  *
  * <p>The blocks (little-endian, d and dmin float16):
  * <ul>
@@ -114,8 +115,8 @@ final class KQuantGemm {
     }
 
     /**
-     * Elements {@code [from, from + count)} of a Q4_K or Q6_K matrix (block b at byte {@code b * blockBytes} of
-     * {@code blocks}) as float32 from byte {@code to} of {@code dst}: bit for bit ggml's dequantisation. Both segments
+     * Elements {@code [from, from + count)} of a matrix of a {@link CpuKQuantTensor} type (block b at byte
+     * {@code b * blockBytes} of {@code blocks}) as float32 from byte {@code to} of {@code dst}: bit for bit ggml's dequantisation. Both segments
      * are native or over a {@code byte[]}, and {@code blocks} may be read up to 8 bytes past the last block it uses.
      */
     static void dequantize(DType type, MemorySegment blocks, long from, MemorySegment dst, long to, long count) {
