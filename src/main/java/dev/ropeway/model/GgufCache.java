@@ -38,9 +38,9 @@ import java.util.function.Consumer;
  * modification time, so a file changed in place is imported again (and the folder of its old version removed).
  *
  * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
- * the CPU backend computes with (Q8_0, Q2_K to Q6_K and IQ4_XS: {@link GgufImport#KEPT}; the K_M and K_S files are mostly
- * these), so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices become the Q8_0 blocks of the
- * same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
+ * the CPU backend computes with (Q8_0, Q2_K to Q6_K and IQ4_XS: {@link GgufImport#KEPT}; the K_M and K_S files are
+ * mostly these), so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices become the Q8_0 blocks
+ * of the same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
  * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the
  * quantisation's own step). {@code ropeway import --dtype f16|f32} writes a plain Hugging Face folder for whoever
  * needs one.
@@ -251,7 +251,8 @@ public final class GgufCache {
             long n = 1;
             for (long d : t.ne()) n *= d;
             boolean matrix = t.ne().length == 2;
-            total += matrix && GgufImport.KEPT.contains(t.type()) ? GgufImport.kept(t.type()).byteSize(n) : n * (matrix ? type.bytes() : 4);
+            total += matrix && GgufImport.KEPT.contains(t.type()) ? GgufImport.kept(t.type()).byteSize(n)
+                    : n * (matrix ? type.bytes() : 4);
         }
         return total;
     }
