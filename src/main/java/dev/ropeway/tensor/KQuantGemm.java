@@ -875,10 +875,13 @@ final class KQuantGemm {
     private static void q3Factors(MemorySegment w, long p, float[] out, int o) {
         float d = half(w, p + 108);
         int a0 = w.get(INT, p + 96), a1 = w.get(INT, p + 100), top = w.get(INT, p + 104);
-        int[] packed = {
-                a0 & NIBBLE | (top & PAIR) << 4, a1 & NIBBLE | (top >>> 2 & PAIR) << 4,
-                a0 >>> 4 & NIBBLE | (top >>> 4 & PAIR) << 4, a1 >>> 4 & NIBBLE | (top >>> 6 & PAIR) << 4};
-        for (int g = 0; g < 16; g++) out[o + g] = d * ((packed[g >> 2] >>> 8 * (g & 3) & 0xFF) - 32);
+        for (int g = 0; g < 16; g++) {
+            // Groups 0-3 and 4-7: the low nibbles of bytes 0-3 and 4-7; 8-11 and 12-15 their high nibbles; each topped
+            // with 2 bits of byte g & 3 of bytes 8-11 (bits 2(g / 4), 2(g / 4) + 1).
+            int low = ((g & 4) == 0 ? a0 : a1) >>> 4 * (g >> 3), at = 8 * (g & 3);
+            int sc = low >>> at & 0xF | (top >>> at + 2 * (g >> 2) & 3) << 4;
+            out[o + g] = d * (sc - 32);
+        }
     }
 
     /** The 256 values of the Q3_K block at byte p (-4 to 3) into {@code q[at .. at + 256)}. */
@@ -908,7 +911,7 @@ final class KQuantGemm {
     private static void q2Factors(MemorySegment w, long p, float[] out, int o) {
         float d = half(w, p + 80), negatedMin = -half(w, p + 82);
         for (int g = 0; g < 16; g++) {
-            int sc = w.get(java.lang.foreign.ValueLayout.JAVA_BYTE, p + g) & 0xFF;
+            int sc = w.get(ValueLayout.JAVA_BYTE, p + g) & 0xFF;
             out[o + g] = d * (sc & 15);
             out[o + 16 + g] = negatedMin * (sc >> 4);
         }
