@@ -644,7 +644,7 @@ public final class CudaBackend implements Backend {
     /**
      * A bfloat16 or float16 checkpoint's matrices stay so on the GPU (half the memory, half the bytes a decode step
      * reads): {@link #linear}, {@link #gemm} and {@link #embedding} read them widened, which is exact, so they compute
-     * what they would on a float32 copy. A matrix of ggml blocks (Q8_0, Q2_K to Q6_K, IQ4_XS: a GGUF import's) is dequantised on
+     * what they would on a float32 copy. A matrix of ggml blocks (Q8_0, the k-quants, Q4_0 ...: a GGUF import's) is dequantised on
      * the host and rounded to bfloat16, which holds each value to 2^-9 of itself, well inside the quantisation's step.
      * Other types become float32 as {@link #upload} makes them.
      */

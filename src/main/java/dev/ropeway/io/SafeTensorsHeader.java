@@ -33,7 +33,7 @@ import java.util.Map;
  * bytes can be wrong becomes a {@link CheckpointException} naming the file and the problem, so a corrupt or hostile
  * file can never surface as an index or arithmetic error deep inside a model load.
  *
- * <p>A matrix in one of ggml's block quantisations ({@link DType#isQuantised()}: Q8_0, Q2_K to Q6_K, IQ4_XS) is stored as a U8
+ * <p>A matrix in one of ggml's block quantisations ({@link DType#isQuantised()}: Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) is stored as a U8
  * tensor of shape [rows, bytes per row] holding its blocks as a GGUF file does, named by a metadata entry
  * {@code "ggml_type:<tensor name>": "<type>"}; other readers see the bytes, this one the [rows, columns] matrix of that
  * type, after checking that each row is a whole number of blocks.

@@ -38,9 +38,9 @@ import java.util.function.Consumer;
  * modification time, so a file changed in place is imported again (and the folder of its old version removed).
  *
  * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
- * the CPU backend computes with (Q8_0, Q2_K to Q6_K and IQ4_XS: {@link GgufImport#KEPT}; the K_M and K_S files are
- * mostly these), so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices become the Q8_0 blocks
- * of the same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
+ * the CPU backend computes with (Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL: {@link GgufImport#KEPT}),
+ * so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices whose rows are not whole 256s of values
+ * become the Q8_0 blocks of the same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
  * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the
  * quantisation's own step). {@code ropeway import --dtype f16|f32} writes a plain Hugging Face folder for whoever
  * needs one.
@@ -51,7 +51,7 @@ import java.util.function.Consumer;
  */
 public final class GgufCache {
     /** Bumped when an import of the same file would be written differently, so old folders are not reused. */
-    private static final String FORMAT = "3";
+    private static final String FORMAT = "4";
     private static final byte[] MAGIC = "GGUF".getBytes(StandardCharsets.US_ASCII);
     private static final String SOURCE_FILE = "gguf-source.json";
 
@@ -219,16 +219,19 @@ public final class GgufCache {
      * or " as f16".
      */
     private static String converted(GgufParts g, DType type) {
-        Set<GgmlType> kept = EnumSet.noneOf(GgmlType.class), others = EnumSet.noneOf(GgmlType.class);
-        for (GgufFile.Tensor t : g.tensors().values())
-            if (t.ne().length == 2) (GgufImport.KEPT.contains(t.type()) ? kept : others).add(t.type());
+        Set<GgmlType> same = EnumSet.noneOf(GgmlType.class), others = EnumSet.noneOf(GgmlType.class);
+        Set<String> rewritten = new java.util.TreeSet<>();
+        for (GgufFile.Tensor t : g.tensors().values()) {
+            if (t.ne().length != 2) continue;
+            DType kept = GgufImport.kept(t.type(), t.ne()[0]);
+            if (kept == null) others.add(t.type());
+            else if (kept.name().equals(t.type().name())) same.add(t.type());
+            else rewritten.add(t.type() + " as " + kept);
+        }
         String as = type.name().toLowerCase(Locale.ROOT);
-        if (kept.isEmpty()) return " as " + as;
-        List<String> rewritten = kept.stream().filter(t -> !GgufImport.kept(t).name().equals(t.name()))
-                .map(t -> t.name() + " as " + GgufImport.kept(t)).toList();
-        List<String> same = kept.stream().filter(t -> GgufImport.kept(t).name().equals(t.name())).map(Enum::name).toList();
+        if (same.isEmpty() && rewritten.isEmpty()) return " as " + as;
         List<String> parts = new ArrayList<>(rewritten);
-        if (!same.isEmpty()) parts.add(String.join(", ", same) + " kept");
+        if (!same.isEmpty()) parts.add(String.join(", ", same.stream().map(Enum::name).toList()) + " kept");
         String names = String.join(", ", parts);
         return others.isEmpty() ? "; " + names : "; " + names + ", others as " + as;
     }
@@ -251,8 +254,8 @@ public final class GgufCache {
             long n = 1;
             for (long d : t.ne()) n *= d;
             boolean matrix = t.ne().length == 2;
-            total += matrix && GgufImport.KEPT.contains(t.type()) ? GgufImport.kept(t.type()).byteSize(n)
-                    : n * (matrix ? type.bytes() : 4);
+            DType kept = matrix ? GgufImport.kept(t.type(), t.ne()[0]) : null;
+            total += kept != null ? kept.byteSize(n) : n * (matrix ? type.bytes() : 4);
         }
         return total;
     }

@@ -57,7 +57,7 @@ public final class GgufImport {
      *                  values to within 2^-12)
      * @param tokenizer whether to write the tokenizer files (a file without a tokenizer gets none either way)
      * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q2_K to Q6_K, IQ4_XS,
-     *                  and Q4_0, Q5_0, IQ4_NL rewritten as the Q8_0 blocks of the same values) keep their blocks (a U8
+     *                  Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; {@link #kept}) keep their blocks (a U8
      *                  tensor named by a {@code ggml_type:} metadata entry, which other programs do not read as a
      *                  matrix) instead of becoming {@code dtype}
      */
@@ -74,24 +74,35 @@ public final class GgufImport {
     }
 
     /**
-     * The GGUF block types whose matrices an import may keep as blocks: those the CPU backend computes with (Q8_0, Q4_K,
-     * Q5_K, Q6_K, IQ4_XS, Q2_K, Q3_K), kept as they are, and those whose values Q8_0 blocks hold exactly (Q4_0, Q5_0, IQ4_NL:
-     * {@link GgmlDequant#asQ8_0}), rewritten as Q8_0.
+     * The GGUF block types whose matrices an import may keep as blocks, those the CPU backend computes with: Q8_0, Q2_K to
+     * Q6_K and IQ4_XS in any matrix, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL in matrices whose rows are whole 256s of values
+     * (the CPU reads their 32-value blocks eight at a time); in other matrices Q4_0, Q5_0 and IQ4_NL become the Q8_0 blocks
+     * of the same values ({@link GgmlDequant#asQ8_0}) and Q4_1 and Q5_1 are not kept ({@link #kept}).
      */
-    public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q5_0,
-            GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL,
-            GgmlType.IQ4_XS));
+    public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q4_1,
+            GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K,
+            GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS));
 
-    /** The tensor type a kept GGUF block type becomes. */
-    public static DType kept(GgmlType type) {
-        return GgmlDequant.Q8_0_EXACT.contains(type) ? DType.Q8_0 : DType.valueOf(type.name());
+    /** Values per row the CPU needs to keep a small-block matrix (Q4_0 ...) as it is. */
+    private static final int WHOLE_ROWS = 256;
+
+    /**
+     * The tensor type a matrix of {@code type} with rows of {@code cols} values becomes when kept: the same type, or Q8_0
+     * for Q4_0, Q5_0 and IQ4_NL in rows that are not whole 256s; null when it is not kept (not in {@link #KEPT}, or Q4_1
+     * and Q5_1 in such rows).
+     */
+    public static DType kept(GgmlType type, long cols) {
+        if (!KEPT.contains(type)) return null;
+        boolean small = type.blockSize() == 32 && type != GgmlType.Q8_0;
+        if (!small || cols % WHOLE_ROWS == 0) return DType.valueOf(type.name());
+        return GgmlDequant.Q8_0_EXACT.contains(type) ? DType.Q8_0 : null;
     }
 
-    /** A kept matrix's blocks: the file's own, or rewritten as Q8_0 ({@link #kept}). */
-    static MemorySegment keptBlocks(GgufParts g, String gguf) {
+    /** A kept matrix's blocks as {@code as} ({@link #kept}) holds them: the file's own, or rewritten as Q8_0. */
+    static MemorySegment keptBlocks(GgufParts g, String gguf, DType as) {
         GgufFile.Tensor t = g.tensor(gguf);
         MemorySegment data = g.data(gguf);
-        return GgmlDequant.Q8_0_EXACT.contains(t.type()) ? GgmlDequant.asQ8_0(t.type(), data, t.elements()) : data;
+        return as.name().equals(t.type().name()) ? data : GgmlDequant.asQ8_0(t.type(), data, t.elements());
     }
 
     /** What was written. */
@@ -529,27 +540,29 @@ public final class GgufImport {
             return t;
         }
 
-        /** Whether these GGUF matrices (all of one block type) keep their blocks. */
-        private boolean keeps(String... gguf) {
-            if (!keepQuantised) return false;
+        /** The type these GGUF matrices (rows of {@code cols}) keep their blocks as, or null: not all one kept type. */
+        private DType keeps(long cols, String... gguf) {
+            if (!keepQuantised) return null;
             GgmlType type = g.tensor(gguf[0]).type();
-            for (String name : gguf) if (g.tensor(name).type() != type) return false;
-            return KEPT.contains(type);
+            for (String name : gguf) if (g.tensor(name).type() != type) return null;
+            return kept(type, cols);
         }
 
         void matrix(String hf, String gguf, long rows, long cols) {
-            GgufFile.Tensor t = require(gguf, rows, cols);
-            if (keeps(gguf)) addBlocks(hf, kept(t.type()), () -> keptBlocks(g, gguf), rows, cols);
+            require(gguf, rows, cols);
+            DType as = keeps(cols, gguf);
+            if (as != null) addBlocks(hf, as, () -> keptBlocks(g, gguf, as), rows, cols);
             else add(hf, matrixType, () -> g.floats(gguf), rows, cols);
         }
 
         void rotary(String hf, String gguf, int heads, int headDim, long cols, boolean interleaved) {
             long rows = (long) heads * headDim;
-            GgufFile.Tensor t = require(gguf, rows, cols);
-            if (keeps(gguf)) {
+            require(gguf, rows, cols);
+            DType as = keeps(cols, gguf);
+            if (as != null) {
                 // Each row is whole blocks, so moving rows moves their bytes.
-                addBlocks(hf, kept(t.type()), interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf), heads, headDim)
-                        : () -> keptBlocks(g, gguf), rows, cols);
+                addBlocks(hf, as, interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf, as), heads, headDim)
+                        : () -> keptBlocks(g, gguf, as), rows, cols);
                 return;
             }
             add(hf, matrixType, interleaved ? () -> deinterleaveRotaryRows(g.floats(gguf), heads, headDim, (int) cols)
@@ -587,14 +600,14 @@ public final class GgufImport {
                 require(names[i / 2], r, cols);
                 rows += r;
             }
-            if (keeps(names)) {
-                DType type = kept(g.tensor(names[0]).type());
+            DType type = keeps(cols, names);
+            if (type != null) {
                 addBlocks(hf, type, () -> {
                     MemorySegment out = MemorySegment.ofArray(new byte[Math.toIntExact(
                             type.byteSize(java.util.Arrays.stream(names).mapToLong(n -> g.tensor(n).elements()).sum()))]);
                     long at = 0;
                     for (String name : names) {
-                        MemorySegment part = keptBlocks(g, name);
+                        MemorySegment part = keptBlocks(g, name, type);
                         out.asSlice(at, part.byteSize()).copyFrom(part);
                         at += part.byteSize();
                     }

@@ -80,7 +80,7 @@ public record ModelWeights(Tensor embedding, List<LayerWeights> layers, Tensor f
             TensorInfo info = store.require(name, shape);
             if (!info.dtype().isFloatWeight() && !(shape.length == 2 && info.dtype().isQuantised()))
                 throw new dev.ropeway.io.CheckpointException("tensor " + name + " in " + store.directory() + " has dtype "
-                        + info.dtype() + "; weights must be F32, BF16, F16 or F64 (matrices may also be Q8_0, Q2_K to Q6_K or IQ4_XS)");
+                        + info.dtype() + "; weights must be F32, BF16, F16 or F64 (matrices may also be in ggml's blocks: Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL)");
             // Matrices may stay in a narrower type (16-bit or ggml blocks as stored, or what --cpu-weights asks for);
             // vectors (norms, biases) are read by ops that want float32.
             Tensor t = shape.length == 2 ? backend.uploadWeights(store.data(name), info.dtype(), shape[0], shape[1])

@@ -84,7 +84,7 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Converts {@code count} elements of type {@code dtype} (F32, F16, BF16 or F64, little-endian, or whole blocks of
-     * ggml's Q8_0, Q2_K to Q6_K or IQ4_XS, dequantised as ggml does) starting at {@code src} into a new float32 buffer. {@code src}
+     * ggml's blocks ({@link DType#isQuantised()}), dequantised as ggml does) starting at {@code src} into a new float32 buffer. {@code src}
      * may be a memory-mapped file region.
      */
     Tensor upload(MemorySegment src, DType dtype, long count);

@@ -9,7 +9,7 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 /**
- * Converts little-endian F32 / F16 / BF16 / F64 data, or ggml's Q8_0 / Q2_K to Q6_K / IQ4_XS blocks (often a memory-mapped
+ * Converts little-endian F32 / F16 / BF16 / F64 data, or ggml's blocks (Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; often a memory-mapped
  * checkpoint), to float32. Blocks are dequantised bit for bit as ggml's reference does.
  *
  * <p>Each thread converts its range in blocks staged through small heap arrays: a bulk copy in, a plain loop the
@@ -33,7 +33,7 @@ public final class Convert {
             case F16 -> pool.forRange(count, MIN_CHUNK, (from, to) -> f16(src, dst, from, to));
             case BF16 -> pool.forRange(count, MIN_CHUNK, (from, to) -> bf16(src, dst, from, to));
             case F64 -> pool.forRange(count, MIN_CHUNK, (from, to) -> f64(src, dst, from, to));
-            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS -> {
+            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> {
                 wholeBlocks("upload", type, 0, count);
                 pool.forRange(count / type.blockSize(), MIN_CHUNK / type.blockSize(),
                         (from, to) -> blocks(src, type, from, to - from, dst, from * type.blockSize() * Float.BYTES));
@@ -114,7 +114,7 @@ public final class Convert {
 
     /**
      * {@code n} values of {@code type} from element {@code from} of {@code src} (little-endian, as a checkpoint stores
-     * them), as float32, into {@code out[0, n)}: F32, F16, BF16 and F64 exactly, Q8_0, Q2_K to Q6_K and IQ4_XS blocks dequantised
+     * them), as float32, into {@code out[0, n)}: F32, F16, BF16 and F64 exactly, ggml's blocks dequantised
      * bit for bit as ggml's reference does (then {@code from} and {@code n} must be whole blocks). Runs on the calling
      * thread; {@code src} may be any segment.
      *
@@ -134,7 +134,7 @@ public final class Convert {
                 MemorySegment.copy(src, F64_LE, from * 8, in, 0, n);
                 for (int j = 0; j < n; j++) out[j] = (float) in[j];
             }
-            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS -> {
+            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> {
                 wholeBlocks("toFloats", type, from, n);
                 MemorySegment wide = MemorySegment.ofArray(new byte[n * Float.BYTES]);
                 blocks(src, type, from / type.blockSize(), n / type.blockSize(), wide, 0);

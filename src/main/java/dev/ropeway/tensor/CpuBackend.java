@@ -52,9 +52,9 @@ public final class CpuBackend implements Backend {
     public enum Weights {
         /**
          * As stored where that is exact and compact: bfloat16 and float16 matrices stay 16-bit (a float16 one holding
-         * an infinity or a NaN becomes float32), float32 and float64 ones become float32, and matrices in ggml's Q8_0,
-         * Q2_K to Q6_K and IQ4_XS blocks stay in them ({@link CpuQ8Tensor}, {@link CpuKQuantTensor}; loaded without their shape,
-         * float32).
+         * an infinity or a NaN becomes float32), float32 and float64 ones become float32, and matrices in ggml's blocks
+         * (Q8_0, the k-quants, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) stay in them ({@link CpuQ8Tensor},
+         * {@link CpuKQuantTensor}; loaded without their shape, float32).
          */
         AUTO,
         /**
@@ -74,7 +74,7 @@ public final class CpuBackend implements Backend {
          * of float32's memory and bytes per decode step, for a change per weight of at most half a quantisation step
          * plus the scale's float16 rounding: about max|x| / 225 of its block. Matrices whose rows are not a multiple
          * of 32 values (or loaded without their shape, or holding an infinity or a NaN) are held as BF16 instead. A
-         * matrix already in ggml's blocks (Q8_0, Q2_K to Q6_K, IQ4_XS) is kept as it is, as under {@link #AUTO}: never quantised
+         * matrix already in ggml's blocks (Q8_0 or a {@link CpuKQuantTensor} type) is kept as it is, as under {@link #AUTO}: never quantised
          * twice.
          */
         Q8_0
@@ -145,7 +145,7 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
-    /** Also from ggml's Q8_0, Q2_K to Q6_K and IQ4_XS blocks ({@code count} then a whole number of blocks), dequantised as ggml does. */
+    /** Also from ggml's Q8_0 and {@link CpuKQuantTensor} blocks ({@code count} then a whole number of blocks), dequantised as ggml does. */
     @Override
     public CpuTensor upload(MemorySegment src, DType dtype, long count) {
         if (src == null || dtype == null) throw new IllegalArgumentException("upload: src and dtype must not be null");
@@ -160,7 +160,7 @@ public final class CpuBackend implements Backend {
     /**
      * A weight matrix as this backend's {@link Weights} policy holds it: bfloat16 ({@link CpuBf16Tensor}), float16
      * ({@link CpuF16Tensor}) or float32 (as {@link #upload} makes it). Rounding to bfloat16 converts a slice at a time,
-     * so loading needs no float32 copy of the whole matrix. Quantised blocks (Q8_0, Q2_K to Q6_K, IQ4_XS) without their matrix's
+     * so loading needs no float32 copy of the whole matrix. Quantised blocks (Q8_0 or a {@link CpuKQuantTensor} type) without their matrix's
      * shape are dequantised: to bfloat16 under {@link Weights#BF16}, to float32 otherwise.
      */
     @Override
@@ -197,7 +197,7 @@ public final class CpuBackend implements Backend {
      * A [rows, cols] weight matrix: under {@link Weights#Q8_0}, quantised to Q8_0 blocks when its rows are a multiple of
      * 32 values and it holds only finite values; otherwise as {@link #uploadWeights(MemorySegment, DType, long)}.
      *
-     * <p>ggml's quantised blocks ({@code dtype} Q8_0, Q2_K to Q6_K or IQ4_XS; {@code src} the matrix's blocks row after row, as a
+     * <p>ggml's quantised blocks ({@code dtype} Q8_0 or a {@link CpuKQuantTensor} type; {@code src} the matrix's blocks row after row, as a
      * GGUF file stores them, each row a whole number of blocks) are never quantised again: under {@link Weights#AUTO} and
      * {@link Weights#Q8_0} they are kept as they are ({@link CpuQ8Tensor}, {@link CpuKQuantTensor}), except that a matrix
      * whose float16 factors include an infinity or a NaN is dequantised to float32; under {@link Weights#F32} they are
@@ -259,7 +259,9 @@ public final class CpuBackend implements Backend {
                     + dtype.blockSize() + " values; cols = " + cols + " is not a multiple of " + dtype.blockSize());
         checkSource("uploadWeights", src, dtype, count);
         if (weights == Weights.F32 || weights == Weights.BF16) return uploadWeights(src, dtype, count);
-        Tensor kept = dtype == DType.Q8_0 ? q8Blocks(src, count) : kQuantBlocks(src, dtype, rows, cols);
+        // Small blocks (Q4_0 ...) in rows that are not whole 256s are dequantised: the kernels read 256 values at a time.
+        Tensor kept = dtype == DType.Q8_0 ? q8Blocks(src, count)
+                : cols % KQuantGemm.BLOCK == 0 ? kQuantBlocks(src, dtype, rows, cols) : null;
         return kept != null ? kept : upload(src, dtype, count);
     }
 
@@ -287,7 +289,7 @@ public final class CpuBackend implements Backend {
         });
     }
 
-    /** Q2_K to Q6_K or IQ4_XS blocks as a {@link CpuKQuantTensor}, or null if a block's d or dmin is not finite. */
+    /** Blocks other than Q8_0's as a {@link CpuKQuantTensor}, or null if a block's d, dmin or m is not finite. */
     private CpuKQuantTensor kQuantBlocks(MemorySegment src, DType dtype, long rows, long cols) {
         CpuKQuantTensor t = new CpuKQuantTensor(dtype, rows, cols);
         MemorySegment dst = t.blocks();
@@ -324,12 +326,12 @@ public final class CpuBackend implements Backend {
         return null;
     }
 
-    /** A weight held narrower than float32 (bfloat16, float16, Q8_0, Q2_K to Q6_K or IQ4_XS), which only some ops read. */
+    /** A weight held narrower than float32 (bfloat16, float16, or ggml's blocks), which only some ops read. */
     private static boolean narrowWeight(Tensor t) {
         return t instanceof HalfTensor || t instanceof CpuQ8Tensor || t instanceof CpuKQuantTensor;
     }
 
-    /** Q8_0, Q2_K to Q6_K or IQ4_XS: a weight in ggml's blocks, which nothing writes and nothing views. */
+    /** Q8_0 or a {@link CpuKQuantTensor} type: a weight in ggml's blocks, which nothing writes and nothing views. */
     private static boolean blockWeight(Tensor t) {
         return t instanceof CpuQ8Tensor || t instanceof CpuKQuantTensor;
     }
@@ -470,7 +472,7 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * {@code count} values of a 16-bit, Q8_0, Q2_K to Q6_K or IQ4_XS tensor from element {@code from}, widened (dequantised) to
+     * {@code count} values of a 16-bit or ggml block tensor from element {@code from}, widened (dequantised) to
      * float32 at byte {@code to} of dst.
      */
     private static void widen(Tensor weights, long from, MemorySegment dst, long to, long count) {

@@ -3,16 +3,15 @@ package dev.ropeway.tensor;
 import java.lang.foreign.MemorySegment;
 
 /**
- * A [rows, cols] weight matrix in one of ggml's 256-value block forms, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS, held exactly as a GGUF file stores
- * it: each row a whole number of blocks of 256 values, 84 per Q2_K block (0.33 bytes per weight), 110 per Q3_K block
- * (0.43), 144 bytes per Q4_K block (4-bit values, a 6-bit scale and min per
- * 32, two float16 factors: 0.5625 bytes per weight), 176 per Q5_K block (the same with 5-bit values: 0.6875 bytes per
- * weight), 136 per IQ4_XS block (4-bit indices into a table of 16 integers, a 6-bit scale per 32, one float16 factor:
- * 0.53 bytes per weight) and 210 per Q6_K block (6-bit values, an int8 scale per 16, one
- * float16 factor: 0.8203 bytes per weight), against 2 for bfloat16 and 4 for float32. Every op that reads one decodes
- * the blocks as ggml's reference dequantisation does, bit for bit, so it computes exactly what it computes on that
- * dequantised float32 matrix ({@link KQuantGemm}). Only {@code linear}, {@code gemm}, {@code embedding}, {@code copy}
- * (as the source) and {@code download} read these; nothing writes them.
+ * A [rows, cols] weight matrix in one of ggml's block forms other than Q8_0, held exactly as a GGUF file stores it,
+ * each row a whole number of 256 values: the 256-value k-quant blocks, Q2_K (84 bytes: 0.33 bytes per weight), Q3_K (110:
+ * 0.43), Q4_K (144: 4-bit values, a 6-bit scale and min per 32, two float16 factors; 0.5625), Q5_K (176: the same with
+ * 5-bit values; 0.6875), Q6_K (210: 6-bit values, an int8 scale per 16, one float16 factor; 0.8203) and IQ4_XS (136:
+ * 4-bit indices into a table of 16 integers, a 6-bit scale per 32; 0.53), and the 32-value blocks Q4_0 and IQ4_NL (18
+ * bytes: 0.5625), Q4_1 (20: 0.625), Q5_0 (22: 0.6875) and Q5_1 (24: 0.75), against 2 for bfloat16 and 4 for float32.
+ * Every op that reads one decodes the blocks as ggml's reference dequantisation does, bit for bit, so it computes
+ * exactly what it computes on that dequantised float32 matrix ({@link KQuantGemm}). Only {@code linear}, {@code gemm},
+ * {@code embedding}, {@code copy} (as the source) and {@code download} read these; nothing writes them.
  */
 public final class CpuKQuantTensor implements Tensor {
     private final DType type;
@@ -20,12 +19,15 @@ public final class CpuKQuantTensor implements Tensor {
     /** The blocks, row after row (held in a float buffer of a quarter the byte count, rounded up). */
     private final CpuTensor blocks;
 
-    /** Zeros: a [rows, cols] matrix of {@code type} (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS, cols a multiple of 256), to fill through {@link #blocks()}. */
+    /**
+     * Zeros: a [rows, cols] matrix of {@code type} (a quantised type other than Q8_0, cols a multiple of 256), to fill
+     * through {@link #blocks()}.
+     */
     CpuKQuantTensor(DType type, long rows, long cols) {
-        if (!type.isQuantised() || type.blockSize() != KQuantGemm.BLOCK)
-            throw new IllegalArgumentException("a k-quant tensor holds Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS blocks, not " + type);
-        if (rows < 0 || cols < 0 || cols % type.blockSize() != 0)
-            throw new IllegalArgumentException("a " + type + " matrix has rows of whole blocks of " + type.blockSize()
+        if (!type.isQuantised() || type == DType.Q8_0)
+            throw new IllegalArgumentException("a k-quant tensor holds ggml blocks other than Q8_0's, not " + type);
+        if (rows < 0 || cols < 0 || cols % KQuantGemm.BLOCK != 0)
+            throw new IllegalArgumentException("a " + type + " matrix has rows of whole blocks of " + KQuantGemm.BLOCK
                     + " values, not [" + rows + ", " + cols + "]");
         this.type = type;
         this.rows = rows;
@@ -41,7 +43,7 @@ public final class CpuKQuantTensor implements Tensor {
         return rows * cols;
     }
 
-    /** Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS. */
+    /** Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1 or IQ4_NL. */
     public DType type() {
         return type;
     }

@@ -91,7 +91,7 @@ final class KQuantGemm {
             throw new IllegalArgumentException(type + " weights need rows on block boundaries and k a multiple of " + BLOCK
                     + " (offset " + wOffset + ", ld " + ldw + ", k " + k + ")");
         MemorySegment q = w.blocks();
-        int blockBytes = type.blockBytes();
+        int blockBytes = superBytes(type);
         // Byte offsets: of W's first row, and from one row to the next.
         long first = wOffset / BLOCK * blockBytes, stride = (long) ldw / BLOCK * blockBytes;
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
@@ -110,7 +110,7 @@ final class KQuantGemm {
         }
         ParallelGemm.sgemmWidened(pool, m, n, k, alpha, a, aOffset, lda, (j0, cols, wide) -> {
             for (int j = 0; j < cols; j++)
-                decode(type, q, first + (j0 + j) * stride, k / BLOCK, wide, (long) j * k * Float.BYTES);
+                decode(type, q, first + (j0 + j) * stride, k / type.blockSize(), wide, (long) j * k * Float.BYTES);
         }, beta, c, cOffset, ldc, epilogue);
     }
 
@@ -120,20 +120,20 @@ final class KQuantGemm {
      * are native or over a {@code byte[]}, and {@code blocks} may be read up to 8 bytes past the last block it uses.
      */
     static void dequantize(DType type, MemorySegment blocks, long from, MemorySegment dst, long to, long count) {
-        int blockBytes = type.blockBytes();
+        int size = type.blockSize(), blockBytes = type.blockBytes();
         MemorySegment scratch = null;
         long e = from, end = from + count;
         while (e < end) {
-            long b = e / BLOCK, start = b * BLOCK;
+            long b = e / size, start = b * size;
             long out = to + (e - from) * Float.BYTES;
-            if (e == start && end - e >= BLOCK) {
-                long whole = (end - e) / BLOCK;
+            if (e == start && end - e >= size) {
+                long whole = (end - e) / size;
                 decode(type, blocks, b * blockBytes, whole, dst, out);
-                e += whole * BLOCK;
+                e += whole * size;
             } else {
                 // Part of a block: decoded whole beside, the part copied.
-                if (scratch == null) scratch = MemorySegment.ofArray(new byte[BLOCK * Float.BYTES]);
-                long stop = Math.min(end, start + BLOCK);
+                if (scratch == null) scratch = MemorySegment.ofArray(new byte[size * Float.BYTES]);
+                long stop = Math.min(end, start + size);
                 decode(type, blocks, b * blockBytes, 1, scratch, 0);
                 MemorySegment.copy(scratch, (e - start) * Float.BYTES, dst, out, (stop - e) * Float.BYTES);
                 e = stop;
@@ -142,27 +142,42 @@ final class KQuantGemm {
     }
 
     /**
-     * {@code count} whole blocks of {@code type} (a {@link CpuKQuantTensor} type) from byte {@code at} of {@code blocks},
-     * as float32 from byte {@code to} of {@code dst} (see {@link #dequantize}).
+     * {@code count} whole blocks of {@code type} (a {@link CpuKQuantTensor} type; blocks of its own {@link
+     * DType#blockSize()}, 32 values for the types with small blocks) from byte {@code at} of {@code blocks}, as float32
+     * from byte {@code to} of {@code dst} (see {@link #dequantize}).
      */
     static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
-        int blockBytes = type.blockBytes();
+        int blockBytes = type.blockBytes(), size = type.blockSize();
         float[] factors = new float[32];
         byte[] unpacked = new byte[BLOCK + 64];
         for (long i = 0; i < count; i++) {
-            long p = at + i * blockBytes, out = to + i * BLOCK * Float.BYTES;
+            long p = at + i * blockBytes, out = to + i * size * Float.BYTES;
             switch (type) {
                 case Q4_K -> q4Block(blocks, p, dst, out, factors);
                 case Q5_K -> q5Block(blocks, p, dst, out, factors);
                 case Q2_K, Q3_K, Q6_K, IQ4_XS -> unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
+                case Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> smallBlock(type, blocks, p, dst, out, unpacked);
                 default -> throw new IllegalArgumentException("not a k-quant type: " + type);
             }
         }
     }
 
+    /** Bytes of 256 values of {@code type}: a block, or eight of the small ones (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL). */
+    static int superBytes(DType type) {
+        return type.blockBytes() * (BLOCK / type.blockSize());
+    }
+
+    /** Whether {@code type} is one of the small-block types this class computes with, held 8 blocks to 256 values. */
+    static boolean small(DType type) {
+        return switch (type) {
+            case Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> true;
+            default -> false;
+        };
+    }
+
     /**
-     * True when none of the float16 factors (d, and dmin for Q2_K, Q4_K and Q5_K) of blocks {@code [from, to)} is an
-     * infinity or a NaN.
+     * True when none of the float16 factors (d, and dmin or m for Q2_K, Q4_K, Q5_K, Q4_1 and Q5_1) of blocks
+     * {@code [from, to)} (of the type's own size) is an infinity or a NaN.
      */
     static boolean finiteFactors(DType type, MemorySegment blocks, long from, long to) {
         int blockBytes = type.blockBytes();
@@ -173,7 +188,7 @@ final class KQuantGemm {
                 case Q6_K -> special(blocks.get(HALF, p + 208));
                 case Q3_K -> special(blocks.get(HALF, p + 108));
                 case Q2_K -> special(blocks.get(HALF, p + 80)) | special(blocks.get(HALF, p + 82));
-                case IQ4_XS -> special(blocks.get(HALF, p));
+                case IQ4_XS, Q4_0, Q5_0, IQ4_NL -> special(blocks.get(HALF, p));
                 default -> special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
             };
         }
@@ -200,9 +215,14 @@ final class KQuantGemm {
      * cost 15-20 % more for Q6_K and IQ4_XS (measured), the extra factor loaded per vector and the mins filled per block.
      */
 
-    /** Whether the one-row kernel unpacks this type's blocks (all but Q4_K and Q5_K, which decode in registers). */
+    /** Whether the one-row kernel unpacks this type's blocks (all but Q4_K, Q5_K, Q4_0 and Q4_1, which decode in registers). */
     private static boolean unpacks(DType type) {
-        return type != DType.Q4_K && type != DType.Q5_K;
+        return type != DType.Q4_K && type != DType.Q5_K && !nibbles(type);
+    }
+
+    /** Q4_0 and Q4_1: small blocks of plain nibbles, which the one-row kernel decodes in registers ({@link #nibbleBlock4}). */
+    private static boolean nibbles(DType type) {
+        return type == DType.Q4_0 || type == DType.Q4_1;
     }
 
     /** Whether the several-row kernels unpack this type's blocks (all but Q4_K). */
@@ -212,16 +232,19 @@ final class KQuantGemm {
 
     /** Whether the unpacked type's groups have mins as well as scales. */
     private static boolean hasMins(DType type) {
-        return type == DType.Q2_K || type == DType.Q5_K;
+        return type == DType.Q2_K || type == DType.Q5_K || type == DType.Q4_1 || type == DType.Q5_1;
     }
 
-    /** Values per scale (and min) in the unpacked layout: 32 for Q5_K, 16 for the others. */
+    /** Values per scale (and min) in the unpacked layout: 32 for Q5_K, Q4_1 and Q5_1, 16 for the others. */
     private static int groupSize(DType type) {
-        return type == DType.Q5_K ? 32 : 16;
+        return type == DType.Q5_K || type == DType.Q4_1 || type == DType.Q5_1 ? 32 : 16;
     }
 
-    /** Floats of factors per block: {@link #unpackedFactors}' 32, or {@link #q4Factors}' 16. */
-    private static int factorWidth(boolean unpacked) {
+    /**
+     * Floats of factors per block: {@link #unpackedFactors}' and {@link #nibbleFactors}' 32, or {@link #q4Factors}' 16
+     * (Q4_K and Q5_K decoded in registers).
+     */
+    private static int factorWidth(DType type, boolean unpacked) {
         return unpacked ? 32 : 16;
     }
 
@@ -240,9 +263,9 @@ final class KQuantGemm {
      */
     private static void row(DType type, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
                             long stride, MemorySegment c, long y0) {
-        boolean unpacked = unpacks(type), five = type == DType.Q5_K, mins = hasMins(type);
+        boolean unpacked = unpacks(type), five = type == DType.Q5_K, small = nibbles(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
+        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[4 * BLOCK + 64] : null;
         long aRow = x0 * Float.BYTES;
@@ -263,6 +286,9 @@ final class KQuantGemm {
                 } else if (five) {
                     q5Block2(w, r0 + o, r1 + o, f, width * b, per, a, x, acc, 0);
                     q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
+                } else if (small) {
+                    nibbleBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, type.blockBytes(), type == DType.Q4_0 ? 2 : 4, f,
+                            width * b, per, a, x, acc);
                 } else {
                     q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
                 }
@@ -284,7 +310,7 @@ final class KQuantGemm {
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
         boolean unpacked = unpacksForRows(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
+        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
@@ -320,7 +346,7 @@ final class KQuantGemm {
                               long first, long stride, MemorySegment c, long y0, long y1) {
         boolean unpacked = unpacksForRows(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = type.blockBytes();
+        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
@@ -354,13 +380,14 @@ final class KQuantGemm {
      */
     private static void factors(DType type, boolean unpacked, MemorySegment w, long first, long stride, int j, int rows,
                                 int last, int blocks, float[] out) {
-        int blockBytes = type.blockBytes(), width = factorWidth(unpacked);
+        int blockBytes = superBytes(type), width = factorWidth(type, unpacked);
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
             for (int b = 0; b < blocks; b++) {
                 long p = r + (long) b * blockBytes;
                 int o = width * (t * blocks + b);
                 if (unpacked) unpackedFactors(type, w, p, out, o);
+                else if (nibbles(type)) nibbleFactors(type, w, p, out, o);
                 else q4Factors(w, p, out, o);
             }
         }
@@ -374,7 +401,7 @@ final class KQuantGemm {
 
     // ---- Unpacked blocks ----
 
-    /** The block at byte p unpacked to 256 signed bytes, into {@code q[at .. at + 256)}. */
+    /** The block at byte p (eight blocks from p for a small-block type) unpacked to 256 signed bytes, into {@code q[at .. at + 256)}. */
     private static void unpack(DType type, MemorySegment w, long p, byte[] q, int at) {
         switch (type) {
             case Q6_K -> q6Unpack(w, p, q, at);
@@ -382,13 +409,18 @@ final class KQuantGemm {
             case IQ4_XS -> iq4Unpack(w, p, q, at);
             case Q3_K -> q3Unpack(w, p, q, at);
             case Q2_K -> q2Unpack(w, p, q, at);
+            case Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> {
+                int blockBytes = type.blockBytes();
+                for (int s = 0; s < 8; s++) smallUnpack(type, w, p + (long) s * blockBytes, q, at + 32 * s);
+            }
             default -> throw new IllegalArgumentException("no unpacking for " + type);
         }
     }
 
     /**
-     * The factors of the block at byte p for the unpacked kernels: group g's scale at {@code out[o + g]} and, for a type
-     * with mins ({@link #hasMins}), its negated min at {@code out[o + 16 + g]}; a group is 16 values, or 32 for Q5_K
+     * The factors of the block at byte p (eight blocks from p for a small-block type) for the unpacked kernels: group
+     * g's scale at {@code out[o + g]} and, for a type with mins ({@link #hasMins}), the value it adds (a negated min; Q4_1's
+     * and Q5_1's m as it is) at {@code out[o + 16 + g]}; a group is 16 values, or 32 for Q5_K, Q4_1 and Q5_1
      * ({@link #groupSize}).
      */
     private static void unpackedFactors(DType type, MemorySegment w, long p, float[] out, int o) {
@@ -406,6 +438,21 @@ final class KQuantGemm {
             case Q6_K -> q6Factors(w, p, out, o);
             case IQ4_XS -> iq4Factors(w, p, out, o);
             case Q3_K -> q3Factors(w, p, out, o);
+            case Q4_0, Q5_0, IQ4_NL -> {
+                // One d per 32 values, given to both groups of 16.
+                for (int s = 0; s < 8; s++) {
+                    float d = half(w, p + (long) s * type.blockBytes());
+                    out[o + 2 * s] = d;
+                    out[o + 2 * s + 1] = d;
+                }
+            }
+            case Q4_1, Q5_1 -> {
+                for (int s = 0; s < 8; s++) {
+                    long b = p + (long) s * type.blockBytes();
+                    out[o + s] = half(w, b);
+                    out[o + 16 + s] = half(w, b + 2);
+                }
+            }
             default -> throw new IllegalArgumentException("no unpacked factors for " + type);
         }
     }
@@ -924,6 +971,140 @@ final class KQuantGemm {
                 for (int v = 0; v < 32; v += U.length())
                     ((ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, p + 16 + 32 * h + v, NATIVE).reinterpretShape(UI, 0))
                             .lanewise(VectorOperators.LSHR, 2 * j).and(PAIR).reinterpretShape(U, 0)).intoArray(q, at + 128 * h + 32 * j + v);
+    }
+
+    // ---- Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ----
+
+    /*
+     * ggml's small blocks, 32 values each: d (float16) @0, then for Q4_1 and Q5_1 m (float16) @2; then for Q5_0 and Q5_1
+     * qh (32 bits, little-endian); then qs[16]. Value j (0 to 15) takes its low 4 bits from the low nibble of qs[j], value
+     * j + 16 from the high nibble; in Q5_0 and Q5_1, bit j of qh is value j's fifth bit. A value is d*(q - 8) (Q4_0),
+     * d*(q - 16) (Q5_0), d*q + m (Q4_1, Q5_1) or d times entry q of the IQ4 table (IQ4_NL). Each product of d (11
+     * significant bits) and its integer (at most 7) is exact in float32, so the fused multiply-add by m rounds once, where
+     * the reference's addition does. A matrix of them is read as 256-value blocks of eight: the kernels unpack those to
+     * signed bytes (Q4_1 and Q5_1 with a scale and min per group of 32, the others with each d given to both groups of
+     * 16), as the k-quant types' unpacked blocks.
+     */
+
+    /** Byte j of entry b: bit j of b moved to bit 4 (a Q5_0 or Q5_1 fifth bit), for 8 values' bits at once. */
+    private static final long[] FIFTHS = new long[256];
+    private static final java.lang.invoke.VarHandle LONG_IN_BYTES =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
+    static {
+        for (int b = 0; b < 256; b++)
+            for (int j = 0; j < 8; j++) FIFTHS[b] |= (long) (((b >>> j) & 1) << 4) << 8 * j;
+    }
+
+    /** The 32 values of the small block at byte p (as signed bytes: less 8 or 16, or IQ4 table entries) into {@code q[at .. at + 32)}. */
+    private static void smallUnpack(DType type, MemorySegment w, long p, byte[] q, int at) {
+        switch (type) {
+            case Q4_0 -> nibbleHalves(w, p + 2, q, at, false, 8);
+            case Q4_1 -> nibbleHalves(w, p + 4, q, at, false, 0);
+            case Q5_0 -> {
+                fifths(w, p + 2, q, at);
+                nibbleHalves(w, p + 6, q, at, true, 16);
+            }
+            case Q5_1 -> {
+                fifths(w, p + 4, q, at);
+                nibbleHalves(w, p + 8, q, at, true, 0);
+            }
+            case IQ4_NL -> {
+                IntVector bytes = (IntVector) ByteVector.fromMemorySegment(B16, w, p + 2, NATIVE).reinterpretShape(I4, 0);
+                ((ByteVector) bytes.and(NIBBLE).reinterpretShape(B16, 0)).selectFrom(IQ4_VALUES).intoArray(q, at);
+                ((ByteVector) bytes.lanewise(VectorOperators.LSHR, 4).and(NIBBLE).reinterpretShape(B16, 0)).selectFrom(IQ4_VALUES)
+                        .intoArray(q, at + 16);
+            }
+            default -> throw new IllegalArgumentException("not a small-block type: " + type);
+        }
+    }
+
+    /**
+     * The low nibbles of the 16 bytes at {@code qs} into {@code q[at .. at + 16)}, their high nibbles into {@code q[at + 16
+     * .. at + 32)}, each or-ed with the byte already there when {@code or} (the fifth bits), less {@code offset}.
+     */
+    private static void nibbleHalves(MemorySegment w, long qs, byte[] q, int at, boolean or, int offset) {
+        IntVector bytes = (IntVector) ByteVector.fromMemorySegment(B16, w, qs, NATIVE).reinterpretShape(I4, 0);
+        ByteVector low = (ByteVector) bytes.and(NIBBLE).reinterpretShape(B16, 0);
+        ByteVector high = (ByteVector) bytes.lanewise(VectorOperators.LSHR, 4).and(NIBBLE).reinterpretShape(B16, 0);
+        if (or) {
+            low = low.or(ByteVector.fromArray(B16, q, at));
+            high = high.or(ByteVector.fromArray(B16, q, at + 16));
+        }
+        low.sub((byte) offset).intoArray(q, at);
+        high.sub((byte) offset).intoArray(q, at + 16);
+    }
+
+    /**
+     * The factors of the eight Q4_0 or Q4_1 blocks from byte p for {@link #nibbleBlock4}: for group g of 16 values (block
+     * g / 2, nibble g % 2) a scale at {@code out[o + g]} and the value it adds at {@code out[o + 16 + g]}: d and m (Q4_1),
+     * d and -8d (Q4_0: q*d - 8d is (q - 8)*d exactly, the zero of q = 8 aside, which has no sign there; a sum of products
+     * that starts at +0 never becomes -0, so the products' sums are the same).
+     */
+    private static void nibbleFactors(DType type, MemorySegment w, long p, float[] out, int o) {
+        int blockBytes = type.blockBytes();
+        if (type == DType.Q4_1) {
+            for (int s = 0; s < 8; s++) {
+                long b = p + (long) s * blockBytes;
+                out[o + s] = half(w, b);
+                out[o + 8 + s] = half(w, b + 2);
+            }
+        } else {
+            for (int s = 0; s < 8; s++) {
+                float d = half(w, p + (long) s * blockBytes);
+                out[o + s] = d;
+                out[o + 8 + s] = -8 * d;
+            }
+        }
+    }
+
+    /**
+     * Eight Q4_0 or Q4_1 blocks of four rows of W (bytes {@code p0 .. p3}: blocks of {@code blockBytes}, their 16 nibble
+     * bytes at {@code qs} within; factors from {@code f[e]}, {@code per} apart, as {@link #nibbleFactors} lays them out)
+     * times the 256 floats of A's row from byte {@code x}, into the four accumulators of {@code acc}: {@link #q4Block4}
+     * with the small blocks' layout, each vector of weights decoded in registers.
+     */
+    private static void nibbleBlock4(MemorySegment w, long p0, long p1, long p2, long p3, int blockBytes, int qs, float[] f,
+                                     int e, int per, MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s;
+            long q = (long) s * blockBytes + qs;
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            float d2 = f[2 * per + i], m2 = f[2 * per + i + 8], d3 = f[3 * per + i], m3 = f[3 * per + i + 8];
+            // Values 0 to 15 of the block (low nibbles) then 16 to 31 (high nibbles): v from 0 to 31, the bytes v % 16.
+            for (int v = 0; v < 32; v += LANES) {
+                int shift = (v & 16) >> 2, at = v & 15;
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
+                s0 = floats(nibbles(w, p0 + q + at, shift)).fma(d0, m0).fma(xv, s0);
+                s1 = floats(nibbles(w, p1 + q + at, shift)).fma(d1, m1).fma(xv, s1);
+                s2 = floats(nibbles(w, p2 + q + at, shift)).fma(d2, m2).fma(xv, s2);
+                s3 = floats(nibbles(w, p3 + q + at, shift)).fma(d3, m3).fma(xv, s3);
+            }
+        }
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
+    }
+
+    /** The 32 bits at {@code qh}, bit j as bit 4 of {@code q[at + j]}. */
+    private static void fifths(MemorySegment w, long qh, byte[] q, int at) {
+        int bits = w.get(INT, qh);
+        for (int i = 0; i < 4; i++) LONG_IN_BYTES.set(q, at + 8 * i, FIFTHS[(bits >>> 8 * i) & 0xFF]);
+    }
+
+    /** The small block at byte p decoded: value i is {@code q[i] * d}, or {@code q[i] * d + m}. */
+    private static void smallBlock(DType type, MemorySegment w, long p, MemorySegment dst, long to, byte[] q) {
+        smallUnpack(type, w, p, q, 0);
+        float d = half(w, p);
+        boolean mins = hasMins(type);
+        float m = mins ? half(w, p + 2) : 0f;
+        for (int i = 0; i < 32; i += LANES) {
+            FloatVector v = floats(ByteVector.fromArray(B, q, i));
+            (mins ? v.fma(d, m) : v.mul(d)).intoMemorySegment(dst, to + (long) i * Float.BYTES, NATIVE);
+        }
     }
 
     // ---- Shared ----

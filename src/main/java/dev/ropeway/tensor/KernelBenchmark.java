@@ -208,10 +208,14 @@ public final class KernelBenchmark {
         }
     }
 
+    /** The block types {@link #weights} times, beside the float ones and Q8_0. */
+    private static final List<DType> BLOCK_TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K,
+            DType.IQ4_XS, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL);
+
     /**
      * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
-     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and as Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS (random blocks with
-     * float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
+     * Q8_0 (one set of float16 values; the bfloat16 and Q8_0 copies round them), and in each of {@link #BLOCK_TYPES}
+     * (random blocks with float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
         Random rnd = new Random(5);
@@ -224,38 +228,39 @@ public final class KernelBenchmark {
             bf16.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, Bfloat16.round(Float.float16ToFloat(h)));
         }
         List<WeightsResult> results = new ArrayList<>();
+        List<String> names = new ArrayList<>(List.of("f32", "bf16", "f16", "q8_0"));
+        List<Double> bytesPerWeight = new ArrayList<>(List.of(4.0, 2.0, 2.0, 1 + 4.0 / Q8Blocks.BLOCK));
+        List<Tensor> held = new ArrayList<>();
         try (arena; Tensor x = cpu.upload(random(rnd, (long) rows * in)); Tensor y = cpu.allocate((long) rows * out);
-             Tensor w32 = cpu.upload(f16, DType.F16, count); Tensor w16 = cpu.uploadWeights(f16, DType.F16, count);
-             Tensor wb = cpu.uploadWeights(bf16, DType.BF16, count);
-             CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0);
-             Tensor wq = quantiser.uploadWeights(f16, DType.F16, out, in);
-             Tensor w2 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q2_K, count), DType.Q2_K, out, in);
-             Tensor w3 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q3_K, count), DType.Q3_K, out, in);
-             Tensor w4 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q4_K, count), DType.Q4_K, out, in);
-             Tensor w5 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q5_K, count), DType.Q5_K, out, in);
-             Tensor w6 = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.Q6_K, count), DType.Q6_K, out, in);
-             Tensor wx = cpu.uploadWeights(kQuantBlocks(arena, rnd, DType.IQ4_XS, count), DType.IQ4_XS, out, in)) {
-            if (!(w16 instanceof CpuF16Tensor) || !(wb instanceof CpuBf16Tensor) || !(wq instanceof CpuQ8Tensor)
-                    || !(w4 instanceof CpuKQuantTensor) || !(w5 instanceof CpuKQuantTensor) || !(w6 instanceof CpuKQuantTensor)
-                    || !(wx instanceof CpuKQuantTensor) || !(w2 instanceof CpuKQuantTensor) || !(w3 instanceof CpuKQuantTensor))
-                throw new IllegalStateException("the backend must keep 16-bit and k-quant weights as they are "
-                        + "(--cpu-weights auto), and in must be a multiple of 256");
-            String[] names = {"f32", "bf16", "f16", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"};
-            double[] bytesPerWeight = {4, 2, 2, 1 + 4.0 / Q8Blocks.BLOCK, DType.Q2_K.blockBytes() / 256.0,
-                    DType.Q3_K.blockBytes() / 256.0, DType.Q4_K.blockBytes() / 256.0,
-                    DType.Q5_K.blockBytes() / 256.0, DType.Q6_K.blockBytes() / 256.0, DType.IQ4_XS.blockBytes() / 256.0};
-            Tensor[] held = {w32, wb, w16, wq, w2, w3, w4, w5, w6, wx};
-            for (int i = 0; i < held.length; i++) {
-                Tensor w = held[i];
+             CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0)) {
+            held.add(cpu.upload(f16, DType.F16, count));
+            held.add(cpu.uploadWeights(bf16, DType.BF16, count));
+            held.add(cpu.uploadWeights(f16, DType.F16, count));
+            held.add(quantiser.uploadWeights(f16, DType.F16, out, in));
+            if (!(held.get(1) instanceof CpuBf16Tensor) || !(held.get(2) instanceof CpuF16Tensor) || !(held.get(3) instanceof CpuQ8Tensor))
+                throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto)");
+            for (DType type : BLOCK_TYPES) {
+                Tensor w = cpu.uploadWeights(kQuantBlocks(arena, rnd, type, count), type, out, in);
+                held.add(w);
+                if (!(w instanceof CpuKQuantTensor))
+                    throw new IllegalStateException("the backend must keep " + type + " blocks as they are "
+                            + "(--cpu-weights auto), and in must be a multiple of 256");
+                names.add(type.name().toLowerCase(java.util.Locale.ROOT));
+                bytesPerWeight.add((double) type.blockBytes() / type.blockSize());
+            }
+            for (int i = 0; i < held.size(); i++) {
+                Tensor w = held.get(i);
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
                         samples)[0];
-                results.add(new WeightsResult(names[i], rows, out, in, seconds * 1e3, count * bytesPerWeight[i] / seconds / 1e9));
+                results.add(new WeightsResult(names.get(i), rows, out, in, seconds * 1e3, count * bytesPerWeight.get(i) / seconds / 1e9));
             }
+        } finally {
+            for (Tensor w : held) w.close();
         }
         return results;
     }
 
-    /** {@code count} values of random Q2_K to Q6_K or IQ4_XS blocks: random bytes, the float16 factors d (and dmin) near 0.01. */
+    /** {@code count} values of random blocks of {@code type}: random bytes, the float16 factors d (and dmin or m) near 0.01. */
     private static MemorySegment kQuantBlocks(Arena arena, Random rnd, DType type, long count) {
         MemorySegment s = arena.allocate(type.byteSize(count));
         byte[] block = new byte[type.blockBytes()];

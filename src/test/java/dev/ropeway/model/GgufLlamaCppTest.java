@@ -224,18 +224,55 @@ class GgufLlamaCppTest {
             if (!type.equals("Q8_0") && !type.equals("Q6_K")) assertTrue(imported < 0.25 * original, seen);
             GgmlType main = GgmlType.valueOf(type);
             if (GgufImport.KEPT.contains(main)) {
-                // Kept as blocks (Q4_0, Q5_0 and IQ4_NL rewritten as Q8_0), the matrices read back as the f32 import's
-                // values, and the CPU computes its logits.
+                // Kept as blocks (rows of 256 and 512 values: every type as it is), the matrices read back as the f32
+                // import's values, and the CPU computes its logits.
                 GgufImport.Result k = GgufImport.write(quantised, tmp.resolve("quantised-kept-" + type),
                         new GgufImport.Options(null, true, true));
                 try (WeightStore kept = WeightStore.open(k.dir()); WeightStore floats = WeightStore.open(r.dir())) {
-                    assertEquals(GgufImport.kept(main), kept.info("model.layers.0.mlp.up_proj.weight").dtype());
+                    assertEquals(dev.ropeway.tensor.DType.valueOf(type), kept.info("model.layers.0.mlp.up_proj.weight").dtype());
                     for (String name : kept.names()) assertArrayEquals(floats.readFloats(name), kept.readFloats(name), name);
                 }
                 float[][] fromBlocks = ropewayLogits(k.dir(), Transformer.loadConfig(k.dir()).rope(), ids);
                 for (int i = 0; i < ours.length; i++) assertArrayEquals(ours[i], fromBlocks[i], type + " kept, position " + i);
             }
         }));
+    }
+
+    /**
+     * Rows that are not whole 256s of values (a hidden size of 64): llama.cpp's Q4_0, Q5_0 and IQ4_NL matrices are kept as
+     * the Q8_0 blocks of the same values, Q4_1 ones are widened to floats (the CPU reads the small blocks 256 values at a time), and
+     * the Q8_0 logits equal the f32 import's.
+     */
+    @Test
+    void smallBlocksInShorterRowsAreKeptAsQ8_0OrWidened() throws IOException {
+        LlamaCppNative llama = LlamaCppNative.load();
+        assumeTrue(llama != null, "llama.cpp's libraries are not installed");
+        Path model = models.checkpoint(tmp.resolve("short-rows"), models.llamaConfig(false), 37);
+        RopeScaling rope = Transformer.loadConfig(model).rope();
+        Path f32 = tmp.resolve("short-rows-f32.gguf");
+        GgufExport.write(model, f32, new GgufExport.Options(rope, CONTEXT, GgufExport.Dtype.F32, "test"));
+        int[] ids = models.promptIds(40, 11);
+        Object[][] types = {{"Q4_0", 2, "Q8_0"}, {"Q5_0", 8, "Q8_0"}, {"IQ4_NL", 25, "Q8_0"}, {"Q4_1", 3, "widened"}};
+        for (Object[] t : types) {
+            Path quantised = tmp.resolve("short-rows-" + t[0] + ".gguf");
+            llama.quantizeModel(f32, quantised, (Integer) t[1]);
+            GgufImport.Result floats = GgufImport.write(quantised, tmp.resolve("short-rows-f32-" + t[0]),
+                    new GgufImport.Options(dev.ropeway.tensor.DType.F32, true));
+            GgufImport.Result kept = GgufImport.write(quantised, tmp.resolve("short-rows-kept-" + t[0]),
+                    new GgufImport.Options(null, true, true));
+            assertTrue(kept.sourceTypes().containsKey((String) t[0]), t[0] + ": " + kept.sourceTypes());
+            try (WeightStore k = WeightStore.open(kept.dir()); WeightStore f = WeightStore.open(floats.dir())) {
+                dev.ropeway.tensor.DType up = k.info("model.layers.0.mlp.up_proj.weight").dtype();
+                if (t[2].equals("Q8_0")) assertEquals(dev.ropeway.tensor.DType.Q8_0, up, (String) t[0]);
+                else assertTrue(up.isFloatWeight(), t[0] + " widened, not " + up);
+                if (t[2].equals("Q8_0"))
+                    for (String name : k.names()) assertArrayEquals(f.readFloats(name), k.readFloats(name), t[0] + " " + name);
+            }
+            if (t[2].equals("Q8_0")) {
+                float[][] want = ropewayLogits(floats.dir(), rope, ids), got = ropewayLogits(kept.dir(), rope, ids);
+                for (int i = 0; i < want.length; i++) assertArrayEquals(want[i], got[i], t[0] + " position " + i);
+            }
+        }
     }
 
     /** An imported tensor back in the file's order: Q and K rows interleaved again (llama architecture). */

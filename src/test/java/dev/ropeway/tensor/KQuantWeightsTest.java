@@ -23,13 +23,14 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * ggml's Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
+ * ggml's Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
  * every op that reads them computes, bit for bit, what it computes on the float32 matrix of ggml's own dequantisation
  * ({@link GgmlDequant}, the reference here).
  */
 public class KQuantWeightsTest {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final List<DType> TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS, DType.Q8_0);
+    private static final List<DType> TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS,
+            DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL, DType.Q8_0);
 
     static CpuBackend auto, f32;
     static Arena arena;
@@ -49,7 +50,7 @@ public class KQuantWeightsTest {
     }
 
     /**
-     * {@code count} values of random {@code type} blocks: random bytes, with the float16 factors (d, and the dmin of Q2_K, Q4_K and Q5_K) of
+     * {@code count} values of random {@code type} blocks: random bytes, with the float16 factors (d, and the dmin or m of Q2_K, Q4_K, Q5_K, Q4_1 and Q5_1) of
      * realistic magnitude (1e-3 to 1e-1, either sign) except for some blocks where they are zero, negative zero or
      * subnormal.
      */
@@ -62,7 +63,7 @@ public class KQuantWeightsTest {
         for (long b = 0; b < count / type.blockSize(); b++) {
             long p = b * type.blockBytes();
             switch (type) {
-                case Q4_K, Q5_K -> {
+                case Q4_K, Q5_K, Q4_1, Q5_1 -> {
                     s.set(HALF, p, factor(r, b));
                     s.set(HALF, p + 2, factor(r, b + 3));
                 }
@@ -282,7 +283,8 @@ public class KQuantWeightsTest {
                     case IQ4_XS -> type.blockBytes();
                     case Q3_K -> type.blockBytes() + 108;
                     case Q2_K -> type.blockBytes() + 82;
-                    default -> 34 * 5;
+                    case Q4_1, Q5_1 -> type.blockBytes() * 5 + 2;
+                    default -> type.blockBytes() * 5;
                 };
                 src.set(HALF, at, bits);
                 Tensor t = auto.uploadWeights(src, type, rows, cols);
@@ -291,6 +293,21 @@ public class KQuantWeightsTest {
                 assertTrue(Arrays.stream(toDoubles(want)).anyMatch(v -> !Double.isFinite(v)));
                 assertArrayEquals(want, read(auto, t));
             }
+    }
+
+    /**
+     * A small-block matrix (Q4_0 ...) whose rows are not whole 256s (the kernels read 256 values at a time) is held as
+     * float32, with ggml's values.
+     */
+    @Test
+    void smallBlocksInRowsOfOtherLengthsAreDequantised() {
+        for (DType type : List.of(DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL)) {
+            int rows = 5, cols = 96;
+            MemorySegment src = blocks(type, (long) rows * cols, 67);
+            Tensor t = auto.uploadWeights(src, type, rows, cols);
+            assertInstanceOf(CpuTensor.class, t, type.toString());
+            assertArrayEquals(reference(type, src, (long) rows * cols), read(auto, t), type.toString());
+        }
     }
 
     @Test
