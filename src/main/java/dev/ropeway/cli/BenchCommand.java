@@ -114,7 +114,7 @@ final class BenchCommand implements Runnable {
 
     @Command(name = "kernels", aliases = "gemm", mixinStandardHelpOptions = true,
             description = "GEMM GFLOP/s of the CPU backend against direct OpenBLAS calls in the same run, attention GFLOP/s, "
-                    + "decode-step attention times and products by weight type (f32, bf16, f16).")
+                    + "decode-step attention times and products by weight type (f32, bf16, f16, q8_0 and ggml's block types).")
     static final class Gemm implements Callable<Integer> {
         @Option(names = "--threads", description = "Threads (default: all cores).")
         Integer threads;
@@ -124,6 +124,12 @@ final class BenchCommand implements Runnable {
                         + "(default: all).")
         String only;
 
+        @Option(names = "--weights", split = ",", paramLabel = "<type>",
+                description = "Weight types the weights part times besides f32 (f32, bf16, f16, q8_0, q2_k, q3_k, q4_k, q5_k, "
+                        + "q6_k, iq4_xs, q4_0, q4_1, q5_0, q5_1, iq4_nl; default: all). Each alone in a run shows its speed "
+                        + "without the others' code compiled beside it.")
+        List<String> weights;
+
         @Override
         public Integer call() {
             List<String> args = new ArrayList<>();
@@ -132,6 +138,13 @@ final class BenchCommand implements Runnable {
                 if (!KernelBenchmark.CASES.contains(only))
                     throw new RopewayException("--only must be one of " + String.join(", ", KernelBenchmark.CASES) + ", got " + only);
                 args.addAll(List.of("--only", only));
+            }
+            if (weights != null) {
+                List<String> known = KernelBenchmark.weightTypes();
+                for (String w : weights)
+                    if (!known.contains(w.toLowerCase(java.util.Locale.ROOT)))
+                        throw new RopewayException("--weights takes " + String.join(", ", known) + ", got " + w);
+                args.addAll(List.of("--weights", String.join(",", weights)));
             }
             KernelBenchmark.main(args.toArray(String[]::new));
             return 0;

@@ -7,6 +7,7 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -16,15 +17,16 @@ import java.nio.ByteOrder;
 import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
- * {@code C = alpha A · Wᵀ + beta C} with W a Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS matrix ({@link CpuKQuantTensor},
- * row-major [n, k] in blocks of 256 values, rows starting on a block boundary, k a multiple of 256). A few rows of A (a
- * decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K: bytes loaded, the nibbles
- * masked out; Q5_K for one row: the same, each topped with its fifth bit) or read from the block's values unpacked to
- * signed bytes just before (the other types), then converted to float32 and scaled with its group's factors, giving
- * exactly ggml's dequantised values, and used as {@link Gemv} uses a float32 one: the sums are those of the float32
- * product of the dequantised weights, in the same order, from a twelfth (Q2_K) to a fifth (Q6_K) of the bytes. More
- * rows dequantise W in chunks of columns into a float32 buffer for OpenBLAS. The layouts of Q2_K, Q3_K and IQ4_XS are
- * described beside their unpacking code.
+ * {@code C = alpha A · Wᵀ + beta C} with W a matrix of ggml blocks other than Q8_0 ({@link CpuKQuantTensor}: Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, and Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, whose 32-value blocks are read eight at a time),
+ * row-major [n, k] in 256-value blocks, rows starting on a block boundary, k a multiple of 256. A few rows of A (a
+ * decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K, and Q4_0 and Q4_1 for one
+ * row: bytes loaded, the nibbles masked out; Q5_K for one row: the same, each topped with its fifth bit) or read from
+ * the block's values unpacked to signed bytes just before (the other types), then converted to float32 and scaled with
+ * its group's factors, giving exactly ggml's dequantised values, and used as {@link Gemv} uses a float32 one: the sums
+ * are those of the float32 product of the dequantised weights, in the same order, from a twelfth (Q2_K) to a fifth
+ * (Q6_K) of the bytes. More rows dequantise W in chunks of columns into a float32 buffer for OpenBLAS. The layouts of
+ * Q2_K, Q3_K, IQ4_XS and the small blocks are described beside their unpacking code.
  *
  * <p>The blocks (little-endian, d and dmin float16):
  * <ul>
@@ -167,13 +169,6 @@ final class KQuantGemm {
         return type.blockBytes() * (BLOCK / type.blockSize());
     }
 
-    /** Whether {@code type} is one of the small-block types this class computes with, held 8 blocks to 256 values. */
-    static boolean small(DType type) {
-        return switch (type) {
-            case Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> true;
-            default -> false;
-        };
-    }
 
     /**
      * True when none of the float16 factors (d, and dmin or m for Q2_K, Q4_K, Q5_K, Q4_1 and Q5_1) of blocks
@@ -241,10 +236,10 @@ final class KQuantGemm {
     }
 
     /**
-     * Floats of factors per block: {@link #unpackedFactors}' and {@link #nibbleFactors}' 32, or {@link #q4Factors}' 16
-     * (Q4_K and Q5_K decoded in registers).
+     * Floats of factors per block: {@link #unpackedFactors}' 32, or the 16 of {@link #q4Factors} and {@link #nibbleFactors}
+     * (Q4_K, Q5_K, Q4_0 and Q4_1 decoded in registers).
      */
-    private static int factorWidth(DType type, boolean unpacked) {
+    private static int factorWidth(boolean unpacked) {
         return unpacked ? 32 : 16;
     }
 
@@ -263,9 +258,9 @@ final class KQuantGemm {
      */
     private static void row(DType type, int c0, int c1, int k, MemorySegment a, long x0, MemorySegment w, long first,
                             long stride, MemorySegment c, long y0) {
-        boolean unpacked = unpacks(type), five = type == DType.Q5_K, small = nibbles(type), mins = hasMins(type);
+        boolean unpacked = unpacks(type), five = type == DType.Q5_K, nibble = nibbles(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[4 * BLOCK + 64] : null;
         long aRow = x0 * Float.BYTES;
@@ -286,7 +281,7 @@ final class KQuantGemm {
                 } else if (five) {
                     q5Block2(w, r0 + o, r1 + o, f, width * b, per, a, x, acc, 0);
                     q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
-                } else if (small) {
+                } else if (nibble) {
                     nibbleBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, type.blockBytes(), type == DType.Q4_0 ? 2 : 4, f,
                             width * b, per, a, x, acc);
                 } else {
@@ -310,7 +305,7 @@ final class KQuantGemm {
                               MemorySegment w, long first, long stride, MemorySegment c, long y0, long y1, long y2, long y3) {
         boolean unpacked = unpacksForRows(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
@@ -346,7 +341,7 @@ final class KQuantGemm {
                               long first, long stride, MemorySegment c, long y0, long y1) {
         boolean unpacked = unpacksForRows(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(type, unpacked), per = width * blocks, blockBytes = superBytes(type);
+        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
         long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
@@ -380,7 +375,7 @@ final class KQuantGemm {
      */
     private static void factors(DType type, boolean unpacked, MemorySegment w, long first, long stride, int j, int rows,
                                 int last, int blocks, float[] out) {
-        int blockBytes = superBytes(type), width = factorWidth(type, unpacked);
+        int blockBytes = superBytes(type), width = factorWidth(unpacked);
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
             for (int b = 0; b < blocks; b++) {
@@ -986,15 +981,12 @@ final class KQuantGemm {
      * 16), as the k-quant types' unpacked blocks.
      */
 
-    /** Byte j of entry b: bit j of b moved to bit 4 (a Q5_0 or Q5_1 fifth bit), for 8 values' bits at once. */
-    private static final long[] FIFTHS = new long[256];
-    private static final java.lang.invoke.VarHandle LONG_IN_BYTES =
-            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
-
-    static {
-        for (int b = 0; b < 256; b++)
-            for (int j = 0; j < 8; j++) FIFTHS[b] |= (long) (((b >>> j) & 1) << 4) << 8 * j;
-    }
+    /** For the 16 values of one nibble half of a Q5_0 or Q5_1 block: lane j reads byte j / 8 of qh (its low half, or its high one). */
+    private static final VectorShuffle<Byte> QH_LOW = VectorShuffle.fromValues(B16, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    private static final VectorShuffle<Byte> QH_HIGH = VectorShuffle.fromValues(B16, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    /** Lane j: bit j % 8. */
+    private static final ByteVector BIT_OF_LANE = ByteVector.fromArray(B16,
+            new byte[] {1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128}, 0);
 
     /** The 32 values of the small block at byte p (as signed bytes: less 8 or 16, or IQ4 table entries) into {@code q[at .. at + 32)}. */
     private static void smallUnpack(DType type, MemorySegment w, long p, byte[] q, int at) {
@@ -1036,10 +1028,11 @@ final class KQuantGemm {
     }
 
     /**
-     * The factors of the eight Q4_0 or Q4_1 blocks from byte p for {@link #nibbleBlock4}: for group g of 16 values (block
-     * g / 2, nibble g % 2) a scale at {@code out[o + g]} and the value it adds at {@code out[o + 16 + g]}: d and m (Q4_1),
-     * d and -8d (Q4_0: q*d - 8d is (q - 8)*d exactly, the zero of q = 8 aside, which has no sign there; a sum of products
-     * that starts at +0 never becomes -0, so the products' sums are the same).
+     * The factors of the eight Q4_0 or Q4_1 blocks from byte p for {@link #nibbleBlock4}, laid out as {@link #q4Factors}
+     * lays out a Q4_K block's: block s's scale at {@code out[o + s]} and the value it adds at {@code out[o + 8 + s]}: d
+     * and m (Q4_1), d and -8d (Q4_0: the fused q*d - 8d is (q - 8)*d exactly, but +0 where the reference's product gives
+     * -0 for q = 8 and a negative d; a sum of products that starts at +0 never becomes -0, so the products' sums are the
+     * same, and the values the decoder writes are the reference's own).
      */
     private static void nibbleFactors(DType type, MemorySegment w, long p, float[] out, int o) {
         int blockBytes = type.blockBytes();
@@ -1091,8 +1084,14 @@ final class KQuantGemm {
 
     /** The 32 bits at {@code qh}, bit j as bit 4 of {@code q[at + j]}. */
     private static void fifths(MemorySegment w, long qh, byte[] q, int at) {
-        int bits = w.get(INT, qh);
-        for (int i = 0; i < 4; i++) LONG_IN_BYTES.set(q, at + 8 * i, FIFTHS[(bits >>> 8 * i) & 0xFF]);
+        ByteVector bits = (ByteVector) IntVector.broadcast(I4, w.get(INT, qh)).reinterpretShape(B16, 0);
+        fifth(bits.rearrange(QH_LOW)).intoArray(q, at);
+        fifth(bits.rearrange(QH_HIGH)).intoArray(q, at + 16);
+    }
+
+    /** 16 (the fifth bit) in the lanes whose byte has bit {@code lane % 8} set, else 0. */
+    private static ByteVector fifth(ByteVector bytes) {
+        return ByteVector.zero(B16).blend((byte) 16, bytes.and(BIT_OF_LANE).compare(VectorOperators.NE, 0));
     }
 
     /** The small block at byte p decoded: value i is {@code q[i] * d}, or {@code q[i] * d + m}. */

@@ -218,6 +218,23 @@ public final class KernelBenchmark {
      * (random blocks with float16 factors around 0.01: the kernels' speed does not depend on the values), sampled in turn.
      */
     public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples) {
+        return weights(cpu, rows, out, in, warmupSeconds, samples, null);
+    }
+
+    /** The names {@link #weights} gives its types: f32, bf16, f16, q8_0 and the block types in lower case. */
+    public static List<String> weightTypes() {
+        List<String> names = new ArrayList<>(List.of("f32", "bf16", "f16", "q8_0"));
+        for (DType type : BLOCK_TYPES) names.add(type.name().toLowerCase(java.util.Locale.ROOT));
+        return names;
+    }
+
+    /**
+     * {@link #weights} for float32 and the types named in {@code only} ({@link #weightTypes()}; null: all). A process
+     * that has run several types' kernels may run each a little slower than one that ran only its own (the JIT compiles
+     * shared code for every type it has seen), as a model with two or three types does.
+     */
+    public static List<WeightsResult> weights(CpuBackend cpu, int rows, int out, int in, double warmupSeconds, int samples,
+                                              java.util.Set<String> only) {
         Random rnd = new Random(5);
         long count = (long) out * in;
         java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined();
@@ -231,6 +248,7 @@ public final class KernelBenchmark {
         List<String> names = new ArrayList<>(List.of("f32", "bf16", "f16", "q8_0"));
         List<Double> bytesPerWeight = new ArrayList<>(List.of(4.0, 2.0, 2.0, 1 + 4.0 / Q8Blocks.BLOCK));
         List<Tensor> held = new ArrayList<>();
+        java.util.function.Predicate<String> wanted = name -> only == null || name.equals("f32") || only.contains(name);
         try (arena; Tensor x = cpu.upload(random(rnd, (long) rows * in)); Tensor y = cpu.allocate((long) rows * out);
              CpuBackend quantiser = new CpuBackend(1, DType.F32, CpuBackend.Weights.Q8_0)) {
             held.add(cpu.upload(f16, DType.F16, count));
@@ -240,6 +258,7 @@ public final class KernelBenchmark {
             if (!(held.get(1) instanceof CpuBf16Tensor) || !(held.get(2) instanceof CpuF16Tensor) || !(held.get(3) instanceof CpuQ8Tensor))
                 throw new IllegalStateException("the backend must keep 16-bit weights as they are (--cpu-weights auto)");
             for (DType type : BLOCK_TYPES) {
+                if (!wanted.test(type.name().toLowerCase(java.util.Locale.ROOT))) continue;
                 Tensor w = cpu.uploadWeights(kQuantBlocks(arena, rnd, type, count), type, out, in);
                 held.add(w);
                 if (!(w instanceof CpuKQuantTensor))
@@ -249,6 +268,7 @@ public final class KernelBenchmark {
                 bytesPerWeight.add((double) type.blockBytes() / type.blockSize());
             }
             for (int i = 0; i < held.size(); i++) {
+                if (!wanted.test(names.get(i))) continue;
                 Tensor w = held.get(i);
                 double seconds = BenchTiming.medians(() -> cpu.linear(y, x, w, null, rows, in, out), null, warmupSeconds,
                         samples)[0];
@@ -295,22 +315,28 @@ public final class KernelBenchmark {
         int threads = Runtime.getRuntime().availableProcessors();
         boolean quick = false;
         String only = null;
+        java.util.Set<String> types = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--threads" -> threads = Integer.parseInt(args[++i]);
                 case "--quick" -> quick = true;
                 case "--only" -> only = args[++i];
+                case "--weights" -> types = java.util.Set.of(args[++i].toLowerCase(java.util.Locale.ROOT).split(","));
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (use --threads N, --quick, --only " + String.join("|", CASES) + ")");
+                        + " (use --threads N, --quick, --only " + String.join("|", CASES) + ", --weights t1,t2)");
             }
         }
+        if (types != null)
+            for (String t : types)
+                if (!weightTypes().contains(t))
+                    throw new IllegalArgumentException("unknown weight type " + t + " (one of " + String.join(", ", weightTypes()) + ")");
         if (only != null && !CASES.contains(only))
             throw new IllegalArgumentException("unknown case " + only + " (one of " + String.join(", ", CASES) + ")");
         double warmup = quick ? 0.2 : 1.0;
         int samples = quick ? 3 : 7;
         try (CpuBackend cpu = new CpuBackend(threads)) {
             System.out.println(machine(cpu));
-            warmUpCompiler(cpu);
+            warmUpCompiler(cpu, types);
             System.out.println("median of " + samples + " samples; direct = one cblas_sgemm call with " + threads + " OpenBLAS threads");
             if (only == null || only.equals("gemm")) {
                 for (CallOverhead o : List.of(sgemmCallOverhead(8, warmup, samples), sgemmCallOverhead(32, warmup, samples)))
@@ -365,7 +391,7 @@ public final class KernelBenchmark {
                 int[][] shapes = quick ? new int[][] {{1, 2048, 2048}, {64, 2048, 2048}}
                         : new int[][] {{1, 4096, 4096}, {2, 4096, 4096}, {4, 4096, 4096}, {1, 11008, 4096}, {512, 2048, 2048}};
                 for (int[] s : shapes) {
-                    List<WeightsResult> rs = weights(cpu, s[0], s[1], s[2], warmup, samples);
+                    List<WeightsResult> rs = weights(cpu, s[0], s[1], s[2], warmup, samples, types);
                     for (WeightsResult r : rs)
                         System.out.printf("%-42s %5d %5d %5d  %-6s%9.3f   %11.1f   %6.2f%n", "", r.rows(), r.out(), r.in(),
                                 r.type(), r.millis(), r.gigabytesPerSecond(),
@@ -380,13 +406,18 @@ public final class KernelBenchmark {
      * machine the compiler threads would otherwise compete with the first measurements.
      */
     public static void warmUpCompiler(CpuBackend cpu) {
+        warmUpCompiler(cpu, null);
+    }
+
+    /** {@link #warmUpCompiler(CpuBackend)} with the weight types limited as {@link #weights} limits them. */
+    public static void warmUpCompiler(CpuBackend cpu, java.util.Set<String> weightTypes) {
         long end = System.nanoTime() + 3_000_000_000L;
         while (System.nanoTime() < end) {
             attention(cpu, 512, 4, 32, false, 0.1, 1);
             attention(cpu, 512, 4, 64, false, 0.1, 1);
             attentionBackward(cpu, 2, 256, 4, 64, 0.1, 1);
             gemm(cpu, "warm-up", 256, 256, 256, true, 0.05, 1);
-            for (int rows : new int[] {1, 2, 4}) weights(cpu, rows, 256, 512, 0.02, 1);
+            for (int rows : new int[] {1, 2, 4}) weights(cpu, rows, 256, 512, 0.02, 1, weightTypes);
         }
     }
 

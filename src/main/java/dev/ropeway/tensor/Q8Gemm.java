@@ -45,7 +45,10 @@ final class Q8Gemm {
         MemorySegment q = w.quants(), s = w.scales();
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
             Gemv.ColumnBlock kernel;
-            if (m > 1) {
+            if (m == 2) {
+                long x1 = aOffset + lda, y1 = cOffset + ldc;
+                kernel = (c0, c1) -> columns2(c0, c1, k, a, aOffset, x1, q, s, wOffset, ldw, c, cOffset, y1);
+            } else if (m > 2) {
                 long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
                 kernel = (c0, c1) -> columns4(c0, c1, k, a, x[0], x[1], x[2], x[3], q, s, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
             }
@@ -158,6 +161,48 @@ final class Q8Gemm {
             store2(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
         }
         if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
+            columns1(j, c1, k, a, row[0], q, s, wOffset, ldw, c, row[1]);
+    }
+
+    /**
+     * Two rows of A (element offsets of A's and C's rows), four columns at a time: {@link #columns4} with half the rows,
+     * so that two rows (a batch of two, two serving slots) do not pay for four; per row and column the one-row kernel's
+     * sums, operation for operation.
+     */
+    private static void columns2(int c0, int c1, int k, MemorySegment a, long x0, long x1, MemorySegment q, MemorySegment s,
+                                 long wOffset, int ldw, MemorySegment c, long y0, long y1) {
+        float[] lanes = new float[LANES];
+        long a0 = x0 * 4, a1 = x1 * 4;
+        int j = c0;
+        for (; j + 4 <= c1; j += 4) {
+            long w0 = wOffset + (long) j * ldw, b0 = w0 / BLOCK, blocks = ldw / BLOCK;
+            FloatVector s00 = FloatVector.zero(F), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+            for (int i0 = 0; i0 < k; i0 += BLOCK) {
+                long b = b0 + i0 / BLOCK;
+                float d0 = s.getAtIndex(JAVA_FLOAT, b), d1 = s.getAtIndex(JAVA_FLOAT, b + blocks);
+                float d2 = s.getAtIndex(JAVA_FLOAT, b + 2 * blocks), d3 = s.getAtIndex(JAVA_FLOAT, b + 3 * blocks);
+                for (int i = i0; i < i0 + BLOCK; i += LANES) {
+                    long o = i * 4L;
+                    FloatVector v0 = weights(q, w0 + i, d0), v1 = weights(q, w0 + ldw + i, d1);
+                    FloatVector v2 = weights(q, w0 + 2L * ldw + i, d2), v3 = weights(q, w0 + 3L * ldw + i, d3);
+                    FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
+                    s00 = v0.fma(x, s00);
+                    s01 = v1.fma(x, s01);
+                    s02 = v2.fma(x, s02);
+                    s03 = v3.fma(x, s03);
+                    x = FloatVector.fromMemorySegment(F, a, a1 + o, NATIVE);
+                    s10 = v0.fma(x, s10);
+                    s11 = v1.fma(x, s11);
+                    s12 = v2.fma(x, s12);
+                    s13 = v3.fma(x, s13);
+                }
+            }
+            store2(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
+            store2(Gemv.sum(s02, lanes), Gemv.sum(s03, lanes), c, (y0 + j + 2) * 4);
+            store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
+            store2(Gemv.sum(s12, lanes), Gemv.sum(s13, lanes), c, (y1 + j + 2) * 4);
+        }
+        if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}})
             columns1(j, c1, k, a, row[0], q, s, wOffset, ldw, c, row[1]);
     }
 
