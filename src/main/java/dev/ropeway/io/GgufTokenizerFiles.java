@@ -22,7 +22,7 @@ import static dev.ropeway.io.GgufVocabulary.USER_DEFINED;
  * <ul>
  *   <li>{@code gpt2} (byte-level BPE, as Llama 3, Qwen2 and Qwen3 ship): the vocabulary and merges as they are, with the
  *   pre-tokenizer that {@code tokenizer.ggml.pre} names (GPT-2's ByteLevel regex, SmolLM's digits then that regex, or
- *   the split patterns of Llama 3, DBRX, Qwen2, Mistral's Tekken, GPT-4o and DeepSeek Coder; Llama 3's and Tekken's
+ *   the split patterns of Llama 3, DBRX, Qwen2, Mistral's Tekken, GPT-4o, DeepSeek Coder and DeepSeek LLM; Llama 3's and Tekken's
  *   also skip merges for words already in the vocabulary, as llama.cpp does). Other pre-tokenizer names are refused
  *   rather than tokenized differently.</li>
  *   <li>{@code llama} (SentencePiece BPE with byte fallback, as Llama 2, Mistral and Phi-3 ship): a BPE whose merges
@@ -52,6 +52,24 @@ public final class GgufTokenizerFiles {
      * {@link #DIGITS}), or a split pattern then bytes; whether merges are skipped for a word already in the vocabulary
      * (llama.cpp's {@code ignore_merges}), and whether a BOS token is added when the file does not say.
      */
+    /** The code points DeepSeek LLM's pre-tokenizer counts as letters (a fixed list of ranges, not a Unicode property). */
+    private static final String DEEPSEEK_LLM_LETTERS = "A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}\\x{1C4}-\\x{293}"
+            + "\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}\\x{37F}\\x{386}"
+            + "\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}"
+            + "\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}"
+            + "\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}"
+            + "\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}"
+            + "\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}"
+            + "\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}"
+            + "\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}"
+            + "\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}"
+            + "\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}"
+            + "\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}"
+            + "\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}"
+            + "\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}"
+            + "\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}"
+            + "\\x{1E900}-\\x{1E943}";
+
     private enum Pre {
         GPT2(false, false), DIGITS(false, false, "\\p{N}"),
         LLAMA3(true, true, GgufVocabulary.splitPattern("llama-bpe")), DBRX(false, false, GgufVocabulary.splitPattern("llama-bpe")),
@@ -59,7 +77,16 @@ public final class GgufTokenizerFiles {
         TEKKEN(true, true, TEKKEN_PATTERN), GPT4O(false, false, GPT4O_PATTERN),
         /** DeepSeek Coder's: line breaks, letter runs, punctuation runs, CJK runs and digits, each cut off in turn. */
         DEEPSEEK_CODER(false, false, "[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
-                "\\p{N}");
+                "\\p{N}"),
+        /**
+         * DeepSeek LLM's: line breaks; runs of the cased letters of its own list (Latin, Greek, Cyrillic, Armenian,
+         * Georgian, Cherokee, Glagolitic, Coptic, Deseret, Osage, Old Hungarian, Warang Citi, Adlam and the letterlike
+         * symbols; no CJK), with a whitespace before; runs of ASCII and full-width punctuation; trailing whitespace;
+         * CJK runs; digit runs.
+         */
+        DEEPSEEK_LLM(false, false, "[\\r\\n]", "\\s?[" + DEEPSEEK_LLM_LETTERS + "]+",
+                "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$",
+                "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+");
 
         /** Split patterns applied in turn, each to the pieces the one before left; none for GPT-2's regex alone. */
         final List<String> patterns;
@@ -85,7 +112,8 @@ public final class GgufTokenizerFiles {
             Map.entry("falcon3", Pre.LLAMA3), Map.entry("pixtral", Pre.LLAMA3),
             Map.entry("dbrx", Pre.DBRX), Map.entry("smaug-bpe", Pre.DBRX),
             Map.entry("qwen2", Pre.QWEN2), Map.entry("deepseek-r1-qwen", Pre.QWEN2),
-            Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O), Map.entry("deepseek-coder", Pre.DEEPSEEK_CODER));
+            Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O), Map.entry("deepseek-coder", Pre.DEEPSEEK_CODER),
+            Map.entry("deepseek-llm", Pre.DEEPSEEK_LLM));
 
     /** Whether the file carries a tokenizer at all. */
     public static boolean present(GgufFile g) {

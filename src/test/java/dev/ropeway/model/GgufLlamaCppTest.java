@@ -333,14 +333,15 @@ class GgufLlamaCppTest {
 
     /**
      * Every byte-level pre-tokenizer the import knows, by the name llama.cpp gives it: the imported tokenizer.json cuts a
-     * text with digits, capitals inside words, contractions, punctuation runs, slashes, tabs, newlines and other scripts
+     * text with digits, capitals inside words, contractions, punctuation runs, slashes, tabs, newlines, other scripts,
+     * full-width punctuation and letterlike symbols
      * into the words llama.cpp cuts it into, so the ids are llama.cpp's (each family's rules differ on that text from the
      * others', which the last assertion checks).
      */
     @TestFactory
     Stream<DynamicTest> importedPreTokenizersGiveLlamaCppsIds() throws IOException {
         String text = GgufTestModels.SAMPLE + "CamelCase HTTPServer iPhone McDonald's I'M WE'LL they'Re 12345678 a/b//c \uD55C\uAD6D\uC5B4\n"
-                + "  trailing\t \n\n\r\n x";
+                + " caf\u00E9\u03BC\u03AD\u03B3\u03B1 \u2126hm \uFF21\uFF22\uFF01\u3002 caf\u00E9\u2019s  trailing\t \n\n\r\n x";
         // A vocabulary trained on the text itself (GPT-2's rules), so that its merges cross the boundaries where the
         // other rules cut: without them, different cuts could still give the same ids.
         List<String> docs = new ArrayList<>();
@@ -356,7 +357,8 @@ class GgufLlamaCppTest {
         Path file = tmp.resolve("pre-text.txt");
         Files.writeString(file, text);
         Map<String, int[]> seen = new java.util.concurrent.ConcurrentHashMap<>();
-        List<String> names = List.of("gpt-2", "smollm", "llama-bpe", "dbrx", "qwen2", "tekken", "gpt-4o", "deepseek-coder");
+        List<String> names = List.of("gpt-2", "smollm", "llama-bpe", "dbrx", "qwen2", "tekken", "gpt-4o", "deepseek-coder",
+                "deepseek-llm");
         return names.stream().map(pre -> DynamicTest.dynamicTest(pre, () -> {
             Path gguf = tmp.resolve("pre-" + pre + ".gguf");
             GgufTestModels.rewrite(source, gguf, Map.of("tokenizer.ggml.pre", dev.ropeway.io.GgufValue.string(pre)), java.util.Set.of());
