@@ -194,8 +194,8 @@ class SafeTensorsMalformedTest {
         String meta = "\"__metadata__\":{\"ggml_type:w\":\"%s\"},";
         assertMentions(errorOfHeader("{" + meta.formatted("Q4_K") + tensor("v", "U8", "[2,144]", "[0,288]") + "}", 288),
                 "ggml_type:w", "names a tensor the file does not have");
-        assertMentions(errorOfHeader("{" + meta.formatted("Q4_1") + tensor("w", "U8", "[2,20]", "[0,40]") + "}", 40),
-                "'Q4_1'", "not a block type", "Q4_K");
+        assertMentions(errorOfHeader("{" + meta.formatted("Q8_1") + tensor("w", "U8", "[2,36]", "[0,72]") + "}", 72),
+                "'Q8_1'", "not a block type", "Q4_K");
         assertMentions(errorOfHeader("{" + meta.formatted("Q4_K") + tensor("w", "U8", "[2,140]", "[0,280]") + "}", 280),
                 "tensor 'w' is U8 [2, 140]", "a multiple of 144 bytes");
         assertMentions(errorOfHeader("{" + meta.formatted("Q8_0") + tensor("w", "F32", "[2,34]", "[0,272]") + "}", 272),

@@ -327,9 +327,9 @@ class GgufImportTest {
         assertTrue(e.getMessage().contains("blk.0.ffn_gate.weight is [96, 64] where the hyperparameters give [100, 64]"), e.getMessage());
 
         Path tokenizerless = tmp.resolve("pre.gguf");
-        GgufTestModels.rewrite(gguf, tokenizerless, Map.of("tokenizer.ggml.pre", GgufValue.string("deepseek-llm")), Set.of());
+        GgufTestModels.rewrite(gguf, tokenizerless, Map.of("tokenizer.ggml.pre", GgufValue.string("command-r")), Set.of());
         e = assertThrows(CheckpointException.class, () -> importFile(tokenizerless, "pre"));
-        assertTrue(e.getMessage().contains("'deepseek-llm'") && e.getMessage().contains("--no-tokenizer"), e.getMessage());
+        assertTrue(e.getMessage().contains("'command-r'") && e.getMessage().contains("--no-tokenizer"), e.getMessage());
         assertTrue(GgufImport.write(tokenizerless, tmp.resolve("pre-weights"), new GgufImport.Options(null, false)).parameters() > 0,
                 "the weights import without the tokenizer");
 
