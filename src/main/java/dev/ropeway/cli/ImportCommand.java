@@ -21,7 +21,8 @@ import java.util.concurrent.Callable;
         description = {"Convert a GGUF file (llama.cpp's format) into a checkpoint folder: config.json, model.safetensors "
                 + "and the tokenizer files, which every other command reads.",
                 "Architectures: llama (Llama, Mistral and kin), qwen2, qwen3, phi3. Tensors: F32, F16, BF16, Q4_0, Q4_1, "
-                        + "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, IQ4_NL, IQ4_XS, MXFP4, converted bit for bit as llama.cpp "
+                        + "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, IQ4_NL, IQ4_XS, MXFP4, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, "
+                        + "IQ3_S, TQ1_0, TQ2_0, converted bit for bit as llama.cpp "
                         + "dequantises them. Tokenizers: gpt2 (byte-level BPE) and llama (SentencePiece)."})
 final class ImportCommand implements Callable<Integer> {
     @Option(names = "--gguf", required = true, paramLabel = "<file.gguf>", description = "The GGUF file to read.")

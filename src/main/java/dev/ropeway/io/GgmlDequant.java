@@ -7,7 +7,8 @@ import java.util.Set;
 
 /**
  * ggml tensor data back to float32: the plain types (F32, F16, BF16), the legacy block quantisations (Q4_0, Q4_1,
- * Q5_0, Q5_1, Q8_0), the k-quants (Q2_K to Q6_K), the non-linear 4-bit ones (IQ4_NL, IQ4_XS) and MXFP4. Each value
+ * Q5_0, Q5_1, Q8_0), the k-quants (Q2_K to Q6_K), the non-linear 4-bit ones (IQ4_NL, IQ4_XS), the lattice ones (IQ1_S,
+ * IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), the ternary ones (TQ1_0, TQ2_0) and MXFP4. Each value
  * is computed with the same float operations in the same order as ggml's reference {@code dequantize_row_*}, so the
  * results are bit for bit ggml's.
  *
@@ -24,7 +25,18 @@ import java.util.Set;
  *   <li>Q6_K {ql[128], qh[64], scales[16] int8, d}: 6-bit values, 16 sub-blocks of 16;</li>
  *   <li>IQ4_NL {d, qs[16]} and IQ4_XS {d, scales_h, scales_l[4], qs[128]}: 4-bit indices into a fixed table;</li>
  *   <li>MXFP4 {e, qs[16]}: FP4 (E2M1) values times the power of two e8m0 {@code e}.</li>
+ *   <li>IQ2_XXS {d, qs[64]}, IQ2_XS {d, qs[32] uint16, scales[8]}, IQ2_S {d, qs[32], signs[32], qh[8], scales[8]}: each
+ *   group of 8 values is an entry of a fixed table of 8 magnitudes (8, 25 or 43) with 8 signs (7 stored, the eighth
+ *   making their count even, or all 8 for IQ2_S), times d (1/2 + a 4-bit scale) / 4;</li>
+ *   <li>IQ3_XXS {d, qs[64], scales and signs[32]} and IQ3_S {d, qs[64], qh[8], signs[32], scales[4]}: groups of 4
+ *   values from tables of 4 magnitudes, with signs as IQ2's, times d (1/2 + scale) / 2 or d (1 + 2 scale);</li>
+ *   <li>IQ1_S {d, qs[32], qh[8] uint16} and IQ1_M {qs[32], qh[16], scales[8] holding d}: groups of 8 values from a table
+ *   of -1, 0 and 1, each plus or minus 1/8, times d (2 scale + 1);</li>
+ *   <li>TQ1_0 {qs[48], qh[4], d} (5 or 4 base-3 digits per byte) and TQ2_0 {qs[64], d} (2 bits each): -1, 0 or 1
+ *   times d.</li>
  * </ul>
+ * The lattice tables are read from {@code ggml-iq-grids.bin} beside this class (written by the tests' {@code
+ * IqGridTables} from ggml's own dequantisation).
  */
 public final class GgmlDequant {
     private GgmlDequant() {}
@@ -34,7 +46,9 @@ public final class GgmlDequant {
 
     private static final Set<GgmlType> SUPPORTED = EnumSet.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16,
             GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K,
-            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.MXFP4);
+            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.MXFP4,
+            GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_S,
+            GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0);
 
     /** The table IQ4_NL and IQ4_XS index. */
     private static final byte[] IQ4 = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -229,8 +243,182 @@ public final class GgmlDequant {
                     y[o + j + 16] = FP4[q >> 4] * d;
                 }
             }
+            case IQ2_XXS -> iq2xxs(x, at, y, o);
+            case IQ2_XS -> iq2xs(x, at, y, o);
+            case IQ2_S -> iq2s(x, at, y, o);
+            case IQ3_XXS -> iq3xxs(x, at, y, o);
+            case IQ3_S -> iq3s(x, at, y, o);
+            case IQ1_S -> iq1s(x, at, y, o);
+            case IQ1_M -> iq1m(x, at, y, o);
+            case TQ1_0 -> tq1(x, at, y, o);
+            case TQ2_0 -> tq2(x, at, y, o);
             default -> throw new IllegalArgumentException(type + " is not converted to floats");
         }
+    }
+
+    // ---- Lattice (IQ1, IQ2, IQ3) and ternary (TQ) types ----
+
+    /** ggml's lattice tables, read once from the resource. */
+    private static final class Grids {
+        static final byte[] IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S;
+
+        static {
+            byte[] all;
+            try (java.io.InputStream in = GgmlDequant.class.getResourceAsStream("ggml-iq-grids.bin")) {
+                if (in == null) throw new IllegalStateException("ggml-iq-grids.bin is missing from the class path");
+                all = in.readAllBytes();
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+            int[] sizes = {256 * 8, 512 * 8, 1024 * 8, 256 * 4, 512 * 4, 2048 * 8};
+            byte[][] tables = new byte[sizes.length][];
+            int at = 0;
+            for (int i = 0; i < sizes.length; i++) {
+                tables[i] = java.util.Arrays.copyOfRange(all, at, at + sizes[i]);
+                at += sizes[i];
+            }
+            if (at != all.length) throw new IllegalStateException("ggml-iq-grids.bin has " + all.length + " bytes, not " + at);
+            IQ2_XXS = tables[0];
+            IQ2_XS = tables[1];
+            IQ2_S = tables[2];
+            IQ3_XXS = tables[3];
+            IQ3_S = tables[4];
+            IQ1_S = tables[5];
+        }
+    }
+
+    /** IQ2's and IQ3's 7 stored signs of a group of 8, with the eighth making the count of minus signs even. */
+    private static int signs7(int i) {
+        return i | (Integer.bitCount(i) & 1) << 7;
+    }
+
+    /** 8 values: {@code scale * table byte * sign}, in ggml's order of products. */
+    private static void group8(byte[] table, int entry, float scale, int signs, float[] y, int o) {
+        for (int j = 0; j < 8; j++)
+            y[o + j] = scale * (table[8 * entry + j] & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
+    }
+
+    private static void iq2xxs(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int q = at + 2 + 8 * ib, aux = i32(x, q + 4);
+            float db = d * (0.5f + (aux >>> 28)) * 0.25f;
+            for (int l = 0; l < 4; l++, o += 8) group8(Grids.IQ2_XXS, x[q + l] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+        }
+    }
+
+    private static void iq2xs(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int sc = x[at + 66 + ib] & 0xFF;
+            float db0 = d * (0.5f + (sc & 0xF)) * 0.25f, db1 = d * (0.5f + (sc >> 4)) * 0.25f;
+            for (int l = 0; l < 4; l++, o += 8) {
+                int q = u16(x, at + 2 + 2 * (4 * ib + l));
+                group8(Grids.IQ2_XS, q & 511, l < 2 ? db0 : db1, signs7(q >> 9), y, o);
+            }
+        }
+    }
+
+    private static void iq2s(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int sc = x[at + 74 + ib] & 0xFF, qh = x[at + 66 + ib] & 0xFF;
+            float db0 = d * (0.5f + (sc & 0xF)) * 0.25f, db1 = d * (0.5f + (sc >> 4)) * 0.25f;
+            for (int l = 0; l < 4; l++, o += 8) {
+                int entry = (x[at + 2 + 4 * ib + l] & 0xFF) | (qh << (8 - 2 * l) & 0x300);
+                group8(Grids.IQ2_S, entry, l < 2 ? db0 : db1, x[at + 34 + 4 * ib + l] & 0xFF, y, o);
+            }
+        }
+    }
+
+    /** 4 + 4 values of two 4-byte entries: {@code scale * table byte * sign} with signs j and j + 4 of {@code signs}. */
+    private static void groups4(byte[] table, int e1, int e2, float scale, int signs, float[] y, int o) {
+        for (int j = 0; j < 4; j++) {
+            y[o + j] = scale * (table[4 * e1 + j] & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
+            y[o + j + 4] = scale * (table[4 * e2 + j] & 0xFF) * ((signs >> j + 4 & 1) != 0 ? -1f : 1f);
+        }
+    }
+
+    private static void iq3xxs(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int qs = at + 2 + 8 * ib, aux = i32(x, at + 66 + 4 * ib);
+            float db = d * (0.5f + (aux >>> 28)) * 0.5f;
+            for (int l = 0; l < 4; l++, o += 8)
+                groups4(Grids.IQ3_XXS, x[qs + 2 * l] & 0xFF, x[qs + 2 * l + 1] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+        }
+    }
+
+    private static void iq3s(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int sc = x[at + 106 + ib / 2] & 0xFF, qh = x[at + 66 + ib] & 0xFF;
+            float db = d * (1 + 2 * ((ib & 1) == 0 ? sc & 0xF : sc >> 4));
+            int qs = at + 2 + 8 * ib, signs = at + 74 + 4 * ib;
+            for (int l = 0; l < 4; l++, o += 8) {
+                int e1 = (x[qs + 2 * l] & 0xFF) | (qh << (8 - 2 * l) & 256);
+                int e2 = (x[qs + 2 * l + 1] & 0xFF) | (qh << (7 - 2 * l) & 256);
+                groups4(Grids.IQ3_S, e1, e2, db, x[signs + l] & 0xFF, y, o);
+            }
+        }
+    }
+
+    /** ggml's IQ1S_DELTA. */
+    private static final float IQ1_DELTA = 0.125f;
+
+    /** 8 values: {@code scale * (table entry + delta)}. */
+    private static void group8Ternary(int entry, float scale, float delta, float[] y, int o) {
+        for (int j = 0; j < 8; j++) y[o + j] = scale * (Grids.IQ1_S[8 * entry + j] + delta);
+    }
+
+    private static void iq1s(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at);
+        for (int ib = 0; ib < 8; ib++) {
+            int qh = u16(x, at + 34 + 2 * ib);
+            float dl = d * (2 * ((qh >> 12) & 7) + 1);
+            float delta = (qh & 0x8000) != 0 ? -IQ1_DELTA : IQ1_DELTA;
+            for (int l = 0; l < 4; l++, o += 8)
+                group8Ternary((x[at + 2 + 4 * ib + l] & 0xFF) | ((qh >> 3 * l) & 7) << 8, dl, delta, y, o);
+        }
+    }
+
+    private static void iq1m(byte[] x, int at, float[] y, int o) {
+        int[] sc = {u16(x, at + 48), u16(x, at + 50), u16(x, at + 52), u16(x, at + 54)};
+        float d = Float.float16ToFloat((short) ((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000)));
+        for (int ib = 0; ib < 8; ib++) {
+            int s = sc[ib / 2] >> 6 * (ib % 2);
+            float dl1 = d * (2 * (s & 7) + 1), dl2 = d * (2 * ((s >> 3) & 7) + 1);
+            int qs = at + 4 * ib, h0 = x[at + 32 + 2 * ib] & 0xFF, h1 = x[at + 33 + 2 * ib] & 0xFF;
+            group8Ternary((x[qs] & 0xFF) | (h0 << 8 & 0x700), dl1, (h0 & 0x08) != 0 ? -IQ1_DELTA : IQ1_DELTA, y, o);
+            group8Ternary((x[qs + 1] & 0xFF) | (h0 << 4 & 0x700), dl1, (h0 & 0x80) != 0 ? -IQ1_DELTA : IQ1_DELTA, y, o + 8);
+            group8Ternary((x[qs + 2] & 0xFF) | (h1 << 8 & 0x700), dl2, (h1 & 0x08) != 0 ? -IQ1_DELTA : IQ1_DELTA, y, o + 16);
+            group8Ternary((x[qs + 3] & 0xFF) | (h1 << 4 & 0x700), dl2, (h1 & 0x80) != 0 ? -IQ1_DELTA : IQ1_DELTA, y, o + 24);
+            o += 32;
+        }
+    }
+
+    /** A base-3 digit: the top one of the byte's fraction {@code q / 256} (q already multiplied by a power of 3, mod 256), less 1. */
+    private static int trit(int q) {
+        return ((q & 0xFF) * 3 >> 8) - 1;
+    }
+
+    private static final int[] POW3 = {1, 3, 9, 27, 81};
+
+    private static void tq1(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at + 52);
+        for (int n = 0; n < 5; n++)
+            for (int m = 0; m < 32; m++) y[o++] = (float) trit((x[at + m] & 0xFF) * POW3[n]) * d;
+        for (int n = 0; n < 5; n++)
+            for (int m = 0; m < 16; m++) y[o++] = (float) trit((x[at + 32 + m] & 0xFF) * POW3[n]) * d;
+        for (int n = 0; n < 4; n++)
+            for (int j = 0; j < 4; j++) y[o++] = (float) trit((x[at + 48 + j] & 0xFF) * POW3[n]) * d;
+    }
+
+    private static void tq2(byte[] x, int at, float[] y, int o) {
+        float d = f16(x, at + 64);
+        for (int j = 0; j < 64; j += 32)
+            for (int l = 0; l < 4; l++)
+                for (int m = 0; m < 32; m++) y[o++] = (float) (((x[at + j + m] & 0xFF) >> 2 * l & 3) - 1) * d;
     }
 
     private static void q2k(byte[] x, int at, float[] y, int o) {

@@ -199,7 +199,8 @@ class GgufLlamaCppTest {
         double scale = GgufTestModels.maxAbs(exact);
         // llama_ftype ids and the type each puts on most matrices.
         Object[][] types = {{"Q4_0", 2}, {"Q4_1", 3}, {"Q5_0", 8}, {"Q5_1", 9}, {"Q8_0", 7}, {"Q2_K", 10},
-                {"Q3_K", 12}, {"Q4_K", 15}, {"Q5_K", 17}, {"Q6_K", 18}, {"IQ4_NL", 25}, {"IQ4_XS", 30}};
+                {"Q3_K", 12}, {"Q4_K", 15}, {"Q5_K", 17}, {"Q6_K", 18}, {"IQ4_NL", 25}, {"IQ4_XS", 30},
+                {"IQ3_S", 26}, {"TQ1_0", 36}, {"TQ2_0", 37}};
         return Arrays.stream(types).map(t -> DynamicTest.dynamicTest((String) t[0], () -> {
             String type = (String) t[0];
             Path quantised = tmp.resolve("quantised-" + type + ".gguf");

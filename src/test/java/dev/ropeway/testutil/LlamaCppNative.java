@@ -125,12 +125,21 @@ public final class LlamaCppNative {
 
     /** {@code rows} rows of {@code perRow} values quantised to ggml type {@code type} by ggml (no importance matrix). */
     public byte[] quantize(int type, float[] values, int rows, int perRow) {
+        return quantize(type, values, rows, perRow, null);
+    }
+
+    /**
+     * As above with an importance matrix ({@code perRow} weights, one per column; null for none), which ggml requires for
+     * IQ1_S, IQ1_M, IQ2_XXS and IQ2_XS (without one it aborts the process).
+     */
+    public byte[] quantize(int type, float[] values, int rows, int perRow, float[] importance) {
         Traits t = traits(type);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment src = arena.allocateFrom(ValueLayout.JAVA_FLOAT, values);
+            MemorySegment weights = importance == null ? MemorySegment.NULL : arena.allocateFrom(ValueLayout.JAVA_FLOAT, importance);
             long bytes = (long) rows * perRow / t.blockSize() * t.typeSize();
             MemorySegment dst = arena.allocate(bytes, 64);
-            long written = (long) quantizeChunk.invokeExact(type, src, dst, 0L, (long) rows, (long) perRow, MemorySegment.NULL);
+            long written = (long) quantizeChunk.invokeExact(type, src, dst, 0L, (long) rows, (long) perRow, weights);
             if (written != bytes) throw new IllegalStateException("ggml wrote " + written + " bytes, expected " + bytes);
             return dst.toArray(ValueLayout.JAVA_BYTE);
         } catch (Throwable e) {
@@ -160,7 +169,8 @@ public final class LlamaCppNative {
     /**
      * What {@code llama-quantize in out FTYPE} does: the file quantised with llama.cpp's own per-tensor choices for
      * {@code ftype} (its {@code llama_ftype}: 2 Q4_0, 3 Q4_1, 7 Q8_0, 8 Q5_0, 9 Q5_1, 10 Q2_K, 12 Q3_K_M, 15 Q4_K_M,
-     * 17 Q5_K_M, 18 Q6_K, 25 IQ4_NL, 30 IQ4_XS).
+     * 17 Q5_K_M, 18 Q6_K, 25 IQ4_NL, 26 IQ3_S, 30 IQ4_XS, 36 TQ1_0, 37 TQ2_0; the IQ1 and IQ2 types and IQ3_XXS need an
+     * importance matrix, which this does not pass).
      */
     public void quantizeModel(Path in, Path out, int ftype) {
         try (Arena arena = Arena.ofConfined()) {
