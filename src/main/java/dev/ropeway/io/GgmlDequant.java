@@ -1,5 +1,7 @@
 package dev.ropeway.io;
 
+import dev.ropeway.tensor.IqGrids;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.EnumSet;
@@ -35,8 +37,7 @@ import java.util.Set;
  *   <li>TQ1_0 {qs[48], qh[4], d} (5 or 4 base-3 digits per byte) and TQ2_0 {qs[64], d} (2 bits each): -1, 0 or 1
  *   times d.</li>
  * </ul>
- * The lattice tables are read from {@code ggml-iq-grids.bin} beside this class (written by the tests' {@code
- * IqGridTables} from ggml's own dequantisation).
+ * The lattice tables are {@link IqGrids}'.
  */
 public final class GgmlDequant {
     private GgmlDequant() {}
@@ -258,44 +259,16 @@ public final class GgmlDequant {
 
     // ---- Lattice (IQ1, IQ2, IQ3) and ternary (TQ) types ----
 
-    /** ggml's lattice tables, read once from the resource. */
-    private static final class Grids {
-        static final byte[] IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S;
-
-        static {
-            byte[] all;
-            try (java.io.InputStream in = GgmlDequant.class.getResourceAsStream("ggml-iq-grids.bin")) {
-                if (in == null) throw new IllegalStateException("ggml-iq-grids.bin is missing from the class path");
-                all = in.readAllBytes();
-            } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e);
-            }
-            int[] sizes = {256 * 8, 512 * 8, 1024 * 8, 256 * 4, 512 * 4, 2048 * 8};
-            byte[][] tables = new byte[sizes.length][];
-            int at = 0;
-            for (int i = 0; i < sizes.length; i++) {
-                tables[i] = java.util.Arrays.copyOfRange(all, at, at + sizes[i]);
-                at += sizes[i];
-            }
-            if (at != all.length) throw new IllegalStateException("ggml-iq-grids.bin has " + all.length + " bytes, not " + at);
-            IQ2_XXS = tables[0];
-            IQ2_XS = tables[1];
-            IQ2_S = tables[2];
-            IQ3_XXS = tables[3];
-            IQ3_S = tables[4];
-            IQ1_S = tables[5];
-        }
-    }
-
     /** IQ2's and IQ3's 7 stored signs of a group of 8, with the eighth making the count of minus signs even. */
     private static int signs7(int i) {
-        return i | (Integer.bitCount(i) & 1) << 7;
+        return IqGrids.signs7(i);
     }
 
     /** 8 values: {@code scale * table byte * sign}, in ggml's order of products. */
-    private static void group8(byte[] table, int entry, float scale, int signs, float[] y, int o) {
+    private static void group8(long[] table, int entry, float scale, int signs, float[] y, int o) {
+        long g = table[entry];
         for (int j = 0; j < 8; j++)
-            y[o + j] = scale * (table[8 * entry + j] & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
+            y[o + j] = scale * (int) (g >>> 8 * j & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
     }
 
     private static void iq2xxs(byte[] x, int at, float[] y, int o) {
@@ -303,7 +276,7 @@ public final class GgmlDequant {
         for (int ib = 0; ib < 8; ib++) {
             int q = at + 2 + 8 * ib, aux = i32(x, q + 4);
             float db = d * (0.5f + (aux >>> 28)) * 0.25f;
-            for (int l = 0; l < 4; l++, o += 8) group8(Grids.IQ2_XXS, x[q + l] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+            for (int l = 0; l < 4; l++, o += 8) group8(IqGrids.IQ2_XXS, x[q + l] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
         }
     }
 
@@ -314,7 +287,7 @@ public final class GgmlDequant {
             float db0 = d * (0.5f + (sc & 0xF)) * 0.25f, db1 = d * (0.5f + (sc >> 4)) * 0.25f;
             for (int l = 0; l < 4; l++, o += 8) {
                 int q = u16(x, at + 2 + 2 * (4 * ib + l));
-                group8(Grids.IQ2_XS, q & 511, l < 2 ? db0 : db1, signs7(q >> 9), y, o);
+                group8(IqGrids.IQ2_XS, q & 511, l < 2 ? db0 : db1, signs7(q >> 9), y, o);
             }
         }
     }
@@ -326,16 +299,17 @@ public final class GgmlDequant {
             float db0 = d * (0.5f + (sc & 0xF)) * 0.25f, db1 = d * (0.5f + (sc >> 4)) * 0.25f;
             for (int l = 0; l < 4; l++, o += 8) {
                 int entry = (x[at + 2 + 4 * ib + l] & 0xFF) | (qh << (8 - 2 * l) & 0x300);
-                group8(Grids.IQ2_S, entry, l < 2 ? db0 : db1, x[at + 34 + 4 * ib + l] & 0xFF, y, o);
+                group8(IqGrids.IQ2_S, entry, l < 2 ? db0 : db1, x[at + 34 + 4 * ib + l] & 0xFF, y, o);
             }
         }
     }
 
     /** 4 + 4 values of two 4-byte entries: {@code scale * table byte * sign} with signs j and j + 4 of {@code signs}. */
-    private static void groups4(byte[] table, int e1, int e2, float scale, int signs, float[] y, int o) {
+    private static void groups4(int[] table, int e1, int e2, float scale, int signs, float[] y, int o) {
+        int g1 = table[e1], g2 = table[e2];
         for (int j = 0; j < 4; j++) {
-            y[o + j] = scale * (table[4 * e1 + j] & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
-            y[o + j + 4] = scale * (table[4 * e2 + j] & 0xFF) * ((signs >> j + 4 & 1) != 0 ? -1f : 1f);
+            y[o + j] = scale * (g1 >>> 8 * j & 0xFF) * ((signs >> j & 1) != 0 ? -1f : 1f);
+            y[o + j + 4] = scale * (g2 >>> 8 * j & 0xFF) * ((signs >> j + 4 & 1) != 0 ? -1f : 1f);
         }
     }
 
@@ -345,7 +319,7 @@ public final class GgmlDequant {
             int qs = at + 2 + 8 * ib, aux = i32(x, at + 66 + 4 * ib);
             float db = d * (0.5f + (aux >>> 28)) * 0.5f;
             for (int l = 0; l < 4; l++, o += 8)
-                groups4(Grids.IQ3_XXS, x[qs + 2 * l] & 0xFF, x[qs + 2 * l + 1] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+                groups4(IqGrids.IQ3_XXS, x[qs + 2 * l] & 0xFF, x[qs + 2 * l + 1] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
         }
     }
 
@@ -358,7 +332,7 @@ public final class GgmlDequant {
             for (int l = 0; l < 4; l++, o += 8) {
                 int e1 = (x[qs + 2 * l] & 0xFF) | (qh << (8 - 2 * l) & 256);
                 int e2 = (x[qs + 2 * l + 1] & 0xFF) | (qh << (7 - 2 * l) & 256);
-                groups4(Grids.IQ3_S, e1, e2, db, x[signs + l] & 0xFF, y, o);
+                groups4(IqGrids.IQ3_S, e1, e2, db, x[signs + l] & 0xFF, y, o);
             }
         }
     }
@@ -368,7 +342,8 @@ public final class GgmlDequant {
 
     /** 8 values: {@code scale * (table entry + delta)}. */
     private static void group8Ternary(int entry, float scale, float delta, float[] y, int o) {
-        for (int j = 0; j < 8; j++) y[o + j] = scale * (Grids.IQ1_S[8 * entry + j] + delta);
+        long g = IqGrids.IQ1_S[entry];
+        for (int j = 0; j < 8; j++) y[o + j] = scale * ((byte) (g >>> 8 * j) + delta);
     }
 
     private static void iq1s(byte[] x, int at, float[] y, int o) {

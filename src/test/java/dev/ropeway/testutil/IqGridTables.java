@@ -7,7 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * Writes {@code src/main/resources/dev/ropeway/io/ggml-iq-grids.bin}, the lattice tables ggml's IQ1, IQ2 and IQ3 types
+ * Writes {@code src/main/resources/dev/ropeway/tensor/ggml-iq-grids.bin}, the lattice tables ggml's IQ1, IQ2 and IQ3 types
  * index, as ggml's own dequantisers give them: each table is read back by dequantising blocks whose every index names
  * one entry in turn, with the block's factors set so that a value is the entry times a known power of two. The file
  * holds, in order and little-endian, IQ2_XXS's 256 entries of 8 bytes, IQ2_XS's 512 of 8, IQ2_S's 1024 of 8,
@@ -23,7 +23,7 @@ public final class IqGridTables {
     public static void main(String[] args) throws IOException {
         LlamaCppNative ggml = LlamaCppNative.load();
         if (ggml == null) throw new IllegalStateException("llama.cpp is not installed (bin/llama-cpp-peer install)");
-        Path out = Path.of(args.length > 0 ? args[0] : "src/main/resources/dev/ropeway/io/ggml-iq-grids.bin");
+        Path out = Path.of(args.length > 0 ? args[0] : "src/main/resources/dev/ropeway/tensor/ggml-iq-grids.bin");
         ByteBuffer b = ByteBuffer.allocate(256 * 8 + 512 * 8 + 1024 * 8 + 256 * 4 + 512 * 4 + 2048 * 8).order(ByteOrder.LITTLE_ENDIAN);
         b.put(iq2(ggml, 16, 256, 66));
         b.put(iq2(ggml, 17, 512, 74));
