@@ -34,7 +34,7 @@ final class ImportCommand implements Callable<Integer> {
                     + "types become f16, within 2^-12 of their values). Norms and biases are f32.")
     String dtype;
     @Option(names = "--keep-quantised", negatable = false,
-            description = "Keep Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL matrices as their blocks (about the "
+            description = "Keep quantised matrices (every type but MXFP4) as their blocks (about the "
                     + "file's own size; the CPU computes with them as they are, a GPU widens them to bf16). In rows that are "
                     + "not whole 256s of values, Q4_0, Q5_0 and IQ4_NL become the Q8_0 blocks of the same values and Q4_1 and "
                     + "Q5_1 are widened. Ropeway reads such a folder; other Hugging Face "

@@ -38,7 +38,7 @@ import java.util.function.Consumer;
  * modification time, so a file changed in place is imported again (and the folder of its old version removed).
  *
  * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
- * the CPU backend computes with (Q8_0, Q2_K to Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL: {@link GgufImport#KEPT}),
+ * the CPU backend computes with (every quantised type but MXFP4: {@link GgufImport#KEPT}),
  * so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices whose rows are not whole 256s of values
  * become the Q8_0 blocks of the same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
  * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the

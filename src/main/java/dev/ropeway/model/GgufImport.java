@@ -56,8 +56,8 @@ public final class GgufImport {
      *                  (F32 stays F32, F16 and BF16 stay so, quantised types become F16, which represents their
      *                  values to within 2^-12)
      * @param tokenizer whether to write the tokenizer files (a file without a tokenizer gets none either way)
-     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: Q8_0, Q2_K to Q6_K, IQ4_XS,
-     *                  Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; {@link #kept}) keep their blocks (a U8
+     * @param keepQuantised whether matrices in a block type Ropeway computes with ({@link #KEPT}: every quantised type
+     *                  but MXFP4; {@link #kept}) keep their blocks (a U8
      *                  tensor named by a {@code ggml_type:} metadata entry, which other programs do not read as a
      *                  matrix) instead of becoming {@code dtype}
      */
@@ -75,13 +75,15 @@ public final class GgufImport {
 
     /**
      * The GGUF block types whose matrices an import may keep as blocks, those the CPU backend computes with: Q8_0, Q2_K to
-     * Q6_K and IQ4_XS in any matrix, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL in matrices whose rows are whole 256s of values
+     * Q6_K, IQ4_XS, the lattice types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) and the ternary ones (TQ1_0,
+     * TQ2_0) in any matrix, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL in matrices whose rows are whole 256s of values
      * (the CPU reads their 32-value blocks eight at a time); in other matrices Q4_0, Q5_0 and IQ4_NL become the Q8_0 blocks
      * of the same values ({@link GgmlDequant#asQ8_0}) and Q4_1 and Q5_1 are not kept ({@link #kept}).
      */
     public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q4_1,
             GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K,
-            GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS));
+            GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S,
+            GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0));
 
     /** Values per row the CPU needs to keep a small-block matrix (Q4_0 ...) as it is. */
     private static final int WHOLE_ROWS = 256;

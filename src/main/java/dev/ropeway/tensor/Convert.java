@@ -33,7 +33,8 @@ public final class Convert {
             case F16 -> pool.forRange(count, MIN_CHUNK, (from, to) -> f16(src, dst, from, to));
             case BF16 -> pool.forRange(count, MIN_CHUNK, (from, to) -> bf16(src, dst, from, to));
             case F64 -> pool.forRange(count, MIN_CHUNK, (from, to) -> f64(src, dst, from, to));
-            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> {
+            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+                 IQ1_S, IQ1_M, TQ1_0, TQ2_0 -> {
                 wholeBlocks("upload", type, 0, count);
                 pool.forRange(count / type.blockSize(), MIN_CHUNK / type.blockSize(),
                         (from, to) -> blocks(src, type, from, to - from, dst, from * type.blockSize() * Float.BYTES));
@@ -134,7 +135,8 @@ public final class Convert {
                 MemorySegment.copy(src, F64_LE, from * 8, in, 0, n);
                 for (int j = 0; j < n; j++) out[j] = (float) in[j];
             }
-            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> {
+            case Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+                 IQ1_S, IQ1_M, TQ1_0, TQ2_0 -> {
                 wholeBlocks("toFloats", type, from, n);
                 MemorySegment wide = MemorySegment.ofArray(new byte[n * Float.BYTES]);
                 blocks(src, type, from / type.blockSize(), n / type.blockSize(), wide, 0);

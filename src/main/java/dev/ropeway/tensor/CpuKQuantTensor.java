@@ -8,7 +8,9 @@ import java.lang.foreign.MemorySegment;
  * 0.43), Q4_K (144: 4-bit values, a 6-bit scale and min per 32, two float16 factors; 0.5625), Q5_K (176: the same with
  * 5-bit values; 0.6875), Q6_K (210: 6-bit values, an int8 scale per 16, one float16 factor; 0.8203) and IQ4_XS (136:
  * 4-bit indices into a table of 16 integers, a 6-bit scale per 32; 0.53), and the 32-value blocks Q4_0 and IQ4_NL (18
- * bytes: 0.5625), Q4_1 (20: 0.625), Q5_0 (22: 0.6875) and Q5_1 (24: 0.75), against 2 for bfloat16 and 4 for float32.
+ * bytes: 0.5625), Q4_1 (20: 0.625), Q5_0 (22: 0.6875) and Q5_1 (24: 0.75), the lattice types IQ1_S (50 bytes per 256:
+ * 0.195), IQ1_M (56), IQ2_XXS (66), IQ2_XS (74), IQ2_S (82), IQ3_XXS (98) and IQ3_S (110), and the ternary TQ1_0 (54)
+ * and TQ2_0 (66), against 2 for bfloat16 and 4 for float32.
  * Every op that reads one decodes the blocks as ggml's reference dequantisation does, bit for bit, so it computes
  * exactly what it computes on that dequantised float32 matrix ({@link KQuantGemm}). Only {@code linear}, {@code gemm},
  * {@code embedding}, {@code copy} (as the source) and {@code download} read these; nothing writes them.
@@ -43,7 +45,7 @@ public final class CpuKQuantTensor implements Tensor {
         return rows * cols;
     }
 
-    /** Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1 or IQ4_NL. */
+    /** A quantised type other than Q8_0. */
     public DType type() {
         return type;
     }

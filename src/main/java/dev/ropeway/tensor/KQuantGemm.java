@@ -18,7 +18,8 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 
 /**
  * {@code C = alpha A · Wᵀ + beta C} with W a matrix of ggml blocks other than Q8_0 ({@link CpuKQuantTensor}: Q2_K,
- * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, and Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, whose 32-value blocks are read eight at a time),
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the lattice and ternary types (IQ1_S to IQ3_S, TQ1_0, TQ2_0), and Q4_0, Q4_1, Q5_0,
+ * Q5_1, IQ4_NL, whose 32-value blocks are read eight at a time),
  * row-major [n, k] in 256-value blocks, rows starting on a block boundary, k a multiple of 256. A few rows of A (a
  * decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K, and Q4_0 and Q4_1 for one
  * row: bytes loaded, the nibbles masked out; Q5_K for one row: the same, each topped with its fifth bit) or read from
@@ -157,7 +158,8 @@ final class KQuantGemm {
             switch (type) {
                 case Q4_K -> q4Block(blocks, p, dst, out, factors);
                 case Q5_K -> q5Block(blocks, p, dst, out, factors);
-                case Q2_K, Q3_K, Q6_K, IQ4_XS -> unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
+                case Q2_K, Q3_K, Q6_K, IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0 ->
+                        unpackedBlock(type, blocks, p, dst, out, factors, unpacked);
                 case Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL -> smallBlock(type, blocks, p, dst, out, unpacked);
                 default -> throw new IllegalArgumentException("not a k-quant type: " + type);
             }
@@ -183,7 +185,10 @@ final class KQuantGemm {
                 case Q6_K -> special(blocks.get(HALF, p + 208));
                 case Q3_K -> special(blocks.get(HALF, p + 108));
                 case Q2_K -> special(blocks.get(HALF, p + 80)) | special(blocks.get(HALF, p + 82));
-                case IQ4_XS, Q4_0, Q5_0, IQ4_NL -> special(blocks.get(HALF, p));
+                case IQ4_XS, Q4_0, Q5_0, IQ4_NL, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S -> special(blocks.get(HALF, p));
+                case TQ1_0 -> special(blocks.get(HALF, p + 52));
+                case TQ2_0 -> special(blocks.get(HALF, p + 64));
+                case IQ1_M -> special(iq1mScale(blocks, p));
                 default -> special(blocks.get(HALF, p)) | special(blocks.get(HALF, p + 2));
             };
         }
@@ -408,6 +413,9 @@ final class KQuantGemm {
                 int blockBytes = type.blockBytes();
                 for (int s = 0; s < 8; s++) smallUnpack(type, w, p + (long) s * blockBytes, q, at + 32 * s);
             }
+            case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M -> latticeUnpack(type, w, p, q, at);
+            case TQ1_0 -> tq1Unpack(w, p, q, at);
+            case TQ2_0 -> tq2Unpack(w, p, q, at);
             default -> throw new IllegalArgumentException("no unpacking for " + type);
         }
     }
@@ -448,6 +456,8 @@ final class KQuantGemm {
                     out[o + 16 + s] = half(w, b + 2);
                 }
             }
+            case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M -> latticeFactors(type, w, p, out, o);
+            case TQ1_0, TQ2_0 -> java.util.Arrays.fill(out, o, o + 16, half(w, p + (type == DType.TQ1_0 ? 52 : 64)));
             default -> throw new IllegalArgumentException("no unpacked factors for " + type);
         }
     }
@@ -966,6 +976,172 @@ final class KQuantGemm {
                 for (int v = 0; v < 32; v += U.length())
                     ((ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, p + 16 + 32 * h + v, NATIVE).reinterpretShape(UI, 0))
                             .lanewise(VectorOperators.LSHR, 2 * j).and(PAIR).reinterpretShape(U, 0)).intoArray(q, at + 128 * h + 32 * j + v);
+    }
+
+    // ---- Lattice (IQ1, IQ2, IQ3) and ternary (TQ1_0, TQ2_0) types ----
+
+    /*
+     * These unpack to signed bytes as the k-quants do, each group of 16 with one factor (ggml's layouts are described in
+     * GgmlDequant). IQ2 and IQ3: a value is (scale) * (table magnitude) * (sign), the magnitude at most 62, so the bytes
+     * are the signed magnitudes and the factor the scale (d (1/2 + s) / 4, d (1/2 + s) / 2 or d (1 + 2 s)). IQ1: a value
+     * is dl * (t + delta) with t in {-1, 0, 1} and delta = +-1/8, so the bytes are 8 t +- 1 and the factor dl / 8. TQ: the
+     * bytes are -1, 0 or 1 and the factor d. Every product of a factor (at most 11 + 5 significant bits) and a byte is
+     * exact in float32, as ggml's own products are, so the values are ggml's bit for bit.
+     */
+
+    private static final long LOW_BITS = 0x0101_0101_0101_0101L;
+    /** Byte j is 0xFF where bit j of the index is set. */
+    private static final long[] SIGN_MASKS = new long[256];
+    /** IQ1_S's table entries as 8 bytes 8t + 1 and 8t - 1 (the group's delta +1/8 or -1/8, times 8). */
+    private static final long[] IQ1_PLUS = new long[2048], IQ1_MINUS = new long[2048];
+    private static final java.lang.invoke.VarHandle LONG_IN_BYTES =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
+    static {
+        for (int b = 0; b < 256; b++)
+            for (int j = 0; j < 8; j++) if ((b >> j & 1) != 0) SIGN_MASKS[b] |= 0xFFL << 8 * j;
+        for (int e = 0; e < 2048; e++)
+            for (int j = 0; j < 8; j++) {
+                int t = (byte) (IqGrids.IQ1_S[e] >>> 8 * j);
+                IQ1_PLUS[e] |= (long) ((8 * t + 1) & 0xFF) << 8 * j;
+                IQ1_MINUS[e] |= (long) ((8 * t - 1) & 0xFF) << 8 * j;
+            }
+    }
+
+    /** 8 magnitudes (1 to 127) negated where {@code signs} has a bit: per byte, (m ^ 0xFF) + 1 never carries. */
+    private static long signed(long magnitudes, int signs) {
+        long m = SIGN_MASKS[signs];
+        return (magnitudes ^ m) + (m & LOW_BITS);
+    }
+
+    private static void put8(byte[] q, int at, long bytes) {
+        LONG_IN_BYTES.set(q, at, bytes);
+    }
+
+    private static int u8(MemorySegment w, long p) {
+        return w.get(ValueLayout.JAVA_BYTE, p) & 0xFF;
+    }
+
+    /** IQ1_M's d, spread over the top nibbles of its four 16-bit scale words. */
+    private static short iq1mScale(MemorySegment w, long p) {
+        int s0 = w.get(HALF, p + 48) & 0xFFFF, s1 = w.get(HALF, p + 50) & 0xFFFF, s2 = w.get(HALF, p + 52) & 0xFFFF,
+                s3 = w.get(HALF, p + 54) & 0xFFFF;
+        return (short) ((s0 >> 12) | ((s1 >> 8) & 0x00F0) | ((s2 >> 4) & 0x0F00) | (s3 & 0xF000));
+    }
+
+    /** The 256 values of the lattice block at byte p as signed bytes (see above) into {@code q[at .. at + 256)}. */
+    private static void latticeUnpack(DType type, MemorySegment w, long p, byte[] q, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int o = at + 32 * ib;
+            switch (type) {
+                case IQ2_XXS -> {
+                    long g = p + 2 + 8 * ib;
+                    int aux = w.get(INT, g + 4);
+                    for (int l = 0; l < 4; l++)
+                        put8(q, o + 8 * l, signed(IqGrids.IQ2_XXS[u8(w, g + l)], IqGrids.signs7(aux >>> 7 * l & 127)));
+                }
+                case IQ2_XS -> {
+                    for (int l = 0; l < 4; l++) {
+                        int v = w.get(HALF, p + 2 + 2 * (4 * ib + l)) & 0xFFFF;
+                        put8(q, o + 8 * l, signed(IqGrids.IQ2_XS[v & 511], IqGrids.signs7(v >>> 9)));
+                    }
+                }
+                case IQ2_S -> {
+                    int qh = u8(w, p + 66 + ib);
+                    for (int l = 0; l < 4; l++)
+                        put8(q, o + 8 * l, signed(IqGrids.IQ2_S[u8(w, p + 2 + 4 * ib + l) | (qh << 8 - 2 * l & 0x300)],
+                                u8(w, p + 34 + 4 * ib + l)));
+                }
+                case IQ3_XXS -> {
+                    long g = p + 2 + 8 * ib;
+                    int aux = w.get(INT, p + 66 + 4 * ib);
+                    for (int l = 0; l < 4; l++) {
+                        long pair = IqGrids.IQ3_XXS[u8(w, g + 2 * l)] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_XXS[u8(w, g + 2 * l + 1)] << 32;
+                        put8(q, o + 8 * l, signed(pair, IqGrids.signs7(aux >>> 7 * l & 127)));
+                    }
+                }
+                case IQ3_S -> {
+                    long g = p + 2 + 8 * ib;
+                    int qh = u8(w, p + 66 + ib);
+                    for (int l = 0; l < 4; l++) {
+                        int e1 = u8(w, g + 2 * l) | (qh << 8 - 2 * l & 256), e2 = u8(w, g + 2 * l + 1) | (qh << 7 - 2 * l & 256);
+                        long pair = IqGrids.IQ3_S[e1] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_S[e2] << 32;
+                        put8(q, o + 8 * l, signed(pair, u8(w, p + 74 + 4 * ib + l)));
+                    }
+                }
+                case IQ1_S -> {
+                    int qh = w.get(HALF, p + 34 + 2 * ib) & 0xFFFF;
+                    long[] table = (qh & 0x8000) != 0 ? IQ1_MINUS : IQ1_PLUS;
+                    for (int l = 0; l < 4; l++) put8(q, o + 8 * l, table[u8(w, p + 2 + 4 * ib + l) | (qh >> 3 * l & 7) << 8]);
+                }
+                case IQ1_M -> {
+                    int h0 = u8(w, p + 32 + 2 * ib), h1 = u8(w, p + 33 + 2 * ib);
+                    long qs = p + 4 * ib;
+                    put8(q, o, ((h0 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs) | (h0 << 8 & 0x700)]);
+                    put8(q, o + 8, ((h0 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 1) | (h0 << 4 & 0x700)]);
+                    put8(q, o + 16, ((h1 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 2) | (h1 << 8 & 0x700)]);
+                    put8(q, o + 24, ((h1 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 3) | (h1 << 4 & 0x700)]);
+                }
+                default -> throw new IllegalArgumentException("not a lattice type: " + type);
+            }
+        }
+    }
+
+    /** The factors of the lattice block at byte p: group g's at {@code out[o + g]} (both groups of a 32-value sub-block alike, but IQ2_XS's, IQ2_S's and IQ1_M's). */
+    private static void latticeFactors(DType type, MemorySegment w, long p, float[] out, int o) {
+        float d = type == DType.IQ1_M ? Float.float16ToFloat(iq1mScale(w, p)) : half(w, p);
+        for (int ib = 0; ib < 8; ib++) {
+            float f0, f1;
+            switch (type) {
+                case IQ2_XXS -> f0 = f1 = d * (0.5f + (w.get(INT, p + 2 + 8 * ib + 4) >>> 28)) * 0.25f;
+                case IQ2_XS, IQ2_S -> {
+                    int sc = u8(w, p + (type == DType.IQ2_XS ? 66 : 74) + ib);
+                    f0 = d * (0.5f + (sc & 0xF)) * 0.25f;
+                    f1 = d * (0.5f + (sc >> 4)) * 0.25f;
+                }
+                case IQ3_XXS -> f0 = f1 = d * (0.5f + (w.get(INT, p + 66 + 4 * ib) >>> 28)) * 0.5f;
+                case IQ3_S -> {
+                    int sc = u8(w, p + 106 + ib / 2);
+                    f0 = f1 = d * (1 + 2 * ((ib & 1) == 0 ? sc & 0xF : sc >> 4));
+                }
+                case IQ1_S -> f0 = f1 = d * (2 * ((w.get(HALF, p + 34 + 2 * ib) & 0xFFFF) >> 12 & 7) + 1) * 0.125f;
+                case IQ1_M -> {
+                    int sc = (w.get(HALF, p + 48 + 2 * (ib / 2)) & 0xFFFF) >> 6 * (ib % 2);
+                    f0 = d * (2 * (sc & 7) + 1) * 0.125f;
+                    f1 = d * (2 * (sc >> 3 & 7) + 1) * 0.125f;
+                }
+                default -> throw new IllegalArgumentException("not a lattice type: " + type);
+            }
+            out[o + 2 * ib] = f0;
+            out[o + 2 * ib + 1] = f1;
+        }
+    }
+
+    /** A base-3 digit of a TQ1_0 byte times a power of 3 (mod 256): the top digit of {@code v / 256}, less 1. */
+    private static byte trit(int v) {
+        return (byte) (((v & 0xFF) * 3 >> 8) - 1);
+    }
+
+    private static final int[] POW3 = {1, 3, 9, 27, 81};
+
+    /** TQ1_0 (qs[48] @0, qh[4] @48, d @52): 5 digits per qs byte, 4 per qh byte, in ggml's order. */
+    private static void tq1Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int n = 0; n < 5; n++)
+            for (int m = 0; m < 32; m++) q[at + 32 * n + m] = trit(u8(w, p + m) * POW3[n]);
+        for (int n = 0; n < 5; n++)
+            for (int m = 0; m < 16; m++) q[at + 160 + 16 * n + m] = trit(u8(w, p + 32 + m) * POW3[n]);
+        for (int n = 0; n < 4; n++)
+            for (int j = 0; j < 4; j++) q[at + 240 + 4 * n + j] = trit(u8(w, p + 48 + j) * POW3[n]);
+    }
+
+    /** TQ2_0 (qs[64] @0, d @64): Q2_K's 2-bit layout from byte 0, less 1. */
+    private static void tq2Unpack(MemorySegment w, long p, byte[] q, int at) {
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 32; v += U.length())
+                    ((ByteVector) ((IntVector) ByteVector.fromMemorySegment(U, w, p + 32 * h + v, NATIVE).reinterpretShape(UI, 0))
+                            .lanewise(VectorOperators.LSHR, 2 * j).and(PAIR).reinterpretShape(U, 0)).sub((byte) 1)
+                            .intoArray(q, at + 128 * h + 32 * j + v);
     }
 
     // ---- Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ----

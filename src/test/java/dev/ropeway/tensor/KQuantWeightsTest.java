@@ -23,14 +23,16 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * ggml's Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
+ * ggml's Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, lattice (IQ1, IQ2, IQ3), ternary (TQ1_0, TQ2_0)
+ * and Q8_0 blocks, as a GGUF file holds them, kept as they are by {@link CpuBackend#uploadWeights}:
  * every op that reads them computes, bit for bit, what it computes on the float32 matrix of ggml's own dequantisation
  * ({@link GgmlDequant}, the reference here).
  */
 public class KQuantWeightsTest {
     private static final ValueLayout.OfShort HALF = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final List<DType> TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_XS,
-            DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL, DType.Q8_0);
+            DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL, DType.IQ2_XXS, DType.IQ2_XS, DType.IQ2_S,
+            DType.IQ3_XXS, DType.IQ3_S, DType.IQ1_S, DType.IQ1_M, DType.TQ1_0, DType.TQ2_0, DType.Q8_0);
 
     static CpuBackend auto, f32;
     static Arena arena;
@@ -72,6 +74,16 @@ public class KQuantWeightsTest {
                 case Q2_K -> {
                     s.set(HALF, p + 80, factor(r, b));
                     s.set(HALF, p + 82, factor(r, b + 3));
+                }
+                case TQ1_0 -> s.set(HALF, p + 52, factor(r, b));
+                case TQ2_0 -> s.set(HALF, p + 64, factor(r, b));
+                case IQ1_M -> {
+                    // d's four nibbles are the top nibbles of the four 16-bit scale words.
+                    short d = factor(r, b);
+                    for (int i = 0; i < 4; i++) {
+                        long at = p + 49 + 2 * i;
+                        s.set(JAVA_BYTE, at, (byte) (s.get(JAVA_BYTE, at) & 0x0F | (d >> 4 * i & 0xF) << 4));
+                    }
                 }
                 default -> s.set(HALF, p, factor(r, b));
             }
@@ -284,9 +296,21 @@ public class KQuantWeightsTest {
                     case Q3_K -> type.blockBytes() + 108;
                     case Q2_K -> type.blockBytes() + 82;
                     case Q4_1, Q5_1 -> type.blockBytes() * 5 + 2;
+                    case TQ1_0 -> type.blockBytes() + 52;
+                    case TQ2_0 -> type.blockBytes() + 64;
+                    case IQ1_M -> -1;
+                    case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S -> type.blockBytes();
                     default -> type.blockBytes() * 5;
                 };
-                src.set(HALF, at, bits);
+                if (type == DType.IQ1_M) {
+                    // The second block's d, nibble by nibble into the tops of its scale words.
+                    for (int i = 0; i < 4; i++) {
+                        long b = type.blockBytes() + 49 + 2 * i;
+                        src.set(JAVA_BYTE, b, (byte) (src.get(JAVA_BYTE, b) & 0x0F | (bits >> 4 * i & 0xF) << 4));
+                    }
+                } else {
+                    src.set(HALF, at, bits);
+                }
                 Tensor t = auto.uploadWeights(src, type, rows, cols);
                 assertInstanceOf(CpuTensor.class, t, type + " with factor " + Integer.toHexString(bits & 0xFFFF));
                 float[] want = reference(type, src, (long) rows * cols);
