@@ -126,7 +126,8 @@ final class BenchCommand implements Runnable {
 
         @Option(names = "--weights", split = ",", paramLabel = "<type>",
                 description = "Weight types the weights part times besides f32 (f32, bf16, f16, q8_0, q2_k, q3_k, q4_k, q5_k, "
-                        + "q6_k, iq4_xs, q4_0, q4_1, q5_0, q5_1, iq4_nl; default: all). Each alone in a run shows its speed "
+                        + "q6_k, iq4_xs, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m, "
+                        + "tq1_0, tq2_0; default: all). Each alone in a run shows its speed "
                         + "without the others' code compiled beside it.")
         List<String> weights;
 

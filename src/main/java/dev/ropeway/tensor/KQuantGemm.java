@@ -52,6 +52,11 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 final class KQuantGemm {
     /** Values per block (ggml's QK_K). */
     static final int BLOCK = 256;
+    /**
+     * Bytes past the unpacked blocks of a scratch array: 64 that a vector load may read beyond the last block, then
+     * {@link #STAGE} where a lattice block's bytes are copied before unpacking.
+     */
+    private static final int STAGE = 128, PAD = 64 + STAGE;
     private static final VectorSpecies<Float> F = VectorMath.F;
     private static final int LANES = VectorMath.LANES;
     /** Bytes loaded per float vector: at least LANES of them (the smallest byte vector is 8 bytes). */
@@ -152,7 +157,7 @@ final class KQuantGemm {
     static void decode(DType type, MemorySegment blocks, long at, long count, MemorySegment dst, long to) {
         int blockBytes = type.blockBytes(), size = type.blockSize();
         float[] factors = new float[32];
-        byte[] unpacked = new byte[BLOCK + 64];
+        byte[] unpacked = new byte[BLOCK + PAD];
         for (long i = 0; i < count; i++) {
             long p = at + i * blockBytes, out = to + i * size * Float.BYTES;
             switch (type) {
@@ -267,7 +272,7 @@ final class KQuantGemm {
         int group = groupSize(type);
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
-        byte[] q = unpacked ? new byte[4 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[4 * BLOCK + PAD] : null;
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
@@ -312,7 +317,7 @@ final class KQuantGemm {
         int group = groupSize(type);
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
-        byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[2 * BLOCK + PAD] : null;
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
         long[] y = {y0, y1, y2, y3};
         for (int j = c0; j < c1; j += 2) {
@@ -348,7 +353,7 @@ final class KQuantGemm {
         int group = groupSize(type);
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
-        byte[] q = unpacked ? new byte[2 * BLOCK + 64] : null;
+        byte[] q = unpacked ? new byte[2 * BLOCK + PAD] : null;
         long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
@@ -992,6 +997,8 @@ final class KQuantGemm {
     private static final long LOW_BITS = 0x0101_0101_0101_0101L;
     /** Byte j is 0xFF where bit j of the index is set. */
     private static final long[] SIGN_MASKS = new long[256];
+    /** {@link #SIGN_MASKS} of the 7 stored signs, the eighth added ({@link IqGrids#signs7}). */
+    private static final long[] SIGN7_MASKS = new long[128];
     /** IQ1_S's table entries as 8 bytes 8t + 1 and 8t - 1 (the group's delta +1/8 or -1/8, times 8). */
     private static final long[] IQ1_PLUS = new long[2048], IQ1_MINUS = new long[2048];
     private static final java.lang.invoke.VarHandle LONG_IN_BYTES =
@@ -1000,6 +1007,7 @@ final class KQuantGemm {
     static {
         for (int b = 0; b < 256; b++)
             for (int j = 0; j < 8; j++) if ((b >> j & 1) != 0) SIGN_MASKS[b] |= 0xFFL << 8 * j;
+        for (int b = 0; b < 128; b++) SIGN7_MASKS[b] = SIGN_MASKS[IqGrids.signs7(b)];
         for (int e = 0; e < 2048; e++)
             for (int j = 0; j < 8; j++) {
                 int t = (byte) (IqGrids.IQ1_S[e] >>> 8 * j);
@@ -1010,8 +1018,16 @@ final class KQuantGemm {
 
     /** 8 magnitudes (1 to 127) negated where {@code signs} has a bit: per byte, (m ^ 0xFF) + 1 never carries. */
     private static long signed(long magnitudes, int signs) {
-        long m = SIGN_MASKS[signs];
-        return (magnitudes ^ m) + (m & LOW_BITS);
+        return negated(magnitudes, SIGN_MASKS[signs]);
+    }
+
+    /** {@link #signed} with IQ2's and IQ3's 7 stored signs ({@link IqGrids#signs7}). */
+    private static long signed7(long magnitudes, int signs) {
+        return negated(magnitudes, SIGN7_MASKS[signs]);
+    }
+
+    private static long negated(long magnitudes, long mask) {
+        return (magnitudes ^ mask) + (mask & LOW_BITS);
     }
 
     private static void put8(byte[] q, int at, long bytes) {
@@ -1029,61 +1045,98 @@ final class KQuantGemm {
         return (short) ((s0 >> 12) | ((s1 >> 8) & 0x00F0) | ((s2 >> 4) & 0x0F00) | (s3 & 0xF000));
     }
 
-    /** The 256 values of the lattice block at byte p as signed bytes (see above) into {@code q[at .. at + 256)}. */
+    /**
+     * The 256 values of the lattice block at byte p as signed bytes (see above) into {@code q[at .. at + 256)}: the
+     * block's bytes are first copied to the end of {@code q} ({@link #PAD}), then read from there.
+     */
     private static void latticeUnpack(DType type, MemorySegment w, long p, byte[] q, int at) {
+        int b = q.length - STAGE;
+        MemorySegment.copy(w, ValueLayout.JAVA_BYTE, p, q, b, type.blockBytes());
+        switch (type) {
+            case IQ2_XXS -> iq2xxsUnpack(q, b, at);
+            case IQ2_XS -> iq2xsUnpack(q, b, at);
+            case IQ2_S -> iq2sUnpack(q, b, at);
+            case IQ3_XXS -> iq3xxsUnpack(q, b, at);
+            case IQ3_S -> iq3sUnpack(q, b, at);
+            case IQ1_S -> iq1sUnpack(q, b, at);
+            case IQ1_M -> iq1mUnpack(q, b, at);
+            default -> throw new IllegalArgumentException("not a lattice type: " + type);
+        }
+    }
+
+    private static final java.lang.invoke.VarHandle INT_IN_BYTES =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+
+    private static int int32(byte[] q, int i) {
+        return (int) INT_IN_BYTES.get(q, i);
+    }
+
+    private static int b8(byte[] q, int i) {
+        return q[i] & 0xFF;
+    }
+
+    private static int u16(byte[] q, int i) {
+        return b8(q, i) | b8(q, i + 1) << 8;
+    }
+
+    private static void iq2xxsUnpack(byte[] q, int b, int at) {
         for (int ib = 0; ib < 8; ib++) {
-            int o = at + 32 * ib;
-            switch (type) {
-                case IQ2_XXS -> {
-                    long g = p + 2 + 8 * ib;
-                    int aux = w.get(INT, g + 4);
-                    for (int l = 0; l < 4; l++)
-                        put8(q, o + 8 * l, signed(IqGrids.IQ2_XXS[u8(w, g + l)], IqGrids.signs7(aux >>> 7 * l & 127)));
-                }
-                case IQ2_XS -> {
-                    for (int l = 0; l < 4; l++) {
-                        int v = w.get(HALF, p + 2 + 2 * (4 * ib + l)) & 0xFFFF;
-                        put8(q, o + 8 * l, signed(IqGrids.IQ2_XS[v & 511], IqGrids.signs7(v >>> 9)));
-                    }
-                }
-                case IQ2_S -> {
-                    int qh = u8(w, p + 66 + ib);
-                    for (int l = 0; l < 4; l++)
-                        put8(q, o + 8 * l, signed(IqGrids.IQ2_S[u8(w, p + 2 + 4 * ib + l) | (qh << 8 - 2 * l & 0x300)],
-                                u8(w, p + 34 + 4 * ib + l)));
-                }
-                case IQ3_XXS -> {
-                    long g = p + 2 + 8 * ib;
-                    int aux = w.get(INT, p + 66 + 4 * ib);
-                    for (int l = 0; l < 4; l++) {
-                        long pair = IqGrids.IQ3_XXS[u8(w, g + 2 * l)] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_XXS[u8(w, g + 2 * l + 1)] << 32;
-                        put8(q, o + 8 * l, signed(pair, IqGrids.signs7(aux >>> 7 * l & 127)));
-                    }
-                }
-                case IQ3_S -> {
-                    long g = p + 2 + 8 * ib;
-                    int qh = u8(w, p + 66 + ib);
-                    for (int l = 0; l < 4; l++) {
-                        int e1 = u8(w, g + 2 * l) | (qh << 8 - 2 * l & 256), e2 = u8(w, g + 2 * l + 1) | (qh << 7 - 2 * l & 256);
-                        long pair = IqGrids.IQ3_S[e1] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_S[e2] << 32;
-                        put8(q, o + 8 * l, signed(pair, u8(w, p + 74 + 4 * ib + l)));
-                    }
-                }
-                case IQ1_S -> {
-                    int qh = w.get(HALF, p + 34 + 2 * ib) & 0xFFFF;
-                    long[] table = (qh & 0x8000) != 0 ? IQ1_MINUS : IQ1_PLUS;
-                    for (int l = 0; l < 4; l++) put8(q, o + 8 * l, table[u8(w, p + 2 + 4 * ib + l) | (qh >> 3 * l & 7) << 8]);
-                }
-                case IQ1_M -> {
-                    int h0 = u8(w, p + 32 + 2 * ib), h1 = u8(w, p + 33 + 2 * ib);
-                    long qs = p + 4 * ib;
-                    put8(q, o, ((h0 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs) | (h0 << 8 & 0x700)]);
-                    put8(q, o + 8, ((h0 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 1) | (h0 << 4 & 0x700)]);
-                    put8(q, o + 16, ((h1 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 2) | (h1 << 8 & 0x700)]);
-                    put8(q, o + 24, ((h1 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[u8(w, qs + 3) | (h1 << 4 & 0x700)]);
-                }
-                default -> throw new IllegalArgumentException("not a lattice type: " + type);
+            int g = b + 2 + 8 * ib, aux = int32(q, g + 4), o = at + 32 * ib;
+            for (int l = 0; l < 4; l++) put8(q, o + 8 * l, signed7(IqGrids.IQ2_XXS[b8(q, g + l)], aux >>> 7 * l & 127));
+        }
+    }
+
+    private static void iq2xsUnpack(byte[] q, int b, int at) {
+        for (int i = 0; i < 32; i++) {
+            int v = u16(q, b + 2 + 2 * i);
+            put8(q, at + 8 * i, signed7(IqGrids.IQ2_XS[v & 511], v >>> 9));
+        }
+    }
+
+    private static void iq2sUnpack(byte[] q, int b, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int qh = b8(q, b + 66 + ib), o = at + 32 * ib;
+            for (int l = 0; l < 4; l++)
+                put8(q, o + 8 * l, signed(IqGrids.IQ2_S[b8(q, b + 2 + 4 * ib + l) | (qh << 8 - 2 * l & 0x300)], b8(q, b + 34 + 4 * ib + l)));
+        }
+    }
+
+    private static void iq3xxsUnpack(byte[] q, int b, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int g = b + 2 + 8 * ib, aux = int32(q, b + 66 + 4 * ib), o = at + 32 * ib;
+            for (int l = 0; l < 4; l++) {
+                long pair = IqGrids.IQ3_XXS[b8(q, g + 2 * l)] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_XXS[b8(q, g + 2 * l + 1)] << 32;
+                put8(q, o + 8 * l, signed7(pair, aux >>> 7 * l & 127));
             }
+        }
+    }
+
+    private static void iq3sUnpack(byte[] q, int b, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int g = b + 2 + 8 * ib, qh = b8(q, b + 66 + ib), o = at + 32 * ib;
+            for (int l = 0; l < 4; l++) {
+                int e1 = b8(q, g + 2 * l) | (qh << 8 - 2 * l & 256), e2 = b8(q, g + 2 * l + 1) | (qh << 7 - 2 * l & 256);
+                long pair = IqGrids.IQ3_S[e1] & 0xFFFF_FFFFL | (long) IqGrids.IQ3_S[e2] << 32;
+                put8(q, o + 8 * l, signed(pair, b8(q, b + 74 + 4 * ib + l)));
+            }
+        }
+    }
+
+    private static void iq1sUnpack(byte[] q, int b, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int qh = u16(q, b + 34 + 2 * ib), o = at + 32 * ib;
+            long[] table = (qh & 0x8000) != 0 ? IQ1_MINUS : IQ1_PLUS;
+            for (int l = 0; l < 4; l++) put8(q, o + 8 * l, table[b8(q, b + 2 + 4 * ib + l) | (qh >> 3 * l & 7) << 8]);
+        }
+    }
+
+    private static void iq1mUnpack(byte[] q, int b, int at) {
+        for (int ib = 0; ib < 8; ib++) {
+            int h0 = b8(q, b + 32 + 2 * ib), h1 = b8(q, b + 33 + 2 * ib), qs = b + 4 * ib, o = at + 32 * ib;
+            put8(q, o, ((h0 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs) | (h0 << 8 & 0x700)]);
+            put8(q, o + 8, ((h0 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 1) | (h0 << 4 & 0x700)]);
+            put8(q, o + 16, ((h1 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 2) | (h1 << 8 & 0x700)]);
+            put8(q, o + 24, ((h1 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 3) | (h1 << 4 & 0x700)]);
         }
     }
 
@@ -1124,14 +1177,25 @@ final class KQuantGemm {
 
     private static final int[] POW3 = {1, 3, 9, 27, 81};
 
+    /** LANES 32-bit lanes, for TQ1_0's base-3 digits. */
+    private static final VectorSpecies<Integer> IL = VectorSpecies.of(int.class, F.vectorShape());
+
     /** TQ1_0 (qs[48] @0, qh[4] @48, d @52): 5 digits per qs byte, 4 per qh byte, in ggml's order. */
     private static void tq1Unpack(MemorySegment w, long p, byte[] q, int at) {
-        for (int n = 0; n < 5; n++)
-            for (int m = 0; m < 32; m++) q[at + 32 * n + m] = trit(u8(w, p + m) * POW3[n]);
-        for (int n = 0; n < 5; n++)
-            for (int m = 0; m < 16; m++) q[at + 160 + 16 * n + m] = trit(u8(w, p + 32 + m) * POW3[n]);
+        // Each vector store may write past its range into one that is written after it, never into one before.
+        for (int n = 0; n < 5; n++) tq1Digits(w, p, 32, POW3[n], q, at + 32 * n);
+        for (int n = 0; n < 5; n++) tq1Digits(w, p + 32, 16, POW3[n], q, at + 160 + 16 * n);
         for (int n = 0; n < 4; n++)
             for (int j = 0; j < 4; j++) q[at + 240 + 4 * n + j] = trit(u8(w, p + 48 + j) * POW3[n]);
+    }
+
+    /** {@code count} bytes from {@code src} times {@code pow} (mod 256), each as its top base-3 digit less 1, to {@code q[to ..]}. */
+    private static void tq1Digits(MemorySegment w, long src, int count, int pow, byte[] q, int to) {
+        for (int m = 0; m < count; m += LANES) {
+            IntVector v = (IntVector) ByteVector.fromMemorySegment(B, w, src + m, NATIVE).convertShape(VectorOperators.B2I, IL, 0);
+            v = v.and(0xFF).mul(pow).and(0xFF).mul(3).lanewise(VectorOperators.ASHR, 8).sub(1);
+            ((ByteVector) v.convertShape(VectorOperators.I2B, B, 0)).intoArray(q, to + m);
+        }
     }
 
     /** TQ2_0 (qs[64] @0, d @64): Q2_K's 2-bit layout from byte 0, less 1. */

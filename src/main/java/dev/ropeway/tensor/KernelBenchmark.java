@@ -210,7 +210,8 @@ public final class KernelBenchmark {
 
     /** The block types {@link #weights} times, beside the float ones and Q8_0. */
     private static final List<DType> BLOCK_TYPES = List.of(DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K,
-            DType.IQ4_XS, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL);
+            DType.IQ4_XS, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL, DType.IQ2_XXS, DType.IQ2_XS,
+            DType.IQ2_S, DType.IQ3_XXS, DType.IQ3_S, DType.IQ1_S, DType.IQ1_M, DType.TQ1_0, DType.TQ2_0);
 
     /**
      * Times {@code linear} of {@code rows} rows through an [out, in] weight matrix held as float32, bfloat16, float16 and
@@ -295,6 +296,14 @@ public final class KernelBenchmark {
             else if (type == DType.Q2_K) {
                 s.set(half, p + 80, d);
                 s.set(half, p + 82, d);
+            } else if (type == DType.TQ1_0 || type == DType.TQ2_0) {
+                s.set(half, p + (type == DType.TQ1_0 ? 52 : 64), d);
+            } else if (type == DType.IQ1_M) {
+                for (int i = 0; i < 4; i++) {
+                    long at = p + 49 + 2 * i;
+                    s.set(java.lang.foreign.ValueLayout.JAVA_BYTE, at,
+                            (byte) (s.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at) & 0x0F | (d >> 4 * i & 0xF) << 4));
+                }
             } else {
                 s.set(half, p, d);
                 s.set(half, p + 2, d);
