@@ -1140,7 +1140,10 @@ final class KQuantGemm {
         }
     }
 
-    /** The factors of the lattice block at byte p: group g's at {@code out[o + g]} (both groups of a 32-value sub-block alike, but IQ2_XS's, IQ2_S's and IQ1_M's). */
+    /**
+     * The factors of the lattice block at byte p: group g's (16 values) at {@code out[o + g]}; the two groups of a
+     * 32-value sub-block share one, except in IQ2_XS, IQ2_S and IQ1_M, which scale each half on its own.
+     */
     private static void latticeFactors(DType type, MemorySegment w, long p, float[] out, int o) {
         float d = type == DType.IQ1_M ? Float.float16ToFloat(iq1mScale(w, p)) : half(w, p);
         for (int ib = 0; ib < 8; ib++) {
