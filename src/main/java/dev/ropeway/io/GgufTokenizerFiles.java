@@ -115,6 +115,12 @@ public final class GgufTokenizerFiles {
             Map.entry("tekken", Pre.TEKKEN), Map.entry("gpt-4o", Pre.GPT4O), Map.entry("deepseek-coder", Pre.DEEPSEEK_CODER),
             Map.entry("deepseek-llm", Pre.DEEPSEEK_LLM));
 
+    /** The split patterns the import writes for the pre-tokenizer llama.cpp calls {@code pre}; null for an unknown name. */
+    static List<String> splitPatterns(String pre) {
+        Pre family = PRE_NAMES.get(pre);
+        return family == null ? null : family.patterns;
+    }
+
     /** Whether the file carries a tokenizer at all. */
     public static boolean present(GgufFile g) {
         GgufValue model = g.metadata().get("tokenizer.ggml.model");

@@ -27,7 +27,10 @@ public final class LlamaCppNative {
 
     private final MethodHandle typeTraits, quantizeChunk, quantizeDefaults, quantizeModel;
 
+    private final Path bins;
+
     private LlamaCppNative(Path bins) {
+        this.bins = bins;
         Arena arena = Arena.global();
         SymbolLookup base = SymbolLookup.libraryLookup(bins.resolve("libggml-base.so"), arena);
         typeTraits = LINKER.downcallHandle(base.find("ggml_get_type_traits").orElseThrow(),
@@ -120,6 +123,28 @@ public final class LlamaCppNative {
                     t.get(ValueLayout.ADDRESS, 40));
         } catch (Throwable e) {
             throw new IllegalStateException(e);
+        }
+    }
+
+    /**
+     * The NUL-terminated UTF-8 string in libllama's data that starts with {@code prefix} (the first such), as llama.cpp
+     * compiled it in: its pre-tokenizers' split patterns, for instance. Null when there is none.
+     */
+    public String libraryString(String prefix) {
+        try (var files = Files.list(bins)) {
+            Path llama = files.filter(p -> p.getFileName().toString().startsWith("libllama.") && p.toString().endsWith(".so"))
+                    .findFirst().orElseThrow();
+            byte[] data = Files.readAllBytes(llama), want = prefix.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            outer:
+            for (int i = 0; i + want.length <= data.length; i++) {
+                for (int j = 0; j < want.length; j++) if (data[i + j] != want[j]) continue outer;
+                int end = i;
+                while (end < data.length && data[end] != 0) end++;
+                return new String(data, i, end - i, java.nio.charset.StandardCharsets.UTF_8);
+            }
+            return null;
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 
