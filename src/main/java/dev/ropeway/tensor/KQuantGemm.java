@@ -220,14 +220,17 @@ final class KQuantGemm {
      * cost 15-20 % more for Q6_K and IQ4_XS (measured), the extra factor loaded per vector and the mins filled per block.
      */
 
-    /** Whether the one-row kernel unpacks this type's blocks (all but Q4_K, Q5_K, Q4_0 and Q4_1, which decode in registers). */
+    /** Whether the one-row kernel unpacks this type's blocks (all but those {@link #nibbles} and Q4_K, Q5_K, which decode in registers). */
     private static boolean unpacks(DType type) {
         return type != DType.Q4_K && type != DType.Q5_K && !nibbles(type);
     }
 
-    /** Q4_0 and Q4_1: small blocks of plain nibbles, which the one-row kernel decodes in registers ({@link #nibbleBlock4}). */
+    /**
+     * Q4_0 and Q4_1, small blocks of plain nibbles, and IQ4_NL where a byte vector is 16 lanes (its table lookup is one
+     * byte shuffle then): the one-row kernel decodes these in registers ({@link #nibbleBlock4}, {@link #iq4nlBlock4}).
+     */
     private static boolean nibbles(DType type) {
-        return type == DType.Q4_0 || type == DType.Q4_1;
+        return type == DType.Q4_0 || type == DType.Q4_1 || type == DType.IQ4_NL && B.length() == 16;
     }
 
     /** Whether the several-row kernels unpack this type's blocks (all but Q4_K). */
@@ -291,6 +294,8 @@ final class KQuantGemm {
                 } else if (five) {
                     q5Block2(w, r0 + o, r1 + o, f, width * b, per, a, x, acc, 0);
                     q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
+                } else if (nibble && type == DType.IQ4_NL) {
+                    iq4nlBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
                 } else if (nibble) {
                     nibbleBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, type.blockBytes(), type == DType.Q4_0 ? 2 : 4, f,
                             width * b, per, a, x, acc);
@@ -1286,12 +1291,48 @@ final class KQuantGemm {
                 out[o + 8 + s] = half(w, b + 2);
             }
         } else {
+            // Q4_0's -8d; IQ4_NL's (a table entry times d) has no second factor and leaves it unused.
             for (int s = 0; s < 8; s++) {
                 float d = half(w, p + (long) s * blockBytes);
                 out[o + s] = d;
                 out[o + 8 + s] = -8 * d;
             }
         }
+    }
+
+    /** IQ4_NL's table as LANES bytes, for the one-row kernel where a byte vector is 16 lanes ({@link #nibbles}). */
+    private static final ByteVector IQ4_LANES = ByteVector.fromArray(B, java.util.Arrays.copyOf(IQ4_TABLE, Math.max(16, B.length())), 0);
+
+    /** The table entries of the 16 nibbles at bit {@code shift} of the bytes from {@code at}. */
+    private static ByteVector iq4Entries(MemorySegment w, long at, int shift) {
+        return nibbles(w, at, shift).selectFrom(IQ4_LANES);
+    }
+
+    /**
+     * {@link #nibbleBlock4} for IQ4_NL (blocks of 18 bytes, nibbles from byte 2): each nibble looked up in the table
+     * (a byte shuffle), then times d, ggml's product.
+     */
+    private static void iq4nlBlock4(MemorySegment w, long p0, long p1, long p2, long p3, float[] f, int e, int per,
+                                    MemorySegment a, long x, float[] acc) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
+        FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s;
+            long q = 18L * s + 2;
+            float d0 = f[i], d1 = f[per + i], d2 = f[2 * per + i], d3 = f[3 * per + i];
+            for (int v = 0; v < 32; v += LANES) {
+                int shift = (v & 16) >> 2, at = v & 15;
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
+                s0 = floats(iq4Entries(w, p0 + q + at, shift)).mul(d0).fma(xv, s0);
+                s1 = floats(iq4Entries(w, p1 + q + at, shift)).mul(d1).fma(xv, s1);
+                s2 = floats(iq4Entries(w, p2 + q + at, shift)).mul(d2).fma(xv, s2);
+                s3 = floats(iq4Entries(w, p3 + q + at, shift)).mul(d3).fma(xv, s3);
+            }
+        }
+        s0.intoArray(acc, 0);
+        s1.intoArray(acc, LANES);
+        s2.intoArray(acc, 2 * LANES);
+        s3.intoArray(acc, 3 * LANES);
     }
 
     /**
