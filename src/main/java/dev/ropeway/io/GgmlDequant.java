@@ -259,11 +259,6 @@ public final class GgmlDequant {
 
     // ---- Lattice (IQ1, IQ2, IQ3) and ternary (TQ) types ----
 
-    /** IQ2's and IQ3's 7 stored signs of a group of 8, with the eighth making the count of minus signs even. */
-    private static int signs7(int i) {
-        return IqGrids.signs7(i);
-    }
-
     /** 8 values: {@code scale * table byte * sign}, in ggml's order of products. */
     private static void group8(long[] table, int entry, float scale, int signs, float[] y, int o) {
         long g = table[entry];
@@ -276,7 +271,7 @@ public final class GgmlDequant {
         for (int ib = 0; ib < 8; ib++) {
             int q = at + 2 + 8 * ib, aux = i32(x, q + 4);
             float db = d * (0.5f + (aux >>> 28)) * 0.25f;
-            for (int l = 0; l < 4; l++, o += 8) group8(IqGrids.IQ2_XXS, x[q + l] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+            for (int l = 0; l < 4; l++, o += 8) group8(IqGrids.IQ2_XXS, x[q + l] & 0xFF, db, IqGrids.signs7(aux >>> 7 * l & 127), y, o);
         }
     }
 
@@ -287,7 +282,7 @@ public final class GgmlDequant {
             float db0 = d * (0.5f + (sc & 0xF)) * 0.25f, db1 = d * (0.5f + (sc >> 4)) * 0.25f;
             for (int l = 0; l < 4; l++, o += 8) {
                 int q = u16(x, at + 2 + 2 * (4 * ib + l));
-                group8(IqGrids.IQ2_XS, q & 511, l < 2 ? db0 : db1, signs7(q >> 9), y, o);
+                group8(IqGrids.IQ2_XS, q & 511, l < 2 ? db0 : db1, IqGrids.signs7(q >> 9), y, o);
             }
         }
     }
@@ -319,7 +314,7 @@ public final class GgmlDequant {
             int qs = at + 2 + 8 * ib, aux = i32(x, at + 66 + 4 * ib);
             float db = d * (0.5f + (aux >>> 28)) * 0.5f;
             for (int l = 0; l < 4; l++, o += 8)
-                groups4(IqGrids.IQ3_XXS, x[qs + 2 * l] & 0xFF, x[qs + 2 * l + 1] & 0xFF, db, signs7(aux >>> 7 * l & 127), y, o);
+                groups4(IqGrids.IQ3_XXS, x[qs + 2 * l] & 0xFF, x[qs + 2 * l + 1] & 0xFF, db, IqGrids.signs7(aux >>> 7 * l & 127), y, o);
         }
     }
 

@@ -1000,35 +1000,39 @@ final class KQuantGemm {
      */
 
     private static final long LOW_BITS = 0x0101_0101_0101_0101L;
-    /** Byte j is 0xFF where bit j of the index is set. */
-    private static final long[] SIGN_MASKS = new long[256];
-    /** {@link #SIGN_MASKS} of the 7 stored signs, the eighth added ({@link IqGrids#signs7}). */
-    private static final long[] SIGN7_MASKS = new long[128];
-    /** IQ1_S's table entries as 8 bytes 8t + 1 and 8t - 1 (the group's delta +1/8 or -1/8, times 8). */
-    private static final long[] IQ1_PLUS = new long[2048], IQ1_MINUS = new long[2048];
     private static final java.lang.invoke.VarHandle LONG_IN_BYTES =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
-    static {
-        for (int b = 0; b < 256; b++)
-            for (int j = 0; j < 8; j++) if ((b >> j & 1) != 0) SIGN_MASKS[b] |= 0xFFL << 8 * j;
-        for (int b = 0; b < 128; b++) SIGN7_MASKS[b] = SIGN_MASKS[IqGrids.signs7(b)];
-        for (int e = 0; e < 2048; e++)
-            for (int j = 0; j < 8; j++) {
-                int t = (byte) (IqGrids.IQ1_S[e] >>> 8 * j);
-                IQ1_PLUS[e] |= (long) ((8 * t + 1) & 0xFF) << 8 * j;
-                IQ1_MINUS[e] |= (long) ((8 * t - 1) & 0xFF) << 8 * j;
-            }
+    /** The lattice types' derived tables, built (and {@link IqGrids} read) only when such a matrix is first used. */
+    private static final class Lattice {
+        /** Byte j is 0xFF where bit j of the index is set. */
+        static final long[] SIGN_MASKS = new long[256];
+        /** {@link #SIGN_MASKS} of the 7 stored signs, the eighth added ({@link IqGrids#signs7}). */
+        static final long[] SIGN7_MASKS = new long[128];
+        /** IQ1_S's table entries as 8 bytes 8t + 1 and 8t - 1 (the group's delta +1/8 or -1/8, times 8). */
+        static final long[] IQ1_PLUS = new long[2048], IQ1_MINUS = new long[2048];
+
+        static {
+            for (int b = 0; b < 256; b++)
+                for (int j = 0; j < 8; j++) if ((b >> j & 1) != 0) SIGN_MASKS[b] |= 0xFFL << 8 * j;
+            for (int b = 0; b < 128; b++) SIGN7_MASKS[b] = SIGN_MASKS[IqGrids.signs7(b)];
+            for (int e = 0; e < 2048; e++)
+                for (int j = 0; j < 8; j++) {
+                    int t = (byte) (IqGrids.IQ1_S[e] >>> 8 * j);
+                    IQ1_PLUS[e] |= (long) ((8 * t + 1) & 0xFF) << 8 * j;
+                    IQ1_MINUS[e] |= (long) ((8 * t - 1) & 0xFF) << 8 * j;
+                }
+        }
     }
 
     /** 8 magnitudes (1 to 127) negated where {@code signs} has a bit: per byte, (m ^ 0xFF) + 1 never carries. */
     private static long signed(long magnitudes, int signs) {
-        return negated(magnitudes, SIGN_MASKS[signs]);
+        return negated(magnitudes, Lattice.SIGN_MASKS[signs]);
     }
 
     /** {@link #signed} with IQ2's and IQ3's 7 stored signs ({@link IqGrids#signs7}). */
     private static long signed7(long magnitudes, int signs) {
-        return negated(magnitudes, SIGN7_MASKS[signs]);
+        return negated(magnitudes, Lattice.SIGN7_MASKS[signs]);
     }
 
     private static long negated(long magnitudes, long mask) {
@@ -1130,7 +1134,7 @@ final class KQuantGemm {
     private static void iq1sUnpack(byte[] q, int b, int at) {
         for (int ib = 0; ib < 8; ib++) {
             int qh = u16(q, b + 34 + 2 * ib), o = at + 32 * ib;
-            long[] table = (qh & 0x8000) != 0 ? IQ1_MINUS : IQ1_PLUS;
+            long[] table = (qh & 0x8000) != 0 ? Lattice.IQ1_MINUS : Lattice.IQ1_PLUS;
             for (int l = 0; l < 4; l++) put8(q, o + 8 * l, table[b8(q, b + 2 + 4 * ib + l) | (qh >> 3 * l & 7) << 8]);
         }
     }
@@ -1138,10 +1142,10 @@ final class KQuantGemm {
     private static void iq1mUnpack(byte[] q, int b, int at) {
         for (int ib = 0; ib < 8; ib++) {
             int h0 = b8(q, b + 32 + 2 * ib), h1 = b8(q, b + 33 + 2 * ib), qs = b + 4 * ib, o = at + 32 * ib;
-            put8(q, o, ((h0 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs) | (h0 << 8 & 0x700)]);
-            put8(q, o + 8, ((h0 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 1) | (h0 << 4 & 0x700)]);
-            put8(q, o + 16, ((h1 & 0x08) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 2) | (h1 << 8 & 0x700)]);
-            put8(q, o + 24, ((h1 & 0x80) != 0 ? IQ1_MINUS : IQ1_PLUS)[b8(q, qs + 3) | (h1 << 4 & 0x700)]);
+            put8(q, o, ((h0 & 0x08) != 0 ? Lattice.IQ1_MINUS : Lattice.IQ1_PLUS)[b8(q, qs) | (h0 << 8 & 0x700)]);
+            put8(q, o + 8, ((h0 & 0x80) != 0 ? Lattice.IQ1_MINUS : Lattice.IQ1_PLUS)[b8(q, qs + 1) | (h0 << 4 & 0x700)]);
+            put8(q, o + 16, ((h1 & 0x08) != 0 ? Lattice.IQ1_MINUS : Lattice.IQ1_PLUS)[b8(q, qs + 2) | (h1 << 8 & 0x700)]);
+            put8(q, o + 24, ((h1 & 0x80) != 0 ? Lattice.IQ1_MINUS : Lattice.IQ1_PLUS)[b8(q, qs + 3) | (h1 << 4 & 0x700)]);
         }
     }
 

@@ -77,18 +77,19 @@ public class KQuantWeightsTest {
                 }
                 case TQ1_0 -> s.set(HALF, p + 52, factor(r, b));
                 case TQ2_0 -> s.set(HALF, p + 64, factor(r, b));
-                case IQ1_M -> {
-                    // d's four nibbles are the top nibbles of the four 16-bit scale words.
-                    short d = factor(r, b);
-                    for (int i = 0; i < 4; i++) {
-                        long at = p + 49 + 2 * i;
-                        s.set(JAVA_BYTE, at, (byte) (s.get(JAVA_BYTE, at) & 0x0F | (d >> 4 * i & 0xF) << 4));
-                    }
-                }
+                case IQ1_M -> setIq1mScale(s, p, factor(r, b));
                 default -> s.set(HALF, p, factor(r, b));
             }
         }
         return s;
+    }
+
+    /** IQ1_M's d at the block from byte p: its four nibbles are the top nibbles of the four 16-bit scale words. */
+    private static void setIq1mScale(MemorySegment s, long p, short d) {
+        for (int i = 0; i < 4; i++) {
+            long at = p + 49 + 2 * i;
+            s.set(JAVA_BYTE, at, (byte) (s.get(JAVA_BYTE, at) & 0x0F | (d >> 4 * i & 0xF) << 4));
+        }
     }
 
     private static short factor(Random r, long block) {
@@ -302,15 +303,8 @@ public class KQuantWeightsTest {
                     case IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S -> type.blockBytes();
                     default -> type.blockBytes() * 5;
                 };
-                if (type == DType.IQ1_M) {
-                    // The second block's d, nibble by nibble into the tops of its scale words.
-                    for (int i = 0; i < 4; i++) {
-                        long b = type.blockBytes() + 49 + 2 * i;
-                        src.set(JAVA_BYTE, b, (byte) (src.get(JAVA_BYTE, b) & 0x0F | (bits >> 4 * i & 0xF) << 4));
-                    }
-                } else {
-                    src.set(HALF, at, bits);
-                }
+                if (type == DType.IQ1_M) setIq1mScale(src, type.blockBytes(), bits);   // the second block's
+                else src.set(HALF, at, bits);
                 Tensor t = auto.uploadWeights(src, type, rows, cols);
                 assertInstanceOf(CpuTensor.class, t, type + " with factor " + Integer.toHexString(bits & 0xFFFF));
                 float[] want = reference(type, src, (long) rows * cols);

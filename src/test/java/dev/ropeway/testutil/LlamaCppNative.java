@@ -27,10 +27,10 @@ public final class LlamaCppNative {
 
     private final MethodHandle typeTraits, quantizeChunk, quantizeDefaults, quantizeModel;
 
-    private final Path bins;
+    /** libllama's file, read by {@link #libraryString}. */
+    private final Path llama;
 
     private LlamaCppNative(Path bins) {
-        this.bins = bins;
         Arena arena = Arena.global();
         SymbolLookup base = SymbolLookup.libraryLookup(bins.resolve("libggml-base.so"), arena);
         typeTraits = LINKER.downcallHandle(base.find("ggml_get_type_traits").orElseThrow(),
@@ -38,7 +38,6 @@ public final class LlamaCppNative {
         quantizeChunk = LINKER.downcallHandle(base.find("ggml_quantize_chunk").orElseThrow(),
                 FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
                         ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS));
-        Path llama;
         try (var files = Files.list(bins)) {
             llama = files.filter(p -> p.getFileName().toString().startsWith("libllama.") && p.toString().endsWith(".so"))
                     .findFirst().orElseThrow();
@@ -131,9 +130,7 @@ public final class LlamaCppNative {
      * compiled it in: its pre-tokenizers' split patterns, for instance. Null when there is none.
      */
     public String libraryString(String prefix) {
-        try (var files = Files.list(bins)) {
-            Path llama = files.filter(p -> p.getFileName().toString().startsWith("libllama.") && p.toString().endsWith(".so"))
-                    .findFirst().orElseThrow();
+        try {
             byte[] data = Files.readAllBytes(llama), want = prefix.getBytes(java.nio.charset.StandardCharsets.UTF_8);
             outer:
             for (int i = 0; i + want.length <= data.length; i++) {
