@@ -35,9 +35,8 @@ final class ImportCommand implements Callable<Integer> {
     String dtype;
     @Option(names = "--keep-quantised", negatable = false,
             description = "Keep quantised matrices (every type but MXFP4) as their blocks (about the "
-                    + "file's own size; the CPU computes with them as they are, a GPU widens them to bf16). In rows that are "
-                    + "not whole 256s of values, Q4_0, Q5_0 and IQ4_NL become the Q8_0 blocks of the same values and Q4_1 and "
-                    + "Q5_1 are widened. Ropeway reads such a folder; other Hugging Face "
+                    + "file's own size; the CPU computes with them as they are, a GPU widens them to bf16). "
+                    + "Ropeway reads such a folder; other Hugging Face "
                     + "readers do not. Runs given the GGUF file itself do this by themselves.")
     boolean keepQuantised;
     @Option(names = "--no-tokenizer", negatable = false,

@@ -107,60 +107,6 @@ public final class GgmlDequant {
         }
     }
 
-    /** The types {@link #asQ8_0} rewrites: those whose values are a float16 factor times an integer from -127 to 127. */
-    public static final Set<GgmlType> Q8_0_EXACT = java.util.Collections.unmodifiableSet(
-            EnumSet.of(GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.IQ4_NL));
-
-    /**
-     * {@code n} elements of Q4_0, Q5_0 or IQ4_NL blocks rewritten as Q8_0 blocks holding the same values: each of these
-     * types stores 32 values as one float16 factor d times small integers (q - 8, q - 16, or an entry of IQ4_NL's table,
-     * all within -127 .. 127), which a Q8_0 block holds as int8 beside the same d. ggml dequantises all four as the float32
-     * product of that integer and d, so the values are equal bit for bit (Q8_0 takes 34 bytes per 32 values where these
-     * take 18 to 22).
-     */
-    public static MemorySegment asQ8_0(GgmlType type, MemorySegment src, long n) {
-        if (!Q8_0_EXACT.contains(type)) throw new IllegalArgumentException(type + " values are not Q8_0 values");
-        if (n % 32 != 0) throw new IllegalArgumentException(n + " elements are not whole blocks of 32 (" + type + ")");
-        long blocks = n / 32;
-        if (src.byteSize() < blocks * type.blockBytes())
-            throw new IllegalArgumentException(src.byteSize() + " bytes hold fewer than " + blocks + " blocks of " + type);
-        byte[] out = new byte[Math.toIntExact(blocks * 34)];
-        byte[] x = new byte[type.blockBytes()];
-        for (long b = 0; b < blocks; b++) {
-            MemorySegment.copy(src, ValueLayout.JAVA_BYTE, b * type.blockBytes(), x, 0, x.length);
-            int o = Math.toIntExact(b * 34);
-            out[o] = x[0];
-            out[o + 1] = x[1];
-            o += 2;
-            switch (type) {
-                case Q4_0 -> {
-                    for (int j = 0; j < 16; j++) {
-                        int q = x[2 + j] & 0xFF;
-                        out[o + j] = (byte) ((q & 0xF) - 8);
-                        out[o + j + 16] = (byte) ((q >> 4) - 8);
-                    }
-                }
-                case Q5_0 -> {
-                    int qh = i32(x, 2);
-                    for (int j = 0; j < 16; j++) {
-                        int q = x[6 + j] & 0xFF;
-                        int h0 = ((qh >>> j) << 4) & 0x10, h1 = (qh >>> (j + 12)) & 0x10;
-                        out[o + j] = (byte) (((q & 0xF) | h0) - 16);
-                        out[o + j + 16] = (byte) (((q >> 4) | h1) - 16);
-                    }
-                }
-                default -> {
-                    for (int j = 0; j < 16; j++) {
-                        int q = x[2 + j] & 0xFF;
-                        out[o + j] = IQ4[q & 0xF];
-                        out[o + j + 16] = IQ4[q >> 4];
-                    }
-                }
-            }
-        }
-        return MemorySegment.ofArray(out);
-    }
-
     /** Decodes one block starting at {@code x[at]} into {@code y[o .. o + blockSize)}. */
     private static void block(GgmlType type, byte[] x, int at, float[] y, int o) {
         switch (type) {

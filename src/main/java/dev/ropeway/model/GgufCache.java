@@ -39,8 +39,7 @@ import java.util.function.Consumer;
  *
  * <p>Matrices are kept as the file keeps them when it holds plain floats (F32, F16, BF16) or one of the block types
  * the CPU backend computes with (every quantised type but MXFP4: {@link GgufImport#KEPT}),
- * so the import takes about the file's own size; Q4_0, Q5_0 and IQ4_NL matrices whose rows are not whole 256s of values
- * become the Q8_0 blocks of the same values (about twice their size); matrices of other quantised types become bfloat16, the half-precision type
+ * so the import takes about the file's own size; matrices of other quantised types (MXFP4) become bfloat16, the half-precision type
  * both backends keep narrow in memory (a quantised value is within 2^-9 of itself there, well inside the
  * quantisation's own step). {@code ropeway import --dtype f16|f32} writes a plain Hugging Face folder for whoever
  * needs one.
@@ -51,7 +50,7 @@ import java.util.function.Consumer;
  */
 public final class GgufCache {
     /** Bumped when an import of the same file would be written differently, so old folders are not reused. */
-    private static final String FORMAT = "4";
+    private static final String FORMAT = "5";
     private static final byte[] MAGIC = "GGUF".getBytes(StandardCharsets.US_ASCII);
     private static final String SOURCE_FILE = "gguf-source.json";
 
@@ -214,25 +213,17 @@ public final class GgufCache {
         }
     }
 
-    /**
-     * What the import does with the file's matrices: "; Q4_K, Q6_K kept, others as bf16", "; Q4_0 as Q8_0, Q6_K kept",
-     * or " as f16".
-     */
+    /** What the import does with the file's matrices: "; Q4_K, Q6_K kept", "; Q8_0 kept, others as bf16", or " as f16". */
     private static String converted(GgufParts g, DType type) {
         Set<GgmlType> same = EnumSet.noneOf(GgmlType.class), others = EnumSet.noneOf(GgmlType.class);
-        Set<String> rewritten = new java.util.TreeSet<>();
         for (GgufFile.Tensor t : g.tensors().values()) {
             if (t.ne().length != 2) continue;
-            DType kept = GgufImport.kept(t.type(), t.ne()[0]);
-            if (kept == null) others.add(t.type());
-            else if (kept.name().equals(t.type().name())) same.add(t.type());
-            else rewritten.add(t.type() + " as " + kept);
+            if (GgufImport.kept(t.type(), t.ne()[0]) == null) others.add(t.type());
+            else same.add(t.type());
         }
         String as = type.name().toLowerCase(Locale.ROOT);
-        if (same.isEmpty() && rewritten.isEmpty()) return " as " + as;
-        List<String> parts = new ArrayList<>(rewritten);
-        if (!same.isEmpty()) parts.add(String.join(", ", same.stream().map(Enum::name).toList()) + " kept");
-        String names = String.join(", ", parts);
+        if (same.isEmpty()) return " as " + as;
+        String names = String.join(", ", same.stream().map(Enum::name).toList()) + " kept";
         return others.isEmpty() ? "; " + names : "; " + names + ", others as " + as;
     }
 

@@ -74,37 +74,27 @@ public final class GgufImport {
     }
 
     /**
-     * The GGUF block types whose matrices an import may keep as blocks, those the CPU backend computes with: Q8_0, Q2_K to
-     * Q6_K, IQ4_XS, the lattice types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) and the ternary ones (TQ1_0,
-     * TQ2_0) in any matrix, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL in matrices whose rows are whole 256s of values
-     * (the CPU reads their 32-value blocks eight at a time); in other matrices Q4_0, Q5_0 and IQ4_NL become the Q8_0 blocks
-     * of the same values ({@link GgmlDequant#asQ8_0}) and Q4_1 and Q5_1 are not kept ({@link #kept}).
+     * The GGUF block types whose matrices an import may keep as blocks, those the CPU backend computes with: every
+     * matrix type but MXFP4: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; Q2_K to Q6_K, IQ4_XS; the lattice types IQ1_S, IQ1_M,
+     * IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; the ternary TQ1_0, TQ2_0.
      */
     public static final Set<GgmlType> KEPT = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q4_0, GgmlType.Q4_1,
             GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K,
             GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S,
             GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_S, GgmlType.IQ1_M, GgmlType.TQ1_0, GgmlType.TQ2_0));
 
-    /** Values per row the CPU needs to keep a small-block matrix (Q4_0 ...) as it is. */
-    private static final int WHOLE_ROWS = 256;
-
     /**
-     * The tensor type a matrix of {@code type} with rows of {@code cols} values becomes when kept: the same type, or Q8_0
-     * for Q4_0, Q5_0 and IQ4_NL in rows that are not whole 256s; null when it is not kept (not in {@link #KEPT}, or Q4_1
-     * and Q5_1 in such rows).
+     * The tensor type a matrix of {@code type} with rows of {@code cols} values becomes when kept: the same type; null
+     * when it is not kept (not in {@link #KEPT}, or rows that are not whole blocks).
      */
     public static DType kept(GgmlType type, long cols) {
-        if (!KEPT.contains(type)) return null;
-        boolean small = type.blockSize() == 32 && type != GgmlType.Q8_0;
-        if (!small || cols % WHOLE_ROWS == 0) return DType.valueOf(type.name());
-        return GgmlDequant.Q8_0_EXACT.contains(type) ? DType.Q8_0 : null;
+        if (!KEPT.contains(type) || cols % type.blockSize() != 0) return null;
+        return DType.valueOf(type.name());
     }
 
-    /** A kept matrix's blocks as {@code as} ({@link #kept}) holds them: the file's own, or rewritten as Q8_0. */
-    static MemorySegment keptBlocks(GgufParts g, String gguf, DType as) {
-        GgufFile.Tensor t = g.tensor(gguf);
-        MemorySegment data = g.data(gguf);
-        return as.name().equals(t.type().name()) ? data : GgmlDequant.asQ8_0(t.type(), data, t.elements());
+    /** A kept matrix's blocks: the file's own. */
+    static MemorySegment keptBlocks(GgufParts g, String gguf) {
+        return g.data(gguf);
     }
 
     /** What was written. */
@@ -553,7 +543,7 @@ public final class GgufImport {
         void matrix(String hf, String gguf, long rows, long cols) {
             require(gguf, rows, cols);
             DType as = keeps(cols, gguf);
-            if (as != null) addBlocks(hf, as, () -> keptBlocks(g, gguf, as), rows, cols);
+            if (as != null) addBlocks(hf, as, () -> keptBlocks(g, gguf), rows, cols);
             else add(hf, matrixType, () -> g.floats(gguf), rows, cols);
         }
 
@@ -563,8 +553,8 @@ public final class GgufImport {
             DType as = keeps(cols, gguf);
             if (as != null) {
                 // Each row is whole blocks, so moving rows moves their bytes.
-                addBlocks(hf, as, interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf, as), heads, headDim)
-                        : () -> keptBlocks(g, gguf, as), rows, cols);
+                addBlocks(hf, as, interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf), heads, headDim)
+                        : () -> keptBlocks(g, gguf), rows, cols);
                 return;
             }
             add(hf, matrixType, interleaved ? () -> deinterleaveRotaryRows(g.floats(gguf), heads, headDim, (int) cols)
@@ -609,7 +599,7 @@ public final class GgufImport {
                             type.byteSize(java.util.Arrays.stream(names).mapToLong(n -> g.tensor(n).elements()).sum()))]);
                     long at = 0;
                     for (String name : names) {
-                        MemorySegment part = keptBlocks(g, name, type);
+                        MemorySegment part = keptBlocks(g, name);
                         out.asSlice(at, part.byteSize()).copyFrom(part);
                         at += part.byteSize();
                     }

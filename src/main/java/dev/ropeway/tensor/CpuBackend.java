@@ -259,9 +259,7 @@ public final class CpuBackend implements Backend {
                     + dtype.blockSize() + " values; cols = " + cols + " is not a multiple of " + dtype.blockSize());
         checkSource("uploadWeights", src, dtype, count);
         if (weights == Weights.F32 || weights == Weights.BF16) return uploadWeights(src, dtype, count);
-        // Small blocks (Q4_0 ...) in rows that are not whole 256s are dequantised: the kernels read 256 values at a time.
-        Tensor kept = dtype == DType.Q8_0 ? q8Blocks(src, count)
-                : cols % KQuantGemm.BLOCK == 0 ? kQuantBlocks(src, dtype, rows, cols) : null;
+        Tensor kept = dtype == DType.Q8_0 ? q8Blocks(src, count) : kQuantBlocks(src, dtype, rows, cols);
         return kept != null ? kept : upload(src, dtype, count);
     }
 
@@ -556,7 +554,7 @@ public final class CpuBackend implements Backend {
         boolean aNarrow = narrowWeight(a), bNarrow = narrowWeight(b);
         boolean fast = !aNarrow && !transA && transB
                 && (!(b instanceof CpuQ8Tensor) || Q8Gemm.aligned(bOffset, ldb) && k % Q8Blocks.BLOCK == 0)
-                && (!(b instanceof CpuKQuantTensor) || KQuantGemm.aligned(bOffset, ldb) && k % KQuantGemm.BLOCK == 0);
+                && (!(b instanceof CpuKQuantTensor bk) || KQuantGemm.aligned(bk.type(), bOffset, ldb) && k % bk.type().blockSize() == 0);
         if (read && (aNarrow || bNarrow && !fast)) {
             CpuTensor wa = aNarrow ? widened(a, aOffset, (long) (aRows - 1) * lda + aCols) : null;
             CpuTensor wb = bNarrow ? widened(b, bOffset, (long) (bRows - 1) * ldb + bCols) : null;
@@ -635,7 +633,7 @@ public final class CpuBackend implements Backend {
         boolean narrowW = narrowWeight(w);
         if (narrowW && w.size() < (long) out * in)
             throw new IllegalArgumentException(op + ": w has " + w.size() + " values, needs out*in = " + (long) out * in);
-        if (w instanceof CpuQ8Tensor && in % Q8Blocks.BLOCK != 0 || w instanceof CpuKQuantTensor && in % KQuantGemm.BLOCK != 0) {
+        if (w instanceof CpuQ8Tensor && in % Q8Blocks.BLOCK != 0 || w instanceof CpuKQuantTensor wk && in % wk.type().blockSize() != 0) {
             // Rows that are not whole blocks: the kernels cannot read them in place.
             try (CpuTensor wide = widened(w, 0, (long) out * in)) {
                 linear(y, x, wide, bias, rows, in, out, rowChunk);

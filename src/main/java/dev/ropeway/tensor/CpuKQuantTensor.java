@@ -4,7 +4,7 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * A [rows, cols] weight matrix in one of ggml's block forms other than Q8_0, held exactly as a GGUF file stores it,
- * each row a whole number of 256 values: the 256-value k-quant blocks, Q2_K (84 bytes: 0.33 bytes per weight), Q3_K (110:
+ * each row a whole number of blocks: the 256-value k-quant blocks, Q2_K (84 bytes: 0.33 bytes per weight), Q3_K (110:
  * 0.43), Q4_K (144: 4-bit values, a 6-bit scale and min per 32, two float16 factors; 0.5625), Q5_K (176: the same with
  * 5-bit values; 0.6875), Q6_K (210: 6-bit values, an int8 scale per 16, one float16 factor; 0.8203) and IQ4_XS (136:
  * 4-bit indices into a table of 16 integers, a 6-bit scale per 32; 0.53), and the 32-value blocks Q4_0 and IQ4_NL (18
@@ -22,14 +22,14 @@ public final class CpuKQuantTensor implements Tensor {
     private final CpuTensor blocks;
 
     /**
-     * Zeros: a [rows, cols] matrix of {@code type} (a quantised type other than Q8_0, cols a multiple of 256), to fill
+     * Zeros: a [rows, cols] matrix of {@code type} (a quantised type other than Q8_0, cols a whole number of its blocks), to fill
      * through {@link #blocks()}.
      */
     CpuKQuantTensor(DType type, long rows, long cols) {
         if (!type.isQuantised() || type == DType.Q8_0)
             throw new IllegalArgumentException("a k-quant tensor holds ggml blocks other than Q8_0's, not " + type);
-        if (rows < 0 || cols < 0 || cols % KQuantGemm.BLOCK != 0)
-            throw new IllegalArgumentException("a " + type + " matrix has rows of whole blocks of " + KQuantGemm.BLOCK
+        if (rows < 0 || cols < 0 || cols % type.blockSize() != 0)
+            throw new IllegalArgumentException("a " + type + " matrix has rows of whole blocks of " + type.blockSize()
                     + " values, not [" + rows + ", " + cols + "]");
         this.type = type;
         this.rows = rows;

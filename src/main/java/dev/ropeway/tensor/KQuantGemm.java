@@ -20,9 +20,11 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * {@code C = alpha A · Wᵀ + beta C} with W a matrix of ggml blocks other than Q8_0 ({@link CpuKQuantTensor}: Q2_K,
  * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the lattice and ternary types (IQ1_S to IQ3_S, TQ1_0, TQ2_0), and Q4_0, Q4_1, Q5_0,
  * Q5_1, IQ4_NL, whose 32-value blocks are read eight at a time),
- * row-major [n, k] in 256-value blocks, rows starting on a block boundary, k a multiple of 256. A few rows of A (a
- * decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K, and Q4_0 and Q4_1 for one
- * row: bytes loaded, the nibbles masked out; Q5_K for one row: the same, each topped with its fifth bit) or read from
+ * row-major [n, k] in blocks, rows starting on a block boundary, k a whole number of blocks (the kernels read 256
+ * values at a time; where k is not a multiple of 256, small blocks only, a row's last values go through {@link Tail}).
+ * A few rows of A (a decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K, and the
+ * small blocks for one row: bytes loaded, the nibbles masked out; Q5_K, Q5_0 and Q5_1 for one row: the same, each
+ * topped with its fifth bit) or read from
  * the block's values unpacked to signed bytes just before (the other types), then converted to float32 and scaled with
  * its group's factors, giving exactly ggml's dequantised values, and used as {@link Gemv} uses a float32 one: the sums
  * are those of the float32 product of the dequantised weights, in the same order, from a twelfth (Q2_K) to a fifth
@@ -84,24 +86,32 @@ final class KQuantGemm {
 
     private KQuantGemm() {}
 
-    /** True when W's rows of {@code ldw} values from element {@code wOffset} start on block boundaries. */
-    static boolean aligned(long wOffset, int ldw) {
-        return wOffset % BLOCK == 0 && ldw % BLOCK == 0;
+    /**
+     * True when W's rows of {@code ldw} values from element {@code wOffset} start on boundaries of {@code type}'s blocks
+     * (256 values, or 32 for the small-block types).
+     */
+    static boolean aligned(DType type, long wOffset, int ldw) {
+        int size = type.blockSize();
+        return wOffset % size == 0 && ldw % size == 0;
     }
 
-    /** Offsets and leading dimensions in elements; W must be {@link #aligned} and k a multiple of 256. */
+    /**
+     * Offsets and leading dimensions in elements; W must be {@link #aligned} and k a multiple of the type's block size.
+     * The kernels read 256 values at a time; where k is not a multiple of 256 (small blocks only), the last k % 256
+     * values of a row are decoded to float32 and continue the same sums ({@link #tail}).
+     */
     static void run(WorkerPool pool, int m, int n, int k, float alpha, MemorySegment a, long aOffset, int lda,
                     CpuKQuantTensor w, long wOffset, int ldw, float beta, MemorySegment c, long cOffset, int ldc,
                     ParallelGemm.Epilogue epilogue) {
         if (m == 0 || n == 0) return;
         DType type = w.type();
-        if (!aligned(wOffset, ldw) || k % BLOCK != 0)
-            throw new IllegalArgumentException(type + " weights need rows on block boundaries and k a multiple of " + BLOCK
+        int size = type.blockSize(), blockBytes = type.blockBytes();
+        if (!aligned(type, wOffset, ldw) || k % size != 0)
+            throw new IllegalArgumentException(type + " weights need rows on block boundaries and k a multiple of " + size
                     + " (offset " + wOffset + ", ld " + ldw + ", k " + k + ")");
         MemorySegment q = w.blocks();
-        int blockBytes = superBytes(type);
         // Byte offsets: of W's first row, and from one row to the next.
-        long first = wOffset / BLOCK * blockBytes, stride = (long) ldw / BLOCK * blockBytes;
+        long first = wOffset / size * blockBytes, stride = (long) ldw / size * blockBytes;
         if (k > 0 && Gemv.applies(false, true, m, alpha, beta)) {
             Gemv.ColumnBlock kernel;
             if (m == 2) {
@@ -118,7 +128,7 @@ final class KQuantGemm {
         }
         ParallelGemm.sgemmWidened(pool, m, n, k, alpha, a, aOffset, lda, (j0, cols, wide) -> {
             for (int j = 0; j < cols; j++)
-                decode(type, q, first + (j0 + j) * stride, k / type.blockSize(), wide, (long) j * k * Float.BYTES);
+                decode(type, q, first + (j0 + j) * stride, k / size, wide, (long) j * k * Float.BYTES);
         }, beta, c, cOffset, ldc, epilogue);
     }
 
@@ -226,11 +236,12 @@ final class KQuantGemm {
     }
 
     /**
-     * Q4_0 and Q4_1, small blocks of plain nibbles, and IQ4_NL where a byte vector is 16 lanes (its table lookup is one
-     * byte shuffle then): the one-row kernel decodes these in registers ({@link #nibbleBlock4}, {@link #iq4nlBlock4}).
+     * The small-block types but IQ4_NL where a byte vector is narrower than 16 lanes (its table lookup is one byte shuffle
+     * at 16): the one-row kernel decodes these in registers ({@link #nibbleBlock4}, {@link #fiveBlock2}, {@link #iq4nlBlock4}).
      */
     private static boolean nibbles(DType type) {
-        return type == DType.Q4_0 || type == DType.Q4_1 || type == DType.IQ4_NL && B.length() == 16;
+        return type == DType.Q4_0 || type == DType.Q4_1 || type == DType.Q5_0 || type == DType.Q5_1
+                || type == DType.IQ4_NL && B.length() == 16;
     }
 
     /** Whether the several-row kernels unpack this type's blocks (all but Q4_K). */
@@ -276,6 +287,7 @@ final class KQuantGemm {
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[4 * BLOCK + PAD] : null;
+        Tail tail = Tail.of(type, k, 4);
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
@@ -294,6 +306,10 @@ final class KQuantGemm {
                 } else if (five) {
                     q5Block2(w, r0 + o, r1 + o, f, width * b, per, a, x, acc, 0);
                     q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
+                } else if (nibble && (type == DType.Q5_0 || type == DType.Q5_1)) {
+                    int bytes = type.blockBytes(), qh = type == DType.Q5_1 ? 4 : 2;
+                    fiveBlock2(w, r0 + o, r1 + o, bytes, qh, qh + 4, f, width * b, per, a, x, acc, 0);
+                    fiveBlock2(w, r2 + o, r3 + o, bytes, qh, qh + 4, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
                 } else if (nibble && type == DType.IQ4_NL) {
                     iq4nlBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
                 } else if (nibble) {
@@ -302,6 +318,11 @@ final class KQuantGemm {
                 } else {
                     q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
                 }
+            }
+            if (tail != null) {
+                long o = (long) blocks * blockBytes, x = aRow + (long) blocks * BLOCK * Float.BYTES;
+                tail.decode(w, 0, r0 + o).decode(w, 1, r1 + o).decode(w, 2, r2 + o).decode(w, 3, r3 + o);
+                for (int t = 0; t < 4; t++) tail.dot(t, a, x, acc, t);
             }
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
             c.set(JAVA_FLOAT, (y0 + j1) * Float.BYTES, sum(acc, 1, lanes));
@@ -323,6 +344,7 @@ final class KQuantGemm {
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[8 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + PAD] : null;
+        Tail tail = Tail.of(type, k, 2);
         long[] x = {x0 * Float.BYTES, x1 * Float.BYTES, x2 * Float.BYTES, x3 * Float.BYTES};
         long[] y = {y0, y1, y2, y3};
         for (int j = c0; j < c1; j += 2) {
@@ -339,6 +361,14 @@ final class KQuantGemm {
                     else bytesBlock2x4(q, f, width * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
                 } else {
                     q4Block2x4(w, r0 + o, r1 + o, f, width * b, per, a, x[0] + xb, x[1] + xb, x[2] + xb, x[3] + xb, acc);
+                }
+            }
+            if (tail != null) {
+                long o = (long) blocks * blockBytes, xb = (long) blocks * BLOCK * Float.BYTES;
+                tail.decode(w, 0, r0 + o).decode(w, 1, r1 + o);
+                for (int t = 0; t < 4; t++) {
+                    tail.dot(0, a, x[t] + xb, acc, 2 * t);
+                    tail.dot(1, a, x[t] + xb, acc, 2 * t + 1);
                 }
             }
             for (int t = 0; t < 4; t++) {
@@ -359,6 +389,7 @@ final class KQuantGemm {
         int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
         float[] f = new float[2 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[2 * BLOCK + PAD] : null;
+        Tail tail = Tail.of(type, k, 2);
         long xa = x0 * Float.BYTES, xb = x1 * Float.BYTES;
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
@@ -375,6 +406,14 @@ final class KQuantGemm {
                 } else {
                     q4Block2x2(w, r0 + o, r1 + o, f, width * b, per, a, xa + xo, xb + xo, acc);
                 }
+            }
+            if (tail != null) {
+                long o = (long) blocks * blockBytes, xo = (long) blocks * BLOCK * Float.BYTES;
+                tail.decode(w, 0, r0 + o).decode(w, 1, r1 + o);
+                tail.dot(0, a, xa + xo, acc, 0);
+                tail.dot(1, a, xa + xo, acc, 1);
+                tail.dot(0, a, xb + xo, acc, 2);
+                tail.dot(1, a, xb + xo, acc, 3);
             }
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, sum(acc, 0, lanes));
             c.set(JAVA_FLOAT, (y0 + j1) * Float.BYTES, sum(acc, 1, lanes));
@@ -400,6 +439,62 @@ final class KQuantGemm {
                 else if (nibbles(type)) nibbleFactors(type, w, p, out, o);
                 else q4Factors(w, p, out, o);
             }
+        }
+    }
+
+    /**
+     * The last {@code k % 256} values of a few rows of W (small blocks only: a multiple of 32), unpacked to signed bytes
+     * and multiplied into the accumulators as the blocks before them are, value for value ggml's dequantised values
+     * ({@link #smallBlock}), one vector at a time: the sums stay those of {@link Gemv}'s kernel on the dequantised row.
+     */
+    private static final class Tail {
+        private final DType type;
+        private final int values, blocks;
+        private final boolean mins;
+        private final byte[] q;
+        /** Per row and block: d, and m (zero where the type has none). */
+        private final float[] d, m;
+
+        private Tail(DType type, int values, int rows) {
+            this.type = type;
+            this.values = values;
+            this.blocks = values / 32;
+            this.mins = hasMins(type);
+            this.q = new byte[rows * values + PAD];
+            this.d = new float[rows * blocks];
+            this.m = new float[rows * blocks];
+        }
+
+        /** For {@code rows} rows of W with k values each, or null where k is a whole number of 256s. */
+        static Tail of(DType type, int k, int rows) {
+            return k % BLOCK == 0 ? null : new Tail(type, k % BLOCK, rows);
+        }
+
+        /** Unpacks the tail of W's row whose tail starts at byte {@code p} as row {@code t}. */
+        Tail decode(MemorySegment w, int t, long p) {
+            for (int b = 0; b < blocks; b++) {
+                long at = p + (long) b * type.blockBytes();
+                smallUnpack(type, w, at, q, t * values + 32 * b);
+                d[t * blocks + b] = half(w, at);
+                if (mins) m[t * blocks + b] = half(w, at + 2);
+            }
+            return this;
+        }
+
+        /** Accumulator {@code i} plus the products of row {@code t}'s tail with the floats of A from byte {@code x}. */
+        void dot(int t, MemorySegment a, long x, float[] acc, int i) {
+            FloatVector s = FloatVector.fromArray(F, acc, i * LANES);
+            for (int b = 0; b < blocks; b++) {
+                float db = d[t * blocks + b], mb = m[t * blocks + b];
+                int at = t * values + 32 * b;
+                long xb = x + 32L * b * Float.BYTES;
+                for (int e = 0; e < 32; e += LANES) {
+                    FloatVector v = floats(ByteVector.fromArray(B, q, at + e));
+                    s = (mins ? v.fma(db, mb) : v.mul(db))
+                            .fma(FloatVector.fromMemorySegment(F, a, xb + (long) e * Float.BYTES, NATIVE), s);
+                }
+            }
+            s.intoArray(acc, i * LANES);
         }
     }
 
@@ -1288,18 +1383,19 @@ final class KQuantGemm {
      */
     private static void nibbleFactors(DType type, MemorySegment w, long p, float[] out, int o) {
         int blockBytes = type.blockBytes();
-        if (type == DType.Q4_1) {
+        if (type == DType.Q4_1 || type == DType.Q5_1) {
             for (int s = 0; s < 8; s++) {
                 long b = p + (long) s * blockBytes;
                 out[o + s] = half(w, b);
                 out[o + 8 + s] = half(w, b + 2);
             }
         } else {
-            // Q4_0's -8d; IQ4_NL's (a table entry times d) has no second factor and leaves it unused.
+            // Q4_0's -8d, Q5_0's -16d; IQ4_NL's (a table entry times d) has no second factor and leaves it unused.
+            float offset = type == DType.Q5_0 ? -16 : -8;
             for (int s = 0; s < 8; s++) {
                 float d = half(w, p + (long) s * blockBytes);
                 out[o + s] = d;
-                out[o + 8 + s] = -8 * d;
+                out[o + 8 + s] = offset * d;
             }
         }
     }
@@ -1368,6 +1464,37 @@ final class KQuantGemm {
         s1.intoArray(acc, LANES);
         s2.intoArray(acc, 2 * LANES);
         s3.intoArray(acc, 3 * LANES);
+    }
+
+    /**
+     * {@link #nibbleBlock4} for Q5_0 and Q5_1, two rows of W at a time (into accumulators {@code at} and {@code at +
+     * LANES}; four in one method outgrew the JIT's node budget, which left the last row's helpers out of line): blocks
+     * of {@code blockBytes}, the 32 fifth bits at {@code qh}, the nibble bytes at {@code qs}. Value j's nibble as
+     * float32, plus 16 in the lanes whose bit j of qh is set (a mask made from those bits), then {@code q*d + m} (m =
+     * -16d for Q5_0: (q - 16)*d exactly, but for the sign of a zero, as for Q4_0).
+     */
+    private static void fiveBlock2(MemorySegment w, long p0, long p1, int blockBytes, int qh, int qs, float[] f, int e,
+                                   int per, MemorySegment a, long x, float[] acc, int at) {
+        FloatVector s0 = FloatVector.fromArray(F, acc, at), s1 = FloatVector.fromArray(F, acc, at + LANES);
+        for (int s = 0; s < 8; s++) {
+            int i = e + s;
+            long b = (long) s * blockBytes, q = b + qs;
+            float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
+            long h0 = bits32(w, p0 + b + qh), h1 = bits32(w, p1 + b + qh);
+            for (int v = 0; v < 32; v += LANES) {
+                int shift = (v & 16) >> 2, o = v & 15;
+                FloatVector xv = FloatVector.fromMemorySegment(F, a, x + (32L * s + v) * Float.BYTES, NATIVE);
+                s0 = floats(nibbles(w, p0 + q + o, shift)).add(16f, VectorMask.fromLong(F, h0 >>> v)).fma(d0, m0).fma(xv, s0);
+                s1 = floats(nibbles(w, p1 + q + o, shift)).add(16f, VectorMask.fromLong(F, h1 >>> v)).fma(d1, m1).fma(xv, s1);
+            }
+        }
+        s0.intoArray(acc, at);
+        s1.intoArray(acc, at + LANES);
+    }
+
+    /** The unsigned 32 bits at byte p. */
+    private static long bits32(MemorySegment w, long p) {
+        return w.get(INT, p) & 0xFFFF_FFFFL;
     }
 
     /** The 32 bits at {@code qh}, bit j as bit 4 of {@code q[at + j]}. */

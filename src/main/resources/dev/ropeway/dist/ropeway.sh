@@ -15,4 +15,4 @@ DJL_OFFLINE="${DJL_OFFLINE:-true}"
 export DJL_OFFLINE
 # shellcheck disable=SC2086  # ROPEWAY_JAVA_OPTS and avx are lists of options
 exec "$root/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC \
-  $avx ${ROPEWAY_JAVA_OPTS:-} -cp "$root/lib/*" dev.ropeway.cli.Main "$@"
+  -XX:MaxNewSize=256m $avx ${ROPEWAY_JAVA_OPTS:-} -cp "$root/lib/*" dev.ropeway.cli.Main "$@"

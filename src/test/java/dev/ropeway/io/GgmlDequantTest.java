@@ -146,37 +146,6 @@ class GgmlDequantTest {
         for (float v : y) assertEquals(2f, v);
     }
 
-    /**
-     * Q4_0, Q5_0 and IQ4_NL blocks rewritten as Q8_0 hold the same values bit for bit: random bytes (every nibble and
-     * fifth bit), factors of either sign, zero, negative zero, subnormal, infinite and NaN.
-     */
-    @Test
-    void q4_0Q5_0AndIq4NlRewriteAsQ8_0Exactly() {
-        short[] factors = {Float.floatToFloat16(0.0123f), Float.floatToFloat16(-3.5e-3f), 0, (short) 0x8000, 0x0001,
-                (short) 0x83FF, 0x7C00, (short) 0xFC00, 0x7E00, Float.floatToFloat16(65504f)};
-        for (GgmlType t : GgmlDequant.Q8_0_EXACT) {
-            int blocks = 400, n = blocks * 32;
-            byte[] bytes = new byte[blocks * t.blockBytes()];
-            Random r = new Random(t.id());
-            r.nextBytes(bytes);
-            for (int b = 0; b < blocks; b++) {
-                short d = b < factors.length ? factors[b] : Float.floatToFloat16((float) (r.nextGaussian() * 0.01));
-                bytes[b * t.blockBytes()] = (byte) d;
-                bytes[b * t.blockBytes() + 1] = (byte) (d >> 8);
-            }
-            float[] want = new float[n], got = new float[n];
-            GgmlDequant.toFloats(t, MemorySegment.ofArray(bytes), n, want, 0);
-            MemorySegment q8 = GgmlDequant.asQ8_0(t, MemorySegment.ofArray(bytes), n);
-            assertEquals((long) blocks * GgmlType.Q8_0.blockBytes(), q8.byteSize());
-            GgmlDequant.toFloats(GgmlType.Q8_0, q8, n, got, 0);
-            for (int i = 0; i < n; i++)
-                assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), t + " value " + i);
-        }
-        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.asQ8_0(GgmlType.Q4_1, MemorySegment.ofArray(new byte[20]), 32));
-        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.asQ8_0(GgmlType.Q4_0, MemorySegment.ofArray(new byte[18]), 48));
-        assertThrows(IllegalArgumentException.class, () -> GgmlDequant.asQ8_0(GgmlType.Q4_0, MemorySegment.ofArray(new byte[18]), 64));
-    }
-
     @Test
     void wrongSizesAndTypesAreRefused() {
         float[] y = new float[64];

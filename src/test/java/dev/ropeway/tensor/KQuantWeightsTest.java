@@ -314,18 +314,45 @@ public class KQuantWeightsTest {
     }
 
     /**
-     * A small-block matrix (Q4_0 ...) whose rows are not whole 256s (the kernels read 256 values at a time) is held as
-     * float32, with ggml's values.
+     * A small-block matrix (Q4_0 ...) whose rows are not whole 256s (Qwen2.5-0.5B's 896, SmolLM2's 576) keeps its
+     * blocks: the kernels read 256 values at a time and the rest of a row (32 to 224 values) as float32, continuing the
+     * same sums, so products equal float32 over ggml's values bit for bit, for one to five rows, with and without bias,
+     * and as gemm's B from a row inside the matrix or over part of each row.
      */
     @Test
-    void smallBlocksInRowsOfOtherLengthsAreDequantised() {
-        for (DType type : List.of(DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL)) {
-            int rows = 5, cols = 96;
-            MemorySegment src = blocks(type, (long) rows * cols, 67);
-            Tensor t = auto.uploadWeights(src, type, rows, cols);
-            assertInstanceOf(CpuTensor.class, t, type.toString());
-            assertArrayEquals(reference(type, src, (long) rows * cols), read(auto, t), type.toString());
-        }
+    void smallBlocksInRowsOfOtherLengthsAreKept() {
+        for (DType type : List.of(DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.IQ4_NL))
+            for (int in : new int[] {32, 96, 576, 896}) {
+                int out = 13;
+                MemorySegment src = blocks(type, (long) out * in, 67 + in);
+                float[] values = reference(type, src, (long) out * in);
+                Tensor wq = auto.uploadWeights(src, type, out, in);
+                assertInstanceOf(CpuKQuantTensor.class, wq, type + " [" + out + ", " + in + "]");
+                assertArrayEquals(values, read(auto, wq), type + " [" + out + ", " + in + "] values");
+                Tensor wf = f32.upload(values);
+                Tensor bias = f32.upload(Bf16WeightsTest.random(5, out));
+                for (int rows : new int[] {1, 2, 3, 4, 5})
+                    for (Tensor b : new Tensor[] {null, bias}) {
+                        Tensor x = f32.upload(Bf16WeightsTest.random(rows + in, rows * in));
+                        Tensor yq = f32.allocate((long) rows * out), yf = f32.allocate((long) rows * out);
+                        auto.linear(yq, x, wq, b, rows, in, out);
+                        f32.linear(yf, x, wf, b, rows, in, out);
+                        assertArrayEquals(read(f32, yf), read(f32, yq),
+                                type + " [" + out + ", " + in + "], " + rows + " rows" + (b == null ? "" : ", bias"));
+                    }
+                // {columns, k, bOffset, ldb}: rows from the third; the first values of every row.
+                int part = Math.max(32, in - 64);
+                for (int[] cs : new int[][] {{out - 2, in, 2 * in, in}, {out, part, 0, in}})
+                    for (int m : new int[] {1, 2, 4}) {
+                        int cols = cs[0], k = cs[1];
+                        Tensor a = f32.upload(Bf16WeightsTest.random(m + k, m * k));
+                        try (Tensor c1 = f32.allocate((long) m * cols); Tensor c2 = f32.allocate((long) m * cols)) {
+                            auto.gemm(false, true, m, cols, k, 1f, a, 0, k, wq, cs[2], cs[3], 0f, c1, 0, cols);
+                            f32.gemm(false, true, m, cols, k, 1f, a, 0, k, wf, cs[2], cs[3], 0f, c2, 0, cols);
+                            assertArrayEquals(read(f32, c2), read(f32, c1), type + ", " + m + " rows, " + Arrays.toString(cs));
+                        }
+                    }
+            }
     }
 
     @Test
