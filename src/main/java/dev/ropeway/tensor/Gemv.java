@@ -230,6 +230,6 @@ final class Gemv {
      */
     static float sum(FloatVector v, float[] lanes) {
         v.intoArray(lanes, 0);
-        return VectorMath.sumInPlace(lanes);
+        return VectorMath.sumLanes(lanes, 0);
     }
 }

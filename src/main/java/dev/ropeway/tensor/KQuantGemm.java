@@ -284,18 +284,22 @@ final class KQuantGemm {
                             long stride, MemorySegment c, long y0) {
         boolean unpacked = unpacks(type), five = type == DType.Q5_K, nibble = nibbles(type), mins = hasMins(type);
         int group = groupSize(type);
-        int blocks = k / BLOCK, width = factorWidth(unpacked), per = width * blocks, blockBytes = superBytes(type);
+        // Past the whole 256s (small blocks only): `rest` blocks of 32, which the kernels decoding in registers take
+        // as a short last group of blocks, and the others leave to a Tail.
+        int blocks = k / BLOCK, rest = k % BLOCK / 32, whole = blocks + (nibble && rest > 0 ? 1 : 0);
+        int width = factorWidth(unpacked), per = width * whole, blockBytes = superBytes(type);
         float[] f = new float[4 * per], acc = new float[4 * LANES], lanes = new float[LANES];
         byte[] q = unpacked ? new byte[4 * BLOCK + PAD] : null;
-        Tail tail = Tail.of(type, k, 4);
+        Tail tail = nibble ? null : Tail.of(type, k, 4);
         long aRow = x0 * Float.BYTES;
         for (int j = c0; j < c1; j += 4) {
             int j1 = Math.min(j + 1, c1 - 1), j2 = Math.min(j + 2, c1 - 1), j3 = Math.min(j + 3, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride, r2 = first + j2 * stride, r3 = first + j3 * stride;
-            factors(type, unpacked, w, first, stride, j, 4, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 4, c1 - 1, blocks, whole > blocks ? rest : 0, f);
             java.util.Arrays.fill(acc, 0f);
-            for (int b = 0; b < blocks; b++) {
+            for (int b = 0; b < whole; b++) {
                 long o = (long) b * blockBytes, x = aRow + (long) b * BLOCK * Float.BYTES;
+                int count = b < blocks ? 8 : rest;
                 if (unpacked) {
                     unpack(type, w, r0 + o, q, 0);
                     unpack(type, w, r1 + o, q, BLOCK);
@@ -308,12 +312,12 @@ final class KQuantGemm {
                     q5Block2(w, r2 + o, r3 + o, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
                 } else if (nibble && (type == DType.Q5_0 || type == DType.Q5_1)) {
                     int bytes = type.blockBytes(), qh = type == DType.Q5_1 ? 4 : 2;
-                    fiveBlock2(w, r0 + o, r1 + o, bytes, qh, qh + 4, f, width * b, per, a, x, acc, 0);
-                    fiveBlock2(w, r2 + o, r3 + o, bytes, qh, qh + 4, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
+                    fiveBlock2(w, r0 + o, r1 + o, bytes, qh, qh + 4, count, f, width * b, per, a, x, acc, 0);
+                    fiveBlock2(w, r2 + o, r3 + o, bytes, qh, qh + 4, count, f, width * b + 2 * per, per, a, x, acc, 2 * LANES);
                 } else if (nibble && type == DType.IQ4_NL) {
-                    iq4nlBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
+                    iq4nlBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, count, f, width * b, per, a, x, acc);
                 } else if (nibble) {
-                    nibbleBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, type.blockBytes(), type == DType.Q4_0 ? 2 : 4, f,
+                    nibbleBlock4(w, r0 + o, r1 + o, r2 + o, r3 + o, type.blockBytes(), type == DType.Q4_0 ? 2 : 4, count, f,
                             width * b, per, a, x, acc);
                 } else {
                     q4Block4(w, r0 + o, r1 + o, r2 + o, r3 + o, f, width * b, per, a, x, acc);
@@ -350,7 +354,7 @@ final class KQuantGemm {
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride;
-            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, 0, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xb = (long) b * BLOCK * Float.BYTES;
@@ -394,7 +398,7 @@ final class KQuantGemm {
         for (int j = c0; j < c1; j += 2) {
             int j1 = Math.min(j + 1, c1 - 1);
             long r0 = first + j * stride, r1 = first + j1 * stride;
-            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, f);
+            factors(type, unpacked, w, first, stride, j, 2, c1 - 1, blocks, 0, f);
             java.util.Arrays.fill(acc, 0f);
             for (int b = 0; b < blocks; b++) {
                 long o = (long) b * blockBytes, xo = (long) b * BLOCK * Float.BYTES;
@@ -424,19 +428,21 @@ final class KQuantGemm {
 
     /**
      * The float factors of the first {@code blocks} blocks of W's rows {@code j .. j + rows - 1} (those past {@code last}
-     * repeat it; row i at byte {@code first + i * stride}): row t's block b at {@code out[width (t blocks + b)]}, as
-     * {@link #unpackedFactors} ({@code unpacked}) or {@link #q4Factors} lay them out.
+     * repeat it; row i at byte {@code first + i * stride}), and when {@code rest > 0} (a type {@link #nibbles} decodes)
+     * of the {@code rest} small blocks after them as one more: with n the blocks per row, row t's block b at {@code
+     * out[width (t n + b)]}, as {@link #unpackedFactors} ({@code unpacked}), {@link #nibbleFactors} or {@link
+     * #q4Factors} lay them out.
      */
     private static void factors(DType type, boolean unpacked, MemorySegment w, long first, long stride, int j, int rows,
-                                int last, int blocks, float[] out) {
-        int blockBytes = superBytes(type), width = factorWidth(unpacked);
+                                int last, int blocks, int rest, float[] out) {
+        int blockBytes = superBytes(type), width = factorWidth(unpacked), n = blocks + (rest > 0 ? 1 : 0);
         for (int t = 0; t < rows; t++) {
             long r = first + Math.min(j + t, last) * stride;
-            for (int b = 0; b < blocks; b++) {
+            for (int b = 0; b < n; b++) {
                 long p = r + (long) b * blockBytes;
-                int o = width * (t * blocks + b);
+                int o = width * (t * n + b);
                 if (unpacked) unpackedFactors(type, w, p, out, o);
-                else if (nibbles(type)) nibbleFactors(type, w, p, out, o);
+                else if (nibbles(type)) nibbleFactors(type, w, p, b < blocks ? 8 : rest, out, o);
                 else q4Factors(w, p, out, o);
             }
         }
@@ -500,8 +506,7 @@ final class KQuantGemm {
 
     /** Accumulator {@code i} of {@code acc} (LANES floats from {@code i * LANES}) summed as {@link Gemv#sum} sums a vector. */
     private static float sum(float[] acc, int i, float[] lanes) {
-        System.arraycopy(acc, i * LANES, lanes, 0, LANES);
-        return VectorMath.sumInPlace(lanes);
+        return VectorMath.sumLanes(acc, i * LANES);
     }
 
     // ---- Unpacked blocks ----
@@ -1375,16 +1380,17 @@ final class KQuantGemm {
     }
 
     /**
-     * The factors of the eight Q4_0 or Q4_1 blocks from byte p for {@link #nibbleBlock4}, laid out as {@link #q4Factors}
-     * lays out a Q4_K block's: block s's scale at {@code out[o + s]} and the value it adds at {@code out[o + 8 + s]}: d
-     * and m (Q4_1), d and -8d (Q4_0: the fused q*d - 8d is (q - 8)*d exactly, but +0 where the reference's product gives
+     * The factors of the {@code count} (eight, or fewer at the end of a row) small blocks from byte p for {@link
+     * #nibbleBlock4} and its kin, laid out as {@link #q4Factors} lays out a Q4_K block's: block s's scale at {@code
+     * out[o + s]} and the value it adds at {@code out[o + 8 + s]}: d and m (Q4_1, Q5_1), d and -8d or -16d (Q4_0, Q5_0;
+     * IQ4_NL uses d alone: the fused q*d - 8d is (q - 8)*d exactly, but +0 where the reference's product gives
      * -0 for q = 8 and a negative d; a sum of products that starts at +0 never becomes -0, so the products' sums are the
      * same, and the values the decoder writes are the reference's own).
      */
-    private static void nibbleFactors(DType type, MemorySegment w, long p, float[] out, int o) {
+    private static void nibbleFactors(DType type, MemorySegment w, long p, int count, float[] out, int o) {
         int blockBytes = type.blockBytes();
         if (type == DType.Q4_1 || type == DType.Q5_1) {
-            for (int s = 0; s < 8; s++) {
+            for (int s = 0; s < count; s++) {
                 long b = p + (long) s * blockBytes;
                 out[o + s] = half(w, b);
                 out[o + 8 + s] = half(w, b + 2);
@@ -1392,7 +1398,7 @@ final class KQuantGemm {
         } else {
             // Q4_0's -8d, Q5_0's -16d; IQ4_NL's (a table entry times d) has no second factor and leaves it unused.
             float offset = type == DType.Q5_0 ? -16 : -8;
-            for (int s = 0; s < 8; s++) {
+            for (int s = 0; s < count; s++) {
                 float d = half(w, p + (long) s * blockBytes);
                 out[o + s] = d;
                 out[o + 8 + s] = offset * d;
@@ -1412,11 +1418,11 @@ final class KQuantGemm {
      * {@link #nibbleBlock4} for IQ4_NL (blocks of 18 bytes, nibbles from byte 2): each nibble looked up in the table
      * (a byte shuffle), then times d, ggml's product.
      */
-    private static void iq4nlBlock4(MemorySegment w, long p0, long p1, long p2, long p3, float[] f, int e, int per,
-                                    MemorySegment a, long x, float[] acc) {
+    private static void iq4nlBlock4(MemorySegment w, long p0, long p1, long p2, long p3, int count, float[] f, int e,
+                                    int per, MemorySegment a, long x, float[] acc) {
         FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
         FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
-        for (int s = 0; s < 8; s++) {
+        for (int s = 0; s < count; s++) {
             int i = e + s;
             long q = 18L * s + 2;
             float d0 = f[i], d1 = f[per + i], d2 = f[2 * per + i], d3 = f[3 * per + i];
@@ -1436,16 +1442,17 @@ final class KQuantGemm {
     }
 
     /**
-     * Eight Q4_0 or Q4_1 blocks of four rows of W (bytes {@code p0 .. p3}: blocks of {@code blockBytes}, their 16 nibble
-     * bytes at {@code qs} within; factors from {@code f[e]}, {@code per} apart, as {@link #nibbleFactors} lays them out)
-     * times the 256 floats of A's row from byte {@code x}, into the four accumulators of {@code acc}: {@link #q4Block4}
-     * with the small blocks' layout, each vector of weights decoded in registers.
+     * {@code count} (eight, or fewer at the end of a row) Q4_0 or Q4_1 blocks of four rows of W (bytes {@code p0 .. p3}:
+     * blocks of {@code blockBytes}, their 16 nibble bytes at {@code qs} within; factors from {@code f[e]}, {@code per}
+     * apart, as {@link #nibbleFactors} lays them out) times the floats of A's row from byte {@code x}, into the four
+     * accumulators of {@code acc}: {@link #q4Block4} with the small blocks' layout, each vector of weights decoded in
+     * registers.
      */
-    private static void nibbleBlock4(MemorySegment w, long p0, long p1, long p2, long p3, int blockBytes, int qs, float[] f,
-                                     int e, int per, MemorySegment a, long x, float[] acc) {
+    private static void nibbleBlock4(MemorySegment w, long p0, long p1, long p2, long p3, int blockBytes, int qs, int count,
+                                     float[] f, int e, int per, MemorySegment a, long x, float[] acc) {
         FloatVector s0 = FloatVector.fromArray(F, acc, 0), s1 = FloatVector.fromArray(F, acc, LANES);
         FloatVector s2 = FloatVector.fromArray(F, acc, 2 * LANES), s3 = FloatVector.fromArray(F, acc, 3 * LANES);
-        for (int s = 0; s < 8; s++) {
+        for (int s = 0; s < count; s++) {
             int i = e + s;
             long q = (long) s * blockBytes + qs;
             float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];
@@ -1473,10 +1480,10 @@ final class KQuantGemm {
      * float32, plus 16 in the lanes whose bit j of qh is set (a mask made from those bits), then {@code q*d + m} (m =
      * -16d for Q5_0: (q - 16)*d exactly, but for the sign of a zero, as for Q4_0).
      */
-    private static void fiveBlock2(MemorySegment w, long p0, long p1, int blockBytes, int qh, int qs, float[] f, int e,
-                                   int per, MemorySegment a, long x, float[] acc, int at) {
+    private static void fiveBlock2(MemorySegment w, long p0, long p1, int blockBytes, int qh, int qs, int count, float[] f,
+                                   int e, int per, MemorySegment a, long x, float[] acc, int at) {
         FloatVector s0 = FloatVector.fromArray(F, acc, at), s1 = FloatVector.fromArray(F, acc, at + LANES);
-        for (int s = 0; s < 8; s++) {
+        for (int s = 0; s < count; s++) {
             int i = e + s;
             long b = (long) s * blockBytes, q = b + qs;
             float d0 = f[i], m0 = f[i + 8], d1 = f[per + i], m1 = f[per + i + 8];

@@ -3,6 +3,7 @@ package dev.ropeway.tensor;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -28,17 +29,31 @@ final class VectorMath {
     /**
      * The sum of a vector's lanes in a fixed order. {@code reduceLanes(ADD)} leaves the order unspecified, and it does
      * change when C2 compiles the caller (measured: a 16-lane sum differed in its last bit after warm-up), which
-     * would make a resumed training run drift from the uninterrupted one. Called once per row, so its cost is noise.
+     * would make a resumed training run drift from the uninterrupted one.
      */
     static float sumLanes(FloatVector v) {
-        return sumInPlace(v.toArray());
+        return sumLanes(v.toArray(), 0);
     }
 
-    /** {@code lanes} (a power-of-two length) summed pairwise in place, in the order {@link #sumLanes} uses. */
-    static float sumInPlace(float[] lanes) {
-        for (int width = lanes.length / 2; width > 0; width /= 2)
-            for (int i = 0; i < width; i++) lanes[i] += lanes[i + width];
-        return lanes[0];
+    /**
+     * {@link #sumLanes} of the LANES floats of {@code a} from {@code offset} (the vector confined to this method): lane
+     * i plus lane i + w for w = LANES/2 .. 1 (the other lanes' sums are never read): the pairwise sum {@code for (w =
+     * n/2; w > 0; w /= 2) for (i < w) x[i] += x[i + w]}, one shuffle and one add per step.
+     */
+    static float sumLanes(float[] a, int offset) {
+        FloatVector v = FloatVector.fromArray(F, a, offset);
+        if (LANES >= 16) v = v.add(v.rearrange(DOWN_8));
+        if (LANES >= 8) v = v.add(v.rearrange(DOWN_4));
+        if (LANES >= 4) v = v.add(v.rearrange(DOWN_2));
+        if (LANES >= 2) v = v.add(v.rearrange(DOWN_1));
+        return v.lane(0);
+    }
+
+    /** Lane i takes lane i + w (wrapping). */
+    private static final VectorShuffle<Float> DOWN_8 = down(8), DOWN_4 = down(4), DOWN_2 = down(2), DOWN_1 = down(1);
+
+    private static VectorShuffle<Float> down(int w) {
+        return VectorShuffle.fromOp(F, i -> (i + w) % LANES);
     }
 
     /** {@link #sumLanes(FloatVector)} for doubles. */

@@ -32,6 +32,30 @@ class ReductionsTest {
         return out;
     }
 
+    /**
+     * A vector's lanes summed in the fixed pairwise order (lane i plus lane i + w, w halving), bit for bit, on values
+     * of mixed signs and magnitudes where another order rounds differently.
+     */
+    @Test
+    void lanesSumPairwiseInAFixedOrder() {
+        Random rnd = new Random(3);
+        int n = VectorMath.LANES, differs = 0;
+        for (int trial = 0; trial < 2000; trial++) {
+            float[] a = new float[n + 3];
+            for (int i = 0; i < a.length; i++) a[i] = (float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(9) - 4));
+            float[] tree = java.util.Arrays.copyOfRange(a, 3, 3 + n);
+            for (int w = n / 2; w > 0; w /= 2)
+                for (int i = 0; i < w; i++) tree[i] += tree[i + w];
+            float inOrder = 0;
+            for (int i = 3; i < 3 + n; i++) inOrder += a[i];
+            if (inOrder != tree[0]) differs++;
+            assertEquals(Float.floatToRawIntBits(tree[0]), Float.floatToRawIntBits(VectorMath.sumLanes(a, 3)), "trial " + trial);
+            assertEquals(Float.floatToRawIntBits(tree[0]),
+                    Float.floatToRawIntBits(VectorMath.sumLanes(jdk.incubator.vector.FloatVector.fromArray(VectorMath.F, a, 3))));
+        }
+        if (n > 2) assertEquals(true, differs > 100, "the values should tell the orders apart: " + differs);
+    }
+
     @ParameterizedTest(name = "rows={0} cols={1}")
     @CsvSource({"1,7", "5,37", "300,101", "40,2053", "3000,3"})
     void sumRowsAddsColumnSums(int rows, int cols) {
