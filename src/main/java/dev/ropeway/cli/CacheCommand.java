@@ -49,6 +49,7 @@ final class CacheCommand implements Callable<Integer> {
                 m.put("dir", e.dir().toString());
                 m.put("sources", e.sources().stream().map(Path::toString).toList());
                 m.put("bytes", e.bytes());
+                m.put("format", e.format());
                 m.put("current", e.current());
                 list.add(m);
             }
@@ -64,7 +65,7 @@ final class CacheCommand implements Callable<Integer> {
             total += e.bytes();
             System.out.printf(Locale.ROOT, "%9.1f MB  %s%n             from %s%s%n", e.bytes() / 1e6, e.dir().getFileName(),
                     e.sources().isEmpty() ? "?" : e.sources().getFirst() + (e.sources().size() > 1 ? " (+" + (e.sources().size() - 1) + " parts)" : ""),
-                    e.current() ? "" : "  [stale: the file is gone or changed; ropeway cache --clean removes it]");
+                    e.current() ? "" : "  [stale: " + e.staleness() + "; ropeway cache --clean removes it]");
         }
         if (!entries.isEmpty()) System.out.printf(Locale.ROOT, "%9.1f MB  in %d import%s%n", total / 1e6, entries.size(), entries.size() == 1 ? "" : "s");
         return 0;

@@ -133,10 +133,17 @@ public final class GgufCache {
     }
 
     /**
-     * One import in the cache: its folder, the GGUF files it came from, the bytes it takes, and whether those files
-     * are still there as they were when imported (a stale import is never read again: a changed file gets a new key).
+     * One import in the cache: its folder, the GGUF files it came from, the bytes it takes, the import format of the
+     * Ropeway that wrote it (null if it says none), and whether this Ropeway reads it: its format is this one's and its
+     * files are still there as they were when imported (a stale import is never read again: a changed file, or another
+     * format, gets a new key).
      */
-    public record Entry(Path dir, List<Path> sources, long bytes, boolean current) {}
+    public record Entry(Path dir, List<Path> sources, long bytes, String format, boolean current) {
+        /** Why the import is stale ({@link #current} false): another format, or the files gone or changed. */
+        public String staleness() {
+            return FORMAT.equals(format) ? "the file is gone or changed" : "written by " + writer(format);
+        }
+    }
 
     /** The imports under {@code root} (a cache's {@code gguf} folder), by folder name; unreadable folders are skipped. */
     public static List<Entry> entries(Path root) {
@@ -148,8 +155,10 @@ public final class GgufCache {
                 if (d.getFileName().toString().startsWith(".") || !Files.isRegularFile(source)) continue;
                 try {
                     List<Path> sources = new ArrayList<>();
-                    boolean current = Files.isRegularFile(d.resolve("config.json"));
-                    if (!(Json.readObject(source).get("parts") instanceof List<?> parts)) continue;
+                    Map<String, Object> json = Json.readObject(source);
+                    String format = json.get("format") instanceof String f ? f : null;
+                    boolean current = Files.isRegularFile(d.resolve("config.json")) && FORMAT.equals(format);
+                    if (!(json.get("parts") instanceof List<?> parts)) continue;
                     for (Object part : parts) {
                         if (!(part instanceof Map<?, ?> m) || !(m.get("path") instanceof String path)) continue;
                         Path file = Path.of(path);
@@ -158,7 +167,7 @@ public final class GgufCache {
                                 && m.get("modified") instanceof Number modified && Files.size(file) == size.longValue()
                                 && Files.getLastModifiedTime(file).toMillis() == modified.longValue();
                     }
-                    out.add(new Entry(d, List.copyOf(sources), folderBytes(d), current && !sources.isEmpty()));
+                    out.add(new Entry(d, List.copyOf(sources), folderBytes(d), format, current && !sources.isEmpty()));
                 } catch (IOException | RuntimeException e) {
                     // A folder being removed, or written by someone else: not an import this can describe.
                 }
@@ -297,13 +306,23 @@ public final class GgufCache {
         return s.isEmpty() || s.startsWith(".") ? "model" + s : s;
     }
 
-    /** Removes the imports of earlier versions of the same file (same first part, other size or time). */
+    /** The Ropeway that wrote an import of another format. */
+    private static String writer(String format) {
+        return format == null ? "an earlier Ropeway version (no import format recorded; this one reads " + FORMAT + ")"
+                : "another Ropeway version (import format " + format + "; this one reads " + FORMAT + ")";
+    }
+
+    /**
+     * Removes the other imports of the same file (same first part): of earlier versions of it (other size or time),
+     * or written by another Ropeway version (another import format).
+     */
     private static void removeOlderImports(Path root, Path keep, String firstPart, Consumer<String> log) {
         try {
             for (Entry e : entries(root)) {
                 if (e.dir().equals(keep) || e.sources().isEmpty() || !e.sources().getFirst().toString().equals(firstPart)) continue;
                 delete(e.dir());
-                log.accept("removed " + e.dir() + ", the import of an earlier version of the file");
+                log.accept("removed " + e.dir() + (FORMAT.equals(e.format()) ? ", the import of an earlier version of the file"
+                        : ", an import of the file written by " + writer(e.format())));
             }
         } catch (RopewayException e) {
             // Not being able to tidy up is no reason to fail a run; `ropeway cache --clean` can do it later.

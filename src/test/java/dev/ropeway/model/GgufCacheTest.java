@@ -156,6 +156,35 @@ class GgufCacheTest {
                 Files.readString(again.resolve("config.json")));
     }
 
+    /**
+     * An import another Ropeway version wrote (another import format, so another key) is stale, says why, and is
+     * replaced, with a message naming the other version rather than a changed file.
+     */
+    @Test
+    void anImportOfAnotherFormatIsStaleAndReplaced() throws IOException {
+        Path model = models.checkpoint(tmp.resolve("formats"), models.llamaConfig(false), 59);
+        Path file = export(model, GgufExport.Dtype.Q8_0, tmp.resolve("formats.gguf"));
+        Path root = tmp.resolve("cache-formats");
+        Path dir = GgufCache.folder(file, root, m -> {});
+        Path older = dir.resolveSibling("formats-0000000000000000");
+        Files.move(dir, older);
+        Map<String, Object> source = new java.util.LinkedHashMap<>(Json.readObject(older.resolve("gguf-source.json")));
+        source.put("format", "4");
+        Json.writeAtomic(older.resolve("gguf-source.json"), source);
+        GgufCache.Entry entry = GgufCache.entries(root).getFirst();
+        assertEquals("4", entry.format());
+        assertFalse(entry.current());
+        assertTrue(entry.staleness().contains("another Ropeway version (import format 4"), entry.staleness());
+
+        List<String> log = new ArrayList<>();
+        Path again = GgufCache.folder(file, root, log::add);
+        assertEquals(dir, again);
+        assertEquals(List.of(again), folders(root));
+        assertTrue(log.stream().anyMatch(m -> m.startsWith("removed " + older) && m.contains("another Ropeway version (import format 4")),
+                log.toString());
+        assertTrue(GgufCache.entries(root).getFirst().current());
+    }
+
     /** A file that cannot be imported leaves neither a folder nor a hidden half of one. */
     @Test
     void aFailedImportLeavesNothing() throws IOException {
