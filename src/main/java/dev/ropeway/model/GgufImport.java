@@ -92,11 +92,6 @@ public final class GgufImport {
         return DType.valueOf(type.name());
     }
 
-    /** A kept matrix's blocks: the file's own. */
-    static MemorySegment keptBlocks(GgufParts g, String gguf) {
-        return g.data(gguf);
-    }
-
     /** What was written. */
     public record Result(Path dir, String architecture, String hfArchitecture, String rope, long parameters,
                          long bytes, DType dtype, Map<String, Integer> sourceTypes, GgufTokenizerFiles.Written tokenizer,
@@ -543,7 +538,7 @@ public final class GgufImport {
         void matrix(String hf, String gguf, long rows, long cols) {
             require(gguf, rows, cols);
             DType as = keeps(cols, gguf);
-            if (as != null) addBlocks(hf, as, () -> keptBlocks(g, gguf), rows, cols);
+            if (as != null) addBlocks(hf, as, () -> g.data(gguf), rows, cols);
             else add(hf, matrixType, () -> g.floats(gguf), rows, cols);
         }
 
@@ -553,8 +548,8 @@ public final class GgufImport {
             DType as = keeps(cols, gguf);
             if (as != null) {
                 // Each row is whole blocks, so moving rows moves their bytes.
-                addBlocks(hf, as, interleaved ? () -> deinterleaveRotaryRows(keptBlocks(g, gguf), heads, headDim)
-                        : () -> keptBlocks(g, gguf), rows, cols);
+                addBlocks(hf, as, interleaved ? () -> deinterleaveRotaryRows(g.data(gguf), heads, headDim)
+                        : () -> g.data(gguf), rows, cols);
                 return;
             }
             add(hf, matrixType, interleaved ? () -> deinterleaveRotaryRows(g.floats(gguf), heads, headDim, (int) cols)
@@ -599,7 +594,7 @@ public final class GgufImport {
                             type.byteSize(java.util.Arrays.stream(names).mapToLong(n -> g.tensor(n).elements()).sum()))]);
                     long at = 0;
                     for (String name : names) {
-                        MemorySegment part = keptBlocks(g, name);
+                        MemorySegment part = g.data(name);
                         out.asSlice(at, part.byteSize()).copyFrom(part);
                         at += part.byteSize();
                     }

@@ -21,7 +21,8 @@ import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
  * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the lattice and ternary types (IQ1_S to IQ3_S, TQ1_0, TQ2_0), and Q4_0, Q4_1, Q5_0,
  * Q5_1, IQ4_NL, whose 32-value blocks are read eight at a time),
  * row-major [n, k] in blocks, rows starting on a block boundary, k a whole number of blocks (the kernels read 256
- * values at a time; where k is not a multiple of 256, small blocks only, a row's last values go through {@link Tail}).
+ * values at a time; where k is not a multiple of 256, small blocks only, a row's last values are a short group of
+ * blocks or go through {@link Tail}).
  * A few rows of A (a decode step) read W as it is stored: each vector of weights is decoded in registers (Q4_K, and the
  * small blocks for one row: bytes loaded, the nibbles masked out; Q5_K, Q5_0 and Q5_1 for one row: the same, each
  * topped with its fifth bit) or read from
@@ -97,8 +98,9 @@ final class KQuantGemm {
 
     /**
      * Offsets and leading dimensions in elements; W must be {@link #aligned} and k a multiple of the type's block size.
-     * The kernels read 256 values at a time; where k is not a multiple of 256 (small blocks only), the last k % 256
-     * values of a row are decoded to float32 and continue the same sums ({@link #tail}).
+     * The kernels read 256 values at a time; where k is not a multiple of 256 (small blocks only), a row's last k % 256
+     * values are a short group of blocks for the one-row kernels that decode in registers and go through {@link Tail}
+     * for the others, continuing the same sums.
      */
     static void run(WorkerPool pool, int m, int n, int k, float alpha, MemorySegment a, long aOffset, int lda,
                     CpuKQuantTensor w, long wOffset, int ldw, float beta, MemorySegment c, long cOffset, int ldc,
@@ -1382,10 +1384,10 @@ final class KQuantGemm {
     /**
      * The factors of the {@code count} (eight, or fewer at the end of a row) small blocks from byte p for {@link
      * #nibbleBlock4} and its kin, laid out as {@link #q4Factors} lays out a Q4_K block's: block s's scale at {@code
-     * out[o + s]} and the value it adds at {@code out[o + 8 + s]}: d and m (Q4_1, Q5_1), d and -8d or -16d (Q4_0, Q5_0;
-     * IQ4_NL uses d alone: the fused q*d - 8d is (q - 8)*d exactly, but +0 where the reference's product gives
-     * -0 for q = 8 and a negative d; a sum of products that starts at +0 never becomes -0, so the products' sums are the
-     * same, and the values the decoder writes are the reference's own).
+     * out[o + s]} and the value it adds at {@code out[o + 8 + s]}: d and m (Q4_1, Q5_1), d and -8d or -16d (Q4_0, Q5_0:
+     * the fused q*d - 8d is (q - 8)*d exactly, but +0 where the reference's product gives -0 for q = 8 and a negative d;
+     * a sum of products that starts at +0 never becomes -0, so the products' sums are the same, and the values the
+     * decoder writes are the reference's own), d alone for IQ4_NL.
      */
     private static void nibbleFactors(DType type, MemorySegment w, long p, int count, float[] out, int o) {
         int blockBytes = type.blockBytes();
