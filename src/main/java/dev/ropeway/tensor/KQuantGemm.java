@@ -238,12 +238,15 @@ final class KQuantGemm {
     }
 
     /**
-     * The small-block types but IQ4_NL where a byte vector is narrower than 16 lanes (its table lookup is one byte shuffle
-     * at 16): the one-row kernel decodes these in registers ({@link #nibbleBlock4}, {@link #fiveBlock2}, {@link #iq4nlBlock4}).
+     * The small-block types the one-row kernel decodes in registers ({@link #nibbleBlock4}, {@link #fiveBlock2}, {@link
+     * #iq4nlBlock4}): Q4_0 and Q4_1 always; IQ4_NL, Q5_0 and Q5_1 where a vector is 16 floats (AVX-512), where IQ4_NL's
+     * table lookup is one byte shuffle and Q5's fifth bits one mask register. With 8 floats (AVX2, or AVX-512 held to
+     * 256 bits) the mask takes several operations and Q5_0 ran a quarter slower than unpacking (measured), so those
+     * types unpack there.
      */
     private static boolean nibbles(DType type) {
-        return type == DType.Q4_0 || type == DType.Q4_1 || type == DType.Q5_0 || type == DType.Q5_1
-                || type == DType.IQ4_NL && B.length() == 16;
+        return type == DType.Q4_0 || type == DType.Q4_1
+                || (type == DType.IQ4_NL || type == DType.Q5_0 || type == DType.Q5_1) && B.length() == 16;
     }
 
     /** Whether the several-row kernels unpack this type's blocks (all but Q4_K). */
