@@ -59,3 +59,27 @@ ropeway_require_maven() {
     return 1
   fi
 }
+
+# Writes the AOT cache $2 for the class path $3 with the JDK at $1, unless it is newer than the jar $4 and the jars
+# in folder $5. The training run is a short decode benchmark on a tiny random model: startup, model building, prefill
+# and decode. A failure leaves no cache (and a note beside it, so that it is not retried until the next build).
+ropeway_aot_cache() {
+  local jdk="$1" aot="$2" cp="$3" jar="$4" lib="$5"
+  if [ -f "$aot" ] && [ ! "$jar" -nt "$aot" ] && [ -z "$(find "$lib" -newer "$aot" -print -quit 2>/dev/null)" ]; then
+    return 0
+  fi
+  [ -f "$aot.failed" ] && [ ! "$jar" -nt "$aot.failed" ] && return 0
+  rm -f "$aot" "$aot.failed"
+  echo "ropeway: writing the JVM's startup cache for this build (once)..." >&2
+  local tmp="$aot.$$.tmp" log="$aot.$$.log"
+  if (cd "$(dirname "$aot")" && "$jdk/bin/java" "${ROPEWAY_JVM_FLAGS[@]}" -XX:AOTCacheOutput="$tmp" '-Xlog:aot*=off' \
+        '-Xlog:cds*=off' -cp "$cp" dev.ropeway.cli.Main bench decode --preset tiny --fill prefill --contexts 64 \
+        --tokens 16 --threads 1) >"$log" 2>&1 && [ -s "$tmp" ]; then
+    mv -f "$tmp" "$aot"
+    rm -f "$log"
+  else
+    rm -f "$tmp"
+    mv -f "$log" "$aot.failed"
+    echo "ropeway: no startup cache (the JVM could not write one; its output is in $aot.failed); going on without." >&2
+  fi
+}

@@ -50,6 +50,8 @@ final class DistCommand implements Callable<Integer> {
             o.put("lib_bytes", r.libBytes());
             o.put("archive_bytes", r.archive() == null ? null : r.archiveBytes());
             o.put("left_out_bytes", r.droppedBytes());
+            o.put("startup_cache_bytes", r.startupCacheBytes());
+            o.put("no_startup_cache", r.noStartupCache());
             o.put("modules", r.modules());
             o.put("jars", r.jars());
             o.put("checked", r.checked());
@@ -61,6 +63,12 @@ final class DistCommand implements Callable<Integer> {
                 String.join(", ", r.modules()));
         System.out.printf(Locale.ROOT, "  lib/         %9s  %d jars (left out %s of native libraries for other platforms"
                 + " and OpenBLAS's unused JNI bindings)%n", mb(r.libBytes()), r.jars().size(), mb(r.droppedBytes()));
+        if (r.noStartupCache() == null) {
+            System.out.printf(Locale.ROOT, "  lib/ropeway.aot%7s  the JVM's startup cache (classes and method profiles of a short run)%n",
+                    mb(r.startupCacheBytes()));
+        } else {
+            System.out.printf(Locale.ROOT, "  no startup cache: %s%n", r.noStartupCache());
+        }
         System.out.printf(Locale.ROOT, "  bin/ropeway, README.txt%n");
         System.out.printf(Locale.ROOT, "  checked      %s%n", String.join("; ", r.checked()));
         String name = r.out().getFileName().toString();

@@ -30,9 +30,13 @@ public final class Bundle {
     static final String LAUNCHER = "bin/ropeway";
     static final String README = "README.txt";
 
-    /** What was built; sizes in bytes, archive null (and 0 bytes) unless asked for. */
+    /**
+     * What was built; sizes in bytes (lib's without the startup cache), archive null (and 0 bytes) unless asked for;
+     * no startup cache (0 bytes) when {@code noStartupCache} says why.
+     */
     public record Result(Path out, Path archive, List<String> modules, List<String> jars, long runtimeBytes,
-                         long libBytes, long droppedBytes, long totalBytes, long archiveBytes, List<String> checked) {}
+                         long libBytes, long droppedBytes, long totalBytes, long archiveBytes, List<String> checked,
+                         long startupCacheBytes, String noStartupCache) {}
 
     private Bundle() {}
 
@@ -53,8 +57,11 @@ public final class Bundle {
             progress.accept("copying " + classPath.size() + " class path entries to lib/...");
             Libs.Copied libs = Libs.copy(classPath, dir.resolve("lib"));
             List<String> modules = runtimeModules(dir.resolve(RUNTIME));
-            writeLauncher(dir);
+            writeLauncher(dir, libs.jars());
             writeReadme(dir, modules, libs.jars().size());
+            progress.accept("writing the JVM's startup cache (" + StartupCache.FILE + ") from a short run...");
+            String noCache = StartupCache.write(dir);
+            if (noCache != null) progress.accept("no startup cache, the bundle will only start slower: " + noCache);
             progress.accept("checking the bundle on its own runtime...");
             List<String> checked = BundleCheck.run(dir);
             Path tgz = archiveOf(dir);
@@ -64,9 +71,11 @@ public final class Bundle {
             } else if (Files.deleteIfExists(tgz)) {
                 progress.accept("removed " + tgz + ", which held an earlier bundle");
             }
-            long runtime = size(dir.resolve(RUNTIME)), lib = size(dir.resolve("lib"));
+            long cache = noCache == null ? Files.size(dir.resolve(StartupCache.FILE)) : 0;
+            long runtime = size(dir.resolve(RUNTIME)), lib = size(dir.resolve("lib")) - cache;
             return new Result(dir, archive ? tgz : null, modules, libs.jars(), runtime, lib, libs.droppedBytes(),
-                    size(dir), archive ? Files.size(tgz) : 0, checked);
+                    size(dir), archive ? Files.size(tgz) : 0, checked,
+                    cache, noCache);
         } catch (IOException e) {
             throw new RopewayException("cannot build the bundle in " + dir + ": " + e, e);
         }
@@ -95,10 +104,16 @@ public final class Bundle {
         Files.createDirectories(dir);
     }
 
-    private static void writeLauncher(Path dir) throws IOException {
+    /** The launcher, with the jars named in a fixed order (Ropeway's first): the startup cache is made for that one. */
+    private static void writeLauncher(Path dir, List<String> jars) throws IOException {
         Path launcher = dir.resolve(LAUNCHER);
         Files.createDirectories(launcher.getParent());
-        Files.writeString(launcher, resource("ropeway.sh"));
+        List<String> ordered = Stream.concat(jars.stream().filter("ropeway.jar"::equals),
+                jars.stream().filter(j -> !j.equals("ropeway.jar"))).toList();
+        for (String j : ordered) {
+            if (!j.matches("[A-Za-z0-9._+-]+")) throw new RopewayException("jar name " + j + " cannot go in the launcher's class path");
+        }
+        Files.writeString(launcher, resource("ropeway.sh").replace("{classpath}", String.join(" ", ordered)));
         try {
             Files.setPosixFilePermissions(launcher, PosixFilePermissions.fromString("rwxr-xr-x"));
         } catch (UnsupportedOperationException e) {

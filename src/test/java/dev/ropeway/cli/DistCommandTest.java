@@ -10,6 +10,8 @@ import java.io.File;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -43,6 +45,19 @@ class DistCommandTest {
         assertTrue(Files.isExecutable(out.resolve("bin/ropeway")));
         assertTrue(Files.readString(out.resolve("README.txt")).contains(BuildInfo.current().version()));
 
+        // The launcher starts from the startup cache written with the bundle, and goes on quietly without it once a
+        // jar no longer matches (the JVM's messages about it would go to standard output).
+        assertTrue(json.get("no_startup_cache").isNull(), json.toString());
+        assertEquals(Files.size(out.resolve("lib/ropeway.aot")), json.get("startup_cache_bytes").asLong());
+        String loading = launch(out, "-Xlog:class+load", "--version");
+        assertTrue(Pattern.compile("dev\\.ropeway\\.cli\\.Main source: shared objects file").matcher(loading).find(), loading);
+        Files.setLastModifiedTime(out.resolve("lib/ropeway.jar"), FileTime.fromMillis(System.currentTimeMillis() + 5000));
+        String stale = launch(out, "-Xlog:class+load", "--version");
+        assertFalse(stale.contains("shared objects file"), stale);
+        String quiet = launch(out, null, "--version");
+        assertEquals(List.of("ropeway " + BuildInfo.current().version(), "Java " + Runtime.version()),
+                quiet.lines().map(l -> l.replaceAll(" \\(revision.*", "")).toList(), quiet);
+
         // The runtime and jars on their own, without the launcher.
         Process p = new ProcessBuilder(out.resolve("runtime/bin/java").toString(), "--add-modules", "jdk.incubator.vector",
                 "-cp", out.resolve("lib") + File.separator + "*", "dev.ropeway.cli.Main", "--version")
@@ -62,6 +77,21 @@ class DistCommandTest {
         assertEquals(1, r.exitCode());
         assertTrue(r.err().contains("is not a Ropeway bundle"), r.err());
         assertEquals("mine", Files.readString(tmp.resolve("notes.txt")));
+    }
+
+    /** Standard output of the bundle's launcher (standard error goes elsewhere), with these JVM options. */
+    private static String launch(Path bundle, String javaOpts, String... args) throws Exception {
+        List<String> command = new ArrayList<>(List.of(bundle.resolve("bin/ropeway").toString()));
+        command.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.DISCARD);
+        if (javaOpts != null) pb.environment().put("ROPEWAY_JAVA_OPTS", javaOpts);
+        else pb.environment().remove("ROPEWAY_JAVA_OPTS");
+        pb.environment().remove("ROPEWAY_AOT");
+        Process p = pb.start();
+        String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+        assertEquals(0, p.exitValue(), text);
+        return text;
     }
 
     private static String packagedClassPath() {
