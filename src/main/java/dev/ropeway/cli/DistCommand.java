@@ -28,6 +28,10 @@ final class DistCommand implements Callable<Integer> {
     @Option(names = "--archive", description = "Also write <out>.tar.gz beside the folder.")
     boolean archive;
 
+    @Option(names = "--no-startup-cache", description = {"Leave out lib/ropeway.aot, the JVM's startup cache (about 27 MB,"
+            + " 8 MB compressed; without it commands start 0.1-0.25 s later)."})
+    boolean noStartupCache;
+
     @Option(names = "--class-path", paramLabel = "<path>",
             description = {"Jars (and Ropeway's class folder) to bundle, separated by '${sys:path.separator}'.",
                     "Default: the running Ropeway's jar and the jars its manifest lists."})
@@ -40,7 +44,7 @@ final class DistCommand implements Callable<Integer> {
     public Integer call() {
         Jlink.require();   // first, so that inside a bundle the answer is about jlink, not about missing jars
         List<Path> jars = classPath == null ? AppClassPath.running() : AppClassPath.parse(classPath);
-        Bundle.Result r = Bundle.build(out, jars, archive, line -> System.err.println("dist: " + line));
+        Bundle.Result r = Bundle.build(out, jars, archive, !noStartupCache, line -> System.err.println("dist: " + line));
         if (json) {
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("out", r.out().toString());

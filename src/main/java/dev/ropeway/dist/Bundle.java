@@ -46,8 +46,12 @@ public final class Bundle {
         return dir.resolveSibling(dir.getFileName() + ".tar.gz");
     }
 
-    /** Builds the bundle in {@code out} (replacing an earlier bundle there), checks it runs, and packs it if asked. */
-    public static Result build(Path out, List<Path> classPath, boolean archive, Consumer<String> progress) {
+    /**
+     * Builds the bundle in {@code out} (replacing an earlier bundle there), with its startup cache if asked, checks it
+     * runs, and packs it if asked.
+     */
+    public static Result build(Path out, List<Path> classPath, boolean archive, boolean startupCache,
+                               Consumer<String> progress) {
         Path dir = out.toAbsolutePath().normalize();
         Jlink.require();   // before anything is deleted: without jlink there is nothing to build with
         try {
@@ -59,9 +63,12 @@ public final class Bundle {
             List<String> modules = runtimeModules(dir.resolve(RUNTIME));
             writeLauncher(dir, libs.jars());
             writeReadme(dir, modules, libs.jars().size());
-            progress.accept("writing the JVM's startup cache (" + StartupCache.FILE + ") from a short run...");
-            String noCache = StartupCache.write(dir);
-            if (noCache != null) progress.accept("no startup cache, the bundle will only start slower: " + noCache);
+            String noCache = "left out (--no-startup-cache)";
+            if (startupCache) {
+                progress.accept("writing the JVM's startup cache (" + StartupCache.FILE + ") from a short run...");
+                noCache = StartupCache.write(dir);
+                if (noCache != null) progress.accept("no startup cache, the bundle will only start slower: " + noCache);
+            }
             progress.accept("checking the bundle on its own runtime...");
             List<String> checked = BundleCheck.run(dir);
             Path tgz = archiveOf(dir);
