@@ -77,7 +77,7 @@ final class OpenBlasLoader {
         }
         throw new UnsatisfiedLinkError("OpenBLAS could not be loaded. Tried: " + String.join("; ", tried)
                 + ". Set $" + ENV_LIBRARY + " to a libopenblas.so, or put org.bytedeco:openblas:" + DEFAULT_VERSION
-                + ":linux-x86_64 on the class path.");
+                + ":" + (platform == null ? "linux-x86_64" : platform) + " on the class path.");
     }
 
     /** The bytedeco platform folder name, or null where there is no known build. */
