@@ -61,7 +61,7 @@ ropeway_require_maven() {
 }
 
 # Writes the AOT cache $2 for the class path $3 with the JDK at $1, unless it is newer than the jar $4 and the jars
-# in folder $5. The training run is a short decode benchmark on a tiny random model: startup, model building, prefill
+# in folder $5. The training run is a short CPU decode benchmark on a tiny random model: startup, model building, prefill
 # and decode. A failure leaves no cache (and a note beside it, so that it is not retried until the next build).
 ropeway_aot_cache() {
   local jdk="$1" aot="$2" cp="$3" jar="$4" lib="$5"
@@ -74,7 +74,7 @@ ropeway_aot_cache() {
   local tmp="$aot.$$.tmp" log="$aot.$$.log"
   if (cd "$(dirname "$aot")" && "$jdk/bin/java" "${ROPEWAY_JVM_FLAGS[@]}" -XX:AOTCacheOutput="$tmp" '-Xlog:aot*=off' \
         '-Xlog:cds*=off' -cp "$cp" dev.ropeway.cli.Main bench decode --preset tiny --fill prefill --contexts 64 \
-        --tokens 16 --threads 1) >"$log" 2>&1 && [ -s "$tmp" ]; then
+        --tokens 16 --threads 1 --device cpu) >"$log" 2>&1 && [ -s "$tmp" ]; then
     mv -f "$tmp" "$aot"
     rm -f "$log"
   else

@@ -20,7 +20,7 @@ final class StartupCache {
     static final String FILE = "lib/ropeway.aot";
     private static final long TIMEOUT_SECONDS = 300;
     private static final List<String> TRAINING_RUN = List.of("bench", "decode", "--preset", "tiny", "--fill", "prefill",
-            "--contexts", "64", "--tokens", "16", "--threads", "1");
+            "--contexts", "64", "--tokens", "16", "--threads", "1", "--device", "cpu");
 
     private StartupCache() {}
 
