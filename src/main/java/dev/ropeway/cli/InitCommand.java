@@ -1,5 +1,7 @@
 package dev.ropeway.cli;
 
+import dev.ropeway.RopewayException;
+import dev.ropeway.model.Architecture;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.ModelPreset;
@@ -13,13 +15,18 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** {@code ropeway init}: writes a freshly initialised Llama checkpoint of a preset size. */
+/** {@code ropeway init}: writes a freshly initialised checkpoint (Llama, Mistral, Qwen2 or Qwen3) of a preset size. */
 @Command(name = "init", mixinStandardHelpOptions = true,
-        description = "Write a randomly initialised Llama checkpoint (Hugging Face layout) of a preset size.")
+        description = "Write a randomly initialised checkpoint (Hugging Face layout) of a preset size: Llama, Mistral, Qwen2 or Qwen3.")
 final class InitCommand implements Callable<Integer> {
 
     @Option(names = "--preset", defaultValue = "5m", description = "Size: tiny, 5m, 20m, 134m (default: ${DEFAULT-VALUE}).")
     String preset;
+
+    @Option(names = "--arch", defaultValue = "llama", paramLabel = "<arch>",
+            description = "Architecture: llama (default), mistral, qwen2 (query, key and value biases) or qwen3 (each "
+                    + "head's queries and keys RMS-normed).")
+    String arch;
 
     @Option(names = "--out", required = true, paramLabel = "<dir>", description = "Folder to write.")
     Path out;
@@ -39,16 +46,29 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0")
     long seed;
 
+    /** {@code --arch}: the architectures a fresh checkpoint can have (Phi-3's stacked projections are not written). */
+    static Architecture architecture(String name) {
+        for (Architecture a : Architecture.values()) {
+            if (!a.modelType().equals(name.toLowerCase(java.util.Locale.ROOT))) continue;
+            if (a.stacksProjections())
+                throw new RopewayException("--arch " + name + ": a fresh checkpoint is llama, mistral, qwen2 or qwen3 (" + a.hfClass()
+                        + " stacks its projections; its checkpoints are read and fine-tuned, not created)");
+            return a;
+        }
+        throw new RopewayException("unknown --arch '" + name + "' (llama, mistral, qwen2, qwen3)");
+    }
+
     @Override
     public Integer call() {
         ModelPreset p = ModelPreset.parse(preset);
         RopeContext ctx = new RopeContext(p.headDim, maxPositions, 0, theta);
         RopeScaling scaling = RopeSpec.parse(rope == null ? "default" : rope, ctx);
-        Map<String, Object> config = CheckpointWriter.llamaConfig(p.vocab, p.hidden, p.ffn, p.layers, p.heads,
+        Architecture a = architecture(arch);
+        Map<String, Object> config = CheckpointWriter.config(a, p.vocab, p.hidden, p.ffn, p.layers, p.heads,
                 p.kvHeads, p.headDim, maxPositions, scaling, tied);
         ModelConfig c = CheckpointWriter.writeRandom(out, config, seed);
-        System.out.printf("wrote %s: %s Llama, %,d parameters, rope %s%n", out, p.label(), c.parameterCount(),
-                RopeSpec.describe(c.rope()));
+        System.out.printf("wrote %s: %s %s, %,d parameters, rope %s%n", out, p.label(), a.hfClass().replace("ForCausalLM", ""),
+                c.parameterCount(), RopeSpec.describe(c.rope()));
         return 0;
     }
 }

@@ -18,7 +18,7 @@ import java.util.concurrent.Callable;
 
 /** {@code ropeway pretrain}: trains a fresh Llama on a corpus. */
 @Command(name = "pretrain", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Pretrain a fresh Llama-architecture model on a corpus.",
+        description = {"Pretrain a fresh model (Llama, Mistral, Qwen2 or Qwen3 architecture) on a corpus.",
                 "Writes a Hugging Face folder (config.json, model.safetensors, tokenizer files) to --out, with "
                 + "checkpoint-<step>/ folders (atomic; --resume continues from the newest) and metrics.jsonl."})
 final class PretrainCommand implements Callable<Integer> {
@@ -33,6 +33,11 @@ final class PretrainCommand implements Callable<Integer> {
 
     @Option(names = "--out", required = true, paramLabel = "<dir>", description = "Run folder.")
     Path out;
+
+    @Option(names = "--arch", defaultValue = "llama", paramLabel = "<arch>",
+            description = "Architecture: llama (default), mistral, qwen2 (query, key and value biases) or qwen3 (each "
+                    + "head's queries and keys RMS-normed).")
+    String arch;
 
     @Option(names = "--preset", defaultValue = "5m", description = "Model size: tiny, 5m, 20m, 134m (default: ${DEFAULT-VALUE}); "
             + "--hidden/--layers/... override parts of it.")
@@ -59,7 +64,7 @@ final class PretrainCommand implements Callable<Integer> {
         ModelPreset p = ModelPreset.parse(preset);
         int h = hidden != null ? hidden : p.hidden, nh = heads != null ? heads : p.heads;
         if (h % nh != 0) throw new RopewayException("--hidden " + h + " is not divisible by --heads " + nh);
-        Pretraining.ModelShape shape = new Pretraining.ModelShape(h, ffn != null ? ffn : p.ffn,
+        Pretraining.ModelShape shape = new Pretraining.ModelShape(InitCommand.architecture(arch), h, ffn != null ? ffn : p.ffn,
                 layers != null ? layers : p.layers, nh, kvHeads != null ? kvHeads : Math.min(nh, p.kvHeads), h / nh, theta);
         OptimizerSettings opt = training.optimizer();
         Trainer.Settings settings = training.settings(seq, 0);

@@ -1,5 +1,6 @@
 package dev.ropeway.model;
 
+import dev.ropeway.RopewayException;
 import dev.ropeway.io.CheckpointException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.SafeTensors;
@@ -27,6 +28,36 @@ public final class CheckpointWriter {
     private CheckpointWriter() {}
 
     /** The config.json map of a Llama with the given sizes and RoPE method. */
+    /**
+     * {@link #llamaConfig} as a config.json of another architecture whose checkpoints keep separate projections
+     * (Mistral without a sliding window, Qwen2 with its query, key and value biases, Qwen3 with its query and key
+     * norms), with the keys and defaults transformers writes for it.
+     */
+    public static Map<String, Object> config(Architecture arch, int vocab, int hidden, int ffn, int layers, int heads,
+                                             int kvHeads, int headDim, long maxPositions, RopeScaling rope, boolean tied) {
+        if (arch.stacksProjections())
+            throw new RopewayException(arch.hfClass() + " stacks its projections; a fresh checkpoint can be llama, mistral, qwen2 or qwen3");
+        Map<String, Object> c = llamaConfig(vocab, hidden, ffn, layers, heads, kvHeads, headDim, maxPositions, rope, tied);
+        c.put("architectures", java.util.List.of(arch.hfClass()));
+        c.put("model_type", arch.modelType());
+        switch (arch) {
+            case MISTRAL -> {
+                c.remove("attention_bias");
+                c.remove("mlp_bias");
+                c.put("sliding_window", null);   // transformers' default for Mistral is 4096; null is none
+            }
+            case QWEN2, QWEN3 -> {
+                if (arch == Architecture.QWEN2) c.remove("attention_bias");   // Qwen2 always has q, k and v biases
+                c.remove("mlp_bias");
+                c.put("rms_norm_eps", 1e-6);
+                c.put("use_sliding_window", false);
+                c.put("sliding_window", null);
+            }
+            default -> { }
+        }
+        return c;
+    }
+
     public static Map<String, Object> llamaConfig(int vocab, int hidden, int ffn, int layers, int heads, int kvHeads,
                                                   int headDim, long maxPositions, RopeScaling rope, boolean tied) {
         Map<String, Object> c = new LinkedHashMap<>();
@@ -97,12 +128,16 @@ public final class CheckpointWriter {
             java.util.Arrays.fill(data, 1f);
             w.add(name, data, n);
         };
+        BiConsumer<String, Integer> zeros = (name, n) -> w.add(name, new float[n], n);
         long h = c.hiddenSize();
+        int hidden = c.hiddenSize(), ffn = c.intermediateSize();
+        if (c.architecture().stacksProjections())
+            throw new RopewayException(c.architecture().hfClass() + " stacks its projections; a random checkpoint can be llama, mistral, qwen2 or qwen3");
         matrix.accept("model.embed_tokens.weight", new long[]{c.vocabSize(), h});
         for (int i = 0; i < c.numLayers(); i++) {
             String p = "model.layers." + i + ".";
-            ones.accept(p + "input_layernorm.weight", c.hiddenSize());
-            ones.accept(p + "post_attention_layernorm.weight", c.hiddenSize());
+            ones.accept(p + "input_layernorm.weight", hidden);
+            ones.accept(p + "post_attention_layernorm.weight", hidden);
             matrix.accept(p + "self_attn.q_proj.weight", new long[]{c.qDim(), h});
             matrix.accept(p + "self_attn.k_proj.weight", new long[]{c.kvDim(), h});
             matrix.accept(p + "self_attn.v_proj.weight", new long[]{c.kvDim(), h});
@@ -110,6 +145,22 @@ public final class CheckpointWriter {
             matrix.accept(p + "mlp.gate_proj.weight", new long[]{c.intermediateSize(), h});
             matrix.accept(p + "mlp.up_proj.weight", new long[]{c.intermediateSize(), h});
             matrix.accept(p + "mlp.down_proj.weight", new long[]{h, c.intermediateSize()});
+            // Biases start at zero and norm weights at one, as transformers initialises them.
+            if (c.qkvBias()) {
+                zeros.accept(p + "self_attn.q_proj.bias", c.qDim());
+                zeros.accept(p + "self_attn.k_proj.bias", c.kvDim());
+                zeros.accept(p + "self_attn.v_proj.bias", c.kvDim());
+            }
+            if (c.outputBias()) zeros.accept(p + "self_attn.o_proj.bias", hidden);
+            if (c.mlpBias()) {
+                zeros.accept(p + "mlp.gate_proj.bias", ffn);
+                zeros.accept(p + "mlp.up_proj.bias", ffn);
+                zeros.accept(p + "mlp.down_proj.bias", hidden);
+            }
+            if (c.qkNorm()) {
+                ones.accept(p + "self_attn.q_norm.weight", c.headDim());
+                ones.accept(p + "self_attn.k_norm.weight", c.headDim());
+            }
         }
         ones.accept("model.norm.weight", c.hiddenSize());
         if (!c.tieWordEmbeddings()) matrix.accept("lm_head.weight", new long[]{c.vocabSize(), h});

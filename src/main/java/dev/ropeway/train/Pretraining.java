@@ -4,6 +4,7 @@ import dev.ropeway.RopewayException;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.Tokenizer;
 import dev.ropeway.io.Tokenizers;
+import dev.ropeway.model.Architecture;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
 import dev.ropeway.model.TrainableModel;
@@ -25,7 +26,14 @@ import java.util.function.Consumer;
 public final class Pretraining {
 
     /** Model sizes; the vocabulary comes from the tokenizer. */
-    public record ModelShape(int hidden, int ffn, int layers, int heads, int kvHeads, int headDim, double ropeTheta) {}
+    /** The fresh model: its architecture (llama, mistral, qwen2 or qwen3) and sizes. */
+    public record ModelShape(Architecture architecture, int hidden, int ffn, int layers, int heads, int kvHeads, int headDim,
+                             double ropeTheta) {
+        /** A Llama. */
+        public ModelShape(int hidden, int ffn, int layers, int heads, int kvHeads, int headDim, double ropeTheta) {
+            this(Architecture.LLAMA, hidden, ffn, layers, heads, kvHeads, headDim, ropeTheta);
+        }
+    }
 
     public record Options(Path corpus, Path tokenizer, Path out, ModelShape shape, Trainer.Settings settings,
                           OptimizerSettings optimizer, boolean resume) {}
@@ -58,8 +66,8 @@ public final class Pretraining {
             model = TrainableModel.load(backend, latest.get());
         } else {
             ModelShape s = o.shape();
-            configJson = CheckpointWriter.llamaConfig(vocab, s.hidden(), s.ffn(), s.layers(), s.heads(), s.kvHeads(),
-                    s.headDim(), o.settings().seq(), new DefaultRope(s.ropeTheta(), s.headDim()), false);
+            configJson = CheckpointWriter.config(s.architecture(), vocab, s.hidden(), s.ffn(), s.layers(), s.heads(),
+                    s.kvHeads(), s.headDim(), o.settings().seq(), new DefaultRope(s.ropeTheta(), s.headDim()), false);
             configJson.put("bos_token_id", data.bos());
             configJson.put("eos_token_id", eos);
             model = TrainableModel.random(backend, ModelConfig.parse(configJson, "pretraining config"), o.settings().seed());
