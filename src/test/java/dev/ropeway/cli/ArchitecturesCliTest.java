@@ -1,6 +1,5 @@
 package dev.ropeway.cli;
 
-import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import dev.ropeway.io.WeightStore;
 import org.junit.jupiter.api.Test;
@@ -52,13 +51,7 @@ class ArchitecturesCliTest {
 
     @Test
     void qwenModelsPretrainTheirBiasesAndNorms(@TempDir Path tmp) throws Exception {
-        Path corpus = Files.createDirectories(tmp.resolve("corpus"));
-        StringBuilder text = new StringBuilder();
-        for (int i = 0; i < 400; i++) text.append("the cat sat on the mat number ").append(i % 7).append(".\n");
-        Files.writeString(corpus.resolve("a.txt"), text);
-        Path tok = Files.createDirectories(tmp.resolve("tok"));
-        ByteLevelBpeFixture.write(tok);
-        Json.writeAtomic(tok.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        Path corpus = PretrainCliTest.corpus(tmp), tok = PretrainCliTest.tokenizer(tmp);
         for (String arch : List.of("qwen2", "qwen3")) {
             Path out = tmp.resolve(arch);
             CliRunner.Result r = CliRunner.run("pretrain", "--arch", arch, "--corpus", corpus.toString(), "--tokenizer",

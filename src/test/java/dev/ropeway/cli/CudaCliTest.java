@@ -2,7 +2,6 @@ package dev.ropeway.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.ropeway.cuda.CudaBackend;
-import dev.ropeway.io.ByteLevelBpeFixture;
 import dev.ropeway.io.Json;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -12,7 +11,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -28,15 +26,6 @@ class CudaCliTest {
     @BeforeAll
     static void gpu() {
         assumeTrue(CudaBackend.isAvailable(), "no NVIDIA GPU here");
-    }
-
-    private static Path corpus(Path tmp) throws Exception {
-        Path corpus = Files.createDirectories(tmp.resolve("corpus"));
-        StringBuilder text = new StringBuilder();
-        for (int i = 0; i < 400; i++) text.append("the cat sat on the mat number ").append(i % 7).append(".\n");
-        Files.writeString(corpus.resolve("a.txt"), text);
-        Files.writeString(corpus.resolve("b.jsonl"), "{\"text\": \"" + "the other dog ran. ".repeat(200) + "\"}\n");
-        return corpus;
     }
 
     private static String[] pretrain(Path corpus, Path tok, Path out, String device, String matmul, int steps, String... more) {
@@ -68,10 +57,7 @@ class CudaCliTest {
 
     @Test
     void pretrainResumeScoreAndGenerateOnTheGpu(@TempDir Path tmp) throws Exception {
-        Path corpus = corpus(tmp);
-        Path tok = Files.createDirectories(tmp.resolve("tok"));
-        ByteLevelBpeFixture.write(tok);
-        Json.writeAtomic(tok.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        Path corpus = PretrainCliTest.corpus(tmp), tok = PretrainCliTest.tokenizer(tmp);
 
         Path cpu = tmp.resolve("cpu"), gpu = tmp.resolve("gpu"), resumed = tmp.resolve("resumed");
         CliRunner.Result c = CliRunner.run(pretrain(corpus, tok, cpu, "cpu", "fp32", 6));

@@ -17,14 +17,7 @@ class PretrainCliTest {
 
     @Test
     void pretrainsResumesAndTheResultScores(@TempDir Path tmp) throws Exception {
-        Path corpus = Files.createDirectories(tmp.resolve("corpus"));
-        StringBuilder text = new StringBuilder();
-        for (int i = 0; i < 400; i++) text.append("the cat sat on the mat number ").append(i % 7).append(".\n");
-        Files.writeString(corpus.resolve("a.txt"), text);
-        Files.writeString(corpus.resolve("b.jsonl"), "{\"text\": \"" + "the other dog ran. ".repeat(200) + "\"}\n");
-        Path tok = Files.createDirectories(tmp.resolve("tok"));
-        ByteLevelBpeFixture.write(tok);
-        Json.writeAtomic(tok.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        Path corpus = corpus(tmp), tok = tokenizer(tmp);
         Path out = tmp.resolve("run");
         String[] common = {"pretrain", "--corpus", corpus.toString(), "--tokenizer", tok.toString(), "--out", out.toString(),
                 "--preset", "tiny", "--hidden", "32", "--ffn", "64", "--layers", "2", "--heads", "2", "--seq", "32",
@@ -53,6 +46,24 @@ class PretrainCliTest {
         CliRunner.Result score = CliRunner.run("score", "--model", out.toString(), "--text", "the cat sat on the mat", "--json");
         assertEquals(0, score.exitCode(), score.err());
         assertTrue(score.out().contains("loss"), score.out());
+    }
+
+    /** A tiny corpus folder: a text file and a JSON-lines file of repetitive sentences. */
+    static Path corpus(Path tmp) throws java.io.IOException {
+        Path corpus = Files.createDirectories(tmp.resolve("corpus"));
+        StringBuilder text = new StringBuilder();
+        for (int i = 0; i < 400; i++) text.append("the cat sat on the mat number ").append(i % 7).append(".\n");
+        Files.writeString(corpus.resolve("a.txt"), text);
+        Files.writeString(corpus.resolve("b.jsonl"), "{\"text\": \"" + "the other dog ran. ".repeat(200) + "\"}\n");
+        return corpus;
+    }
+
+    /** The test byte-level BPE with BOS and EOS tokens declared (training packs documents with BOS between them). */
+    static Path tokenizer(Path tmp) throws java.io.IOException {
+        Path tok = Files.createDirectories(tmp.resolve("tok"));
+        ByteLevelBpeFixture.write(tok);
+        Json.writeAtomic(tok.resolve("tokenizer_config.json"), Map.of("bos_token", "<s>", "eos_token", "</s>"));
+        return tok;
     }
 
     private static String[] concat(String[] a, String... b) {
