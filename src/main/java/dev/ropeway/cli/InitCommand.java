@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -49,7 +50,7 @@ final class InitCommand implements Callable<Integer> {
     /** {@code --arch}: the architectures a fresh checkpoint can have (Phi-3's stacked projections are not written). */
     static Architecture architecture(String name) {
         for (Architecture a : Architecture.values()) {
-            if (!a.modelType().equals(name.toLowerCase(java.util.Locale.ROOT))) continue;
+            if (!a.modelType().equals(name.toLowerCase(Locale.ROOT))) continue;
             if (a.stacksProjections())
                 throw new RopewayException("--arch " + name + ": a fresh checkpoint is llama, mistral, qwen2 or qwen3 (" + a.hfClass()
                         + " stacks its projections; its checkpoints are read and fine-tuned, not created)");

@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 /**
  * A bundle's {@code lib/ropeway.aot}: the JDK's AOT cache (JEP 483, 514, 515), the classes Ropeway loads already
@@ -59,7 +60,6 @@ final class StartupCache {
     }
 
     private static List<String> command(Path bundle) {
-        return java.util.stream.Stream.concat(java.util.stream.Stream.of(bundle.resolve(Bundle.LAUNCHER).toString()),
-                TRAINING_RUN.stream()).toList();
+        return Stream.concat(Stream.of(bundle.resolve(Bundle.LAUNCHER).toString()), TRAINING_RUN.stream()).toList();
     }
 }

@@ -38,7 +38,7 @@ public final class CheckpointWriter {
         if (arch.stacksProjections())
             throw new RopewayException(arch.hfClass() + " stacks its projections; a fresh checkpoint can be llama, mistral, qwen2 or qwen3");
         Map<String, Object> c = llamaConfig(vocab, hidden, ffn, layers, heads, kvHeads, headDim, maxPositions, rope, tied);
-        c.put("architectures", java.util.List.of(arch.hfClass()));
+        c.put("architectures", List.of(arch.hfClass()));
         c.put("model_type", arch.modelType());
         switch (arch) {
             case MISTRAL -> {
