@@ -1,6 +1,5 @@
 package dev.ropeway.cli;
 
-import dev.ropeway.RopewayException;
 import dev.ropeway.model.Architecture;
 import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelConfig;
@@ -12,7 +11,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -47,24 +45,12 @@ final class InitCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0")
     long seed;
 
-    /** {@code --arch}: the architectures a fresh checkpoint can have (Phi-3's stacked projections are not written). */
-    static Architecture architecture(String name) {
-        for (Architecture a : Architecture.values()) {
-            if (!a.modelType().equals(name.toLowerCase(Locale.ROOT))) continue;
-            if (a.stacksProjections())
-                throw new RopewayException("--arch " + name + ": a fresh checkpoint is llama, mistral, qwen2 or qwen3 (" + a.hfClass()
-                        + " stacks its projections; its checkpoints are read and fine-tuned, not created)");
-            return a;
-        }
-        throw new RopewayException("unknown --arch '" + name + "' (llama, mistral, qwen2, qwen3)");
-    }
-
     @Override
     public Integer call() {
         ModelPreset p = ModelPreset.parse(preset);
         RopeContext ctx = new RopeContext(p.headDim, maxPositions, 0, theta);
         RopeScaling scaling = RopeSpec.parse(rope == null ? "default" : rope, ctx);
-        Architecture a = architecture(arch);
+        Architecture a = CheckpointWriter.freshArchitecture(arch);
         Map<String, Object> config = CheckpointWriter.config(a, p.vocab, p.hidden, p.ffn, p.layers, p.heads,
                 p.kvHeads, p.headDim, maxPositions, scaling, tied);
         ModelConfig c = CheckpointWriter.writeRandom(out, config, seed);

@@ -1,6 +1,7 @@
 package dev.ropeway.cli;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.model.CheckpointWriter;
 import dev.ropeway.model.ModelPreset;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.train.OptimizerSettings;
@@ -64,7 +65,7 @@ final class PretrainCommand implements Callable<Integer> {
         ModelPreset p = ModelPreset.parse(preset);
         int h = hidden != null ? hidden : p.hidden, nh = heads != null ? heads : p.heads;
         if (h % nh != 0) throw new RopewayException("--hidden " + h + " is not divisible by --heads " + nh);
-        Pretraining.ModelShape shape = new Pretraining.ModelShape(InitCommand.architecture(arch), h, ffn != null ? ffn : p.ffn,
+        Pretraining.ModelShape shape = new Pretraining.ModelShape(CheckpointWriter.freshArchitecture(arch), h, ffn != null ? ffn : p.ffn,
                 layers != null ? layers : p.layers, nh, kvHeads != null ? kvHeads : Math.min(nh, p.kvHeads), h / nh, theta);
         OptimizerSettings opt = training.optimizer();
         Trainer.Settings settings = training.settings(seq, 0);

@@ -15,6 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.function.BiConsumer;
@@ -35,8 +36,7 @@ public final class CheckpointWriter {
      */
     public static Map<String, Object> config(Architecture arch, int vocab, int hidden, int ffn, int layers, int heads,
                                              int kvHeads, int headDim, long maxPositions, RopeScaling rope, boolean tied) {
-        if (arch.stacksProjections())
-            throw new RopewayException(arch.hfClass() + " stacks its projections; a fresh checkpoint can be llama, mistral, qwen2 or qwen3");
+        requireWritable(arch);
         Map<String, Object> c = llamaConfig(vocab, hidden, ffn, layers, heads, kvHeads, headDim, maxPositions, rope, tied);
         c.put("architectures", List.of(arch.hfClass()));
         c.put("model_type", arch.modelType());
@@ -56,6 +56,21 @@ public final class CheckpointWriter {
             default -> { }
         }
         return c;
+    }
+
+    /** The architecture a fresh checkpoint of {@code modelType} (llama, mistral, qwen2 or qwen3) has. */
+    public static Architecture freshArchitecture(String modelType) {
+        for (Architecture a : Architecture.values()) {
+            if (a.modelType().equals(modelType.toLowerCase(Locale.ROOT))) return requireWritable(a);
+        }
+        throw new RopewayException("unknown architecture '" + modelType + "' (llama, mistral, qwen2, qwen3)");
+    }
+
+    private static Architecture requireWritable(Architecture arch) {
+        if (arch.stacksProjections())
+            throw new RopewayException("a fresh checkpoint is llama, mistral, qwen2 or qwen3, not " + arch.modelType() + " ("
+                    + arch.hfClass() + " stacks its projections; its checkpoints are read and fine-tuned, not created)");
+        return arch;
     }
 
     public static Map<String, Object> llamaConfig(int vocab, int hidden, int ffn, int layers, int heads, int kvHeads,
@@ -131,8 +146,7 @@ public final class CheckpointWriter {
         BiConsumer<String, Integer> zeros = (name, n) -> w.add(name, new float[n], n);
         long h = c.hiddenSize();
         int hidden = c.hiddenSize(), ffn = c.intermediateSize();
-        if (c.architecture().stacksProjections())
-            throw new RopewayException(c.architecture().hfClass() + " stacks its projections; a random checkpoint can be llama, mistral, qwen2 or qwen3");
+        requireWritable(c.architecture());
         matrix.accept("model.embed_tokens.weight", new long[]{c.vocabSize(), h});
         for (int i = 0; i < c.numLayers(); i++) {
             String p = "model.layers." + i + ".";
