@@ -75,15 +75,19 @@ final class HalfGemm {
     private static void columns4(int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                                  MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0, long y1, long y2, long y3) {
         float[] lanes = new float[LANES];
+        long seen = 0;
         int bound = F.loopBound(k);
         long a0 = x0 * 4, a1 = x1 * 4, a2 = x2 * 4, a3 = x3 * 4, step = (long) ldw * 2;
+        int lines = ReadAhead.count(AHEAD2, 2L * step);
         int j = c0;
         for (; j + 2 <= c1; j += 2) {
             long b0 = (wOffset + (long) j * ldw) * 2;
             FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
             int i = 0;
+            long ahead = ReadAhead.from(w, b0, b0 + 2 * step, 2L * step);
             for (; i < bound; i += LANES) {
                 long o = i * 4L;
+                seen += ReadAhead.lines(w, ahead + o, lines);
                 FloatVector w0 = wide(w, b0 + i * 2L);
                 FloatVector w1 = wide(w, b0 + step + i * 2L);
                 FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
@@ -104,6 +108,7 @@ final class HalfGemm {
             store2(false, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
             store2(false, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
         }
+        ReadAhead.keep(seen);
         if (j < c1) {
             for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
                 columns(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
@@ -114,15 +119,19 @@ final class HalfGemm {
     private static void columns4F16(int c0, int c1, int k, MemorySegment a, long x0, long x1, long x2, long x3,
                                     MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0, long y1, long y2, long y3) {
         float[] lanes = new float[LANES];
+        long seen = 0;
         int bound = F.loopBound(k);
         long a0 = x0 * 4, a1 = x1 * 4, a2 = x2 * 4, a3 = x3 * 4, step = (long) ldw * 2;
+        int lines = ReadAhead.count(AHEAD2, 2L * step);
         int j = c0;
         for (; j + 2 <= c1; j += 2) {
             long b0 = (wOffset + (long) j * ldw) * 2;
             FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
             int i = 0;
+            long ahead = ReadAhead.from(w, b0, b0 + 2 * step, 2L * step);
             for (; i < bound; i += LANES) {
                 long o = i * 4L;
+                seen += ReadAhead.lines(w, ahead + o, lines);
                 FloatVector w0 = wideF16(w, b0 + i * 2L);
                 FloatVector w1 = wideF16(w, b0 + step + i * 2L);
                 FloatVector x = FloatVector.fromMemorySegment(F, a, a0 + o, NATIVE);
@@ -143,6 +152,7 @@ final class HalfGemm {
             store2(true, Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), i, k, a, a2, w, b0, step, c, (y2 + j) * 4);
             store2(true, Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), i, k, a, a3, w, b0, step, c, (y3 + j) * 4);
         }
+        ReadAhead.keep(seen);
         if (j < c1) {
             for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
                 columnsF16(j, c1, k, a, row[0], w, wOffset, ldw, c, row[1]);
@@ -228,6 +238,9 @@ final class HalfGemm {
         return true;
     }
 
+    /** Cache lines read ahead per step of the kernels taking four rows of W at a time, and two ({@link ReadAhead}). */
+    private static final int AHEAD4 = ReadAhead.perStep(4 * LANES * 2), AHEAD2 = ReadAhead.perStep(2 * LANES * 2);
+
     /** The bits a shifted, sign-extended float16 keeps: sign, 5 exponent bits, 10 mantissa bits. */
     private static final int F16_BITS = 0x8FFFE000;
     /** 2^(127 - 15): the gap between the float32 and float16 exponent biases. */
@@ -237,14 +250,17 @@ final class HalfGemm {
     private static void columns(int c0, int c1, int k, MemorySegment a, long x0,
                                 MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0) {
         float[] lanes = new float[LANES];
-        int bound = F.loopBound(k);
+        long seen = 0;
+        int bound = F.loopBound(k), lines = ReadAhead.count(AHEAD4, 8L * ldw);
         long aRow = x0 * Float.BYTES;
         int j = c0;
         for (; j + 4 <= c1; j += 4) {
             long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
             FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
             int i = 0;
+            long ahead = ReadAhead.from(w, w0, w0 + 4 * step, 4L * step);
             for (; i < bound; i += LANES) {
+                seen += ReadAhead.lines(w, ahead + i * 8L, lines);
                 FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
                 s0 = wide(w, w0 + i * 2L).fma(x, s0);
                 s1 = wide(w, w0 + step + i * 2L).fma(x, s1);
@@ -275,20 +291,24 @@ final class HalfGemm {
             for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * value(w, w0 + i * 2L);
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, d);
         }
+        ReadAhead.keep(seen);
     }
 
     /** The decode kernel of {@link Gemv}, with W read as float16 (all finite): same lanes, same order of sums. */
     private static void columnsF16(int c0, int c1, int k, MemorySegment a, long x0,
                                    MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0) {
         float[] lanes = new float[LANES];
-        int bound = F.loopBound(k);
+        long seen = 0;
+        int bound = F.loopBound(k), lines = ReadAhead.count(AHEAD4, 8L * ldw);
         long aRow = x0 * Float.BYTES;
         int j = c0;
         for (; j + 4 <= c1; j += 4) {
             long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
             FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
             int i = 0;
+            long ahead = ReadAhead.from(w, w0, w0 + 4 * step, 4L * step);
             for (; i < bound; i += LANES) {
+                seen += ReadAhead.lines(w, ahead + i * 8L, lines);
                 FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
                 s0 = wideF16(w, w0 + i * 2L).fma(x, s0);
                 s1 = wideF16(w, w0 + step + i * 2L).fma(x, s1);
@@ -319,6 +339,7 @@ final class HalfGemm {
             for (; i < k; i++) d += a.get(JAVA_FLOAT, aRow + i * 4L) * valueF16(w, w0 + i * 2L);
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, d);
         }
+        ReadAhead.keep(seen);
     }
 
     private static float value(MemorySegment w, long byteOffset) {

@@ -88,13 +88,18 @@ final class Q8Gemm {
     private static void columns1(int c0, int c1, int k, MemorySegment a, long x0, MemorySegment q, MemorySegment s,
                                  long wOffset, int ldw, MemorySegment c, long y0) {
         float[] lanes = new float[LANES];
+        long seen = 0;
+        int lines = ReadAhead.count(1, 4L * ldw * DType.Q8_0.blockBytes() / BLOCK);
         long aRow = x0 * 4;
         int j = c0;
         for (; j + 4 <= c1; j += 4) {
             long w0 = wOffset + (long) j * ldw, b0 = w0 / BLOCK, blocks = ldw / BLOCK;
             FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+            long qAhead = ReadAhead.from(q, w0, w0 + 4L * ldw, 4L * ldw);
+            long sAhead = ReadAhead.from(s, b0 * Float.BYTES, (b0 + 4 * blocks) * Float.BYTES, 4 * blocks * Float.BYTES);
             for (int i0 = 0; i0 < k; i0 += BLOCK) {
-                long b = b0 + i0 / BLOCK;
+                long b = b0 + i0 / BLOCK, p = qAhead + 4L * i0;
+                seen += ReadAhead.lines(q, p, 2 * lines) + ReadAhead.lines(s, sAhead + 4L * (b - b0) * Float.BYTES, lines);
                 float d0 = s.getAtIndex(JAVA_FLOAT, b), d1 = s.getAtIndex(JAVA_FLOAT, b + blocks);
                 float d2 = s.getAtIndex(JAVA_FLOAT, b + 2 * blocks), d3 = s.getAtIndex(JAVA_FLOAT, b + 3 * blocks);
                 for (int i = i0; i < i0 + BLOCK; i += LANES) {
@@ -121,6 +126,7 @@ final class Q8Gemm {
             }
             c.set(JAVA_FLOAT, (y0 + j) * Float.BYTES, Gemv.sum(acc, lanes));
         }
+        ReadAhead.keep(seen);
     }
 
     /**
@@ -131,12 +137,17 @@ final class Q8Gemm {
                                  MemorySegment q, MemorySegment s, long wOffset, int ldw,
                                  MemorySegment c, long y0, long y1, long y2, long y3) {
         float[] lanes = new float[LANES];
+        long seen = 0;
+        int lines = ReadAhead.count(1, 2L * ldw * DType.Q8_0.blockBytes() / BLOCK);
         long a0 = x0 * 4, a1 = x1 * 4, a2 = x2 * 4, a3 = x3 * 4;
         int j = c0;
         for (; j + 2 <= c1; j += 2) {
             long w0 = wOffset + (long) j * ldw, b0 = w0 / BLOCK, blocks = ldw / BLOCK;
             FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+            long qAhead = ReadAhead.from(q, w0, w0 + 2L * ldw, 2L * ldw);
+            long sAhead = ReadAhead.from(s, b0 * Float.BYTES, (b0 + 2 * blocks) * Float.BYTES, 2 * blocks * Float.BYTES);
             for (int i0 = 0; i0 < k; i0 += BLOCK) {
+                seen += ReadAhead.lines(q, qAhead + 2L * i0, lines) + ReadAhead.lines(s, sAhead + 2L * (i0 / BLOCK) * Float.BYTES, lines);
                 float d0 = s.getAtIndex(JAVA_FLOAT, b0 + i0 / BLOCK), d1 = s.getAtIndex(JAVA_FLOAT, b0 + blocks + i0 / BLOCK);
                 for (int i = i0; i < i0 + BLOCK; i += LANES) {
                     long o = i * 4L;
@@ -160,6 +171,7 @@ final class Q8Gemm {
             store2(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
             store2(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
         }
+        ReadAhead.keep(seen);
         if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
             columns1(j, c1, k, a, row[0], q, s, wOffset, ldw, c, row[1]);
     }
@@ -172,13 +184,18 @@ final class Q8Gemm {
     private static void columns2(int c0, int c1, int k, MemorySegment a, long x0, long x1, MemorySegment q, MemorySegment s,
                                  long wOffset, int ldw, MemorySegment c, long y0, long y1) {
         float[] lanes = new float[LANES];
+        long seen = 0;
+        int lines = ReadAhead.count(1, 4L * ldw * DType.Q8_0.blockBytes() / BLOCK);
         long a0 = x0 * 4, a1 = x1 * 4;
         int j = c0;
         for (; j + 4 <= c1; j += 4) {
             long w0 = wOffset + (long) j * ldw, b0 = w0 / BLOCK, blocks = ldw / BLOCK;
             FloatVector s00 = FloatVector.zero(F), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+            long qAhead = ReadAhead.from(q, w0, w0 + 4L * ldw, 4L * ldw);
+            long sAhead = ReadAhead.from(s, b0 * Float.BYTES, (b0 + 4 * blocks) * Float.BYTES, 4 * blocks * Float.BYTES);
             for (int i0 = 0; i0 < k; i0 += BLOCK) {
-                long b = b0 + i0 / BLOCK;
+                long b = b0 + i0 / BLOCK, p = qAhead + 4L * i0;
+                seen += ReadAhead.lines(q, p, 2 * lines) + ReadAhead.lines(s, sAhead + 4L * (b - b0) * Float.BYTES, lines);
                 float d0 = s.getAtIndex(JAVA_FLOAT, b), d1 = s.getAtIndex(JAVA_FLOAT, b + blocks);
                 float d2 = s.getAtIndex(JAVA_FLOAT, b + 2 * blocks), d3 = s.getAtIndex(JAVA_FLOAT, b + 3 * blocks);
                 for (int i = i0; i < i0 + BLOCK; i += LANES) {
@@ -202,6 +219,7 @@ final class Q8Gemm {
             store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
             store2(Gemv.sum(s12, lanes), Gemv.sum(s13, lanes), c, (y1 + j + 2) * 4);
         }
+        ReadAhead.keep(seen);
         if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}})
             columns1(j, c1, k, a, row[0], q, s, wOffset, ldw, c, row[1]);
     }
