@@ -306,9 +306,17 @@ final class HalfGemm {
             long w0 = (wOffset + (long) j * ldw) * 2, step = (long) ldw * 2;
             FloatVector s0 = FloatVector.zero(F), s1 = FloatVector.zero(F), s2 = FloatVector.zero(F), s3 = FloatVector.zero(F);
             int i = 0;
-            long ahead = ReadAhead.from(w, w0, w0 + 4 * step, 4L * step);
+            long ahead = ReadAhead.from(w, w0, w0 + 4 * step, 4L * step), rowBytes = 2L * k;
+            boolean next = w0 + 8 * step <= w.byteSize();
             for (; i < bound; i += LANES) {
-                seen += ReadAhead.lines(w, ahead + i * 8L, lines);
+                if (lines > 0) {
+                    seen += ReadAhead.lines(w, ahead + i * 8L, lines);
+                } else {
+                    // Long rows: each row DISTANCE bytes ahead, past its end the next group's row.
+                    long off = i * 2L + ReadAhead.DISTANCE;
+                    long at = off < rowBytes ? w0 + off : next ? w0 + 4 * step + off - rowBytes : w0 + rowBytes - 1;
+                    seen += ReadAhead.line(w, at) + ReadAhead.line(w, at + step) + ReadAhead.line(w, at + 2 * step) + ReadAhead.line(w, at + 3 * step);
+                }
                 FloatVector x = FloatVector.fromMemorySegment(F, a, aRow + i * 4L, NATIVE);
                 s0 = wideF16(w, w0 + i * 2L).fma(x, s0);
                 s1 = wideF16(w, w0 + step + i * 2L).fma(x, s1);
