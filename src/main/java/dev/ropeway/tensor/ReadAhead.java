@@ -32,11 +32,11 @@ final class ReadAhead {
 
     /**
      * The bytes at {@code at}, {@code at + LINE}, ... ({@code count} of them: one per cache line) of {@code s}, summed.
-     * Kernels pass a constant count, so the JIT unrolls the loop.
+     * The count is the same for every step of a kernel's call ({@link #count}: its per-step lines, or 0).
      */
     static long lines(MemorySegment s, long at, int count) {
         long sum = 0;
-        for (int t = 0; t < count; t++) sum += s.get(JAVA_BYTE, at + (long) t * LINE);
+        for (int t = 0; t < count; t++) sum += line(s, at + (long) t * LINE);
         return sum;
     }
 
