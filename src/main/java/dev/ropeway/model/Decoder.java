@@ -249,13 +249,7 @@ public final class Decoder implements AutoCloseable {
             int m = (int) Math.min(length(), n);
             while (same < m && tokens[same] == other.tokens[same]) same++;
         }
-        long width = config.kvDim();
-        for (int l = 0; l < config.numLayers(); l++) {
-            backend.copy(cache.keys(l), same * width, other.cache.keys(l), same * width, (n - same) * width);
-            backend.copy(cache.values(l), same * width, other.cache.values(l), same * width, (n - same) * width);
-            if (cache.keepsRawKeys())
-                backend.copy(cache.rawKeys(l), same * width, other.cache.rawKeys(l), same * width, (n - same) * width);
-        }
+        cache.copyRows(other.cache, same, n);
         System.arraycopy(other.tokens, same, tokens, same, n - same);
         oneFrequency = otherOneFrequency && (same == 0 || oneFrequency);
         lengthIs(n, freq);
@@ -374,8 +368,8 @@ public final class Decoder implements AutoCloseable {
                 RotaryTable queries = made.add(backend.rotaryTable(plan.positions(), plan.invFreq(), scale * scale));
                 RotaryTable keys = scale == 1f ? queries : made.add(backend.rotaryTable(plan.positions(), plan.invFreq(), 1f));
                 rows.add(new Transformer.SequenceRow(queries, keys, d.attentionShape(p, 1), l -> new Transformer.LayerKv(
-                        cache.rows(cache.keys(l), p, 1), cache.rows(cache.values(l), p, 1),
-                        cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, 1) : null, cache.keys(l), cache.values(l), null)));
+                        cache.keys(l), cache.values(l), cache.keepsRawKeys() ? cache.rawKeys(l) : null,
+                        cache.keys(l), cache.values(l), null)));
             }
             backend.embedding(x, model.weights().embedding(), ids, h);
             model.layers(x, rows);
@@ -411,8 +405,8 @@ public final class Decoder implements AutoCloseable {
 
     /** Attention of {@code n} new tokens after {@code p} cached ones, over this decoder's cache. */
     AttentionShape attentionShape(long p, int n) {
-        return new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
-                config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow());
+        return cache.layout(new AttentionShape(1, n, p + n, cache.capacity(), p, config.numHeads(), config.numKvHeads(),
+                config.headDim(), (float) (1.0 / Math.sqrt(config.headDim()))).withWindow(config.slidingWindow()));
     }
 
     private void checkTokens(int[] ids) {
@@ -439,11 +433,35 @@ public final class Decoder implements AutoCloseable {
             throw new IllegalStateException("frequencies changed but the cache keeps no unrotated keys");
         oneFrequency = false;
         if (!cache.narrow()) {
+            // Row by row, one range of p rows of every head; head by head, a range of p rows of one head each.
+            int heads = cache.headMajor() ? 1 : config.numKvHeads();
             try (RotaryTable table = backend.rotaryTable(positions(0, p), freq, 1f)) {
                 for (int l = 0; l < config.numLayers(); l++) {
-                    Tensor keys = cache.rows(cache.keys(l), 0, p);
-                    backend.copy(keys, 0, cache.rows(cache.rawKeys(l), 0, p), 0, p * config.kvDim());
-                    backend.rotary(keys, table, p, config.numKvHeads(), config.headDim());
+                    Tensor keys = cache.keys(l), raw = cache.rawKeys(l);
+                    cache.forEachRange(0, p, (at, length) -> {
+                        Tensor range = backend.view(keys, at, length);
+                        backend.copy(range, 0, raw, at, length);
+                        backend.rotary(range, table, p, heads, config.headDim());
+                    });
+                }
+            }
+        } else if (cache.headMajor()) {
+            // A narrow cache laid out head by head: each head's rows rotated in float32 a block at a time.
+            int dim = config.headDim();
+            long block = Math.max(1, Math.min(p, backend.blockFloats() / dim / 4));
+            try (Tensor wide = backend.allocate(block * dim)) {
+                for (long from = 0; from < p; from += block) {
+                    long n = Math.min(block, p - from);
+                    try (RotaryTable table = backend.rotaryTable(positions(from, (int) n), freq, 1f)) {
+                        for (int l = 0; l < config.numLayers(); l++) {
+                            Tensor keys = cache.keys(l), raw = cache.rawKeys(l);
+                            cache.forEachRange(from, n, (at, length) -> {
+                                backend.copy(wide, 0, raw, at, length);
+                                backend.rotary(wide, table, n, 1, dim);
+                                backend.copy(keys, at, wide, 0, length);
+                            });
+                        }
+                    }
                 }
             }
         } else {
@@ -480,21 +498,22 @@ public final class Decoder implements AutoCloseable {
         float scale = plan.attentionScale();
         AttentionShape shape = attentionShape(p, n);
         long kvFloats = (long) n * config.kvDim();
-        boolean narrow = cache.narrow();
+        // New rows are computed into the cache's own rows where it is float32 and row by row; otherwise into float32
+        // scratch, stored after rotation (rounded, or laid out head by head).
+        boolean narrow = cache.narrow() || cache.headMajor();
         try (Tensor x = backend.allocate((long) n * h);
              RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
              RotaryTable keys = scale == 1f ? null : backend.rotaryTable(pos, plan.invFreq(), 1f);
-             // A narrow cache's new rows are computed in float32 here and copied in after rotation.
              Tensor newKeys = narrow ? backend.allocate(kvFloats) : null;
              Tensor newValues = narrow ? backend.allocate(kvFloats) : null;
              Tensor newRaw = narrow && cache.keepsRawKeys() ? backend.allocate(kvFloats) : null) {
             backend.embedding(x, model.weights().embedding(), ids, h);
-            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> {
-                Transformer.LayerKv rows = new Transformer.LayerKv(cache.rows(cache.keys(l), p, n),
-                        cache.rows(cache.values(l), p, n), cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, n) : null,
-                        cache.keys(l), cache.values(l), null);
-                return narrow ? new Transformer.LayerKv(newKeys, newValues, newRaw, cache.keys(l), cache.values(l), rows) : rows;
-            });
+            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> narrow
+                    ? new Transformer.LayerKv(newKeys, newValues, newRaw, cache.keys(l), cache.values(l),
+                            new Transformer.LayerKv(null, null, cache.keepsRawKeys() ? cache.rawKeys(l) : null,
+                                    cache.keys(l), cache.values(l), null))
+                    : new Transformer.LayerKv(cache.rows(cache.keys(l), p, n), cache.rows(cache.values(l), p, n),
+                            cache.keepsRawKeys() ? cache.rows(cache.rawKeys(l), p, n) : null, cache.keys(l), cache.values(l), null));
             System.arraycopy(ids, 0, tokens, (int) p, n);
             appended(p, plan.invFreq());
             lengthIs(p + n, plan.invFreq());
@@ -603,10 +622,10 @@ public final class Decoder implements AutoCloseable {
             for (int l = 0; l < config.numLayers(); l++)
                 for (Tensor t : new Tensor[]{cache.keys(l), cache.values(l), cache.rawKeys(l)})
                     if (t != null)
-                        for (long row = 0; row < n; row += blockRows) {
-                            long rows = Math.min(blockRows, n - row);
-                            backend.copy(t, row * kvd, src, 0, rows * kvd);
-                        }
+                        cache.forEachRange(0, n, (at, length) -> {
+                            for (long i = 0; i < length; i += block.length)
+                                backend.copy(t, at + i, src, 0, Math.min(block.length, length - i));
+                        });
         }
         for (int i = 0; i < n; i++) tokens[i] = r.nextInt(config.vocabSize());
         oneFrequency = false;

@@ -1,6 +1,7 @@
 package dev.ropeway.model;
 
 import dev.ropeway.RopewayException;
+import dev.ropeway.tensor.AttentionShape;
 import dev.ropeway.tensor.Backend;
 import dev.ropeway.tensor.Tensor;
 
@@ -15,9 +16,11 @@ import dev.ropeway.tensor.Tensor;
 public final class KvCache implements AutoCloseable {
     private final Backend backend;
     private final long capacity;
-    private final int kvDim;
+    private final int kvDim, kvHeads, headDim;
     private final Tensor[] keys, values, rawKeys;
     private final int elementBytes;
+    /** Whether rows are laid out head by head ({@link Backend#kvHeadMajor}). */
+    private final boolean headMajor;
     private long length;
     private float[] frequencies;
 
@@ -25,7 +28,10 @@ public final class KvCache implements AutoCloseable {
         this.backend = backend;
         this.capacity = capacity;
         this.kvDim = config.kvDim();
+        this.kvHeads = config.numKvHeads();
+        this.headDim = config.headDim();
         this.elementBytes = backend.kvBytesPerElement();
+        this.headMajor = backend.kvHeadMajor();
         int layers = config.numLayers();
         keys = new Tensor[layers];
         values = new Tensor[layers];
@@ -66,6 +72,17 @@ public final class KvCache implements AutoCloseable {
         return elementBytes < Float.BYTES;
     }
 
+    /**
+     * Whether each layer's keys and values are laid out head by head ({@code [kvHeads][capacity][headDim]}, the CPU
+     * backend's) rather than row by row; new rows then reach the cache only through {@link Backend#storeKv}.
+     */
+    public boolean headMajor() { return headMajor; }
+
+    /** {@code shape} (an attention over this cache) in this cache's layout. */
+    AttentionShape layout(AttentionShape shape) {
+        return shape.withKvHeadMajor(headMajor);
+    }
+
     public long capacity() { return capacity; }
 
     /** Tokens cached. */
@@ -88,9 +105,42 @@ public final class KvCache implements AutoCloseable {
 
     Tensor rawKeys(int layer) { return rawKeys == null ? null : rawKeys[layer]; }
 
-    /** Rows [from, from + rows) of a layer's tensor, as a view. */
+    /** Rows [from, from + rows) of a layer's tensor, as a view: of a cache laid out row by row only. */
     Tensor rows(Tensor t, long from, long rows) {
+        if (headMajor) throw new IllegalStateException("rows of a KV cache laid out head by head are not one range");
         return backend.view(t, from * kvDim, rows * kvDim);
+    }
+
+    /**
+     * Where rows [from, from + rows) of a layer's tensor lie: one range of {@code rows * kvDim} values for a cache laid
+     * out row by row, else one of {@code rows * headDim} per key/value head; {@code range} gets each range's first
+     * value and length.
+     */
+    void forEachRange(long from, long rows, java.util.function.BiConsumer<Long, Long> range) {
+        if (!headMajor) {
+            range.accept(from * kvDim, rows * kvDim);
+            return;
+        }
+        for (int h = 0; h < kvHeads; h++) range.accept((h * capacity + from) * headDim, rows * headDim);
+    }
+
+    /** Copies rows [from, to) of every layer's keys, values and unrotated keys from {@code other} (one layout). */
+    void copyRows(KvCache other, long from, long to) {
+        if (other.headMajor != headMajor || other.kvDim != kvDim || other.keys.length != keys.length
+                || (other.rawKeys == null) != (rawKeys == null))
+            throw new IllegalArgumentException("KV caches of different layouts");
+        if (to <= from) return;
+        for (int l = 0; l < keys.length; l++) {
+            Tensor[] dst = {keys[l], values[l], rawKeys == null ? null : rawKeys[l]};
+            Tensor[] src = {other.keys[l], other.values[l], rawKeys == null ? null : other.rawKeys[l]};
+            for (int i = 0; i < dst.length; i++) {
+                if (dst[i] == null) continue;
+                Tensor d = dst[i], s = src[i];
+                if (!headMajor) backend.copy(d, from * kvDim, s, from * kvDim, (to - from) * kvDim);
+                else for (int h = 0; h < kvHeads; h++)
+                    backend.copy(d, (h * capacity + from) * headDim, s, (h * other.capacity + from) * headDim, (to - from) * headDim);
+            }
+        }
     }
 
     /** Forgets every cached token; the memory is kept for the next sequence. */

@@ -89,7 +89,9 @@ public final class Transformer implements AutoCloseable {
     /**
      * Where a layer's attention finds its keys and values: the new rows are computed into {@code newKeys},
      * {@code newValues} (and {@code rawKeys}, unrotated), and attention reads {@code keys} and {@code values}. For a
-     * narrow KV cache the new rows are float32 scratch, copied into the cache's rows {@code stored} after rotation.
+     * narrow KV cache, or one laid out head by head, the new rows are float32 scratch, stored after rotation
+     * ({@link dev.ropeway.tensor.Backend#storeKv}, at the attention shape's new positions) into the whole caches that
+     * {@code stored} names as {@code keys}, {@code values} and {@code rawKeys}.
      */
     record LayerKv(Tensor newKeys, Tensor newValues, Tensor rawKeys, Tensor keys, Tensor values, LayerKv stored) {}
 
@@ -125,14 +127,14 @@ public final class Transformer implements AutoCloseable {
             backend.rotary(kv.newKeys(), keyTable, rows, c.numKvHeads(), c.headDim());
             if (step != null) {
                 LayerKv to = kv.stored();
-                backend.storeRow(to.keys(), kv.newKeys(), step, kvd);
-                backend.storeRow(to.values(), kv.newValues(), step, kvd);
-                if (to.rawKeys() != null) backend.storeRow(to.rawKeys(), kv.rawKeys(), step, kvd);
+                backend.storeKv(to.keys(), kv.newKeys(), shape, step);
+                backend.storeKv(to.values(), kv.newValues(), shape, step);
+                if (to.rawKeys() != null) backend.storeKv(to.rawKeys(), kv.rawKeys(), shape, step);
             } else if (kv.stored() != null) {
                 LayerKv to = kv.stored();
-                backend.copy(to.newKeys(), 0, kv.newKeys(), 0, rows * kvd);
-                backend.copy(to.newValues(), 0, kv.newValues(), 0, rows * kvd);
-                if (to.rawKeys() != null) backend.copy(to.rawKeys(), 0, kv.rawKeys(), 0, rows * kvd);
+                backend.storeKv(to.keys(), kv.newKeys(), shape);
+                backend.storeKv(to.values(), kv.newValues(), shape);
+                if (to.rawKeys() != null) backend.storeKv(to.rawKeys(), kv.rawKeys(), shape);
             }
             if (step != null) backend.attention(att, q, kv.keys(), kv.values(), shape, step);
             else backend.attention(att, q, kv.keys(), kv.values(), null, shape);
@@ -142,12 +144,12 @@ public final class Transformer implements AutoCloseable {
     /**
      * One new token of each of several sequences, each with its own KV cache: row i of {@code x} is sequence i's
      * token. Its queries and keys are rotated with its own tables, its new key and value are stored in its cache
-     * ({@code kvOf} of a layer names the cache rows to write as {@code newKeys}, {@code newValues} and, when the cache
-     * keeps them, {@code rawKeys}, and the whole caches as {@code keys}, {@code values}), and attention reads its cache
-     * alone; every matrix product runs once over all the rows, so the weights are read once for the whole batch.
-     * With a {@code step} (a recorded batched step) the sequence's token position is read from it when the ops run:
-     * {@code kvOf} then names the whole caches as {@code newKeys}, {@code newValues} and {@code rawKeys}, the new rows
-     * are stored at the step's position, and attention runs at it ({@code shape} covering the cache).
+     * ({@code kvOf} of a layer names the whole caches as {@code newKeys}, {@code newValues} and, when the cache keeps
+     * them, {@code rawKeys}, where {@link dev.ropeway.tensor.Backend#storeKv} puts the row at the shape's position, and
+     * as {@code keys}, {@code values}), and attention reads its cache alone; every matrix product runs once over all the
+     * rows, so the weights are read once for the whole batch. With a {@code step} (a recorded batched step) the
+     * sequence's token position is read from it when the ops run: the new rows are stored at the step's position, and
+     * attention runs at it ({@code shape} covering the cache).
      */
     record SequenceRow(RotaryTable queries, RotaryTable keys, AttentionShape shape,
                        java.util.function.IntFunction<LayerKv> kvOf, DecodeStep step) {
@@ -184,16 +186,16 @@ public final class Transformer implements AutoCloseable {
                     Tensor vi = backend.view(newValues, (long) i * kvd, kvd), ai = backend.view(att, (long) i * qd, qd);
                     backend.rotary(qi, s.queries(), 1, c.numHeads(), c.headDim());
                     backend.rotary(ki, s.keys(), 1, c.numKvHeads(), c.headDim());
+                    Tensor ri = kv.rawKeys() == null ? null : backend.view(rawKeys, (long) i * kvd, kvd);
                     if (s.step() != null) {
-                        backend.storeRow(kv.newKeys(), ki, s.step(), kvd);
-                        backend.storeRow(kv.newValues(), vi, s.step(), kvd);
-                        if (kv.rawKeys() != null)
-                            backend.storeRow(kv.rawKeys(), backend.view(rawKeys, (long) i * kvd, kvd), s.step(), kvd);
+                        backend.storeKv(kv.newKeys(), ki, s.shape(), s.step());
+                        backend.storeKv(kv.newValues(), vi, s.shape(), s.step());
+                        if (ri != null) backend.storeKv(kv.rawKeys(), ri, s.shape(), s.step());
                         backend.attention(ai, qi, kv.keys(), kv.values(), s.shape(), s.step());
                     } else {
-                        backend.copy(kv.newKeys(), 0, ki, 0, kvd);
-                        backend.copy(kv.newValues(), 0, vi, 0, kvd);
-                        if (kv.rawKeys() != null) backend.copy(kv.rawKeys(), 0, rawKeys, (long) i * kvd, kvd);
+                        backend.storeKv(kv.newKeys(), ki, s.shape());
+                        backend.storeKv(kv.newValues(), vi, s.shape());
+                        if (ri != null) backend.storeKv(kv.rawKeys(), ri, s.shape());
                         backend.attention(ai, qi, kv.keys(), kv.values(), null, s.shape());
                     }
                 }

@@ -27,6 +27,12 @@ record AttentionGeometry(AttentionShape shape, MemorySegment out, MemorySegment 
     float scale() { return shape.scale(); }
     long window() { return shape.window(); }
 
+    /** Bytes between consecutive keys (or values) of one key/value head: whole rows, or one head's slice when head-major. */
+    long kvStrideBytes() { return shape.kvRowStride() * kvBytes(); }
+
+    /** Bytes from the start of {@code k} (or {@code v}) to key 0 of key/value head {@code kvh} of sequence {@code b}. */
+    long kvHeadBytes(int b, int kvh) { return shape.kvHeadOffset(b, kvh) * kvBytes(); }
+
     /** Query heads per key/value head. */
     int group() { return shape.heads() / shape.kvHeads(); }
 

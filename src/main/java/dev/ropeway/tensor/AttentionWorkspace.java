@@ -109,12 +109,17 @@ final class AttentionWorkspace {
             keys = new float[step * ld];
             values = new float[step * ld];
         }
-        long strideBytes = (long) g.kvHeads() * dim * g.kvBytes();
-        long rowBytes = ((long) batchIndex * g.kvRowsPerBatch() * g.kvHeads() + firstHead) * dim * g.kvBytes();
+        long strideBytes = g.kvStrideBytes();
+        // Row by row, the heads' slices of a key are side by side and copied as one; head by head, one at a time.
+        boolean headMajor = g.shape().kvHeadMajor();
+        int copies = headMajor ? heads : 1, copyCols = headMajor ? dim : cols;
         for (long k0 = keyFrom; k0 < keyTo; k0 += step) {
             int nk = (int) Math.min(step, keyTo - k0);
-            if (g.kvType() == DType.F32) gather(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
-            else gatherBf16(g.k(), g.v(), rowBytes + k0 * strideBytes, strideBytes, nk, cols, ld, keys, values);
+            for (int c = 0; c < copies; c++) {
+                long from = g.kvHeadBytes(batchIndex, firstHead + c) + k0 * strideBytes;
+                if (g.kvType() == DType.F32) gather(g.k(), g.v(), from, strideBytes, nk, copyCols, ld, keys, values, c * dim);
+                else gatherBf16(g.k(), g.v(), from, strideBytes, nk, copyCols, ld, keys, values, c * dim);
+            }
             for (int i = 0; i < count; i++) {
                 QueryTile t = tiles[i];
                 int n = (int) Math.min(nk, t.lastPosition() + 1L - k0);
@@ -139,13 +144,13 @@ final class AttentionWorkspace {
 
     /**
      * Copies {@code rows} rows of {@code cols} floats, {@code strideBytes} apart, from both {@code k} and {@code v}
-     * into arrays with rows {@code ld} floats apart, with vector moves: {@link MemorySegment#copy} spends tens of
+     * into arrays with rows {@code ld} floats apart from column {@code col}, with vector moves: {@link MemorySegment#copy} spends tens of
      * nanoseconds of checks per call, too much for 64-float rows.
      */
     private static void gather(MemorySegment k, MemorySegment v, long offset, long strideBytes, int rows, int cols,
-                               int ld, float[] keys, float[] values) {
+                               int ld, float[] keys, float[] values, int col) {
         int bound = F.loopBound(cols);
-        for (int j = 0, o = 0; j < rows; j++, o += ld, offset += strideBytes) {
+        for (int j = 0, o = col; j < rows; j++, o += ld, offset += strideBytes) {
             int d = 0;
             for (; d < bound; d += LANES) {
                 FloatVector.fromMemorySegment(F, k, offset + d * 4L, NATIVE).intoArray(keys, o + d);
@@ -160,8 +165,8 @@ final class AttentionWorkspace {
 
     /** {@link #gather} from a bfloat16 cache, widening each row as it is copied. */
     private static void gatherBf16(MemorySegment k, MemorySegment v, long offset, long strideBytes, int rows, int cols,
-                                   int ld, float[] keys, float[] values) {
-        for (int j = 0, o = 0; j < rows; j++, o += ld, offset += strideBytes) {
+                                   int ld, float[] keys, float[] values, int col) {
+        for (int j = 0, o = col; j < rows; j++, o += ld, offset += strideBytes) {
             Bf16Rows.widen(k, offset, keys, o, cols);
             Bf16Rows.widen(v, offset, values, o, cols);
         }

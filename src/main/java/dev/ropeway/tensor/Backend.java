@@ -79,6 +79,43 @@ public interface Backend extends AutoCloseable {
         return Float.BYTES;
     }
 
+    /**
+     * Whether this backend's KV caches are laid out head by head ({@link AttentionShape#kvHeadMajor}:
+     * {@code [kvHeads][capacity][headDim]}, the CPU backend's, so a decode step streams each head's keys in order) or
+     * row by row ({@code [capacity][kvHeads][headDim]}, as the layers compute them). A head-by-head cache is written
+     * only by {@link #storeKv}; by default caches are row by row.
+     */
+    default boolean kvHeadMajor() {
+        return false;
+    }
+
+    /**
+     * Stores {@code shape.seqQ()} new rows of keys or values ({@code rows}: float32, {@code [seqQ][kvHeads][headDim]})
+     * at positions {@code [qStart, qStart + seqQ)} of {@code cache}, a one-sequence KV cache of {@code kvRowsPerBatch}
+     * rows in the shape's layout (a narrow cache rounds them as {@link #copy} does).
+     */
+    default void storeKv(Tensor cache, Tensor rows, AttentionShape shape) {
+        long width = (long) shape.kvHeads() * shape.headDim();
+        if (!shape.kvHeadMajor()) {
+            copy(cache, shape.qStart() * width, rows, 0, shape.seqQ() * width);
+            return;
+        }
+        int dim = shape.headDim();
+        for (int h = 0; h < shape.kvHeads(); h++)
+            for (long r = 0; r < shape.seqQ(); r++)
+                copy(cache, shape.kvHeadOffset(0, h) + (shape.qStart() + r) * dim, rows, r * width + (long) h * dim, dim);
+    }
+
+    /**
+     * {@link #storeKv(Tensor, Tensor, AttentionShape)} of one row at the step's position (read when the op runs;
+     * {@code shape}'s own position is ignored).
+     */
+    default void storeKv(Tensor cache, Tensor row, AttentionShape shape, DecodeStep step) {
+        int width = shape.kvHeads() * shape.headDim();
+        if (!shape.kvHeadMajor()) storeRow(cache, row, step, width);
+        else storeKv(cache, row, shape.atPosition(step.position()));
+    }
+
     /** Copies host floats into a new buffer. */
     Tensor upload(float[] data);
 

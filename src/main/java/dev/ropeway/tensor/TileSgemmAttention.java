@@ -49,9 +49,9 @@ final class TileSgemmAttention {
         Arrays.fill(m, Float.NEGATIVE_INFINITY);
         Arrays.fill(l, 0f);
         MemorySegment sSeg = MemorySegment.ofArray(s), oSeg = MemorySegment.ofArray(o);
-        int qLd = g.heads() * d, kvLd = g.kvHeads() * d;
+        int qLd = g.heads() * d, kvLd = (int) g.shape().kvRowStride();
         MemorySegment q = g.q().asSlice((((long) b * g.seqQ() + i0) * g.heads() + h) * d * Float.BYTES);
-        long kvBase = ((long) b * g.kvRowsPerBatch() * g.kvHeads() + kvh) * d;
+        long kvBase = g.shape().kvHeadOffset(b, kvh);
         for (long k0 = 0; k0 <= lastPos; k0 += KEYS) {
             int nk = (int) Math.min(KEYS, lastPos + 1 - k0);
             long kvOffset = (kvBase + k0 * kvLd) * Float.BYTES;

@@ -213,6 +213,48 @@ class DecoderTest {
     }
 
     /**
+     * The CPU backend keeps its KV caches head by head (every test above runs on that layout); the GPU's are row by
+     * row. Both layouts on the CPU track whole-sequence forwards through prefill chunks, steps, re-rotated keys (float32
+     * and bfloat16), recorded steps, copied prefixes and batched steps; and the two give the same logits bit for bit
+     * (the same sums in the same order, only the addresses differ).
+     */
+    @Test
+    void cachesLaidOutRowByRowOrHeadByHeadGiveTheSameLogits() {
+        E2Rope e2 = new E2Rope(10000, 8, 8, 0, 4);
+        try (Transformer unused = model("layouts-e2", 1, e2, 0); Transformer unused2 = model("layouts-two", 2, e2, 0)) {
+            assertTrue(backend.kvHeadMajor(), "the CPU backend's caches are head by head by default");
+        }
+        for (dev.ropeway.tensor.DType kv : new dev.ropeway.tensor.DType[]{dev.ropeway.tensor.DType.F32, dev.ropeway.tensor.DType.BF16}) {
+            double tol = kv == dev.ropeway.tensor.DType.F32 ? 1e-4 : 1e-2;
+            try (CpuBackend rows = new CpuBackend(2, kv, CpuBackend.Weights.AUTO, false);
+                 CpuBackend heads = new CpuBackend(2, kv, CpuBackend.Weights.AUTO, true);
+                 Transformer r1 = Transformer.load(rows, dir.resolve("layouts-e2"));
+                 Transformer r2 = Transformer.load(rows, dir.resolve("layouts-two"));
+                 Transformer h2 = Transformer.load(heads, dir.resolve("layouts-two"))) {
+                assertFalse(rows.kvHeadMajor());
+                assertEquals(3, checkGreedyAgainstFullForward(r1, e2, Decoder.RopeChange.REROTATE, 5, 24, tol));
+                assertEquals(3, checkGreedyAgainstFullForward(r2, e2, Decoder.RopeChange.RECOMPUTE, 5, 24, tol));
+                assertEquals(3, compareRecordedSteps(r2, e2, 5, 24, 0.0));
+                checkCopiedPrefix(r2, e2, Decoder.RopeChange.REROTATE, 12, 22, 0);
+                assertEquals(3, compareBatchedSteps(r2, e2, new Decoder.RopeChange[]{Decoder.RopeChange.RECOMPUTE,
+                        Decoder.RopeChange.REROTATE}, new int[]{6, 10}, 16));
+                int[] seq = randomTokens(9, 21);
+                try (Decoder a = new Decoder(r2, e2, 40, Decoder.RopeChange.REROTATE, 4);
+                     Decoder b = new Decoder(h2, e2, 40, Decoder.RopeChange.REROTATE, 4)) {
+                    float[] la = a.append(seq), lb = b.append(seq);
+                    for (int step = 0; step < 20; step++) {
+                        assertArrayEquals(la, lb, kv + " cache, step " + step);
+                        int next = argmax(la);
+                        la = a.next(next);
+                        lb = b.next(next);
+                    }
+                    assertTrue(b.ropeChanges() >= 2, "keys rotated again on the way");
+                }
+            }
+        }
+    }
+
+    /**
      * Several sequences stepped together ({@link Decoder#next(java.util.List, int[])}) give each one the logits of its
      * own steps, bit for bit on the CPU: different lengths, E²'s g changing at different steps under both policies,
      * YaRN's attention scale with a sliding window, a bfloat16 cache, and sequences joining and leaving the batch.

@@ -236,6 +236,129 @@ class AttentionTest {
         check(new AttentionShape(1, 1, 2051, 2051, 2050, 14, 2, 64, 0.125f), false, 1);
     }
 
+    /**
+     * Keys and values laid out head by head ({@link AttentionShape#kvHeadMajor}, the CPU backend's KV caches) give the
+     * attention the same values laid out row by row give, bit for bit, on every path: the decode kernel (one head per
+     * key/value head with 16-key blocks, groups, tails, windows, keys split between threads, the last head's keys
+     * ending where the cache ends, so reading ahead must stop there) and the query tiles (other head sizes, a
+     * log-sum-exp, prefill chunks), float32 and bfloat16.
+     */
+    @Test
+    void headByHeadLayoutGivesTheSameAttention() {
+        AttentionShape[] shapes = {
+                new AttentionShape(1, 1, 3000, 3000, 2999, 1, 1, 64, 0.125f),
+                new AttentionShape(1, 1, 2051, 2051, 2050, 12, 12, 64, 0.125f),
+                new AttentionShape(2, 1, 300, 320, 299, 4, 2, 64, 0.125f),
+                new AttentionShape(1, 1, 7, 9, 6, 6, 6, 32, 0.2f),
+                new AttentionShape(2, 1, 1037, 1040, 1036, 6, 2, 64, 0.125f),
+                new AttentionShape(1, 1, 2051, 2051, 2050, 14, 2, 64, 0.125f),
+                new AttentionShape(2, 1, 3000, 3100, 2999, 4, 2, 64, 0.125f, 700),
+                new AttentionShape(1, 1, 1000, 1000, 999, 4, 1, 80, 0.1f),
+                new AttentionShape(1, 1, 700, 700, 699, 16, 16, 128, 0.09f),
+                new AttentionShape(2, 40, 130, 160, 90, 4, 2, 64, 0.125f),
+                new AttentionShape(2, 70, 400, 420, 330, 4, 1, 16, 0.25f, 100),
+                new AttentionShape(1, 3, 777, 800, 774, 2, 1, 32, 0.2f)};
+        for (DType type : new DType[]{DType.F32, DType.BF16})
+            try (CpuBackend b = new CpuBackend(3, type)) {
+                for (AttentionShape s : shapes)
+                    for (boolean withLse : new boolean[]{false, true}) checkHeadByHead(b, s, withLse);
+            }
+    }
+
+    /** Attention on random keys and values stored row by row, then the same values stored head by head: equal outputs. */
+    static void checkHeadByHead(CpuBackend b, AttentionShape rows, boolean withLse) {
+        AttentionShape heads = rows.withKvHeadMajor(true);
+        assertTrue(heads.kvHeadMajor() && !rows.kvHeadMajor());
+        Random rnd = new Random(rows.hashCode());
+        int d = rows.headDim(), kvHeads = rows.kvHeads();
+        long qn = rows.batch() * rows.seqQ() * rows.heads() * d;
+        long kvn = rows.batch() * rows.kvRowsPerBatch() * kvHeads * d;
+        assertEquals(kvn - (rows.kvRowsPerBatch() - rows.seqKv()) * kvHeads * d, rows.kvValuesNeeded());
+        assertEquals(kvn - (rows.kvRowsPerBatch() - rows.seqKv()) * d, heads.kvValuesNeeded());
+        float[] q = random(rnd, qn, 1f), k = random(rnd, kvn, 1f), v = random(rnd, kvn, 1f);
+        float[] kh = new float[(int) kvn], vh = new float[(int) kvn];
+        for (int bi = 0; bi < rows.batch(); bi++)
+            for (int h = 0; h < kvHeads; h++)
+                for (long r = 0; r < rows.kvRowsPerBatch(); r++) {
+                    long from = rows.kvHeadOffset(bi, h) + r * rows.kvRowStride(), to = heads.kvHeadOffset(bi, h) + r * heads.kvRowStride();
+                    assertEquals(((bi * rows.kvRowsPerBatch() + r) * kvHeads + h) * d, from);
+                    assertEquals(((long) (bi * kvHeads + h) * rows.kvRowsPerBatch() + r) * d, to);
+                    System.arraycopy(k, (int) from, kh, (int) to, d);
+                    System.arraycopy(v, (int) from, vh, (int) to, d);
+                }
+        float[][] outs = new float[2][], lses = new float[2][];
+        for (int layout = 0; layout < 2; layout++) {
+            AttentionShape s = layout == 0 ? rows : heads;
+            // Exactly the values the shape needs, so the last head's keys end where the cache does.
+            long needed = s.kvValuesNeeded();
+            float[] ks = java.util.Arrays.copyOf(layout == 0 ? k : kh, (int) needed), vs = java.util.Arrays.copyOf(layout == 0 ? v : vh, (int) needed);
+            try (Tensor tq = b.upload(q); Tensor wk = b.upload(ks); Tensor wv = b.upload(vs);
+                 Tensor tk = b.allocateKv(needed); Tensor tv = b.allocateKv(needed);
+                 Tensor out = b.allocate(qn); Tensor lse = withLse ? b.allocate(rows.batch() * rows.seqQ() * rows.heads()) : null) {
+                b.copy(tk, 0, wk, 0, needed);
+                b.copy(tv, 0, wv, 0, needed);
+                b.attention(out, tq, tk, tv, lse, s);
+                outs[layout] = new float[(int) qn];
+                b.download(out, 0, outs[layout], 0, outs[layout].length);
+                lses[layout] = new float[withLse ? (int) (rows.batch() * rows.seqQ() * rows.heads()) : 0];
+                if (withLse) b.download(lse, 0, lses[layout], 0, lses[layout].length);
+            }
+        }
+        org.junit.jupiter.api.Assertions.assertArrayEquals(outs[0], outs[1], "head by head against row by row, " + rows + " " + b.kvType());
+        org.junit.jupiter.api.Assertions.assertArrayEquals(lses[0], lses[1], "log-sum-exp, " + rows);
+        // And both are attention: the row-by-row result against the reference on the stored (possibly rounded) values.
+        if (b.kvType() == DType.F32)
+            for (int bi = 0; bi < rows.batch(); bi++)
+                for (long i : queries(rows.seqQ(), Math.max(1, rows.seqQ() / 3)))
+                    for (int h = 0; h < rows.heads(); h++) checkRow(rows, q, k, v, outs[0], withLse ? lses[0] : null, bi, i, h);
+    }
+
+    /**
+     * {@link Backend#storeKv} puts new rows where each layout keeps them: row by row one range, head by head one range
+     * per key/value head at the row's position (the CPU's own copy, one call or split between threads by size, equals
+     * the contract's default of plain copies); a bfloat16 cache rounds them as copy does; a step stores at its position.
+     */
+    @Test
+    void storeKvPutsRowsWhereEachLayoutKeepsThem() {
+        for (DType type : new DType[]{DType.F32, DType.BF16})
+            try (CpuBackend b = new CpuBackend(2, type)) {
+                for (int[] c : new int[][]{{3, 1, 16, 40, 5, 2}, {2, 7, 32, 60, 20, 7}, {4, 700, 64, 900, 100, 3}}) {
+                    int kvHeads = c[0], n = c[1], dim = c[2], capacity = c[3], at = c[4];
+                    long width = (long) kvHeads * dim;
+                    AttentionShape shape = new AttentionShape(1, n, at + n, capacity, at, kvHeads * c[5], kvHeads, dim, 0.1f);
+                    float[] src = random(new Random(n), n * width, 1f);
+                    for (boolean headMajor : new boolean[]{false, true}) {
+                        AttentionShape s = shape.withKvHeadMajor(headMajor);
+                        float[] mine = new float[(int) (capacity * width)], byCopies = new float[mine.length];
+                        try (Tensor rows = b.upload(src); Tensor cache = b.allocateKv(capacity * width);
+                             Tensor other = b.allocateKv(capacity * width)) {
+                            b.storeKv(cache, rows, s);
+                            // The contract's default on the same tensors (nothing but copies), through a proxy.
+                            Backend contract = (Backend) java.lang.reflect.Proxy.newProxyInstance(Backend.class.getClassLoader(),
+                                    new Class<?>[]{Backend.class}, (proxy, method, args) -> method.getName().equals("storeKv")
+                                            ? java.lang.reflect.InvocationHandler.invokeDefault(proxy, method, args)
+                                            : method.invoke(b, args));
+                            contract.storeKv(other, rows, s);
+                            b.download(cache, 0, mine, 0, mine.length);
+                            b.download(other, 0, byCopies, 0, byCopies.length);
+                        }
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(byCopies, mine, "storeKv " + s);
+                        for (int r = 0; r < n; r++)
+                            for (int h = 0; h < kvHeads; h++)
+                                for (int x = 0; x < dim; x++) {
+                                    float want = src[(int) (r * width + (long) h * dim + x)];
+                                    if (type == DType.BF16) want = Float.intBitsToFloat(Bfloat16.round(want) << 16);
+                                    long where = s.kvHeadOffset(0, h) + (at + r) * s.kvRowStride() + x;
+                                    assertEquals(want, mine[(int) where], "row " + r + " head " + h + " value " + x + " of " + s);
+                                }
+                        int stored = 0;
+                        for (float x : mine) if (x != 0) stored++;
+                        assertEquals(n * width, stored, "nothing else written, " + s);
+                    }
+                }
+            }
+    }
+
     @Test
     void largeScoresStayFinite() {
         AttentionShape s = new AttentionShape(1, 130, 130, 130, 0, 2, 1, 16, 4f);
