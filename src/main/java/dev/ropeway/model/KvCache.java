@@ -11,7 +11,8 @@ import dev.ropeway.tensor.Tensor;
  * frequencies depend on the length (dynamic NTK, E²-LLM's g, CLEX's t, LongRoPE), the keys before rotation are kept
  * too, so every cached key can be rotated again when the frequencies change. The backend chooses the storage
  * ({@link Backend#allocateKv}): float32, or narrower ({@link #narrow()}), in which case new rows are computed in float32
- * and copied in.
+ * and copied in; and the layout ({@link #headMajor()}): row by row, or head by head (the CPU's), in which case new rows
+ * are computed in float32 and stored with {@link Backend#storeKv}.
  */
 public final class KvCache implements AutoCloseable {
     private final Backend backend;

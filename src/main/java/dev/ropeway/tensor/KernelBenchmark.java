@@ -192,8 +192,9 @@ public final class KernelBenchmark {
                         cpu.copy(v[l], 0, x, 0, n);
                     }
                 }
+                // In the backend's cache layout (head by head by default); the values are random either way.
                 AttentionShape shape = new AttentionShape(1, 1, keys, keys, keys - 1, heads, kvHeads, headDim,
-                        (float) (1 / Math.sqrt(headDim)));
+                        (float) (1 / Math.sqrt(headDim))).withKvHeadMajor(cpu.kvHeadMajor());
                 double seconds = BenchTiming.medians(() -> {
                     for (int l = 0; l < layers; l++) cpu.attention(out, q, k[l], v[l], null, shape);
                 }, null, warmupSeconds, samples)[0];
