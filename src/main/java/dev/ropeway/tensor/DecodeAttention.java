@@ -574,6 +574,10 @@ final class DecodeAttention {
     /** {@link #accumulate} for heads gi..gi+3 at once: each value vector is loaded once for the four (same sums each). */
     private static void accumulateX4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                      int gi, int dim) {
+        if (dim % (4 * LANES) == 0) {
+            accumulateX4Rows(v, row0, stride, n, p, alpha, o, gi, dim);
+            return;
+        }
         int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
         for (int d = 0; d < dim; d += LANES) {
             int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
@@ -591,6 +595,45 @@ final class DecodeAttention {
             c1.intoArray(o, o1);
             c2.intoArray(o, o2);
             c3.intoArray(o, o3);
+        }
+    }
+
+    /**
+     * {@link #accumulateX4} 64 values of each row at a time, row by row: for each 64 columns, the four heads' four output
+     * vectors (16 accumulators) summed side by side over the rows in order; the same sums in the same order (measured
+     * 1.1x faster for 32 / 8 heads of 128 at 16k keys, one thread).
+     */
+    private static void accumulateX4Rows(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha,
+                                         float[] o, int gi, int dim) {
+        int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
+        float s0 = alpha[gi], s1 = alpha[gi + 1], s2 = alpha[gi + 2], s3 = alpha[gi + 3];
+        for (int c = 0; c < dim; c += 4 * LANES) {
+            int h0 = gi * dim + c, h1 = h0 + dim, h2 = h1 + dim, h3 = h2 + dim;
+            FloatVector a00 = FloatVector.fromArray(F, o, h0).mul(s0), a01 = FloatVector.fromArray(F, o, h0 + LANES).mul(s0);
+            FloatVector a02 = FloatVector.fromArray(F, o, h0 + 2 * LANES).mul(s0), a03 = FloatVector.fromArray(F, o, h0 + 3 * LANES).mul(s0);
+            FloatVector a10 = FloatVector.fromArray(F, o, h1).mul(s1), a11 = FloatVector.fromArray(F, o, h1 + LANES).mul(s1);
+            FloatVector a12 = FloatVector.fromArray(F, o, h1 + 2 * LANES).mul(s1), a13 = FloatVector.fromArray(F, o, h1 + 3 * LANES).mul(s1);
+            FloatVector a20 = FloatVector.fromArray(F, o, h2).mul(s2), a21 = FloatVector.fromArray(F, o, h2 + LANES).mul(s2);
+            FloatVector a22 = FloatVector.fromArray(F, o, h2 + 2 * LANES).mul(s2), a23 = FloatVector.fromArray(F, o, h2 + 3 * LANES).mul(s2);
+            FloatVector a30 = FloatVector.fromArray(F, o, h3).mul(s3), a31 = FloatVector.fromArray(F, o, h3 + LANES).mul(s3);
+            FloatVector a32 = FloatVector.fromArray(F, o, h3 + 2 * LANES).mul(s3), a33 = FloatVector.fromArray(F, o, h3 + 3 * LANES).mul(s3);
+            long at = row0 + c * 4L;
+            for (int j = 0; j < n; j++, at += stride) {
+                FloatVector x0 = FloatVector.fromMemorySegment(F, v, at, NATIVE), x1 = FloatVector.fromMemorySegment(F, v, at + 64, NATIVE);
+                FloatVector x2 = FloatVector.fromMemorySegment(F, v, at + 128, NATIVE), x3 = FloatVector.fromMemorySegment(F, v, at + 192, NATIVE);
+                FloatVector w = FloatVector.broadcast(F, p[p0 + j]);
+                a00 = x0.fma(w, a00); a01 = x1.fma(w, a01); a02 = x2.fma(w, a02); a03 = x3.fma(w, a03);
+                w = FloatVector.broadcast(F, p[p1 + j]);
+                a10 = x0.fma(w, a10); a11 = x1.fma(w, a11); a12 = x2.fma(w, a12); a13 = x3.fma(w, a13);
+                w = FloatVector.broadcast(F, p[p2 + j]);
+                a20 = x0.fma(w, a20); a21 = x1.fma(w, a21); a22 = x2.fma(w, a22); a23 = x3.fma(w, a23);
+                w = FloatVector.broadcast(F, p[p3 + j]);
+                a30 = x0.fma(w, a30); a31 = x1.fma(w, a31); a32 = x2.fma(w, a32); a33 = x3.fma(w, a33);
+            }
+            a00.intoArray(o, h0); a01.intoArray(o, h0 + LANES); a02.intoArray(o, h0 + 2 * LANES); a03.intoArray(o, h0 + 3 * LANES);
+            a10.intoArray(o, h1); a11.intoArray(o, h1 + LANES); a12.intoArray(o, h1 + 2 * LANES); a13.intoArray(o, h1 + 3 * LANES);
+            a20.intoArray(o, h2); a21.intoArray(o, h2 + LANES); a22.intoArray(o, h2 + 2 * LANES); a23.intoArray(o, h2 + 3 * LANES);
+            a30.intoArray(o, h3); a31.intoArray(o, h3 + LANES); a32.intoArray(o, h3 + 2 * LANES); a33.intoArray(o, h3 + 3 * LANES);
         }
     }
 
@@ -669,9 +712,53 @@ final class DecodeAttention {
         }
     }
 
+    /**
+     * {@link #accumulateBf16x4} 64 values (two 32-value halves) of each row at a time, row by row: the four heads'
+     * even and odd vectors of both halves (16 accumulators) summed side by side over the rows in order; the same sums
+     * in the same order.
+     */
+    private static void accumulateBf16x4Rows(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha,
+                                             float[] o, int gi, int dim) {
+        int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
+        float s0 = alpha[gi], s1 = alpha[gi + 1], s2 = alpha[gi + 2], s3 = alpha[gi + 3];
+        for (int c = 0; c < dim; c += 4 * LANES) {
+            int h0 = gi * dim + c, h1 = h0 + dim, h2 = h1 + dim, h3 = h2 + dim;
+            FloatVector e00 = FloatVector.fromArray(F, o, h0).mul(s0), d00 = FloatVector.fromArray(F, o, h0 + LANES).mul(s0);
+            FloatVector e01 = FloatVector.fromArray(F, o, h0 + 2 * LANES).mul(s0), d01 = FloatVector.fromArray(F, o, h0 + 3 * LANES).mul(s0);
+            FloatVector e10 = FloatVector.fromArray(F, o, h1).mul(s1), d10 = FloatVector.fromArray(F, o, h1 + LANES).mul(s1);
+            FloatVector e11 = FloatVector.fromArray(F, o, h1 + 2 * LANES).mul(s1), d11 = FloatVector.fromArray(F, o, h1 + 3 * LANES).mul(s1);
+            FloatVector e20 = FloatVector.fromArray(F, o, h2).mul(s2), d20 = FloatVector.fromArray(F, o, h2 + LANES).mul(s2);
+            FloatVector e21 = FloatVector.fromArray(F, o, h2 + 2 * LANES).mul(s2), d21 = FloatVector.fromArray(F, o, h2 + 3 * LANES).mul(s2);
+            FloatVector e30 = FloatVector.fromArray(F, o, h3).mul(s3), d30 = FloatVector.fromArray(F, o, h3 + LANES).mul(s3);
+            FloatVector e31 = FloatVector.fromArray(F, o, h3 + 2 * LANES).mul(s3), d31 = FloatVector.fromArray(F, o, h3 + 3 * LANES).mul(s3);
+            long at = row0 + c * 2L;
+            for (int j = 0; j < n; j++, at += stride) {
+                IntVector w0 = IntVector.fromMemorySegment(I, v, at, NATIVE), w1 = IntVector.fromMemorySegment(I, v, at + 64, NATIVE);
+                FloatVector x0 = w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), y0 = w0.and(0xFFFF0000).reinterpretAsFloats();
+                FloatVector x1 = w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), y1 = w1.and(0xFFFF0000).reinterpretAsFloats();
+                FloatVector b = FloatVector.broadcast(F, p[p0 + j]);
+                e00 = x0.fma(b, e00); d00 = y0.fma(b, d00); e01 = x1.fma(b, e01); d01 = y1.fma(b, d01);
+                b = FloatVector.broadcast(F, p[p1 + j]);
+                e10 = x0.fma(b, e10); d10 = y0.fma(b, d10); e11 = x1.fma(b, e11); d11 = y1.fma(b, d11);
+                b = FloatVector.broadcast(F, p[p2 + j]);
+                e20 = x0.fma(b, e20); d20 = y0.fma(b, d20); e21 = x1.fma(b, e21); d21 = y1.fma(b, d21);
+                b = FloatVector.broadcast(F, p[p3 + j]);
+                e30 = x0.fma(b, e30); d30 = y0.fma(b, d30); e31 = x1.fma(b, e31); d31 = y1.fma(b, d31);
+            }
+            e00.intoArray(o, h0); d00.intoArray(o, h0 + LANES); e01.intoArray(o, h0 + 2 * LANES); d01.intoArray(o, h0 + 3 * LANES);
+            e10.intoArray(o, h1); d10.intoArray(o, h1 + LANES); e11.intoArray(o, h1 + 2 * LANES); d11.intoArray(o, h1 + 3 * LANES);
+            e20.intoArray(o, h2); d20.intoArray(o, h2 + LANES); e21.intoArray(o, h2 + 2 * LANES); d21.intoArray(o, h2 + 3 * LANES);
+            e30.intoArray(o, h3); d30.intoArray(o, h3 + LANES); e31.intoArray(o, h3 + 2 * LANES); d31.intoArray(o, h3 + 3 * LANES);
+        }
+    }
+
     /** {@link #accumulateBf16} for heads gi..gi+3: each value row widened once for the four (same sums each). */
     private static void accumulateBf16x4(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                          int gi, int dim) {
+        if (dim % (4 * LANES) == 0) {
+            accumulateBf16x4Rows(v, row0, stride, n, p, alpha, o, gi, dim);
+            return;
+        }
         int p0 = gi * BLOCK, p1 = p0 + BLOCK, p2 = p1 + BLOCK, p3 = p2 + BLOCK;
         for (int d = 0; d < dim; d += 2 * LANES) {
             int o0 = gi * dim + d, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
