@@ -1248,6 +1248,9 @@ public final class CudaBackend implements Backend {
     private record AttentionBuffers(long qFloats, long kvFloats, long qRows) {}
 
     private static AttentionBuffers attentionSizes(String op, AttentionShape shape) {
+        if (shape.kvHeadMajor())
+            throw new IllegalArgumentException(op + ": keys and values laid out head by head (the CPU's KV cache layout); "
+                    + "this backend reads them row by row");
         long qRows = OpChecks.product(op, (long) shape.batch(), shape.seqQ());
         long qFloats = OpChecks.product(op, qRows, (long) shape.heads() * shape.headDim());
         long kvRows = Math.addExact(OpChecks.product(op, shape.batch() - 1L, shape.kvRowsPerBatch()), shape.seqKv());

@@ -395,7 +395,7 @@ public final class CpuBackend implements Backend {
         int heads = shape.kvHeads(), dim = shape.headDim();
         long n = shape.seqQ(), width = (long) heads * dim, at = shape.qStart();
         MemorySegment src = Checks.atLeast(op, "rows", rows, OpChecks.product(op, n, width), "seqQ*kvHeads*headDim");
-        long needed = shape.kvValuesNeeded();
+        long needed = kvValuesNeeded(op, shape);
         boolean narrow = cache instanceof CpuBf16Tensor;
         MemorySegment dst = narrow ? kvAtLeast(op, "cache", cache, needed, "((kvHeads-1)*kvRowsPerBatch + seqKv)*headDim")
                 : Checks.atLeast(op, "cache", cache, needed, "((kvHeads-1)*kvRowsPerBatch + seqKv)*headDim");
@@ -762,7 +762,7 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException(op + ": seqKv " + shape.seqKv() + " is past this backend's int positions");
         long qRows = OpChecks.product(op, shape.batch(), shape.seqQ());
         long qFloats = OpChecks.product(op, qRows, (long) shape.heads() * shape.headDim());
-        long kvFloats = shape.kvValuesNeeded();
+        long kvFloats = kvValuesNeeded(op, shape);
         MemorySegment qs = Checks.atLeast(op, "q", q, qFloats, "batch*seqQ*heads*headDim");
         String kvFormula = shape.kvHeadMajor() ? "((batch*kvHeads-1)*kvRowsPerBatch + seqKv)*headDim"
                 : "((batch-1)*kvRowsPerBatch + seqKv)*kvHeads*headDim";
@@ -774,6 +774,15 @@ public final class CpuBackend implements Backend {
         MemorySegment ls = lse == null ? null : Checks.atLeast(op, "lse", lse, qRows * shape.heads(), "batch*seqQ*heads");
         // A bfloat16 out (mixed precision's) gets the float32 result rounded once.
         intoMaybeBf16(op, out, qFloats, os -> Attention.run(pool(), new AttentionGeometry(shape, os, qs, ks, vs, ls, kvType)));
+    }
+
+    /** {@link AttentionShape#kvValuesNeeded}, with an error naming the op where it overflows a long. */
+    private static long kvValuesNeeded(String op, AttentionShape shape) {
+        try {
+            return shape.kvValuesNeeded();
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(op + ": the keys and values of " + shape + " number more than a long holds");
+        }
     }
 
     /** Keys or values: a float32 tensor or a bfloat16 KV cache of at least {@code needed} values. */

@@ -250,6 +250,19 @@ class DecoderTest {
                     }
                     assertTrue(b.ropeChanges() >= 2, "keys rotated again on the way");
                 }
+                // A prefix copied between caches of different capacities (each head's rows start elsewhere); prompts in
+                // chunks of 4 on both sides, so the products run over the same rows.
+                DefaultRope plain = new DefaultRope(10000, 8);
+                int[] doc = randomTokens(30, 22);
+                for (Transformer t : new Transformer[]{r2, h2})
+                    try (Decoder donor = new Decoder(t, plain, 64, Decoder.RopeChange.REROTATE, 4);
+                         Decoder receiver = new Decoder(t, plain, 40, Decoder.RopeChange.REROTATE, 4);
+                         Decoder fresh = new Decoder(t, plain, 40, Decoder.RopeChange.REROTATE, 4)) {
+                        donor.append(doc);
+                        receiver.copyPrefix(donor, 20);
+                        assertArrayEquals(fresh.append(doc), receiver.append(Arrays.copyOfRange(doc, 20, 30)),
+                                "a prefix copied from a larger cache, " + kv);
+                    }
             }
         }
     }
