@@ -445,11 +445,12 @@ public final class Decoder implements AutoCloseable {
                     });
                 }
             }
-        } else if (cache.headMajor()) {
-            // A narrow cache laid out head by head: each head's rows rotated in float32 a block at a time.
-            int dim = config.headDim();
-            long block = Math.max(1, Math.min(p, backend.blockFloats() / dim / 4));
-            try (Tensor wide = backend.allocate(block * dim)) {
+        } else {
+            // A narrow cache is rotated in float32, a block of rows at a time (of every head, or of one head at a time
+            // head by head), and rounded once on the way back.
+            int width = cache.headMajor() ? config.headDim() : config.kvDim(), heads = cache.headMajor() ? 1 : config.numKvHeads();
+            long block = Math.max(1, Math.min(p, backend.blockFloats() / width / 4));
+            try (Tensor wide = backend.allocate(block * width)) {
                 for (long from = 0; from < p; from += block) {
                     long n = Math.min(block, p - from);
                     try (RotaryTable table = backend.rotaryTable(positions(from, (int) n), freq, 1f)) {
@@ -457,25 +458,9 @@ public final class Decoder implements AutoCloseable {
                             Tensor keys = cache.keys(l), raw = cache.rawKeys(l);
                             cache.forEachRange(from, n, (at, length) -> {
                                 backend.copy(wide, 0, raw, at, length);
-                                backend.rotary(wide, table, n, 1, dim);
+                                backend.rotary(wide, table, n, heads, config.headDim());
                                 backend.copy(keys, at, wide, 0, length);
                             });
-                        }
-                    }
-                }
-            }
-        } else {
-            // A narrow cache is rotated in float32, a block of rows at a time, and rounded once on the way back.
-            int kvd = config.kvDim();
-            long block = Math.max(1, Math.min(p, backend.blockFloats() / kvd / 4));
-            try (Tensor wide = backend.allocate(block * kvd)) {
-                for (long from = 0; from < p; from += block) {
-                    long n = Math.min(block, p - from);
-                    try (RotaryTable table = backend.rotaryTable(positions(from, (int) n), freq, 1f)) {
-                        for (int l = 0; l < config.numLayers(); l++) {
-                            backend.copy(wide, 0, cache.rows(cache.rawKeys(l), from, n), 0, n * kvd);
-                            backend.rotary(wide, table, n, config.numKvHeads(), config.headDim());
-                            backend.copy(cache.rows(cache.keys(l), from, n), 0, wide, 0, n * kvd);
                         }
                     }
                 }
