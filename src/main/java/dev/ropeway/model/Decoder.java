@@ -485,15 +485,15 @@ public final class Decoder implements AutoCloseable {
         long kvFloats = (long) n * config.kvDim();
         // New rows are computed into the cache's own rows where it is float32 and row by row; otherwise into float32
         // scratch, stored after rotation (rounded, or laid out head by head).
-        boolean narrow = cache.narrow() || cache.headMajor();
+        boolean scratch = cache.narrow() || cache.headMajor();
         try (Tensor x = backend.allocate((long) n * h);
              RotaryTable queries = backend.rotaryTable(pos, plan.invFreq(), scale * scale);
              RotaryTable keys = scale == 1f ? null : backend.rotaryTable(pos, plan.invFreq(), 1f);
-             Tensor newKeys = narrow ? backend.allocate(kvFloats) : null;
-             Tensor newValues = narrow ? backend.allocate(kvFloats) : null;
-             Tensor newRaw = narrow && cache.keepsRawKeys() ? backend.allocate(kvFloats) : null) {
+             Tensor newKeys = scratch ? backend.allocate(kvFloats) : null;
+             Tensor newValues = scratch ? backend.allocate(kvFloats) : null;
+             Tensor newRaw = scratch && cache.keepsRawKeys() ? backend.allocate(kvFloats) : null) {
             backend.embedding(x, model.weights().embedding(), ids, h);
-            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> narrow
+            model.layers(x, n, shape, queries, keys == null ? queries : keys, l -> scratch
                     ? new Transformer.LayerKv(newKeys, newValues, newRaw, cache.keys(l), cache.values(l),
                             new Transformer.LayerKv(null, null, cache.keepsRawKeys() ? cache.rawKeys(l) : null,
                                     cache.keys(l), cache.values(l), null))
