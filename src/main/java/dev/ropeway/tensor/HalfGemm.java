@@ -47,7 +47,10 @@ final class HalfGemm {
             if (m > 1) {
                 // Rows share each widened weight vector, four at a time (fewer repeat the last).
                 long[] x = Gemv.fourRows(aOffset, lda, m), y = Gemv.fourRows(cOffset, ldc, m);
-                kernel = f16 ? (c0, c1) -> columns4F16(c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3])
+                float[] scaled = f16 ? scaledRows(a, x, k) : null;
+                if (scaled != null)
+                    kernel = (c0, c1) -> columns4F16Lines(c0, c1, k, scaled, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
+                else kernel = f16 ? (c0, c1) -> columns4F16(c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3])
                         : (c0, c1) -> columns4(c0, c1, k, a, x[0], x[1], x[2], x[3], w, wOffset, ldw, c, y[0], y[1], y[2], y[3]);
             }
             else if (f16) {
@@ -308,18 +311,28 @@ final class HalfGemm {
      * its 2^-112 with a value that carries 2^112: each fused multiply-add rounds the same exact product as before.
      */
     private static float[] scaledRow(MemorySegment a, long x0, int k) {
+        return scaledRows(a, new long[] {x0}, k);
+    }
+
+    /**
+     * {@link #scaledRow} for several rows of A (element offsets {@code x}), one after another in the array: row r from
+     * element {@code r * k}; null where any row is not scaled.
+     */
+    private static float[] scaledRows(MemorySegment a, long[] x, int k) {
         if (k % (2 * LANES) != 0 || LANES != 16) return null;
-        float[] row = SCALED.get();
-        if (row.length < k) SCALED.set(row = new float[k]);
-        MemorySegment.copy(a, JAVA_FLOAT, x0 * Float.BYTES, row, 0, k);
+        float[] rows = SCALED.get();
+        if (rows.length < x.length * k) SCALED.set(rows = new float[x.length * k]);
         FloatVector largest = FloatVector.zero(F);
-        for (int i = 0; i < k; i += LANES) {
-            FloatVector x = FloatVector.fromArray(F, row, i);
-            largest = largest.max(x.abs());
-            x.mul(F16_SCALE).intoArray(row, i);
+        for (int r = 0; r < x.length; r++) {
+            MemorySegment.copy(a, JAVA_FLOAT, x[r] * Float.BYTES, rows, r * k, k);
+            for (int i = r * k; i < (r + 1) * k; i += LANES) {
+                FloatVector v = FloatVector.fromArray(F, rows, i);
+                largest = largest.max(v.abs());
+                v.mul(F16_SCALE).intoArray(rows, i);
+            }
         }
         // NaN compares false: a row holding one takes the other kernel, which gives the NaNs the float32 product gives.
-        return largest.reduceLanes(VectorOperators.MAX) < 0x1p16f && !largest.test(VectorOperators.IS_NAN).anyTrue() ? row : null;
+        return largest.reduceLanes(VectorOperators.MAX) < 0x1p16f && !largest.test(VectorOperators.IS_NAN).anyTrue() ? rows : null;
     }
 
     /** Where {@link #columnsF16Lines} finds the values of a 32-value block in order from its evens and its odds. */
@@ -392,6 +405,71 @@ final class HalfGemm {
         ReadAhead.keep(seen);
         // The last columns (fewer than four) in the other kernel, which sums them the same way.
         if (j < c1) columnsF16(j, c1, k, a, x0, w, wOffset, ldw, c, y0);
+    }
+
+    /**
+     * {@link #columns4F16} as {@link #columnsF16Lines} reads W: two rows of W a cache line (32 values) at a time, each
+     * widened once for the four rows of A (scaled by 2^112, {@link #scaledRows}: row r from element {@code r * k} of
+     * {@code xs}); the same sums in the same order, so the products are the float32 product's bit for bit.
+     */
+    private static void columns4F16Lines(int c0, int c1, int k, float[] xs, MemorySegment a, long x0, long x1, long x2,
+                                         long x3, MemorySegment w, long wOffset, int ldw, MemorySegment c, long y0,
+                                         long y1, long y2, long y3) {
+        float[] lanes = new float[LANES];
+        long seen = 0;
+        long step = (long) ldw * 2;
+        int lines = ReadAhead.count(2 * AHEAD2, 2L * step), r1 = k, r2 = 2 * k, r3 = 3 * k;
+        int j = c0;
+        for (; j + 2 <= c1; j += 2) {
+            long b0 = (wOffset + (long) j * ldw) * 2;
+            FloatVector s00 = FloatVector.zero(F), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+            long ahead = ReadAhead.from(w, b0, b0 + 2 * step, 2L * step);
+            for (int i = 0; i < k; i += 2 * LANES) {
+                seen += ReadAhead.lines(w, ahead + i * 4L, lines);
+                IntVector p0 = IntVector.fromMemorySegment(I, w, b0 + i * 2L, NATIVE);
+                IntVector p1 = IntVector.fromMemorySegment(I, w, b0 + step + i * 2L, NATIVE);
+                FloatVector e0 = evenF16(p0), o0 = oddF16(p0), e1 = evenF16(p1), o1 = oddF16(p1);
+                FloatVector w0 = FIRST16.selectFrom(e0, o0), w1 = FIRST16.selectFrom(e1, o1);
+                FloatVector x = FloatVector.fromArray(F, xs, i);
+                s00 = w0.fma(x, s00);
+                s01 = w1.fma(x, s01);
+                x = FloatVector.fromArray(F, xs, r1 + i);
+                s10 = w0.fma(x, s10);
+                s11 = w1.fma(x, s11);
+                x = FloatVector.fromArray(F, xs, r2 + i);
+                s20 = w0.fma(x, s20);
+                s21 = w1.fma(x, s21);
+                x = FloatVector.fromArray(F, xs, r3 + i);
+                s30 = w0.fma(x, s30);
+                s31 = w1.fma(x, s31);
+                w0 = SECOND16.selectFrom(e0, o0);
+                w1 = SECOND16.selectFrom(e1, o1);
+                x = FloatVector.fromArray(F, xs, i + LANES);
+                s00 = w0.fma(x, s00);
+                s01 = w1.fma(x, s01);
+                x = FloatVector.fromArray(F, xs, r1 + i + LANES);
+                s10 = w0.fma(x, s10);
+                s11 = w1.fma(x, s11);
+                x = FloatVector.fromArray(F, xs, r2 + i + LANES);
+                s20 = w0.fma(x, s20);
+                s21 = w1.fma(x, s21);
+                x = FloatVector.fromArray(F, xs, r3 + i + LANES);
+                s30 = w0.fma(x, s30);
+                s31 = w1.fma(x, s31);
+            }
+            store2(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
+            store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
+            store2(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
+            store2(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
+        }
+        ReadAhead.keep(seen);
+        // The last column (if the block's count is odd) in the other kernel, which sums it the same way.
+        if (j < c1) columns4F16(j, c1, k, a, x0, x1, x2, x3, w, wOffset, ldw, c, y0, y1, y2, y3);
+    }
+
+    private static void store2(float d0, float d1, MemorySegment c, long out) {
+        c.set(JAVA_FLOAT, out, d0);
+        c.set(JAVA_FLOAT, out + 4, d1);
     }
 
     /** The decode kernel of {@link Gemv}, with W read as float16 (all finite): same lanes, same order of sums. */

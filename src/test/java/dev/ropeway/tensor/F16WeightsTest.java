@@ -126,32 +126,39 @@ public class F16WeightsTest {
     }
 
     /**
-     * One row through rows of a multiple of 32 values takes the kernel that reads whole cache lines and a row of A
-     * scaled by 2^112: bit for bit the float32 product, with subnormal weights and activations, with activations too
-     * large to scale (2^16 and up: the other kernel), with a NaN, and for column counts that leave a remainder.
+     * One to four rows through rows of W of a multiple of 32 values take the kernels that read whole cache lines with
+     * the rows of A scaled by 2^112: bit for bit the float32 product, with subnormal weights and activations, with an
+     * activation too large to scale (2^16 and up: the other kernels), with a NaN, and for column counts that leave a
+     * remainder.
      */
     @Test
-    void oneRowThroughWholeLinesMatchesTheWidenedWeights() {
+    void rowsThroughWholeLinesMatchTheWidenedWeights() {
         for (int in : new int[] {32, 96, 768}) {
             for (int out : new int[] {4, 53}) {
                 Bf16WeightsTest.Weights w = weights(in + out, in * out);
                 Tensor wh = cpu.uploadWeights(w.bits(), DType.F16, (long) in * out), wf = cpu.upload(w.wide());
                 assertInstanceOf(CpuF16Tensor.class, wh);
-                float[][] rows = new float[5][];
-                rows[0] = random(in, in);
-                rows[1] = random(in + 1, in);
-                for (int i = 0; i < in; i += 3) rows[1][i] = Float.MIN_VALUE * (i + 1) * (i % 2 == 0 ? 1 : -1);
-                rows[2] = random(in + 2, in);
-                rows[2][in / 2] = 65535.9f;   // the largest magnitude that still scales
-                rows[3] = random(in + 3, in);
-                rows[3][in - 1] = -0x1p16f;   // too large: the other kernel
-                rows[4] = random(in + 4, in);
-                rows[4][1] = Float.NaN;
-                for (int r = 0; r < rows.length; r++) {
-                    try (Tensor x = cpu.upload(rows[r]); Tensor yh = cpu.allocate(out); Tensor yf = cpu.allocate(out)) {
-                        cpu.linear(yh, x, wh, null, 1, in, out);
-                        cpu.linear(yf, x, wf, null, 1, in, out);
-                        assertArrayEquals(read(cpu, yf), read(cpu, yh), in + " x " + out + ", row " + r);
+                float[][] special = new float[5][];
+                special[0] = random(in, in);
+                special[1] = random(in + 1, in);
+                for (int i = 0; i < in; i += 3) special[1][i] = Float.MIN_VALUE * (i + 1) * (i % 2 == 0 ? 1 : -1);
+                special[2] = random(in + 2, in);
+                special[2][in / 2] = 65535.9f;   // the largest magnitude that still scales
+                special[3] = random(in + 3, in);
+                special[3][in - 1] = -0x1p16f;   // too large: the other kernels
+                special[4] = random(in + 4, in);
+                special[4][1] = Float.NaN;
+                for (int rows = 1; rows <= 4; rows++) {
+                    for (int r = 0; r < special.length; r++) {
+                        // The special row last, after random ones.
+                        float[] x = random(100 * rows + r, rows * in);
+                        System.arraycopy(special[r], 0, x, (rows - 1) * in, in);
+                        try (Tensor xt = cpu.upload(x); Tensor yh = cpu.allocate((long) rows * out);
+                             Tensor yf = cpu.allocate((long) rows * out)) {
+                            cpu.linear(yh, xt, wh, null, rows, in, out);
+                            cpu.linear(yf, xt, wf, null, rows, in, out);
+                            assertArrayEquals(read(cpu, yf), read(cpu, yh), in + " x " + out + ", " + rows + " rows, case " + r);
+                        }
                     }
                 }
                 wh.close();
