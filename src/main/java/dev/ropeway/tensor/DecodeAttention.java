@@ -532,7 +532,13 @@ final class DecodeAttention {
     private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                    int gi, int dim) {
         if (dim == 4 * LANES) {
-            accumulateDim64(v, row0, stride, n, p, alpha, o, gi);
+            accumulate64(v, row0, stride, n, p, gi * BLOCK, alpha[gi], o, gi * dim);
+            return;
+        }
+        if (dim % (4 * LANES) == 0) {
+            // Measured at 16k keys, 8 heads of 128, one thread: 9.6-10.5 ms per layer one column at a time, 7.0-7.3 so.
+            for (int c = 0; c < dim; c += 4 * LANES)
+                accumulate64(v, row0 + c * 4L, stride, n, p, gi * BLOCK, alpha[gi], o, gi * dim + c);
             return;
         }
         float a = alpha[gi];
@@ -547,14 +553,14 @@ final class DecodeAttention {
     }
 
     /**
-     * {@link #accumulate} for a head size of 64: the four output vectors summed side by side, value row by value row
-     * (four independent chains of FMAs instead of one at a time, and the rows read in order); the same sums in the same
-     * order.
+     * {@link #accumulate} for 64 columns of a head (each 64 of a head size that is a multiple of 64): the four output
+     * vectors summed side by side, value row by value row (four independent chains of FMAs instead of one at a time,
+     * and the rows read in order); the same sums in the same order. {@code row0} is the first row's byte at the first
+     * of the 64 columns, {@code pj} where the head's weights start in {@code p}, {@code oo} where the columns start in
+     * {@code o}.
      */
-    private static void accumulateDim64(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
-                                        int gi) {
-        float a = alpha[gi];
-        int pj = gi * BLOCK, oo = gi * 4 * LANES;
+    private static void accumulate64(MemorySegment v, long row0, long stride, int n, float[] p, int pj, float a, float[] o,
+                                     int oo) {
         FloatVector o0 = FloatVector.fromArray(F, o, oo).mul(a), o1 = FloatVector.fromArray(F, o, oo + LANES).mul(a);
         FloatVector o2 = FloatVector.fromArray(F, o, oo + 2 * LANES).mul(a), o3 = FloatVector.fromArray(F, o, oo + 3 * LANES).mul(a);
         long at = row0;
