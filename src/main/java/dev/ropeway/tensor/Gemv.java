@@ -228,6 +228,12 @@ final class Gemv {
      * always-inline size (35 bytes of bytecode): a vector handed to a method left out of line is boxed, and at one call
      * per column of a decode-step product that once cost as much as the product.
      */
+    /** Two adjacent outputs of C, at byte {@code out}. */
+    static void storePair(float d0, float d1, MemorySegment c, long out) {
+        c.set(java.lang.foreign.ValueLayout.JAVA_FLOAT, out, d0);
+        c.set(java.lang.foreign.ValueLayout.JAVA_FLOAT, out + 4, d1);
+    }
+
     static float sum(FloatVector v, float[] lanes) {
         v.intoArray(lanes, 0);
         return VectorMath.sumLanes(lanes, 0);

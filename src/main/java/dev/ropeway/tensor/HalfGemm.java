@@ -457,20 +457,16 @@ final class HalfGemm {
                 s30 = w0.fma(x, s30);
                 s31 = w1.fma(x, s31);
             }
-            store2(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
-            store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
-            store2(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
-            store2(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
+            Gemv.storePair(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
+            Gemv.storePair(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
+            Gemv.storePair(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
+            Gemv.storePair(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
         }
         ReadAhead.keep(seen);
         // The last column (if the block's count is odd) in the other kernel, which sums it the same way.
         if (j < c1) columns4F16(j, c1, k, a, x0, x1, x2, x3, w, wOffset, ldw, c, y0, y1, y2, y3);
     }
 
-    private static void store2(float d0, float d1, MemorySegment c, long out) {
-        c.set(JAVA_FLOAT, out, d0);
-        c.set(JAVA_FLOAT, out + 4, d1);
-    }
 
     /** The decode kernel of {@link Gemv}, with W read as float16 (all finite): same lanes, same order of sums. */
     private static void columnsF16(int c0, int c1, int k, MemorySegment a, long x0,

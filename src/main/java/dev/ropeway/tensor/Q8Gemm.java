@@ -166,10 +166,10 @@ final class Q8Gemm {
                     s31 = v1.fma(x, s31);
                 }
             }
-            store2(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
-            store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
-            store2(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
-            store2(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
+            Gemv.storePair(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
+            Gemv.storePair(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
+            Gemv.storePair(Gemv.sum(s20, lanes), Gemv.sum(s21, lanes), c, (y2 + j) * 4);
+            Gemv.storePair(Gemv.sum(s30, lanes), Gemv.sum(s31, lanes), c, (y3 + j) * 4);
         }
         ReadAhead.keep(seen);
         if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}, {x2, y2}, {x3, y3}})
@@ -214,18 +214,14 @@ final class Q8Gemm {
                     s13 = v3.fma(x, s13);
                 }
             }
-            store2(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
-            store2(Gemv.sum(s02, lanes), Gemv.sum(s03, lanes), c, (y0 + j + 2) * 4);
-            store2(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
-            store2(Gemv.sum(s12, lanes), Gemv.sum(s13, lanes), c, (y1 + j + 2) * 4);
+            Gemv.storePair(Gemv.sum(s00, lanes), Gemv.sum(s01, lanes), c, (y0 + j) * 4);
+            Gemv.storePair(Gemv.sum(s02, lanes), Gemv.sum(s03, lanes), c, (y0 + j + 2) * 4);
+            Gemv.storePair(Gemv.sum(s10, lanes), Gemv.sum(s11, lanes), c, (y1 + j) * 4);
+            Gemv.storePair(Gemv.sum(s12, lanes), Gemv.sum(s13, lanes), c, (y1 + j + 2) * 4);
         }
         ReadAhead.keep(seen);
         if (j < c1) for (long[] row : new long[][] {{x0, y0}, {x1, y1}})
             columns1(j, c1, k, a, row[0], q, s, wOffset, ldw, c, row[1]);
     }
 
-    private static void store2(float d0, float d1, MemorySegment c, long out) {
-        c.set(JAVA_FLOAT, out, d0);
-        c.set(JAVA_FLOAT, out + 4, d1);
-    }
 }
