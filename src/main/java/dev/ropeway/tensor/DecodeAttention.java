@@ -536,7 +536,7 @@ final class DecodeAttention {
             return;
         }
         if (dim % (4 * LANES) == 0) {
-            // Measured at 16k keys, 8 heads of 128, one thread: 9.6-10.5 ms per layer one column at a time, 7.0-7.3 so.
+            // Measured at 16k keys, 8 heads of 128, one thread: 10.1-10.6 ms per layer one column at a time, 7.1-7.8 so.
             for (int c = 0; c < dim; c += 4 * LANES)
                 accumulate64(v, row0 + c * 4L, stride, n, p, gi * BLOCK, alpha[gi], o, gi * dim + c);
             return;
