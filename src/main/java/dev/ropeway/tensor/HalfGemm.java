@@ -331,8 +331,9 @@ final class HalfGemm {
                 v.mul(F16_SCALE).intoArray(rows, i);
             }
         }
-        // NaN compares false: a row holding one takes the other kernel, which gives the NaNs the float32 product gives.
-        return largest.reduceLanes(VectorOperators.MAX) < 0x1p16f && !largest.test(VectorOperators.IS_NAN).anyTrue() ? rows : null;
+        // A NaN carries through max (as Math.max) and compares false: a row holding one takes the other kernel, which
+        // gives the NaNs the float32 product gives.
+        return largest.reduceLanes(VectorOperators.MAX) < 0x1p16f ? rows : null;
     }
 
     /** Where {@link #columnsF16Lines} finds the values of a 32-value block in order from its evens and its odds. */
