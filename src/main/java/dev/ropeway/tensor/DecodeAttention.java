@@ -531,10 +531,6 @@ final class DecodeAttention {
     /** {@code o_h = o_h * alpha_h + sum_j p_h[j] v_j} for head h = gi, over the n value rows starting at byte {@code row0}. */
     private static void accumulate(MemorySegment v, long row0, long stride, int n, float[] p, float[] alpha, float[] o,
                                    int gi, int dim) {
-        if (dim == 4 * LANES) {
-            accumulate64(v, row0, stride, n, p, gi * BLOCK, alpha[gi], o, gi * dim);
-            return;
-        }
         if (dim % (4 * LANES) == 0) {
             // Measured at 16k keys, 8 heads of 128, one thread: 10.1-10.6 ms per layer one column at a time, 7.1-7.8 so.
             for (int c = 0; c < dim; c += 4 * LANES)
